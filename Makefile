@@ -1,0 +1,45 @@
+# Targets named by the README. Each does its own set-up, idempotently.
+SHELL := /bin/bash
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian packages the host needs: QEMU, disk tools, payload build tools, test registry.
+APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs mmdebstrap busybox-static cpio \
+	kmod zstd python3-venv ca-certificates
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test payload deps apt venv lint clean-payload
+
+demo: payload
+	$(VENV)/bin/boxlite run --rm localhost/debian:bookworm \
+		python3 -c 'import platform; print("hello from a box:", platform.uname().release)'
+
+test: payload
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+payload: deps
+	$(PY) images/build.py
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

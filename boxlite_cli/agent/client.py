@@ -1,0 +1,160 @@
+"""A typed client of the guest agent's gRPC service, over a shim's agent.sock."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from boxlite_cli.agent.pb import agent_pb2 as pb
+from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
+from boxlite_cli.errors import AgentError, UsageError
+
+T = TypeVar("T")
+
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+STDOUT = pb.OutputChunk.STDOUT
+STDERR = pb.OutputChunk.STDERR
+INPUT_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    signal: int
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class Started:
+    """An exec the agent started, or the docker-style code of why it could not."""
+
+    exec_id: str
+    pid: int
+    error_exit_code: int
+    error: str
+
+
+def open_channel(target: str) -> grpc.Channel:
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+
+def _rpc(what: str, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except grpc.RpcError as e:
+        raise agent_error(what, e) from e
+
+
+def agent_error(what: str, e: grpc.RpcError) -> AgentError:
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else str(e)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return UsageError(f"{what}: {details}")  # type: ignore[return-value]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return AgentError(f"{what}: the box is not reachable ({details})")
+    return AgentError(f"{what}: {details}")
+
+
+class AgentClient:
+    """Calls into one box's guest agent."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.stub = pb_grpc.AgentStub(channel)
+
+    @classmethod
+    def connect(cls, target: str) -> AgentClient:
+        return cls(open_channel(target))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def ping(self, timeout: float = 5.0, wait_for_ready: bool = False) -> Any:
+        return self.stub.Ping(pb.PingRequest(), timeout=timeout, wait_for_ready=wait_for_ready)
+
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+        _rpc("initialising the guest", lambda: self.stub.Init(
+            pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
+                           rootfs_serial=rootfs_serial), timeout=60))
+
+    def exec(self, *, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
+             rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
+             exec_id: str = "") -> Started:
+        req = pb.ExecRequest(argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows,
+                             cols=cols, stdin=stdin, timeout_s=timeout_s,
+                             hold_output=hold_output, exec_id=exec_id)
+        resp = _rpc("starting the process", lambda: self.stub.Exec(req, timeout=60))
+        return Started(resp.exec_id, resp.pid, resp.error_exit_code, resp.error)
+
+    def attach(self, exec_id: str) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) chunks until the process's output ends."""
+        call = self.stub.Attach(pb.AttachRequest(exec_id=exec_id))
+        try:
+            for chunk in call:
+                yield chunk.stream, chunk.data
+        except grpc.RpcError as e:
+            raise agent_error("reading the output", e) from e
+        finally:
+            call.cancel()
+
+    def wait(self, exec_id: str, timeout: float | None = None) -> ExecResult:
+        resp = _rpc("waiting for the process",
+                    lambda: self.stub.Wait(pb.WaitRequest(exec_id=exec_id), timeout=timeout))
+        return ExecResult(resp.exit_code, resp.signal, resp.timed_out)
+
+    def signal(self, exec_id: str, signum: int) -> None:
+        _rpc("signalling the process", lambda: self.stub.Signal(
+            pb.SignalRequest(exec_id=exec_id, signal=signum), timeout=10))
+
+    def resize(self, exec_id: str, rows: int, cols: int) -> None:
+        _rpc("resizing the terminal", lambda: self.stub.Resize(
+            pb.ResizeRequest(exec_id=exec_id, rows=rows, cols=cols), timeout=10))
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        _rpc("shutting the guest down", lambda: self.stub.Shutdown(pb.ShutdownRequest(),
+                                                                   timeout=timeout))
+
+    def send_input(self, exec_id: str, chunks: Iterator[bytes], close: bool = True) -> None:
+        """Stream `chunks` to the process's stdin; close it (EOF) at the end."""
+
+        def requests() -> Iterator[Any]:
+            yield pb.InputChunk(exec_id=exec_id)
+            for data in chunks:
+                for i in range(0, len(data), INPUT_CHUNK):
+                    yield pb.InputChunk(data=data[i:i + INPUT_CHUNK])
+            if close:
+                yield pb.InputChunk(close=True)
+
+        _rpc("sending input", lambda: self.stub.Input(requests()))
+
+
+class InputPump:
+    """Feeds an exec's stdin from a thread-safe queue of byte chunks (None = EOF)."""
+
+    def __init__(self, client: AgentClient, exec_id: str) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(client, exec_id), daemon=True)
+        self.thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while (data := self.queue.get()) is not None:
+            yield data
+
+    def _run(self, client: AgentClient, exec_id: str) -> None:
+        try:
+            client.send_input(exec_id, self._chunks())
+        except BaseException as e:  # reported by the owner
+            self.error = e

@@ -1,0 +1,40 @@
+"""The boxlite command line: click commands, one module per command or group."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from boxlite_cli.cli.errors import exit_code_for
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: runs the command, maps every error to an exit code."""
+    from boxlite_cli.cli.app import cli
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("BOXLITE_DEBUG") == "1"
+    try:
+        rv = cli.main(args=args, prog_name="boxlite", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.exceptions.Abort:
+        return 130
+    except BaseException as e:  # mapped to one line + exit code in one place
+        if isinstance(e, SystemExit):
+            return int(e.code or 0) if not isinstance(e.code, str) else 1
+        code = exit_code_for(e, debug)
+        _flush()
+        return code
+    _flush()
+    return rv if isinstance(rv, int) else 0
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass

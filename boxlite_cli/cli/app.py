@@ -1,0 +1,37 @@
+"""The `boxlite` command group."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli import __version__
+from boxlite_cli.cli.context import CliContext
+from boxlite_cli.cli.lazy import LazyGroup
+
+COMMANDS = {
+    "run": "boxlite_cli.cli.run:run",
+    "create": "boxlite_cli.cli.create:create",
+    "start": "boxlite_cli.cli.start:start",
+    "exec": "boxlite_cli.cli.exec:exec_",
+    "stop": "boxlite_cli.cli.stop:stop",
+    "rm": "boxlite_cli.cli.rm:rm",
+    "ps": "boxlite_cli.cli.ps:ps",
+    "logs": "boxlite_cli.cli.logs:logs",
+    "images": "boxlite_cli.cli.images:images",
+    "doctor": "boxlite_cli.cli.doctor:doctor",
+    "info": "boxlite_cli.cli.info:info",
+}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show full error details (tracebacks).")
+@click.version_option(__version__, "--version", prog_name="boxlite")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run OCI container images inside per-box micro-VMs.
+
+    Each box is a virtual machine with one container root filesystem inside it: the
+    isolation of a VM, the feel of `docker run`.
+    """
+    ctx.obj = CliContext(debug=debug)

@@ -1,0 +1,39 @@
+"""The one place where errors become a message on stderr and an exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from boxlite_cli.errors import BoxliteError
+
+EXIT_BOXLITE = 125
+
+
+def report(message: str, hint: str | None = None) -> None:
+    click.echo(f"boxlite: {message}", err=True)
+    if hint:
+        click.echo(f"  hint: {hint}", err=True)
+
+
+def exit_code_for(error: BaseException, debug: bool) -> int:
+    """Print the one-line error (the traceback too with --debug) and return the exit code."""
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, BoxliteError):
+        report(error.message, error.hint)
+        return error.exit_code
+    if isinstance(error, click.UsageError):
+        cmd = error.ctx.command_path if error.ctx else "boxlite"
+        report(error.format_message(), f"see '{cmd} --help'")
+        return EXIT_BOXLITE
+    if isinstance(error, click.ClickException):
+        report(error.format_message())
+        return EXIT_BOXLITE
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    report(f"internal error: {type(error).__name__}: {error}",
+           None if debug else "run again with --debug for the details")
+    return EXIT_BOXLITE

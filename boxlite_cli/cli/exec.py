@@ -1,0 +1,35 @@
+"""boxlite exec: run another process in a running box."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import report
+from boxlite_cli.cli.options import process_options, to_process_options
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@process_options
+@click.option("-d", "--detach", is_flag=True, help="Start the process and return at once.")
+@click.argument("box", shell_complete=complete_box)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_cli
+def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, interactive: bool,
+          tty: bool, env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
+          user: str | None, timeout: float) -> int:
+    """Run COMMAND in the running BOX; exits with its exit code."""
+    from boxlite_cli.runtime.session import Session
+
+    opts = to_process_options(command, interactive, tty, env, env_files, workdir, user, timeout)
+    client, started = cli.runtime.exec(box, opts, detach=detach)
+    try:
+        if started.error_exit_code:
+            report(started.error)
+            return started.error_exit_code
+        if detach:
+            return 0
+        return Session(client, started.exec_id, stdin=interactive, tty=tty).run().exit_code
+    finally:
+        client.close()

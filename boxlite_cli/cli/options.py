@@ -1,0 +1,66 @@
+"""Options shared by run, create and exec, and their conversion to library types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from boxlite_cli.runtime.session import terminal_size
+from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def process_options(f: F) -> F:
+    """-i -t -e --env-file -w -u --timeout (run, create and exec)."""
+    for decorator in reversed([
+        click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and stream it to the process."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
+        click.option("-e", "--env", "env", multiple=True, metavar="K=V|K",
+                     help="Set an environment variable (K alone takes the host's value)."),
+        click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
+                     help="Read environment variables from a file."),
+        click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the box."),
+        click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or uid (and group) to run as."),
+        click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECS",
+                     help="Kill the process after SECS seconds (exit code 124)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def box_options(f: F) -> F:
+    """Options of a new box (run and create)."""
+    for decorator in reversed([
+        click.option("--name", help="Assign a name to the box."),
+        click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
+        click.option("--cpus", type=click.IntRange(min=1), default=1,
+                     show_default=True, help="Number of virtual CPUs."),
+        click.option("-m", "--memory", default="512m", show_default=True,
+                     help="Memory of the VM (e.g. 512m, 2g)."),
+        click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
+                     help="Accelerator [default: auto, or $BOXLITE_ACCEL]."),
+        click.option("--rm", "auto_remove", is_flag=True, help="Remove the box when it exits."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,
+                       env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
+                       user: str | None, timeout: float, entrypoint: str | None = None
+                       ) -> ProcessOptions:
+    rows, cols = terminal_size(1) if tty else (0, 0)
+    if tty and not (rows and cols):
+        rows, cols = terminal_size(0)
+    return ProcessOptions(
+        command=list(command), entrypoint=entrypoint, env=list(env), env_files=list(env_files),
+        workdir=workdir, user=user, tty=tty, interactive=interactive,
+        rows=rows or 24, cols=cols or 80, timeout_s=timeout,
+    )
+
+
+def memory_mib(value: str) -> int:
+    return parse_memory_mib(value)

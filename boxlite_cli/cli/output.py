@@ -1,0 +1,46 @@
+"""Printing tables (docker-style aligned columns) and their `--format json` twin."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def format_option(f: F) -> F:
+    return click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                        default="table", show_default=True,
+                        help="Output format.")(f)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    for row in [headers, *rows]:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def human_duration(seconds: float) -> str:
+    """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours'."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else f"About a{'n' if unit == 'hour' else ''} {unit}"
+    return f"{s} second{'s' if s != 1 else ''}"
+
+
+def ago(ts: float | None) -> str:
+    return "" if ts is None else f"{human_duration(time.time() - ts)} ago"

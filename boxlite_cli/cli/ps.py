@@ -1,0 +1,63 @@
+"""boxlite ps: list boxes."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.output import ago, format_option, human_duration, print_json, print_table
+from boxlite_cli.errors import StateCorrupt
+from boxlite_cli.state.records import BoxState, Status
+
+
+def status_text(state: BoxState) -> str:
+    if state.status == Status.RUNNING:
+        return f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
+    if state.status == Status.EXITED:
+        text = f"Exited ({state.exit_code if state.exit_code is not None else '?'}) {ago(state.finished_at)}".rstrip()
+        return text
+    return state.status.value.capitalize()
+
+
+def box_json(state: BoxState) -> dict[str, Any]:
+    return {
+        "id": state.id, "name": state.name, "image": state.config.image,
+        "command": state.config.process.argv, "status": state.status.value,
+        "exit_code": state.exit_code, "error": state.error, "created_at": state.created_at,
+        "started_at": state.started_at, "finished_at": state.finished_at,
+        "cpus": state.config.cpus, "memory_mib": state.config.memory_mib, "accel": state.accel,
+    }
+
+
+@click.command()
+@click.option("-a", "--all", "all_boxes", is_flag=True, help="Show all boxes (default: running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only print box ids.")
+@format_option
+@pass_cli
+def ps(cli: CliContext, all_boxes: bool, quiet: bool, fmt: str) -> int:
+    """List boxes."""
+    items = cli.runtime.list(all_boxes=all_boxes)
+    states = [s for s in items if isinstance(s, BoxState)]
+    states.sort(key=lambda s: s.created_at, reverse=True)
+    broken = [e for e in items if isinstance(e, StateCorrupt)]
+    if quiet:
+        for s in states:
+            click.echo(s.id[:12])
+    elif fmt == "json":
+        print_json([box_json(s) for s in states])
+    else:
+        rows = [[s.id[:12], s.config.image, _command(s), ago(s.created_at), status_text(s), s.name]
+                for s in states]
+        print_table(["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+    for e in broken if all_boxes else []:
+        click.echo(f"boxlite: warning: {e.message}", err=True)
+    return 0
+
+
+def _command(state: BoxState) -> str:
+    text = shlex.join(state.config.process.argv)
+    return f'"{text[:20]}…"' if len(text) > 20 else f'"{text}"'

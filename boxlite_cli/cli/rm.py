@@ -1,0 +1,27 @@
+"""boxlite rm: remove boxes."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import report
+from boxlite_cli.errors import BoxliteError
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Stop running boxes first (SIGKILL).")
+@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
+@pass_cli
+def rm(cli: CliContext, force: bool, boxes: tuple[str, ...]) -> int:
+    """Remove one or more boxes and their disks."""
+    code = 0
+    for ref in boxes:
+        try:
+            cli.runtime.remove(ref, force=force)
+            click.echo(ref)
+        except BoxliteError as e:
+            report(e.message, e.hint)
+            code = e.exit_code
+    return code

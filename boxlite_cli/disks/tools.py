@@ -1,0 +1,21 @@
+"""Running the disk tools (qemu-img, mkfs.ext4) with errors that say what failed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from boxlite_cli.errors import DiskError
+
+
+def run_tool(cmd: list[str], what: str) -> str:
+    """Run a disk tool; DiskError with its last stderr line on failure."""
+    exe = shutil.which(cmd[0]) or shutil.which(cmd[0], path="/usr/sbin:/sbin")
+    if exe is None:
+        raise DiskError(f"{what}: {cmd[0]} is not installed", hint="run: boxlite doctor")
+    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise DiskError(f"{what}: {detail}")
+    return proc.stdout

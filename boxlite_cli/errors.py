@@ -1,0 +1,57 @@
+"""Typed errors of the boxlite library.
+
+Every error a user can cause or meet is one of these; the CLI maps them to one
+line on stderr and an exit code in a single place (`boxlite_cli.cli.errors`).
+"""
+
+from __future__ import annotations
+
+
+class BoxliteError(Exception):
+    """Base of all boxlite errors. `hint` is the fix, when there is one."""
+
+    exit_code = 125
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(BoxliteError):
+    """The user asked for something malformed (bad flag value, bad spec)."""
+
+
+class NotFound(BoxliteError):
+    """A box, image or other named thing does not exist."""
+
+
+class Conflict(BoxliteError):
+    """The request conflicts with the current state (name taken, box running...)."""
+
+
+class StateCorrupt(BoxliteError):
+    """A state file on disk cannot be read."""
+
+
+class ImageError(BoxliteError):
+    """An image could not be found, loaded or unpacked."""
+
+
+class PayloadError(BoxliteError):
+    """The guest payload (kernel, initramfs, agent root) is missing or broken."""
+
+
+class VmError(BoxliteError):
+    """The VM failed to start, boot or answer."""
+
+
+class AgentError(BoxliteError):
+    """The guest agent returned an error or went away."""
+
+
+class DiskError(BoxliteError):
+    """Creating or changing a disk image failed."""

@@ -1,0 +1,1 @@
+"""OCI images: references, the local store, layer unpacking."""

@@ -1,0 +1,82 @@
+"""Docker/OCI image references: `[registry/]repo[:tag][@sha256:digest]`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from boxlite_cli.errors import UsageError
+
+DEFAULT_REGISTRY = "docker.io"
+DEFAULT_TAG = "latest"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fully-qualified image reference."""
+
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    def __str__(self) -> str:
+        s = self.name
+        if self.tag:
+            s += f":{self.tag}"
+        if self.digest:
+            s += f"@{self.digest}"
+        return s
+
+    @property
+    def short(self) -> str:
+        """The form docker prints: no docker.io/library/ prefix."""
+        s = str(self)
+        for prefix in (f"{DEFAULT_REGISTRY}/library/", f"{DEFAULT_REGISTRY}/"):
+            if s.startswith(prefix):
+                return s[len(prefix):]
+        return s
+
+
+def _is_registry(part: str) -> bool:
+    return "." in part or ":" in part or part == "localhost" or part != part.lower()
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse and normalise a reference the way docker does."""
+    if not text or len(text) > 512 or any(c.isspace() for c in text):
+        raise UsageError(f"invalid reference format: {text!r}")
+    rest, digest = text, None
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise UsageError(f"invalid reference format: {text!r}: bad digest")
+    tag = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise UsageError(f"invalid reference format: {text!r}: bad tag")
+    first, _, remainder = rest.partition("/")
+    if remainder and _is_registry(first):
+        registry, repo = first, remainder
+    else:
+        registry, repo = DEFAULT_REGISTRY, rest
+    if registry == DEFAULT_REGISTRY and "/" not in repo:
+        repo = f"library/{repo}"
+    if not _REPO_RE.match(repo):
+        raise UsageError(
+            f"invalid reference format: {text!r}: repository name must be lowercase"
+        )
+    if tag is None and digest is None:
+        tag = DEFAULT_TAG
+    return Reference(registry, repo, tag, digest)

@@ -1,0 +1,210 @@
+"""The local image store: content-addressed blobs, tags, and one ext4 base per image.
+
+Layout under `<home>/images`:
+  blobs/sha256/<hex>        manifests, configs, layers (verified before they appear)
+  repositories.json         {"registry/repo:tag": "sha256:<manifest digest>"}
+  rootfs/<config hex>.ext4  the unpacked image, shared read-only by its boxes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from boxlite_cli.disks.ext4 import make_ext4
+from boxlite_cli.errors import ImageError, NotFound
+from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.unpack import apply_layer
+from boxlite_cli.state.atomic import write_json_atomic
+
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in the store."""
+
+    reference: Reference
+    manifest_digest: str
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.manifest["config"]["digest"])
+
+    @property
+    def layers(self) -> list[str]:
+        return [str(layer["digest"]) for layer in self.manifest.get("layers", [])]
+
+    @property
+    def size(self) -> int:
+        return sum(int(layer.get("size", 0)) for layer in self.manifest.get("layers", []))
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        cfg = self.config.get("config") or {}
+        return cfg if isinstance(cfg, dict) else {}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.rootfs_dir = root / "rootfs"
+        self.tmp = root / "tmp"
+        self.repositories = root / "repositories.json"
+        self.lock = FileLock(str(root / "store.lock"), timeout=600)
+
+    def _ensure_dirs(self) -> None:
+        for d in (self.blobs, self.rootfs_dir, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # blobs ---------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        algo, _, hexpart = digest.partition(":")
+        if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+            raise ImageError(f"unsupported or malformed digest {digest!r}")
+        return self.blobs / hexpart
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def add_blob_file(self, src: Path, digest: str) -> None:
+        """Copy a blob into the store; it appears only once complete and verified."""
+        dest = self.blob_path(digest)
+        if dest.is_file():
+            return
+        self._ensure_dirs()
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        try:
+            h = hashlib.sha256()
+            with open(src, "rb") as fin, open(fd, "wb") as fout:
+                while chunk := fin.read(1 << 20):
+                    h.update(chunk)
+                    fout.write(chunk)
+            if "sha256:" + h.hexdigest() != digest:
+                raise ImageError(f"digest mismatch for blob {digest}")
+            Path(tmp).replace(dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def read_json_blob(self, digest: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.blob_path(digest).read_bytes())
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is missing from the store") from None
+        except ValueError as e:
+            raise ImageError(f"blob {digest} is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise ImageError(f"blob {digest} is not a JSON object")
+        return data
+
+    # tags ----------------------------------------------------------------------------
+
+    def _read_repositories(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.repositories.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as e:
+            raise ImageError(f"corrupt image index {self.repositories}: {e}") from e
+        return {str(k): str(v) for k, v in data.items()}
+
+    def tag(self, ref: Reference, manifest_digest: str) -> None:
+        self._ensure_dirs()
+        with self.lock:
+            repos = self._read_repositories()
+            repos[str(ref)] = manifest_digest
+            write_json_atomic(self.repositories, repos, 0o644)
+
+    def lookup(self, ref: str | Reference) -> Image:
+        reference = parse_reference(ref) if isinstance(ref, str) else ref
+        digest = reference.digest or self._read_repositories().get(str(reference))
+        if digest is None or not self.has_blob(digest):
+            raise NotFound(f"image {reference.short} is not in the local store")
+        manifest = self.read_json_blob(digest)
+        config = self.read_json_blob(str(manifest["config"]["digest"]))
+        return Image(reference, digest, manifest, config)
+
+    def list(self) -> list[Image]:
+        images = []
+        for ref in sorted(self._read_repositories()):
+            with contextlib.suppress(NotFound, ImageError):
+                images.append(self.lookup(ref))
+        return images
+
+    # OCI layouts ---------------------------------------------------------------------
+
+    def load_oci_layout(self, layout: Path) -> list[Reference]:
+        """Import every tagged manifest of an OCI image layout directory."""
+        try:
+            index = json.loads((layout / "index.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ImageError(f"not an OCI image layout: {layout}: {e}") from e
+        loaded = []
+        for desc in index.get("manifests", []):
+            name = (desc.get("annotations") or {}).get(REF_ANNOTATION)
+            if not name or desc.get("mediaType") not in MANIFEST_TYPES:
+                continue
+            digest = str(desc["digest"])
+            blob_dir = layout / "blobs" / "sha256"
+            manifest = json.loads((blob_dir / digest.split(":", 1)[1]).read_bytes())
+            for d in [manifest["config"], *manifest.get("layers", [])]:
+                self.add_blob_file(blob_dir / str(d["digest"]).split(":", 1)[1], str(d["digest"]))
+            self.add_blob_file(blob_dir / digest.split(":", 1)[1], digest)
+            ref = parse_reference(name)
+            self.tag(ref, digest)
+            loaded.append(ref)
+        if not loaded:
+            raise ImageError(f"no tagged image manifest in OCI layout {layout}")
+        return loaded
+
+    # root filesystems ----------------------------------------------------------------
+
+    def rootfs_path(self, image: Image) -> Path:
+        return self.rootfs_dir / (image.id.split(":", 1)[1] + ".ext4")
+
+    def ensure_rootfs(self, image: Image) -> Path:
+        """The image's ext4 base, unpacking it once (concurrent callers wait)."""
+        dest = self.rootfs_path(image)
+        if dest.is_file():
+            return dest
+        self._ensure_dirs()
+        with FileLock(str(dest) + ".lock", timeout=1800):
+            if dest.is_file():
+                return dest
+            work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="unpack-"))
+            try:
+                tree = work / "tree"
+                tree.mkdir()
+                for digest in image.layers:
+                    with open(self.blob_path(digest), "rb") as f:
+                        apply_layer(f, tree)
+                partial = work / "rootfs.ext4"
+                make_ext4(tree, partial, label="boxlite-rootfs")
+                partial.replace(dest)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return dest

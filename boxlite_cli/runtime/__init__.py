@@ -1,0 +1,1 @@
+"""The library layer: Runtime, Box, lifecycle, errors. No click or rich here."""

@@ -1,0 +1,76 @@
+"""Health checks of the host: VMM, disk tools, guest payload, accelerators."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from boxlite_cli.payload import PayloadMissing, find_payload
+from boxlite_cli.state.paths import home_paths
+from boxlite_cli.vmm.accel import kvm_verdict
+from boxlite_cli.vmm.qemu import QEMU_BINARY
+
+APT_FIX = "apt-get install -y {}"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tool_version(binary: str) -> str | None:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown version"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown version"
+
+
+def tool_check(name: str, binary: str, package: str) -> Check:
+    version = tool_version(binary)
+    if version is None:
+        return Check(name, False, f"{binary} not found", APT_FIX.format(package))
+    return Check(name, True, version)
+
+
+def run_checks() -> list[Check]:
+    checks = [
+        tool_check("qemu", QEMU_BINARY, "qemu-system-x86"),
+        tool_check("qemu-img", "qemu-img", "qemu-utils"),
+        tool_check("mkfs.ext4", "mkfs.ext4", "e2fsprogs"),
+    ]
+    try:
+        payload = find_payload()
+    except PayloadMissing as e:
+        checks.append(Check("guest payload", False, f"not built (expected in {e})", "make payload"))
+        checks.append(Check("accelerator", False, "unknown until the payload is built",
+                            "make payload"))
+        return checks
+    manifest = payload.manifest()
+    checks.append(Check("guest payload", True,
+                        f"{payload.root} (kernel {manifest.get('kernel_version', '?')})"))
+    verdict = kvm_verdict(home_paths().cache / "accel.json", payload.kernel, payload.initrd)
+    if verdict.kvm_ok:
+        checks.append(Check("kvm", True, verdict.reason))
+    else:
+        checks.append(Check("kvm", False, verdict.reason,
+                            "enable virtualisation in the BIOS/hypervisor and load kvm_intel or "
+                            "kvm_amd; boxes run with TCG meanwhile", required=False))
+    qemu_ok = shutil.which(QEMU_BINARY) is not None
+    checks.append(Check("tcg", qemu_ok,
+                        "software emulation available (slower than KVM)" if qemu_ok
+                        else "needs QEMU", "" if qemu_ok else APT_FIX.format("qemu-system-x86")))
+    return checks

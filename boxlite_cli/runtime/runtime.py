@@ -1,0 +1,385 @@
+"""The Runtime: creating, starting, stopping and removing boxes in one boxlite home."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from boxlite_cli.agent.client import AgentClient, Started
+from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.errors import (
+    BoxliteError,
+    Conflict,
+    ImageError,
+    NotFound,
+    PayloadError,
+    StateCorrupt,
+    UsageError,
+    VmError,
+)
+from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.oci.store import Image, ImageStore
+from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
+from boxlite_cli.runtime.names import random_name
+from boxlite_cli.runtime.spec import ProcessOptions, process_spec
+from boxlite_cli.shim.logframes import read_frames
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.boxes import BoxStore, new_box_id
+from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.paths import Paths, home_paths
+from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile
+from boxlite_cli.state.records import BoxConfig, BoxState, Status
+from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
+from boxlite_cli.vmm.base import VmSpec
+
+MAIN = "main"
+LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
+DEFAULT_STOP_TIMEOUT_S = 10.0
+Warn = Callable[[str], None]
+
+
+def boot_timeout_s() -> float:
+    return float(os.environ.get("BOXLITE_BOOT_TIMEOUT", "180"))
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    process: ProcessOptions
+    name: str | None = None
+    cpus: int = 1
+    memory_mib: int = 512
+    accel: str | None = None
+    auto_remove: bool = False
+    detach: bool = False
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """How a start went: the main process runs, or it could not be executed."""
+
+    exec_id: str
+    exit_code: int | None = None
+    error: str | None = None
+
+
+def _no_warn(_: str) -> None:
+    pass
+
+
+class Runtime:
+    """All operations on the boxes of one home. Thread-compatible, process-safe."""
+
+    def __init__(self, paths: Paths | None = None, warn: Warn = _no_warn) -> None:
+        self.paths = paths or home_paths()
+        self.paths.ensure()
+        self.boxes = BoxStore(self.paths)
+        self.images = ImageStore(self.paths.images)
+        self.warn = warn
+
+    # payload and images ---------------------------------------------------------------
+
+    def payload(self) -> Payload:
+        try:
+            return find_payload()
+        except PayloadMissing as e:
+            raise PayloadError(
+                f"the guest payload is not built (looked in {e})",
+                hint="build it with: make payload",
+            ) from None
+
+    def image(self, ref: str) -> Image:
+        """The image for `ref`, loading the built-in default image on first use."""
+        reference = parse_reference(ref)
+        try:
+            return self.images.lookup(reference)
+        except NotFound:
+            if reference != parse_reference(DEFAULT_IMAGE):
+                raise ImageError(
+                    f"unable to find image {ref!r} locally",
+                    hint=f"the built-in image is {DEFAULT_IMAGE}",
+                ) from None
+        self.images.load_oci_layout(self.payload().default_image)
+        return self.images.lookup(reference)
+
+    # lookup ---------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> str:
+        return self.boxes.resolve(ref)
+
+    def get(self, ref: str) -> BoxState:
+        """The state of a box, as observed (a box whose shim died shows as exited)."""
+        return self.observe(self.boxes.read(self.resolve(ref)))
+
+    def observe(self, state: BoxState) -> BoxState:
+        """Correct a state whose owning process is gone, without writing it."""
+        files = self.files(state.id)
+        if state.status in LIVE:
+            shim = read_pidfile(files.shim_pid)
+            if shim is None or not shim.alive():
+                if state.status == Status.STARTING and shim is None and self._creator_alive(state):
+                    return state
+                state.status = Status.EXITED
+                state.error = state.error or "the box's shim process died unexpectedly"
+                if state.exit_code is None:
+                    state.exit_code = 137
+        elif state.status == Status.CREATING and not self._creator_alive(state):
+            state.status = Status.EXITED
+            state.error = state.error or "creating the box was interrupted"
+            state.exit_code = 125 if state.exit_code is None else state.exit_code
+        return state
+
+    def _creator_alive(self, state: BoxState) -> bool:
+        record = ProcessRecord.from_json(state.creator)
+        return record is not None and record.alive()
+
+    def list(self, all_boxes: bool = True) -> list[BoxState | StateCorrupt]:
+        out: list[BoxState | StateCorrupt] = []
+        for item in self.boxes.all():
+            if isinstance(item, StateCorrupt):
+                out.append(item)
+                continue
+            state = self.observe(item)
+            if all_boxes or state.status in LIVE:
+                out.append(state)
+        return out
+
+    def files(self, box_id: str) -> BoxFiles:
+        return BoxFiles(self.boxes.box_dir(box_id))
+
+    # create ---------------------------------------------------------------------------
+
+    def create(self, opts: CreateOptions) -> BoxState:
+        """Make a box (disks and state) without starting it; nothing is left on failure."""
+        accel = requested_accel(opts.accel)
+        image = self.image(opts.image)
+        spec = process_spec(opts.process, image.container_config)
+        box_id = new_box_id()
+        name = opts.name or random_name()
+        self.boxes.create_dir(box_id)
+        reserved = False
+        try:
+            self.boxes.reserve_name(name, box_id)
+            reserved = True
+            state = BoxState(
+                id=box_id, name=name,
+                config=BoxConfig(image=image.reference.short, image_id=image.id,
+                                 rootfs_base="", process=spec, cpus=opts.cpus,
+                                 memory_mib=opts.memory_mib, accel=accel,
+                                 auto_remove=opts.auto_remove, detach=opts.detach,
+                                 hostname=box_id[:12]),
+                creator=ProcessRecord.current().to_json(),
+            )
+            with self.boxes.lock(box_id):
+                self.boxes.write(state)
+            base = self.images.ensure_rootfs(image)
+            create_overlay(base, self.files(box_id).rootfs_disk)
+            with self.boxes.lock(box_id):
+                state.config.rootfs_base = str(base)
+                state.status = Status.CREATED
+                self.boxes.write(state)
+            return state
+        except BaseException:
+            if reserved:
+                self.boxes.release_name(name, box_id)
+            self.boxes.remove_dir(box_id)
+            raise
+
+    # start ----------------------------------------------------------------------------
+
+    def choose_accel(self, requested: str, payload: Payload) -> str:
+        if requested != "auto":
+            return requested
+        verdict = kvm_verdict(self.paths.cache / "accel.json", payload.kernel, payload.initrd)
+        if verdict.kvm_ok:
+            return "kvm"
+        self.warn(f"KVM is not usable ({verdict.reason}); using TCG software emulation, "
+                  "which is much slower")
+        return "tcg"
+
+    def start(self, ref: str) -> StartResult:
+        """Boot the box and start its main process; returns once it runs."""
+        box_id = self.resolve(ref)
+        files = self.files(box_id)
+        payload = self.payload()
+        with self.boxes.lock(box_id):
+            state = self.observe(self.boxes.read(box_id))
+            if state.status in LIVE:
+                raise Conflict(f"box {state.name} is already running")
+            if state.status == Status.CREATING:
+                raise Conflict(f"box {state.name} is still being created")
+            accel = self.choose_accel(state.config.accel, payload)
+            launch = Launch(
+                driver="qemu",
+                vm=VmSpec(kernel=payload.kernel, initrd=payload.initrd,
+                          agent_root=payload.agent_root, rootfs_disk=files.rootfs_disk,
+                          console_log=files.console_log, agent_socket=files.vm_socket,
+                          control_socket=files.control_socket, cpus=state.config.cpus,
+                          memory_mib=state.config.memory_mib, accel=accel),
+                boot_timeout_s=boot_timeout_s(),
+            )
+            launch.save(files.dir / "vm.json")
+            state.status = Status.STARTING
+            state.error = None
+            state.exit_code = None
+            files.shim_pid.unlink(missing_ok=True)
+            self.boxes.write(state)
+        return self._spawn_shim(state, files)
+
+    def _spawn_shim(self, state: BoxState, files: BoxFiles) -> StartResult:
+        read_fd, write_fd = os.pipe()
+        with open(files.shim_log, "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "boxlite_cli.shim", str(files.dir), str(write_fd)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
+                start_new_session=True, close_fds=True,
+            )
+        os.close(write_fd)
+        try:
+            line = self._read_ready(read_fd, boot_timeout_s() + 30, files)
+        finally:
+            os.close(read_fd)
+        if not line:
+            raise VmError(f"the box's shim exited during start; see {files.shim_log}")
+        message = json.loads(line)
+        if not message.get("ok"):
+            raise VmError(f"the box failed to start: {message.get('error')}",
+                          hint=f"the VM console log is {message.get('console')}")
+        if message.get("exit_code"):
+            return StartResult(MAIN, int(message["exit_code"]), str(message.get("error")))
+        return StartResult(str(message.get("exec_id", MAIN)))
+
+    def _read_ready(self, fd: int, timeout_s: float, files: BoxFiles) -> str:
+        deadline = time.monotonic() + timeout_s
+        data = b""
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill_shim(files)
+                raise VmError(f"the box did not start within {timeout_s:.0f} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode(errors="replace").strip()
+
+    # talking to a running box ---------------------------------------------------------
+
+    def client(self, ref: str) -> tuple[BoxState, AgentClient]:
+        state = self.get(ref)
+        if state.status != Status.RUNNING:
+            raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
+        return state, AgentClient.connect(f"unix:{self.files(state.id).agent_socket}")
+
+    def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
+             ) -> tuple[AgentClient, Started]:
+        """Start another process in a running box; it inherits the box's env, cwd and user."""
+        state, client = self.client(ref)
+        box = state.config.process
+        spec = process_spec(opts, {"Env": box.env, "WorkingDir": box.cwd, "User": box.user,
+                                   "Cmd": []})
+        if not opts.command:
+            client.close()
+            raise UsageError("exec needs a command")
+        try:
+            started = client.exec(argv=spec.argv, env=spec.env, cwd=spec.cwd, user=spec.user,
+                                  tty=spec.tty, rows=spec.rows, cols=spec.cols,
+                                  stdin=spec.stdin, timeout_s=spec.timeout_s,
+                                  hold_output=not detach)
+        except BaseException:
+            client.close()
+            raise
+        return client, started
+
+    def logs(self, ref: str) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) records of the main process's output (detached boxes)."""
+        path = self.files(self.resolve(ref)).container_log
+        if not path.exists():
+            return
+        with open(path, "rb") as f:
+            yield from read_frames(f)
+
+    # stop and remove ------------------------------------------------------------------
+
+    def _kill_shim(self, files: BoxFiles, sig: int = signal.SIGTERM) -> None:
+        record = read_pidfile(files.shim_pid)
+        if record is not None and record.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, sig)
+
+    def wait_stopped(self, box_id: str, timeout_s: float) -> bool:
+        """Wait until the box's shim has exited; True if it did within the timeout."""
+        files = self.files(box_id)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            record = read_pidfile(files.shim_pid)
+            if record is None or not record.alive():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, ref: str, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> BoxState:
+        """SIGTERM the main process, SIGKILL it after `timeout_s`, then power off."""
+        box_id = self.resolve(ref)
+        state = self.get(box_id)
+        if state.status not in LIVE:
+            return state
+        files = self.files(box_id)
+        try:
+            client = AgentClient.connect(f"unix:{files.agent_socket}")
+            try:
+                client.signal(MAIN, signal.SIGTERM)
+                try:
+                    client.wait(MAIN, timeout=max(timeout_s, 0.01))
+                except BoxliteError:
+                    client.signal(MAIN, signal.SIGKILL)
+            finally:
+                client.close()
+        except BoxliteError:
+            self._kill_shim(files)
+        if not self.wait_stopped(box_id, 30):
+            self._kill_shim(files, signal.SIGKILL)
+            self.wait_stopped(box_id, 5)
+        return self.get(box_id)
+
+    def kill_now(self, box_id: str) -> None:
+        """Stop the VM at once (no grace): for rm -f."""
+        files = self.files(box_id)
+        self._kill_shim(files)
+        if not self.wait_stopped(box_id, 10):
+            self._kill_shim(files, signal.SIGKILL)
+            self.wait_stopped(box_id, 5)
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        """Remove a box and everything only it used. Returns its id."""
+        box_id = self.resolve(ref)
+        try:
+            state: BoxState | None = self.get(box_id)
+        except StateCorrupt:
+            if not force:
+                raise
+            state = None
+        if state is not None and state.status in LIVE:
+            if not force:
+                raise Conflict(f"cannot remove running box {state.name}",
+                               hint=f"stop it first or use: boxlite rm -f {state.name}")
+        self.kill_now(box_id)
+        name = state.name if state is not None else self.boxes.name_of(box_id)
+        sockets = self.files(box_id).sockets
+        self.boxes.remove_dir(box_id)
+        if name:
+            self.boxes.release_name(name, box_id)
+        if not sockets.is_relative_to(self.boxes.box_dir(box_id)):
+            shutil.rmtree(sockets, ignore_errors=True)
+        return box_id

@@ -1,0 +1,153 @@
+"""A foreground session with a process in a box: output, stdin, terminal, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import queue
+import signal
+import struct
+import termios
+import threading
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from boxlite_cli.agent.client import STDERR, AgentClient, ExecResult, InputPump
+from boxlite_cli.errors import BoxliteError
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)
+
+
+def terminal_size(fd: int) -> tuple[int, int]:
+    """(rows, cols) of the terminal on `fd`, or (0, 0) when it is not a terminal."""
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        return rows, cols
+    except OSError:
+        return 0, 0
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    """Write everything; False once the reader is gone (EPIPE)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.EBADF):
+                return False
+            raise
+        view = view[n:]
+    return True
+
+
+@dataclass
+class Session:
+    """Streams one exec's output to stdout/stderr until it ends, and returns its status."""
+
+    client: AgentClient
+    exec_id: str
+    stdin: bool = False
+    tty: bool = False
+    stdin_fd: int = 0
+    stdout_fd: int = 1
+    stderr_fd: int = 2
+    _result: ExecResult | None = None
+    _wait_error: BaseException | None = None
+    _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
+
+    def _wait(self) -> None:
+        try:
+            self._result = self.client.wait(self.exec_id)
+        except BaseException as e:
+            self._wait_error = e
+
+    def _pump_stdin(self, pump: InputPump) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(self.stdin_fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                pump.queue.put(data)
+        finally:
+            pump.queue.put(None)
+
+    def _control_loop(self) -> None:
+        """Performs resizes and signal forwards off the signal handler."""
+        while True:
+            kind, value = self._control.get()
+            if kind == "stop":
+                return
+            with contextlib.suppress(BoxliteError):
+                if kind == "signal":
+                    self.client.signal(self.exec_id, value)
+                else:
+                    rows, cols = terminal_size(self.stdout_fd if os.isatty(self.stdout_fd)
+                                               else self.stdin_fd)
+                    if rows and cols:
+                        self.client.resize(self.exec_id, rows, cols)
+
+    @contextlib.contextmanager
+    def _terminal(self) -> Iterator[None]:
+        """Raw mode on the host terminal for a tty session; restored on the way out."""
+        if not (self.tty and self.stdin and os.isatty(self.stdin_fd)):
+            yield
+            return
+        saved = termios.tcgetattr(self.stdin_fd)
+        tty.setraw(self.stdin_fd)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+        wanted = [signal.SIGWINCH] if self.tty else []
+        if not self.tty:
+            wanted += FORWARDED_SIGNALS
+        for sig in wanted:
+            kind = "resize" if sig == signal.SIGWINCH else "signal"
+            previous[sig] = signal.signal(
+                sig, lambda s, _f, k=kind: self._control.put((k, s)))
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> ExecResult:
+        waiter = threading.Thread(target=self._wait, daemon=True)
+        waiter.start()
+        controller = threading.Thread(target=self._control_loop, daemon=True)
+        controller.start()
+        if self.stdin:
+            pump = InputPump(self.client, self.exec_id)
+            threading.Thread(target=self._pump_stdin, args=(pump,), daemon=True).start()
+        stdout_open = stderr_open = True
+        try:
+            with self._terminal(), self._signals():
+                for stream, data in self.client.attach(self.exec_id):
+                    if stream == STDERR:
+                        stderr_open = stderr_open and write_all(self.stderr_fd, data)
+                    else:
+                        stdout_open = stdout_open and write_all(self.stdout_fd, data)
+                waiter.join()
+        finally:
+            self._control.put(("stop", 0))
+        if self._wait_error is not None:
+            raise self._wait_error
+        assert self._result is not None
+        return self._result

@@ -1,0 +1,126 @@
+"""Turning run/create options and an image config into the box's main process (docker rules)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.state.records import ProcessSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ENV_NAME_RE = re.compile(r"^[^=\s]+$")
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+@dataclass
+class ProcessOptions:
+    """What the user gave on the command line for a process."""
+
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    rows: int = 0
+    cols: int = 0
+    timeout_s: float = 0.0
+
+
+def parse_env_item(item: str, host_env: dict[str, str]) -> str | None:
+    """`K=V` as is; bare `K` takes the host's value, or is dropped when unset (docker)."""
+    name, sep, _ = item.partition("=")
+    if not name or not ENV_NAME_RE.match(name):
+        raise UsageError(f"invalid environment variable: {item!r}")
+    if sep:
+        return item
+    return f"{name}={host_env[name]}" if name in host_env else None
+
+
+def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
+    """docker's --env-file format: one K=V or K per line; # comments and blanks skipped."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read env file {path}: {e.strerror}") from e
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        value = parse_env_item(line, host_env)
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def merge_env(*layers: list[str]) -> list[str]:
+    """Later layers override earlier ones, keeping first-seen order."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            key, _, value = item.partition("=")
+            merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
+                 host_env: dict[str, str] | None = None) -> ProcessSpec:
+    """The main process of a box from the options and the image's config."""
+    host_env = dict(os.environ) if host_env is None else host_env
+    image_entry = list(image_config.get("Entrypoint") or [])
+    image_cmd = list(image_config.get("Cmd") or [])
+    if opts.entrypoint is not None:
+        entry = [opts.entrypoint] if opts.entrypoint else []
+        cmd = list(opts.command)
+    else:
+        entry = image_entry
+        cmd = list(opts.command) or image_cmd
+    argv = entry + cmd
+    if not argv:
+        raise UsageError("no command specified: the image has no CMD or ENTRYPOINT",
+                         hint="give a command after the image name")
+    user_env: list[str] = []
+    for path in opts.env_files:
+        user_env += read_env_file(path, host_env)
+    for item in opts.env:
+        value = parse_env_item(item, host_env)
+        if value is not None:
+            user_env.append(value)
+    image_env = [str(e) for e in image_config.get("Env") or []]
+    env = merge_env([f"PATH={DEFAULT_PATH}"], image_env, user_env)
+    if opts.tty and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    workdir = opts.workdir if opts.workdir is not None else str(image_config.get("WorkingDir") or "")
+    if workdir and not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} is invalid: it needs to be absolute")
+    return ProcessSpec(
+        argv=argv, env=env, cwd=workdir or "/",
+        user=opts.user if opts.user is not None else str(image_config.get("User") or ""),
+        tty=opts.tty, stdin=opts.interactive, rows=opts.rows, cols=opts.cols,
+        timeout_s=opts.timeout_s,
+    )
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """`512m`, `2g`, `1.5GiB`, `1073741824` → bytes (binary units, like docker)."""
+    m = SIZE_RE.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid {what} {text!r}: use a number with an optional unit (k, m, g)")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_memory_mib(text: str) -> int:
+    """A memory size (bytes, or with a unit like docker) → MiB; at least 128 MiB."""
+    value = parse_size(text, "memory size")
+    mib = value // (1024 * 1024)
+    if mib < 128:
+        raise UsageError(f"invalid memory size {text!r}: a box needs at least 128 MiB")
+    return mib

@@ -1,0 +1,5 @@
+import sys
+
+from boxlite_cli.shim.main import main
+
+sys.exit(main(sys.argv))

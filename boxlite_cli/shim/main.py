@@ -1,0 +1,296 @@
+"""The shim: one per running box, started detached by the runtime.
+
+It launches the VMM as its child, waits for the guest agent, initialises the guest,
+starts the box's main process, serves the agent to any number of CLI processes on
+agent.sock, and when the main process ends (or the VM dies, or it is told to stop)
+shuts the VM down and writes the exit record into the box state.
+
+Usage: python -m boxlite_cli.shim BOX_DIR READY_FD
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from filelock import FileLock
+
+from boxlite_cli.agent.client import AgentClient, open_channel
+from boxlite_cli.agent.pb import agent_pb2 as pb
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.payload import ROOTFS_DISK_SERIAL
+from boxlite_cli.shim.logframes import write_frame
+from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
+from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
+from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.vmm.drivers import get_driver
+
+log = logging.getLogger("boxlite.shim")
+MAIN = "main"
+PR_SET_PDEATHSIG = 1
+# How long the output of a foreground main process waits for its CLI to attach.
+ATTACH_GRACE_S = 15.0
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _die_with_parent() -> None:
+    """In the VMM child: get SIGKILL when the shim dies, so no VM outlives its shim."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class BootFailed(BoxliteError):
+    pass
+
+
+class Shim:
+    def __init__(self, files: BoxFiles, ready_fd: int) -> None:
+        self.files = files
+        self.ready_fd = ready_fd
+        self.launch = Launch.load(files.dir / "vm.json")
+        self.driver = get_driver(self.launch.driver)
+        self.vmm: subprocess.Popen[bytes] | None = None
+        self.tracker = AttachTracker()
+        self.server: grpc.Server | None = None
+        self.stopping = threading.Event()
+        self.killed_by: int | None = None
+
+    # state ----------------------------------------------------------------------------
+
+    def update(self, **changes: Any) -> BoxState:
+        with FileLock(str(self.files.dir / LOCK_FILE), timeout=30):
+            state = load_state(self.files.state)
+            for key, value in changes.items():
+                setattr(state, key, value)
+            write_json_atomic(self.files.state, state.to_json())
+            return state
+
+    def report(self, **message: Any) -> None:
+        """Tell the starting CLI how the start went (one JSON line on the ready pipe)."""
+        if self.ready_fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.ready_fd, (json.dumps(message) + "\n").encode())
+            os.close(self.ready_fd)
+        self.ready_fd = -1
+
+    # VM -------------------------------------------------------------------------------
+
+    def start_vmm(self) -> None:
+        spec = self.launch.vm
+        self.files.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sock in (spec.agent_socket, spec.control_socket, self.files.agent_socket):
+            sock.unlink(missing_ok=True)
+        spec.console_log.write_bytes(b"")
+        cmd = self.driver.command(spec)
+        log.info("starting VMM: %s", " ".join(cmd))
+        with open(self.files.dir / "vmm.log", "wb") as out:
+            self.vmm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+    def vmm_exit_reason(self) -> str:
+        assert self.vmm is not None
+        rc = self.vmm.poll()
+        tail = ""
+        with contextlib.suppress(OSError):
+            lines = (self.files.dir / "vmm.log").read_text(errors="replace").strip().splitlines()
+            tail = f": {lines[-1]}" if lines else ""
+        if rc is None:
+            return "the VM is still running"
+        if rc < 0:
+            return f"the VM was killed by signal {-rc}"
+        return f"the VM exited with status {rc}{tail}"
+
+    def wait_for_agent(self, client: AgentClient) -> None:
+        assert self.vmm is not None
+        deadline = time.monotonic() + self.launch.boot_timeout_s
+        future = client.stub.Ping.future(pb.PingRequest(), timeout=self.launch.boot_timeout_s,
+                                         wait_for_ready=True)
+        while True:
+            try:
+                future.result(timeout=0.02)
+                return
+            except grpc.FutureTimeoutError:
+                pass
+            except grpc.RpcError as e:
+                if self.vmm.poll() is None and time.monotonic() < deadline:
+                    raise BootFailed(f"the guest agent failed: {e.details()}") from e
+                break
+            if self.vmm.poll() is not None or self.stopping.is_set():
+                future.cancel()
+                break
+        if self.stopping.is_set():
+            raise BootFailed("the box was stopped while booting")
+        if self.vmm.poll() is not None:
+            raise BootFailed(f"the VM stopped during boot ({self.vmm_exit_reason()})")
+        raise BootFailed(f"the guest agent did not answer within {self.launch.boot_timeout_s:.0f} s")
+
+    def stop_vmm(self, client: AgentClient | None, graceful: bool) -> None:
+        assert self.vmm is not None
+        if graceful and client is not None and self.vmm.poll() is None:
+            with contextlib.suppress(BoxliteError):
+                client.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.vmm.wait(SHUTDOWN_TIMEOUT_S)
+        if self.vmm.poll() is None:
+            self.vmm.kill()
+        self.vmm.wait()
+
+    # the agent ------------------------------------------------------------------------
+
+    def serve(self, channel: grpc.Channel) -> None:
+        server = grpc.server(ThreadPoolExecutor(max_workers=256, thread_name_prefix="proxy"),
+                             handlers=[ProxyHandler(channel, self.tracker)],
+                             options=[("grpc.so_reuseport", 0)])
+        sock = self.files.agent_socket
+        old_umask = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix:{sock}")
+            server.start()
+        finally:
+            os.umask(old_umask)
+        self.server = server
+
+    def log_output(self, client: AgentClient) -> None:
+        """Copy a detached main process's output into container.log."""
+        try:
+            with open(self.files.container_log, "ab") as f:
+                for stream, data in client.attach(MAIN):
+                    write_frame(f, stream, data)
+                    f.flush()
+        except BoxliteError as e:
+            log.info("output logging ended: %s", e)
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        log.info("got signal %d: stopping the VM", signum)
+        self.killed_by = signum
+        self.stopping.set()
+        if self.vmm is not None and self.vmm.poll() is None:
+            self.vmm.kill()
+
+    # the whole life -------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        write_pidfile(self.files.shim_pid, ProcessRecord.current())
+        state = load_state(self.files.state)
+        client: AgentClient | None = None
+        try:
+            self.start_vmm()
+            channel = open_channel(self.driver.agent_target(self.launch.vm))
+            client = AgentClient(channel)
+            self.wait_for_agent(client)
+            client.init(hostname=state.config.hostname or state.id[:12],
+                        clock_ns=time.time_ns(), entropy=os.urandom(64),
+                        rootfs_serial=ROOTFS_DISK_SERIAL)
+            proc = state.config.process
+            started = client.exec(argv=proc.argv, env=proc.env, cwd=proc.cwd, user=proc.user,
+                                  tty=proc.tty, rows=proc.rows, cols=proc.cols,
+                                  stdin=proc.stdin, timeout_s=proc.timeout_s,
+                                  hold_output=not state.config.detach, exec_id=MAIN)
+        except BoxliteError as e:
+            log.error("start failed: %s", e)
+            reason = str(e)
+            if self.vmm is not None:
+                self.stop_vmm(None, graceful=False)
+            self.update(status=Status.EXITED, error=reason, exit_code=125,
+                        finished_at=time.time())
+            self.report(ok=False, error=reason, console=str(self.files.console_log))
+            self.remove_if_auto(state)
+            return 1
+        if started.error_exit_code:
+            self.update(status=Status.EXITED, error=started.error,
+                        exit_code=started.error_exit_code, finished_at=time.time(),
+                        started_at=time.time())
+            self.report(ok=True, exit_code=started.error_exit_code, error=started.error)
+            self.stop_vmm(client, graceful=not state.config.auto_remove)
+            self.remove_if_auto(state)
+            return 0
+        self.serve(channel)
+        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
+                    exit_code=None, error=None, finished_at=None)
+        self.report(ok=True, exec_id=started.exec_id, pid=started.pid)
+        if state.config.detach:
+            threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
+        return self.supervise(client, state)
+
+    def supervise(self, client: AgentClient, state: BoxState) -> int:
+        """Wait for the main process, then bring the VM down and record how it ended."""
+        exit_code: int | None = None
+        error: str | None = None
+        try:
+            result = client.wait(MAIN)
+            exit_code = result.exit_code
+            if not state.config.detach:
+                self.tracker.wait_delivered(MAIN, ATTACH_GRACE_S)
+        except BoxliteError as e:
+            assert self.vmm is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.vmm.wait(2)
+            if self.killed_by is not None:
+                error, exit_code = "stopped by a signal to the shim", 128 + signal.SIGKILL
+            else:
+                error = f"{self.vmm_exit_reason()} ({e})"
+                rc = self.vmm.poll()
+                exit_code = 128 - rc if rc is not None and rc < 0 else 125
+        self.update(status=Status.STOPPING, exit_code=exit_code, error=error)
+        self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
+        if self.server is not None:
+            self.server.stop(grace=0.5).wait()
+        self.files.agent_socket.unlink(missing_ok=True)
+        self.update(status=Status.EXITED, finished_at=time.time())
+        log.info("box exited with %s (%s)", exit_code, error or "main process ended")
+        self.remove_if_auto(state)
+        return 0
+
+    def remove_if_auto(self, state: BoxState) -> None:
+        """`--rm`: the box goes away with its VM."""
+        if not state.config.auto_remove:
+            return
+        store = BoxStore.for_data_dir(self.files.dir.parent.parent)
+        store.remove_dir(state.id)
+        store.release_name(state.name, state.id)
+        if not self.files.sockets.is_relative_to(self.files.dir):
+            shutil.rmtree(self.files.sockets, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    box_dir, ready_fd = Path(argv[1]), int(argv[2])
+    files = BoxFiles(box_dir)
+    logging.basicConfig(filename=files.shim_log, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return Shim(files, ready_fd).run()
+    except Exception:
+        log.exception("shim crashed")
+        with contextlib.suppress(Exception):
+            with FileLock(str(files.dir / LOCK_FILE), timeout=10):
+                st = load_state(files.state)
+                if st.status != Status.EXITED:
+                    st.status, st.error = Status.EXITED, "the shim crashed; see shim.log"
+                    st.finished_at = time.time()
+                    write_json_atomic(files.state, st.to_json())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

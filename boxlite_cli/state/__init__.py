@@ -1,0 +1,1 @@
+"""On-disk state: XDG paths, locked JSON records, PID files."""

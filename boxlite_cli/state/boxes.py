@@ -1,0 +1,159 @@
+"""The box store: one directory per box, names reserved atomically, locked updates."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock
+
+from boxlite_cli.errors import Conflict, NotFound, StateCorrupt, UsageError
+from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.paths import Paths
+from boxlite_cli.state.records import BoxState, load_state
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+STATE_FILE = "state.json"
+LOCK_FILE = "box.lock"
+
+
+def new_box_id() -> str:
+    return secrets.token_hex(32)
+
+
+def validate_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise UsageError(
+            f"invalid box name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+class BoxStore:
+    """Box directories under `<home>/boxes`, names under `<home>/names`."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.names = paths.data / "names"
+
+    @classmethod
+    def for_data_dir(cls, data: Path) -> BoxStore:
+        """The store of a home given only its data directory (as the shim knows it)."""
+        return cls(Paths(data=data, config=data / "config", cache=data / "cache"))
+
+    def box_dir(self, box_id: str) -> Path:
+        return self.paths.box_dir(box_id)
+
+    def lock(self, box_id: str, timeout: float = 30) -> FileLock:
+        return FileLock(str(self.box_dir(box_id) / LOCK_FILE), timeout=timeout)
+
+    # names -------------------------------------------------------------------------
+
+    def reserve_name(self, name: str, box_id: str) -> None:
+        """Atomically bind `name` to `box_id`; Conflict if another live box has it."""
+        validate_name(name)
+        self.names.mkdir(parents=True, exist_ok=True)
+        link = self.names / name
+        for _ in range(3):
+            try:
+                os.symlink(box_id, link)
+                return
+            except FileExistsError:
+                owner = os.readlink(link)
+                if (self.box_dir(owner) / STATE_FILE).exists() or self.box_dir(owner).exists():
+                    raise Conflict(
+                        f'the name "{name}" is already in use by box {owner[:12]}',
+                        hint="remove that box or choose another name with --name",
+                    ) from None
+                # A stale reservation of a box that no longer exists.
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+        raise Conflict(f'could not reserve the name "{name}"')
+
+    def release_name(self, name: str, box_id: str) -> None:
+        link = self.names / name
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == box_id:
+                link.unlink()
+
+    def rename(self, box_id: str, old: str, new: str) -> None:
+        self.reserve_name(new, box_id)
+        self.release_name(old, box_id)
+
+    # state -------------------------------------------------------------------------
+
+    def create_dir(self, box_id: str) -> Path:
+        d = self.box_dir(box_id)
+        d.mkdir(parents=True, mode=0o700)
+        (d / "disks").mkdir(mode=0o700)
+        return d
+
+    def write(self, state: BoxState) -> None:
+        """Write state.json atomically. The caller holds the box lock."""
+        write_json_atomic(self.box_dir(state.id) / STATE_FILE, state.to_json())
+
+    def read(self, box_id: str) -> BoxState:
+        path = self.box_dir(box_id) / STATE_FILE
+        try:
+            return load_state(path)
+        except FileNotFoundError:
+            raise NotFound(f"no such box: {box_id[:12]}") from None
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.paths.boxes.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def all(self) -> Iterator[BoxState | StateCorrupt]:
+        """Every box, or the error that its state file gives, in id order."""
+        for box_id in self.ids():
+            try:
+                yield self.read(box_id)
+            except StateCorrupt as e:
+                yield e
+            except NotFound:
+                continue  # removed while we listed, or still being made
+
+    def resolve(self, ref: str) -> str:
+        """Box id for a full id, a unique id prefix or a name (docker's rules)."""
+        if not ref:
+            raise UsageError("empty box name or id")
+        ids = self.ids()
+        if ref in ids:
+            return ref
+        link = self.names / ref
+        with contextlib.suppress(OSError):
+            owner = os.readlink(link)
+            if owner in ids:
+                return owner
+        matches = [i for i in ids if i.startswith(ref)] if re.fullmatch(r"[0-9a-f]+", ref) else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise Conflict(f"box id prefix {ref!r} is ambiguous: it matches {len(matches)} boxes")
+        raise NotFound(f"no such box: {ref}")
+
+    def remove_dir(self, box_id: str) -> None:
+        d = self.box_dir(box_id)
+        # Rename first so a half-removed box never looks like a box.
+        trash = self.paths.data / "trash" / box_id
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(d, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def name_of(self, box_id: str) -> str | None:
+        """The reserved name of a box, from the names directory (works when state is corrupt)."""
+        with contextlib.suppress(FileNotFoundError):
+            for link in self.names.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(link) == box_id:
+                        return link.name
+        return None

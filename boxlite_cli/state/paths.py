@@ -1,0 +1,82 @@
+"""Where boxlite keeps things on disk.
+
+`BOXLITE_HOME` puts all per-user state (boxes, images, config) under one directory.
+The guest payload is content-addressed and immutable, so it lives in the XDG cache
+dir shared by every home (`BOXLITE_PAYLOAD_CACHE` overrides it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP = "boxlite"
+# sun_path is 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The directories of one boxlite home."""
+
+    data: Path
+    config: Path
+    cache: Path
+
+    @property
+    def boxes(self) -> Path:
+        return self.data / "boxes"
+
+    @property
+    def images(self) -> Path:
+        return self.data / "images"
+
+    @property
+    def lock(self) -> Path:
+        return self.data / "home.lock"
+
+    def box_dir(self, box_id: str) -> Path:
+        return self.boxes / box_id
+
+    def ensure(self) -> None:
+        for d in (self.data, self.boxes, self.images, self.config, self.cache):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def home_paths() -> Paths:
+    """Paths of the current home: `$BOXLITE_HOME` or the XDG user dirs."""
+    home = os.environ.get("BOXLITE_HOME")
+    if home:
+        root = Path(home).expanduser().absolute()
+        return Paths(data=root, config=root / "config", cache=root / "cache")
+    return Paths(
+        data=Path(platformdirs.user_data_dir(APP)),
+        config=Path(platformdirs.user_config_dir(APP)),
+        cache=Path(platformdirs.user_cache_dir(APP)),
+    )
+
+
+def payload_cache() -> Path:
+    """Root of the shared, content-addressed guest payload cache."""
+    override = os.environ.get("BOXLITE_PAYLOAD_CACHE")
+    if override:
+        return Path(override).expanduser().absolute()
+    return Path(platformdirs.user_cache_dir(APP)) / "payload"
+
+
+def socket_dir(box_dir: Path) -> Path:
+    """A directory for a box's unix sockets whose paths fit in sun_path.
+
+    The box directory itself when short enough; otherwise a private directory
+    under /tmp named by a hash of the box directory (created 0700).
+    """
+    longest = "console.sock"
+    if len(str(box_dir / "run" / longest)) <= MAX_SOCKET_PATH - 8:
+        return box_dir / "run"
+    digest = hashlib.sha256(str(box_dir).encode()).hexdigest()[:20]
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/bl-{os.getuid()}")
+    return base / digest

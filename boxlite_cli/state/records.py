@@ -1,0 +1,103 @@
+"""The records kept in a box's state.json, and their (de)serialisation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from boxlite_cli.errors import StateCorrupt
+
+FORMAT = 1
+
+
+class Status(StrEnum):
+    """Lifecycle of a box. `created` boxes have disks but no VM."""
+
+    CREATING = "creating"
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"
+
+
+@dataclass
+class ProcessSpec:
+    """The main process of a box (or of an exec)."""
+
+    argv: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    stdin: bool = False
+    rows: int = 0
+    cols: int = 0
+    timeout_s: float = 0.0
+
+
+@dataclass
+class BoxConfig:
+    """What the user asked for when creating the box; fixed for its life."""
+
+    image: str
+    image_id: str
+    rootfs_base: str
+    process: ProcessSpec
+    cpus: int = 1
+    memory_mib: int = 512
+    accel: str = "auto"
+    auto_remove: bool = False
+    detach: bool = False
+    hostname: str = ""
+
+
+@dataclass
+class BoxState:
+    """Everything known about one box. Changed only under its box.lock."""
+
+    id: str
+    name: str
+    config: BoxConfig
+    status: Status = Status.CREATING
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    accel: str | None = None
+    creator: dict[str, int] | None = None
+    format: int = FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> BoxState:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        cfg = dict(data["config"])
+        cfg["process"] = ProcessSpec(**cfg["process"])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["config"] = BoxConfig(**cfg)
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+
+def load_state(path: Path) -> BoxState:
+    """Read a state.json; raises StateCorrupt naming the file when unreadable."""
+    try:
+        return BoxState.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StateCorrupt(
+            f"corrupt box state file {path}: {e}",
+            hint=f"remove the box with: boxlite rm -f {path.parent.name[:12]}",
+        ) from e

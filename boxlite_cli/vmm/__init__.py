@@ -1,0 +1,1 @@
+"""VMM drivers behind one interface (`VmmDriver`): QEMU today."""
