@@ -72,7 +72,7 @@ class AgentClient:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
-        self.stub = pb_grpc.AgentStub(channel)
+        self.stub = pb_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
 
     @classmethod
     def connect(cls, target: str) -> AgentClient:

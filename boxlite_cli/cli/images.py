@@ -23,7 +23,7 @@ def human_size(n: int) -> str:
 @pass_cli
 def images(cli: CliContext, quiet: bool, fmt: str) -> int:
     """List the images in the local store."""
-    items = cli.runtime.images.list()
+    items = cli.runtime.images.all()
     if quiet:
         for image in items:
             click.echo(image.id.split(":", 1)[1][:12])

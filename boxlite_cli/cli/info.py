@@ -37,7 +37,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
         "boxes": {"total": len(states),
                   "running": sum(s.status == Status.RUNNING for s in states),
                   "exited": sum(s.status == Status.EXITED for s in states)},
-        "images": len(rt.images.list()),
+        "images": len(rt.images.all()),
     }
 
 

@@ -16,7 +16,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def process_options(f: F) -> F:
     """-i -t -e --env-file -w -u --timeout (run, create and exec)."""
     for decorator in reversed([
-        click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and stream it to the process."),
+        click.option("-i", "--interactive", is_flag=True,
+                     help="Keep stdin open and stream it to the process."),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
         click.option("-e", "--env", "env", multiple=True, metavar="K=V|K",
                      help="Set an environment variable (K alone takes the host's value)."),

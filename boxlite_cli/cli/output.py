@@ -38,7 +38,9 @@ def human_duration(seconds: float) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if s >= size:
             n = s // size
-            return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else f"About a{'n' if unit == 'hour' else ''} {unit}"
+            if n == 1:
+                return f"About {'an' if unit == 'hour' else 'a'} {unit}"
+            return f"{n} {unit}s"
     return f"{s} second{'s' if s != 1 else ''}"
 
 

@@ -18,8 +18,8 @@ def status_text(state: BoxState) -> str:
     if state.status == Status.RUNNING:
         return f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
     if state.status == Status.EXITED:
-        text = f"Exited ({state.exit_code if state.exit_code is not None else '?'}) {ago(state.finished_at)}".rstrip()
-        return text
+        code = state.exit_code if state.exit_code is not None else "?"
+        return f"Exited ({code}) {ago(state.finished_at)}".rstrip()
     return state.status.value.capitalize()
 
 

@@ -148,7 +148,7 @@ class ImageStore:
         config = self.read_json_blob(str(manifest["config"]["digest"]))
         return Image(reference, digest, manifest, config)
 
-    def list(self) -> list[Image]:
+    def all(self) -> list[Image]:
         images = []
         for ref in sorted(self._read_repositories()):
             with contextlib.suppress(NotFound, ImageError):

@@ -370,10 +370,9 @@ class Runtime:
             if not force:
                 raise
             state = None
-        if state is not None and state.status in LIVE:
-            if not force:
-                raise Conflict(f"cannot remove running box {state.name}",
-                               hint=f"stop it first or use: boxlite rm -f {state.name}")
+        if state is not None and state.status in LIVE and not force:
+            raise Conflict(f"cannot remove running box {state.name}",
+                           hint=f"stop it first or use: boxlite rm -f {state.name}")
         self.kill_now(box_id)
         name = state.name if state is not None else self.boxes.name_of(box_id)
         sockets = self.files(box_id).sockets

@@ -109,6 +109,9 @@ class Session:
         finally:
             termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
 
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
+
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -119,9 +122,7 @@ class Session:
         if not self.tty:
             wanted += FORWARDED_SIGNALS
         for sig in wanted:
-            kind = "resize" if sig == signal.SIGWINCH else "signal"
-            previous[sig] = signal.signal(
-                sig, lambda s, _f, k=kind: self._control.put((k, s)))
+            previous[sig] = signal.signal(sig, self._on_signal)
         try:
             yield
         finally:

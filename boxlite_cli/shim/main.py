@@ -282,13 +282,12 @@ def main(argv: list[str]) -> int:
         return Shim(files, ready_fd).run()
     except Exception:
         log.exception("shim crashed")
-        with contextlib.suppress(Exception):
-            with FileLock(str(files.dir / LOCK_FILE), timeout=10):
-                st = load_state(files.state)
-                if st.status != Status.EXITED:
-                    st.status, st.error = Status.EXITED, "the shim crashed; see shim.log"
-                    st.finished_at = time.time()
-                    write_json_atomic(files.state, st.to_json())
+        with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):
+            st = load_state(files.state)
+            if st.status != Status.EXITED:
+                st.status, st.error = Status.EXITED, "the shim crashed; see shim.log"
+                st.finished_at = time.time()
+                write_json_atomic(files.state, st.to_json())
         return 1
 
 

@@ -56,15 +56,15 @@ class AttachTracker:
                 self.cond.wait(left)
 
 
-class ProxyHandler(grpc.GenericRpcHandler):
+class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Forwards every method to `upstream`."""
 
     def __init__(self, upstream: grpc.Channel, tracker: AttachTracker) -> None:
         self.upstream = upstream
         self.tracker = tracker
 
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = details.method  # type: ignore[attr-defined]
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        method: str = details.method
         return grpc.stream_stream_rpc_method_handler(self._forwarder(method))
 
     def _forwarder(self, method: str) -> Callable[[Iterator[bytes], grpc.ServicerContext],
@@ -79,7 +79,7 @@ class ProxyHandler(grpc.GenericRpcHandler):
                 requests = _prepend(first, requests)
                 self.tracker.begin(exec_id)
             remaining = context.time_remaining()
-            call: Any = self.upstream.stream_stream(method)(
+            call: Any = self.upstream.stream_stream(method, None, None)(
                 requests, timeout=remaining if remaining and remaining < 1e8 else None)
             context.add_callback(call.cancel)
             complete = False

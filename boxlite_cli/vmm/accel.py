@@ -44,7 +44,7 @@ def boot_id() -> str:
 def static_kvm_problem() -> str | None:
     """A reason KVM cannot work that needs no probe, or None."""
     if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist (no hardware virtualisation, or the kvm module is not loaded)"
+        return "/dev/kvm does not exist (no hardware virtualisation, or kvm is not loaded)"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "/dev/kvm is not readable and writable by this user (add yourself to the kvm group)"
     if os.path.exists("/sys/module/kvm_pvm"):

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Start-up benchmark: side by side in one run, on the same kernel and initramfs.
+
+  floor      bare QEMU boot to the initramfs's /init and power-off (boxlite.mode=floor)
+  cold run   boxlite run --rm localhost/debian:bookworm true
+  exec       boxlite exec BOX true, on a running box
+
+Prints the median of each and the ratios (targets: cold run <= 1.5x floor; exec <= 0.3 s).
+Usage: .venv/bin/python bench/start.py [-n RUNS] [--accel auto|kvm|tcg] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from boxlite_cli.payload import DEFAULT_IMAGE, find_payload
+from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.qemu import QemuDriver
+
+BOXLITE = str(Path(sys.executable).with_name("boxlite"))
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def floor_boot(accel: str, tmp: Path) -> None:
+    payload = find_payload()
+    spec = VmSpec(kernel=payload.kernel, initrd=payload.initrd, agent_root=tmp / "x",
+                  rootfs_disk=tmp / "x", console_log=tmp / "console.log",
+                  agent_socket=tmp / "a.sock", control_socket=tmp / "c.sock",
+                  accel=accel, mode="floor")
+    subprocess.run(QemuDriver().command(spec), check=True, capture_output=True, timeout=120)
+    if b"BOXLITE-PROBE-OK" not in (tmp / "console.log").read_bytes():
+        raise RuntimeError("the floor VM did not reach /init")
+
+
+def boxlite(*args: str) -> str:
+    out = subprocess.run([BOXLITE, *args], check=True, capture_output=True, text=True,
+                         timeout=300)
+    return out.stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=3)
+    parser.add_argument("--accel", default=os.environ.get("BOXLITE_ACCEL", "tcg"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="boxlite-bench-")
+    os.environ["BOXLITE_HOME"] = home
+    os.environ["BOXLITE_ACCEL"] = args.accel
+    accel = args.accel if args.accel != "auto" else "tcg"
+    boxlite("run", "--rm", DEFAULT_IMAGE, "true")  # unpack the image once, outside the timing
+    results: dict[str, list[float]] = {"floor": [], "cold run": [], "exec": []}
+    box = boxlite("run", "-d", DEFAULT_IMAGE, "sleep", "3600")
+    try:
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                results["floor"].append(timed(lambda: floor_boot(accel, Path(tmp))))
+            results["cold run"].append(timed(lambda: boxlite("run", "--rm", DEFAULT_IMAGE, "true")))
+            results["exec"].append(timed(lambda: boxlite("exec", box, "true")))
+    finally:
+        subprocess.run([BOXLITE, "rm", "-f", box], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    ratios = {"cold run / floor": med["cold run"] / med["floor"],
+              "exec / floor": med["exec"] / med["floor"]}
+    if args.json:
+        print(json.dumps({"accel": args.accel, "median_s": med, "runs": results, "ratios": ratios},
+                         indent=2))
+        return 0
+    print(f"accelerator: {args.accel}, {args.runs} runs each, medians")
+    for name, value in med.items():
+        print(f"  {name:<10} {value:7.3f} s")
+    for name, value in ratios.items():
+        print(f"  {name:<18} {value:5.2f}x")
+    print("targets: cold run <= 1.50x floor; exec <= 0.300 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""End-to-end fixtures: real VMs booted from the real payload, driven through `boxlite`.
+
+Every e2e test shares one boxlite home per session (the built-in image is unpacked
+once) and removes the boxes it made. The guest payload must have been built
+(`make payload`, which `./dev test` runs first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.payload import DEFAULT_IMAGE, PayloadMissing, find_payload
+
+IMAGE = DEFAULT_IMAGE
+
+
+def boxlite_bin() -> str:
+    return str(Path(sys.executable).with_name("boxlite"))
+
+
+@pytest.fixture(scope="session")
+def e2e_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    os.environ.pop("BOXLITE_PAYLOAD", None)
+    try:
+        find_payload()
+    except PayloadMissing as e:
+        pytest.fail(f"the guest payload is not built ({e}); run: make payload")
+    return tmp_path_factory.mktemp("e2e-home")
+
+
+@pytest.fixture(autouse=True)
+def _e2e_env(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("BOXLITE_HOME", str(e2e_home))
+    monkeypatch.delenv("BOXLITE_PAYLOAD", raising=False)
+    monkeypatch.setenv("BOXLITE_ACCEL", os.environ.get("BOXLITE_TEST_ACCEL", "auto"))
+    before = set(box_ids())
+    yield
+    leftovers = set(box_ids()) - before
+    if leftovers:
+        subprocess.run([boxlite_bin(), "rm", "-f", *leftovers], capture_output=True, timeout=120)
+
+
+def box_ids() -> list[str]:
+    out = subprocess.run([boxlite_bin(), "ps", "-a", "--format", "json"], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return [b["id"] for b in json.loads(out.stdout)]
+
+
+def bx(*args: str, input: bytes | None = None, timeout: float = 300,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the real `boxlite` binary; returns the completed process (bytes)."""
+    return subprocess.run([boxlite_bin(), *args], input=input, capture_output=True,
+                          timeout=timeout, env={**os.environ, **(env or {})},
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def vm_processes(home: Path) -> list[str]:
+    """Command lines of QEMU or shim processes that belong to `home`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(home) in cmd and ("qemu-system" in cmd or "boxlite_cli.shim" in cmd):
+            found.append(cmd)
+    return found

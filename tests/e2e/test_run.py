@@ -1,0 +1,233 @@
+"""`boxlite run` end to end: real QEMU, the real guest agent, the built-in image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    (["true"], 0),
+    (["false"], 1),
+    (["sh", "-c", "exit 7"], 7),
+    (["sh", "-c", "kill -9 $$"], 137),
+])
+def test_exit_codes(command: list[str], code: int) -> None:
+    proc = bx("run", "--rm", IMAGE, *command)
+    assert proc.returncode == code, proc.stderr
+
+
+def test_command_not_found_is_127() -> None:
+    proc = bx("run", "--rm", IMAGE, "no-such-command-xyz")
+    assert proc.returncode == 127
+    assert b'"no-such-command-xyz": executable file not found in $PATH' in proc.stderr
+
+
+def test_not_executable_is_126() -> None:
+    proc = bx("run", "--rm", IMAGE, "/etc/passwd")
+    assert proc.returncode == 126
+    assert b"/etc/passwd" in proc.stderr
+
+
+def test_stdout_and_stderr_arrive_separately_in_order() -> None:
+    script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done"
+    proc = bx("run", "--rm", IMAGE, "sh", "-c", script)
+    assert proc.returncode == 0
+    assert proc.stdout == b"out1\nout2\nout3\n"
+    assert proc.stderr.count(b"err") == 3
+    assert proc.stderr.index(b"err1") < proc.stderr.index(b"err2") < proc.stderr.index(b"err3")
+
+
+def test_200mb_output_is_byte_exact_and_streamed() -> None:
+    size = 200 * 1024 * 1024
+    # A deterministic stream we can recompute on the host.
+    script = f"yes 0123456789abcdef | head -c {size}"
+    expected = hashlib.sha256()
+    line = b"0123456789abcdef\n"
+    full, rest = divmod(size, len(line))
+    block = line * 4096
+    for _ in range(full // 4096):
+        expected.update(block)
+    expected.update(line * (full % 4096) + line[:rest])
+
+    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", IMAGE, "sh", "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    got = hashlib.sha256()
+    total = 0
+    while chunk := proc.stdout.read(1 << 20):
+        got.update(chunk)
+        total += len(chunk)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    assert total == size
+    assert got.hexdigest() == expected.hexdigest()
+    # The CLI streamed it: its peak memory stayed far below the 200 MB it passed on.
+    assert usage.ru_maxrss < 150 * 1024, f"boxlite peaked at {usage.ru_maxrss} KiB"
+
+
+def test_stdin_round_trip_with_eof() -> None:
+    proc = bx("run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo done",
+              input=b"hello\nworld\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hello\nworld\ndone\n"
+
+
+def test_env_workdir_and_user() -> None:
+    proc = bx("run", "--rm", "-e", "FOO=bar baz", "-w", "/tmp", "-u", "nobody", IMAGE,
+              "sh", "-c", 'echo "$FOO|$(pwd)|$(id -un)|$HOME"')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"bar baz|/tmp|nobody|/nonexistent\n"
+
+
+def test_env_file_and_host_env(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nA=1\n\nB=two words\n")
+    proc = bx("run", "--rm", "--env-file", str(env_file), "-e", "FROM_HOST", IMAGE,
+              "sh", "-c", 'echo "$A|$B|$FROM_HOST"', env={"FROM_HOST": "yes"})
+    assert proc.stdout == b"1|two words|yes\n"
+
+
+def test_entrypoint_override() -> None:
+    proc = bx("run", "--rm", "--entrypoint", "echo", IMAGE, "hello", "world")
+    assert proc.returncode == 0
+    assert proc.stdout == b"hello world\n"
+
+
+def test_cpus_and_memory() -> None:
+    proc = bx("run", "--rm", "--cpus", "2", "--memory", "768m", IMAGE,
+              "sh", "-c", "nproc; grep MemTotal /proc/meminfo")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[0] == "2"
+    mem_kib = int(lines[1].split()[1])
+    assert 600 * 1024 < mem_kib <= 768 * 1024
+
+
+def test_timeout_kills_with_124() -> None:
+    proc = bx("run", "--rm", "--timeout", "1", IMAGE, "sleep", "60")
+    assert proc.returncode == 124
+
+
+def test_python_in_default_image() -> None:
+    proc = bx("run", "--rm", IMAGE, "python3", "-c", "import sys; print(sys.version_info[0])")
+    assert proc.stdout == b"3\n"
+
+
+def test_tty_gets_a_pty_of_the_host_terminal_size() -> None:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    code = ("import os,sys; print(os.isatty(0), os.isatty(1)); "
+            "print(os.get_terminal_size().lines, os.get_terminal_size().columns)")
+    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", "-t", IMAGE, "python3", "-c", code],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    assert proc.wait(timeout=300) == 0, out
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "True True" in text
+    assert "33 101" in text
+
+
+def test_accel_warning_once_and_forcing_tcg() -> None:
+    auto = bx("run", "--rm", "--accel", "auto", IMAGE, "true")
+    assert auto.returncode == 0
+    from boxlite_cli.vmm.accel import static_kvm_problem
+
+    if static_kvm_problem() is not None:
+        assert auto.stderr.count(b"warning: KVM is not usable") == 1
+    forced = bx("run", "--rm", IMAGE, "true", env={"BOXLITE_ACCEL": "tcg"})
+    assert forced.returncode == 0
+    assert b"warning" not in forced.stderr
+
+
+def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
+    run = bx("run", "-d", "--name", "svc", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    box_id = run.stdout.decode().strip()
+    assert len(box_id) == 64
+    try:
+        ps = json.loads(bx("ps", "--format", "json").stdout)
+        assert [b["name"] for b in ps if b["id"] == box_id] == ["svc"]
+        assert bx("ps", "-q").stdout.decode().split() == [box_id[:12]]
+
+        procs = [subprocess.Popen([boxlite_bin(), "exec", "svc", "sh", "-c",
+                                   f"sleep 1; echo exec{i}; exit {i}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i in (3, 4)]
+        results = [(p.communicate(timeout=300), p.returncode) for p in procs]
+        assert results[0][0][0] == b"exec3\n" and results[0][1] == 3
+        assert results[1][0][0] == b"exec4\n" and results[1][1] == 4
+
+        assert bx("exec", box_id[:8], "no-such-cmd").returncode == 127
+        assert bx("exec", "-i", "svc", "cat", input=b"piped").stdout == b"piped"
+        env = bx("exec", "-e", "X=1", "-w", "/etc", "svc", "sh", "-c", 'echo "$X $(pwd)"')
+        assert env.stdout == b"1 /etc\n"
+
+        assert bx("rm", "svc").returncode == 125  # running: refuses without -f
+        stop = bx("stop", "-t", "2", "svc")
+        assert stop.returncode == 0, stop.stderr
+        state = json.loads(bx("ps", "-a", "--format", "json").stdout)
+        mine = next(b for b in state if b["id"] == box_id)
+        assert mine["status"] == "exited"
+        assert mine["exit_code"] == 143  # SIGTERM
+        assert bx("exec", "svc", "true").returncode == 125
+    finally:
+        bx("rm", "-f", "svc")
+    assert box_id not in bx("ps", "-a", "-q").stdout.decode()
+    assert vm_processes(e2e_home) == []
+
+
+def test_failed_boot_is_cleaned_up(tmp_path: Path, e2e_home: Path) -> None:
+    from boxlite_cli.payload import find_payload
+
+    good = find_payload().root
+    broken = tmp_path / "payload"
+    broken.mkdir()
+    for entry in good.iterdir():
+        if entry.name != "initrd.img":
+            (broken / entry.name).symlink_to(entry)
+    (broken / "initrd.img").write_bytes(b"this is not an initramfs")
+    before = bx("ps", "-a", "-q").stdout
+    proc = bx("run", "--rm", "--name", "broken", IMAGE, "true",
+              env={"BOXLITE_PAYLOAD": str(broken), "BOXLITE_BOOT_TIMEOUT": "60"})
+    assert proc.returncode == 125
+    err = proc.stderr.decode()
+    assert err.startswith("boxlite: the box failed to start:"), err
+    assert "console" in err
+    assert "Traceback" not in err
+    assert vm_processes(e2e_home) == []
+    assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
+
+
+def test_doctor_reports_accelerators() -> None:
+    proc = bx("doctor", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert checks["guest payload"]["ok"]
+    assert checks["tcg"]["ok"]
+    assert checks["kvm"]["detail"]
+    assert proc.returncode == 0
