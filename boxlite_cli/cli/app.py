@@ -20,6 +20,7 @@ COMMANDS = {
     "images": "boxlite_cli.cli.images:images",
     "doctor": "boxlite_cli.cli.doctor:doctor",
     "info": "boxlite_cli.cli.info:info",
+    "completion": "boxlite_cli.cli.completion_cmd:completion",
 }
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -1,0 +1,122 @@
+"""Shell completion scripts and man pages, generated from the click command tree.
+
+  python -m boxlite_cli.cli.docs          rewrite completions/ and man/
+  python -m boxlite_cli.cli.docs --check  exit 1 if they are stale
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import click
+from click.shell_completion import get_completion_class
+
+from boxlite_cli import __version__
+
+SHELLS = {"bash": "boxlite.bash", "zsh": "_boxlite", "fish": "boxlite.fish"}
+ROOT = Path(__file__).resolve().parents[2]
+MAN_DATE = "2026"
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for `shell`; it asks `boxlite` itself for candidates."""
+    from boxlite_cli.cli.app import cli
+
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise click.BadParameter(f"unsupported shell {shell!r}: choose bash, zsh or fish")
+    return cls(cli, {}, "boxlite", "_BOXLITE_COMPLETE").source()
+
+
+def _roff(text: str) -> str:
+    lines = []
+    for line in text.replace("\\", "\\e").splitlines():
+        lines.append("\\&" + line if line.startswith((".", "'")) else line)
+    return "\n".join(lines)
+
+
+def _usage(ctx: click.Context, cmd: click.Command) -> str:
+    pieces = cmd.collect_usage_pieces(ctx)
+    return " ".join([ctx.command_path, *pieces])
+
+
+def man_page(cmd: click.Command, path: list[str]) -> str:
+    """boxlite(1) or boxlite-CMD(1) in roff."""
+    name = "-".join(path)
+    ctx = click.Context(cmd, info_name=" ".join(path))
+    help_text = inspect.cleandoc(cmd.help or "")
+    summary = help_text.splitlines()[0] if help_text else ""
+    paragraphs = [_roff(p) for p in help_text.split("\n\n")]
+    out = [
+        f'.TH "{name.upper()}" "1" "{MAN_DATE}" "boxlite {__version__}" "boxlite manual"',
+        ".SH NAME",
+        f"{name} \\- {_roff(summary)}",
+        ".SH SYNOPSIS",
+        f".B {_roff(_usage(ctx, cmd))}",
+        ".SH DESCRIPTION",
+        "\n.PP\n".join(paragraphs),
+    ]
+    options = [p for p in cmd.get_params(ctx) if isinstance(p, click.Option)]
+    if options:
+        out.append(".SH OPTIONS")
+        for opt in options:
+            record = opt.get_help_record(ctx)
+            if record is None:
+                continue
+            names, desc = record
+            out += [".TP", f".B {_roff(names)}", _roff(desc)]
+    if isinstance(cmd, click.Group):
+        out.append(".SH COMMANDS")
+        for sub in cmd.list_commands(ctx):
+            subcmd = cmd.get_command(ctx, sub)
+            if subcmd is not None:
+                out += [".TP", f".B {sub}", _roff(subcmd.get_short_help_str(80)),
+                        f"See \\fB{name}-{sub}\\fR(1)."]
+    out += [".SH SEE ALSO", "\\fBboxlite\\fR(1)" if path != ["boxlite"] else "\\fBdocker\\fR(1)"]
+    return "\n".join(out) + "\n"
+
+
+def man_pages() -> dict[str, str]:
+    from boxlite_cli.cli.app import cli
+
+    pages = {"boxlite.1": man_page(cli, ["boxlite"])}
+    ctx = click.Context(cli, info_name="boxlite")
+    for name in cli.list_commands(ctx):
+        sub = cli.get_command(ctx, name)
+        if sub is not None:
+            pages[f"boxlite-{name}.1"] = man_page(sub, ["boxlite", name])
+    return pages
+
+
+def generated_files() -> dict[Path, str]:
+    files = {ROOT / "completions" / fname: completion_script(shell)
+             for shell, fname in SHELLS.items()}
+    files.update({ROOT / "man" / name: text for name, text in man_pages().items()})
+    return files
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for path, text in generated_files().items():
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if check:
+        expected = {p.name for p in generated_files()}
+        extra = [p for d in ("completions", "man") for p in (ROOT / d).glob("*")
+                 if p.name not in expected]
+        stale += [f"{p.relative_to(ROOT)} (no such command any more)" for p in extra]
+    if stale:
+        print("stale (run: python -m boxlite_cli.cli.docs):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
