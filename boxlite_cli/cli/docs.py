@@ -18,6 +18,7 @@ from boxlite_cli import __version__
 SHELLS = {"bash": "boxlite.bash", "zsh": "_boxlite", "fish": "boxlite.fish"}
 ROOT = Path(__file__).resolve().parents[2]
 MAN_DATE = "2026"
+HELP_OPTIONS = ["-h", "--help"]
 
 
 def completion_script(shell: str) -> str:
@@ -45,7 +46,7 @@ def _usage(ctx: click.Context, cmd: click.Command) -> str:
 def man_page(cmd: click.Command, path: list[str]) -> str:
     """boxlite(1) or boxlite-CMD(1) in roff."""
     name = "-".join(path)
-    ctx = click.Context(cmd, info_name=" ".join(path))
+    ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=HELP_OPTIONS)
     help_text = inspect.cleandoc(cmd.help or "")
     summary = help_text.splitlines()[0] if help_text else ""
     paragraphs = [_roff(p) for p in help_text.split("\n\n")]
@@ -82,7 +83,7 @@ def man_pages() -> dict[str, str]:
     from boxlite_cli.cli.app import cli
 
     pages = {"boxlite.1": man_page(cli, ["boxlite"])}
-    ctx = click.Context(cli, info_name="boxlite")
+    ctx = click.Context(cli, info_name="boxlite", help_option_names=HELP_OPTIONS)
     for name in cli.list_commands(ctx):
         sub = cli.get_command(ctx, name)
         if sub is not None:

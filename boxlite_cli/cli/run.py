@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import box_options, memory_mib, process_options, to_process_options
+from boxlite_cli.errors import BoxliteError
 from boxlite_cli.runtime.runtime import CreateOptions
 
 
@@ -38,7 +41,13 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, nam
                                    timeout, entrypoint),
     )
     state = rt.create(opts)
-    result = rt.start(state.id)
+    try:
+        result = rt.start(state.id)
+    except BaseException:
+        if auto_remove:
+            with contextlib.suppress(BoxliteError):
+                rt.remove(state.id, force=True)
+        raise
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
         rt.wait_stopped(state.id, 60)

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from boxlite_cli.errors import UsageError
 
 DEFAULT_REGISTRY = "docker.io"
+LEGACY_REGISTRY = "index.docker.io"
 DEFAULT_TAG = "latest"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REGISTRY_RE = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -69,6 +72,10 @@ def parse_reference(text: str) -> Reference:
     first, _, remainder = rest.partition("/")
     if remainder and _is_registry(first):
         registry, repo = first, remainder
+        if not _REGISTRY_RE.match(registry):
+            raise UsageError(f"invalid reference format: {text!r}: bad registry {registry!r}")
+        if registry == LEGACY_REGISTRY:
+            registry = DEFAULT_REGISTRY
     else:
         registry, repo = DEFAULT_REGISTRY, rest
     if registry == DEFAULT_REGISTRY and "/" not in repo:

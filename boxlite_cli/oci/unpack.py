@@ -30,10 +30,15 @@ def _remove(path: str) -> None:
             os.unlink(path)
 
 
-def _clear_dir(path: str) -> None:
+def _clear_dir(path: str, keep: set[str]) -> None:
+    """Remove what lower layers put in `path`; entries of the current layer stay."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.listdir(path):
-            _remove(os.path.join(path, entry))
+            child = os.path.join(path, entry)
+            if child not in keep:
+                _remove(child)
+            elif os.path.isdir(child) and not os.path.islink(child):
+                _clear_dir(child, keep)
 
 
 def _apply_metadata(path: str, member: tarfile.TarInfo) -> None:
@@ -52,10 +57,14 @@ def _apply_metadata(path: str, member: tarfile.TarInfo) -> None:
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, parts: list[str],
-                    dir_times: list[tuple[str, tarfile.TarInfo]]) -> None:
+                    dir_times: list[tuple[str, tarfile.TarInfo]], unpacked: set[str]) -> None:
     parent = resolve_in_root(root, parts[:-1], follow_last=True)
     os.makedirs(parent, exist_ok=True)
     path = os.path.join(parent, parts[-1])
+    p = path
+    while p != root and p not in unpacked:
+        unpacked.add(p)
+        p = os.path.dirname(p)
     if member.isdir():
         if not os.path.isdir(path) or os.path.islink(path):
             _remove(path)
@@ -93,6 +102,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, pa
 def apply_layer(stream: IO[bytes], root: Path) -> None:
     """Apply one (optionally gzip-compressed) layer tar stream on top of `root`."""
     dir_times: list[tuple[str, tarfile.TarInfo]] = []
+    unpacked: set[str] = set()
     rootstr = str(root)
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
@@ -102,14 +112,17 @@ def apply_layer(stream: IO[bytes], root: Path) -> None:
                     continue
                 base = parts[-1]
                 if base == OPAQUE:
-                    _clear_dir(resolve_in_root(rootstr, parts[:-1], follow_last=True))
+                    _clear_dir(resolve_in_root(rootstr, parts[:-1], follow_last=True), unpacked)
                     continue
                 if base.startswith(WHITEOUT_PREFIX):
+                    name = base[len(WHITEOUT_PREFIX):]
+                    if name in ("", ".", ".."):
+                        raise ImageError(f"bad layer archive: invalid whiteout {member.name!r}")
                     parent = resolve_in_root(rootstr, parts[:-1], follow_last=True)
-                    _remove(os.path.join(parent, base[len(WHITEOUT_PREFIX):]))
+                    _remove(os.path.join(parent, name))
                     continue
-                _extract_member(tar, member, rootstr, parts, dir_times)
-    except (tarfile.TarError, ValueError, EOFError) as e:
+                _extract_member(tar, member, rootstr, parts, dir_times, unpacked)
+    except (tarfile.TarError, ValueError, EOFError, OSError) as e:
         raise ImageError(f"bad layer archive: {e}") from e
     for path, member in reversed(dir_times):
         _apply_metadata(path, member)

@@ -33,7 +33,7 @@ from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.spec import ProcessOptions, process_spec
 from boxlite_cli.shim.logframes import read_frames
 from boxlite_cli.shim.vmspec import Launch
-from boxlite_cli.state.boxes import BoxStore, new_box_id
+from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile
@@ -161,6 +161,8 @@ class Runtime:
     def create(self, opts: CreateOptions) -> BoxState:
         """Make a box (disks and state) without starting it; nothing is left on failure."""
         accel = requested_accel(opts.accel)
+        if opts.name is not None:
+            validate_name(opts.name)
         image = self.image(opts.image)
         spec = process_spec(opts.process, image.container_config)
         box_id = new_box_id()

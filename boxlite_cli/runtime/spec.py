@@ -52,7 +52,7 @@ def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
         raise UsageError(f"cannot read env file {path}: {e.strerror}") from e
     out = []
     for line in text.splitlines():
-        line = line.strip()
+        line = line.lstrip()  # docker trims the front only: values pass through as written
         if not line or line.startswith("#"):
             continue
         value = parse_env_item(line, host_env)

@@ -58,6 +58,11 @@ class BoxStore:
         validate_name(name)
         self.names.mkdir(parents=True, exist_ok=True)
         link = self.names / name
+        # One reserver at a time: checking a stale link and replacing it must be atomic.
+        with FileLock(str(self.paths.data / "names.lock"), timeout=30):
+            self._reserve_locked(name, box_id, link)
+
+    def _reserve_locked(self, name: str, box_id: str, link: Path) -> None:
         for _ in range(3):
             try:
                 os.symlink(box_id, link)

@@ -78,7 +78,7 @@ def probe_kvm(kernel: Path, initrd: Path, timeout_s: float = PROBE_TIMEOUT_S) ->
 def kvm_verdict(cache_file: Path, kernel: Path, initrd: Path) -> AccelVerdict:
     """The cached verdict for this host boot, probing once if there is none."""
     bid = boot_id()
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         data = json.loads(cache_file.read_text())
         if data["boot_id"] == bid:
             return AccelVerdict(bool(data["kvm_ok"]), str(data["reason"]), bid)

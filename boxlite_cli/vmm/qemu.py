@@ -13,6 +13,11 @@ QEMU_BINARY = "qemu-system-x86_64"
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
+def _opt(path: object) -> str:
+    """A path as a QEMU option value: commas are doubled so they cannot end the value."""
+    return str(path).replace(",", ",,")
+
+
 class QemuDriver:
     name = "qemu"
 
@@ -36,20 +41,21 @@ class QemuDriver:
             "-kernel", str(spec.kernel),
             "-initrd", str(spec.initrd),
             "-append", kernel_cmdline(spec.mode, spec.extra_cmdline),
-            "-chardev", f"file,id=con,path={spec.console_log}",
+            "-chardev", f"file,id=con,path={_opt(spec.console_log)}",
             "-serial", "chardev:con",
-            "-qmp", f"unix:{spec.control_socket},server=on,wait=off",
+            "-qmp", f"unix:{_opt(spec.control_socket)},server=on,wait=off",
         ]
         if spec.mode != "agent":
             return cmd
         return [
             *cmd,
-            "-drive", f"id=agent,file={spec.agent_root},format=raw,if=none,readonly=on",
+            "-drive", f"id=agent,file={_opt(spec.agent_root)},format=raw,if=none,readonly=on",
             "-device", f"virtio-blk-device,drive=agent,serial={AGENT_DISK_SERIAL}",
-            "-drive", f"id=rootfs,file={spec.rootfs_disk},format=qcow2,if=none,discard=unmap",
+            "-drive", f"id=rootfs,file={_opt(spec.rootfs_disk)},format=qcow2,if=none,"
+                      "discard=unmap",
             "-device", f"virtio-blk-device,drive=rootfs,serial={ROOTFS_DISK_SERIAL}",
             "-device", "virtio-serial-device",
-            "-chardev", f"socket,id=agentch,path={spec.agent_socket},server=on,wait=off",
+            "-chardev", f"socket,id=agentch,path={_opt(spec.agent_socket)},server=on,wait=off",
             "-device", f"virtserialport,chardev=agentch,name={AGENT_PORT_NAME}",
             "-device", "virtio-rng-device",
         ]

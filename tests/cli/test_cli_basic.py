@@ -1,0 +1,274 @@
+"""The `boxlite` command line without any VM: help, errors, empty listings, info, doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pytest_console_scripts import RunResult, ScriptRunner
+
+from boxlite_cli import __version__
+from boxlite_cli.cli.app import COMMANDS
+
+# In-process runs keep this file fast; the tests marked `subprocess` check the real script.
+pytestmark = pytest.mark.script_launch_mode("inprocess")
+subprocess_mode = pytest.mark.script_launch_mode("subprocess")
+
+
+def bx(script_runner: ScriptRunner, *args: str) -> RunResult:
+    return script_runner.run(["boxlite", *args], print_result=False)
+
+
+def assert_one_line_error(result: RunResult, *needles: str) -> None:
+    """Exit 125, `boxlite: ...` first, at most a hint after it, and no traceback."""
+    assert result.returncode == 125, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and lines[0].startswith("boxlite: "), result.stderr
+    assert len(lines) <= 2, result.stderr
+    if len(lines) == 2:
+        assert lines[1].startswith("  hint: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], result.stderr
+
+
+def box_dirs(home: Path) -> list[Path]:
+    boxes = home / "boxes"
+    return sorted(boxes.iterdir()) if boxes.exists() else []
+
+
+# help and version -----------------------------------------------------------------------
+
+def test_top_level_help_lists_every_command(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: boxlite")
+    for name in COMMANDS:
+        assert f"  {name}" in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(script_runner: ScriptRunner, command: str, home: Path) -> None:
+    result = bx(script_runner, command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: boxlite {command}")
+    assert result.stderr == ""
+    assert box_dirs(home) == []
+
+
+# click caches a command's help option per process: -h is checked in a fresh one.
+@subprocess_mode
+@pytest.mark.parametrize("command", ["run", "ps"])
+def test_short_help_flag(script_runner: ScriptRunner, command: str) -> None:
+    result = bx(script_runner, command, "-h")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: boxlite {command}")
+
+
+def test_version(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner)
+    assert result.returncode in (0, 2, 125)
+    assert "Usage: boxlite" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# usage errors ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "needle", "hint"), [
+    (["run", "--bogus", "debian"], "--bogus", "boxlite run --help"),
+    (["ps", "--no-such-flag"], "--no-such-flag", "boxlite ps --help"),
+    (["--bogus", "ps"], "--bogus", "boxlite --help"),
+    (["rm"], "BOXES", "boxlite rm --help"),
+    (["run"], "IMAGE", "boxlite run --help"),
+    (["ps", "--format", "yaml"], "yaml", "boxlite ps --help"),
+    (["run", "--cpus", "0", "debian"], "--cpus", "boxlite run --help"),
+    (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
+    (["stop", "-t", "-1", "x"], "-1", "boxlite stop --help"),
+])
+def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args: list[str],
+                                               needle: str, hint: str) -> None:
+    result = bx(script_runner, *args)
+    assert_one_line_error(result, needle)
+    assert hint in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_command(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "frobnicate")
+    assert_one_line_error(result, "frobnicate")
+
+
+def test_run_of_an_image_not_in_the_store(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "run", "--name", "web", "nosuchimage:1.0", "true")
+    assert_one_line_error(result, "nosuchimage:1.0")
+    assert result.stdout == ""
+    ps = bx(script_runner, "ps", "-a", "--format", "json")
+    assert ps.returncode == 0 and json.loads(ps.stdout) == []
+    assert box_dirs(home) == []
+    names = home / "names"
+    assert not names.exists() or list(names.iterdir()) == []
+
+
+def test_create_of_an_image_not_in_the_store(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "create", "nosuchimage")
+    assert_one_line_error(result, "nosuchimage")
+    assert box_dirs(home) == []
+
+
+@pytest.mark.parametrize("debug", [["--debug"], []])
+def test_debug_shows_the_traceback(script_runner: ScriptRunner, debug: list[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if not debug:
+        monkeypatch.setenv("BOXLITE_DEBUG", "1")
+    result = bx(script_runner, *debug, "run", "nosuchimage")
+    assert result.returncode == 125
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ImageError" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-2].startswith("boxlite: ")
+
+
+def test_invalid_reference_is_a_usage_error(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "run", "Not/Valid:ref", "true")
+    assert_one_line_error(result, "invalid reference format")
+    assert box_dirs(home) == []
+
+
+@pytest.mark.parametrize("memory", ["1k", "127m", "lots", "-5g"])
+def test_run_with_too_little_or_bad_memory(script_runner: ScriptRunner, memory: str,
+                                           home: Path) -> None:
+    result = bx(script_runner, "run", "--memory", memory, "debian", "true")
+    assert_one_line_error(result, "memory")
+    assert box_dirs(home) == []
+
+
+def test_bad_accel_from_the_environment(script_runner: ScriptRunner,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_ACCEL", "warp")
+    result = bx(script_runner, "run", "debian", "true")
+    assert_one_line_error(result, "warp")
+
+
+# empty home ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("all_flag", [["-a"], []])
+def test_ps_json_on_an_empty_home(script_runner: ScriptRunner, all_flag: list[str]) -> None:
+    result = bx(script_runner, "ps", *all_flag, "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == []
+    assert result.stderr == ""
+
+
+def test_ps_quiet_on_an_empty_home(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "ps", "-a", "-q")
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr == ""
+
+
+def test_ps_table_on_an_empty_home_is_just_the_header(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "ps", "-a")
+    assert result.returncode == 0
+    assert result.stdout.split() == ["BOX", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
+                                     "NAMES"]
+
+
+def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "images", "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == []
+    assert bx(script_runner, "images", "-q").stdout == ""
+
+
+@pytest.mark.parametrize("command", ["rm", "stop", "start", "logs"])
+def test_unknown_box(script_runner: ScriptRunner, command: str) -> None:
+    result = bx(script_runner, command, "nosuchbox")
+    assert_one_line_error(result, "no such box", "nosuchbox")
+
+
+def test_rm_of_several_reports_each_unknown_box(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "rm", "-f", "ghost1", "ghost2")
+    assert result.returncode == 125
+    assert [line for line in result.stderr.splitlines() if "no such box" in line] == [
+        "boxlite: no such box: ghost1", "boxlite: no such box: ghost2"]
+
+
+def test_exec_in_unknown_box(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "exec", "nosuchbox", "true")
+    assert_one_line_error(result, "no such box")
+
+
+# info and doctor ----------------------------------------------------------------------
+
+def test_info_json(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "info", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["version"] == __version__
+    assert data["home"]["data"] == str(home)
+    assert data["boxes"] == {"total": 0, "running": 0, "exited": 0}
+    assert data["images"] == 0
+    assert "not built" in data["payload"]["error"]
+
+
+def test_info_table(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "info")
+    assert result.returncode == 0, result.stderr
+    assert f"version: {__version__}" in result.stdout
+    assert str(home) in result.stdout
+
+
+def test_doctor_reports_the_missing_payload(script_runner: ScriptRunner, home: Path) -> None:
+    result = bx(script_runner, "doctor", "--format", "json")
+    assert result.returncode == 1  # something boxlite needs is missing
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    payload = checks["guest payload"]
+    assert payload["ok"] is False
+    assert payload["fix"] == "make payload"
+    assert str(home / "no-such-payload") in payload["detail"]
+    assert {"qemu", "qemu-img", "mkfs.ext4"} <= set(checks)
+    for check in checks.values():
+        assert set(check) >= {"name", "ok", "detail", "fix", "required"}
+        assert check["ok"] or check["fix"], f"{check['name']} fails without saying how to fix it"
+
+
+def test_doctor_table_names_the_fix(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "doctor")
+    assert result.returncode == 1
+    assert "guest payload" in result.stdout
+    assert "fix: make payload" in result.stdout
+
+
+def test_doctor_does_not_probe_or_write_outside_the_home(script_runner: ScriptRunner,
+                                                         home: Path) -> None:
+    bx(script_runner, "doctor", "--format", "json")
+    assert box_dirs(home) == []
+
+
+# the real console script -------------------------------------------------------------
+
+@subprocess_mode
+def test_real_script_unknown_flag(script_runner: ScriptRunner) -> None:
+    assert_one_line_error(bx(script_runner, "run", "--bogus", "debian"), "--bogus")
+
+
+@subprocess_mode
+def test_real_script_missing_image_and_debug(script_runner: ScriptRunner, home: Path) -> None:
+    assert_one_line_error(bx(script_runner, "run", "nosuchimage", "true"), "nosuchimage")
+    result = bx(script_runner, "--debug", "run", "nosuchimage", "true")
+    assert result.returncode == 125
+    assert "Traceback (most recent call last)" in result.stderr
+    assert box_dirs(home) == []
+
+
+@subprocess_mode
+def test_real_script_ps_json(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "ps", "-a", "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == []

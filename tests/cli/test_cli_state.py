@@ -1,0 +1,288 @@
+"""The CLI over a home with things in it, still without any VM.
+
+Boxes and images are planted through the library (state files, an OCI layout), then
+driven through `boxlite`: corrupt state, dead shims, bad names, logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_console_scripts import RunResult, ScriptRunner
+
+from boxlite_cli.oci.store import ImageStore
+from boxlite_cli.shim.logframes import write_frame
+from boxlite_cli.state.boxes import BoxStore
+from boxlite_cli.state.paths import home_paths
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+pytestmark = pytest.mark.script_launch_mode("inprocess")
+
+IMAGE = "localhost/tiny:1"
+BOX_ID = "c0ffee" + "1" * 58
+
+
+def bx(script_runner: ScriptRunner, *args: str) -> RunResult:
+    return script_runner.run(["boxlite", *args], print_result=False)
+
+
+def assert_one_line_error(result: RunResult, *needles: str) -> None:
+    assert result.returncode == 125, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and lines[0].startswith("boxlite: "), result.stderr
+    assert len(lines) <= 2 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], result.stderr
+
+
+def box_dirs(home: Path) -> list[str]:
+    boxes = home / "boxes"
+    return sorted(p.name for p in boxes.iterdir()) if boxes.exists() else []
+
+
+def names(home: Path) -> list[str]:
+    d = home / "names"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def _blob(blobs: Path, data: bytes) -> dict[str, Any]:
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+@pytest.fixture
+def image(home: Path, tmp_path: Path) -> str:
+    """`localhost/tiny:1` in the home's store: CMD ["sh"], one tiny layer."""
+    layout = tmp_path / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+    layer = _blob(blobs, buf.getvalue())
+    config = _blob(blobs, json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    }).encode())
+    manifest = _blob(blobs, json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}],
+    }).encode())
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+        "annotations": {"org.opencontainers.image.ref.name": IMAGE},
+    }]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    paths = home_paths()
+    paths.ensure()
+    ImageStore(paths.images).load_oci_layout(layout)
+    return IMAGE
+
+
+def plant_box(box_id: str = BOX_ID, name: str = "planted", status: Status = Status.EXITED,
+              exit_code: int | None = 0) -> BoxState:
+    paths = home_paths()
+    paths.ensure()
+    store = BoxStore(paths)
+    store.create_dir(box_id)
+    store.reserve_name(name, box_id)
+    state = BoxState(
+        id=box_id, name=name, status=status, exit_code=exit_code,
+        config=BoxConfig(image="localhost/tiny:1", image_id="sha256:" + "a" * 64,
+                         rootfs_base="", process=ProcessSpec(argv=["sh", "-c", "echo hi"])),
+    )
+    with store.lock(box_id):
+        store.write(state)
+    return state
+
+
+# a planted image: bad options are refused before anything is made --------------------
+
+def test_images_lists_the_planted_image(script_runner: ScriptRunner, image: str) -> None:
+    result = bx(script_runner, "images", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)
+    assert entry["reference"] == "localhost/tiny:1"
+    table = bx(script_runner, "images")
+    assert table.stdout.splitlines()[1].split()[:2] == ["localhost/tiny", "1"]
+
+
+@pytest.mark.parametrize("command", ["create", "run"])
+@pytest.mark.parametrize("name", ["bad name!", "-leading-dash", "a/b", "x" * 200])
+def test_bad_box_name(script_runner: ScriptRunner, image: str, home: Path, command: str,
+                      name: str) -> None:
+    result = bx(script_runner, command, "--name", name, image)
+    assert_one_line_error(result, "invalid box name")
+    assert box_dirs(home) == []
+    assert names(home) == []
+
+
+def test_bad_box_name_is_reported_before_the_image_is_looked_up(script_runner: ScriptRunner,
+                                                                home: Path) -> None:
+    result = bx(script_runner, "create", "--name", "bad name!", "nosuchimage")
+    assert_one_line_error(result, "invalid box name")
+    assert box_dirs(home) == []
+
+
+def test_name_in_use(script_runner: ScriptRunner, image: str, home: Path) -> None:
+    plant_box(name="taken")
+    result = bx(script_runner, "create", "--name", "taken", image)
+    assert_one_line_error(result, '"taken" is already in use')
+    assert box_dirs(home) == [BOX_ID]
+    assert os.readlink(home / "names" / "taken") == BOX_ID
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["-e", "=oops"], "invalid environment variable"),
+    (["-w", "relative/dir"], "absolute"),
+    (["--entrypoint", ""], "no command specified"),
+    (["--env-file", "/nonexistent/env"], "env file"),
+    (["--memory", "1k"], "at least 128 MiB"),
+])
+def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: str, home: Path,
+                                           args: list[str], needle: str) -> None:
+    result = bx(script_runner, "run", *args, image)
+    assert_one_line_error(result, needle)
+    assert box_dirs(home) == []
+    assert names(home) == []
+
+
+def test_run_rm_without_a_payload_leaves_no_box(script_runner: ScriptRunner, image: str,
+                                                home: Path) -> None:
+    result = bx(script_runner, "run", "--rm", image, "true")
+    assert_one_line_error(result, "payload")
+    assert "make payload" in result.stderr
+    ps = bx(script_runner, "ps", "-a", "--format", "json")
+    assert json.loads(ps.stdout) == []
+    assert box_dirs(home) == []
+
+
+# planted boxes ---------------------------------------------------------------------------
+
+def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
+    plant_box(exit_code=3)
+    [entry] = json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout)
+    assert (entry["id"], entry["name"], entry["status"], entry["exit_code"]) == (
+        BOX_ID, "planted", "exited", 3)
+    assert entry["command"] == ["sh", "-c", "echo hi"]
+    assert bx(script_runner, "ps", "-a", "-q").stdout == BOX_ID[:12] + "\n"
+    assert bx(script_runner, "ps", "-q").stdout == ""  # not running
+    table = bx(script_runner, "ps", "-a").stdout.splitlines()
+    assert table[1].startswith(BOX_ID[:12])
+    assert "Exited (3)" in table[1] and table[1].endswith("planted")
+
+
+def test_box_whose_shim_died_is_never_shown_running(script_runner: ScriptRunner) -> None:
+    plant_box(status=Status.RUNNING, exit_code=None)
+    assert bx(script_runner, "ps", "-q").stdout == ""
+    [entry] = json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout)
+    assert entry["status"] == "exited"
+    assert "shim" in entry["error"]
+    info = json.loads(bx(script_runner, "info", "--format", "json").stdout)
+    assert info["boxes"] == {"total": 1, "running": 0, "exited": 1}
+
+
+@pytest.mark.parametrize("ref", [BOX_ID, BOX_ID[:12], "c0f", "planted"])
+def test_rm_by_id_prefix_or_name(script_runner: ScriptRunner, home: Path, ref: str) -> None:
+    plant_box()
+    result = bx(script_runner, "rm", ref)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{ref}\n"
+    assert box_dirs(home) == []
+    assert names(home) == []
+    assert json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout) == []
+
+
+def test_ambiguous_prefix(script_runner: ScriptRunner, home: Path) -> None:
+    plant_box()
+    plant_box(box_id="c0ffee" + "2" * 58, name="second")
+    assert_one_line_error(bx(script_runner, "rm", "c0ffee"), "ambiguous")
+    assert len(box_dirs(home)) == 2
+
+
+# corrupt state -------------------------------------------------------------------------
+
+@pytest.fixture
+def corrupt_box(home: Path) -> Path:
+    plant_box()
+    path = home / "boxes" / BOX_ID / "state.json"
+    path.write_text('{"id": "' + BOX_ID + '", "name": "planted", "conf')
+    return path
+
+
+def test_ps_survives_a_corrupt_state_file(script_runner: ScriptRunner, corrupt_box: Path
+                                          ) -> None:
+    other = "d00d" + "0" * 60
+    plant_box(box_id=other, name="healthy")
+    result = bx(script_runner, "ps", "-a")
+    assert result.returncode == 0
+    assert "healthy" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("boxlite: warning:")]
+    assert len(warnings) == 1 and str(corrupt_box) in warnings[0]
+    as_json = bx(script_runner, "ps", "-a", "--format", "json")
+    assert as_json.returncode == 0
+    assert [b["id"] for b in json.loads(as_json.stdout)] == [other]
+    assert str(corrupt_box) in as_json.stderr
+
+
+def test_rm_without_force_explains_the_corrupt_state(script_runner: ScriptRunner,
+                                                     corrupt_box: Path) -> None:
+    result = bx(script_runner, "rm", BOX_ID[:12])
+    assert result.returncode == 125
+    assert str(corrupt_box) in result.stderr
+    assert f"boxlite rm -f {BOX_ID[:12]}" in result.stderr
+    assert corrupt_box.exists()
+
+
+@pytest.mark.parametrize("ref", [BOX_ID, BOX_ID[:8], "planted"])
+def test_rm_force_removes_a_corrupt_box(script_runner: ScriptRunner, corrupt_box: Path,
+                                        home: Path, ref: str) -> None:
+    result = bx(script_runner, "rm", "-f", ref)
+    assert result.returncode == 0, result.stderr
+    assert box_dirs(home) == []
+    assert names(home) == []
+    after = bx(script_runner, "ps", "-a")
+    assert after.returncode == 0 and after.stderr == ""
+    assert len(after.stdout.splitlines()) == 1
+
+
+def test_corrupt_image_index_is_one_line(script_runner: ScriptRunner, home: Path) -> None:
+    (home / "images").mkdir(parents=True, exist_ok=True)
+    (home / "images" / "repositories.json").write_text("{not json")
+    result = bx(script_runner, "run", "debian", "true")
+    assert_one_line_error(result, "repositories.json")
+
+
+# logs ------------------------------------------------------------------------------------
+
+@pytest.mark.script_launch_mode("subprocess")
+def test_logs_split_streams_and_ignore_a_torn_tail(script_runner: ScriptRunner,
+                                                   home: Path) -> None:
+    plant_box()
+    with open(home / "boxes" / BOX_ID / "container.log", "wb") as f:
+        write_frame(f, 0, b"out 1\n")
+        write_frame(f, 1, b"err 1\n")
+        write_frame(f, 0, b"out 2\n")
+        f.write(b"\x00\x00\x00\x10tor")  # the shim died mid-write
+    result = bx(script_runner, "logs", "planted")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "out 1\nout 2\n"
+    assert result.stderr == "err 1\n"
+
+
+def test_logs_of_a_box_without_output(script_runner: ScriptRunner) -> None:
+    plant_box()
+    result = bx(script_runner, "logs", "planted")
+    assert (result.returncode, result.stdout) == (0, "")

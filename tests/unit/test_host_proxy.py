@@ -1,0 +1,318 @@
+"""The shim's gRPC proxy: calls pass through unchanged, and Attach ends are tracked.
+
+A real gRPC server with a fake `boxlite.v1.Agent` stands in for the guest agent; the
+proxy serves on a second unix socket in front of it, as the shim does on agent.sock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
+from boxlite_cli.agent.pb import agent_pb2 as pb
+from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
+from boxlite_cli.errors import AgentError, UsageError
+from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
+
+BIG = bytes(range(256)) * 8192  # 2 MiB, more than one HTTP/2 frame window
+
+
+class FakeAgent(pb_grpc.AgentServicer):  # type: ignore[misc]
+    """Answers like the guest agent would, and remembers what it was sent."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, tuple[bytes, bool, int]] = {}
+        self.attach_cancelled = threading.Event()
+        self.wait_cancelled = threading.Event()
+
+    def Ping(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.PingResponse(agent_version="fake-1.0", kernel="6.1.0-test", uptime_s=12.5)
+
+    def Exec(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if not request.argv:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "argv is empty")
+        return pb.ExecResponse(exec_id=request.exec_id or "generated", pid=len(request.env) + 100)
+
+    def Attach(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        if request.exec_id == "missing":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such process: missing")
+        if request.exec_id == "endless":
+            yield pb.OutputChunk(stream=STDOUT, data=b"first")
+            deadline = time.monotonic() + 20
+            while context.is_active() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not context.is_active():
+                self.attach_cancelled.set()
+            return
+        yield pb.OutputChunk(stream=STDOUT, data=b"out " + request.exec_id.encode())
+        yield pb.OutputChunk(stream=STDERR, data=b"err\x00\xff")
+        yield pb.OutputChunk(stream=STDOUT, data=BIG)
+        yield pb.OutputChunk(stream=STDOUT, data=b"")
+
+    def Input(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        exec_id, data, closed, messages = "", b"", False, 0
+        for chunk in request_iterator:
+            messages += 1
+            exec_id = exec_id or chunk.exec_id
+            data += chunk.data
+            closed = closed or chunk.close
+        self.inputs[exec_id] = (data, closed, messages)
+        return pb.InputResponse()
+
+    def Wait(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.exec_id == "missing":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such process: missing")
+        if request.exec_id == "bad":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "exec id must not be 'bad'")
+        if request.exec_id == "busy":
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many waiters \u2639")
+        if request.exec_id == "slow":
+            deadline = time.monotonic() + 20
+            while context.is_active() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.wait_cancelled.set()
+            return pb.WaitResponse(exit_code=0)
+        return pb.WaitResponse(exit_code=3, signal=0, timed_out=False)
+
+
+@dataclass
+class Rig:
+    agent: FakeAgent
+    tracker: AttachTracker
+    client: AgentClient
+    proxy_target: str
+
+    def stub(self) -> Any:
+        return pb_grpc.AgentStub(self.client.channel)
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    sockdir = Path(tempfile.mkdtemp(prefix="blp-", dir="/tmp"))  # short: sun_path is 108 bytes
+    agent = FakeAgent()
+    upstream_server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_AgentServicer_to_server(agent, upstream_server)
+    upstream_server.add_insecure_port(f"unix:{sockdir / 'vm.sock'}")
+    upstream_server.start()
+    channel = grpc.insecure_channel(f"unix:{sockdir / 'vm.sock'}")
+    tracker = AttachTracker()
+    proxy_server = grpc.server(ThreadPoolExecutor(max_workers=16),
+                               handlers=[ProxyHandler(channel, tracker)])
+    target = f"unix:{sockdir / 'agent.sock'}"
+    proxy_server.add_insecure_port(target)
+    proxy_server.start()
+    client = AgentClient.connect(target)
+    try:
+        yield Rig(agent, tracker, client, target)
+    finally:
+        client.close()
+        proxy_server.stop(0)
+        channel.close()
+        upstream_server.stop(0)
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def wait_until(predicate: Any, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+# unary, streaming, client streaming -------------------------------------------------------
+
+def test_unary_ping_passes_through(rig: Rig) -> None:
+    reply = rig.client.ping(timeout=10, wait_for_ready=True)
+    assert (reply.agent_version, reply.kernel, reply.uptime_s) == ("fake-1.0", "6.1.0-test", 12.5)
+
+
+def test_unary_exec_passes_fields_both_ways(rig: Rig) -> None:
+    started = rig.client.exec(argv=["sh", "-c", "true"], env=["A=1", "B=2"], cwd="/", user="",
+                              tty=False, rows=0, cols=0, stdin=False, timeout_s=0,
+                              hold_output=True, exec_id="e1")
+    assert (started.exec_id, started.pid) == ("e1", 102)
+
+
+def test_server_streaming_attach_is_byte_exact_and_tracked(rig: Rig) -> None:
+    chunks = list(rig.client.attach("main"))
+    assert chunks == [(STDOUT, b"out main"), (STDERR, b"err\x00\xff"), (STDOUT, BIG),
+                      (STDOUT, b"")]
+    assert wait_until(lambda: "main" in rig.tracker.completed)
+    assert rig.tracker.active["main"] == 0
+    started = time.monotonic()
+    rig.tracker.wait_delivered("main", idle_grace_s=30)
+    assert time.monotonic() - started < 1
+
+
+def test_client_streaming_input(rig: Rig) -> None:
+    rig.client.send_input("main", iter([b"hello ", b"", BIG, b"bye"]))
+    data, closed, messages = rig.agent.inputs["main"]
+    assert data == b"hello " + BIG + b"bye"
+    assert closed
+    assert messages >= 5  # the first (exec id), the chunks, the close
+    rig.client.send_input("open", iter([b"x"]), close=False)
+    assert rig.agent.inputs["open"] == (b"x", False, 2)
+
+
+def test_many_callers_at_once(rig: Rig) -> None:
+    def call(i: int) -> tuple[str, list[tuple[int, bytes]]]:
+        return rig.client.ping(timeout=10).agent_version, list(rig.client.attach(f"x{i}"))[:1]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(16)))
+    assert results == [("fake-1.0", [(STDOUT, f"out x{i}".encode())]) for i in range(16)]
+
+
+# errors --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("exec_id", "code", "details"), [
+    ("missing", grpc.StatusCode.NOT_FOUND, "no such process: missing"),
+    ("bad", grpc.StatusCode.INVALID_ARGUMENT, "exec id must not be 'bad'"),
+    ("busy", grpc.StatusCode.RESOURCE_EXHAUSTED, "too many waiters \u2639"),
+])
+def test_upstream_error_code_and_details_pass_unchanged(rig: Rig, exec_id: str,
+                                                        code: grpc.StatusCode,
+                                                        details: str) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        rig.stub().Wait(pb.WaitRequest(exec_id=exec_id), timeout=10)
+    assert info.value.code() == code
+    assert info.value.details() == details
+
+
+def test_agent_client_maps_passed_through_errors(rig: Rig) -> None:
+    with pytest.raises(AgentError, match="no such process: missing") as info:
+        rig.client.wait("missing", timeout=10)
+    cause = info.value.__cause__
+    assert isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(UsageError, match="must not be 'bad'"):
+        rig.client.wait("bad", timeout=10)
+    assert rig.client.wait("done", timeout=10).exit_code == 3
+
+
+def test_error_in_a_server_stream_passes_through(rig: Rig) -> None:
+    with pytest.raises(AgentError, match="no such process") as info:
+        list(rig.client.attach("missing"))
+    cause = info.value.__cause__
+    assert isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.NOT_FOUND
+    assert wait_until(lambda: rig.tracker.active.get("missing") == 0)
+    assert "missing" not in rig.tracker.completed
+
+
+def test_deadline_reaches_the_upstream_call(rig: Rig) -> None:
+    started = time.monotonic()
+    with pytest.raises(AgentError) as info:
+        rig.client.wait("slow", timeout=0.5)
+    assert time.monotonic() - started < 5
+    cause = info.value.__cause__
+    assert isinstance(cause, grpc.RpcError)
+    assert cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert rig.agent.wait_cancelled.wait(5), "the agent's call was not ended by the deadline"
+
+
+def test_cancelled_attach_is_not_complete_and_ends_upstream(rig: Rig) -> None:
+    stream = rig.client.attach("endless")
+    assert next(stream) == (STDOUT, b"first")
+    assert wait_until(lambda: rig.tracker.active.get("endless") == 1)
+    stream.close()  # the client goes away mid-stream (cancels its call)
+    assert wait_until(lambda: rig.tracker.active.get("endless") == 0)
+    assert "endless" not in rig.tracker.completed
+    assert rig.agent.attach_cancelled.wait(5), "the upstream Attach was not cancelled"
+
+
+def test_unknown_method_is_unimplemented_upstream(rig: Rig) -> None:
+    call = rig.client.channel.unary_unary("/boxlite.v1.Agent/NoSuchMethod")
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# AttachTracker -------------------------------------------------------------------------
+
+def _wait_in_thread(tracker: AttachTracker, exec_id: str, grace: float
+                    ) -> tuple[threading.Thread, list[float]]:
+    ended: list[float] = []
+
+    def run() -> None:
+        tracker.wait_delivered(exec_id, grace)
+        ended.append(time.monotonic())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, ended
+
+
+def test_wait_delivered_returns_when_an_attach_completes() -> None:
+    tracker = AttachTracker()
+    tracker.begin("main")
+    t, ended = _wait_in_thread(tracker, "main", grace=30)
+    time.sleep(0.2)
+    assert t.is_alive()
+    done_at = time.monotonic()
+    tracker.end("main", complete=True)
+    t.join(5)
+    assert ended and ended[0] - done_at < 1
+
+
+def test_wait_delivered_returns_at_once_when_already_complete() -> None:
+    tracker = AttachTracker()
+    tracker.begin("main")
+    tracker.end("main", complete=True)
+    started = time.monotonic()
+    tracker.wait_delivered("main", idle_grace_s=30)
+    assert time.monotonic() - started < 0.5
+
+
+def test_wait_delivered_gives_up_after_the_idle_grace() -> None:
+    tracker = AttachTracker()
+    started = time.monotonic()
+    tracker.wait_delivered("main", idle_grace_s=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_wait_delivered_keeps_waiting_while_an_attach_is_live() -> None:
+    tracker = AttachTracker()
+    tracker.begin("main")
+    t, _ = _wait_in_thread(tracker, "main", grace=0.1)
+    time.sleep(0.6)  # many graces: still waiting, someone is attached
+    assert t.is_alive()
+    tracker.end("main", complete=False)  # it went away before EOF: the grace starts now
+    ended_at = time.monotonic()
+    t.join(5)
+    assert not t.is_alive()
+    assert "main" not in tracker.completed
+    assert 0.05 < time.monotonic() - ended_at < 2
+
+
+def test_a_new_attach_within_the_grace_is_waited_for() -> None:
+    tracker = AttachTracker()
+    t, ended = _wait_in_thread(tracker, "main", grace=0.5)
+    time.sleep(0.1)
+    tracker.begin("main")
+    time.sleep(0.8)  # longer than the grace: still waiting for the live attach
+    assert t.is_alive()
+    tracker.end("main", complete=True)
+    t.join(5)
+    assert ended
+
+
+def test_other_exec_ids_do_not_count() -> None:
+    tracker = AttachTracker()
+    tracker.begin("other")
+    started = time.monotonic()
+    tracker.wait_delivered("main", idle_grace_s=0.2)
+    assert time.monotonic() - started < 2
+    tracker.end("other", complete=True)
+    assert "main" not in tracker.completed

@@ -1,0 +1,248 @@
+"""The box's main process from run options and the image config, by docker's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.spec import (
+    DEFAULT_PATH,
+    ProcessOptions,
+    merge_env,
+    parse_env_item,
+    parse_memory_mib,
+    parse_size,
+    process_spec,
+    read_env_file,
+)
+
+IMAGE: dict[str, Any] = {
+    "Entrypoint": ["/entry.sh", "--flag"],
+    "Cmd": ["serve", "--port", "80"],
+    "Env": ["PATH=/opt/bin:/usr/bin", "LANG=C.UTF-8", "FROM_IMAGE=image"],
+    "WorkingDir": "/srv",
+    "User": "app",
+}
+NO_HOST: dict[str, str] = {}
+
+
+def spec(config: dict[str, Any] | None = None, host: dict[str, str] | None = None,
+         **opts: Any) -> Any:
+    return process_spec(ProcessOptions(**opts), IMAGE if config is None else config,
+                        NO_HOST if host is None else host)
+
+
+def env_dict(env: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in env)
+
+
+# ENTRYPOINT and CMD ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("config", "opts", "argv"), [
+    # No overrides: ENTRYPOINT + CMD.
+    (IMAGE, {}, ["/entry.sh", "--flag", "serve", "--port", "80"]),
+    # A command replaces CMD, the ENTRYPOINT stays.
+    (IMAGE, {"command": ["sh", "-c", "x"]}, ["/entry.sh", "--flag", "sh", "-c", "x"]),
+    # --entrypoint replaces ENTRYPOINT and clears the image's CMD.
+    (IMAGE, {"entrypoint": "/bin/bash"}, ["/bin/bash"]),
+    (IMAGE, {"entrypoint": "/bin/bash", "command": ["-lc", "id"]}, ["/bin/bash", "-lc", "id"]),
+    # --entrypoint "" drops the ENTRYPOINT; the command runs on its own.
+    (IMAGE, {"entrypoint": "", "command": ["ls", "/"]}, ["ls", "/"]),
+    # Only CMD in the image.
+    ({"Cmd": ["bash"]}, {}, ["bash"]),
+    ({"Cmd": ["bash"]}, {"command": ["true"]}, ["true"]),
+    # Only ENTRYPOINT in the image.
+    ({"Entrypoint": ["/init"]}, {}, ["/init"]),
+    ({"Entrypoint": ["/init"]}, {"command": ["a", "b"]}, ["/init", "a", "b"]),
+    # null values from a config.json.
+    ({"Entrypoint": None, "Cmd": ["sh"]}, {}, ["sh"]),
+    ({}, {"command": ["echo", ""]}, ["echo", ""]),
+])
+def test_entrypoint_and_cmd(config: dict[str, Any], opts: dict[str, Any], argv: list[str]) -> None:
+    assert spec(config, **opts).argv == argv
+
+
+def test_image_config_is_not_mutated() -> None:
+    config = {"Entrypoint": ["/e"], "Cmd": ["c"]}
+    spec(config, command=["x"]).argv.append("mutated")
+    assert config == {"Entrypoint": ["/e"], "Cmd": ["c"]}
+
+
+@pytest.mark.parametrize(("config", "opts"), [
+    ({}, {}),
+    ({"Cmd": None, "Entrypoint": None}, {}),
+    ({"Cmd": ["serve"]}, {"entrypoint": ""}),  # --entrypoint "" also clears CMD
+    (IMAGE, {"entrypoint": ""}),
+])
+def test_no_command_is_a_usage_error(config: dict[str, Any], opts: dict[str, Any]) -> None:
+    with pytest.raises(UsageError, match="no command specified") as info:
+        spec(config, **opts)
+    assert info.value.hint
+
+
+# environment ----------------------------------------------------------------------------
+
+def test_default_path_when_the_image_has_none() -> None:
+    env = spec({"Cmd": ["sh"]}).env
+    assert env == [f"PATH={DEFAULT_PATH}"]
+
+
+def test_env_precedence_image_then_env_file_then_flags(tmp_path: Path) -> None:
+    env_file = tmp_path / "vars"
+    env_file.write_text("FROM_IMAGE=file\nFROM_FILE=file\nBOTH=file\n")
+    env = env_dict(spec(env=["BOTH=flag", "FROM_FLAG=flag"], env_files=[str(env_file)]).env)
+    assert env == {"PATH": "/opt/bin:/usr/bin", "LANG": "C.UTF-8", "FROM_IMAGE": "file",
+                   "FROM_FILE": "file", "BOTH": "flag", "FROM_FLAG": "flag"}
+
+
+def test_later_env_files_override_earlier_ones(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("X=a\nY=a\n")
+    (tmp_path / "b").write_text("X=b\n")
+    env = env_dict(spec({"Cmd": ["sh"]}, env_files=[str(tmp_path / "a"), str(tmp_path / "b")]).env)
+    assert (env["X"], env["Y"]) == ("b", "a")
+
+
+def test_flags_override_the_image_path() -> None:
+    assert env_dict(spec(env=["PATH=/mine"]).env)["PATH"] == "/mine"
+
+
+def test_bare_name_takes_the_host_value_or_is_dropped() -> None:
+    host = {"HOST_SET": "from host", "EMPTY": ""}
+    env = env_dict(spec(host=host, env=["HOST_SET", "HOST_UNSET", "EMPTY"]).env)
+    assert env["HOST_SET"] == "from host"
+    assert env["EMPTY"] == ""
+    assert "HOST_UNSET" not in env
+
+
+def test_bare_name_unset_on_host_keeps_the_image_value() -> None:
+    env = env_dict(spec(env=["LANG"]).env)
+    assert env["LANG"] == "C.UTF-8"
+
+
+def test_values_keep_equals_signs_and_spaces() -> None:
+    env = env_dict(spec(env=["A=b=c", "S= spaced out ", "E="]).env)
+    assert (env["A"], env["S"], env["E"]) == ("b=c", " spaced out ", "")
+
+
+@pytest.mark.parametrize("item", ["=value", "", "BAD NAME=x", "TAB\tNAME"])
+def test_invalid_env_items(item: str) -> None:
+    with pytest.raises(UsageError, match="invalid environment variable"):
+        parse_env_item(item, NO_HOST)
+
+
+def test_env_file_format(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    path.write_text(
+        "# a comment\n"
+        "\n"
+        "   \n"
+        "PLAIN=1\n"
+        "  INDENTED=2\n"
+        "   # an indented comment\n"
+        "QUOTED=\"not unquoted\"\n"
+        "HASH=a#b\n"
+        "FROM_HOST\n"
+        "NOT_ON_HOST\n"
+        "EMPTY=\n"
+    )
+    assert read_env_file(str(path), {"FROM_HOST": "h"}) == [
+        "PLAIN=1", "INDENTED=2", 'QUOTED="not unquoted"', "HASH=a#b", "FROM_HOST=h", "EMPTY=",
+    ]
+
+
+def test_env_file_values_are_passed_through_untrimmed(tmp_path: Path) -> None:
+    # docker: "pass the value through, no trimming".
+    path = tmp_path / "env"
+    path.write_text("TRAILING=value  \n")
+    assert read_env_file(str(path), NO_HOST) == ["TRAILING=value  "]
+
+
+def test_env_file_with_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    path.write_text("OK=1\n=nope\n")
+    with pytest.raises(UsageError, match="invalid environment variable"):
+        read_env_file(str(path), NO_HOST)
+
+
+def test_missing_env_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read env file"):
+        spec(env_files=[str(tmp_path / "absent")])
+
+
+def test_merge_env_keeps_first_seen_order() -> None:
+    assert merge_env(["A=1", "B=2"], ["C=3", "A=9"]) == ["A=9", "B=2", "C=3"]
+
+
+def test_tty_sets_term_unless_given() -> None:
+    assert "TERM=xterm" in spec(tty=True).env
+    assert "TERM=xterm" not in spec(tty=False).env
+    env = spec(tty=True, env=["TERM=vt100"]).env
+    assert [e for e in env if e.startswith("TERM=")] == ["TERM=vt100"]
+
+
+# working directory and user ----------------------------------------------------------------
+
+def test_workdir_and_user_from_image_or_flags() -> None:
+    s = spec()
+    assert (s.cwd, s.user) == ("/srv", "app")
+    s = spec(workdir="/tmp", user="1000:1000")
+    assert (s.cwd, s.user) == ("/tmp", "1000:1000")
+    s = spec({"Cmd": ["sh"]})
+    assert (s.cwd, s.user) == ("/", "")
+
+
+@pytest.mark.parametrize("workdir", ["relative", "./x", "srv/app", "~"])
+def test_relative_workdir_is_rejected(workdir: str) -> None:
+    with pytest.raises(UsageError, match="absolute"):
+        spec(workdir=workdir)
+
+
+def test_options_are_carried_into_the_spec() -> None:
+    s = spec(tty=True, interactive=True, rows=40, cols=120, timeout_s=2.5)
+    assert (s.tty, s.stdin, s.rows, s.cols, s.timeout_s) == (True, True, 40, 120, 2.5)
+
+
+# sizes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("0", 0),
+    ("1073741824", 1 << 30),
+    ("1k", 1024),
+    ("1K", 1024),
+    ("512m", 512 << 20),
+    ("512M", 512 << 20),
+    ("512mb", 512 << 20),
+    ("512MiB", 512 << 20),
+    ("2g", 2 << 30),
+    ("2G", 2 << 30),
+    ("1.5g", 3 << 29),
+    ("1.5GiB", 3 << 29),
+    ("1t", 1 << 40),
+    ("100b", 100),
+    (" 64m ", 64 << 20),
+])
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "m", "-1", "1x", "1.2.3g", "1e9", "one", "1 g b", "0x10"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid memory size"):
+        parse_size(text, "memory size")
+
+
+@pytest.mark.parametrize(("text", "mib"), [
+    ("128m", 128), ("512m", 512), ("2g", 2048), ("1.5g", 1536), (str(256 << 20), 256),
+    ("134217728", 128),
+])
+def test_parse_memory_mib(text: str, mib: int) -> None:
+    assert parse_memory_mib(text) == mib
+
+
+@pytest.mark.parametrize("text", ["1k", "127m", "0", "134217727", "6"])
+def test_parse_memory_mib_needs_128_mib(text: str) -> None:
+    with pytest.raises(UsageError, match="at least 128 MiB"):
+        parse_memory_mib(text)

@@ -1,0 +1,483 @@
+"""On-disk state: atomic writes, PID files, the box store, corrupt state files."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxlite_cli.errors import Conflict, NotFound, StateCorrupt, UsageError
+from boxlite_cli.runtime.runtime import Runtime
+from boxlite_cli.state import boxes as boxes_module
+from boxlite_cli.state.atomic import write_bytes_atomic, write_json_atomic
+from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
+from boxlite_cli.state.paths import Paths, home_paths, socket_dir
+from boxlite_cli.state.pidfile import (
+    ProcessRecord,
+    process_start_time,
+    read_pidfile,
+    write_pidfile,
+)
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status, load_state
+
+
+def make_paths(root: Path) -> Paths:
+    return Paths(data=root, config=root / "config", cache=root / "cache")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BoxStore:
+    paths = make_paths(tmp_path / "home")
+    paths.ensure()
+    return BoxStore(paths)
+
+
+def make_state(box_id: str, name: str = "box", status: Status = Status.CREATED) -> BoxState:
+    return BoxState(
+        id=box_id, name=name, status=status,
+        config=BoxConfig(image="debian:latest", image_id="sha256:" + "0" * 64, rootfs_base="/b",
+                         process=ProcessSpec(argv=["sh", "-c", "echo hi"], env=["A=1"], cwd="/")),
+    )
+
+
+def add_box(store: BoxStore, box_id: str | None = None, name: str | None = None,
+            status: Status = Status.CREATED) -> BoxState:
+    box_id = box_id or new_box_id()
+    name = name or f"box-{box_id[:6]}"
+    store.create_dir(box_id)
+    store.reserve_name(name, box_id)
+    state = make_state(box_id, name, status)
+    with store.lock(box_id):
+        store.write(state)
+    return state
+
+
+# atomic writes -----------------------------------------------------------------------------
+
+def test_atomic_write_replaces_content_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    write_json_atomic(target, {"v": 1})
+    write_json_atomic(target, {"v": 2, "more": [1, 2, 3]})
+    assert json.loads(target.read_text()) == {"v": 2, "more": [1, 2, 3]}
+    assert os.listdir(tmp_path) == ["state.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    write_bytes_atomic(target, b"raw", 0o644)
+    assert target.read_bytes() == b"raw"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "state.json"
+    write_bytes_atomic(target, b"old")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space"):
+        write_bytes_atomic(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_readers_never_see_a_torn_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    versions = [bytes([65 + i]) * 200_000 for i in range(4)]
+    write_bytes_atomic(target, versions[0])
+    stop = threading.Event()
+    seen: set[bytes] = set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.add(target.read_bytes())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(40):
+            write_bytes_atomic(target, versions[i % 4])
+    finally:
+        stop.set()
+        t.join()
+    assert seen <= set(versions)
+
+
+# PID files ----------------------------------------------------------------------------------
+
+def test_current_process_is_alive_and_round_trips(tmp_path: Path) -> None:
+    me = ProcessRecord.current()
+    assert me.pid == os.getpid()
+    assert me.alive()
+    write_pidfile(tmp_path / "x.pid", me)
+    assert read_pidfile(tmp_path / "x.pid") == me
+
+
+def test_same_pid_with_another_start_time_is_not_alive() -> None:
+    me = ProcessRecord.current()
+    assert not ProcessRecord(me.pid, me.start_time + 1).alive()
+    assert not ProcessRecord(me.pid, me.start_time - 1).alive()
+
+
+def test_dead_and_zombie_processes_are_not_alive() -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    record = ProcessRecord.of(proc.pid)
+    assert record is not None and record.alive()
+    proc.kill()
+    deadline = time.monotonic() + 10
+    while record.alive() and time.monotonic() < deadline:  # a zombie until reaped
+        time.sleep(0.01)
+    assert not record.alive()
+    proc.wait()
+    assert not record.alive()
+    assert ProcessRecord.of(proc.pid) is None or ProcessRecord.of(proc.pid) != record
+
+
+def test_start_time_survives_a_command_name_with_parentheses() -> None:
+    code = ("import sys; open('/proc/self/comm', 'w').write('x) y (z 1 2');"
+            "print('renamed', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        before = process_start_time(proc.pid)
+        assert proc.stdout is not None and proc.stdout.readline() == "renamed\n"
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "x) y (z 1 2"
+        assert process_start_time(proc.pid) == before
+        assert isinstance(before, int) and before > 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"pid": "1", "start_time": 2}',
+                                     '{"pid": 1}', "null", "\x00\xff"])
+def test_unreadable_pidfiles_read_as_none(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "shim.pid"
+    path.write_text(content, errors="surrogateescape")
+    assert read_pidfile(path) is None
+    assert read_pidfile(tmp_path / "absent.pid") is None
+
+
+# names --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["bad name!", "", "-x", ".x", "_x", "a/b", "../x", "x" * 129,
+                                  "caf\u00e9", "tab\there", "new\nline"])
+def test_invalid_names(store: BoxStore, name: str) -> None:
+    with pytest.raises(UsageError, match="invalid box name"):
+        validate_name(name)
+    with pytest.raises(UsageError):
+        store.reserve_name(name, new_box_id())
+    assert not any(store.names.iterdir()) if store.names.exists() else True
+
+
+@pytest.mark.parametrize("name", ["a", "web-1", "my_box.v2", "X" * 128, "0abc"])
+def test_valid_names(name: str) -> None:
+    validate_name(name)
+
+
+def test_name_taken_by_a_live_box_is_a_conflict(store: BoxStore) -> None:
+    first = add_box(store, name="web")
+    other = new_box_id()
+    store.create_dir(other)
+    with pytest.raises(Conflict, match='"web" is already in use') as info:
+        store.reserve_name("web", other)
+    assert first.id[:12] in info.value.message
+    assert os.readlink(store.names / "web") == first.id
+
+
+def test_stale_reservation_is_reclaimed(store: BoxStore) -> None:
+    store.names.mkdir(parents=True, exist_ok=True)
+    os.symlink(new_box_id(), store.names / "web")  # its box no longer exists
+    box_id = new_box_id()
+    store.create_dir(box_id)
+    store.reserve_name("web", box_id)
+    assert os.readlink(store.names / "web") == box_id
+
+
+def test_release_only_removes_ones_own_name(store: BoxStore) -> None:
+    box = add_box(store, name="web")
+    store.release_name("web", new_box_id())
+    assert os.readlink(store.names / "web") == box.id
+    store.release_name("web", box.id)
+    assert not (store.names / "web").exists()
+    store.release_name("web", box.id)  # idempotent
+
+
+def test_rename_moves_the_reservation(store: BoxStore) -> None:
+    box = add_box(store, name="old")
+    store.rename(box.id, "old", "new")
+    assert os.readlink(store.names / "new") == box.id
+    assert not os.path.lexists(store.names / "old")
+
+
+def _reserve_worker(data: str, name: str, barrier: Any, results: Any) -> None:
+    """One process of the reservation race: make a box directory, then grab the name."""
+    store = BoxStore(make_paths(Path(data)))
+    box_id = new_box_id()
+    store.create_dir(box_id)
+    barrier.wait()
+    try:
+        store.reserve_name(name, box_id)
+        results.put(("won", box_id))
+    except Conflict:
+        results.put(("conflict", box_id))
+    except Exception as e:
+        results.put((f"error: {type(e).__name__}: {e}", box_id))
+
+
+def _race(store: BoxStore, name: str, n: int) -> list[tuple[str, str]]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_worker,
+                         args=(str(store.paths.data), name, barrier, results))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return out
+
+
+def test_exactly_one_of_many_processes_reserves_a_name(store: BoxStore) -> None:
+    outcomes = _race(store, "contested", 6)
+    winners = [box_id for what, box_id in outcomes if what == "won"]
+    assert sorted(what for what, _ in outcomes) == ["conflict"] * 5 + ["won"]
+    assert os.readlink(store.names / "contested") == winners[0]
+
+
+def test_exactly_one_reclaims_a_stale_reservation(store: BoxStore,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two reservers find the same stale link; only one of them may end up with it.
+
+    The window between reading the stale owner and acting on it is widened, and more
+    for the second reader, so that the first one has re-reserved the name before the
+    second one acts on what it read.
+    """
+    stale = new_box_id()
+    store.names.mkdir(parents=True, exist_ok=True)
+    os.symlink(stale, store.names / "web")
+    real_readlink = os.readlink
+    stale_reads = []
+
+    def slow_readlink(path: Any) -> str:
+        target = real_readlink(path)
+        if target == stale:
+            stale_reads.append(target)
+            time.sleep(0.05 + 0.4 * (len(stale_reads) - 1))
+        return target
+
+    monkeypatch.setattr(boxes_module.os, "readlink", slow_readlink)
+    ids = [new_box_id(), new_box_id()]
+    for box_id in ids:
+        store.create_dir(box_id)
+    outcomes: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def reserve(box_id: str) -> None:
+        start.wait()
+        try:
+            store.reserve_name("web", box_id)
+            outcomes[box_id] = "won"
+        except Conflict:
+            outcomes[box_id] = "conflict"
+
+    threads = [threading.Thread(target=reserve, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes.values()) == ["conflict", "won"]
+    winner = next(i for i, what in outcomes.items() if what == "won")
+    assert real_readlink(store.names / "web") == winner
+
+
+# resolving ids and names -------------------------------------------------------------------
+
+def test_resolve_full_id_name_and_unique_prefix(store: BoxStore) -> None:
+    a = add_box(store, box_id="abc1" + "0" * 60, name="alpha")
+    b = add_box(store, box_id="abd2" + "0" * 60, name="beta")
+    assert store.resolve(a.id) == a.id
+    assert store.resolve("alpha") == a.id
+    assert store.resolve("beta") == b.id
+    assert store.resolve("abc") == a.id
+    assert store.resolve("abd2") == b.id
+
+
+def test_ambiguous_prefix_is_a_conflict(store: BoxStore) -> None:
+    add_box(store, box_id="abc1" + "0" * 60)
+    add_box(store, box_id="abc2" + "0" * 60)
+    with pytest.raises(Conflict, match="ambiguous"):
+        store.resolve("ab")
+
+
+@pytest.mark.parametrize("ref", ["nothing", "fff", "abc1" + "0" * 61, "ABC1"])
+def test_unknown_box_is_not_found(store: BoxStore, ref: str) -> None:
+    add_box(store, box_id="abc1" + "0" * 60)
+    with pytest.raises(NotFound, match="no such box"):
+        store.resolve(ref)
+
+
+def test_empty_reference_is_a_usage_error(store: BoxStore) -> None:
+    with pytest.raises(UsageError):
+        store.resolve("")
+
+
+def test_exact_name_wins_over_an_id_prefix(store: BoxStore) -> None:
+    # docker: a full id, then an exact name, then an id prefix.
+    prefixed = add_box(store, box_id="beef" + "0" * 60, name="other")
+    named = add_box(store, box_id="cafe" + "0" * 60, name="beef")
+    assert store.resolve("beef") == named.id
+    assert store.resolve("bee") == prefixed.id
+
+
+def test_name_of_a_removed_box_does_not_resolve(store: BoxStore) -> None:
+    box = add_box(store, name="ghost")
+    store.remove_dir(box.id)
+    with pytest.raises(NotFound):
+        store.resolve("ghost")
+
+
+# box directories and state ----------------------------------------------------------------
+
+def test_state_round_trip(store: BoxStore) -> None:
+    state = add_box(store, name="rt", status=Status.RUNNING)
+    state.exit_code = 3
+    state.creator = ProcessRecord.current().to_json()
+    with store.lock(state.id):
+        store.write(state)
+    assert store.read(state.id) == state
+    assert stat.S_IMODE((store.box_dir(state.id) / "state.json").stat().st_mode) == 0o600
+
+
+def test_box_directory_is_private(store: BoxStore) -> None:
+    box = add_box(store)
+    assert stat.S_IMODE(store.box_dir(box.id).stat().st_mode) & 0o077 == 0
+
+
+def test_remove_dir_leaves_nothing(store: BoxStore) -> None:
+    box = add_box(store)
+    d = store.box_dir(box.id)
+    (d / "disks" / "rootfs.qcow2").write_bytes(b"q" * 4096)
+    (d / "ro").mkdir()
+    (d / "ro" / "f").write_text("x")
+    os.chmod(d / "ro" / "f", 0o400)
+    os.chmod(d / "ro", 0o500)
+    os.symlink("/etc", d / "link-out")
+    store.remove_dir(box.id)
+    assert not d.exists()
+    assert box.id not in store.ids()
+    leftovers = [p for p in store.paths.data.rglob("*") if box.id in str(p)]
+    assert leftovers == []
+    assert Path("/etc/passwd").exists()  # the symlink was removed, not followed
+    store.remove_dir(box.id)  # removing again is a no-op
+
+
+def test_read_of_missing_box_is_not_found(store: BoxStore) -> None:
+    with pytest.raises(NotFound):
+        store.read(new_box_id())
+
+
+CORRUPT = {
+    "empty": b"",
+    "truncated": b'{"id": "abc", "name": "x", "config": {"ima',
+    "not an object": b"[1, 2, 3]",
+    "null": b"null",
+    "binary": b"\x00\xff\xfe garbage",
+    "missing config": b'{"id": "a", "name": "b"}',
+    "bad status": None,  # filled from a valid state below
+    "config not a dict": b'{"id": "a", "name": "b", "config": 7, "status": "created"}',
+    "unknown config key": None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_corrupt_state_file_is_state_corrupt_naming_the_file(store: BoxStore, kind: str) -> None:
+    box = add_box(store)
+    path = store.box_dir(box.id) / "state.json"
+    content = CORRUPT[kind]
+    if content is None:
+        data = json.loads(path.read_text())
+        if kind == "bad status":
+            data["status"] = "levitating"
+        else:
+            data["config"]["surprise"] = 1
+        content = json.dumps(data).encode()
+    path.write_bytes(content)
+    with pytest.raises(StateCorrupt) as info:
+        store.read(box.id)
+    assert str(path) in info.value.message
+    assert info.value.hint and box.id[:12] in info.value.hint
+    with pytest.raises(StateCorrupt):
+        load_state(path)
+
+
+def test_listing_reports_corrupt_boxes_and_keeps_going(store: BoxStore) -> None:
+    good = add_box(store, box_id="1" * 64)
+    bad = add_box(store, box_id="2" * 64)
+    (store.box_dir(bad.id) / "state.json").write_text("{")
+    store.create_dir("3" * 64)  # still being made: no state.json yet
+    items = list(store.all())
+    assert len(items) == 2
+    assert items[0] == good
+    assert isinstance(items[1], StateCorrupt)
+    assert str(store.box_dir(bad.id) / "state.json") in items[1].message
+
+
+# the runtime's view of dead boxes --------------------------------------------------------
+
+def test_running_box_without_a_live_shim_shows_as_exited(store: BoxStore) -> None:
+    rt = Runtime(store.paths)
+    no_pidfile = add_box(rt.boxes, name="nopid", status=Status.RUNNING)
+    reused = add_box(rt.boxes, name="reused", status=Status.RUNNING)
+    me = ProcessRecord.current()
+    write_pidfile(rt.files(reused.id).shim_pid, ProcessRecord(me.pid, me.start_time + 7))
+    alive = add_box(rt.boxes, name="alive", status=Status.RUNNING)
+    write_pidfile(rt.files(alive.id).shim_pid, me)
+    for ref in ("nopid", "reused"):
+        state = rt.get(ref)
+        assert state.status == Status.EXITED
+        assert state.error and "shim" in state.error
+    assert rt.get("alive").status == Status.RUNNING
+    # Observing does not rewrite the state file.
+    assert rt.boxes.read(no_pidfile.id).status == Status.RUNNING
+
+
+def test_interrupted_create_shows_as_exited(store: BoxStore) -> None:
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="half", status=Status.CREATING)
+    state.creator = {"pid": os.getpid(), "start_time": ProcessRecord.current().start_time + 1}
+    rt.boxes.write(state)
+    observed = rt.get("half")
+    assert observed.status == Status.EXITED
+    assert observed.exit_code == 125
+
+
+# paths --------------------------------------------------------------------------------------
+
+def test_boxlite_home_puts_everything_in_one_place(home: Path) -> None:
+    paths = home_paths()
+    assert paths.data == home
+    assert paths.config.is_relative_to(home) and paths.cache.is_relative_to(home)
+    assert paths.box_dir("x") == home / "boxes" / "x"
+
+
+def test_socket_paths_fit_in_sun_path(tmp_path: Path) -> None:
+    short = tmp_path / "b"
+    assert socket_dir(short) == short / "run"
+    deep = tmp_path.joinpath(*(["d" * 50] * 4))
+    sockets = socket_dir(deep)
+    assert len(str(sockets / "console.sock").encode()) <= 107
+    assert socket_dir(deep) == sockets  # stable
+    assert socket_dir(deep / "other") != sockets

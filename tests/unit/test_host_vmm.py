@@ -1,0 +1,274 @@
+"""The QEMU command line, the guest kernel command line and choosing the accelerator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli import payload
+from boxlite_cli.errors import UsageError
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.vmm import accel, qemu
+from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.cmdline import BASE_CMDLINE, kernel_cmdline
+from boxlite_cli.vmm.drivers import get_driver
+from boxlite_cli.vmm.qemu import SANDBOX, QemuDriver
+
+P = Path("/p")
+
+
+def vm_spec(**kw: object) -> VmSpec:
+    values: dict[str, object] = dict(
+        kernel=P / "vmlinuz", initrd=P / "initrd.img", agent_root=P / "agent-root.ext4",
+        rootfs_disk=Path("/b/disks/rootfs.qcow2"), console_log=Path("/b/console.log"),
+        agent_socket=Path("/b/run/vm.sock"), control_socket=Path("/b/run/qmp.sock"),
+        cpus=2, memory_mib=1024,
+    )
+    values.update(kw)
+    return VmSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: f"/usr/bin/{name}")
+
+
+def option_values(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, arg in enumerate(cmd[:-1]) if arg == flag]
+
+
+EXPECTED_APPEND = ("console=ttyS0 quiet loglevel=1 panic=-1 reboot=t tsc=reliable no_timer_check "
+                   "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on "
+                   "boxlite.mode=agent")
+
+
+def test_tcg_command_line_is_exactly_this() -> None:
+    assert QemuDriver().command(vm_spec(accel="tcg")) == [
+        "/usr/bin/qemu-system-x86_64",
+        "-M", "microvm",
+        "-accel", "tcg,thread=multi", "-cpu", "max",
+        "-smp", "2",
+        "-m", "1024M",
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        "-kernel", "/p/vmlinuz",
+        "-initrd", "/p/initrd.img",
+        "-append", EXPECTED_APPEND,
+        "-chardev", "file,id=con,path=/b/console.log",
+        "-serial", "chardev:con",
+        "-qmp", "unix:/b/run/qmp.sock,server=on,wait=off",
+        "-drive", "id=agent,file=/p/agent-root.ext4,format=raw,if=none,readonly=on",
+        "-device", "virtio-blk-device,drive=agent,serial=boxlite-agent",
+        "-drive", "id=rootfs,file=/b/disks/rootfs.qcow2,format=qcow2,if=none,discard=unmap",
+        "-device", "virtio-blk-device,drive=rootfs,serial=boxlite-rootfs",
+        "-device", "virtio-serial-device",
+        "-chardev", "socket,id=agentch,path=/b/run/vm.sock,server=on,wait=off",
+        "-device", "virtserialport,chardev=agentch,name=org.boxlite.agent.0",
+        "-device", "virtio-rng-device",
+    ]
+
+
+def test_kvm_differs_only_in_the_accelerator() -> None:
+    tcg = QemuDriver().command(vm_spec(accel="tcg"))
+    kvm = QemuDriver().command(vm_spec(accel="kvm"))
+    assert option_values(kvm, "-accel") == ["kvm"]
+    assert option_values(kvm, "-cpu") == ["host"]
+    strip = {"-accel", "-cpu"}
+
+    def without_accel(cmd: list[str]) -> list[str]:
+        return [a for i, a in enumerate(cmd) if a not in strip and cmd[i - 1] not in strip]
+
+    assert without_accel(kvm) == without_accel(tcg)
+
+
+def test_probe_mode_attaches_no_disks_and_no_agent_port() -> None:
+    cmd = QemuDriver().command(vm_spec(accel="kvm", mode="probe", memory_mib=256))
+    assert "-drive" not in cmd
+    assert not any("virtio-blk" in a or "virtserialport" in a or "virtio-serial" in a
+                   for a in cmd)
+    assert option_values(cmd, "-append") == [kernel_cmdline("probe")]
+    assert "boxlite.mode=probe" in option_values(cmd, "-append")[0]
+    assert option_values(cmd, "-m") == ["256M"]
+    assert option_values(cmd, "-sandbox")[0].startswith("on")
+
+
+def test_agent_port_and_disk_serials_are_the_payload_contract() -> None:
+    cmd = QemuDriver().command(vm_spec())
+    devices = option_values(cmd, "-device")
+    assert f"virtserialport,chardev=agentch,name={payload.AGENT_PORT_NAME}" in devices
+    serials = [d.rpartition("serial=")[2] for d in devices if d.startswith("virtio-blk-device")]
+    assert serials == [payload.AGENT_DISK_SERIAL, payload.ROOTFS_DISK_SERIAL]
+    # The agent's own root is never writable by the guest.
+    agent_drive = next(d for d in option_values(cmd, "-drive") if d.startswith("id=agent,"))
+    assert "readonly=on" in agent_drive.split(",")
+
+
+def test_qemu_is_sandboxed() -> None:
+    cmd = QemuDriver().command(vm_spec())
+    assert option_values(cmd, "-sandbox") == [SANDBOX]
+    fields = SANDBOX.split(",")
+    assert fields[0] == "on"
+    assert {"spawn=deny", "elevateprivileges=deny"} <= set(fields)
+    assert "-nodefaults" in cmd and "-no-user-config" in cmd
+
+
+def test_commas_in_paths_are_escaped_for_qemu() -> None:
+    # QEMU option values are comma-separated: a ',' in a path must be written ',,'
+    # or it ends the value (and the rest is parsed as more options).
+    cmd = QemuDriver().command(vm_spec(
+        rootfs_disk=Path("/home/a,b/disks/rootfs.qcow2,readonly=on"),
+        agent_socket=Path("/home/a,b/run/vm.sock"),
+        console_log=Path("/home/a,b/console.log"),
+    ))
+    drives = option_values(cmd, "-drive")
+    assert "id=rootfs,file=/home/a,,b/disks/rootfs.qcow2,,readonly=on,format=qcow2" in drives[1]
+    assert any("path=/home/a,,b/run/vm.sock," in c for c in option_values(cmd, "-chardev"))
+    assert "file,id=con,path=/home/a,,b/console.log" in option_values(cmd, "-chardev")
+
+
+def test_agent_target_is_the_vm_socket() -> None:
+    assert QemuDriver().agent_target(vm_spec()) == "unix:/b/run/vm.sock"
+
+
+def test_extra_kernel_arguments_come_last() -> None:
+    line = kernel_cmdline("agent", ("boxlite.debug=1", "init=/x"))
+    assert line.split() == [*BASE_CMDLINE, "boxlite.mode=agent", "boxlite.debug=1", "init=/x"]
+    cmd = QemuDriver().command(vm_spec(extra_cmdline=("boxlite.debug=1",)))
+    assert option_values(cmd, "-append")[0].endswith("boxlite.mode=agent boxlite.debug=1")
+
+
+def test_kernel_cmdline_keeps_the_console_quiet_and_never_reboots() -> None:
+    words = kernel_cmdline("agent").split()
+    assert "console=ttyS0" in words and "quiet" in words
+    assert "panic=-1" in words  # a panic powers off (-no-reboot) instead of hanging
+
+
+def test_get_driver() -> None:
+    assert get_driver("qemu").name == "qemu"
+    with pytest.raises(UsageError, match="unknown VMM"):
+        get_driver("bochs")
+
+
+def test_launch_round_trips_through_vm_json(tmp_path: Path) -> None:
+    launch = Launch("qemu", vm_spec(accel="kvm", extra_cmdline=("a=1",)), 42.5)
+    launch.save(tmp_path / "vm.json")
+    assert Launch.load(tmp_path / "vm.json") == launch
+    assert json.loads((tmp_path / "vm.json").read_text())["vm"]["kernel"] == "/p/vmlinuz"
+
+
+# the accelerator ----------------------------------------------------------------------------
+
+def test_requested_accel_defaults_to_auto() -> None:
+    assert accel.requested_accel(None) == "auto"
+
+
+def test_requested_accel_flag_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_ACCEL", "kvm")
+    assert accel.requested_accel(None) == "kvm"
+    assert accel.requested_accel("tcg") == "tcg"
+    assert accel.requested_accel("TCG") == "tcg"
+    monkeypatch.setenv("BOXLITE_ACCEL", "")
+    assert accel.requested_accel(None) == "auto"
+
+
+@pytest.mark.parametrize(("flag", "env"), [("hvf", None), (None, "xen"), ("kvm ", None)])
+def test_invalid_accel_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, flag: str | None,
+                                        env: str | None) -> None:
+    if env is not None:
+        monkeypatch.setenv("BOXLITE_ACCEL", env)
+    with pytest.raises(UsageError, match="invalid accelerator"):
+        accel.requested_accel(flag)
+
+
+class ProbeCounter:
+    """Stands in for the real (seconds-long) KVM probe and counts its calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, boot: str, problem: str | None = None,
+                 ok: bool = True) -> None:
+        self.boot = boot
+        self.static_calls = 0
+        self.probe_calls = 0
+        self.problem = problem
+        self.ok = ok
+        monkeypatch.setattr(accel, "boot_id", lambda: self.boot)
+        monkeypatch.setattr(accel, "static_kvm_problem", self._static)
+        monkeypatch.setattr(accel, "probe_kvm", self._probe)
+
+    def _static(self) -> str | None:
+        self.static_calls += 1
+        return self.problem
+
+    def _probe(self, kernel: Path, initrd: Path, timeout_s: float = 0) -> tuple[bool, str]:
+        self.probe_calls += 1
+        return (self.ok, "a KVM guest booted" if self.ok else "a KVM guest failed to boot")
+
+
+def test_verdict_is_cached_per_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = ProbeCounter(monkeypatch, boot="boot-1")
+    cache = tmp_path / "cache" / "accel.json"
+    first = accel.kvm_verdict(cache, P / "k", P / "i")
+    assert (first.kvm_ok, first.boot_id, counter.probe_calls) == (True, "boot-1", 1)
+    second = accel.kvm_verdict(cache, P / "k", P / "i")
+    assert second == first
+    assert (counter.probe_calls, counter.static_calls) == (1, 1)
+    # After a reboot the host may have changed: probe again.
+    counter.boot = "boot-2"
+    counter.ok = False
+    third = accel.kvm_verdict(cache, P / "k", P / "i")
+    assert (third.kvm_ok, third.boot_id, counter.probe_calls) == (False, "boot-2", 2)
+    assert json.loads(cache.read_text())["boot_id"] == "boot-2"
+    assert accel.kvm_verdict(cache, P / "k", P / "i") == third
+    assert counter.probe_calls == 2
+
+
+def test_static_problem_skips_the_probe_and_is_cached(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = ProbeCounter(monkeypatch, boot="b", problem="/dev/kvm is served by kvm_pvm")
+    cache = tmp_path / "accel.json"
+    verdict = accel.kvm_verdict(cache, P / "k", P / "i")
+    assert not verdict.kvm_ok and "kvm_pvm" in verdict.reason
+    accel.kvm_verdict(cache, P / "k", P / "i")
+    assert (counter.static_calls, counter.probe_calls) == (1, 0)
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"boot_id": "b"}', "null"])
+def test_unreadable_cache_means_probe_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            content: str) -> None:
+    counter = ProbeCounter(monkeypatch, boot="b")
+    cache = tmp_path / "accel.json"
+    cache.write_text(content)
+    assert accel.kvm_verdict(cache, P / "k", P / "i").kvm_ok
+    assert counter.probe_calls == 1
+    assert json.loads(cache.read_text()) == {"boot_id": "b", "kvm_ok": True,
+                                             "reason": "a KVM guest booted"}
+
+
+def test_unwritable_cache_still_gives_a_verdict(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    ProbeCounter(monkeypatch, boot="b")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert accel.kvm_verdict(blocker / "accel.json", P / "k", P / "i").kvm_ok
+
+
+def test_static_kvm_problem_names_pvm(monkeypatch: pytest.MonkeyPatch) -> None:
+    present = {"/dev/kvm", "/sys/module/kvm_pvm"}
+    monkeypatch.setattr(accel.os.path, "exists", lambda p: p in present)
+    monkeypatch.setattr(accel.os, "access", lambda p, mode: True)
+    assert "kvm_pvm" in (accel.static_kvm_problem() or "")
+    present.discard("/sys/module/kvm_pvm")
+    assert accel.static_kvm_problem() is None
+    present.discard("/dev/kvm")
+    assert "/dev/kvm does not exist" in (accel.static_kvm_problem() or "")
+
+
+def test_probe_that_cannot_run_qemu_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: "/nonexistent/qemu-system-x86_64")
+    ok, reason = accel.probe_kvm(P / "k", P / "i", timeout_s=5)
+    assert not ok and "could not run QEMU" in reason
+
+
+def test_boot_id_is_this_boot() -> None:
+    assert accel.boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
