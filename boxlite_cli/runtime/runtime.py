@@ -254,7 +254,9 @@ class Runtime:
             raise VmError(f"the box's shim exited during start; see {files.shim_log}")
         message = json.loads(line)
         if not message.get("ok"):
-            raise VmError(f"the box failed to start: {message.get('error')}",
+            tail = message.get("console_tail") or []
+            said = f"; the guest's last words: {tail[-1]!r}" if tail else ""
+            raise VmError(f"the box failed to start: {message.get('error')}{said}",
                           hint=f"the VM console log is {message.get('console')}")
         if message.get("exit_code"):
             return StartResult(MAIN, int(message["exit_code"]), str(message.get("error")))

@@ -60,6 +60,15 @@ class BootFailed(BoxliteError):
     pass
 
 
+def console_tail(path: Path, lines: int = 3) -> list[str]:
+    """The last non-empty lines the guest printed (why it failed, usually)."""
+    try:
+        text = path.read_bytes()[-4096:].decode(errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+
+
 class Shim:
     def __init__(self, files: BoxFiles, ready_fd: int) -> None:
         self.files = files
@@ -214,7 +223,9 @@ class Shim:
                 self.stop_vmm(None, graceful=False)
             self.update(status=Status.EXITED, error=reason, exit_code=125,
                         finished_at=time.time())
-            self.report(ok=False, error=reason, console=str(self.files.console_log))
+            console = self.keep_console(state)
+            self.report(ok=False, error=reason, console=str(console),
+                        console_tail=console_tail(console))
             self.remove_if_auto(state)
             return 1
         if started.error_exit_code:
@@ -261,6 +272,17 @@ class Shim:
         log.info("box exited with %s (%s)", exit_code, error or "main process ended")
         self.remove_if_auto(state)
         return 0
+
+    def keep_console(self, state: BoxState) -> Path:
+        """The console log of a failed start, moved out of the way when the box goes."""
+        if not state.config.auto_remove:
+            return self.files.console_log
+        kept = self.files.dir.parent.parent / "failed" / f"{state.id[:12]}-console.log"
+        with contextlib.suppress(OSError):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.files.console_log, kept)
+            return kept
+        return self.files.console_log
 
     def remove_if_auto(self, state: BoxState) -> None:
         """`--rm`: the box goes away with its VM."""
