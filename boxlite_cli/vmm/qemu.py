@@ -6,7 +6,7 @@ import shutil
 
 from boxlite_cli.payload import AGENT_DISK_SERIAL, AGENT_PORT_NAME, ROOTFS_DISK_SERIAL
 from boxlite_cli.vmm.base import VmSpec
-from boxlite_cli.vmm.cmdline import kernel_cmdline
+from boxlite_cli.vmm.cmdline import accel_cmdline, kernel_cmdline
 
 QEMU_BINARY = "qemu-system-x86_64"
 # seccomp: no obsolete syscalls, no privilege changes, no spawning, no resource control.
@@ -40,7 +40,7 @@ class QemuDriver:
             "-sandbox", SANDBOX,
             "-kernel", str(spec.kernel),
             "-initrd", str(spec.initrd),
-            "-append", kernel_cmdline(spec.mode, spec.extra_cmdline),
+            "-append", kernel_cmdline(spec.mode, (*accel_cmdline(spec.accel), *spec.extra_cmdline)),
             "-chardev", f"file,id=con,path={_opt(spec.console_log)}",
             "-serial", "chardev:con",
             "-qmp", f"unix:{_opt(spec.control_socket)},server=on,wait=off",

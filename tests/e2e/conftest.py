@@ -27,7 +27,7 @@ def boxlite_bin() -> str:
 
 @pytest.fixture(scope="session")
 def e2e_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ.pop("BOXLITE_PAYLOAD", None)
+    set_payload_env(os.environ)
     try:
         find_payload()
     except PayloadMissing as e:
@@ -38,13 +38,24 @@ def e2e_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _e2e_env(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("BOXLITE_HOME", str(e2e_home))
-    monkeypatch.delenv("BOXLITE_PAYLOAD", raising=False)
+    if os.environ.get("BOXLITE_TEST_PAYLOAD"):
+        monkeypatch.setenv("BOXLITE_PAYLOAD", os.environ["BOXLITE_TEST_PAYLOAD"])
+    else:
+        monkeypatch.delenv("BOXLITE_PAYLOAD", raising=False)
     monkeypatch.setenv("BOXLITE_ACCEL", os.environ.get("BOXLITE_TEST_ACCEL", "auto"))
     before = set(box_ids())
     yield
     leftovers = set(box_ids()) - before
     if leftovers:
         subprocess.run([boxlite_bin(), "rm", "-f", *leftovers], capture_output=True, timeout=120)
+
+
+def set_payload_env(env: os._Environ[str]) -> None:
+    """Boot the payload built from these sources, or `$BOXLITE_TEST_PAYLOAD` when set."""
+    if env.get("BOXLITE_TEST_PAYLOAD"):
+        env["BOXLITE_PAYLOAD"] = env["BOXLITE_TEST_PAYLOAD"]
+    else:
+        env.pop("BOXLITE_PAYLOAD", None)
 
 
 def box_ids() -> list[str]:

@@ -10,13 +10,14 @@ import pytest
 from boxlite_cli import payload
 from boxlite_cli.errors import UsageError
 from boxlite_cli.shim.vmspec import Launch
-from boxlite_cli.vmm import accel, qemu
+from boxlite_cli.vmm import accel, cmdline, qemu
 from boxlite_cli.vmm.base import VmSpec
 from boxlite_cli.vmm.cmdline import BASE_CMDLINE, kernel_cmdline
 from boxlite_cli.vmm.drivers import get_driver
 from boxlite_cli.vmm.qemu import SANDBOX, QemuDriver
 
 P = Path("/p")
+HOST_TSC_KHZ = cmdline.host_tsc_khz  # the real one; the fixture pins it for command lines
 
 
 def vm_spec(**kw: object) -> VmSpec:
@@ -33,6 +34,7 @@ def vm_spec(**kw: object) -> VmSpec:
 @pytest.fixture(autouse=True)
 def _qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(qemu.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: 2445422)
 
 
 def option_values(cmd: list[str], flag: str) -> list[str]:
@@ -41,7 +43,7 @@ def option_values(cmd: list[str], flag: str) -> list[str]:
 
 EXPECTED_APPEND = ("console=ttyS0 quiet loglevel=1 panic=-1 reboot=t tsc=reliable no_timer_check "
                    "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on "
-                   "boxlite.mode=agent")
+                   "cryptomgr.notests boxlite.mode=agent tsc_early_khz=2445422")
 
 
 def test_tcg_command_line_is_exactly_this() -> None:
@@ -70,7 +72,8 @@ def test_tcg_command_line_is_exactly_this() -> None:
     ]
 
 
-def test_kvm_differs_only_in_the_accelerator() -> None:
+def test_kvm_differs_only_in_the_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: None)
     tcg = QemuDriver().command(vm_spec(accel="tcg"))
     kvm = QemuDriver().command(vm_spec(accel="kvm"))
     assert option_values(kvm, "-accel") == ["kvm"]
@@ -136,7 +139,7 @@ def test_extra_kernel_arguments_come_last() -> None:
     line = kernel_cmdline("agent", ("boxlite.debug=1", "init=/x"))
     assert line.split() == [*BASE_CMDLINE, "boxlite.mode=agent", "boxlite.debug=1", "init=/x"]
     cmd = QemuDriver().command(vm_spec(extra_cmdline=("boxlite.debug=1",)))
-    assert option_values(cmd, "-append")[0].endswith("boxlite.mode=agent boxlite.debug=1")
+    assert option_values(cmd, "-append")[0].endswith("tsc_early_khz=2445422 boxlite.debug=1")
 
 
 def test_kernel_cmdline_keeps_the_console_quiet_and_never_reboots() -> None:
@@ -272,3 +275,29 @@ def test_probe_that_cannot_run_qemu_says_so(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_boot_id_is_this_boot() -> None:
     assert accel.boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+CPUINFO = """processor\t: 0
+model name\t: AMD EPYC
+cpu MHz\t\t: 2445.422
+flags\t\t: fpu tsc constant_tsc nonstop_tsc tsc_known_freq rdtsc
+processor\t: 1
+cpu MHz\t\t: 1000.000
+"""
+
+
+def test_host_tsc_khz_from_cpuinfo() -> None:
+    assert HOST_TSC_KHZ(CPUINFO) == 2445422
+
+
+def test_host_tsc_khz_needs_a_known_constant_tsc() -> None:
+    assert HOST_TSC_KHZ(CPUINFO.replace(" tsc_known_freq", "")) is None
+    assert HOST_TSC_KHZ(CPUINFO.replace(" constant_tsc", "")) is None
+    assert HOST_TSC_KHZ("processor\t: 0\n") is None
+
+
+def test_tsc_rate_is_given_to_tcg_guests_only() -> None:
+    tcg = option_values(QemuDriver().command(vm_spec(accel="tcg")), "-append")[0]
+    kvm = option_values(QemuDriver().command(vm_spec(accel="kvm")), "-append")[0]
+    assert "tsc_early_khz=2445422" in tcg.split()
+    assert "tsc_early_khz" not in kvm
