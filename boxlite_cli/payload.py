@@ -39,6 +39,12 @@ class Payload:
 
     @property
     def kernel(self) -> Path:
+        """The uncompressed kernel: QEMU boots it directly (PVH), skipping the
+        in-guest decompression that costs seconds under emulation."""
+        return self.root / "vmlinux"
+
+    @property
+    def kernel_bzimage(self) -> Path:
         return self.root / "vmlinuz"
 
     @property

@@ -41,9 +41,9 @@ def option_values(cmd: list[str], flag: str) -> list[str]:
     return [cmd[i + 1] for i, arg in enumerate(cmd[:-1]) if arg == flag]
 
 
-EXPECTED_APPEND = ("console=ttyS0 quiet loglevel=1 panic=-1 reboot=t tsc=reliable no_timer_check "
-                   "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on "
-                   "cryptomgr.notests boxlite.mode=agent tsc_early_khz=2445422")
+EXPECTED_APPEND = ("console=ttyS0 quiet loglevel=1 panic=-1 tsc=reliable random.trust_cpu=on "
+                   "cryptomgr.notests initcall_blacklist=init_kprobe_trace boxlite.mode=agent "
+                   "tsc_early_khz=2445422")
 
 
 def test_tcg_command_line_is_exactly_this() -> None:

@@ -1,0 +1,1 @@
+"""Pieces of the boxlite guest payload build; `images/build.py` drives them."""
