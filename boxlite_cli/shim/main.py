@@ -60,13 +60,21 @@ class BootFailed(BoxliteError):
     pass
 
 
+TELLING = ("boxlite-init:", "boxlite-agent:", "Kernel panic")
+
+
 def console_tail(path: Path, lines: int = 3) -> list[str]:
-    """The last non-empty lines the guest printed (why it failed, usually)."""
+    """The last lines the guest printed, the most telling one last (why it failed)."""
     try:
-        text = path.read_bytes()[-4096:].decode(errors="replace")
+        text = path.read_bytes()[-8192:].decode(errors="replace")
     except OSError:
         return []
-    return [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    all_lines = [line.strip() for line in text.splitlines() if line.strip()]
+    telling = [line for line in all_lines if any(t in line for t in TELLING)]
+    tail = all_lines[-lines:]
+    if telling and telling[-1] not in tail[-1:]:
+        tail = [*tail[1:], telling[-1]]
+    return tail
 
 
 class Shim:
@@ -252,7 +260,8 @@ class Shim:
             result = client.wait(MAIN)
             exit_code = result.exit_code
             if not state.config.detach:
-                self.tracker.wait_delivered(MAIN, ATTACH_GRACE_S)
+                # The foreground CLI gets all the output and the exit status first.
+                self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
         except BoxliteError as e:
             assert self.vmm is not None
             with contextlib.suppress(subprocess.TimeoutExpired):

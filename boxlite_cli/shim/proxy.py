@@ -17,10 +17,19 @@ import grpc
 from boxlite_cli.agent.pb import agent_pb2 as pb
 
 ATTACH = "/boxlite.v1.Agent/Attach"
+WAIT = "/boxlite.v1.Agent/Wait"
+# The calls whose completion the shim waits for, and their tracker key.
+TRACKED: dict[str, Callable[[bytes], str]] = {
+    ATTACH: lambda req: pb.AttachRequest.FromString(req).exec_id,
+    WAIT: lambda req: "wait:" + pb.WaitRequest.FromString(req).exec_id,
+}
 
 
 class AttachTracker:
-    """Counts live Attach calls per exec id and remembers those that reached EOF."""
+    """Counts live calls per key and remembers the keys whose call ran to the end.
+
+    Keys: an exec id for its Attach calls, `wait:<exec id>` for its Wait calls.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
@@ -39,12 +48,13 @@ class AttachTracker:
                 self.completed.add(exec_id)
             self.cond.notify_all()
 
-    def wait_delivered(self, exec_id: str, idle_grace_s: float) -> None:
-        """Return once an Attach of `exec_id` reached EOF, or none was live for the grace."""
+    def wait_delivered(self, keys: str | list[str], idle_grace_s: float) -> None:
+        """Return once a call of every key ran to the end, or none was live for the grace."""
+        wanted = [keys] if isinstance(keys, str) else keys
         with self.cond:
             idle_since: float | None = None
-            while exec_id not in self.completed:
-                if self.active.get(exec_id, 0) > 0:
+            while not all(k in self.completed for k in wanted):
+                if any(self.active.get(k, 0) > 0 for k in wanted):
                     idle_since = None
                     self.cond.wait()
                     continue
@@ -70,14 +80,14 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def _forwarder(self, method: str) -> Callable[[Iterator[bytes], grpc.ServicerContext],
                                                   Iterator[bytes]]:
         def forward(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            exec_id = None
-            if method == ATTACH:
+            key = None
+            if method in TRACKED:
                 first = next(requests, None)
                 if first is None:
                     return
-                exec_id = pb.AttachRequest.FromString(first).exec_id
+                key = TRACKED[method](first)
                 requests = _prepend(first, requests)
-                self.tracker.begin(exec_id)
+                self.tracker.begin(key)
             remaining = context.time_remaining()
             call: Any = self.upstream.stream_stream(method, None, None)(
                 requests, timeout=remaining if remaining and remaining < 1e8 else None)
@@ -90,8 +100,8 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 if context.is_active():
                     context.abort(e.code(), e.details() or "")
             finally:
-                if exec_id is not None:
-                    self.tracker.end(exec_id, complete)
+                if key is not None:
+                    self.tracker.end(key, complete)
 
         return forward
 

@@ -217,8 +217,11 @@ def test_failed_boot_is_cleaned_up(tmp_path: Path, e2e_home: Path) -> None:
               env={"BOXLITE_PAYLOAD": str(broken), "BOXLITE_BOOT_TIMEOUT": "60"})
     assert proc.returncode == 125
     err = proc.stderr.decode()
-    assert err.startswith("boxlite: the box failed to start:"), err
-    assert "console" in err
+    lines = [line for line in err.splitlines() if "warning: KVM" not in line]
+    assert lines[0].startswith("boxlite: the box failed to start:"), err
+    assert "Kernel panic" in lines[0]
+    assert lines[1].startswith("  hint: the VM console log is ")
+    assert Path(lines[1].split(" is ", 1)[1]).is_file()
     assert "Traceback" not in err
     assert vm_processes(e2e_home) == []
     assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
