@@ -37,6 +37,7 @@ GRPCIO_VERSION = "1.76.0"
 PROTOBUF_VERSION = "6.33.5"
 GUEST_PYTHON = "3.11"  # bookworm's python3
 WHEEL_PLATFORM = "manylinux_2_17_x86_64"
+WHEEL_PLATFORM_LEGACY = "manylinux2014_x86_64"
 AGENT_LIB = "opt/boxlite/lib"
 AGENT_PACKAGE = "boxlite_agent"
 # Modules the agent may modprobe later, on top of those the initramfs loads.
@@ -66,7 +67,7 @@ def base_recipe() -> dict[str, object]:
         **debian.recipe(VARIANT, AGENT_PACKAGES),
         "wheels": [f"grpcio=={GRPCIO_VERSION}", f"protobuf=={PROTOBUF_VERSION}"],
         "python": GUEST_PYTHON,
-        "platform": WHEEL_PLATFORM,
+        "platform": [WHEEL_PLATFORM, WHEEL_PLATFORM_LEGACY],
     }
 
 
@@ -94,6 +95,8 @@ def install_wheels(target: Path) -> None:
     run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--target", target, "--only-binary=:all:", "--no-compile",
          "--python-version", GUEST_PYTHON, "--platform", WHEEL_PLATFORM,
+         # protobuf tags its compiled wheel only with the legacy manylinux2014 name.
+         "--platform", WHEEL_PLATFORM_LEGACY,
          f"grpcio=={GRPCIO_VERSION}", f"protobuf=={PROTOBUF_VERSION}"])
     shutil.rmtree(target / "bin", ignore_errors=True)
 

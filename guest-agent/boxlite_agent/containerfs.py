@@ -1,0 +1,122 @@
+"""The container's kernel file systems and /etc files, set up inside its rootfs.
+
+Every target is resolved with resolve.py, so an image whose /etc/hosts is a symlink
+cannot make the agent mount anything outside the rootfs (and symlinked /proc, /sys,
+/dev are refused). Each step checks
+the mount table first, so running it twice mounts nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from boxlite_agent import syscalls
+from boxlite_agent.errors import FailedPrecondition
+from boxlite_agent.mounts import is_mountpoint
+from boxlite_agent.resolve import container_path, ensure_file_in_root, mkdir_all_in_root
+
+MountFn = Callable[[str | None, str, str | None, int, str | None], None]
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    target: str
+    fstype: str
+    source: str
+    flags: int
+    data: str | None
+
+
+_NOSUID, _NODEV, _NOEXEC = syscalls.MS_NOSUID, syscalls.MS_NODEV, syscalls.MS_NOEXEC
+
+CONTAINER_MOUNTS = (
+    MountSpec("/proc", "proc", "proc", _NOSUID | _NODEV | _NOEXEC, None),
+    MountSpec("/sys", "sysfs", "sysfs", syscalls.MS_RDONLY | _NOSUID | _NODEV | _NOEXEC, None),
+    MountSpec("/dev", "tmpfs", "tmpfs", _NOSUID | syscalls.MS_STRICTATIME, "mode=755,size=65536k"),
+    MountSpec("/dev/pts", "devpts", "devpts", _NOSUID | _NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"),
+    MountSpec("/dev/shm", "tmpfs", "shm", _NOSUID | _NODEV | _NOEXEC, "mode=1777,size=65536k"),
+)
+
+DEV_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+DEV_LINKS = (
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+
+
+def populate_dev(dev: str) -> None:
+    """The standard device nodes and links in a fresh /dev (host path ``dev``)."""
+    for name, major, minor in DEV_NODES:
+        path = os.path.join(dev, name)
+        if not os.path.lexists(path):
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(path, 0o666)
+    for name, target in DEV_LINKS:
+        path = os.path.join(dev, name)
+        if not os.path.lexists(path):
+            os.symlink(target, path)
+
+
+def mount_kernel_filesystems(
+    root: str, mount: MountFn = syscalls.mount, is_mounted: Callable[[str], bool] = is_mountpoint
+) -> None:
+    """proc, read-only sysfs, a tmpfs /dev with its nodes, devpts and /dev/shm.
+
+    An image whose /proc, /sys or /dev is a symlink is refused: mounting at the
+    link's target would stay inside the rootfs but could cover anything (even ``/``).
+    """
+    for spec in CONTAINER_MOUNTS:
+        target = mkdir_all_in_root(root, spec.target)
+        if target != os.path.join(os.path.abspath(root), spec.target.lstrip("/")):
+            raise FailedPrecondition(
+                f"the image's {spec.target} is a symlink (to {container_path(root, target)}):"
+                f" refusing to mount {spec.fstype} there"
+            )
+        if not is_mounted(target):
+            mount(spec.source, target, spec.fstype, spec.flags, spec.data)
+        if spec.target == "/dev":
+            populate_dev(target)
+
+
+def hosts_file(hostname: str) -> str:
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+
+
+def _write_in_place(path: str, content: str) -> None:
+    """Rewrite keeping the inode, so bind mounts of ``path`` see the new content."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.truncate(0)
+        f.write(content)
+
+
+def provide_etc_files(
+    root: str,
+    hostname: str,
+    etc_dir: str,
+    mount: MountFn = syscalls.mount,
+    is_mounted: Callable[[str], bool] = is_mountpoint,
+) -> None:
+    """/etc/hostname and /etc/hosts, written under ``etc_dir`` and bind-mounted over
+    the image's files (an empty file is created first where the image has none)."""
+    os.makedirs(etc_dir, mode=0o755, exist_ok=True)
+    files = {"hostname": f"{hostname}\n", "hosts": hosts_file(hostname)}
+    for name, content in files.items():
+        source = os.path.join(etc_dir, name)
+        _write_in_place(source, content)
+        target = ensure_file_in_root(root, f"/etc/{name}")
+        if not is_mounted(target):
+            mount(source, target, None, syscalls.MS_BIND, None)

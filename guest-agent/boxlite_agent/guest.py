@@ -1,0 +1,53 @@
+"""What the agent needs from the machine it runs on, and a host-side stand-in.
+
+The VM implementation (vm.py) mounts disks, sets the hostname and powers off; the
+``LocalGuest`` runs execs in an existing directory, so the whole gRPC service can be
+exercised on a development host (tests, ``python -m boxlite_agent.server --local``).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Guest(Protocol):
+    def rootfs(self) -> str:
+        """The container rootfs; raises FailedPrecondition before Init."""
+        ...
+
+    def hostname(self) -> str: ...
+
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+        """Prepare the machine (idempotent); raises AgentError or OSError."""
+        ...
+
+    def shutdown(self) -> None:
+        """Flush and power off (in a VM this does not return)."""
+        ...
+
+
+class LocalGuest:
+    """Runs execs in ``root`` on the current machine; Init only records its arguments."""
+
+    def __init__(self, root: str = "/", on_shutdown: Callable[[], None] | None = None) -> None:
+        self._root = root
+        self._hostname = socket.gethostname()
+        self._on_shutdown = on_shutdown
+        self.init_calls: list[tuple[str, int, bytes, str]] = []
+
+    def rootfs(self) -> str:
+        return self._root
+
+    def hostname(self) -> str:
+        return self._hostname
+
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+        self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial))
+        if hostname:
+            self._hostname = hostname
+
+    def shutdown(self) -> None:
+        if self._on_shutdown is not None:
+            self._on_shutdown()

@@ -1,0 +1,251 @@
+"""The gRPC servicer: maps the Agent RPCs onto the exec table and the Guest.
+
+Errors: AgentError subclasses become their status code with the message as details;
+anything unexpected becomes INTERNAL with the exception's text (and a traceback on
+stderr, which is the VM console).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+
+from boxlite_agent import __version__
+from boxlite_agent.errors import AgentError, ExecFailure, FailedPrecondition, InvalidArgument
+from boxlite_agent.guest import Guest
+from boxlite_agent.outbuf import BufferBusy, Status
+from boxlite_agent.pb import agent_pb2 as pb
+from boxlite_agent.pb import agent_pb2_grpc
+from boxlite_agent.process import Execution
+from boxlite_agent.spawn import ExecSpec, spawn
+from boxlite_agent.table import ExecTable
+
+ATTACH_POLL_S = 1.0
+WAIT_POLL_S = 1.0
+SHUTDOWN_DELAY_S = 0.05
+MAX_SIGNAL = 64
+MAX_WINSIZE = 65535
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})$")
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_Method = Callable[["AgentService", _Req, grpc.ServicerContext], _Resp]
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        if e.filename is not None and str(e.filename) not in e.strerror:
+            return f"{e.strerror}: {e.filename}"
+        return e.strerror
+    return f"{type(e).__name__}: {e}"
+
+
+def _abort_for(context: grpc.ServicerContext, e: Exception) -> None:
+    if isinstance(e, AgentError):
+        context.abort(getattr(grpc.StatusCode, e.code), e.message)
+    import traceback  # the error path only
+
+    traceback.print_exc()
+    context.abort(grpc.StatusCode.INTERNAL, _describe(e))
+
+
+def _rpc(method: _Method[_Req, _Resp]) -> _Method[_Req, _Resp]:
+    """Turn AgentError and unexpected exceptions into gRPC statuses."""
+
+    @functools.wraps(method)
+    def wrapper(self: AgentService, request: _Req, context: grpc.ServicerContext) -> _Resp:
+        try:
+            return method(self, request, context)
+        except Exception as e:
+            _abort_for(context, e)
+            raise  # not reached: abort raises
+
+    return wrapper
+
+
+def _uptime() -> float:
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class AgentService(agent_pb2_grpc.AgentServicer):
+    def __init__(self, guest: Guest, table: ExecTable | None = None) -> None:
+        self._guest = guest
+        self._table = table if table is not None else ExecTable()
+        self._init_lock = threading.Lock()
+        self._shutting_down = threading.Event()
+
+    # -- machine -----------------------------------------------------------------
+
+    @_rpc
+    def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
+        return pb.PingResponse(agent_version=__version__, kernel=os.uname().release, uptime_s=_uptime())
+
+    @_rpc
+    def Init(self, request: pb.InitRequest, context: grpc.ServicerContext) -> pb.InitResponse:
+        if request.hostname and not _HOSTNAME.match(request.hostname):
+            raise InvalidArgument(f"invalid hostname {request.hostname!r}")
+        if request.clock_ns < 0:
+            raise InvalidArgument("clock_ns must not be negative")
+        with self._init_lock:
+            self._guest.init(
+                request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial
+            )
+        return pb.InitResponse()
+
+    @_rpc
+    def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownResponse:
+        if not self._shutting_down.is_set():
+            self._shutting_down.set()
+            replied = threading.Event()
+            context.add_callback(replied.set)
+            threading.Thread(target=self._shutdown, args=(replied,), name="shutdown", daemon=True).start()
+        return pb.ShutdownResponse()
+
+    def _shutdown(self, replied: threading.Event) -> None:
+        replied.wait(2.0)  # the reply has been handed to the transport
+        time.sleep(SHUTDOWN_DELAY_S)  # ... and the bridge forwards it to the host
+        for execution in self._table.running():
+            execution.kill_group()
+        self._guest.shutdown()
+
+    # -- processes ---------------------------------------------------------------
+
+    @_rpc
+    def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
+        if self._shutting_down.is_set():
+            raise FailedPrecondition("the box is shutting down")
+        if not math.isfinite(request.timeout_s) or request.timeout_s < 0:
+            raise InvalidArgument("timeout_s must be a finite number >= 0")
+        if request.rows > MAX_WINSIZE or request.cols > MAX_WINSIZE:
+            raise InvalidArgument("rows and cols must be at most 65535")
+        spec = ExecSpec(
+            argv=list(request.argv),
+            env=list(request.env),
+            cwd=request.cwd,
+            user=request.user,
+            tty=request.tty,
+            rows=request.rows,
+            cols=request.cols,
+            stdin=request.stdin,
+            timeout_s=request.timeout_s,
+            hold_output=request.hold_output,
+            exec_id=request.exec_id,
+        )
+        root = self._guest.rootfs()
+        exec_id = self._table.reserve(spec.exec_id)
+        try:
+            try:
+                spawned = spawn(root, spec, self._guest.hostname())
+            except ExecFailure as e:
+                self._table.add(Execution.failed(exec_id, e.exit_code))
+                return pb.ExecResponse(exec_id=exec_id, error_exit_code=e.exit_code, error=e.message)
+            execution = Execution(
+                exec_id,
+                spawned,
+                hold_output=spec.hold_output,
+                timeout_s=spec.timeout_s,
+                on_done=self._table.finished,
+                stdin=spec.stdin,
+            )
+            self._table.add(execution)
+        except BaseException:
+            self._table.release(exec_id)
+            raise
+        return pb.ExecResponse(exec_id=exec_id, pid=execution.pid)
+
+    def Attach(self, request: pb.AttachRequest, context: grpc.ServicerContext) -> Iterator[pb.OutputChunk]:
+        try:
+            execution = self._table.get(request.exec_id)
+            token = execution.output.attach(context.is_active)
+        except BufferBusy:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"exec {request.exec_id} already has a client attached",
+            )
+        except Exception as e:
+            _abort_for(context, e)
+            raise
+        output = execution.output
+        context.add_callback(lambda: output.detach(token))
+        try:
+            while True:
+                item = output.peek(token, ATTACH_POLL_S)
+                if item is Status.END or item is Status.DETACHED:
+                    return
+                if item is Status.TIMEOUT:
+                    if not context.is_active():
+                        return
+                    continue
+                # Taken before it is sent: a chunk handed to grpc counts as delivered, so
+                # a client that cancels and re-attaches never sees a chunk twice (what
+                # was in flight when it left is lost, as in any stream).
+                output.commit(token, item)
+                yield pb.OutputChunk(stream=item.stream, data=item.data)  # type: ignore[arg-type]
+        finally:
+            output.detach(token)
+
+    @_rpc
+    def Input(
+        self, request_iterator: Iterator[pb.InputChunk], context: grpc.ServicerContext
+    ) -> pb.InputResponse:
+        execution: Execution | None = None
+        closed = False
+        try:
+            for chunk in request_iterator:
+                if execution is None:
+                    if not chunk.exec_id:
+                        raise InvalidArgument("the first InputChunk must name exec_id")
+                    execution = self._table.get(chunk.exec_id)
+                    if not execution.accepts_input:
+                        raise FailedPrecondition(f"exec {chunk.exec_id} was started without stdin")
+                if closed:
+                    continue
+                if chunk.data:
+                    execution.write_input(chunk.data, context.is_active)
+                if chunk.close:
+                    execution.close_input()
+                    closed = True
+        except grpc.RpcError:
+            pass  # the client went away: treat like the end of its stream
+        if execution is not None and not closed and not execution.tty:
+            execution.close_input()
+        return pb.InputResponse()
+
+    @_rpc
+    def Wait(self, request: pb.WaitRequest, context: grpc.ServicerContext) -> pb.WaitResponse:
+        execution = self._table.get(request.exec_id)
+        while True:
+            status = execution.wait(WAIT_POLL_S)
+            if status is not None:
+                return pb.WaitResponse(
+                    exit_code=status.exit_code, signal=status.signal, timed_out=status.timed_out
+                )
+            if not context.is_active():
+                return pb.WaitResponse()  # nobody is listening any more
+
+    @_rpc
+    def Signal(self, request: pb.SignalRequest, context: grpc.ServicerContext) -> pb.SignalResponse:
+        if not 1 <= request.signal <= MAX_SIGNAL:
+            raise InvalidArgument(f"invalid signal {request.signal}")
+        execution = self._table.get(request.exec_id)
+        execution.signal(request.signal)
+        return pb.SignalResponse()
+
+    @_rpc
+    def Resize(self, request: pb.ResizeRequest, context: grpc.ServicerContext) -> pb.ResizeResponse:
+        if not (0 < request.rows <= MAX_WINSIZE and 0 < request.cols <= MAX_WINSIZE):
+            raise InvalidArgument("rows and cols must be between 1 and 65535")
+        self._table.get(request.exec_id).resize(request.rows, request.cols)
+        return pb.ResizeResponse()

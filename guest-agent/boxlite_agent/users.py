@@ -1,0 +1,139 @@
+"""Users and groups of the container, read from its /etc/passwd and /etc/group.
+
+Follows runc's ``GetExecUser``: ``user`` is "", "name", "uid", "name:group",
+"uid:gid" (names or numbers on either side). A number not in the files is used as
+is; a name not in the files is an error with docker's wording. Supplementary
+groups come from /etc/group when no group was given explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from boxlite_agent.errors import InvalidArgument
+from boxlite_agent.resolve import read_file_in_root
+
+MAX_ID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class PasswdEntry:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExecUser:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    name: str = ""
+
+
+def _parse_id(text: str) -> int | None:
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
+
+def _lines(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rows.append(line.split(":"))
+    return rows
+
+
+def parse_passwd(text: str) -> list[PasswdEntry]:
+    """Entries of a passwd(5) file; malformed lines are skipped."""
+    entries = []
+    for f in _lines(text):
+        if len(f) < 4:
+            continue
+        uid, gid = _parse_id(f[2]), _parse_id(f[3])
+        if uid is None or gid is None:
+            continue
+        f += [""] * (7 - len(f))
+        entries.append(PasswdEntry(f[0], uid, gid, f[5], f[6]))
+    return entries
+
+
+def parse_group(text: str) -> list[GroupEntry]:
+    """Entries of a group(5) file; malformed lines are skipped."""
+    entries = []
+    for f in _lines(text):
+        if len(f) < 3:
+            continue
+        gid = _parse_id(f[2])
+        if gid is None:
+            continue
+        members = tuple(m.strip() for m in f[3].split(",") if m.strip()) if len(f) > 3 else ()
+        entries.append(GroupEntry(f[0], gid, members))
+    return entries
+
+
+def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry]) -> ExecUser:
+    """Resolve a docker ``--user`` value against parsed passwd/group entries."""
+    user_arg, sep, group_arg = spec.partition(":")
+    if sep and not group_arg:
+        raise InvalidArgument(f"invalid user {spec!r}: empty group")
+    if not user_arg:
+        if sep:
+            raise InvalidArgument(f"invalid user {spec!r}: empty user")
+        user_arg = "0"
+
+    uid_num = _parse_id(user_arg)
+    match = next(
+        (p for p in passwd if (p.uid == uid_num if uid_num is not None else p.name == user_arg)),
+        None,
+    )
+    if match is not None:
+        uid, gid, home, name = match.uid, match.gid, match.home or "/", match.name
+    elif uid_num is not None:
+        uid, gid, home, name = uid_num, 0, "/", ""
+    else:
+        raise InvalidArgument(f"unable to find user {user_arg}: no matching entries in passwd file")
+
+    sgids: tuple[int, ...] = ()
+    if group_arg:
+        gid_num = _parse_id(group_arg)
+        g = next(
+            (g for g in groups if (g.gid == gid_num if gid_num is not None else g.name == group_arg)),
+            None,
+        )
+        if g is not None:
+            gid = g.gid
+        elif gid_num is not None:
+            gid = gid_num
+        else:
+            raise InvalidArgument(f"unable to find group {group_arg}: no matching entries in group file")
+    elif name:
+        seen: list[int] = []
+        for g in groups:
+            if name in g.members and g.gid not in seen:
+                seen.append(g.gid)
+        sgids = tuple(seen)
+    return ExecUser(uid=uid, gid=gid, groups=sgids, home=home, name=name)
+
+
+def lookup_user(root: str, spec: str) -> ExecUser:
+    """Resolve ``spec`` against ``root``'s /etc/passwd and /etc/group (missing files: empty)."""
+    passwd_raw = read_file_in_root(root, "/etc/passwd")
+    group_raw = read_file_in_root(root, "/etc/group")
+    passwd = parse_passwd(passwd_raw.decode("utf-8", "replace")) if passwd_raw else []
+    groups = parse_group(group_raw.decode("utf-8", "replace")) if group_raw else []
+    return resolve_user(spec.strip(), passwd, groups)

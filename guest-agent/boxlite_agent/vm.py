@@ -1,0 +1,80 @@
+"""The Guest inside the box VM: disks, kernel file systems, hostname, clock, power."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+
+from boxlite_agent import syscalls
+from boxlite_agent.blockdev import list_disks, wait_for_disk
+from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
+from boxlite_agent.entropy import add_entropy
+from boxlite_agent.errors import FailedPrecondition
+from boxlite_agent.mounts import mount_at, mounts_under
+
+ROOTFS_DIR = "/run/boxlite/rootfs"
+ETC_DIR = "/run/boxlite/etc"
+ROOTFS_FSTYPE = "ext4"
+
+
+class VmGuest:
+    def __init__(self, rootfs_dir: str = ROOTFS_DIR, etc_dir: str = ETC_DIR) -> None:
+        self._rootfs_dir = rootfs_dir
+        self._etc_dir = etc_dir
+        self._ready = False
+        self._hostname = socket.gethostname()
+
+    def rootfs(self) -> str:
+        if not self._ready:
+            raise FailedPrecondition("no container rootfs yet: call Init with rootfs_serial first")
+        return self._rootfs_dir
+
+    def hostname(self) -> str:
+        return self._hostname
+
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+        if clock_ns:
+            time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
+        if entropy:
+            add_entropy(entropy)
+        if hostname:
+            socket.sethostname(hostname)
+            self._hostname = hostname
+        if rootfs_serial:
+            self._mount_rootfs(rootfs_serial)
+            mount_kernel_filesystems(self._rootfs_dir)
+            self._ready = True
+        if self._ready:
+            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir)
+
+    def _mount_rootfs(self, serial: str) -> None:
+        disk = wait_for_disk(serial)
+        if disk is None:
+            seen = ", ".join(f"{n}={s!r}" for n, (s, _) in list_disks().items()) or "none"
+            raise FailedPrecondition(f"no disk with serial {serial!r} (virtio disks: {seen})")
+        os.makedirs(self._rootfs_dir, mode=0o755, exist_ok=True)
+        current = mount_at(self._rootfs_dir)
+        if current is not None:
+            if current.dev != disk.dev:
+                raise FailedPrecondition(f"{self._rootfs_dir} already holds another disk ({current.source})")
+            return
+        syscalls.mount(disk.node, self._rootfs_dir, ROOTFS_FSTYPE, 0, None)
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)  # every process but init and the agent
+        os.sync()
+        for target in mounts_under(self._rootfs_dir):
+            for _ in range(5):
+                try:
+                    syscalls.umount(target)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            else:
+                with contextlib.suppress(OSError):
+                    syscalls.umount(target, syscalls.MNT_DETACH)
+        syscalls.power_off()

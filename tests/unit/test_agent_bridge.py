@@ -1,0 +1,354 @@
+"""The bridges: splice() over socketpairs, PortBridge over a pty that behaves like the
+virtio port (POLLHUP while no peer has the other end open, readable again on reopen)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import sys
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
+
+from boxlite_agent import console
+from boxlite_agent.bridge import H2_PREFACE, PortBridge, connect_unix, splice
+from boxlite_agent.channels import serve_listener
+
+console.use_stderr()
+BridgeStarter = Callable[[Callable[[], int], str], PortBridge]
+
+Handler = Callable[[int, socket.socket], None]
+
+
+def echo_with_index(index: int, conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(data if index < 0 else f"{index}:".encode() + data)
+
+
+class Upstream:
+    """A unix socket server standing in for the gRPC server."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.closed: list[int] = []  # indexes of connections whose peer closed
+        self.count = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            index = self.count
+            self.count += 1
+            threading.Thread(target=self._serve, args=(index, conn), daemon=True).start()
+
+    def _serve(self, index: int, conn: socket.socket) -> None:
+        try:
+            self.handler(index, conn)
+        except OSError:
+            pass
+        finally:
+            self.closed.append(index)
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def read_exact(fd: int, n: int, timeout: float = 5.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    out = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out with {out!r}"
+        if poller.poll(left * 1000):
+            out += os.read(fd, n - len(out))
+    return out
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+# -- splice ---------------------------------------------------------------------------
+
+
+def test_splice_copies_both_ways_and_half_closes() -> None:
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    t = threading.Thread(target=splice, args=(a2, b1), daemon=True)
+    t.start()
+    a1.sendall(b"ping")
+    assert b2.recv(10) == b"ping"
+    b2.sendall(b"pong")
+    assert a1.recv(10) == b"pong"
+    a1.shutdown(socket.SHUT_WR)
+    assert b2.recv(10) == b""  # EOF passed on
+    b2.sendall(b"still open")  # the other direction keeps working
+    assert a1.recv(20) == b"still open"
+    b2.close()
+    assert a1.recv(10) == b""
+    t.join(2)
+    assert not t.is_alive()
+
+
+def test_splice_large_transfer_both_ways() -> None:
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    threading.Thread(target=splice, args=(a2, b1), daemon=True).start()
+    payload_a = os.urandom(4 << 20)
+    payload_b = os.urandom(3 << 20)
+    got: dict[str, bytes] = {}
+
+    def send(s: socket.socket, data: bytes) -> None:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    def recv(s: socket.socket, key: str) -> None:
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+        got[key] = b"".join(chunks)
+
+    threads = [
+        threading.Thread(target=send, args=(a1, payload_a)),
+        threading.Thread(target=send, args=(b2, payload_b)),
+        threading.Thread(target=recv, args=(b2, "b")),
+        threading.Thread(target=recv, args=(a1, "a")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert hashlib.sha256(got["b"]).digest() == hashlib.sha256(payload_a).digest()
+    assert hashlib.sha256(got["a"]).digest() == hashlib.sha256(payload_b).digest()
+
+
+def test_splice_tears_down_on_reset() -> None:
+    a1, a2 = socket.socketpair()
+    b1, b2 = socket.socketpair()
+    t = threading.Thread(target=splice, args=(a2, b1), daemon=True)
+    t.start()
+    b2.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    b2.close()
+    a1.settimeout(2)
+    assert a1.recv(10) == b""
+    a1.close()
+    t.join(2)
+    assert not t.is_alive()
+
+
+# -- PortBridge -----------------------------------------------------------------------
+
+
+class PtyPort:
+    """A pty master as the 'port'; opening/closing the slave is the host (dis)connecting."""
+
+    def __init__(self) -> None:
+        self.master, slave = os.openpty()
+        self.name = os.ttyname(slave)
+        self.host: int | None = slave
+        tty.setraw(slave)
+
+    def connect(self) -> int:
+        assert self.host is None
+        self.host = os.open(self.name, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.host)
+        return self.host
+
+    def disconnect(self) -> None:
+        assert self.host is not None
+        os.close(self.host)
+        self.host = None
+
+
+@pytest.fixture
+def upstream_path(tmp_path: Path) -> str:
+    return str(tmp_path / "up.sock")
+
+
+@pytest.fixture
+def run_bridge() -> Iterator[BridgeStarter]:
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(open_port: Callable[[], int], path: str) -> PortBridge:
+        bridge = PortBridge(open_port, connect_unix(path))
+        stop = threading.Event()
+        t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+        t.start()
+        stops.append((stop, t))
+        return bridge
+
+    yield start
+    for stop, t in stops:
+        stop.set()
+        t.join(3)
+        assert not t.is_alive()
+
+
+def test_port_bridge_forwards_bytes_exactly(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    up = Upstream(upstream_path, lambda i, c: echo_with_index(-1, c))
+    port_bridge_side, host = socket.socketpair()
+    bridge = run_bridge(port_bridge_side.detach, upstream_path)
+    payload = os.urandom(6 << 20)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        n = 0
+        while n < len(payload):
+            data = host.recv(65536)
+            assert data
+            received.append(data)
+            n += len(data)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    host.sendall(payload)
+    t.join(20)
+    assert b"".join(received) == payload
+    assert bridge.upstreams_opened == 1
+    up.close()
+
+
+def test_port_bridge_reconnects_after_hup(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    up = Upstream(upstream_path, echo_with_index)
+    port = PtyPort()
+    bridge = run_bridge(lambda: port.master, upstream_path)
+    assert up.count == 0  # nothing is opened before the host sends bytes
+    host = port.host
+    assert host is not None
+    os.write(host, b"hello")
+    assert read_exact(host, 7) == b"0:hello"
+    os.write(host, b"more")
+    assert read_exact(host, 6) == b"0:more"
+    port.disconnect()
+    wait_for(lambda: 0 in up.closed)  # HUP closes the upstream: the session ends
+
+    # Still disconnected: the bridge waits (sleeps between polls) and opens nothing.
+    time.sleep(0.3)
+    assert up.count == 1
+    host = port.connect()
+    os.write(host, b"again")
+    assert read_exact(host, 7) == b"1:again"
+    assert bridge.upstreams_opened == 2
+
+
+def test_port_bridge_idles_while_disconnected(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    Upstream(upstream_path, echo_with_index)
+    port = PtyPort()
+    port.disconnect()
+    steps = [0]
+
+    class Counting(PortBridge):
+        def step(self, port_fd: int, poll_ms: int = 500) -> None:
+            steps[0] += 1
+            super().step(port_fd, poll_ms)
+
+    bridge = Counting(lambda: port.master, connect_unix(upstream_path))
+    stop = threading.Event()
+    t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    t.start()
+    time.sleep(0.5)
+    stop.set()
+    t.join(2)
+    assert 5 < steps[0] < 60  # ~15 ms per poll while the port reports POLLHUP
+
+
+def test_upstream_close_forwards_then_reopens(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    def say_bye(index: int, conn: socket.socket) -> None:
+        data = conn.recv(100)
+        conn.sendall(f"bye{index}:".encode() + data)  # then close
+
+    up = Upstream(upstream_path, say_bye)
+    port_bridge_side, host = socket.socketpair()
+    bridge = run_bridge(port_bridge_side.detach, upstream_path)
+    host.sendall(b"one")
+    assert read_exact(host.fileno(), 8) == b"bye0:one"
+    wait_for(lambda: 0 in up.closed)
+    time.sleep(0.05)
+    host.sendall(b"two")
+    assert read_exact(host.fileno(), 8) == b"bye1:two"
+    assert bridge.upstreams_opened == 2
+
+
+def test_new_http2_preface_starts_a_new_upstream(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    received: dict[int, bytes] = {}
+
+    def record(index: int, conn: socket.socket) -> None:
+        while data := conn.recv(65536):
+            received[index] = received.get(index, b"") + data
+            conn.sendall(b"k")
+
+    up = Upstream(upstream_path, record)
+    port_bridge_side, host = socket.socketpair()
+    bridge = run_bridge(port_bridge_side.detach, upstream_path)
+    host.sendall(H2_PREFACE + b"first")
+    assert read_exact(host.fileno(), 1) == b"k"
+    # A host that reconnected without the bridge seeing a HUP (e.g. after a restore)
+    host.sendall(H2_PREFACE + b"second")
+    assert read_exact(host.fileno(), 1) == b"k"
+    wait_for(lambda: 0 in up.closed)
+    assert received == {0: H2_PREFACE + b"first", 1: H2_PREFACE + b"second"}
+    assert bridge.upstreams_opened == 2
+
+
+def test_port_bridge_survives_an_absent_server(tmp_path: Path, run_bridge: BridgeStarter) -> None:
+    path = str(tmp_path / "late.sock")
+    port_bridge_side, host = socket.socketpair()
+    bridge = PortBridge(port_bridge_side.detach, connect_unix(path, attempts=2, delay=0.01))
+    stop = threading.Event()
+    t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    t.start()
+    host.sendall(b"lost")  # nobody to deliver to: dropped, the bridge keeps running
+    time.sleep(0.2)
+    Upstream(path, echo_with_index)
+    host.sendall(b"x")
+    assert read_exact(host.fileno(), 3) == b"0:x"
+    stop.set()
+    t.join(3)
+
+
+# -- the vsock path: a listener whose connections are spliced to fresh upstreams -------
+
+
+def test_listener_splices_each_connection_to_its_own_upstream(upstream_path: str, tmp_path: Path) -> None:
+    up = Upstream(upstream_path, echo_with_index)
+    listener = socket.socket(socket.AF_UNIX)  # stands in for AF_VSOCK, port 2695
+    listener.bind(str(tmp_path / "vsock.sock"))
+    listener.listen(8)
+    t = threading.Thread(target=serve_listener, args=(listener, connect_unix(upstream_path)), daemon=True)
+    t.start()
+    clients = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+    replies = set()
+    for c in clients:
+        c.connect(str(tmp_path / "vsock.sock"))
+        c.sendall(b"hi")
+        replies.add(read_exact(c.fileno(), 4))
+    assert replies == {b"0:hi", b"1:hi", b"2:hi"}
+    clients[1].close()
+    wait_for(lambda: len(up.closed) == 1)  # that client's upstream is closed with it
+    clients[0].sendall(b"x")
+    assert read_exact(clients[0].fileno(), 3)[1:] == b":x"
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+    listener.close()
+    t.join(2)
+    assert not t.is_alive()

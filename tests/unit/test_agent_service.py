@@ -1,0 +1,528 @@
+"""The real agent (``python -m boxlite_agent --local``: the gRPC service with execs
+chrooted to ``/``) in a process of its own, as in the VM, driven over its unix socket.
+
+A separate process, because an agent that forks execs must run with grpc's fork
+handlers off (init sets GRPC_ENABLE_FORK_SUPPORT=0); in the pytest process they can
+stall a fork for seconds. Needs root (chroot, setuid); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
+
+import grpc
+from boxlite_agent import console
+from boxlite_agent.bridge import PortBridge, connect_unix
+from boxlite_agent.pb import agent_pb2 as pb
+from boxlite_agent.pb import agent_pb2_grpc
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, setuid)")
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+T = 30  # seconds: deadline of every RPC
+
+
+AGENT_DIR = str(Path(__file__).resolve().parents[2] / "guest-agent")
+
+
+class Agent:
+    """A client of an agent process."""
+
+    def __init__(self, sock: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.channel = grpc.insecure_channel(f"unix:{sock}")
+        grpc.channel_ready_future(self.channel).result(timeout=T)
+        self.stub: Any = agent_pb2_grpc.AgentStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def exec(self, argv: list[str], **kw: object) -> pb.ExecResponse:
+        kw.setdefault("hold_output", True)
+        r: pb.ExecResponse = self.stub.Exec(pb.ExecRequest(argv=argv, **kw), timeout=T)  # type: ignore[arg-type]
+        return r
+
+    def attach(self, exec_id: str) -> tuple[bytes, bytes]:
+        out, err = bytearray(), bytearray()
+        for chunk in self.stub.Attach(pb.AttachRequest(exec_id=exec_id), timeout=T):
+            (out if chunk.stream == pb.OutputChunk.STDOUT else err).extend(chunk.data)
+        return bytes(out), bytes(err)
+
+    def wait(self, exec_id: str) -> pb.WaitResponse:
+        w: pb.WaitResponse = self.stub.Wait(pb.WaitRequest(exec_id=exec_id), timeout=T)
+        return w
+
+    def run(self, argv: list[str], **kw: object) -> tuple[bytes, bytes, pb.WaitResponse]:
+        r = self.exec(argv, **kw)
+        assert not r.error, r.error
+        out, err = self.attach(r.exec_id)
+        return out, err, self.wait(r.exec_id)
+
+    def input(self, exec_id: str, *chunks: bytes, close: bool = False) -> None:
+        def gen() -> Iterator[pb.InputChunk]:
+            yield pb.InputChunk(exec_id=exec_id)
+            for c in chunks:
+                yield pb.InputChunk(data=c)
+            if close:
+                yield pb.InputChunk(close=True)
+
+        self.stub.Input(gen(), timeout=T)
+
+    def close(self) -> None:
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def start_agent_process(sock: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=AGENT_DIR)
+    argv = [sys.executable, "-m", "boxlite_agent", "--local", "--listen", f"unix:{sock}"]
+    proc = subprocess.Popen(argv, env=env, cwd="/")
+    deadline = time.monotonic() + T
+    while not sock.exists():
+        assert proc.poll() is None, "the agent exited"
+        assert time.monotonic() < deadline, "the agent did not start"
+        time.sleep(0.01)
+    return proc
+
+
+def start_agent(sock: Path) -> Agent:
+    return Agent(sock, start_agent_process(sock))
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    a = start_agent(tmp_path_factory.mktemp("agent") / "agent.sock")
+    yield a
+    a.close()
+
+
+def code_of(e: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
+    return e.value.code()
+
+
+# -- basics ---------------------------------------------------------------------------
+
+
+def test_ping(agent: Agent) -> None:
+    r = agent.stub.Ping(pb.PingRequest(), timeout=T)
+    assert r.agent_version and r.kernel == os.uname().release and r.uptime_s > 0
+
+
+def test_init_sets_the_hostname_execs_see(agent: Agent) -> None:
+    init = pb.InitRequest(hostname="box-test", clock_ns=1, entropy=b"x", rootfs_serial="s")
+    agent.stub.Init(init, timeout=T)  # LocalGuest: only the hostname is used
+    assert agent.run(["sh", "-c", "echo $HOSTNAME"])[0] == b"box-test\n"
+    with pytest.raises(grpc.RpcError) as e:
+        agent.stub.Init(pb.InitRequest(hostname="bad host!"), timeout=T)
+    assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("code", [0, 1, 7])
+def test_exit_codes_and_streams(agent: Agent, code: int) -> None:
+    out, err, w = agent.run(["sh", "-c", f"echo out; echo err >&2; exit {code}"])
+    assert (out, err) == (b"out\n", b"err\n")
+    assert (w.exit_code, w.signal, w.timed_out) == (code, 0, False)
+
+
+def test_not_found_is_127(agent: Agent) -> None:
+    r = agent.exec(["no-such-command-xyz"])
+    assert r.error_exit_code == 127
+    assert r.error == 'exec: "no-such-command-xyz": executable file not found in $PATH'
+    assert r.pid == 0
+    # the failed exec is still known: Attach ends at once, Wait reports the code
+    assert agent.attach(r.exec_id) == (b"", b"")
+    assert agent.wait(r.exec_id).exit_code == 127
+    r = agent.exec(["/no/such/path"])
+    assert r.error_exit_code == 127 and "no such file or directory" in r.error
+
+
+def test_not_executable_is_126(agent: Agent) -> None:
+    r = agent.exec(["/etc/passwd"])
+    assert (r.error_exit_code, r.error) == (126, 'exec: "/etc/passwd": permission denied')
+    r = agent.exec(["/tmp"])
+    assert (r.error_exit_code, r.error) == (126, 'exec: "/tmp": is a directory')
+    r = agent.exec(["sh"], cwd="/etc/passwd")
+    assert r.error_exit_code == 126 and "not a directory" in r.error
+
+
+def test_killed_is_128_plus_signal(agent: Agent) -> None:
+    r = agent.exec(["sleep", "100"])
+    agent.stub.Signal(pb.SignalRequest(exec_id=r.exec_id, signal=9), timeout=T)
+    w = agent.wait(r.exec_id)
+    assert (w.exit_code, w.signal, w.timed_out) == (137, 9, False)
+    r = agent.exec(["sleep", "100"])
+    agent.stub.Signal(pb.SignalRequest(exec_id=r.exec_id, signal=15), timeout=T)
+    assert agent.wait(r.exec_id).exit_code == 143
+    # signalling a finished process is not an error
+    agent.stub.Signal(pb.SignalRequest(exec_id=r.exec_id, signal=9), timeout=T)
+    with pytest.raises(grpc.RpcError) as e:
+        agent.stub.Signal(pb.SignalRequest(exec_id=r.exec_id, signal=0), timeout=T)
+    assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_timeout_is_124(agent: Agent) -> None:
+    start = time.monotonic()
+    out, _, w = agent.run(["sh", "-c", "echo started; sleep 100"], timeout_s=0.5)
+    assert out == b"started\n"
+    assert (w.exit_code, w.signal, w.timed_out) == (124, 9, True)
+    assert time.monotonic() - start < 5
+
+
+def test_user_cwd_and_environment(agent: Agent, tmp_path: Path) -> None:
+    cwd = tmp_path / "new" / "dir"
+    os.chmod(tmp_path, 0o755)
+    script = 'echo "$(id -u):$(id -g):$(id -G)|$(pwd)|$HOME|$HOSTNAME|$FOO|${TERM-unset}"'
+    agent.stub.Init(pb.InitRequest(hostname="box-env"), timeout=T)
+    out, err, w = agent.run(["sh", "-c", script], cwd=str(cwd), env=["FOO=bar"])
+    assert w.exit_code == 0, err
+    assert cwd.is_dir()  # a missing working directory is created
+    assert out.decode().startswith(f"0:0:0|{cwd}|/root|box-env|bar|unset")
+    out, _, _ = agent.run(["sh", "-c", "echo $(id -u):$(id -g):$(id -G)"], user="1234:5678")
+    assert out == b"1234:5678:5678\n"
+    out, _, _ = agent.run(["sh", "-c", "id -un; echo $HOME"], user="nobody")
+    assert out.decode().split() == ["nobody", pwd.getpwnam("nobody").pw_dir]
+    with pytest.raises(grpc.RpcError) as e:
+        agent.exec(["true"], user="no-such-user-xyz")
+    assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == ("unable to find user no-such-user-xyz: no matching entries in passwd file")
+
+
+def test_children_do_not_inherit_the_agents_oom_protection(agent: Agent) -> None:
+    # The agent writes -1000 in the VM; lowering needs CAP_SYS_RESOURCE, raising not.
+    with open(f"/proc/{agent.proc.pid}/oom_score_adj", "w") as f:
+        f.write("500")
+    out, _, _ = agent.run(["cat", "/proc/self/oom_score_adj"])
+    assert out == b"0\n"
+
+
+def test_stdin_false_reads_dev_null(agent: Agent) -> None:
+    out, _, w = agent.run(["cat"])
+    assert (out, w.exit_code) == (b"", 0)
+    r = agent.exec(["true"])
+    with pytest.raises(grpc.RpcError) as e:
+        agent.input(r.exec_id, b"x")
+    assert code_of(e) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# -- stdin, tty -----------------------------------------------------------------------
+
+
+def test_stdin_round_trip_with_eof(agent: Agent) -> None:
+    data = os.urandom(1 << 20)
+    r = agent.exec(["cat"], stdin=True)
+    agent.input(r.exec_id, data[:1000], data[1000:])  # the end of the stream is EOF
+    out, _ = agent.attach(r.exec_id)
+    assert out == data
+    assert agent.wait(r.exec_id).exit_code == 0
+    r = agent.exec(["sh", "-c", "cat; echo after-eof"], stdin=True)
+    agent.input(r.exec_id, b"x", close=True)
+    assert agent.attach(r.exec_id)[0] == b"xafter-eof\n"
+    # writing to a process that has exited is not an error
+    r = agent.exec(["true"], stdin=True)
+    agent.wait(r.exec_id)
+    agent.input(r.exec_id, b"late data", close=True)
+
+
+def test_tty_reports_its_size(agent: Agent) -> None:
+    code = "import os,sys; print(os.isatty(0), os.get_terminal_size(), os.environ['TERM'])"
+    out, err, w = agent.run([PY, "-c", code], tty=True, rows=30, cols=100)
+    assert out == b"True os.terminal_size(columns=100, lines=30) xterm\r\n"
+    assert err == b"" and w.exit_code == 0
+
+
+def test_tty_input_and_ctrl_d(agent: Agent) -> None:
+    r = agent.exec(["cat"], tty=True, stdin=True, rows=24, cols=80)
+    agent.input(r.exec_id, b"hello\n", close=True)  # close on a tty types ^D
+    out, _ = agent.attach(r.exec_id)
+    assert out == b"hello\r\nhello\r\n"  # the echo, then cat's copy
+    assert agent.wait(r.exec_id).exit_code == 0
+
+
+def test_resize_sends_sigwinch(agent: Agent) -> None:
+    code = (
+        "import os, signal, time\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGWINCH, lambda *a: seen.append(1))\n"
+        "print('ready', flush=True)\n"
+        "while not seen: time.sleep(0.01)\n"
+        "print(os.get_terminal_size())\n"
+    )
+    r = agent.exec([PY, "-c", code], tty=True, rows=24, cols=80)
+    stream = agent.stub.Attach(pb.AttachRequest(exec_id=r.exec_id), timeout=T)
+    got = b""
+    for chunk in stream:
+        got += chunk.data
+        if b"ready" in got:
+            break
+    agent.stub.Resize(pb.ResizeRequest(exec_id=r.exec_id, rows=40, cols=120), timeout=T)
+    for chunk in stream:
+        got += chunk.data
+    assert got.endswith(b"os.terminal_size(columns=120, lines=40)\r\n")
+    assert agent.wait(r.exec_id).exit_code == 0
+    r = agent.exec(["true"])
+    with pytest.raises(grpc.RpcError) as e:
+        agent.stub.Resize(pb.ResizeRequest(exec_id=r.exec_id, rows=1, cols=1), timeout=T)
+    assert code_of(e) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# -- output buffering -----------------------------------------------------------------
+
+PRODUCER = (
+    "import hashlib, os, sys\n"
+    "h = hashlib.sha256()\n"
+    "for _ in range({n}):\n"
+    "    b = os.urandom(65536); h.update(b); sys.stdout.buffer.write(b)\n"
+    "sys.stdout.flush(); sys.stderr.write(h.hexdigest())\n"
+)
+
+
+def test_50mb_output_is_byte_exact(agent: Agent) -> None:
+    r = agent.exec([PY, "-c", PRODUCER.format(n=800)])
+    h = hashlib.sha256()
+    size = 0
+    err = b""
+    for chunk in agent.stub.Attach(pb.AttachRequest(exec_id=r.exec_id), timeout=T):
+        assert len(chunk.data) <= 65536
+        if chunk.stream == pb.OutputChunk.STDOUT:
+            h.update(chunk.data)
+            size += len(chunk.data)
+        else:
+            err += chunk.data
+    assert size == 800 * 65536
+    assert h.hexdigest() == err.decode()
+    assert agent.wait(r.exec_id).exit_code == 0
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_hold_output_blocks_the_process_until_attached(agent: Agent) -> None:
+    r = agent.exec([PY, "-c", PRODUCER.format(n=320)])  # 20 MiB, far over the buffer
+    time.sleep(1.0)
+    assert _state(r.pid) == "S"  # blocked writing: backpressure, nothing dropped
+    wait = ThreadPoolExecutor(1).submit(agent.wait, r.exec_id)
+    time.sleep(0.2)
+    assert not wait.done()
+    out, err = agent.attach(r.exec_id)
+    assert len(out) == 320 * 65536 and hashlib.sha256(out).hexdigest() == err.decode()
+    assert wait.result(T).exit_code == 0
+
+
+def test_output_before_attach_is_not_lost(agent: Agent) -> None:
+    r = agent.exec(["sh", "-c", "echo one; echo two >&2; echo three"], hold_output=False)
+    assert agent.wait(r.exec_id).exit_code == 0  # done before anybody attached
+    assert agent.attach(r.exec_id) == (b"one\nthree\n", b"two\n")
+    assert agent.attach(r.exec_id) == (b"", b"")  # drained
+
+
+def test_without_hold_a_detached_process_never_blocks(agent: Agent) -> None:
+    r = agent.exec([PY, "-c", PRODUCER.format(n=80)], hold_output=False)  # 5 MiB
+    assert agent.wait(r.exec_id).exit_code == 0
+    out, err = agent.attach(r.exec_id)
+    assert 0 < len(out) <= (1 << 20) + 65536  # only the newest bytes were kept
+    assert len(err) == 64  # the digest, written last, is kept
+
+
+def test_one_attacher_at_a_time_and_reattach(agent: Agent) -> None:
+    r = agent.exec([PY, "-c", PRODUCER.format(n=320)])
+    first = agent.stub.Attach(pb.AttachRequest(exec_id=r.exec_id), timeout=T)
+    got1 = bytearray(next(first).data)
+    with pytest.raises(grpc.RpcError) as e:
+        agent.attach(r.exec_id)
+    assert code_of(e) == grpc.StatusCode.FAILED_PRECONDITION, e.value
+    for chunk in first:
+        got1 += chunk.data
+        if len(got1) > 1 << 20:
+            break
+    first.cancel()
+    time.sleep(0.2)
+    out, err = agent.attach(r.exec_id)  # the rest, for the next attacher
+    assert agent.wait(r.exec_id).exit_code == 0
+    total = 320 * 65536
+    # What was in flight when the first client left may be lost; nothing else is.
+    assert len(got1) + len(out) <= total
+    assert len(out) >= total - len(got1) - (8 << 20)
+    assert len(err) == 64
+
+
+def test_background_child_holding_stdout_does_not_hang_wait(agent: Agent) -> None:
+    start = time.monotonic()
+    r = agent.exec(["sh", "-c", "sleep 30 & echo done"])
+    try:
+        out, _ = agent.attach(r.exec_id)
+        assert out == b"done\n"
+        assert agent.wait(r.exec_id).exit_code == 0
+        assert time.monotonic() - start < 5
+    finally:
+        os.killpg(r.pid, signal.SIGKILL)
+
+
+# -- the exec table -------------------------------------------------------------------
+
+
+def test_unknown_exec_is_not_found(agent: Agent) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: agent.wait("nope"),
+        lambda: agent.attach("nope"),
+        lambda: agent.stub.Signal(pb.SignalRequest(exec_id="nope", signal=9), timeout=T),
+        lambda: agent.stub.Resize(pb.ResizeRequest(exec_id="nope", rows=1, cols=1), timeout=T),
+        lambda: agent.input("nope", b"x"),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as e:
+            call()
+        assert code_of(e) == grpc.StatusCode.NOT_FOUND
+
+
+def test_caller_chosen_ids(agent: Agent) -> None:
+    r = agent.exec(["sleep", "100"], exec_id="main")
+    assert r.exec_id == "main"
+    with pytest.raises(grpc.RpcError) as e:
+        agent.exec(["true"], exec_id="main")
+    assert code_of(e) == grpc.StatusCode.ALREADY_EXISTS
+    agent.stub.Signal(pb.SignalRequest(exec_id="main", signal=9), timeout=T)
+    assert agent.wait("main").exit_code == 137
+    out, _, w = agent.run(["echo", "reused"], exec_id="main")  # a finished id can be reused
+    assert (out, w.exit_code) == (b"reused\n", 0)
+
+
+def test_many_waiters(agent: Agent) -> None:
+    r = agent.exec(["sh", "-c", "sleep 0.3; exit 3"])
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: agent.wait(r.exec_id).exit_code, range(8)))
+    assert codes == [3] * 8
+
+
+def test_16_concurrent_execs_with_attach_input_wait(agent: Agent) -> None:
+    def one(i: int) -> None:
+        data = os.urandom(256 * 1024 + i)
+        r = agent.exec(["cat"], stdin=True)
+        with ThreadPoolExecutor(3) as pool:
+            attached = pool.submit(agent.attach, r.exec_id)
+            waited = pool.submit(agent.wait, r.exec_id)
+            pool.submit(
+                agent.input, r.exec_id, *[data[j : j + 65536] for j in range(0, len(data), 65536)]
+            ).result(T)
+            assert attached.result(T)[0] == data
+            assert waited.result(T).exit_code == 0
+
+    with ThreadPoolExecutor(16) as pool:
+        for f in [pool.submit(one, i) for i in range(16)]:
+            f.result(60)
+
+
+def test_shutdown_kills_running_execs(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "agent.sock")
+    try:
+        r = agent.exec(["sleep", "100"])
+        agent.stub.Shutdown(pb.ShutdownRequest(), timeout=T)
+        with pytest.raises(grpc.RpcError) as e:
+            agent.exec(["true"])  # answered by the agent, or by grpc once it is gone
+        assert code_of(e) in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE)
+        assert agent.proc.wait(10) == 0  # LocalGuest: shutting down stops the server
+        assert not os.path.exists(f"/proc/{r.pid}") or _state(r.pid) == "Z"
+    finally:
+        agent.close()
+
+
+# -- the whole path: gRPC client → "chardev" socket → pty "port" → bridge → server -----
+
+
+class FakeChardev:
+    """QEMU's ``-chardev socket,server=on`` + virtserialport, emulated with a pty: a
+    client connection opens the pty slave (the guest port sees the host connect),
+    its end closes the slave (the port polls POLLHUP)."""
+
+    def __init__(self, path: str) -> None:
+        self.master, slave = os.openpty()
+        self.name = os.ttyname(slave)
+        os.close(slave)
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            slave = os.open(self.name, os.O_RDWR | os.O_NOCTTY)
+            tty.setraw(slave)
+            try:
+                self._pump(conn, slave)
+            finally:
+                os.close(slave)
+                conn.close()
+
+    @staticmethod
+    def _pump(conn: socket.socket, slave: int) -> None:
+        poller = select.poll()
+        poller.register(conn, select.POLLIN)
+        poller.register(slave, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd == slave:
+                    conn.sendall(os.read(slave, 65536))
+                    continue
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(slave, view) :]
+
+
+def test_grpc_over_the_port_bridge_with_reconnects(tmp_path: Path) -> None:
+    console.use_stderr()
+    sock = tmp_path / "agent.sock"
+    proc = start_agent_process(sock)
+    chardev = FakeChardev(str(tmp_path / "chardev.sock"))
+    bridge = PortBridge(lambda: chardev.master, connect_unix(str(sock)))
+    stop = threading.Event()
+    bridge_thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    bridge_thread.start()
+    try:
+        for round_ in range(3):  # each round is a new host connection (a new shim)
+            # Without a subchannel pool of its own a new channel may reuse the old connection.
+            channel = grpc.insecure_channel(
+                f"unix:{tmp_path / 'chardev.sock'}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            stub: Any = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
+            assert stub.Ping(pb.PingRequest(), timeout=T).agent_version
+            r = stub.Exec(pb.ExecRequest(argv=[PY, "-c", PRODUCER.format(n=16)], hold_output=True))
+            out, err = bytearray(), bytearray()
+            for chunk in stub.Attach(pb.AttachRequest(exec_id=r.exec_id), timeout=T):
+                (out if chunk.stream == pb.OutputChunk.STDOUT else err).extend(chunk.data)
+            assert len(out) == 16 * 65536 and hashlib.sha256(out).hexdigest() == err.decode()
+            assert stub.Wait(pb.WaitRequest(exec_id=r.exec_id), timeout=T).exit_code == 0
+            channel.close()
+            assert bridge.upstreams_opened == round_ + 1  # a new HTTP/2 session per host
+    finally:
+        stop.set()
+        bridge_thread.join(3)
+        proc.kill()
+        proc.wait(10)

@@ -1,0 +1,239 @@
+"""The VM-only parts, exercised on the host: container mounts (in a private mount
+namespace), the mount table parser, disk lookup on a fake sysfs, the entropy ioctl
+argument, the virtio port lookup, and PID 1's reaping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+AGENT_DIR = str(Path(__file__).resolve().parents[2] / "guest-agent")
+sys.path.insert(0, AGENT_DIR)
+
+from boxlite_agent import containerfs  # noqa: E402
+from boxlite_agent.blockdev import find_disk, list_disks  # noqa: E402
+from boxlite_agent.channels import find_port  # noqa: E402
+from boxlite_agent.entropy import rand_pool_info  # noqa: E402
+from boxlite_agent.errors import FailedPrecondition  # noqa: E402
+from boxlite_agent.mounts import parse_mountinfo  # noqa: E402
+
+MOUNT_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {agent_dir!r})
+    from boxlite_agent import syscalls
+    from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
+    from boxlite_agent.mounts import read_mountinfo
+    from boxlite_agent.ptys import open_pty
+
+    base = {base!r}
+    root = os.path.join(base, "root")
+    etc = os.path.join(base, "etc")
+    syscalls.mount("tmpfs", base, "tmpfs", 0, "mode=755")
+    os.makedirs(root + "/etc")
+    os.symlink("/etc/hosts.real", root + "/etc/hosts")  # the image's hosts is a link
+    for _ in range(2):                                   # Init twice: nothing mounted twice
+        mount_kernel_filesystems(root)
+        provide_etc_files(root, "box1", etc)
+    provide_etc_files(root, "box2", etc)                 # a new hostname, same mounts
+    master, slave = open_pty(root)
+    result = {{
+        "mounts": [(m.mount_point[len(root):] or "/", m.fstype)
+                   for m in read_mountinfo() if m.mount_point.startswith(root)],
+        "dev": sorted(os.listdir(root + "/dev")),
+        "links": {{n: os.readlink(root + "/dev/" + n)
+                   for n in ("ptmx", "fd", "stdin", "stdout", "stderr")}},
+        "null_mode": oct(os.stat(root + "/dev/null").st_mode),
+        "hosts": open(root + "/etc/hosts.real").read(),
+        "hostname": open(root + "/etc/hostname").read(),
+        "tty": os.readlink(f"/proc/self/fd/{{slave}}"),
+        "devpts_mine": os.path.exists(root + "/dev/pts/0"),
+        "sys_opts": [l.split()[3] for l in open("/proc/self/mounts") if root + "/sys " in l],
+    }}
+    print(json.dumps(result))
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
+    base = tmp_path / "ns"
+    base.mkdir()
+    script = MOUNT_SCRIPT.format(agent_dir=AGENT_DIR, base=str(base))
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if proc.returncode != 0 and "unshare failed" in proc.stderr:
+        pytest.skip(f"no mount namespaces here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["mounts"] == [
+        ["/proc", "proc"],
+        ["/sys", "sysfs"],
+        ["/dev", "tmpfs"],
+        ["/dev/pts", "devpts"],
+        ["/dev/shm", "tmpfs"],
+        ["/etc/hostname", "tmpfs"],
+        ["/etc/hosts.real", "tmpfs"],
+    ]
+    assert r["dev"] == [
+        "fd", "full", "null", "ptmx", "pts", "random", "shm",
+        "stderr", "stdin", "stdout", "tty", "urandom", "zero",
+    ]  # fmt: skip
+    assert r["links"] == {
+        "ptmx": "pts/ptmx",
+        "fd": "/proc/self/fd",
+        "stdin": "/proc/self/fd/0",
+        "stdout": "/proc/self/fd/1",
+        "stderr": "/proc/self/fd/2",
+    }
+    assert r["null_mode"] == "0o20666"
+    assert r["hosts"] == "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox2\n"
+    assert r["hostname"] == "box2\n"
+    assert r["tty"] == str(base / "root/dev/pts/0")  # allocated in the container's devpts
+    assert r["devpts_mine"]
+    assert r["sys_opts"][0].startswith("ro,")
+    assert not (base / "root").exists()  # all of it stayed in the namespace
+
+
+def test_mount_plan_with_fake_syscalls(tmp_path: Path) -> None:
+    calls: list[tuple[str | None, str, str | None, int, str | None]] = []
+    mounted: set[str] = set()
+
+    def fake_mount(src: str | None, dst: str, fs: str | None, flags: int, data: str | None) -> None:
+        calls.append((src, dst, fs, flags, data))
+        mounted.add(dst)
+
+    root = tmp_path / "root"
+    root.mkdir()
+    for _ in range(2):
+        containerfs.mount_kernel_filesystems(str(root), fake_mount, mounted.__contains__)
+    assert [c[2] for c in calls] == ["proc", "sysfs", "tmpfs", "devpts", "tmpfs"]
+    assert calls[3][4] == "newinstance,ptmxmode=0666,mode=620,gid=5"
+    assert (root / "dev/null").exists() and os.readlink(root / "dev/ptmx") == "pts/ptmx"
+
+
+def test_symlinked_kernel_fs_targets_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("../../../../..", root / "proc")  # would cover the rootfs itself
+
+    def fail_mount(*args: object) -> None:
+        raise AssertionError(f"mounted {args}")
+
+    with pytest.raises(FailedPrecondition, match=r"the image's /proc is a symlink \(to /\)"):
+        containerfs.mount_kernel_filesystems(str(root), fail_mount, lambda _: False)
+
+
+def test_parse_mountinfo() -> None:
+    text = (
+        "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        "40 22 0:5 / /run/box\\040lite rw - tmpfs tmpfs rw\n"
+        "41 22 254:16 / /run/boxlite/rootfs rw,relatime - ext4 /dev/vdb rw\n"
+        "garbage\n"
+    )
+    entries = parse_mountinfo(text)
+    assert [(e.dev, e.mount_point, e.fstype, e.source) for e in entries] == [
+        ("254:1", "/", "ext4", "/dev/vda"),
+        ("0:5", "/run/box lite", "tmpfs", "tmpfs"),
+        ("254:16", "/run/boxlite/rootfs", "ext4", "/dev/vdb"),
+    ]
+
+
+def test_find_disk_by_serial(tmp_path: Path) -> None:
+    sys_block = tmp_path / "block"
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name, serial, devno in [
+        ("vda", "boxlite-agent", "254:0"),
+        ("vdb", "rootfs-0123456789abcdef", "254:16"),  # longer than 20: truncated
+        ("sda", "rootfs", "8:0"),
+    ]:
+        (sys_block / name).mkdir(parents=True)
+        (sys_block / name / "serial").write_text(serial[:20] + "\n")
+        (sys_block / name / "dev").write_text(devno + "\n")
+    (sys_block / "vdc").mkdir()  # no serial file: skipped
+    (dev / "vdb").touch()  # an existing node is used as is
+    assert list_disks(str(sys_block)) == {
+        "vda": ("boxlite-agent", "254:0"),
+        "vdb": ("rootfs-0123456789abc", "254:16"),
+    }
+    disk = find_disk("rootfs-0123456789abcdef", str(sys_block), str(dev))
+    assert disk is not None and (disk.name, disk.node, disk.dev) == ("vdb", str(dev / "vdb"), "254:16")
+    assert find_disk("rootfs", str(sys_block), str(dev)) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_find_disk_creates_a_missing_node(tmp_path: Path) -> None:
+    (tmp_path / "block/vdb").mkdir(parents=True)
+    (tmp_path / "block/vdb/serial").write_text("s1")
+    (tmp_path / "block/vdb/dev").write_text("254:16\n")
+    (tmp_path / "dev").mkdir()
+    disk = find_disk("s1", str(tmp_path / "block"), str(tmp_path / "dev"))
+    assert disk is not None
+    st = os.stat(disk.node)
+    assert (os.major(st.st_rdev), os.minor(st.st_rdev)) == (254, 16)
+
+
+def test_find_port(tmp_path: Path) -> None:
+    sys_dir = tmp_path / "virtio-ports"
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name, port_name in [("vport0p0", "org.qemu.other"), ("vport1p1", "org.boxlite.agent.0")]:
+        (sys_dir / name).mkdir(parents=True)
+        (sys_dir / name / "name").write_text(port_name + "\n")
+        (sys_dir / name / "dev").write_text("250:1\n")
+        (dev / name).touch()
+    assert find_port("org.boxlite.agent.0", str(sys_dir), str(dev)) == str(dev / "vport1p1")
+    assert find_port("missing", str(sys_dir), str(dev)) is None
+
+
+def test_rand_pool_info_layout() -> None:
+    buf = rand_pool_info(b"abcdef")
+    count, size = struct.unpack_from("ii", buf)
+    assert (count, size) == (48, 6)
+    assert bytes(buf[8:14]) == b"abcdef" and len(buf) % 4 == 0
+    assert struct.unpack_from("ii", rand_pool_info(b"x" * 10000))[1] == 4096
+
+
+REAP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {agent_dir!r})
+    from boxlite_agent.init import reap_until
+    others = [os.fork() or os._exit(3) for _ in range(3)]
+    target = os.fork()
+    if target == 0:
+        time.sleep(0.2)
+        os._exit(5)
+    status = reap_until(target)
+    print(os.waitstatus_to_exitcode(status))
+    # every other child was reaped on the way: none is left
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        print("children left")
+    except ChildProcessError:
+        print("none left")
+    """
+)
+
+
+def test_init_reaps_everything_until_the_agent_exits() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", REAP_SCRIPT.format(agent_dir=AGENT_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.stdout.split() == ["5", "none", "left"], proc.stderr
