@@ -42,7 +42,7 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, nam
     )
     state = rt.create(opts)
     try:
-        result = rt.start(state.id)
+        result = rt.start(state.id, foreground=not detach)
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):

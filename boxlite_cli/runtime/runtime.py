@@ -208,8 +208,12 @@ class Runtime:
                   "which is much slower")
         return "tcg"
 
-    def start(self, ref: str) -> StartResult:
-        """Boot the box and start its main process; returns once it runs."""
+    def start(self, ref: str, foreground: bool = False) -> StartResult:
+        """Boot the box and start its main process; returns once it runs.
+
+        `foreground`: the caller will attach to the main process (its output waits
+        for it); otherwise the shim copies the output into the box's log.
+        """
         box_id = self.resolve(ref)
         files = self.files(box_id)
         payload = self.payload()
@@ -228,6 +232,7 @@ class Runtime:
                           control_socket=files.control_socket, cpus=state.config.cpus,
                           memory_mib=state.config.memory_mib, accel=accel),
                 boot_timeout_s=boot_timeout_s(),
+                foreground=foreground,
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING
@@ -356,6 +361,24 @@ class Runtime:
             self._kill_shim(files, signal.SIGKILL)
             self.wait_stopped(box_id, 5)
         return self.get(box_id)
+
+    def kill(self, ref: str, signum: int) -> BoxState:
+        """Send `signum` to the box's main process."""
+        state, client = self.client(ref)
+        try:
+            client.signal(MAIN, signum)
+        finally:
+            client.close()
+        return state
+
+    def wait(self, ref: str) -> int:
+        """Block until the box has stopped; its main process's exit code."""
+        box_id = self.resolve(ref)
+        while True:
+            state = self.get(box_id)
+            if state.status not in LIVE:
+                return state.exit_code if state.exit_code is not None else 0
+            self.wait_stopped(box_id, 3600)
 
     def kill_now(self, box_id: str) -> None:
         """Stop the VM at once (no grace): for rm -f."""

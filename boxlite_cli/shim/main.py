@@ -223,7 +223,7 @@ class Shim:
             started = client.exec(argv=proc.argv, env=proc.env, cwd=proc.cwd, user=proc.user,
                                   tty=proc.tty, rows=proc.rows, cols=proc.cols,
                                   stdin=proc.stdin, timeout_s=proc.timeout_s,
-                                  hold_output=not state.config.detach, exec_id=MAIN)
+                                  hold_output=self.launch.foreground, exec_id=MAIN)
         except BoxliteError as e:
             log.error("start failed: %s", e)
             reason = str(e)
@@ -248,7 +248,7 @@ class Shim:
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     exit_code=None, error=None, finished_at=None)
         self.report(ok=True, exec_id=started.exec_id, pid=started.pid)
-        if state.config.detach:
+        if not self.launch.foreground:
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
 
@@ -259,7 +259,7 @@ class Shim:
         try:
             result = client.wait(MAIN)
             exit_code = result.exit_code
-            if not state.config.detach:
+            if self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
         except BoxliteError as e:

@@ -18,12 +18,15 @@ class Launch:
     driver: str
     vm: VmSpec
     boot_timeout_s: float
+    # A CLI will attach to the main process (foreground run); else the shim logs it.
+    foreground: bool = False
 
     def save(self, path: Path) -> None:
         vm = {k: (str(v) if k in PATH_FIELDS else v) for k, v in asdict(self.vm).items()}
         vm["extra_cmdline"] = list(self.vm.extra_cmdline)
         write_json_atomic(path, {"driver": self.driver, "vm": vm,
-                                 "boot_timeout_s": self.boot_timeout_s})
+                                 "boot_timeout_s": self.boot_timeout_s,
+                                 "foreground": self.foreground})
 
     @classmethod
     def load(cls, path: Path) -> Launch:
@@ -32,4 +35,5 @@ class Launch:
         for k in PATH_FIELDS:
             vm[k] = Path(vm[k])
         vm["extra_cmdline"] = tuple(vm.get("extra_cmdline", ()))
-        return cls(str(data["driver"]), VmSpec(**vm), float(data["boot_timeout_s"]))
+        return cls(str(data["driver"]), VmSpec(**vm), float(data["boot_timeout_s"]),
+                   bool(data.get("foreground", False)))

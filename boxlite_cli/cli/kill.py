@@ -1,0 +1,46 @@
+"""boxlite kill: send a signal to boxes' main processes."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import report
+from boxlite_cli.errors import BoxliteError, UsageError
+
+
+def parse_signal(text: str) -> int:
+    """`KILL`, `SIGKILL`, `kill` or `9` → 9."""
+    if text.isdigit():
+        num = int(text)
+        if not 0 < num < signal.NSIG:
+            raise UsageError(f"invalid signal: {text}")
+        return num
+    name = text.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise UsageError(f"invalid signal: {text}") from None
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True,
+              help="Signal to send (name or number).")
+@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
+@pass_cli
+def kill(cli: CliContext, sig: str, boxes: tuple[str, ...]) -> int:
+    """Send a signal to the main process of one or more running boxes."""
+    signum = parse_signal(sig)
+    code = 0
+    for ref in boxes:
+        try:
+            cli.runtime.kill(ref, signum)
+            click.echo(ref)
+        except BoxliteError as e:
+            report(e.message, e.hint)
+            code = e.exit_code
+    return code

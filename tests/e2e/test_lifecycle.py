@@ -1,0 +1,61 @@
+"""create/start/logs/exec/restart/kill/wait/inspect on one box, with real VMs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, bx, vm_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def logs_until(box: str, needle: bytes, timeout_s: float = 120) -> tuple[bytes, bytes]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        proc = bx("logs", box)
+        if needle in proc.stdout or time.monotonic() > deadline:
+            return proc.stdout, proc.stderr
+        time.sleep(0.5)
+
+
+def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
+    script = "echo started; echo oops >&2; exec sleep 600"
+    created = bx("create", "--name", "lc", IMAGE, "sh", "-c", script)
+    assert created.returncode == 0, created.stderr
+    box_id = created.stdout.decode().strip()
+    try:
+        record = json.loads(bx("inspect", "lc").stdout)[0]
+        assert record["id"] == box_id and record["status"] == "created"
+        assert record["config"]["process"]["argv"] == ["sh", "-c", script]
+
+        assert bx("start", "lc").returncode == 0
+        out, err = logs_until("lc", b"started")
+        assert out == b"started\n"
+        assert err.startswith(b"oops")
+
+        assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
+        restarted = bx("restart", "-t", "1", "lc")
+        assert restarted.returncode == 0, restarted.stderr
+        assert bx("exec", "lc", "cat", "/root/f").stdout == b"persisted\n"
+        out, _ = logs_until("lc", b"started\nstarted")
+        assert out == b"started\nstarted\n"
+
+        assert bx("kill", "-s", "TERM", "lc").returncode == 0
+        waited = bx("wait", "lc")
+        assert waited.stdout == b"143\n"
+        record = json.loads(bx("inspect", box_id[:10]).stdout)[0]
+        assert record["status"] == "exited" and record["exit_code"] == 143
+        assert bx("kill", "lc").returncode == 125  # not running any more
+    finally:
+        bx("rm", "-f", "lc")
+    assert vm_processes(e2e_home) == []
+
+
+def test_bad_signal_is_a_usage_error() -> None:
+    proc = bx("kill", "-s", "NOPE", "whatever")
+    assert proc.returncode == 125
+    assert proc.stderr.startswith(b"boxlite: invalid signal: NOPE")
