@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 
 import click
 
@@ -37,3 +38,24 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     report(f"internal error: {type(error).__name__}: {error}",
            None if debug else "run again with --debug for the details")
     return EXIT_BOXLITE
+
+
+def each_box(refs: tuple[str, ...], action: Callable[[str], object]) -> int:
+    """Apply `action` to every box like docker does: echo each one that worked, report
+    each failure on its own line and go on; the exit code is the last failure's.
+
+    An `int` returned by `action` is a failure already reported, with that exit code.
+    """
+    code = 0
+    for ref in refs:
+        try:
+            failed = action(ref)
+        except BoxliteError as e:
+            report(e.message, e.hint)
+            code = e.exit_code
+            continue
+        if isinstance(failed, int) and failed:
+            code = failed
+        else:
+            click.echo(ref)
+    return code

@@ -8,8 +8,8 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.errors import report
-from boxlite_cli.errors import BoxliteError, UsageError
+from boxlite_cli.cli.errors import each_box
+from boxlite_cli.errors import UsageError
 
 
 def parse_signal(text: str) -> int:
@@ -35,12 +35,4 @@ def parse_signal(text: str) -> int:
 def kill(cli: CliContext, sig: str, boxes: tuple[str, ...]) -> int:
     """Send a signal to the main process of one or more running boxes."""
     signum = parse_signal(sig)
-    code = 0
-    for ref in boxes:
-        try:
-            cli.runtime.kill(ref, signum)
-            click.echo(ref)
-        except BoxliteError as e:
-            report(e.message, e.hint)
-            code = e.exit_code
-    return code
+    return each_box(boxes, lambda ref: cli.runtime.kill(ref, signum))

@@ -6,8 +6,8 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.errors import report
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.cli.errors import each_box
+from boxlite_cli.cli.start import started
 
 
 @click.command()
@@ -17,17 +17,8 @@ from boxlite_cli.errors import BoxliteError
 @pass_cli
 def restart(cli: CliContext, timeout: float, boxes: tuple[str, ...]) -> int:
     """Restart one or more boxes (their disks are kept)."""
-    code = 0
-    for ref in boxes:
-        try:
-            cli.runtime.stop(ref, timeout)
-            result = cli.runtime.start(ref)
-            if result.exit_code is not None:
-                report(result.error or "the command could not be started")
-                code = result.exit_code
-                continue
-            click.echo(ref)
-        except BoxliteError as e:
-            report(e.message, e.hint)
-            code = e.exit_code
-    return code
+    def restart_one(ref: str) -> int | None:
+        cli.runtime.stop(ref, timeout)
+        return started(cli.runtime.start(ref))
+
+    return each_box(boxes, restart_one)

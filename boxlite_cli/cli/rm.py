@@ -6,8 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.errors import report
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.cli.errors import each_box
 
 
 @click.command()
@@ -16,12 +15,4 @@ from boxlite_cli.errors import BoxliteError
 @pass_cli
 def rm(cli: CliContext, force: bool, boxes: tuple[str, ...]) -> int:
     """Remove one or more boxes and their disks."""
-    code = 0
-    for ref in boxes:
-        try:
-            cli.runtime.remove(ref, force=force)
-            click.echo(ref)
-        except BoxliteError as e:
-            report(e.message, e.hint)
-            code = e.exit_code
-    return code
+    return each_box(boxes, lambda ref: cli.runtime.remove(ref, force=force))

@@ -6,8 +6,8 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.errors import report
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.cli.errors import each_box, report
+from boxlite_cli.runtime.runtime import StartResult
 
 
 @click.command()
@@ -15,17 +15,12 @@ from boxlite_cli.errors import BoxliteError
 @pass_cli
 def start(cli: CliContext, boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""
-    failed = 0
-    for ref in boxes:
-        try:
-            result = cli.runtime.start(ref)
-        except BoxliteError as e:  # keep going with the other boxes, like docker
-            report(e.message, e.hint)
-            failed = 125
-            continue
-        if result.exit_code is not None:
-            report(result.error or "the command could not be started")
-            failed = result.exit_code
-            continue
-        click.echo(ref)
-    return failed
+    return each_box(boxes, lambda ref: started(cli.runtime.start(ref)))
+
+
+def started(result: StartResult) -> int | None:
+    """None when the main process runs; else report why not and return its code."""
+    if result.exit_code is None:
+        return None
+    report(result.error or "the command could not be started")
+    return result.exit_code

@@ -6,8 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.errors import report
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.cli.errors import each_box
 
 
 @click.command()
@@ -17,12 +16,4 @@ from boxlite_cli.errors import BoxliteError
 @pass_cli
 def stop(cli: CliContext, timeout: float, boxes: tuple[str, ...]) -> int:
     """Stop one or more boxes: SIGTERM to the main process, SIGKILL after the grace time."""
-    code = 0
-    for ref in boxes:
-        try:
-            cli.runtime.stop(ref, timeout)
-            click.echo(ref)
-        except BoxliteError as e:
-            report(e.message, e.hint)
-            code = e.exit_code
-    return code
+    return each_box(boxes, lambda ref: cli.runtime.stop(ref, timeout))
