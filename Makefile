@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the host needs: QEMU, disk tools, payload build tools, test registry.
 APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs mmdebstrap busybox-static cpio \
-	kmod zstd python3-venv ca-certificates debian-archive-keyring
+	kmod zstd python3-venv ca-certificates debian-archive-keyring tmux
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
