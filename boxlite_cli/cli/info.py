@@ -19,7 +19,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
     from boxlite_cli.state.records import BoxState, Status
 
     rt = cli.runtime
-    states = [s for s in rt.list(all_boxes=True) if isinstance(s, BoxState)]
+    states = [s for s in rt.list_boxes(all_boxes=True) if isinstance(s, BoxState)]
     payload: dict[str, Any] = {"cache": str(payload_cache())}
     try:
         p = rt.payload()

@@ -1,4 +1,4 @@
-"""boxlite logs: the output of a box's main process (detached boxes)."""
+"""boxlite logs: the output of a box's main process."""
 
 from __future__ import annotations
 
@@ -12,10 +12,17 @@ STDERR = 1
 
 
 @click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the box stops.")
+@click.option("-n", "--tail", "tail", default="all", show_default=True,
+              help="Number of records to show from the end (or 'all').")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli
-def logs(cli: CliContext, box: str) -> int:
-    """Print what BOX's main process wrote (stdout to stdout, stderr to stderr)."""
-    for stream, data in cli.runtime.logs(box):
+def logs(cli: CliContext, follow: bool, tail: str, box: str) -> int:
+    """Print what BOX's main process wrote (stdout to stdout, stderr to stderr).
+
+    Kept for boxes started in the background (run -d, start, restart).
+    """
+    last = None if tail == "all" else click.IntRange(min=0).convert(tail, None, None)
+    for stream, data in cli.runtime.logs(box, follow=follow, tail=last):
         write_all(2 if stream == STDERR else 1, data)
     return 0

@@ -40,7 +40,7 @@ def box_json(state: BoxState) -> dict[str, Any]:
 @pass_cli
 def ps(cli: CliContext, all_boxes: bool, quiet: bool, fmt: str) -> int:
     """List boxes."""
-    items = cli.runtime.list(all_boxes=all_boxes)
+    items = cli.runtime.list_boxes(all_boxes=all_boxes)
     states = [s for s in items if isinstance(s, BoxState)]
     states.sort(key=lambda s: s.created_at, reverse=True)
     broken = [e for e in items if isinstance(e, StateCorrupt)]

@@ -36,7 +36,7 @@ from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.paths import Paths, home_paths
-from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile
+from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
 from boxlite_cli.state.records import BoxConfig, BoxState, Status
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmSpec
@@ -61,6 +61,15 @@ class CreateOptions:
     accel: str | None = None
     auto_remove: bool = False
     detach: bool = False
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    id: str
+    name: str
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
 
 
 @dataclass(frozen=True)
@@ -142,7 +151,7 @@ class Runtime:
         record = ProcessRecord.from_json(state.creator)
         return record is not None and record.alive()
 
-    def list(self, all_boxes: bool = True) -> list[BoxState | StateCorrupt]:
+    def list_boxes(self, all_boxes: bool = True) -> list[BoxState | StateCorrupt]:
         out: list[BoxState | StateCorrupt] = []
         for item in self.boxes.all():
             if isinstance(item, StateCorrupt):
@@ -311,13 +320,25 @@ class Runtime:
             raise
         return client, started
 
-    def logs(self, ref: str) -> Iterator[tuple[int, bytes]]:
-        """(stream, data) records of the main process's output (detached boxes)."""
-        path = self.files(self.resolve(ref)).container_log
-        if not path.exists():
-            return
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None
+             ) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) records of the main process's output; `follow` waits for more
+        until the box stops; `tail` keeps only the last records written so far."""
+        box_id = self.resolve(ref)
+        path = self.files(box_id).container_log
+        path.touch(exist_ok=True)
         with open(path, "rb") as f:
-            yield from read_frames(f)
+            records = list(read_frames(f))
+            yield from records[-tail:] if tail is not None and tail > 0 else (
+                [] if tail == 0 else records)
+            while follow:
+                more = list(read_frames(f))
+                yield from more
+                if not more:
+                    if self.get(box_id).status not in LIVE:
+                        yield from read_frames(f)
+                        return
+                    time.sleep(0.2)
 
     # stop and remove ------------------------------------------------------------------
 
@@ -379,6 +400,38 @@ class Runtime:
             if state.status not in LIVE:
                 return state.exit_code if state.exit_code is not None else 0
             self.wait_stopped(box_id, 3600)
+
+    def rename(self, ref: str, new_name: str) -> BoxState:
+        box_id = self.resolve(ref)
+        with self.boxes.lock(box_id):
+            state = self.boxes.read(box_id)
+            if new_name == state.name:
+                return state
+            self.boxes.rename(box_id, state.name, new_name)
+            state.name = new_name
+            self.boxes.write(state)
+        return state
+
+    def prune(self) -> list[str]:
+        """Remove every box that is not running (created or exited); their ids."""
+        removed = []
+        for item in self.list_boxes(all_boxes=True):
+            if isinstance(item, BoxState) and item.status in (Status.CREATED, Status.EXITED):
+                with contextlib.suppress(NotFound, Conflict):
+                    removed.append(self.remove(item.id))
+        return removed
+
+    def stats(self, ref: str, interval_s: float = 0.5) -> BoxStats:
+        """CPU use (percent of one host CPU) and memory of a running box's VM."""
+        state = self.get(ref)
+        if state.status != Status.RUNNING:
+            raise Conflict(f"box {state.name} is not running")
+        record = read_pidfile(self.files(state.id).vmm_pid)
+        if record is None or not record.alive():
+            raise Conflict(f"box {state.name} has no running VM")
+        sample = sample_process(record.pid, interval_s)
+        return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
+                        state.config.memory_mib * 1024 * 1024)
 
     def kill_now(self, box_id: str) -> None:
         """Stop the VM at once (no grace): for rm -f."""

@@ -14,13 +14,15 @@ def write_frame(f: BinaryIO, stream: int, data: bytes) -> None:
 
 
 def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """Frames until EOF; a torn last frame (shim killed mid-write) is ignored."""
+    """Frames until EOF. An incomplete last frame (still being written, or torn by a
+    killed shim) is not returned, and the file is left positioned before it, so a
+    follower reading again later gets it whole."""
     while True:
+        start = f.tell()
         header = f.read(HEADER.size)
-        if len(header) < HEADER.size:
-            return
-        stream, size = HEADER.unpack(header)
-        data = f.read(size)
-        if len(data) < size:
+        stream, size = HEADER.unpack(header) if len(header) == HEADER.size else (0, -1)
+        data = f.read(size) if size >= 0 else b""
+        if size < 0 or len(data) < size:
+            f.seek(start)
             return
         yield stream, data

@@ -121,6 +121,9 @@ class Shim:
         with open(self.files.dir / "vmm.log", "wb") as out:
             self.vmm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        record = ProcessRecord.of(self.vmm.pid)
+        if record is not None:
+            write_pidfile(self.files.vmm_pid, record)
 
     def vmm_exit_reason(self) -> str:
         assert self.vmm is not None

@@ -21,6 +21,10 @@ class BoxFiles:
         return self.dir / "shim.pid"
 
     @property
+    def vmm_pid(self) -> Path:
+        return self.dir / "vmm.pid"
+
+    @property
     def shim_log(self) -> Path:
         return self.dir / "shim.log"
 

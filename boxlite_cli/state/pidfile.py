@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,34 @@ def process_is_zombie(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] == "Z"
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    cpu_percent: float
+    rss_bytes: int
+
+
+def _cpu_ticks(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def sample_process(pid: int, interval_s: float) -> ProcessSample:
+    """CPU use over `interval_s` (100 = one CPU busy) and resident memory of `pid`."""
+    hz = os.sysconf("SC_CLK_TCK")
+    start, t0 = _cpu_ticks(pid), time.monotonic()
+    time.sleep(interval_s)
+    ticks, elapsed = _cpu_ticks(pid) - start, time.monotonic() - t0
+    return ProcessSample(100.0 * ticks / hz / elapsed, _rss_bytes(pid))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,12 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert out == b"started\n"
         assert err.startswith(b"oops")
 
+        stats = json.loads(bx("stats", "--no-stream", "--format", "json", "lc").stdout)
+        assert stats[0]["name"] == "lc"
+        assert stats[0]["memory_limit_bytes"] == 512 * 1024 * 1024
+        assert 0 < stats[0]["memory_bytes"] <= 1024 * 1024 * 1024
+        assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last record is stderr's
+
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
         restarted = bx("restart", "-t", "1", "lc")
         assert restarted.returncode == 0, restarted.stderr
@@ -59,3 +65,29 @@ def test_bad_signal_is_a_usage_error() -> None:
     proc = bx("kill", "-s", "NOPE", "whatever")
     assert proc.returncode == 125
     assert proc.stderr.startswith(b"boxlite: invalid signal: NOPE")
+
+
+def test_rename_and_prune_without_booting() -> None:
+    assert bx("create", "--name", "r1", IMAGE, "true").returncode == 0
+    assert bx("create", "--name", "r3", IMAGE, "true").returncode == 0
+    assert bx("rename", "r1", "r2").returncode == 0
+    assert json.loads(bx("inspect", "r2").stdout)[0]["name"] == "r2"
+    assert bx("inspect", "r1").returncode == 125
+    clash = bx("rename", "r2", "r3")
+    assert clash.returncode == 125
+    assert b'the name "r3" is already in use' in clash.stderr
+    pruned = bx("prune", "-f")
+    assert pruned.returncode == 0
+    assert bx("inspect", "r2").returncode == 125
+    assert bx("inspect", "r3").returncode == 125
+
+
+def test_logs_follow_ends_when_the_box_stops() -> None:
+    run = bx("run", "-d", "--name", "fl", IMAGE, "sh", "-c", "for i in 1 2 3; do echo $i; sleep 1; done")
+    assert run.returncode == 0, run.stderr
+    try:
+        followed = bx("logs", "-f", "fl", timeout=300)
+        assert followed.returncode == 0
+        assert followed.stdout == b"1\n2\n3\n"
+    finally:
+        bx("rm", "-f", "fl")

@@ -1,0 +1,50 @@
+"""boxlite stats: CPU and memory use of running boxes' VMs."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.images import human_size
+from boxlite_cli.cli.output import format_option, print_json, print_table
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.runtime.runtime import BoxStats
+from boxlite_cli.state.records import BoxState, Status
+
+
+def _rows(stats: list[BoxStats]) -> list[list[str]]:
+    return [[s.id[:12], s.name, f"{s.cpu_percent:.2f}%",
+             f"{human_size(s.memory_bytes)} / {human_size(s.memory_limit_bytes)}",
+             f"{100.0 * s.memory_bytes / max(s.memory_limit_bytes, 1):.2f}%"] for s in stats]
+
+
+@click.command()
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
+@format_option
+@click.argument("boxes", nargs=-1, shell_complete=complete_box)
+@pass_cli
+def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
+    """Show CPU (percent of one host CPU) and memory of running boxes (default: all)."""
+    rt = cli.runtime
+    while True:
+        refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)
+                               if isinstance(s, BoxState) and s.status == Status.RUNNING]
+        sampled = []
+        for ref in refs:
+            try:
+                sampled.append(rt.stats(ref))
+            except BoxliteError:
+                if boxes:
+                    raise
+        if fmt == "json":
+            print_json([s.__dict__ for s in sampled])
+        else:
+            if not no_stream:
+                click.clear()
+            print_table(["BOX ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"], _rows(sampled))
+        if no_stream or fmt == "json":
+            return 0
+        time.sleep(0.5)

@@ -1,0 +1,63 @@
+"""Processes that die at the worst moment: the shim or QEMU killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, bx, vm_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def box_record(ref: str) -> dict[str, object]:
+    proc = bx("inspect", ref)
+    assert proc.returncode == 0, proc.stderr
+    record: dict[str, object] = json.loads(proc.stdout)[0]
+    return record
+
+
+def pid_from(path: Path) -> int:
+    return int(json.loads(path.read_text())["pid"])
+
+
+def wait_gone(pid: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} is still alive")
+
+
+@pytest.mark.parametrize("victim", ["shim.pid", "vmm.pid"])
+def test_killed_shim_or_vm_shows_as_exited_and_box_recovers(victim: str, e2e_home: Path) -> None:
+    name = f"fault-{victim.split('.')[0]}"
+    assert bx("run", "-d", "--name", name, IMAGE, "sleep", "600").returncode == 0
+    try:
+        box_dir = Path(str(box_record(name)["paths"]["dir"]))  # type: ignore[index]
+        vmm_pid = pid_from(box_dir / "vmm.pid")
+        os.kill(pid_from(box_dir / victim), signal.SIGKILL)
+        wait_gone(vmm_pid)  # the VM never outlives its shim
+        deadline = time.monotonic() + 30
+        while box_record(name)["status"] != "exited" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        record = box_record(name)
+        assert record["status"] == "exited"
+        assert record["error"], record
+        ps = json.loads(bx("ps", "-a", "--format", "json").stdout)
+        assert [b["status"] for b in ps if b["name"] == name] == ["exited"]
+        assert not [p for p in vm_processes(e2e_home) if str(box_dir) in p]
+
+        assert bx("start", name).returncode == 0  # the box is usable again
+        assert bx("exec", name, "echo", "alive").stdout == b"alive\n"
+    finally:
+        assert bx("rm", "-f", name).returncode == 0
+    assert bx("inspect", name).returncode == 125
