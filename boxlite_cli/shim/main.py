@@ -139,28 +139,37 @@ class Shim:
         return f"the VM exited with status {rc}{tail}"
 
     def wait_for_agent(self, client: AgentClient) -> None:
+        """Ping until the agent answers. A connection that breaks while the guest is
+        still coming up (the channel is a byte stream the guest opens late) is retried."""
         assert self.vmm is not None
         deadline = time.monotonic() + self.launch.boot_timeout_s
-        future = client.stub.Ping.future(pb.PingRequest(), timeout=self.launch.boot_timeout_s,
-                                         wait_for_ready=True)
-        while True:
+        future: Any = None
+        last_error = ""
+        while time.monotonic() < deadline:
+            if self.vmm.poll() is not None or self.stopping.is_set():
+                break
+            if future is None:
+                future = client.stub.Ping.future(
+                    pb.PingRequest(), timeout=max(deadline - time.monotonic(), 0.1),
+                    wait_for_ready=True)
             try:
                 future.result(timeout=0.02)
                 return
             except grpc.FutureTimeoutError:
-                pass
+                continue
             except grpc.RpcError as e:
-                if self.vmm.poll() is None and time.monotonic() < deadline:
-                    raise BootFailed(f"the guest agent failed: {e.details()}") from e
-                break
-            if self.vmm.poll() is not None or self.stopping.is_set():
-                future.cancel()
-                break
+                last_error = f" (last error: {e.details()})"
+                log.info("agent not ready yet: %s", e.details())
+                future = None
+                time.sleep(0.05)
+        if future is not None:
+            future.cancel()
         if self.stopping.is_set():
             raise BootFailed("the box was stopped while booting")
         if self.vmm.poll() is not None:
             raise BootFailed(f"the VM stopped during boot ({self.vmm_exit_reason()})")
-        raise BootFailed(f"the guest agent did not answer within {self.launch.boot_timeout_s:.0f} s")
+        raise BootFailed(f"the guest agent did not answer within "
+                         f"{self.launch.boot_timeout_s:.0f} s{last_error}")
 
     def stop_vmm(self, client: AgentClient | None, graceful: bool) -> None:
         assert self.vmm is not None
@@ -289,10 +298,12 @@ class Shim:
         """The console log of a failed start, moved out of the way when the box goes."""
         if not state.config.auto_remove:
             return self.files.console_log
-        kept = self.files.dir.parent.parent / "failed" / f"{state.id[:12]}-console.log"
+        failed = self.files.dir.parent.parent / "failed"
+        kept = failed / f"{state.id[:12]}-console.log"
         with contextlib.suppress(OSError):
-            kept.parent.mkdir(parents=True, exist_ok=True)
+            failed.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.files.console_log, kept)
+            shutil.copyfile(self.files.shim_log, failed / f"{state.id[:12]}-shim.log")
             return kept
         return self.files.console_log
 
