@@ -50,7 +50,6 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, nam
         raise
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
-        rt.wait_stopped(state.id, 60)
         return result.exit_code
     if detach:
         click.echo(state.id)

@@ -44,6 +44,7 @@ from boxlite_cli.vmm.base import VmSpec
 MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
 DEFAULT_STOP_TIMEOUT_S = 10.0
+SHIM_EXIT_WAIT_S = 60.0
 Warn = Callable[[str], None]
 
 
@@ -254,7 +255,7 @@ class Runtime:
     def _spawn_shim(self, state: BoxState, files: BoxFiles) -> StartResult:
         read_fd, write_fd = os.pipe()
         with open(files.shim_log, "ab") as log:
-            subprocess.Popen(
+            shim = subprocess.Popen(
                 [sys.executable, "-m", "boxlite_cli.shim", str(files.dir), str(write_fd)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
                 start_new_session=True, close_fds=True,
@@ -267,6 +268,10 @@ class Runtime:
         if not line:
             raise VmError(f"the box's shim exited during start; see {files.shim_log}")
         message = json.loads(line)
+        if not message.get("ok") or message.get("exit_code"):
+            # The box is done: let its shim finish cleaning up before we report.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                shim.wait(SHIM_EXIT_WAIT_S)
         if not message.get("ok"):
             tail = message.get("console_tail") or []
             said = f"; the guest's last words: {tail[-1]!r}" if tail else ""
