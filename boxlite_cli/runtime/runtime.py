@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from boxlite_cli.agent.client import AgentClient, Started
 from boxlite_cli.disks.qcow2 import create_overlay
 from boxlite_cli.errors import (
     BoxliteError,
@@ -40,6 +40,9 @@ from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_proces
 from boxlite_cli.state.records import BoxConfig, BoxState, Status
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmSpec
+
+if TYPE_CHECKING:
+    from boxlite_cli.agent.client import AgentClient, Started
 
 MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
@@ -300,6 +303,8 @@ class Runtime:
     # talking to a running box ---------------------------------------------------------
 
     def client(self, ref: str) -> tuple[BoxState, AgentClient]:
+        from boxlite_cli.agent.client import AgentClient  # grpc: only for talking to boxes
+
         state = self.get(ref)
         if state.status != Status.RUNNING:
             raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
@@ -371,6 +376,8 @@ class Runtime:
         if state.status not in LIVE:
             return state
         files = self.files(box_id)
+        from boxlite_cli.agent.client import AgentClient
+
         try:
             client = AgentClient.connect(f"unix:{files.agent_socket}")
             try:
