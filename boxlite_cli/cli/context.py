@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,18 @@ def warn(message: str) -> None:
     click.echo(f"boxlite: warning: {message}", err=True)
 
 
+@contextlib.contextmanager
+def activity(text: str) -> Iterator[None]:
+    """A rich spinner on stderr while long work runs; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
+
+
 @dataclass
 class CliContext:
     debug: bool = False
@@ -25,7 +40,7 @@ class CliContext:
         if self._runtime is None:
             from boxlite_cli.runtime.runtime import Runtime
 
-            self._runtime = Runtime(warn=warn)
+            self._runtime = Runtime(warn=warn, activity=activity)
         return self._runtime
 
 

@@ -89,15 +89,25 @@ def _no_warn(_: str) -> None:
     pass
 
 
+Activity = Callable[[str], contextlib.AbstractContextManager[None]]
+
+
+def _quiet_activity(_: str) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 class Runtime:
     """All operations on the boxes of one home. Thread-compatible, process-safe."""
 
-    def __init__(self, paths: Paths | None = None, warn: Warn = _no_warn) -> None:
+    def __init__(self, paths: Paths | None = None, warn: Warn = _no_warn,
+                 activity: Activity = _quiet_activity) -> None:
+        """`warn` gets one-line warnings; `activity(text)` wraps long work (a spinner)."""
         self.paths = paths or home_paths()
         self.paths.ensure()
         self.boxes = BoxStore(self.paths)
         self.images = ImageStore(self.paths.images)
         self.warn = warn
+        self.activity = activity
 
     # payload and images ---------------------------------------------------------------
 
@@ -196,7 +206,11 @@ class Runtime:
             )
             with self.boxes.lock(box_id):
                 self.boxes.write(state)
-            base = self.images.ensure_rootfs(image)
+            if self.images.rootfs_path(image).is_file():
+                base = self.images.rootfs_path(image)
+            else:
+                with self.activity(f"Unpacking {image.reference.short} (once per image)"):
+                    base = self.images.ensure_rootfs(image)
             create_overlay(base, self.files(box_id).rootfs_disk)
             with self.boxes.lock(box_id):
                 state.config.rootfs_base = str(base)
