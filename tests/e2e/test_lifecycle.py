@@ -55,6 +55,7 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert waited.stdout == b"143\n"
         record = json.loads(bx("inspect", box_id[:10]).stdout)[0]
         assert record["status"] == "exited" and record["exit_code"] == 143
+        assert bx("inspect", "-f", "{{.Status}} {{.ExitCode}}", "lc").stdout == b"exited 143\n"
         assert bx("kill", "lc").returncode == 125  # not running any more
     finally:
         bx("rm", "-f", "lc")
