@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import click
 from boxlite_cli.errors import BoxliteError
 
 EXIT_BOXLITE = 125
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def report(message: str, hint: str | None = None) -> None:
@@ -35,6 +37,11 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         return EXIT_BOXLITE
     if isinstance(error, KeyboardInterrupt):
         return 130
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        hint = "free some disk space and try again" if error.errno in NO_SPACE else None
+        report(f"{error.strerror}{where}", hint)
+        return EXIT_BOXLITE
     report(f"internal error: {type(error).__name__}: {error}",
            None if debug else "run again with --debug for the details")
     return EXIT_BOXLITE

@@ -7,6 +7,7 @@ hard link can write outside the target directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -122,7 +123,11 @@ def apply_layer(stream: IO[bytes], root: Path) -> None:
                     _remove(os.path.join(parent, name))
                     continue
                 _extract_member(tar, member, rootstr, parts, dir_times, unpacked)
-    except (tarfile.TarError, ValueError, EOFError, OSError) as e:
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the disk is full, the layer is fine
+        raise ImageError(f"bad layer archive: {e}") from e
+    except (tarfile.TarError, ValueError, EOFError) as e:
         raise ImageError(f"bad layer archive: {e}") from e
     for path, member in reversed(dir_times):
         _apply_metadata(path, member)
