@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -19,6 +20,7 @@ from boxlite_cli.disks.qcow2 import create_overlay
 from boxlite_cli.errors import (
     BoxliteError,
     Conflict,
+    DiskError,
     ImageError,
     NotFound,
     PayloadError,
@@ -217,10 +219,14 @@ class Runtime:
                 state.status = Status.CREATED
                 self.boxes.write(state)
             return state
-        except BaseException:
+        except BaseException as e:
             if reserved:
                 self.boxes.release_name(name, box_id)
             self.boxes.remove_dir(box_id)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskError(f"No space left on device under {self.paths.data} while "
+                                f"creating the box from {image.reference.short}",
+                                hint="free some disk space and try again") from e
             raise
 
     # start ----------------------------------------------------------------------------
