@@ -47,6 +47,7 @@ MAIN = "main"
 PR_SET_PDEATHSIG = 1
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
+READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
@@ -138,11 +139,28 @@ class Shim:
             return f"the VM was killed by signal {-rc}"
         return f"the VM exited with status {rc}{tail}"
 
-    def wait_for_agent(self, client: AgentClient) -> None:
-        """Ping until the agent answers. A connection that breaks while the guest is
-        still coming up (the channel is a byte stream the guest opens late) is retried."""
+    def wait_for_console(self, marker: bytes, deadline: float) -> None:
+        """Wait for the agent's ready line on the console before connecting.
+
+        The agent channel is one byte stream: connecting before the guest listens lets
+        a stale HTTP/2 preface (from a timed-out early attempt) reach the agent ahead of
+        the live one, which wedges the session. So the first connection is made only
+        once the agent serves.
+        """
         assert self.vmm is not None
-        deadline = time.monotonic() + self.launch.boot_timeout_s
+        seen = b""
+        with open(self.launch.vm.console_log, "rb") as console:
+            while time.monotonic() < deadline:
+                seen = (seen + console.read())[-4096:]
+                if marker in seen:
+                    return
+                if self.vmm.poll() is not None or self.stopping.is_set():
+                    return  # reported by wait_for_agent
+                time.sleep(0.02)
+
+    def wait_for_agent(self, client: AgentClient, deadline: float) -> None:
+        """Ping until the agent answers; a connection that breaks early is retried."""
+        assert self.vmm is not None
         future: Any = None
         last_error = ""
         while time.monotonic() < deadline:
@@ -225,9 +243,11 @@ class Shim:
         client: AgentClient | None = None
         try:
             self.start_vmm()
+            deadline = time.monotonic() + self.launch.boot_timeout_s
+            self.wait_for_console(READY_MARKER, deadline)
             channel = open_channel(self.driver.agent_target(self.launch.vm))
             client = AgentClient(channel)
-            self.wait_for_agent(client)
+            self.wait_for_agent(client, deadline)
             client.init(hostname=state.config.hostname or state.id[:12],
                         clock_ns=time.time_ns(), entropy=os.urandom(64),
                         rootfs_serial=ROOTFS_DISK_SERIAL)
