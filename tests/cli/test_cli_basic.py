@@ -6,31 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from pytest_console_scripts import RunResult, ScriptRunner
+from pytest_console_scripts import ScriptRunner
 
 from boxlite_cli import __version__
 from boxlite_cli.cli.app import COMMANDS
+from tests.cli.helpers import assert_one_line_error, bx
 
 # In-process runs keep this file fast; the tests marked `subprocess` check the real script.
 pytestmark = pytest.mark.script_launch_mode("inprocess")
 subprocess_mode = pytest.mark.script_launch_mode("subprocess")
-
-
-def bx(script_runner: ScriptRunner, *args: str) -> RunResult:
-    return script_runner.run(["boxlite", *args], print_result=False)
-
-
-def assert_one_line_error(result: RunResult, *needles: str) -> None:
-    """Exit 125, `boxlite: ...` first, at most a hint after it, and no traceback."""
-    assert result.returncode == 125, result.stderr
-    lines = result.stderr.splitlines()
-    assert lines and lines[0].startswith("boxlite: "), result.stderr
-    assert len(lines) <= 2, result.stderr
-    if len(lines) == 2:
-        assert lines[1].startswith("  hint: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], result.stderr
 
 
 def box_dirs(home: Path) -> list[Path]:

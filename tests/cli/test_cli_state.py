@@ -15,31 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_console_scripts import RunResult, ScriptRunner
+from pytest_console_scripts import ScriptRunner
 
 from boxlite_cli.oci.store import ImageStore
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.state.boxes import BoxStore
 from boxlite_cli.state.paths import home_paths
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+from tests.cli.helpers import assert_one_line_error, bx
 
 pytestmark = pytest.mark.script_launch_mode("inprocess")
 
 IMAGE = "localhost/tiny:1"
 BOX_ID = "c0ffee" + "1" * 58
-
-
-def bx(script_runner: ScriptRunner, *args: str) -> RunResult:
-    return script_runner.run(["boxlite", *args], print_result=False)
-
-
-def assert_one_line_error(result: RunResult, *needles: str) -> None:
-    assert result.returncode == 125, result.stderr
-    lines = result.stderr.splitlines()
-    assert lines and lines[0].startswith("boxlite: "), result.stderr
-    assert len(lines) <= 2 and "Traceback" not in result.stderr, result.stderr
-    for needle in needles:
-        assert needle in lines[0], result.stderr
 
 
 def box_dirs(home: Path) -> list[str]:
