@@ -17,9 +17,14 @@ from boxlite_cli.errors import AgentError, UsageError
 T = TypeVar("T")
 
 CHANNEL_OPTIONS = [
+    # Retry a missing socket quickly...
     ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 250),
+    # ...but give a connection attempt (connect + HTTP/2 handshake) a whole minute: gRPC
+    # uses this as the minimum connect timeout. An emulated guest on a busy host can take
+    # seconds to answer; an attempt abandoned half-way leaves its bytes in the agent
+    # channel (one byte stream), where they corrupt the next connection.
+    ("grpc.min_reconnect_backoff_ms", 60_000),
     ("grpc.enable_http_proxy", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
