@@ -271,6 +271,8 @@ class Runtime:
             state.status = Status.STARTING
             state.error = None
             state.exit_code = None
+            # Until the shim writes its PID file, this process owns the transition.
+            state.creator = ProcessRecord.current().to_json()
             files.shim_pid.unlink(missing_ok=True)
             self.boxes.write(state)
         return self._spawn_shim(state, files)

@@ -71,6 +71,7 @@ class BoxState:
     exit_code: int | None = None
     error: str | None = None
     accel: str | None = None
+    # The process creating or starting the box, until the shim takes over.
     creator: dict[str, int] | None = None
     format: int = FORMAT
 
