@@ -20,7 +20,7 @@ STDERR = 1
 def logs(cli: CliContext, follow: bool, tail: str, box: str) -> int:
     """Print what BOX's main process wrote (stdout to stdout, stderr to stderr).
 
-    Kept for boxes started in the background (run -d, start, restart).
+    Kept for every start of the box, in the foreground or in the background.
     """
     last = None if tail == "all" else click.IntRange(min=0).convert(tail, None, None)
     for stream, data in cli.runtime.logs(box, follow=follow, tail=last):

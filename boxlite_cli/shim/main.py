@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 from filelock import FileLock
@@ -88,6 +88,8 @@ class Shim:
         self.tracker = AttachTracker()
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
+        self.log_lock = threading.Lock()
+        self.log_file: BinaryIO | None = None
         self.killed_by: int | None = None
 
     # state ----------------------------------------------------------------------------
@@ -204,7 +206,8 @@ class Shim:
 
     def serve(self, channel: grpc.Channel) -> None:
         server = grpc.server(ThreadPoolExecutor(max_workers=256, thread_name_prefix="proxy"),
-                             handlers=[ProxyHandler(channel, self.tracker)],
+                             handlers=[ProxyHandler(channel, self.tracker,
+                                                    tee={MAIN: self.log_chunk})],
                              options=[("grpc.so_reuseport", 0)])
         sock = self.files.agent_socket
         old_umask = os.umask(0o177)
@@ -218,12 +221,22 @@ class Shim:
     def log_output(self, client: AgentClient) -> None:
         """Copy a detached main process's output into container.log."""
         try:
-            with open(self.files.container_log, "ab") as f:
-                for stream, data in client.attach(MAIN):
-                    write_frame(f, stream, data)
-                    f.flush()
+            for stream, data in client.attach(MAIN):
+                self.append_log(stream, data)
         except BoxliteError as e:
             log.info("output logging ended: %s", e)
+
+    def log_chunk(self, serialized: bytes) -> None:
+        """The log's copy of what a foreground CLI receives of the main process."""
+        chunk = pb.OutputChunk.FromString(serialized)
+        self.append_log(chunk.stream, chunk.data)
+
+    def append_log(self, stream: int, data: bytes) -> None:
+        with self.log_lock:
+            if self.log_file is None:
+                self.log_file = open(self.files.container_log, "ab")  # noqa: SIM115
+            write_frame(self.log_file, stream, data)
+            self.log_file.flush()
 
     def on_signal(self, signum: int, _frame: object) -> None:
         log.info("got signal %d: stopping the VM", signum)

@@ -69,9 +69,13 @@ class AttachTracker:
 class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Forwards every method to `upstream`."""
 
-    def __init__(self, upstream: grpc.Channel, tracker: AttachTracker) -> None:
+    def __init__(self, upstream: grpc.Channel, tracker: AttachTracker,
+                 tee: dict[str, Callable[[bytes], None]] | None = None) -> None:
+        """`tee[exec_id]` also gets every output chunk (serialised) that an Attach of
+        that exec delivers: how a foreground run's output reaches the box's log."""
         self.upstream = upstream
         self.tracker = tracker
+        self.tee = tee or {}
 
     def service(self, details: grpc.HandlerCallDetails) -> Any:
         method: str = details.method
@@ -93,8 +97,12 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 requests, timeout=remaining if remaining and remaining < 1e8 else None)
             context.add_callback(call.cancel)
             complete = False
+            tee = self.tee.get(key) if method == ATTACH and key is not None else None
             try:
-                yield from call
+                for response in call:
+                    if tee is not None:
+                        tee(response)
+                    yield response
                 complete = True
             except grpc.RpcError as e:
                 if context.is_active():

@@ -40,11 +40,18 @@ def test_not_executable_is_126() -> None:
 
 def test_stdout_and_stderr_arrive_separately_in_order() -> None:
     script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done"
-    proc = bx("run", "--rm", IMAGE, "sh", "-c", script)
-    assert proc.returncode == 0
-    assert proc.stdout == b"out1\nout2\nout3\n"
-    assert proc.stderr.count(b"err") == 3
-    assert proc.stderr.index(b"err1") < proc.stderr.index(b"err2") < proc.stderr.index(b"err3")
+    proc = bx("run", "--name", "seps", IMAGE, "sh", "-c", script)
+    try:
+        assert proc.returncode == 0
+        assert proc.stdout == b"out1\nout2\nout3\n"
+        assert proc.stderr.count(b"err") == 3
+        assert proc.stderr.index(b"err1") < proc.stderr.index(b"err2") < proc.stderr.index(b"err3")
+        # A foreground run's output is in the box's log as well.
+        logs = bx("logs", "seps")
+        assert logs.stdout == b"out1\nout2\nout3\n"
+        assert logs.stderr == b"err1\nerr2\nerr3\n"
+    finally:
+        bx("rm", "seps")
 
 
 def test_200mb_output_is_byte_exact_and_streamed() -> None:
