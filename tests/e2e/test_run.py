@@ -191,6 +191,7 @@ def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
         assert results[1][0][0] == b"exec4\n" and results[1][1] == 4
 
         assert bx("exec", box_id[:8], "no-such-cmd").returncode == 127
+        assert bx("exec", "--timeout", "1", "svc", "sleep", "30").returncode == 124
         assert bx("exec", "-i", "svc", "cat", input=b"piped").stdout == b"piped"
         env = bx("exec", "-e", "X=1", "-w", "/etc", "svc", "sh", "-c", 'echo "$X $(pwd)"')
         assert env.stdout == b"1 /etc\n"
