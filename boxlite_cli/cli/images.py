@@ -5,16 +5,7 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, print_json, print_table
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{size:.3g}TB"
+from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
 
 
 @click.command()

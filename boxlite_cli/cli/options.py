@@ -32,6 +32,13 @@ def process_options(f: F) -> F:
     return f
 
 
+def stop_time_option(f: F) -> F:
+    """-t/--time of stop and restart (docker's 10 s default)."""
+    return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
+                        show_default=True,
+                        help="Seconds to wait after SIGTERM before SIGKILL.")(f)
+
+
 def box_options(f: F) -> F:
     """Options of a new box (run and create)."""
     for decorator in reversed([

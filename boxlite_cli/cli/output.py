@@ -30,6 +30,15 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.3g}{unit}"
+        size /= 1000
+    return f"{size:.3g}TB"
+
+
 def human_duration(seconds: float) -> str:
     """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours'."""
     s = int(seconds)

@@ -8,8 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.images import human_size
-from boxlite_cli.cli.output import format_option, print_json, print_table
+from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.runtime.runtime import BoxStats
 from boxlite_cli.state.records import BoxState, Status

@@ -7,11 +7,11 @@ import click
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
+from boxlite_cli.cli.options import stop_time_option
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
-              show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@stop_time_option
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def stop(cli: CliContext, timeout: float, boxes: tuple[str, ...]) -> int:

@@ -433,7 +433,8 @@ class Runtime:
             state = self.get(box_id)
             if state.status not in LIVE:
                 return state.exit_code if state.exit_code is not None else 0
-            self.wait_stopped(box_id, 3600)
+            if self.wait_stopped(box_id, 3600):
+                time.sleep(0.1)  # starting: its shim is not up yet
 
     def rename(self, ref: str, new_name: str) -> BoxState:
         box_id = self.resolve(ref)
