@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from filelock import FileLock
 
@@ -59,6 +61,71 @@ class Image:
         return cfg if isinstance(cfg, dict) else {}
 
 
+class BlobIngest:
+    """One blob being written into the store (see `ImageStore.ingest`)."""
+
+    def __init__(self, dest: Path, partial: Path, digest: str, size: int | None) -> None:
+        self.dest = dest
+        self.partial = partial
+        self.digest = digest
+        self.size = size
+        self._hash = hashlib.sha256()
+        self._file: IO[bytes] | None = None
+        self.offset = 0
+        if not self.done and partial.is_file():
+            with open(partial, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    self._hash.update(chunk)
+                    self.offset += len(chunk)
+            if size is not None and self.offset > size:
+                self.restart()
+
+    @property
+    def done(self) -> bool:
+        """The store has this blob already."""
+        return self.dest.is_file()
+
+    def restart(self) -> None:
+        """Forget a partial download and start from byte 0."""
+        self.close()
+        self.partial.unlink(missing_ok=True)
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        if self.size is not None and self.offset + len(data) > self.size:
+            self.restart()
+            raise ImageError(f"blob {self.digest} is larger than the {self.size} bytes its "
+                             "descriptor declares")
+        if self._file is None:
+            self._file = open(self.partial, "ab")  # noqa: SIM115 (closed in close/commit)
+        self._file.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def commit(self) -> None:
+        """Verify size and digest, then make the blob visible; a mismatch discards it."""
+        self.close()
+        actual = "sha256:" + self._hash.hexdigest()
+        if self.size is not None and self.offset != self.size:
+            self.restart()
+            raise ImageError(f"blob {self.digest} is truncated: got {self.offset} of "
+                             f"{self.size} bytes")
+        if actual != self.digest:
+            self.restart()
+            raise ImageError(f"digest mismatch: expected {self.digest}, got {actual}")
+        if self.offset == 0:
+            self.partial.touch()
+        with open(self.partial, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.partial, self.dest)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -91,24 +158,38 @@ class ImageStore:
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
+    @contextlib.contextmanager
+    def ingest(self, digest: str, size: int | None = None) -> Iterator[BlobIngest]:
+        """Write one blob: hashed while written, visible only once complete and verified.
+
+        Holds a lock per digest, so concurrent writers of one blob wait for each other
+        (the second finds it `done`). A partial file is kept when writing fails midway,
+        so that a rerun resumes from `offset`; a digest or size mismatch discards it.
+        """
+        dest = self.blob_path(digest)
+        self._ensure_dirs()
+        hexpart = dest.name
+        with FileLock(str(self.tmp / f"{hexpart}.lock"), timeout=3600):
+            ingest = BlobIngest(dest, self.tmp / f"{hexpart}.partial", digest, size)
+            try:
+                yield ingest
+            finally:
+                ingest.close()
+
     def add_blob_file(self, src: Path, digest: str) -> None:
         """Copy a blob into the store; it appears only once complete and verified."""
-        dest = self.blob_path(digest)
-        if dest.is_file():
-            return
-        self._ensure_dirs()
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
-        try:
-            h = hashlib.sha256()
-            with open(src, "rb") as fin, open(fd, "wb") as fout:
-                while chunk := fin.read(1 << 20):
-                    h.update(chunk)
-                    fout.write(chunk)
-            if "sha256:" + h.hexdigest() != digest:
-                raise ImageError(f"digest mismatch for blob {digest}")
-            Path(tmp).replace(dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with open(src, "rb") as fin:
+            self.add_blob_stream(fin, digest)
+
+    def add_blob_stream(self, src: IO[bytes], digest: str, size: int | None = None) -> None:
+        """Store a blob read from `src` (read to its end) unless the store has it already."""
+        with self.ingest(digest, size) as ing:
+            if ing.done:
+                return
+            ing.restart()
+            while chunk := src.read(1 << 20):
+                ing.write(chunk)
+            ing.commit()
 
     def read_json_blob(self, digest: str) -> dict[str, Any]:
         try:
