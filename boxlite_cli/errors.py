@@ -55,3 +55,11 @@ class AgentError(BoxliteError):
 
 class DiskError(BoxliteError):
     """Creating or changing a disk image failed."""
+
+
+class RegistryError(ImageError):
+    """A registry refused, failed or could not be reached while pulling."""
+
+
+class AuthError(RegistryError):
+    """A registry rejected the credentials, or needs some and has none."""

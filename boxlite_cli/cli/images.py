@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
+from boxlite_cli.cli.output import ago, format_option, human_size, print_json, print_table
+from boxlite_cli.oci.reference import Reference
+from boxlite_cli.oci.store import Image
+
+
+def created_at(image: Image) -> float | None:
+    """The config's `created` time (RFC 3339) as a timestamp, when it has a valid one."""
+    text = image.config.get("created")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 @click.command()
@@ -16,16 +31,21 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
     """List the images in the local store."""
     items = cli.runtime.images.all()
     if quiet:
+        seen: set[str] = set()
         for image in items:
-            click.echo(image.id.split(":", 1)[1][:12])
+            if image.id not in seen:
+                seen.add(image.id)
+                click.echo(image.id.split(":", 1)[1][:12])
     elif fmt == "json":
-        print_json([{"reference": str(i.reference), "id": i.id, "digest": i.manifest_digest,
-                     "size": i.size} for i in items])
+        print_json([{"reference": str(i.reference), "repository": i.reference.name,
+                     "tag": i.reference.tag, "id": i.id, "digest": i.manifest_digest,
+                     "created": i.config.get("created"), "size": i.size} for i in items])
     else:
         rows = []
         for i in items:
             ref = i.reference
-            repo = ref.short.rsplit(":", 1)[0] if ref.tag else ref.short
-            rows.append([repo, ref.tag or "<none>", i.id.split(":", 1)[1][:12], human_size(i.size)])
-        print_table(["REPOSITORY", "TAG", "IMAGE ID", "SIZE"], rows)
+            repo = Reference(ref.registry, ref.repository, None, None).short
+            rows.append([repo, ref.tag or "<none>", i.id.split(":", 1)[1][:12],
+                         ago(created_at(i)) or "N/A", human_size(i.size)])
+        print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
     return 0

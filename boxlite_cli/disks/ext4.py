@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from boxlite_cli.disks.ownership import Ownership, apply_ownership
 from boxlite_cli.disks.tools import run_tool
 
 MIB = 1024 * 1024
@@ -25,8 +26,13 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def make_ext4(tree: Path, image: Path, free_bytes: int = DEFAULT_FREE_BYTES, label: str = "") -> int:
-    """Create a sparse ext4 image holding `tree`; returns its size in bytes."""
+def make_ext4(tree: Path, image: Path, free_bytes: int = DEFAULT_FREE_BYTES, label: str = "",
+              ownership: Ownership | None = None) -> int:
+    """Create a sparse ext4 image holding `tree`; returns its size in bytes.
+
+    `ownership`: the owners, modes, device nodes and xattrs an unprivileged unpack of
+    `tree` recorded, written into the image after it is made.
+    """
     size = tree_size(tree) * 11 // 10 + free_bytes
     size = (size + MIB - 1) // MIB * MIB
     with open(image, "wb") as f:
@@ -37,4 +43,6 @@ def make_ext4(tree: Path, image: Path, free_bytes: int = DEFAULT_FREE_BYTES, lab
          str(image)],
         f"making the filesystem of {image.name}",
     )
+    if ownership is not None:
+        apply_ownership(ownership, tree, image)
     return size

@@ -9,11 +9,13 @@ Layout under `<home>/images`:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import IO, Any
 from filelock import FileLock
 
 from boxlite_cli.disks.ext4 import make_ext4
+from boxlite_cli.disks.ownership import ownership_for_unpack
 from boxlite_cli.errors import ImageError, NotFound
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.unpack import apply_layer
@@ -52,6 +55,13 @@ class Image:
         return [str(layer["digest"]) for layer in self.manifest.get("layers", [])]
 
     @property
+    def diff_ids(self) -> list[str]:
+        """Digests of the uncompressed layers, from the config (`rootfs.diff_ids`)."""
+        rootfs = self.config.get("rootfs") or {}
+        ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        return [str(d) for d in ids] if isinstance(ids, list) else []
+
+    @property
     def size(self) -> int:
         return sum(int(layer.get("size", 0)) for layer in self.manifest.get("layers", []))
 
@@ -59,6 +69,15 @@ class Image:
     def container_config(self) -> dict[str, Any]:
         cfg = self.config.get("config") or {}
         return cfg if isinstance(cfg, dict) else {}
+
+
+def _unlink_size(path: Path) -> int:
+    try:
+        size = path.stat().st_blocks * 512
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 class BlobIngest:
@@ -222,45 +241,129 @@ class ImageStore:
 
     def lookup(self, ref: str | Reference) -> Image:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
-        digest = reference.digest or self._read_repositories().get(str(reference))
+        digest = self._read_repositories().get(str(reference)) or reference.digest
         if digest is None or not self.has_blob(digest):
             raise NotFound(f"image {reference.short} is not in the local store")
         manifest = self.read_json_blob(digest)
         config = self.read_json_blob(str(manifest["config"]["digest"]))
         return Image(reference, digest, manifest, config)
 
+    def tags(self) -> dict[str, str]:
+        """Every reference the store knows (tags and `name@digest`) → manifest digest."""
+        return self._read_repositories()
+
     def all(self) -> list[Image]:
+        """One entry per tag; a `name@digest` entry only when no tag of `name` has that image."""
+        repos = self._read_repositories()
+        tagged = {(parse_reference(k).name, v) for k, v in repos.items() if "@" not in k}
         images = []
-        for ref in sorted(self._read_repositories()):
+        for key in sorted(repos):
+            ref = parse_reference(key)
+            if ref.digest and (ref.name, repos[key]) in tagged:
+                continue
             with contextlib.suppress(NotFound, ImageError):
                 images.append(self.lookup(ref))
         return images
 
+    def all_references(self) -> list[Image]:
+        """One entry per store key, digests included."""
+        images = []
+        for key in sorted(self._read_repositories()):
+            with contextlib.suppress(NotFound, ImageError):
+                images.append(self.lookup(key))
+        return images
+
+    def untag(self, keys: list[str]) -> None:
+        with self.lock:
+            repos = self._read_repositories()
+            for key in keys:
+                repos.pop(key, None)
+            write_json_atomic(self.repositories, repos, 0o644)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark a pull or load in progress: garbage collection spares what it writes."""
+        self._ensure_dirs()
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="writer-")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.unlink(name)
+            os.close(fd)
+
+    def _oldest_writer(self) -> float | None:
+        """Start time of the oldest pull or load still running, if any."""
+        oldest = None
+        for marker in self.tmp.glob("writer-*") if self.tmp.is_dir() else []:
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                marker.unlink(missing_ok=True)  # its writer died without cleaning up
+            except BlockingIOError:
+                started = os.fstat(fd).st_mtime
+                oldest = started if oldest is None else min(oldest, started)
+            finally:
+                os.close(fd)
+        return oldest
+
+    def collect_garbage(self, keep_ids: set[str]) -> int:
+        """Delete blobs no reference needs and ext4 bases of images gone from the store
+        whose config id is not in `keep_ids` (images boxes still use). Returns bytes freed.
+        Blobs written since the start of a pull or load still running are kept."""
+        freed = 0
+        with self.lock:
+            busy_since = self._oldest_writer()
+            needed: set[str] = set()
+            live_ids = set(keep_ids)
+            for digest in set(self._read_repositories().values()):
+                with contextlib.suppress(ImageError, KeyError, TypeError):
+                    manifest = self.read_json_blob(digest)
+                    config = str(manifest["config"]["digest"])
+                    needed |= {digest, config, *(str(d["digest"]) for d in manifest.get("layers", []))}
+                    live_ids.add(config)
+            if self.blobs.is_dir():
+                for blob in self.blobs.iterdir():
+                    if busy_since is not None and blob.stat().st_mtime >= busy_since - 1:
+                        continue
+                    if "sha256:" + blob.name not in needed:
+                        freed += _unlink_size(blob)
+            if self.rootfs_dir.is_dir():
+                for base in self.rootfs_dir.glob("*.ext4"):
+                    if "sha256:" + base.name.removesuffix(".ext4") not in live_ids:
+                        freed += _unlink_size(base)
+                        Path(str(base) + ".lock").unlink(missing_ok=True)
+            freed += self._clean_tmp()
+        return freed
+
+    def _clean_tmp(self) -> int:
+        """Drop what interrupted pulls and unpacks left: partial blobs after a week,
+        anything else in tmp/ after a day (a live unpack or ingest is never that old)."""
+        freed = 0
+        now = time.time()
+        for entry in self.tmp.iterdir() if self.tmp.is_dir() else []:
+            try:
+                age = now - entry.lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            if entry.name.startswith("writer-") or age < (7 if entry.suffix == ".partial" else 1) * 86400:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                freed += _unlink_size(entry)
+        return freed
+
     # OCI layouts ---------------------------------------------------------------------
 
     def load_oci_layout(self, layout: Path) -> list[Reference]:
-        """Import every tagged manifest of an OCI image layout directory."""
-        try:
-            index = json.loads((layout / "index.json").read_text())
-        except (OSError, ValueError) as e:
-            raise ImageError(f"not an OCI image layout: {layout}: {e}") from e
-        loaded = []
-        for desc in index.get("manifests", []):
-            name = (desc.get("annotations") or {}).get(REF_ANNOTATION)
-            if not name or desc.get("mediaType") not in MANIFEST_TYPES:
-                continue
-            digest = str(desc["digest"])
-            blob_dir = layout / "blobs" / "sha256"
-            manifest = json.loads((blob_dir / digest.split(":", 1)[1]).read_bytes())
-            for d in [manifest["config"], *manifest.get("layers", [])]:
-                self.add_blob_file(blob_dir / str(d["digest"]).split(":", 1)[1], str(d["digest"]))
-            self.add_blob_file(blob_dir / digest.split(":", 1)[1], digest)
-            ref = parse_reference(name)
-            self.tag(ref, digest)
-            loaded.append(ref)
-        if not loaded:
-            raise ImageError(f"no tagged image manifest in OCI layout {layout}")
-        return loaded
+        """Import every named image of an OCI image layout directory (see oci.archive)."""
+        from boxlite_cli.oci.archive import load_archive
+
+        return load_archive(self, layout).loaded
 
     # root filesystems ----------------------------------------------------------------
 
@@ -280,11 +383,16 @@ class ImageStore:
             try:
                 tree = work / "tree"
                 tree.mkdir()
-                for digest in image.layers:
+                ownership = ownership_for_unpack()
+                diff_ids = image.diff_ids
+                if len(diff_ids) != len(image.layers):
+                    raise ImageError(f"image {image.reference.short}: its config lists "
+                                     f"{len(diff_ids)} layers, its manifest {len(image.layers)}")
+                for digest, diff_id in zip(image.layers, diff_ids, strict=True):
                     with open(self.blob_path(digest), "rb") as f:
-                        apply_layer(f, tree)
+                        apply_layer(f, tree, ownership, diff_id)
                 partial = work / "rootfs.ext4"
-                make_ext4(tree, partial, label="boxlite-rootfs")
+                make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)
                 partial.replace(dest)
             finally:
                 shutil.rmtree(work, ignore_errors=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from boxlite_cli.errors import ImageError
 from boxlite_cli.oci.safepath import clean_member_name, resolve_in_root
@@ -176,6 +177,41 @@ def test_files_dirs_and_symlinks(tmp_path: Path) -> None:
 def test_gzip_compressed_layer(tmp_path: Path) -> None:
     apply_layer(layer(reg("a", b"zipped"), compress=True), tmp_path)
     assert (tmp_path / "a").read_bytes() == b"zipped"
+
+
+def test_zstd_compressed_layer(tmp_path: Path) -> None:
+    raw = layer(reg("a", b"zstd"), dir_("d"), reg("d/b", os.urandom(300_000))).getvalue()
+    apply_layer(io.BytesIO(zstandard.ZstdCompressor().compress(raw)), tmp_path)
+    assert (tmp_path / "a").read_bytes() == b"zstd"
+    assert (tmp_path / "d/b").stat().st_size == 300_000
+
+
+def test_zstd_layer_of_several_frames(tmp_path: Path) -> None:
+    raw = layer(reg("a", b"one"), reg("b", os.urandom(100_000))).getvalue()
+    c = zstandard.ZstdCompressor()
+    apply_layer(io.BytesIO(c.compress(raw[:5000]) + c.compress(raw[5000:])), tmp_path)
+    assert (tmp_path / "a").read_bytes() == b"one"
+    assert (tmp_path / "b").stat().st_size == 100_000
+
+
+def test_uncompressed_layer_whatever_its_name_says(tmp_path: Path) -> None:
+    apply_layer(layer(reg("plain", b"tar")), tmp_path)
+    assert (tmp_path / "plain").read_bytes() == b"tar"
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, lambda b: zstandard.ZstdCompressor().compress(b)])
+def test_truncated_compressed_layer_is_an_image_error(tmp_path: Path, compress: object) -> None:
+    data = compress(layer(reg("big", os.urandom(200_000))).getvalue())  # type: ignore[operator]
+    with pytest.raises(ImageError):
+        apply_layer(io.BytesIO(data[: len(data) - 100]), tmp_path)
+
+
+def test_corrupt_zstd_layer_is_an_image_error(tmp_path: Path) -> None:
+    compressor = zstandard.ZstdCompressor(write_checksum=True)
+    data = bytearray(compressor.compress(layer(reg("a", b"abc" * 50_000)).getvalue()))
+    data[-2] ^= 0xFF  # the content checksum
+    with pytest.raises(ImageError):
+        apply_layer(io.BytesIO(bytes(data)), tmp_path)
 
 
 def test_later_layer_replaces_content_and_kind(tmp_path: Path) -> None:

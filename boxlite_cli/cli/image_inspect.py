@@ -1,0 +1,54 @@
+"""boxlite image inspect: an image's manifest digest, config and layers, as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.output import print_json
+from boxlite_cli.cli.template import render
+from boxlite_cli.oci.reference import Reference
+from boxlite_cli.oci.store import Image
+
+
+def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
+    """docker's field names where they exist; `names` are every store key of the image."""
+    cfg = image.config
+    return {
+        "Id": image.id,
+        "RepoTags": sorted({n.short for n in names if n.tag and not n.digest}),
+        "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in names if n.digest}
+                              or {f"{image.reference.name}@{image.manifest_digest}"}),
+        "Created": cfg.get("created"),
+        "Architecture": cfg.get("architecture"),
+        "Os": cfg.get("os"),
+        "Size": image.size,
+        "Config": image.container_config,
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+    }
+
+
+def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]]:
+    """The image `ref` names, and every reference the store has for it."""
+    store = cli.runtime.images
+    image = store.lookup(ref)
+    names = [i.reference for i in store.all_references() if i.id == image.id]
+    return image, names
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", default="json", show_default=True,
+              help="'json', or a template such as '{{.Config.Cmd}}'.")
+@click.argument("images", nargs=-1, required=True)
+@pass_cli
+def image_inspect(cli: CliContext, fmt: str, images: tuple[str, ...]) -> int:
+    """Print the record of one or more images."""
+    out = [image_record(*lookup_with_names(cli, ref)) for ref in images]
+    if fmt == "json":
+        print_json(out)
+        return 0
+    for record in out:
+        click.echo(render(fmt, record))
+    return 0

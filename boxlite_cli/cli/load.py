@@ -1,0 +1,43 @@
+"""boxlite load: images from a `docker save` tarball or an OCI image layout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from boxlite_cli.cli.context import CliContext, activity, pass_cli, warn
+from boxlite_cli.errors import UsageError
+from boxlite_cli.oci.archive import LoadResult, load_archive, load_stream
+
+
+@click.command()
+@click.option("-i", "--input", "input_", metavar="FILE", type=click.Path(path_type=Path),
+              help="Read from this archive or OCI layout directory instead of standard input.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@pass_cli
+def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
+    """Load images from a `docker save` tarball or an OCI image layout.
+
+    FILE is a tar written by `docker save` (or podman/skopeo's docker-archive), an OCI
+    image layout directory, or such a layout as a tar; gzip and zstd compression are
+    recognised. Images are kept under the names the archive gives them.
+    """
+    store = cli.runtime.images
+    result: LoadResult
+    if input_ is None or str(input_) == "-":
+        if sys.stdin.isatty():
+            raise UsageError("requested load from standard input, but it is a terminal",
+                             hint="pass the archive with -i FILE, or pipe it in")
+        with activity("Loading images from standard input"):
+            result = load_stream(store, sys.stdin.buffer)
+    else:
+        with activity(f"Loading images from {input_}"):
+            result = load_archive(store, input_)
+    if not quiet:
+        for image_id in result.unnamed:
+            warn(f"skipped image {image_id}: the archive gives it no name")
+        for ref in result.loaded:
+            click.echo(f"Loaded image: {ref.short}")
+    return 0

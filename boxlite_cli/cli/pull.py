@@ -1,0 +1,28 @@
+"""boxlite pull: fetch an image from a registry into the local store."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
+@click.argument("reference")
+@pass_cli
+def pull(cli: CliContext, quiet: bool, reference: str) -> int:
+    """Pull an image (linux/amd64) from a registry.
+
+    REFERENCE is [REGISTRY/]REPOSITORY[:TAG|@DIGEST], as docker reads it (docker.io and
+    library/ by default). Credentials come from `boxlite login` or ~/.docker/config.json.
+    Plain HTTP is used only for localhost and registries listed in insecure_registries.
+    """
+    result = cli.runtime.pull(reference)
+    ref = result.image.reference
+    if not quiet:
+        click.echo(f"Digest: {result.repo_digest}")
+        status = "Downloaded newer image for" if result.downloaded else "Image is up to date for"
+        click.echo(f"Status: {status} {ref.short}")
+    click.echo(str(ref))
+    return 0

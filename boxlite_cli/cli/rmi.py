@@ -1,0 +1,51 @@
+"""boxlite rmi and image prune: untag and delete images."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import report
+from boxlite_cli.cli.output import human_size
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.runtime.images import Removal
+
+
+def _print_removal(done: Removal) -> None:
+    for ref in done.untagged:
+        click.echo(f"Untagged: {ref}")
+    for image_id in done.deleted:
+        click.echo(f"Deleted: {image_id}")
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Remove even when boxes use the image "
+              "(their disks keep working) or it has several names.")
+@click.argument("images", nargs=-1, required=True)
+@pass_cli
+def rmi(cli: CliContext, force: bool, images: tuple[str, ...]) -> int:
+    """Remove images by reference or id; data no image needs is deleted."""
+    code = 0
+    for name in images:
+        try:
+            _print_removal(cli.runtime.image_ops.remove([name], force))
+        except BoxliteError as e:
+            report(e.message, e.hint)
+            code = e.exit_code
+    return code
+
+
+@click.command()
+@click.option("-a", "--all", "all_unused", is_flag=True, help="Remove every image no box uses.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
+    """Delete image data nothing needs (with -a, every image no box was made from)."""
+    question = ("Remove all images without at least one box associated to them?" if all_unused
+                else "Remove unused image data?")
+    if not force and not click.confirm(question, default=False):
+        return 0
+    done = cli.runtime.image_ops.prune(all_unused)
+    _print_removal(done)
+    click.echo(f"Total reclaimed space: {human_size(done.freed)}")
+    return 0

@@ -1,0 +1,134 @@
+"""Pulling an image: resolve the reference, pick linux/amd64, fetch what the store lacks.
+
+The tag is written last, after the manifest, its config and every layer are in the
+store and verified, so an interrupted pull leaves no image behind, only verified
+blobs (and one resumable partial per blob) that the next pull reuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from boxlite_cli.errors import ImageError
+from boxlite_cli.oci.mediatypes import (
+    MAX_CONFIG_BYTES,
+    check_config,
+    check_manifest,
+    choose_platform,
+    document_kind,
+    parse_json_document,
+)
+from boxlite_cli.oci.reference import Reference
+from boxlite_cli.oci.registry import RegistryClient
+from boxlite_cli.oci.store import Image, ImageStore
+
+PARALLEL_LAYERS = 3
+
+
+class PullProgress(Protocol):
+    """What a pull reports, so that a front end can draw it (or not)."""
+
+    def resolved(self, reference: Reference, digest: str, layers: list[tuple[str, int]]) -> None:
+        """The manifest is known: `layers` are (digest, size) in order."""
+
+    def advance(self, digest: str, completed: int) -> None:
+        """`completed` bytes of blob `digest` are in."""
+
+    def finished(self, digest: str, status: str) -> None:
+        """Blob `digest` is done: 'Already exists' or 'Pull complete'."""
+
+
+class NoProgress:
+    def resolved(self, reference: Reference, digest: str, layers: list[tuple[str, int]]) -> None:
+        pass
+
+    def advance(self, digest: str, completed: int) -> None:
+        pass
+
+    def finished(self, digest: str, status: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image: Image
+    repo_digest: str  # what the registry calls the reference (an index or a manifest)
+    downloaded: bool  # False when the store had everything already
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Puller:
+    """Pulls references of one registry into a store."""
+
+    def __init__(self, store: ImageStore, client: RegistryClient,
+                 progress: PullProgress | None = None) -> None:
+        self.store = store
+        self.client = client
+        self.progress = progress or NoProgress()
+
+    def _manifest(self, ref: Reference, what: str) -> tuple[bytes, str, dict[str, Any], str]:
+        """Fetch and verify a manifest or index by tag or digest: (raw, digest, doc, kind)."""
+        raw, content_type = self.client.get_manifest(ref.repository, what)
+        digest = _sha256(raw)
+        if what.startswith("sha256:") and digest != what:
+            raise ImageError(f"digest mismatch for the manifest of {ref.short}: asked for {what}, "
+                             f"the registry sent {digest}")
+        doc = parse_json_document(raw, "manifest")
+        return raw, digest, doc, document_kind(doc, content_type)
+
+    def pull(self, ref: Reference) -> PullResult:
+        raw, repo_digest, doc, kind = self._manifest(ref, ref.digest or ref.tag or "latest")
+        manifest_raw, manifest_digest = raw, repo_digest
+        if kind == "index":
+            try:
+                desc = choose_platform(doc)
+            except ImageError as e:
+                raise ImageError(f"{ref.short}: {e}") from None
+            manifest_raw, manifest_digest, doc, kind = self._manifest(ref, str(desc["digest"]))
+            if kind != "manifest":
+                raise ImageError(f"malformed index of {ref.short}: its linux/amd64 entry is not "
+                                 "an image manifest")
+        manifest = check_manifest(doc)
+        config_desc = manifest["config"]
+        layers = [(str(d["digest"]), int(d["size"])) for d in manifest["layers"]]
+        self.progress.resolved(ref, repo_digest, layers)
+        downloaded = False
+        if config_desc["size"] > MAX_CONFIG_BYTES:
+            raise ImageError(f"the image config of {ref.short} is larger than {MAX_CONFIG_BYTES} bytes")
+        downloaded |= self._fetch(ref, str(config_desc["digest"]), int(config_desc["size"]), quiet=True)
+        config = self.store.read_json_blob(str(config_desc["digest"]))
+        check_config(config)
+        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS, thread_name_prefix="pull") as pool:
+            fetched = list(pool.map(lambda layer: self._fetch(ref, *layer), layers))
+        downloaded |= any(fetched)
+        with self.store.ingest(manifest_digest, len(manifest_raw)) as ingest:
+            if not ingest.done:
+                ingest.restart()
+                ingest.write(manifest_raw)
+                ingest.commit()
+        self.store.tag(ref, manifest_digest)
+        if ref.digest is None:
+            self.store.tag(Reference(ref.registry, ref.repository, None, repo_digest), manifest_digest)
+        image = self.store.lookup(ref)
+        return PullResult(image, repo_digest, downloaded)
+
+    def _fetch(self, ref: Reference, digest: str, size: int, quiet: bool = False) -> bool:
+        """Make sure the store has a blob; True when it had to be downloaded."""
+        advance: Callable[[int], None] = (
+            (lambda _: None) if quiet else (lambda done: self.progress.advance(digest, done)))
+        with self.store.ingest(digest, size) as ingest:
+            if ingest.done:
+                if not quiet:
+                    self.progress.finished(digest, "Already exists")
+                return False
+            self.client.fetch_blob(ref.repository, digest, ingest, advance)
+        if not quiet:
+            self.progress.finished(digest, "Pull complete")
+        return True

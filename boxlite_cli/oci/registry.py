@@ -1,0 +1,324 @@
+"""A client of the OCI distribution API (registry HTTP API v2), for pulling.
+
+Anonymous, Bearer-token and basic auth; plain HTTP only for loopback registries and
+those the user marks insecure; bounded retries with backoff on network errors, 429
+and 5xx; blobs stream into the store's ingest (verified there) and resume with a
+Range request after an interruption.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from boxlite_cli import __version__
+from boxlite_cli.errors import AuthError, ImageError, NotFound, RegistryError
+from boxlite_cli.oci.credentials import Credentials
+from boxlite_cli.oci.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from boxlite_cli.oci.reference import DEFAULT_REGISTRY
+from boxlite_cli.oci.store import BlobIngest
+from boxlite_cli.state.settings import RegistrySettings
+
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 8.0
+CHUNK = 1 << 20
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+
+
+def is_insecure(registry: str, settings: RegistrySettings) -> bool:
+    """Loopback registries and those listed in the settings may use plain HTTP."""
+    if registry in settings.insecure:
+        return True
+    if registry.startswith("["):
+        host = registry[1:].split("]", 1)[0]
+    else:
+        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="...",service="..."` → ("bearer", {"realm": ..., "service": ...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+              for m in _CHALLENGE_PARAM.finditer(rest)}
+    return scheme.lower(), params
+
+
+def registry_error_text(resp: httpx.Response) -> str:
+    """The first `errors[].code: message` of a registry error body, if it has one."""
+    try:
+        errors = resp.json().get("errors") or []
+        first = errors[0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, AttributeError, IndexError, TypeError, httpx.ResponseNotRead):
+        return f"HTTP {resp.status_code}"
+
+
+def basic_auth_header(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out waiting for the registry"
+    if isinstance(error, httpx.ConnectError):
+        return f"cannot connect ({error})"
+    if isinstance(error, httpx.TransportError):
+        return f"connection failed ({error or type(error).__name__})"
+    return str(error)
+
+
+class RegistryClient:
+    """Talks to one registry for one repository's pulls. Safe to share between threads."""
+
+    def __init__(self, registry: str, settings: RegistrySettings,
+                 credentials: Credentials | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.credentials = credentials
+        self.host = DOCKER_HUB_ENDPOINT if registry == DEFAULT_REGISTRY else registry
+        self.insecure = is_insecure(registry, settings)
+        self._sleep = sleep
+        self._base: str | None = None
+        self._lock = threading.Lock()
+        self._tokens: dict[str, str] = {}
+        self._use_basic = False
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 15.0))
+        self._http = httpx.Client(timeout=timeout, follow_redirects=True, verify=not self.insecure,
+                                  headers={"User-Agent": f"boxlite/{__version__}"}, trust_env=True)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # transport -------------------------------------------------------------------------
+
+    def _with_retries(self, what: str, attempt_once: Callable[[], httpx.Response]) -> httpx.Response:
+        """Run one request with bounded retries on network errors, 429 and 5xx."""
+        last: BaseException | None = None
+        last_status = ""
+        for attempt in range(self.settings.retries + 1):
+            if attempt:
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
+                self._sleep(delay)
+            try:
+                resp = attempt_once()
+            except httpx.TransportError as e:
+                last, last_status = e, ""
+                continue
+            if resp.status_code in RETRY_STATUS:
+                resp.read()
+                last, last_status = None, f"{registry_error_text(resp)} (HTTP {resp.status_code})"
+                resp.close()
+                continue
+            return resp
+        tries = self.settings.retries + 1
+        reason = last_status or _describe(last)
+        raise RegistryError(f"{what} from {self.registry}: {reason}, "
+                            f"gave up after {tries} attempt{'s' if tries > 1 else ''}",
+                            hint="check the registry address and your network, then retry")
+
+    def base_url(self) -> str:
+        """`https://host` (or `http://host` for an insecure registry that has no TLS)."""
+        if self._base is not None:
+            return self._base
+        with self._lock:
+            if self._base is None:
+                self._base = self._probe_scheme()
+        return self._base
+
+    def _probe_scheme(self) -> str:
+        https = f"https://{self.host}"
+        if not self.insecure:
+            return https
+        try:
+            self._http.get(f"{https}/v2/", timeout=min(self.settings.timeout_s, 5.0)).close()
+            return https
+        except httpx.TransportError:
+            return f"http://{self.host}"
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope)
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if self._use_basic and self.credentials is not None:
+            return {"Authorization": basic_auth_header(self.credentials)}
+        return {}
+
+    def _send(self, method: str, path: str, scope: str, what: str,
+              headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
+        """One request with auth (answering a 401 challenge once) and retries."""
+        url = self.base_url() + path
+
+        def once() -> httpx.Response:
+            request = self._http.build_request(method, url, headers={**(headers or {}),
+                                                                     **self._auth_header(scope)})
+            resp = self._http.send(request, stream=stream)
+            if resp.status_code != 401:
+                return resp
+            challenge = resp.headers.get("www-authenticate", "")
+            resp.close()
+            self._authenticate(challenge, scope)
+            request = self._http.build_request(method, url, headers={**(headers or {}),
+                                                                     **self._auth_header(scope)})
+            return self._http.send(request, stream=stream)
+
+        return self._with_retries(what, once)
+
+    def _authenticate(self, challenge: str, scope: str) -> None:
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if self.credentials is None:
+                raise AuthError(f"{self.registry} requires a login",
+                                hint=f"run: boxlite login {self.registry}")
+            self._use_basic = True
+            return
+        if scheme != "bearer" or not params.get("realm"):
+            raise AuthError(f"{self.registry} asked for unsupported authentication {challenge!r}")
+        self._tokens[scope] = self._fetch_token(params, scope)
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> str:
+        realm = params["realm"]
+        if not realm.startswith("https://") and not (self.insecure and realm.startswith("http://")):
+            raise AuthError(f"{self.registry}'s token service {realm!r} is not HTTPS")
+        query = {"service": params.get("service", "")} if params.get("service") else {}
+        if scope:
+            query["scope"] = scope
+        auth = (httpx.BasicAuth(self.credentials.username, self.credentials.password)
+                if self.credentials else None)
+
+        def once() -> httpx.Response:
+            return self._http.get(realm, params=query, auth=auth)
+
+        resp = self._with_retries("getting a token", once)
+        if resp.status_code in (401, 403):
+            raise AuthError(f"{self.registry} refused the credentials: {registry_error_text(resp)}",
+                            hint=f"log in again with: boxlite login {self.registry}")
+        if resp.status_code != 200:
+            raise AuthError(f"{self.registry}'s token service answered HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{self.registry}'s token service sent no token")
+        return token
+
+    # API -------------------------------------------------------------------------------
+
+    def check_login(self) -> None:
+        """Verify the credentials (GET /v2/, answering its challenge)."""
+        if self.credentials is None:
+            raise AuthError("no credentials given")
+        resp = self._send("GET", "/v2/", "", "checking the login")
+        resp.close()
+        if resp.status_code == 401:
+            raise AuthError(f"login to {self.registry} failed: unauthorized: incorrect username "
+                            "or password")
+        if resp.status_code != 200:
+            raise RegistryError(f"{self.registry} answered HTTP {resp.status_code} to /v2/; "
+                                "is it an OCI registry?")
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str | None]:
+        """The raw manifest or index for a tag or digest, and its content type."""
+        scope = f"repository:{repository}:pull"
+        resp = self._send("GET", f"/v2/{repository}/manifests/{reference}", scope,
+                          "fetching the manifest", headers={"Accept": MANIFEST_ACCEPT}, stream=True)
+        try:
+            self._raise_for(resp, repository, reference)
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise ImageError(f"malformed manifest: larger than {MAX_MANIFEST_BYTES} bytes")
+            return bytes(body), resp.headers.get("content-type")
+        finally:
+            resp.close()
+
+    def _raise_for(self, resp: httpx.Response, repository: str, reference: str) -> None:
+        if resp.status_code in (200, 206):
+            return
+        resp.read()
+        detail = registry_error_text(resp)
+        name = f"{self.registry}/{repository}"
+        if resp.status_code in (401, 403):
+            raise AuthError(f"pull access denied for {name}: {detail}",
+                            hint=f"the repository may not exist, or may need: boxlite login "
+                                 f"{self.registry}")
+        if resp.status_code == 404:
+            if detail.startswith("NAME_UNKNOWN"):
+                raise NotFound(f"repository {name} not found: {detail}")
+            raise NotFound(f"manifest for {name}:{reference} not found: {detail}")
+        raise RegistryError(f"{self.registry} answered HTTP {resp.status_code} for {name}: {detail}")
+
+    @contextmanager
+    def _blob_response(self, repository: str, digest: str, offset: int) -> Iterator[httpx.Response]:
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        resp = self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull",
+                          f"fetching blob {digest[:19]}", headers=headers, stream=True)
+        try:
+            self._raise_for(resp, repository, digest)
+            yield resp
+        finally:
+            resp.close()
+
+    def fetch_blob(self, repository: str, digest: str, ingest: BlobIngest,
+                   progress: Callable[[int], None] = lambda _: None) -> None:
+        """Stream a blob into `ingest` (a store BlobIngest), resuming after drops.
+
+        `progress` gets the number of bytes held so far, after every chunk.
+        """
+        failures = 0
+        while True:
+            offset = ingest.offset
+            try:
+                with self._blob_response(repository, digest, offset) as resp:
+                    if offset and resp.status_code != 206:
+                        ingest.restart()
+                    progress(ingest.offset)
+                    encoded = resp.headers.get("content-encoding", "identity") != "identity"
+                    for chunk in resp.iter_bytes(CHUNK) if encoded else resp.iter_raw():
+                        ingest.write(chunk)
+                        progress(ingest.offset)
+                ingest.commit()
+                return
+            except httpx.TransportError as e:
+                failures += 1
+                if failures > self.settings.retries:
+                    ingest.close()
+                    raise RegistryError(
+                        f"fetching blob {digest[:19]} from {self.registry}: {_describe(e)} after "
+                        f"{ingest.offset} bytes, gave up after {failures} attempts",
+                        hint="run the same command again to resume") from e
+                ingest.close()
+                self._sleep(min(MAX_BACKOFF_S, 0.5 * 2 ** (failures - 1)))

@@ -1,0 +1,141 @@
+"""Image operations of a home: pull, login, remove, prune (the boxes' view of the store)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
+from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
+from boxlite_cli.oci.pull import Puller, PullProgress, PullResult
+from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.registry import RegistryClient
+from boxlite_cli.oci.store import Image, ImageStore
+from boxlite_cli.state.paths import Paths
+from boxlite_cli.state.settings import registry_settings
+
+PULL_POLICIES = ("missing", "always", "never")
+
+
+@dataclass
+class Removal:
+    """What `rmi` did: references untagged, image ids deleted, bytes freed."""
+
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    freed: int = 0
+
+
+class Images:
+    """Pulls into and removes from one home's image store."""
+
+    def __init__(self, paths: Paths, store: ImageStore,
+                 boxes_using: Callable[[], dict[str, list[str]]]) -> None:
+        """`boxes_using()` maps image ids to the names of the boxes made from them."""
+        self.paths = paths
+        self.store = store
+        self.boxes_using = boxes_using
+        self.credentials = CredentialStore(paths.config)
+
+    def client(self, registry: str) -> RegistryClient:
+        return RegistryClient(registry, registry_settings(self.paths.config),
+                              self.credentials.get(registry))
+
+    def pull(self, ref: str | Reference, progress: PullProgress | None = None) -> PullResult:
+        reference = parse_reference(ref) if isinstance(ref, str) else ref
+        with self.client(reference.registry) as client, self.store.writing():
+            return Puller(self.store, client, progress).pull(reference)
+
+    def login(self, server: str, creds: Credentials) -> str:
+        """Check the credentials against the registry, then save them (0600)."""
+        registry = normalize_registry(server)
+        with RegistryClient(registry, registry_settings(self.paths.config), creds) as client:
+            client.check_login()
+        self.credentials.save(registry, creds)
+        return registry
+
+    def logout(self, server: str) -> str:
+        registry = normalize_registry(server)
+        if not self.credentials.remove(registry):
+            raise NotFound(f"not logged in to {registry}")
+        return registry
+
+    # removal ---------------------------------------------------------------------------
+
+    def _image_id(self, manifest_digest: str) -> str | None:
+        try:
+            return str(self.store.read_json_blob(manifest_digest)["config"]["digest"])
+        except (ImageError, KeyError, TypeError):
+            return None
+
+    def _keys_of(self, image_id: str) -> list[str]:
+        return [k for k, v in self.store.tags().items() if self._image_id(v) == image_id]
+
+    def _resolve(self, text: str) -> tuple[Image, list[str], bool]:
+        """The image `text` names (an id prefix, else a reference), the store keys to
+        untag, and whether it was named by id."""
+        if _looks_like_id(text):
+            prefix = text.removeprefix("sha256:")
+            matches = {i.id: i for i in self.store.all_references() if i.id[7:].startswith(prefix)}
+            if len(matches) > 1:
+                raise Conflict(f"image id {text!r} is ambiguous: it matches {len(matches)} images",
+                               hint="give more characters of the id")
+            if matches:
+                image = next(iter(matches.values()))
+                return image, self._keys_of(image.id), True
+        ref = parse_reference(text)
+        if str(ref) not in self.store.tags():
+            raise NotFound(f"no such image: {text}")
+        image = self.store.lookup(ref)
+        keys = [str(ref)]
+        same_name = [k for k in self._keys_of(image.id) if parse_reference(k).name == ref.name]
+        if not any("@" not in k and k != str(ref) for k in same_name):
+            keys += [k for k in same_name if "@" in k and k != str(ref)]
+        return image, keys, False
+
+    def remove(self, names: Iterable[str], force: bool) -> Removal:
+        """docker rmi: untag; delete an image once no tag is left (boxes' bases are kept)."""
+        done = Removal()
+        for text in names:
+            image, keys, by_id = self._resolve(text)
+            users = self.boxes_using().get(image.id, [])
+            if users and not force:
+                raise Conflict(f"unable to remove {text}: box {users[0]} uses image "
+                               f"{image.id[7:19]}",
+                               hint="remove the box first (boxlite rm), or use rmi -f")
+            if by_id and len({parse_reference(k).name for k in keys}) > 1 and not force:
+                raise Conflict(f"unable to delete {text} (must be forced): the image is "
+                               "referenced in several repositories",
+                               hint="remove it by reference, or use rmi -f")
+            self.store.untag(keys)
+            done.untagged += [parse_reference(k).short for k in keys]
+            if not self._keys_of(image.id):
+                done.deleted.append(image.id)
+        done.freed = self.store.collect_garbage(set(self.boxes_using()))
+        return done
+
+    def prune(self, all_unused: bool) -> Removal:
+        """Remove unused data; with `all_unused`, every image no box uses."""
+        done = Removal()
+        if all_unused:
+            used = set(self.boxes_using())
+            for key, manifest in self.store.tags().items():
+                image_id = self._image_id(manifest)
+                if image_id not in used:
+                    self.store.untag([key])
+                    done.untagged.append(parse_reference(key).short)
+                    if image_id and image_id not in done.deleted:
+                        done.deleted.append(image_id)
+        done.freed = self.store.collect_garbage(set(self.boxes_using()))
+        return done
+
+
+def _looks_like_id(text: str) -> bool:
+    hexpart = text.removeprefix("sha256:")
+    return 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
+def check_pull_policy(policy: str) -> str:
+    if policy not in PULL_POLICIES:
+        raise UsageError(f"invalid --pull {policy!r}: expected one of {', '.join(PULL_POLICIES)}")
+    return policy

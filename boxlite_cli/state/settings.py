@@ -1,0 +1,79 @@
+"""User settings from `<config dir>/config.toml`, with environment overrides.
+
+    insecure_registries = ["registry.lan:5000"]   # plain HTTP (or unverified TLS) allowed
+    vmm = "auto"      # default --vmm of new boxes: auto, qemu or cloud-hypervisor
+    [registry]
+    timeout = 30      # seconds without progress before a request fails
+    retries = 3       # extra attempts after a network error, 429 or 5xx
+
+`BOXLITE_INSECURE_REGISTRIES` (comma-separated), `BOXLITE_REGISTRY_TIMEOUT` and
+`BOXLITE_REGISTRY_RETRIES` override the file; `BOXLITE_VMM` overrides `vmm`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boxlite_cli.errors import UsageError
+
+CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    insecure: frozenset[str] = field(default_factory=frozenset)
+    timeout_s: float = 30.0
+    retries: int = 3
+
+
+def _number(source: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}: expected a number, got {value!r}") from None
+    if number < minimum:
+        raise UsageError(f"{source}: must be at least {minimum}, got {value!r}")
+    return number
+
+
+def read_config(config_dir: Path) -> dict[str, Any]:
+    path = config_dir / CONFIG_FILE
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}", hint="fix or remove the file") from e
+
+
+def registry_settings(config_dir: Path) -> RegistrySettings:
+    """The registry settings of this home: config file, then environment."""
+    data = read_config(config_dir)
+    section = data.get("registry") or {}
+    insecure = data.get("insecure_registries") or []
+    if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
+        raise UsageError(f"{config_dir / CONFIG_FILE}: insecure_registries must be a list of strings")
+    env_insecure = os.environ.get("BOXLITE_INSECURE_REGISTRIES", "")
+    hosts = {h.strip() for h in [*insecure, *env_insecure.split(",")] if h.strip()}
+    timeout = os.environ.get("BOXLITE_REGISTRY_TIMEOUT", section.get("timeout", 30.0))
+    retries = os.environ.get("BOXLITE_REGISTRY_RETRIES", section.get("retries", 3))
+    return RegistrySettings(
+        insecure=frozenset(hosts),
+        timeout_s=_number("registry timeout", timeout, float, 0.1),
+        retries=_number("registry retries", retries, int, 0),
+    )
+
+
+def vmm_setting(config_dir: Path) -> str | None:
+    """The `vmm` key of config.toml (validated by the caller), or None."""
+    value = read_config(config_dir).get("vmm")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{config_dir / CONFIG_FILE}: vmm must be a string, got {value!r}")
+    return value

@@ -1,0 +1,189 @@
+"""The local image store end to end: `rmi`, `image prune`, `load`, against a real registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_pull import Store, assert_error, cat, create_base, fresh_store, pull_ok
+from tests.support import testimages as ti
+from tests.support.fixtures import ImageArchives
+from tests.support.ocipush import PushedImage
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    yield from fresh_store(tmp_path)
+
+
+# --- rmi ---------------------------------------------------------------------------------------
+
+def test_rmi_refuses_an_image_a_box_uses_then_force(store: Store, busybox_image: PushedImage) -> None:
+    ref = busybox_image.reference
+    pull_ok(store, ref)
+    create = store.bx("create", "--name", "user-of-image", ref, "sh", "-c", "echo still-runs")
+    assert create.returncode == 0, create.stderr
+    box_id = create.stdout.decode().strip()
+
+    refused = store.bx("rmi", ref)
+    assert_error(refused, "uses image")
+    assert [r["reference"] for r in store.image_rows()] == [ref]
+    assert store.base(busybox_image.config_digest).is_file()
+
+    forced = store.bx("rmi", "-f", ref)
+    assert forced.returncode == 0, forced.stderr
+    assert f"Untagged: {ref}" in forced.stdout.decode()
+    assert store.image_rows() == []
+    assert store.box_ids() == [box_id]
+
+    # the box keeps what it was created from: it still starts (one boot)
+    start = store.bx("start", box_id)
+    assert start.returncode == 0, start.stderr
+    waited = store.bx("wait", box_id)
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.decode().strip() == "0"
+    assert store.bx("logs", box_id).stdout == b"still-runs\n"
+    assert store.bx("rm", box_id).returncode == 0
+
+
+def test_rmi_by_id_prefix(store: Store, busybox_image: PushedImage,
+                          busybox_variants: dict[str, PushedImage]) -> None:
+    user = busybox_variants["user"]
+    pull_ok(store, busybox_image.reference)
+    pull_ok(store, user.reference)
+    prefix = user.config_digest[7:19]
+    proc = store.bx("rmi", prefix)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert f"Untagged: {user.reference}" in out
+    assert f"Deleted: {user.config_digest}" in out
+    assert [r["id"] for r in store.image_rows()] == [busybox_image.config_digest]
+    blobs = store.blobs()
+    assert user.config_digest not in blobs and user.manifest_digest not in blobs
+    # the layer is shared with the image that is left
+    assert set(busybox_image.layer_digests) <= set(blobs)
+    store.assert_blobs_verified()
+    assert_error(store.bx("rmi", "0123456789ab"))
+
+
+def test_image_prune_all(store: Store, busybox_image: PushedImage, multilayer_image: PushedImage) -> None:
+    pull_ok(store, busybox_image.reference)
+    pull_ok(store, multilayer_image.reference)
+    base = create_base(store, multilayer_image)  # a box uses multilayer
+    [box_id] = store.box_ids()
+
+    proc = store.bx("image", "prune", "-a", "-f")
+    assert proc.returncode == 0, proc.stderr
+    assert "Total reclaimed space:" in proc.stdout.decode()
+    assert [r["reference"] for r in store.image_rows()] == [multilayer_image.reference]
+    blobs = set(store.blobs())
+    assert busybox_image.config_digest not in blobs and busybox_image.manifest_digest not in blobs
+    ml = {multilayer_image.config_digest, multilayer_image.manifest_digest, *multilayer_image.layer_digests}
+    assert blobs == ml
+    assert base.is_file()
+
+    assert store.bx("rm", box_id).returncode == 0
+    again = store.bx("image", "prune", "-a", "-f")
+    assert again.returncode == 0, again.stderr
+    assert store.image_rows() == []
+    assert store.blobs() == {}
+    assert list((store.images / "rootfs").glob("*.ext4")) == []
+
+
+# --- load -------------------------------------------------------------------------------------
+
+ARCHIVES = ("docker_save_legacy", "docker_save_oci", "oci_layout_dir", "oci_layout_tar")
+
+
+@pytest.mark.parametrize("kind", ARCHIVES)
+def test_load(kind: str, store: Store, image_archives: ImageArchives) -> None:
+    path: Path = getattr(image_archives, kind)
+    proc = store.bx("load", "-i", str(path))
+    assert proc.returncode == 0, proc.stderr
+    loaded = [line.removeprefix("Loaded image: ") for line in proc.stdout.decode().splitlines()]
+    assert all(line.startswith("Loaded image: ") for line in proc.stdout.decode().splitlines())
+    rows = {str(r["reference"]).removeprefix("docker.io/library/"): r for r in store.image_rows()}
+    ids = {ref: r["id"] for ref, r in rows.items()}
+    expected = {"busybox:latest": image_archives.busybox_id,
+                "multilayer:latest": image_archives.multilayer_id}
+    if kind.startswith("oci_layout"):
+        assert sorted(loaded) == ["busybox:latest", "multiarch:latest", "multilayer:latest"]
+        amd64 = ti.multiarch_index().for_platform("linux", "amd64")
+        assert ids.pop("multiarch:latest") == amd64.config_blob.digest
+        assert rows["busybox:latest"]["digest"] == image_archives.busybox_digest
+        # the index's digest (docker's repo digest) or its amd64 manifest's
+        assert rows["multiarch:latest"]["digest"] in (image_archives.multiarch_digest, amd64.digest)
+    else:
+        assert sorted(loaded) == ["busybox:latest", "multilayer:latest"]
+    assert ids == expected
+    store.assert_blobs_verified()
+    quiet = store.bx("load", "-q", "-i", str(path))
+    assert quiet.returncode == 0 and quiet.stdout == b""
+
+
+def test_loaded_image_unpacks(store: Store, image_archives: ImageArchives) -> None:
+    assert store.bx("load", "-i", str(image_archives.docker_save_legacy)).returncode == 0
+    create = store.bx("create", "multilayer:latest")
+    assert create.returncode == 0, create.stderr
+    base = store.base(image_archives.multilayer_id)
+    assert cat(base, "/data/keep.txt") == b"keep\n"
+    assert cat(base, "/replaced.txt") == b"v2\n"
+
+
+def _damage_layer(src: Path, dest: Path) -> None:
+    """Copy a tar, flipping one byte in the middle of its biggest member (a layer)."""
+    with tarfile.open(src) as tin:
+        members = tin.getmembers()
+        biggest = max((m for m in members if m.isfile()), key=lambda m: m.size)
+        offset = biggest.offset_data + biggest.size // 2
+    data = bytearray(src.read_bytes())
+    data[offset] ^= 0xFF
+    dest.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["docker_save_legacy", "docker_save_oci", "oci_layout_tar"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_load_damaged_archive(kind: str, damage: str, store: Store, tmp_path: Path,
+                              image_archives: ImageArchives) -> None:
+    src: Path = getattr(image_archives, kind)
+    bad = tmp_path / "bad.tar"
+    if damage == "truncated":
+        bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    else:
+        _damage_layer(src, bad)
+    proc = store.bx("load", "-i", str(bad))
+    assert_error(proc)
+    assert store.tags() == {}
+    assert store.image_rows() == []
+    store.assert_blobs_verified()
+    assert store.partials() == []
+
+
+def test_load_damaged_layout_dir(store: Store, tmp_path: Path, image_archives: ImageArchives) -> None:
+    layout = tmp_path / "layout"
+    shutil.copytree(image_archives.oci_layout_dir, layout)
+    blobs = sorted((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    biggest = blobs[-1]
+    data = bytearray(biggest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+    proc = store.bx("load", "-i", str(layout))
+    assert_error(proc)
+    assert store.tags() == {}
+    assert "sha256:" + biggest.name not in store.blobs()
+    store.assert_blobs_verified()
+
+
+def test_inspect_of_a_missing_image(store: Store) -> None:
+    assert_error(store.bx("image", "inspect", "127.0.0.1:1/nothing:here"))
+    proc = store.bx("inspect", "nothing-by-this-name")
+    assert proc.returncode != 0
+    assert b"nothing-by-this-name" in proc.stderr
+    assert json.loads(proc.stdout or b"[]") == []

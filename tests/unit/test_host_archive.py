@@ -1,0 +1,448 @@
+"""`boxlite load`: docker save tarballs and OCI layouts (directory, tar, compressed tar) into the store.
+
+The archives are built here byte by byte. Hostile ones must fail with an ImageError and
+leave no tag behind; nothing may be written outside the store.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from pytest_console_scripts import ScriptRunner
+
+from boxlite_cli.errors import ImageError
+from boxlite_cli.oci.archive import MAX_JSON, load_archive, load_stream
+from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.oci.store import ImageStore
+from tests.cli.helpers import assert_one_line_error, bx
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = {"none": "application/vnd.oci.image.layer.v1.tar",
+              "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+              "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def compress(data: bytes, kind: str) -> bytes:
+    if kind == "gzip":
+        return gzip.compress(data, mtime=0)
+    if kind == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    return data
+
+
+def layer_tar(files: Mapping[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class Img:
+    """An image: its blobs, by digest."""
+
+    layers: list[Mapping[str, bytes]]
+    compression: str = "none"
+    arch: str = "amd64"
+    tars: list[bytes] = field(init=False)
+    blobs: list[bytes] = field(init=False)
+    config: bytes = field(init=False)
+    manifest: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tars = [layer_tar(files) for files in self.layers]
+        self.blobs = [compress(t, self.compression) for t in self.tars]
+        self.config = json.dumps({
+            "architecture": self.arch, "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in self.tars]},
+        }).encode()
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": sha(self.config), "size": len(self.config)},
+            "layers": [{"mediaType": LAYER_TYPE[self.compression], "digest": sha(b), "size": len(b)}
+                       for b in self.blobs],
+        }).encode()
+
+    @property
+    def id(self) -> str:
+        return sha(self.config)
+
+    @property
+    def digest(self) -> str:
+        return sha(self.manifest)
+
+    def descriptor(self, annotations: Mapping[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+        desc: dict[str, Any] = {"mediaType": OCI_MANIFEST, "digest": self.digest,
+                                "size": len(self.manifest), **extra}
+        if annotations:
+            desc["annotations"] = dict(annotations)
+        return desc
+
+    def all_blobs(self) -> list[bytes]:
+        return [self.manifest, self.config, *self.blobs]
+
+
+def blob_path(data: bytes) -> str:
+    return "blobs/sha256/" + sha(data)[7:]
+
+
+def oci_layout(entries: list[tuple[Mapping[str, str] | None, Img]],
+               extra_blobs: list[bytes] = (), index_entries: list[dict[str, Any]] | None = None,
+               ) -> dict[str, bytes]:
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+    for _, img in entries:
+        for b in img.all_blobs():
+            files[blob_path(b)] = b
+    for b in extra_blobs:
+        files[blob_path(b)] = b
+    manifests = index_entries or [img.descriptor(ann) for ann, img in entries]
+    files["index.json"] = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                      "manifests": manifests}).encode()
+    return files
+
+
+def docker_save(images: Mapping[str, Img | tuple[list[str] | None, Img]],
+                legacy: bool = True) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    manifest = []
+    for key, value in images.items():
+        tags, img = value if isinstance(value, tuple) else ([key], value)
+        layer_names = []
+        for i, b in enumerate(img.blobs):
+            name = f"{hashlib.sha256(f'{key}{i}'.encode()).hexdigest()}/layer.tar" if legacy else blob_path(b)
+            files[name] = b
+            if legacy:
+                files[name.replace("layer.tar", "json")] = b'{"id": "x"}'
+                files[name.replace("layer.tar", "VERSION")] = b"1.0"
+            layer_names.append(name)
+        config_name = f"{img.id[7:]}.json" if legacy else blob_path(img.config)
+        files[config_name] = img.config
+        manifest.append({"Config": config_name, "RepoTags": tags, "Layers": layer_names})
+    files["manifest.json"] = json.dumps(manifest).encode()
+    files["repositories"] = b"{}"
+    return files
+
+
+Extra = Callable[[tarfile.TarFile], None]
+
+
+def write_tar(path: Path, files: Mapping[str, bytes], extra: Extra | None = None,
+              compression: str = "none") -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if extra:
+            extra(tar)
+    path.write_bytes(compress(buf.getvalue(), compression))
+    return path
+
+
+def write_dir(path: Path, files: Mapping[str, bytes]) -> Path:
+    for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    return path
+
+
+def symlink_member(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> Extra:
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, target
+        tar.addfile(info)
+    return add
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "store")
+
+
+BUSYBOX = Img([{"bin/busybox": b"\x7fELF busybox"}, {"etc/motd": b"hi\n"}])
+OTHER = Img([{"other": b"other"}], compression="gzip")
+
+
+def names(store: ImageStore) -> set[str]:
+    return {parse_reference(k).short for k in store.tags() if "@" not in k}
+
+
+# docker save ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "docker25"])
+def test_docker_save_tarball(store: ImageStore, tmp_path: Path, legacy: bool) -> None:
+    archive = write_tar(tmp_path / "save.tar",
+                        docker_save({"busybox:latest": BUSYBOX, "example.com/team/other:v1": OTHER}, legacy))
+    result = load_archive(store, archive)
+    assert [r.short for r in result.loaded] == ["busybox:latest", "example.com/team/other:v1"]
+    image = store.lookup("busybox:latest")
+    assert image.id == BUSYBOX.id
+    assert image.config["rootfs"]["diff_ids"] == [sha(t) for t in BUSYBOX.tars]
+    assert [(la["mediaType"], la["digest"]) for la in image.manifest["layers"]] == \
+        [(LAYER_TYPE["none"], sha(t)) for t in BUSYBOX.tars]
+    other = store.lookup("example.com/team/other:v1")
+    assert [la["mediaType"] for la in other.manifest["layers"]] == [LAYER_TYPE["gzip"]]
+    for digest in [*image.layers, *other.layers, image.id, other.id, image.manifest_digest]:
+        assert store.has_blob(digest)
+    # The same archive again: the same manifest, nothing new.
+    again = load_archive(store, archive)
+    assert store.lookup("busybox:latest").manifest_digest == image.manifest_digest
+    assert len(again.loaded) == 2
+
+
+def test_docker_save_legacy_and_docker25_give_the_same_image(store: ImageStore, tmp_path: Path) -> None:
+    load_archive(store, write_tar(tmp_path / "a.tar", docker_save({"a:1": BUSYBOX}, legacy=True)))
+    load_archive(store, write_tar(tmp_path / "b.tar", docker_save({"b:1": BUSYBOX}, legacy=False)))
+    assert store.lookup("a:1").manifest_digest == store.lookup("b:1").manifest_digest
+
+
+def test_docker_save_repeated_layer_as_symlink(store: ImageStore, tmp_path: Path) -> None:
+    # docker writes a layer that appears twice once, and a symlink to it for the second.
+    empty = Img([{}, {"f": b"f"}, {}])
+    files = docker_save({"rep:1": empty})
+    entry = json.loads(files["manifest.json"])[0]
+    first, third = entry["Layers"][0], entry["Layers"][2]
+    del files[third]
+    archive = write_tar(tmp_path / "save.tar", files,
+                        symlink_member(third, f"../{first.split('/')[0]}/layer.tar"))
+    load_archive(store, archive)
+    assert store.lookup("rep:1").layers == [sha(t) for t in empty.tars]
+
+
+def test_docker_save_diff_id_mismatch(store: ImageStore, tmp_path: Path) -> None:
+    files = docker_save({"bad:1": BUSYBOX})
+    entry = json.loads(files["manifest.json"])[0]
+    entry["Layers"].reverse()
+    files["manifest.json"] = json.dumps([entry]).encode()
+    with pytest.raises(ImageError, match="diff_id"):
+        load_archive(store, write_tar(tmp_path / "save.tar", files))
+    assert names(store) == set()
+
+
+def test_docker_save_untagged_images_are_skipped_with_their_id(store: ImageStore, tmp_path: Path) -> None:
+    archive = write_tar(tmp_path / "save.tar", docker_save({"x": (None, BUSYBOX), "other:1": OTHER}))
+    result = load_archive(store, archive)
+    assert [r.short for r in result.loaded] == ["other:1"]
+    assert result.unnamed == [BUSYBOX.id]
+    only_unnamed = write_tar(tmp_path / "u.tar", docker_save({"x": ([], BUSYBOX)}))
+    with pytest.raises(ImageError, match="no image in it has a name"):
+        load_archive(store, only_unnamed)
+
+
+# OCI layouts ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["dir", "tar", "tar.gz", "tar.zst"])
+def test_oci_layout(store: ImageStore, tmp_path: Path, form: str) -> None:
+    zimg = Img([{"z": b"zstd layer"}], compression="zstd")
+    files = oci_layout([({REF_NAME: "localhost/busybox:1"}, BUSYBOX), ({REF_NAME: "z:latest"}, zimg)])
+    if form == "dir":
+        path = write_dir(tmp_path / "layout", files)
+    else:
+        path = write_tar(tmp_path / f"layout.{form}", files, compression={
+            "tar": "none", "tar.gz": "gzip", "tar.zst": "zstd"}[form])
+    result = load_archive(store, path)
+    assert [r.short for r in result.loaded] == ["localhost/busybox:1", "z:latest"]
+    assert store.lookup("localhost/busybox:1").manifest_digest == BUSYBOX.digest  # kept as it was
+    assert store.lookup("z:latest").manifest_digest == zimg.digest
+    assert store.lookup(f"localhost/busybox@{BUSYBOX.digest}").id == BUSYBOX.id
+
+
+def test_oci_layout_nested_index_resolves_to_linux_amd64(store: ImageStore, tmp_path: Path) -> None:
+    arm = Img([{"arm": b"arm"}], arch="arm64")
+    inner = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        arm.descriptor(platform={"os": "linux", "architecture": "arm64"}),
+        BUSYBOX.descriptor(platform={"os": "linux", "architecture": "amd64"}),
+    ]}).encode()
+    outer = {"mediaType": OCI_INDEX, "digest": sha(inner), "size": len(inner),
+             "annotations": {REF_NAME: "multi:1"}}
+    files = oci_layout([(None, arm), (None, BUSYBOX)], [inner], index_entries=[outer])
+    load_archive(store, write_tar(tmp_path / "l.tar", files))
+    assert store.lookup("multi:1").manifest_digest == BUSYBOX.digest
+    assert store.lookup(f"multi@{sha(inner)}").manifest_digest == BUSYBOX.digest
+
+
+def test_oci_layout_arm64_only_is_refused(store: ImageStore, tmp_path: Path) -> None:
+    arm = Img([{"arm": b"arm"}], arch="arm64")
+    files = oci_layout([({REF_NAME: "arm:1"}, arm)])
+    with pytest.raises(ImageError, match="amd64"):
+        load_archive(store, write_dir(tmp_path / "l", files))
+    assert names(store) == set()
+
+
+def test_ref_name_that_is_only_a_tag(store: ImageStore, tmp_path: Path) -> None:
+    files = oci_layout([({REF_NAME: "latest", CONTAINERD_NAME: "docker.io/library/busybox:latest"}, BUSYBOX)])
+    loaded = load_archive(store, write_dir(tmp_path / "a", files)).loaded
+    assert [r.short for r in loaded] == ["busybox:latest"]
+    files = oci_layout([({REF_NAME: "v2"}, BUSYBOX)])
+    with pytest.raises(ImageError, match="tag only"):
+        load_archive(store, write_dir(tmp_path / "b", files))
+
+
+def test_unnamed_layout_entries_are_reported(store: ImageStore, tmp_path: Path) -> None:
+    files = oci_layout([(None, OTHER), ({REF_NAME: "named:1"}, BUSYBOX)])
+    result = load_archive(store, write_dir(tmp_path / "l", files))
+    assert [r.short for r in result.loaded] == ["named:1"]
+    assert result.unnamed == [OTHER.digest]
+
+
+def test_load_oci_layout_of_the_store_uses_the_same_path(store: ImageStore, tmp_path: Path) -> None:
+    files = oci_layout([({REF_NAME: "localhost/debian:bookworm"}, BUSYBOX)])
+    refs = store.load_oci_layout(write_dir(tmp_path / "l", files))
+    assert [r.short for r in refs] == ["localhost/debian:bookworm"]
+    assert store.lookup("localhost/debian:bookworm").id == BUSYBOX.id
+
+
+def test_load_from_a_stream(store: ImageStore, tmp_path: Path) -> None:
+    data = write_tar(tmp_path / "s.tar", docker_save({"s:1": BUSYBOX}), compression="gzip").read_bytes()
+    assert [r.short for r in load_stream(store, io.BytesIO(data)).loaded] == ["s:1"]
+
+
+# hostile and broken input: an ImageError and no tag ---------------------------------------
+
+def _hostile(tmp_path: Path, files: Mapping[str, bytes], extra: Extra | None = None) -> Path:
+    return write_tar(tmp_path / "hostile.tar", files, extra)
+
+
+GOOD = oci_layout([({REF_NAME: "good:1"}, BUSYBOX)])
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/escape", "blobs/../../x", "a\nb", "a\\b", "ok/\x01"])
+def test_odd_member_names(store: ImageStore, tmp_path: Path, name: str) -> None:
+    with pytest.raises(ImageError, match="member name"):
+        load_archive(store, _hostile(tmp_path, {name: b"x", **GOOD}))
+    assert names(store) == set()
+    assert not (tmp_path.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_link_as_a_blob(store: ImageStore, tmp_path: Path, kind: bytes) -> None:
+    files = dict(GOOD)
+    layer = blob_path(BUSYBOX.blobs[0])
+    del files[layer]
+    with pytest.raises(ImageError, match="link"):
+        load_archive(store, _hostile(tmp_path, files, symlink_member(layer, "/etc/passwd", kind)))
+    assert names(store) == set()
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../../etc/passwd", "nowhere/layer.tar"])
+def test_docker_layer_link_out_of_the_archive(store: ImageStore, tmp_path: Path, target: str) -> None:
+    files = docker_save({"bad:1": BUSYBOX})
+    layer = json.loads(files["manifest.json"])[0]["Layers"][0]
+    del files[layer]
+    with pytest.raises(ImageError, match=r"link|missing"):
+        load_archive(store, _hostile(tmp_path, files, symlink_member(layer, target)))
+    assert names(store) == set()
+
+
+def test_symlinked_blob_in_a_layout_directory(store: ImageStore, tmp_path: Path) -> None:
+    layout = write_dir(tmp_path / "l", GOOD)
+    secret = tmp_path / "secret"
+    secret.write_bytes(BUSYBOX.blobs[0])
+    blob = layout / blob_path(BUSYBOX.blobs[0])
+    blob.unlink()
+    blob.symlink_to(secret)
+    with pytest.raises(ImageError, match="symbolic link"):
+        load_archive(store, layout)
+    assert names(store) == set()
+
+
+def test_oversized_json(store: ImageStore, tmp_path: Path) -> None:
+    files = {**GOOD, "index.json": b" " * (MAX_JSON + 1) + b"{}"}
+    with pytest.raises(ImageError, match="larger than"):
+        load_archive(store, _hostile(tmp_path, files))
+    files = {"manifest.json": b"[" + b" " * MAX_JSON + b"]"}
+    with pytest.raises(ImageError, match="larger than"):
+        load_archive(store, write_dir(tmp_path / "d", files))
+
+
+def test_missing_blob(store: ImageStore, tmp_path: Path) -> None:
+    files = dict(GOOD)
+    del files[blob_path(BUSYBOX.blobs[1])]
+    with pytest.raises(ImageError, match="missing"):
+        load_archive(store, _hostile(tmp_path, files))
+    assert names(store) == set()
+
+
+def test_blob_that_does_not_match_its_digest(store: ImageStore, tmp_path: Path) -> None:
+    files = {**GOOD, blob_path(BUSYBOX.blobs[1]): b"tampered"}
+    with pytest.raises(ImageError, match=r"digest|bytes"):
+        load_archive(store, _hostile(tmp_path, files))
+    assert names(store) == set()
+    assert not store.has_blob(sha(b"tampered"))
+
+
+def test_second_image_broken_means_no_tag_at_all(store: ImageStore, tmp_path: Path) -> None:
+    files = oci_layout([({REF_NAME: "first:1"}, BUSYBOX), ({REF_NAME: "second:1"}, OTHER)])
+    del files[blob_path(OTHER.blobs[0])]
+    with pytest.raises(ImageError):
+        load_archive(store, _hostile(tmp_path, files))
+    assert names(store) == set()
+
+
+@pytest.mark.parametrize("data", [b"", b"not a tar at all" * 100, gzip.compress(b"x" * 1000)[:50]])
+def test_not_an_archive(store: ImageStore, tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "junk"
+    path.write_bytes(data)
+    with pytest.raises(ImageError):
+        load_archive(store, path)
+
+
+def test_device_member_is_refused(store: ImageStore, tmp_path: Path) -> None:
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("dev")
+        info.type = tarfile.CHRTYPE
+        tar.addfile(info)
+    with pytest.raises(ImageError, match="unexpected member"):
+        load_archive(store, _hostile(tmp_path, GOOD, add))
+
+
+def test_nothing_is_extracted_next_to_the_archive(store: ImageStore, tmp_path: Path) -> None:
+    before = sorted(os.listdir(tmp_path))
+    archive = write_tar(tmp_path / "save.tar", docker_save({"busybox:latest": BUSYBOX}))
+    load_archive(store, archive)
+    assert sorted(os.listdir(tmp_path)) == sorted({*before, "save.tar", "store"})
+    assert not list((store.tmp).glob("load-*"))
+
+
+# the command ----------------------------------------------------------------------------
+
+def test_cli_load(script_runner: ScriptRunner, tmp_path: Path) -> None:
+    archive = write_tar(tmp_path / "save.tar", docker_save({"busybox:latest": BUSYBOX, "other:2": OTHER}))
+    result = bx(script_runner, "load", "-i", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["Loaded image: busybox:latest", "Loaded image: other:2"]
+    quiet = bx(script_runner, "load", "-q", "-i", str(archive))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    listed = bx(script_runner, "images", "--format", "json")
+    assert {e["reference"] for e in json.loads(listed.stdout)} >= {"docker.io/library/busybox:latest",
+                                                                   "docker.io/library/other:2"}
+
+
+def test_cli_load_bad_input_is_one_line(script_runner: ScriptRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"garbage" * 100)
+    assert_one_line_error(bx(script_runner, "load", "-i", str(bad)), "bad.tar")
+    assert_one_line_error(bx(script_runner, "load", "-i", str(tmp_path / "missing.tar")), "missing.tar")

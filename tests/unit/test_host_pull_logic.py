@@ -1,0 +1,149 @@
+"""Pure logic of pulls: auth challenges, insecure hosts, settings, credentials, media types."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import ImageError, UsageError
+from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
+from boxlite_cli.oci.mediatypes import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    check_config,
+    check_manifest,
+    choose_platform,
+    document_kind,
+    parse_json_document,
+)
+from boxlite_cli.oci.registry import is_insecure, parse_challenge
+from boxlite_cli.state.settings import RegistrySettings, registry_settings
+
+DIGEST = "sha256:" + "a" * 64
+CONFIG = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": DIGEST, "size": 10}
+LAYER = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": DIGEST, "size": 5}
+
+
+def test_bearer_challenge_is_parsed_with_quotes_and_commas() -> None:
+    scheme, params = parse_challenge(
+        'Bearer realm="https://auth.example/token",service="reg,istry",scope="repository:a/b:pull"')
+    assert scheme == "bearer"
+    assert params == {"realm": "https://auth.example/token", "service": "reg,istry",
+                      "scope": "repository:a/b:pull"}
+    assert parse_challenge('Basic realm="x"')[0] == "basic"
+
+
+@pytest.mark.parametrize(("registry", "insecure"), [
+    ("localhost:5000", True), ("127.0.0.1:5000", True), ("127.9.9.9", True), ("[::1]:5000", True),
+    ("docker.io", False), ("registry.example:5000", False), ("10.0.0.1:5000", False),
+])
+def test_only_loopback_registries_are_insecure_by_default(registry: str, insecure: bool) -> None:
+    assert is_insecure(registry, RegistrySettings()) is insecure
+
+
+def test_insecure_registries_come_from_config_and_environment(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.toml").write_text(
+        'insecure_registries = ["a.lan:5000"]\n[registry]\ntimeout = 5\nretries = 1\n')
+    monkeypatch.setenv("BOXLITE_INSECURE_REGISTRIES", "b.lan, c.lan:1")
+    settings = registry_settings(tmp_path)
+    assert settings.insecure == {"a.lan:5000", "b.lan", "c.lan:1"}
+    assert (settings.timeout_s, settings.retries) == (5.0, 1)
+    assert is_insecure("b.lan", settings)
+    monkeypatch.setenv("BOXLITE_REGISTRY_RETRIES", "-1")
+    with pytest.raises(UsageError, match="at least 0"):
+        registry_settings(tmp_path)
+
+
+def test_a_broken_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("insecure_registries = [")
+    with pytest.raises(UsageError, match="cannot read"):
+        registry_settings(tmp_path)
+
+
+@pytest.mark.parametrize(("server", "registry"), [
+    ("https://index.docker.io/v1/", "docker.io"), ("index.docker.io", "docker.io"),
+    ("http://Reg.Example:5000/v2/", "reg.example:5000"), ("docker.io", "docker.io"),
+])
+def test_registry_names_are_normalized(server: str, registry: str) -> None:
+    assert normalize_registry(server) == registry
+
+
+def test_login_credentials_are_saved_0600_and_win_over_docker_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    auth = base64.b64encode(b"dockeruser:dockerpass").decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {
+        "https://index.docker.io/v1/": {"auth": auth}, "reg.lan:5000": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker))
+    store = CredentialStore(tmp_path)
+    assert store.get("docker.io") == Credentials("dockeruser", "dockerpass")
+    store.save("reg.lan:5000", Credentials("me", "secret:with:colons"))
+    assert stat.S_IMODE(os.stat(tmp_path / "auth.json").st_mode) == 0o600
+    assert store.get("reg.lan:5000") == Credentials("me", "secret:with:colons")
+    assert "secret" not in repr(store.get("reg.lan:5000"))
+    assert store.remove("reg.lan:5000") is True
+    assert store.get("reg.lan:5000") == Credentials("dockeruser", "dockerpass")
+    assert store.remove("reg.lan:5000") is False
+
+
+def test_docker_credential_helpers_are_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-fake"
+    helper.write_text('#!/bin/sh\nread server\n[ "$server" = "reg.lan" ] || exit 1\n'
+                      'echo \'{"ServerURL":"reg.lan","Username":"u","Secret":"s"}\'\n')
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {"reg.lan": "fake"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    store = CredentialStore(tmp_path / "cfg")
+    assert store.get("reg.lan") == Credentials("u", "s")
+    assert store.get("other.lan") is None
+
+
+def test_manifest_kinds_and_schema1_rejection() -> None:
+    assert document_kind({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}, None) == "index"
+    assert document_kind({"schemaVersion": 2, "layers": []}, OCI_MANIFEST) == "manifest"
+    with pytest.raises(ImageError, match="schema 1"):
+        document_kind({"schemaVersion": 1, "fsLayers": []}, None)
+    with pytest.raises(ImageError, match="unsupported manifest media type"):
+        document_kind({"schemaVersion": 2, "mediaType": "application/vnd.cncf.helm"}, None)
+    with pytest.raises(ImageError, match="not valid JSON"):
+        parse_json_document(b"{nope", "manifest")
+
+
+def test_manifest_checks_reject_bad_descriptors_and_non_images() -> None:
+    good = {"schemaVersion": 2, "config": CONFIG, "layers": [LAYER]}
+    assert check_manifest(good) is good
+    for bad, message in [
+        ({**good, "layers": [{**LAYER, "digest": "sha256:../../x"}]}, "unsupported digest"),
+        ({**good, "layers": [{**LAYER, "size": -1}]}, "invalid size"),
+        ({**good, "layers": [{**LAYER, "mediaType": "application/wasm"}]}, "unsupported layer"),
+        ({**good, "config": {**CONFIG, "mediaType": "application/vnd.cncf.helm.config.v1+json"}},
+         "not a container image"),
+        ({**good, "layers": "x"}, "not a list"),
+    ]:
+        with pytest.raises(ImageError, match=message):
+            check_manifest(bad)
+
+
+def test_index_resolves_to_linux_amd64_or_names_what_it_has() -> None:
+    def entry(arch: str, os_: str = "linux") -> dict[str, object]:
+        hexchar = {"arm64": "1", "unknown": "2", "amd64": "3"}[arch]
+        return {"mediaType": OCI_MANIFEST, "digest": "sha256:" + hexchar * 64, "size": 1,
+                "platform": {"os": os_, "architecture": arch}}
+
+    index = {"manifests": [entry("arm64"), entry("unknown", "unknown"), entry("amd64")]}
+    assert choose_platform(index)["digest"] == "sha256:" + "3" * 64
+    with pytest.raises(ImageError, match=r"no linux/amd64 image .*linux/arm64"):
+        choose_platform({"manifests": [entry("arm64")]})
+    with pytest.raises(ImageError, match="linux/arm64"):
+        check_config({"os": "linux", "architecture": "arm64"})
+    check_config({"os": "linux", "architecture": "amd64"})

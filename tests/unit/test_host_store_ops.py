@@ -1,0 +1,142 @@
+"""The image store's blob ingest, garbage collection and rmi semantics."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import Conflict, ImageError, NotFound
+from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.oci.store import ImageStore
+from boxlite_cli.runtime.images import Images
+from boxlite_cli.state.paths import Paths
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_ingest_publishes_only_verified_blobs_and_resumes(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    data = os.urandom(3000)
+    with store.ingest(digest(data), len(data)) as ing:
+        ing.write(data[:1000])
+        assert not store.has_blob(digest(data))  # nothing visible while partial
+    with store.ingest(digest(data), len(data)) as ing:
+        assert ing.offset == 1000  # a rerun resumes
+        ing.write(data[1000:])
+        ing.commit()
+    assert store.blob_path(digest(data)).read_bytes() == data
+    with store.ingest(digest(data), len(data)) as ing:
+        assert ing.done
+
+
+def test_ingest_rejects_mismatch_truncation_and_oversize(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    data = b"x" * 100
+    with store.ingest(digest(data), 100) as ing, pytest.raises(ImageError, match="digest mismatch"):
+        ing.write(b"y" * 100)
+        ing.commit()
+    with store.ingest(digest(data), 100) as ing, pytest.raises(ImageError, match="truncated"):
+        assert ing.offset == 0  # the bad bytes were discarded
+        ing.write(data[:50])
+        ing.commit()
+    with store.ingest(digest(data), 100) as ing, pytest.raises(ImageError, match="larger than"):
+        ing.write(data + b"z")
+    assert not store.has_blob(digest(data))
+    assert not list((tmp_path / "tmp").glob("*.partial"))
+
+
+def add_image(store: ImageStore, ref: str, layer: bytes, cmd: str = "sh") -> tuple[str, str]:
+    """Put a one-layer image into the store and tag it; returns (manifest, config) digests."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": []},
+                         "config": {"Cmd": [cmd]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(layer),
+                    "size": len(layer)}]}).encode()
+    for blob in (config, layer, manifest):
+        with store.ingest(digest(blob), len(blob)) as ing:
+            if not ing.done:
+                ing.write(blob)
+                ing.commit()
+    store.tag(parse_reference(ref), digest(manifest))
+    return digest(manifest), digest(config)
+
+
+def images_ops(tmp_path: Path, users: dict[str, list[str]] | None = None) -> Images:
+    paths = Paths(data=tmp_path, config=tmp_path / "config", cache=tmp_path / "cache")
+    paths.ensure()
+    return Images(paths, ImageStore(paths.images), lambda: users or {})
+
+
+def test_rmi_untags_then_deletes_only_unshared_blobs(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    shared = b"shared layer"
+    _, config_a = add_image(ops.store, "reg.lan/a:1", shared)
+    add_image(ops.store, "reg.lan/a:2", shared)  # same config -> same image id, second tag
+    _, config_b = add_image(ops.store, "reg.lan/b:1", b"other layer", cmd="b")
+    done = ops.remove(["reg.lan/a:1"], force=False)
+    assert done.untagged == ["reg.lan/a:1"] and done.deleted == []  # a:2 still names it
+    assert ops.store.has_blob(digest(shared))
+    done = ops.remove(["reg.lan/a:2"], force=False)
+    assert done.deleted == [config_a]
+    assert not ops.store.has_blob(digest(shared))
+    assert ops.store.has_blob(digest(b"other layer"))
+    with pytest.raises(NotFound, match="no such image"):
+        ops.remove(["reg.lan/a:2"], force=False)
+    assert [i.id for i in ops.store.all()] == [config_b]
+
+
+def test_rmi_refuses_an_image_a_box_uses_unless_forced(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    _, config = add_image(ops.store, "reg.lan/a:1", b"layer")
+    base = ops.store.rootfs_dir / (config[7:] + ".ext4")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.write_bytes(b"ext4")
+    ops.boxes_using = lambda: {config: ["web"]}
+    with pytest.raises(Conflict, match="box web uses image"):
+        ops.remove(["reg.lan/a:1"], force=False)
+    assert "reg.lan/a:1" in ops.store.tags()
+    done = ops.remove([config[7:19]], force=True)
+    assert done.deleted == [config]
+    assert base.exists()  # the box's disk still needs its base
+    ops.boxes_using = dict
+    ops.prune(all_unused=False)
+    assert not base.exists()
+
+
+def test_rmi_by_id_of_an_image_in_two_repositories_needs_force(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    manifest, config = add_image(ops.store, "reg.lan/a:1", b"layer")
+    ops.store.tag(parse_reference("reg.lan/c:1"), manifest)
+    with pytest.raises(Conflict, match="several repositories"):
+        ops.remove([config[7:19]], force=False)
+    done = ops.remove([config[7:19]], force=True)
+    assert sorted(done.untagged) == ["reg.lan/a:1", "reg.lan/c:1"]
+
+
+def test_prune_all_keeps_images_in_use_and_gc_spares_running_pulls(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    _, used = add_image(ops.store, "reg.lan/used:1", b"used")
+    _, unused = add_image(ops.store, "reg.lan/unused:1", b"unused", cmd="other")
+    ops.boxes_using = lambda: {used: ["box1"]}
+    done = ops.prune(all_unused=True)
+    assert done.deleted == [unused]
+    assert [i.id for i in ops.store.all()] == [used]
+    with ops.store.writing():
+        time.sleep(0.01)
+        orphan = b"a blob of a pull that has not tagged yet"
+        ops.store.add_blob_stream(io.BytesIO(orphan), digest(orphan))
+        ops.prune(all_unused=False)
+        assert ops.store.has_blob(digest(orphan))
+    ops.prune(all_unused=False)
+    assert not ops.store.has_blob(digest(orphan))
