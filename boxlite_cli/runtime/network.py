@@ -1,0 +1,233 @@
+"""Networking options of a box: parsing `-p`, `--dns`, `--add-host`, `--network`, and
+choosing the host ports a start publishes.
+
+The VM's network is QEMU's user-mode stack (slirp): the box is 10.0.2.15/24, the
+gateway 10.0.2.2 is the host's loopback (`host.boxlite.internal`), 10.0.2.3 forwards
+DNS to the host's resolver. See docs/networking.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Iterable
+
+from boxlite_cli.errors import Conflict, NotFound, UsageError
+from boxlite_cli.shim.vmspec import GuestNetwork
+from boxlite_cli.state.network import NAT, NETWORK_MODES, NONE, NetworkConfig, PortMapping
+from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_NONE, NET_PASST, NET_USER, PortForward
+
+GUEST_PREFIX = 24
+GATEWAY = NET_HOST
+DNS_SERVER = NET_DNS
+HOST_ALIAS = "host.boxlite.internal"
+DEFAULT_HOST_IP = "127.0.0.1"
+PROTOS = ("tcp", "udp")
+# RFC 1123 host names (docker accepts the same for --add-host).
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def _port(text: str, spec: str, what: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"invalid port spec {spec!r}: {what} {text!r} is not a number")
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise UsageError(f"invalid port spec {spec!r}: {what} {value} is not in 1-65535")
+    return value
+
+
+def _ip(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"invalid {what}: {text!r} is not an IP address") from None
+
+
+def parse_publish(spec: str) -> PortMapping:
+    """`[HOSTIP:][HOSTPORT:]BOXPORT[/tcp|/udp]` (docker's -p; IPv6 host IPs in brackets).
+
+    Without HOSTIP the port is bound on 127.0.0.1 only (docker binds 0.0.0.0): a box is
+    reachable from this host unless the user says otherwise. No HOSTPORT: 0, a free
+    port chosen at every start.
+    """
+    rest, slash, proto = spec.strip().rpartition("/")
+    if not slash:
+        rest, proto = spec.strip(), "tcp"
+    proto = proto.lower()
+    if proto not in PROTOS:
+        raise UsageError(f"invalid port spec {spec!r}: protocol {proto!r} is not tcp or udp")
+    host_ip = DEFAULT_HOST_IP
+    if rest.startswith("["):
+        end = rest.find("]:")
+        if end < 0:
+            raise UsageError(f"invalid port spec {spec!r}: use [IPv6]:HOSTPORT:BOXPORT")
+        host_ip, rest = _ip(rest[1:end], f"host IP in port spec {spec!r}"), rest[end + 2:]
+        parts = rest.split(":")
+        if len(parts) != 2:
+            raise UsageError(f"invalid port spec {spec!r}: use [IPv6]:HOSTPORT:BOXPORT")
+        host_port_text, box_text = parts
+    else:
+        parts = rest.split(":")
+        if len(parts) == 1:
+            host_port_text, box_text = "", parts[0]
+        elif len(parts) == 2:
+            host_port_text, box_text = parts
+        elif len(parts) == 3:
+            host_ip = _ip(parts[0], f"host IP in port spec {spec!r}")
+            host_port_text, box_text = parts[1], parts[2]
+        else:
+            raise UsageError(f"invalid port spec {spec!r}: use [HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]")
+    if "-" in box_text or "-" in host_port_text:
+        raise UsageError(f"invalid port spec {spec!r}: port ranges are not supported")
+    box_port = _port(box_text, spec, "box port")
+    host_port = _port(host_port_text, spec, "host port") if host_port_text else 0
+    return PortMapping(box_port=box_port, proto=proto, host_ip=host_ip, host_port=host_port)
+
+
+def parse_add_host(item: str) -> str:
+    """`NAME:IP` (docker also takes `NAME=IP`) → `name:ip` as kept in the config."""
+    name, sep, ip = item.partition("=")
+    if not sep:
+        name, sep, ip = item.partition(":")
+    if not sep or not name or not ip:
+        raise UsageError(f"invalid --add-host {item!r}: use NAME:IP")
+    if not HOSTNAME_RE.match(name):
+        raise UsageError(f"invalid --add-host {item!r}: {name!r} is not a valid host name")
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    if ip == "host-gateway":
+        ip = GATEWAY
+    return f"{name}:{_ip(ip, f'IP in --add-host {item!r}')}"
+
+
+def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] = (),
+                   publish: Iterable[str] = ()) -> NetworkConfig:
+    """The box's network config from the options of run/create."""
+    if mode not in NETWORK_MODES:
+        raise UsageError(f"invalid --network {mode!r}: use {' or '.join(NETWORK_MODES)}")
+    ports = [parse_publish(p) for p in publish]
+    if mode == NONE and ports:
+        raise UsageError("cannot publish ports (-p) of a box with --network none")
+    seen: set[tuple[str, str, int]] = set()
+    for p in ports:
+        if p.host_port:
+            key = (p.host_ip, p.proto, p.host_port)
+            if key in seen:
+                raise UsageError(f"host port {p.public}/{p.proto} is published twice")
+            seen.add(key)
+    return NetworkConfig(mode=mode, dns=[_ip(d, "--dns server") for d in dns],
+                         extra_hosts=[parse_add_host(h) for h in add_hosts], ports=ports)
+
+
+def _family(ip: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def _bind(mapping: PortMapping) -> socket.socket:
+    kind = socket.SOCK_STREAM if mapping.proto == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(_family(mapping.host_ip), kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            # As QEMU's listener does: a port lingering in TIME_WAIT is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((mapping.host_ip, mapping.host_port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_host_ports(ports: Iterable[PortMapping]) -> list[PortMapping]:
+    """The mappings with every host port checked free and every 0 replaced by a free port.
+
+    Raises Conflict (one line) when a port is in use or the address is not on this
+    host. The ports are released again before returning: QEMU binds them a moment later.
+    """
+    held: list[socket.socket] = []
+    out: list[PortMapping] = []
+    try:
+        for p in ports:
+            try:
+                sock = _bind(p)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise Conflict(f"cannot publish {p.private} on {p.public}: the host port "
+                                   "is already in use") from None
+                raise Conflict(f"cannot publish {p.private} on {p.public}: "
+                               f"{e.strerror or e}") from None
+            held.append(sock)
+            out.append(PortMapping(p.box_port, p.proto, p.host_ip, sock.getsockname()[1]))
+    finally:
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.close()
+    return out
+
+
+def hosts_entries(config: NetworkConfig) -> list[tuple[str, str]]:
+    """(name, ip) lines the box's /etc/hosts gets besides localhost and its hostname."""
+    entries = [(HOST_ALIAS, GATEWAY)] if config.mode == NAT else []
+    for item in config.extra_hosts:
+        name, _, ip = item.partition(":")
+        entries.append((name, ip))
+    return entries
+
+
+def dns_servers(config: NetworkConfig) -> list[str]:
+    if config.dns:
+        return list(config.dns)
+    return [DNS_SERVER] if config.mode == NAT else []
+
+
+def vm_network(config: NetworkConfig, backend: str = "") -> str:
+    """VmSpec.network for a box's config; `backend` (`$BOXLITE_NET_BACKEND`) may pick
+    the experimental passt backend instead of slirp."""
+    if config.mode != NAT:
+        return NET_NONE
+    backend = backend or os.environ.get("BOXLITE_NET_BACKEND", "slirp")
+    if backend not in ("slirp", NET_PASST):
+        raise UsageError(f"invalid BOXLITE_NET_BACKEND {backend!r}: use slirp or passt")
+    return NET_PASST if backend == NET_PASST else NET_USER
+
+
+def port_forwards(bound: Iterable[PortMapping]) -> tuple[PortForward, ...]:
+    return tuple(PortForward(p.proto, p.host_ip, p.host_port, p.box_port) for p in bound)
+
+
+def guest_network(config: NetworkConfig) -> GuestNetwork:
+    """What the guest agent's Init sets up for this box (sent at every start)."""
+    hosts = tuple(hosts_entries(config))
+    if config.mode != NAT:
+        return GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts)
+    return GuestNetwork(mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}", gateway=NET_HOST,
+                        dns=tuple(dns_servers(config)), hosts=hosts)
+
+
+def parse_private_port(text: str) -> tuple[int, str]:
+    """`PORT[/PROTO]` of `boxlite port`."""
+    port_text, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in PROTOS:
+        raise UsageError(f"invalid port {text!r}: protocol {proto!r} is not tcp or udp")
+    return _port(port_text, text, "port"), proto
+
+
+def published_ports(state: BoxState, private: str | None = None) -> list[PortMapping]:
+    """The mappings of a running box (docker's `port`), all or those of one box port."""
+    if state.status not in (Status.STARTING, Status.RUNNING, Status.STOPPING):
+        return []
+    if private is None:
+        return list(state.ports)
+    port, proto = parse_private_port(private)
+    found = [p for p in state.ports if p.box_port == port and p.proto == proto]
+    if not found:
+        raise NotFound(f"no public port '{port}/{proto}' published for {state.name}")
+    return found

@@ -1,0 +1,64 @@
+"""A box's network settings as kept in its state.json (`config.network`, `ports`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NAT = "nat"
+NONE = "none"
+NETWORK_MODES = (NAT, NONE)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port: `host_ip:host_port` on the host → `box_port/proto` in the box.
+
+    In a box's config `host_port` 0 means "a free port, chosen at every start"; the
+    mappings a start actually bound (state `ports`) always carry the real port.
+    """
+
+    box_port: int
+    proto: str = "tcp"
+    host_ip: str = "127.0.0.1"
+    host_port: int = 0
+
+    @property
+    def private(self) -> str:
+        """docker's name of the box side: `80/tcp`."""
+        return f"{self.box_port}/{self.proto}"
+
+    @property
+    def public(self) -> str:
+        """The host side: `127.0.0.1:32768` (`[::1]:32768` for IPv6)."""
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{ip}:{self.host_port}"
+
+    @classmethod
+    def from_json(cls, data: Any) -> PortMapping:
+        if not isinstance(data, dict):
+            raise ValueError("a port mapping is not a JSON object")
+        return cls(box_port=int(data["box_port"]), proto=str(data.get("proto", "tcp")),
+                   host_ip=str(data.get("host_ip", "127.0.0.1")),
+                   host_port=int(data.get("host_port", 0)))
+
+
+@dataclass
+class NetworkConfig:
+    """What the user asked for at create time: `--network`, `--dns`, `--add-host`, `-p`."""
+
+    mode: str = NAT
+    dns: list[str] = field(default_factory=list)
+    # "name:ip", as docker keeps ExtraHosts (the name never holds a colon).
+    extra_hosts: list[str] = field(default_factory=list)
+    ports: list[PortMapping] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> NetworkConfig:
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise ValueError("config.network is not a JSON object")
+        return cls(mode=str(data.get("mode", NAT)), dns=[str(d) for d in data.get("dns", [])],
+                   extra_hosts=[str(h) for h in data.get("extra_hosts", [])],
+                   ports=[PortMapping.from_json(p) for p in data.get("ports", [])])

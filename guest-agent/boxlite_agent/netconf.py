@@ -1,0 +1,130 @@
+"""The VM's network interfaces, set up with ioctls (no `ip` binary, no fork under TCG).
+
+Loopback always comes up. In NAT mode the first non-loopback interface (virtio-net,
+whose driver the initramfs loads) gets the static address the host chose (QEMU's
+user-mode network has the box at 10.0.2.15/24 behind the gateway 10.0.2.2) and a
+default route. Running it again (a second Init, a restored VM) changes nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+
+SIOCADDRT = 0x890B
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+IFF_UP = 0x1
+RTF_UP = 0x1
+RTF_GATEWAY = 0x2
+NONE = "none"
+SYS_NET = "/sys/class/net"
+# struct rtentry on 64-bit Linux: pad1, dst, gateway, genmask, flags, pad2, pad3, pad4,
+# metric, dev, mtu, window, irtt (native alignment, 120 bytes).
+RTENTRY = "@L16s16s16sHhLPhPLLH6x"
+
+
+@dataclass(frozen=True)
+class NetSetup:
+    """What the host asked for in Init (InitRequest.network)."""
+
+    mode: str = NONE
+    address: str = ""  # CIDR
+    gateway: str = ""
+    dns: tuple[str, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def ip(self) -> str:
+        return self.address.partition("/")[0]
+
+
+NO_NETWORK = NetSetup()
+
+
+def sockaddr_in(ip: str) -> bytes:
+    """struct sockaddr_in (16 bytes) for ``ip``."""
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(ip))
+
+
+def ifreq_addr(name: str, ip: str) -> bytes:
+    """struct ifreq (40 bytes) carrying an IPv4 address."""
+    return struct.pack("16s16s8x", name.encode(), sockaddr_in(ip))
+
+
+def ifreq_flags(name: str, flags: int = 0) -> bytes:
+    return struct.pack("16sH22x", name.encode(), flags)
+
+
+def rtentry_default(gateway: str) -> bytes:
+    """struct rtentry of a default route through ``gateway``."""
+    zero = sockaddr_in("0.0.0.0")
+    return struct.pack(RTENTRY, 0, zero, sockaddr_in(gateway), zero, RTF_UP | RTF_GATEWAY,
+                       0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def interfaces(sys_net: str = SYS_NET) -> list[str]:
+    """Non-loopback interfaces, sorted (eth0 first)."""
+    try:
+        names = os.listdir(sys_net)
+    except OSError:
+        return []
+    return sorted(n for n in names if n != "lo")
+
+
+def _set_up(sock: socket.socket, name: str) -> None:
+    flags = struct.unpack("16sH22x", fcntl.ioctl(sock, SIOCGIFFLAGS, ifreq_flags(name)))[1]
+    if not flags & IFF_UP:
+        fcntl.ioctl(sock, SIOCSIFFLAGS, ifreq_flags(name, flags | IFF_UP))
+
+
+def configure(net: NetSetup) -> str | None:
+    """Bring loopback up and, unless mode is none, the NIC; returns the NIC's name."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _set_up(sock, "lo")  # the kernel gives lo 127.0.0.1/8 and ::1 when it comes up
+        if net.mode == NONE or not net.address:
+            return None
+        found = interfaces()
+        if not found:
+            raise OSError(errno.ENODEV, "no network interface in the VM (is virtio_net loaded?)")
+        name = found[0]
+        iface = ipaddress.ip_interface(net.address)
+        fcntl.ioctl(sock, SIOCSIFADDR, ifreq_addr(name, str(iface.ip)))
+        fcntl.ioctl(sock, SIOCSIFNETMASK, ifreq_addr(name, str(iface.netmask)))
+        _set_up(sock, name)
+        if net.gateway:
+            try:
+                fcntl.ioctl(sock, SIOCADDRT, rtentry_default(net.gateway))
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+        return name
+
+
+def hosts_file(hostname: str, net: NetSetup) -> str:
+    """/etc/hosts as docker writes it: loopback names, extra hosts, the box's own name."""
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "ff00::0\tip6-mcastprefix",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    lines += [f"{ip}\t{name}" for name, ip in net.hosts]
+    own = net.ip if net.mode != NONE and net.ip else "127.0.1.1"
+    lines.append(f"{own}\t{hostname}")
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(net: NetSetup) -> str:
+    if not net.dns:
+        return "# no DNS servers: the box has no network (--network none)\n"
+    return "".join(f"nameserver {ip}\n" for ip in net.dns)

@@ -1,0 +1,288 @@
+"""Networking: -p/--dns/--add-host parsing, host port choice, the QEMU NIC, the state
+round trip, what the guest is told, and the guest's /etc files and ioctl structs."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import Conflict, NotFound, UsageError
+from boxlite_cli.runtime.network import (
+    bind_host_ports,
+    guest_network,
+    network_config,
+    parse_add_host,
+    parse_private_port,
+    parse_publish,
+    port_forwards,
+    published_ports,
+    vm_network,
+)
+from boxlite_cli.shim.vmspec import GuestNetwork, Launch
+from boxlite_cli.state.network import NetworkConfig, PortMapping
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+from boxlite_cli.vmm import cmdline, qemu
+from boxlite_cli.vmm.base import PortForward, VmSpec
+from boxlite_cli.vmm.qemu import QemuDriver
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
+
+from boxlite_agent import netconf
+
+P = Path("/p")
+
+
+# -p ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("80", PortMapping(80, "tcp", "127.0.0.1", 0)),
+    ("8080:80", PortMapping(80, "tcp", "127.0.0.1", 8080)),
+    ("0.0.0.0:8080:80", PortMapping(80, "tcp", "0.0.0.0", 8080)),
+    ("127.0.0.1::80", PortMapping(80, "tcp", "127.0.0.1", 0)),
+    ("53/udp", PortMapping(53, "udp", "127.0.0.1", 0)),
+    ("5353:53/UDP", PortMapping(53, "udp", "127.0.0.1", 5353)),
+    ("10.1.2.3:1:65535/tcp", PortMapping(65535, "tcp", "10.1.2.3", 1)),
+    ("[::1]:8080:80", PortMapping(80, "tcp", "::1", 8080)),
+    ("[::1]::80/udp", PortMapping(80, "udp", "::1", 0)),
+])
+def test_publish_specs(spec: str, expected: PortMapping) -> None:
+    assert parse_publish(spec) == expected
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("0", "not in 1-65535"),
+    ("65536", "not in 1-65535"),
+    ("0:80", "host port 0"),
+    ("70000:80", "host port 70000"),
+    ("80/sctp", "protocol 'sctp'"),
+    ("80/", "protocol ''"),
+    ("http", "'http' is not a number"),
+    ("", "'' is not a number"),
+    ("1.2.3:8080:80", "not an IP address"),
+    ("localhost:8080:80", "not an IP address"),
+    ("a:b:c:d", "use [HOSTIP:]"),
+    ("8000-8010:80", "ranges are not supported"),
+    ("[::1]:80", "use [IPv6]"),
+    ("[zz]:1:80", "not an IP address"),
+])
+def test_bad_publish_specs_are_one_line_usage_errors(spec: str, says: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_publish(spec)
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_add_host() -> None:
+    assert parse_add_host("db:192.0.2.7") == "db:192.0.2.7"
+    assert parse_add_host("db.local=192.0.2.7") == "db.local:192.0.2.7"
+    assert parse_add_host("v6:::1") == "v6:::1"
+    assert parse_add_host("v6:[2001:db8::1]") == "v6:2001:db8::1"
+    assert parse_add_host("gw:host-gateway") == "gw:10.0.2.2"
+    for bad in ("db", "db:", ":1.2.3.4", "db:1.2.3", "bad_name!:1.2.3.4", "a b:1.2.3.4"):
+        with pytest.raises(UsageError):
+            parse_add_host(bad)
+
+
+def test_network_config_checks_everything_up_front() -> None:
+    cfg = network_config("nat", ["1.1.1.1"], ["db:192.0.2.7"], ["8080:80", "53/udp"])
+    assert cfg.dns == ["1.1.1.1"] and cfg.extra_hosts == ["db:192.0.2.7"]
+    assert [p.private for p in cfg.ports] == ["80/tcp", "53/udp"]
+    with pytest.raises(UsageError, match="--network none"):
+        network_config("none", publish=["80"])
+    with pytest.raises(UsageError, match="invalid --network"):
+        network_config("bridge")
+    with pytest.raises(UsageError, match="--dns"):
+        network_config("nat", dns=["dns.example"])
+    with pytest.raises(UsageError, match="published twice"):
+        network_config("nat", publish=["8080:80", "8080:81"])
+    # The same host port for tcp and udp is two sockets: fine.
+    network_config("nat", publish=["8080:80", "8080:80/udp"])
+
+
+def test_private_port() -> None:
+    assert parse_private_port("80") == (80, "tcp")
+    assert parse_private_port("53/udp") == (53, "udp")
+    with pytest.raises(UsageError):
+        parse_private_port("80/icmp")
+
+
+# host ports -----------------------------------------------------------------------------
+
+def test_omitted_host_ports_are_chosen_free_and_distinct() -> None:
+    bound = bind_host_ports([PortMapping(80), PortMapping(81), PortMapping(53, "udp")])
+    ports = [p.host_port for p in bound]
+    assert all(ports) and len(set(ports[:2])) == 2
+    assert [p.box_port for p in bound] == [80, 81, 53]
+    # They were released: QEMU can bind them.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))
+
+
+def test_a_host_port_in_use_is_a_conflict_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(Conflict) as e:
+            bind_host_ports([PortMapping(80, host_port=port)])
+    assert str(e.value) == (f"cannot publish 80/tcp on 127.0.0.1:{port}: "
+                            "the host port is already in use")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        with pytest.raises(Conflict, match="already in use"):
+            bind_host_ports([PortMapping(53, "udp", host_port=port)])
+
+
+def test_an_address_not_on_this_host_is_a_conflict() -> None:
+    with pytest.raises(Conflict, match=r"192\.0\.2\.1"):
+        bind_host_ports([PortMapping(80, host_ip="192.0.2.1", host_port=8080)])
+
+
+# the VM --------------------------------------------------------------------------------
+
+def vm_spec(**kw: object) -> VmSpec:
+    values: dict[str, object] = dict(
+        kernel=P / "vmlinuz", initrd=P / "initrd.img", agent_root=P / "agent-root.ext4",
+        rootfs_disk=Path("/b/rootfs.qcow2"), console_log=Path("/b/console.log"),
+        agent_socket=Path("/b/vm.sock"), control_socket=Path("/b/qmp.sock"))
+    values.update(kw)
+    return VmSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def _qemu_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: None)
+
+
+@pytest.mark.usefixtures("_qemu_on_path")
+def test_no_network_means_no_nic_at_all() -> None:
+    cmd = QemuDriver().command(vm_spec())
+    assert "-netdev" not in cmd and "-nic" not in cmd and "-net" not in cmd
+    assert not any("net" in arg for arg in cmd if arg.startswith("virtio"))
+    assert "-nodefaults" in cmd  # no default NIC either
+
+
+@pytest.mark.usefixtures("_qemu_on_path")
+def test_user_network_with_forwards() -> None:
+    fwd = (PortForward("tcp", "127.0.0.1", 32768, 80), PortForward("udp", "::1", 5353, 53))
+    cmd = QemuDriver().command(vm_spec(network="user", port_forwards=fwd))
+    i = cmd.index("-netdev")
+    assert cmd[i:i + 4] == [
+        "-netdev",
+        "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15,"
+        "ipv6=off,restrict=off,hostfwd=tcp:127.0.0.1:32768-10.0.2.15:80,"
+        "hostfwd=udp:[::1]:5353-10.0.2.15:53",
+        "-device", "virtio-net-device,netdev=net0",
+    ]
+
+
+@pytest.mark.usefixtures("_qemu_on_path")
+def test_passt_network_joins_its_socket() -> None:
+    cmd = QemuDriver().command(vm_spec(network="passt", net_socket="/run/a,b/net.sock"))
+    i = cmd.index("-netdev")
+    assert cmd[i + 1] == "stream,id=net0,server=off,addr.type=unix,addr.path=/run/a,,b/net.sock"
+
+
+def test_vm_network_follows_the_mode_and_backend() -> None:
+    assert vm_network(NetworkConfig("none"), "slirp") == "none"
+    assert vm_network(NetworkConfig("nat"), "slirp") == "user"
+    assert vm_network(NetworkConfig("nat"), "passt") == "passt"
+    with pytest.raises(UsageError):
+        vm_network(NetworkConfig("nat"), "tap")
+    assert port_forwards([PortMapping(80, "tcp", "127.0.0.1", 8080)]) == (
+        PortForward("tcp", "127.0.0.1", 8080, 80),)
+
+
+def test_what_the_guest_is_told() -> None:
+    nat = guest_network(NetworkConfig("nat", extra_hosts=["db:192.0.2.7"]))
+    assert nat == GuestNetwork("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
+                               (("host.boxlite.internal", "10.0.2.2"), ("db", "192.0.2.7")))
+    assert guest_network(NetworkConfig("nat", dns=["1.1.1.1", "8.8.8.8"])).dns == (
+        "1.1.1.1", "8.8.8.8")
+    none = guest_network(NetworkConfig("none"))
+    assert none == GuestNetwork("none")
+
+
+def test_launch_and_state_round_trip(tmp_path: Path) -> None:
+    fwd = (PortForward("tcp", "127.0.0.1", 32768, 80),)
+    launch = Launch("qemu", vm_spec(network="user", port_forwards=fwd), 60.0,
+                    network=guest_network(NetworkConfig("nat", extra_hosts=["db:1.2.3.4"])))
+    launch.save(tmp_path / "vm.json")
+    assert Launch.load(tmp_path / "vm.json") == launch
+
+    cfg = network_config("nat", ["1.1.1.1"], ["db:192.0.2.7"], ["8080:80", "53/udp"])
+    state = BoxState(id="a" * 64, name="n", config=BoxConfig(
+        image="i", image_id="x", rootfs_base="", process=ProcessSpec(argv=["true"]),
+        network=cfg), ports=[PortMapping(80, "tcp", "127.0.0.1", 8080)])
+    assert BoxState.from_json(state.to_json()) == state
+    # A state written before networking existed reads as nat without ports.
+    old = state.to_json()
+    del old["config"]["network"], old["ports"]
+    assert BoxState.from_json(old).config.network == NetworkConfig()
+
+
+def test_port_command_view() -> None:
+    state = BoxState(id="a" * 64, name="web", config=BoxConfig(
+        image="i", image_id="x", rootfs_base="", process=ProcessSpec(argv=["true"])),
+        ports=[PortMapping(80, "tcp", "127.0.0.1", 32768), PortMapping(53, "udp", "::1", 5353)],
+        status=Status.RUNNING)
+    assert [f"{p.private} -> {p.public}" for p in published_ports(state)] == [
+        "80/tcp -> 127.0.0.1:32768", "53/udp -> [::1]:5353"]
+    assert published_ports(state, "53/udp")[0].public == "[::1]:5353"
+    with pytest.raises(NotFound, match="no public port '81/tcp' published for web"):
+        published_ports(state, "81")
+    state.status = Status.EXITED
+    assert published_ports(state) == []
+
+
+# the guest's side ------------------------------------------------------------------------
+
+def test_guest_hosts_and_resolv_conf() -> None:
+    net = netconf.NetSetup("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
+                           (("host.boxlite.internal", "10.0.2.2"),))
+    hosts = netconf.hosts_file("box1", net).splitlines()
+    assert hosts[0] == "127.0.0.1\tlocalhost"
+    assert hosts[-2:] == ["10.0.2.2\thost.boxlite.internal", "10.0.2.15\tbox1"]
+    assert netconf.resolv_conf(net) == "nameserver 10.0.2.3\n"
+    none = netconf.NetSetup()
+    assert netconf.hosts_file("box1", none).splitlines()[-1] == "127.0.1.1\tbox1"
+    assert "nameserver" not in netconf.resolv_conf(none)
+
+
+def test_guest_ioctl_structs() -> None:
+    req = netconf.ifreq_addr("eth0", "10.0.2.15")
+    assert len(req) == 40 and req[:5] == b"eth0\0"
+    assert struct.unpack_from("H", req, 16)[0] == socket.AF_INET
+    assert req[20:24] == socket.inet_aton("10.0.2.15")
+    rt = netconf.rtentry_default("10.0.2.2")
+    assert len(rt) == 120  # sizeof(struct rtentry) on x86_64
+    assert rt[24 + 4:24 + 8] == socket.inet_aton("10.0.2.2")  # rt_gateway's sin_addr
+    assert struct.unpack_from("H", rt, 56)[0] == netconf.RTF_UP | netconf.RTF_GATEWAY
+
+
+def test_guest_interfaces_skip_loopback(tmp_path: Path) -> None:
+    for name in ("lo", "eth1", "eth0"):
+        (tmp_path / name).mkdir()
+    assert netconf.interfaces(str(tmp_path)) == ["eth0", "eth1"]
+    assert netconf.interfaces(str(tmp_path / "missing")) == []
+
+
+def test_guest_checks_the_network_config_it_is_sent() -> None:
+    from boxlite_agent.errors import InvalidArgument
+    from boxlite_agent.pb import agent_pb2 as pb
+    from boxlite_agent.service import net_setup
+
+    ok = pb.NetworkConfig(mode="nat", address="10.0.2.15/24", gateway="10.0.2.2",
+                          dns=["10.0.2.3"], hosts=[pb.HostEntry(name="db", ip="192.0.2.7")])
+    assert net_setup(ok) == netconf.NetSetup("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
+                                             (("db", "192.0.2.7"),))
+    assert net_setup(pb.NetworkConfig()).mode == "none"
+    for bad in (pb.NetworkConfig(address="10.0.2.999/24"), pb.NetworkConfig(dns=["x"]),
+                pb.NetworkConfig(hosts=[pb.HostEntry(name="a\nb", ip="1.2.3.4")])):
+        with pytest.raises(InvalidArgument):
+            net_setup(bad)
