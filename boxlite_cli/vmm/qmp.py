@@ -1,0 +1,168 @@
+"""A small QMP client: QEMU's control channel behind the VmControl interface."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from boxlite_cli.errors import VmError
+
+MEMORY_FILE = "memory.state"
+MIGRATION_TIMEOUT_S = 300.0
+
+
+class QmpError(VmError):
+    """QEMU's QMP refused a command or could not be reached."""
+
+
+class Qmp:
+    """One QEMU's QMP socket; each call opens its own session."""
+
+    def __init__(self, socket_path: Path | str, timeout_s: float = 10.0) -> None:
+        self.socket_path = str(socket_path)
+        self.timeout_s = timeout_s
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout_s)
+        try:
+            sock.connect(self.socket_path)
+            reader = sock.makefile("rb")
+            self._reply(reader, greeting=True)
+            for cmd, args in (("qmp_capabilities", None), (command, arguments)):
+                message: dict[str, Any] = {"execute": cmd}
+                if args:
+                    message["arguments"] = args
+                sock.sendall(json.dumps(message).encode() + b"\n")
+                answer = self._reply(reader)
+            return answer
+        except TimeoutError:
+            raise QmpError(f"QEMU did not answer {command} within {self.timeout_s:g} s") from None
+        except OSError as e:
+            raise QmpError(f"QMP at {self.socket_path} failed on {command}: {e}") from e
+        finally:
+            sock.close()
+
+    def _reply(self, reader: Any, greeting: bool = False) -> Any:
+        while True:
+            line = reader.readline()
+            if not line:
+                raise QmpError("QEMU closed the QMP connection")
+            msg = json.loads(line)
+            if greeting and "QMP" in msg:
+                return msg
+            if "error" in msg:
+                err = msg["error"]
+                raise QmpError(f"QEMU refused the command: {err.get('desc', err)}")
+            if "return" in msg:
+                return msg["return"]
+            # an asynchronous event: skip it
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.execute("query-status")
+                return
+            except QmpError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+
+    def info(self) -> dict[str, Any]:
+        status = self.execute("query-status")
+        return {"state": str(status.get("status", "unknown")), **status}
+
+    def pause(self) -> None:
+        self.execute("stop")
+
+    def resume(self) -> None:
+        self.execute("cont")
+
+    def shutdown(self) -> None:
+        self.execute("quit")
+
+    def snapshot(self, directory: Path) -> None:
+        """Save the VM's RAM and device state into `directory`/MEMORY_FILE (VM paused
+        first; it stays paused). The stream goes over a file descriptor passed on the
+        QMP socket, so QEMU's seccomp sandbox (no spawning, no new files) is kept."""
+        self.execute("stop")
+        fd = os.open(directory / MEMORY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     0o600)
+        try:
+            self.migrate("migrate", fd)
+        finally:
+            os.close(fd)
+
+    def restore(self, directory: Path) -> None:
+        """Load `directory`/MEMORY_FILE into a QEMU started with `-incoming defer`;
+        the VM is paused afterwards."""
+        try:
+            fd = os.open(directory / MEMORY_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise QmpError(f"cannot read the memory snapshot in {directory}: {e.strerror}") from e
+        try:
+            self.migrate("migrate-incoming", fd)
+        finally:
+            os.close(fd)
+
+    def migrate(self, command: str, fd: int) -> None:
+        """Run one migration over `fd` and wait for it to end (bounded)."""
+        deadline = time.monotonic() + MIGRATION_TIMEOUT_S
+        sock = self._session()
+        try:
+            reader = sock.makefile("rb")
+            self._reply(reader, greeting=True)
+            self._send(sock, reader, "qmp_capabilities")
+            self._send(sock, reader, "getfd", {"fdname": "boxlite-migration"}, fd)
+            self._send(sock, reader, command, {"uri": "fd:boxlite-migration"})
+            while True:
+                if command == "migrate":
+                    info = self._send(sock, reader, "query-migrate")
+                    status = info.get("status")
+                    if status == "completed":
+                        return
+                    if status in ("failed", "cancelled"):
+                        raise QmpError(f"saving the VM failed: {info.get('error-desc', status)}")
+                else:
+                    status = self._send(sock, reader, "query-status").get("status")
+                    if status != "inmigrate":
+                        if status == "paused" or status == "postmigrate":
+                            return
+                        raise QmpError(f"restoring the VM failed (QEMU is {status})")
+                if time.monotonic() > deadline:
+                    raise QmpError(f"{command} did not finish within {MIGRATION_TIMEOUT_S:g} s")
+                time.sleep(0.01)
+        except TimeoutError:
+            raise QmpError(f"QEMU did not answer during {command}") from None
+        except OSError as e:
+            raise QmpError(f"QMP at {self.socket_path} failed during {command}: {e}") from e
+        finally:
+            sock.close()
+
+    def _session(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout_s)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as e:
+            sock.close()
+            raise QmpError(f"cannot reach QMP at {self.socket_path}: {e}") from e
+        return sock
+
+    def _send(self, sock: socket.socket, reader: Any, command: str,
+              arguments: dict[str, Any] | None = None, fd: int | None = None) -> Any:
+        message: dict[str, Any] = {"execute": command}
+        if arguments:
+            message["arguments"] = arguments
+        data = json.dumps(message).encode() + b"\n"
+        if fd is None:
+            sock.sendall(data)
+        else:
+            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        return self._reply(reader)
