@@ -1,0 +1,63 @@
+"""boxlite volume: named volumes (host directories under <data dir>/volumes/)."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import each_box
+from boxlite_cli.cli.output import ago, format_option, print_json, print_table
+
+
+@click.group()
+def volume() -> None:
+    """Manage volumes: create, ls, inspect, rm."""
+
+
+@volume.command("create")
+@click.argument("name", required=False)
+@pass_cli
+def create(cli: CliContext, name: str | None) -> int:
+    """Create a volume (NAME, or a random one); prints its name."""
+    from boxlite_cli.runtime.volumes import create_volume
+
+    click.echo(create_volume(cli.runtime.volumes, name).name)
+    return 0
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
+@format_option
+@pass_cli
+def ls(cli: CliContext, quiet: bool, fmt: str) -> int:
+    """List volumes."""
+    items = cli.runtime.volumes.all()
+    if quiet:
+        for v in items:
+            click.echo(v.name)
+    elif fmt == "json":
+        print_json([v.to_json() for v in items])
+    else:
+        print_table(["DRIVER", "VOLUME NAME", "CREATED"],
+                    [["local", v.name, ago(v.created_at)] for v in items])
+    return 0
+
+
+@volume.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@pass_cli
+def inspect(cli: CliContext, names: tuple[str, ...]) -> int:
+    """Show volumes as JSON (name, mount point on the host, creation time)."""
+    print_json([cli.runtime.volumes.get(n).to_json() for n in names])
+    return 0
+
+
+@volume.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@pass_cli
+def rm(cli: CliContext, names: tuple[str, ...]) -> int:
+    """Remove volumes and their data; refused for a volume a box uses."""
+    from boxlite_cli.runtime.volumes import remove_volume
+
+    rt = cli.runtime
+    return each_box(names, lambda n: remove_volume(rt.volumes, rt.volume_users, n))

@@ -1,0 +1,344 @@
+"""`boxlite cp`: docker-cp semantics between the host and a box, in both directions.
+
+The rules (docker's, for either direction; SRC and DST are the two paths):
+
+- SRC is a file (or a symlink, not followed without -L): DST an existing directory
+  gets SRC's base name inside it; otherwise DST names the file (an existing file is
+  replaced). A DST ending in `/` must be an existing directory.
+- SRC is a directory: DST an existing directory gets a copy of SRC inside it (or,
+  with `SRC/.`, SRC's contents); DST missing is created with SRC's contents; DST an
+  existing file is an error.
+- `-` as SRC reads a tar from stdin and extracts it into DST (a directory); `-` as
+  DST writes a tar of SRC to stdout.
+
+Planning (`plan_copy`) is pure: from what SRC and DST are, it gives the directory
+to extract into and the name of the top entry of the tar stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from boxlite_cli.errors import Conflict, UsageError, VmError
+from boxlite_cli.runtime.runtime import SHIM_EXIT_WAIT_S, Runtime, boot_timeout_s
+from boxlite_cli.runtime.session import write_all
+from boxlite_cli.runtime.volumes import vm_shares
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.records import Status
+from boxlite_cli.transfer.extract import extract_tar
+from boxlite_cli.transfer.tarwrite import read_chunks, rechunk, tar_path
+from boxlite_cli.vmm.base import NET_NONE, VmSpec
+
+if TYPE_CHECKING:
+    from boxlite_cli.agent.client import AgentClient
+
+Warn = Callable[[str], None]
+
+
+def _no_warn(_: str) -> None:
+    pass
+
+STREAM = "-"
+
+
+class Kind(Enum):
+    MISSING = "missing"
+    DIR = "dir"
+    OTHER = "other"  # a file, a symlink not followed, a device...
+
+
+@dataclass(frozen=True)
+class CpArgs:
+    """A parsed `cp SRC DST`: exactly one side is in a box."""
+
+    box: str
+    box_path: str
+    host_path: str  # "-" for a tar stream on stdin/stdout
+    to_box: bool
+
+
+def split_box_arg(arg: str) -> tuple[str | None, str]:
+    """`BOX:PATH` → (box, path); a local path → (None, path). docker's rule: an absolute
+    path, one without a colon, or one whose part before the colon starts with `.` is
+    local."""
+    if arg.startswith("/") or ":" not in arg:
+        return None, arg
+    box, path = arg.split(":", 1)
+    if box.startswith("."):
+        return None, arg
+    return box, path
+
+
+def parse_cp_args(src: str, dst: str) -> CpArgs:
+    if not src or not dst:
+        raise UsageError("cp: source and destination must not be empty")
+    src_box, src_path = split_box_arg(src)
+    dst_box, dst_path = split_box_arg(dst)
+    if src_box is not None and dst_box is not None:
+        raise UsageError("cp: copying between boxes is not supported",
+                         hint="copy to the host first, then into the other box")
+    if src_box is None and dst_box is None:
+        raise UsageError("cp: one of SRC and DST must be BOX:PATH")
+    if src_box == "" or dst_box == "":
+        raise UsageError("cp: the box name before ':' is empty")
+    if dst_box is not None:
+        if not dst_path:
+            raise UsageError(f"cp: the path in the box is empty in {dst!r}")
+        if dst_path == STREAM:
+            raise UsageError("cp: '-' stands for the host side only")
+        return CpArgs(dst_box, box_abs(dst_path), src_path, to_box=True)
+    assert src_box is not None
+    if not src_path:
+        raise UsageError(f"cp: the path in the box is empty in {src!r}")
+    return CpArgs(src_box, box_abs(src_path), dst_path, to_box=False)
+
+
+def box_abs(path: str) -> str:
+    """A box path made absolute (relative ones are from `/`, as docker's), trailing
+    `/` and `/.` kept: they carry meaning."""
+    return path if path.startswith("/") else "/" + path
+
+
+def wants_contents(path: str) -> bool:
+    """`SRC/.`: copy what is in the directory, not the directory."""
+    return path == "." or path.endswith("/.")
+
+
+def strip_path(path: str) -> str:
+    """The path without its meaningful `/` or `/.` suffix."""
+    while path.endswith("/.") or (path.endswith("/") and len(path) > 1):
+        path = path[:-2] if path.endswith("/.") else path[:-1]
+    return path or "/"
+
+
+@dataclass(frozen=True)
+class Plan:
+    dest_dir: str  # existing directory to extract into
+    name: str  # top entry of the tar ("" = the source directory's contents)
+
+
+def plan_copy(src: str, src_kind: Kind, dst: str, dst_kind: Kind, basename: str) -> Plan:
+    """Where a copy of `src` to `dst` goes. `basename` is the base name of the source
+    (for the copy's top entry). Raises UsageError with docker's reasons."""
+    if src_kind is Kind.MISSING:
+        raise UsageError(f"cp: no such file or directory: {src}")
+    src_dir_form = src.endswith("/") or wants_contents(src)
+    dst_dir_form = dst.endswith("/") or wants_contents(dst)
+    clean_dst = strip_path(dst)
+    parent = posixpath.dirname(clean_dst) or "."
+    if src_kind is Kind.DIR:
+        if dst_kind is Kind.OTHER:
+            raise UsageError(f"cp: cannot copy a directory to a file: {dst}")
+        if dst_kind is Kind.DIR:
+            if wants_contents(src) or not basename:
+                return Plan(clean_dst, "")
+            return Plan(clean_dst, basename)
+        return Plan(parent, posixpath.basename(clean_dst))
+    if src_dir_form:
+        raise UsageError(f"cp: not a directory: {src}")
+    if dst_kind is Kind.DIR:
+        return Plan(clean_dst, basename)
+    if dst_dir_form:
+        if dst_kind is Kind.OTHER:
+            raise UsageError(f"cp: not a directory: {dst}")
+        raise UsageError(f"cp: the destination directory {dst} does not exist")
+    return Plan(parent, posixpath.basename(clean_dst))
+
+
+def kind_of_mode(mode: int) -> Kind:
+    return Kind.DIR if stat.S_ISDIR(mode) else Kind.OTHER
+
+
+def host_kind(path: str, follow: bool = True) -> Kind:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return Kind.MISSING
+    return kind_of_mode(st.st_mode)
+
+
+def host_source(path: str, follow: bool) -> tuple[str, Kind]:
+    """The host source of a copy in: its (stripped) path and what it is. A trailing `/`
+    follows a symlink to a directory, like the shell."""
+    clean = strip_path(path) if path not in ("/", "") else "/"
+    if path.endswith("/") and not path.endswith("/."):
+        follow = True
+    kind = host_kind(clean, follow=follow or clean == "/")
+    return clean, kind
+
+
+def host_destination(path: str) -> tuple[str, Kind]:
+    """A host destination: symlinks in it are the user's own and are followed."""
+    clean = strip_path(path)
+    kind = host_kind(clean)
+    if kind is Kind.MISSING:
+        parent = os.path.dirname(os.path.abspath(clean))
+        if host_kind(parent) is not Kind.DIR:
+            raise UsageError(f"cp: the destination's directory {parent} does not exist")
+    return clean, kind
+
+
+def check_box_parent(plan: Plan, dst_kind: Kind, stat_kind: Kind, dst: str) -> None:
+    """A missing box destination needs an existing parent directory."""
+    if dst_kind is Kind.MISSING and stat_kind is not Kind.DIR:
+        raise UsageError(f"cp: the destination's directory {plan.dest_dir} does not exist "
+                         f"in the box (for {dst})")
+
+
+# doing it ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    follow_link: bool = False  # -L
+    archive: bool = False  # -a: keep uid/gid
+
+
+@contextlib.contextmanager
+def box_agent(rt: Runtime, ref: str) -> Iterator[AgentClient]:
+    """The agent of a box for a copy: a running box's own, or that of a maintenance
+    start (the VM booted without the main process, gone afterwards, the box's state
+    untouched) for a created or exited box."""
+    from boxlite_cli.agent.client import AgentClient
+
+    box_id = rt.resolve(ref)
+    state = rt.get(box_id)
+    if state.status == Status.RUNNING:
+        client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if state.status not in (Status.CREATED, Status.EXITED):
+        raise Conflict(f"box {state.name} is {state.status.value}: try again in a moment")
+    with maintenance_start(rt, box_id) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def maintenance_start(rt: Runtime, box_id: str) -> Iterator[AgentClient]:
+    """Boot a stopped box's VM without its main process, holding the box's lock (a
+    `start` meanwhile waits), and power it off when done."""
+    from boxlite_cli.agent.client import AgentClient
+
+    files = rt.files(box_id)
+    payload = rt.payload()
+    with rt.boxes.lock(box_id, timeout=60):
+        state = rt.observe(rt.boxes.read(box_id))
+        if state.status not in (Status.CREATED, Status.EXITED):
+            raise Conflict(f"box {state.name} is {state.status.value}: try again in a moment")
+        accel = rt.choose_accel(state.config.accel, payload)
+        shares, guest_volumes = vm_shares(files.dir, rt.volumes, state.config.mounts)
+        driver, vm = rt.choose_vm(state, VmSpec(
+            kernel=payload.kernel, initrd=payload.initrd, agent_root=payload.agent_root,
+            rootfs_disk=files.rootfs_disk, console_log=files.dir / "maintenance.log",
+            agent_socket=files.vm_socket, control_socket=files.control_socket,
+            cpus=state.config.cpus, memory_mib=state.config.memory_mib, accel=accel,
+            network=NET_NONE, shares=shares), payload)
+        launch = Launch(
+            driver=driver,
+            vm=vm,
+            boot_timeout_s=boot_timeout_s(), volumes=guest_volumes, maintenance=True)
+        launch.save(files.dir / "vm.json")
+        read_fd, write_fd = os.pipe()
+        hold_r, hold_w = os.pipe()
+        try:
+            with open(files.shim_log, "ab") as log:
+                shim = subprocess.Popen(
+                    [sys.executable, "-m", "boxlite_cli.shim", str(files.dir), str(write_fd),
+                     str(hold_r)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    pass_fds=(write_fd, hold_r), start_new_session=True, close_fds=True)
+        finally:
+            os.close(write_fd)
+            os.close(hold_r)
+        try:
+            try:
+                line = rt._read_ready(read_fd, boot_timeout_s() + 30, files)
+            finally:
+                os.close(read_fd)
+            message = json.loads(line) if line else {"ok": False, "error": "the shim exited"}
+            if not message.get("ok"):
+                raise VmError(f"could not boot the stopped box for the copy: {message.get('error')}",
+                              hint=f"the VM console log is {files.dir / 'maintenance.log'}")
+            client = AgentClient.connect(f"unix:{files.agent_socket}")
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            os.close(hold_w)  # the shim powers the VM off
+            try:
+                shim.wait(SHIM_EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                shim.kill()
+                shim.wait()
+
+
+def _box_kind(client: AgentClient, path: str, follow: bool) -> tuple[Kind, str]:
+    info = client.stat(path, follow_link=follow)
+    return (kind_of_mode(info.mode) if info.exists else Kind.MISSING), info.name
+
+
+def copy_to_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdin_fd: int = 0,
+                warn: Warn = _no_warn) -> None:
+    """Host path (or a tar on stdin) → box."""
+    if args.host_path == STREAM:
+        with box_agent(rt, args.box) as client:
+            kind, _ = _box_kind(client, strip_path(args.box_path), True)
+            if kind is not Kind.DIR:
+                raise UsageError(f"cp: {args.box_path} must be a directory in the box to "
+                                 "extract a tar stream into it")
+            client.copy_in(strip_path(args.box_path), opts.archive, read_chunks(stdin_fd))
+        return
+    src, src_kind = host_source(args.host_path, opts.follow_link)
+    if src_kind is Kind.MISSING:
+        raise UsageError(f"cp: no such file or directory: {args.host_path}")
+    basename = os.path.basename(src)
+    with box_agent(rt, args.box) as client:
+        dst = strip_path(args.box_path)
+        dst_kind, _ = _box_kind(client, dst, True)
+        plan = plan_copy(args.host_path, src_kind, args.box_path, dst_kind, basename)
+        if dst_kind is Kind.MISSING:
+            parent_kind, _ = _box_kind(client, plan.dest_dir, True)
+            check_box_parent(plan, dst_kind, parent_kind, args.box_path)
+        follow = opts.follow_link or args.host_path.endswith("/")
+        pieces = tar_path(src, plan.name, follow=follow, warn=warn)
+        client.copy_in(plan.dest_dir, opts.archive, rechunk(pieces))
+
+
+def copy_from_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdout_fd: int = 1,
+                  warn: Warn = _no_warn) -> None:
+    """Box → host path (or a tar on stdout)."""
+    src = strip_path(args.box_path)
+    dst_kind = Kind.MISSING
+    if args.host_path != STREAM:
+        _, dst_kind = host_destination(args.host_path)  # host mistakes before any boot
+    with box_agent(rt, args.box) as client:
+        follow = opts.follow_link or (args.box_path.endswith("/") and src != "/")
+        src_kind, name = _box_kind(client, src, follow)
+        if src_kind is Kind.MISSING:
+            raise UsageError(f"cp: no such file or directory in the box: {args.box_path}")
+        if args.host_path == STREAM:
+            top = "" if (wants_contents(args.box_path) or src == "/") else name
+            for chunk in client.copy_out(src, follow, top):
+                if not write_all(stdout_fd, chunk):
+                    return
+            return
+        plan = plan_copy(args.box_path, src_kind, args.host_path, dst_kind, name)
+        if dst_kind is Kind.MISSING and not os.path.isdir(plan.dest_dir):
+            raise UsageError(f"cp: the destination's directory {plan.dest_dir} does not exist")
+        dest_dir = os.path.realpath(plan.dest_dir)
+        extract_tar(client.copy_out(src, follow, plan.name), dest_dir, keep_owner=opts.archive,
+                    warn=warn)

@@ -1,0 +1,211 @@
+"""`-v` on run/create: parsing, resolving to mounts, and the VM's 9p shares at start.
+
+Grammar (docker's, Linux): `BOXPATH` (anonymous volume), `SRC:BOXPATH[:ro|rw]`
+where SRC is an absolute host path (a bind) or a volume name (created on demand).
+
+Choices that differ from docker, on purpose:
+- a missing host path is refused (docker creates it, root-owned, which is a classic
+  foot-gun); relative host paths are refused unless they are volume names;
+- a single-file bind is shared through a per-box directory holding a hard link to
+  the file, so the guest sees that file and nothing else of its directory; a file on
+  another file system than the boxlite home cannot be linked and is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import secrets
+import shutil
+import stat as st_mod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from boxlite_cli.errors import Conflict, UsageError, VmError
+from boxlite_cli.shim.vmspec import GuestVolume
+from boxlite_cli.state.volumes import BIND, NAME_RE, VOLUME, Mount, VolumeInfo, VolumeStore
+from boxlite_cli.vmm.base import Share
+
+MODES = ("ro", "rw")
+MAX_VOLUMES = 16  # virtio-mmio slots of QEMU microvm, less the box's own devices
+FILE_SHARES = "volfiles"
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """A parsed `-v`: kind is "bind", "volume" or "anonymous"."""
+
+    kind: str
+    source: str
+    target: str
+    readonly: bool = False
+
+
+def parse_volume_spec(spec: str) -> VolumeRequest:
+    """One `-v` value → what it asks for; UsageError (with the spec) when malformed."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f"invalid volume {spec!r}: {why}")
+
+    if not spec:
+        raise bad("it is empty")
+    parts = spec.split(":")
+    if len(parts) > 3:
+        raise bad("too many ':' (use SRC:BOXPATH[:ro|rw])")
+    if any(p == "" for p in parts):
+        raise bad("an empty part (use SRC:BOXPATH[:ro|rw])")
+    readonly = False
+    if len(parts) == 3:
+        if parts[2] not in MODES:
+            raise bad(f"unknown mode {parts[2]!r} (use ro or rw)")
+        readonly = parts[2] == "ro"
+    target = parts[-1] if len(parts) == 1 else parts[1]
+    if not target.startswith("/"):
+        if len(parts) == 2 and parts[1] in MODES:
+            raise bad("the path in the box is missing")
+        raise bad(f"the path in the box {target!r} is not absolute")
+    target = posixpath.normpath(target)
+    if target in ("/", "//"):
+        raise bad("cannot mount over the box's root directory")
+    if len(parts) == 1:
+        return VolumeRequest("anonymous", "", target)
+    source = parts[0]
+    if source.startswith("/"):
+        return VolumeRequest(BIND, os.path.normpath(source), target, readonly)
+    if NAME_RE.match(source):
+        return VolumeRequest(VOLUME, source, target, readonly)
+    raise bad(f"{source!r} is neither an absolute host path nor a volume name "
+              "(letters, digits, _.-); give host directories as absolute paths")
+
+
+def parse_volume_specs(specs: list[str]) -> list[VolumeRequest]:
+    requests = [parse_volume_spec(s) for s in specs]
+    seen: set[str] = set()
+    for r in requests:
+        if r.target in seen:
+            raise UsageError(f"duplicate mount point {r.target} in -v")
+        seen.add(r.target)
+    if len(requests) > MAX_VOLUMES:
+        raise UsageError(f"too many volumes ({len(requests)}): a box takes at most {MAX_VOLUMES}")
+    return requests
+
+
+def check_host_sources(requests: list[VolumeRequest]) -> None:
+    """Every bind source must exist and be a directory or a regular file."""
+    for r in requests:
+        if r.kind != BIND:
+            continue
+        try:
+            st = os.stat(r.source)
+        except FileNotFoundError:
+            raise UsageError(f"invalid volume: the host path {r.source} does not exist",
+                             hint="create it first (boxlite does not make missing host paths)"
+                             ) from None
+        except OSError as e:
+            raise UsageError(f"invalid volume: the host path {r.source}: {e.strerror}") from None
+        if not (st_mod.S_ISDIR(st.st_mode) or st_mod.S_ISREG(st.st_mode)):
+            raise UsageError(f"invalid volume: {r.source} is neither a directory nor a file")
+
+
+def resolve_mounts(store: VolumeStore, requests: list[VolumeRequest]) -> tuple[list[Mount], list[str]]:
+    """Mounts for a new box; named volumes are created when missing, anonymous ones
+    always. Returns (mounts, names of the volumes made now) so that a failed create
+    can take them back (`discard_volumes`)."""
+    check_host_sources(requests)
+    mounts: list[Mount] = []
+    made: list[str] = []
+    with store.lock():
+        try:
+            for r in requests:
+                if r.kind == BIND:
+                    mounts.append(Mount(BIND, r.source, r.target, r.readonly))
+                    continue
+                anonymous = r.kind == "anonymous"
+                name = secrets.token_hex(32) if anonymous else r.source
+                _, new = store.create(name, anonymous=anonymous)
+                if new:
+                    made.append(name)
+                mounts.append(Mount(VOLUME, name, r.target, r.readonly, anonymous))
+        except BaseException:
+            for name in made:
+                with contextlib.suppress(Exception):
+                    store.remove(name)
+            raise
+    return mounts, made
+
+
+def discard_volumes(store: VolumeStore, names: list[str]) -> None:
+    with store.lock():
+        for name in names:
+            with contextlib.suppress(Exception):
+                store.remove(name)
+
+
+def vm_shares(box_dir: Path, store: VolumeStore, mounts: list[Mount]
+              ) -> tuple[tuple[Share, ...], tuple[GuestVolume, ...]]:
+    """The 9p shares and guest mounts of a box's mounts, at (each) start.
+
+    A single-file bind becomes a directory `<box>/volfiles/volN/` holding a hard link
+    to the file: the guest gets that one file, not its neighbours.
+    """
+    files_dir = box_dir / FILE_SHARES
+    shutil.rmtree(files_dir, ignore_errors=True)
+    shares: list[Share] = []
+    guest: list[GuestVolume] = []
+    for i, m in enumerate(mounts):
+        tag = f"vol{i}"
+        if m.kind == VOLUME:
+            path = store.data_dir(m.source)
+            if not path.is_dir():
+                raise VmError(f"volume {m.source} (for {m.target}) is missing",
+                              hint="it was removed; create it again: boxlite volume create "
+                                   + m.source)
+            shares.append(Share(tag, str(path), m.readonly))
+            guest.append(GuestVolume(tag, m.target, m.readonly))
+            continue
+        if os.path.isdir(m.source):
+            shares.append(Share(tag, m.source, m.readonly))
+            guest.append(GuestVolume(tag, m.target, m.readonly))
+            continue
+        if not os.path.isfile(m.source):
+            raise VmError(f"the host path {m.source} (for {m.target}) does not exist any more")
+        holder = files_dir / tag
+        holder.mkdir(parents=True, mode=0o700)
+        name = os.path.basename(m.source)
+        try:
+            os.link(m.source, holder / name)
+        except OSError as e:
+            why = ("it is on another file system than the boxlite home"
+                   if e.errno == errno.EXDEV else e.strerror)
+            raise VmError(f"cannot share the file {m.source} with the box: {why}",
+                          hint="share its directory instead (-v DIR:BOXDIR)") from None
+        shares.append(Share(tag, str(holder), m.readonly))
+        guest.append(GuestVolume(tag, m.target, m.readonly, name))
+    return tuple(shares), tuple(guest)
+
+
+def volume_users(boxes: list[tuple[str, list[Mount]]], name: str) -> list[str]:
+    """Names of the boxes (name, mounts) that use volume `name`."""
+    return [box for box, mounts in boxes
+            if any(m.kind == VOLUME and m.source == name for m in mounts)]
+
+
+def create_volume(store: VolumeStore, name: str | None) -> VolumeInfo:
+    """`volume create [NAME]`: an existing volume is returned as is (docker)."""
+    with store.lock():
+        info, _ = store.create(name or secrets.token_hex(32), anonymous=not name)
+        return info
+
+
+def remove_volume(store: VolumeStore, users: Callable[[], list[tuple[str, list[Mount]]]],
+                  name: str) -> None:
+    """`volume rm NAME`: refused while a box (running or not) uses it."""
+    with store.lock():
+        store.get(name)
+        using = volume_users(users(), name)
+        if using:
+            raise Conflict(f"volume {name} is in use by box {', '.join(sorted(using))}",
+                           hint="remove the box first (boxlite rm)")
+        store.remove(name)

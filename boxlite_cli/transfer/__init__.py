@@ -1,0 +1,1 @@
+"""Tar streams of `boxlite cp`: made from host files, and extracted as untrusted input."""

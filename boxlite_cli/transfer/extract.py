@@ -1,0 +1,249 @@
+"""Extracting a tar stream that came out of a box: untrusted input, confined to one dir.
+
+What `boxlite cp BOX:SRC DST` writes lands below the extraction directory and nowhere
+else:
+
+- entry names with `..` are refused; absolute names are taken relative to it;
+- every parent directory is opened component by component with O_NOFOLLOW from a
+  descriptor of the extraction directory: an entry below a symlink (one the stream
+  made, or one that was there) is refused, never written through;
+- symlinks are created as they are (their targets are text; nothing follows them);
+- hard links may only point at files this extraction created;
+- device nodes are skipped with a warning; sockets cannot be in a tar;
+- an existing file is replaced (unlinked, then created with O_EXCL), never written
+  through; a directory is never replaced by a non-directory or back (docker's rule);
+- set-uid/set-gid bits are dropped from files that keep (`-a`) an owner other than the
+  invoking user.
+
+The stream is read sequentially in 1 MiB pieces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from boxlite_cli.errors import BoxliteError
+
+CHUNK = 1 << 20
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+Warn = Callable[[str], None]
+
+
+class UnsafeArchive(BoxliteError):
+    """The tar stream from the box tried to leave the destination, or is malformed."""
+
+
+def _no_warn(_: str) -> None:
+    pass
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf = memoryview(nxt)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def member_parts(name: str) -> list[str]:
+    """Components of an untrusted member name, relative; `..` is refused."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"refusing archive entry {name!r}: it climbs out with '..'")
+    return parts
+
+
+@dataclass
+class ExtractResult:
+    entries: int = 0
+    bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Extract:
+    root_fd: int
+    keep_owner: bool
+    warn: Warn
+    result: ExtractResult = field(default_factory=ExtractResult)
+    created: set[str] = field(default_factory=set)
+    dirs: list[tuple[list[str], tarfile.TarInfo]] = field(default_factory=list)
+
+    def open_dir(self, parts: list[str], create: bool) -> int:
+        """A descriptor of directory `parts` below the root, never through a symlink."""
+        fd = os.dup(self.root_fd)
+        try:
+            for i, part in enumerate(parts):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                try:
+                    nfd = os.open(part, _DIR, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = "/".join(parts[:i + 1])
+                        raise UnsafeArchive(f"refusing to write below {where!r}: "
+                                            "it is not a directory (a symlink?)") from None
+                    raise
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = member_parts(m.name)
+        if not parts:
+            return  # "." : the extraction directory itself keeps its metadata
+        if m.ischr() or m.isblk():
+            self.result.skipped.append(m.name)
+            self.warn(f"skipping device node {m.name!r} from the box")
+            return
+        if not (m.isdir() or m.isreg() or m.issym() or m.islnk() or m.isfifo()):
+            self.result.skipped.append(m.name)
+            return
+        pfd = self.open_dir(parts[:-1], create=True)
+        try:
+            self.place(tar, m, pfd, parts)
+        finally:
+            os.close(pfd)
+        self.result.entries += 1
+
+    def place(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, parts: list[str]) -> None:
+        name, shown = parts[-1], "/".join(parts)
+        try:
+            old: os.stat_result | None = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            if stat.S_ISDIR(old.st_mode) != m.isdir():
+                what = ("directory {} with a non-directory" if stat.S_ISDIR(old.st_mode)
+                        else "non-directory {} with a directory")
+                raise UnsafeArchive("cannot overwrite " + what.format(repr(shown)))
+            if not m.isdir():
+                os.unlink(name, dir_fd=pfd)
+        if m.isdir():
+            if old is None:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            self.dirs.append((parts, m))
+            return
+        if m.isreg():
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=pfd)
+            try:
+                src = tar.extractfile(m)
+                assert src is not None
+                while data := src.read(CHUNK):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    self.result.bytes += len(data)
+                self.own(fd, m)
+                os.fchmod(fd, self.mode(m))
+                os.utime(fd, (m.mtime, m.mtime))
+            finally:
+                os.close(fd)
+        elif m.issym():
+            os.symlink(m.linkname, name, dir_fd=pfd)
+            if self.keep_owner:
+                with contextlib.suppress(OSError):
+                    os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            with contextlib.suppress(OSError):
+                os.utime(name, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+        elif m.islnk():
+            target = member_parts(m.linkname)
+            if "/".join(target) not in self.created:
+                raise UnsafeArchive(f"refusing hard link {shown!r} to {m.linkname!r}: "
+                                    "not a file of this copy")
+            tfd = self.open_dir(target[:-1], create=False)
+            try:
+                st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    raise UnsafeArchive(f"refusing hard link {shown!r} to a directory")
+                os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(tfd)
+        elif m.isfifo():
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=pfd)
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    self.own(fd, m)
+                    os.fchmod(fd, self.mode(m))
+            finally:
+                os.close(fd)
+        self.created.add(shown)
+
+    def mode(self, m: tarfile.TarInfo) -> int:
+        mode = m.mode & 0o7777
+        if self.keep_owner and (m.uid != os.geteuid() or m.gid != os.getegid()):
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        return mode
+
+    def own(self, fd: int, m: tarfile.TarInfo) -> None:
+        if self.keep_owner:
+            with contextlib.suppress(OSError):  # only root may give files away
+                os.fchown(fd, m.uid, m.gid)
+
+    def finish_dirs(self) -> None:
+        for parts, m in reversed(self.dirs):
+            try:
+                pfd = self.open_dir(parts[:-1], create=False)
+            except (OSError, UnsafeArchive):
+                continue
+            try:
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, dir_fd=pfd)
+            except OSError:
+                continue
+            finally:
+                os.close(pfd)
+            try:
+                self.own(fd, m)
+                os.fchmod(fd, self.mode(m))
+                os.utime(fd, (m.mtime, m.mtime))
+            finally:
+                os.close(fd)
+
+
+def extract_tar(chunks: Iterator[bytes], dest: str, keep_owner: bool = False,
+                warn: Warn = _no_warn) -> ExtractResult:
+    """Extract the tar stream `chunks` into the existing directory `dest`."""
+    root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    ex = _Extract(root_fd, keep_owner, warn)
+    try:
+        reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+                for m in tar:
+                    ex.member(tar, m)
+        except tarfile.TarError as e:
+            raise UnsafeArchive(f"the box sent a malformed tar stream: {e}") from e
+        finally:
+            ex.finish_dirs()
+    finally:
+        os.close(root_fd)
+    return ex.result

@@ -1,0 +1,120 @@
+"""A host path as a stream of tar bytes, produced piece by piece (never whole files).
+
+Symlinks below the source are stored as symlinks; the source itself is followed only
+when asked (`cp -L`). Owners are the real ones: the guest applies them with `cp -a`,
+and otherwise makes everything 0:0, like docker.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+CHUNK = 1 << 20
+BLOCK = 512
+END = bytes(2 * BLOCK)
+Warn = Callable[[str], None]
+
+
+def _no_warn(_: str) -> None:
+    pass
+
+
+def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    info.size = size
+    info.linkname = link
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def file_data(fd: int, size: int) -> Iterator[bytes]:
+    """Exactly `size` bytes of an open file (zero-padded if it shrank), then padding."""
+    left = size
+    while left > 0:
+        data = os.read(fd, min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+        yield data
+    while left > 0:
+        pad = min(CHUNK, left)
+        left -= pad
+        yield bytes(pad)
+    if size % BLOCK:
+        yield bytes(BLOCK - size % BLOCK)
+
+
+@dataclass
+class _Writer:
+    warn: Warn
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def entry(self, path: str, arcname: str, follow: bool) -> Iterator[bytes]:
+        st = os.stat(path) if follow else os.lstat(path)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            if arcname:
+                yield header(arcname, st, tarfile.DIRTYPE)
+            for child in sorted(os.listdir(path)):
+                yield from self.entry(os.path.join(path, child),
+                                      f"{arcname}/{child}" if arcname else child, False)
+        elif stat.S_ISREG(mode):
+            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+            fd = os.open(path, flags)
+            try:
+                st = os.fstat(fd)
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in self.links:
+                    yield header(arcname, st, tarfile.LNKTYPE, link=self.links[key])
+                    return
+                if st.st_nlink > 1:
+                    self.links[key] = arcname
+                yield header(arcname, st, tarfile.REGTYPE, size=st.st_size)
+                yield from file_data(fd, st.st_size)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(mode):
+            yield header(arcname, st, tarfile.SYMTYPE, link=os.readlink(path))
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            yield header(arcname, st, tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE)
+        elif stat.S_ISFIFO(mode):
+            yield header(arcname, st, tarfile.FIFOTYPE)
+        else:
+            self.warn(f"skipping {path}: a socket cannot be copied")
+
+
+def tar_path(path: str, name: str, follow: bool = False, warn: Warn = _no_warn) -> Iterator[bytes]:
+    """Tar bytes of host `path`, its top entry named `name` ("" = a directory's contents
+    at the top level), ending with the end-of-archive blocks."""
+    yield from _Writer(warn).entry(path, name, follow)
+    yield END
+
+
+def rechunk(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    """Pieces coalesced into messages of about `size` bytes (at most twice that)."""
+    buf = bytearray()
+    for piece in pieces:
+        if len(piece) >= size and not buf:
+            yield piece
+            continue
+        buf += piece
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+def read_chunks(fd: int, size: int = CHUNK) -> Iterator[bytes]:
+    """An open file (stdin) as chunks until EOF."""
+    while data := os.read(fd, size):
+        yield data

@@ -1,0 +1,530 @@
+"""`boxlite cp` inside the guest: stat, tar out of and tar into the container root.
+
+Every path is resolved by the kernel with ``openat2(RESOLVE_IN_ROOT |
+RESOLVE_NO_MAGICLINKS)`` from a descriptor of the container root: absolute symlink
+targets and ``..`` stay inside the root, ``/proc/<pid>/root``-style magic links are
+refused, and the kernel retries (or fails) a lookup that a concurrent rename could
+have steered out. The last component is then created or opened relative to its
+parent's descriptor with ``O_NOFOLLOW``, so a symlink a guest process swaps in while
+a copy runs (CVE-2018-15664) can redirect an entry only to another place inside the
+container, never outside it.
+
+Tar streams are produced and consumed incrementally (1 MiB pieces), never whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
+
+CHUNK = 1 << 20
+BLOCK = 512
+SYS_OPENAT2 = 437  # x86_64 and the generic syscall table
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+EAGAIN_RETRIES = 64
+# Kernel file systems a walk does not descend into (docker's cp never sees them).
+KERNEL_MOUNTS = ("proc", "sys", "dev", "dev/pts", "dev/shm")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+@cache
+def _syscall() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.syscall
+    fn.restype = ctypes.c_long
+    return fn
+
+
+def openat2_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    """Open container path ``path`` below the root descriptor ``root_fd``."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    raw = os.fsencode(path.lstrip("/") or ".")
+    for _ in range(EAGAIN_RETRIES):
+        fd = _syscall()(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(raw),
+                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err != errno.EAGAIN:
+            raise OSError(err, os.strerror(err), path)
+    raise OSError(errno.EAGAIN, "the path kept changing while it was resolved", path)
+
+
+def clean_name(name: str) -> list[str]:
+    """Components of a tar member name, relative; refuses ``..``."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidArgument(f"refusing tar entry {name!r}: it contains '..'")
+    if any("\0" in p for p in parts):
+        raise InvalidArgument(f"refusing tar entry {name!r}: NUL byte")
+    return parts
+
+
+def _container_join(*parts: str) -> str:
+    joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + joined
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(parent, name) of a container path; name "" for the root."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        return "/", ""
+    return "/" + "/".join(parts[:-1]), parts[-1]
+
+
+@contextlib.contextmanager
+def _root_fd(root: str) -> Iterator[int]:
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _not_found(path: str, e: OSError) -> Exception:
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound(f"no such file or directory in the box: {path}")
+    if e.errno == errno.ELOOP:
+        return FailedPrecondition(f"{path}: too many levels of symbolic links (or a link into /proc)")
+    return e
+
+
+# stat ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathStat:
+    exists: bool
+    mode: int = 0
+    size: int = 0
+    link_target: str = ""
+    name: str = ""
+
+
+def stat_path(root: str, path: str, follow_link: bool) -> PathStat:
+    _, name = _split(path)
+    flags = os.O_PATH | (0 if follow_link else os.O_NOFOLLOW)
+    with _root_fd(root) as rfd:
+        try:
+            fd = openat2_in_root(rfd, path, flags)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return PathStat(False, name=name)
+            raise _not_found(path, e) from e
+        try:
+            st = os.fstat(fd)
+            target = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else ""
+        finally:
+            os.close(fd)
+    return PathStat(True, st.st_mode, st.st_size, target, name)
+
+
+# copy out --------------------------------------------------------------------------------
+
+
+def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    info.size = size
+    info.linkname = link
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _file_data(fd: int, size: int) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of the open file, zero-padded if it shrank, then tar padding."""
+    left = size
+    while left > 0:
+        data = os.read(fd, min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+        yield data
+    while left > 0:
+        pad = min(CHUNK, left)
+        left -= pad
+        yield bytes(pad)
+    if size % BLOCK:
+        yield bytes(BLOCK - size % BLOCK)
+
+
+@dataclass
+class _Walk:
+    skip_devs: set[int]
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def entry(self, dfd: int, name: str, arcname: str, follow: bool = False) -> Iterator[bytes]:
+        """One directory entry (and everything below it), as tar bytes."""
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=follow)
+        except FileNotFoundError:
+            return  # removed while we walked
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+                             | (0 if follow else os.O_NOFOLLOW), dir_fd=dfd)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    return  # swapped while we walked: skip it
+                raise
+            try:
+                yield from self.directory(fd, arcname, os.fstat(fd), st.st_dev)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(mode):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+                             | (0 if follow else os.O_NOFOLLOW), dir_fd=dfd)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                    return
+                raise
+            try:
+                yield from self.regular(fd, arcname)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(mode):
+            yield _header(arcname, st, tarfile.SYMTYPE, link=os.readlink(name, dir_fd=dfd))
+        elif stat.S_ISCHR(mode):
+            yield _header(arcname, st, tarfile.CHRTYPE)
+        elif stat.S_ISBLK(mode):
+            yield _header(arcname, st, tarfile.BLKTYPE)
+        elif stat.S_ISFIFO(mode):
+            yield _header(arcname, st, tarfile.FIFOTYPE)
+        # sockets have no tar form: left out, as tar and docker do
+
+    def top(self, opath: int, st: os.stat_result, arcname: str) -> Iterator[bytes]:
+        """The entry an O_PATH descriptor names (the copy's source) and what is below it."""
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=opath)
+            try:
+                yield from self.directory(fd, arcname, os.fstat(fd), None)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(mode):
+            fd = os.open(f"/proc/self/fd/{opath}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+                         | os.O_CLOEXEC)
+            try:
+                yield from self.regular(fd, arcname)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(mode):
+            yield _header(arcname, st, tarfile.SYMTYPE, link=os.readlink("", dir_fd=opath))
+        elif stat.S_ISCHR(mode):
+            yield _header(arcname, st, tarfile.CHRTYPE)
+        elif stat.S_ISBLK(mode):
+            yield _header(arcname, st, tarfile.BLKTYPE)
+        elif stat.S_ISFIFO(mode):
+            yield _header(arcname, st, tarfile.FIFOTYPE)
+
+    def regular(self, fd: int, arcname: str) -> Iterator[bytes]:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return  # swapped for something else after the lstat
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1:
+            if key in self.links:
+                yield _header(arcname, st, tarfile.LNKTYPE, link=self.links[key])
+                return
+            self.links[key] = arcname
+        yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size)
+        yield from _file_data(fd, st.st_size)
+
+    def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None
+                  ) -> Iterator[bytes]:
+        if arcname:
+            yield _header(arcname, st, tarfile.DIRTYPE)
+        if parent_dev is not None and st.st_dev != parent_dev and st.st_dev in self.skip_devs:
+            return  # a kernel file system mounted here: the entry only
+        with os.scandir(fd) as it:
+            names = sorted(e.name for e in it)
+        for child in names:
+            yield from self.entry(fd, child, f"{arcname}/{child}" if arcname else child)
+
+
+def _kernel_devs(rfd: int) -> set[int]:
+    devs = set()
+    for path in KERNEL_MOUNTS:
+        with contextlib.suppress(OSError):
+            devs.add(os.stat(path, dir_fd=rfd).st_dev)
+    with contextlib.suppress(OSError):
+        devs.discard(os.stat(".", dir_fd=rfd).st_dev)
+    return devs
+
+
+def tar_out(root: str, path: str, follow_link: bool, name: str) -> Iterator[bytes]:
+    """Tar bytes of container path ``path``, its top entry named ``name`` ("" = the
+    contents of a directory at the top level). Raises NotFound before yielding."""
+    if name:
+        clean_name(name)
+    with _root_fd(root) as rfd:
+        flags = os.O_PATH | (0 if follow_link else os.O_NOFOLLOW)
+        try:
+            top = openat2_in_root(rfd, path, flags)
+        except OSError as e:
+            raise _not_found(path, e) from e
+        try:
+            st = os.fstat(top)
+            if not name and not stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"{path} is not a directory")
+            yield from _Walk(_kernel_devs(rfd)).top(top, st, name)
+        finally:
+            os.close(top)
+        yield bytes(2 * BLOCK)
+
+
+def rechunk(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    """Pieces coalesced into messages of about ``size`` bytes (never more than 2x)."""
+    buf = bytearray()
+    for piece in pieces:
+        if len(piece) >= size and not buf:
+            yield piece
+            continue
+        buf += piece
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+# copy in ---------------------------------------------------------------------------------
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf = memoryview(nxt)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+@dataclass
+class CopyInResult:
+    entries: int = 0
+    bytes: int = 0
+
+
+_TYPE_CHECK = {
+    tarfile.DIRTYPE: stat.S_ISDIR,
+    tarfile.SYMTYPE: stat.S_ISLNK,
+    tarfile.CHRTYPE: stat.S_ISCHR,
+    tarfile.BLKTYPE: stat.S_ISBLK,
+    tarfile.FIFOTYPE: stat.S_ISFIFO,
+}
+
+
+class _Extractor:
+    def __init__(self, rfd: int, dest: str, keep_owner: bool) -> None:
+        self.rfd, self.dest, self.keep_owner = rfd, dest, keep_owner
+        self.dirs: list[tuple[str, tarfile.TarInfo]] = []
+        self.result = CopyInResult()
+
+    def owner(self, m: tarfile.TarInfo) -> tuple[int, int]:
+        return (m.uid, m.gid) if self.keep_owner else (0, 0)
+
+    def parent_fd(self, parts: list[str]) -> int:
+        path = _container_join(self.dest, *parts)
+        try:
+            return openat2_in_root(self.rfd, path, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            pass
+        # Missing parents (a tar without directory entries): made on the way.
+        fd = openat2_in_root(self.rfd, self.dest, os.O_PATH | os.O_DIRECTORY)
+        sofar = self.dest
+        try:
+            for part in parts:
+                sofar = _container_join(sofar, part)
+                try:
+                    nfd = openat2_in_root(self.rfd, sofar, os.O_PATH | os.O_DIRECTORY)
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        raise FailedPrecondition(
+                            f"{sofar} is a symbolic link to a missing directory") from None
+                    nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = clean_name(m.name)
+        if not parts:
+            if m.isdir():
+                self.dirs.append(("", m))
+            return
+        try:
+            pfd = self.parent_fd(parts[:-1])
+            try:
+                self.place(tar, m, pfd, parts)
+            finally:
+                os.close(pfd)
+        except OSError as e:
+            where = _container_join(self.dest, *parts)
+            raise FailedPrecondition(f"cannot copy to {where}: {e.strerror or e}") from e
+        self.result.entries += 1
+
+    def place(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, parts: list[str]) -> None:
+        name = parts[-1]
+        shown = _container_join(self.dest, *parts)
+        try:
+            old: os.stat_result | None = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            if stat.S_ISDIR(old.st_mode) and not m.isdir():
+                raise FailedPrecondition(f"cannot overwrite directory {shown} with non-directory")
+            if not stat.S_ISDIR(old.st_mode) and m.isdir():
+                raise FailedPrecondition(f"cannot overwrite non-directory {shown} with directory")
+            if not m.isdir():
+                os.unlink(name, dir_fd=pfd)
+        uid, gid = self.owner(m)
+        mode = m.mode & 0o7777
+        if m.isdir():
+            if old is None:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            self.dirs.append(("/".join(parts), m))
+            return
+        if m.isreg():
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=pfd)
+            try:
+                src = tar.extractfile(m)
+                assert src is not None
+                while data := src.read(CHUNK):
+                    _write_all(fd, data)
+                    self.result.bytes += len(data)
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+                os.utime(fd, (m.mtime, m.mtime))
+            finally:
+                os.close(fd)
+            return
+        if m.issym():
+            os.symlink(m.linkname, name, dir_fd=pfd)
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            with contextlib.suppress(OSError):
+                os.utime(name, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+            return
+        if m.islnk():
+            target = _container_join(self.dest, *clean_name(m.linkname))
+            try:
+                tfd = openat2_in_root(self.rfd, target, os.O_PATH | os.O_NOFOLLOW)
+            except OSError as e:
+                raise FailedPrecondition(f"hard link {shown}: target {target} is missing") from e
+            try:
+                if stat.S_ISDIR(os.fstat(tfd).st_mode):
+                    raise FailedPrecondition(f"hard link {shown}: target {target} is a directory")
+                os.link(f"/proc/self/fd/{tfd}", name, dst_dir_fd=pfd, follow_symlinks=True)
+            finally:
+                os.close(tfd)
+            return
+        if m.ischr() or m.isblk():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+        elif m.isfifo():
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+        else:
+            return  # unknown kinds are left out
+        self.fix(pfd, name, m, uid, gid)
+
+    def fix(self, pfd: int, name: str, m: tarfile.TarInfo, uid: int, gid: int) -> None:
+        """Owner, mode, times of a just-made special file, through an O_NOFOLLOW handle."""
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            check = _TYPE_CHECK.get(m.type)
+            if check is None or not check(os.fstat(fd).st_mode):
+                return  # swapped meanwhile: leave it
+            via = f"/proc/self/fd/{fd}"
+            os.chown(via, uid, gid)
+            os.chmod(via, m.mode & 0o7777)
+            os.utime(via, (m.mtime, m.mtime))
+        finally:
+            os.close(fd)
+
+    def finish_dirs(self) -> None:
+        for rel, m in reversed(self.dirs):
+            if not rel:
+                continue  # the destination directory itself keeps its metadata
+            try:
+                fd = openat2_in_root(self.rfd, _container_join(self.dest, rel),
+                                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                uid, gid = self.owner(m)
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, m.mode & 0o7777)
+                os.utime(fd, (m.mtime, m.mtime))
+            finally:
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> CopyInResult:
+    """Extract the tar stream ``chunks`` into container directory ``dest_dir``."""
+    with _root_fd(root) as rfd:
+        try:
+            dfd = openat2_in_root(rfd, dest_dir, os.O_PATH | os.O_DIRECTORY)
+        except OSError as e:
+            if e.errno == errno.ENOTDIR:
+                raise FailedPrecondition(f"{dest_dir} is not a directory in the box") from e
+            raise _not_found(dest_dir, e) from e
+        os.close(dfd)
+        ex = _Extractor(rfd, dest_dir, keep_owner)
+        reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+                for m in tar:
+                    ex.member(tar, m)
+        except tarfile.TarError as e:
+            raise InvalidArgument(f"invalid tar stream: {e}") from e
+        ex.finish_dirs()
+        return ex.result

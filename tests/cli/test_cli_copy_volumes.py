@@ -1,0 +1,45 @@
+"""cp and volume commands without a VM: argument errors and the volume store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pytest_console_scripts import ScriptRunner
+
+from tests.cli.helpers import assert_one_line_error, bx
+
+
+def test_cp_argument_errors(script_runner: ScriptRunner, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    assert_one_line_error(bx(script_runner, "cp", "a:/x", "b:/y"), "between boxes")
+    assert_one_line_error(bx(script_runner, "cp", str(tmp_path / "f"), str(tmp_path / "g")),
+                          "BOX:PATH")
+    assert_one_line_error(bx(script_runner, "cp", str(tmp_path / "f"), "nobox:/tmp"), "nobox")
+    assert_one_line_error(bx(script_runner, "cp", "nobox:/x", str(tmp_path / "no" / "dir")),
+                          "does not exist")
+
+
+def test_volume_lifecycle(script_runner: ScriptRunner) -> None:
+    made = bx(script_runner, "volume", "create", "data")
+    assert made.returncode == 0 and made.stdout == "data\n"
+    listed = json.loads(bx(script_runner, "volume", "ls", "--format", "json").stdout)
+    assert [v["name"] for v in listed] == ["data"]
+    assert Path(listed[0]["mountpoint"]).is_dir()
+    assert bx(script_runner, "volume", "ls", "-q").stdout == "data\n"
+    assert "data" in bx(script_runner, "volume", "ls").stdout
+    inspected = json.loads(bx(script_runner, "volume", "inspect", "data").stdout)
+    assert inspected[0]["mountpoint"] == listed[0]["mountpoint"]
+    assert bx(script_runner, "volume", "rm", "data").returncode == 0
+    assert bx(script_runner, "volume", "ls", "-q").stdout == ""
+    assert_one_line_error(bx(script_runner, "volume", "rm", "data"), "no such volume")
+    assert_one_line_error(bx(script_runner, "volume", "create", "bad/name"), "invalid volume name")
+
+
+def test_run_bad_volume_specs(script_runner: ScriptRunner) -> None:
+    for spec, needle in [("/no/such/dir:/x", "does not exist"), ("rel/x:/x", "absolute host path"),
+                         ("/tmp:/x:rx", "unknown mode"), ("/tmp:x", "not absolute")]:
+        assert_one_line_error(bx(script_runner, "create", "-v", spec, "localhost/debian:bookworm"),
+                              needle)
+    assert bx(script_runner, "ps", "-a", "-q").stdout == ""
+    assert bx(script_runner, "volume", "ls", "-q").stdout == ""

@@ -1,0 +1,300 @@
+"""`boxlite cp` end to end: docker-cp semantics both ways, streams, stopped boxes, and
+escape attempts by a hostile guest (in both directions)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.state.pidfile import read_pidfile
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+
+pytestmark = pytest.mark.e2e
+BOX = "cpbox"
+
+
+@pytest.fixture(scope="module")
+def box(e2e_home: Path) -> Iterator[str]:
+    """One running box shared by the tests of this module."""
+    os.environ["BOXLITE_HOME"] = str(e2e_home)
+    run = bx("run", "-d", "--name", BOX, IMAGE, "sleep", "3600")
+    assert run.returncode == 0, run.stderr
+    try:
+        yield BOX
+    finally:
+        bx("rm", "-f", BOX)
+
+
+def sh(box: str, script: str) -> bytes:
+    proc = bx("exec", box, "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def ok(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    proc = bx("cp", *args, input=input)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def fails(*args: str, needle: str) -> None:
+    proc = bx("cp", *args)
+    assert proc.returncode == 125, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0].startswith("boxlite: ") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr.decode()
+
+
+# copy in ----------------------------------------------------------------------------------
+
+
+def test_file_into_dir_and_to_a_name(box: str, tmp_path: Path) -> None:
+    f = tmp_path / "hello.txt"
+    f.write_text("hello")
+    f.chmod(0o640)
+    ok(str(f), f"{box}:/tmp/")
+    ok(str(f), f"{box}:/tmp/renamed")
+    ok(str(f), f"{box}:tmp/relative")  # relative box paths are from /
+    out = sh(box, "cat /tmp/hello.txt /tmp/renamed /tmp/relative; stat -c '%a %u:%g' /tmp/hello.txt")
+    assert out == b"hellohellohello640 0:0\n"  # root-owned without -a, mode kept
+
+
+def test_file_replaces_file_and_archive_keeps_owner(box: str, tmp_path: Path) -> None:
+    f = tmp_path / "owned"
+    f.write_text("v1")
+    os.chown(f, 4321, 8765)
+    ok("-a", str(f), f"{box}:/tmp/owned")
+    f.write_text("v2")
+    ok(str(f), f"{box}:/tmp/owned")
+    assert sh(box, "cat /tmp/owned; stat -c ' %u:%g' /tmp/owned") == b"v2 0:0\n"
+    ok("-a", str(f), f"{box}:/tmp/owned")
+    assert sh(box, "stat -c '%u:%g' /tmp/owned") == b"4321:8765\n"
+
+
+def test_directory_new_existing_and_contents(box: str, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "f").write_text("deep")
+    (src / "top").write_text("top")
+    (src / "link").symlink_to("a/b/f")
+    sh(box, "mkdir -p /dst_exist /dst_contents")
+    ok(str(src), f"{box}:/dst_new")  # created, with the contents
+    ok(str(src), f"{box}:/dst_exist")  # copied inside it
+    ok(str(src) + "/.", f"{box}:/dst_contents")  # only the contents
+    out = sh(box, "cat /dst_new/a/b/f /dst_exist/tree/top /dst_contents/top; "
+                  "readlink /dst_new/link; ls /dst_contents")
+    assert out == b"deeptoptopa/b/f\na\nlink\ntop\n"
+
+
+def test_symlink_source_with_and_without_L(box: str, tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("real")
+    (tmp_path / "ln").symlink_to("real")
+    ok(str(tmp_path / "ln"), f"{box}:/tmp/ln_plain")
+    ok("-L", str(tmp_path / "ln"), f"{box}:/tmp/ln_followed")
+    assert sh(box, "readlink /tmp/ln_plain; cat /tmp/ln_followed") == b"real\nreal"
+
+
+def test_tar_on_stdin(box: str) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin/x")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    sh(box, "mkdir -p /tarin")
+    ok("-", f"{box}:/tarin", input=buf.getvalue())
+    assert sh(box, "cat /tarin/from-stdin/x") == b"abc"
+
+
+def test_into_tmpfs_of_a_running_box(box: str, tmp_path: Path) -> None:
+    (tmp_path / "shm").write_text("in memory")
+    ok(str(tmp_path / "shm"), f"{box}:/dev/shm/")
+    assert sh(box, "cat /dev/shm/shm; stat -f -c %T /dev/shm") == b"in memorytmpfs\n"
+
+
+# copy out ---------------------------------------------------------------------------------
+
+
+def test_out_file_dir_contents_and_stream(box: str, tmp_path: Path) -> None:
+    sh(box, "mkdir -p /out/sub && echo one > /out/sub/f && chmod 600 /out/sub/f "
+            "&& ln -sf sub/f /out/link && chown 123:456 /out/sub/f")
+    ok(f"{box}:/out/sub/f", str(tmp_path / "file"))
+    ok(f"{box}:/out", str(tmp_path / "newdir"))
+    (tmp_path / "existing").mkdir()
+    ok(f"{box}:/out", str(tmp_path / "existing"))
+    (tmp_path / "contents").mkdir()
+    ok(f"{box}:/out/.", str(tmp_path / "contents"))
+    assert (tmp_path / "file").read_text() == "one\n"
+    st = (tmp_path / "file").stat()
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())  # owned by the invoker
+    assert st.st_mode & 0o777 == 0o600
+    assert (tmp_path / "newdir" / "sub" / "f").read_text() == "one\n"
+    assert (tmp_path / "existing" / "out" / "sub" / "f").is_file()
+    assert sorted(os.listdir(tmp_path / "contents")) == ["link", "sub"]
+    assert os.readlink(tmp_path / "newdir" / "link") == "sub/f"
+    ok("-a", f"{box}:/out/sub/f", str(tmp_path / "kept"))
+    if os.geteuid() == 0:
+        assert (tmp_path / "kept").stat().st_uid == 123
+    stream = ok(f"{box}:/out", "-").stdout
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        assert sorted(tar.getnames()) == ["out", "out/link", "out/sub", "out/sub/f"]
+
+
+def test_out_symlink_follow(box: str, tmp_path: Path) -> None:
+    sh(box, "echo target > /tmp/t && ln -sf /tmp/t /tmp/abs_link")
+    ok(f"{box}:/tmp/abs_link", str(tmp_path / "plain"))
+    ok("-L", f"{box}:/tmp/abs_link", str(tmp_path / "followed"))
+    assert os.readlink(tmp_path / "plain") == "/tmp/t"
+    assert (tmp_path / "followed").read_text() == "target\n"
+
+
+# bad input --------------------------------------------------------------------------------
+
+
+def test_bad_input_one_line(box: str, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    sh(box, "mkdir -p /bad && echo x > /bad/file")
+    fails(str(tmp_path / "nope"), f"{box}:/tmp/", needle="no such file")
+    fails(f"{box}:/no/such", str(tmp_path), needle="no such file")
+    fails(str(tmp_path / "d"), f"{box}:/bad/file", needle="cannot copy a directory to a file")
+    fails(f"{box}:/bad", str(tmp_path / "f"), needle="cannot copy a directory to a file")
+    fails(str(tmp_path / "f"), f"{box}:/bad/missing/", needle="does not exist")
+    fails(str(tmp_path / "f"), f"{box}:/no/such/dir/x", needle="does not exist")
+    fails(f"{box}:/bad/file", str(tmp_path / "no" / "dir" / "x"), needle="does not exist")
+    fails("a:/x", "b:/y", needle="between boxes")
+    fails(str(tmp_path / "f"), str(tmp_path / "g"), needle="BOX:PATH")
+    fails(str(tmp_path / "f"), "no-such-box:/tmp", needle="no-such-box")
+
+
+# escapes ----------------------------------------------------------------------------------
+
+
+def test_hostile_guest_cannot_make_cp_out_write_outside(box: str, tmp_path: Path) -> None:
+    """The guest plants symlinks out of the tree, device nodes, a fifo, hard links."""
+    sh(box, "rm -rf /evil && mkdir -p /evil/d && ln -s / /evil/root && ln -s ../../../../.. /evil/up"
+            " && ln -s /etc /evil/d/etc && mknod /evil/null c 1 3 && mknod /evil/sda b 8 0"
+            " && mkfifo /evil/fifo && echo x > /evil/d/f && ln /evil/d/f /evil/hard")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    proc = ok(f"{box}:/evil", str(dest))
+    assert b"skipping device node" in proc.stderr
+    out = dest / "evil"
+    assert os.readlink(out / "root") == "/" and os.readlink(out / "up") == "../../../../.."
+    assert os.readlink(out / "d" / "etc") == "/etc"
+    assert not (out / "null").exists() and not (out / "sda").exists()
+    assert (out / "hard").stat().st_ino == (out / "d" / "f").stat().st_ino
+    assert sorted(os.listdir(tmp_path)) == before
+    # Copying again on top of the planted symlinks writes nothing through them.
+    ok(f"{box}:/evil", str(dest))
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_hostile_guest_swapping_symlinks_during_cp_in(box: str, tmp_path: Path) -> None:
+    """CVE-2018-15664: a guest process swaps a directory and a symlink to `/` while cp
+    runs; nothing may land outside the container root (here: the agent's own root,
+    which a container cannot see, must not get the marker)."""
+    sh(box, "rm -rf /race && mkdir -p /race/dir.real && ln -s / /race/dir.link")
+    swapper = subprocess.Popen(
+        [boxlite_bin(), "exec", box, "sh", "-c",
+         "cd /race; end=$(( $(date +%s) + 40 )); while [ $(date +%s) -lt $end ]; do "
+         "mv -T dir.real dir; mv -T dir dir.real; mv -T dir.link dir; mv -T dir dir.link; done"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    src = tmp_path / "payload"
+    src.mkdir()
+    for i in range(50):
+        (src / f"escape-marker-{i}").write_text("x")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            bx("cp", str(src) + "/.", f"{box}:/race/dir/")
+    finally:
+        swapper.kill()
+        swapper.wait()
+    # Whatever was followed was followed inside the container: the markers are in
+    # /race/dir.real or in the container's own root, never in the agent's root.
+    found = sh(box, "ls / /race/dir.real /race/dir 2>/dev/null | grep -c escape-marker || true")
+    assert int(found.strip()) > 0
+    agent_side = bx("exec", box, "sh", "-c", "ls -a /proc/1/root/ /proc/1/root/run")
+    assert agent_side.returncode == 0 and b"escape-marker" not in agent_side.stdout
+    assert b"boxlite" in agent_side.stdout  # really the agent's root (its /run/boxlite)
+
+
+# streaming, stopped boxes -----------------------------------------------------------------
+
+
+def test_256mb_both_ways_with_bounded_memory(box: str, tmp_path: Path, e2e_home: Path) -> None:
+    size = 256 * 1024 * 1024
+    big = tmp_path / "big"
+    digest = hashlib.sha256()
+    with open(big, "wb") as f:
+        block = os.urandom(1 << 20)
+        for i in range(size >> 20):
+            chunk = block[i % 7:] + block[:i % 7]
+            f.write(chunk)
+            digest.update(chunk)
+    proc = subprocess.Popen([boxlite_bin(), "cp", str(big), f"{box}:/tmp/big"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read() if proc.stderr else ""
+    assert usage.ru_maxrss < 150 * 1024, f"cp in peaked at {usage.ru_maxrss} KiB"
+    got = sh(box, "sha256sum /tmp/big").split()[0].decode()
+    assert got == digest.hexdigest()
+    back = tmp_path / "back"
+    proc = subprocess.Popen([boxlite_bin(), "cp", f"{box}:/tmp/big", str(back)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert usage.ru_maxrss < 150 * 1024, f"cp out peaked at {usage.ru_maxrss} KiB"
+    h = hashlib.sha256()
+    with open(back, "rb") as f:
+        while data := f.read(1 << 20):
+            h.update(data)
+    assert h.hexdigest() == digest.hexdigest()
+    sh(box, "rm /tmp/big")
+    # The shim (proxy) and the guest agent streamed it too: their peaks stay far below.
+    box_id = json.loads(bx("inspect", box).stdout)
+    box_id = (box_id[0] if isinstance(box_id, list) else box_id)["id"]
+    shim = read_pidfile(e2e_home / "boxes" / box_id / "shim.pid")
+    assert shim is not None
+    assert _peak_kib(Path(f"/proc/{shim.pid}/status").read_text()) < 150 * 1024
+    agent = sh(box, "for p in /proc/[0-9]*; do grep -q boxlite_agent $p/cmdline 2>/dev/null "
+                    "&& grep VmHWM $p/status; done; true")
+    peaks = [int(line.split()[1]) for line in agent.decode().splitlines()]
+    assert peaks and max(peaks) < 150 * 1024, agent
+
+
+def _peak_kib(status: str) -> int:
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+
+
+def test_stopped_and_created_boxes(tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("into a created box")
+    created = bx("create", "--name", "cpcreated", IMAGE, "cat", "/in")
+    assert created.returncode == 0, created.stderr
+    try:
+        ok(str(tmp_path / "in"), "cpcreated:/in")
+        ok("cpcreated:/etc/hostname", str(tmp_path / "hostname"))
+        state = json.loads(bx("inspect", "cpcreated").stdout)
+        state = state[0] if isinstance(state, list) else state
+        assert state["status"] == "created"
+        start = bx("start", "cpcreated")
+        assert start.returncode == 0, start.stderr
+        assert bx("wait", "cpcreated").stdout.strip() == b"0"
+        assert bx("logs", "cpcreated").stdout == b"into a created box"
+        # exited now: copy out what it left, still exited afterwards
+        ok("cpcreated:/in", str(tmp_path / "back"))
+        assert (tmp_path / "back").read_text() == "into a created box"
+        ps = json.loads(bx("ps", "-a", "--format", "json").stdout)
+        assert [b["status"] for b in ps if b["name"] == "cpcreated"] == ["exited"]
+    finally:
+        bx("rm", "-f", "cpcreated")

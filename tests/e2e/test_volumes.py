@@ -1,0 +1,106 @@
+"""`-v` end to end: virtio-9p binds of directories and single files, read-only
+mounts, named and anonymous volumes, `volume` commands, and bad specs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, bx
+
+pytestmark = pytest.mark.e2e
+
+
+def test_nine_volumes_rw_ro_files_named_and_anonymous(tmp_path: Path) -> None:
+    dirs = []
+    for i in range(6):
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        (d / "f").write_text(str(i))
+        dirs.append(d)
+    (tmp_path / "single.conf").write_text("single")
+    (tmp_path / "other-file").write_text("not shared")
+    args = [a for i, d in enumerate(dirs[:5]) for a in ("-v", f"{d}:/m/d{i}")]
+    args += ["-v", f"{dirs[5]}:/m/ro:ro", "-v", f"{tmp_path / 'single.conf'}:/etc/single.conf:ro",
+             "-v", "e2e-named:/named", "-v", "/anon"]
+    script = (
+        "cat /m/d0/f /m/d1/f /m/d2/f /m/d3/f /m/d4/f /m/ro/f /etc/single.conf; echo;"
+        "echo written > /m/d0/new; mkdir /m/d1/sub; echo deep > /m/d1/sub/x;"
+        "echo nope > /m/ro/new 2>/dev/null && echo RO-WRITABLE;"
+        "echo nope >> /etc/single.conf 2>/dev/null && echo FILE-WRITABLE;"
+        "touch /m/ro/f 2>&1 | grep -q 'Read-only' && echo ro-enforced;"
+        "ls /etc | grep -c other-file;"
+        "echo kept > /named/n; echo anon > /anon/a"
+    )
+    proc = bx("run", "--name", "vols", *args, IMAGE, "sh", "-c", script)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.decode().splitlines()
+        assert lines[0] == "012345single"
+        assert "RO-WRITABLE" not in lines and "FILE-WRITABLE" not in lines
+        assert "ro-enforced" in lines
+        assert lines[-1] == "0"  # the single file's neighbours are not in the box
+        new = dirs[0] / "new"
+        assert new.read_text() == "written\n"
+        st = new.stat()
+        # mapped-xattr: files the guest makes belong to the user running boxlite
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+        assert (dirs[1] / "sub" / "x").read_text() == "deep\n"
+        assert sorted(os.listdir(dirs[5])) == ["f"]
+        assert (tmp_path / "single.conf").read_text() == "single"
+        volumes = json.loads(bx("volume", "ls", "--format", "json").stdout)
+        named = next(v for v in volumes if v["name"] == "e2e-named")
+        assert (Path(named["mountpoint"]) / "n").read_text() == "kept\n"
+        anon = [v for v in volumes if v["anonymous"]]
+        assert any((Path(v["mountpoint"]) / "a").is_file() for v in anon)
+        # in use: refused, box and volume unchanged
+        busy = bx("volume", "rm", "e2e-named")
+        assert busy.returncode == 125 and b"in use by box vols" in busy.stderr
+        # the data survives a restart of the box, and cp sees volume contents
+        out = tmp_path / "out"
+        cp = bx("cp", "vols:/named/n", str(out))
+        assert cp.returncode == 0, cp.stderr
+        assert out.read_text() == "kept\n"
+    finally:
+        bx("rm", "-v", "-f", "vols")
+    after = {v["name"] for v in json.loads(bx("volume", "ls", "--format", "json").stdout)}
+    assert "e2e-named" in after  # named volumes stay
+    assert not any(v["anonymous"] and (Path(v["mountpoint"]) / "a").is_file()
+                   for v in json.loads(bx("volume", "ls", "--format", "json").stdout))
+    assert bx("volume", "rm", "e2e-named").returncode == 0
+
+
+def test_named_volume_shared_between_runs() -> None:
+    assert bx("volume", "create", "e2e-share").stdout.strip() == b"e2e-share"
+    try:
+        first = bx("run", "--rm", "-v", "e2e-share:/data", IMAGE, "sh", "-c", "echo 1 > /data/x")
+        assert first.returncode == 0, first.stderr
+        second = bx("run", "--rm", "-v", "e2e-share:/data:ro", IMAGE, "cat", "/data/x")
+        assert second.stdout == b"1\n"
+        inspect = json.loads(bx("volume", "inspect", "e2e-share").stdout)
+        assert inspect[0]["name"] == "e2e-share"
+    finally:
+        bx("volume", "rm", "e2e-share")
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("/definitely/not/here:/x", "does not exist"),
+    ("relative/dir:/x", "neither an absolute host path nor a volume name"),
+    ("/tmp:relative", "not absolute"),
+    ("/tmp:/x:rw:extra", "too many"),
+    ("/tmp:/x:bad", "unknown mode"),
+    ("/tmp::ro", "empty part"),
+    ("/tmp:/", "root directory"),
+])
+def test_bad_specs_leave_nothing(spec: str, needle: str) -> None:
+    before = bx("ps", "-a", "-q").stdout
+    vols = bx("volume", "ls", "-q").stdout
+    proc = bx("run", "--rm", "-v", spec, IMAGE, "true")
+    assert proc.returncode == 125
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0].startswith("boxlite: ") and needle in lines[0], proc.stderr
+    assert bx("ps", "-a", "-q").stdout == before
+    assert bx("volume", "ls", "-q").stdout == vols

@@ -1,0 +1,169 @@
+"""The agent's cp: stat, tar out of and into a container root that it never leaves."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
+
+from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
+from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="extraction chowns to 0:0 (root)")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, Path]:
+    """(container root, a host directory beside it that must stay untouched)."""
+    root, host = tmp_path / "root", tmp_path / "host"
+    (root / "etc").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    host.mkdir()
+    (host / "secret").write_text("secret")
+    (root / "data" / "to_etc").symlink_to("/etc")
+    (root / "data" / "up").symlink_to("../../../host")
+    (root / "data" / "abs_host").symlink_to(str(host))
+    return root, host
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.uid = 1234
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _names(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar}
+
+
+def test_stat_resolves_inside_the_root(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    link = stat_path(str(root), "/data/to_etc", follow_link=False)
+    assert link.exists and link.link_target == "/etc"
+    followed = stat_path(str(root), "/data/to_etc/passwd", follow_link=True)
+    assert followed.exists and followed.size == len("root:x:0:0::/root:/bin/sh\n")
+    # "../../../host" and the absolute host path both stay inside the root: not found.
+    assert not stat_path(str(root), "/data/up/secret", True).exists
+    assert not stat_path(str(root), "/data/abs_host/secret", True).exists
+
+
+def test_tar_out_names_and_symlinks(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    data = b"".join(tar_out(str(root), "/data", False, "copy"))
+    names = _names(data)
+    assert names["copy/to_etc"].issym() and names["copy/to_etc"].linkname == "/etc"
+    assert "copy/to_etc/passwd" not in names
+    followed = _names(b"".join(tar_out(str(root), "/data/to_etc", True, "etc")))
+    assert "etc/passwd" in followed
+    contents = _names(b"".join(tar_out(str(root), "/etc", False, "")))
+    assert list(contents) == ["passwd"]
+
+
+def test_tar_out_of_an_escaping_link_stays_inside(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    with pytest.raises(NotFound):
+        b"".join(tar_out(str(root), "/data/abs_host/secret", True, "x"))
+
+
+def test_tar_out_contents_of_a_file_is_refused(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    with pytest.raises(InvalidArgument):
+        b"".join(tar_out(str(root), "/etc/passwd", False, ""))
+
+
+def test_rechunk() -> None:
+    assert b"".join(rechunk(iter([b"a"] * 10), 3)) == b"a" * 10
+
+
+@root_only
+def test_tar_in_follows_links_inside_the_root_only(world: tuple[Path, Path]) -> None:
+    root, host = world
+    result = tar_in(str(root), "/data", False, iter([_tar({"to_etc/new": b"1"})]))
+    assert (root / "etc" / "new").read_bytes() == b"1"
+    assert result.entries == 1
+    # The host path the link names does not exist inside the root: refused there.
+    with pytest.raises(FailedPrecondition, match="missing directory"):
+        tar_in(str(root), "/data", False, iter([_tar({"abs_host/x/y": b"2"})]))
+    (root / str(host).lstrip("/")).mkdir(parents=True)
+    tar_in(str(root), "/data", False, iter([_tar({"abs_host/x/y": b"2"})]))
+    assert (root / str(host).lstrip("/") / "x" / "y").read_bytes() == b"2"
+    assert sorted(p.name for p in host.iterdir()) == ["secret"]
+    assert (root / "etc" / "new").stat().st_uid == 0  # no -a: root-owned
+
+
+@root_only
+def test_tar_in_keeps_owner_with_archive(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    tar_in(str(root), "/data", True, iter([_tar({"f": b"x"})]))
+    assert (root / "data" / "f").stat().st_uid == 1234
+
+
+@root_only
+@pytest.mark.parametrize("name", ["../x", "a/../../x"])
+def test_tar_in_refuses_dotdot(world: tuple[Path, Path], name: str) -> None:
+    root, _ = world
+    with pytest.raises(InvalidArgument):
+        tar_in(str(root), "/data", False, iter([_tar({name: b"x"})]))
+
+
+@root_only
+def test_tar_in_dangling_link_parent(world: tuple[Path, Path]) -> None:
+    root, host = world
+    with pytest.raises(FailedPrecondition, match="symbolic link"):
+        tar_in(str(root), "/data", False, iter([_tar({"up/secret": b"evil"})]))
+    assert (host / "secret").read_text() == "secret"
+
+
+def test_tar_in_missing_destination(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    with pytest.raises(NotFound):
+        tar_in(str(root), "/nope", False, iter([_tar({"f": b"x"})]))
+    with pytest.raises(FailedPrecondition, match="not a directory"):
+        tar_in(str(root), "/etc/passwd", False, iter([_tar({"f": b"x"})]))
+
+
+@root_only
+def test_tar_in_against_a_racing_symlink_swap(world: tuple[Path, Path]) -> None:
+    """CVE-2018-15664: a guest process swaps a directory and a symlink to `/` (of the
+    host, here) while files are copied into it: nothing lands outside the root."""
+    root, host = world
+    target = root / "data" / "swap"
+    stop = threading.Event()
+
+    def swapper() -> None:
+        real, link = root / "data" / "swap.dir", root / "data" / "swap.link"
+        real.mkdir()
+        link.symlink_to(str(host))
+        while not stop.is_set():
+            for src in (real, link):
+                try:
+                    os.rename(src, target)
+                    os.rename(target, src)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    try:
+        for i in range(200):
+            with contextlib.suppress(FailedPrecondition, NotFound, OSError):
+                tar_in(str(root), "/data", False, iter([_tar({f"swap/f{i}": b"evil"})]))
+    finally:
+        stop.set()
+        thread.join()
+    assert sorted(p.name for p in host.iterdir()) == ["secret"]

@@ -1,0 +1,310 @@
+"""boxlite cp on the host: argument parsing, docker's placement rules, tar streams made
+from host files, and extraction of hostile tar streams from a box."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.copy import (
+    CpArgs,
+    Kind,
+    Plan,
+    host_destination,
+    host_source,
+    parse_cp_args,
+    plan_copy,
+    split_box_arg,
+    strip_path,
+    wants_contents,
+)
+from boxlite_cli.transfer.extract import UnsafeArchive, extract_tar
+from boxlite_cli.transfer.tarwrite import rechunk, tar_path
+
+# arguments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("box:/etc", ("box", "/etc")),
+    ("box:", ("box", "")),
+    ("/abs/with:colon", (None, "/abs/with:colon")),
+    ("./rel:colon", (None, "./rel:colon")),
+    ("plain", (None, "plain")),
+    ("-", (None, "-")),
+    ("b:rel/path", ("b", "rel/path")),
+])
+def test_split_box_arg(arg: str, expected: tuple[str | None, str]) -> None:
+    assert split_box_arg(arg) == expected
+
+
+def test_parse_cp_args_directions() -> None:
+    assert parse_cp_args("f", "b:/tmp/") == CpArgs("b", "/tmp/", "f", to_box=True)
+    assert parse_cp_args("b:etc/x", "-") == CpArgs("b", "/etc/x", "-", to_box=False)
+    assert parse_cp_args("-", "b:/d") == CpArgs("b", "/d", "-", to_box=True)
+
+
+@pytest.mark.parametrize(("src", "dst", "needle"), [
+    ("a:/x", "b:/y", "between boxes"),
+    ("x", "y", "BOX:PATH"),
+    ("-", "-", "BOX:PATH"),
+    ("b:", "/tmp", "empty"),
+    ("/tmp", "b:", "empty"),
+    (":/x", "/tmp", "empty"),
+    ("", "b:/x", "empty"),
+    ("b:/x", "b2:-", "between boxes"),
+])
+def test_parse_cp_args_refusals(src: str, dst: str, needle: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_cp_args(src, dst)
+    assert needle in e.value.message
+
+
+def test_contents_and_strip() -> None:
+    assert wants_contents("/d/.") and wants_contents(".") and not wants_contents("/d/")
+    assert strip_path("/d/.") == "/d"
+    assert strip_path("/d/") == "/d"
+    assert strip_path("/") == "/"
+    assert strip_path("/.") == "/"
+
+
+# docker's placement rules -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("src", "src_kind", "dst", "dst_kind", "plan"), [
+    # file → file / into a dir / new name
+    ("/a/f", Kind.OTHER, "/b/g", Kind.OTHER, Plan("/b", "g")),
+    ("/a/f", Kind.OTHER, "/b/g", Kind.MISSING, Plan("/b", "g")),
+    ("/a/f", Kind.OTHER, "/b", Kind.DIR, Plan("/b", "f")),
+    ("/a/f", Kind.OTHER, "/b/", Kind.DIR, Plan("/b", "f")),
+    # dir → new dir (created with the contents), existing dir (inside it), SRC/.
+    ("/a/d", Kind.DIR, "/b/new", Kind.MISSING, Plan("/b", "new")),
+    ("/a/d", Kind.DIR, "/b", Kind.DIR, Plan("/b", "d")),
+    ("/a/d/.", Kind.DIR, "/b", Kind.DIR, Plan("/b", "")),
+    ("/a/d/.", Kind.DIR, "/b/new", Kind.MISSING, Plan("/b", "new")),
+    ("/a/d/", Kind.DIR, "/b", Kind.DIR, Plan("/b", "d")),
+    ("rel", Kind.OTHER, "out", Kind.MISSING, Plan(".", "out")),
+])
+def test_plan_copy(src: str, src_kind: Kind, dst: str, dst_kind: Kind, plan: Plan) -> None:
+    base = os.path.basename(strip_path(src))
+    assert plan_copy(src, src_kind, dst, dst_kind, base) == plan
+
+
+@pytest.mark.parametrize(("src", "src_kind", "dst", "dst_kind", "needle"), [
+    ("/a/d", Kind.DIR, "/b/file", Kind.OTHER, "cannot copy a directory to a file"),
+    ("/a/f/", Kind.OTHER, "/b", Kind.DIR, "not a directory"),
+    ("/a/f", Kind.OTHER, "/b/missing/", Kind.MISSING, "does not exist"),
+    ("/a/f", Kind.OTHER, "/b/file/", Kind.OTHER, "not a directory"),
+    ("/a/x", Kind.MISSING, "/b", Kind.DIR, "no such file"),
+])
+def test_plan_copy_refusals(src: str, src_kind: Kind, dst: str, dst_kind: Kind,
+                            needle: str) -> None:
+    with pytest.raises(UsageError) as e:
+        plan_copy(src, src_kind, dst, dst_kind, "x")
+    assert needle in e.value.message
+
+
+def test_host_destination_needs_a_parent(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        host_destination(str(tmp_path / "no" / "such"))
+    assert host_destination(str(tmp_path / "new"))[1] is Kind.MISSING
+    assert host_destination(str(tmp_path))[1] is Kind.DIR
+
+
+def test_host_source_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "l").symlink_to("d")
+    assert host_source(str(tmp_path / "l"), follow=False)[1] is Kind.OTHER
+    assert host_source(str(tmp_path / "l"), follow=True)[1] is Kind.DIR
+    assert host_source(str(tmp_path / "l") + "/", follow=False)[1] is Kind.DIR
+
+
+# tar streams from host files --------------------------------------------------------------
+
+
+def _members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar}
+
+
+def test_tar_path_names_modes_links(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(b"x" * 1000)
+    (src / "sub" / "f").chmod(0o751)
+    os.link(src / "sub" / "f", src / "hard")
+    (src / "link").symlink_to("/etc/passwd")
+    data = b"".join(tar_path(str(src), "top"))
+    m = _members(data)
+    assert set(m) == {"top", "top/sub", "top/sub/f", "top/hard", "top/link"}
+    # sorted walk: "hard" comes first and carries the data; the other name links to it
+    assert m["top/hard"].size == 1000 and m["top/hard"].mode == 0o751
+    assert m["top/sub/f"].islnk() and m["top/sub/f"].linkname == "top/hard"
+    assert m["top/link"].issym() and m["top/link"].linkname == "/etc/passwd"
+    contents = _members(b"".join(tar_path(str(src), "")))
+    assert "sub/f" in contents and "" not in contents
+
+
+def test_rechunk_bounds_messages() -> None:
+    pieces = [b"a" * 100] * 50 + [b"b" * 5000] + [b"c"]
+    out = list(rechunk(iter(pieces), size=1024))
+    assert b"".join(out) == b"".join(pieces)
+    assert all(len(c) <= 2 * 5000 for c in out)
+
+
+# extracting hostile streams ---------------------------------------------------------------
+
+
+def _tar(*entries: tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            if isinstance(entry, tuple):
+                info, data = entry
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(entry)
+    return buf.getvalue()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+          ) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    return info
+
+
+def _chunks(data: bytes, size: int = 700) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+@pytest.fixture
+def area(tmp_path: Path) -> tuple[Path, Path]:
+    """(destination, a sibling that must stay untouched)."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    return dest, outside
+
+
+def _untouched(outside: Path) -> None:
+    assert sorted(p.name for p in outside.iterdir()) == ["keep"]
+    assert (outside / "keep").read_text() == "keep"
+
+
+def test_extract_round_trip(tmp_path: Path, area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(os.urandom(3000))
+    (src / "d").chmod(0o555)
+    (src / "l").symlink_to("d/f")
+    result = extract_tar(rechunk(tar_path(str(src), "copy"), 1024), str(dest))
+    assert (dest / "copy" / "d" / "f").read_bytes() == (src / "d" / "f").read_bytes()
+    assert stat.S_IMODE((dest / "copy" / "d").stat().st_mode) == 0o555
+    assert os.readlink(dest / "copy" / "l") == "d/f"
+    assert result.entries == 4
+    (src / "d").chmod(0o755)
+    (dest / "copy" / "d").chmod(0o755)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../../escape", "x/../../../outside/keep"])
+def test_extract_refuses_dotdot(area: tuple[Path, Path], name: str) -> None:
+    dest, outside = area
+    with pytest.raises(UnsafeArchive, match=r"'\.\.'"):
+        extract_tar(_chunks(_tar((_info(name), b"evil"))), str(dest))
+    _untouched(outside)
+
+
+def test_extract_confines_absolute_names(area: tuple[Path, Path]) -> None:
+    dest, outside = area
+    extract_tar(_chunks(_tar((_info(str(outside / "keep")), b"evil"))), str(dest))
+    _untouched(outside)
+    assert (dest / str(outside / "keep").lstrip("/")).read_bytes() == b"evil"
+
+
+@pytest.mark.parametrize("target", ["/", "..", "../outside", "/etc"])
+def test_extract_never_writes_through_a_symlink(area: tuple[Path, Path], target: str) -> None:
+    dest, outside = area
+    stream = _tar(_info("link", tarfile.SYMTYPE, target), (_info("link/keep"), b"evil"))
+    with pytest.raises(UnsafeArchive, match="symlink"):
+        extract_tar(_chunks(stream), str(dest))
+    _untouched(outside)
+    assert os.readlink(dest / "link") == target  # made as is, never followed
+
+
+def test_extract_never_writes_through_a_planted_file_symlink(area: tuple[Path, Path]) -> None:
+    dest, outside = area
+    stream = _tar(_info("f", tarfile.SYMTYPE, str(outside / "keep")), (_info("f"), b"evil"))
+    extract_tar(_chunks(stream), str(dest))
+    _untouched(outside)
+    assert (dest / "f").read_bytes() == b"evil" and not (dest / "f").is_symlink()
+
+
+def test_extract_existing_symlink_in_destination_is_not_followed(area: tuple[Path, Path]) -> None:
+    dest, outside = area
+    (dest / "sub").symlink_to(outside)
+    with pytest.raises(UnsafeArchive):
+        extract_tar(_chunks(_tar((_info("sub/new"), b"evil"))), str(dest))
+    _untouched(outside)
+
+
+@pytest.mark.parametrize("link", ["../outside/keep", "/etc/passwd", "missing"])
+def test_extract_refuses_hard_links_out(area: tuple[Path, Path], link: str) -> None:
+    dest, outside = area
+    with pytest.raises(UnsafeArchive):
+        extract_tar(_chunks(_tar(_info("hl", tarfile.LNKTYPE, link))), str(dest))
+    _untouched(outside)
+    assert not (dest / "hl").exists()
+
+
+def test_extract_hard_link_to_own_file(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    extract_tar(_chunks(_tar((_info("f"), b"data"), _info("h", tarfile.LNKTYPE, "f"))), str(dest))
+    assert (dest / "f").stat().st_ino == (dest / "h").stat().st_ino
+
+
+def test_extract_skips_devices(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    dev = _info("sda", tarfile.BLKTYPE)
+    dev.devmajor, dev.devminor = 8, 0
+    warnings: list[str] = []
+    result = extract_tar(_chunks(_tar(dev, _info("null", tarfile.CHRTYPE), (_info("ok"), b"1"))),
+                         str(dest), warn=warnings.append)
+    assert sorted(p.name for p in dest.iterdir()) == ["ok"]
+    assert result.skipped == ["sda", "null"] and len(warnings) == 2
+
+
+def test_extract_dir_file_conflicts(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    (dest / "d").mkdir()
+    with pytest.raises(UnsafeArchive, match="cannot overwrite directory"):
+        extract_tar(_chunks(_tar((_info("d"), b"x"))), str(dest))
+    (dest / "f").write_text("x")
+    with pytest.raises(UnsafeArchive, match="cannot overwrite non-directory"):
+        extract_tar(_chunks(_tar(_info("f", tarfile.DIRTYPE))), str(dest))
+
+
+def test_extract_strips_setuid_of_foreign_owners(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    info = _info("suid", mode=0o4755)
+    info.uid = os.geteuid() + 1
+    extract_tar(_chunks(_tar((info, b"#!"))), str(dest), keep_owner=True)
+    assert stat.S_IMODE((dest / "suid").stat().st_mode) == 0o755
+    extract_tar(_chunks(_tar((_info("own", mode=0o4755), b"#!"))), str(dest))
+    assert stat.S_IMODE((dest / "own").stat().st_mode) == 0o4755
+
+
+def test_extract_malformed_stream(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    with pytest.raises(UnsafeArchive, match="malformed"):
+        extract_tar(iter([b"not a tar" * 100]), str(dest))

@@ -1,0 +1,178 @@
+"""-v: the spec parser, resolving mounts, named volumes, the VM's 9p shares."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import Conflict, NotFound, UsageError, VmError
+from boxlite_cli.runtime.volumes import (
+    MAX_VOLUMES,
+    VolumeRequest,
+    check_host_sources,
+    create_volume,
+    parse_volume_spec,
+    parse_volume_specs,
+    remove_volume,
+    resolve_mounts,
+    vm_shares,
+)
+from boxlite_cli.shim.vmspec import GuestVolume, Launch
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec
+from boxlite_cli.state.volumes import BIND, VOLUME, Mount, VolumeStore
+from boxlite_cli.vmm.base import Share, VmSpec
+from boxlite_cli.vmm.qemu import QemuDriver, share_args
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("/data", VolumeRequest("anonymous", "", "/data")),
+    ("/host/dir:/box/dir", VolumeRequest(BIND, "/host/dir", "/box/dir")),
+    ("/host/dir:/box/dir:ro", VolumeRequest(BIND, "/host/dir", "/box/dir", True)),
+    ("/host/dir:/box/dir:rw", VolumeRequest(BIND, "/host/dir", "/box/dir", False)),
+    ("/host//dir/:/box/./dir/", VolumeRequest(BIND, "/host/dir", "/box/dir")),
+    ("cache:/root/.cache", VolumeRequest(VOLUME, "cache", "/root/.cache")),
+    ("my.vol-1_x:/v:ro", VolumeRequest(VOLUME, "my.vol-1_x", "/v", True)),
+])
+def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
+    assert parse_volume_spec(spec) == expected
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("", "empty"),
+    (":/x", "empty part"),
+    ("/h:", "empty part"),
+    ("/h::ro", "empty part"),
+    ("/a:/b:ro:extra", "too many"),
+    ("/a:/b:rx", "unknown mode"),
+    ("/a:/b:z", "unknown mode"),
+    ("/a:relative", "not absolute"),
+    ("relative", "not absolute"),
+    ("/a:ro", "missing"),
+    ("/a:/", "root directory"),
+    ("./dir:/x", "neither an absolute host path nor a volume name"),
+    ("dir/sub:/x", "neither an absolute host path nor a volume name"),
+    ("~/x:/x", "neither an absolute host path nor a volume name"),
+    ("-bad:/x", "neither"),
+])
+def test_parse_volume_spec_refusals(spec: str, needle: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_volume_spec(spec)
+    assert needle in e.value.message
+    assert repr(spec) in e.value.message
+
+
+def test_duplicates_and_limit() -> None:
+    with pytest.raises(UsageError, match="duplicate mount point /x"):
+        parse_volume_specs(["/a:/x", "v:/x/"])
+    with pytest.raises(UsageError, match="too many volumes"):
+        parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES + 1)])
+    assert len(parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES)])) == MAX_VOLUMES
+
+
+def test_missing_host_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist") as e:
+        check_host_sources([VolumeRequest(BIND, str(tmp_path / "nope"), "/x")])
+    assert e.value.hint is not None
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UsageError, match="neither a directory nor a file"):
+        check_host_sources([VolumeRequest(BIND, str(tmp_path / "fifo"), "/x")])
+
+
+def test_resolve_mounts_creates_named_and_anonymous(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    (tmp_path / "h").mkdir()
+    create_volume(store, "old")
+    reqs = parse_volume_specs([f"{tmp_path}/h:/h:ro", "old:/o", "new:/n", "/anon"])
+    mounts, made = resolve_mounts(store, reqs)
+    assert mounts[0] == Mount(BIND, f"{tmp_path}/h", "/h", True)
+    assert [m.source for m in mounts[1:3]] == ["old", "new"]
+    assert mounts[3].anonymous and len(mounts[3].source) == 64
+    assert made == ["new", mounts[3].source]
+    assert {v.name for v in store.all()} == {"old", "new", mounts[3].source}
+
+
+def test_resolve_mounts_takes_back_what_it_made_on_failure(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    reqs = [VolumeRequest(VOLUME, "good", "/a"), VolumeRequest(VOLUME, "bad name!", "/b")]
+    with pytest.raises(UsageError):
+        resolve_mounts(store, reqs)
+    assert store.all() == []
+
+
+def test_volume_store_and_remove_in_use(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    info = create_volume(store, "data")
+    assert Path(info.mountpoint).is_dir() and info.mountpoint.endswith("data/_data")
+    assert create_volume(store, "data").created_at == info.created_at  # idempotent
+    users = [("box1", [Mount(VOLUME, "data", "/d")])]
+    with pytest.raises(Conflict, match="in use by box box1"):
+        remove_volume(store, lambda: users, "data")
+    remove_volume(store, lambda: [], "data")
+    with pytest.raises(NotFound):
+        store.get("data")
+    with pytest.raises(NotFound):
+        remove_volume(store, lambda: [], "data")
+    assert len(create_volume(store, None).name) == 64
+
+
+def test_vm_shares_dirs_volumes_and_single_files(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    create_volume(store, "v")
+    box = tmp_path / "box"
+    box.mkdir()
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "neighbour").write_text("private")
+    (tmp_path / "dir" / "conf").write_text("shared")
+    mounts = [Mount(BIND, str(tmp_path / "dir"), "/d"), Mount(VOLUME, "v", "/v", True),
+              Mount(BIND, str(tmp_path / "dir" / "conf"), "/etc/conf", True)]
+    shares, guest = vm_shares(box, store, mounts)
+    assert shares[0] == Share("vol0", str(tmp_path / "dir"))
+    assert shares[1] == Share("vol1", str(store.data_dir("v")), True)
+    assert guest[2] == GuestVolume("vol2", "/etc/conf", True, "conf")
+    holder = Path(shares[2].path)
+    assert sorted(p.name for p in holder.iterdir()) == ["conf"]  # not its neighbours
+    assert (holder / "conf").stat().st_ino == (tmp_path / "dir" / "conf").stat().st_ino
+    # a second start re-links (the file may have been replaced meanwhile)
+    vm_shares(box, store, mounts)
+    (tmp_path / "dir" / "conf").unlink()
+    with pytest.raises(VmError, match="does not exist any more"):
+        vm_shares(box, store, mounts)
+    store.remove("v")
+    with pytest.raises(VmError, match="volume v"):
+        vm_shares(box, store, mounts[1:2])
+
+
+def test_qemu_share_args(tmp_path: Path) -> None:
+    spec = VmSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", agent_root=tmp_path / "a",
+                  rootfs_disk=tmp_path / "r", console_log=tmp_path / "c",
+                  agent_socket=tmp_path / "s", control_socket=tmp_path / "q",
+                  shares=(Share("vol0", "/h,odd"), Share("vol1", "/ro", True)))
+    args = share_args(spec)
+    assert args == [
+        "-fsdev", "local,id=fs0,path=/h,,odd,security_model=mapped-xattr",
+        "-device", "virtio-9p-device,fsdev=fs0,mount_tag=vol0",
+        "-fsdev", "local,id=fs1,path=/ro,security_model=mapped-xattr,readonly=on",
+        "-device", "virtio-9p-device,fsdev=fs1,mount_tag=vol1",
+    ]
+    cmd = QemuDriver().command(spec)
+    assert cmd[-len(args):] == args
+
+
+def test_launch_round_trip(tmp_path: Path) -> None:
+    spec = VmSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", agent_root=tmp_path / "a",
+                  rootfs_disk=tmp_path / "r", console_log=tmp_path / "c",
+                  agent_socket=tmp_path / "s", control_socket=tmp_path / "q",
+                  shares=(Share("vol0", "/h", True),))
+    launch = Launch("qemu", spec, 30.0, volumes=(GuestVolume("vol0", "/x", True, "f"),),
+                    maintenance=True)
+    launch.save(tmp_path / "vm.json")
+    assert Launch.load(tmp_path / "vm.json") == launch
+
+
+def test_box_state_keeps_mounts() -> None:
+    state = BoxState(id="a" * 64, name="n", config=BoxConfig(
+        image="i", image_id="sha256:x", rootfs_base="", process=ProcessSpec(argv=["true"]),
+        mounts=[Mount(VOLUME, "v", "/v", True, True)]))
+    assert BoxState.from_json(state.to_json()) == state
