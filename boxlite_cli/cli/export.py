@@ -1,0 +1,35 @@
+"""boxlite export: a box (config and flattened disk) as one archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli, warn
+
+
+@click.command()
+@click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(path_type=Path),
+              help="The archive to write (tar + zstd).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (refused otherwise).")
+@click.argument("box", shell_complete=complete_box)
+@pass_cli
+def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
+    """Write BOX (running or stopped) as an archive to import elsewhere.
+
+    The archive holds a manifest (the box's config, name, image, and the SHA-256 of
+    every disk) and the box's disk flattened into one standalone qcow2, so it works on
+    a host without the image. A running box is quiesced for an instant (a disk
+    snapshot, which its disk stays built on). Volumes (-v) are not exported. An
+    existing FILE is refused unless --force; a failed export leaves no partial file.
+    """
+    from boxlite_cli.runtime.export import export_box
+
+    result = export_box(cli.runtime, box, output, force=force, warn=warn)
+    if result.kept_snapshot:
+        warn(f"the box's disk is now built on snapshot {result.kept_snapshot} (taken to "
+             "export it while running)")
+    click.echo(str(output))
+    return 0

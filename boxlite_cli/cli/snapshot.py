@@ -1,0 +1,76 @@
+"""boxlite snapshot: disk snapshots and memory checkpoints of a box."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.output import ago, format_option, print_json, print_table
+
+
+@click.group()
+def snapshot() -> None:
+    """Snapshots of a box's disk, and checkpoints of its memory (create, ls, restore, rm)."""
+
+
+@snapshot.command("create")
+@click.option("--memory", is_flag=True,
+              help="Also save the running VM's memory (a checkpoint to resume with "
+                   "`boxlite start --checkpoint NAME BOX`).")
+@click.argument("box", shell_complete=complete_box)
+@click.argument("name")
+@pass_cli
+def create(cli: CliContext, memory: bool, box: str, name: str) -> int:
+    """Take snapshot NAME of BOX (running or stopped; the VM pauses for the switch)."""
+    from boxlite_cli.runtime import snapshots
+
+    snapshots.create(cli.runtime, box, name, memory=memory)
+    click.echo(name)
+    return 0
+
+
+@snapshot.command("ls")
+@format_option
+@click.argument("box", shell_complete=complete_box)
+@pass_cli
+def ls(cli: CliContext, fmt: str, box: str) -> int:
+    """List the snapshots of BOX, oldest first."""
+    from boxlite_cli.runtime import snapshots
+
+    items = snapshots.list_all(cli.runtime, box)
+    if fmt == "json":
+        print_json([{"name": s.name, "created": datetime.fromtimestamp(s.created).isoformat(),
+                     "memory": bool(s.memory), "file": s.file} for s in items])
+        return 0
+    print_table(["NAME", "CREATED", "MEMORY"],
+                [[s.name, ago(s.created), "yes" if s.memory else "no"] for s in items])
+    return 0
+
+
+@snapshot.command("restore")
+@click.argument("box", shell_complete=complete_box)
+@click.argument("name")
+@pass_cli
+def restore(cli: CliContext, box: str, name: str) -> int:
+    """Roll the disk of stopped BOX back to snapshot NAME (later snapshots are kept)."""
+    from boxlite_cli.runtime import snapshots
+
+    snapshots.restore(cli.runtime, box, name)
+    click.echo(name)
+    return 0
+
+
+@snapshot.command("rm")
+@click.argument("box", shell_complete=complete_box)
+@click.argument("name")
+@pass_cli
+def rm(cli: CliContext, box: str, name: str) -> int:
+    """Remove snapshot NAME of BOX (refused while another disk is built on it)."""
+    from boxlite_cli.runtime import snapshots
+
+    snapshots.remove(cli.runtime, box, name)
+    click.echo(name)
+    return 0

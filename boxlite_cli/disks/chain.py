@@ -1,0 +1,167 @@
+"""A box's disk chain and its snapshots.
+
+The box writes to `disks/rootfs.qcow2` (the active overlay), always at that path. A
+snapshot of a stopped box freezes the active overlay as `disks/snapshots/<id>.qcow2`
+(a rename, so it costs nothing) and puts a new, empty active overlay on top of it
+(a running box's overlay is copied there instead, see runtime/snapshots.py):
+
+    image base (ext4) <- snapshots/a.qcow2 <- snapshots/b.qcow2 <- rootfs.qcow2
+
+Snapshots are never written again. Restoring one replaces the active overlay with a
+fresh overlay on it; a snapshot that another disk (of this box or another one, e.g.
+a box made with `run --from`) backs onto cannot be removed. `snapshots.json` names
+them; a memory checkpoint also has a directory with the VM's saved RAM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.errors import Conflict, DiskError, NotFound, UsageError
+from boxlite_cli.state.atomic import write_json_atomic
+
+INDEX = "snapshots.json"
+QCOW2_MAGIC = b"QFI\xfb"
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    file: str  # the frozen overlay
+    created: float
+    memory: str = ""  # directory of the memory checkpoint, if it has one
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def validate_snapshot_name(name: str) -> str:
+    if not name or len(name) > 64 or not set(name) <= _NAME_OK or name[0] in ".-":
+        raise UsageError(f"invalid snapshot name {name!r}: use 1-64 letters, digits, '_', '.' "
+                         "or '-', not starting with '.' or '-'")
+    return name
+
+
+def qcow2_backing(path: Path) -> str | None:
+    """The backing file a qcow2 header names (None for none, or not a qcow2)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+            if len(header) < 20 or header[:4] != QCOW2_MAGIC:
+                return None
+            offset, size = struct.unpack(">QI", header[8:20])
+            if not offset or not size or size > 4096:
+                return None
+            f.seek(offset)
+            return f.read(size).decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+
+
+def virtual_size(path: Path) -> int:
+    """A qcow2's virtual size in bytes (from its header)."""
+    with open(path, "rb") as f:
+        header = f.read(32)
+    if len(header) < 32 or header[:4] != QCOW2_MAGIC:
+        raise DiskError(f"{path} is not a qcow2 image")
+    return int(struct.unpack(">Q", header[24:32])[0])
+
+
+class BoxDisks:
+    """The disk chain of one box (callers hold the box's lock)."""
+
+    def __init__(self, disks_dir: Path) -> None:
+        self.dir = disks_dir
+        self.active = disks_dir / "rootfs.qcow2"
+        self.snapshot_dir = disks_dir / "snapshots"
+        self.index = disks_dir / INDEX
+
+    # index -------------------------------------------------------------------------
+
+    def all(self) -> list[Snapshot]:
+        try:
+            data = json.loads(self.index.read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError as e:
+            raise DiskError(f"corrupt snapshot index {self.index}: {e}") from e
+        return [Snapshot(**item) for item in data.get("snapshots", [])]
+
+    def get(self, name: str) -> Snapshot:
+        for snap in self.all():
+            if snap.name == name:
+                return snap
+        raise NotFound(f"no snapshot {name!r} of this box")
+
+    def _write(self, snaps: list[Snapshot]) -> None:
+        write_json_atomic(self.index, {"snapshots": [s.to_json() for s in snaps]})
+
+    def _add(self, snap: Snapshot) -> None:
+        self._write([*self.all(), snap])
+
+    # operations --------------------------------------------------------------------
+
+    def plan(self, name: str) -> tuple[Path, Path]:
+        """A new snapshot's overlay file and memory directory (not created yet)."""
+        validate_snapshot_name(name)
+        if any(s.name == name for s in self.all()):
+            raise Conflict(f"the box already has a snapshot named {name!r}")
+        sid = uuid.uuid4().hex[:16]
+        return self.snapshot_dir / f"{sid}.qcow2", self.snapshot_dir / f"{sid}.memory"
+
+    def freeze_active(self, frozen: Path) -> None:
+        """Move the (stopped) box's active overlay to `frozen` and put a new empty one
+        on top of it."""
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self.active.rename(frozen)
+        try:
+            create_overlay(frozen, self.active, base_format="qcow2")
+        except BaseException:
+            self.active.unlink(missing_ok=True)
+            frozen.rename(self.active)
+            raise
+
+    def record(self, name: str, frozen: Path, memory: Path | None = None) -> Snapshot:
+        snap = Snapshot(name, str(frozen), time.time(), str(memory) if memory else "")
+        self._add(snap)
+        return snap
+
+    def restore(self, name: str) -> Snapshot:
+        """Make the active overlay a fresh one on snapshot `name` (the box is stopped)."""
+        snap = self.get(name)
+        fresh = self.dir / "rootfs.qcow2.new"
+        fresh.unlink(missing_ok=True)
+        create_overlay(Path(snap.file), fresh, base_format="qcow2")
+        fresh.replace(self.active)
+        return snap
+
+    def dependents(self, file: str, box_dirs: list[Path]) -> list[str]:
+        """Disks (of any box) whose backing file is `file`."""
+        found = []
+        for box in box_dirs:
+            disks = box / "disks"
+            for candidate in [disks / "rootfs.qcow2", *sorted((disks / "snapshots").glob("*.qcow2"))]:
+                if candidate.is_file() and qcow2_backing(candidate) == file:
+                    found.append(str(candidate))
+        return found
+
+    def remove(self, name: str, box_dirs: list[Path]) -> None:
+        """Delete a snapshot no disk depends on."""
+        snap = self.get(name)
+        users = self.dependents(snap.file, box_dirs)
+        if users:
+            raise Conflict(f"snapshot {name!r} cannot be removed: {len(users)} disk(s) are built "
+                           f"on it, e.g. {users[0]}",
+                           hint="restore or remove the later snapshots, or the boxes made from it")
+        self._write([s for s in self.all() if s.name != name])
+        Path(snap.file).unlink(missing_ok=True)
+        if snap.memory:
+            shutil.rmtree(snap.memory, ignore_errors=True)

@@ -1,0 +1,165 @@
+"""`boxlite clone`: thin copies of a box that share its disk up to one frozen snapshot.
+
+The source box's disk is snapshotted (`clone-<hex>`, running or stopped), and every
+clone gets its own empty qcow2 overlay on that frozen file, so clones cost nothing
+until they write and never see each other's writes (nor the source's later ones).
+The clones are made in a staging directory and moved into `<data>/boxes/` by rename;
+a clone source cannot be removed while a clone's disk is built on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from boxlite_cli.disks.chain import qcow2_backing
+from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.errors import BoxliteError, Conflict, StateCorrupt, UsageError
+from boxlite_cli.runtime import snapshots
+from boxlite_cli.runtime.names import random_name
+from boxlite_cli.runtime.staging import clean_stale, stage
+from boxlite_cli.runtime.volumes import VolumeRequest, discard_volumes, resolve_mounts
+from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.boxes import STATE_FILE, new_box_id, validate_name
+from boxlite_cli.state.pidfile import ProcessRecord
+from boxlite_cli.state.records import BoxConfig, BoxState, Status
+from boxlite_cli.state.volumes import BIND
+
+if TYPE_CHECKING:
+    from boxlite_cli.runtime.runtime import Runtime
+
+MAX_CLONES = 64
+
+
+# names and commits (shared with import) -----------------------------------------------
+
+def check_name_free(rt: Runtime, name: str) -> None:
+    """Fail early (before any work) when `name` is taken; the reservation at commit
+    time is what makes it atomic."""
+    validate_name(name)
+    with contextlib.suppress(OSError):
+        owner = os.readlink(rt.boxes.names / name)
+        if rt.boxes.box_dir(owner).exists():
+            raise Conflict(f'the name "{name}" is already in use by box {owner[:12]}',
+                           hint="remove that box or choose another name with --name")
+
+
+def clone_names(name: str | None, count: int) -> list[str]:
+    """NAME, NAME-2, ... NAME-COUNT (random names without NAME)."""
+    if count < 1 or count > MAX_CLONES:
+        raise UsageError(f"invalid clone count {count}: use 1 to {MAX_CLONES}")
+    if name is None:
+        return [random_name() for _ in range(count)]
+    names = [name, *(f"{name}-{i}" for i in range(2, count + 1))]
+    for n in names:
+        validate_name(n)
+    return names
+
+
+def stage_state(box_dir: Path, state: BoxState) -> None:
+    """The state file of a staged box: `creating`, owned by this process (a box whose
+    commit is interrupted shows as exited, like an interrupted create)."""
+    state.status = Status.CREATING
+    state.creator = ProcessRecord.current().to_json()
+    write_json_atomic(box_dir / STATE_FILE, state.to_json())
+
+
+def commit_box(rt: Runtime, staged: Path, state: BoxState) -> None:
+    """Move a staged box directory into place, reserve its name and mark it created;
+    on failure nothing of it is left."""
+    os.rename(staged, rt.boxes.box_dir(state.id))
+    try:
+        rt.boxes.reserve_name(state.name, state.id)
+    except BaseException:
+        rt.boxes.remove_dir(state.id)
+        raise
+    with rt.boxes.lock(state.id):
+        state.status = Status.CREATED
+        state.creator = None
+        rt.boxes.write(state)
+
+
+def dependent_boxes(rt: Runtime, box_id: str) -> list[str]:
+    """Names of the other boxes whose disks are built on a file of this box's disks
+    (its clones, or boxes made from its snapshots)."""
+    own = str(rt.boxes.box_dir(box_id)) + os.sep
+    users: list[str] = []
+    for other in rt.boxes.ids():
+        if other == box_id:
+            continue
+        disks = rt.boxes.box_dir(other) / "disks"
+        candidates = [disks / "rootfs.qcow2", *sorted((disks / "snapshots").glob("*.qcow2"))]
+        if any((qcow2_backing(c) or "").startswith(own) for c in candidates):
+            users.append(_name(rt, other))
+    return users
+
+
+def _name(rt: Runtime, box_id: str) -> str:
+    try:
+        return rt.boxes.read(box_id).name
+    except (StateCorrupt, BoxliteError):
+        return rt.boxes.name_of(box_id) or box_id[:12]
+
+
+def check_no_dependents(rt: Runtime, box_id: str, name: str) -> None:
+    users = dependent_boxes(rt, box_id)
+    if users:
+        raise Conflict(f"cannot remove box {name}: the disks of {len(users)} other box(es) are "
+                       f"built on its snapshots: {', '.join(sorted(users))}",
+                       hint="remove those boxes (its clones) first")
+
+
+# clone ----------------------------------------------------------------------------------
+
+def _mount_requests(config: BoxConfig) -> list[VolumeRequest]:
+    """The source's mounts for a clone: the same binds and named volumes, and a new
+    anonymous volume for each anonymous one (never shared between boxes)."""
+    return [VolumeRequest(BIND if m.kind == BIND else ("anonymous" if m.anonymous else "volume"),
+                          m.source, m.target, m.readonly) for m in config.mounts]
+
+
+def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> list[BoxState]:
+    """COUNT new boxes (status created) with the config of box `ref` and a disk on a
+    fresh snapshot of its disk. All or nothing."""
+    clean_stale(rt.paths)
+    names = clone_names(name, count)
+    for n in names:
+        check_name_free(rt, n)
+    source_id = rt.resolve(ref)
+    source = rt.get(source_id)
+    snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}")
+    base = Path(snap.file)
+    made: list[BoxState] = []
+    volumes_made: list[str] = []
+    try:
+        with stage(rt.paths, "clone") as st:
+            staged: list[tuple[Path, BoxState]] = []
+            for n in names:
+                box_id = new_box_id()
+                box_dir = st.dir / box_id
+                (box_dir / "disks").mkdir(parents=True, mode=0o700)
+                box_dir.chmod(0o700)
+                create_overlay(base, box_dir / "disks" / "rootfs.qcow2", base_format="qcow2")
+                config = dataclasses.replace(source.config, hostname=box_id[:12], mounts=[])
+                state = BoxState(id=box_id, name=n, config=config)
+                stage_state(box_dir, state)
+                staged.append((box_dir, state))
+            for box_dir, state in staged:
+                if source.config.mounts:
+                    mounts, new = resolve_mounts(rt.volumes, _mount_requests(source.config))
+                    volumes_made += new
+                    state.config.mounts = mounts
+                    stage_state(box_dir, state)
+                commit_box(rt, box_dir, state)
+                made.append(state)
+    except BaseException:
+        for state in made:
+            with contextlib.suppress(BoxliteError):
+                rt.remove(state.id, volumes=True)
+        discard_volumes(rt.volumes, volumes_made)
+        raise
+    return made

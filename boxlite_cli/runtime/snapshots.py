@@ -1,0 +1,180 @@
+"""Snapshots of a box: its disk (any time) and, on request, its memory (a checkpoint).
+
+A stopped box's active overlay is frozen in place (renamed) under a new one. A running
+box's file system is frozen (FIFREEZE) and its VM paused for the instant it takes to
+copy its overlay (and, with `memory`, to save its RAM and device state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from boxlite_cli.disks.chain import BoxDisks, Snapshot
+from boxlite_cli.disks.tools import run_tool
+from boxlite_cli.errors import BoxliteError, Conflict, UsageError, VmError
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.records import Status
+from boxlite_cli.vmm.base import VmControl
+from boxlite_cli.vmm.drivers import get_driver
+
+if TYPE_CHECKING:
+    from boxlite_cli.runtime.runtime import Runtime
+
+RUNNING = (Status.RUNNING,)
+AUTO_THAW_S = 30.0  # the guest thaws by itself if the worker dies mid-snapshot
+BUSY = (Status.STARTING, Status.STOPPING, Status.CREATING)
+
+
+def box_disks(rt: Runtime, box_id: str) -> BoxDisks:
+    return BoxDisks(rt.files(box_id).rootfs_disk.parent)
+
+
+def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
+    """Snapshot a box's disk (and with `memory` its RAM: needs a running box).
+
+    For a running box, the pause-switch-resume runs in a detached worker process, so
+    that a CLI killed midway cannot leave the VM paused or its file system frozen."""
+    box_id = rt.resolve(ref)
+    with rt.boxes.lock(box_id):
+        state = rt.observe(rt.boxes.read(box_id))
+        if state.status in BUSY:
+            raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
+        disks = box_disks(rt, box_id)
+        disks.plan(name)  # checks the name before anything happens
+        if state.status not in RUNNING:
+            if memory:
+                raise UsageError(f"box {state.name} is not running: a memory checkpoint needs "
+                                 "a running box", hint="start it first, or drop --memory")
+            frozen, _ = disks.plan(name)
+            disks.freeze_active(frozen)
+            return disks.record(name, frozen)
+    return _run_worker(rt, box_id, name, memory)
+
+
+def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool) -> Snapshot:
+    proc = subprocess.run(
+        [sys.executable, "-m", "boxlite_cli.runtime.snapshots", box_id, name,
+         "memory" if memory else "disk"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, start_new_session=True,
+        check=False)
+    try:
+        reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise VmError(f"the snapshot worker failed: {proc.stderr.strip()[-300:]}") from None
+    if "error" in reply:
+        raise VmError(str(reply["error"]), hint=reply.get("hint"))
+    return box_disks(rt, box_id).get(name)
+
+
+def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snapshot:
+    """The critical section: freeze the file system (disk snapshots), pause, switch the
+    disk or save the memory, resume, thaw."""
+    from boxlite_cli.agent.client import AgentClient
+
+    with rt.boxes.lock(box_id):
+        state = rt.observe(rt.boxes.read(box_id))
+        if state.status not in RUNNING:
+            raise Conflict(f"box {state.name} is {state.status}, no longer running")
+        disks = box_disks(rt, box_id)
+        frozen, memdir = disks.plan(name)
+        launch = Launch.load(rt.files(box_id).dir / "vm.json")
+        control = get_driver(launch.driver).control(launch.vm)
+        client = None if memory else AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
+        try:
+            if client is not None:
+                client.quiesce(True, auto_thaw_s=AUTO_THAW_S)
+            control.pause()  # QEMU drains and flushes the disk when the VM stops
+            try:
+                return _copy_at_pause(disks, control, name, frozen, memdir if memory else None)
+            finally:
+                control.resume()
+        finally:
+            if client is not None:
+                with contextlib.suppress(BoxliteError):
+                    client.quiesce(False)
+                client.close()
+
+
+def _copy_at_pause(disks: BoxDisks, control: VmControl, name: str, frozen: Path,
+                   memdir: Path | None) -> Snapshot:
+    """With the VM paused (its disk flushed, nothing in flight): save the memory when
+    asked, and copy the active overlay as it stands; the box keeps writing to its own.
+
+    (QEMU 7.2 can switch a running disk to a new layer, but a later migration then
+    leaves it unable to re-lock its disks on resume; the overlay holds only the box's
+    own writes, so a copy is cheap and always safe.)"""
+    try:
+        if memdir is not None:
+            memdir.mkdir(parents=True)
+            control.snapshot(memdir)
+        disks.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        run_tool(["cp", "--sparse=always", str(disks.active), str(frozen)],
+                 "copying the box's disk")
+    except BaseException:
+        if memdir is not None:
+            shutil.rmtree(memdir, ignore_errors=True)
+        frozen.unlink(missing_ok=True)
+        raise
+    return disks.record(name, frozen, memdir)
+
+
+def list_all(rt: Runtime, ref: str) -> list[Snapshot]:
+    return box_disks(rt, rt.resolve(ref)).all()
+
+
+def _stopped(rt: Runtime, box_id: str) -> None:
+    state = rt.observe(rt.boxes.read(box_id))
+    if state.status not in (Status.CREATED, Status.EXITED):
+        raise Conflict(f"box {state.name} is {state.status}: stop it first",
+                       hint=f"boxlite stop {state.name}")
+
+
+def restore(rt: Runtime, ref: str, name: str) -> Snapshot:
+    """Roll a stopped box's disk back to snapshot `name` (later snapshots stay)."""
+    box_id = rt.resolve(ref)
+    with rt.boxes.lock(box_id):
+        _stopped(rt, box_id)
+        return box_disks(rt, box_id).restore(name)
+
+
+def remove(rt: Runtime, ref: str, name: str) -> None:
+    box_id = rt.resolve(ref)
+    with rt.boxes.lock(box_id):
+        box_dirs = [rt.boxes.box_dir(s.id) for s in rt.boxes.all() if not isinstance(s, Exception)]
+        box_disks(rt, box_id).remove(name, box_dirs)
+
+
+def checkpoint_memory(rt: Runtime, box_id: str, name: str) -> Path:
+    """Roll the (stopped) box's disk back to checkpoint `name`; its memory directory."""
+    _stopped(rt, box_id)
+    disks = box_disks(rt, box_id)
+    snap = disks.get(name)
+    if not snap.memory:
+        raise UsageError(f"snapshot {name!r} has no memory: it was taken without --memory",
+                         hint=f"restore its disk with: boxlite snapshot restore BOX {name}")
+    disks.restore(name)
+    return Path(snap.memory)
+
+
+def main(argv: list[str]) -> int:
+    """The detached worker: `python -m boxlite_cli.runtime.snapshots BOX NAME KIND`, with
+    the CLI's environment (so the same home)."""
+    from boxlite_cli.runtime.runtime import Runtime
+
+    box_id, name, kind = argv
+    try:
+        snapshot_running(Runtime(), box_id, name, kind == "memory")
+        print(json.dumps({"ok": True}))
+    except BoxliteError as e:
+        print(json.dumps({"error": e.message, "hint": e.hint}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

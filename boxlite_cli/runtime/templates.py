@@ -1,0 +1,91 @@
+"""Warm-start templates: a VM saved right when its agent is ready, restored by later boxes.
+
+The first cold start of a given (VMM binary, guest payload, image, cpus, memory,
+accelerator, network kind) saves the VM's memory as soon as the guest agent says it
+is ready, before anything box-specific happened in the guest (no connection, no
+Init: the container disk is attached but not yet mounted). Later starts of boxes
+with the same key restore that memory with their own fresh overlay and then run
+Init, which gives each box its own clock, entropy, hostname and network.
+The key hashes every input, so a change of any of them simply misses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from boxlite_cli.shim.vmspec import TEMPLATE_META
+from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
+from boxlite_cli.vmm.qmp import MEMORY_FILE
+
+TEMPLATE_FORMAT = 1
+WARM_DRIVERS = ("qemu",)  # cloud-hypervisor's snapshots name the original box's files
+
+
+def _file_identity(path: Path | str | None) -> list[object]:
+    if not path:
+        return []
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path)]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: str) -> str | None:
+    """The key of the template `spec` could start from, or None when it cannot use one."""
+    if driver not in WARM_DRIVERS or spec.shares or spec.mode != "agent":
+        return None
+    if spec.network not in (NET_NONE, NET_USER):
+        return None
+    inputs = {
+        "format": TEMPLATE_FORMAT,
+        "driver": driver,
+        "vmm": _file_identity(vmm_binary),
+        "kernel": _file_identity(spec.kernel),
+        "initrd": _file_identity(spec.initrd),
+        "agent_root": _file_identity(spec.agent_root),
+        "cpus": spec.cpus,
+        "memory_mib": spec.memory_mib,
+        "accel": spec.accel,
+        "cmdline": list(spec.extra_cmdline),
+        "network": spec.network,
+        "image": image_id,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Templates:
+    """The templates of one home, under `<cache>/templates/<key>/`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def ready(self, key: str) -> Path | None:
+        """The template directory for `key` when it is complete."""
+        path = self.path(key)
+        if (path / TEMPLATE_META).is_file() and (path / MEMORY_FILE).is_file():
+            return path
+        return None
+
+    def remove_all(self) -> int:
+        """Delete every template (they are rebuilt by the next cold starts); bytes freed."""
+        freed = 0
+        if not self.root.is_dir():
+            return 0
+        for entry in self.root.iterdir():
+            for f in entry.rglob("*") if entry.is_dir() else [entry]:
+                with contextlib.suppress(OSError):
+                    freed += f.stat().st_blocks * 512
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        return freed

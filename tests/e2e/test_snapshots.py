@@ -1,0 +1,146 @@
+"""Snapshots, memory checkpoints and warm starts, on real VMs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+
+COUNTER = ("i=0; while true; do i=$((i+1)); echo $i > /run/count; echo $i >> /root/log; "
+           "sleep 0.2; done")
+
+
+def out(*args: str) -> str:
+    result = bx(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip()
+
+
+def one_line_error(result: subprocess.CompletedProcess[bytes], needle: str) -> None:
+    assert result.returncode == 125, result.stderr.decode()
+    lines = result.stderr.decode().splitlines()
+    lines = [line for line in lines if "KVM is not usable" not in line]
+    assert lines and lines[0].startswith("boxlite: ") and needle in lines[0], lines
+    assert len(lines) <= 2
+
+
+def count(box: str) -> int:
+    return int(out("exec", box, "cat", "/run/count"))
+
+
+def test_checkpoint_resumes_a_process_that_keeps_counting() -> None:
+    box = out("run", "-d", IMAGE, "sh", "-c", COUNTER)
+    try:
+        time.sleep(2)
+        before_checkpoint = count(box)
+        out("snapshot", "create", "--memory", box, "ck")
+        out("exec", box, "touch", "/root/after-checkpoint")
+        out("stop", "-t", "1", box)
+        out("start", "--checkpoint", "ck", box)
+        first = count(box)
+        time.sleep(1.5)
+        second = count(box)
+        # the same process counts on from where the checkpoint caught it (a fresh
+        # start would count from 1) ...
+        assert before_checkpoint <= first < second, (before_checkpoint, first, second)
+        # ... on the disk as it was at that instant
+        assert bx("exec", box, "test", "-e", "/root/after-checkpoint").returncode == 1
+        guest_now = float(out("exec", box, "date", "+%s.%N"))
+        assert abs(guest_now - time.time()) < 2.0  # the clock was reset after the restore
+        listing = json.loads(out("snapshot", "ls", "--format", "json", box))
+        assert [(s["name"], s["memory"]) for s in listing] == [("ck", True)]
+    finally:
+        bx("rm", "-f", box)
+
+
+def test_disk_snapshot_restore_and_its_refusals() -> None:
+    box = out("run", "-d", IMAGE, "sleep", "1000")
+    try:
+        out("exec", box, "sh", "-c", "echo before > /root/marker && sync")
+        out("exec", box, "sh", "-c", "echo unsynced > /root/unsynced")  # FIFREEZE flushes it
+        out("snapshot", "create", box, "s1")
+        out("exec", box, "sh", "-c", "rm /root/marker; echo after > /root/after")
+        one_line_error(bx("snapshot", "restore", box, "s1"), "stop it first")
+        one_line_error(bx("snapshot", "create", box, "s1"), "already has a snapshot named")
+        one_line_error(bx("snapshot", "create", box, "../x"), "invalid snapshot name")
+        out("stop", "-t", "1", box)
+        one_line_error(bx("snapshot", "restore", box, "nope"), "no snapshot")
+        one_line_error(bx("snapshot", "create", "--memory", box, "m"), "not running")
+        out("snapshot", "restore", box, "s1")
+        one_line_error(bx("snapshot", "rm", box, "s1"), "cannot be removed")
+        out("start", box)
+        assert out("exec", box, "cat", "/root/marker", "/root/unsynced") == "before\nunsynced"
+        assert bx("exec", box, "test", "-e", "/root/after").returncode == 1
+    finally:
+        bx("rm", "-f", box)
+
+
+def test_killing_the_cli_mid_snapshot_leaves_the_box_usable() -> None:
+    box = out("run", "-d", IMAGE, "sh", "-c", COUNTER)
+    try:
+        time.sleep(1)
+        proc = subprocess.Popen([boxlite_bin(), "snapshot", "create", box, "k"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while True:  # the detached worker finishes, or the guest thaws by itself
+            result = bx("exec", "--timeout", "10", box, "sh", "-c", "echo ok > /root/probe && cat /run/count")
+            if result.returncode == 0:
+                break
+            assert time.monotonic() < deadline, result.stderr.decode()
+            time.sleep(1)
+        first = count(box)
+        time.sleep(1)
+        assert count(box) > first  # not paused, not frozen
+        out("snapshot", "create", box, "after-kill")
+        names = [s["name"] for s in json.loads(out("snapshot", "ls", "--format", "json", box))]
+        assert "after-kill" in names
+    finally:
+        bx("rm", "-f", box)
+
+
+IDENTITY = ("import os, socket, time; print(os.urandom(16).hex(), "
+            "open('/proc/sys/kernel/random/uuid').read().strip(), socket.gethostname(), time.time())")
+
+
+def shim_command(home: Path, box: str) -> str:
+    log = next((home / "boxes").glob(f"{box}*/shim.log")).read_text()
+    return next(line for line in log.splitlines() if "starting VMM" in line)
+
+
+def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
+    out("run", "--rm", IMAGE, "true")  # leaves the template when there is none yet
+    templates = list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    assert templates, "the first cold run saved no warm-start template"
+    seen = []
+    boxes = []
+    try:
+        for _ in range(2):
+            box = out("run", "-d", IMAGE, "python3", "-u", "-c", IDENTITY + "; time.sleep(600)")
+            boxes.append(box)
+            assert "-incoming defer" in shim_command(e2e_home, box)  # restored, not booted
+        for box in boxes:
+            deadline = time.monotonic() + 30
+            while not (line := out("logs", box)):
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+            seen.append(line.split())
+        (rand_a, uuid_a, host_a, t_a), (rand_b, uuid_b, host_b, t_b) = seen
+        assert rand_a != rand_b and uuid_a != uuid_b and host_a != host_b
+        assert host_a == boxes[0][:12] and host_b == boxes[1][:12]
+        for t in (t_a, t_b):
+            assert abs(float(t) - time.time()) < 60  # set at Init, not the template's time
+        cold = out("run", "-d", "--cold", IMAGE, "sleep", "600")
+        boxes.append(cold)
+        assert "-incoming" not in shim_command(e2e_home, cold)
+        assert out("exec", cold, "hostname") == cold[:12]
+        guest_now = float(out("exec", boxes[0], "date", "+%s.%N"))
+        assert abs(guest_now - time.time()) < 2.0
+    finally:
+        bx("rm", "-f", *boxes)

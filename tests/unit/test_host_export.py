@@ -1,0 +1,363 @@
+"""export / import / clone without VMs: archives built byte by byte, hostile ones refused.
+
+Every rejected import must fail with one typed error and leave nothing behind: no box
+directory, no name reservation, no staging files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from boxlite_cli.disks.chain import qcow2_backing
+from boxlite_cli.errors import BoxliteError, Conflict
+from boxlite_cli.runtime import export as ex
+from boxlite_cli.runtime.clone import clone, clone_names, dependent_boxes
+from boxlite_cli.runtime.runtime import Runtime
+from boxlite_cli.runtime.staging import clean_stale, stage, staging_root
+from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.boxes import new_box_id
+from boxlite_cli.state.network import NetworkConfig, PortMapping
+from boxlite_cli.state.paths import Paths
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Runtime:
+    home = tmp_path / "home"
+    return Runtime(Paths(data=home, config=home / "config", cache=home / "cache"))
+
+
+def qcow2(path: Path, size: str = "4M", *opts: str) -> Path:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", *opts, str(path), size], check=True)
+    return path
+
+
+def write_into(path: Path, data: bytes, offset: int = 0) -> None:
+    """Write len(data) bytes of the pattern data[0] at `offset` of a qcow2."""
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {data[0]} {offset} {len(data)}",
+                    str(path)], check=True, capture_output=True)
+
+
+def manifest(disk: bytes, **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "format": "boxlite-box", "version": 1, "created": 0.0, "name": "orig",
+        "image": {"reference": "localhost/debian:bookworm", "id": IMAGE_ID},
+        "config": {"process": {"argv": ["sleep", "60"], "env": ["A=1"]}, "cpus": 1,
+                   "memory_mib": 256, "network": {"mode": "nat", "ports": [
+                       {"box_port": 80, "host_ip": "0.0.0.0", "host_port": 8080}]}},
+        "disks": [{"name": "disks/rootfs.qcow2", "format": "qcow2", "size": len(disk),
+                   "sha256": hashlib.sha256(disk).hexdigest(),
+                   "virtual_size": 4 << 20}],
+    }
+    doc.update(over)
+    return doc
+
+
+Member = tuple[str, bytes] | tarfile.TarInfo
+
+
+def archive(members: list[tuple[tarfile.TarInfo, bytes | None]], compress: bool = True) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue()
+    return zstandard.ZstdCompressor().compress(raw) if compress else raw
+
+
+def reg(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def good_members(disk: bytes, **over: Any) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    return [reg("manifest.json", json.dumps(manifest(disk, **over)).encode()),
+            reg("disks/rootfs.qcow2", disk)]
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> bytes:
+    path = qcow2(tmp_path / "d.qcow2")
+    write_into(path, b"x" * 4096, 65536)
+    return path.read_bytes()
+
+
+def leftovers(rt: Runtime) -> list[str]:
+    found = []
+    for d in (rt.paths.boxes, rt.boxes.names, staging_root(rt.paths)):
+        if d.exists():
+            found += [str(p) for p in d.iterdir()]
+    return found
+
+
+def do_import(rt: Runtime, data: bytes, name: str | None = None, max_disk: int | None = None
+              ) -> BoxState:
+    return ex.import_box(rt, io.BytesIO(data), "test.bx", name, max_disk=max_disk)
+
+
+def rejected(rt: Runtime, data: bytes, needle: str, max_disk: int | None = None) -> None:
+    with pytest.raises(BoxliteError) as err:
+        do_import(rt, data, "victim", max_disk=max_disk)
+    assert err.value.exit_code == 125
+    assert needle in err.value.message, err.value.message
+    assert leftovers(rt) == []
+
+
+# good archives ----------------------------------------------------------------------------
+
+def test_import_good_archive_makes_a_created_standalone_box(rt: Runtime, disk: bytes) -> None:
+    warnings: list[str] = []
+    state = ex.import_box(rt, io.BytesIO(archive(good_members(disk))), "a.bx", "imp",
+                          warn=warnings.append)
+    assert state.status == Status.CREATED
+    assert rt.resolve("imp") == state.id
+    stored = rt.boxes.read(state.id)
+    assert stored.status == Status.CREATED and stored.creator is None
+    assert stored.config.process.argv == ["sleep", "60"] and stored.config.memory_mib == 256
+    assert stored.config.hostname == state.id[:12] and stored.config.mounts == []
+    assert stored.config.network.ports == [PortMapping(80, "tcp", "127.0.0.1", 8080)]
+    assert warnings and "127.0.0.1" in warnings[0]
+    rootfs = rt.files(state.id).rootfs_disk
+    assert rootfs.read_bytes() == disk and qcow2_backing(rootfs) is None
+    assert list(staging_root(rt.paths).iterdir()) == []
+
+
+def test_import_name_clash_leaves_nothing(rt: Runtime, disk: bytes) -> None:
+    first = do_import(rt, archive(good_members(disk)), "dup")
+    before = sorted(leftovers(rt))
+    with pytest.raises(Conflict, match='"dup" is already in use'):
+        do_import(rt, archive(good_members(disk)), "dup")
+    assert sorted(leftovers(rt)) == before
+    assert rt.resolve("dup") == first.id
+
+
+# hostile archives -------------------------------------------------------------------------
+
+def test_traversal_member_is_refused(rt: Runtime, disk: bytes) -> None:
+    members = good_members(disk)
+    members.insert(1, reg("../../evil", b"x"))
+    rejected(rt, archive(members), "path traversal")
+    rejected(rt, archive([reg("/etc/passwd", b"x")]), "absolute member name")
+
+
+def test_links_and_directories_are_refused(rt: Runtime, disk: bytes) -> None:
+    link = tarfile.TarInfo("disks/rootfs.qcow2")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    members = good_members(disk)
+    rejected(rt, archive([members[0], (link, None)]), "not a regular file")
+    hard = tarfile.TarInfo("disks/rootfs.qcow2")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "manifest.json"
+    rejected(rt, archive([members[0], (hard, None)]), "not a regular file")
+
+
+def test_unexpected_and_repeated_members_are_refused(rt: Runtime, disk: bytes) -> None:
+    members = good_members(disk)
+    rejected(rt, archive([*members, reg("extra", b"x")]), "unexpected member 'extra'")
+    rejected(rt, archive([*members, members[1]]), "appears twice")
+    rejected(rt, archive([members[1], members[0]]), "not manifest.json")
+    rejected(rt, archive([members[0]]), "disks/rootfs.qcow2 is missing")
+    rejected(rt, archive([]), "empty")
+
+
+def test_unknown_version_and_format_are_refused(rt: Runtime, disk: bytes) -> None:
+    rejected(rt, archive(good_members(disk, version=2)), "unknown archive format version 2")
+    rejected(rt, archive(good_members(disk, format="tarball")), "not a boxlite box archive")
+
+
+def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
+    rejected(rt, archive([reg("manifest.json", b"{nope"), reg("disks/rootfs.qcow2", disk)]),
+             "not valid JSON")
+    big = b" " * (ex.MAX_MANIFEST + 1)
+    rejected(rt, archive([reg("manifest.json", big)]), "larger than")
+    bad_cfg = manifest(disk)
+    bad_cfg["config"]["cpus"] = "lots"
+    rejected(rt, archive([reg("manifest.json", json.dumps(bad_cfg).encode())]), "cpus")
+    no_argv = manifest(disk)
+    no_argv["config"]["process"]["argv"] = []
+    rejected(rt, archive([reg("manifest.json", json.dumps(no_argv).encode())]), "argv")
+    two = manifest(disk)
+    two["disks"].append(dict(two["disks"][0], name="disks/other.qcow2"))
+    rejected(rt, archive([reg("manifest.json", json.dumps(two).encode())]), "exactly 1 disk")
+
+
+def test_checksum_mismatch_is_refused(rt: Runtime, disk: bytes) -> None:
+    doc = manifest(disk)
+    doc["disks"][0]["sha256"] = "0" * 64
+    rejected(rt, archive([reg("manifest.json", json.dumps(doc).encode()),
+                          reg("disks/rootfs.qcow2", disk)]), "checksum mismatch")
+
+
+def test_oversized_members_are_refused(rt: Runtime, disk: bytes) -> None:
+    rejected(rt, archive(good_members(disk)), "more than the 1024 bytes allowed", max_disk=1024)
+    doc = manifest(disk)
+    doc["disks"][0]["size"] = 1000  # the member is bigger than declared
+    rejected(rt, archive([reg("manifest.json", json.dumps(doc).encode()),
+                          reg("disks/rootfs.qcow2", disk)]), "the manifest says 1000")
+
+
+def test_huge_pax_header_is_bounded(rt: Runtime, disk: bytes) -> None:
+    info, data = reg("manifest.json", json.dumps(manifest(disk)).encode())
+    info.pax_headers = {"comment": "x" * (3 << 20)}
+    rejected(rt, archive([(info, data), reg("disks/rootfs.qcow2", disk)]), "more data than")
+
+
+def test_backing_file_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:secret\n" * 100)
+    evil = qcow2(tmp_path / "evil.qcow2", "4M", "-F", "raw", "-b", str(secret)).read_bytes()
+    rejected(rt, archive(good_members(evil)), "has a backing file")
+
+
+def test_external_data_file_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    evil = qcow2(tmp_path / "evil.qcow2", "4M", "-o",
+                 f"data_file={tmp_path / 'data.raw'}").read_bytes()
+    rejected(rt, archive(good_members(evil)), "external file")
+
+
+def test_not_a_qcow2_or_corrupt_is_refused(rt: Runtime, disk: bytes) -> None:
+    raw = b"\0" * 4096
+    rejected(rt, archive(good_members(raw)), "not a qcow2 image")
+    corrupt = bytearray(disk)
+    corrupt[0x30:0x38] = (2**40).to_bytes(8, "big")  # l1_table_offset far past the end
+    rejected(rt, archive(good_members(bytes(corrupt))), "corrupt qcow2")
+
+
+def test_truncated_archives_are_refused(rt: Runtime, disk: bytes) -> None:
+    data = archive(good_members(disk))
+    for cut in (len(data) // 2, len(data) - 40, 30):
+        rejected(rt, data[:cut], "truncated")
+    plain = archive(good_members(disk), compress=False)
+    rejected(rt, zstandard.ZstdCompressor().compress(plain[: len(plain) // 2]), "truncated")
+    rejected(rt, b"not zstd at all", "not a readable zstd")
+
+
+# export, clone, staging -------------------------------------------------------------------
+
+def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
+    box_id = new_box_id()
+    rt.boxes.create_dir(box_id)
+    rt.boxes.reserve_name(name, box_id)
+    state = BoxState(id=box_id, name=name, status=Status.CREATED, config=BoxConfig(
+        image="localhost/debian:bookworm", image_id=IMAGE_ID, rootfs_base="",
+        process=ProcessSpec(["sh", "-c", "sleep 9"], env=["X=1"]), cpus=2, memory_mib=300,
+        network=NetworkConfig(mode="none")))
+    with rt.boxes.lock(box_id):
+        rt.boxes.write(state)
+    base = qcow2(tmp_path / f"{name}-base.qcow2")
+    write_into(base, b"b" * 512)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base),
+                    str(rt.files(box_id).rootfs_disk)], check=True)
+    write_into(rt.files(box_id).rootfs_disk, b"o" * 512, 1 << 20)
+    return state
+
+
+def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
+    src = make_box(rt, "src", tmp_path)
+    out = tmp_path / "src.bx"
+    result = ex.export_box(rt, "src", out)
+    assert result.kept_snapshot is None and out.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(Conflict, match="already exists"):
+        ex.export_box(rt, "src", out)
+    ex.export_box(rt, "src", out, force=True)
+    assert [p.name for p in tmp_path.iterdir() if "boxlite" in p.name] == []
+    with tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(out.open("rb")),
+                      mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert names == ["manifest.json", "disks/rootfs.qcow2"]
+    state = ex.import_box(rt, out.open("rb"), str(out), "copy")
+    disk = rt.files(state.id).rootfs_disk
+    assert qcow2_backing(disk) is None
+    assert state.config.process == src.config.process and state.config.cpus == 2
+    assert state.config.network.mode == "none"
+    for offset in (0, 1 << 20):  # both layers, flattened
+        pattern = ord("o") if offset else ord("b")
+        a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",
+                            str(disk)], capture_output=True, text=True)
+        assert "Pattern verification failed" not in a.stdout and a.returncode == 0, a.stdout
+    assert list(staging_root(rt.paths).iterdir()) == []
+
+
+def test_export_refuses_a_missing_directory_and_unknown_box(rt: Runtime, tmp_path: Path) -> None:
+    make_box(rt, "src", tmp_path)
+    with pytest.raises(BoxliteError, match="no such directory"):
+        ex.export_box(rt, "src", tmp_path / "nope" / "x.bx")
+    with pytest.raises(BoxliteError, match="no such box"):
+        ex.export_box(rt, "ghost", tmp_path / "x.bx")
+    assert not (tmp_path / "x.bx").exists()
+
+
+def test_export_out_of_space_leaves_no_file(rt: Runtime, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    make_box(rt, "src", tmp_path)
+    real: Callable[..., Any] = ex.tarfile.TarFile.addfile
+
+    def full(self: tarfile.TarFile, info: tarfile.TarInfo, f: Any = None) -> None:
+        if info.name != "manifest.json":
+            raise OSError(28, "No space left on device")
+        real(self, info, f)
+
+    monkeypatch.setattr(ex.tarfile.TarFile, "addfile", full)
+    with pytest.raises(BoxliteError, match="No space left"):
+        ex.export_box(rt, "src", tmp_path / "x.bx")
+    assert not (tmp_path / "x.bx").exists()
+    assert [p.name for p in tmp_path.iterdir() if "boxlite" in p.name] == []
+    assert list(staging_root(rt.paths).iterdir()) == []
+
+
+def test_clone_names() -> None:
+    assert clone_names("web", 3) == ["web", "web-2", "web-3"]
+    assert len(set(clone_names(None, 5))) == 5
+    with pytest.raises(BoxliteError):
+        clone_names("web", 0)
+    with pytest.raises(BoxliteError):
+        clone_names("bad name", 1)
+
+
+def test_clone_of_stopped_box_and_rm_refusal(rt: Runtime, tmp_path: Path) -> None:
+    src = make_box(rt, "src", tmp_path)
+    clones = clone(rt, "src", name="cl", count=2)
+    assert [c.name for c in clones] == ["cl", "cl-2"]
+    snap = rt.boxes.box_dir(src.id) / "disks" / "snapshots"
+    frozen = {str(p) for p in snap.glob("*.qcow2")}
+    assert len(frozen) == 1
+    for c in clones:
+        stored = rt.boxes.read(c.id)
+        assert stored.status == Status.CREATED and stored.config.process == src.config.process
+        assert qcow2_backing(rt.files(c.id).rootfs_disk) in frozen
+    assert sorted(dependent_boxes(rt, src.id)) == ["cl", "cl-2"]
+    with pytest.raises(Conflict, match="cl, cl-2"):
+        rt.remove("src", force=True)
+    with pytest.raises(Conflict, match='"cl" is already in use'):
+        clone(rt, "src", name="cl")
+    rt.remove("cl")
+    rt.remove("cl-2")
+    rt.remove("src")
+    assert leftovers(rt) == []
+
+
+def test_stale_staging_is_cleaned(rt: Runtime, tmp_path: Path) -> None:
+    partial = tmp_path / ".out.bx.boxlite-partial-1"
+    partial.write_bytes(b"x")
+    dead = staging_root(rt.paths) / "export-dead"
+    dead.mkdir(parents=True)
+    (dead / "rootfs.qcow2").write_bytes(b"x")
+    write_json_atomic(dead / "owner.json", {"owner": {"pid": os.getpid(), "start_time": 1},
+                                            "extra": [str(partial)]})
+    with stage(rt.paths, "export") as live:
+        assert clean_stale(rt.paths) == ["export-dead"]
+        assert live.dir.exists() and not dead.exists() and not partial.exists()
+    assert list(staging_root(rt.paths).iterdir()) == []

@@ -1,0 +1,140 @@
+"""Disk chains and snapshots (real qemu-img on tiny disks), warm-start template keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.disks.chain import BoxDisks, qcow2_backing, validate_snapshot_name
+from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.errors import Conflict, NotFound, UsageError
+from boxlite_cli.runtime.templates import Templates, template_key
+from boxlite_cli.vmm.base import NET_USER, VmSpec
+
+
+def make_box(root: Path, name: str, base: Path) -> BoxDisks:
+    disks = BoxDisks(root / name / "disks")
+    disks.dir.mkdir(parents=True)
+    create_overlay(base, disks.active)
+    return disks
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    path = tmp_path / "base.ext4"
+    path.write_bytes(b"\0" * (1 << 20))
+    return path
+
+
+def test_snapshots_of_a_stopped_box_chain_and_restore(tmp_path: Path, base: Path) -> None:
+    disks = make_box(tmp_path, "a", base)
+    assert qcow2_backing(disks.active) == str(base)
+    frozen, _ = disks.plan("one")
+    disks.freeze_active(frozen)
+    disks.record("one", frozen)
+    assert qcow2_backing(disks.active) == str(frozen)  # new layer on the frozen one
+    assert qcow2_backing(frozen) == str(base)
+    frozen2, _ = disks.plan("two")
+    disks.freeze_active(frozen2)
+    disks.record("two", frozen2)
+    disks.restore("one")
+    assert qcow2_backing(disks.active) == str(frozen)
+    assert [s.name for s in disks.all()] == ["one", "two"]
+    # "one" backs "two" and the active disk: refused with the reason; "two" can go
+    with pytest.raises(Conflict, match="cannot be removed"):
+        disks.remove("one", [tmp_path / "a"])
+    disks.remove("two", [tmp_path / "a"])
+    assert not frozen2.exists()
+    with pytest.raises(NotFound):
+        disks.get("two")
+
+
+def test_a_snapshot_another_box_builds_on_is_kept(tmp_path: Path, base: Path) -> None:
+    source = make_box(tmp_path, "a", base)
+    frozen, _ = source.plan("shared")
+    source.freeze_active(frozen)
+    source.record("shared", frozen)
+    source.restore("shared")
+    other = BoxDisks(tmp_path / "b" / "disks")
+    other.dir.mkdir(parents=True)
+    create_overlay(frozen, other.active, base_format="qcow2")
+    source.active.unlink()  # even with the source's own disk gone
+    with pytest.raises(Conflict, match=str(other.active)):
+        source.remove("shared", [tmp_path / "a", tmp_path / "b"])
+
+
+def test_snapshot_names_are_checked_and_unique(tmp_path: Path, base: Path) -> None:
+    disks = make_box(tmp_path, "a", base)
+    for bad in ("", "../x", "a/b", ".hidden", "-x", "x" * 65, "sp ace"):
+        with pytest.raises(UsageError, match="invalid snapshot name"):
+            validate_snapshot_name(bad)
+    frozen, _ = disks.plan("ok-1.2_3")
+    disks.freeze_active(frozen)
+    disks.record("ok-1.2_3", frozen)
+    with pytest.raises(Conflict, match="already has a snapshot"):
+        disks.plan("ok-1.2_3")
+
+
+def test_a_failed_freeze_leaves_the_active_disk_in_place(tmp_path: Path, base: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    disks = make_box(tmp_path, "a", base)
+    frozen, _ = disks.plan("x")
+
+    def broken(*_: object, **__: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("boxlite_cli.disks.chain.create_overlay", broken)
+    with pytest.raises(OSError):
+        disks.freeze_active(frozen)
+    assert disks.active.is_file() and not frozen.exists()
+    assert qcow2_backing(disks.active) == str(base)
+
+
+def spec(tmp_path: Path, **changes: object) -> VmSpec:
+    for name in ("vmlinux", "initrd.img", "agent-root.ext4"):
+        if not (tmp_path / name).exists():
+            (tmp_path / name).write_bytes(b"x")
+    base = VmSpec(kernel=tmp_path / "vmlinux", initrd=tmp_path / "initrd.img",
+                  agent_root=tmp_path / "agent-root.ext4", rootfs_disk=tmp_path / "r.qcow2",
+                  console_log=tmp_path / "c.log", agent_socket=tmp_path / "a.sock",
+                  control_socket=tmp_path / "q.sock", network=NET_USER)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_template_keys_change_with_every_input(tmp_path: Path) -> None:
+    qemu = tmp_path / "qemu"
+    qemu.write_bytes(b"qemu")
+    key = template_key("qemu", str(qemu), spec(tmp_path), "sha256:img")
+    assert key == template_key("qemu", str(qemu), spec(tmp_path, rootfs_disk=tmp_path / "other"),
+                               "sha256:img")  # per-box paths do not matter
+    variants = [
+        template_key("qemu", str(qemu), spec(tmp_path, cpus=2), "sha256:img"),
+        template_key("qemu", str(qemu), spec(tmp_path, memory_mib=1024), "sha256:img"),
+        template_key("qemu", str(qemu), spec(tmp_path, accel="kvm"), "sha256:img"),
+        template_key("qemu", str(qemu), spec(tmp_path, network="none"), "sha256:img"),
+        template_key("qemu", str(qemu), spec(tmp_path, extra_cmdline=("x=1",)), "sha256:img"),
+        template_key("qemu", str(qemu), spec(tmp_path), "sha256:other"),
+    ]
+    assert len({key, *variants}) == len(variants) + 1
+    time.sleep(0.01)
+    (tmp_path / "agent-root.ext4").write_bytes(b"a new payload")  # any input file changes
+    assert template_key("qemu", str(qemu), spec(tmp_path), "sha256:img") != key
+    # what a template cannot carry: volumes, other VMMs, the passt backend
+    from boxlite_cli.vmm.base import Share
+    assert template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("v0", "/x"),)), "i") is None
+    assert template_key("cloud-hypervisor", None, spec(tmp_path), "i") is None
+    assert template_key("qemu", str(qemu), spec(tmp_path, network="passt"), "i") is None
+
+
+def test_a_template_is_ready_only_when_complete(tmp_path: Path) -> None:
+    templates = Templates(tmp_path / "templates")
+    path = templates.path("k")
+    path.mkdir(parents=True)
+    (path / "memory.state").write_bytes(b"ram")
+    assert templates.ready("k") is None  # no metadata yet: a save still in progress
+    (path / "template.json").write_text("{}")
+    assert templates.ready("k") == path
+    assert templates.remove_all() > 0 and templates.ready("k") is None
