@@ -68,6 +68,7 @@ AGENT_SOURCE = REPO_ROOT / "guest-agent" / "boxlite_agent"
 VMLINUX = "vmlinux"
 # Every module the payload may use; the cached kernel keeps only these (and deps).
 KERNEL_MODULES = (*initramfs.INITRAMFS_MODULES, *initramfs.OPTIONAL_MODULES,
+                  *initramfs.PCI_MODULES,
                   *agentroot.AGENT_MODULES)
 MANIFEST_FORMAT = 1
 # The kernel command line this payload was measured with; the host appends

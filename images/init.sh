@@ -54,6 +54,15 @@ load_modules() {
     while read -r ko; do
         [ -n "$ko" ] && insmod "$ko" 2>/dev/null
     done </etc/boxlite/modules.optional
+    # virtio over PCI (cloud-hypervisor); QEMU microvm has no PCI bus and skips it.
+    for dev in /sys/bus/pci/devices/*; do
+        [ -e "$dev" ] || continue
+        while read -r ko; do
+            [ -n "$ko" ] || continue
+            insmod "$ko" || die "insmod $ko failed"
+        done </etc/boxlite/modules.pci
+        break
+    done
 }
 
 find_agent_disk() {

@@ -51,6 +51,17 @@ class Started:
     error: str
 
 
+@dataclass(frozen=True)
+class PathInfo:
+    """What a path in the box is (Stat)."""
+
+    exists: bool
+    mode: int
+    size: int
+    link_target: str
+    name: str
+
+
 def open_channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
@@ -89,10 +100,24 @@ class AgentClient:
     def ping(self, timeout: float = 5.0, wait_for_ready: bool = False) -> Any:
         return self.stub.Ping(pb.PingRequest(), timeout=timeout, wait_for_ready=wait_for_ready)
 
-    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+             network: pb.NetworkConfig | None = None,
+             volumes: list[pb.VolumeMount] | None = None) -> None:
         _rpc("initialising the guest", lambda: self.stub.Init(
             pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
-                           rootfs_serial=rootfs_serial), timeout=60))
+                           rootfs_serial=rootfs_serial, network=network, volumes=volumes),
+            timeout=60))
+
+    def quiesce(self, freeze: bool, auto_thaw_s: float = 0.0) -> None:
+        """Freeze (or thaw) the container's file system around a disk snapshot."""
+        _rpc("freezing the box's file system" if freeze else "thawing the box's file system",
+             lambda: self.stub.Quiesce(pb.QuiesceRequest(freeze=freeze, auto_thaw_s=auto_thaw_s),
+                                       timeout=30))
+
+    def resync(self, clock_ns: int, entropy: bytes) -> None:
+        """After a restore from this box's checkpoint: the clock and the CRNG only."""
+        _rpc("resynchronising the guest", lambda: self.stub.Init(
+            pb.InitRequest(clock_ns=clock_ns, entropy=entropy, resume=True), timeout=60))
 
     def exec(self, *, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
              rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
@@ -130,6 +155,35 @@ class AgentClient:
     def shutdown(self, timeout: float = 10.0) -> None:
         _rpc("shutting the guest down", lambda: self.stub.Shutdown(pb.ShutdownRequest(),
                                                                    timeout=timeout))
+
+    # files (boxlite cp) -----------------------------------------------------------------
+
+    def stat(self, path: str, follow_link: bool = False) -> PathInfo:
+        resp = _rpc(f"looking at {path} in the box", lambda: self.stub.Stat(
+            pb.StatRequest(path=path, follow_link=follow_link), timeout=60))
+        return PathInfo(resp.exists, resp.mode, resp.size, resp.link_target, resp.name)
+
+    def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:
+        """Stream the tar `chunks` into `dest_dir`; (entries, bytes) written."""
+
+        def requests() -> Iterator[Any]:
+            yield pb.CopyInChunk(header=pb.CopyInHeader(dest_dir=dest_dir, keep_owner=keep_owner))
+            for data in chunks:
+                yield pb.CopyInChunk(data=data)
+
+        resp = _rpc("copying into the box", lambda: self.stub.CopyIn(requests()))
+        return resp.entries, resp.bytes
+
+    def copy_out(self, path: str, follow_link: bool, name: str) -> Iterator[bytes]:
+        """Tar bytes of `path` in the box, its top entry named `name`."""
+        call = self.stub.CopyOut(pb.CopyOutRequest(path=path, follow_link=follow_link, name=name))
+        try:
+            for chunk in call:
+                yield chunk.data
+        except grpc.RpcError as e:
+            raise agent_error("copying out of the box", e) from e
+        finally:
+            call.cancel()
 
     def send_input(self, exec_id: str, chunks: Iterator[bytes], close: bool = True) -> None:
         """Stream `chunks` to the process's stdin; close it (EOF) at the end."""

@@ -38,9 +38,10 @@ class CliContext:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
+            from boxlite_cli.cli.progress import pull_display
             from boxlite_cli.runtime.runtime import Runtime
 
-            self._runtime = Runtime(warn=warn, activity=activity)
+            self._runtime = Runtime(warn=warn, activity=activity, pull_display=pull_display)
         return self._runtime
 
 

@@ -5,25 +5,38 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.options import box_options, memory_mib, process_options, to_process_options
+from boxlite_cli.cli.options import (
+    box_options,
+    memory_mib,
+    network_options,
+    process_options,
+    to_network,
+    to_process_options,
+)
 from boxlite_cli.runtime.runtime import CreateOptions
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
 @box_options
 @process_options
+@network_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
-           entrypoint: str | None, cpus: int, memory: str, accel: str | None,
-           auto_remove: bool, interactive: bool, tty: bool, env: tuple[str, ...],
+           entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
+           auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
            env_files: tuple[str, ...], workdir: str | None, user: str | None,
-           timeout: float) -> int:
+           timeout: float,
+           network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
+           publish: tuple[str, ...], volumes: tuple[str, ...]) -> int:
     """Create a box from IMAGE without starting it; prints its id."""
     state = cli.runtime.create(CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
-        auto_remove=auto_remove, detach=True,
+        vmm=vmm,
+        pull=pull, auto_remove=auto_remove, detach=True,
+        network=to_network(network, dns, add_hosts, publish),
+        volumes=list(volumes),
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     ))

@@ -8,8 +8,18 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
 from boxlite_cli.cli.output import print_json
 from boxlite_cli.cli.template import render
+from boxlite_cli.errors import BoxliteError, NotFound
+
+
+def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
+    """The record of the image `ref` names, for `inspect IMAGE` (docker inspects either kind)."""
+    try:
+        return image_record(*lookup_with_names(cli, ref))
+    except BoxliteError:
+        return None
 
 
 @click.command()
@@ -18,10 +28,17 @@ from boxlite_cli.cli.template import render
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
-    """Print the full record of one or more boxes (a JSON array, or a line each from a template)."""
+    """Print the full record of boxes or images (a JSON array, or a line each from a template)."""
     out: list[dict[str, Any]] = []
     for ref in boxes:
-        state = cli.runtime.get(ref)
+        try:
+            state = cli.runtime.get(ref)
+        except NotFound:
+            image = _image_or_none(cli, ref)
+            if image is None:
+                raise
+            out.append(image)
+            continue
         files = cli.runtime.files(state.id)
         record = state.to_json()
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),

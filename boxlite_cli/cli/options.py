@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 
 import click
 
+from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.session import terminal_size
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
+from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +34,13 @@ def process_options(f: F) -> F:
     return f
 
 
+def cold_option(f: F) -> F:
+    """--cold of run and start: boot from scratch, not from a warm-start template."""
+    return click.option("--cold", is_flag=True,
+                        help="Boot from scratch instead of restoring a warm-start template "
+                             "(also BOXLITE_WARM=0).")(f)
+
+
 def stop_time_option(f: F) -> F:
     """-t/--time of stop and restart (docker's 10 s default)."""
     return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
@@ -50,10 +59,46 @@ def box_options(f: F) -> F:
                      help="Memory of the VM (e.g. 512m, 2g)."),
         click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
                      help="Accelerator [default: auto, or $BOXLITE_ACCEL]."),
+        click.option("--vmm", type=click.Choice(["auto", "qemu", "cloud-hypervisor"]),
+                     default=None,
+                     help="Virtual machine monitor; auto prefers cloud-hypervisor when it is "
+                          "installed, KVM works and the box needs no NAT or volumes "
+                          "[default: $BOXLITE_VMM, config.toml's vmm, or auto]."),
         click.option("--rm", "auto_remove", is_flag=True, help="Remove the box when it exits."),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
+                     show_default=True, help="Pull the image before creating the box."),
+        click.option("-v", "--volume", "volumes", multiple=True,
+                     metavar="[HOSTPATH|NAME:]BOXPATH[:ro]",
+                     help="Share a host directory or file, or a named volume, at BOXPATH "
+                          "(BOXPATH alone: a new anonymous volume)."),
     ]):
         f = decorator(f)
     return f
+
+
+def network_options(f: F) -> F:
+    """--network --dns --add-host -p (run and create)."""
+    for decorator in reversed([
+        click.option("--network", "network", type=click.Choice(NETWORK_MODES), default="nat",
+                     show_default=True,
+                     help="nat: outbound access through the host (user-mode, no root); "
+                          "none: loopback only."),
+        click.option("-p", "--publish", "publish", multiple=True,
+                     metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
+                     help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "
+                          "HOSTPORT to a free port chosen at each start)."),
+        click.option("--dns", "dns", multiple=True, metavar="IP",
+                     help="DNS server for the box (default: the host's resolver via NAT)."),
+        click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
+                     help="Add a line to the box's /etc/hosts."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def to_network(network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
+               publish: tuple[str, ...]) -> NetworkConfig:
+    return network_config(network, dns, add_hosts, publish)
 
 
 def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,

@@ -40,10 +40,18 @@ def human_size(n: int) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours'."""
+    """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours',
+    then days, weeks, months and years as go-units prints them."""
     s = int(seconds)
     if s < 1:
         return "Less than a second"
+    hours = s // 3600
+    for unit, size, below in (("day", 24, 24 * 7 * 2), ("week", 24 * 7, 24 * 30 * 2),
+                              ("month", 24 * 30, 24 * 365 * 2)):
+        if 48 <= hours < below:
+            return f"{hours // size} {unit}s"
+    if hours >= 24 * 365 * 2:
+        return f"{hours // (24 * 365)} years"
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if s >= size:
             n = s // size

@@ -8,7 +8,15 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
-from boxlite_cli.cli.options import box_options, memory_mib, process_options, to_process_options
+from boxlite_cli.cli.options import (
+    box_options,
+    cold_option,
+    memory_mib,
+    network_options,
+    process_options,
+    to_network,
+    to_process_options,
+)
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.runtime.runtime import CreateOptions
 
@@ -16,14 +24,20 @@ from boxlite_cli.runtime.runtime import CreateOptions
 @click.command(context_settings={"allow_interspersed_args": False})
 @box_options
 @process_options
+@network_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
+@cold_option
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
-def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, name: str | None,
-        entrypoint: str | None, cpus: int, memory: str, accel: str | None, auto_remove: bool,
+def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, cold: bool,
+        name: str | None,
+        entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
+        auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
-        workdir: str | None, user: str | None, timeout: float) -> int:
+        workdir: str | None, user: str | None, timeout: float,
+        network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
+        publish: tuple[str, ...], volumes: tuple[str, ...]) -> int:
     """Run a command in a new box.
 
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
@@ -36,13 +50,16 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, nam
     rt = cli.runtime
     opts = CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
-        auto_remove=auto_remove, detach=detach,
+        vmm=vmm,
+        pull=pull, auto_remove=auto_remove, detach=detach,
+        network=to_network(network, dns, add_hosts, publish),
+        volumes=list(volumes),
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     )
     state = rt.create(opts)
     try:
-        result = rt.start(state.id, foreground=not detach)
+        result = rt.start(state.id, foreground=not detach, cold=cold)
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):

@@ -7,15 +7,21 @@ import click
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
+from boxlite_cli.cli.options import cold_option
 from boxlite_cli.runtime.runtime import StartResult
 
 
 @click.command()
+@cold_option
+@click.option("--checkpoint", metavar="NAME",
+              help="Resume from this memory checkpoint (snapshot create --memory): its "
+                   "processes carry on where they were.")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
-def start(cli: CliContext, boxes: tuple[str, ...]) -> int:
+def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""
-    return each_box(boxes, lambda ref: started(cli.runtime.start(ref)))
+    return each_box(boxes, lambda ref: started(cli.runtime.start(ref, cold=cold,
+                                                                 checkpoint=checkpoint)))
 
 
 def started(result: StartResult) -> int | None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from boxlite_cli.payload import PayloadMissing, find_payload
 from boxlite_cli.state.paths import home_paths
-from boxlite_cli.vmm.accel import kvm_verdict
+from boxlite_cli.vmm.accel import kvm_verdict, static_kvm_problem
+from boxlite_cli.vmm.cloudhv import CH_BINARY, MIN_VERSION, RELEASES_URL, parse_version
 from boxlite_cli.vmm.qemu import QEMU_BINARY
 
 APT_FIX = "apt-get install -y {}"
@@ -46,6 +47,26 @@ def tool_check(name: str, binary: str, package: str) -> Check:
     return Check(name, True, version)
 
 
+def cloud_hypervisor_check(version: str | None, kvm_ok: bool, kvm_reason: str) -> Check:
+    """Found or not, version, usable or why not, and the fix (optional: QEMU runs all)."""
+    fix = f"download the static binary from {RELEASES_URL} onto PATH (no Debian package)"
+    if version is None:
+        return Check("cloud-hypervisor", False, f"{CH_BINARY} not found (optional; boxes use QEMU)",
+                     fix, required=False)
+    parsed = parse_version(version)
+    if parsed is not None and parsed < MIN_VERSION:
+        want = ".".join(map(str, MIN_VERSION))
+        return Check("cloud-hypervisor", False, f"{version}: too old (box disks need "
+                     f"v{want}+ for qcow2 overlays on a raw base, backing_files=on)",
+                     f"upgrade: {RELEASES_URL}", required=False)
+    if not kvm_ok:
+        return Check("cloud-hypervisor", False, f"{version}: not usable, it needs KVM "
+                     f"({kvm_reason})", "enable KVM (see the kvm check); boxes use QEMU meanwhile",
+                     required=False)
+    return Check("cloud-hypervisor", True, f"{version}: usable (--vmm cloud-hypervisor; auto "
+                 "picks it for boxes with --network none and no volumes)", required=False)
+
+
 def run_checks() -> list[Check]:
     checks = [
         tool_check("qemu", QEMU_BINARY, "qemu-system-x86"),
@@ -58,6 +79,9 @@ def run_checks() -> list[Check]:
         checks.append(Check("guest payload", False, f"not built (expected in {e})", "make payload"))
         checks.append(Check("accelerator", False, "unknown until the payload is built",
                             "make payload"))
+        problem = static_kvm_problem()
+        checks.append(cloud_hypervisor_check(tool_version(CH_BINARY), problem is None,
+                                             problem or ""))
         return checks
     manifest = payload.manifest()
     checks.append(Check("guest payload", True,
@@ -69,6 +93,8 @@ def run_checks() -> list[Check]:
         checks.append(Check("kvm", False, verdict.reason,
                             "enable virtualisation in the BIOS/hypervisor and load kvm_intel or "
                             "kvm_amd; boxes run with TCG meanwhile", required=False))
+    checks.append(cloud_hypervisor_check(tool_version(CH_BINARY), verdict.kvm_ok,
+                                         verdict.reason))
     qemu_ok = shutil.which(QEMU_BINARY) is not None
     checks.append(Check("tcg", qemu_ok,
                         "software emulation available (slower than KVM)" if qemu_ok

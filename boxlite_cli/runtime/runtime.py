@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -13,7 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.qcow2 import create_overlay
@@ -28,20 +30,42 @@ from boxlite_cli.errors import (
     UsageError,
     VmError,
 )
-from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.oci.pull import NoProgress, PullProgress, PullResult
+from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
+from boxlite_cli.runtime import snapshots
+from boxlite_cli.runtime.images import Images, check_pull_policy
 from boxlite_cli.runtime.names import random_name
+from boxlite_cli.runtime.network import (
+    bind_host_ports,
+    guest_network,
+    port_forwards,
+    vm_network,
+)
 from boxlite_cli.runtime.spec import ProcessOptions, process_spec
+from boxlite_cli.runtime.templates import Templates, template_key
+from boxlite_cli.runtime.volumes import (
+    check_host_sources,
+    discard_volumes,
+    parse_volume_specs,
+    resolve_mounts,
+    vm_shares,
+    volume_users,
+)
 from boxlite_cli.shim.logframes import read_frames
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
 from boxlite_cli.state.records import BoxConfig, BoxState, Status
+from boxlite_cli.state.settings import vmm_setting
+from boxlite_cli.state.volumes import Mount, VolumeStore
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
 
 if TYPE_CHECKING:
     from boxlite_cli.agent.client import AgentClient, Started
@@ -57,6 +81,12 @@ def boot_timeout_s() -> float:
     return float(os.environ.get("BOXLITE_BOOT_TIMEOUT", "180"))
 
 
+def guest_cmdline() -> tuple[str, ...]:
+    """Extra guest kernel parameters ($BOXLITE_GUEST_CMDLINE; debugging and tests, e.g.
+    `boxlite.vsock_loopback=1`, which loads the guest's vsock loopback transport)."""
+    return tuple(os.environ.get("BOXLITE_GUEST_CMDLINE", "").split())
+
+
 @dataclass
 class CreateOptions:
     image: str
@@ -65,8 +95,20 @@ class CreateOptions:
     cpus: int = 1
     memory_mib: int = 512
     accel: str | None = None
+    vmm: str | None = None  # --vmm; None: $BOXLITE_VMM, config.toml's vmm, or auto
     auto_remove: bool = False
     detach: bool = False
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    pull: str = "missing"
+    volumes: list[str] = field(default_factory=list)  # -v specs
+
+
+class WarmStartFailed(VmError):
+    """A start from a warm-start template failed (the template may be bad)."""
+
+    def __init__(self, message: str, template: Path) -> None:
+        super().__init__(message)
+        self.template = template
 
 
 @dataclass(frozen=True)
@@ -92,24 +134,34 @@ def _no_warn(_: str) -> None:
 
 
 Activity = Callable[[str], contextlib.AbstractContextManager[None]]
+PullDisplay = Callable[[str], contextlib.AbstractContextManager[PullProgress]]
 
 
 def _quiet_activity(_: str) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
+def _quiet_pull(_: str) -> contextlib.AbstractContextManager[PullProgress]:
+    return contextlib.nullcontext(NoProgress())
+
+
 class Runtime:
     """All operations on the boxes of one home. Thread-compatible, process-safe."""
 
     def __init__(self, paths: Paths | None = None, warn: Warn = _no_warn,
-                 activity: Activity = _quiet_activity) -> None:
-        """`warn` gets one-line warnings; `activity(text)` wraps long work (a spinner)."""
+                 activity: Activity = _quiet_activity, pull_display: PullDisplay = _quiet_pull) -> None:
+        """`warn` gets one-line warnings; `activity(text)` wraps long work (a spinner);
+        `pull_display(reference)` shows a pull's progress."""
         self.paths = paths or home_paths()
         self.paths.ensure()
         self.boxes = BoxStore(self.paths)
         self.images = ImageStore(self.paths.images)
+        self.image_ops = Images(self.paths, self.images, self.boxes_by_image)
+        self.templates = Templates(self.paths.cache / "templates")
+        self.volumes = VolumeStore(self.paths.data / "volumes")
         self.warn = warn
         self.activity = activity
+        self.pull_display = pull_display
 
     # payload and images ---------------------------------------------------------------
 
@@ -122,19 +174,38 @@ class Runtime:
                 hint="build it with: make payload",
             ) from None
 
-    def image(self, ref: str) -> Image:
-        """The image for `ref`, loading the built-in default image on first use."""
+    def image(self, ref: str, pull: str = "missing") -> Image:
+        """The image for `ref`: the built-in one is loaded on first use; others are pulled
+        as `pull` says (missing, always or never)."""
+        check_pull_policy(pull)
         reference = parse_reference(ref)
-        try:
-            return self.images.lookup(reference)
-        except NotFound:
-            if reference != parse_reference(DEFAULT_IMAGE):
-                raise ImageError(
-                    f"unable to find image {ref!r} locally",
-                    hint=f"the built-in image is {DEFAULT_IMAGE}",
-                ) from None
-        self.images.load_oci_layout(self.payload().default_image)
-        return self.images.lookup(reference)
+        if reference == parse_reference(DEFAULT_IMAGE):
+            try:
+                return self.images.lookup(reference)
+            except NotFound:
+                self.images.load_oci_layout(self.payload().default_image)
+                return self.images.lookup(reference)
+        if pull != "always":
+            try:
+                return self.images.lookup(reference)
+            except NotFound:
+                if pull == "never":
+                    raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
+                                     hint=f"pull it with: boxlite pull {ref}") from None
+        return self.pull(reference).image
+
+    def pull(self, ref: str | Reference) -> PullResult:
+        reference = parse_reference(ref) if isinstance(ref, str) else ref
+        with self.pull_display(reference.short) as progress:
+            return self.image_ops.pull(reference, progress)
+
+    def boxes_by_image(self) -> dict[str, list[str]]:
+        """Image id → names of the boxes made from it (corrupt boxes are skipped)."""
+        users: dict[str, list[str]] = {}
+        for state in self.boxes.all():
+            if not isinstance(state, StateCorrupt):
+                users.setdefault(state.config.image_id, []).append(state.name)
+        return users
 
     # lookup ---------------------------------------------------------------------------
 
@@ -186,24 +257,31 @@ class Runtime:
     def create(self, opts: CreateOptions) -> BoxState:
         """Make a box (disks and state) without starting it; nothing is left on failure."""
         accel = requested_accel(opts.accel)
+        vmm = requested_vmm(opts.vmm, vmm_setting(self.paths.config))
         if opts.name is not None:
             validate_name(opts.name)
-        image = self.image(opts.image)
+        volume_requests = parse_volume_specs(opts.volumes)
+        check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
+        check_host_sources(volume_requests)
+        image = self.image(opts.image, opts.pull)
         spec = process_spec(opts.process, image.container_config)
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)
         reserved = False
+        made_volumes: list[str] = []
         try:
             self.boxes.reserve_name(name, box_id)
             reserved = True
+            mounts, made_volumes = resolve_mounts(self.volumes, volume_requests)
             state = BoxState(
                 id=box_id, name=name,
                 config=BoxConfig(image=image.reference.short, image_id=image.id,
                                  rootfs_base="", process=spec, cpus=opts.cpus,
-                                 memory_mib=opts.memory_mib, accel=accel,
+                                 memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
-                                 hostname=box_id[:12]),
+                                 hostname=box_id[:12], network=opts.network,
+                                 mounts=mounts),
                 creator=ProcessRecord.current().to_json(),
             )
             with self.boxes.lock(box_id):
@@ -223,6 +301,7 @@ class Runtime:
             if reserved:
                 self.boxes.release_name(name, box_id)
             self.boxes.remove_dir(box_id)
+            discard_volumes(self.volumes, made_volumes)
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskError(f"No space left on device under {self.paths.data} while "
                                 f"creating the box from {image.reference.short}",
@@ -241,12 +320,42 @@ class Runtime:
                   "which is much slower")
         return "tcg"
 
-    def start(self, ref: str, foreground: bool = False) -> StartResult:
+    def choose_vm(self, state: BoxState, spec: VmSpec, payload: Payload) -> tuple[str, VmSpec]:
+        """The VMM that runs `spec` (box config's vmm, `auto` resolved) and the spec it
+        runs, checked: a VMM that cannot run the box fails here, before anything starts."""
+        kvm_ok = spec.accel == "kvm"
+        reason = ""
+        if not kvm_ok:
+            reason = ("--accel tcg was asked for" if state.config.accel == "tcg" else
+                      kvm_verdict(self.paths.cache / "accel.json", payload.kernel,
+                                  payload.initrd).reason)
+        choice = choose_vmm(state.config.vmm, spec.accel, kvm_ok, spec, kvm_reason=reason)
+        spec = dataclasses.replace(spec, accel=choice.accel)
+        get_driver(choice.name).check(spec)
+        return choice.name, spec
+
+    def start(self, ref: str, foreground: bool = False, cold: bool = False,
+              checkpoint: str | None = None) -> StartResult:
         """Boot the box and start its main process; returns once it runs.
 
         `foreground`: the caller will attach to the main process (its output waits
-        for it); otherwise the shim copies the output into the box's log.
+        for it); otherwise the shim copies the output into the box's log. Boxes start
+        warm from a template when one matches (see runtime/templates.py) unless `cold`
+        (or BOXLITE_WARM=0); a warm start that fails is retried cold once. With
+        `checkpoint`, the box resumes from that memory checkpoint of its own.
         """
+        if checkpoint is not None:
+            return self._start(ref, foreground, cold=True, checkpoint=checkpoint)
+        cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
+        try:
+            return self._start(ref, foreground, cold)
+        except WarmStartFailed as e:
+            self.warn(f"the warm start failed ({e}); starting cold and discarding its template")
+            shutil.rmtree(e.template, ignore_errors=True)
+            return self._start(ref, foreground, cold=True)
+
+    def _start(self, ref: str, foreground: bool, cold: bool,
+               checkpoint: str | None = None) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         payload = self.payload()
@@ -256,26 +365,55 @@ class Runtime:
                 raise Conflict(f"box {state.name} is already running")
             if state.status == Status.CREATING:
                 raise Conflict(f"box {state.name} is still being created")
+            # Host ports are checked (and omitted ones chosen) at every start, before
+            # anything boots: a port in use fails here with one line.
+            ports = bind_host_ports(state.config.network.ports)
             accel = self.choose_accel(state.config.accel, payload)
+            shares, guest_volumes = vm_shares(files.dir, self.volumes, state.config.mounts)
+            driver, vm = self.choose_vm(state, VmSpec(
+                kernel=payload.kernel, initrd=payload.initrd,
+                agent_root=payload.agent_root, rootfs_disk=files.rootfs_disk,
+                console_log=files.console_log, agent_socket=files.vm_socket,
+                control_socket=files.control_socket, cpus=state.config.cpus,
+                memory_mib=state.config.memory_mib, accel=accel,
+                network=vm_network(state.config.network),
+                net_socket=str(files.sockets / "net.sock"),
+                port_forwards=port_forwards(ports), shares=shares,
+                extra_cmdline=guest_cmdline()), payload)
+            key = None if cold else template_key(driver, get_driver(driver).binary(), vm,
+                                                 state.config.image_id)
+            warm = self.templates.ready(key) if key else None
+            if warm is not None:
+                vm = dataclasses.replace(vm, restore_from=str(warm))
+            if checkpoint is not None:
+                memory = snapshots.checkpoint_memory(self, box_id, checkpoint)
+                vm = dataclasses.replace(vm, restore_from=str(memory))
+                get_driver(driver).check(vm)
             launch = Launch(
-                driver="qemu",
-                vm=VmSpec(kernel=payload.kernel, initrd=payload.initrd,
-                          agent_root=payload.agent_root, rootfs_disk=files.rootfs_disk,
-                          console_log=files.console_log, agent_socket=files.vm_socket,
-                          control_socket=files.control_socket, cpus=state.config.cpus,
-                          memory_mib=state.config.memory_mib, accel=accel),
+                driver=driver,
+                vm=vm,
                 boot_timeout_s=boot_timeout_s(),
                 foreground=foreground,
+                network=guest_network(state.config.network),
+                volumes=guest_volumes,
+                save_template=str(self.templates.path(key)) if key and warm is None else "",
+                resume=checkpoint is not None,
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING
             state.error = None
             state.exit_code = None
+            state.ports = ports
             # Until the shim writes its PID file, this process owns the transition.
             state.creator = ProcessRecord.current().to_json()
             files.shim_pid.unlink(missing_ok=True)
             self.boxes.write(state)
-        return self._spawn_shim(state, files)
+        try:
+            return self._spawn_shim(state, files)
+        except VmError as e:
+            if warm is None:
+                raise
+            raise WarmStartFailed(e.message, warm) from e
 
     def _spawn_shim(self, state: BoxState, files: BoxFiles) -> StartResult:
         read_fd, write_fd = os.pipe()
@@ -476,8 +614,9 @@ class Runtime:
             self._kill_shim(files, signal.SIGKILL)
             self.wait_stopped(box_id, 5)
 
-    def remove(self, ref: str, force: bool = False) -> str:
-        """Remove a box and everything only it used. Returns its id."""
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """Remove a box and everything only it used (`volumes`: its anonymous volumes
+        too, like `docker rm -v`). Returns its id."""
         box_id = self.resolve(ref)
         try:
             state: BoxState | None = self.get(box_id)
@@ -488,6 +627,9 @@ class Runtime:
         if state is not None and state.status in LIVE and not force:
             raise Conflict(f"cannot remove running box {state.name}",
                            hint=f"stop it first or use: boxlite rm -f {state.name}")
+        from boxlite_cli.runtime.clone import check_no_dependents  # even with -f: clones need its disk
+
+        check_no_dependents(self, box_id, state.name if state is not None else box_id[:12])
         self.kill_now(box_id)
         name = state.name if state is not None else self.boxes.name_of(box_id)
         sockets = self.files(box_id).sockets
@@ -496,4 +638,23 @@ class Runtime:
             self.boxes.release_name(name, box_id)
         if not sockets.is_relative_to(self.boxes.box_dir(box_id)):
             shutil.rmtree(sockets, ignore_errors=True)
+        if volumes and state is not None:
+            self.remove_anonymous_volumes(state)
         return box_id
+
+    def remove_anonymous_volumes(self, state: BoxState) -> None:
+        """The anonymous volumes of a removed box that no other box uses."""
+        anonymous = [m.source for m in state.config.mounts if m.anonymous]
+        if not anonymous:
+            return
+        with self.volumes.lock():
+            users = self.volume_users()
+            for name in anonymous:
+                if not volume_users(users, name):
+                    with contextlib.suppress(NotFound):
+                        self.volumes.remove(name)
+
+    def volume_users(self) -> list[tuple[str, list[Mount]]]:
+        """(box name, mounts) of every readable box."""
+        return [(s.name, s.config.mounts) for s in self.boxes.all()
+                if not isinstance(s, StateCorrupt)]

@@ -15,6 +15,7 @@ import ctypes
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import grpc
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from boxlite_cli.agent.client import AgentClient, open_channel
 from boxlite_cli.agent.pb import agent_pb2 as pb
@@ -34,12 +35,14 @@ from boxlite_cli.errors import BoxliteError
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
-from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.shim.relay import StreamRelay
+from boxlite_cli.shim.vmspec import TEMPLATE_META, Launch
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_PASST, VmSpec
 from boxlite_cli.vmm.drivers import get_driver
 
 log = logging.getLogger("boxlite.shim")
@@ -79,12 +82,14 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
 
 
 class Shim:
-    def __init__(self, files: BoxFiles, ready_fd: int) -> None:
+    def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1) -> None:
         self.files = files
         self.ready_fd = ready_fd
+        self.hold_fd = hold_fd
         self.launch = Launch.load(files.dir / "vm.json")
         self.driver = get_driver(self.launch.driver)
         self.vmm: subprocess.Popen[bytes] | None = None
+        self.relay: StreamRelay | None = None
         self.tracker = AttachTracker()
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
@@ -119,7 +124,12 @@ class Shim:
         for sock in (spec.agent_socket, spec.control_socket, self.files.agent_socket):
             sock.unlink(missing_ok=True)
         spec.console_log.write_bytes(b"")
-        cmd = self.driver.command(spec)
+        if spec.network == NET_PASST:
+            self.start_passt(spec)
+        try:
+            cmd = self.driver.command(spec)
+        except BoxliteError as e:
+            raise BootFailed(str(e), hint=e.hint) from e
         log.info("starting VMM: %s", " ".join(cmd))
         with open(self.files.dir / "vmm.log", "wb") as out:
             self.vmm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
@@ -127,6 +137,43 @@ class Shim:
         record = ProcessRecord.of(self.vmm.pid)
         if record is not None:
             write_pidfile(self.files.vmm_pid, record)
+        if spec.restore_from:
+            # A restored VM comes back paused; the agent is reached over new connections.
+            control = self.driver.control(spec)
+            control.wait_ready(min(self.launch.boot_timeout_s, 30.0))
+            control.restore(Path(spec.restore_from))
+            control.resume()
+
+    def agent_target(self) -> str:
+        """The gRPC target of the guest agent: the VMM's own unix socket when it has
+        one, else a relay that opens a new agent stream (driver's connect) per connection."""
+        channel = self.driver.agent_channel(self.launch.vm)
+        log.info("agent channel: %s", channel.description)
+        if channel.unix_path is not None:
+            return f"unix:{channel.unix_path}"
+        if self.relay is None:
+            self.relay = StreamRelay(self.files.sockets / "relay.sock", channel.connect).start()
+        return self.relay.target
+
+    def start_passt(self, spec: VmSpec) -> None:
+        """The experimental passt backend: its process serves the VM's NIC on a socket."""
+        sock = Path(spec.net_socket)
+        sock.unlink(missing_ok=True)
+        # As root passt would switch to nobody, who cannot bind in the 0700 socket dir.
+        cmd = ["passt", "-f", "-q", "-1", "-4", "--runas", str(os.geteuid()),
+               "--socket", str(sock), "-a", NET_GUEST,
+               "-n", "24", "-g", NET_HOST, "-D", NET_DNS]
+        for fwd in spec.port_forwards:
+            cmd += ["-t" if fwd.proto == "tcp" else "-u",
+                    f"{fwd.host_ip}/{fwd.host_port}:{fwd.guest_port}"]
+        with open(self.files.dir / "passt.log", "wb") as out:
+            passt = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if passt.poll() is not None or time.monotonic() > deadline:
+                raise BootFailed(f"passt did not start; see {self.files.dir / 'passt.log'}")
+            time.sleep(0.01)
 
     def vmm_exit_reason(self) -> str:
         assert self.vmm is not None
@@ -159,6 +206,39 @@ class Shim:
                 if self.vmm.poll() is not None or self.stopping.is_set():
                     return  # reported by wait_for_agent
                 time.sleep(0.02)
+
+    def save_template(self, target: Path) -> None:
+        """Save the just-booted VM as a warm-start template (pause, save, resume).
+
+        Nothing box-specific has happened in the guest yet. Best effort: a failure
+        costs only the warm starts; concurrent first boots leave it to one of them."""
+        lock = FileLock(str(target) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        control = self.driver.control(self.launch.vm)
+        try:
+            if target.exists():
+                return
+            started = time.monotonic()
+            partial.mkdir(parents=True, exist_ok=True)
+            control.snapshot(partial)
+            write_json_atomic(partial / TEMPLATE_META, {"created": time.time(),
+                                                        "box": self.files.dir.name})
+            partial.rename(target)
+            log.info("saved the warm-start template %s in %.2f s", target,
+                     time.monotonic() - started)
+        except (BoxliteError, OSError) as e:
+            log.warning("could not save the warm-start template: %s", e)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+            try:
+                control.resume()
+            except BoxliteError as e:
+                log.warning("could not resume the VM after saving the template: %s", e)
+            lock.release()
 
     def wait_for_agent(self, client: AgentClient, deadline: float) -> None:
         """Ping until the agent answers; a connection that breaks early is retried."""
@@ -198,9 +278,16 @@ class Shim:
                 client.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.vmm.wait(SHUTDOWN_TIMEOUT_S)
+        if graceful and self.vmm.poll() is None:
+            with contextlib.suppress(BoxliteError):
+                self.driver.control(self.launch.vm, timeout_s=2.0).shutdown()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.vmm.wait(2.0)
         if self.vmm.poll() is None:
             self.vmm.kill()
         self.vmm.wait()
+        if self.relay is not None:
+            self.relay.close()
 
     # the agent ------------------------------------------------------------------------
 
@@ -247,23 +334,83 @@ class Shim:
 
     # the whole life -------------------------------------------------------------------
 
+    def volume_mounts(self) -> list[pb.VolumeMount]:
+        return [pb.VolumeMount(tag=v.tag, target=v.target, readonly=v.readonly,
+                               file_name=v.file_name) for v in self.launch.volumes]
+
+    def run_maintenance(self, state: BoxState) -> int:
+        """`cp` on a stopped box: boot, serve the agent until the CLI closes its hold
+        pipe (or dies), power off. The box's state is not touched."""
+        client: AgentClient | None = None
+        try:
+            self.start_vmm()
+            deadline = time.monotonic() + self.launch.boot_timeout_s
+            if not self.launch.vm.restore_from:  # a restored agent said so before its save
+                self.wait_for_console(READY_MARKER, deadline)
+                if self.launch.save_template:
+                    self.save_template(Path(self.launch.save_template))
+            channel = open_channel(self.agent_target())
+            client = AgentClient(channel)
+            self.wait_for_agent(client, deadline)
+            client.init(hostname=state.config.hostname or state.id[:12], clock_ns=time.time_ns(),
+                        entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
+                        network=pb.NetworkConfig(mode="none"), volumes=self.volume_mounts())
+        except BoxliteError as e:
+            log.error("maintenance start failed: %s", e)
+            if self.vmm is not None:
+                self.stop_vmm(None, graceful=False)
+            self.report(ok=False, error=str(e), console=str(self.files.console_log),
+                        console_tail=console_tail(self.files.console_log))
+            return 1
+        self.serve(channel)
+        self.report(ok=True, exec_id="")
+        assert self.vmm is not None
+        while not self.stopping.is_set() and self.vmm.poll() is None:
+            if self.hold_fd < 0:
+                break
+            ready, _, _ = select.select([self.hold_fd], [], [], 0.5)
+            if ready and not os.read(self.hold_fd, 4096):
+                break  # the CLI let go
+        self.stop_vmm(client, graceful=self.killed_by is None)
+        if self.server is not None:
+            self.server.stop(grace=0.5).wait()
+        self.files.agent_socket.unlink(missing_ok=True)
+        return 0
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         write_pidfile(self.files.shim_pid, ProcessRecord.current())
         state = load_state(self.files.state)
+        if self.launch.maintenance:
+            return self.run_maintenance(state)
         client: AgentClient | None = None
         try:
             self.start_vmm()
             deadline = time.monotonic() + self.launch.boot_timeout_s
-            self.wait_for_console(READY_MARKER, deadline)
-            channel = open_channel(self.driver.agent_target(self.launch.vm))
+            if not self.launch.vm.restore_from:  # a restored agent said so before its save
+                self.wait_for_console(READY_MARKER, deadline)
+                if self.launch.save_template:
+                    self.save_template(Path(self.launch.save_template))
+            channel = open_channel(self.agent_target())
             client = AgentClient(channel)
             self.wait_for_agent(client, deadline)
+            log.info("the agent answers")
+            if self.launch.resume:
+                client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))
+                log.info("resumed from a checkpoint")
+                return self.resumed(client, channel, state)
+            net = self.launch.network
             client.init(hostname=state.config.hostname or state.id[:12],
                         clock_ns=time.time_ns(), entropy=os.urandom(64),
-                        rootfs_serial=ROOTFS_DISK_SERIAL)
+                        rootfs_serial=ROOTFS_DISK_SERIAL,
+                        network=pb.NetworkConfig(
+                            mode=net.mode, address=net.address, gateway=net.gateway,
+                            dns=net.dns, hosts=[pb.HostEntry(name=n, ip=ip)
+                                                for n, ip in net.hosts]),
+                        volumes=self.volume_mounts())
+            log.info("the guest is initialised")
             proc = state.config.process
             started = client.exec(argv=proc.argv, env=proc.env, cwd=proc.cwd, user=proc.user,
                                   tty=proc.tty, rows=proc.rows, cols=proc.cols,
@@ -291,10 +438,20 @@ class Shim:
             return 0
         self.serve(channel)
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
+                    vmm=self.launch.driver,
                     exit_code=None, error=None, finished_at=None)
         self.report(ok=True, exec_id=started.exec_id, pid=started.pid)
         if not self.launch.foreground:
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
+        return self.supervise(client, state)
+
+    def resumed(self, client: AgentClient, channel: grpc.Channel, state: BoxState) -> int:
+        """A box restored from its checkpoint: its main process runs on; supervise it."""
+        self.serve(channel)
+        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
+                    vmm=self.launch.driver, exit_code=None, error=None, finished_at=None)
+        self.report(ok=True, exec_id=MAIN, pid=0)
+        threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
 
     def supervise(self, client: AgentClient, state: BoxState) -> int:
@@ -322,7 +479,7 @@ class Shim:
         if self.server is not None:
             self.server.stop(grace=0.5).wait()
         self.files.agent_socket.unlink(missing_ok=True)
-        self.update(status=Status.EXITED, finished_at=time.time())
+        self.update(status=Status.EXITED, finished_at=time.time(), ports=[])  # unpublished now
         log.info("box exited with %s (%s)", exit_code, error or "main process ended")
         self.remove_if_auto(state)
         return 0
@@ -353,16 +510,17 @@ class Shim:
 
 def main(argv: list[str]) -> int:
     box_dir, ready_fd = Path(argv[1]), int(argv[2])
+    hold_fd = int(argv[3]) if len(argv) > 3 else -1
     files = BoxFiles(box_dir)
     logging.basicConfig(filename=files.shim_log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return Shim(files, ready_fd).run()
+        return Shim(files, ready_fd, hold_fd).run()
     except Exception:
         log.exception("shim crashed")
         with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):
             st = load_state(files.state)
-            if st.status != Status.EXITED:
+            if st.status not in (Status.EXITED, Status.CREATED):  # (a maintenance shim)
                 st.status, st.error = Status.EXITED, "the shim crashed; see shim.log"
                 st.finished_at = time.time()
                 write_json_atomic(files.state, st.to_json())

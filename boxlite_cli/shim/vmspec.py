@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from boxlite_cli.state.atomic import write_json_atomic
-from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.base import PortForward, Share, VmSpec
 
+TEMPLATE_META = "template.json"
 PATH_FIELDS = ("kernel", "initrd", "agent_root", "rootfs_disk", "console_log",
                "agent_socket", "control_socket")
+
+
+@dataclass(frozen=True)
+class GuestNetwork:
+    """What the guest agent's Init sets up: interface, /etc/resolv.conf, /etc/hosts.
+
+    Sent at every start, never stored in the VM's disks, so a VM restored from a
+    template gets the network of the box it becomes.
+    """
+
+    mode: str = "none"
+    address: str = ""  # CIDR
+    gateway: str = ""
+    dns: tuple[str, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode, "address": self.address, "gateway": self.gateway,
+                "dns": list(self.dns), "hosts": [list(h) for h in self.hosts]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object] | None) -> GuestNetwork:
+        if not data:
+            return cls()
+        dns = data.get("dns") or []
+        hosts = data.get("hosts") or []
+        assert isinstance(dns, list) and isinstance(hosts, list)
+        return cls(str(data.get("mode", "none")), str(data.get("address", "")),
+                   str(data.get("gateway", "")), tuple(str(d) for d in dns),
+                   tuple((str(n), str(ip)) for n, ip in hosts))
+
+
+@dataclass(frozen=True)
+class GuestVolume:
+    """Where the agent mounts a 9p share (see agent.proto's VolumeMount)."""
+
+    tag: str
+    target: str
+    readonly: bool = False
+    file_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -20,13 +61,31 @@ class Launch:
     boot_timeout_s: float
     # A CLI will attach to the main process (foreground run); else the shim logs it.
     foreground: bool = False
+    network: GuestNetwork = field(default_factory=GuestNetwork)
+    volumes: tuple[GuestVolume, ...] = ()
+    # Boot without the main process, for `cp` on a stopped box; the box's state is
+    # left alone and the VM goes when the CLI closes its hold pipe.
+    maintenance: bool = False
+    # Save a warm-start template here once the agent is ready (first cold start);
+    # a start from one has `vm.restore_from` set instead.
+    save_template: str = ""
+    # `vm.restore_from` is this box's own checkpoint: its processes run on, so there
+    # is no Init and no main process to start, only the clock and entropy to reset.
+    resume: bool = False
 
     def save(self, path: Path) -> None:
         vm = {k: (str(v) if k in PATH_FIELDS else v) for k, v in asdict(self.vm).items()}
         vm["extra_cmdline"] = list(self.vm.extra_cmdline)
+        vm["port_forwards"] = [asdict(f) for f in self.vm.port_forwards]
+        vm["shares"] = [asdict(s) for s in self.vm.shares]
         write_json_atomic(path, {"driver": self.driver, "vm": vm,
                                  "boot_timeout_s": self.boot_timeout_s,
-                                 "foreground": self.foreground})
+                                 "foreground": self.foreground,
+                                 "network": self.network.to_json(),
+                                 "volumes": [asdict(v) for v in self.volumes],
+                                 "maintenance": self.maintenance,
+                                 "save_template": self.save_template,
+                                 "resume": self.resume})
 
     @classmethod
     def load(cls, path: Path) -> Launch:
@@ -35,5 +94,12 @@ class Launch:
         for k in PATH_FIELDS:
             vm[k] = Path(vm[k])
         vm["extra_cmdline"] = tuple(vm.get("extra_cmdline", ()))
+        vm["port_forwards"] = tuple(PortForward(**f) for f in vm.get("port_forwards", ()))
+        vm["shares"] = tuple(Share(**s) for s in vm.get("shares", ()))
         return cls(str(data["driver"]), VmSpec(**vm), float(data["boot_timeout_s"]),
-                   bool(data.get("foreground", False)))
+                   bool(data.get("foreground", False)),
+                   GuestNetwork.from_json(data.get("network")),
+                   tuple(GuestVolume(**v) for v in data.get("volumes", ())),
+                   bool(data.get("maintenance", False)),
+                   str(data.get("save_template", "")),
+                   bool(data.get("resume", False)))

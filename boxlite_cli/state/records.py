@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from boxlite_cli.errors import StateCorrupt
+from boxlite_cli.state.network import NetworkConfig, PortMapping
+from boxlite_cli.state.volumes import Mount
 
 FORMAT = 1
 
@@ -52,9 +54,12 @@ class BoxConfig:
     cpus: int = 1
     memory_mib: int = 512
     accel: str = "auto"
+    vmm: str = "auto"  # auto | qemu | cloud-hypervisor (--vmm)
     auto_remove: bool = False
     detach: bool = False
     hostname: str = ""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
 
 
 @dataclass
@@ -71,8 +76,11 @@ class BoxState:
     exit_code: int | None = None
     error: str | None = None
     accel: str | None = None
+    vmm: str | None = None  # the VMM the current (or last) start used
     # The process creating or starting the box, until the shim takes over.
     creator: dict[str, int] | None = None
+    # The ports the current (or last) start published, host ports resolved.
+    ports: list[PortMapping] = field(default_factory=list)
     format: int = FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -84,10 +92,13 @@ class BoxState:
             raise ValueError("not a JSON object")
         cfg = dict(data["config"])
         cfg["process"] = ProcessSpec(**cfg["process"])
+        cfg["network"] = NetworkConfig.from_json(cfg.get("network"))
+        cfg["mounts"] = [Mount.from_json(m) for m in cfg.get("mounts") or []]
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         values["config"] = BoxConfig(**cfg)
         values["status"] = Status(values["status"])
+        values["ports"] = [PortMapping.from_json(p) for p in values.get("ports") or []]
         return cls(**values)
 
 

@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from boxlite_cli.errors import VmError
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A host socket whose traffic reaches `guest_port` of the VM."""
+
+    proto: str  # "tcp" | "udp"
+    host_ip: str
+    host_port: int
+    guest_port: int
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host directory exported to the guest over virtio-9p as mount tag `tag`."""
+
+    tag: str
+    path: str
+    readonly: bool = False
+
+
+# VmSpec.network: no NIC at all, or QEMU's user-mode (slirp) stack behind a virtio-net.
+NET_NONE = "none"
+NET_USER = "user"
+# Experimental, for measurements (BOXLITE_NET_BACKEND=passt; docs/networking.md): the
+# same layout served by a `passt` process that the shim starts on `net_socket`.
+NET_PASST = "passt"
+# The user-mode network's fixed layout (QEMU's defaults, stated explicitly).
+NET_CIDR = "10.0.2.0/24"
+NET_GUEST = "10.0.2.15"
+NET_HOST = "10.0.2.2"
+NET_DNS = "10.0.2.3"
 
 
 @dataclass(frozen=True)
@@ -23,6 +59,55 @@ class VmSpec:
     accel: str = "tcg"
     mode: str = "agent"
     extra_cmdline: tuple[str, ...] = field(default_factory=tuple)
+    network: str = NET_NONE
+    port_forwards: tuple[PortForward, ...] = field(default_factory=tuple)
+    net_socket: str = ""
+    shares: tuple[Share, ...] = field(default_factory=tuple)
+    # A memory snapshot directory to start from instead of booting (drivers that can).
+    restore_from: str = ""
+
+
+class VmmUnsupported(VmError):
+    """The chosen VMM cannot do what the box or the operation asks for."""
+
+
+@dataclass(frozen=True)
+class AgentChannel:
+    """How the shim reaches the guest agent: `connect()` opens a fresh byte stream to
+    it. `unix_path` is set when the VMM itself serves the stream on a unix socket
+    that gRPC can dial directly (QEMU's virtio-serial chardev); otherwise the shim
+    relays each gRPC connection through `connect()` (cloud-hypervisor's hybrid vsock).
+    """
+
+    connect: Callable[[], socket.socket]
+    description: str
+    unix_path: Path | None = None
+
+
+class VmControl(Protocol):
+    """A running VM's control channel (QMP, cloud-hypervisor's REST API). Every call
+    is bounded; failures raise VmError subclasses; what a VMM cannot do raises
+    VmmUnsupported."""
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Return once the control channel answers (raise VmError after the timeout)."""
+
+    def info(self) -> dict[str, Any]:
+        """The VMM's description of the VM; always has a "state" key."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """Power the VM off now (no guest cooperation); the VMM process exits."""
+
+    def snapshot(self, directory: Path) -> None:
+        """Pause the VM and save its memory and device state into `directory`."""
+
+    def restore(self, directory: Path) -> None:
+        """Load a snapshot into a VMM started for a restore (VmSpec.restore_from);
+        the VM is paused afterwards."""
 
 
 class VmmDriver(Protocol):
@@ -33,8 +118,14 @@ class VmmDriver(Protocol):
     def binary(self) -> str | None:
         """Path of the VMM executable, or None when it is not installed."""
 
+    def check(self, spec: VmSpec) -> None:
+        """Raise VmmUnsupported when this VMM cannot run `spec` (e.g. no user-mode NIC)."""
+
     def command(self, spec: VmSpec) -> list[str]:
         """The full command line that starts the VM described by `spec`."""
 
-    def agent_target(self, spec: VmSpec) -> str:
-        """The gRPC target through which the shim reaches the guest agent."""
+    def agent_channel(self, spec: VmSpec) -> AgentChannel:
+        """How the shim reaches the guest agent of the VM started from `spec`."""
+
+    def control(self, spec: VmSpec, timeout_s: float = 10.0) -> VmControl:
+        """The control channel of the VM started from `spec`."""

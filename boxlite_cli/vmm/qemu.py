@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import socket
 
 from boxlite_cli.payload import AGENT_DISK_SERIAL, AGENT_PORT_NAME, ROOTFS_DISK_SERIAL
-from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.base import (
+    NET_CIDR,
+    NET_DNS,
+    NET_GUEST,
+    NET_HOST,
+    NET_PASST,
+    NET_USER,
+    AgentChannel,
+    VmmUnsupported,
+    VmSpec,
+)
 from boxlite_cli.vmm.cmdline import accel_cmdline, kernel_cmdline
+from boxlite_cli.vmm.qmp import Qmp
 
 QEMU_BINARY = "qemu-system-x86_64"
 # seccomp: no obsolete syscalls, no privilege changes, no spawning, no resource control.
@@ -18,6 +30,40 @@ def _opt(path: object) -> str:
     return str(path).replace(",", ",,")
 
 
+def network_args(spec: VmSpec) -> list[str]:
+    """The box's NIC: none at all, or a virtio-net on QEMU's user-mode stack (slirp)
+    with one `hostfwd` per published port."""
+    device = ["-device", "virtio-net-device,netdev=net0"]
+    if spec.network == NET_PASST:
+        return ["-netdev", f"stream,id=net0,server=off,addr.type=unix,"
+                           f"addr.path={_opt(spec.net_socket)}", *device]
+    if spec.network != NET_USER:
+        return []
+    netdev = [f"user,id=net0,net={NET_CIDR},host={NET_HOST},dns={NET_DNS},"
+              f"dhcpstart={NET_GUEST},ipv6=off,restrict=off"]
+    for fwd in spec.port_forwards:
+        host_ip = f"[{fwd.host_ip}]" if ":" in fwd.host_ip else fwd.host_ip
+        netdev.append(f"hostfwd={fwd.proto}:{host_ip}:{fwd.host_port}-{NET_GUEST}:{fwd.guest_port}")
+    return ["-netdev", ",".join(netdev), *device]
+
+
+# 9p: guest owners and modes live in xattrs of the host files (user.virtfs.*); files the
+# guest creates belong to the user running boxlite, with 0600/0700 host modes, so no
+# guest can plant a set-uid or root-owned file on the host (passthrough would).
+NINEP_SECURITY_MODEL = "mapped-xattr"
+
+
+def share_args(spec: VmSpec) -> list[str]:
+    """One virtio-9p device per `-v` share."""
+    args = []
+    for i, share in enumerate(spec.shares):
+        ro = ",readonly=on" if share.readonly else ""
+        args += ["-fsdev", f"local,id=fs{i},path={_opt(share.path)},"
+                           f"security_model={NINEP_SECURITY_MODEL}{ro}",
+                 "-device", f"virtio-9p-device,fsdev=fs{i},mount_tag={share.tag}"]
+    return args
+
+
 class QemuDriver:
     name = "qemu"
 
@@ -25,6 +71,7 @@ class QemuDriver:
         return shutil.which(QEMU_BINARY)
 
     def command(self, spec: VmSpec) -> list[str]:
+        self.check(spec)
         accel_args = (
             ["-accel", "kvm", "-cpu", "host"]
             if spec.accel == "kvm"
@@ -58,7 +105,35 @@ class QemuDriver:
             "-chardev", f"socket,id=agentch,path={_opt(spec.agent_socket)},server=on,wait=off",
             "-device", f"virtserialport,chardev=agentch,name={AGENT_PORT_NAME}",
             "-device", "virtio-rng-device",
+            *network_args(spec),
+            *share_args(spec),
+            # A restore: QEMU waits for the migration stream that the control channel's
+            # restore() hands it over QMP (the VM then stays paused until resume()).
+            *(["-incoming", "defer"] if spec.restore_from else []),
         ]
+
+    def check(self, spec: VmSpec) -> None:
+        if spec.restore_from and spec.shares:
+            raise VmmUnsupported("a box with volumes cannot be restored from a memory "
+                                 "snapshot (virtio-9p state does not migrate)")
+
+    def agent_channel(self, spec: VmSpec) -> AgentChannel:
+        path = spec.agent_socket
+
+        def connect() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                sock.connect(str(path))
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+
+        return AgentChannel(connect=connect, description=f"virtio-serial chardev {path}",
+                            unix_path=path)
+
+    def control(self, spec: VmSpec, timeout_s: float = 10.0) -> Qmp:
+        return Qmp(spec.control_socket, timeout_s)
 
     def agent_target(self, spec: VmSpec) -> str:
         return f"unix:{spec.agent_socket}"

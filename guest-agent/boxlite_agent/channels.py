@@ -83,27 +83,52 @@ def _vsock_listener(port: int) -> socket.socket:
     return s
 
 
+LOOPBACK_FLAG = "boxlite.vsock_loopback=1"
+
+
+def _cmdline_has(flag: str, path: str = "/proc/cmdline") -> bool:
+    try:
+        with open(path) as f:
+            return flag in f.read().split()
+    except OSError:
+        return False
+
+
+def vsock_modules(has_device: bool, loopback: bool) -> list[str]:
+    """The vsock transports to load: virtio's when the VM has a vsock device
+    (cloud-hypervisor), the loopback one (CID 1, in-guest clients) when the kernel
+    command line asks for it (tests, debugging). Neither: no vsock at all."""
+    modules = []
+    if has_device:
+        modules.append("vmw_vsock_virtio_transport")
+    if loopback:
+        modules.append("vsock_loopback")
+    return modules
+
+
 def listen_vsock(port: int = VSOCK_PORT) -> socket.socket | None:
-    """A vsock listener, loading the transport module if a vsock device exists."""
+    """A vsock listener on ``port`` once its transports are loaded, or None when the VM
+    offers no vsock (QEMU with virtio-serial only: nothing is loaded then)."""
     if not hasattr(socket, "AF_VSOCK"):
         return None
-    try:
-        return _vsock_listener(port)
-    except OSError:
-        pass
-    if not _has_vsock_device():
+    modules = vsock_modules(_has_vsock_device(), _cmdline_has(LOOPBACK_FLAG))
+    if not modules:
         return None
-    subprocess.run(
-        ["modprobe", "-q", "vmw_vsock_virtio_transport"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    # The transport must be loaded before the host connects: binding alone works with
+    # just the vsock core (auto-loaded with the first AF_VSOCK socket), which would
+    # leave a listener nobody can reach.
+    proc = subprocess.run(["modprobe", "-a", *modules], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        console.log(f"boxlite-agent: modprobe {' '.join(modules)} failed: "
+                    f"{proc.stderr.decode(errors='replace').strip()}")
     try:
-        return _vsock_listener(port)
+        listener = _vsock_listener(port)
     except OSError as e:
         console.log(f"boxlite-agent: vsock unavailable: {e}")
         return None
+    console.log(f"boxlite-agent: listening on vsock port {port} ({' '.join(modules)})")
+    return listener
 
 
 def serve_listener(listener: socket.socket, connect: Callable[[], socket.socket]) -> None:

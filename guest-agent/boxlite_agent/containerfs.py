@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.mounts import is_mountpoint
+from boxlite_agent.netconf import NO_NETWORK, NetSetup, hosts_file, resolv_conf
 from boxlite_agent.resolve import container_path, ensure_file_in_root, mkdir_all_in_root
 
 MountFn = Callable[[str | None, str, str | None, int, str | None], None]
@@ -91,10 +92,6 @@ def mount_kernel_filesystems(
             populate_dev(target)
 
 
-def hosts_file(hostname: str) -> str:
-    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-
-
 def _write_in_place(path: str, content: str) -> None:
     """Rewrite keeping the inode, so bind mounts of ``path`` see the new content."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -109,11 +106,14 @@ def provide_etc_files(
     etc_dir: str,
     mount: MountFn = syscalls.mount,
     is_mounted: Callable[[str], bool] = is_mountpoint,
+    net: NetSetup = NO_NETWORK,
 ) -> None:
-    """/etc/hostname and /etc/hosts, written under ``etc_dir`` and bind-mounted over
-    the image's files (an empty file is created first where the image has none)."""
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf, written under ``etc_dir`` and
+    bind-mounted over the image's files (an empty file is created first where the image
+    has none), as docker does: the image's own files are left untouched underneath."""
     os.makedirs(etc_dir, mode=0o755, exist_ok=True)
-    files = {"hostname": f"{hostname}\n", "hosts": hosts_file(hostname)}
+    files = {"hostname": f"{hostname}\n", "hosts": hosts_file(hostname, net),
+             "resolv.conf": resolv_conf(net)}
     for name, content in files.items():
         source = os.path.join(etc_dir, name)
         _write_in_place(source, content)

@@ -11,6 +11,8 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
+from boxlite_agent.netconf import NetSetup
+
 
 class Guest(Protocol):
     def rootfs(self) -> str:
@@ -19,8 +21,13 @@ class Guest(Protocol):
 
     def hostname(self) -> str: ...
 
-    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+             net: NetSetup) -> None:
         """Prepare the machine (idempotent); raises AgentError or OSError."""
+        ...
+
+    def resync(self, clock_ns: int, entropy: bytes) -> None:
+        """After a restore from a checkpoint: set the clock, reseed the CRNG."""
         ...
 
     def shutdown(self) -> None:
@@ -35,7 +42,8 @@ class LocalGuest:
         self._root = root
         self._hostname = socket.gethostname()
         self._on_shutdown = on_shutdown
-        self.init_calls: list[tuple[str, int, bytes, str]] = []
+        self.init_calls: list[tuple[str, int, bytes, str, NetSetup]] = []
+        self.resync_calls: list[tuple[int, bytes]] = []
 
     def rootfs(self) -> str:
         return self._root
@@ -43,10 +51,14 @@ class LocalGuest:
     def hostname(self) -> str:
         return self._hostname
 
-    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
-        self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial))
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+             net: NetSetup) -> None:
+        self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial, net))
         if hostname:
             self._hostname = hostname
+
+    def resync(self, clock_ns: int, entropy: bytes) -> None:
+        self.resync_calls.append((clock_ns, entropy))
 
     def shutdown(self) -> None:
         if self._on_shutdown is not None:

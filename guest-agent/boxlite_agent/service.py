@@ -8,6 +8,7 @@ stderr, which is the VM console).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 import os
 import re
@@ -19,14 +20,19 @@ from typing import TypeVar
 import grpc
 
 from boxlite_agent import __version__
+from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
 from boxlite_agent.errors import AgentError, ExecFailure, FailedPrecondition, InvalidArgument
 from boxlite_agent.guest import Guest
+from boxlite_agent.netconf import NetSetup
 from boxlite_agent.outbuf import BufferBusy, Status
 from boxlite_agent.pb import agent_pb2 as pb
 from boxlite_agent.pb import agent_pb2_grpc
 from boxlite_agent.process import Execution
+from boxlite_agent.quiesce import Freezer
 from boxlite_agent.spawn import ExecSpec, spawn
 from boxlite_agent.table import ExecTable
+from boxlite_agent.volumes import VolumeSpec, mount_volumes
+from boxlite_agent.volumes import check as check_volumes
 
 ATTACH_POLL_S = 1.0
 WAIT_POLL_S = 1.0
@@ -34,6 +40,25 @@ SHUTDOWN_DELAY_S = 0.05
 MAX_SIGNAL = 64
 MAX_WINSIZE = 65535
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})$")
+
+_HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$")
+
+
+def net_setup(msg: pb.NetworkConfig) -> NetSetup:
+    """InitRequest.network, checked: every address parses, every host name is plain."""
+    try:
+        if msg.address:
+            ipaddress.ip_interface(msg.address)
+        for ip in [msg.gateway] * bool(msg.gateway) + list(msg.dns) + [h.ip for h in msg.hosts]:
+            ipaddress.ip_address(ip)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid network config: {e}") from None
+    for h in msg.hosts:
+        if not _HOST_ENTRY.match(h.name):
+            raise InvalidArgument(f"invalid host name {h.name!r}")
+    return NetSetup(mode=msg.mode or "none", address=msg.address, gateway=msg.gateway,
+                    dns=tuple(msg.dns), hosts=tuple((h.name, h.ip) for h in msg.hosts))
+
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -82,6 +107,7 @@ def _uptime() -> float:
 class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, guest: Guest, table: ExecTable | None = None) -> None:
         self._guest = guest
+        self._freezer = Freezer()
         self._table = table if table is not None else ExecTable()
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
@@ -98,11 +124,30 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise InvalidArgument(f"invalid hostname {request.hostname!r}")
         if request.clock_ns < 0:
             raise InvalidArgument("clock_ns must not be negative")
+        if request.resume:
+            with self._init_lock:
+                self._guest.resync(request.clock_ns, bytes(request.entropy))
+            return pb.InitResponse()
+        volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name) for v in request.volumes]
+        check_volumes(volumes)
         with self._init_lock:
             self._guest.init(
-                request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial
+                request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial,
+                net_setup(request.network),
             )
+            if volumes:
+                mount_volumes(self._guest.rootfs(), volumes)
         return pb.InitResponse()
+
+    @_rpc
+    def Quiesce(self, request: pb.QuiesceRequest, context: grpc.ServicerContext) -> pb.QuiesceResponse:
+        if request.auto_thaw_s < 0:
+            raise InvalidArgument("auto_thaw_s must not be negative")
+        if request.freeze:
+            self._freezer.freeze(self._guest.rootfs(), request.auto_thaw_s)
+        else:
+            self._freezer.thaw()
+        return pb.QuiesceResponse()
 
     @_rpc
     def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.ShutdownResponse:
@@ -249,3 +294,58 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise InvalidArgument("rows and cols must be between 1 and 65535")
         self._table.get(request.exec_id).resize(request.rows, request.cols)
         return pb.ResizeResponse()
+
+    # -- files (boxlite cp) -------------------------------------------------------
+
+    @_rpc
+    def Stat(self, request: pb.StatRequest, context: grpc.ServicerContext) -> pb.StatResponse:
+        _check_path(request.path)
+        st = stat_path(self._guest.rootfs(), request.path, request.follow_link)
+        return pb.StatResponse(exists=st.exists, mode=st.mode, size=st.size,
+                               link_target=st.link_target, name=st.name)
+
+    @_rpc
+    def CopyIn(self, request_iterator: Iterator[pb.CopyInChunk],
+               context: grpc.ServicerContext) -> pb.CopyInResponse:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument("the first CopyInChunk must carry the header")
+        _check_path(first.header.dest_dir)
+
+        def data() -> Iterator[bytes]:
+            if first.data:
+                yield first.data
+            for chunk in request_iterator:
+                if chunk.data:
+                    yield chunk.data
+
+        result = tar_in(self._guest.rootfs(), first.header.dest_dir, first.header.keep_owner,
+                        data())
+        return pb.CopyInResponse(entries=result.entries, bytes=result.bytes)
+
+    def CopyOut(self, request: pb.CopyOutRequest,
+                context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
+        try:
+            _check_path(request.path)
+            pieces = tar_out(self._guest.rootfs(), request.path, request.follow_link, request.name)
+            chunks = rechunk(pieces)
+            first = next(chunks, None)  # errors about the source surface here, as a status
+        except Exception as e:
+            _abort_for(context, e)
+            raise
+        if first is None:
+            return
+        yield pb.TarChunk(data=first)
+        try:
+            for chunk in chunks:
+                if not context.is_active():
+                    return
+                yield pb.TarChunk(data=chunk)
+        except Exception as e:
+            _abort_for(context, e)
+            raise
+
+
+def _check_path(path: str) -> None:
+    if not path or "\0" in path:
+        raise InvalidArgument(f"invalid path {path!r}")

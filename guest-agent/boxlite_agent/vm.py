@@ -14,6 +14,7 @@ from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_file
 from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.mounts import mount_at, mounts_under
+from boxlite_agent.netconf import NetSetup, configure
 
 ROOTFS_DIR = "/run/boxlite/rootfs"
 ETC_DIR = "/run/boxlite/etc"
@@ -26,6 +27,7 @@ class VmGuest:
         self._etc_dir = etc_dir
         self._ready = False
         self._hostname = socket.gethostname()
+        self._net = NetSetup()
 
     def rootfs(self) -> str:
         if not self._ready:
@@ -35,7 +37,8 @@ class VmGuest:
     def hostname(self) -> str:
         return self._hostname
 
-    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str) -> None:
+    def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+             net: NetSetup) -> None:
         if clock_ns:
             time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
         if entropy:
@@ -43,12 +46,20 @@ class VmGuest:
         if hostname:
             socket.sethostname(hostname)
             self._hostname = hostname
+        configure(net)
+        self._net = net
         if rootfs_serial:
             self._mount_rootfs(rootfs_serial)
             mount_kernel_filesystems(self._rootfs_dir)
             self._ready = True
         if self._ready:
-            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir)
+            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net)
+
+    def resync(self, clock_ns: int, entropy: bytes) -> None:
+        if clock_ns:
+            time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
+        if entropy:
+            add_entropy(entropy)
 
     def _mount_rootfs(self, serial: str) -> None:
         disk = wait_for_disk(serial)

@@ -8,6 +8,7 @@ Layout of the cpio archive (newc, uncompressed, see INITRD_COMPRESSION):
     /lib/modules/<name>.ko      the modules /init loads
     /etc/boxlite/modules        their paths in load order, one a line
     /etc/boxlite/modules.optional  faster variants that may fail to load
+    /etc/boxlite/modules.pci    virtio-pci, loaded when the VM has PCI devices
     /proc /sys /newroot         mount points
 """
 
@@ -32,11 +33,15 @@ INITRAMFS_MODULES = (
     "virtio_blk",  # agent root and container rootfs disks
     "virtio_console",  # virtio-serial, the agent's channel to the host
     "virtio_rng",  # entropy from the host
+    "virtio_net",  # the box's NIC (--network nat); the agent configures it in Init
     "crc32c_generic",
     "ext4",
 )
 # Loaded after the others when the CPU allows (SSE4.2); failures are ignored.
 OPTIONAL_MODULES = ("crc32c_intel",)
+# virtio over PCI (cloud-hypervisor; QEMU microvm uses virtio-mmio): loaded, after
+# the required ones, only when the VM has a PCI device, so microvm boots pay nothing.
+PCI_MODULES = ("virtio_pci",)
 # Every command /init runs, as symlinks to busybox.
 BUSYBOX_APPLETS = ("sh", "cat", "insmod", "mkdir", "mount", "poweroff", "reboot", "sleep",
                    "switch_root")
@@ -71,6 +76,11 @@ def module_load_lists(index: ModuleIndex) -> tuple[list[str], list[str]]:
     return required, optional
 
 
+def pci_module_list(index: ModuleIndex, required: list[str]) -> list[str]:
+    """PCI_MODULES and what they need beyond `required`, in load order."""
+    return [name for name in index.load_order(PCI_MODULES) if name not in required]
+
+
 def stage_tree(stage: Path, kernel: Kernel, index: ModuleIndex, init_script: Path,
                busybox: Path) -> list[str]:
     """Lay out the initramfs in `stage`; returns the required modules in load order."""
@@ -84,7 +94,9 @@ def stage_tree(stage: Path, kernel: Kernel, index: ModuleIndex, init_script: Pat
     shutil.copyfile(init_script, stage / "init")
     (stage / "init").chmod(0o755)
     required, optional = module_load_lists(index)
-    for listing, names in (("modules", required), ("modules.optional", optional)):
+    pci = pci_module_list(index, required)
+    for listing, names in (("modules", required), ("modules.optional", optional),
+                           ("modules.pci", pci)):
         lines = []
         for name in names:
             copy_module(kernel.moddir / index.paths[name], stage / f"lib/modules/{name}.ko")

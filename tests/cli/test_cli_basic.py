@@ -90,8 +90,8 @@ def test_unknown_command(script_runner: ScriptRunner) -> None:
 
 
 def test_run_of_an_image_not_in_the_store(script_runner: ScriptRunner, home: Path) -> None:
-    result = bx(script_runner, "run", "--name", "web", "nosuchimage:1.0", "true")
-    assert_one_line_error(result, "nosuchimage:1.0")
+    result = bx(script_runner, "run", "--pull", "never", "--name", "web", "nosuchimage:1.0", "true")
+    assert_one_line_error(result, "nosuchimage:1.0", "--pull never")
     assert result.stdout == ""
     ps = bx(script_runner, "ps", "-a", "--format", "json")
     assert ps.returncode == 0 and json.loads(ps.stdout) == []
@@ -101,9 +101,18 @@ def test_run_of_an_image_not_in_the_store(script_runner: ScriptRunner, home: Pat
 
 
 def test_create_of_an_image_not_in_the_store(script_runner: ScriptRunner, home: Path) -> None:
-    result = bx(script_runner, "create", "nosuchimage")
+    result = bx(script_runner, "create", "--pull", "never", "nosuchimage")
     assert_one_line_error(result, "nosuchimage")
     assert box_dirs(home) == []
+
+
+def test_run_of_an_image_whose_registry_is_down(script_runner: ScriptRunner, home: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_REGISTRY_RETRIES", "0")
+    result = bx(script_runner, "run", "--name", "web", "127.0.0.1:1/nosuchimage", "true")
+    assert_one_line_error(result, "127.0.0.1:1", "cannot connect")
+    assert box_dirs(home) == []
+    assert json.loads(bx(script_runner, "images", "--format", "json").stdout) == []
 
 
 @pytest.mark.parametrize("debug", [["--debug"], []])
@@ -111,7 +120,7 @@ def test_debug_shows_the_traceback(script_runner: ScriptRunner, debug: list[str]
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     if not debug:
         monkeypatch.setenv("BOXLITE_DEBUG", "1")
-    result = bx(script_runner, *debug, "run", "nosuchimage")
+    result = bx(script_runner, *debug, "run", "--pull", "never", "nosuchimage")
     assert result.returncode == 125
     assert "Traceback (most recent call last)" in result.stderr
     assert "ImageError" in result.stderr
@@ -244,8 +253,8 @@ def test_real_script_unknown_flag(script_runner: ScriptRunner) -> None:
 
 @subprocess_mode
 def test_real_script_missing_image_and_debug(script_runner: ScriptRunner, home: Path) -> None:
-    assert_one_line_error(bx(script_runner, "run", "nosuchimage", "true"), "nosuchimage")
-    result = bx(script_runner, "--debug", "run", "nosuchimage", "true")
+    assert_one_line_error(bx(script_runner, "run", "--pull=never", "nosuchimage", "true"), "nosuchimage")
+    result = bx(script_runner, "--debug", "run", "--pull=never", "nosuchimage", "true")
     assert result.returncode == 125
     assert "Traceback (most recent call last)" in result.stderr
     assert box_dirs(home) == []

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from boxlite_cli.payload import DEFAULT_IMAGE, PayloadMissing, find_payload
+from tests.support.fixtures import *  # noqa: F403
 
 IMAGE = DEFAULT_IMAGE
 

@@ -32,6 +32,7 @@ MOUNT_SCRIPT = textwrap.dedent(
     from boxlite_agent import syscalls
     from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
     from boxlite_agent.mounts import read_mountinfo
+    from boxlite_agent.netconf import NetSetup
     from boxlite_agent.ptys import open_pty
 
     base = {base!r}
@@ -43,7 +44,9 @@ MOUNT_SCRIPT = textwrap.dedent(
     for _ in range(2):                                   # Init twice: nothing mounted twice
         mount_kernel_filesystems(root)
         provide_etc_files(root, "box1", etc)
-    provide_etc_files(root, "box2", etc)                 # a new hostname, same mounts
+    net = NetSetup("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
+                   (("host.boxlite.internal", "10.0.2.2"), ("db", "192.0.2.7")))
+    provide_etc_files(root, "box2", etc, net=net)        # a new hostname, same mounts
     master, slave = open_pty(root)
     result = {{
         "mounts": [(m.mount_point[len(root):] or "/", m.fstype)
@@ -54,6 +57,7 @@ MOUNT_SCRIPT = textwrap.dedent(
         "null_mode": oct(os.stat(root + "/dev/null").st_mode),
         "hosts": open(root + "/etc/hosts.real").read(),
         "hostname": open(root + "/etc/hostname").read(),
+        "resolv": open(root + "/etc/resolv.conf").read(),
         "tty": os.readlink(f"/proc/self/fd/{{slave}}"),
         "devpts_mine": os.path.exists(root + "/dev/pts/0"),
         "sys_opts": [l.split()[3] for l in open("/proc/self/mounts") if root + "/sys " in l],
@@ -86,6 +90,7 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
         ["/dev/shm", "tmpfs"],
         ["/etc/hostname", "tmpfs"],
         ["/etc/hosts.real", "tmpfs"],
+        ["/etc/resolv.conf", "tmpfs"],
     ]
     assert r["dev"] == [
         "fd", "full", "null", "ptmx", "pts", "random", "shm",
@@ -99,7 +104,10 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
         "stderr": "/proc/self/fd/2",
     }
     assert r["null_mode"] == "0o20666"
-    assert r["hosts"] == "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox2\n"
+    hosts = r["hosts"].splitlines()
+    assert hosts[:2] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    assert hosts[-3:] == ["10.0.2.2\thost.boxlite.internal", "192.0.2.7\tdb", "10.0.2.15\tbox2"]
+    assert r["resolv"] == "nameserver 10.0.2.3\n"
     assert r["hostname"] == "box2\n"
     assert r["tty"] == str(base / "root/dev/pts/0")  # allocated in the container's devpts
     assert r["devpts_mine"]

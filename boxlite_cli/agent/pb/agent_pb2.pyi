@@ -3,7 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -23,16 +23,56 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     ROOTFS_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
     rootfs_serial: str
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ...) -> None: ...
+    network: NetworkConfig
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
+    resume: bool
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ...) -> None: ...
+
+class VolumeMount(_message.Message):
+    __slots__ = ("tag", "target", "readonly", "file_name")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    target: str
+    readonly: bool
+    file_name: str
+    def __init__(self, tag: _Optional[str] = ..., target: _Optional[str] = ..., readonly: bool = ..., file_name: _Optional[str] = ...) -> None: ...
+
+class NetworkConfig(_message.Message):
+    __slots__ = ("mode", "address", "gateway", "dns", "hosts")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    address: str
+    gateway: str
+    dns: _containers.RepeatedScalarFieldContainer[str]
+    hosts: _containers.RepeatedCompositeFieldContainer[HostEntry]
+    def __init__(self, mode: _Optional[str] = ..., address: _Optional[str] = ..., gateway: _Optional[str] = ..., dns: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ...) -> None: ...
+
+class HostEntry(_message.Message):
+    __slots__ = ("name", "ip")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ip: str
+    def __init__(self, name: _Optional[str] = ..., ip: _Optional[str] = ...) -> None: ...
 
 class InitResponse(_message.Message):
     __slots__ = ()
@@ -157,5 +197,79 @@ class ShutdownRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShutdownResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("path", "follow_link")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_LINK_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    follow_link: bool
+    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ...) -> None: ...
+
+class StatResponse(_message.Message):
+    __slots__ = ("exists", "mode", "size", "link_target", "name")
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    mode: int
+    size: int
+    link_target: str
+    name: str
+    def __init__(self, exists: bool = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., link_target: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CopyInHeader(_message.Message):
+    __slots__ = ("dest_dir", "keep_owner")
+    DEST_DIR_FIELD_NUMBER: _ClassVar[int]
+    KEEP_OWNER_FIELD_NUMBER: _ClassVar[int]
+    dest_dir: str
+    keep_owner: bool
+    def __init__(self, dest_dir: _Optional[str] = ..., keep_owner: bool = ...) -> None: ...
+
+class CopyInChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: CopyInHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[CopyInHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class CopyInResponse(_message.Message):
+    __slots__ = ("entries", "bytes")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    bytes: int
+    def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class CopyOutRequest(_message.Message):
+    __slots__ = ("path", "follow_link", "name")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_LINK_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    follow_link: bool
+    name: str
+    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ..., name: _Optional[str] = ...) -> None: ...
+
+class TarChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class QuiesceRequest(_message.Message):
+    __slots__ = ("freeze", "auto_thaw_s")
+    FREEZE_FIELD_NUMBER: _ClassVar[int]
+    AUTO_THAW_S_FIELD_NUMBER: _ClassVar[int]
+    freeze: bool
+    auto_thaw_s: float
+    def __init__(self, freeze: bool = ..., auto_thaw_s: _Optional[float] = ...) -> None: ...
+
+class QuiesceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

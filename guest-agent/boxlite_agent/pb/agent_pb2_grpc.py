@@ -80,6 +80,26 @@ class AgentStub(object):
                 request_serializer=agent__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=agent__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.Quiesce = channel.unary_unary(
+                '/boxlite.v1.Agent/Quiesce',
+                request_serializer=agent__pb2.QuiesceRequest.SerializeToString,
+                response_deserializer=agent__pb2.QuiesceResponse.FromString,
+                _registered_method=True)
+        self.Stat = channel.unary_unary(
+                '/boxlite.v1.Agent/Stat',
+                request_serializer=agent__pb2.StatRequest.SerializeToString,
+                response_deserializer=agent__pb2.StatResponse.FromString,
+                _registered_method=True)
+        self.CopyIn = channel.stream_unary(
+                '/boxlite.v1.Agent/CopyIn',
+                request_serializer=agent__pb2.CopyInChunk.SerializeToString,
+                response_deserializer=agent__pb2.CopyInResponse.FromString,
+                _registered_method=True)
+        self.CopyOut = channel.unary_stream(
+                '/boxlite.v1.Agent/CopyOut',
+                request_serializer=agent__pb2.CopyOutRequest.SerializeToString,
+                response_deserializer=agent__pb2.TarChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -93,7 +113,7 @@ class AgentServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Init(self, request, context):
-        """Prepares the guest: container rootfs mount, hostname, clock, entropy.
+        """Prepares the guest: container rootfs mount, hostname, network, clock, entropy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,6 +167,38 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Quiesce(self, request, context):
+        """Freezes (FIFREEZE: flushed, writes blocked) or thaws the container's file
+        system around a disk snapshot. A freeze thaws by itself after
+        `auto_thaw_s`, so a host that dies mid-snapshot cannot wedge the box.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stat(self, request, context):
+        """What a container path is (symlinks inside the container followed, except
+        the last one unless follow_link).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyIn(self, request_iterator, context):
+        """Extracts a tar stream into a container directory. The first chunk carries
+        the CopyInHeader; paths resolve inside the container root only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyOut(self, request, context):
+        """Streams a container path as a tar whose top entry is named `name`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +246,26 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=agent__pb2.ShutdownRequest.FromString,
                     response_serializer=agent__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'Quiesce': grpc.unary_unary_rpc_method_handler(
+                    servicer.Quiesce,
+                    request_deserializer=agent__pb2.QuiesceRequest.FromString,
+                    response_serializer=agent__pb2.QuiesceResponse.SerializeToString,
+            ),
+            'Stat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stat,
+                    request_deserializer=agent__pb2.StatRequest.FromString,
+                    response_serializer=agent__pb2.StatResponse.SerializeToString,
+            ),
+            'CopyIn': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyIn,
+                    request_deserializer=agent__pb2.CopyInChunk.FromString,
+                    response_serializer=agent__pb2.CopyInResponse.SerializeToString,
+            ),
+            'CopyOut': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyOut,
+                    request_deserializer=agent__pb2.CopyOutRequest.FromString,
+                    response_serializer=agent__pb2.TarChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +511,114 @@ class Agent(object):
             '/boxlite.v1.Agent/Shutdown',
             agent__pb2.ShutdownRequest.SerializeToString,
             agent__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Quiesce(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/boxlite.v1.Agent/Quiesce',
+            agent__pb2.QuiesceRequest.SerializeToString,
+            agent__pb2.QuiesceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/boxlite.v1.Agent/Stat',
+            agent__pb2.StatRequest.SerializeToString,
+            agent__pb2.StatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyIn(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/boxlite.v1.Agent/CopyIn',
+            agent__pb2.CopyInChunk.SerializeToString,
+            agent__pb2.CopyInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/boxlite.v1.Agent/CopyOut',
+            agent__pb2.CopyOutRequest.SerializeToString,
+            agent__pb2.TarChunk.FromString,
             options,
             channel_credentials,
             insecure,
