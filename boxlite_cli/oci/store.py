@@ -4,6 +4,8 @@ Layout under `<home>/images`:
   blobs/sha256/<hex>        manifests, configs, layers (verified before they appear)
   repositories.json         {"registry/repo:tag": "sha256:<manifest digest>"}
   rootfs/<config hex>.ext4  the unpacked image, shared read-only by its boxes
+  tmp/                      partial blobs (resumable), unpack work trees, writer markers
+  locks/                    one lock file per blob being written
 """
 
 from __future__ import annotations
@@ -159,11 +161,12 @@ class ImageStore:
         self.blobs = root / "blobs" / "sha256"
         self.rootfs_dir = root / "rootfs"
         self.tmp = root / "tmp"
+        self.locks = root / "locks"  # one per blob being written (empty files, kept)
         self.repositories = root / "repositories.json"
         self.lock = FileLock(str(root / "store.lock"), timeout=600)
 
     def _ensure_dirs(self) -> None:
-        for d in (self.blobs, self.rootfs_dir, self.tmp):
+        for d in (self.blobs, self.rootfs_dir, self.tmp, self.locks):
             d.mkdir(parents=True, exist_ok=True)
 
     # blobs ---------------------------------------------------------------------------
@@ -188,7 +191,7 @@ class ImageStore:
         dest = self.blob_path(digest)
         self._ensure_dirs()
         hexpart = dest.name
-        with FileLock(str(self.tmp / f"{hexpart}.lock"), timeout=3600):
+        with FileLock(str(self.locks / f"{hexpart}.lock"), timeout=3600):
             ingest = BlobIngest(dest, self.tmp / f"{hexpart}.partial", digest, size)
             try:
                 yield ingest
@@ -344,6 +347,10 @@ class ImageStore:
         anything else in tmp/ after a day (a live unpack or ingest is never that old)."""
         freed = 0
         now = time.time()
+        for lock in self.locks.glob("*.lock") if self.locks.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                if now - lock.stat().st_mtime > 86400:
+                    lock.unlink()
         for entry in self.tmp.iterdir() if self.tmp.is_dir() else []:
             try:
                 age = now - entry.lstat().st_mtime

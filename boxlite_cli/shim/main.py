@@ -338,20 +338,25 @@ class Shim:
         return [pb.VolumeMount(tag=v.tag, target=v.target, readonly=v.readonly,
                                file_name=v.file_name) for v in self.launch.volumes]
 
+    def boot(self) -> tuple[grpc.Channel, AgentClient]:
+        """Start (or restore) the VM and connect to its agent once it answers."""
+        self.start_vmm()
+        deadline = time.monotonic() + self.launch.boot_timeout_s
+        if not self.launch.vm.restore_from:  # a restored agent said so before its save
+            self.wait_for_console(READY_MARKER, deadline)
+            if self.launch.save_template:
+                self.save_template(Path(self.launch.save_template))
+        channel = open_channel(self.agent_target())
+        client = AgentClient(channel)
+        self.wait_for_agent(client, deadline)
+        return channel, client
+
     def run_maintenance(self, state: BoxState) -> int:
         """`cp` on a stopped box: boot, serve the agent until the CLI closes its hold
         pipe (or dies), power off. The box's state is not touched."""
         client: AgentClient | None = None
         try:
-            self.start_vmm()
-            deadline = time.monotonic() + self.launch.boot_timeout_s
-            if not self.launch.vm.restore_from:  # a restored agent said so before its save
-                self.wait_for_console(READY_MARKER, deadline)
-                if self.launch.save_template:
-                    self.save_template(Path(self.launch.save_template))
-            channel = open_channel(self.agent_target())
-            client = AgentClient(channel)
-            self.wait_for_agent(client, deadline)
+            channel, client = self.boot()
             client.init(hostname=state.config.hostname or state.id[:12], clock_ns=time.time_ns(),
                         entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
                         network=pb.NetworkConfig(mode="none"), volumes=self.volume_mounts())
@@ -387,15 +392,7 @@ class Shim:
             return self.run_maintenance(state)
         client: AgentClient | None = None
         try:
-            self.start_vmm()
-            deadline = time.monotonic() + self.launch.boot_timeout_s
-            if not self.launch.vm.restore_from:  # a restored agent said so before its save
-                self.wait_for_console(READY_MARKER, deadline)
-                if self.launch.save_template:
-                    self.save_template(Path(self.launch.save_template))
-            channel = open_channel(self.agent_target())
-            client = AgentClient(channel)
-            self.wait_for_agent(client, deadline)
+            channel, client = self.boot()
             log.info("the agent answers")
             if self.launch.resume:
                 client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))

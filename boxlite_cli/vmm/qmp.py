@@ -28,19 +28,12 @@ class Qmp:
         self.timeout_s = timeout_s
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.timeout_s)
+        sock = self._session()
         try:
-            sock.connect(self.socket_path)
             reader = sock.makefile("rb")
             self._reply(reader, greeting=True)
-            for cmd, args in (("qmp_capabilities", None), (command, arguments)):
-                message: dict[str, Any] = {"execute": cmd}
-                if args:
-                    message["arguments"] = args
-                sock.sendall(json.dumps(message).encode() + b"\n")
-                answer = self._reply(reader)
-            return answer
+            self._send(sock, reader, "qmp_capabilities")
+            return self._send(sock, reader, command, arguments)
         except TimeoutError:
             raise QmpError(f"QEMU did not answer {command} within {self.timeout_s:g} s") from None
         except OSError as e:

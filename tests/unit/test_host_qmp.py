@@ -1,0 +1,152 @@
+"""The QMP client against a QMP server of the test's own (no QEMU): commands, fd passing
+for memory save/restore, errors and timeouts."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxlite_cli.vmm.qmp import MEMORY_FILE, Qmp, QmpError
+
+Handler = Callable[[str, dict[str, Any], int | None], dict[str, Any] | None]
+
+
+class FakeQmp:
+    """Greets, then answers each command with handler(command, arguments, fd)."""
+
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.commands: list[str] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\n')
+            buf = b""
+            while True:
+                fds = array.array("i")
+                data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(4))
+                if not data:
+                    return
+                fd = None
+                for level, kind, payload in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(payload[: len(payload) - len(payload) % 4])
+                        fd = fds[0]
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = json.loads(line)
+                    self.commands.append(msg["execute"])
+                    reply = self.handler(msg["execute"], msg.get("arguments", {}), fd)
+                    if reply is not None:
+                        conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def qmp_server(tmp_path: Path) -> Iterator[Callable[[Handler], FakeQmp]]:
+    servers: list[FakeQmp] = []
+
+    def start(handler: Handler) -> FakeQmp:
+        server = FakeQmp(tmp_path / f"qmp{len(servers)}.sock", handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_snapshot_passes_a_file_descriptor_and_waits_for_completion(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    polls = []
+
+    def handler(command: str, args: dict[str, Any], fd: int | None) -> dict[str, Any]:
+        if command == "getfd":
+            assert fd is not None and args == {"fdname": "boxlite-migration"}
+            os.write(fd, b"saved RAM")  # QEMU writes the stream into what it was given
+            os.close(fd)
+        if command == "migrate":
+            assert args == {"uri": "fd:boxlite-migration"}
+        if command == "query-migrate":
+            polls.append(1)
+            return {"return": {"status": "active" if len(polls) < 3 else "completed"}}
+        return {"return": {}}
+
+    server = qmp_server(handler)
+    Qmp(server.path).snapshot(tmp_path)
+    assert (tmp_path / MEMORY_FILE).read_bytes() == b"saved RAM"
+    assert server.commands[:1] == ["qmp_capabilities"] and "stop" in server.commands
+    assert server.commands[-4:] == ["migrate", "query-migrate", "query-migrate", "query-migrate"]
+
+
+def test_restore_feeds_the_saved_file_and_waits_until_paused(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    (tmp_path / MEMORY_FILE).write_bytes(b"RAM")
+    state = {"status": "inmigrate"}
+
+    def handler(command: str, args: dict[str, Any], fd: int | None) -> dict[str, Any]:
+        if command == "getfd":
+            assert fd is not None and os.read(fd, 10) == b"RAM"
+            os.close(fd)
+        if command == "migrate-incoming":
+            state["status"] = "paused"
+        if command == "query-status":
+            return {"return": state}
+        return {"return": {}}
+
+    server = qmp_server(handler)
+    Qmp(server.path).restore(tmp_path)
+    assert "migrate-incoming" in server.commands
+
+
+def test_a_failed_migration_and_a_refused_command_are_qmp_errors(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    def handler(command: str, args: dict[str, Any], fd: int | None) -> dict[str, Any]:
+        if fd is not None:
+            os.close(fd)
+        if command == "query-migrate":
+            return {"return": {"status": "failed", "error-desc": "disk quota exceeded"}}
+        if command == "cont":
+            return {"error": {"class": "GenericError", "desc": "Failed to get \"write\" lock"}}
+        return {"return": {}}
+
+    server = qmp_server(handler)
+    with pytest.raises(QmpError, match="disk quota exceeded"):
+        Qmp(server.path).snapshot(tmp_path)
+    with pytest.raises(QmpError, match="write\" lock"):
+        Qmp(server.path).resume()
+    with pytest.raises(QmpError, match="cannot read the memory snapshot"):
+        Qmp(server.path).restore(tmp_path / "missing")
+
+
+def test_a_silent_qemu_times_out_and_a_missing_socket_is_an_error(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    server = qmp_server(lambda command, args, fd: None if command == "query-status" else {"return": {}})
+    with pytest.raises(QmpError, match="did not answer"):
+        Qmp(server.path, timeout_s=0.3).info()
+    with pytest.raises(QmpError):
+        Qmp(tmp_path / "nothing.sock", timeout_s=0.3).pause()
