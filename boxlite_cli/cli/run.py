@@ -17,7 +17,7 @@ from boxlite_cli.cli.options import (
     to_network,
     to_process_options,
 )
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions
 
 
@@ -27,11 +27,14 @@ from boxlite_cli.runtime.runtime import CreateOptions
 @network_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
 @cold_option
-@click.argument("image")
+@click.option("--from", "from_", metavar="BOX:NAME",
+              help="Make the box from memory checkpoint NAME of BOX and resume it: its "
+                   "processes carry on (no IMAGE or COMMAND then).")
+@click.argument("image", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
-def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, cold: bool,
-        name: str | None,
+def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
+        from_: str | None, name: str | None,
         entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
@@ -48,6 +51,13 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, col
     from boxlite_cli.runtime.foreground import attach_main
 
     rt = cli.runtime
+    if from_ is not None:
+        if image is not None or command:
+            raise UsageError("--from takes no IMAGE or COMMAND: the box resumes the "
+                             "checkpoint's processes")
+        return _run_from(cli, from_, name, detach, interactive, tty)
+    if image is None:
+        raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     opts = CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
         vmm=vmm,
@@ -68,6 +78,24 @@ def run(cli: CliContext, image: str, command: tuple[str, ...], detach: bool, col
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
         return result.exit_code
+    if detach:
+        click.echo(state.id)
+        return 0
+    return attach_main(rt, state.id, interactive, tty)
+
+
+def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, interactive: bool,
+              tty: bool) -> int:
+    """run --from BOX:NAME: a new box resumed from another box's memory checkpoint."""
+    from boxlite_cli.runtime.clone import from_checkpoint
+    from boxlite_cli.runtime.foreground import attach_main
+
+    box, sep, snapshot = spec.rpartition(":")
+    if not sep or not box or not snapshot:
+        raise UsageError(f"invalid --from {spec!r}: expected BOX:NAME")
+    rt = cli.runtime
+    state, memory = from_checkpoint(rt, box, snapshot, name)
+    rt.start(state.id, foreground=not detach, memory=memory)
     if detach:
         click.echo(state.id)
         return 0

@@ -163,3 +163,31 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
         discard_volumes(rt.volumes, volumes_made)
         raise
     return made
+
+
+def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = None) -> tuple[BoxState, Path]:
+    """A new box (status created) on memory checkpoint `snapshot` of box `ref`: its disk
+    is a fresh overlay on the checkpoint's disk, and the returned memory directory is
+    what its start restores (`run --from BOX:NAME`). The guest keeps the source's
+    hostname and processes; volumes are not carried (9p state does not migrate)."""
+    clean_stale(rt.paths)
+    new_name = clone_names(name, 1)[0]
+    check_name_free(rt, new_name)
+    source_id = rt.resolve(ref)
+    source = rt.get(source_id)
+    snap = snapshots.box_disks(rt, source_id).get(snapshot)
+    if not snap.memory:
+        raise UsageError(f"snapshot {snapshot!r} of box {source.name} has no memory: it was "
+                         "taken without --memory")
+    if source.config.mounts:
+        raise UsageError(f"box {source.name} has volumes, which a checkpoint cannot carry")
+    with stage(rt.paths, "from") as st:
+        box_id = new_box_id()
+        box_dir = st.dir / box_id
+        (box_dir / "disks").mkdir(parents=True, mode=0o700)
+        box_dir.chmod(0o700)
+        create_overlay(Path(snap.file), box_dir / "disks" / "rootfs.qcow2", base_format="qcow2")
+        state = BoxState(id=box_id, name=new_name, config=dataclasses.replace(source.config))
+        stage_state(box_dir, state)
+        commit_box(rt, box_dir, state)
+    return state, Path(snap.memory)

@@ -335,17 +335,18 @@ class Runtime:
         return choice.name, spec
 
     def start(self, ref: str, foreground: bool = False, cold: bool = False,
-              checkpoint: str | None = None) -> StartResult:
+              checkpoint: str | None = None, memory: Path | None = None) -> StartResult:
         """Boot the box and start its main process; returns once it runs.
 
         `foreground`: the caller will attach to the main process (its output waits
         for it); otherwise the shim copies the output into the box's log. Boxes start
         warm from a template when one matches (see runtime/templates.py) unless `cold`
         (or BOXLITE_WARM=0); a warm start that fails is retried cold once. With
-        `checkpoint`, the box resumes from that memory checkpoint of its own.
+        `checkpoint`, the box resumes from that memory checkpoint of its own; with
+        `memory`, from that saved memory (a box made by `run --from`).
         """
-        if checkpoint is not None:
-            return self._start(ref, foreground, cold=True, checkpoint=checkpoint)
+        if checkpoint is not None or memory is not None:
+            return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory)
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
         try:
             return self._start(ref, foreground, cold)
@@ -355,7 +356,7 @@ class Runtime:
             return self._start(ref, foreground, cold=True)
 
     def _start(self, ref: str, foreground: bool, cold: bool,
-               checkpoint: str | None = None) -> StartResult:
+               checkpoint: str | None = None, memory: Path | None = None) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         payload = self.payload()
@@ -387,6 +388,7 @@ class Runtime:
                 vm = dataclasses.replace(vm, restore_from=str(warm))
             if checkpoint is not None:
                 memory = snapshots.checkpoint_memory(self, box_id, checkpoint)
+            if memory is not None:
                 vm = dataclasses.replace(vm, restore_from=str(memory))
                 get_driver(driver).check(vm)
             launch = Launch(
@@ -397,7 +399,7 @@ class Runtime:
                 network=guest_network(state.config.network),
                 volumes=guest_volumes,
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
-                resume=checkpoint is not None,
+                resume=memory is not None,
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING

@@ -53,6 +53,18 @@ def test_checkpoint_resumes_a_process_that_keeps_counting() -> None:
         assert abs(guest_now - time.time()) < 2.0  # the clock was reset after the restore
         listing = json.loads(out("snapshot", "ls", "--format", "json", box))
         assert [(s["name"], s["memory"]) for s in listing] == [("ck", True)]
+        # another box from the same checkpoint: the same process, on its own disk
+        copy = out("run", "-d", "--from", f"{box}:ck")
+        try:
+            assert count(copy) >= before_checkpoint
+            assert bx("exec", copy, "test", "-e", "/root/after-checkpoint").returncode == 1
+            out("exec", copy, "touch", "/root/only-in-the-copy")
+            assert bx("exec", box, "test", "-e", "/root/only-in-the-copy").returncode == 1
+            one_line_error(bx("rm", "-f", box), "built on its snapshots")
+            one_line_error(bx("run", "--from", f"{box}:nope"), "no snapshot")
+            one_line_error(bx("run", "--from", f"{box}:ck", IMAGE), "--from takes no IMAGE")
+        finally:
+            bx("rm", "-f", copy)
     finally:
         bx("rm", "-f", box)
 
