@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import ipaddress
 import os
 import re
@@ -202,13 +203,20 @@ def port_forwards(bound: Iterable[PortMapping]) -> tuple[PortForward, ...]:
     return tuple(PortForward(p.proto, p.host_ip, p.host_port, p.box_port) for p in bound)
 
 
-def guest_network(config: NetworkConfig) -> GuestNetwork:
+def box_mac(box_id: str) -> str:
+    """The box's own MAC address: locally administered, unicast, stable, from its id."""
+    digest = hashlib.sha256(box_id.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def guest_network(config: NetworkConfig, box_id: str = "") -> GuestNetwork:
     """What the guest agent's Init sets up for this box (sent at every start)."""
     hosts = tuple(hosts_entries(config))
     if config.mode != NAT:
         return GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts)
     return GuestNetwork(mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}", gateway=NET_HOST,
-                        dns=tuple(dns_servers(config)), hosts=hosts)
+                        dns=tuple(dns_servers(config)), hosts=hosts,
+                        mac=box_mac(box_id) if box_id else "")
 
 
 def parse_private_port(text: str) -> tuple[int, str]:

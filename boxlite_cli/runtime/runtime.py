@@ -396,7 +396,7 @@ class Runtime:
                 vm=vm,
                 boot_timeout_s=boot_timeout_s(),
                 foreground=foreground,
-                network=guest_network(state.config.network),
+                network=guest_network(state.config.network, box_id),
                 volumes=guest_volumes,
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
                 resume=memory is not None,
@@ -444,6 +444,9 @@ class Runtime:
                           hint=f"the VM console log is {message.get('console')}")
         if message.get("exit_code"):
             return StartResult(MAIN, int(message["exit_code"]), str(message.get("error")))
+        # The shim outlives this process, which must not reap it: subprocess would do so
+        # at its next Popen and fold the shim's (and its VM's) peak memory into ours.
+        shim.returncode = 0
         return StartResult(str(message.get("exec_id", MAIN)))
 
     def _read_ready(self, fd: int, timeout_s: float, files: BoxFiles) -> str:

@@ -405,7 +405,7 @@ class Shim:
                         network=pb.NetworkConfig(
                             mode=net.mode, address=net.address, gateway=net.gateway,
                             dns=net.dns, hosts=[pb.HostEntry(name=n, ip=ip)
-                                                for n, ip in net.hosts]),
+                                                for n, ip in net.hosts], mac=net.mac),
                         volumes=self.volume_mounts())
             log.info("the guest is initialised")
             proc = state.config.process

@@ -27,10 +27,11 @@ class GuestNetwork:
     gateway: str = ""
     dns: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = ()
+    mac: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {"mode": self.mode, "address": self.address, "gateway": self.gateway,
-                "dns": list(self.dns), "hosts": [list(h) for h in self.hosts]}
+                "dns": list(self.dns), "hosts": [list(h) for h in self.hosts], "mac": self.mac}
 
     @classmethod
     def from_json(cls, data: dict[str, object] | None) -> GuestNetwork:
@@ -41,7 +42,7 @@ class GuestNetwork:
         assert isinstance(dns, list) and isinstance(hosts, list)
         return cls(str(data.get("mode", "none")), str(data.get("address", "")),
                    str(data.get("gateway", "")), tuple(str(d) for d in dns),
-                   tuple((str(n), str(ip)) for n, ip in hosts))
+                   tuple((str(n), str(ip)) for n, ip in hosts), str(data.get("mac", "")))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCSIFADDR = 0x8916
 SIOCSIFNETMASK = 0x891C
+SIOCSIFHWADDR = 0x8924
+ARPHRD_ETHER = 1
 IFF_UP = 0x1
 RTF_UP = 0x1
 RTF_GATEWAY = 0x2
@@ -40,6 +42,7 @@ class NetSetup:
     gateway: str = ""
     dns: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    mac: str = ""  # "02:xx:xx:xx:xx:xx"; empty: keep the NIC's
 
     @property
     def ip(self) -> str:
@@ -57,6 +60,11 @@ def sockaddr_in(ip: str) -> bytes:
 def ifreq_addr(name: str, ip: str) -> bytes:
     """struct ifreq (40 bytes) carrying an IPv4 address."""
     return struct.pack("16s16s8x", name.encode(), sockaddr_in(ip))
+
+
+def ifreq_hwaddr(name: str, mac: str) -> bytes:
+    """struct ifreq (40 bytes) carrying an Ethernet address (struct sockaddr)."""
+    return struct.pack("16sH14s8x", name.encode(), ARPHRD_ETHER, bytes.fromhex(mac.replace(":", "")))
 
 
 def ifreq_flags(name: str, flags: int = 0) -> bytes:
@@ -95,6 +103,8 @@ def configure(net: NetSetup) -> str | None:
         if not found:
             raise OSError(errno.ENODEV, "no network interface in the VM (is virtio_net loaded?)")
         name = found[0]
+        if net.mac:
+            fcntl.ioctl(sock, SIOCSIFHWADDR, ifreq_hwaddr(name, net.mac))
         iface = ipaddress.ip_interface(net.address)
         fcntl.ioctl(sock, SIOCSIFADDR, ifreq_addr(name, str(iface.ip)))
         fcntl.ioctl(sock, SIOCSIFNETMASK, ifreq_addr(name, str(iface.netmask)))

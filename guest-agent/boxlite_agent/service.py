@@ -42,6 +42,7 @@ MAX_WINSIZE = 65535
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})$")
 
 _HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def net_setup(msg: pb.NetworkConfig) -> NetSetup:
@@ -56,8 +57,11 @@ def net_setup(msg: pb.NetworkConfig) -> NetSetup:
     for h in msg.hosts:
         if not _HOST_ENTRY.match(h.name):
             raise InvalidArgument(f"invalid host name {h.name!r}")
+    if msg.mac and not (_MAC.match(msg.mac) and int(msg.mac[:2], 16) % 2 == 0):
+        raise InvalidArgument(f"invalid MAC address {msg.mac!r} (want a unicast xx:xx:xx:xx:xx:xx)")
     return NetSetup(mode=msg.mode or "none", address=msg.address, gateway=msg.gateway,
-                    dns=tuple(msg.dns), hosts=tuple((h.name, h.ip) for h in msg.hosts))
+                    dns=tuple(msg.dns), hosts=tuple((h.name, h.ip) for h in msg.hosts),
+                    mac=msg.mac)
 
 
 _Req = TypeVar("_Req")

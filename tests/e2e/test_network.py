@@ -351,3 +351,46 @@ def test_bad_network_options_are_usage_errors(args: list[str], says: str) -> Non
     assert proc.returncode == 125
     assert says in one_line_error(proc.stderr)
     assert bx("ps", "-a", "-q").stdout == before
+
+
+WARM_SERVER = r"""
+import http.server, urllib.request, sys
+host_port = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        mac = open('/sys/class/net/eth0/address').read().strip()
+        back = urllib.request.urlopen(f'http://host.boxlite.internal:{host_port}/hello', timeout=30).read()
+        body = f'{mac} {back.decode()}'.encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(('0.0.0.0', 8000), H).serve_forever()
+"""
+
+
+def test_boxes_from_one_warm_template_each_have_their_own_mac_and_ports(
+        tmp_path: Path, e2e_home: Path) -> None:
+    from boxlite_cli.runtime.network import box_mac
+
+    (tmp_path / "hello").write_text("from the host")
+    assert bx("run", "--rm", IMAGE, "true").returncode == 0  # the template exists after this
+    assert list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    boxes: list[str] = []
+    try:
+        with http_server(tmp_path) as host_port:
+            for _ in range(2):
+                proc = bx("run", "-d", "-p", "8000", IMAGE, "python3", "-c", WARM_SERVER,
+                          str(host_port))
+                assert proc.returncode == 0, proc.stderr
+                boxes.append(proc.stdout.decode().strip())
+            for box in boxes:
+                log = next((e2e_home / "boxes").glob(f"{box}*/shim.log")).read_text()
+                assert "-incoming defer" in log  # restored from the template, not booted
+            # both answer at the same time on their own host ports, each with its own MAC,
+            # and each reaches the host through host.boxlite.internal
+            answers = [http_get(int(host_ports(b)["8000/tcp"].rpartition(":")[2])) for b in boxes]
+            for box, answer in zip(boxes, answers, strict=True):
+                assert answer == f"{box_mac(box)} from the host"
+            assert box_mac(boxes[0]) != box_mac(boxes[1])
+    finally:
+        bx("rm", "-f", *boxes)
