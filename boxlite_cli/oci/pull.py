@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from boxlite_cli.errors import ImageError
 from boxlite_cli.oci.mediatypes import (
@@ -23,8 +23,10 @@ from boxlite_cli.oci.mediatypes import (
     parse_json_document,
 )
 from boxlite_cli.oci.reference import Reference
-from boxlite_cli.oci.registry import RegistryClient
 from boxlite_cli.oci.store import Image, ImageStore
+
+if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a registry
+    from boxlite_cli.oci.registry import RegistryClient
 
 PARALLEL_LAYERS = 3
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
 from boxlite_cli.oci.pull import Puller, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
-from boxlite_cli.oci.registry import RegistryClient
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.settings import registry_settings
+
+if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a registry
+    from boxlite_cli.oci.registry import RegistryClient
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -38,6 +41,8 @@ class Images:
         self.credentials = CredentialStore(paths.config)
 
     def client(self, registry: str) -> RegistryClient:
+        from boxlite_cli.oci.registry import RegistryClient
+
         return RegistryClient(registry, registry_settings(self.paths.config),
                               self.credentials.get(registry))
 
@@ -49,6 +54,8 @@ class Images:
     def login(self, server: str, creds: Credentials) -> str:
         """Check the credentials against the registry, then save them (0600)."""
         registry = normalize_registry(server)
+        from boxlite_cli.oci.registry import RegistryClient
+
         with RegistryClient(registry, registry_settings(self.paths.config), creds) as client:
             client.check_login()
         self.credentials.save(registry, creds)
