@@ -26,6 +26,11 @@ CHANNEL_OPTIONS = [
     # channel (one byte stream), where they corrupt the next connection.
     ("grpc.min_reconnect_backoff_ms", 60_000),
     ("grpc.enable_http_proxy", 0),
+    # No bandwidth-delay probing: when this process is starved of CPU, its ping answers
+    # come late, the estimate balloons, and gRPC widens the flow-control window until a
+    # fast sender has pushed hundreds of MB into our buffers. The default window keeps
+    # a stream's memory bounded whatever the load.
+    ("grpc.http2.bdp_probe", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]

@@ -344,7 +344,7 @@ class Shim:
         deadline = time.monotonic() + self.launch.boot_timeout_s
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             self.wait_for_console(READY_MARKER, deadline)
-            if self.launch.save_template:
+            if self.launch.save_template and self.vmm is not None and self.vmm.poll() is None:
                 self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)

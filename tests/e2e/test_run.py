@@ -81,7 +81,8 @@ def test_200mb_output_is_byte_exact_and_streamed() -> None:
     assert total == size
     assert got.hexdigest() == expected.hexdigest()
     # The CLI streamed it: its peak memory stayed far below the 200 MB it passed on.
-    assert usage.ru_maxrss < 150 * 1024, f"boxlite peaked at {usage.ru_maxrss} KiB"
+    assert usage.ru_maxrss < 150 * 1024, (f"boxlite peaked at {usage.ru_maxrss} KiB; its stderr: "
+                                          f"{proc.stderr.read().decode() if proc.stderr else ''}")
 
 
 def test_stdin_round_trip_with_eof() -> None:
