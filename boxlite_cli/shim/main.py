@@ -188,8 +188,9 @@ class Shim:
             return f"the VM was killed by signal {-rc}"
         return f"the VM exited with status {rc}{tail}"
 
-    def wait_for_console(self, marker: bytes, deadline: float) -> None:
-        """Wait for the agent's ready line on the console before connecting.
+    def wait_for_console(self, marker: bytes, deadline: float) -> bool:
+        """Wait for the agent's ready line on the console before connecting (True once
+        seen; False when the VM stopped, the box is being stopped, or time ran out).
 
         The agent channel is one byte stream: connecting before the guest listens lets
         a stale HTTP/2 preface (from a timed-out early attempt) reach the agent ahead of
@@ -202,10 +203,11 @@ class Shim:
             while time.monotonic() < deadline:
                 seen = (seen + console.read())[-4096:]
                 if marker in seen:
-                    return
+                    return True
                 if self.vmm.poll() is not None or self.stopping.is_set():
-                    return  # reported by wait_for_agent
+                    return False  # reported by wait_for_agent
                 time.sleep(0.02)
+        return False
 
     def save_template(self, target: Path) -> None:
         """Save the just-booted VM as a warm-start template (pause, save, resume).
@@ -343,8 +345,8 @@ class Shim:
         self.start_vmm()
         deadline = time.monotonic() + self.launch.boot_timeout_s
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
-            self.wait_for_console(READY_MARKER, deadline)
-            if self.launch.save_template and self.vmm is not None and self.vmm.poll() is None:
+            ready = self.wait_for_console(READY_MARKER, deadline)
+            if ready and self.launch.save_template:
                 self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
