@@ -271,19 +271,22 @@ class Runtime:
         reserved = False
         made_volumes: list[str] = []
         try:
-            self.boxes.reserve_name(name, box_id)
-            reserved = True
-            mounts, made_volumes = resolve_mounts(self.volumes, volume_requests)
             state = BoxState(
                 id=box_id, name=name,
                 config=BoxConfig(image=image.reference.short, image_id=image.id,
                                  rootfs_base="", process=spec, cpus=opts.cpus,
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
-                                 hostname=box_id[:12], network=opts.network,
-                                 mounts=mounts),
+                                 hostname=box_id[:12], network=opts.network),
                 creator=ProcessRecord.current().to_json(),
             )
+            # The state (creating, with its creator) goes first: a create killed from here
+            # on leaves a box that shows as interrupted and that `rm` removes, name and all.
+            with self.boxes.lock(box_id):
+                self.boxes.write(state)
+            self.boxes.reserve_name(name, box_id)
+            reserved = True
+            state.config.mounts, made_volumes = resolve_mounts(self.volumes, volume_requests)
             with self.boxes.lock(box_id):
                 self.boxes.write(state)
             if self.images.rootfs_path(image).is_file():
