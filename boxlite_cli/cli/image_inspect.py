@@ -7,8 +7,7 @@ from typing import Any
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import print_json
-from boxlite_cli.cli.template import render
+from boxlite_cli.cli.output import print_records
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
 
@@ -46,9 +45,5 @@ def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]
 def image_inspect(cli: CliContext, fmt: str, images: tuple[str, ...]) -> int:
     """Print the record of one or more images."""
     out = [image_record(*lookup_with_names(cli, ref)) for ref in images]
-    if fmt == "json":
-        print_json(out)
-        return 0
-    for record in out:
-        click.echo(render(fmt, record))
+    print_records(fmt, out)
     return 0

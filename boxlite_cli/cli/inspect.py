@@ -9,8 +9,7 @@ import click
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
-from boxlite_cli.cli.output import print_json
-from boxlite_cli.cli.template import render
+from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import BoxliteError, NotFound
 
 
@@ -45,9 +44,5 @@ def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}
         out.append(record)
-    if fmt == "json":
-        print_json(out)
-        return 0
-    for record in out:
-        click.echo(render(fmt, record))
+    print_records(fmt, out)
     return 0

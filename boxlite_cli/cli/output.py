@@ -26,6 +26,17 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def print_records(fmt: str, records: list[dict[str, Any]]) -> None:
+    """inspect's output: a JSON array, or one line per record from a Go-style template."""
+    from boxlite_cli.cli.template import render
+
+    if fmt == "json":
+        print_json(records)
+        return
+    for record in records:
+        click.echo(render(fmt, record))
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 

@@ -48,7 +48,8 @@ import zstandard
 
 from boxlite_cli.disks.chain import virtual_size
 from boxlite_cli.disks.tools import run_tool
-from boxlite_cli.errors import BoxliteError, Conflict, DiskError, UsageError
+from boxlite_cli.errors import BoxliteError, Conflict, DiskError, ImageError, UsageError
+from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.names import random_name
@@ -78,7 +79,6 @@ ACCELS = ("auto", "kvm", "tcg")
 VMMS = ("auto", "qemu", "cloud-hypervisor")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9:._-]{1,200}$")
-_ODD = re.compile(r"[\x00-\x1f\x7f\\]")
 Warn = Callable[[str], None]
 
 
@@ -299,14 +299,11 @@ class Manifest:
 
 
 def _member_name(raw: str, what: str) -> str:
-    if raw.startswith("/"):
-        raise ArchiveError(f"{what}: absolute member name {raw!r}")
-    if _ODD.search(raw):
-        raise ArchiveError(f"{what}: member name {raw!r} has control characters or backslashes")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"{what}: path traversal in member name {raw!r}")
-    return "/".join(parts)
+    """The checks `load` applies to archive member names, as this module's error."""
+    try:
+        return clean_name(raw, what)
+    except ImageError as e:
+        raise ArchiveError(e.message) from None
 
 
 def _expect(cond: bool, what: str, why: str) -> None:

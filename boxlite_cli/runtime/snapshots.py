@@ -38,20 +38,19 @@ def box_disks(rt: Runtime, box_id: str) -> BoxDisks:
 def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
     """Snapshot a box's disk (and with `memory` its RAM: needs a running box).
 
-    For a running box, the pause-switch-resume runs in a detached worker process, so
-    that a CLI killed midway cannot leave the VM paused or its file system frozen."""
+    For a running box, the freeze-pause-copy-resume runs in a detached worker process,
+    so that a CLI killed midway cannot leave the VM paused or its file system frozen."""
     box_id = rt.resolve(ref)
     with rt.boxes.lock(box_id):
         state = rt.observe(rt.boxes.read(box_id))
         if state.status in BUSY:
             raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
         disks = box_disks(rt, box_id)
-        disks.plan(name)  # checks the name before anything happens
+        frozen, _ = disks.plan(name)  # checks the name before anything happens
         if state.status not in RUNNING:
             if memory:
                 raise UsageError(f"box {state.name} is not running: a memory checkpoint needs "
                                  "a running box", hint="start it first, or drop --memory")
-            frozen, _ = disks.plan(name)
             disks.freeze_active(frozen)
             return disks.record(name, frozen)
     return _run_worker(rt, box_id, name, memory)
