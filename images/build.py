@@ -234,7 +234,7 @@ def build_payload(cache: Path, digest: str, target: Path, force: bool, log: Log)
 
 def build_locked(cache: Path, digest: str, force: bool, log: Log) -> None:
     """Build under `<cache>/build.lock`, unless another build made it meanwhile."""
-    from filelock import FileLock, Timeout
+    from boxlite_cli.state.flock import FileLock, Timeout
 
     cache.mkdir(parents=True, exist_ok=True)
     lock = FileLock(cache / "build.lock")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import sys
-import traceback
 from collections.abc import Callable
 
 import click
@@ -24,6 +23,8 @@ def report(message: str, hint: str | None = None) -> None:
 def exit_code_for(error: BaseException, debug: bool) -> int:
     """Print the one-line error (the traceback too with --debug) and return the exit code."""
     if debug:
+        import traceback  # only with --debug
+
         traceback.print_exception(error, file=sys.stderr)
     if isinstance(error, BoxliteError):
         report(error.message, error.hint)

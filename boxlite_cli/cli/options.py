@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import click
 
 from boxlite_cli.runtime.network import network_config
-from boxlite_cli.runtime.session import terminal_size
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
+from boxlite_cli.runtime.terminal import terminal_size
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -48,8 +48,6 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     boxlite itself failed, 126 when the command cannot be executed, 127 when it is
     not found, 128+N when it was killed by signal N.
     """
-    from boxlite_cli.runtime.foreground import attach_main
-
     rt = cli.runtime
     if from_ is not None:
         if image is not None or command:
@@ -81,6 +79,9 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if detach:
         click.echo(state.id)
         return 0
+    # gRPC is imported only now, once the box runs (the shim is up).
+    from boxlite_cli.runtime.foreground import attach_main
+
     return attach_main(rt, state.id, interactive, tty)
 
 
@@ -88,7 +89,6 @@ def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, intera
               tty: bool) -> int:
     """run --from BOX:NAME: a new box resumed from another box's memory checkpoint."""
     from boxlite_cli.runtime.clone import from_checkpoint
-    from boxlite_cli.runtime.foreground import attach_main
 
     box, sep, snapshot = spec.rpartition(":")
     if not sep or not box or not snapshot:
@@ -99,4 +99,6 @@ def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, intera
     if detach:
         click.echo(state.id)
         return 0
+    from boxlite_cli.runtime.foreground import attach_main
+
     return attach_main(rt, state.id, interactive, tty)

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from boxlite_cli.errors import AuthError
 from boxlite_cli.oci.reference import DEFAULT_REGISTRY, LEGACY_REGISTRY
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.flock import FileLock
 
 AUTH_FILE = "auth.json"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -107,6 +106,8 @@ class Puller:
         downloaded |= self._fetch(ref, str(config_desc["digest"]), int(config_desc["size"]), quiet=True)
         config = self.store.read_json_blob(str(config_desc["digest"]))
         check_config(config)
+        from concurrent.futures import ThreadPoolExecutor  # only when pulling
+
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS, thread_name_prefix="pull") as pool:
             fetched = list(pool.map(lambda layer: self._fetch(ref, *layer), layers))
         downloaded |= any(fetched)

@@ -23,14 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from filelock import FileLock
-
-from boxlite_cli.disks.ext4 import make_ext4
-from boxlite_cli.disks.ownership import ownership_for_unpack
 from boxlite_cli.errors import ImageError, NotFound
 from boxlite_cli.oci.reference import Reference, parse_reference
-from boxlite_cli.oci.unpack import apply_layer
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.flock import FileLock
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 MANIFEST_TYPES = (
@@ -382,6 +378,11 @@ class ImageStore:
         dest = self.rootfs_path(image)
         if dest.is_file():
             return dest
+        # Unpacking (tarfile, zstandard, mkfs) is imported only when an image is unpacked.
+        from boxlite_cli.disks.ext4 import make_ext4
+        from boxlite_cli.disks.ownership import ownership_for_unpack
+        from boxlite_cli.oci.unpack import apply_layer
+
         self._ensure_dirs()
         with FileLock(str(dest) + ".lock", timeout=1800):
             if dest.is_file():

@@ -34,7 +34,6 @@ from boxlite_cli.oci.pull import NoProgress, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
-from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.images import Images, check_pull_policy
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
@@ -390,6 +389,8 @@ class Runtime:
             if warm is not None:
                 vm = dataclasses.replace(vm, restore_from=str(warm))
             if checkpoint is not None:
+                from boxlite_cli.runtime import snapshots  # only for start --checkpoint
+
                 memory = snapshots.checkpoint_memory(self, box_id, checkpoint)
             if memory is not None:
                 vm = dataclasses.replace(vm, restore_from=str(memory))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import queue
 import signal
-import struct
 import termios
 import threading
 import tty
@@ -17,18 +15,10 @@ from dataclasses import dataclass, field
 
 from boxlite_cli.agent.client import STDERR, AgentClient, ExecResult, InputPump
 from boxlite_cli.errors import BoxliteError
+from boxlite_cli.runtime.terminal import terminal_size
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
-
-
-def terminal_size(fd: int) -> tuple[int, int]:
-    """(rows, cols) of the terminal on `fd`, or (0, 0) when it is not a terminal."""
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-        return rows, cols
-    except OSError:
-        return 0, 0
 
 
 def write_all(fd: int, data: bytes) -> bool:

@@ -11,7 +11,6 @@ Usage: python -m boxlite_cli.shim BOX_DIR READY_FD
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import grpc
-from filelock import FileLock, Timeout
 
 from boxlite_cli.agent.client import AgentClient, open_channel
 from boxlite_cli.agent.pb import agent_pb2 as pb
@@ -36,13 +34,14 @@ from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
+from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_vmm
 from boxlite_cli.shim.vmspec import TEMPLATE_META, Launch
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
-from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_PASST, VmSpec
 from boxlite_cli.vmm.drivers import get_driver
 
 log = logging.getLogger("boxlite.shim")
@@ -52,16 +51,8 @@ PR_SET_PDEATHSIG = 1
 ATTACH_GRACE_S = 15.0
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
-
-
-def _die_with_parent() -> None:
-    """In the VMM child: get SIGKILL when the shim dies, so no VM outlives its shim."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-class BootFailed(BoxliteError):
-    pass
+# After the warm-up call, time for the guest to see the host hang up before a save.
+WARM_SETTLE_S = 0.3
 
 
 TELLING = ("boxlite-init:", "boxlite-agent:", "Kernel panic")
@@ -82,8 +73,10 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
 
 
 class Shim:
-    def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1) -> None:
+    def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1,
+                 early: VmmProcess | BaseException | None = None) -> None:
         self.files = files
+        self.early = early
         self.ready_fd = ready_fd
         self.hold_fd = hold_fd
         self.launch = Launch.load(files.dir / "vm.json")
@@ -119,29 +112,20 @@ class Shim:
     # VM -------------------------------------------------------------------------------
 
     def start_vmm(self) -> None:
+        """Start the VMM (unless `python -m boxlite_cli.shim` already did), and
+        finish a restore: a restored VM comes back paused and is resumed."""
+        early, self.early = self.early, None
+        if isinstance(early, BaseException):
+            raise early
+        started = early or start_vmm(self.files, self.launch, self.driver)
+        log.info("starting VMM: %s", " ".join(started.command))
+        self.vmm = started.process
         spec = self.launch.vm
-        self.files.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sock in (spec.agent_socket, spec.control_socket, self.files.agent_socket):
-            sock.unlink(missing_ok=True)
-        spec.console_log.write_bytes(b"")
-        if spec.network == NET_PASST:
-            self.start_passt(spec)
-        try:
-            cmd = self.driver.command(spec)
-        except BoxliteError as e:
-            raise BootFailed(str(e), hint=e.hint) from e
-        log.info("starting VMM: %s", " ".join(cmd))
-        with open(self.files.dir / "vmm.log", "wb") as out:
-            self.vmm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        record = ProcessRecord.of(self.vmm.pid)
-        if record is not None:
-            write_pidfile(self.files.vmm_pid, record)
         if spec.restore_from:
-            # A restored VM comes back paused; the agent is reached over new connections.
+            # The agent is reached over new connections afterwards.
             control = self.driver.control(spec)
             control.wait_ready(min(self.launch.boot_timeout_s, 30.0))
-            control.restore(Path(spec.restore_from))
+            control.restore(Path(spec.restore_from), begun=started.restore_begun)
             control.resume()
 
     def agent_target(self) -> str:
@@ -154,26 +138,6 @@ class Shim:
         if self.relay is None:
             self.relay = StreamRelay(self.files.sockets / "relay.sock", channel.connect).start()
         return self.relay.target
-
-    def start_passt(self, spec: VmSpec) -> None:
-        """The experimental passt backend: its process serves the VM's NIC on a socket."""
-        sock = Path(spec.net_socket)
-        sock.unlink(missing_ok=True)
-        # As root passt would switch to nobody, who cannot bind in the 0700 socket dir.
-        cmd = ["passt", "-f", "-q", "-1", "-4", "--runas", str(os.geteuid()),
-               "--socket", str(sock), "-a", NET_GUEST,
-               "-n", "24", "-g", NET_HOST, "-D", NET_DNS]
-        for fwd in spec.port_forwards:
-            cmd += ["-t" if fwd.proto == "tcp" else "-u",
-                    f"{fwd.host_ip}/{fwd.host_port}:{fwd.guest_port}"]
-        with open(self.files.dir / "passt.log", "wb") as out:
-            passt = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if passt.poll() is not None or time.monotonic() > deadline:
-                raise BootFailed(f"passt did not start; see {self.files.dir / 'passt.log'}")
-            time.sleep(0.01)
 
     def vmm_exit_reason(self) -> str:
         assert self.vmm is not None
@@ -241,6 +205,21 @@ class Shim:
             except BoxliteError as e:
                 log.warning("could not resume the VM after saving the template: %s", e)
             lock.release()
+
+    def warm_agent(self, deadline: float) -> None:
+        """Before a template is saved: one call on a connection of its own, closed
+        again, so what the guest sets up lazily for its first connection (bridge and
+        server threads, HTTP/2 session code, the handlers' first run) is already in
+        the saved memory, and every box restored from it answers sooner."""
+        channel = open_channel(self.agent_target())
+        try:
+            AgentClient(channel).ping(timeout=max(deadline - time.monotonic(), 0.1),
+                                      wait_for_ready=True)
+        except grpc.RpcError as e:
+            log.info("warming the agent failed (the template is saved anyway): %s", e.details())
+        finally:
+            channel.close()
+        time.sleep(WARM_SETTLE_S)  # the guest drops that connection before the save
 
     def wait_for_agent(self, client: AgentClient, deadline: float) -> None:
         """Ping until the agent answers; a connection that breaks early is retried."""
@@ -347,6 +326,7 @@ class Shim:
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             ready = self.wait_for_console(READY_MARKER, deadline)
             if ready and self.launch.save_template:
+                self.warm_agent(deadline)
                 self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
@@ -415,6 +395,7 @@ class Shim:
                                   tty=proc.tty, rows=proc.rows, cols=proc.cols,
                                   stdin=proc.stdin, timeout_s=proc.timeout_s,
                                   hold_output=self.launch.foreground, exec_id=MAIN)
+            log.info("the main process started")
         except BoxliteError as e:
             log.error("start failed: %s", e)
             reason = str(e)
@@ -460,6 +441,7 @@ class Shim:
         try:
             result = client.wait(MAIN)
             exit_code = result.exit_code
+            log.info("the main process ended")
             if self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
@@ -475,6 +457,7 @@ class Shim:
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error)
         self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
+        log.info("the VM is down")
         if self.server is not None:
             self.server.stop(grace=0.5).wait()
         self.files.agent_socket.unlink(missing_ok=True)
@@ -507,14 +490,15 @@ class Shim:
             shutil.rmtree(self.files.sockets, ignore_errors=True)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], early: VmmProcess | BaseException | None = None) -> int:
+    """The shim; `early`: the VMM that `python -m boxlite_cli.shim` started (or why not)."""
     box_dir, ready_fd = Path(argv[1]), int(argv[2])
     hold_fd = int(argv[3]) if len(argv) > 3 else -1
     files = BoxFiles(box_dir)
     logging.basicConfig(filename=files.shim_log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return Shim(files, ready_fd, hold_fd).run()
+        return Shim(files, ready_fd, hold_fd, early).run()
     except Exception:
         log.exception("shim crashed")
         with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):

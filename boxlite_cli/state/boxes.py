@@ -10,10 +10,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock
-
 from boxlite_cli.errors import Conflict, NotFound, StateCorrupt, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.flock import FileLock
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxState, load_state
 

@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from boxlite_cli.errors import NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.flock import FileLock
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 BIND = "bind"

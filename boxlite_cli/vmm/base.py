@@ -105,9 +105,10 @@ class VmControl(Protocol):
     def snapshot(self, directory: Path) -> None:
         """Pause the VM and save its memory and device state into `directory`."""
 
-    def restore(self, directory: Path) -> None:
-        """Load a snapshot into a VMM started for a restore (VmSpec.restore_from);
-        the VM is paused afterwards."""
+    def restore(self, directory: Path, begun: bool = False) -> None:
+        """Load a snapshot into a VMM started for a restore (VmSpec.restore_from), or
+        with `begun`, wait for the load the VMM began from its command line (it was
+        given VmmDriver.restore_file as an open fd); the VM is paused afterwards."""
 
 
 class VmmDriver(Protocol):
@@ -121,8 +122,13 @@ class VmmDriver(Protocol):
     def check(self, spec: VmSpec) -> None:
         """Raise VmmUnsupported when this VMM cannot run `spec` (e.g. no user-mode NIC)."""
 
-    def command(self, spec: VmSpec) -> list[str]:
-        """The full command line that starts the VM described by `spec`."""
+    def restore_file(self, spec: VmSpec) -> Path | None:
+        """The memory snapshot file of a restore that this VMM reads from an fd named
+        on its command line (see command()), or None when restore() loads it."""
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+        """The full command line that starts the VM described by `spec`; `restore_fd`
+        is an open fd of restore_file(spec), inherited by the VMM process."""
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
         """How the shim reaches the guest agent of the VM started from `spec`."""

@@ -155,8 +155,9 @@ class ChApi:
         self.request("PUT", "vm.snapshot", {"destination_url": file_url(directory)},
                      timeout_s=max(self.timeout_s, SNAPSHOT_TIMEOUT_S))
 
-    def restore(self, directory: Path, prefault: bool = False) -> None:
-        """Restore a snapshot into this (VM-less) VMM; the VM comes back paused."""
+    def restore(self, directory: Path, begun: bool = False, prefault: bool = False) -> None:
+        """Restore a snapshot into this (VM-less) VMM; the VM comes back paused.
+        (`begun` never holds: this VMM takes no snapshot on its command line.)"""
         self.request("PUT", "vm.restore", {"source_url": file_url(directory),
                                            "prefault": prefault},
                      timeout_s=max(self.timeout_s, SNAPSHOT_TIMEOUT_S))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from boxlite_cli.payload import AGENT_DISK_SERIAL, AGENT_VSOCK_PORT, ROOTFS_DISK_SERIAL
 from boxlite_cli.vmm import hybrid_vsock
 from boxlite_cli.vmm.base import NET_NONE, AgentChannel, VmmUnsupported, VmSpec
-from boxlite_cli.vmm.chapi import ChApi
 from boxlite_cli.vmm.cmdline import kernel_cmdline
+
+if TYPE_CHECKING:  # http.client: only once the VM is controlled
+    from boxlite_cli.vmm.chapi import ChApi
 
 CH_BINARY = "cloud-hypervisor"
 RELEASES_URL = "https://github.com/cloud-hypervisor/cloud-hypervisor/releases"
@@ -62,7 +66,11 @@ class CloudHypervisorDriver:
                 "cloud-hypervisor has no virtio-9p: -v volumes need QEMU",
                 hint="use --vmm qemu (or auto) for boxes with volumes")
 
-    def command(self, spec: VmSpec) -> list[str]:
+    def restore_file(self, spec: VmSpec) -> Path | None:
+        """None: a restore goes through the API (restore()), not the command line."""
+        return None
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
         self.check(spec)
         api = ["--api-socket", f"path={_value('socket', spec.control_socket)}"]
         binary = self.binary() or CH_BINARY
@@ -102,4 +110,6 @@ class CloudHypervisorDriver:
             description=f"hybrid vsock {spec.agent_socket} port {AGENT_VSOCK_PORT}")
 
     def control(self, spec: VmSpec, timeout_s: float = 10.0) -> ChApi:
+        from boxlite_cli.vmm.chapi import ChApi
+
         return ChApi(spec.control_socket, timeout_s)

@@ -5,18 +5,36 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import UsageError
 from boxlite_cli.vmm.base import NET_NONE, VmmDriver, VmmUnsupported, VmSpec
-from boxlite_cli.vmm.cloudhv import CloudHypervisorDriver
-from boxlite_cli.vmm.qemu import QemuDriver
+
+if TYPE_CHECKING:
+    from boxlite_cli.vmm.cloudhv import CloudHypervisorDriver
 
 QEMU = "qemu"
 CLOUD_HYPERVISOR = "cloud-hypervisor"
 AUTO = "auto"
+
+
+# The driver modules are imported only when a driver is made: a command that never
+# touches a VMM (or only QEMU) does not pay for cloud-hypervisor's REST client.
+def _qemu() -> VmmDriver:
+    from boxlite_cli.vmm.qemu import QemuDriver
+
+    return QemuDriver()
+
+
+def _cloud_hypervisor() -> CloudHypervisorDriver:
+    from boxlite_cli.vmm.cloudhv import CloudHypervisorDriver
+
+    return CloudHypervisorDriver()
+
+
 DRIVERS: dict[str, Callable[[], VmmDriver]] = {
-    QEMU: QemuDriver,
-    CLOUD_HYPERVISOR: CloudHypervisorDriver,
+    QEMU: _qemu,
+    CLOUD_HYPERVISOR: _cloud_hypervisor,
 }
 VMMS = (AUTO, QEMU, CLOUD_HYPERVISOR)
 ENV_VMM = "BOXLITE_VMM"
@@ -72,7 +90,7 @@ def choose_vmm(requested: str, accel: str, kvm_ok: bool, spec: VmSpec,
                 hint="use --vmm qemu (software emulation), or a host with working KVM")
         return VmmChoice(CLOUD_HYPERVISOR, accel)  # its check() refuses --accel tcg
     if ch_binary is None:
-        ch_binary = CloudHypervisorDriver().binary()
+        ch_binary = _cloud_hypervisor().binary()
     if ch_binary is None:
         return VmmChoice(QEMU, accel, "cloud-hypervisor is not on PATH")
     if not kvm_ok or accel != "kvm":

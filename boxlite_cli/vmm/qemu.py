@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from pathlib import Path
 
 from boxlite_cli.payload import AGENT_DISK_SERIAL, AGENT_PORT_NAME, ROOTFS_DISK_SERIAL
 from boxlite_cli.vmm.base import (
@@ -18,7 +19,7 @@ from boxlite_cli.vmm.base import (
     VmSpec,
 )
 from boxlite_cli.vmm.cmdline import accel_cmdline, kernel_cmdline
-from boxlite_cli.vmm.qmp import Qmp
+from boxlite_cli.vmm.qmp import MEMORY_FILE, Qmp
 
 QEMU_BINARY = "qemu-system-x86_64"
 # seccomp: no obsolete syscalls, no privilege changes, no spawning, no resource control.
@@ -70,7 +71,11 @@ class QemuDriver:
     def binary(self) -> str | None:
         return shutil.which(QEMU_BINARY)
 
-    def command(self, spec: VmSpec) -> list[str]:
+    def restore_file(self, spec: VmSpec) -> Path | None:
+        """QEMU reads a restore's memory from an fd named on its command line."""
+        return Path(spec.restore_from) / MEMORY_FILE if spec.restore_from else None
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
         self.check(spec)
         accel_args = (
             ["-accel", "kvm", "-cpu", "host"]
@@ -107,9 +112,12 @@ class QemuDriver:
             "-device", "virtio-rng-device",
             *network_args(spec),
             *share_args(spec),
-            # A restore: QEMU waits for the migration stream that the control channel's
-            # restore() hands it over QMP (the VM then stays paused until resume()).
-            *(["-incoming", "defer"] if spec.restore_from else []),
+            # A restore: QEMU loads the migration stream from `restore_fd` as it starts
+            # (see wait_restored()), or, without one, waits for the stream that the
+            # control channel's restore() hands it over QMP. Either way the VM is
+            # paused afterwards, until resume().
+            *(["-incoming", f"fd:{restore_fd}" if restore_fd is not None else "defer"]
+              if spec.restore_from else []),
         ]
 
     def check(self, spec: VmSpec) -> None:

@@ -92,9 +92,13 @@ class Qmp:
         finally:
             os.close(fd)
 
-    def restore(self, directory: Path) -> None:
-        """Load `directory`/MEMORY_FILE into a QEMU started with `-incoming defer`;
+    def restore(self, directory: Path, begun: bool = False) -> None:
+        """Load `directory`/MEMORY_FILE into a QEMU started with `-incoming defer`, or
+        (`begun`) wait for the load QEMU began from its command line (`-incoming fd:N`);
         the VM is paused afterwards."""
+        if begun:
+            self.wait_restored()
+            return
         try:
             fd = os.open(directory / MEMORY_FILE, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
@@ -103,6 +107,34 @@ class Qmp:
             self.migrate("migrate-incoming", fd)
         finally:
             os.close(fd)
+
+    def wait_restored(self, timeout_s: float = MIGRATION_TIMEOUT_S) -> None:
+        """Wait for the restore QEMU began from its command line (`-incoming fd:N`)
+        to end; the VM is paused afterwards."""
+        deadline = time.monotonic() + timeout_s
+        sock = self._session()
+        try:
+            reader = sock.makefile("rb")
+            self._reply(reader, greeting=True)
+            self._send(sock, reader, "qmp_capabilities")
+            self._wait_incoming(sock, reader, deadline)
+        except TimeoutError:
+            raise QmpError("QEMU did not answer while restoring") from None
+        except OSError as e:
+            raise QmpError(f"QMP at {self.socket_path} failed while restoring: {e}") from e
+        finally:
+            sock.close()
+
+    def _wait_incoming(self, sock: socket.socket, reader: Any, deadline: float) -> None:
+        while True:
+            status = self._send(sock, reader, "query-status").get("status")
+            if status != "inmigrate":
+                if status in ("paused", "postmigrate", "running"):
+                    return
+                raise QmpError(f"restoring the VM failed (QEMU is {status})")
+            if time.monotonic() > deadline:
+                raise QmpError("the restore did not finish in time")
+            time.sleep(0.005)
 
     def migrate(self, command: str, fd: int) -> None:
         """Run one migration over `fd` and wait for it to end (bounded)."""
@@ -123,11 +155,8 @@ class Qmp:
                     if status in ("failed", "cancelled"):
                         raise QmpError(f"saving the VM failed: {info.get('error-desc', status)}")
                 else:
-                    status = self._send(sock, reader, "query-status").get("status")
-                    if status != "inmigrate":
-                        if status == "paused" or status == "postmigrate":
-                            return
-                        raise QmpError(f"restoring the VM failed (QEMU is {status})")
+                    self._wait_incoming(sock, reader, deadline)
+                    return
                 if time.monotonic() > deadline:
                     raise QmpError(f"{command} did not finish within {MIGRATION_TIMEOUT_S:g} s")
                 time.sleep(0.01)

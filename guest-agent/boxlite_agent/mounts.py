@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -58,6 +59,13 @@ def mount_at(path: str) -> MountEntry | None:
 
 def is_mountpoint(path: str) -> bool:
     return mount_at(path) is not None
+
+
+def mounted_now() -> Callable[[str], bool]:
+    """is_mountpoint against one reading of the mount table: for a pass that mounts
+    each of its targets at most once (the table is parsed once, not per target)."""
+    points = {entry.mount_point for entry in read_mountinfo()}
+    return lambda path: os.path.realpath(path) in points
 
 
 def mounts_under(path: str) -> list[str]:

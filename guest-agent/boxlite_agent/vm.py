@@ -13,7 +13,7 @@ from boxlite_agent.blockdev import list_disks, wait_for_disk
 from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
 from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
-from boxlite_agent.mounts import mount_at, mounts_under
+from boxlite_agent.mounts import mount_at, mounted_now, mounts_under
 from boxlite_agent.netconf import NetSetup, configure
 
 ROOTFS_DIR = "/run/boxlite/rootfs"
@@ -48,12 +48,15 @@ class VmGuest:
             self._hostname = hostname
         configure(net)
         self._net = net
+        is_mounted = None
         if rootfs_serial:
             self._mount_rootfs(rootfs_serial)
-            mount_kernel_filesystems(self._rootfs_dir)
+            is_mounted = mounted_now()
+            mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
             self._ready = True
         if self._ready:
-            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net)
+            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
+                              is_mounted=is_mounted or mounted_now())
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         if clock_ns:

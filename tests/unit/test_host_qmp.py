@@ -150,3 +150,28 @@ def test_a_silent_qemu_times_out_and_a_missing_socket_is_an_error(
         Qmp(server.path, timeout_s=0.3).info()
     with pytest.raises(QmpError):
         Qmp(tmp_path / "nothing.sock", timeout_s=0.3).pause()
+
+
+def test_a_restore_begun_on_the_command_line_is_waited_for_not_fed(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    polls = {"n": 0}
+
+    def handler(command: str, args: dict[str, Any], fd: int | None) -> dict[str, Any]:
+        assert fd is None, "nothing is passed: QEMU already holds the file"
+        if command == "query-status":
+            polls["n"] += 1
+            return {"return": {"status": "inmigrate" if polls["n"] < 3 else "paused"}}
+        return {"return": {}}
+
+    server = qmp_server(handler)
+    Qmp(server.path).restore(tmp_path / "not-read", begun=True)
+    assert "migrate-incoming" not in server.commands and "getfd" not in server.commands
+    assert server.commands.count("query-status") == 3
+
+
+def test_a_restore_that_ends_in_a_strange_state_is_an_error(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    server = qmp_server(lambda command, args, fd: {"return": {"status": "internal-error"}}
+                        if command == "query-status" else {"return": {}})
+    with pytest.raises(QmpError, match="restoring the VM failed \\(QEMU is internal-error\\)"):
+        Qmp(server.path).restore(tmp_path, begun=True)

@@ -301,3 +301,13 @@ def test_tsc_rate_is_given_to_tcg_guests_only() -> None:
     kvm = option_values(QemuDriver().command(vm_spec(accel="kvm")), "-append")[0]
     assert "tsc_early_khz=2445422" in tcg.split()
     assert "tsc_early_khz" not in kvm
+
+
+def test_a_restore_reads_its_memory_from_an_inherited_fd_or_waits_for_qmp() -> None:
+    driver = QemuDriver()
+    spec = vm_spec(restore_from="/cache/templates/k")
+    assert driver.restore_file(spec) == Path("/cache/templates/k/memory.state")
+    assert driver.restore_file(vm_spec()) is None
+    assert option_values(driver.command(spec, restore_fd=7), "-incoming") == ["fd:7"]
+    assert option_values(driver.command(spec), "-incoming") == ["defer"]
+    assert "-incoming" not in driver.command(vm_spec(), restore_fd=7)

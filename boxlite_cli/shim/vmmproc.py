@@ -1,0 +1,119 @@
+"""Starting a box's VMM process: the first thing a shim does.
+
+This module is light on purpose (no gRPC, no protobuf): `python -m boxlite_cli.shim`
+starts the VMM through it before importing the rest of the shim, so a restore from
+a memory snapshot loads while the shim's Python start-up goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
+from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_PASST, VmmDriver, VmSpec
+
+PR_SET_PDEATHSIG = 1
+PASST_START_TIMEOUT_S = 10.0
+
+
+class BootFailed(BoxliteError):
+    pass
+
+
+def _die_with_parent() -> None:
+    """In the VMM child: get SIGKILL when the shim dies, so no VM outlives its shim."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass
+class VmmProcess:
+    """A started VMM. `restore_begun`: it loads its memory snapshot by itself (the
+    file was named on its command line); the control channel only waits for the end."""
+
+    process: subprocess.Popen[bytes]
+    command: list[str]
+    restore_begun: bool = False
+
+
+def start_passt(files: BoxFiles, spec: VmSpec) -> None:
+    """The experimental passt backend: its process serves the VM's NIC on a socket."""
+    sock = Path(spec.net_socket)
+    sock.unlink(missing_ok=True)
+    # As root passt would switch to nobody, who cannot bind in the 0700 socket dir.
+    cmd = ["passt", "-f", "-q", "-1", "-4", "--runas", str(os.geteuid()),
+           "--socket", str(sock), "-a", NET_GUEST,
+           "-n", "24", "-g", NET_HOST, "-D", NET_DNS]
+    for fwd in spec.port_forwards:
+        cmd += ["-t" if fwd.proto == "tcp" else "-u",
+                f"{fwd.host_ip}/{fwd.host_port}:{fwd.guest_port}"]
+    with open(files.dir / "passt.log", "wb") as out:
+        passt = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + PASST_START_TIMEOUT_S
+    while not sock.exists():
+        if passt.poll() is not None or time.monotonic() > deadline:
+            raise BootFailed(f"passt did not start; see {files.dir / 'passt.log'}")
+        time.sleep(0.01)
+
+
+def _open_restore_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise BootFailed(f"cannot read the memory snapshot {path}: {e.strerror}") from e
+
+
+def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
+    """Start the VMM of `launch` as a child that dies with us; its PID is recorded."""
+    spec = launch.vm
+    files.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for sock in (spec.agent_socket, spec.control_socket, files.agent_socket):
+        sock.unlink(missing_ok=True)
+    spec.console_log.write_bytes(b"")
+    if spec.network == NET_PASST:
+        start_passt(files, spec)
+    restore_file = driver.restore_file(spec) if spec.restore_from else None
+    restore_fd = _open_restore_file(restore_file) if restore_file is not None else None
+    try:
+        try:
+            cmd = driver.command(spec, restore_fd)
+        except BoxliteError as e:
+            raise BootFailed(str(e), hint=e.hint) from e
+        with open(files.dir / "vmm.log", "wb") as out:
+            process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                pass_fds=() if restore_fd is None else (restore_fd,),
+                preexec_fn=_die_with_parent)
+    finally:
+        if restore_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(restore_fd)
+    record = ProcessRecord.of(process.pid)
+    if record is not None:
+        write_pidfile(files.vmm_pid, record)
+    return VmmProcess(process, cmd, restore_begun=restore_fd is not None)
+
+
+def start_early(box_dir: Path) -> VmmProcess | BaseException:
+    """`python -m boxlite_cli.shim`'s first step: the shim's PID file, then the VMM.
+    A failure is returned, to be reported by the shim proper once it is up."""
+    files = BoxFiles(box_dir)
+    try:
+        launch = Launch.load(files.dir / "vm.json")
+        write_pidfile(files.shim_pid, ProcessRecord.current())
+        from boxlite_cli.vmm.drivers import get_driver
+
+        return start_vmm(files, launch, get_driver(launch.driver))
+    except Exception as e:
+        return e

@@ -1,0 +1,96 @@
+"""The shim's first step (shim/vmmproc.py): the VMM starts before the heavy imports,
+a restore's memory file reaches it as an inherited fd, failures are handed on."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from boxlite_cli.shim.vmmproc import BootFailed, start_early, start_vmm
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.pidfile import read_pidfile
+from boxlite_cli.vmm.base import AgentChannel, VmSpec
+from boxlite_cli.vmm.qmp import Qmp
+
+# A stand-in VMM: copies what it reads from the fd named on its command line.
+COPY_FD = "import os,sys; fd=int(sys.argv[1]); open(sys.argv[2],'wb').write(os.read(fd, 100))"
+
+
+class FakeDriver:
+    name = "fake"
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def binary(self) -> str | None:
+        return sys.executable
+
+    def check(self, spec: VmSpec) -> None:
+        pass
+
+    def restore_file(self, spec: VmSpec) -> Path | None:
+        return Path(spec.restore_from) / "memory.state" if spec.restore_from else None
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+        return [sys.executable, "-c", COPY_FD, str(restore_fd), str(self.out)]
+
+    def agent_channel(self, spec: VmSpec) -> AgentChannel:
+        raise NotImplementedError
+
+    def control(self, spec: VmSpec, timeout_s: float = 10.0) -> Qmp:
+        return Qmp(spec.control_socket, timeout_s)
+
+
+def box(tmp_path: Path, restore_from: str = "") -> tuple[BoxFiles, Launch]:
+    files = BoxFiles(tmp_path / "box")
+    files.dir.mkdir()
+    vm = VmSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", agent_root=tmp_path / "a",
+                rootfs_disk=tmp_path / "r", console_log=files.console_log,
+                agent_socket=files.dir / "run" / "vm.sock",
+                control_socket=files.dir / "run" / "qmp.sock", restore_from=restore_from)
+    launch = Launch(driver="qemu", vm=vm, boot_timeout_s=30)
+    launch.save(files.dir / "vm.json")
+    return files, launch
+
+
+def test_the_memory_file_reaches_the_vmm_as_an_inherited_fd(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "memory.state").write_bytes(b"saved RAM")
+    files, launch = box(tmp_path, restore_from=str(template))
+    fds_before = set(os.listdir("/proc/self/fd"))
+    started = start_vmm(files, launch, FakeDriver(tmp_path / "got"))
+    assert started.process.wait(10) == 0
+    assert (tmp_path / "got").read_bytes() == b"saved RAM"
+    assert started.restore_begun
+    assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}, "our copy of the fd is closed"
+    record = read_pidfile(files.vmm_pid)
+    assert record is not None and record.pid == started.process.pid
+    assert files.console_log.read_bytes() == b""
+
+
+def test_a_cold_boot_passes_no_fd(tmp_path: Path) -> None:
+    files, launch = box(tmp_path)
+    started = start_vmm(files, launch, FakeDriver(tmp_path / "got"))
+    assert started.process.wait(10) != 0  # int("None") fails: no fd was named
+    assert not started.restore_begun
+
+
+def test_a_missing_memory_file_fails_the_boot_before_any_vmm_starts(tmp_path: Path) -> None:
+    files, launch = box(tmp_path, restore_from=str(tmp_path / "gone"))
+    try:
+        start_vmm(files, launch, FakeDriver(tmp_path / "got"))
+    except BootFailed as e:
+        assert "cannot read the memory snapshot" in str(e)
+    else:
+        raise AssertionError("no BootFailed")
+    assert not files.vmm_pid.exists()
+
+
+def test_start_early_hands_a_failure_on_instead_of_raising(tmp_path: Path) -> None:
+    (tmp_path / "box").mkdir()
+    outcome = start_early(tmp_path / "box")  # no vm.json
+    assert isinstance(outcome, FileNotFoundError)
+    assert not (tmp_path / "box" / "shim.pid").exists()
