@@ -6,7 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.runtime.session import write_all
+from boxlite_cli.fdio import write_all
 
 STDERR = 1
 

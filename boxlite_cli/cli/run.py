@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import click
 
@@ -66,8 +67,11 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
                                    timeout, entrypoint),
     )
     state = rt.create(opts)
+    # A plain foreground run: the shim writes the output to our stdout and stderr
+    # itself (no gRPC in this process); -i and -t need a session.
+    output = None if detach or interactive or tty else _output_fds()
     try:
-        result = rt.start(state.id, foreground=not detach, cold=cold)
+        result = rt.start(state.id, foreground=not detach, cold=cold, output=output)
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):
@@ -79,10 +83,25 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if detach:
         click.echo(state.id)
         return 0
+    if result.exit_pipe is not None:
+        from boxlite_cli.runtime.foreground import wait_direct
+
+        return wait_direct(rt, state.id, result)
     # gRPC is imported only now, once the box runs (the shim is up).
     from boxlite_cli.runtime.foreground import attach_main
 
     return attach_main(rt, state.id, interactive, tty)
+
+
+def _output_fds() -> tuple[int, int] | None:
+    """Our stdout and stderr, flushed, for the shim to write to; None when they are
+    not real files (then the output comes over a session)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, interactive: bool,

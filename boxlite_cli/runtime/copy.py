@@ -30,8 +30,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import Conflict, UsageError, VmError
+from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.runtime import SHIM_EXIT_WAIT_S, Runtime, boot_timeout_s
-from boxlite_cli.runtime.session import write_all
 from boxlite_cli.runtime.volumes import vm_shares
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.records import Status
@@ -265,7 +265,7 @@ def maintenance_start(rt: Runtime, box_id: str) -> Iterator[AgentClient]:
             os.close(hold_r)
         try:
             try:
-                line = rt._read_ready(read_fd, boot_timeout_s() + 30, files)
+                line, _ = rt._read_ready(read_fd, boot_timeout_s() + 30, files)
             finally:
                 os.close(read_fd)
             message = json.loads(line) if line else {"ok": False, "error": "the shim exited"}

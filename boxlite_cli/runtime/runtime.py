@@ -126,6 +126,10 @@ class StartResult:
     exec_id: str
     exit_code: int | None = None
     error: str | None = None
+    # A start with `output` fds: the pipe on which the shim reports how the main
+    # process ended (see foreground.wait_direct), and what was already read of it.
+    exit_pipe: int | None = None
+    pending: bytes = b""
 
 
 def _no_warn(_: str) -> None:
@@ -337,7 +341,8 @@ class Runtime:
         return choice.name, spec
 
     def start(self, ref: str, foreground: bool = False, cold: bool = False,
-              checkpoint: str | None = None, memory: Path | None = None) -> StartResult:
+              checkpoint: str | None = None, memory: Path | None = None,
+              output: tuple[int, int] | None = None) -> StartResult:
         """Boot the box and start its main process; returns once it runs.
 
         `foreground`: the caller will attach to the main process (its output waits
@@ -346,19 +351,24 @@ class Runtime:
         (or BOXLITE_WARM=0); a warm start that fails is retried cold once. With
         `checkpoint`, the box resumes from that memory checkpoint of its own; with
         `memory`, from that saved memory (a box made by `run --from`).
+
+        `output` (foreground only): the caller's (stdout, stderr). The shim writes the
+        main process's output there itself and reports its exit on
+        StartResult.exit_pipe, so the caller needs no connection to the box at all.
         """
         if checkpoint is not None or memory is not None:
             return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory)
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
         try:
-            return self._start(ref, foreground, cold)
+            return self._start(ref, foreground, cold, output=output)
         except WarmStartFailed as e:
             self.warn(f"the warm start failed ({e}); starting cold and discarding its template")
             shutil.rmtree(e.template, ignore_errors=True)
-            return self._start(ref, foreground, cold=True)
+            return self._start(ref, foreground, cold=True, output=output)
 
     def _start(self, ref: str, foreground: bool, cold: bool,
-               checkpoint: str | None = None, memory: Path | None = None) -> StartResult:
+               checkpoint: str | None = None, memory: Path | None = None,
+               output: tuple[int, int] | None = None) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         payload = self.payload()
@@ -395,11 +405,14 @@ class Runtime:
             if memory is not None:
                 vm = dataclasses.replace(vm, restore_from=str(memory))
                 get_driver(driver).check(vm)
+            # The shim's copies of the caller's output fds (inherited at these numbers).
+            output_fds = tuple(os.dup(fd) for fd in output) if foreground and output else ()
             launch = Launch(
                 driver=driver,
                 vm=vm,
                 boot_timeout_s=boot_timeout_s(),
                 foreground=foreground,
+                output_fds=output_fds,
                 network=guest_network(state.config.network, box_id),
                 volumes=guest_volumes,
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
@@ -415,28 +428,35 @@ class Runtime:
             files.shim_pid.unlink(missing_ok=True)
             self.boxes.write(state)
         try:
-            return self._spawn_shim(state, files)
+            return self._spawn_shim(state, files, output_fds)
         except VmError as e:
             if warm is None:
                 raise
             raise WarmStartFailed(e.message, warm) from e
+        finally:
+            for fd in output_fds:
+                os.close(fd)
 
-    def _spawn_shim(self, state: BoxState, files: BoxFiles) -> StartResult:
+    def _spawn_shim(self, state: BoxState, files: BoxFiles,
+                    output_fds: tuple[int, ...] = ()) -> StartResult:
         read_fd, write_fd = os.pipe()
         with open(files.shim_log, "ab") as log:
             shim = subprocess.Popen(
                 [sys.executable, "-m", "boxlite_cli.shim", str(files.dir), str(write_fd)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
-                start_new_session=True, close_fds=True,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                pass_fds=(write_fd, *output_fds), start_new_session=True, close_fds=True,
             )
         os.close(write_fd)
+        keep_pipe = False
         try:
-            line = self._read_ready(read_fd, boot_timeout_s() + 30, files)
+            line, pending = self._read_ready(read_fd, boot_timeout_s() + 30, files)
+            message = json.loads(line) if line else {}
+            keep_pipe = bool(output_fds and message.get("ok") and not message.get("exit_code"))
         finally:
-            os.close(read_fd)
+            if not keep_pipe:
+                os.close(read_fd)
         if not line:
             raise VmError(f"the box's shim exited during start; see {files.shim_log}")
-        message = json.loads(line)
         if not message.get("ok") or message.get("exit_code"):
             # The box is done: let its shim finish cleaning up before we report.
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -451,9 +471,11 @@ class Runtime:
         # The shim outlives this process, which must not reap it: subprocess would do so
         # at its next Popen and fold the shim's (and its VM's) peak memory into ours.
         shim.returncode = 0
-        return StartResult(str(message.get("exec_id", MAIN)))
+        return StartResult(str(message.get("exec_id", MAIN)),
+                           exit_pipe=read_fd if keep_pipe else None, pending=pending)
 
-    def _read_ready(self, fd: int, timeout_s: float, files: BoxFiles) -> str:
+    def _read_ready(self, fd: int, timeout_s: float, files: BoxFiles) -> tuple[str, bytes]:
+        """The shim's first line on the ready pipe, and whatever came after it."""
         deadline = time.monotonic() + timeout_s
         data = b""
         while b"\n" not in data:
@@ -467,7 +489,8 @@ class Runtime:
                 if not chunk:
                     break
                 data += chunk
-        return data.decode(errors="replace").strip()
+        line, _, rest = data.partition(b"\n")
+        return line.decode(errors="replace").strip(), rest
 
     # talking to a running box ---------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
 import signal
@@ -15,26 +14,8 @@ from dataclasses import dataclass, field
 
 from boxlite_cli.agent.client import STDERR, AgentClient, ExecResult, InputPump
 from boxlite_cli.errors import BoxliteError
-from boxlite_cli.runtime.terminal import terminal_size
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2)
-
-
-def write_all(fd: int, data: bytes) -> bool:
-    """Write everything; False once the reader is gone (EPIPE)."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            continue
-        except OSError as e:
-            if e.errno in (errno.EPIPE, errno.EBADF):
-                return False
-            raise
-        view = view[n:]
-    return True
+from boxlite_cli.fdio import write_all
+from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, terminal_size
 
 
 @dataclass

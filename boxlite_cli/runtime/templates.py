@@ -2,8 +2,9 @@
 
 The first cold start of a given (VMM binary, guest payload, image, cpus, memory,
 accelerator, network kind) saves the VM's memory as soon as the guest agent says it
-is ready, before anything box-specific happened in the guest (no connection, no
-Init: the container disk is attached but not yet mounted). Later starts of boxes
+is ready, before anything box-specific happened in the guest (no Init: the
+container disk is attached but not yet mounted; one warm-up call on a connection
+that is closed again before the save). Later starts of boxes
 with the same key restore that memory with their own fresh overlay and then run
 Init, which gives each box its own clock, entropy, hostname and network.
 The key hashes every input, so a change of any of them simply misses.
@@ -22,7 +23,7 @@ from boxlite_cli.shim.vmspec import TEMPLATE_META
 from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
 from boxlite_cli.vmm.qmp import MEMORY_FILE
 
-TEMPLATE_FORMAT = 1
+TEMPLATE_FORMAT = 2  # 2: saved after a warm-up call
 WARM_DRIVERS = ("qemu",)  # cloud-hypervisor's snapshots name the original box's files
 
 

@@ -1,10 +1,15 @@
-"""The host terminal's size: light (no gRPC), for the options of run, create and exec."""
+"""The host terminal's size and the signals a foreground session forwards to its
+process: light (no gRPC), for the options of run, create and exec."""
 
 from __future__ import annotations
 
 import fcntl
+import signal
 import struct
 import termios
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)
 
 
 def terminal_size(fd: int) -> tuple[int, int]:

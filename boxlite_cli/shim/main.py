@@ -27,9 +27,10 @@ from typing import Any, BinaryIO
 
 import grpc
 
-from boxlite_cli.agent.client import AgentClient, open_channel
+from boxlite_cli.agent.client import STDERR, AgentClient, open_channel
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError
+from boxlite_cli.fdio import reader_gone, write_all
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
@@ -89,6 +90,7 @@ class Shim:
         self.log_lock = threading.Lock()
         self.log_file: BinaryIO | None = None
         self.killed_by: int | None = None
+        self.deliverer: threading.Thread | None = None
 
     # state ----------------------------------------------------------------------------
 
@@ -100,14 +102,21 @@ class Shim:
             write_json_atomic(self.files.state, state.to_json())
             return state
 
-    def report(self, **message: Any) -> None:
-        """Tell the starting CLI how the start went (one JSON line on the ready pipe)."""
+    def report(self, keep_open: bool = False, **message: Any) -> None:
+        """Tell the starting CLI how the start went (one JSON line on the ready pipe);
+        `keep_open`: a direct-output CLI hears how the main process ended there too."""
         if self.ready_fd < 0:
             return
         with contextlib.suppress(OSError):
             os.write(self.ready_fd, (json.dumps(message) + "\n").encode())
-            os.close(self.ready_fd)
-        self.ready_fd = -1
+        if not keep_open:
+            self.close_ready()
+
+    def close_ready(self) -> None:
+        if self.ready_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.ready_fd)
+            self.ready_fd = -1
 
     # VM -------------------------------------------------------------------------------
 
@@ -294,6 +303,26 @@ class Shim:
         except BoxliteError as e:
             log.info("output logging ended: %s", e)
 
+    def deliver_output(self, client: AgentClient) -> None:
+        """A direct-output foreground run: the main process's output goes to the CLI's
+        own stdout and stderr (and into the box's log), for as long as that CLI lives;
+        a reader that went away (EPIPE) gets no more, the log still does."""
+        out, err = self.launch.output_fds
+        open_fds = {out, err}
+        try:
+            for stream, data in client.attach(MAIN):
+                self.append_log(stream, data)
+                fd = err if stream == STDERR else out
+                cli_gone = self.ready_fd >= 0 and reader_gone(self.ready_fd)
+                if fd in open_fds and not cli_gone and not write_all(fd, data):
+                    open_fds.discard(fd)
+        except BoxliteError as e:
+            log.info("output delivery ended: %s", e)
+        finally:
+            for fd in (out, err):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
     def log_chunk(self, serialized: bytes) -> None:
         """The log's copy of what a foreground CLI receives of the main process."""
         chunk = pb.OutputChunk.FromString(serialized)
@@ -420,8 +449,13 @@ class Shim:
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver,
                     exit_code=None, error=None, finished_at=None)
-        self.report(ok=True, exec_id=started.exec_id, pid=started.pid)
-        if not self.launch.foreground:
+        direct = bool(self.launch.output_fds)
+        self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
+        if direct:
+            self.deliverer = threading.Thread(target=self.deliver_output, args=(client,),
+                                              name="deliver", daemon=True)
+            self.deliverer.start()
+        elif not self.launch.foreground:
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
 
@@ -442,7 +476,9 @@ class Shim:
             result = client.wait(MAIN)
             exit_code = result.exit_code
             log.info("the main process ended")
-            if self.launch.foreground:
+            if self.deliverer is not None:
+                self.deliverer.join()  # all the output is written before the exit status
+            elif self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
         except BoxliteError as e:
@@ -456,6 +492,8 @@ class Shim:
                 rc = self.vmm.poll()
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error)
+        # A direct-output CLI's answer; it reads on until we exit (the pipe closes).
+        self.report(exit_code=exit_code, error=error, keep_open=True)
         self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
         log.info("the VM is down")
         if self.server is not None:
@@ -464,6 +502,7 @@ class Shim:
         self.update(status=Status.EXITED, finished_at=time.time(), ports=[])  # unpublished now
         log.info("box exited with %s (%s)", exit_code, error or "main process ended")
         self.remove_if_auto(state)
+        self.close_ready()  # a direct-output CLI is done now, before our own teardown
         return 0
 
     def keep_console(self, state: BoxState) -> Path:

@@ -62,6 +62,10 @@ class Launch:
     boot_timeout_s: float
     # A CLI will attach to the main process (foreground run); else the shim logs it.
     foreground: bool = False
+    # A foreground CLI's (stdout, stderr), inherited at these fd numbers: the shim
+    # writes the main process's output there itself and reports its exit status on
+    # the ready pipe, so that CLI needs no connection (and no gRPC) at all.
+    output_fds: tuple[int, ...] = ()
     network: GuestNetwork = field(default_factory=GuestNetwork)
     volumes: tuple[GuestVolume, ...] = ()
     # Boot without the main process, for `cp` on a stopped box; the box's state is
@@ -82,6 +86,7 @@ class Launch:
         write_json_atomic(path, {"driver": self.driver, "vm": vm,
                                  "boot_timeout_s": self.boot_timeout_s,
                                  "foreground": self.foreground,
+                                 "output_fds": list(self.output_fds),
                                  "network": self.network.to_json(),
                                  "volumes": [asdict(v) for v in self.volumes],
                                  "maintenance": self.maintenance,
@@ -99,6 +104,7 @@ class Launch:
         vm["shares"] = tuple(Share(**s) for s in vm.get("shares", ()))
         return cls(str(data["driver"]), VmSpec(**vm), float(data["boot_timeout_s"]),
                    bool(data.get("foreground", False)),
+                   tuple(int(fd) for fd in data.get("output_fds", ())),
                    GuestNetwork.from_json(data.get("network")),
                    tuple(GuestVolume(**v) for v in data.get("volumes", ())),
                    bool(data.get("maintenance", False)),

@@ -1,0 +1,88 @@
+"""A plain foreground `run` (no -i, no -t): the shim writes the main process's output to
+the CLI's own stdout and stderr and reports how it ended on a pipe, so the CLI holds
+no connection to the box. Signals to the CLI still reach the process, a reader that
+goes away stops nothing, and a killed CLI's terminal gets no more output."""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout_s: float = 240) -> bytes:
+    """The next line on the process's stdout, or b"" when none came in time."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    return proc.stdout.readline() if ready else b""
+
+
+def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
+    script = 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'
+    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", IMAGE, "sh", "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert read_line(proc) == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 42, err
+    assert out == b"got TERM\n"
+
+
+def test_a_reader_that_goes_away_stops_nothing() -> None:
+    # `| head -c 5`: head leaves early; the command still runs to its end and its
+    # exit status is the CLI's (pipefail shows it).
+    cmd = (f"{boxlite_bin()} run --name early-close {IMAGE} sh -c "
+           "'seq 1 200000; echo done >&2; exit 3' | head -c 5")
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout == b"1\n2\n3"
+        assert proc.returncode == 3, proc.stderr
+        assert b"done\n" in proc.stderr
+        box = json.loads(bx("inspect", "early-close").stdout)
+        box = box[0] if isinstance(box, list) else box
+        assert box["exit_code"] == 3 and box["status"] == "exited"
+        logs = bx("logs", "early-close")
+        assert logs.stdout.endswith(b"199999\n200000\n") and logs.stderr == b"done\n"
+    finally:
+        bx("rm", "-f", "early-close")
+
+
+def test_a_killed_cli_gets_no_more_output(tmp_path: Path, e2e_home: Path) -> None:
+    out = tmp_path / "out"
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(
+            [boxlite_bin(), "run", "--name", "ticker", IMAGE, "sh", "-c",
+             "while :; do echo tick; sleep 0.2; done"],
+            stdout=sink, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while b"tick" not in out.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert b"tick" in out.read_bytes()
+        proc.kill()
+        proc.wait()
+        time.sleep(1.0)  # a chunk already in flight may still land
+        size = out.stat().st_size
+        time.sleep(2.0)
+        assert out.stat().st_size == size, "output kept coming after the CLI died"
+        # Like a docker container whose client went away: it runs on, logging.
+        logged = bx("logs", "ticker").stdout.count(b"tick")
+        time.sleep(1.0)
+        assert bx("logs", "ticker").stdout.count(b"tick") > logged
+    finally:
+        assert bx("rm", "-f", "ticker").returncode == 0
+    assert not [p for p in vm_processes(e2e_home) if "ticker" in p]
