@@ -105,13 +105,21 @@ class AgentClient:
     def ping(self, timeout: float = 5.0, wait_for_ready: bool = False) -> Any:
         return self.stub.Ping(pb.PingRequest(), timeout=timeout, wait_for_ready=wait_for_ready)
 
+    @staticmethod
+    def init_request(hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+                     network: pb.NetworkConfig | None = None,
+                     volumes: list[pb.VolumeMount] | None = None) -> Any:
+        return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
+                              rootfs_serial=rootfs_serial, network=network, volumes=volumes)
+
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,
              volumes: list[pb.VolumeMount] | None = None) -> None:
-        _rpc("initialising the guest", lambda: self.stub.Init(
-            pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
-                           rootfs_serial=rootfs_serial, network=network, volumes=volumes),
-            timeout=60))
+        self.init_with(self.init_request(hostname, clock_ns, entropy, rootfs_serial, network,
+                                         volumes))
+
+    def init_with(self, request: Any) -> None:
+        _rpc("initialising the guest", lambda: self.stub.Init(request, timeout=60))
 
     def quiesce(self, freeze: bool, auto_thaw_s: float = 0.0) -> None:
         """Freeze (or thaw) the container's file system around a disk snapshot."""

@@ -21,13 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import grpc
 
-from boxlite_cli.agent.client import STDERR, AgentClient, open_channel
+from boxlite_cli.agent.client import STDERR, AgentClient, agent_error, open_channel
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import reader_gone, write_all
@@ -52,6 +53,7 @@ PR_SET_PDEATHSIG = 1
 ATTACH_GRACE_S = 15.0
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
+INIT_TIMEOUT_S = 60.0
 # After the warm-up call, time for the guest to see the host hang up before a save.
 WARM_SETTLE_S = 0.3
 
@@ -90,6 +92,7 @@ class Shim:
         self.log_lock = threading.Lock()
         self.log_file: BinaryIO | None = None
         self.killed_by: int | None = None
+        self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
 
     # state ----------------------------------------------------------------------------
@@ -232,6 +235,14 @@ class Shim:
 
     def wait_for_agent(self, client: AgentClient, deadline: float) -> None:
         """Ping until the agent answers; a connection that breaks early is retried."""
+        self.first_call(lambda timeout: client.stub.Ping.future(
+            pb.PingRequest(), timeout=timeout, wait_for_ready=True), deadline, "pinging the agent")
+
+    def first_call(self, start: Callable[[float], Any], deadline: float, what: str) -> Any:
+        """The first call to a booting agent: `start(timeout)` makes a gRPC future that
+        waits for the connection. A connection that breaks early is retried; the wait
+        ends with the VM, with a stop of the box, or at `deadline`. Other errors are
+        the call's own, raised at once."""
         assert self.vmm is not None
         future: Any = None
         last_error = ""
@@ -239,16 +250,18 @@ class Shim:
             if self.vmm.poll() is not None or self.stopping.is_set():
                 break
             if future is None:
-                future = client.stub.Ping.future(
-                    pb.PingRequest(), timeout=max(deadline - time.monotonic(), 0.1),
-                    wait_for_ready=True)
+                future = start(max(deadline - time.monotonic(), 0.1))
             try:
-                future.result(timeout=0.02)
-                return
+                return future.result(timeout=0.02)
             except grpc.FutureTimeoutError:
                 continue
             except grpc.RpcError as e:
                 last_error = f" (last error: {e.details()})"
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    future = None
+                    break
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    raise agent_error(what, e) from e
                 log.info("agent not ready yet: %s", e.details())
                 future = None
                 time.sleep(0.05)
@@ -348,10 +361,11 @@ class Shim:
         return [pb.VolumeMount(tag=v.tag, target=v.target, readonly=v.readonly,
                                file_name=v.file_name) for v in self.launch.volumes]
 
-    def boot(self) -> tuple[grpc.Channel, AgentClient]:
-        """Start (or restore) the VM and connect to its agent once it answers."""
+    def boot(self, ping: bool = True) -> tuple[grpc.Channel, AgentClient]:
+        """Start (or restore) the VM and connect to its agent once it answers (with
+        `ping`; else the caller's first call does the waiting: see first_call)."""
         self.start_vmm()
-        deadline = time.monotonic() + self.launch.boot_timeout_s
+        deadline = self.boot_deadline = time.monotonic() + self.launch.boot_timeout_s
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             ready = self.wait_for_console(READY_MARKER, deadline)
             if ready and self.launch.save_template:
@@ -359,7 +373,8 @@ class Shim:
                 self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
-        self.wait_for_agent(client, deadline)
+        if ping:
+            self.wait_for_agent(client, deadline)
         return channel, client
 
     def run_maintenance(self, state: BoxState) -> int:
@@ -403,21 +418,30 @@ class Shim:
             return self.run_maintenance(state)
         client: AgentClient | None = None
         try:
-            channel, client = self.boot()
-            log.info("the agent answers")
+            # A warm start's agent was ready when its template was saved: no ping, the
+            # Init call waits for the connection itself (one round trip less).
+            warm = bool(self.launch.vm.restore_from) and not self.launch.resume
+            channel, client = self.boot(ping=not warm)
+            if not warm:
+                log.info("the agent answers")
             if self.launch.resume:
                 client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))
                 log.info("resumed from a checkpoint")
                 return self.resumed(client, channel, state)
             net = self.launch.network
-            client.init(hostname=state.config.hostname or state.id[:12],
-                        clock_ns=time.time_ns(), entropy=os.urandom(64),
-                        rootfs_serial=ROOTFS_DISK_SERIAL,
-                        network=pb.NetworkConfig(
-                            mode=net.mode, address=net.address, gateway=net.gateway,
-                            dns=net.dns, hosts=[pb.HostEntry(name=n, ip=ip)
-                                                for n, ip in net.hosts], mac=net.mac),
-                        volumes=self.volume_mounts())
+            request = client.init_request(
+                hostname=state.config.hostname or state.id[:12],
+                clock_ns=time.time_ns(), entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
+                network=pb.NetworkConfig(
+                    mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
+                    hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
+                volumes=self.volume_mounts())
+            if warm:
+                self.first_call(lambda timeout: client.stub.Init.future(
+                    request, timeout=min(timeout, INIT_TIMEOUT_S), wait_for_ready=True),
+                    self.boot_deadline, "initialising the guest")
+            else:
+                client.init_with(request)
             log.info("the guest is initialised")
             proc = state.config.process
             started = client.exec(argv=proc.argv, env=proc.env, cwd=proc.cwd, user=proc.user,

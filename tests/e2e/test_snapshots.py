@@ -136,7 +136,7 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
         for _ in range(2):
             box = out("run", "-d", IMAGE, "python3", "-u", "-c", IDENTITY + "; time.sleep(600)")
             boxes.append(box)
-            assert "-incoming defer" in shim_command(e2e_home, box)  # restored, not booted
+            assert "-incoming fd:" in shim_command(e2e_home, box)  # restored, not booted
         for box in boxes:
             deadline = time.monotonic() + 30
             while not (line := out("logs", box)):
