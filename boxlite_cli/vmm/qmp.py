@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,25 @@ class Qmp:
         self.timeout_s = timeout_s
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        with self._negotiated(f"on {command}",
+                              f"QEMU did not answer {command} within {self.timeout_s:g} s"
+                              ) as (sock, reader):
+            return self._send(sock, reader, command, arguments)
+
+    @contextlib.contextmanager
+    def _negotiated(self, during: str, silence: str) -> Iterator[tuple[socket.socket, Any]]:
+        """A session past the greeting and capabilities negotiation; a socket error
+        becomes a QmpError naming `during`, a timeout one saying `silence`."""
         sock = self._session()
         try:
             reader = sock.makefile("rb")
             self._reply(reader, greeting=True)
             self._send(sock, reader, "qmp_capabilities")
-            return self._send(sock, reader, command, arguments)
+            yield sock, reader
         except TimeoutError:
-            raise QmpError(f"QEMU did not answer {command} within {self.timeout_s:g} s") from None
+            raise QmpError(silence) from None
         except OSError as e:
-            raise QmpError(f"QMP at {self.socket_path} failed on {command}: {e}") from e
+            raise QmpError(f"QMP at {self.socket_path} failed {during}: {e}") from e
         finally:
             sock.close()
 
@@ -112,18 +123,9 @@ class Qmp:
         """Wait for the restore QEMU began from its command line (`-incoming fd:N`)
         to end; the VM is paused afterwards."""
         deadline = time.monotonic() + timeout_s
-        sock = self._session()
-        try:
-            reader = sock.makefile("rb")
-            self._reply(reader, greeting=True)
-            self._send(sock, reader, "qmp_capabilities")
+        with self._negotiated("while restoring", "QEMU did not answer while restoring") as (
+                sock, reader):
             self._wait_incoming(sock, reader, deadline)
-        except TimeoutError:
-            raise QmpError("QEMU did not answer while restoring") from None
-        except OSError as e:
-            raise QmpError(f"QMP at {self.socket_path} failed while restoring: {e}") from e
-        finally:
-            sock.close()
 
     def _wait_incoming(self, sock: socket.socket, reader: Any, deadline: float) -> None:
         while True:
@@ -139,33 +141,23 @@ class Qmp:
     def migrate(self, command: str, fd: int) -> None:
         """Run one migration over `fd` and wait for it to end (bounded)."""
         deadline = time.monotonic() + MIGRATION_TIMEOUT_S
-        sock = self._session()
-        try:
-            reader = sock.makefile("rb")
-            self._reply(reader, greeting=True)
-            self._send(sock, reader, "qmp_capabilities")
+        with self._negotiated(f"during {command}", f"QEMU did not answer during {command}") as (
+                sock, reader):
             self._send(sock, reader, "getfd", {"fdname": "boxlite-migration"}, fd)
             self._send(sock, reader, command, {"uri": "fd:boxlite-migration"})
+            if command != "migrate":
+                self._wait_incoming(sock, reader, deadline)
+                return
             while True:
-                if command == "migrate":
-                    info = self._send(sock, reader, "query-migrate")
-                    status = info.get("status")
-                    if status == "completed":
-                        return
-                    if status in ("failed", "cancelled"):
-                        raise QmpError(f"saving the VM failed: {info.get('error-desc', status)}")
-                else:
-                    self._wait_incoming(sock, reader, deadline)
+                info = self._send(sock, reader, "query-migrate")
+                status = info.get("status")
+                if status == "completed":
                     return
+                if status in ("failed", "cancelled"):
+                    raise QmpError(f"saving the VM failed: {info.get('error-desc', status)}")
                 if time.monotonic() > deadline:
                     raise QmpError(f"{command} did not finish within {MIGRATION_TIMEOUT_S:g} s")
                 time.sleep(0.01)
-        except TimeoutError:
-            raise QmpError(f"QEMU did not answer during {command}") from None
-        except OSError as e:
-            raise QmpError(f"QMP at {self.socket_path} failed during {command}: {e}") from e
-        finally:
-            sock.close()
 
     def _session(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)

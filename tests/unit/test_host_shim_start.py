@@ -1,12 +1,19 @@
-"""The shim's first step (shim/vmmproc.py): the VMM starts before the heavy imports,
-a restore's memory file reaches it as an inherited fd, failures are handed on."""
+"""The shim's first steps: the VMM starts before the heavy imports (shim/vmmproc.py),
+a restore's memory file reaches it as an inherited fd, failures are handed on; the
+first call to a booting agent waits for the connection, not for other errors."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
+import grpc
+import pytest
+
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.shim.main import Shim
 from boxlite_cli.shim.vmmproc import BootFailed, start_early, start_vmm
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -94,3 +101,73 @@ def test_start_early_hands_a_failure_on_instead_of_raising(tmp_path: Path) -> No
     outcome = start_early(tmp_path / "box")  # no vm.json
     assert isinstance(outcome, FileNotFoundError)
     assert not (tmp_path / "box" / "shim.pid").exists()
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class FakeFuture:
+    def __init__(self, outcome: object) -> None:
+        self.outcome = outcome
+
+    def result(self, timeout: float | None = None) -> object:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self) -> None:
+        pass
+
+
+class FakeVmm:
+    def __init__(self, rc: int | None = None) -> None:
+        self.rc = rc
+
+    def poll(self) -> int | None:
+        return self.rc
+
+
+def shim(tmp_path: Path, vmm_rc: int | None = None) -> Shim:
+    files, _ = box(tmp_path)
+    s = Shim(files, ready_fd=-1)
+    s.vmm = FakeVmm(vmm_rc)  # type: ignore[assignment]
+    return s
+
+
+def test_the_first_call_is_retried_while_the_connection_is_not_there(tmp_path: Path) -> None:
+    outcomes = [FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"), "answer"]
+    calls: list[float] = []
+
+    def start(timeout: float) -> FakeFuture:
+        calls.append(timeout)
+        return FakeFuture(outcomes.pop(0))
+
+    assert shim(tmp_path).first_call(start, time.monotonic() + 30, "initialising") == "answer"
+    assert len(calls) == 2 and all(0 < t <= 30 for t in calls)
+
+
+def test_the_first_calls_own_error_is_raised_at_once(tmp_path: Path) -> None:
+    calls = []
+
+    def start(timeout: float) -> FakeFuture:
+        calls.append(timeout)
+        return FakeFuture(FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "no disk"))
+
+    with pytest.raises(BoxliteError, match="initialising the guest: no disk"):
+        shim(tmp_path).first_call(start, time.monotonic() + 30, "initialising the guest")
+    assert len(calls) == 1
+
+
+def test_the_first_call_gives_up_when_the_vm_is_gone(tmp_path: Path) -> None:
+    s = shim(tmp_path, vmm_rc=1)
+    s.files.dir.joinpath("vmm.log").write_text("qemu: load of migration failed\n")
+    with pytest.raises(BootFailed, match="the VM stopped during boot"):
+        s.first_call(lambda timeout: FakeFuture("never asked"), time.monotonic() + 30, "x")

@@ -159,6 +159,9 @@ def test_launch_round_trips_through_vm_json(tmp_path: Path) -> None:
     launch.save(tmp_path / "vm.json")
     assert Launch.load(tmp_path / "vm.json") == launch
     assert json.loads((tmp_path / "vm.json").read_text())["vm"]["kernel"] == "/p/vmlinuz"
+    direct = Launch("qemu", vm_spec(), 42.5, foreground=True, output_fds=(7, 8))
+    direct.save(tmp_path / "direct.json")
+    assert Launch.load(tmp_path / "direct.json").output_fds == (7, 8)
 
 
 # the accelerator ----------------------------------------------------------------------------

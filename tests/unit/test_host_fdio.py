@@ -1,0 +1,36 @@
+"""fdio: writing all of a chunk, and telling that a pipe's reader went away (what the
+shim checks before it writes a direct-output run's output into a CLI's stdout)."""
+
+from __future__ import annotations
+
+import os
+
+from boxlite_cli.fdio import reader_gone, write_all
+
+
+def test_write_all_writes_everything_even_to_a_non_blocking_pipe() -> None:
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    data = os.urandom(200_000)  # more than a pipe holds: the writer must wait
+    got = bytearray()
+    pid = os.fork()
+    if pid == 0:  # the reader
+        os.close(w)
+        while chunk := os.read(r, 65536):
+            got += chunk
+        os._exit(0 if bytes(got) == data else 1)
+    os.close(r)
+    assert write_all(w, data)
+    os.close(w)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_a_gone_reader_is_seen_and_write_all_says_false() -> None:
+    r, w = os.pipe()
+    try:
+        assert not reader_gone(w)
+        os.close(r)
+        assert reader_gone(w)
+        assert write_all(w, b"x") is False  # EPIPE, not an exception (SIGPIPE is ignored)
+    finally:
+        os.close(w)
