@@ -94,6 +94,7 @@ class Shim:
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
+        self.output_fds = self.launch.output_fds
 
     # state ----------------------------------------------------------------------------
 
@@ -114,6 +115,16 @@ class Shim:
             os.write(self.ready_fd, (json.dumps(message) + "\n").encode())
         if not keep_open:
             self.close_ready()
+            if self.deliverer is None:
+                self.close_output()  # a start that failed: the CLI's output is done
+
+    def close_output(self) -> None:
+        """Let go of a direct-output CLI's stdout and stderr (a `$(boxlite run ...)`
+        waits for every holder of that pipe)."""
+        fds, self.output_fds = self.output_fds, ()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def close_ready(self) -> None:
         if self.ready_fd >= 0:
@@ -320,7 +331,7 @@ class Shim:
         """A direct-output foreground run: the main process's output goes to the CLI's
         own stdout and stderr (and into the box's log), for as long as that CLI lives;
         a reader that went away (EPIPE) gets no more, the log still does."""
-        out, err = self.launch.output_fds
+        out, err = self.output_fds
         open_fds = {out, err}
         try:
             for stream, data in client.attach(MAIN):
@@ -332,9 +343,7 @@ class Shim:
         except BoxliteError as e:
             log.info("output delivery ended: %s", e)
         finally:
-            for fd in (out, err):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self.close_output()
 
     def log_chunk(self, serialized: bytes) -> None:
         """The log's copy of what a foreground CLI receives of the main process."""
@@ -473,7 +482,7 @@ class Shim:
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver,
                     exit_code=None, error=None, finished_at=None)
-        direct = bool(self.launch.output_fds)
+        direct = bool(self.output_fds)
         self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
         if direct:
             self.deliverer = threading.Thread(target=self.deliver_output, args=(client,),
