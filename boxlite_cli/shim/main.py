@@ -48,7 +48,6 @@ from boxlite_cli.vmm.drivers import get_driver
 
 log = logging.getLogger("boxlite.shim")
 MAIN = "main"
-PR_SET_PDEATHSIG = 1
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
 READY_MARKER = b"boxlite-agent: ready"
