@@ -8,6 +8,7 @@ from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import process_options, to_process_options
+from boxlite_cli.cli.output import std_fds
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
@@ -20,9 +21,19 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
           tty: bool, env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
           user: str | None, timeout: float) -> int:
     """Run COMMAND in the running BOX; exits with its exit code."""
-    from boxlite_cli.runtime.session import Session
-
     opts = to_process_options(command, interactive, tty, env, env_files, workdir, user, timeout)
+    fds = None if detach or interactive or tty else std_fds()
+    if fds is not None:
+        from boxlite_cli.runtime.execdirect import exec_direct
+
+        result = exec_direct(cli.runtime, box, opts, *fds)
+        if result is not None:
+            code, error = result
+            if error:
+                report(error)
+            return code
+    from boxlite_cli.runtime.session import Session  # gRPC: -i, -t, -d
+
     client, started = cli.runtime.exec(box, opts, detach=detach)
     try:
         if started.error_exit_code:

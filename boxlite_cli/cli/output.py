@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -74,3 +75,14 @@ def human_duration(seconds: float) -> str:
 
 def ago(ts: float | None) -> str:
     return "" if ts is None else f"{human_duration(time.time() - ts)} ago"
+
+
+def std_fds() -> tuple[int, int] | None:
+    """Our stdout and stderr, flushed, for a shim to write a process's output into
+    directly; None when they are not real files (the output then comes over gRPC)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import click
 
@@ -18,6 +17,7 @@ from boxlite_cli.cli.options import (
     to_network,
     to_process_options,
 )
+from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions
 
@@ -69,7 +69,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     state = rt.create(opts)
     # A plain foreground run: the shim writes the output to our stdout and stderr
     # itself (no gRPC in this process); -i and -t need a session.
-    output = None if detach or interactive or tty else _output_fds()
+    output = None if detach or interactive or tty else std_fds()
     try:
         result = rt.start(state.id, foreground=not detach, cold=cold, output=output)
     except BaseException:
@@ -91,17 +91,6 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     from boxlite_cli.runtime.foreground import attach_main
 
     return attach_main(rt, state.id, interactive, tty)
-
-
-def _output_fds() -> tuple[int, int] | None:
-    """Our stdout and stderr, flushed, for the shim to write to; None when they are
-    not real files (then the output comes over a session)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return sys.stdout.fileno(), sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, interactive: bool,

@@ -6,15 +6,13 @@ import contextlib
 import json
 import os
 import select
-import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from boxlite_cli.errors import BoxliteError, VmError
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
-from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS
+from boxlite_cli.runtime.terminal import forwarding_signals
 
 STOP_WAIT_S = 60.0
 
@@ -52,24 +50,6 @@ def _forward(agent_socket: Path, signum: int) -> None:
             client.close()
 
 
-@contextlib.contextmanager
-def _forwarding_signals(agent_socket: Path) -> Iterator[None]:
-    """Signals to this process go to the box's main process, as docker's sig-proxy does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        threading.Thread(target=_forward, args=(agent_socket, signum), daemon=True).start()
-
-    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _read_until_eof(fd: int, data: bytes, deadline_after_exit: float) -> bytes:
     """The shim's reports: read until it exits (EOF), at most `deadline_after_exit`
     seconds once its exit report came."""
@@ -92,7 +72,9 @@ def wait_direct(rt: Runtime, box_id: str, started: StartResult) -> int:
     signals, read how the main process ended from the shim, wait for the box to stop."""
     assert started.exit_pipe is not None
     try:
-        with _forwarding_signals(rt.files(box_id).agent_socket):
+        agent_socket = rt.files(box_id).agent_socket
+        with forwarding_signals(lambda signum: threading.Thread(
+                target=_forward, args=(agent_socket, signum), daemon=True).start()):
             data = _read_until_eof(started.exit_pipe, started.pending, STOP_WAIT_S)
     finally:
         os.close(started.exit_pipe)

@@ -59,7 +59,7 @@ from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
-from boxlite_cli.state.records import BoxConfig, BoxState, Status
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.settings import vmm_setting
 from boxlite_cli.state.volumes import Mount, VolumeStore
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
@@ -494,24 +494,33 @@ class Runtime:
 
     # talking to a running box ---------------------------------------------------------
 
-    def client(self, ref: str) -> tuple[BoxState, AgentClient]:
-        from boxlite_cli.agent.client import AgentClient  # grpc: only for talking to boxes
-
+    def running(self, ref: str) -> BoxState:
+        """The state of a box that must be running (Conflict otherwise)."""
         state = self.get(ref)
         if state.status != Status.RUNNING:
             raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
+        return state
+
+    def client(self, ref: str) -> tuple[BoxState, AgentClient]:
+        from boxlite_cli.agent.client import AgentClient  # grpc: only for talking to boxes
+
+        state = self.running(ref)
         return state, AgentClient.connect(f"unix:{self.files(state.id).agent_socket}")
+
+    @staticmethod
+    def exec_spec(state: BoxState, opts: ProcessOptions) -> ProcessSpec:
+        """An exec's process: the options over the box's own env, cwd and user."""
+        box = state.config.process
+        if not opts.command:
+            raise UsageError("exec needs a command")
+        return process_spec(opts, {"Env": box.env, "WorkingDir": box.cwd, "User": box.user,
+                                   "Cmd": []})
 
     def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
              ) -> tuple[AgentClient, Started]:
         """Start another process in a running box; it inherits the box's env, cwd and user."""
-        state, client = self.client(ref)
-        box = state.config.process
-        spec = process_spec(opts, {"Env": box.env, "WorkingDir": box.cwd, "User": box.user,
-                                   "Cmd": []})
-        if not opts.command:
-            client.close()
-            raise UsageError("exec needs a command")
+        spec = self.exec_spec(self.running(ref), opts)
+        _, client = self.client(ref)
         try:
             started = client.exec(argv=spec.argv, env=spec.env, cwd=spec.cwd, user=spec.user,
                                   tty=spec.tty, rows=spec.rows, cols=spec.cols,

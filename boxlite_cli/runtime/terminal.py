@@ -3,10 +3,13 @@ process: light (no gRPC), for the options of run, create and exec."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import signal
 import struct
 import termios
+import threading
+from collections.abc import Callable, Iterator
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -19,3 +22,19 @@ def terminal_size(fd: int) -> tuple[int, int]:
         return rows, cols
     except OSError:
         return 0, 0
+
+
+@contextlib.contextmanager
+def forwarding_signals(forward: Callable[[int], None]) -> Iterator[None]:
+    """While inside: FORWARDED_SIGNALS to this process go to `forward(signum)` (as
+    docker's sig-proxy does) instead of ending it. Main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, _frame: forward(signum))
+                for sig in FORWARDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -33,6 +33,7 @@ from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import reader_gone, write_all
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
+from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
@@ -93,6 +94,7 @@ class Shim:
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
+        self.exec_server: ExecServer | None = None
         self.output_fds = self.launch.output_fds
 
     # state ----------------------------------------------------------------------------
@@ -317,6 +319,15 @@ class Shim:
         finally:
             os.umask(old_umask)
         self.server = server
+        self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel))
+
+    def stop_serving(self) -> None:
+        """No more CLIs: close agent.sock and exec.sock."""
+        if self.exec_server is not None:
+            self.exec_server.close()
+        if self.server is not None:
+            self.server.stop(grace=0.5).wait()
+        self.files.agent_socket.unlink(missing_ok=True)
 
     def log_output(self, client: AgentClient) -> None:
         """Copy a detached main process's output into container.log."""
@@ -411,9 +422,7 @@ class Shim:
             if ready and not os.read(self.hold_fd, 4096):
                 break  # the CLI let go
         self.stop_vmm(client, graceful=self.killed_by is None)
-        if self.server is not None:
-            self.server.stop(grace=0.5).wait()
-        self.files.agent_socket.unlink(missing_ok=True)
+        self.stop_serving()
         return 0
 
     def run(self) -> int:
@@ -528,9 +537,7 @@ class Shim:
         self.report(exit_code=exit_code, error=error, keep_open=True)
         self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
         log.info("the VM is down")
-        if self.server is not None:
-            self.server.stop(grace=0.5).wait()
-        self.files.agent_socket.unlink(missing_ok=True)
+        self.stop_serving()
         self.update(status=Status.EXITED, finished_at=time.time(), ports=[])  # unpublished now
         log.info("box exited with %s (%s)", exit_code, error or "main process ended")
         self.remove_if_auto(state)

@@ -50,6 +50,11 @@ class BoxFiles:
         return self.sockets / "agent.sock"
 
     @property
+    def exec_socket(self) -> Path:
+        """Where CLIs run plain execs without gRPC (served by the shim; execwire.py)."""
+        return self.sockets / "exec.sock"
+
+    @property
     def vm_socket(self) -> Path:
         """The VMM's end of the agent channel (used by the shim only)."""
         return self.sockets / "vm.sock"

@@ -1,7 +1,8 @@
-"""A plain foreground `run` (no -i, no -t): the shim writes the main process's output to
-the CLI's own stdout and stderr and reports how it ended on a pipe, so the CLI holds
-no connection to the box. Signals to the CLI still reach the process, a reader that
-goes away stops nothing, and a killed CLI's terminal gets no more output."""
+"""A plain foreground `run` or `exec` (no -i, -t or -d): the shim writes the process's
+output into the CLI's own stdout and stderr and reports how it ended (run: on a pipe;
+exec: on the box's exec socket), so the CLI loads no gRPC. Signals to the CLI still
+reach the process, a reader that goes away stops nothing, and a killed CLI's
+terminal gets no more output."""
 
 from __future__ import annotations
 
@@ -19,26 +20,29 @@ from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
 pytestmark = pytest.mark.e2e
 
 
-def read_line(proc: subprocess.Popen[bytes], timeout_s: float = 240) -> bytes:
-    """The next line on the process's stdout, or b"" when none came in time."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-    return proc.stdout.readline() if ready else b""
-
-
-def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
-    script = 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'
-    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", IMAGE, "sh", "-c", script],
+def signalled(args: list[str], sig: signal.Signals) -> tuple[int, bytes, bytes]:
+    """Run `boxlite ARGS` running a shell that traps `sig`; once it says "ready",
+    signal the CLI; (exit code, stdout after "ready", stderr)."""
+    script = (f'trap "echo got {sig.name}; exit 42" {sig.name[3:]}; echo ready; '
+              "while :; do sleep 0.1; done")
+    proc = subprocess.Popen([boxlite_bin(), *args, "sh", "-c", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
     try:
-        assert read_line(proc) == b"ready\n"
-        proc.send_signal(signal.SIGTERM)
+        ready, _, _ = select.select([proc.stdout], [], [], 240)
+        assert ready and proc.stdout.readline() == b"ready\n"
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 42, err
-    assert out == b"got TERM\n"
+    return proc.returncode, out, err
+
+
+def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
+    code, out, err = signalled(["run", "--rm", IMAGE], signal.SIGTERM)
+    assert code == 42, err
+    assert out == b"got SIGTERM\n"
 
 
 def test_a_reader_that_goes_away_stops_nothing() -> None:
@@ -86,3 +90,16 @@ def test_a_killed_cli_gets_no_more_output(tmp_path: Path, e2e_home: Path) -> Non
     finally:
         assert bx("rm", "-f", "ticker").returncode == 0
     assert not [p for p in vm_processes(e2e_home) if "ticker" in p]
+
+
+def test_exec_streams_separately_and_forwards_signals() -> None:
+    assert bx("run", "-d", "--name", "sigexec", IMAGE, "sleep", "600").returncode == 0
+    try:
+        both = bx("exec", "sigexec", "sh", "-c", "echo out; echo err >&2; exit 9")
+        assert (both.returncode, both.stdout, both.stderr) == (9, b"out\n", b"err\n")
+        code, out, err = signalled(["exec", "sigexec"], signal.SIGINT)
+        assert code == 42, err
+        assert out == b"got SIGINT\n"
+        assert bx("exec", "sigexec", "true").returncode == 0  # the box is fine
+    finally:
+        bx("rm", "-f", "sigexec")

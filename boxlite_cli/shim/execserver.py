@@ -1,0 +1,127 @@
+"""The shim's end of the plain exec socket (see execwire.py): non-interactive execs
+for CLIs that need no gRPC, each connection served by a thread of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from boxlite_cli.agent.client import STDERR, AgentClient
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.fdio import write_all
+from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
+
+log = logging.getLogger("boxlite.shim")
+MAX_CONNECTIONS = 128
+
+
+def _strings(request: dict[str, Any], key: str) -> list[str]:
+    value = request.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WireError(f"{key} must be a list of strings")
+    return value
+
+
+class ExecServer:
+    """Accepts on `path` until closed; runs each request through `client`."""
+
+    def __init__(self, path: Path, client: AgentClient) -> None:
+        self.path = path
+        self.client = client
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        path.unlink(missing_ok=True)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old_umask = os.umask(0o177)
+        try:
+            self.listener.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, name="exec-server", daemon=True).start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.slots.acquire()
+            threading.Thread(target=self._serve, args=(conn,), name="exec-conn",
+                             daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        try:
+            try:
+                request, fds = recv_request(conn)
+                if len(fds) != FD_COUNT:
+                    raise WireError(f"expected {FD_COUNT} fds (stdout, stderr), got {len(fds)}")
+                self._run(conn, request, fds[0], fds[1])
+            except WireError as e:
+                log.info("exec socket: %s", e)
+                with contextlib.suppress(OSError):
+                    send_line(conn, {"exit_code": 125, "error": f"bad exec request: {e}"})
+            except OSError as e:
+                log.info("exec socket: the CLI went away: %s", e)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            conn.close()
+            self.slots.release()
+
+    def _run(self, conn: socket.socket, request: dict[str, Any], out: int, err: int) -> None:
+        timeout_s = request.get("timeout_s", 0.0)
+        if not isinstance(timeout_s, int | float):
+            raise WireError("timeout_s must be a number")
+        try:
+            started = self.client.exec(
+                argv=_strings(request, "argv"), env=_strings(request, "env"),
+                cwd=str(request.get("cwd", "")), user=str(request.get("user", "")),
+                tty=False, rows=0, cols=0, stdin=False, timeout_s=float(timeout_s),
+                hold_output=True)
+        except BoxliteError as e:
+            send_line(conn, {"exit_code": 125, "error": str(e)})
+            return
+        if started.error_exit_code:
+            send_line(conn, {"exit_code": started.error_exit_code, "error": started.error})
+            return
+        send_line(conn, {"exec_id": started.exec_id})
+        cli_gone = threading.Event()
+        threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone),
+                         name="exec-signals", daemon=True).start()
+        open_fds = {out, err}
+        try:
+            for stream, data in self.client.attach(started.exec_id):
+                fd = err if stream == STDERR else out
+                if fd in open_fds and not cli_gone.is_set() and not write_all(fd, data):
+                    open_fds.discard(fd)
+            code = self.client.wait(started.exec_id).exit_code
+        except BoxliteError as e:
+            send_line(conn, {"exit_code": 125, "error": str(e)})
+            return
+        send_line(conn, {"exit_code": code})
+
+    def _signals(self, conn: socket.socket, exec_id: str, cli_gone: threading.Event) -> None:
+        """{"signal": N} lines from the CLI, until it hangs up."""
+        reader = LineReader(conn)
+        try:
+            while (message := reader.next()) is not None:
+                signum = message.get("signal")
+                if isinstance(signum, int) and 0 < signum < 65:
+                    with contextlib.suppress(BoxliteError):
+                        self.client.signal(exec_id, signum)
+        except (OSError, WireError):
+            pass
+        cli_gone.set()

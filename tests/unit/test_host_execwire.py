@@ -1,0 +1,204 @@
+"""The plain exec socket (shim/execwire.py, shim/execserver.py) against a fake agent
+client: the request and its fds, output written straight into the CLI's fds, the
+replies, signals, a CLI that goes away, and requests that break the protocol."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boxlite_cli.agent.client import STDERR, STDOUT, ExecResult, Started
+from boxlite_cli.shim.execserver import ExecServer
+from boxlite_cli.shim.execwire import (
+    MAX_LINE,
+    LineReader,
+    WireError,
+    recv_request,
+    send_line,
+    send_request,
+)
+
+
+class FakeClient:
+    """Plays the agent: `chunks` of output, then an exit; records what it was asked."""
+
+    def __init__(self, chunks: list[tuple[int, bytes]], exit_code: int = 0,
+                 start_error: tuple[int, str] | None = None, hold: threading.Event | None = None
+                 ) -> None:
+        self.chunks, self.exit_code, self.start_error = chunks, exit_code, start_error
+        self.hold = hold
+        self.requests: list[dict[str, Any]] = []
+        self.signals: list[int] = []
+
+    def exec(self, **kw: Any) -> Started:
+        self.requests.append(kw)
+        if self.start_error:
+            return Started("", 0, *self.start_error)
+        return Started("e1", 42, 0, "")
+
+    def attach(self, exec_id: str) -> Iterator[tuple[int, bytes]]:
+        for i, chunk in enumerate(self.chunks):
+            if i == 1 and self.hold is not None:
+                self.hold.wait(10)
+            yield chunk
+
+    def wait(self, exec_id: str) -> ExecResult:
+        return ExecResult(self.exit_code, 0, False)
+
+    def signal(self, exec_id: str, signum: int) -> None:
+        self.signals.append(signum)
+        if self.hold is not None:
+            self.hold.set()
+
+
+def serve(tmp_path: Path, client: FakeClient) -> ExecServer:
+    return ExecServer(tmp_path / "exec.sock", client)  # type: ignore[arg-type]
+
+
+def connect(server: ExecServer) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(server.path))
+    return sock
+
+
+def read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return data
+
+
+def test_output_goes_straight_into_the_fds_and_the_exit_code_comes_last(tmp_path: Path) -> None:
+    client = FakeClient([(STDOUT, b"out1\n"), (STDERR, b"err1\n"), (STDOUT, b"out2\n")], 7)
+    server = serve(tmp_path, client)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["sh", "-c", "x"], "env": ["A=1"], "cwd": "/w",
+                            "user": "u", "timeout_s": 3}, (out_w, err_w))
+        os.close(out_w)
+        os.close(err_w)
+        reader = LineReader(sock)
+        assert reader.next() == {"exec_id": "e1"}
+        assert reader.next() == {"exit_code": 7}
+    assert read_all(out_r) == b"out1\nout2\n"  # the shim let go of its copies
+    assert read_all(err_r) == b"err1\n"
+    assert client.requests == [{"argv": ["sh", "-c", "x"], "env": ["A=1"], "cwd": "/w",
+                                "user": "u", "tty": False, "rows": 0, "cols": 0, "stdin": False,
+                                "timeout_s": 3.0, "hold_output": True}]
+    assert oct(server.path.stat().st_mode & 0o777) == "0o600"
+    server.close()
+    assert not server.path.exists()
+
+
+def test_a_process_that_cannot_start_is_one_reply(tmp_path: Path) -> None:
+    server = serve(tmp_path, FakeClient([], start_error=(127, 'exec: "x": not found')))
+    _, w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["x"]}, (w, w))
+        assert LineReader(sock).next() == {"exit_code": 127, "error": 'exec: "x": not found'}
+    server.close()
+
+
+def test_signals_reach_the_process(tmp_path: Path) -> None:
+    hold = threading.Event()
+    client = FakeClient([(STDOUT, b"a"), (STDOUT, b"b")], 143, hold=hold)
+    server = serve(tmp_path, client)
+    _, w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["sleep"]}, (w, w))
+        reader = LineReader(sock)
+        assert reader.next() == {"exec_id": "e1"}
+        send_line(sock, {"signal": int(signal.SIGTERM)})
+        send_line(sock, {"signal": 9999})  # out of range: ignored
+        assert reader.next() == {"exit_code": 143}
+    assert client.signals == [signal.SIGTERM]
+    server.close()
+
+
+def test_a_cli_that_hangs_up_gets_no_more_output(tmp_path: Path) -> None:
+    hold = threading.Event()
+    client = FakeClient([(STDOUT, b"first"), (STDOUT, b"second")], 0, hold=hold)
+    server = serve(tmp_path, client)
+    r, w = os.pipe()
+    sock = connect(server)
+    send_request(sock, {"argv": ["x"]}, (w, w))
+    os.close(w)
+    assert LineReader(sock).next() == {"exec_id": "e1"}
+    assert os.read(r, 100) == b"first"
+    sock.close()  # the CLI is gone
+    time.sleep(0.2)
+    hold.set()
+    assert read_all(r) == b""  # "second" was not written
+    server.close()
+
+
+@pytest.mark.parametrize(("payload", "fds", "error"), [
+    (b"not json\n", 2, "not JSON"),
+    (b"[1]\n", 2, "not an object"),
+    (b'{"argv": "sh"}\n', 2, "argv must be a list of strings"),
+    (b'{"argv": ["sh"]}\n', 1, "expected 2 fds"),
+])
+def test_bad_requests_get_one_line_and_a_closed_connection(
+        tmp_path: Path, payload: bytes, fds: int, error: str) -> None:
+    server = serve(tmp_path, FakeClient([]))
+    _, w = os.pipe()
+    with connect(server) as sock:
+        sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  array.array("i", [w] * fds))])
+        reply = LineReader(sock).next()
+        assert reply is not None and reply["exit_code"] == 125 and error in reply["error"]
+        assert LineReader(sock).next() is None
+    server.close()
+
+
+def test_requests_and_lines_are_bounded(tmp_path: Path) -> None:
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(WireError, match="too large"):
+        send_request(a, {"argv": ["x" * MAX_LINE]}, (0, 1))
+    a, b = socket.socketpair()
+    with a, b:
+        def send_too_much() -> None:
+            with contextlib.suppress(OSError):
+                a.sendall(b"{" * (MAX_LINE + 70000))
+
+        flood = threading.Thread(target=send_too_much, daemon=True)
+        flood.start()
+        with pytest.raises(WireError, match="too large"):
+            recv_request(b)
+        b.close()
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b'{"exit_code": 1}\n')
+        a.shutdown(socket.SHUT_WR)
+        reader = LineReader(b)
+        assert reader.next() == {"exit_code": 1}
+        assert reader.next() is None
+
+
+def test_exec_direct_falls_back_when_the_shim_has_no_exec_socket(tmp_path: Path) -> None:
+    # (The CLI side: a shim of an older boxlite has only agent.sock.)
+    from boxlite_cli.runtime import execdirect
+
+    class Rt:
+        def running(self, ref: str) -> Any:
+            return type("S", (), {"id": "b", "name": "b"})()
+
+        def exec_spec(self, state: Any, opts: Any) -> Any:
+            return type("P", (), {"argv": ["true"], "env": [], "cwd": "", "user": "",
+                                  "timeout_s": 0.0})()
+
+        def files(self, box_id: str) -> Any:
+            return type("F", (), {"exec_socket": tmp_path / "none.sock"})()
+
+    assert execdirect.exec_direct(Rt(), "b", None, 1, 2) is None  # type: ignore[arg-type]
