@@ -53,7 +53,6 @@ MAIN = "main"
 ATTACH_GRACE_S = 15.0
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
-INIT_TIMEOUT_S = 60.0
 # After the warm-up call, time for the guest to see the host hang up before a save.
 WARM_SETTLE_S = 0.3
 
@@ -434,10 +433,10 @@ class Shim:
         if self.launch.maintenance:
             return self.run_maintenance(state)
         client: AgentClient | None = None
+        # A warm start's agent was ready when its template was saved: no ping, the Init
+        # call waits for the connection itself (one round trip less).
+        warm = bool(self.launch.vm.restore_from) and not self.launch.resume
         try:
-            # A warm start's agent was ready when its template was saved: no ping, the
-            # Init call waits for the connection itself (one round trip less).
-            warm = bool(self.launch.vm.restore_from) and not self.launch.resume
             channel, client = self.boot(ping=not warm)
             if not warm:
                 log.info("the agent answers")
@@ -454,8 +453,10 @@ class Shim:
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
                 volumes=self.volume_mounts())
             if warm:
+                # (Bounded by the boot's deadline, like a ping: a first connection
+                # attempt that stalls is retried by gRPC only after a minute.)
                 self.first_call(lambda timeout: client.stub.Init.future(
-                    request, timeout=min(timeout, INIT_TIMEOUT_S), wait_for_ready=True),
+                    request, timeout=timeout, wait_for_ready=True),
                     self.boot_deadline, "initialising the guest")
             else:
                 client.init_with(request)
@@ -476,7 +477,8 @@ class Shim:
             console = self.keep_console(state)
             self.report(ok=False, error=reason, console=str(console),
                         console_tail=console_tail(console))
-            self.remove_if_auto(state)
+            if not warm:  # a failed warm start is retried cold by the CLI: keep the box
+                self.remove_if_auto(state)
             return 1
         if started.error_exit_code:
             self.update(status=Status.EXITED, error=started.error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -156,3 +157,18 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
         assert abs(guest_now - time.time()) < 2.0
     finally:
         bx("rm", "-f", *boxes)
+
+
+def test_a_broken_template_falls_back_to_a_cold_start(e2e_home: Path) -> None:
+    out("run", "--rm", IMAGE, "true")  # leaves the template when there is none yet
+    templates = list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    assert templates
+    for memory in templates:
+        os.truncate(memory, 4096)  # QEMU cannot load it: the restore fails
+    before = bx("ps", "-a", "-q").stdout
+    proc = bx("run", "--rm", IMAGE, "echo", "still works")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"still works\n"
+    assert b"the warm start failed" in proc.stderr and b"starting cold" in proc.stderr
+    assert not any(memory.exists() for memory in templates)  # discarded
+    assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
