@@ -502,10 +502,14 @@ class Runtime:
         return state
 
     def client(self, ref: str) -> tuple[BoxState, AgentClient]:
+        state = self.running(ref)
+        return state, self.connect(state)
+
+    def connect(self, state: BoxState) -> AgentClient:
+        """A gRPC client of the box's agent, through its shim's agent.sock."""
         from boxlite_cli.agent.client import AgentClient  # grpc: only for talking to boxes
 
-        state = self.running(ref)
-        return state, AgentClient.connect(f"unix:{self.files(state.id).agent_socket}")
+        return AgentClient.connect(f"unix:{self.files(state.id).agent_socket}")
 
     @staticmethod
     def exec_spec(state: BoxState, opts: ProcessOptions) -> ProcessSpec:
@@ -519,8 +523,9 @@ class Runtime:
     def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
              ) -> tuple[AgentClient, Started]:
         """Start another process in a running box; it inherits the box's env, cwd and user."""
-        spec = self.exec_spec(self.running(ref), opts)
-        _, client = self.client(ref)
+        state = self.running(ref)
+        spec = self.exec_spec(state, opts)
+        client = self.connect(state)
         try:
             started = client.exec(argv=spec.argv, env=spec.env, cwd=spec.cwd, user=spec.user,
                                   tty=spec.tty, rows=spec.rows, cols=spec.cols,
