@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from boxlite_cli.disks.tools import run_tool
@@ -14,3 +15,12 @@ def create_overlay(base: Path, overlay: Path, base_format: str = "raw") -> None:
          "-o", "cluster_size=65536,lazy_refcounts=on", str(overlay)],
         f"creating disk {overlay.name}",
     )
+
+
+def file_identity(path: Path) -> str | None:
+    """Inode, size and mtime of `path`: any write to the file changes it (None: gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.disks.qcow2 import create_overlay, file_identity
 from boxlite_cli.errors import (
     BoxliteError,
     Conflict,
@@ -53,7 +53,7 @@ from boxlite_cli.runtime.volumes import (
     volume_users,
 )
 from boxlite_cli.shim.logframes import read_frames
-from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.network import NetworkConfig
@@ -105,9 +105,10 @@ class CreateOptions:
 class WarmStartFailed(VmError):
     """A start from a warm-start template failed (the template may be bad)."""
 
-    def __init__(self, message: str, template: Path) -> None:
+    def __init__(self, message: str, template: Path, primed: bool = False) -> None:
         super().__init__(message)
         self.template = template
+        self.primed = primed  # the box's disk is that template's copy now
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ class Runtime:
             create_overlay(base, self.files(box_id).rootfs_disk)
             with self.boxes.lock(box_id):
                 state.config.rootfs_base = str(base)
+                state.fresh_disk = file_identity(self.files(box_id).rootfs_disk)
                 state.status = Status.CREATED
                 self.boxes.write(state)
             return state
@@ -364,7 +366,30 @@ class Runtime:
         except WarmStartFailed as e:
             self.warn(f"the warm start failed ({e}); starting cold and discarding its template")
             shutil.rmtree(e.template, ignore_errors=True)
+            if e.primed:
+                self._renew_disk(self.resolve(ref))
             return self._start(ref, foreground, cold=True, output=output)
+
+    def _renew_disk(self, box_id: str) -> None:
+        """A fresh root disk again, for a box that never ran (its primed warm start failed)."""
+        files = self.files(box_id)
+        with self.boxes.lock(box_id):
+            state = self.boxes.read(box_id)
+            create_overlay(Path(state.config.rootfs_base), files.rootfs_disk)
+            state.fresh_disk = file_identity(files.rootfs_disk)
+            self.boxes.write(state)
+
+    def _take_template_disk(self, template: Path, files: BoxFiles) -> bool:
+        """Give a box whose disk is fresh the primed template's disk (see templates.py)."""
+        partial = files.rootfs_disk.with_name(files.rootfs_disk.name + ".template")
+        try:
+            shutil.copyfile(template / ROOTFS_LAYER, partial)
+            os.replace(partial, files.rootfs_disk)
+        except OSError as e:  # a template removed meanwhile: start cold
+            partial.unlink(missing_ok=True)
+            self.warn(f"could not use the warm-start template ({e.strerror}); starting cold")
+            return False
+        return True
 
     def _start(self, ref: str, foreground: bool, cold: bool,
                checkpoint: str | None = None, memory: Path | None = None,
@@ -393,9 +418,15 @@ class Runtime:
                 net_socket=str(files.sockets / "net.sock"),
                 port_forwards=port_forwards(ports), shares=shares,
                 extra_cmdline=guest_cmdline()), payload)
+            fresh = bool(state.fresh_disk) and file_identity(files.rootfs_disk) == state.fresh_disk
+            base = Path(state.config.rootfs_base) if fresh and state.config.rootfs_base else None
             key = None if cold else template_key(driver, get_driver(driver).binary(), vm,
-                                                 state.config.image_id)
-            warm = self.templates.ready(key) if key else None
+                                                 state.config.image_id, primed_on=base)
+            primed = base is not None
+            warm = self.templates.ready(key, primed=primed) if key else None
+            if warm is not None and primed and not self._take_template_disk(warm, files):
+                warm = None
+                key = None  # not now: that template is going or gone
             if warm is not None:
                 vm = dataclasses.replace(vm, restore_from=str(warm))
             if checkpoint is not None:
@@ -416,6 +447,7 @@ class Runtime:
                 network=guest_network(state.config.network, box_id),
                 volumes=guest_volumes,
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
+                prime_template=primed and bool(key) and warm is None,
                 resume=memory is not None,
             )
             launch.save(files.dir / "vm.json")
@@ -432,7 +464,7 @@ class Runtime:
         except VmError as e:
             if warm is None:
                 raise
-            raise WarmStartFailed(e.message, warm) from e
+            raise WarmStartFailed(e.message, warm, primed=primed) from e
         finally:
             for fd in output_fds:
                 os.close(fd)

@@ -2,12 +2,20 @@
 
 The first cold start of a given (VMM binary, guest payload, image, cpus, memory,
 accelerator, network kind) saves the VM's memory as soon as the guest agent says it
-is ready, before anything box-specific happened in the guest (no Init: the
-container disk is attached but not yet mounted; one warm-up call on a connection
-that is closed again before the save). Later starts of boxes
-with the same key restore that memory with their own fresh overlay and then run
-Init, which gives each box its own clock, entropy, hostname and network.
-The key hashes every input, so a change of any of them simply misses.
+is ready, before anything box-specific happened in the guest. Later starts of boxes
+with the same key restore that memory and then run Init, which gives each box its
+own clock, entropy, hostname and network. The key hashes every input, so a change of
+any of them simply misses. There are two kinds:
+
+- primed: for a box whose disk is still as `create` made it (every `run`). Before
+  the save, the guest had a box-neutral Init: the container disk is mounted with
+  its kernel file systems, on a connection that is closed again. The template keeps
+  that disk's overlay as it was at the save (ROOTFS_LAYER): a box restored from it
+  gets a copy as its own disk, so what the guest's memory knows of the disk is true.
+  The key also names the image's base disk file (a rebuilt base is another key).
+- plain: for any other box (a restart, a clone, an import). The container disk is
+  attached but not mounted; one warm-up call before the save. Init mounts the box's
+  own disk after the restore.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ import os
 import shutil
 from pathlib import Path
 
-from boxlite_cli.shim.vmspec import TEMPLATE_META
+from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
 from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
 from boxlite_cli.vmm.qmp import MEMORY_FILE
 
-TEMPLATE_FORMAT = 2  # 2: saved after a warm-up call
+TEMPLATE_FORMAT = 3  # 2: saved after a warm-up call; 3: primed templates
 WARM_DRIVERS = ("qemu",)  # cloud-hypervisor's snapshots name the original box's files
 
 
@@ -37,8 +45,10 @@ def _file_identity(path: Path | str | None) -> list[object]:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: str) -> str | None:
-    """The key of the template `spec` could start from, or None when it cannot use one."""
+def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: str,
+                 primed_on: Path | None = None) -> str | None:
+    """The key of the template `spec` could start from, or None when it cannot use one;
+    `primed_on`: the base disk of a box whose disk is still fresh (a primed template)."""
     if driver not in WARM_DRIVERS or spec.shares or spec.mode != "agent":
         return None
     if spec.network not in (NET_NONE, NET_USER):
@@ -56,6 +66,7 @@ def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: st
         "cmdline": list(spec.extra_cmdline),
         "network": spec.network,
         "image": image_id,
+        "primed_on": _file_identity(primed_on),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -69,10 +80,11 @@ class Templates:
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def ready(self, key: str) -> Path | None:
+    def ready(self, key: str, primed: bool = False) -> Path | None:
         """The template directory for `key` when it is complete."""
         path = self.path(key)
-        if (path / TEMPLATE_META).is_file() and (path / MEMORY_FILE).is_file():
+        parts = (TEMPLATE_META, MEMORY_FILE, *((ROOTFS_LAYER,) if primed else ()))
+        if all((path / part).is_file() for part in parts):
             return path
         return None
 

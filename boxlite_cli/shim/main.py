@@ -38,7 +38,7 @@ from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_vmm
-from boxlite_cli.shim.vmspec import TEMPLATE_META, Launch
+from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META, Launch
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -214,6 +214,10 @@ class Shim:
             started = time.monotonic()
             partial.mkdir(parents=True, exist_ok=True)
             control.snapshot(partial)
+            if self.launch.prime_template:
+                # The disk as the saved memory knows it (the VMM flushed it at the end
+                # of the save and writes nothing until it resumes).
+                shutil.copyfile(self.launch.vm.rootfs_disk, partial / ROOTFS_LAYER)
             write_json_atomic(partial / TEMPLATE_META, {"created": time.time(),
                                                         "box": self.files.dir.name})
             partial.rename(target)
@@ -243,6 +247,24 @@ class Shim:
         finally:
             channel.close()
         time.sleep(WARM_SETTLE_S)  # the guest drops that connection before the save
+
+    def prime_agent(self, deadline: float) -> bool:
+        """Before a primed template is saved: a box-neutral Init (the container disk
+        mounted, no hostname, clock, entropy or network of any box) on a connection
+        of its own, closed again; False when it failed (no template then)."""
+        channel = open_channel(self.agent_target())
+        try:
+            AgentClient(channel).stub.Init(
+                pb.InitRequest(rootfs_serial=ROOTFS_DISK_SERIAL,
+                               network=pb.NetworkConfig(mode="none")),
+                timeout=max(deadline - time.monotonic(), 0.1), wait_for_ready=True)
+        except grpc.RpcError as e:
+            log.warning("could not prime the warm-start template: %s", e.details())
+            return False
+        finally:
+            channel.close()
+        time.sleep(WARM_SETTLE_S)  # the guest drops that connection before the save
+        return True
 
     def wait_for_agent(self, client: AgentClient, deadline: float) -> None:
         """Ping until the agent answers; a connection that breaks early is retried."""
@@ -387,8 +409,12 @@ class Shim:
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             ready = self.wait_for_console(READY_MARKER, deadline)
             if ready and self.launch.save_template:
-                self.warm_agent(deadline)
-                self.save_template(Path(self.launch.save_template))
+                if self.launch.prime_template:
+                    ready = self.prime_agent(deadline)
+                else:
+                    self.warm_agent(deadline)
+                if ready:
+                    self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
         if ping:

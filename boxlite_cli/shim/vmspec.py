@@ -10,6 +10,7 @@ from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.vmm.base import PortForward, Share, VmSpec
 
 TEMPLATE_META = "template.json"
+ROOTFS_LAYER = "rootfs.qcow2"  # a primed template's disk overlay, as it was at the save
 PATH_FIELDS = ("kernel", "initrd", "agent_root", "rootfs_disk", "console_log",
                "agent_socket", "control_socket")
 
@@ -74,6 +75,9 @@ class Launch:
     # Save a warm-start template here once the agent is ready (first cold start);
     # a start from one has `vm.restore_from` set instead.
     save_template: str = ""
+    # ... primed: after a box-neutral Init, with the disk's overlay (the box's disk is
+    # still as `create` made it; see runtime/templates.py).
+    prime_template: bool = False
     # `vm.restore_from` is this box's own checkpoint: its processes run on, so there
     # is no Init and no main process to start, only the clock and entropy to reset.
     resume: bool = False
@@ -91,6 +95,7 @@ class Launch:
                                  "volumes": [asdict(v) for v in self.volumes],
                                  "maintenance": self.maintenance,
                                  "save_template": self.save_template,
+                                 "prime_template": self.prime_template,
                                  "resume": self.resume})
 
     @classmethod
@@ -109,4 +114,5 @@ class Launch:
                    tuple(GuestVolume(**v) for v in data.get("volumes", ())),
                    bool(data.get("maintenance", False)),
                    str(data.get("save_template", "")),
+                   bool(data.get("prime_template", False)),
                    bool(data.get("resume", False)))

@@ -81,6 +81,9 @@ class BoxState:
     creator: dict[str, int] | None = None
     # The ports the current (or last) start published, host ports resolved.
     ports: list[PortMapping] = field(default_factory=list)
+    # The root disk's file identity as `create` made it (disks.qcow2.file_identity):
+    # while it matches, nothing has written the disk yet (a primed warm start may).
+    fresh_disk: str | None = None
     format: int = FORMAT
 
     def to_json(self) -> dict[str, Any]:

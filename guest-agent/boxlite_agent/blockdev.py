@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import stat
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 VIRTIO_BLK_ID_BYTES = 20  # the guest sees at most this many bytes of the serial
+BLKFLSBUF = 0x1261  # _IO(0x12, 97): write back and drop a block device's buffer cache
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,13 @@ def wait_for_disk(serial: str, timeout: float = 5.0, sys_block: str = "/sys/bloc
         if disk is not None or time.monotonic() >= deadline:
             return disk
         time.sleep(0.05)
+
+
+def flush_buffers(node: str) -> None:
+    """Drop what the kernel caches of block device ``node`` (BLKFLSBUF), so the next
+    reads (a mount's superblock) come from the disk as it is now."""
+    fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, BLKFLSBUF)
+    finally:
+        os.close(fd)

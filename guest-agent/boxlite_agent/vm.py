@@ -9,7 +9,7 @@ import socket
 import time
 
 from boxlite_agent import syscalls
-from boxlite_agent.blockdev import list_disks, wait_for_disk
+from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
 from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
 from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
@@ -28,6 +28,7 @@ class VmGuest:
         self._ready = False
         self._hostname = socket.gethostname()
         self._net = NetSetup()
+        self._rootfs_serial = ""  # the disk mounted at rootfs_dir, with its kernel fs
 
     def rootfs(self) -> str:
         if not self._ready:
@@ -49,11 +50,14 @@ class VmGuest:
         configure(net)
         self._net = net
         is_mounted = None
-        if rootfs_serial:
+        # A VM restored from a primed template had this very Init before its save:
+        # the rootfs and its kernel file systems are up already (same disk, same serial).
+        if rootfs_serial and not (self._ready and rootfs_serial == self._rootfs_serial):
             self._mount_rootfs(rootfs_serial)
             is_mounted = mounted_now()
             mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
             self._ready = True
+            self._rootfs_serial = rootfs_serial
         if self._ready:
             provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
                               is_mounted=is_mounted or mounted_now())
@@ -75,6 +79,10 @@ class VmGuest:
             if current.dev != disk.dev:
                 raise FailedPrecondition(f"{self._rootfs_dir} already holds another disk ({current.source})")
             return
+        # What the kernel cached of the disk before (its first page, read by the
+        # partition scan at boot, holds the ext4 superblock) may be another disk's:
+        # a VM restored from a template boots with the template box's disk.
+        flush_buffers(disk.node)
         syscalls.mount(disk.node, self._rootfs_dir, ROOTFS_FSTYPE, 0, None)
 
     def shutdown(self) -> None:

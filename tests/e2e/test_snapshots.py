@@ -125,7 +125,7 @@ IDENTITY = ("import os, socket, time; print(os.urandom(16).hex(), "
 
 def shim_command(home: Path, box: str) -> str:
     log = next((home / "boxes").glob(f"{box}*/shim.log")).read_text()
-    return next(line for line in log.splitlines() if "starting VMM" in line)
+    return [line for line in log.splitlines() if "starting VMM" in line][-1]  # the last start
 
 
 def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
@@ -173,3 +173,35 @@ def test_a_broken_template_falls_back_to_a_cold_start(e2e_home: Path) -> None:
     assert b"the warm start failed" in proc.stderr and b"starting cold" in proc.stderr
     assert not any(memory.exists() for memory in templates)  # discarded
     assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
+
+
+MARK = "cat /root/mark 2>/dev/null; echo run >> /root/mark; ls /proc/self/fd >/dev/null"
+
+
+def test_runs_from_a_primed_template_each_get_a_fresh_disk_and_restarts_keep_theirs(
+        e2e_home: Path) -> None:
+    shutil.rmtree(e2e_home / "cache" / "templates", ignore_errors=True)
+    out("run", "--rm", IMAGE, "true")  # cold: leaves the primed template (disk mounted)
+    layers = list((e2e_home / "cache" / "templates").glob("*/rootfs.qcow2"))
+    assert len(layers) == 1, "the first run saved no primed template"
+    boxes = []
+    try:
+        for _ in range(2):  # each restored with a copy of the template's disk
+            box = out("run", "-d", IMAGE, "sh", "-c", MARK)
+            boxes.append(box)
+            assert "-incoming fd:" in shim_command(e2e_home, box)
+            assert out("wait", box) == "0"
+            assert out("logs", box) == ""  # the other box's file is not on this disk
+        # the template's disk is untouched by the boxes made from it
+        assert bx("run", "--rm", IMAGE, "test", "!", "-e", "/root/mark").returncode == 0
+        # a restart has a used disk: no primed template for it (a plain one, saved by
+        # its first cold start, then warm); it sees what it wrote, twice over
+        first = boxes[0]
+        for expected in ("run", "run\nrun"):
+            out("start", first)
+            assert out("wait", first) == "0"
+            assert out("logs", first).endswith(expected)
+        assert "-incoming fd:" in shim_command(e2e_home, first)
+        assert len(list((e2e_home / "cache" / "templates").glob("*/memory.state"))) == 2
+    finally:
+        bx("rm", "-f", *boxes)

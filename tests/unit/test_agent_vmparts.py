@@ -245,3 +245,34 @@ def test_init_reaps_everything_until_the_agent_exits() -> None:
         timeout=30,
     )
     assert proc.stdout.split() == ["5", "none", "left"], proc.stderr
+
+
+def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """A VM restored from a primed template had a box-neutral Init before its save: the
+    box's own Init sets hostname, network and /etc files, and mounts nothing again."""
+    from boxlite_agent import vm
+    from boxlite_agent.blockdev import Disk
+
+    calls: list[str] = []
+    monkeypatch.setattr(vm, "configure", lambda net: calls.append(f"net {net.mode}"))
+    monkeypatch.setattr(vm.socket, "sethostname", lambda name: calls.append(f"hostname {name}"))
+    monkeypatch.setattr(vm, "wait_for_disk", lambda serial: Disk("vdb", "/dev/vdb", "254:16"))
+    monkeypatch.setattr(vm, "mount_at", lambda path: None)
+    monkeypatch.setattr(vm, "flush_buffers", lambda node: calls.append(f"flush {node}"))
+    monkeypatch.setattr(vm.syscalls, "mount", lambda src, dst, *a: calls.append(f"mount {src}"))
+    monkeypatch.setattr(vm, "mounted_now", lambda: lambda path: False)
+    monkeypatch.setattr(vm, "mount_kernel_filesystems", lambda root, **kw: calls.append("kfs"))
+    monkeypatch.setattr(vm, "provide_etc_files",
+                        lambda root, hostname, etc, **kw: calls.append(f"etc {hostname}"))
+    guest = vm.VmGuest(str(tmp_path / "rootfs"), str(tmp_path / "etc"))
+    from boxlite_agent.netconf import NetSetup
+
+    guest.init("", 0, b"", "rootfs", NetSetup())
+    # the disk's cached blocks are dropped before its first mount
+    assert calls == ["net none", "flush /dev/vdb", "mount /dev/vdb", "kfs",
+                     f"etc {guest.hostname()}"]
+    calls.clear()
+    guest.init("box1", 0, b"", "rootfs", NetSetup(mode="nat", address="10.0.2.15/24"))
+    assert calls == ["hostname box1", "net nat", "etc box1"]
+    assert guest.rootfs() == str(tmp_path / "rootfs")

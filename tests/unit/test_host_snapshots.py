@@ -122,6 +122,14 @@ def test_template_keys_change_with_every_input(tmp_path: Path) -> None:
     time.sleep(0.01)
     (tmp_path / "agent-root.ext4").write_bytes(b"a new payload")  # any input file changes
     assert template_key("qemu", str(qemu), spec(tmp_path), "sha256:img") != key
+    # a primed template is another key, and names the base disk file it was primed on
+    base = tmp_path / "base.ext4"
+    base.write_bytes(b"base")
+    primed = template_key("qemu", str(qemu), spec(tmp_path), "sha256:img", primed_on=base)
+    assert primed not in (key, None)
+    time.sleep(0.01)
+    base.write_bytes(b"the base rebuilt")  # the same image id, another file
+    assert template_key("qemu", str(qemu), spec(tmp_path), "sha256:img", primed_on=base) != primed
     # what a template cannot carry: volumes, other VMMs, the passt backend
     from boxlite_cli.vmm.base import Share
     assert template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("v0", "/x"),)), "i") is None
@@ -137,4 +145,7 @@ def test_a_template_is_ready_only_when_complete(tmp_path: Path) -> None:
     assert templates.ready("k") is None  # no metadata yet: a save still in progress
     (path / "template.json").write_text("{}")
     assert templates.ready("k") == path
+    assert templates.ready("k", primed=True) is None  # a primed one keeps its disk too
+    (path / "rootfs.qcow2").write_bytes(b"layer")
+    assert templates.ready("k", primed=True) == path
     assert templates.remove_all() > 0 and templates.ready("k") is None
