@@ -250,13 +250,16 @@ class Shim:
 
     def prime_agent(self, deadline: float) -> bool:
         """Before a primed template is saved: a box-neutral Init (the container disk
-        mounted, no hostname, clock, entropy or network of any box) on a connection
-        of its own, closed again; False when it failed (no template then)."""
+        mounted, the interface up with the address every box of this network kind
+        has; no hostname, clock, entropy, MAC or hosts of any box) on a connection of
+        its own, closed again; False when it failed (no template then)."""
+        net = self.launch.network
         channel = open_channel(self.agent_target())
         try:
             AgentClient(channel).stub.Init(
-                pb.InitRequest(rootfs_serial=ROOTFS_DISK_SERIAL,
-                               network=pb.NetworkConfig(mode="none")),
+                pb.InitRequest(rootfs_serial=ROOTFS_DISK_SERIAL, prime=True,
+                               network=pb.NetworkConfig(mode=net.mode, address=net.address,
+                                                        gateway=net.gateway, dns=net.dns)),
                 timeout=max(deadline - time.monotonic(), 0.1), wait_for_ready=True)
         except grpc.RpcError as e:
             log.warning("could not prime the warm-start template: %s", e.details())

@@ -93,8 +93,55 @@ def _set_up(sock: socket.socket, name: str) -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, ifreq_flags(name, flags | IFF_UP))
 
 
-def configure(net: NetSetup) -> str | None:
-    """Bring loopback up and, unless mode is none, the NIC; returns the NIC's name."""
+def _add_default_route(sock: socket.socket, gateway: str) -> None:
+    try:
+        fcntl.ioctl(sock, SIOCADDRT, rtentry_default(gateway))
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+
+
+def _same_interface(net: NetSetup, current: NetSetup) -> bool:
+    return current.mode != NONE and (net.mode, net.address, net.gateway) == (
+        current.mode, current.address, current.gateway)
+
+
+def _renew_link_local(name: str, proc: str = "/proc/sys/net/ipv6/conf") -> None:
+    """IPv6 off and on again on ``name``: its link-local address follows the new MAC."""
+    path = os.path.join(proc, name, "disable_ipv6")
+    try:
+        with open(path, "rb") as f:
+            if f.read().strip() != b"0":
+                return
+        for value in (b"1", b"0"):
+            with open(path, "wb") as f:
+                f.write(value)
+    except OSError:
+        pass  # no IPv6 in this kernel
+
+
+def _change_mac(sock: socket.socket, name: str, net: NetSetup) -> None:
+    """The MAC of an interface that is up: live when the driver can (virtio-net), else
+    down, change, up again (which drops the default route: added back)."""
+    try:
+        fcntl.ioctl(sock, SIOCSIFHWADDR, ifreq_hwaddr(name, net.mac))
+    except OSError:
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, SIOCGIFFLAGS, ifreq_flags(name)))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, ifreq_flags(name, flags & ~IFF_UP))
+        fcntl.ioctl(sock, SIOCSIFHWADDR, ifreq_hwaddr(name, net.mac))
+        _set_up(sock, name)
+        if net.gateway:
+            _add_default_route(sock, net.gateway)
+    _renew_link_local(name)
+
+
+def configure(net: NetSetup, current: NetSetup = NO_NETWORK) -> str | None:
+    """Bring loopback up and, unless mode is none, the NIC; returns the NIC's name.
+
+    ``current``: what an earlier Init of this VM set up (a primed template's, which
+    has no MAC of any box): an interface with the same address and gateway stays as
+    it is, only its MAC changes.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         _set_up(sock, "lo")  # the kernel gives lo 127.0.0.1/8 and ::1 when it comes up
         if net.mode == NONE or not net.address:
@@ -103,6 +150,10 @@ def configure(net: NetSetup) -> str | None:
         if not found:
             raise OSError(errno.ENODEV, "no network interface in the VM (is virtio_net loaded?)")
         name = found[0]
+        if _same_interface(net, current):
+            if net.mac and net.mac != current.mac:
+                _change_mac(sock, name, net)
+            return name
         if net.mac:
             fcntl.ioctl(sock, SIOCSIFHWADDR, ifreq_hwaddr(name, net.mac))
         iface = ipaddress.ip_interface(net.address)
@@ -110,11 +161,7 @@ def configure(net: NetSetup) -> str | None:
         fcntl.ioctl(sock, SIOCSIFNETMASK, ifreq_addr(name, str(iface.netmask)))
         _set_up(sock, name)
         if net.gateway:
-            try:
-                fcntl.ioctl(sock, SIOCADDRT, rtentry_default(net.gateway))
-            except OSError as e:
-                if e.errno != errno.EEXIST:
-                    raise
+            _add_default_route(sock, net.gateway)
         return name
 
 

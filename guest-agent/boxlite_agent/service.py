@@ -33,6 +33,7 @@ from boxlite_agent.spawn import ExecSpec, spawn
 from boxlite_agent.table import ExecTable
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
 from boxlite_agent.volumes import check as check_volumes
+from boxlite_agent.warmup import warm_page_cache
 
 ATTACH_POLL_S = 1.0
 WAIT_POLL_S = 1.0
@@ -141,6 +142,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)
+            if request.prime:
+                warm_page_cache(self._guest.rootfs())
         return pb.InitResponse()
 
     @_rpc

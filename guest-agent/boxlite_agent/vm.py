@@ -47,7 +47,7 @@ class VmGuest:
         if hostname:
             socket.sethostname(hostname)
             self._hostname = hostname
-        configure(net)
+        configure(net, self._net)
         self._net = net
         is_mounted = None
         # A VM restored from a primed template had this very Init before its save:

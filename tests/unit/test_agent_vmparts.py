@@ -255,7 +255,7 @@ def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
     from boxlite_agent.blockdev import Disk
 
     calls: list[str] = []
-    monkeypatch.setattr(vm, "configure", lambda net: calls.append(f"net {net.mode}"))
+    monkeypatch.setattr(vm, "configure", lambda net, current: calls.append(f"net {net.mode}"))
     monkeypatch.setattr(vm.socket, "sethostname", lambda name: calls.append(f"hostname {name}"))
     monkeypatch.setattr(vm, "wait_for_disk", lambda serial: Disk("vdb", "/dev/vdb", "254:16"))
     monkeypatch.setattr(vm, "mount_at", lambda path: None)

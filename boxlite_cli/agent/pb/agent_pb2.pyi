@@ -23,7 +23,7 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class InitRequest(_message.Message):
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    PRIME_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -38,7 +39,8 @@ class InitRequest(_message.Message):
     network: NetworkConfig
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
     resume: bool
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ...) -> None: ...
+    prime: bool
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("tag", "target", "readonly", "file_name")

@@ -1,0 +1,79 @@
+"""Before a primed template is saved: read what the first process of a box reads.
+
+A box restored from the template gets a copy of the template's disk, so what the
+guest's page cache holds of it stays true. Reading here, once, spares every box
+those disk reads (slow under emulation) on its first exec: /etc/passwd and
+/etc/group (the user lookup), sh and true (the PATH lookups), the dynamic loader
+named by sh and the C library. Reads only, nothing of the image is run. Best effort.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from boxlite_agent.command import DEFAULT_PATH, find_executable
+from boxlite_agent.errors import AgentError, ExecFailure
+from boxlite_agent.resolve import resolve_in_root
+from boxlite_agent.users import lookup_user
+
+PT_INTERP = 3
+LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+            "/lib", "/usr/lib")
+LIBC_NAMES = ("libc.so.6", "libc.musl-x86_64.so.1")
+READ_LIMIT = 64 << 20
+
+
+def elf_interpreter(data: bytes) -> str | None:
+    """The PT_INTERP path of a little-endian ELF64 executable (None: static or not ELF)."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(min(phnum, 64)):
+        at = phoff + i * phentsize
+        if at + 0x28 > len(data):
+            return None
+        p_type, = struct.unpack_from("<I", data, at)
+        if p_type == PT_INTERP:
+            offset, = struct.unpack_from("<Q", data, at + 0x08)
+            size, = struct.unpack_from("<Q", data, at + 0x20)
+            path = data[offset:offset + min(size, 4096)].split(b"\0")[0]
+            return path.decode(errors="replace") or None
+    return None
+
+
+def warm_page_cache(root: str) -> list[str]:
+    """Read those files of the container at ``root``; the container paths read."""
+    read: list[str] = []
+
+    def take(path: str) -> bytes | None:
+        try:  # symlinks (sh -> dash) resolved inside the root
+            with open(resolve_in_root(root, path), "rb") as f:
+                data = f.read(READ_LIMIT)
+        except OSError:
+            return None
+        read.append(path)
+        return data
+
+    try:
+        user = lookup_user(root, "")  # reads /etc/passwd and /etc/group
+    except (AgentError, OSError):
+        return read
+    programs = []
+    for name in ("sh", "true"):
+        try:
+            programs.append(find_executable(root, name, DEFAULT_PATH, "/", user))
+        except (ExecFailure, OSError):
+            continue
+    interpreter = None
+    for program in programs:
+        data = take(program)
+        if data is not None and interpreter is None:
+            interpreter = elf_interpreter(data)
+    if interpreter:
+        take(interpreter)
+    take("/etc/ld.so.cache")
+    for directory in LIB_DIRS:
+        for name in LIBC_NAMES:
+            take(f"{directory}/{name}")
+    return read
