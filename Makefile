@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Debian packages the host needs: QEMU, disk tools, payload build tools; then what the
 # tests need on top (a real OCI registry, htpasswd for its basic auth, tmux for ttys).
 APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs mmdebstrap busybox-static cpio \
-	kmod zstd python3-venv ca-certificates debian-archive-keyring
+	kmod zstd gcc libc6-dev python3-venv ca-certificates debian-archive-keyring
 TEST_APT_PACKAGES := tmux docker-registry apache2-utils
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=

@@ -48,6 +48,8 @@ HOST_PACKAGES = (
     "e2fsprogs",  # mkfs.ext4 -d, e2fsck
     "kmod",  # depmod
     "zstd",  # only for kernels whose modules are .ko.zst
+    "gcc",  # the guest's exec helper (guest-agent/spawn/boxlite-spawn.c) ...
+    "libc6-dev",  # ... linked statically
 )
 # Host tools the build runs, and the package that has each.
 HOST_TOOLS = {
@@ -57,6 +59,7 @@ HOST_TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "e2fsck": "e2fsprogs",
     "depmod": "kmod",
+    "gcc": "gcc",
     "apt-get": "apt",
     "dpkg-deb": "dpkg",
     "chroot": "coreutils",

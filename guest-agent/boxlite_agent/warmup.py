@@ -2,9 +2,10 @@
 
 A box restored from the template gets a copy of the template's disk, so what the
 guest's page cache holds of it stays true. Reading here, once, spares every box
-those disk reads (slow under emulation) on its first exec: /etc/passwd and
-/etc/group (the user lookup), sh and true (the PATH lookups), the dynamic loader
-named by sh and the C library. Reads only, nothing of the image is run. Best effort.
+those disk reads (slow under emulation) on its first exec: the agent's exec helper,
+then in the container /etc/passwd and /etc/group (the user lookup), sh and true (the
+PATH lookups), the dynamic loader named by sh and the C library. Reads only, nothing
+of the image is run. Best effort.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 from boxlite_agent.command import DEFAULT_PATH, find_executable
 from boxlite_agent.errors import AgentError, ExecFailure
 from boxlite_agent.resolve import resolve_in_root
+from boxlite_agent.spawn import HELPER
 from boxlite_agent.users import lookup_user
 
 PT_INTERP = 3
@@ -45,6 +47,11 @@ def elf_interpreter(data: bytes) -> str | None:
 def warm_page_cache(root: str) -> list[str]:
     """Read those files of the container at ``root``; the container paths read."""
     read: list[str] = []
+    try:  # the agent's own disk (it is not copied, but never changes)
+        with open(HELPER, "rb") as f:
+            f.read(READ_LIMIT)
+    except OSError:
+        pass
 
     def take(path: str) -> bytes | None:
         try:  # symlinks (sh -> dash) resolved inside the root

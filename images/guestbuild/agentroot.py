@@ -40,6 +40,10 @@ WHEEL_PLATFORM = "manylinux_2_17_x86_64"
 WHEEL_PLATFORM_LEGACY = "manylinux2014_x86_64"
 AGENT_LIB = "opt/boxlite/lib"
 AGENT_PACKAGE = "boxlite_agent"
+# The exec helper (guest-agent/spawn/), static: spawn.py's HELPER.
+SPAWN_HELPER = "opt/boxlite/libexec/boxlite-spawn"
+SPAWN_SOURCE = Path("spawn") / "boxlite-spawn.c"  # under guest-agent/
+CFLAGS = ("-O2", "-static", "-s", "-Wall", "-Wextra", "-Werror")
 # Modules the agent may modprobe later, on top of those the initramfs loads.
 AGENT_MODULES = (
     "9p", "9pnet_virtio", "virtiofs", "fuse",
@@ -138,6 +142,13 @@ def install_agent(tree: Path, agent_src: Path) -> None:
         dest.mkdir(parents=True)
 
 
+def install_spawn_helper(tree: Path, source: Path) -> None:
+    """Compile the exec helper (static: it runs before any library of the container)."""
+    dest = tree / SPAWN_HELPER
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run(["gcc", *CFLAGS, "-o", dest, source])
+
+
 def probe_python(tree: Path) -> dict[str, str]:
     """Import grpc and protobuf with the guest's python3; their versions and Python's."""
     script = ("import json, platform, grpc, google.protobuf as pb; "
@@ -209,6 +220,7 @@ def build_agent_root(work: Path, out: Path, base: Path, kernel: Kernel, index: M
     run(["cp", "-a", "--reflink=auto", base, tree])
     install_modules(tree, kernel, index, modules)
     install_agent(tree, agent_src)
+    install_spawn_helper(tree, agent_src.parent / SPAWN_SOURCE)
     try:
         compile_python(tree, f"/{AGENT_LIB}/{AGENT_PACKAGE}")
     except BuildError as exc:

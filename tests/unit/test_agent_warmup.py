@@ -13,9 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 
-from boxlite_agent import netconf  # noqa: E402
-from boxlite_agent.netconf import NetSetup  # noqa: E402
-from boxlite_agent.warmup import elf_interpreter, warm_page_cache  # noqa: E402
+from boxlite_agent import netconf
+from boxlite_agent.netconf import NetSetup
+from boxlite_agent.warmup import elf_interpreter, warm_page_cache
 
 
 def elf_with_interp(interp: bytes) -> bytes:

@@ -1,0 +1,128 @@
+/*
+ * boxlite-spawn: the last step of starting a process in a box's container.
+ *
+ *   boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD EXECUTABLE ARGV0 [ARG...]
+ *
+ * The guest agent starts it with vfork and exec (a fork of the agent, a large
+ * process, costs far more under emulation, and no Python runs in a child). It
+ * enters ROOT (chroot), changes to CWD inside it, makes stdin the controlling
+ * terminal when TTY is 1, drops to GROUPS (comma-separated gids, may be empty),
+ * GID and UID in that order, and executes EXECUTABLE (a path inside ROOT) with
+ * ARGV0 ARG... and the environment it was given.
+ *
+ * On failure it writes one message to ERRFD and exits: "STEP: REASON" and 126 when
+ * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
+ * ERRFD is made close-on-exec before that exec, so the agent reads end-of-file
+ * once the program runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define MAX_GROUPS 65536
+
+static int errfd = -1;
+
+static void report(const char *msg, int code)
+{
+    size_t len = strlen(msg);
+    while (errfd >= 0 && len > 0) {
+        ssize_t n = write(errfd, msg, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        msg += n;
+        len -= (size_t)n;
+    }
+    _exit(code);
+}
+
+static void fail(const char *step)
+{
+    char msg[PATH_MAX + 128];
+    snprintf(msg, sizeof msg, "%s: %s", step, strerror(errno));
+    report(msg, 126);
+}
+
+static unsigned long number(const char *text, unsigned long max, const char *what)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno != 0 || value > max) {
+        errno = EINVAL;
+        fail(what);
+    }
+    return value;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 10) {
+        fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD EXECUTABLE ARGV0 [ARG...]\n",
+              stderr);
+        return 126;
+    }
+    errfd = (int)number(argv[7], INT_MAX, "error fd");
+    const char *root = argv[1], *cwd = argv[2], *list = argv[5];
+    uid_t uid = (uid_t)number(argv[3], INT_MAX, "uid");
+    gid_t gid = (gid_t)number(argv[4], INT_MAX, "gid");
+    int tty = argv[6][0] == '1';
+
+    static gid_t groups[MAX_GROUPS];
+    size_t count = 0;
+    char *copy = strdup(list);
+    if (copy == NULL)
+        fail("groups");
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (count == MAX_GROUPS) {
+            errno = E2BIG;
+            fail("setgroups");
+        }
+        groups[count++] = (gid_t)number(tok, INT_MAX, "group");
+    }
+
+    /* The agent keeps itself out of the OOM killer's reach; its children must not. */
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!write(fd, "0", 1);
+        close(fd);
+    }
+
+    char step[PATH_MAX + 64];
+    if (chroot(root) != 0)
+        fail("chroot");
+    if (chdir(cwd) != 0) {
+        snprintf(step, sizeof step, "chdir to %s", cwd);
+        fail(step);
+    }
+    if (tty && ioctl(0, TIOCSCTTY, 0) != 0)
+        fail("set the controlling terminal");
+    if (setgroups(count, groups) != 0)
+        fail("setgroups");
+    if (setgid(gid) != 0) {
+        snprintf(step, sizeof step, "setgid %lu", (unsigned long)gid);
+        fail(step);
+    }
+    if (setuid(uid) != 0) {
+        snprintf(step, sizeof step, "setuid %lu", (unsigned long)uid);
+        fail(step);
+    }
+    if (fcntl(errfd, F_SETFD, FD_CLOEXEC) != 0)
+        fail("error fd");
+    execv(argv[8], &argv[9]);
+    int err = errno;
+    char msg[32];
+    snprintf(msg, sizeof msg, "exec:%d", err);
+    report(msg, err == ENOENT ? 127 : 126);
+    return 126;
+}

@@ -1,0 +1,131 @@
+"""The guest's exec helper (guest-agent/spawn/boxlite-spawn.c), compiled as the payload
+build compiles it, driven by spawn() in a chroot of its own: what the started program
+sees (root, working directory, user, groups, environment, session) and how each
+failure comes back. Needs root (chroot, setuid), gcc and a static busybox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "guest-agent"))
+sys.path.insert(0, str(REPO / "images"))
+
+from boxlite_agent import spawn as spawn_mod  # noqa: E402
+from boxlite_agent.errors import ExecFailure  # noqa: E402
+from boxlite_agent.spawn import ExecSpec, spawn  # noqa: E402
+from guestbuild.agentroot import CFLAGS, SPAWN_SOURCE  # noqa: E402
+
+BUSYBOX = Path("/bin/busybox")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, setuid)"),
+    pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is missing (make deps installs it)"),
+    pytest.mark.skipif(not BUSYBOX.is_file(), reason="no static busybox (apt-get install busybox-static)"),
+]
+
+
+@pytest.fixture(scope="module")
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("helper") / "boxlite-spawn"
+    subprocess.run(["gcc", *CFLAGS, "-o", str(out), str(REPO / "guest-agent" / SPAWN_SOURCE)],
+                   check=True)
+    return out
+
+
+@pytest.fixture
+def root(tmp_path: Path, helper: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(spawn_mod, "HELPER", str(helper))
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "id", "pwd", "echo", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                     "app:x:1000:1000::/home/app:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
+    (root / "bad").write_bytes(b"\x00not a program")
+    (root / "bad").chmod(0o755)
+    return root
+
+
+def run(root: Path, spec: ExecSpec) -> tuple[int, str, str]:
+    spawned = spawn(str(root), spec, "box")
+    try:
+        code = spawned.popen.wait(30)
+        out = dict(spawned.outputs)
+        return (code, os.read(out[spawn_mod.STDOUT], 65536).decode(),
+                os.read(out[spawn_mod.STDERR], 65536).decode())
+    finally:
+        for _, fd in spawned.outputs:
+            os.close(fd)
+
+
+def test_the_program_runs_inside_the_root_as_the_user(root: Path) -> None:
+    script = "pwd; id -u; id -g; id -G; echo $GREETING $HOME; cat /etc/group | head -c 4"
+    code, out, err = run(root, ExecSpec(argv=["sh", "-c", script], env=["GREETING=hi"],
+                                        cwd="/work/dir", user="app"))
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["/work/dir", "1000", "1000", "1000 2000", "hi /home/app", "root"]
+    assert (root / "work" / "dir").is_dir()  # a missing working directory is created
+
+
+def test_the_program_leads_a_session_of_its_own(root: Path) -> None:
+    spawned = spawn(str(root), ExecSpec(argv=["sh", "-c", "exec cat"], stdin=True), "box")
+    try:
+        assert os.getsid(spawned.popen.pid) == spawned.popen.pid
+    finally:
+        spawned.popen.kill()
+        spawned.popen.wait()
+        for fd in [fd for _, fd in spawned.outputs] + [spawned.stdin or -1]:
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_an_exec_the_kernel_refuses_is_126_with_its_reason(root: Path) -> None:
+    with pytest.raises(ExecFailure) as info:
+        spawn(str(root), ExecSpec(argv=["/bad"]), "box")
+    assert (info.value.exit_code, info.value.message) == (126, 'exec: "/bad": exec format error')
+
+
+def helper_says(helper: Path, *args: str) -> tuple[int, bytes]:
+    """Run the helper directly with ERRFD a pipe; its exit status and what it wrote there."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run([str(helper), *args[:6], str(w), *args[6:]], pass_fds=(w,),
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        os.close(w)
+        w = -1
+        return proc.returncode, os.read(r, 4096)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_a_failing_step_is_126_with_the_step(root: Path, helper: Path) -> None:
+    # a tty exec whose stdin is no terminal
+    assert helper_says(helper, str(root), "/", "0", "0", "", "1", "/bin/busybox", "true") == (
+        126, b"set the controlling terminal: Inappropriate ioctl for device")
+    assert helper_says(helper, str(root / "gone"), "/", "0", "0", "", "0", "/bin/busybox",
+                       "true") == (126, b"chroot: No such file or directory")
+    assert helper_says(helper, str(root), "/gone", "0", "0", "", "0", "/bin/busybox",
+                       "true") == (126, b"chdir to /gone: No such file or directory")
+    # the final exec: its errno, for the agent to word as docker does
+    assert helper_says(helper, str(root), "/", "0", "0", "", "0", "/gone", "gone") == (
+        127, b"exec:2")
+
+
+def test_the_helper_checks_its_arguments(root: Path, helper: Path) -> None:
+    assert helper_says(helper, str(root), "/", "x", "0", "", "0", "/bin/busybox", "true") == (
+        126, b"uid: Invalid argument")
+    assert helper_says(helper, str(root), "/", "0", "0", "1,x", "0", "/bin/busybox",
+                       "true") == (126, b"group: Invalid argument")
+    proc = subprocess.run([str(helper)], capture_output=True)
+    assert proc.returncode == 126 and b"usage: boxlite-spawn" in proc.stderr
