@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from boxlite_cli.disks.tools import run_tool
@@ -15,6 +16,35 @@ def create_overlay(base: Path, overlay: Path, base_format: str = "raw") -> None:
          "-o", "cluster_size=65536,lazy_refcounts=on", str(overlay)],
         f"creating disk {overlay.name}",
     )
+
+
+EMPTY_OVERLAY_SUFFIX = ".empty.qcow2"
+
+
+def empty_overlay_of(base: Path) -> Path:
+    """Where create_overlay_cached keeps the empty overlay of `base` (next to it)."""
+    return base.with_name(base.name + EMPTY_OVERLAY_SUFFIX)
+
+
+def create_overlay_cached(base: Path, overlay: Path) -> None:
+    """create_overlay of a raw `base`, as a copy of an empty overlay of it that
+    qemu-img made once: its bytes depend only on the base's path and size, and a
+    copy spares every `create` a qemu-img process. Remade when the base is newer."""
+    cached = empty_overlay_of(base)
+    try:
+        fresh = cached.stat().st_mtime_ns > base.stat().st_mtime_ns
+    except FileNotFoundError:
+        fresh = False
+    if not fresh:
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        try:
+            create_overlay(base, partial)
+            os.replace(partial, cached)
+        finally:
+            partial.unlink(missing_ok=True)
+    partial = overlay.with_name(overlay.name + ".partial")
+    shutil.copyfile(cached, partial)
+    os.replace(partial, overlay)
 
 
 def file_identity(path: Path) -> str | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from boxlite_cli.disks.qcow2 import empty_overlay_of
 from boxlite_cli.errors import ImageError, NotFound
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.state.atomic import write_json_atomic
@@ -334,6 +335,7 @@ class ImageStore:
                 for base in self.rootfs_dir.glob("*.ext4"):
                     if "sha256:" + base.name.removesuffix(".ext4") not in live_ids:
                         freed += _unlink_size(base)
+                        freed += _unlink_size(empty_overlay_of(base))
                         Path(str(base) + ".lock").unlink(missing_ok=True)
             freed += self._clean_tmp()
         return freed

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxlite_cli.disks.qcow2 import create_overlay, file_identity
+from boxlite_cli.disks.qcow2 import create_overlay_cached, file_identity
 from boxlite_cli.errors import (
     BoxliteError,
     Conflict,
@@ -298,7 +298,7 @@ class Runtime:
             else:
                 with self.activity(f"Unpacking {image.reference.short} (once per image)"):
                     base = self.images.ensure_rootfs(image)
-            create_overlay(base, self.files(box_id).rootfs_disk)
+            create_overlay_cached(base, self.files(box_id).rootfs_disk)
             with self.boxes.lock(box_id):
                 state.config.rootfs_base = str(base)
                 state.fresh_disk = file_identity(self.files(box_id).rootfs_disk)
@@ -375,7 +375,7 @@ class Runtime:
         files = self.files(box_id)
         with self.boxes.lock(box_id):
             state = self.boxes.read(box_id)
-            create_overlay(Path(state.config.rootfs_base), files.rootfs_disk)
+            create_overlay_cached(Path(state.config.rootfs_base), files.rootfs_disk)
             state.fresh_disk = file_identity(files.rootfs_disk)
             self.boxes.write(state)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from boxlite_cli.disks.chain import BoxDisks, qcow2_backing, validate_snapshot_name
-from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.disks.qcow2 import create_overlay, create_overlay_cached, empty_overlay_of
 from boxlite_cli.errors import Conflict, NotFound, UsageError
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.vmm.base import NET_USER, VmSpec
@@ -102,6 +102,24 @@ def spec(tmp_path: Path, **changes: object) -> VmSpec:
                   console_log=tmp_path / "c.log", agent_socket=tmp_path / "a.sock",
                   control_socket=tmp_path / "q.sock", network=NET_USER)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_cached_empty_overlay_is_what_qemu_img_makes(tmp_path: Path, base: Path) -> None:
+    made, copied = tmp_path / "made.qcow2", tmp_path / "copied.qcow2"
+    create_overlay(base, made)
+    create_overlay_cached(base, copied)
+    assert copied.read_bytes() == made.read_bytes()
+    assert qcow2_backing(copied) == str(base)
+    cached = empty_overlay_of(base)
+    stamp = cached.stat().st_mtime_ns
+    create_overlay_cached(base, tmp_path / "again.qcow2")  # from the cache
+    assert cached.stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob("*.partial"))
+    time.sleep(0.01)
+    base.write_bytes(b"\0" * (2 << 20))  # the base rebuilt (another size): remade
+    create_overlay_cached(base, copied)
+    create_overlay(base, made)
+    assert copied.read_bytes() == made.read_bytes()
 
 
 def test_template_keys_change_with_every_input(tmp_path: Path) -> None:
