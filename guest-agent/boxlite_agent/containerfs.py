@@ -94,10 +94,24 @@ def mount_kernel_filesystems(
 
 def _write_in_place(path: str, content: str) -> None:
     """Rewrite keeping the inode, so bind mounts of ``path`` see the new content."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.truncate(0)
-        f.write(content)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = content.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
+def write_etc_files(hostname: str, etc_dir: str, net: NetSetup = NO_NETWORK) -> list[str]:
+    """Write /etc/hostname, /etc/hosts and /etc/resolv.conf under ``etc_dir`` (the
+    sources of the bind mounts); their names."""
+    os.makedirs(etc_dir, mode=0o755, exist_ok=True)
+    files = {"hostname": f"{hostname}\n", "hosts": hosts_file(hostname, net),
+             "resolv.conf": resolv_conf(net)}
+    for name, content in files.items():
+        _write_in_place(os.path.join(etc_dir, name), content)
+    return list(files)
 
 
 def provide_etc_files(
@@ -111,12 +125,7 @@ def provide_etc_files(
     """/etc/hostname, /etc/hosts and /etc/resolv.conf, written under ``etc_dir`` and
     bind-mounted over the image's files (an empty file is created first where the image
     has none), as docker does: the image's own files are left untouched underneath."""
-    os.makedirs(etc_dir, mode=0o755, exist_ok=True)
-    files = {"hostname": f"{hostname}\n", "hosts": hosts_file(hostname, net),
-             "resolv.conf": resolv_conf(net)}
-    for name, content in files.items():
-        source = os.path.join(etc_dir, name)
-        _write_in_place(source, content)
+    for name in write_etc_files(hostname, etc_dir, net):
         target = ensure_file_in_root(root, f"/etc/{name}")
         if not is_mounted(target):
-            mount(source, target, None, syscalls.MS_BIND, None)
+            mount(os.path.join(etc_dir, name), target, None, syscalls.MS_BIND, None)

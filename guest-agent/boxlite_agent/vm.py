@@ -10,7 +10,11 @@ import time
 
 from boxlite_agent import syscalls
 from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
-from boxlite_agent.containerfs import mount_kernel_filesystems, provide_etc_files
+from boxlite_agent.containerfs import (
+    mount_kernel_filesystems,
+    provide_etc_files,
+    write_etc_files,
+)
 from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.mounts import mount_at, mounted_now, mounts_under
@@ -29,6 +33,7 @@ class VmGuest:
         self._hostname = socket.gethostname()
         self._net = NetSetup()
         self._rootfs_serial = ""  # the disk mounted at rootfs_dir, with its kernel fs
+        self._etc_bound = False  # the /etc files are bind-mounted into the rootfs
 
     def rootfs(self) -> str:
         if not self._ready:
@@ -58,9 +63,12 @@ class VmGuest:
             mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
             self._ready = True
             self._rootfs_serial = rootfs_serial
-        if self._ready:
+        if self._etc_bound:  # by this VM's earlier Init: new content only
+            write_etc_files(self._hostname, self._etc_dir, self._net)
+        elif self._ready:
             provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
                               is_mounted=is_mounted or mounted_now())
+            self._etc_bound = True
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         if clock_ns:

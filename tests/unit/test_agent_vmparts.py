@@ -265,6 +265,8 @@ def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(vm, "mount_kernel_filesystems", lambda root, **kw: calls.append("kfs"))
     monkeypatch.setattr(vm, "provide_etc_files",
                         lambda root, hostname, etc, **kw: calls.append(f"etc {hostname}"))
+    monkeypatch.setattr(vm, "write_etc_files",
+                        lambda hostname, etc, net: calls.append(f"etc content {hostname}"))
     guest = vm.VmGuest(str(tmp_path / "rootfs"), str(tmp_path / "etc"))
     from boxlite_agent.netconf import NetSetup
 
@@ -274,5 +276,19 @@ def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
                      f"etc {guest.hostname()}"]
     calls.clear()
     guest.init("box1", 0, b"", "rootfs", NetSetup(mode="nat", address="10.0.2.15/24"))
-    assert calls == ["hostname box1", "net nat", "etc box1"]
+    assert calls == ["hostname box1", "net nat", "etc content box1"]  # no new bind mounts
     assert guest.rootfs() == str(tmp_path / "rootfs")
+
+
+def test_etc_files_are_rewritten_in_place(tmp_path: Path) -> None:
+    from boxlite_agent.netconf import NetSetup
+
+    etc = tmp_path / "etc"
+    assert containerfs.write_etc_files("one", str(etc)) == ["hostname", "hosts", "resolv.conf"]
+    inode = (etc / "hosts").stat().st_ino
+    containerfs.write_etc_files("two", str(etc), NetSetup(mode="nat", address="10.0.2.15/24",
+                                                          dns=("10.0.2.3",)))
+    assert (etc / "hosts").stat().st_ino == inode  # what a bind mount of it shows changes too
+    assert (etc / "hostname").read_text() == "two\n"
+    assert (etc / "hosts").read_text().endswith("10.0.2.15\ttwo\n")
+    assert (etc / "resolv.conf").read_text() == "nameserver 10.0.2.3\n"
