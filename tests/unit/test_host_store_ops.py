@@ -140,3 +140,18 @@ def test_prune_all_keeps_images_in_use_and_gc_spares_running_pulls(tmp_path: Pat
         assert ops.store.has_blob(digest(orphan))
     ops.prune(all_unused=False)
     assert not ops.store.has_blob(digest(orphan))
+
+
+def test_garbage_collection_takes_a_base_and_its_empty_overlay(tmp_path: Path) -> None:
+    from boxlite_cli.disks.qcow2 import empty_overlay_of
+
+    store = ImageStore(tmp_path / "images")
+    store.rootfs_dir.mkdir(parents=True)
+    gone = store.rootfs_dir / ("ab" * 32 + ".ext4")
+    kept = store.rootfs_dir / ("cd" * 32 + ".ext4")
+    for base in (gone, kept):
+        base.write_bytes(b"ext4")
+        empty_overlay_of(base).write_bytes(b"qcow2")
+    store.collect_garbage(keep_ids={"sha256:" + "cd" * 32})
+    assert sorted(p.name for p in store.rootfs_dir.iterdir()) == [
+        kept.name, empty_overlay_of(kept).name]
