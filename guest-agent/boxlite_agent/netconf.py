@@ -106,23 +106,21 @@ def _same_interface(net: NetSetup, current: NetSetup) -> bool:
         current.mode, current.address, current.gateway)
 
 
-def _renew_link_local(name: str, proc: str = "/proc/sys/net/ipv6/conf") -> None:
-    """IPv6 off and on again on ``name``: its link-local address follows the new MAC."""
-    path = os.path.join(proc, name, "disable_ipv6")
+def _disable_ipv6(name: str, proc: str = "/proc/sys/net/ipv6/conf") -> None:
+    """No IPv6 on ``name``, as the host side has none (QEMU's user network runs with
+    ipv6=off) and as docker does without an IPv6 network: no link-local address
+    (which would follow the MAC of whichever box brought it up), no autoconfiguration."""
     try:
-        with open(path, "rb") as f:
-            if f.read().strip() != b"0":
-                return
-        for value in (b"1", b"0"):
-            with open(path, "wb") as f:
-                f.write(value)
+        with open(os.path.join(proc, name, "disable_ipv6"), "wb") as f:
+            f.write(b"1")
     except OSError:
         pass  # no IPv6 in this kernel
 
 
 def _change_mac(sock: socket.socket, name: str, net: NetSetup) -> None:
     """The MAC of an interface that is up: live when the driver can (virtio-net), else
-    down, change, up again (which drops the default route: added back)."""
+    down, change, up again (which drops the default route: added back). It has no
+    IPv6 address that would follow the MAC (see _disable_ipv6)."""
     try:
         fcntl.ioctl(sock, SIOCSIFHWADDR, ifreq_hwaddr(name, net.mac))
     except OSError:
@@ -132,7 +130,6 @@ def _change_mac(sock: socket.socket, name: str, net: NetSetup) -> None:
         _set_up(sock, name)
         if net.gateway:
             _add_default_route(sock, net.gateway)
-    _renew_link_local(name)
 
 
 def configure(net: NetSetup, current: NetSetup = NO_NETWORK) -> str | None:
@@ -159,6 +156,7 @@ def configure(net: NetSetup, current: NetSetup = NO_NETWORK) -> str | None:
         iface = ipaddress.ip_interface(net.address)
         fcntl.ioctl(sock, SIOCSIFADDR, ifreq_addr(name, str(iface.ip)))
         fcntl.ioctl(sock, SIOCSIFNETMASK, ifreq_addr(name, str(iface.netmask)))
+        _disable_ipv6(name)
         _set_up(sock, name)
         if net.gateway:
             _add_default_route(sock, net.gateway)

@@ -107,6 +107,7 @@ out["hostname"] = socket.gethostname()
 for name in ("hostname", "hosts", "resolv.conf"):
     out[name + "_file"] = open("/etc/" + name).read()
 out["nics"] = sorted(os.listdir("/sys/class/net"))
+out["ipv6_nics"] = sorted({line.split()[-1] for line in open("/proc/net/if_inet6")})
 if pip:
     with open("/tmp/pip.whl", "wb") as f:
         f.write(urllib.request.urlopen(f"{base}/pip.whl", timeout=120).read())
@@ -143,6 +144,7 @@ def test_nat_box_downloads_pip_installs_and_knows_its_names(tmp_path: Path) -> N
     assert r["host_alias"] == "10.0.2.2"
     assert r["db"] == ["192.0.2.7", "db.internal"]
     assert r["nics"] == ["eth0", "lo"]
+    assert r["ipv6_nics"] == ["lo"]  # IPv6 is off on the NIC, as on the host side
     hostname = r["hostname"]
     assert r["hostname_file"] == f"{hostname}\n"
     hosts = str(r["hosts_file"]).splitlines()

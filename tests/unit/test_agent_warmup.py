@@ -1,10 +1,9 @@
-"""The page-cache warm-up before a primed template is saved, and the network set-up a
-box's Init does on top of a primed template's."""
+"""The page-cache warm-up before a primed template is saved, and the network set-up of
+a cold Init and of a box's Init on top of a primed template's."""
 
 from __future__ import annotations
 
 import errno
-import os
 import struct
 import sys
 from pathlib import Path
@@ -88,15 +87,12 @@ NAT = NetSetup(mode="nat", address="10.0.2.15/24", gateway="10.0.2.2", dns=("10.
 
 
 @pytest.fixture
-def fake_net(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeIoctl:
+def fake_net(monkeypatch: pytest.MonkeyPatch) -> FakeIoctl:
     fake = FakeIoctl()
     monkeypatch.setattr(netconf.fcntl, "ioctl", fake)
     monkeypatch.setattr(netconf, "interfaces", lambda: ["eth0"])
-    conf = tmp_path / "eth0"
-    conf.mkdir()
-    (conf / "disable_ipv6").write_text("0\n")
-    monkeypatch.setattr(netconf, "_renew_link_local",
-                        lambda name: fake.calls.append(f"renew link-local {name}"))
+    monkeypatch.setattr(netconf, "_disable_ipv6",
+                        lambda name: fake.calls.append(f"no ipv6 on {name}"))
     return fake
 
 
@@ -104,7 +100,8 @@ def test_a_cold_init_sets_up_the_whole_interface(fake_net: FakeIoctl) -> None:
     mac = "02:00:00:00:00:01"
     assert netconf.configure(NetSetup(**{**NAT.__dict__, "mac": mac})) == "eth0"
     assert fake_net.calls == ["SIOCSIFFLAGS lo", "SIOCSIFHWADDR eth0", "SIOCSIFADDR eth0",
-                              "SIOCSIFNETMASK eth0", "SIOCSIFFLAGS eth0", "SIOCADDRT"]
+                              "SIOCSIFNETMASK eth0", "no ipv6 on eth0", "SIOCSIFFLAGS eth0",
+                              "SIOCADDRT"]
 
 
 def test_on_a_primed_template_only_the_mac_changes(fake_net: FakeIoctl) -> None:
@@ -112,7 +109,7 @@ def test_on_a_primed_template_only_the_mac_changes(fake_net: FakeIoctl) -> None:
     fake_net.calls.clear()
     box = NetSetup(**{**NAT.__dict__, "mac": "02:00:00:00:00:01", "hosts": (("db", "10.0.2.9"),)})
     assert netconf.configure(box, current=NAT) == "eth0"
-    assert fake_net.calls == ["SIOCSIFHWADDR eth0", "renew link-local eth0"]
+    assert fake_net.calls == ["SIOCSIFHWADDR eth0"]
     fake_net.calls.clear()
     netconf.configure(NAT, current=NAT)  # nothing to change
     assert fake_net.calls == []
@@ -124,8 +121,7 @@ def test_a_mac_the_driver_cannot_change_live_is_changed_down(fake_net: FakeIoctl
     fake_net.refuse_live_mac = True
     netconf.configure(NetSetup(**{**NAT.__dict__, "mac": "02:00:00:00:00:01"}), current=NAT)
     assert fake_net.calls == ["SIOCSIFHWADDR eth0 (busy)", "SIOCSIFFLAGS eth0",
-                              "SIOCSIFHWADDR eth0", "SIOCSIFFLAGS eth0", "SIOCADDRT",
-                              "renew link-local eth0"]
+                              "SIOCSIFHWADDR eth0", "SIOCSIFFLAGS eth0", "SIOCADDRT"]
     assert "eth0" in fake_net.up
 
 
@@ -135,30 +131,11 @@ def test_another_address_is_a_full_set_up(fake_net: FakeIoctl) -> None:
     assert "SIOCSIFADDR eth0" in fake_net.calls
 
 
-def test_renewing_the_link_local_address_toggles_ipv6(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_the_nic_gets_no_ipv6(tmp_path: Path) -> None:
     conf = tmp_path / "eth0"
     conf.mkdir()
     (conf / "disable_ipv6").write_text("0\n")
-    writes: list[tuple[str, bytes]] = []
-
-    class Recorder:
-        def __init__(self, path: str) -> None:
-            self.path = path
-
-        def __enter__(self) -> Recorder:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def read(self) -> bytes:
-            return Path(self.path).read_bytes()
-
-        def write(self, data: bytes) -> None:
-            writes.append((os.path.basename(os.path.dirname(self.path)), data))
-
-    monkeypatch.setattr(netconf, "open", lambda path, mode: Recorder(path), raising=False)
-    netconf._renew_link_local("eth0", proc=str(tmp_path))
-    netconf._renew_link_local("eth1", proc=str(tmp_path))  # no such interface: nothing
-    assert writes == [("eth0", b"1"), ("eth0", b"0")]
+    netconf._disable_ipv6("eth0", proc=str(tmp_path))
+    assert (conf / "disable_ipv6").read_text() == "1"
+    netconf._disable_ipv6("eth1", proc=str(tmp_path))  # no such interface (or no IPv6): fine
+    assert not (tmp_path / "eth1").exists()
