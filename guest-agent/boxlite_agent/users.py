@@ -8,6 +8,8 @@ groups come from /etc/group when no group was given explicitly.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 
 from boxlite_agent.errors import InvalidArgument
@@ -130,10 +132,51 @@ def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry])
     return ExecUser(uid=uid, gid=gid, groups=sgids, home=home, name=name)
 
 
+_resolved: dict[tuple[object, ...], ExecUser] = {}
+RESOLVED_MAX = 64
+
+
+def _identity(root: str, name: str) -> tuple[int, ...] | None:
+    """Inode, size, mtime and ctime of /etc/``name`` when it and /etc are no symlinks
+    ((): no such file); None when unknown (then the files are read)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(os.path.join(root, "etc")).st_mode):
+            return None
+        st = os.lstat(os.path.join(root, "etc", name))
+    except FileNotFoundError:
+        return ()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _remember(key: tuple[object, ...], user: ExecUser) -> None:
+    if len(_resolved) >= RESOLVED_MAX:
+        _resolved.clear()
+    _resolved[key] = user
+
+
 def lookup_user(root: str, spec: str) -> ExecUser:
-    """Resolve ``spec`` against ``root``'s /etc/passwd and /etc/group (missing files: empty)."""
-    passwd_raw = read_file_in_root(root, "/etc/passwd")
-    group_raw = read_file_in_root(root, "/etc/group")
-    passwd = parse_passwd(passwd_raw.decode("utf-8", "replace")) if passwd_raw else []
-    groups = parse_group(group_raw.decode("utf-8", "replace")) if group_raw else []
-    return resolve_user(spec.strip(), passwd, groups)
+    """Resolve ``spec`` against ``root``'s /etc/passwd and /etc/group (missing files: empty).
+
+    The answer for the same spec and the same files (by identity, else by content) is
+    remembered: every exec asks, mostly for the same user, and reading and parsing
+    are slow under emulation (a primed template keeps the default user's answer)."""
+    ids = (_identity(root, "passwd"), _identity(root, "group"))
+    by_id = (spec, root, *ids) if None not in ids else None
+    if by_id is not None and (found := _resolved.get(by_id)) is not None:
+        return found
+    passwd_raw = read_file_in_root(root, "/etc/passwd") or b""
+    group_raw = read_file_in_root(root, "/etc/group") or b""
+    by_content = (spec, passwd_raw, group_raw)
+    found = _resolved.get(by_content)
+    if found is None:
+        passwd = parse_passwd(passwd_raw.decode("utf-8", "replace"))
+        groups = parse_group(group_raw.decode("utf-8", "replace"))
+        found = resolve_user(spec.strip(), passwd, groups)
+        _remember(by_content, found)
+    if by_id is not None:
+        _remember(by_id, found)
+    return found

@@ -126,6 +126,27 @@ def test_lookup_reads_the_rootfs(tmp_path: Path) -> None:
         lookup_user(str(empty), "app")
 
 
+def test_lookups_are_remembered_until_the_files_change(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_agent import users
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text(PASSWD)
+    (tmp_path / "etc/group").write_text(GROUP)
+    monkeypatch.setattr(users, "_resolved", {})
+    parsed: list[str] = []
+    real = users.parse_passwd
+    monkeypatch.setattr(users, "parse_passwd", lambda text: parsed.append(text) or real(text))
+    first = lookup_user(str(tmp_path), "app")
+    assert lookup_user(str(tmp_path), "app") == first and len(parsed) == 1
+    (tmp_path / "etc/passwd").write_text(PASSWD.replace(":1000:", ":1001:"))
+    assert lookup_user(str(tmp_path), "app").uid == 1001 and len(parsed) == 2
+    with pytest.raises(InvalidArgument):  # a failed lookup is not remembered
+        lookup_user(str(tmp_path), "nobody-here")
+    with pytest.raises(InvalidArgument):
+        lookup_user(str(tmp_path), "nobody-here")
+
+
 # -- executable lookup --------------------------------------------------------------
 
 ROOT_USER = ExecUser(0, 0, (), "/root")
@@ -210,3 +231,19 @@ def test_environment_defaults() -> None:
     assert build_env([], ROOT_USER, "b", tty=False)["PATH"].startswith("/usr/local/sbin:")
     with pytest.raises(InvalidArgument):
         build_env(["=x"], ROOT_USER, "b", tty=False)
+
+
+def test_a_symlinked_passwd_is_read_each_time(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_agent import users
+
+    monkeypatch.setattr(users, "_resolved", {})
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "real").write_text(PASSWD)
+    (tmp_path / "etc/passwd").symlink_to("/real")  # resolved inside the root
+    (tmp_path / "etc/group").write_text(GROUP)
+    assert users._identity(str(tmp_path), "passwd") is None
+    assert users._identity(str(tmp_path), "shadow") == ()
+    assert lookup_user(str(tmp_path), "app").uid == 1000
+    (tmp_path / "real").write_text(PASSWD.replace(":1000:", ":1002:"))
+    assert lookup_user(str(tmp_path), "app").uid == 1002  # the content changed: seen
