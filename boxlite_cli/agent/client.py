@@ -55,6 +55,11 @@ class Started:
     error_exit_code: int
     error: str
 
+    @classmethod
+    def of(cls, resp: Any) -> Started:
+        """From an ExecResponse."""
+        return cls(resp.exec_id, resp.pid, resp.error_exit_code, resp.error)
+
 
 @dataclass(frozen=True)
 class PathInfo:
@@ -118,8 +123,9 @@ class AgentClient:
         self.init_with(self.init_request(hostname, clock_ns, entropy, rootfs_serial, network,
                                          volumes))
 
-    def init_with(self, request: Any) -> None:
-        _rpc("initialising the guest", lambda: self.stub.Init(request, timeout=60))
+    def init_with(self, request: Any) -> Any:
+        """Init; its InitResponse."""
+        return _rpc("initialising the guest", lambda: self.stub.Init(request, timeout=60))
 
     def quiesce(self, freeze: bool, auto_thaw_s: float = 0.0) -> None:
         """Freeze (or thaw) the container's file system around a disk snapshot."""
@@ -132,14 +138,24 @@ class AgentClient:
         _rpc("resynchronising the guest", lambda: self.stub.Init(
             pb.InitRequest(clock_ns=clock_ns, entropy=entropy, resume=True), timeout=60))
 
+    @staticmethod
+    def exec_request(*, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
+                     rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
+                     exec_id: str = "") -> Any:
+        return pb.ExecRequest(argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows,
+                              cols=cols, stdin=stdin, timeout_s=timeout_s,
+                              hold_output=hold_output, exec_id=exec_id)
+
     def exec(self, *, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
              rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
              exec_id: str = "") -> Started:
-        req = pb.ExecRequest(argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows,
-                             cols=cols, stdin=stdin, timeout_s=timeout_s,
-                             hold_output=hold_output, exec_id=exec_id)
-        resp = _rpc("starting the process", lambda: self.stub.Exec(req, timeout=60))
-        return Started(resp.exec_id, resp.pid, resp.error_exit_code, resp.error)
+        return self.exec_with(self.exec_request(
+            argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows, cols=cols, stdin=stdin,
+            timeout_s=timeout_s, hold_output=hold_output, exec_id=exec_id))
+
+    def exec_with(self, request: Any) -> Started:
+        resp = _rpc("starting the process", lambda: self.stub.Exec(request, timeout=60))
+        return Started.of(resp)
 
     def attach(self, exec_id: str) -> Iterator[tuple[int, bytes]]:
         """(stream, data) chunks until the process's output ends."""

@@ -7,6 +7,7 @@ stderr, which is the VM console).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
@@ -21,7 +22,13 @@ import grpc
 
 from boxlite_agent import __version__
 from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
-from boxlite_agent.errors import AgentError, ExecFailure, FailedPrecondition, InvalidArgument
+from boxlite_agent.errors import (
+    AgentError,
+    ExecFailure,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from boxlite_agent.guest import Guest
 from boxlite_agent.netconf import NetSetup
 from boxlite_agent.outbuf import BufferBusy, Status
@@ -144,7 +151,18 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 mount_volumes(self._guest.rootfs(), volumes)
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
+        if request.HasField("main"):
+            return pb.InitResponse(main=self._start_main(request.main))
         return pb.InitResponse()
+
+    def _start_main(self, request: pb.ExecRequest) -> pb.ExecResponse:
+        """Init's main process; an Init sent again (its answer was lost on the way) gets
+        the process the first one started, not a second one."""
+        if request.exec_id:
+            with contextlib.suppress(NotFound):
+                started = self._table.get(request.exec_id)
+                return pb.ExecResponse(exec_id=started.id, pid=started.pid)
+        return self._start(request)
 
     @_rpc
     def Quiesce(self, request: pb.QuiesceRequest, context: grpc.ServicerContext) -> pb.QuiesceResponse:
@@ -176,6 +194,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     @_rpc
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
+        return self._start(request)
+
+    def _start(self, request: pb.ExecRequest) -> pb.ExecResponse:
+        """Start one process (Exec, or Init's main); raises AgentError."""
         if self._shutting_down.is_set():
             raise FailedPrecondition("the box is shutting down")
         if not math.isfinite(request.timeout_s) or request.timeout_s < 0:

@@ -134,6 +134,23 @@ def test_init_sets_the_hostname_execs_see(agent: Agent) -> None:
     assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_init_starts_the_main_process_once(agent: Agent) -> None:
+    main = pb.ExecRequest(argv=["sh", "-c", "echo from main; exit 3"], exec_id="main",
+                          hold_output=True)
+    first = agent.stub.Init(pb.InitRequest(hostname="box-main", main=main), timeout=T)
+    assert first.main.exec_id == "main" and first.main.pid > 0
+    # an Init sent again (its answer lost on the way) gets that same process
+    again = agent.stub.Init(pb.InitRequest(hostname="box-main", main=main), timeout=T)
+    assert (again.main.exec_id, again.main.pid) == ("main", first.main.pid)
+    assert agent.attach("main") == (b"from main\n", b"")
+    assert agent.wait("main").exit_code == 3
+    # a main process that cannot start is answered like Exec's
+    missing = pb.ExecRequest(argv=["no-such-program"], exec_id="other")
+    r = agent.stub.Init(pb.InitRequest(main=missing), timeout=T)
+    assert r.main.error_exit_code == 127 and "no-such-program" in r.main.error
+    assert not agent.stub.Init(pb.InitRequest(), timeout=T).HasField("main")
+
+
 @pytest.mark.parametrize("code", [0, 1, 7])
 def test_exit_codes_and_streams(agent: Agent, code: int) -> None:
     out, err, w = agent.run(["sh", "-c", f"echo out; echo err >&2; exit {code}"])

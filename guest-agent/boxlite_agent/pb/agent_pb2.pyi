@@ -23,7 +23,7 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class InitRequest(_message.Message):
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     PRIME_FIELD_NUMBER: _ClassVar[int]
+    MAIN_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -40,7 +41,8 @@ class InitRequest(_message.Message):
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
     resume: bool
     prime: bool
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ...) -> None: ...
+    main: ExecRequest
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("tag", "target", "readonly", "file_name")
@@ -79,8 +81,10 @@ class HostEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ip: _Optional[str] = ...) -> None: ...
 
 class InitResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("main",)
+    MAIN_FIELD_NUMBER: _ClassVar[int]
+    main: ExecResponse
+    def __init__(self, main: _Optional[_Union[ExecResponse, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
     __slots__ = ("argv", "env", "cwd", "user", "tty", "rows", "cols", "stdin", "timeout_s", "hold_output", "exec_id")
