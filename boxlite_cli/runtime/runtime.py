@@ -11,7 +11,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from boxlite_cli.runtime.volumes import (
     vm_shares,
     volume_users,
 )
+from boxlite_cli.shim.launcher import launch_shim
 from boxlite_cli.shim.logframes import read_frames
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
@@ -472,13 +472,11 @@ class Runtime:
     def _spawn_shim(self, state: BoxState, files: BoxFiles,
                     output_fds: tuple[int, ...] = ()) -> StartResult:
         read_fd, write_fd = os.pipe()
-        with open(files.shim_log, "ab") as log:
-            shim = subprocess.Popen(
-                [sys.executable, "-m", "boxlite_cli.shim", str(files.dir), str(write_fd)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                pass_fds=(write_fd, *output_fds), start_new_session=True, close_fds=True,
-            )
-        os.close(write_fd)
+        try:
+            # (The VMM starts in the forked child, before the shim's Python start-up.)
+            shim = launch_shim(files.dir, files.shim_log, write_fd, output_fds)
+        finally:
+            os.close(write_fd)
         keep_pipe = False
         try:
             line, pending = self._read_ready(read_fd, boot_timeout_s() + 30, files)
@@ -500,9 +498,8 @@ class Runtime:
                           hint=f"the VM console log is {message.get('console')}")
         if message.get("exit_code"):
             return StartResult(MAIN, int(message["exit_code"]), str(message.get("error")))
-        # The shim outlives this process, which must not reap it: subprocess would do so
-        # at its next Popen and fold the shim's (and its VM's) peak memory into ours.
-        shim.returncode = 0
+        # The shim outlives this process, which does not reap it (that would fold the
+        # shim's and its VM's peak memory into ours).
         return StartResult(str(message.get("exec_id", MAIN)),
                            exit_pipe=read_fd if keep_pipe else None, pending=pending)
 

@@ -1,11 +1,18 @@
+import os
 import sys
 from pathlib import Path
 
 # The VMM first, with light imports only: a restore loads while the rest of the shim
-# (gRPC, protobuf) is imported.
-from boxlite_cli.shim.vmmproc import start_early
+# (gRPC, protobuf) is imported. Launched by shim/launcher.py, this process started it
+# before it executed itself into the shim: then it only adopts it.
+from boxlite_cli.shim.vmmproc import VmmProcess, adopt_early, start_early
 
-early = start_early(Path(sys.argv[1])) if len(sys.argv) > 2 else None
+_adopt = os.environ.pop("BOXLITE_SHIM_VMM", None)
+early: VmmProcess | BaseException | None
+if _adopt is not None:
+    early = adopt_early(_adopt)
+else:
+    early = start_early(Path(sys.argv[1])) if len(sys.argv) > 2 else None
 
 from boxlite_cli.shim.main import main  # noqa: E402
 

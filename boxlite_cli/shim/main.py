@@ -28,11 +28,12 @@ from typing import Any, BinaryIO
 
 import grpc
 
-from boxlite_cli.agent.client import STDERR, AgentClient, agent_error, open_channel
+from boxlite_cli.agent.client import STDERR, AgentClient, Started, agent_error, open_channel
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import reader_gone, write_all
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
+from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
@@ -83,7 +84,7 @@ class Shim:
         self.hold_fd = hold_fd
         self.launch = Launch.load(files.dir / "vm.json")
         self.driver = get_driver(self.launch.driver)
-        self.vmm: subprocess.Popen[bytes] | None = None
+        self.vmm: Process | None = None
         self.relay: StreamRelay | None = None
         self.tracker = AttachTracker()
         self.server: grpc.Server | None = None
@@ -481,20 +482,25 @@ class Shim:
                     mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
                 volumes=self.volume_mounts())
+            proc = state.config.process
+            main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
+                                       user=proc.user, tty=proc.tty, rows=proc.rows,
+                                       cols=proc.cols, stdin=proc.stdin,
+                                       timeout_s=proc.timeout_s,
+                                       hold_output=self.launch.foreground, exec_id=MAIN)
+            request.main.CopyFrom(main)  # Init starts it too: one round trip
             if warm:
                 # (Bounded by the boot's deadline, like a ping: a first connection
                 # attempt that stalls is retried by gRPC only after a minute.)
-                self.first_call(lambda timeout: client.stub.Init.future(
+                answer = self.first_call(lambda timeout: client.stub.Init.future(
                     request, timeout=timeout, wait_for_ready=True),
                     self.boot_deadline, "initialising the guest")
             else:
-                client.init_with(request)
+                answer = client.init_with(request)
             log.info("the guest is initialised")
-            proc = state.config.process
-            started = client.exec(argv=proc.argv, env=proc.env, cwd=proc.cwd, user=proc.user,
-                                  tty=proc.tty, rows=proc.rows, cols=proc.cols,
-                                  stdin=proc.stdin, timeout_s=proc.timeout_s,
-                                  hold_output=self.launch.foreground, exec_id=MAIN)
+            # (An agent of an older payload ignores Init's main: then Exec starts it.)
+            started = (Started.of(answer.main) if answer.HasField("main")
+                       else client.exec_with(main))
             log.info("the main process started")
         except BoxliteError as e:
             log.error("start failed: %s", e)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boxlite_cli.errors import BoxliteError
+from boxlite_cli.shim.child import ChildProcess, Process
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
@@ -41,7 +43,7 @@ class VmmProcess:
     """A started VMM. `restore_begun`: it loads its memory snapshot by itself (the
     file was named on its command line); the control channel only waits for the end."""
 
-    process: subprocess.Popen[bytes]
+    process: Process
     command: list[str]
     restore_begun: bool = False
 
@@ -103,6 +105,20 @@ def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
     if record is not None:
         write_pidfile(files.vmm_pid, record)
     return VmmProcess(process, cmd, restore_begun=restore_fd is not None)
+
+
+def adopt_early(described: str) -> VmmProcess | BaseException:
+    """The VMM this process started before it executed itself into the shim (see
+    shim/launcher.py's describe_early), or why it could not."""
+    try:
+        data = json.loads(described)
+        if "error" in data:
+            return BootFailed(str(data["error"]), hint=data.get("hint"))
+        command = [str(arg) for arg in data["command"]]
+        return VmmProcess(ChildProcess(int(data["pid"]), command), command,
+                          restore_begun=bool(data["restore_begun"]))
+    except (ValueError, KeyError, TypeError) as e:
+        return BootFailed(f"the shim was launched with a bad VMM description ({e})")
 
 
 def start_early(box_dir: Path) -> VmmProcess | BaseException:

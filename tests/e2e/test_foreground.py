@@ -65,6 +65,22 @@ def test_a_reader_that_goes_away_stops_nothing() -> None:
         bx("rm", "-f", "early-close")
 
 
+def test_a_detached_box_keeps_none_of_the_callers_descriptors() -> None:
+    # `$(...)` ends when every holder of its pipe is gone; fd 9 is one more copy of it
+    # that the CLI inherits. The box's shim lives on: it must not hold that copy.
+    cmd = f"box=$({boxlite_bin()} run -d {IMAGE} sleep 300 9>&1); echo \"$box\""
+    # (A leak makes bash wait for the box's 300 s: the timeout fails the test.)
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    box = proc.stdout.decode().strip()
+    try:
+        assert proc.returncode == 0 and box, proc.stderr
+        assert bx("inspect", "--format", "{{.Status}}", box).stdout.strip() == b"running"
+    finally:
+        if box:
+            bx("rm", "-f", box)
+
+
 def test_a_killed_cli_gets_no_more_output(tmp_path: Path, e2e_home: Path) -> None:
     out = tmp_path / "out"
     with open(out, "wb") as sink:

@@ -171,3 +171,66 @@ def test_the_first_call_gives_up_when_the_vm_is_gone(tmp_path: Path) -> None:
     s.files.dir.joinpath("vmm.log").write_text("qemu: load of migration failed\n")
     with pytest.raises(BootFailed, match="the VM stopped during boot"):
         s.first_call(lambda timeout: FakeFuture("never asked"), time.monotonic() + 30, "x")
+
+
+def test_a_child_by_pid_is_polled_waited_for_and_killed() -> None:
+    import subprocess
+
+    from boxlite_cli.shim.child import ChildProcess
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    child = ChildProcess(proc.pid, ["x"])
+    assert child.wait(30) == 3 and child.poll() == 3 and child.returncode == 3
+    proc.returncode = 3  # (reaped by the child object, not by Popen)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = ChildProcess(sleeper.pid, ["sleeper"])
+    assert child.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(0.05)
+    child.kill()
+    assert child.wait(30) == -9
+    child.kill()  # a second kill of a reaped child is nothing
+    sleeper.returncode = -9
+
+
+def test_the_launcher_hands_the_vmm_or_its_failure_to_the_shim(tmp_path: Path) -> None:
+    from boxlite_cli.shim.child import ChildProcess
+    from boxlite_cli.shim.launcher import describe_early
+    from boxlite_cli.shim.vmmproc import VmmProcess, adopt_early
+
+    early = VmmProcess(ChildProcess(4242, ["qemu", "-incoming", "fd:7"]),
+                       ["qemu", "-incoming", "fd:7"], restore_begun=True)
+    adopted = adopt_early(describe_early(early))
+    assert isinstance(adopted, VmmProcess)
+    assert (adopted.process.pid, adopted.command, adopted.restore_begun) == (
+        4242, ["qemu", "-incoming", "fd:7"], True)
+    failed = adopt_early(describe_early(BootFailed("no VMM here", hint="install it")))
+    assert isinstance(failed, BootFailed) and (str(failed), failed.hint) == (
+        "no VMM here", "install it")
+    assert isinstance(adopt_early("{not json"), BootFailed)
+
+
+def test_the_shim_inherits_only_the_descriptors_it_is_given(tmp_path: Path) -> None:
+    """The forked child closes what its parent inherited (a `$(boxlite run -d ...)`
+    would otherwise wait for the detached shim)."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, sys
+        from boxlite_cli.shim.launcher import _keep_only
+        stray = os.open(os.devnull, os.O_RDONLY)
+        os.set_inheritable(stray, True)
+        kept = os.open(os.devnull, os.O_RDONLY)
+        _keep_only({0, 1, 2, kept})
+        def is_open(fd):
+            try:
+                os.fstat(fd)
+                return True
+            except OSError:
+                return False
+        print(is_open(stray), is_open(kept))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
