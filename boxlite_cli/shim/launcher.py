@@ -11,6 +11,7 @@ imports instead of after them.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -64,14 +65,17 @@ def _become_shim(box_dir: Path, log_fd: int, ready_fd: int,
                  output_fds: tuple[int, ...]) -> NoReturn:
     """In the forked child: never returns into the caller's code."""
     try:
+        # No collection of the caller's garbage here: a file object it finalised
+        # would close a descriptor number that may be reused by then.
+        gc.disable()
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        keep = {0, 1, 2, ready_fd, *output_fds}
-        _keep_only(keep)
         os.environ[EARLY_VMM_ENV] = describe_early(start_early(box_dir))
+        keep = {0, 1, 2, ready_fd, *output_fds}
+        _keep_only(keep)  # (the VMM, a Popen with close_fds, got none of them)
         for fd in keep:
             os.set_inheritable(fd, True)
         command = shim_command(box_dir, ready_fd)
