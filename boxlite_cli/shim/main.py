@@ -234,37 +234,34 @@ class Shim:
                 log.warning("could not resume the VM after saving the template: %s", e)
             lock.release()
 
-    def warm_agent(self, deadline: float) -> None:
+    def prepare_template(self, deadline: float) -> bool:
         """Before a template is saved: one call on a connection of its own, closed
         again, so what the guest sets up lazily for its first connection (bridge and
         server threads, HTTP/2 session code, the handlers' first run) is already in
-        the saved memory, and every box restored from it answers sooner."""
-        channel = open_channel(self.agent_target())
-        try:
-            AgentClient(channel).ping(timeout=max(deadline - time.monotonic(), 0.1),
-                                      wait_for_ready=True)
-        except grpc.RpcError as e:
-            log.info("warming the agent failed (the template is saved anyway): %s", e.details())
-        finally:
-            channel.close()
-        time.sleep(WARM_SETTLE_S)  # the guest drops that connection before the save
+        the saved memory, and every box restored from it answers sooner.
 
-    def prime_agent(self, deadline: float) -> bool:
-        """Before a primed template is saved: a box-neutral Init (the container disk
-        mounted, the interface up with the address every box of this network kind
-        has; no hostname, clock, entropy, MAC or hosts of any box) on a connection of
-        its own, closed again; False when it failed (no template then)."""
+        A plain template's call is a ping. A primed one's is a box-neutral Init: the
+        container disk mounted, the interface up with the address every box of this
+        network kind has; no hostname, clock, entropy, MAC or hosts of any box. False
+        when that Init failed (no template then: the guest is in no known state)."""
+        primed = self.launch.prime_template
         net = self.launch.network
         channel = open_channel(self.agent_target())
         try:
-            AgentClient(channel).stub.Init(
-                pb.InitRequest(rootfs_serial=ROOTFS_DISK_SERIAL, prime=True,
-                               network=pb.NetworkConfig(mode=net.mode, address=net.address,
-                                                        gateway=net.gateway, dns=net.dns)),
-                timeout=max(deadline - time.monotonic(), 0.1), wait_for_ready=True)
+            timeout = max(deadline - time.monotonic(), 0.1)
+            if primed:
+                AgentClient(channel).stub.Init(
+                    pb.InitRequest(rootfs_serial=ROOTFS_DISK_SERIAL, prime=True,
+                                   network=pb.NetworkConfig(mode=net.mode, address=net.address,
+                                                            gateway=net.gateway, dns=net.dns)),
+                    timeout=timeout, wait_for_ready=True)
+            else:
+                AgentClient(channel).ping(timeout=timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            log.warning("could not prime the warm-start template: %s", e.details())
-            return False
+            if primed:
+                log.warning("could not prime the warm-start template: %s", e.details())
+                return False
+            log.info("warming the agent failed (the template is saved anyway): %s", e.details())
         finally:
             channel.close()
         time.sleep(WARM_SETTLE_S)  # the guest drops that connection before the save
@@ -412,13 +409,8 @@ class Shim:
         deadline = self.boot_deadline = time.monotonic() + self.launch.boot_timeout_s
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             ready = self.wait_for_console(READY_MARKER, deadline)
-            if ready and self.launch.save_template:
-                if self.launch.prime_template:
-                    ready = self.prime_agent(deadline)
-                else:
-                    self.warm_agent(deadline)
-                if ready:
-                    self.save_template(Path(self.launch.save_template))
+            if ready and self.launch.save_template and self.prepare_template(deadline):
+                self.save_template(Path(self.launch.save_template))
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
         if ping:
