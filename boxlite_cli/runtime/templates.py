@@ -5,7 +5,9 @@ accelerator, network kind) saves the VM's memory as soon as the guest agent says
 is ready, before anything box-specific happened in the guest. Later starts of boxes
 with the same key restore that memory and then run Init, which gives each box its
 own clock, entropy, hostname and network. The key hashes every input, so a change of
-any of them simply misses. There are two kinds:
+any of them simply misses. The memory is a RAM image and the device state beside it
+(vmm/ramimage.py): a restore maps the image, copy-on-write, and loads only the device
+state. There are two kinds:
 
 - primed: for a box whose disk is still as `create` made it (every `run`). Before
   the save, the guest had a box-neutral Init: the container disk is mounted with
@@ -30,8 +32,10 @@ from pathlib import Path
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
 from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
 from boxlite_cli.vmm.qmp import MEMORY_FILE
+from boxlite_cli.vmm.ramimage import ram_image
 
-TEMPLATE_FORMAT = 3  # 2: saved after a warm-up call; 3: primed templates
+# 2: saved after a warm-up call; 3: primed templates; 4: the RAM as an image
+TEMPLATE_FORMAT = 4
 WARM_DRIVERS = ("qemu",)  # cloud-hypervisor's snapshots name the original box's files
 
 
@@ -83,8 +87,9 @@ class Templates:
     def ready(self, key: str, primed: bool = False) -> Path | None:
         """The template directory for `key` when it is complete."""
         path = self.path(key)
-        parts = (TEMPLATE_META, MEMORY_FILE, *((ROOTFS_LAYER,) if primed else ()))
-        if all((path / part).is_file() for part in parts):
+        parts = (TEMPLATE_META, *((ROOTFS_LAYER,) if primed else ()))
+        memory = (path / MEMORY_FILE).is_file() or ram_image(path) is not None
+        if memory and all((path / part).is_file() for part in parts):
             return path
         return None
 

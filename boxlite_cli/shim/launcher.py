@@ -34,7 +34,7 @@ def describe_early(early: VmmProcess | BaseException) -> str:
         return json.dumps({"error": str(early) or type(early).__name__,
                            "hint": getattr(early, "hint", None)})
     return json.dumps({"pid": early.process.pid, "command": early.command,
-                       "restore_begun": early.restore_begun})
+                       "restore_begun": early.restore_begun, "ram_fd": early.ram_fd})
 
 
 def launch_shim(box_dir: Path, log: Path, ready_fd: int,
@@ -73,8 +73,11 @@ def _become_shim(box_dir: Path, log_fd: int, ready_fd: int,
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.environ[EARLY_VMM_ENV] = describe_early(start_early(box_dir))
+        early = start_early(box_dir)
+        os.environ[EARLY_VMM_ENV] = describe_early(early)
         keep = {0, 1, 2, ready_fd, *output_fds}
+        if isinstance(early, VmmProcess) and early.ram_fd is not None:
+            keep.add(early.ram_fd)  # the shim's template save reads the RAM from it
         _keep_only(keep)  # (the VMM, a Popen with close_fds, got none of them)
         for fd in keep:
             os.set_inheritable(fd, True)

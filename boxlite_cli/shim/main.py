@@ -85,6 +85,7 @@ class Shim:
         self.launch = Launch.load(files.dir / "vm.json")
         self.driver = get_driver(self.launch.driver)
         self.vmm: Process | None = None
+        self.ram_fd: int | None = None  # the memfd of a template-saving VM's RAM
         self.relay: StreamRelay | None = None
         self.tracker = AttachTracker()
         self.server: grpc.Server | None = None
@@ -144,6 +145,7 @@ class Shim:
         started = early or start_vmm(self.files, self.launch, self.driver)
         log.info("starting VMM: %s", " ".join(started.command))
         self.vmm = started.process
+        self.ram_fd = started.ram_fd
         spec = self.launch.vm
         if spec.restore_from:
             # The agent is reached over new connections afterwards.
@@ -214,7 +216,7 @@ class Shim:
                 return
             started = time.monotonic()
             partial.mkdir(parents=True, exist_ok=True)
-            control.snapshot(partial)
+            control.snapshot(partial, ram_fd=self.ram_fd)
             if self.launch.prime_template:
                 # The disk as the saved memory knows it (the VMM flushed it at the end
                 # of the save and writes nothing until it resumes).
@@ -233,6 +235,13 @@ class Shim:
             except BoxliteError as e:
                 log.warning("could not resume the VM after saving the template: %s", e)
             lock.release()
+
+    def release_ram(self) -> None:
+        """Close our descriptor of the VM's shared RAM (the VMM keeps its own)."""
+        if self.ram_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.ram_fd)
+            self.ram_fd = None
 
     def prepare_template(self, deadline: float) -> bool:
         """Before a template is saved: one call on a connection of its own, closed
@@ -411,6 +420,7 @@ class Shim:
             ready = self.wait_for_console(READY_MARKER, deadline)
             if ready and self.launch.save_template and self.prepare_template(deadline):
                 self.save_template(Path(self.launch.save_template))
+            self.release_ram()
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
         if ping:

@@ -102,8 +102,10 @@ class VmControl(Protocol):
     def shutdown(self) -> None:
         """Power the VM off now (no guest cooperation); the VMM process exits."""
 
-    def snapshot(self, directory: Path) -> None:
-        """Pause the VM and save its memory and device state into `directory`."""
+    def snapshot(self, directory: Path, ram_fd: int | None = None) -> None:
+        """Pause the VM and save its memory and device state into `directory`;
+        `ram_fd`: the memfd the VM's RAM is shared in (VmmDriver.command's), which
+        lets the save write a RAM image instead of a stream of the RAM."""
 
     def restore(self, directory: Path, begun: bool = False) -> None:
         """Load a snapshot into a VMM started for a restore (VmSpec.restore_from), or
@@ -126,9 +128,12 @@ class VmmDriver(Protocol):
         """The memory snapshot file of a restore that this VMM reads from an fd named
         on its command line (see command()), or None when restore() loads it."""
 
-    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
         """The full command line that starts the VM described by `spec`; `restore_fd`
-        is an open fd of restore_file(spec), inherited by the VMM process."""
+        is an open fd of restore_file(spec), `ram_fd` a memfd to share the VM's RAM in
+        (for a template save: see vmm/ramimage.py), both inherited by the VMM process.
+        VmmUnsupported when this VMM cannot take `ram_fd`."""
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
         """How the shim reaches the guest agent of the VM started from `spec`."""

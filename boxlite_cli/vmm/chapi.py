@@ -150,8 +150,9 @@ class ChApi:
         """ACPI power button: ask the guest to power off."""
         self.request("PUT", "vm.power-button")
 
-    def snapshot(self, directory: Path) -> None:
-        """Save the (paused) VM into `directory` (config.json, state.json, memory)."""
+    def snapshot(self, directory: Path, ram_fd: int | None = None) -> None:
+        """Save the (paused) VM into `directory` (config.json, state.json, memory);
+        (`ram_fd` never holds: cloudhv.py's command takes none)."""
         self.request("PUT", "vm.snapshot", {"destination_url": file_url(directory)},
                      timeout_s=max(self.timeout_s, SNAPSHOT_TIMEOUT_S))
 

@@ -70,8 +70,11 @@ class CloudHypervisorDriver:
         """None: a restore goes through the API (restore()), not the command line."""
         return None
 
-    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
         self.check(spec)
+        if ram_fd is not None:
+            raise VmmUnsupported("cloud-hypervisor cannot share a VM's RAM in a memfd")
         api = ["--api-socket", f"path={_value('socket', spec.control_socket)}"]
         binary = self.binary() or CH_BINARY
         if spec.restore_from:

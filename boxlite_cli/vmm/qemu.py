@@ -20,10 +20,14 @@ from boxlite_cli.vmm.base import (
 )
 from boxlite_cli.vmm.cmdline import accel_cmdline, kernel_cmdline
 from boxlite_cli.vmm.qmp import MEMORY_FILE, Qmp
+from boxlite_cli.vmm.ramimage import ram_image
 
 QEMU_BINARY = "qemu-system-x86_64"
 # seccomp: no obsolete syscalls, no privilege changes, no spawning, no resource control.
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+# The id of microvm's RAM backend when `-m` makes it: a RAM backend of our own gets the
+# same one, so the migration streams of both kinds of VM name the same RAM block.
+RAM_ID = "microvm.ram"
 
 
 def _opt(path: object) -> str:
@@ -54,6 +58,22 @@ def network_args(spec: VmSpec) -> list[str]:
 NINEP_SECURITY_MODEL = "mapped-xattr"
 
 
+def ram_args(spec: VmSpec, ram_fd: int | None) -> list[str]:
+    """The RAM backend: QEMU's own anonymous memory (`-m` alone), or a file mapping:
+    shared in the memfd `ram_fd` (a VM that saves a template), or a private, copy-on-
+    write mapping of the RAM image it is restored from (nothing is ever written to
+    that file; no device of ours discards RAM, which would punch holes in it)."""
+    if ram_fd is not None:
+        path, share = f"/proc/self/fd/{ram_fd}", "on"
+    elif spec.restore_from and (image := ram_image(spec.restore_from)) is not None:
+        path, share = _opt(image), "off"
+    else:
+        return []
+    return ["-object", f"memory-backend-file,id={RAM_ID},size={spec.memory_mib}M,"
+                       f"mem-path={path},share={share}",
+            "-machine", f"memory-backend={RAM_ID}"]
+
+
 def share_args(spec: VmSpec) -> list[str]:
     """One virtio-9p device per `-v` share."""
     args = []
@@ -72,10 +92,14 @@ class QemuDriver:
         return shutil.which(QEMU_BINARY)
 
     def restore_file(self, spec: VmSpec) -> Path | None:
-        """QEMU reads a restore's memory from an fd named on its command line."""
-        return Path(spec.restore_from) / MEMORY_FILE if spec.restore_from else None
+        """QEMU reads a restore's memory stream from an fd named on its command line
+        (a snapshot with a RAM image loads its small device state over QMP instead)."""
+        if not spec.restore_from or ram_image(spec.restore_from) is not None:
+            return None
+        return Path(spec.restore_from) / MEMORY_FILE
 
-    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
         self.check(spec)
         accel_args = (
             ["-accel", "kvm", "-cpu", "host"]
@@ -88,6 +112,7 @@ class QemuDriver:
             *accel_args,
             "-smp", str(spec.cpus),
             "-m", f"{spec.memory_mib}M",
+            *ram_args(spec, ram_fd),
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-sandbox", SANDBOX,
             "-kernel", str(spec.kernel),

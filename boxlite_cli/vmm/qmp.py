@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from boxlite_cli.errors import VmError
+from boxlite_cli.vmm.ramimage import DEVICE_STATE_FILE, RAM_IMAGE_FILE, copy_ram, ram_image
 
-MEMORY_FILE = "memory.state"
+MEMORY_FILE = "memory.state"  # one migration stream: the RAM and the devices
+IGNORE_SHARED = "x-ignore-shared"  # the capability that leaves shared RAM out of a stream
 MIGRATION_TIMEOUT_S = 300.0
 
 
@@ -91,31 +93,57 @@ class Qmp:
     def shutdown(self) -> None:
         self.execute("quit")
 
-    def snapshot(self, directory: Path) -> None:
-        """Save the VM's RAM and device state into `directory`/MEMORY_FILE (VM paused
-        first; it stays paused). The stream goes over a file descriptor passed on the
-        QMP socket, so QEMU's seccomp sandbox (no spawning, no new files) is kept."""
+    def snapshot(self, directory: Path, ram_fd: int | None = None) -> None:
+        """Save the VM into `directory` (VM paused first; it stays paused): its RAM and
+        device state as one stream (MEMORY_FILE), or, with `ram_fd` (the memfd its RAM
+        is shared in), the device state alone and a RAM image (see vmm/ramimage.py).
+        Streams go over a file descriptor passed on the QMP socket, so QEMU's seccomp
+        sandbox (no spawning, no new files) is kept."""
         self.execute("stop")
-        fd = os.open(directory / MEMORY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     0o600)
+        if ram_fd is None:
+            self._migrate_to(directory / MEMORY_FILE)
+            return
+        self._ignore_shared(True)
+        try:
+            self._migrate_to(directory / DEVICE_STATE_FILE)
+        finally:
+            self._ignore_shared(False)  # later checkpoints of this VM are whole streams
+        copy_ram(ram_fd, directory / RAM_IMAGE_FILE)
+
+    def _migrate_to(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             self.migrate("migrate", fd)
         finally:
             os.close(fd)
 
+    def _ignore_shared(self, on: bool) -> None:
+        self.execute("migrate-set-capabilities",
+                     {"capabilities": [{"capability": IGNORE_SHARED, "state": on}]})
+
     def restore(self, directory: Path, begun: bool = False) -> None:
-        """Load `directory`/MEMORY_FILE into a QEMU started with `-incoming defer`, or
-        (`begun`) wait for the load QEMU began from its command line (`-incoming fd:N`);
-        the VM is paused afterwards."""
+        """Load the snapshot in `directory` into a QEMU started with `-incoming defer`,
+        or (`begun`) wait for the load QEMU began from its command line (`-incoming
+        fd:N`); the VM is paused afterwards. A snapshot with a RAM image (which that
+        QEMU maps as its RAM: see QemuDriver.command) loads its device state only."""
         if begun:
             self.wait_restored()
             return
+        image = ram_image(directory)
+        name = DEVICE_STATE_FILE if image is not None else MEMORY_FILE
         try:
-            fd = os.open(directory / MEMORY_FILE, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(directory / name, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise QmpError(f"cannot read the memory snapshot in {directory}: {e.strerror}") from e
         try:
-            self.migrate("migrate-incoming", fd)
+            if image is None:
+                self.migrate("migrate-incoming", fd)
+                return
+            self._ignore_shared(True)
+            try:
+                self.migrate("migrate-incoming", fd)
+            finally:
+                self._ignore_shared(False)
         finally:
             os.close(fd)
 

@@ -376,7 +376,7 @@ def test_boxes_from_one_warm_template_each_have_their_own_mac_and_ports(
 
     (tmp_path / "hello").write_text("from the host")
     assert bx("run", "--rm", IMAGE, "true").returncode == 0  # the template exists after this
-    assert list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    assert list((e2e_home / "cache" / "templates").glob("*/ram.img"))
     boxes: list[str] = []
     try:
         with http_server(tmp_path) as host_port:
@@ -387,7 +387,7 @@ def test_boxes_from_one_warm_template_each_have_their_own_mac_and_ports(
                 boxes.append(proc.stdout.decode().strip())
             for box in boxes:
                 log = next((e2e_home / "boxes").glob(f"{box}*/shim.log")).read_text()
-                assert "-incoming fd:" in log  # restored from the template, not booted
+                assert "/ram.img,share=off" in log  # restored from the template, not booted
             # both answer at the same time on their own host ports, each with its own MAC,
             # and each reaches the host through host.boxlite.internal
             answers = [http_get(int(host_ports(b)["8000/tcp"].rpartition(":")[2])) for b in boxes]

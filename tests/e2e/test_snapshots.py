@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -123,6 +124,10 @@ IDENTITY = ("import os, socket, time; print(os.urandom(16).hex(), "
             "open('/proc/sys/kernel/random/uuid').read().strip(), socket.gethostname(), time.time())")
 
 
+# A warm start maps its template's RAM image (copy-on-write) and loads the devices' state.
+RESTORED = "/ram.img,share=off"
+
+
 def shim_command(home: Path, box: str) -> str:
     log = next((home / "boxes").glob(f"{box}*/shim.log")).read_text()
     return [line for line in log.splitlines() if "starting VMM" in line][-1]  # the last start
@@ -130,7 +135,7 @@ def shim_command(home: Path, box: str) -> str:
 
 def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
     out("run", "--rm", IMAGE, "true")  # leaves the template when there is none yet
-    templates = list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    templates = list((e2e_home / "cache" / "templates").glob("*/ram.img"))
     assert templates, "the first cold run saved no warm-start template"
     seen = []
     boxes = []
@@ -138,7 +143,7 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
         for _ in range(2):
             box = out("run", "-d", IMAGE, "python3", "-u", "-c", IDENTITY + "; time.sleep(600)")
             boxes.append(box)
-            assert "-incoming fd:" in shim_command(e2e_home, box)  # restored, not booted
+            assert RESTORED in shim_command(e2e_home, box)  # restored, not booted
         for box in boxes:
             deadline = time.monotonic() + 30
             while not (line := out("logs", box)):
@@ -163,9 +168,9 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
 def test_a_broken_template_falls_back_to_a_cold_start(e2e_home: Path) -> None:
     shutil.rmtree(e2e_home / "cache" / "templates", ignore_errors=True)
     out("run", "--rm", IMAGE, "true")  # a cold start: it leaves this run's template
-    templates = list((e2e_home / "cache" / "templates").glob("*/memory.state"))
+    templates = list((e2e_home / "cache" / "templates").glob("*/device.state"))
     assert len(templates) == 1
-    os.truncate(templates[0], 4096)  # QEMU cannot load it: the restore fails
+    os.truncate(templates[0], 64)  # QEMU cannot load it: the restore fails
     before = bx("ps", "-a", "-q").stdout
     proc = bx("run", "--rm", IMAGE, "echo", "still works")
     assert proc.returncode == 0, proc.stderr
@@ -184,15 +189,19 @@ def test_runs_from_a_primed_template_each_get_a_fresh_disk_and_restarts_keep_the
     out("run", "--rm", IMAGE, "true")  # cold: leaves the primed template (disk mounted)
     layers = list((e2e_home / "cache" / "templates").glob("*/rootfs.qcow2"))
     assert len(layers) == 1, "the first run saved no primed template"
+    ram = layers[0].with_name("ram.img")
+    ram_digest = hashlib.sha256(ram.read_bytes()).hexdigest()
     boxes = []
     try:
         for _ in range(2):  # each restored with a copy of the template's disk
             box = out("run", "-d", IMAGE, "sh", "-c", MARK)
             boxes.append(box)
-            assert "-incoming fd:" in shim_command(e2e_home, box)
+            assert RESTORED in shim_command(e2e_home, box)
             assert out("wait", box) == "0"
             assert out("logs", box) == ""  # the other box's file is not on this disk
-        # the template's disk is untouched by the boxes made from it
+        # the template's disk and RAM are untouched by the boxes made from it
+        assert hashlib.sha256(ram.read_bytes()).hexdigest() == ram_digest
+        assert not ram.with_name("memory.state").exists()
         assert bx("run", "--rm", IMAGE, "test", "!", "-e", "/root/mark").returncode == 0
         # a restart has a used disk: no primed template for it (a plain one, saved by
         # its first cold start, then warm); it sees what it wrote, twice over
@@ -201,7 +210,7 @@ def test_runs_from_a_primed_template_each_get_a_fresh_disk_and_restarts_keep_the
             out("start", first)
             assert out("wait", first) == "0"
             assert out("logs", first).endswith(expected)
-        assert "-incoming fd:" in shim_command(e2e_home, first)
-        assert len(list((e2e_home / "cache" / "templates").glob("*/memory.state"))) == 2
+        assert RESTORED in shim_command(e2e_home, first)
+        assert len(list((e2e_home / "cache" / "templates").glob("*/ram.img"))) == 2
     finally:
         bx("rm", "-f", *boxes)

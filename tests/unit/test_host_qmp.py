@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from boxlite_cli.vmm.qmp import MEMORY_FILE, Qmp, QmpError
+from boxlite_cli.vmm.ramimage import DEVICE_STATE_FILE, RAM_IMAGE_FILE, ram_image
 
 Handler = Callable[[str, dict[str, Any], int | None], dict[str, Any] | None]
 
@@ -175,3 +176,63 @@ def test_a_restore_that_ends_in_a_strange_state_is_an_error(
                         if command == "query-status" else {"return": {}})
     with pytest.raises(QmpError, match="restoring the VM failed \\(QEMU is internal-error\\)"):
         Qmp(server.path).restore(tmp_path, begun=True)
+
+
+def _capability_log(log: list[tuple[str, Any]]) -> Handler:
+    """A QEMU that writes "DEV" into a migration fd and logs each capability change."""
+    state = {"status": "inmigrate"}
+
+    def handler(command: str, args: dict[str, Any], fd: int | None) -> dict[str, Any]:
+        if command == "getfd":
+            assert fd is not None
+            log.append(("fd", os.read(fd, 10) if os.fstat(fd).st_size else os.write(fd, b"DEV")))
+            os.close(fd)
+        if command == "migrate-set-capabilities":
+            log.append(("cap", args["capabilities"]))
+        if command in ("migrate", "migrate-incoming"):
+            log.append((command, None))
+            state["status"] = "paused"
+        if command == "query-migrate":
+            return {"return": {"status": "completed"}}
+        if command == "query-status":
+            return {"return": state}
+        return {"return": {}}
+
+    return handler
+
+
+def test_a_snapshot_of_shared_ram_is_a_device_state_and_a_sparse_ram_image(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    log: list[tuple[str, Any]] = []
+    server = qmp_server(_capability_log(log))
+    ram = os.memfd_create("test-ram")
+    os.ftruncate(ram, 4 << 20)
+    os.pwrite(ram, b"kernel", 0)
+    os.pwrite(ram, b"heap", 3 << 20)
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    Qmp(server.path).snapshot(snap, ram_fd=ram)
+    on = [{"capability": "x-ignore-shared", "state": True}]
+    off = [{"capability": "x-ignore-shared", "state": False}]
+    assert log == [("cap", on), ("fd", 3), ("migrate", None), ("cap", off)]
+    assert (snap / DEVICE_STATE_FILE).read_bytes() == b"DEV"
+    assert not (snap / MEMORY_FILE).exists()
+    image = snap / RAM_IMAGE_FILE
+    data = image.read_bytes()
+    assert len(data) == 4 << 20
+    assert data[:6] == b"kernel" and data[3 << 20:(3 << 20) + 4] == b"heap"
+    assert data.count(0) == len(data) - 10
+    assert image.stat().st_blocks * 512 <= 256 * 1024, "the zero blocks are holes"
+    assert ram_image(snap) == image
+
+
+def test_a_ram_image_restore_loads_the_device_state_with_shared_ram_ignored(
+        tmp_path: Path, qmp_server: Callable[[Handler], FakeQmp]) -> None:
+    (tmp_path / DEVICE_STATE_FILE).write_bytes(b"DEV")
+    (tmp_path / RAM_IMAGE_FILE).write_bytes(b"")
+    log: list[tuple[str, Any]] = []
+    server = qmp_server(_capability_log(log))
+    Qmp(server.path).restore(tmp_path)
+    on = [{"capability": "x-ignore-shared", "state": True}]
+    off = [{"capability": "x-ignore-shared", "state": False}]
+    assert log == [("cap", on), ("fd", b"DEV"), ("migrate-incoming", None), ("cap", off)]

@@ -40,7 +40,8 @@ class FakeDriver:
     def restore_file(self, spec: VmSpec) -> Path | None:
         return Path(spec.restore_from) / "memory.state" if spec.restore_from else None
 
-    def command(self, spec: VmSpec, restore_fd: int | None = None) -> list[str]:
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
         return [sys.executable, "-c", COPY_FD, str(restore_fd), str(self.out)]
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
@@ -76,6 +77,23 @@ def test_the_memory_file_reaches_the_vmm_as_an_inherited_fd(tmp_path: Path) -> N
     record = read_pidfile(files.vmm_pid)
     assert record is not None and record.pid == started.process.pid
     assert files.console_log.read_bytes() == b""
+
+
+class StatusDriver(FakeDriver):
+    """A stand-in VMM that copies its own /proc status."""
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
+        return ["cp", "/proc/self/status", str(self.out)]
+
+
+def test_the_vmm_runs_without_transparent_huge_pages(tmp_path: Path) -> None:
+    files, launch = box(tmp_path)
+    started = start_vmm(files, launch, StatusDriver(tmp_path / "status"))
+    assert started.process.wait(10) == 0
+    status = (tmp_path / "status").read_text()
+    assert "THP_enabled:\t0" in status
+    assert "THP_enabled:\t1" in Path("/proc/self/status").read_text(), "ours is untouched"
 
 
 def test_a_cold_boot_passes_no_fd(tmp_path: Path) -> None:

@@ -167,3 +167,14 @@ def test_a_template_is_ready_only_when_complete(tmp_path: Path) -> None:
     (path / "rootfs.qcow2").write_bytes(b"layer")
     assert templates.ready("k", primed=True) == path
     assert templates.remove_all() > 0 and templates.ready("k") is None
+
+
+def test_a_template_with_a_ram_image_needs_its_device_state_too(tmp_path: Path) -> None:
+    templates = Templates(tmp_path / "templates")
+    path = templates.path("k")
+    path.mkdir(parents=True)
+    (path / "template.json").write_text("{}")
+    (path / "ram.img").write_bytes(b"ram")
+    assert templates.ready("k") is None  # a save that stopped between the two
+    (path / "device.state").write_bytes(b"devices")
+    assert templates.ready("k") == path

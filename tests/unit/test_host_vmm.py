@@ -314,3 +314,24 @@ def test_a_restore_reads_its_memory_from_an_inherited_fd_or_waits_for_qmp() -> N
     assert option_values(driver.command(spec, restore_fd=7), "-incoming") == ["fd:7"]
     assert option_values(driver.command(spec), "-incoming") == ["defer"]
     assert "-incoming" not in driver.command(vm_spec(), restore_fd=7)
+
+
+def test_guest_ram_is_qemus_own_shared_in_a_memfd_or_a_private_map_of_a_ram_image(
+        tmp_path: Path) -> None:
+    driver = QemuDriver()
+    assert "-object" not in driver.command(vm_spec())
+    shared = driver.command(vm_spec(memory_mib=256), ram_fd=9)
+    assert option_values(shared, "-object") == [
+        "memory-backend-file,id=microvm.ram,size=256M,mem-path=/proc/self/fd/9,share=on"]
+    assert option_values(shared, "-machine") == ["memory-backend=microvm.ram"]
+    template = tmp_path / "tpl,1"
+    template.mkdir()
+    (template / "device.state").write_bytes(b"")
+    (template / "ram.img").write_bytes(b"")
+    spec = vm_spec(restore_from=str(template))
+    restored = driver.command(spec)
+    assert option_values(restored, "-object") == [
+        f"memory-backend-file,id=microvm.ram,size=1024M,mem-path={tmp_path}/tpl,,1/ram.img,"
+        "share=off"]
+    assert driver.restore_file(spec) is None, "the small device state goes over QMP"
+    assert option_values(restored, "-incoming") == ["defer"]
