@@ -2,6 +2,11 @@ import os
 import sys
 from pathlib import Path
 
+if len(sys.argv) > 2 and sys.argv[1] == "--prestarted":  # see shim/prestart.py
+    from boxlite_cli.shim.prestart import serve
+
+    sys.exit(serve(int(sys.argv[2])))
+
 # The VMM first, with light imports only: a restore loads while the rest of the shim
 # (gRPC, protobuf) is imported. Launched by shim/launcher.py, this process started it
 # before it executed itself into the shim: then it only adopts it.

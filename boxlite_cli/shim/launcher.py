@@ -1,4 +1,5 @@
-"""Starting a box's shim so that its VMM starts first.
+"""Starting a box's shim so that its VMM starts first (or handing the box to the shim
+prestarted for it: see shim/prestart.py).
 
 `launch_shim` forks this process (the CLI, its modules already imported). The child
 starts the VMM at once (vmmproc.start_early: a restore begins loading its memory),
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from boxlite_cli.shim import prestart
 from boxlite_cli.shim.child import ChildProcess
 from boxlite_cli.shim.vmmproc import VmmProcess, start_early
 
@@ -40,9 +42,17 @@ def describe_early(early: VmmProcess | BaseException) -> str:
 def launch_shim(box_dir: Path, log: Path, ready_fd: int,
                 output_fds: tuple[int, ...] = ()) -> ChildProcess:
     """The box's shim, in a session of its own, its stdout and stderr appended to `log`;
-    it inherits `ready_fd` and `output_fds` and no other descriptor of ours."""
+    it inherits `ready_fd` and `output_fds` and no other descriptor of ours. The shim
+    this process prestarted (shim/prestart.py) when there is one, else a new one."""
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     try:
+        waiting = prestart.take()
+        if waiting is not None:
+            try:
+                waiting.hand_over(box_dir, log_fd, ready_fd, output_fds)
+                return ChildProcess(waiting.pid, waiting.command)
+            except OSError:
+                pass  # it is gone: start one the usual way
         pid = os.fork()
         if pid == 0:
             _become_shim(box_dir, log_fd, ready_fd, output_fds)

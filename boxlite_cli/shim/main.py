@@ -77,7 +77,8 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
 
 class Shim:
     def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1,
-                 early: VmmProcess | BaseException | None = None) -> None:
+                 early: VmmProcess | BaseException | None = None,
+                 output_fds: tuple[int, ...] | None = None) -> None:
         self.files = files
         self.early = early
         self.ready_fd = ready_fd
@@ -96,7 +97,8 @@ class Shim:
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
         self.exec_server: ExecServer | None = None
-        self.output_fds = self.launch.output_fds
+        # (A prestarted shim got them under other numbers than the CLI's.)
+        self.output_fds = self.launch.output_fds if output_fds is None else output_fds
 
     # state ----------------------------------------------------------------------------
 
@@ -607,15 +609,20 @@ class Shim:
             shutil.rmtree(self.files.sockets, ignore_errors=True)
 
 
-def main(argv: list[str], early: VmmProcess | BaseException | None = None) -> int:
-    """The shim; `early`: the VMM that `python -m boxlite_cli.shim` started (or why not)."""
+def main(argv: list[str], early: VmmProcess | BaseException | None = None,
+         output_fds: tuple[int, ...] | None = None) -> int:
+    """The shim; `early`: the VMM that `python -m boxlite_cli.shim` started (or why not);
+    `output_fds`: given to a prestarted shim (shim/prestart.py) only, the numbers it
+    got the output fds under."""
     box_dir, ready_fd = Path(argv[1]), int(argv[2])
     hold_fd = int(argv[3]) if len(argv) > 3 else -1
     files = BoxFiles(box_dir)
     logging.basicConfig(filename=files.shim_log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
+    if output_fds is not None:
+        log.info("prestarted: the CLI handed this shim its box")
     try:
-        return Shim(files, ready_fd, hold_fd, early).run()
+        return Shim(files, ready_fd, hold_fd, early, output_fds).run()
     except Exception:
         log.exception("shim crashed")
         with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):

@@ -128,8 +128,12 @@ IDENTITY = ("import os, socket, time; print(os.urandom(16).hex(), "
 RESTORED = "/ram.img,share=off"
 
 
+def shim_log(home: Path, box: str) -> str:
+    return next((home / "boxes").glob(f"{box}*/shim.log")).read_text()
+
+
 def shim_command(home: Path, box: str) -> str:
-    log = next((home / "boxes").glob(f"{box}*/shim.log")).read_text()
+    log = shim_log(home, box)
     return [line for line in log.splitlines() if "starting VMM" in line][-1]  # the last start
 
 
@@ -144,6 +148,8 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
             box = out("run", "-d", IMAGE, "python3", "-u", "-c", IDENTITY + "; time.sleep(600)")
             boxes.append(box)
             assert RESTORED in shim_command(e2e_home, box)  # restored, not booted
+            # its shim started with the CLI (shim/prestart.py) and was handed the box
+            assert "prestarted: the CLI handed" in shim_log(e2e_home, box)
         for box in boxes:
             deadline = time.monotonic() + 30
             while not (line := out("logs", box)):

@@ -1,0 +1,124 @@
+"""A shim started before the CLI knows its box, so that its Python start-up overlaps
+the CLI's own.
+
+A shim spends ~0.2 s importing gRPC and protobuf before it can talk to a guest, and
+the CLI spends about as long on its own start-up and on creating the box. On a warm
+start both sat on the critical path, one after the other. For the commands that start
+a box (`run`, `start`, `restart`) the console script (boxlite_cli/entry.py) calls
+`begin` first thing: it forks and the child executes itself into `python -m
+boxlite_cli.shim --prestarted FD`, in a session of its own, with /dev/null as its
+stdio and no descriptor of ours but one end of a socket pair. It imports the shim
+and waits. `launch_shim` (shim/launcher.py) hands it the box: one message with the
+box directory and, as SCM_RIGHTS, the log, the ready pipe and the output fds. Then it
+starts the VMM and runs as that box's shim. A CLI that never hands it a box (an
+error, `--help`, a box already running) closes its end by exiting, and the
+prestarted shim exits at once, having touched nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+PRESTARTED_FLAG = "--prestarted"
+_MAX_FDS = 8  # the log, the ready pipe, the output fds
+_MESSAGE_MAX = 64 * 1024
+
+
+@dataclass
+class Prestarted:
+    """Our side of a prestarted shim: its pid (our child) and our end of its socket."""
+
+    pid: int
+    sock: socket.socket
+    command: list[str]
+
+    def hand_over(self, box_dir: Path, log_fd: int, ready_fd: int,
+                  output_fds: tuple[int, ...]) -> None:
+        """Make it the shim of `box_dir` (OSError when it is gone: start another)."""
+        message = json.dumps({"box_dir": str(box_dir)}).encode()
+        try:
+            socket.send_fds(self.sock, [message], [log_fd, ready_fd, *output_fds])
+        finally:
+            self.sock.close()
+
+
+_waiting: Prestarted | None = None
+
+
+def shim_command(sock_fd: int) -> list[str]:
+    # The home in the command line too, as every other shim and VMM of that home has.
+    home = os.environ.get("BOXLITE_HOME", "")
+    return [sys.executable, "-m", "boxlite_cli.shim", PRESTARTED_FLAG, str(sock_fd), home]
+
+
+def begin() -> None:
+    """Start a shim for the box this process is about to start (see the module doc)."""
+    global _waiting
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # (Never 0-2, even when we were started with those closed: they become /dev/null.)
+    sock_fd = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+    theirs.close()
+    command = shim_command(sock_fd)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _become_waiting_shim(sock_fd, command)
+    os.close(sock_fd)
+    _waiting = Prestarted(pid, ours, command)
+
+
+def take() -> Prestarted | None:
+    """The prestarted shim, once (None when there is none, or it was taken)."""
+    global _waiting
+    waiting, _waiting = _waiting, None
+    return waiting
+
+
+def _become_waiting_shim(sock_fd: int, command: list[str]) -> NoReturn:
+    """In the forked child: never returns into the caller's code."""
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) not in (0, 1, 2, sock_fd):
+                with contextlib.suppress(OSError):  # (the listing's own descriptor)
+                    os.close(int(name))
+        os.set_inheritable(sock_fd, True)
+        os.execv(command[0], command)
+    finally:
+        os._exit(125)
+
+
+def serve(sock_fd: int) -> int:
+    """`python -m boxlite_cli.shim --prestarted FD`: import the shim, wait for the box,
+    then be its shim. 0 at once when the CLI went away without handing one over."""
+    from boxlite_cli.shim.main import main  # the slow part, while the CLI works
+
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_MAX, _MAX_FDS)
+    finally:
+        sock.close()
+    if not message or len(fds) < 2:
+        for fd in fds:
+            os.close(fd)
+        return 0
+    box_dir = str(json.loads(message)["box_dir"])
+    log_fd, ready_fd, *output_fds = fds
+    for fd in (1, 2):
+        os.dup2(log_fd, fd)
+    os.close(log_fd)
+    from boxlite_cli.shim.vmmproc import start_early
+
+    early = start_early(Path(box_dir))
+    return main(["shim", box_dir, str(ready_fd)], early, output_fds=tuple(output_fds))

@@ -1,0 +1,92 @@
+"""The prestarted shim (shim/prestart.py): when the console script starts one, that one
+unused leaves nothing behind, and a hand-over to one that is gone says so."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.entry import wants_prestart
+from boxlite_cli.shim.prestart import Prestarted
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "--rm", "img", "true"], True),
+    (["--debug", "start", "web"], True),
+    (["restart", "web"], True),
+    (["ps", "-a"], False),
+    (["exec", "web", "run"], False),  # the command is the first word only
+    (["run", "--help"], False),
+    ([], False),
+])
+def test_only_the_commands_that_start_a_box_prestart_a_shim(
+        args: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BOXLITE_PRESTART", raising=False)
+    assert wants_prestart(args) is expected
+
+
+def test_prestarting_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_PRESTART", "0")
+    assert not wants_prestart(["run", "img"])
+
+
+# A CLI that prestarts a shim, reports it, holds still, then exits without using it.
+CLI = """
+import os, sys, time
+from boxlite_cli.shim import prestart
+prestart.begin()
+print(prestart._waiting.pid, flush=True)
+sys.stdin.readline()
+"""
+
+
+def _fds(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
+def test_an_unused_prestarted_shim_holds_nothing_of_ours_and_exits_with_us(
+        tmp_path: Path) -> None:
+    leak = open(tmp_path / "leak", "w")  # noqa: SIM115 (inherited by the CLI)
+    cli = subprocess.Popen([sys.executable, "-c", CLI], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, pass_fds=(leak.fileno(),), text=True)
+    assert cli.stdout is not None and cli.stdin is not None
+    pid = int(cli.stdout.readline())
+    deadline = time.monotonic() + 30
+    while "--prestarted" not in Path(f"/proc/{pid}/cmdline").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    fds = _fds(pid)
+    assert str(tmp_path / "leak") not in fds
+    assert not any(target.startswith("pipe:") for target in fds), "not our stdio"
+    assert os.getsid(pid) == pid, "a session of its own"
+    cli.stdin.close()  # the CLI exits without handing it a box
+    assert cli.wait(10) == 0
+    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+        assert time.monotonic() < deadline, "the prestarted shim did not exit"
+        time.sleep(0.02)
+    leak.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
+
+
+def test_handing_a_box_to_a_shim_that_is_gone_is_an_oserror(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.close()
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError):
+            Prestarted(0, ours, []).hand_over(tmp_path, w, w, ())
+    finally:
+        os.close(r)
+        os.close(w)
