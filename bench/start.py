@@ -3,7 +3,7 @@
 
   floor      bare QEMU boot to the initramfs's /init and power-off (boxlite.mode=floor)
   restore    bare QEMU restore of the warm-start template (the same VM boxlite saves):
-             QEMU start, memory load, running
+             QEMU start on the template's RAM image, device state load, running
   cold run   boxlite run --rm --cold localhost/debian:bookworm true
   warm run   boxlite run --rm localhost/debian:bookworm true (restored from the template)
   exec       boxlite exec BOX true, on a running box
