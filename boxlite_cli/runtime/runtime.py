@@ -429,6 +429,8 @@ class Runtime:
                 key = None  # not now: that template is going or gone
             if warm is not None:
                 vm = dataclasses.replace(vm, restore_from=str(warm))
+            elif key:
+                self.templates.prune()  # room for the one this start saves
             if checkpoint is not None:
                 from boxlite_cli.runtime import snapshots  # only for start --checkpoint
 

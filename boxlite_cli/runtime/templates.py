@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
@@ -36,6 +37,11 @@ from boxlite_cli.vmm.ramimage import ram_image
 
 # 2: saved after a warm-up call; 3: primed templates; 4: the RAM as an image
 TEMPLATE_FORMAT = 4
+# Before a template is saved, the others are pruned: those not used for this long,
+# and all but the most recently used ones (each holds ~the guest's used RAM on disk).
+KEEP_TEMPLATES = 8
+TEMPLATE_MAX_IDLE_S = 14 * 86400
+PARTIAL_MAX_AGE_S = 3600  # a save that died (a live one takes seconds)
 WARM_DRIVERS = ("qemu",)  # cloud-hypervisor's snapshots name the original box's files
 
 
@@ -85,13 +91,45 @@ class Templates:
         return self.root / key
 
     def ready(self, key: str, primed: bool = False) -> Path | None:
-        """The template directory for `key` when it is complete."""
+        """The template directory for `key` when it is complete (marked as used now)."""
         path = self.path(key)
         parts = (TEMPLATE_META, *((ROOTFS_LAYER,) if primed else ()))
         memory = (path / MEMORY_FILE).is_file() or ram_image(path) is not None
         if memory and all((path / part).is_file() for part in parts):
+            with contextlib.suppress(OSError):
+                os.utime(path / TEMPLATE_META)  # its last use, for prune()
             return path
         return None
+
+    def prune(self, keep: int = KEEP_TEMPLATES, max_idle_s: float = TEMPLATE_MAX_IDLE_S,
+              now: float | None = None) -> list[str]:
+        """Delete the templates not used for `max_idle_s` and all but the `keep` most
+        recently used ones, and saves that died half-way; the names deleted. (A box
+        restored from a deleted template runs on: its RAM image stays mapped.)"""
+        now = time.time() if now is None else now
+        if not self.root.is_dir():
+            return []
+        used: list[tuple[float, Path]] = []
+        gone: list[Path] = []
+        for entry in self.root.iterdir():
+            if not entry.is_dir():
+                continue
+            try:
+                if ".partial-" in entry.name:
+                    if now - entry.stat().st_mtime > PARTIAL_MAX_AGE_S:
+                        gone.append(entry)
+                    continue
+                used.append(((entry / TEMPLATE_META).stat().st_mtime, entry))
+            except OSError:  # no metadata: not a template of ours, or being removed
+                continue
+        used.sort(reverse=True)
+        gone += [entry for i, (last, entry) in enumerate(used)
+                 if i >= keep or now - last > max_idle_s]
+        for entry in gone:
+            shutil.rmtree(entry, ignore_errors=True)
+            if ".partial-" not in entry.name:
+                entry.with_name(f"{entry.name}.lock").unlink(missing_ok=True)
+        return sorted(entry.name for entry in gone)
 
     def remove_all(self) -> int:
         """Delete every template (they are rebuilt by the next cold starts); bytes freed."""

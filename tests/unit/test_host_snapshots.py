@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -178,3 +179,49 @@ def test_a_template_with_a_ram_image_needs_its_device_state_too(tmp_path: Path) 
     assert templates.ready("k") is None  # a save that stopped between the two
     (path / "device.state").write_bytes(b"devices")
     assert templates.ready("k") == path
+
+
+def test_pruning_keeps_the_most_recently_used_templates_and_drops_idle_ones(
+        tmp_path: Path) -> None:
+    templates = Templates(tmp_path / "templates")
+    now = 1_000_000_000.0
+    day = 86400.0
+
+    def template(name: str, last_used: float) -> Path:
+        path = templates.path(name)
+        path.mkdir(parents=True)
+        (path / "ram.img").write_bytes(b"ram")
+        (path / "template.json").write_text("{}")
+        os.utime(path / "template.json", (last_used, last_used))
+        path.with_name(f"{name}.lock").touch()
+        return path
+
+    for i in range(4):
+        template(f"recent{i}", now - i * 60)
+    template("older", now - 2 * day)
+    template("idle", now - 20 * day)
+    dead_save = templates.root / "k.partial-123"
+    dead_save.mkdir()
+    os.utime(dead_save, (now - 2 * 3600, now - 2 * 3600))
+    live_save = templates.root / "j.partial-456"
+    live_save.mkdir()
+    os.utime(live_save, (now - 5, now - 5))
+    # room for ten: only the one unused for too long goes, and the save that died
+    assert templates.prune(keep=10, now=now) == ["idle", "k.partial-123"]
+    # room for four: the least recently used beyond them go too
+    assert templates.prune(keep=4, now=now) == ["older"]
+    left = sorted(p.name for p in templates.root.iterdir())
+    assert left == ["j.partial-456", *sorted(f"recent{i}{s}" for i in range(4)
+                                            for s in ("", ".lock"))]
+
+
+def test_a_template_found_ready_counts_as_used_now(tmp_path: Path) -> None:
+    templates = Templates(tmp_path / "templates")
+    path = templates.path("k")
+    path.mkdir(parents=True)
+    (path / "memory.state").write_bytes(b"ram")
+    (path / "template.json").write_text("{}")
+    os.utime(path / "template.json", (1.0, 1.0))
+    assert templates.ready("k") == path
+    assert (path / "template.json").stat().st_mtime > 1.0
+    assert templates.prune(keep=1) == []
