@@ -108,6 +108,12 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 if context.is_active():
                     context.abort(e.code(), e.details() or "")
             finally:
+                if not complete:
+                    # Our side ended first (the client went away, or the server closed
+                    # this generator): the upstream call must not run on. (The
+                    # termination callback alone misses a cancel that lands while this
+                    # generator waits at its yield: then it is closed, not resumed.)
+                    call.cancel()
                 if key is not None:
                     self.tracker.end(key, complete)
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
 from boxlite_cli.errors import AgentError, UsageError
-from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
+from boxlite_cli.shim.proxy import ATTACH, AttachTracker, ProxyHandler
 
 BIG = bytes(range(256)) * 8192  # 2 MiB, more than one HTTP/2 frame window
 
@@ -230,6 +230,51 @@ def test_cancelled_attach_is_not_complete_and_ends_upstream(rig: Rig) -> None:
     assert wait_until(lambda: rig.tracker.active.get("endless") == 0)
     assert "endless" not in rig.tracker.completed
     assert rig.agent.attach_cancelled.wait(30), "the upstream Attach was not cancelled"
+
+
+class SilentContext:
+    """A servicer context that keeps its termination callbacks (as gRPC's does, until
+    the RPC is cleaned up) and never runs them."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+    def time_remaining(self) -> None:
+        return None
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        self.callbacks.append(callback)
+        return True
+
+    def is_active(self) -> bool:
+        return False
+
+
+def test_a_forwarder_closed_mid_stream_cancels_its_upstream_call() -> None:
+    """The server closes the response generator (a cancel that landed while it waited
+    at its yield) and has not run the termination callbacks, which still hold the
+    upstream call: that call is cancelled all the same."""
+    sockdir = Path(tempfile.mkdtemp(prefix="blp-", dir="/tmp"))
+    agent = FakeAgent()
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_AgentServicer_to_server(agent, server)
+    server.add_insecure_port(f"unix:{sockdir / 'vm.sock'}")
+    server.start()
+    channel = grpc.insecure_channel(f"unix:{sockdir / 'vm.sock'}")
+    try:
+        tracker = AttachTracker()
+        forward = ProxyHandler(channel, tracker)._forwarder(ATTACH)
+        request = pb.AttachRequest(exec_id="endless").SerializeToString()
+        context = SilentContext()
+        responses = forward(iter([request]), context)  # type: ignore[arg-type]
+        assert pb.OutputChunk.FromString(next(responses)).data == b"first"
+        responses.close()
+        assert agent.attach_cancelled.wait(30), "the upstream Attach runs on"
+        assert tracker.active == {"endless": 0} and not tracker.completed
+    finally:
+        channel.close()
+        server.stop(0)
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def test_unknown_method_is_unimplemented_upstream(rig: Rig) -> None:
