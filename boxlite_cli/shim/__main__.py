@@ -2,9 +2,9 @@ import os
 import sys
 from pathlib import Path
 
-if len(sys.argv) > 2 and sys.argv[1] == "--prestarted":  # see shim/prestart.py
-    from boxlite_cli.shim.prestart import serve
+from boxlite_cli.shim.prestart import PRESTARTED_FLAG, serve
 
+if len(sys.argv) > 2 and sys.argv[1] == PRESTARTED_FLAG:  # see shim/prestart.py
     sys.exit(serve(int(sys.argv[2])))
 
 # The VMM first, with light imports only: a restore loads while the rest of the shim
