@@ -3,6 +3,7 @@ unused leaves nothing behind, and a hand-over to one that is gone says so."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -47,7 +48,12 @@ sys.stdin.readline()
 
 
 def _fds(pid: int) -> set[str]:
-    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    """What `pid` has open (one its imports closed meanwhile is left out)."""
+    targets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
 
 
 def test_an_unused_prestarted_shim_holds_nothing_of_ours_and_exits_with_us(
