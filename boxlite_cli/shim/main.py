@@ -38,7 +38,7 @@ from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
-from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_vmm
+from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, finish_restore, start_vmm
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META, Launch
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
@@ -140,7 +140,8 @@ class Shim:
 
     def start_vmm(self) -> None:
         """Start the VMM (unless `python -m boxlite_cli.shim` already did), and
-        finish a restore: a restored VM comes back paused and is resumed."""
+        finish a restore (unless that was done early too): a restored VM comes back
+        paused and is resumed. The agent is reached over new connections afterwards."""
         early, self.early = self.early, None
         if isinstance(early, BaseException):
             raise early
@@ -148,13 +149,10 @@ class Shim:
         log.info("starting VMM: %s", " ".join(started.command))
         self.vmm = started.process
         self.ram_fd = started.ram_fd
-        spec = self.launch.vm
-        if spec.restore_from:
-            # The agent is reached over new connections afterwards.
-            control = self.driver.control(spec)
-            control.wait_ready(min(self.launch.boot_timeout_s, 30.0))
-            control.restore(Path(spec.restore_from), begun=started.restore_begun)
-            control.resume()
+        if started.restore_error is not None:
+            raise started.restore_error
+        if self.launch.vm.restore_from and not started.restored:
+            finish_restore(started, self.launch, self.driver)
 
     def agent_target(self) -> str:
         """The gRPC target of the guest agent: the VMM's own unix socket when it has

@@ -56,12 +56,15 @@ class VmmProcess:
     """A started VMM. `restore_begun`: it loads its memory snapshot by itself (the
     file was named on its command line); the control channel only waits for the end.
     `ram_fd`: our descriptor of the memfd its RAM is shared in (a VM that will save a
-    template; the save copies the RAM from it), else None."""
+    template; the save copies the RAM from it), else None. `restored`: its snapshot
+    is loaded and it runs (finish_restore); `restore_error`: why that failed."""
 
     process: Process
     command: list[str]
     restore_begun: bool = False
     ram_fd: int | None = None
+    restored: bool = False
+    restore_error: BaseException | None = None
 
 
 def start_passt(files: BoxFiles, spec: VmSpec) -> None:
@@ -128,6 +131,17 @@ def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
     return VmmProcess(process, cmd, restore_begun=restore_fd is not None, ram_fd=ram_fd)
 
 
+def finish_restore(started: VmmProcess, launch: Launch, driver: VmmDriver) -> None:
+    """A VMM started to restore a snapshot: wait for its control channel, load the
+    snapshot (unless it loads it by itself), resume it. Raises BoxliteError."""
+    spec = launch.vm
+    control = driver.control(spec)
+    control.wait_ready(min(launch.boot_timeout_s, 30.0))
+    control.restore(Path(spec.restore_from), begun=started.restore_begun)
+    control.resume()
+    started.restored = True
+
+
 def adopt_early(described: str) -> VmmProcess | BaseException:
     """The VMM this process started before it executed itself into the shim (see
     shim/launcher.py's describe_early), or why it could not."""
@@ -144,8 +158,9 @@ def adopt_early(described: str) -> VmmProcess | BaseException:
         return BootFailed(f"the shim was launched with a bad VMM description ({e})")
 
 
-def start_early(box_dir: Path) -> VmmProcess | BaseException:
-    """`python -m boxlite_cli.shim`'s first step: the shim's PID file, then the VMM.
+def start_early(box_dir: Path, restore: bool = False) -> VmmProcess | BaseException:
+    """`python -m boxlite_cli.shim`'s first step: the shim's PID file, then the VMM;
+    with `restore`, a restoring VMM is also restored and resumed (finish_restore).
     A failure is returned, to be reported by the shim proper once it is up."""
     files = BoxFiles(box_dir)
     try:
@@ -153,6 +168,13 @@ def start_early(box_dir: Path) -> VmmProcess | BaseException:
         write_pidfile(files.shim_pid, ProcessRecord.current())
         from boxlite_cli.vmm.drivers import get_driver
 
-        return start_vmm(files, launch, get_driver(launch.driver))
+        driver = get_driver(launch.driver)
+        started = start_vmm(files, launch, driver)
     except Exception as e:
         return e
+    if restore and launch.vm.restore_from:
+        try:
+            finish_restore(started, launch, driver)
+        except Exception as e:
+            started.restore_error = e  # (raised by the shim, which stops the VMM)
+    return started

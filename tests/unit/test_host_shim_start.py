@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, VmError
 from boxlite_cli.shim.main import Shim
-from boxlite_cli.shim.vmmproc import BootFailed, start_early, start_vmm
+from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_early, start_vmm
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.pidfile import read_pidfile
@@ -119,6 +119,104 @@ def test_start_early_hands_a_failure_on_instead_of_raising(tmp_path: Path) -> No
     outcome = start_early(tmp_path / "box")  # no vm.json
     assert isinstance(outcome, FileNotFoundError)
     assert not (tmp_path / "box" / "shim.pid").exists()
+
+
+class FakeControl:
+    """A control channel that records what it is asked (and can refuse the restore)."""
+
+    def __init__(self, calls: list[object], fail: str | None) -> None:
+        self.calls, self.fail = calls, fail
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self.calls.append("wait_ready")
+
+    def restore(self, directory: Path, begun: bool = False) -> None:
+        self.calls.append(("restore", directory.name, begun))
+        if self.fail:
+            raise VmError(self.fail)
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+
+class ControlDriver(FakeDriver):
+    """A stand-in VMM that just waits; its control channel is a FakeControl."""
+
+    def __init__(self, out: Path, fail: str | None = None) -> None:
+        super().__init__(out)
+        self.calls: list[object] = []
+        self.fail = fail
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def control(self, spec: VmSpec, timeout_s: float = 10.0) -> FakeControl:  # type: ignore[override]
+        return FakeControl(self.calls, self.fail)
+
+
+def restoring_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  driver: ControlDriver) -> BoxFiles:
+    import boxlite_cli.shim.main
+    import boxlite_cli.vmm.drivers
+
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "memory.state").write_bytes(b"saved RAM")
+    files, _ = box(tmp_path, restore_from=str(template))
+    for module in (boxlite_cli.vmm.drivers, boxlite_cli.shim.main):
+        monkeypatch.setattr(module, "get_driver", lambda name: driver)
+    return files
+
+
+def test_a_prestarted_shim_restores_and_resumes_the_vm_before_its_imports_are_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = ControlDriver(tmp_path / "got")
+    files = restoring_box(tmp_path, monkeypatch, driver)
+    started = start_early(files.dir, restore=True)
+    assert isinstance(started, VmmProcess)
+    try:
+        assert driver.calls == ["wait_ready", ("restore", "template", True), "resume"]
+        assert started.restored and started.restore_error is None
+        Shim(files, ready_fd=-1, early=started).start_vmm()
+        assert len(driver.calls) == 3, "the shim does not restore it a second time"
+    finally:
+        started.process.kill()
+        started.process.wait()
+
+
+def test_an_early_restore_that_fails_is_raised_by_the_shim_which_holds_the_vmm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = ControlDriver(tmp_path / "got", fail="restoring the VM failed (QEMU is failed)")
+    files = restoring_box(tmp_path, monkeypatch, driver)
+    started = start_early(files.dir, restore=True)
+    assert isinstance(started, VmmProcess)
+    try:
+        assert not started.restored and isinstance(started.restore_error, VmError)
+        assert started.process.poll() is None, "the VMM is not left unowned: the shim stops it"
+        s = Shim(files, ready_fd=-1, early=started)
+        with pytest.raises(VmError, match="QEMU is failed"):
+            s.start_vmm()
+        assert s.vmm is started.process
+        assert "resume" not in driver.calls
+    finally:
+        started.process.kill()
+        started.process.wait()
+
+
+def test_a_launched_shim_restores_the_vm_itself(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = ControlDriver(tmp_path / "got")
+    files = restoring_box(tmp_path, monkeypatch, driver)
+    started = start_early(files.dir)  # (shim/launcher.py's way: no early restore)
+    assert isinstance(started, VmmProcess)
+    try:
+        assert driver.calls == [] and not started.restored
+        Shim(files, ready_fd=-1, early=started).start_vmm()
+        assert driver.calls == ["wait_ready", ("restore", "template", True), "resume"]
+    finally:
+        started.process.kill()
+        started.process.wait()
 
 
 class FakeRpcError(grpc.RpcError):
