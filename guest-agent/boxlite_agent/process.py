@@ -26,6 +26,7 @@ from boxlite_agent.outbuf import OutputBuffer
 from boxlite_agent.ptys import set_window_size
 from boxlite_agent.sharedfd import SharedFd
 from boxlite_agent.spawn import STDERR, STDOUT, Spawned
+from boxlite_agent.threads import THREADS, Task
 
 READ_SIZE = 64 * 1024
 POLL_MS = 500
@@ -79,7 +80,7 @@ class Execution:
         self._timed_out = False
         self._signal_lock = threading.Lock()
         self._input_lock = threading.Lock()
-        self._readers: list[threading.Thread] = []
+        self._readers: list[Task] = []
         self._master: SharedFd | None = None
         self._stdin: SharedFd | None = None
         if spawned is None:  # a process that could not be started
@@ -104,10 +105,9 @@ class Execution:
             self._stdin = SharedFd(spawned.stdin)
         for stream, fd in spawned.outputs:
             name = f"exec-{exec_id}-{'out' if stream == STDOUT else 'err'}"
-            t = threading.Thread(target=self._read, args=(stream, fd), name=name, daemon=True)
-            t.start()
+            t = THREADS.start(self._read, stream, fd, name=name)
             self._readers.append(t)
-        threading.Thread(target=self._watch, name=f"exec-{exec_id}-wait", daemon=True).start()
+        THREADS.start(self._watch, name=f"exec-{exec_id}-wait")
 
     @classmethod
     def failed(cls, exec_id: str, exit_code: int) -> Execution:

@@ -21,12 +21,18 @@ from boxlite_agent.bridge import PortBridge, connect_unix
 from boxlite_agent.guest import Guest, LocalGuest
 from boxlite_agent.pb import agent_pb2_grpc
 from boxlite_agent.service import AgentService
+from boxlite_agent.threads import THREADS, warm_pool
 
 if TYPE_CHECKING:
     import argparse
 
 SOCKET_PATH = "/run/boxlite/agent.sock"
 MAX_WORKERS = 128
+# Threads started at start-up, so that a warm-start template has them (see threads.py):
+# RPC workers for Init, then a foreground run's Attach and Wait; the main process's
+# output readers and watcher, and those of one exec.
+WARM_RPC_WORKERS = 4
+WARM_THREADS = 6
 READY_LINE = "boxlite-agent: ready"
 
 # The host may send keepalive pings on an otherwise idle connection: allow them
@@ -38,12 +44,13 @@ SERVER_OPTIONS = [
 ]
 
 
-def build_server(service: AgentService, address: str, max_workers: int = MAX_WORKERS) -> grpc.Server:
-    """A started-not-yet gRPC server serving ``service`` on ``address`` (e.g. unix:/path)."""
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        options=SERVER_OPTIONS,
-    )
+def build_server(service: AgentService, address: str, max_workers: int = MAX_WORKERS,
+                 warm_workers: int = 0) -> grpc.Server:
+    """A started-not-yet gRPC server serving ``service`` on ``address`` (e.g. unix:/path),
+    with ``warm_workers`` of its worker threads started already."""
+    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+    warm_pool(executor, warm_workers)
+    server = grpc.server(executor, options=SERVER_OPTIONS)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     if not server.add_insecure_port(address):
         raise OSError(f"cannot listen on {address}")
@@ -130,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)
-    server = build_server(AgentService(guest), args.listen)
+    server = build_server(AgentService(guest), args.listen, warm_workers=WARM_RPC_WORKERS)
+    THREADS.warm(WARM_THREADS)
     server.start()
     if not args.local:
         _start_channels(path)
