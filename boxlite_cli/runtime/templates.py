@@ -32,6 +32,7 @@ from pathlib import Path
 
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
 from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
+from boxlite_cli.vmm.cmdline import accel_cmdline
 from boxlite_cli.vmm.qmp import MEMORY_FILE
 from boxlite_cli.vmm.ramimage import ram_image
 
@@ -73,7 +74,8 @@ def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: st
         "cpus": spec.cpus,
         "memory_mib": spec.memory_mib,
         "accel": spec.accel,
-        "cmdline": list(spec.extra_cmdline),
+        # (the whole command line: the TCG guest's TSC rate is in the accelerator's part)
+        "cmdline": [*accel_cmdline(spec.accel), *spec.extra_cmdline],
         "network": spec.network,
         "image": image_id,
         "primed_on": _file_identity(primed_on),

@@ -123,7 +123,11 @@ def test_a_cached_empty_overlay_is_what_qemu_img_makes(tmp_path: Path, base: Pat
     assert copied.read_bytes() == made.read_bytes()
 
 
-def test_template_keys_change_with_every_input(tmp_path: Path) -> None:
+def test_template_keys_change_with_every_input(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_cli.vmm import cmdline
+
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: 2445422)
     qemu = tmp_path / "qemu"
     qemu.write_bytes(b"qemu")
     key = template_key("qemu", str(qemu), spec(tmp_path), "sha256:img")
@@ -137,6 +141,9 @@ def test_template_keys_change_with_every_input(tmp_path: Path) -> None:
         template_key("qemu", str(qemu), spec(tmp_path, extra_cmdline=("x=1",)), "sha256:img"),
         template_key("qemu", str(qemu), spec(tmp_path), "sha256:other"),
     ]
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: 3000000)  # another host's TSC
+    variants.append(template_key("qemu", str(qemu), spec(tmp_path), "sha256:img"))
+    monkeypatch.setattr(cmdline, "host_tsc_khz", lambda: 2445422)
     assert len({key, *variants}) == len(variants) + 1
     time.sleep(0.01)
     (tmp_path / "agent-root.ext4").write_bytes(b"a new payload")  # any input file changes

@@ -290,13 +290,19 @@ cpu MHz\t\t: 1000.000
 
 
 def test_host_tsc_khz_from_cpuinfo() -> None:
-    assert HOST_TSC_KHZ(CPUINFO) == 2445422
+    assert HOST_TSC_KHZ(CPUINFO, cpufreq=False) == 2445422
 
 
 def test_host_tsc_khz_needs_a_known_constant_tsc() -> None:
-    assert HOST_TSC_KHZ(CPUINFO.replace(" tsc_known_freq", "")) is None
-    assert HOST_TSC_KHZ(CPUINFO.replace(" constant_tsc", "")) is None
-    assert HOST_TSC_KHZ("processor\t: 0\n") is None
+    assert HOST_TSC_KHZ(CPUINFO.replace(" tsc_known_freq", ""), cpufreq=False) is None
+    assert HOST_TSC_KHZ(CPUINFO.replace(" constant_tsc", ""), cpufreq=False) is None
+    assert HOST_TSC_KHZ("processor\t: 0\n", cpufreq=False) is None
+
+
+def test_host_tsc_khz_is_not_a_current_cpu_frequency() -> None:
+    """Bare metal reports the current (scaled) frequency as "cpu MHz": not the TSC's."""
+    assert HOST_TSC_KHZ(CPUINFO.replace(" rdtsc", " rdtsc aperfmperf"), cpufreq=False) is None
+    assert HOST_TSC_KHZ(CPUINFO, cpufreq=True) is None
 
 
 def test_tsc_rate_is_given_to_tcg_guests_only() -> None:
