@@ -27,16 +27,17 @@ CPUFREQ_DIR = "/sys/devices/system/cpu/cpu0/cpufreq"
 
 
 def host_tsc_khz(cpuinfo: str | None = None, cpufreq: bool | None = None) -> int | None:
-    """The host's TSC rate in kHz when it is constant (x86 `constant_tsc`) and known,
-    else None.
+    """The host's TSC rate in kHz when it is constant (x86 `constant_tsc`) and known
+    to the kernel (`tsc_known_freq`), else None.
 
     Under TCG the guest's TSC runs at the host's rate, but the guest can only
     calibrate it against the emulated PIT, which fails when the host is busy (the
     guest then stalls with "Marking TSC unstable"). Telling it the rate avoids that.
-    A wrong rate would be worse (the guest's clock would run fast or slow), so it is
-    taken from "cpu MHz" only where that is the kernel's calibrated rate: not where
-    the kernel reports the current frequency instead (an `aperfmperf` CPU, or a host
-    with a cpufreq driver: `cpufreq`, else looked up in sysfs), as bare metal does.
+    A wrong rate would be worse (the guest's clock would run fast or slow). "cpu MHz"
+    is the kernel's TSC rate only where it does not report the current frequency
+    instead, as bare metal does (an `aperfmperf` CPU, or a cpufreq driver: `cpufreq`,
+    else looked up in sysfs). There "bogomips" is used: the kernel derives it from
+    the TSC rate (loops per jiffy = TSC kHz x 1000 / HZ; bogomips = TSC kHz / 500).
     """
     if cpuinfo is None:
         try:
@@ -44,25 +45,22 @@ def host_tsc_khz(cpuinfo: str | None = None, cpufreq: bool | None = None) -> int
                 cpuinfo = f.read(65536)
         except OSError:
             return None
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
+    flags = set(fields.get("flags", "").split())
+    if not {"constant_tsc", "tsc_known_freq"} <= flags:
+        return None
     if cpufreq is None:
         cpufreq = os.path.isdir(CPUFREQ_DIR)
-    if cpufreq:
+    scaled = cpufreq or "aperfmperf" in flags
+    try:
+        khz = float(fields["bogomips"]) * 500 if scaled else float(fields["cpu MHz"]) * 1000
+    except (KeyError, ValueError):
         return None
-    flags: set[str] = set()
-    mhz = None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "cpu MHz" and mhz is None:
-            try:
-                mhz = float(value)
-            except ValueError:
-                return None
-    if mhz is None or not {"constant_tsc", "tsc_known_freq"} <= flags or "aperfmperf" in flags:
-        return None
-    return round(mhz * 1000)
+    return round(khz) if khz > 0 else None
 
 
 def accel_cmdline(accel: str) -> tuple[str, ...]:

@@ -284,8 +284,10 @@ CPUINFO = """processor\t: 0
 model name\t: AMD EPYC
 cpu MHz\t\t: 2445.422
 flags\t\t: fpu tsc constant_tsc nonstop_tsc tsc_known_freq rdtsc
+bogomips\t: 4890.84
 processor\t: 1
 cpu MHz\t\t: 1000.000
+bogomips\t: 4890.84
 """
 
 
@@ -300,9 +302,13 @@ def test_host_tsc_khz_needs_a_known_constant_tsc() -> None:
 
 
 def test_host_tsc_khz_is_not_a_current_cpu_frequency() -> None:
-    """Bare metal reports the current (scaled) frequency as "cpu MHz": not the TSC's."""
-    assert HOST_TSC_KHZ(CPUINFO.replace(" rdtsc", " rdtsc aperfmperf"), cpufreq=False) is None
-    assert HOST_TSC_KHZ(CPUINFO, cpufreq=True) is None
+    """Bare metal reports the current (scaled) frequency as "cpu MHz": the TSC rate
+    is read from bogomips there (TSC kHz / 500), or not at all."""
+    scaled = CPUINFO.replace("cpu MHz\t\t: 2445.422", "cpu MHz\t\t: 1197.315")
+    assert HOST_TSC_KHZ(scaled.replace(" rdtsc", " rdtsc aperfmperf"), cpufreq=False) == 2445420
+    assert HOST_TSC_KHZ(scaled, cpufreq=True) == 2445420
+    no_bogomips = "\n".join(line for line in scaled.splitlines() if "bogomips" not in line)
+    assert HOST_TSC_KHZ(no_bogomips, cpufreq=True) is None
 
 
 def test_tsc_rate_is_given_to_tcg_guests_only() -> None:
