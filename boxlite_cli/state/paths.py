@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 APP = "boxlite"
 # sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -47,6 +45,15 @@ class Paths:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+def xdg_dir(variable: str, default: str) -> Path:
+    """An XDG base directory: `$variable` when it is an absolute path (the spec says
+    to ignore relative ones), else `default` under the home directory."""
+    value = os.environ.get(variable, "")
+    if os.path.isabs(value):
+        return Path(value)
+    return Path.home() / default
+
+
 def home_paths() -> Paths:
     """Paths of the current home: `$BOXLITE_HOME` or the XDG user dirs."""
     home = os.environ.get("BOXLITE_HOME")
@@ -54,9 +61,9 @@ def home_paths() -> Paths:
         root = Path(home).expanduser().absolute()
         return Paths(data=root, config=root / "config", cache=root / "cache")
     return Paths(
-        data=Path(platformdirs.user_data_dir(APP)),
-        config=Path(platformdirs.user_config_dir(APP)),
-        cache=Path(platformdirs.user_cache_dir(APP)),
+        data=xdg_dir("XDG_DATA_HOME", ".local/share") / APP,
+        config=xdg_dir("XDG_CONFIG_HOME", ".config") / APP,
+        cache=xdg_dir("XDG_CACHE_HOME", ".cache") / APP,
     )
 
 
@@ -65,7 +72,7 @@ def payload_cache() -> Path:
     override = os.environ.get("BOXLITE_PAYLOAD_CACHE")
     if override:
         return Path(override).expanduser().absolute()
-    return Path(platformdirs.user_cache_dir(APP)) / "payload"
+    return xdg_dir("XDG_CACHE_HOME", ".cache") / APP / "payload"
 
 
 def socket_dir(box_dir: Path) -> Path:

@@ -64,6 +64,10 @@ def test_a_broken_config_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("insecure_registries = [")
     with pytest.raises(UsageError, match="cannot read"):
         registry_settings(tmp_path)
+    (tmp_path / "config.toml").unlink()
+    (tmp_path / "config.toml").mkdir()  # there, but not readable as a file
+    with pytest.raises(UsageError, match="cannot read"):
+        registry_settings(tmp_path)
 
 
 @pytest.mark.parametrize(("server", "registry"), [

@@ -473,6 +473,27 @@ def test_boxlite_home_puts_everything_in_one_place(home: Path) -> None:
     assert paths.box_dir("x") == home / "boxes" / "x"
 
 
+def test_without_a_home_the_xdg_base_directories_are_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_cli.state.paths import payload_cache
+
+    monkeypatch.delenv("BOXLITE_HOME", raising=False)
+    monkeypatch.delenv("BOXLITE_PAYLOAD_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for variable in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    assert home_paths() == Paths(data=tmp_path / ".local/share/boxlite",
+                                 config=tmp_path / ".config/boxlite",
+                                 cache=tmp_path / ".cache/boxlite")
+    monkeypatch.setenv("XDG_DATA_HOME", "/srv/data")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/srv/cache")
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/config")  # not absolute: ignored (the spec)
+    assert home_paths() == Paths(data=Path("/srv/data/boxlite"),
+                                 config=tmp_path / ".config/boxlite",
+                                 cache=Path("/srv/cache/boxlite"))
+    assert payload_cache() == Path("/srv/cache/boxlite/payload")
+
+
 def test_socket_paths_fit_in_sun_path(tmp_path: Path) -> None:
     short = tmp_path / "b"
     assert socket_dir(short) == short / "run"
