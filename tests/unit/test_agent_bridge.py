@@ -23,7 +23,7 @@ from boxlite_agent.bridge import H2_PREFACE, PortBridge, connect_unix, splice
 from boxlite_agent.channels import serve_listener
 
 console.use_stderr()
-BridgeStarter = Callable[[Callable[[], int], str], PortBridge]
+BridgeStarter = Callable[..., PortBridge]
 
 Handler = Callable[[int, socket.socket], None]
 
@@ -190,8 +190,8 @@ def upstream_path(tmp_path: Path) -> str:
 def run_bridge() -> Iterator[BridgeStarter]:
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
-    def start(open_port: Callable[[], int], path: str) -> PortBridge:
-        bridge = PortBridge(open_port, connect_unix(path))
+    def start(open_port: Callable[[], int], path: str, **options: float) -> PortBridge:
+        bridge = PortBridge(open_port, connect_unix(path), **options)
         stop = threading.Event()
         t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
         t.start()
@@ -243,13 +243,70 @@ def test_port_bridge_reconnects_after_hup(upstream_path: str, run_bridge: Bridge
     port.disconnect()
     wait_for(lambda: 0 in up.closed)  # HUP closes the upstream: the session ends
 
-    # Still disconnected: the bridge waits (sleeps between polls) and opens nothing.
+    # Still disconnected: the bridge waits (sleeps between polls) with one spare
+    # upstream open for the next host, and opens nothing else.
     time.sleep(0.3)
-    assert up.count == 1
+    assert up.count == 2 and up.closed == [0]
     host = port.connect()
     os.write(host, b"again")
     assert read_exact(host, 7) == b"1:again"
     assert bridge.upstreams_opened == 2
+
+
+def greet_then_echo(index: int, conn: socket.socket) -> None:
+    conn.sendall(f"hello{index};".encode())  # as a gRPC server sends its SETTINGS at once
+    echo_with_index(index, conn)
+
+
+def disconnected_port() -> PtyPort:
+    port = PtyPort()
+    port.disconnect()
+    return port
+
+
+def test_the_next_host_finds_a_spare_upstream_and_its_greeting(
+        upstream_path: str, run_bridge: BridgeStarter) -> None:
+    up = Upstream(upstream_path, greet_then_echo)
+    port = disconnected_port()
+    bridge = run_bridge(lambda: port.master, upstream_path)
+    wait_for(lambda: up.count == 1)  # opened while no host is there
+    time.sleep(0.1)  # (the greeting waits in the spare meanwhile)
+    host = port.connect()
+    os.write(host, b"x")
+    assert read_exact(host, len(b"hello0;0:x")) == b"hello0;0:x"
+    assert up.count == 1 and bridge.upstreams_opened == 1
+
+
+def test_a_spare_the_server_closed_is_not_used(upstream_path: str,
+                                               run_bridge: BridgeStarter) -> None:
+    def close_the_first(index: int, conn: socket.socket) -> None:
+        if index == 0:
+            conn.sendall(b"goaway;")  # e.g. the server's handshake timeout
+            return
+        echo_with_index(index, conn)
+
+    up = Upstream(upstream_path, close_the_first)
+    port = disconnected_port()
+    bridge = run_bridge(lambda: port.master, upstream_path)
+    wait_for(lambda: 0 in up.closed)
+    host = port.connect()
+    os.write(host, b"x")
+    assert read_exact(host, 3) == b"1:x", "nothing of the closed spare reaches the host"
+    assert bridge.upstreams_opened == 1
+
+
+def test_an_old_spare_is_renewed(upstream_path: str, run_bridge: BridgeStarter) -> None:
+    up = Upstream(upstream_path, greet_then_echo)
+    port = disconnected_port()
+    run_bridge(lambda: port.master, upstream_path, spare_max_age=0.1)
+    # renewed, and one spare at a time: every older one closed
+    wait_for(lambda: up.count >= 3 and len(up.closed) == up.count - 1)
+    host = port.connect()
+    time.sleep(0.05)
+    newest = up.count - 1
+    os.write(host, b"x")
+    greeting = f"hello{newest};{newest}:x".encode()
+    assert read_exact(host, len(greeting)) == greeting
 
 
 def test_port_bridge_idles_while_disconnected(upstream_path: str, run_bridge: BridgeStarter) -> None:
