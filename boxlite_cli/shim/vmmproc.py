@@ -28,6 +28,10 @@ from boxlite_cli.vmm.ramimage import shared_ram
 PR_SET_PDEATHSIG = 1
 PR_SET_THP_DISABLE = 41
 PASST_START_TIMEOUT_S = 10.0
+# Looked up here, not in the forked child (the pre-exec steps below): another thread
+# of the shim (the prestarted one imports in a thread) may hold the dynamic loader's
+# lock at the fork, and a dlopen in the child would then wait for it forever.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class BootFailed(BoxliteError):
@@ -37,8 +41,7 @@ class BootFailed(BoxliteError):
 def _die_with_parent() -> None:
     """In a helper child (passt, the VMM): get SIGKILL when the shim dies, so no VM
     outlives its shim."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _vmm_child_setup() -> None:
@@ -48,7 +51,7 @@ def _vmm_child_setup() -> None:
     zeroing of a 2 MiB page (a warm start spent ~0.2 s in it), and the VM holds
     more memory than its guest uses. Like Firecracker's default: 4 KiB pages."""
     _die_with_parent()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    _LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
 @dataclass

@@ -96,6 +96,23 @@ def test_the_vmm_runs_without_transparent_huge_pages(tmp_path: Path) -> None:
     assert "THP_enabled:\t1" in Path("/proc/self/status").read_text(), "ours is untouched"
 
 
+def test_the_vmms_pre_exec_steps_load_no_library() -> None:
+    """They run in a child forked from a shim that may be importing in another thread
+    (a prestarted one): a dlopen there could wait forever on the loader's lock."""
+    import subprocess
+
+    script = ("import ctypes, sys\n"
+              "from boxlite_cli.shim import vmmproc\n"
+              "def no_dlopen(*args, **kwargs):\n"
+              "    raise AssertionError('dlopen in a forked child')\n"
+              "ctypes.CDLL = no_dlopen\n"
+              "vmmproc._vmm_child_setup()\n"
+              "vmmproc._die_with_parent()\n"
+              "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def test_a_cold_boot_passes_no_fd(tmp_path: Path) -> None:
     files, launch = box(tmp_path)
     started = start_vmm(files, launch, FakeDriver(tmp_path / "got"))
