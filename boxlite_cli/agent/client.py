@@ -173,6 +173,16 @@ class AgentClient:
                     lambda: self.stub.Wait(pb.WaitRequest(exec_id=exec_id), timeout=timeout))
         return ExecResult(resp.exit_code, resp.signal, resp.timed_out)
 
+    def wait_later(self, exec_id: str) -> Callable[[], ExecResult]:
+        """Send Wait now; the function returned waits for its answer (as `wait`)."""
+        future = self.stub.Wait.future(pb.WaitRequest(exec_id=exec_id))
+
+        def result() -> ExecResult:
+            resp = _rpc("waiting for the process", future.result)
+            return ExecResult(resp.exit_code, resp.signal, resp.timed_out)
+
+        return result
+
     def signal(self, exec_id: str, signum: int) -> None:
         _rpc("signalling the process", lambda: self.stub.Signal(
             pb.SignalRequest(exec_id=exec_id, signal=signum), timeout=10))

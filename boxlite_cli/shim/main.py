@@ -28,7 +28,14 @@ from typing import Any, BinaryIO
 
 import grpc
 
-from boxlite_cli.agent.client import STDERR, AgentClient, Started, agent_error, open_channel
+from boxlite_cli.agent.client import (
+    STDERR,
+    AgentClient,
+    ExecResult,
+    Started,
+    agent_error,
+    open_channel,
+)
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import reader_gone, write_all
@@ -525,19 +532,22 @@ class Shim:
             self.stop_vmm(client, graceful=not state.config.auto_remove)
             self.remove_if_auto(state)
             return 0
-        self.serve(channel)
-        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
-                    vmm=self.launch.driver,
-                    exit_code=None, error=None, finished_at=None)
+        # The guest hears Wait, and Attach for a direct-output run, before this process
+        # goes on with serving the box and recording it (both sides work meanwhile).
+        waiting = client.wait_later(MAIN)
         direct = bool(self.output_fds)
-        self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
         if direct:
             self.deliverer = threading.Thread(target=self.deliver_output, args=(client,),
                                               name="deliver", daemon=True)
             self.deliverer.start()
-        elif not self.launch.foreground:
+        self.serve(channel)
+        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
+                    vmm=self.launch.driver,
+                    exit_code=None, error=None, finished_at=None)
+        self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
+        if not direct and not self.launch.foreground:
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
-        return self.supervise(client, state)
+        return self.supervise(client, state, waiting)
 
     def resumed(self, client: AgentClient, channel: grpc.Channel, state: BoxState) -> int:
         """A box restored from its checkpoint: its main process runs on; supervise it."""
@@ -548,12 +558,14 @@ class Shim:
         threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
 
-    def supervise(self, client: AgentClient, state: BoxState) -> int:
-        """Wait for the main process, then bring the VM down and record how it ended."""
+    def supervise(self, client: AgentClient, state: BoxState,
+                  waiting: Callable[[], ExecResult] | None = None) -> int:
+        """Wait for the main process (`waiting`: its Wait was sent already), then bring
+        the VM down and record how it ended."""
         exit_code: int | None = None
         error: str | None = None
         try:
-            result = client.wait(MAIN)
+            result = waiting() if waiting is not None else client.wait(MAIN)
             exit_code = result.exit_code
             log.info("the main process ended")
             if self.deliverer is not None:

@@ -36,6 +36,7 @@ class FakeAgent(pb_grpc.AgentServicer):  # type: ignore[misc]
         self.inputs: dict[str, tuple[bytes, bool, int]] = {}
         self.attach_cancelled = threading.Event()
         self.wait_cancelled = threading.Event()
+        self.waits_heard: list[str] = []
 
     def Ping(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.PingResponse(agent_version="fake-1.0", kernel="6.1.0-test", uptime_s=12.5)
@@ -75,6 +76,7 @@ class FakeAgent(pb_grpc.AgentServicer):  # type: ignore[misc]
         return pb.InputResponse()
 
     def Wait(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.waits_heard.append(request.exec_id)
         if request.exec_id == "missing":
             context.abort(grpc.StatusCode.NOT_FOUND, "no such process: missing")
         if request.exec_id == "bad":
@@ -180,6 +182,18 @@ def test_client_streaming_input(rig: Rig) -> None:
     assert messages >= 5  # the first (exec id), the chunks, the close
     rig.client.send_input("open", iter([b"x"]), close=False)
     assert rig.agent.inputs["open"] == (b"x", False, 2)
+
+
+def test_a_wait_sent_ahead_is_heard_at_once_and_answered_later(rig: Rig) -> None:
+    """The shim sends the main process's Wait before it serves and records the box."""
+    answer = rig.client.wait_later("main")
+    deadline = time.monotonic() + 10
+    while "main" not in rig.agent.waits_heard:  # before anyone asks for the answer
+        assert time.monotonic() < deadline, "the Wait was not sent"
+        time.sleep(0.01)
+    assert answer().exit_code == 3
+    with pytest.raises(AgentError, match="waiting for the process: no such process"):
+        rig.client.wait_later("missing")()
 
 
 def test_many_callers_at_once(rig: Rig) -> None:
