@@ -13,10 +13,16 @@ BOX_STARTING_COMMANDS = frozenset({"run", "start", "restart"})
 
 
 def wants_prestart(args: list[str]) -> bool:
-    if os.environ.get("BOXLITE_PRESTART") == "0" or "--help" in args or "-h" in args:
+    """A guess without parsing: a box-starting command, and no -h/--help of boxlite's
+    (one after the command's first argument is the box command's, as in `run IMAGE ls
+    -h`, or an option value's: then an unused shim exits with us)."""
+    if os.environ.get("BOXLITE_PRESTART") == "0":
         return False
-    command = next((arg for arg in args if not arg.startswith("-")), None)
-    return command in BOX_STARTING_COMMANDS
+    words = [i for i, arg in enumerate(args) if not arg.startswith("-")]
+    if not words or args[words[0]] not in BOX_STARTING_COMMANDS:
+        return False
+    ours = args[:words[1]] if len(words) > 1 else args
+    return "--help" not in ours and "-h" not in ours
 
 
 def main() -> int:

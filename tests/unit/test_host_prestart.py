@@ -24,7 +24,12 @@ from boxlite_cli.shim.prestart import Prestarted
     (["ps", "-a"], False),
     (["exec", "web", "run"], False),  # the command is the first word only
     (["run", "--help"], False),
+    (["-h", "run", "img"], False),
+    (["run", "-h", "img"], False),
+    (["run", "img", "ls", "-h"], True),  # the box command's -h
+    (["run", "--rm", "img", "grep", "--help"], True),
     ([], False),
+    (["--debug"], False),
 ])
 def test_only_the_commands_that_start_a_box_prestart_a_shim(
         args: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
