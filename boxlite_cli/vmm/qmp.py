@@ -78,7 +78,7 @@ class Qmp:
             except QmpError:
                 if time.monotonic() >= deadline:
                     raise
-                time.sleep(0.02)
+                time.sleep(0.005)  # (a warm start waits ~50 ms here: every ms counts)
 
     def info(self) -> dict[str, Any]:
         status = self.execute("query-status")
