@@ -163,8 +163,10 @@ def adopt_early(described: str) -> VmmProcess | BaseException:
 
 def start_early(box_dir: Path, restore: bool = False) -> VmmProcess | BaseException:
     """`python -m boxlite_cli.shim`'s first step: the shim's PID file, then the VMM;
-    with `restore`, a restoring VMM is also restored and resumed (finish_restore).
-    A failure is returned, to be reported by the shim proper once it is up."""
+    with `restore`, a VMM that restores a template's RAM image is also restored and
+    resumed (finish_restore: its devices' state only, ~15 ms). One that loads a whole
+    memory stream (a checkpoint: seconds) is left to the shim proper, which handles a
+    `stop` meanwhile. A failure is returned, to be reported by the shim once it is up."""
     files = BoxFiles(box_dir)
     try:
         launch = Launch.load(files.dir / "vm.json")
@@ -175,7 +177,7 @@ def start_early(box_dir: Path, restore: bool = False) -> VmmProcess | BaseExcept
         started = start_vmm(files, launch, driver)
     except Exception as e:
         return e
-    if restore and launch.vm.restore_from:
+    if restore and launch.vm.restore_from and not started.restore_begun:
         try:
             finish_restore(started, launch, driver)
         except Exception as e:

@@ -157,12 +157,18 @@ class FakeControl:
 
 
 class ControlDriver(FakeDriver):
-    """A stand-in VMM that just waits; its control channel is a FakeControl."""
+    """A stand-in VMM that just waits; its control channel is a FakeControl. Its
+    snapshots are a template's RAM image (only the devices' state goes over the
+    control channel), or with `stream`, one memory stream that it reads itself."""
 
-    def __init__(self, out: Path, fail: str | None = None) -> None:
+    def __init__(self, out: Path, fail: str | None = None, stream: bool = False) -> None:
         super().__init__(out)
         self.calls: list[object] = []
         self.fail = fail
+        self.stream = stream
+
+    def restore_file(self, spec: VmSpec) -> Path | None:
+        return super().restore_file(spec) if self.stream else None
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
                 ram_fd: int | None = None) -> list[str]:
@@ -193,7 +199,7 @@ def test_a_prestarted_shim_restores_and_resumes_the_vm_before_its_imports_are_do
     started = start_early(files.dir, restore=True)
     assert isinstance(started, VmmProcess)
     try:
-        assert driver.calls == ["wait_ready", ("restore", "template", True), "resume"]
+        assert driver.calls == ["wait_ready", ("restore", "template", False), "resume"]
         assert started.restored and started.restore_error is None
         Shim(files, ready_fd=-1, early=started).start_vmm()
         assert len(driver.calls) == 3, "the shim does not restore it a second time"
@@ -221,6 +227,22 @@ def test_an_early_restore_that_fails_is_raised_by_the_shim_which_holds_the_vmm(
         started.process.wait()
 
 
+def test_a_checkpoints_stream_is_left_to_the_shim_proper(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds of loading: the shim proper waits for it, with its signal handlers."""
+    driver = ControlDriver(tmp_path / "got", stream=True)
+    files = restoring_box(tmp_path, monkeypatch, driver)
+    started = start_early(files.dir, restore=True)
+    assert isinstance(started, VmmProcess)
+    try:
+        assert started.restore_begun and not started.restored and driver.calls == []
+        Shim(files, ready_fd=-1, early=started).start_vmm()
+        assert driver.calls == ["wait_ready", ("restore", "template", True), "resume"]
+    finally:
+        started.process.kill()
+        started.process.wait()
+
+
 def test_a_launched_shim_restores_the_vm_itself(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     driver = ControlDriver(tmp_path / "got")
@@ -230,7 +252,7 @@ def test_a_launched_shim_restores_the_vm_itself(tmp_path: Path,
     try:
         assert driver.calls == [] and not started.restored
         Shim(files, ready_fd=-1, early=started).start_vmm()
-        assert driver.calls == ["wait_ready", ("restore", "template", True), "resume"]
+        assert driver.calls == ["wait_ready", ("restore", "template", False), "resume"]
     finally:
         started.process.kill()
         started.process.wait()
