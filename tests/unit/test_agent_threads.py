@@ -9,6 +9,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 
 from boxlite_agent.threads import ThreadCache, warm_pool
@@ -66,20 +68,17 @@ def test_only_so_many_idle_threads_are_kept() -> None:
     assert cache.idle == 1, "warm is bounded by the kept number too"
 
 
-def test_a_failing_task_is_reported_and_its_thread_goes_on(monkeypatch: object) -> None:
+def test_a_failing_task_is_reported_and_its_thread_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     reported: list[BaseException | None] = []
-    hook = threading.excepthook
-    threading.excepthook = lambda args: reported.append(args.exc_value)
-    try:
-        cache = ThreadCache()
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+    cache = ThreadCache()
 
-        def fail() -> None:
-            raise ValueError("bad fd")
+    def fail() -> None:
+        raise ValueError("bad fd")
 
-        assert cache.start(fail, name="reader").join(10)
-        wait_idle(cache, 1)
-    finally:
-        threading.excepthook = hook
+    assert cache.start(fail, name="reader").join(10)
+    wait_idle(cache, 1)
     assert len(reported) == 1 and isinstance(reported[0], ValueError)
     assert run_one(cache)[1] == "task"
 
