@@ -7,9 +7,14 @@ payload directory is complete only once it holds `manifest.json`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,12 @@ AGENT_PORT_NAME = "org.boxlite.agent.0"
 AGENT_VSOCK_PORT = 2695
 AGENT_DISK_SERIAL = "boxlite-agent"
 ROOTFS_DISK_SERIAL = "boxlite-rootfs"
+# A payload directory's mtime is its last use (renewed at most this often), and a build
+# prunes the payloads not used for PAYLOAD_MAX_IDLE_S: each is ~150-300 MB, and every
+# change of the guest's sources (a boxlite upgrade) builds another.
+USE_MARK_INTERVAL_S = 3600
+PAYLOAD_MAX_IDLE_S = 30 * 86400
+PAYLOAD_NAME = re.compile(r"[0-9a-f]{16}")
 
 
 class PayloadMissing(Exception):
@@ -72,6 +83,13 @@ class Payload:
         data: dict[str, object] = json.loads(self.manifest_path.read_text())
         return data
 
+    def mark_used(self, now: float | None = None) -> None:
+        """Record a use (the directory's mtime, renewed at most hourly; see prune_payloads)."""
+        now = time.time() if now is None else now
+        with contextlib.suppress(OSError):  # (not ours to touch: then it just ages)
+            if now - self.root.stat().st_mtime > USE_MARK_INTERVAL_S:
+                os.utime(self.root, (now, now))
+
 
 def input_files(source_root: Path = SOURCE_ROOT) -> list[Path]:
     """The files whose content determines the payload, in a stable order."""
@@ -111,4 +129,30 @@ def find_payload() -> Payload:
         payload = Payload(payload_cache() / "current")
     if not payload.manifest_path.is_file():
         raise PayloadMissing(str(payload.root))
+    payload.mark_used()
     return payload
+
+
+def prune_payloads(cache: Path, keep: Collection[str], max_idle_s: float = PAYLOAD_MAX_IDLE_S,
+                   now: float | None = None) -> list[str]:
+    """Delete the built payloads of `cache` that are not in `keep` and were not used for
+    `max_idle_s`; the names deleted. Called by a build, with the build lock held. A
+    running VM keeps the files it opened; a memory checkpoint taken on a deleted payload
+    can no longer be resumed (runtime/snapshots.py says so), its disk still can."""
+    now = time.time() if now is None else now
+    gone = []
+    for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
+        if entry.name in keep or not PAYLOAD_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if not (entry / "manifest.json").is_file() or now - entry.stat().st_mtime <= max_idle_s:
+                continue
+            # Renamed first: a half-deleted payload never looks built (and the next build's
+            # leftover sweep finishes what a killed prune began).
+            doomed = entry.with_name(f".{entry.name}.old-{os.getpid()}")
+            entry.rename(doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        gone.append(entry.name)
+    return gone

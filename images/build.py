@@ -36,7 +36,14 @@ from guestbuild.kmods import ModuleIndex  # noqa: E402
 from guestbuild.proc import BuildError, Log, remove_tree, require_tools  # noqa: E402
 from guestbuild.stages import StageCache  # noqa: E402
 
-from boxlite_cli.payload import DEFAULT_IMAGE, Payload, payload_dir, source_hash  # noqa: E402
+from boxlite_cli.payload import (  # noqa: E402
+    DEFAULT_IMAGE,
+    PAYLOAD_MAX_IDLE_S,
+    Payload,
+    payload_dir,
+    prune_payloads,
+    source_hash,
+)
 from boxlite_cli.state.paths import payload_cache  # noqa: E402
 
 # Debian packages the build needs on the host (the Makefile installs them).
@@ -254,6 +261,8 @@ def build_locked(cache: Path, digest: str, force: bool, log: Log) -> None:
             build_payload(cache, digest, target, force, log)
             log(f"payload ready: {target}")
         point_current(cache, digest)
+        for name in prune_payloads(cache, keep={digest}):
+            log(f"removed payload {name} (unused for {PAYLOAD_MAX_IDLE_S // 86400} days)")
     finally:
         lock.release()
 

@@ -181,6 +181,7 @@ def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = Non
                          "taken without --memory")
     if source.config.mounts:
         raise UsageError(f"box {source.name} has volumes, which a checkpoint cannot carry")
+    snapshots.memory_payload(Path(snap.memory), rt.payload(), source.name, snapshot)
     with stage(rt.paths, "from") as st:
         box_id = new_box_id()
         box_dir = st.dir / box_id

@@ -324,8 +324,9 @@ class Runtime:
         verdict = kvm_verdict(self.paths.cache / "accel.json", payload.kernel, payload.initrd)
         if verdict.kvm_ok:
             return "kvm"
-        self.warn(f"KVM is not usable ({verdict.reason}); using TCG software emulation, "
-                  "which is much slower")
+        if verdict.fresh:  # once per host boot, not on every command: `doctor` tells again
+            self.warn(f"KVM is not usable ({verdict.reason}); using TCG software emulation, "
+                      "which is much slower (said once per boot; see boxlite doctor)")
         return "tcg"
 
     def choose_vm(self, state: BoxState, spec: VmSpec, payload: Payload) -> tuple[str, VmSpec]:
@@ -436,7 +437,11 @@ class Runtime:
 
                 memory = snapshots.checkpoint_memory(self, box_id, checkpoint)
             if memory is not None:
-                vm = dataclasses.replace(vm, restore_from=str(memory))
+                from boxlite_cli.runtime.snapshots import memory_payload
+
+                taken_on = memory_payload(memory, payload)  # the agent disk it knows
+                vm = dataclasses.replace(vm, restore_from=str(memory), kernel=taken_on.kernel,
+                                         initrd=taken_on.initrd, agent_root=taken_on.agent_root)
                 get_driver(driver).check(vm)
             # The shim's copies of the caller's output fds (inherited at these numbers).
             output_fds = tuple(os.dup(fd) for fd in output) if foreground and output else ()

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.chain import BoxDisks, Snapshot
 from boxlite_cli.disks.tools import run_tool
-from boxlite_cli.errors import BoxliteError, Conflict, UsageError, VmError
+from boxlite_cli.errors import BoxliteError, Conflict, PayloadError, UsageError, VmError
+from boxlite_cli.payload import PAYLOAD_NAME, Payload, payload_dir
 from boxlite_cli.shim.vmspec import Launch
-from boxlite_cli.state.records import Status
+from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.vmm.base import VmControl
 from boxlite_cli.vmm.drivers import get_driver
 
@@ -29,6 +31,48 @@ if TYPE_CHECKING:
 RUNNING = (Status.RUNNING,)
 AUTO_THAW_S = 30.0  # the guest thaws by itself if the worker dies mid-snapshot
 BUSY = (Status.STARTING, Status.STOPPING, Status.CREATING)
+# In a checkpoint's memory directory: the guest payload its VM ran on. The guest's page
+# cache holds that payload's agent disk, so the memory resumes on that very disk only.
+MEMORY_PAYLOAD = "payload.json"
+
+
+def _identity(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def record_payload(memdir: Path, agent_root: Path) -> None:
+    """Note in a checkpoint which payload (`agent_root`'s) its memory runs on."""
+    write_json_atomic(memdir / MEMORY_PAYLOAD, {"payload": agent_root.parent.name,
+                                                "root": str(agent_root.parent),
+                                                "agent_root": _identity(agent_root)})
+
+
+def memory_payload(memdir: Path, current: Payload, box: str = "BOX",
+                   name: str = "NAME") -> Payload:
+    """The payload that the checkpoint memory in `memdir` resumes on: the one it was
+    taken on, which need not be `current` (a boxlite upgrade builds another). PayloadError
+    when that one is gone or was rebuilt. (A checkpoint without the record predates it.)"""
+    try:
+        data = json.loads((memdir / MEMORY_PAYLOAD).read_text())
+        digest, root, identity = str(data["payload"]), str(data["root"]), list(data["agent_root"])
+    except FileNotFoundError:
+        return current
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PayloadError(f"the checkpoint's payload record {memdir / MEMORY_PAYLOAD} is "
+                           f"unreadable ({e})") from None
+    named: tuple[Payload, ...] = (Payload(payload_dir(digest)),) if PAYLOAD_NAME.fullmatch(digest) else ()
+    for candidate in (current, Payload(Path(root)), *named):
+        try:
+            if _identity(candidate.agent_root) == identity:
+                candidate.mark_used()
+                return candidate
+        except OSError:
+            continue
+    raise PayloadError(
+        f"the checkpoint was taken on guest payload {digest}, which is no longer on this "
+        f"machine (now {current.digest}); its memory cannot resume on another payload",
+        hint=f"restore its disk instead: boxlite snapshot restore {box} {name}")
 
 
 def box_disks(rt: Runtime, box_id: str) -> BoxDisks:
@@ -90,7 +134,8 @@ def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snaps
                 client.quiesce(True, auto_thaw_s=AUTO_THAW_S)
             control.pause()  # QEMU drains and flushes the disk when the VM stops
             try:
-                return _copy_at_pause(disks, control, name, frozen, memdir if memory else None)
+                return _copy_at_pause(disks, control, name, frozen, memdir if memory else None,
+                                      launch.vm.agent_root)
             finally:
                 control.resume()
         finally:
@@ -101,7 +146,7 @@ def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snaps
 
 
 def _copy_at_pause(disks: BoxDisks, control: VmControl, name: str, frozen: Path,
-                   memdir: Path | None) -> Snapshot:
+                   memdir: Path | None, agent_root: Path) -> Snapshot:
     """With the VM paused (its disk flushed, nothing in flight): save the memory when
     asked, and copy the active overlay as it stands; the box keeps writing to its own.
 
@@ -112,6 +157,7 @@ def _copy_at_pause(disks: BoxDisks, control: VmControl, name: str, frozen: Path,
         if memdir is not None:
             memdir.mkdir(parents=True)
             control.snapshot(memdir)
+            record_payload(memdir, agent_root)
         disks.snapshot_dir.mkdir(parents=True, exist_ok=True)
         run_tool(["cp", "--sparse=always", str(disks.active), str(frozen)],
                  "copying the box's disk")
@@ -127,11 +173,12 @@ def list_all(rt: Runtime, ref: str) -> list[Snapshot]:
     return box_disks(rt, rt.resolve(ref)).all()
 
 
-def _stopped(rt: Runtime, box_id: str) -> None:
+def _stopped(rt: Runtime, box_id: str) -> BoxState:
     state = rt.observe(rt.boxes.read(box_id))
     if state.status not in (Status.CREATED, Status.EXITED):
         raise Conflict(f"box {state.name} is {state.status}: stop it first",
                        hint=f"boxlite stop {state.name}")
+    return state
 
 
 def restore(rt: Runtime, ref: str, name: str) -> Snapshot:
@@ -151,12 +198,13 @@ def remove(rt: Runtime, ref: str, name: str) -> None:
 
 def checkpoint_memory(rt: Runtime, box_id: str, name: str) -> Path:
     """Roll the (stopped) box's disk back to checkpoint `name`; its memory directory."""
-    _stopped(rt, box_id)
+    state = _stopped(rt, box_id)
     disks = box_disks(rt, box_id)
     snap = disks.get(name)
     if not snap.memory:
         raise UsageError(f"snapshot {name!r} has no memory: it was taken without --memory",
                          hint=f"restore its disk with: boxlite snapshot restore BOX {name}")
+    memory_payload(Path(snap.memory), rt.payload(), state.name, name)  # before the rollback
     disks.restore(name)
     return Path(snap.memory)
 

@@ -35,7 +35,7 @@ def count(box: str) -> int:
     return int(out("exec", box, "cat", "/run/count"))
 
 
-def test_checkpoint_resumes_a_process_that_keeps_counting() -> None:
+def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> None:
     box = out("run", "-d", IMAGE, "sh", "-c", COUNTER)
     try:
         time.sleep(2)
@@ -68,8 +68,33 @@ def test_checkpoint_resumes_a_process_that_keeps_counting() -> None:
             one_line_error(bx("run", "--from", f"{box}:ck", IMAGE), "--from takes no IMAGE")
         finally:
             bx("rm", "-f", copy)
+        check_a_checkpoint_needs_its_own_payload(box, e2e_home)
     finally:
         bx("rm", "-f", box)
+
+
+def check_a_checkpoint_needs_its_own_payload(box: str, home: Path) -> None:
+    """The checkpoint names the payload its memory runs on; once that payload is gone
+    (an upgrade built another, a build pruned this one), resuming it is refused before
+    anything changes: no new box, no rolled-back disk."""
+    [memdir] = (home / "boxes" / box / "disks").rglob("*.memory")
+    name = next(b["name"] for b in json.loads(out("ps", "--format", "json")) if b["id"] == box)
+    record = json.loads((memdir / "payload.json").read_text())
+    payload_root = Path(record["root"])
+    assert (payload_root / "agent-root.ext4").is_file()
+    assert record["payload"] == payload_root.name
+    (memdir / "payload.json").write_text(json.dumps(
+        {"payload": "0" * 16, "root": "/nonexistent/payload", "agent_root": [1, 2]}))
+    boxes_before = out("ps", "-a", "-q").split()
+    one_line_error(bx("run", "--from", f"{box}:ck"), "no longer on this machine")
+    assert out("ps", "-a", "-q").split() == boxes_before
+    out("exec", box, "touch", "/root/after-resume")
+    out("stop", "-t", "1", box)
+    refused = bx("start", "--checkpoint", "ck", box)
+    one_line_error(refused, "payload 0000000000000000")
+    assert f"boxlite snapshot restore {name} ck" in refused.stderr.decode()
+    out("start", box)
+    assert bx("exec", box, "test", "-e", "/root/after-resume").returncode == 0
 
 
 def test_disk_snapshot_restore_and_its_refusals() -> None:
