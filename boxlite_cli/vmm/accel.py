@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from boxlite_cli.errors import UsageError
@@ -32,6 +32,8 @@ class AccelVerdict:
     kvm_ok: bool
     reason: str
     boot_id: str
+    # Made by this call, not read from the cache: the CLI says "no KVM" then only.
+    fresh: bool = field(default=False, compare=False)
 
 
 def boot_id() -> str:
@@ -84,7 +86,7 @@ def kvm_verdict(cache_file: Path, kernel: Path, initrd: Path) -> AccelVerdict:
             return AccelVerdict(bool(data["kvm_ok"]), str(data["reason"]), bid)
     problem = static_kvm_problem()
     ok, reason = (False, problem) if problem else probe_kvm(kernel, initrd)
-    verdict = AccelVerdict(ok, reason, bid)
+    verdict = AccelVerdict(ok, reason, bid, fresh=True)
     with contextlib.suppress(OSError):
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cache_file, {"boot_id": bid, "kvm_ok": ok, "reason": reason}, 0o644)

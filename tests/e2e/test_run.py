@@ -175,13 +175,18 @@ def test_tty_gets_a_pty_of_the_host_terminal_size() -> None:
     assert "33 101" in text
 
 
-def test_accel_warning_once_and_forcing_tcg() -> None:
+def test_accel_warning_once_per_boot_and_forcing_tcg(e2e_home: Path) -> None:
+    (e2e_home / "cache" / "accel.json").unlink(missing_ok=True)  # as after a reboot
     auto = bx("run", "--rm", "--accel", "auto", IMAGE, "true")
     assert auto.returncode == 0
+    again = bx("run", "--rm", "--accel", "auto", IMAGE, "true")
+    assert again.returncode == 0
     from boxlite_cli.vmm.accel import static_kvm_problem
 
     if static_kvm_problem() is not None:
         assert auto.stderr.count(b"warning: KVM is not usable") == 1
+        assert b"see boxlite doctor" in auto.stderr
+    assert b"warning" not in again.stderr  # the verdict stands until the next boot
     forced = bx("run", "--rm", IMAGE, "true", env={"BOXLITE_ACCEL": "tcg"})
     assert forced.returncode == 0
     assert b"warning" not in forced.stderr

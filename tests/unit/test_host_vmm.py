@@ -218,6 +218,7 @@ def test_verdict_is_cached_per_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (first.kvm_ok, first.boot_id, counter.probe_calls) == (True, "boot-1", 1)
     second = accel.kvm_verdict(cache, P / "k", P / "i")
     assert second == first
+    assert (first.fresh, second.fresh) == (True, False)  # the CLI warns on a fresh one only
     assert (counter.probe_calls, counter.static_calls) == (1, 1)
     # After a reboot the host may have changed: probe again.
     counter.boot = "boot-2"
