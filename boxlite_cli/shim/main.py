@@ -82,6 +82,22 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
     return tail
 
 
+# `<data>/failed/` keeps the console and shim logs of the failed starts of `--rm` boxes
+# (the box itself is gone): the newest ones only, so a retry loop cannot fill the disk.
+KEEP_FAILED_LOGS = 64
+
+
+def prune_kept_logs(directory: Path, keep: int) -> None:
+    """Delete all but the `keep` newest files of `directory`."""
+    entries = []
+    for entry in os.scandir(directory):
+        with contextlib.suppress(OSError):
+            entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+    for _, path in sorted(entries, reverse=True)[max(keep, 0):]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 class Shim:
     def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1,
                  early: VmmProcess | BaseException | None = None,
@@ -603,6 +619,7 @@ class Shim:
         kept = failed / f"{state.id[:12]}-console.log"
         with contextlib.suppress(OSError):
             failed.mkdir(parents=True, exist_ok=True)
+            prune_kept_logs(failed, KEEP_FAILED_LOGS - 2)
             shutil.copyfile(self.files.console_log, kept)
             shutil.copyfile(self.files.shim_log, failed / f"{state.id[:12]}-shim.log")
             return kept

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from boxlite_cli.errors import BoxliteError, VmError
-from boxlite_cli.shim.main import Shim
+from boxlite_cli.shim.main import KEEP_FAILED_LOGS, Shim, prune_kept_logs
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_early, start_vmm
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -389,3 +389,16 @@ def test_the_shim_inherits_only_the_descriptors_it_is_given(tmp_path: Path) -> N
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_the_logs_of_failed_starts_are_bounded(tmp_path: Path) -> None:
+    """`<data>/failed/` keeps the newest logs only (a retry loop of failing `run --rm`)."""
+    for i in range(KEEP_FAILED_LOGS + 10):
+        log = tmp_path / f"{i:04d}-console.log"
+        log.write_text("x")
+        os.utime(log, ns=(i * 10**9, i * 10**9))
+    prune_kept_logs(tmp_path, KEEP_FAILED_LOGS)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [f"{i:04d}-console.log" for i in range(10, KEEP_FAILED_LOGS + 10)]
+    prune_kept_logs(tmp_path, 0)
+    assert not any(tmp_path.iterdir())
