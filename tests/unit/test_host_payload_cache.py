@@ -70,13 +70,20 @@ def test_a_use_renews_the_payload_at_most_hourly(tmp_path: Path,
     assert payload.manifest_path.is_file()
 
 
-def test_a_checkpoint_resumes_on_the_payload_it_was_taken_on(tmp_path: Path) -> None:
+def checkpoint_on_an_old_payload(cache: Path, idle_days: float) -> tuple[Payload, Payload, Path]:
+    """An old payload, the current one, and a checkpoint's memory taken on the old one."""
     now = time.time()
-    old = built(tmp_path, "a" * 16, now - 10 * DAY, b"old agent disk")
-    current = built(tmp_path, "b" * 16, now, b"new agent disk")
-    memdir = tmp_path / "ck.memory"
+    old = built(cache, "a" * 16, now - idle_days * DAY, b"old agent disk")
+    current = built(cache, "b" * 16, now, b"new agent disk")
+    memdir = cache / "ck.memory"
     memdir.mkdir()
     record_payload(memdir, old.agent_root)
+    return old, current, memdir
+
+
+def test_a_checkpoint_resumes_on_the_payload_it_was_taken_on(tmp_path: Path) -> None:
+    now = time.time()
+    old, current, memdir = checkpoint_on_an_old_payload(tmp_path, 10)
     assert json.loads((memdir / MEMORY_PAYLOAD).read_text())["payload"] == "a" * 16
 
     assert memory_payload(memdir, current) == old
@@ -90,14 +97,9 @@ def test_a_checkpoint_resumes_on_the_payload_it_was_taken_on(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("change", ["pruned", "rebuilt", "unreadable"])
 def test_a_checkpoint_whose_payload_is_gone_is_refused(tmp_path: Path, change: str) -> None:
-    now = time.time()
-    old = built(tmp_path, "a" * 16, now - 40 * DAY, b"old agent disk")
-    current = built(tmp_path, "b" * 16, now, b"new agent disk")
-    memdir = tmp_path / "ck.memory"
-    memdir.mkdir()
-    record_payload(memdir, old.agent_root)
+    old, current, memdir = checkpoint_on_an_old_payload(tmp_path, 40)
     if change == "pruned":
-        assert prune_payloads(tmp_path, keep={"b" * 16}, now=now) == ["a" * 16]
+        assert prune_payloads(tmp_path, keep={"b" * 16}) == ["a" * 16]
         needle = "payload aaaaaaaaaaaaaaaa, which is no longer on this machine (now bbbb"
     elif change == "rebuilt":  # same name, another disk: its page cache would lie
         os.chmod(old.agent_root, 0o644)
