@@ -27,13 +27,15 @@ def wants_prestart(args: list[str]) -> bool:
 
 
 def main() -> int:
-    if wants_prestart(sys.argv[1:]):
-        from boxlite_cli.shim import prestart
+    try:
+        if wants_prestart(sys.argv[1:]):
+            from boxlite_cli.shim import prestart
 
-        with contextlib.suppress(OSError):  # (then the shim is started the usual way)
-            prestart.begin()
-    from boxlite_cli.cli import main as cli_main
-
+            with contextlib.suppress(OSError):  # (then the shim is started the usual way)
+                prestart.begin()
+        from boxlite_cli.cli import main as cli_main
+    except KeyboardInterrupt:  # Ctrl-C while importing: quiet, as during a command
+        return 130
     code = cli_main()
     # The interpreter's final collection would walk every object the imports made
     # (~20 ms here, after the command is done); nothing of ours waits for it.

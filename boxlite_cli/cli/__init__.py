@@ -13,11 +13,11 @@ from boxlite_cli.cli.errors import exit_code_for
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the command, maps every error to an exit code."""
-    from boxlite_cli.cli.app import cli
-
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BOXLITE_DEBUG") == "1"
     try:
+        from boxlite_cli.cli.app import cli  # (inside: a Ctrl-C here is quiet too)
+
         rv = cli.main(args=args, prog_name="boxlite", standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code)

@@ -78,8 +78,9 @@ def virtual_size(path: Path) -> int:
 class BoxDisks:
     """The disk chain of one box (callers hold the box's lock)."""
 
-    def __init__(self, disks_dir: Path) -> None:
+    def __init__(self, disks_dir: Path, label: str = "this box") -> None:
         self.dir = disks_dir
+        self.label = label  # for messages: "box NAME"
         self.active = disks_dir / "rootfs.qcow2"
         self.snapshot_dir = disks_dir / "snapshots"
         self.index = disks_dir / INDEX
@@ -99,7 +100,10 @@ class BoxDisks:
         for snap in self.all():
             if snap.name == name:
                 return snap
-        raise NotFound(f"no snapshot {name!r} of this box")
+        named = self.label.removeprefix("box ")
+        raise NotFound(f"no snapshot {name!r} of {self.label}",
+                       hint=f"list them with: boxlite snapshot ls {named}"
+                       if named != self.label else None)
 
     def _write(self, snaps: list[Snapshot]) -> None:
         write_json_atomic(self.index, {"snapshots": [s.to_json() for s in snaps]})

@@ -76,7 +76,11 @@ def memory_payload(memdir: Path, current: Payload, box: str = "BOX",
 
 
 def box_disks(rt: Runtime, box_id: str) -> BoxDisks:
-    return BoxDisks(rt.files(box_id).rootfs_disk.parent)
+    try:
+        label = f"box {rt.boxes.read(box_id).name}"
+    except BoxliteError:
+        label = f"box {box_id[:12]}"
+    return BoxDisks(rt.files(box_id).rootfs_disk.parent, label)
 
 
 def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
@@ -91,6 +95,12 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
             raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
         disks = box_disks(rt, box_id)
         frozen, _ = disks.plan(name)  # checks the name before anything happens
+        if memory and state.config.mounts:
+            # (QEMU refuses to migrate a mounted 9p export, and then leaves the VM paused)
+            raise UsageError(f"box {state.name} has volumes, which a memory checkpoint cannot "
+                             "carry (virtio-9p state does not migrate)",
+                             hint=f"take a disk snapshot instead: boxlite snapshot create "
+                                  f"{state.name} {name}")
         if state.status not in RUNNING:
             if memory:
                 raise UsageError(f"box {state.name} is not running: a memory checkpoint needs "

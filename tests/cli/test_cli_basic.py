@@ -265,3 +265,30 @@ def test_real_script_ps_json(script_runner: ScriptRunner) -> None:
     result = bx(script_runner, "ps", "-a", "--format", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == []
+
+
+# Ctrl-C ---------------------------------------------------------------------------------
+
+def test_ctrl_c_while_the_cli_starts_is_quiet(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 130 and no traceback, whether the interrupt lands in the console script's
+    first steps or in the import of the commands."""
+    import sys
+    import types
+
+    from boxlite_cli import entry
+    from boxlite_cli.cli import main
+
+    def interrupted(_: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "wants_prestart", interrupted)
+    assert entry.main() == 130
+
+    class Interrupting(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "boxlite_cli.cli.app", Interrupting("boxlite_cli.cli.app"))
+    assert main(["ps"]) == 130
+    assert capsys.readouterr().err == ""

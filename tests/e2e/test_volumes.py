@@ -64,6 +64,12 @@ def test_nine_volumes_rw_ro_files_named_and_anonymous(tmp_path: Path) -> None:
         cp = bx("cp", "vols:/named/n", str(out))
         assert cp.returncode == 0, cp.stderr
         assert out.read_text() == "kept\n"
+        # a memory checkpoint cannot carry 9p volumes: refused up front (QEMU would
+        # refuse the migration and leave the VM paused)
+        refused = bx("snapshot", "create", "--memory", "vols", "m")
+        assert refused.returncode == 125 and b"has volumes" in refused.stderr, refused.stderr
+        assert b"boxlite snapshot create vols m" in refused.stderr  # the hint
+        assert json.loads(bx("snapshot", "ls", "--format", "json", "vols").stdout) == []
     finally:
         bx("rm", "-v", "-f", "vols")
     after = {v["name"] for v in json.loads(bx("volume", "ls", "--format", "json").stdout)}

@@ -232,3 +232,11 @@ def test_a_template_found_ready_counts_as_used_now(tmp_path: Path) -> None:
     assert templates.ready("k") == path
     assert (path / "template.json").stat().st_mtime > 1.0
     assert templates.prune(keep=1) == []
+
+
+def test_a_missing_snapshot_names_its_box(tmp_path: Path, base: Path) -> None:
+    disks = BoxDisks(make_box(tmp_path, "a", base).dir, label="box web")
+    with pytest.raises(NotFound) as caught:
+        disks.get("warm")
+    assert caught.value.message == "no snapshot 'warm' of box web"
+    assert caught.value.hint == "list them with: boxlite snapshot ls web"
