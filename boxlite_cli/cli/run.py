@@ -54,7 +54,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         if image is not None or command:
             raise UsageError("--from takes no IMAGE or COMMAND: the box resumes the "
                              "checkpoint's processes")
-        return _run_from(cli, from_, name, detach, interactive, tty)
+        refuse_with_from(click.get_current_context())
+        return _run_from(cli, from_, name, detach, interactive, tty, auto_remove, publish)
     if image is None:
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     opts = CreateOptions(
@@ -93,8 +94,26 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     return attach_main(rt, state.id, interactive, tty)
 
 
+# What `run --from` takes: the new box's name, its removal, its published ports and how
+# the CLI attaches. The rest is the checkpoint's: its VM, disk, processes and network.
+FROM_OPTIONS = frozenset({"from_", "name", "detach", "auto_remove", "publish", "interactive",
+                          "tty", "image", "command"})
+
+
+def refuse_with_from(ctx: click.Context) -> None:
+    """A usage error naming the options given with --from that cannot apply."""
+    given = [param.opts[-1] for param in ctx.command.params
+             if param.name not in FROM_OPTIONS and param.name is not None
+             and ctx.get_parameter_source(param.name) in (click.core.ParameterSource.COMMANDLINE,
+                                                          click.core.ParameterSource.ENVIRONMENT)]
+    if given:
+        raise UsageError(f"--from cannot be combined with {', '.join(given)}: the box resumes "
+                         "the checkpoint's VM and processes as they were",
+                         hint="--from takes --name, --rm, -d, -p, -i and -t")
+
+
 def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, interactive: bool,
-              tty: bool) -> int:
+              tty: bool, auto_remove: bool, publish: tuple[str, ...]) -> int:
     """run --from BOX:NAME: a new box resumed from another box's memory checkpoint."""
     from boxlite_cli.runtime.clone import from_checkpoint
 
@@ -102,8 +121,15 @@ def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, intera
     if not sep or not box or not snapshot:
         raise UsageError(f"invalid --from {spec!r}: expected BOX:NAME")
     rt = cli.runtime
-    state, memory = from_checkpoint(rt, box, snapshot, name)
-    rt.start(state.id, foreground=not detach, memory=memory)
+    state, memory = from_checkpoint(rt, box, snapshot, name, auto_remove=auto_remove,
+                                    publish=publish or None)
+    try:
+        rt.start(state.id, foreground=not detach, memory=memory)
+    except BaseException:
+        if auto_remove:
+            with contextlib.suppress(BoxliteError):
+                rt.remove(state.id, force=True)
+        raise
     if detach:
         click.echo(state.id)
         return 0

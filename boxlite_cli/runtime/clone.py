@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from boxlite_cli.disks.qcow2 import create_overlay
 from boxlite_cli.errors import BoxliteError, Conflict, StateCorrupt, UsageError
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.names import random_name
+from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.staging import clean_stale, stage
 from boxlite_cli.runtime.volumes import VolumeRequest, discard_volumes, resolve_mounts
 from boxlite_cli.state.atomic import write_json_atomic
@@ -165,11 +167,14 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
     return made
 
 
-def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = None) -> tuple[BoxState, Path]:
+def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = None,
+                    auto_remove: bool = False, publish: Iterable[str] | None = None
+                    ) -> tuple[BoxState, Path]:
     """A new box (status created) on memory checkpoint `snapshot` of box `ref`: its disk
     is a fresh overlay on the checkpoint's disk, and the returned memory directory is
     what its start restores (`run --from BOX:NAME`). The guest keeps the source's
-    hostname and processes; volumes are not carried (9p state does not migrate)."""
+    hostname and processes; volumes are not carried (9p state does not migrate).
+    `publish` (-p) replaces the source's published ports; `auto_remove` is `--rm`."""
     clean_stale(rt.paths)
     new_name = clone_names(name, 1)[0]
     check_name_free(rt, new_name)
@@ -181,6 +186,10 @@ def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = Non
                          "taken without --memory")
     if source.config.mounts:
         raise UsageError(f"box {source.name} has volumes, which a checkpoint cannot carry")
+    network = source.config.network
+    if publish is not None:  # (the guest's side of the network is the checkpoint's)
+        network = dataclasses.replace(network, ports=network_config(
+            network.mode, network.dns, network.extra_hosts, publish).ports)
     snapshots.memory_payload(Path(snap.memory), rt.payload(), source.name, snapshot)
     with stage(rt.paths, "from") as st:
         box_id = new_box_id()
@@ -188,7 +197,8 @@ def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = Non
         (box_dir / "disks").mkdir(parents=True, mode=0o700)
         box_dir.chmod(0o700)
         create_overlay(Path(snap.file), box_dir / "disks" / "rootfs.qcow2", base_format="qcow2")
-        state = BoxState(id=box_id, name=new_name, config=dataclasses.replace(source.config))
+        state = BoxState(id=box_id, name=new_name, config=dataclasses.replace(
+            source.config, auto_remove=auto_remove, network=network))
         stage_state(box_dir, state)
         commit_box(rt, box_dir, state)
     return state, Path(snap.memory)

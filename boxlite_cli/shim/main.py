@@ -571,7 +571,8 @@ class Shim:
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver, exit_code=None, error=None, finished_at=None)
         self.report(ok=True, exec_id=MAIN, pid=0)
-        threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
+        if not self.launch.foreground:  # (a foreground CLI attaches to it itself)
+            threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
 
     def supervise(self, client: AgentClient, state: BoxState,

@@ -73,6 +73,35 @@ def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> Non
         bx("rm", "-f", box)
 
 
+def test_a_foreground_run_from_a_checkpoint_attaches_and_honours_its_options() -> None:
+    """`run --from` without -d attaches to the resumed main process, --rm removes the
+    box after it, and options that cannot apply to a resumed VM are refused."""
+    waiter = "echo begun; while [ ! -e /run/go ]; do sleep 0.1; done; echo finished; exit 7"
+    box = out("run", "-d", IMAGE, "sh", "-c", waiter)
+    try:
+        out("snapshot", "create", "--memory", box, "mid")
+        before = out("ps", "-a", "-q").split()
+        one_line_error(bx("run", "--from", f"{box}:mid", "--cpus", "2", "-e", "A=1"),
+                       "--from cannot be combined with --cpus, --env")
+        assert out("ps", "-a", "-q").split() == before
+        resumed = subprocess.Popen([boxlite_bin(), "run", "--rm", "--name", "resumed",
+                                    "--from", f"{box}:mid"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while bx("exec", "resumed", "touch", "/run/go").returncode != 0:
+                assert resumed.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+            stdout, stderr = resumed.communicate(timeout=120)
+        finally:
+            resumed.kill()
+        assert resumed.returncode == 7, stderr.decode()
+        assert b"finished" in stdout
+        assert out("ps", "-a", "-q").split() == before  # --rm: the box is gone
+    finally:
+        bx("rm", "-f", box)
+
+
 def check_a_checkpoint_needs_its_own_payload(box: str, home: Path) -> None:
     """The checkpoint names the payload its memory runs on; once that payload is gone
     (an upgrade built another, a build pruned this one), resuming it is refused before
