@@ -498,6 +498,9 @@ class Runtime:
             # The box is done: let its shim finish cleaning up before we report.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 shim.wait(SHIM_EXIT_WAIT_S)
+        if not message.get("ok") and message.get("refused"):
+            # the box's own settings, refused by the guest agent (no warm retry: see _start)
+            raise UsageError(str(message.get("error")))
         if not message.get("ok"):
             tail = message.get("console_tail") or []
             said = f"; the guest's last words: {tail[-1]!r}" if tail else ""

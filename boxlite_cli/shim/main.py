@@ -37,7 +37,7 @@ from boxlite_cli.agent.client import (
     open_channel,
 )
 from boxlite_cli.agent.pb import agent_pb2 as pb
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.fdio import reader_gone, write_all
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.child import Process
@@ -530,14 +530,17 @@ class Shim:
         except BoxliteError as e:
             log.error("start failed: %s", e)
             reason = str(e)
+            # The agent refused the box's own settings (a user, a working directory...):
+            # the VM is fine, and a warm start would fail the same way cold.
+            refused = isinstance(e, UsageError)
             if self.vmm is not None:
                 self.stop_vmm(None, graceful=False)
             self.update(status=Status.EXITED, error=reason, exit_code=125,
                         finished_at=time.time())
-            console = self.keep_console(state)
-            self.report(ok=False, error=reason, console=str(console),
+            console = self.keep_console(state) if not refused else self.files.console_log
+            self.report(ok=False, error=reason, refused=refused, console=str(console),
                         console_tail=console_tail(console))
-            if not warm:  # a failed warm start is retried cold by the CLI: keep the box
+            if not warm or refused:  # a failed warm start is retried cold: keep the box
                 self.remove_if_auto(state)
             return 1
         if started.error_exit_code:

@@ -240,6 +240,20 @@ def test_a_broken_template_falls_back_to_a_cold_start(e2e_home: Path) -> None:
     assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
 
 
+def test_a_box_the_guest_refuses_fails_at_once_and_keeps_the_template(e2e_home: Path) -> None:
+    """Settings of the box's own that the guest agent refuses (an unknown user) fail the
+    warm start in one line: no cold retry, the template stays for the next box."""
+    out("run", "--rm", IMAGE, "true")  # this run's template exists now
+    templates = sorted((e2e_home / "cache" / "templates").glob("*/device.state"))
+    assert templates
+    before = bx("ps", "-a", "-q").stdout
+    refused = bx("run", "--rm", "-u", "nosuchuser", IMAGE, "true")
+    one_line_error(refused, "unable to find user nosuchuser")
+    assert b"warm start failed" not in refused.stderr
+    assert all(template.exists() for template in templates)
+    assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
+
+
 MARK = "cat /root/mark 2>/dev/null; echo run >> /root/mark; ls /proc/self/fd >/dev/null"
 
 
