@@ -21,15 +21,12 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
 
     The archive holds a manifest (the box's config, name, image, and the SHA-256 of
     every disk) and the box's disk flattened into one standalone qcow2, so it works on
-    a host without the image. A running box is quiesced for an instant (a disk
-    snapshot, which its disk stays built on). Volumes (-v) are not exported. An
+    a host without the image. A running box is quiesced for an instant while its
+    disk is copied (the copy is removed afterwards). Volumes (-v) are not exported. An
     existing FILE is refused unless --force; a failed export leaves no partial file.
     """
     from boxlite_cli.runtime.export import export_box
 
-    result = export_box(cli.runtime, box, output, force=force, warn=warn)
-    if result.kept_snapshot:
-        warn(f"the box's disk is now built on snapshot {result.kept_snapshot} (taken to "
-             "export it while running)")
+    export_box(cli.runtime, box, output, force=force, warn=warn)
     click.echo(str(output))
     return 0

@@ -7,6 +7,10 @@ snapshot of a stopped box freezes the active overlay as `disks/snapshots/<id>.qc
 
     image base (ext4) <- snapshots/a.qcow2 <- snapshots/b.qcow2 <- rootfs.qcow2
 
+An internal snapshot (a clone's base, an export's instant copy: see
+runtime/snapshots.py) is always a copy, never a layer under the active overlay, and
+records the process that made it (`owner`).
+
 Snapshots are never written again. Restoring one replaces the active overlay with a
 fresh overlay on it; a snapshot that another disk (of this box or another one, e.g.
 a box made with `run --from`) backs onto cannot be removed. `snapshots.json` names
@@ -24,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import Conflict, DiskError, NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 
@@ -38,6 +43,9 @@ class Snapshot:
     file: str  # the frozen overlay
     created: float
     memory: str = ""  # directory of the memory checkpoint, if it has one
+    # An internal snapshot (the base of clones, an export's consistent copy): the process
+    # that made it. Once that process is gone and no disk is built on it, it is garbage.
+    owner: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -121,6 +129,18 @@ class BoxDisks:
         sid = uuid.uuid4().hex[:16]
         return self.snapshot_dir / f"{sid}.qcow2", self.snapshot_dir / f"{sid}.memory"
 
+    def copy_active(self, frozen: Path) -> None:
+        """Copy the (stopped) box's active overlay to `frozen`: the box's own chain stays
+        as it is (its overlay holds only the box's own writes, so the copy is cheap)."""
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        partial = frozen.with_name(frozen.name + ".partial")
+        try:
+            run_tool(["cp", "--sparse=always", str(self.active), str(partial)],
+                     "copying the box's disk")
+            partial.rename(frozen)
+        finally:
+            partial.unlink(missing_ok=True)
+
     def freeze_active(self, frozen: Path) -> None:
         """Move the (stopped) box's active overlay to `frozen` and put a new empty one
         on top of it."""
@@ -133,8 +153,9 @@ class BoxDisks:
             frozen.rename(self.active)
             raise
 
-    def record(self, name: str, frozen: Path, memory: Path | None = None) -> Snapshot:
-        snap = Snapshot(name, str(frozen), time.time(), str(memory) if memory else "")
+    def record(self, name: str, frozen: Path, memory: Path | None = None,
+               owner: dict[str, int] | None = None) -> Snapshot:
+        snap = Snapshot(name, str(frozen), time.time(), str(memory) if memory else "", owner)
         self._add(snap)
         return snap
 

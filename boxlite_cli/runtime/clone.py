@@ -128,12 +128,13 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
     """COUNT new boxes (status created) with the config of box `ref` and a disk on a
     fresh snapshot of its disk. All or nothing."""
     clean_stale(rt.paths)
+    snapshots.collect_unused(rt)
     names = clone_names(name, count)
     for n in names:
         check_name_free(rt, n)
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
-    snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}")
+    snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}", internal=True)
     base = Path(snap.file)
     made: list[BoxState] = []
     volumes_made: list[str] = []
@@ -163,6 +164,8 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
             with contextlib.suppress(BoxliteError):
                 rt.remove(state.id, volumes=True)
         discard_volumes(rt.volumes, volumes_made)
+        with contextlib.suppress(BoxliteError):  # (a kill -9: collect_unused() does it)
+            snapshots.remove(rt, source_id, snap.name)
         raise
     return made
 

@@ -101,7 +101,6 @@ def max_disk_bytes() -> int:
 class ExportResult:
     path: Path
     size: int  # bytes of the archive
-    kept_snapshot: str | None  # the snapshot a running box's disk is now built on
 
 
 def _sha256(path: Path) -> tuple[str, int]:
@@ -209,6 +208,7 @@ def export_box(rt: Runtime, ref: str, output: Path, force: bool = False,
 
     An existing `output` is refused unless `force` (then replaced atomically)."""
     clean_stale(rt.paths)
+    snapshots.collect_unused(rt)
     out = Path(os.path.abspath(output))
     if out.exists() and not force:
         raise Conflict(f"{output} already exists", hint="choose another file, or use --force")
@@ -222,24 +222,23 @@ def export_box(rt: Runtime, ref: str, output: Path, force: bool = False,
         raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
     if state.config.mounts:
         warn(f"box {state.name}'s volumes (-v) are not exported, only its own disk")
-    kept: str | None = None
+    copied: str | None = None  # a running box's disk, copied at one instant
     try:
         with stage(rt.paths, "export") as st:
             flat = st.dir / "rootfs.qcow2"
             source = rt.files(box_id).rootfs_disk
             if state.status in snapshots.RUNNING:
-                kept = f"export-{secrets.token_hex(6)}"
-                source = Path(snapshots.create(rt, box_id, kept).file)
-            with rt.activity(f"Flattening the disk of {state.name}"):
-                run_tool(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", "-o",
-                          "cluster_size=65536", str(source), str(flat)],
-                         f"flattening the disk of box {state.name}")
-            if kept is not None:
-                try:
-                    snapshots.remove(rt, box_id, kept)
-                    kept = None
-                except Conflict:
-                    pass  # the running box's disk is built on it now: it stays
+                copied = f"export-{secrets.token_hex(6)}"
+                source = Path(snapshots.create(rt, box_id, copied, internal=True).file)
+            try:
+                with rt.activity(f"Flattening the disk of {state.name}"):
+                    run_tool(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", "-o",
+                              "cluster_size=65536", str(source), str(flat)],
+                             f"flattening the disk of box {state.name}")
+            finally:  # (a kill -9 leaves it to snapshots.collect_unused())
+                if copied is not None:
+                    with contextlib.suppress(BoxliteError):
+                        snapshots.remove(rt, box_id, copied)
             digest, size = _sha256(flat)
             manifest = json.dumps(manifest_for(state, digest, size, virtual_size(flat)),
                                   indent=2, sort_keys=True).encode()
@@ -250,7 +249,7 @@ def export_box(rt: Runtime, ref: str, output: Path, force: bool = False,
             raise DiskError(f"No space left on device while exporting to {output}",
                             hint="free some disk space and try again") from e
         raise
-    return ExportResult(out, written, kept)
+    return ExportResult(out, written)
 
 
 # import: reading the archive ------------------------------------------------------------

@@ -725,6 +725,9 @@ class Runtime:
             shutil.rmtree(sockets, ignore_errors=True)
         if volumes and state is not None:
             self.remove_anonymous_volumes(state)
+        from boxlite_cli.runtime.snapshots import collect_unused
+
+        collect_unused(self)  # e.g. the base of clones, when this was the last of them
         return box_id
 
     def remove_anonymous_volumes(self, state: BoxState) -> None:

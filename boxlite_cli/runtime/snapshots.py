@@ -21,6 +21,8 @@ from boxlite_cli.errors import BoxliteError, Conflict, PayloadError, UsageError,
 from boxlite_cli.payload import PAYLOAD_NAME, Payload, payload_dir
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.flock import Timeout
+from boxlite_cli.state.pidfile import ProcessRecord
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.vmm.base import VmControl
 from boxlite_cli.vmm.drivers import get_driver
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 RUNNING = (Status.RUNNING,)
 AUTO_THAW_S = 30.0  # the guest thaws by itself if the worker dies mid-snapshot
 BUSY = (Status.STARTING, Status.STOPPING, Status.CREATING)
+COLLECT_LOCK_WAIT_S = 2.0
 # In a checkpoint's memory directory: the guest payload its VM ran on. The guest's page
 # cache holds that payload's agent disk, so the memory resumes on that very disk only.
 MEMORY_PAYLOAD = "payload.json"
@@ -83,11 +86,16 @@ def box_disks(rt: Runtime, box_id: str) -> BoxDisks:
     return BoxDisks(rt.files(box_id).rootfs_disk.parent, label)
 
 
-def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
+def create(rt: Runtime, ref: str, name: str, memory: bool = False,
+           internal: bool = False) -> Snapshot:
     """Snapshot a box's disk (and with `memory` its RAM: needs a running box).
 
     For a running box, the freeze-pause-copy-resume runs in a detached worker process,
-    so that a CLI killed midway cannot leave the VM paused or its file system frozen."""
+    so that a CLI killed midway cannot leave the VM paused or its file system frozen.
+    `internal`: a snapshot this process makes for itself (a clone's base, an export's
+    copy). It is always a copy, so the box's own chain never grows, and it is owned by
+    this process: collect_unused() removes it once that is gone and nothing uses it."""
+    owner = ProcessRecord.current().to_json() if internal else None
     box_id = rt.resolve(ref)
     with rt.boxes.lock(box_id):
         state = rt.observe(rt.boxes.read(box_id))
@@ -105,15 +113,19 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False) -> Snapshot:
             if memory:
                 raise UsageError(f"box {state.name} is not running: a memory checkpoint needs "
                                  "a running box", hint="start it first, or drop --memory")
-            disks.freeze_active(frozen)
-            return disks.record(name, frozen)
-    return _run_worker(rt, box_id, name, memory)
+            if owner is not None:
+                disks.copy_active(frozen)
+            else:
+                disks.freeze_active(frozen)
+            return disks.record(name, frozen, owner=owner)
+    return _run_worker(rt, box_id, name, memory, owner)
 
 
-def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool) -> Snapshot:
+def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool,
+                owner: dict[str, int] | None) -> Snapshot:
     proc = subprocess.run(
         [sys.executable, "-m", "boxlite_cli.runtime.snapshots", box_id, name,
-         "memory" if memory else "disk"],
+         "memory" if memory else "disk", json.dumps(owner)],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, start_new_session=True,
         check=False)
     try:
@@ -125,7 +137,8 @@ def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool) -> Snapshot:
     return box_disks(rt, box_id).get(name)
 
 
-def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snapshot:
+def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool,
+                     owner: dict[str, int] | None = None) -> Snapshot:
     """The critical section: freeze the file system (disk snapshots), pause, switch the
     disk or save the memory, resume, thaw."""
     from boxlite_cli.agent.client import AgentClient
@@ -145,7 +158,7 @@ def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snaps
             control.pause()  # QEMU drains and flushes the disk when the VM stops
             try:
                 return _copy_at_pause(disks, control, name, frozen, memdir if memory else None,
-                                      launch.vm.agent_root)
+                                      launch.vm.agent_root, owner)
             finally:
                 control.resume()
         finally:
@@ -156,7 +169,8 @@ def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool) -> Snaps
 
 
 def _copy_at_pause(disks: BoxDisks, control: VmControl, name: str, frozen: Path,
-                   memdir: Path | None, agent_root: Path) -> Snapshot:
+                   memdir: Path | None, agent_root: Path,
+                   owner: dict[str, int] | None = None) -> Snapshot:
     """With the VM paused (its disk flushed, nothing in flight): save the memory when
     asked, and copy the active overlay as it stands; the box keeps writing to its own.
 
@@ -176,7 +190,30 @@ def _copy_at_pause(disks: BoxDisks, control: VmControl, name: str, frozen: Path,
             shutil.rmtree(memdir, ignore_errors=True)
         frozen.unlink(missing_ok=True)
         raise
-    return disks.record(name, frozen, memdir)
+    return disks.record(name, frozen, memdir, owner)
+
+
+def collect_unused(rt: Runtime) -> list[str]:
+    """Remove the internal snapshots (see create()) whose maker is gone and that no disk
+    is built on: the base of clones once the last of them is removed, or what a killed
+    clone or export left. Boxes busy elsewhere are left for the next time."""
+    box_dirs = [rt.boxes.box_dir(box_id) for box_id in rt.boxes.ids()]
+    removed = []
+    for box_dir in box_dirs:
+        disks = BoxDisks(box_dir / "disks")
+        try:
+            garbage = [snap for snap in disks.all() if snap.owner is not None]
+        except BoxliteError:
+            continue
+        for snap in garbage:
+            maker = ProcessRecord.from_json(snap.owner)
+            if (maker is not None and maker.alive()) or disks.dependents(snap.file, box_dirs):
+                continue
+            with contextlib.suppress(BoxliteError, Timeout), \
+                    rt.boxes.lock(box_dir.name, timeout=COLLECT_LOCK_WAIT_S):
+                disks.remove(snap.name, box_dirs)  # (which looks at the users again)
+                removed.append(f"{box_dir.name[:12]}:{snap.name}")
+    return removed
 
 
 def list_all(rt: Runtime, ref: str) -> list[Snapshot]:
@@ -220,13 +257,13 @@ def checkpoint_memory(rt: Runtime, box_id: str, name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """The detached worker: `python -m boxlite_cli.runtime.snapshots BOX NAME KIND`, with
-    the CLI's environment (so the same home)."""
+    """The detached worker: `python -m boxlite_cli.runtime.snapshots BOX NAME KIND OWNER`
+    (OWNER: JSON, null for a user's snapshot), with the CLI's environment (the same home)."""
     from boxlite_cli.runtime.runtime import Runtime
 
-    box_id, name, kind = argv
+    box_id, name, kind, owner = argv
     try:
-        snapshot_running(Runtime(), box_id, name, kind == "memory")
+        snapshot_running(Runtime(), box_id, name, kind == "memory", json.loads(owner))
         print(json.dumps({"ok": True}))
     except BoxliteError as e:
         print(json.dumps({"error": e.message, "hint": e.hint}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,11 @@ def started_box(name: str) -> str:
     box_id = ok("create", "--name", name, IMAGE, "sleep", "3600").decode().strip()
     ok("start", name)
     return box_id
+
+
+def snapshot_list(box: str) -> list[dict[str, object]]:
+    listing: list[dict[str, object]] = json.loads(ok("snapshot", "ls", "--format", "json", box))
+    return listing
 
 
 def test_export_import_roundtrip(e2e_home: Path, tmp_path: Path) -> None:
@@ -74,7 +80,9 @@ def test_clones_diverge_and_protect_their_source(e2e_home: Path) -> None:
         assert refused.returncode == 125
         assert b"cl, cl-2" in refused.stderr and b"built on its snapshots" in refused.stderr
         assert ok("exec", "cl-src", "cat", "/root/base") == b"shared\n"
+        assert [s["name"][:6] for s in snapshot_list("cl-src")] == ["clone-"]
         ok("rm", "-f", "cl", "cl-2")
+        assert snapshot_list("cl-src") == []  # the clones' base went with the last of them
         ok("rm", "-f", "cl-src")
     finally:
         bx("rm", "-f", "cl", "cl-2")
@@ -112,6 +120,7 @@ def test_kill_during_export_leaves_the_box_usable(e2e_home: Path, tmp_path: Path
         finished = bx("export", "ex-big", "-o", str(archive), timeout=600)  # cleans the stale stage
         assert finished.returncode == 0, finished.stderr
         assert list(staging.iterdir()) == []
+        assert snapshot_list("ex-big") == []  # nor is the killed export's copy left
         assert archive.stat().st_size > 150 << 20  # urandom does not compress
     finally:
         bx("rm", "-f", "ex-big")

@@ -22,6 +22,7 @@ import zstandard
 from boxlite_cli.disks.chain import qcow2_backing
 from boxlite_cli.errors import BoxliteError, Conflict
 from boxlite_cli.runtime import export as ex
+from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import clone, clone_names, dependent_boxes
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.staging import clean_stale, stage, staging_root
@@ -268,8 +269,8 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
 def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     src = make_box(rt, "src", tmp_path)
     out = tmp_path / "src.bx"
-    result = ex.export_box(rt, "src", out)
-    assert result.kept_snapshot is None and out.stat().st_mode & 0o777 == 0o600
+    ex.export_box(rt, "src", out)
+    assert out.stat().st_mode & 0o777 == 0o600
     with pytest.raises(Conflict, match="already exists"):
         ex.export_box(rt, "src", out)
     ex.export_box(rt, "src", out, force=True)
@@ -327,10 +328,23 @@ def test_clone_names() -> None:
         clone_names("bad name", 1)
 
 
+def maker_gone(rt: Runtime, box_id: str) -> None:
+    """As once the CLI that made the box's internal snapshots has exited."""
+    index = rt.boxes.box_dir(box_id) / "disks" / "snapshots.json"
+    data = json.loads(index.read_text())
+    for snap in data["snapshots"]:
+        if snap["owner"] is not None:
+            snap["owner"] = {"pid": os.getpid(), "start_time": 1}  # not this process
+    index.write_text(json.dumps(data))
+
+
 def test_clone_of_stopped_box_and_rm_refusal(rt: Runtime, tmp_path: Path) -> None:
     src = make_box(rt, "src", tmp_path)
+    own_chain = qcow2_backing(rt.files(src.id).rootfs_disk)
     clones = clone(rt, "src", name="cl", count=2)
     assert [c.name for c in clones] == ["cl", "cl-2"]
+    # the clones' base is a copy: the source's own chain does not grow
+    assert qcow2_backing(rt.files(src.id).rootfs_disk) == own_chain
     snap = rt.boxes.box_dir(src.id) / "disks" / "snapshots"
     frozen = {str(p) for p in snap.glob("*.qcow2")}
     assert len(frozen) == 1
@@ -343,10 +357,26 @@ def test_clone_of_stopped_box_and_rm_refusal(rt: Runtime, tmp_path: Path) -> Non
         rt.remove("src", force=True)
     with pytest.raises(Conflict, match='"cl" is already in use'):
         clone(rt, "src", name="cl")
+    maker_gone(rt, src.id)
     rt.remove("cl")
-    rt.remove("cl-2")
+    assert {str(p) for p in snap.glob("*.qcow2")} == frozen  # cl-2 still uses it
+    rt.remove("cl-2")  # the last one: the base they shared goes with it
+    assert list(snap.glob("*.qcow2")) == [] and snapshots.list_all(rt, "src") == []
     rt.remove("src")
     assert leftovers(rt) == []
+
+
+def test_internal_snapshots_are_collected_once_their_maker_is_gone(rt: Runtime,
+                                                                    tmp_path: Path) -> None:
+    """What a killed clone or export left: removed by the next rm, clone or export,
+    unless its maker still runs or a disk is built on it; a user's snapshot never."""
+    src = make_box(rt, "src", tmp_path)
+    snapshots.create(rt, "src", "export-0123", internal=True)
+    snapshots.create(rt, "src", "mine")
+    assert snapshots.collect_unused(rt) == []  # its maker (this process) still runs
+    maker_gone(rt, src.id)
+    assert snapshots.collect_unused(rt) == [f"{src.id[:12]}:export-0123"]
+    assert [s.name for s in snapshots.list_all(rt, "src")] == ["mine"]
 
 
 def test_stale_staging_is_cleaned(rt: Runtime, tmp_path: Path) -> None:
