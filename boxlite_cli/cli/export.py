@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
+from boxlite_cli.errors import UsageError
 
 
 @click.command()
 @click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(path_type=Path),
-              help="The archive to write (tar + zstd).")
+              help="The archive to write (tar + zstd); - for standard output (a pipe).")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists (refused otherwise).")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli
@@ -27,6 +30,13 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
     """
     from boxlite_cli.runtime.export import export_box
 
+    if str(output) == "-":
+        if os.isatty(1):
+            raise UsageError("refusing to write the archive to a terminal",
+                             hint="redirect standard output, or use -o FILE")
+        sys.stdout.flush()
+        export_box(cli.runtime, box, 1, warn=warn)
+        return 0
     export_box(cli.runtime, box, output, force=force, warn=warn)
     click.echo(str(output))
     return 0

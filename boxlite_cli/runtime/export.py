@@ -99,8 +99,8 @@ def max_disk_bytes() -> int:
 
 @dataclass(frozen=True)
 class ExportResult:
-    path: Path
-    size: int  # bytes of the archive
+    path: Path | int  # (an fd: a pipe)
+    size: int  # bytes of the archive (-1: written to a pipe)
 
 
 def _sha256(path: Path) -> tuple[str, int]:
@@ -179,18 +179,28 @@ def _link_output(fd: int, partial: Path | None, out: Path, force: bool) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _write_archive(out: Path, manifest: bytes, disk: Path, disk_size: int, force: bool,
+def _write_tar(raw: IO[bytes], manifest: bytes, disk: Path, disk_size: int) -> None:
+    cctx = zstandard.ZstdCompressor(level=3, threads=-1)
+    with cctx.stream_writer(raw, closefd=False) as zw, \
+            tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_tarinfo(MANIFEST, len(manifest)), io.BytesIO(manifest))
+        with open(disk, "rb") as f:
+            tar.addfile(_tarinfo(ROOTFS, disk_size), f)
+    raw.flush()
+
+
+def _write_archive(out: Path | int, manifest: bytes, disk: Path, disk_size: int, force: bool,
                    st: Stage) -> int:
+    """Write the archive to file `out` (whole, or not at all) or, an int, to that fd (a
+    pipe: what a failure leaves there is the reader's to discard)."""
+    if isinstance(out, int):
+        with os.fdopen(os.dup(out), "wb") as raw:
+            _write_tar(raw, manifest, disk, disk_size)
+        return -1
     fd, partial = _open_output(out, st)
     try:
         with os.fdopen(os.dup(fd), "wb") as raw:
-            cctx = zstandard.ZstdCompressor(level=3, threads=-1)
-            with cctx.stream_writer(raw, closefd=False) as zw, \
-                    tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                tar.addfile(_tarinfo(MANIFEST, len(manifest)), io.BytesIO(manifest))
-                with open(disk, "rb") as f:
-                    tar.addfile(_tarinfo(ROOTFS, disk_size), f)
-            raw.flush()
+            _write_tar(raw, manifest, disk, disk_size)
             os.fsync(raw.fileno())
             size = os.fstat(raw.fileno()).st_size
         _link_output(fd, partial, out, force)
@@ -202,20 +212,22 @@ def _write_archive(out: Path, manifest: bytes, disk: Path, disk_size: int, force
             st.untrack(partial)
 
 
-def export_box(rt: Runtime, ref: str, output: Path, force: bool = False,
+def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
                warn: Warn = _no_warn) -> ExportResult:
-    """Write box `ref` (running or stopped) as an archive at `output`.
+    """Write box `ref` (running or stopped) as an archive at `output`, or to fd `output`.
 
     An existing `output` is refused unless `force` (then replaced atomically)."""
     clean_stale(rt.paths)
     snapshots.collect_unused(rt)
-    out = Path(os.path.abspath(output))
-    if out.exists() and not force:
-        raise Conflict(f"{output} already exists", hint="choose another file, or use --force")
-    if out.exists() and not out.is_file():
-        raise UsageError(f"{output} exists and is not a regular file")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {output}: no such directory {out.parent}")
+    out: Path | int = output if isinstance(output, int) else Path(os.path.abspath(output))
+    if isinstance(out, Path):
+        if out.exists() and not force:
+            raise Conflict(f"{output} already exists",
+                           hint="choose another file, or use --force")
+        if out.exists() and not out.is_file():
+            raise UsageError(f"{output} exists and is not a regular file")
+        if not out.parent.is_dir():
+            raise UsageError(f"cannot write {output}: no such directory {out.parent}")
     box_id = rt.resolve(ref)
     state = rt.get(box_id)
     if state.status in snapshots.BUSY:
@@ -242,7 +254,7 @@ def export_box(rt: Runtime, ref: str, output: Path, force: bool = False,
             digest, size = _sha256(flat)
             manifest = json.dumps(manifest_for(state, digest, size, virtual_size(flat)),
                                   indent=2, sort_keys=True).encode()
-            with rt.activity(f"Writing {output}"):
+            with rt.activity(f"Writing {'the archive' if isinstance(out, int) else output}"):
                 written = _write_archive(out, manifest, flat, size, force, st)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

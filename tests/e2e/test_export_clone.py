@@ -45,6 +45,12 @@ def test_export_import_roundtrip(e2e_home: Path, tmp_path: Path) -> None:
         assert again.returncode == 125 and b"already exists" in again.stderr
         assert ok("exec", "ex-src", "cat", "/root/marker") == b"from-the-original\n"
 
+        piped = subprocess.run(f"{boxlite_bin()} export ex-src -o - | "
+                               f"{boxlite_bin()} import - --name ex-pipe", shell=True,
+                               capture_output=True, timeout=300)
+        assert piped.returncode == 0, piped.stderr
+        assert not (Path.cwd() / "-").exists()
+        ok("rm", "ex-pipe")
         new_id = ok("import", str(archive), "--name", "ex-imp").decode().strip()
         assert len(new_id) == 64
         clash = bx("import", str(archive), "--name", "ex-imp")
@@ -54,7 +60,7 @@ def test_export_import_roundtrip(e2e_home: Path, tmp_path: Path) -> None:
         ok("exec", "ex-imp", "sh", "-c", "echo imported-only > /root/marker")
         assert ok("exec", "ex-src", "cat", "/root/marker") == b"from-the-original\n"
     finally:
-        bx("rm", "-f", "ex-imp")
+        bx("rm", "-f", "ex-imp", "ex-pipe")
         bx("rm", "-f", "ex-src")
     assert vm_processes(e2e_home) == []
     assert list((e2e_home / "staging").iterdir()) == []

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,29 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
         a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",
                             str(disk)], capture_output=True, text=True)
         assert "Pattern verification failed" not in a.stdout and a.returncode == 0, a.stdout
+    assert list(staging_root(rt.paths).iterdir()) == []
+
+
+def test_export_to_a_pipe_imports_again(rt: Runtime, tmp_path: Path) -> None:
+    """`export -o -`: the archive streams to an fd (`... | boxlite import -`)."""
+    src = make_box(rt, "src", tmp_path)
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+
+    def drain() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            received.append(pipe.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        assert ex.export_box(rt, "src", write_end).size == -1
+    finally:
+        os.close(write_end)
+        reader.join()
+    state = ex.import_box(rt, io.BytesIO(received[0]), "-", "piped")
+    assert state.config.process == src.config.process
+    assert qcow2_backing(rt.files(state.id).rootfs_disk) is None
     assert list(staging_root(rt.paths).iterdir()) == []
 
 
