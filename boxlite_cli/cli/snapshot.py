@@ -68,7 +68,10 @@ def restore(cli: CliContext, box: str, name: str) -> int:
 @click.argument("name")
 @pass_cli
 def rm(cli: CliContext, box: str, name: str) -> int:
-    """Remove snapshot NAME of BOX (refused while another disk is built on it)."""
+    """Remove snapshot NAME of BOX.
+
+    When the stopped box's own disks are built on it, it is merged into them. Refused
+    while another box's disk is built on it, or while the box runs on it."""
     from boxlite_cli.runtime import snapshots
 
     snapshots.remove(cli.runtime, box, name)

@@ -12,8 +12,9 @@ runtime/snapshots.py) is always a copy, never a layer under the active overlay, 
 records the process that made it (`owner`).
 
 Snapshots are never written again. Restoring one replaces the active overlay with a
-fresh overlay on it; a snapshot that another disk (of this box or another one, e.g.
-a box made with `run --from`) backs onto cannot be removed. `snapshots.json` names
+fresh overlay on it. Removing one that disks of the same (stopped) box are built on
+merges it into them; one that another box's disk (e.g. of a box made with `run
+--from`) is built on cannot be removed. `snapshots.json` names
 them; a memory checkpoint also has a directory with the VM's saved RAM.
 """
 
@@ -168,6 +169,18 @@ class BoxDisks:
         fresh.replace(self.active)
         return snap
 
+    @staticmethod
+    def _rebase_past(user: Path, layer: Path) -> None:
+        """Make `user`, built on `layer`, built on what `layer` is built on instead, with
+        the same contents (qemu-img copies into it what it read from `layer`)."""
+        info = json.loads(run_tool(["qemu-img", "info", "-U", "--output=json", str(layer)],
+                                   f"reading {layer.name}"))
+        below = info.get("full-backing-filename") or info.get("backing-filename") or ""
+        below_format = info.get("backing-filename-format") or ("raw" if below else "")
+        run_tool(["qemu-img", "rebase", "-q", "-f", "qcow2",
+                  *(["-F", below_format] if below else []), "-b", below, str(user)],
+                 f"merging a snapshot into {user.name}")
+
     def dependents(self, file: str, box_dirs: list[Path]) -> list[str]:
         """Disks (of any box) whose backing file is `file`."""
         found = []
@@ -178,14 +191,23 @@ class BoxDisks:
                     found.append(str(candidate))
         return found
 
-    def remove(self, name: str, box_dirs: list[Path]) -> None:
-        """Delete a snapshot no disk depends on."""
+    def remove(self, name: str, box_dirs: list[Path], merge: bool = False) -> None:
+        """Delete a snapshot. The disks of this box built on it (its active overlay, its
+        later snapshots) are rebased onto what it is built on, which copies its data into
+        them, when `merge` (the box is stopped); other boxes' disks built on it refuse."""
         snap = self.get(name)
         users = self.dependents(snap.file, box_dirs)
-        if users:
-            raise Conflict(f"snapshot {name!r} cannot be removed: {len(users)} disk(s) are built "
-                           f"on it, e.g. {users[0]}",
-                           hint="restore or remove the later snapshots, or the boxes made from it")
+        others = [u for u in users if not Path(u).is_relative_to(self.dir)]
+        if others:
+            box = Path(others[0]).parent.parent.name[:12]
+            raise Conflict(f"snapshot {name!r} cannot be removed: {len(others)} other box(es)' "
+                           f"disks are built on it (box {box}...)",
+                           hint="remove the boxes made from it (clones, run --from) first")
+        if users and not merge:
+            raise Conflict(f"snapshot {name!r} cannot be removed while the box runs: its disk "
+                           "is built on it", hint="stop the box first")
+        for user in users:  # (killed midway: the user still reads the same data)
+            self._rebase_past(Path(user), Path(snap.file))
         self._write([s for s in self.all() if s.name != name])
         Path(snap.file).unlink(missing_ok=True)
         if snap.memory:

@@ -237,10 +237,13 @@ def restore(rt: Runtime, ref: str, name: str) -> Snapshot:
 
 
 def remove(rt: Runtime, ref: str, name: str) -> None:
+    """Delete a snapshot; a stopped box's own disks built on it take its data in."""
     box_id = rt.resolve(ref)
     with rt.boxes.lock(box_id):
+        state = rt.observe(rt.boxes.read(box_id))
+        stopped = state.status in (Status.CREATED, Status.EXITED)
         box_dirs = [rt.boxes.box_dir(s.id) for s in rt.boxes.all() if not isinstance(s, Exception)]
-        box_disks(rt, box_id).remove(name, box_dirs)
+        box_disks(rt, box_id).remove(name, box_dirs, merge=stopped)
 
 
 def checkpoint_memory(rt: Runtime, box_id: str, name: str) -> Path:

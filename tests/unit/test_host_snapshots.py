@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_a_snapshot_another_box_builds_on_is_kept(tmp_path: Path, base: Path) ->
     other.dir.mkdir(parents=True)
     create_overlay(frozen, other.active, base_format="qcow2")
     source.active.unlink()  # even with the source's own disk gone
-    with pytest.raises(Conflict, match=str(other.active)):
+    with pytest.raises(Conflict, match="other box.* disks are built on it \\(box b"):
         source.remove("shared", [tmp_path / "a", tmp_path / "b"])
 
 
@@ -240,3 +241,36 @@ def test_a_missing_snapshot_names_its_box(tmp_path: Path, base: Path) -> None:
         disks.get("warm")
     assert caught.value.message == "no snapshot 'warm' of box web"
     assert caught.value.hint == "list them with: boxlite snapshot ls web"
+
+
+def qemu_io(disk: Path, command: str) -> str:
+    proc = subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, str(disk)],
+                          capture_output=True, text=True, check=True)
+    assert "verification failed" not in proc.stdout, proc.stdout
+    return proc.stdout
+
+
+def test_removing_a_layer_of_a_stopped_box_merges_it_into_what_is_built_on_it(
+        tmp_path: Path, base: Path) -> None:
+    """A stopped box's snapshots are layers under its disk: removing one copies its
+    data into the disks built on it (a later snapshot, the active disk), whose contents
+    stay the same; a running box's cannot be merged."""
+    disks = make_box(tmp_path, "a", base)
+    for name, pattern, offset in (("one", 0x61, 0), ("two", 0x62, 1 << 16)):
+        qemu_io(disks.active, f"write -P {pattern} {offset} 4096")
+        frozen, _ = disks.plan(name)
+        disks.freeze_active(frozen)
+        disks.record(name, frozen)
+    qemu_io(disks.active, f"write -P {0x63} {2 << 16} 4096")
+    one, two = (Path(disks.get(n).file) for n in ("one", "two"))
+    assert qcow2_backing(two) == str(one)
+
+    with pytest.raises(Conflict, match="while the box runs"):
+        disks.remove("one", [tmp_path / "a"])
+    disks.remove("one", [tmp_path / "a"], merge=True)
+    assert not one.exists() and qcow2_backing(two) == str(base)
+    disks.remove("two", [tmp_path / "a"], merge=True)
+    assert not two.exists() and qcow2_backing(disks.active) == str(base)
+    assert disks.all() == []
+    for pattern, offset in ((0x61, 0), (0x62, 1 << 16), (0x63, 2 << 16), (0, 3 << 16)):
+        qemu_io(disks.active, f"read -P {pattern} {offset} 4096")
