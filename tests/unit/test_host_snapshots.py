@@ -64,7 +64,7 @@ def test_a_snapshot_another_box_builds_on_is_kept(tmp_path: Path, base: Path) ->
     other.dir.mkdir(parents=True)
     create_overlay(frozen, other.active, base_format="qcow2")
     source.active.unlink()  # even with the source's own disk gone
-    with pytest.raises(Conflict, match="other box.* disks are built on it \\(box b"):
+    with pytest.raises(Conflict, match=r"other box.* disks are built on it \(box b"):
         source.remove("shared", [tmp_path / "a", tmp_path / "b"])
 
 
