@@ -8,6 +8,7 @@ from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import cold_option
+from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.runtime import StartResult
 
 
@@ -20,6 +21,9 @@ from boxlite_cli.runtime.runtime import StartResult
 @pass_cli
 def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""
+    if cold and checkpoint is not None:
+        raise UsageError("--cold and --checkpoint exclude each other: a checkpoint resumes "
+                         "its own memory, never a warm-start template")
     return each_box(boxes, lambda ref: started(cli.runtime.start(ref, cold=cold,
                                                                  checkpoint=checkpoint)))
 

@@ -151,7 +151,12 @@ def _open_output(out: Path, st: Stage) -> tuple[int, Path | None]:
         return os.open(out.parent, os.O_TMPFILE | os.O_WRONLY, 0o600), None
     partial = out.parent / f".{out.name}.boxlite-partial-{secrets.token_hex(4)}"
     st.track(partial)
-    return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), partial
+    try:
+        return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), partial
+    except OSError as e:  # (named after the output, not our hidden partial file)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UsageError(f"cannot write {out}: {e.strerror}") from None
 
 
 def _link_output(fd: int, partial: Path | None, out: Path, force: bool) -> None:

@@ -84,6 +84,20 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["start", "--cold", "--checkpoint", "ck", "web"], "--cold and --checkpoint exclude"),
+    (["run", "--from", "web:ck", "--cpus", "2"], "--from cannot be combined with --cpus"),
+    (["run", "--from", "web:ck", "-v", "/tmp:/x", "--cold"],
+     "--from cannot be combined with --volume, --cold"),
+])
+def test_options_that_exclude_each_other(script_runner: ScriptRunner, args: list[str],
+                                         needle: str, home: Path) -> None:
+    """Refused in one line before any box is looked at (there is none)."""
+    result = bx(script_runner, *args)
+    assert_one_line_error(result, needle)
+    assert box_dirs(home) == []
+
+
 def test_unknown_command(script_runner: ScriptRunner) -> None:
     result = bx(script_runner, "frobnicate")
     assert_one_line_error(result, "frobnicate")

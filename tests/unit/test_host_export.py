@@ -322,6 +322,9 @@ def test_export_refuses_a_missing_directory_and_unknown_box(rt: Runtime, tmp_pat
         ex.export_box(rt, "src", tmp_path / "nope" / "x.bx")
     with pytest.raises(BoxliteError, match="no such box"):
         ex.export_box(rt, "ghost", tmp_path / "x.bx")
+    with pytest.raises(BoxliteError) as caught:  # (where no file can be made)
+        ex.export_box(rt, "src", Path("/proc/x.bx"))
+    assert caught.value.message == "cannot write /proc/x.bx: No such file or directory"
     assert not (tmp_path / "x.bx").exists()
 
 
