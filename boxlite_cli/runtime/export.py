@@ -331,6 +331,7 @@ def _str(d: dict[str, Any], key: str, what: str, default: str | None = None) -> 
     value = d.get(key, default)
     _expect(isinstance(value, str) and len(value) <= 4096, what, f"{key} is not a string")
     assert isinstance(value, str)
+    _expect("\0" not in value, what, f"{key} holds a NUL byte")
     return value
 
 
@@ -354,6 +355,7 @@ def _strings(d: dict[str, Any], key: str, what: str, limit: int = 4096) -> list[
     _expect(isinstance(value, list) and len(value) <= limit
             and all(isinstance(v, str) and len(v) <= 65536 for v in value), what,
             f"{key} is not a list of strings")
+    _expect(not any("\0" in v for v in value), what, f"{key} holds a NUL byte")
     return list(value)
 
 

@@ -319,9 +319,12 @@ class Runtime:
     # start ----------------------------------------------------------------------------
 
     def choose_accel(self, requested: str, payload: Payload) -> str:
-        if requested != "auto":
+        if requested == "tcg":
             return requested
         verdict = kvm_verdict(self.paths.cache / "accel.json", payload.kernel, payload.initrd)
+        if requested == "kvm" and not verdict.kvm_ok:  # (QEMU would die at boot: SIGABRT)
+            raise VmError(f"KVM was asked for (--accel kvm) but is not usable here: "
+                          f"{verdict.reason}", hint="use --accel auto or --accel tcg")
         if verdict.kvm_ok:
             return "kvm"
         if verdict.fresh:  # once per host boot, not on every command: `doctor` tells again

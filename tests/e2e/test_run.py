@@ -186,6 +186,13 @@ def test_accel_warning_once_per_boot_and_forcing_tcg(e2e_home: Path) -> None:
     if static_kvm_problem() is not None:
         assert auto.stderr.count(b"warning: KVM is not usable") == 1
         assert b"see boxlite doctor" in auto.stderr
+        # asked for by name: one line before anything boots, nothing left behind
+        before = bx("ps", "-a", "-q").stdout
+        kvm = bx("run", "--rm", "--accel", "kvm", IMAGE, "true")
+        assert kvm.returncode == 125
+        assert kvm.stderr.decode().startswith("boxlite: KVM was asked for (--accel kvm) but "
+                                              "is not usable here: "), kvm.stderr
+        assert bx("ps", "-a", "-q").stdout == before
     assert b"warning" not in again.stderr  # the verdict stands until the next boot
     forced = bx("run", "--rm", IMAGE, "true", env={"BOXLITE_ACCEL": "tcg"})
     assert forced.returncode == 0

@@ -191,6 +191,11 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
     no_argv = manifest(disk)
     no_argv["config"]["process"]["argv"] = []
     rejected(rt, archive([reg("manifest.json", json.dumps(no_argv).encode())]), "argv")
+    for field, value in (("env", ["A=1\0B=2"]), ("argv", ["sh\0"]), ("user", "root\0")):
+        nul = manifest(disk)
+        nul["config"]["process"][field] = value  # (no exec could carry it: refused here)
+        rejected(rt, archive([reg("manifest.json", json.dumps(nul).encode())]),
+                 f"{field} holds a NUL byte")
     two = manifest(disk)
     two["disks"].append(dict(two["disks"][0], name="disks/other.qcow2"))
     rejected(rt, archive([reg("manifest.json", json.dumps(two).encode())]), "exactly 1 disk")
