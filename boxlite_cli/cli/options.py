@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
 from boxlite_cli.runtime.terminal import terminal_size
@@ -27,7 +28,8 @@ def process_options(f: F) -> F:
                      help="Read environment variables from a file."),
         click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the box."),
         click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or uid (and group) to run as."),
-        click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECS",
+        click.option("--timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S), default=0,
+                     metavar="SECS",
                      help="Kill the process after SECS seconds (exit code 124)."),
     ]):
         f = decorator(f)
@@ -46,6 +48,9 @@ def stop_time_option(f: F) -> F:
     return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
                         show_default=True,
                         help="Seconds to wait after SIGTERM before SIGKILL.")(f)
+
+
+MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
 
 
 def box_options(f: F) -> F:
@@ -105,6 +110,8 @@ def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,
                        env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
                        user: str | None, timeout: float, entrypoint: str | None = None
                        ) -> ProcessOptions:
+    if timeout != timeout:  # NaN gets past click's range check
+        raise UsageError("invalid --timeout nan: give a number of seconds")
     rows, cols = terminal_size(1) if tty else (0, 0)
     if tty and not (rows and cols):
         rows, cols = terminal_size(0)

@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from boxlite_agent.threads import THREADS, Task
 
 READ_SIZE = 64 * 1024
 POLL_MS = 500
+POLL_MAX_MS = 2**31 - 1
 EXIT_GRACE_S = 0.25
 TIMEOUT_EXIT_CODE = 124
 
@@ -162,8 +164,11 @@ class Execution:
         if self._pidfd is not None:
             poller = select.poll()
             poller.register(self._pidfd, select.POLLIN)
-            if poller.poll(self._timeout * 1000):
-                return popen.wait()
+            deadline = time.monotonic() + self._timeout
+            while (left := deadline - time.monotonic()) > 0:
+                # (poll takes a C int of milliseconds: ~24.8 days at most per call)
+                if poller.poll(min(left * 1000, POLL_MAX_MS)):
+                    return popen.wait()
         else:
             try:
                 return popen.wait(self._timeout)

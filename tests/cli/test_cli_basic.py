@@ -75,6 +75,7 @@ def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
     (["run", "--cpus", "0", "debian"], "--cpus", "boxlite run --help"),
     (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
     (["stop", "-t", "-1", "x"], "-1", "boxlite stop --help"),
+    (["run", "--timeout", "1e10", "debian"], "--timeout", "boxlite run --help"),
 ])
 def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args: list[str],
                                                needle: str, hint: str) -> None:
@@ -86,6 +87,7 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["start", "--cold", "--checkpoint", "ck", "web"], "--cold and --checkpoint exclude"),
+    (["run", "--timeout", "nan", "debian", "true"], "invalid --timeout nan"),
     (["run", "--from", "web:ck", "--cpus", "2"], "--from cannot be combined with --cpus"),
     (["run", "--from", "web:ck", "-v", "/tmp:/x", "--cold"],
      "--from cannot be combined with --volume, --cold"),

@@ -140,6 +140,10 @@ def test_cpus_and_memory() -> None:
 def test_timeout_kills_with_124() -> None:
     proc = bx("run", "--rm", "--timeout", "1", IMAGE, "sleep", "60")
     assert proc.returncode == 124
+    # longer than one poll() can wait (2**31 ms, ~24.8 days): the exit is still seen
+    long = bx("run", "--rm", "--timeout", "2200000", IMAGE, "sh", "-c", "echo hi; exit 3",
+              timeout=120)
+    assert (long.returncode, long.stdout) == (3, b"hi\n"), long.stderr
 
 
 def test_python_in_default_image() -> None:

@@ -202,6 +202,21 @@ def test_timeout_is_124(agent: Agent) -> None:
     assert time.monotonic() - start < 5
 
 
+def test_a_timeout_longer_than_one_poll_still_waits_and_kills(
+        agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """poll() takes at most 2**31-1 ms (~24.8 days): a longer --timeout is waited out in
+    several polls (here each made 0.1 s), not an OverflowError in the watcher."""
+    from boxlite_agent import process
+
+    monkeypatch.setattr(process, "POLL_MAX_MS", 100)
+    _, _, quick = agent.run(["sh", "-c", "sleep 0.3; exit 3"], timeout_s=30)
+    assert (quick.exit_code, quick.timed_out) == (3, False)
+    start = time.monotonic()
+    _, _, slow = agent.run(["sleep", "100"], timeout_s=0.5)
+    assert (slow.exit_code, slow.timed_out) == (124, True)
+    assert 0.5 <= time.monotonic() - start < 5
+
+
 def test_user_cwd_and_environment(agent: Agent, tmp_path: Path) -> None:
     cwd = tmp_path / "new" / "dir"
     os.chmod(tmp_path, 0o755)
