@@ -10,8 +10,9 @@ MAX_SYMLINKS = 40
 
 
 def clean_member_name(name: str) -> list[str]:
-    """Components of an archive member name; refuses `..` and empty names."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    """Components of an archive member name; refuses `..`. (A backslash is an ordinary
+    character of a Linux file name, as in systemd's `\\x2d` escapes.)"""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise ValueError(f"path traversal in archive member name {name!r}")
     return parts

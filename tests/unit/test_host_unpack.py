@@ -478,7 +478,10 @@ def test_dot_and_dotdot_whiteouts_remove_nothing_outside(box: Sandbox, name: str
     ("a/b/c", ["a", "b", "c"]),
     ("/abs/path", ["abs", "path"]),
     ("./a//b/./", ["a", "b"]),
-    ("a\\b", ["a", "b"]),
+    # a backslash is an ordinary character of a Linux name (systemd's \x2d escapes)
+    ("a\\b", ["a\\b"]),
+    ("system-systemd\\x2dcryptsetup.slice", ["system-systemd\\x2dcryptsetup.slice"]),
+    ("a\\..\\b", ["a\\..\\b"]),
     ("", []),
     ("./", []),
     ("a..b/...", ["a..b", "..."]),
@@ -487,7 +490,7 @@ def test_clean_member_name(name: str, parts: list[str]) -> None:
     assert clean_member_name(name) == parts
 
 
-@pytest.mark.parametrize("name", ["..", "../a", "a/..", "a/../b", "a\\..\\b"])
+@pytest.mark.parametrize("name", ["..", "../a", "a/..", "a/../b"])
 def test_clean_member_name_refuses_dotdot(name: str) -> None:
     with pytest.raises(ValueError, match="traversal"):
         clean_member_name(name)
