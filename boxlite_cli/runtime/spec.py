@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.state.records import ProcessSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -71,12 +71,32 @@ def merge_env(*layers: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in merged.items()]
 
 
+def _config_strings(image_config: dict[str, Any], key: str) -> list[str]:
+    """A list-of-strings field of the image's config ([] when absent or null)."""
+    value = image_config.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and "\0" not in v
+                                               for v in value):
+        raise ImageError(f"invalid image config: {key} must be a list of strings")
+    return list(value)
+
+
+def _config_string(image_config: dict[str, Any], key: str) -> str:
+    value = image_config.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\0" in value:
+        raise ImageError(f"invalid image config: {key} must be a string")
+    return value
+
+
 def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
                  host_env: dict[str, str] | None = None) -> ProcessSpec:
     """The main process of a box from the options and the image's config."""
     host_env = dict(os.environ) if host_env is None else host_env
-    image_entry = list(image_config.get("Entrypoint") or [])
-    image_cmd = list(image_config.get("Cmd") or [])
+    image_entry = _config_strings(image_config, "Entrypoint")
+    image_cmd = _config_strings(image_config, "Cmd")
     if opts.entrypoint is not None:
         entry = [opts.entrypoint] if opts.entrypoint else []
         cmd = list(opts.command)
@@ -94,16 +114,17 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
         value = parse_env_item(item, host_env)
         if value is not None:
             user_env.append(value)
-    image_env = [str(e) for e in image_config.get("Env") or []]
+    image_env = _config_strings(image_config, "Env")
     env = merge_env([f"PATH={DEFAULT_PATH}"], image_env, user_env)
     if opts.tty and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
-    workdir = opts.workdir if opts.workdir is not None else str(image_config.get("WorkingDir") or "")
+    workdir = opts.workdir if opts.workdir is not None else _config_string(image_config,
+                                                                            "WorkingDir")
     if workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid: it needs to be absolute")
     return ProcessSpec(
         argv=argv, env=env, cwd=workdir or "/",
-        user=opts.user if opts.user is not None else str(image_config.get("User") or ""),
+        user=opts.user if opts.user is not None else _config_string(image_config, "User"),
         tty=opts.tty, stdin=opts.interactive, rows=opts.rows, cols=opts.cols,
         timeout_s=opts.timeout_s,
     )

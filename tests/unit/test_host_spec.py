@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.runtime.spec import (
     DEFAULT_PATH,
     ProcessOptions,
@@ -246,3 +246,17 @@ def test_parse_memory_mib(text: str, mib: int) -> None:
 def test_parse_memory_mib_needs_128_mib(text: str) -> None:
     with pytest.raises(UsageError, match="at least 128 MiB"):
         parse_memory_mib(text)
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("Cmd", "echo string-cmd", "Cmd must be a list of strings"),
+    ("Entrypoint", ["/init", 3], "Entrypoint must be a list of strings"),
+    ("Env", "notalist", "Env must be a list of strings"),
+    ("Env", ["A=1\0"], "Env must be a list of strings"),
+    ("WorkingDir", ["/srv"], "WorkingDir must be a string"),
+    ("User", 0, "User must be a string"),
+])
+def test_a_malformed_image_config_is_refused(field: str, value: Any, needle: str) -> None:
+    """Not iterated character by character (a string Cmd ran "e"): one line, exit 125."""
+    with pytest.raises(ImageError, match=f"invalid image config: {needle}"):
+        spec({**IMAGE, field: value}, command=["true"] if field != "Cmd" else [])
