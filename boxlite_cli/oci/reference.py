@@ -81,9 +81,10 @@ def parse_reference(text: str) -> Reference:
     if registry == DEFAULT_REGISTRY and "/" not in repo:
         repo = f"library/{repo}"
     if not _REPO_RE.match(repo):
-        raise UsageError(
-            f"invalid reference format: {text!r}: repository name must be lowercase"
-        )
+        why = ("repository name must be lowercase" if repo != repo.lower()
+               else "repository name components are lowercase letters and digits, joined "
+                    "by single '/' and separated by '.', '_', '__' or '-'")
+        raise UsageError(f"invalid reference format: {text!r}: {why}")
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(registry, repo, tag, digest)

@@ -276,7 +276,8 @@ class RegistryClient:
         if resp.status_code == 404:
             if detail.startswith("NAME_UNKNOWN"):
                 raise NotFound(f"repository {name} not found: {detail}")
-            raise NotFound(f"manifest for {name}:{reference} not found: {detail}")
+            sep = "@" if ":" in reference else ":"  # (a digest: algorithm:hex)
+            raise NotFound(f"manifest for {name}{sep}{reference} not found: {detail}")
         raise RegistryError(f"{self.registry} answered HTTP {resp.status_code} for {name}: {detail}")
 
     @contextmanager

@@ -481,6 +481,9 @@ def test_unknown_repository_and_tag(store: Store, registry: RegistryServer,
                                     busybox_image: PushedImage) -> None:
     assert_error(store.bx("pull", registry.ref("no-such-repo")), "no-such-repo")
     assert_error(store.bx("pull", registry.ref("busybox", "no-such-tag")), "no-such-tag")
+    absent = "sha256:" + "00dd" * 16
+    assert_error(store.bx("pull", f"{registry.host}/busybox@{absent}"),
+                 f"manifest for {registry.host}/busybox@{absent} not found")
     assert store.tags() == {} and store.image_rows() == [] and store.blobs() == {}
     assert_error(store.bx("run", "--rm", registry.ref("no-such-repo"), "true"), "no-such-repo")
     assert store.box_ids() == []

@@ -73,6 +73,16 @@ def test_uppercase_repository_is_rejected(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
+    "127.0.0.1:5000//bb", "127.0.0.1:5000/bb/", "127.0.0.1:5000/-bb", "127.0.0.1:5000/b..b",
+])
+def test_a_malformed_lowercase_repository_is_not_blamed_on_case(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_reference(text)
+    assert "lowercase letters and digits" in caught.value.message
+    assert "must be lowercase" not in caught.value.message
+
+
+@pytest.mark.parametrize("text", [
     "debian:",
     "debian:-dash-first",
     "debian:.dot-first",
