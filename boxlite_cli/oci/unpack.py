@@ -170,6 +170,51 @@ class _HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
+class _Prepended:
+    """`head`, then the rest of `rest` (a stream we peeked into)."""
+
+    def __init__(self, head: bytes, rest: _HashingReader) -> None:
+        self.head = head
+        self.rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(size)
+        if size < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        data, self.head = self.head[:size], self.head[size:]
+        return data
+
+
+def _shown(path: object, root: str, limit: int = 120) -> str:
+    """A path of the tree as the image names it, shortened for one line."""
+    text = str(path)
+    if text.startswith(root):
+        text = "/" + text[len(root):].lstrip("/")
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
+def _apply_members(tar: tarfile.TarFile, layer: _Layer) -> None:
+    rootstr = layer.root
+    for member in tar:
+        parts = clean_member_name(member.name)
+        if not parts:
+            continue
+        base = parts[-1]
+        if base == OPAQUE:
+            layer.clear_dir(resolve_in_root(rootstr, parts[:-1], follow_last=True))
+            continue
+        if base.startswith(WHITEOUT_PREFIX):
+            name = base[len(WHITEOUT_PREFIX):]
+            if name in ("", ".", ".."):
+                raise ImageError(f"bad layer archive: invalid whiteout {member.name!r}")
+            parent = resolve_in_root(rootstr, parts[:-1], follow_last=True)
+            layer.remove(os.path.join(parent, name))
+            continue
+        layer.extract(tar, member, parts)
+
+
 def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = None,
                 diff_id: str | None = None) -> None:
     """Apply one layer tar stream (gzip, zstd or uncompressed) on top of `root`.
@@ -183,23 +228,11 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
     try:
         decompressed, _ = open_decompressed(stream)
         data = _HashingReader(decompressed)
-        with tarfile.open(fileobj=data, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                parts = clean_member_name(member.name)
-                if not parts:
-                    continue
-                base = parts[-1]
-                if base == OPAQUE:
-                    layer.clear_dir(resolve_in_root(rootstr, parts[:-1], follow_last=True))
-                    continue
-                if base.startswith(WHITEOUT_PREFIX):
-                    name = base[len(WHITEOUT_PREFIX):]
-                    if name in ("", ".", ".."):
-                        raise ImageError(f"bad layer archive: invalid whiteout {member.name!r}")
-                    parent = resolve_in_root(rootstr, parts[:-1], follow_last=True)
-                    layer.remove(os.path.join(parent, name))
-                    continue
-                layer.extract(tar, member, parts)
+        head = data.read(tarfile.BLOCKSIZE)
+        if head:  # (an empty blob is an empty layer, as docker and containerd take it)
+            with tarfile.open(fileobj=_Prepended(head, data),  # type: ignore[call-overload]
+                              mode="r|") as tar:
+                _apply_members(tar, layer)
         actual = data.drain()
         if diff_id is not None and actual != diff_id:
             raise ImageError(f"layer content does not match the image config: diff_id "
@@ -207,6 +240,9 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise  # the disk is full, the layer is fine
+        if e.filename is not None:  # (not the host path of our unpack directory)
+            raise ImageError(f"bad layer archive: {e.strerror}: "
+                             f"{_shown(e.filename, rootstr)}") from e
         raise ImageError(f"bad layer archive: {e}") from e
     except (tarfile.TarError, ValueError) as e:
         raise ImageError(f"bad layer archive: {e}") from e

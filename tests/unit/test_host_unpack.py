@@ -525,3 +525,24 @@ def test_sandbox_detects_changes(tmp_path: Path) -> None:
     before = sandbox.snapshot_outside()
     (sandbox.outside / "sentinel").write_text("changed")
     assert sandbox.snapshot_outside() != before
+
+
+@pytest.mark.parametrize("blob", [b"", gzip.compress(b""), zstandard.compress(b"")])
+def test_an_empty_blob_is_an_empty_layer(box: Sandbox, blob: bytes) -> None:
+    """As docker and containerd take it (tarfile calls it 'empty file')."""
+    apply(box.root, reg("kept", b"x"))
+    empty_diff_id = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    apply_layer(io.BytesIO(blob), box.root, diff_id=empty_diff_id)
+    assert tree(box.root) == {"kept": "file:x"}
+    with pytest.raises(ImageError, match="does not match the image config"):
+        apply_layer(io.BytesIO(blob), box.root, diff_id="sha256:" + "0" * 64)
+
+
+def test_a_path_too_long_for_the_host_is_one_short_line(box: Sandbox) -> None:
+    """Named as the image names it, shortened: not the host path of the unpack."""
+    deep = "/".join(["d" * 250] * 17)  # ~4250 characters: past PATH_MAX under any root
+    with pytest.raises(ImageError) as caught:
+        apply(box.root, reg(f"{deep}/file", b"x"))
+    message = caught.value.message
+    assert message.startswith("bad layer archive: File name too long: /ddd"), message
+    assert str(box.root) not in message and len(message) < 200
