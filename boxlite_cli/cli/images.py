@@ -37,8 +37,14 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
                 seen.add(image.id)
                 click.echo(image.id.split(":", 1)[1][:12])
     elif fmt == "json":
+        # The digest the registry calls the image by (an index's, for a multi-arch one),
+        # as pull prints it and inspect's RepoDigests have it.
+        repo_digests = {(i.reference.name, i.manifest_digest): i.reference.digest
+                        for i in cli.runtime.images.all_references() if i.reference.digest}
         print_json([{"reference": str(i.reference), "repository": i.reference.name,
-                     "tag": i.reference.tag, "id": i.id, "digest": i.manifest_digest,
+                     "tag": i.reference.tag, "id": i.id,
+                     "digest": repo_digests.get((i.reference.name, i.manifest_digest),
+                                                i.manifest_digest),
                      "created": i.config.get("created"), "size": i.size} for i in items])
     else:
         rows = []

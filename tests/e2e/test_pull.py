@@ -362,6 +362,9 @@ def test_index_resolves_to_linux_amd64(store: Store, fixture: str, request: pyte
     assert row["id"] == pushed.config_digest  # the amd64 entry's config
     [doc] = json.loads(store.bx("image", "inspect", pushed.reference).stdout)
     assert doc["Architecture"] == "amd64"
+    # one digest for the image everywhere: the index's, as the registry calls it
+    assert row["digest"] == pushed.manifest_digest
+    assert [d.split("@")[1] for d in doc["RepoDigests"]] == [pushed.manifest_digest]
     base = create_base(store, pushed)
     assert cat(base, "/etc/arch") == b"amd64\n"
     arm64 = pushed.artifact.for_platform("linux", "arm64")  # type: ignore[union-attr]
