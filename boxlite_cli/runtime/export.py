@@ -487,7 +487,9 @@ def read_archive(src: IO[bytes], what: str, dest: Path, max_disk: int) -> Manife
         with tarfile.open(fileobj=io.BufferedReader(bounded, CHUNK), mode="r|") as tar:
             return _read_members(tar, bounded, what, dest, max_disk)
     except tarfile.TarError as e:
-        raise ArchiveError(f"{what} is truncated or not a boxlite archive ({e})") from None
+        # (tarfile's "empty file": the tar stream ended before its first member)
+        why = "it ends before its first member" if str(e) == "empty file" else str(e)
+        raise ArchiveError(f"{what} is truncated or not a boxlite archive ({why})") from None
     except zstandard.ZstdError as e:
         raise ArchiveError(f"{what} is not a readable zstd archive: {e}") from None
 

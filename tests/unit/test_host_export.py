@@ -173,6 +173,8 @@ def test_unexpected_and_repeated_members_are_refused(rt: Runtime, disk: bytes) -
     rejected(rt, archive([members[1], members[0]]), "not manifest.json")
     rejected(rt, archive([members[0]]), "disks/rootfs.qcow2 is missing")
     rejected(rt, archive([]), "empty")
+    rejected(rt, archive(members)[:20], "truncated or not a boxlite archive (it ends before "
+                                        "its first member)")  # (head -c of a real one)
 
 
 def test_unknown_version_and_format_are_refused(rt: Runtime, disk: bytes) -> None:
