@@ -12,8 +12,9 @@ else:
 - device nodes are skipped with a warning; sockets cannot be in a tar;
 - an existing file is replaced (unlinked, then created with O_EXCL), never written
   through; a directory is never replaced by a non-directory or back (docker's rule);
-- set-uid/set-gid bits are dropped from files that keep (`-a`) an owner other than the
-  invoking user.
+- set-uid/set-gid bits are dropped, unless `-a` keeps an owner that is the invoking
+  user's own: without `-a` the file becomes ours (a box could plant a set-uid file of
+  the user's, of root's when root copies), with another owner it would run as that one.
 
 The stream is read sequentially in 1 MiB pieces.
 """
@@ -199,7 +200,8 @@ class _Extract:
 
     def mode(self, m: tarfile.TarInfo) -> int:
         mode = m.mode & 0o7777
-        if self.keep_owner and (m.uid != os.geteuid() or m.gid != os.getegid()):
+        kept = self.keep_owner and m.uid == os.geteuid() and m.gid == os.getegid()
+        if not kept:  # (the box's set-uid file would be ours, or run as someone else)
             mode &= ~(stat.S_ISUID | stat.S_ISGID)
         return mode
 

@@ -294,14 +294,17 @@ def test_extract_dir_file_conflicts(area: tuple[Path, Path]) -> None:
         extract_tar(_chunks(_tar(_info("f", tarfile.DIRTYPE))), str(dest))
 
 
-def test_extract_strips_setuid_of_foreign_owners(area: tuple[Path, Path]) -> None:
+def test_extract_keeps_setuid_only_for_an_owner_kept_that_is_ours(area: tuple[Path, Path]) -> None:
     dest, _ = area
     info = _info("suid", mode=0o4755)
     info.uid = os.geteuid() + 1
     extract_tar(_chunks(_tar((info, b"#!"))), str(dest), keep_owner=True)
     assert stat.S_IMODE((dest / "suid").stat().st_mode) == 0o755
-    extract_tar(_chunks(_tar((_info("own", mode=0o4755), b"#!"))), str(dest))
-    assert stat.S_IMODE((dest / "own").stat().st_mode) == 0o4755
+    extract_tar(_chunks(_tar((_info("own", mode=0o4755), b"#!"))), str(dest), keep_owner=True)
+    assert stat.S_IMODE((dest / "own").stat().st_mode) == 0o4755  # -a, and ours: kept
+    # without -a the file becomes the caller's: a box must not plant a set-uid file
+    extract_tar(_chunks(_tar((_info("plain", mode=0o6755), b"#!"))), str(dest))
+    assert stat.S_IMODE((dest / "plain").stat().st_mode) == 0o755
 
 
 def test_extract_malformed_stream(area: tuple[Path, Path]) -> None:
