@@ -24,5 +24,6 @@ def logs(cli: CliContext, follow: bool, tail: str, box: str) -> int:
     """
     last = None if tail == "all" else click.IntRange(min=0).convert(tail, None, None)
     for stream, data in cli.runtime.logs(box, follow=follow, tail=last):
-        write_all(2 if stream == STDERR else 1, data)
+        if not write_all(2 if stream == STDERR else 1, data):
+            break  # the reader went away (`logs -f | head`): so do we
     return 0

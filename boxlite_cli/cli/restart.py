@@ -18,7 +18,7 @@ from boxlite_cli.cli.start import started
 def restart(cli: CliContext, timeout: float, boxes: tuple[str, ...]) -> int:
     """Restart one or more boxes (their disks are kept)."""
     def restart_one(ref: str) -> int | None:
-        cli.runtime.stop(ref, timeout)
+        cli.runtime.stop(ref, timeout, restarting=True)
         return started(cli.runtime.start(ref))
 
     return each_box(boxes, restart_one)

@@ -368,6 +368,10 @@ class Runtime:
         try:
             return self._start(ref, foreground, cold, output=output)
         except WarmStartFailed as e:
+            # A fixed host port that another box took between our check and QEMU's bind
+            # (which then exits at once) is that port's failure, not the template's.
+            with contextlib.suppress(NotFound):
+                bind_host_ports(p for p in self.get(ref).config.network.ports if p.host_port)
             self.warn(f"the warm start failed ({e}); starting cold and discarding its template")
             shutil.rmtree(e.template, ignore_errors=True)
             if e.primed:
@@ -468,6 +472,7 @@ class Runtime:
             # Until the shim writes its PID file, this process owns the transition.
             state.creator = ProcessRecord.current().to_json()
             files.shim_pid.unlink(missing_ok=True)
+            files.restarting.unlink(missing_ok=True)  # (restart's: see stop())
             self.boxes.write(state)
         try:
             return self._spawn_shim(state, files, output_fds)
@@ -617,13 +622,17 @@ class Runtime:
             time.sleep(0.02)
         return False
 
-    def stop(self, ref: str, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> BoxState:
-        """SIGTERM the main process, SIGKILL it after `timeout_s`, then power off."""
+    def stop(self, ref: str, timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+             restarting: bool = False) -> BoxState:
+        """SIGTERM the main process, SIGKILL it after `timeout_s`, then power off.
+        `restarting`: a `--rm` box is kept (`restart` starts it again)."""
         box_id = self.resolve(ref)
         state = self.get(box_id)
         if state.status not in LIVE:
             return state
         files = self.files(box_id)
+        if restarting and state.config.auto_remove:
+            files.restarting.touch()
         from boxlite_cli.agent.client import AgentClient
 
         try:
@@ -641,7 +650,10 @@ class Runtime:
         if not self.wait_stopped(box_id, 30):
             self._kill_shim(files, signal.SIGKILL)
             self.wait_stopped(box_id, 5)
-        return self.get(box_id)
+        try:
+            return self.get(box_id)
+        except NotFound:  # a --rm box (or one removed meanwhile): stopped, and gone
+            return state
 
     def kill(self, ref: str, signum: int) -> BoxState:
         """Send `signum` to the box's main process."""
@@ -659,8 +671,26 @@ class Runtime:
             state = self.get(box_id)
             if state.status not in LIVE:
                 return state.exit_code if state.exit_code is not None else 0
+            if state.config.auto_remove and state.status == Status.RUNNING:
+                # Its record goes with it: hear the exit from the guest agent instead.
+                code = self._wait_main(box_id)
+                if code is not None:
+                    return code
             if self.wait_stopped(box_id, 3600):
                 time.sleep(0.1)  # starting: its shim is not up yet
+
+    def _wait_main(self, box_id: str) -> int | None:
+        """The main process's exit code, from the agent (None: the box is not reachable)."""
+        from boxlite_cli.agent.client import AgentClient
+
+        try:
+            client = AgentClient.connect(f"unix:{self.files(box_id).agent_socket}")
+            try:
+                return client.wait(MAIN).exit_code
+            finally:
+                client.close()
+        except BoxliteError:
+            return None
 
     def rename(self, ref: str, new_name: str) -> BoxState:
         box_id = self.resolve(ref)

@@ -630,8 +630,8 @@ class Shim:
         return self.files.console_log
 
     def remove_if_auto(self, state: BoxState) -> None:
-        """`--rm`: the box goes away with its VM."""
-        if not state.config.auto_remove:
+        """`--rm`: the box goes away with its VM (not when `restart` stopped it)."""
+        if not state.config.auto_remove or self.files.restarting.exists():
             return
         store = BoxStore.for_data_dir(self.files.dir.parent.parent)
         store.remove_dir(state.id)

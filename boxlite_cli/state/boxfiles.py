@@ -25,6 +25,11 @@ class BoxFiles:
         return self.dir / "vmm.pid"
 
     @property
+    def restarting(self) -> Path:
+        """Present while `restart` stops a `--rm` box: its shim keeps the box then."""
+        return self.dir / "restarting"
+
+    @property
     def shim_log(self) -> Path:
         return self.dir / "shim.log"
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, bx, vm_processes
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -92,3 +93,36 @@ def test_logs_follow_ends_when_the_box_stops() -> None:
         assert followed.stdout == b"1\n2\n3\n"
     finally:
         bx("rm", "-f", "fl")
+
+
+def test_logs_follow_ends_when_its_reader_goes() -> None:
+    """`logs -f BOX | head -2` returns while the box goes on printing."""
+    run = bx("run", "-d", "--name", "fh", IMAGE, "sh", "-c",
+             "i=0; while :; do i=$((i+1)); echo line$i; sleep 0.3; done")
+    assert run.returncode == 0, run.stderr
+    try:
+        head = subprocess.run(f"{boxlite_bin()} logs -f fh | head -2", shell=True,
+                              capture_output=True, timeout=120)
+        assert head.stdout == b"line1\nline2\n"
+    finally:
+        bx("rm", "-f", "fh")
+
+
+def test_wait_stop_and_restart_of_a_rm_box() -> None:
+    """A --rm box: wait gives its exit code although its record goes with it; restart
+    keeps it; stop succeeds (and the box is gone)."""
+    waited = bx("run", "-d", "--rm", "--name", "rw", IMAGE, "sh", "-c", "sleep 3; exit 5")
+    assert waited.returncode == 0, waited.stderr
+    result = bx("wait", "rw", timeout=120)
+    assert (result.returncode, result.stdout) == (0, b"5\n"), result.stderr
+    run = bx("run", "-d", "--rm", "--name", "rr", IMAGE, "sleep", "1000")
+    assert run.returncode == 0, run.stderr
+    try:
+        restarted = bx("restart", "-t", "1", "rr")
+        assert restarted.returncode == 0, restarted.stderr
+        assert json.loads(bx("inspect", "rr").stdout)[0]["status"] == "running"
+        stopped = bx("stop", "-t", "1", "rr")
+        assert (stopped.returncode, stopped.stdout) == (0, b"rr\n"), stopped.stderr
+        assert bx("inspect", "rr").returncode == 125  # --rm: gone with its stop
+    finally:
+        bx("rm", "-f", "rr")

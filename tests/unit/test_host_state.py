@@ -454,6 +454,38 @@ def test_running_box_without_a_live_shim_shows_as_exited(store: BoxStore) -> Non
     assert rt.boxes.read(no_pidfile.id).status == Status.RUNNING
 
 
+def test_a_warm_start_that_lost_its_host_port_keeps_the_template(
+        store: BoxStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Another box took the fixed host port between our check and QEMU's bind (QEMU
+    exits, the warm start fails): that is the port's failure, not the template's."""
+    import socket
+
+    from boxlite_cli.runtime.runtime import WarmStartFailed
+    from boxlite_cli.state.network import NetworkConfig, PortMapping
+
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="web")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    state.config.network = NetworkConfig(ports=[PortMapping(
+        8000, "tcp", "127.0.0.1", taken.getsockname()[1])])
+    with rt.boxes.lock(state.id):
+        rt.boxes.write(state)
+    template = tmp_path / "template"
+    template.mkdir()
+    tries: list[bool] = []
+
+    def lost_the_port(ref: str, foreground: bool, cold: bool, **_: Any) -> Any:
+        tries.append(cold)
+        raise WarmStartFailed("cannot reach QMP: Connection refused", template)
+
+    monkeypatch.setattr(rt, "_start", lost_the_port)
+    with taken, pytest.raises(Conflict, match="the host port is already in use"):
+        rt.start("web")
+    assert template.is_dir() and tries == [False]  # kept, and no cold retry
+
+
 def test_interrupted_create_shows_as_exited(store: BoxStore) -> None:
     rt = Runtime(store.paths)
     state = add_box(rt.boxes, name="half", status=Status.CREATING)
