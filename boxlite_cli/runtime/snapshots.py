@@ -209,7 +209,7 @@ def collect_unused(rt: Runtime) -> list[str]:
             maker = ProcessRecord.from_json(snap.owner)
             if (maker is not None and maker.alive()) or disks.dependents(snap.file, box_dirs):
                 continue
-            with contextlib.suppress(BoxliteError, Timeout), \
+            with contextlib.suppress(BoxliteError, Timeout, OSError), \
                     rt.boxes.lock(box_dir.name, timeout=COLLECT_LOCK_WAIT_S):
                 disks.remove(snap.name, box_dirs)  # (which looks at the users again)
                 removed.append(f"{box_dir.name[:12]}:{snap.name}")
