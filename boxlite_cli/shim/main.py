@@ -59,6 +59,7 @@ log = logging.getLogger("boxlite.shim")
 MAIN = "main"
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
+WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answer to go out
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
 # After the warm-up call, time for the guest to see the host hang up before a save.
@@ -593,6 +594,8 @@ class Shim:
             elif self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
+            else:  # a `boxlite wait` on it hears the exit status before the VM goes
+                self.tracker.wait_idle([f"wait:{MAIN}"], WAIT_DELIVERY_S)
         except BoxliteError as e:
             assert self.vmm is not None
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -48,6 +48,16 @@ class AttachTracker:
                 self.completed.add(exec_id)
             self.cond.notify_all()
 
+    def wait_idle(self, keys: list[str], timeout_s: float) -> None:
+        """Return once no call of `keys` is live (or after `timeout_s`)."""
+        deadline = time.monotonic() + timeout_s
+        with self.cond:
+            while any(self.active.get(k, 0) > 0 for k in keys):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
+
     def wait_delivered(self, keys: str | list[str], idle_grace_s: float) -> None:
         """Return once a call of every key ran to the end, or none was live for the grace."""
         wanted = [keys] if isinstance(keys, str) else keys

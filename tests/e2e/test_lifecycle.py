@@ -111,7 +111,7 @@ def test_logs_follow_ends_when_its_reader_goes() -> None:
 def test_wait_stop_and_restart_of_a_rm_box() -> None:
     """A --rm box: wait gives its exit code although its record goes with it; restart
     keeps it; stop succeeds (and the box is gone)."""
-    waited = bx("run", "-d", "--rm", "--name", "rw", IMAGE, "sh", "-c", "sleep 3; exit 5")
+    waited = bx("run", "-d", "--rm", "--name", "rw", IMAGE, "sh", "-c", "sleep 5; exit 5")
     assert waited.returncode == 0, waited.stderr
     result = bx("wait", "rw", timeout=120)
     assert (result.returncode, result.stdout) == (0, b"5\n"), result.stderr

@@ -385,3 +385,19 @@ def test_other_exec_ids_do_not_count() -> None:
     assert time.monotonic() - started < 2
     tracker.end("other", complete=True)
     assert "main" not in tracker.completed
+
+
+def test_wait_idle_returns_once_the_live_calls_end_or_at_the_timeout() -> None:
+    """A detached box's shim lets a `boxlite wait` hear the exit before the VM goes."""
+    tracker = AttachTracker()
+    start = time.monotonic()
+    tracker.wait_idle(["wait:main"], 5)  # none live: at once
+    assert time.monotonic() - start < 1
+    tracker.begin("wait:main")
+    threading.Timer(0.2, tracker.end, ("wait:main", True)).start()
+    tracker.wait_idle(["wait:main"], 5)
+    assert 0.15 < time.monotonic() - start < 3
+    tracker.begin("wait:main")  # one that never ends: bounded
+    again = time.monotonic()
+    tracker.wait_idle(["wait:main"], 0.3)
+    assert 0.25 < time.monotonic() - again < 3
