@@ -33,6 +33,11 @@ class Conflict(BoxliteError):
     """The request conflicts with the current state (name taken, box running...)."""
 
 
+class AlreadyRunning(Conflict):
+    """A start of a box that runs already (`boxlite start` takes it as done, as docker
+    does)."""
+
+
 class StateCorrupt(BoxliteError):
     """A state file on disk cannot be read."""
 

@@ -141,10 +141,10 @@ class AgentClient:
     @staticmethod
     def exec_request(*, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
                      rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
-                     exec_id: str = "") -> Any:
+                     exec_id: str = "", make_cwd: bool = False) -> Any:
         return pb.ExecRequest(argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows,
                               cols=cols, stdin=stdin, timeout_s=timeout_s,
-                              hold_output=hold_output, exec_id=exec_id)
+                              hold_output=hold_output, exec_id=exec_id, make_cwd=make_cwd)
 
     def exec(self, *, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
              rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,

@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
 from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import BoxliteError, NotFound
@@ -29,14 +30,16 @@ def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
 def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
     """Print the full record of boxes or images (a JSON array, or a line each from a template)."""
     out: list[dict[str, Any]] = []
+    missing: list[NotFound] = []
     for ref in boxes:
         try:
             state = cli.runtime.get(ref)
-        except NotFound:
+        except NotFound as e:
             image = _image_or_none(cli, ref)
             if image is None:
-                raise
-            out.append(image)
+                missing.append(e)  # the others are still printed (docker's way)
+            else:
+                out.append(image)
             continue
         files = cli.runtime.files(state.id)
         record = state.to_json()
@@ -44,5 +47,10 @@ def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}
         out.append(record)
-    print_records(fmt, out)
+    if out or fmt == "json":
+        print_records(fmt, out)
+    for error in missing[:-1]:
+        report(error.message)
+    if missing:
+        raise missing[-1]
     return 0

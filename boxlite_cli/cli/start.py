@@ -8,8 +8,8 @@ from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import cold_option
-from boxlite_cli.errors import UsageError
-from boxlite_cli.runtime.runtime import StartResult
+from boxlite_cli.errors import AlreadyRunning, UsageError
+from boxlite_cli.runtime.runtime import Runtime, StartResult
 
 
 @click.command()
@@ -24,8 +24,18 @@ def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str,
     if cold and checkpoint is not None:
         raise UsageError("--cold and --checkpoint exclude each other: a checkpoint resumes "
                          "its own memory, never a warm-start template")
-    return each_box(boxes, lambda ref: started(cli.runtime.start(ref, cold=cold,
-                                                                 checkpoint=checkpoint)))
+    return each_box(boxes, lambda ref: start_one(cli.runtime, ref, cold, checkpoint))
+
+
+def start_one(runtime: Runtime, ref: str, cold: bool, checkpoint: str | None) -> int | None:
+    """Start one box; one that runs already is left as it is, a success (docker's
+    way), unless a checkpoint was asked for: that would replace what runs."""
+    try:
+        return started(runtime.start(ref, cold=cold, checkpoint=checkpoint))
+    except AlreadyRunning:
+        if checkpoint is not None:
+            raise
+        return None
 
 
 def started(result: StartResult) -> int | None:

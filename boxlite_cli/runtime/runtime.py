@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.qcow2 import create_overlay_cached, file_identity
 from boxlite_cli.errors import (
+    AlreadyRunning,
     BoxliteError,
     Conflict,
     DiskError,
@@ -407,8 +408,11 @@ class Runtime:
         payload = self.payload()
         with self.boxes.lock(box_id):
             state = self.observe(self.boxes.read(box_id))
-            if state.status in LIVE:
-                raise Conflict(f"box {state.name} is already running")
+            if state.status in (Status.STARTING, Status.RUNNING):
+                raise AlreadyRunning(f"box {state.name} is already running")
+            if state.status == Status.STOPPING:
+                raise Conflict(f"box {state.name} is stopping",
+                               hint=f"wait for it (boxlite wait {state.name}), then start it")
             if state.status == Status.CREATING:
                 raise Conflict(f"box {state.name} is still being created")
             # Host ports are checked (and omitted ones chosen) at every start, before

@@ -513,7 +513,8 @@ class Shim:
                                        user=proc.user, tty=proc.tty, rows=proc.rows,
                                        cols=proc.cols, stdin=proc.stdin,
                                        timeout_s=proc.timeout_s,
-                                       hold_output=self.launch.foreground, exec_id=MAIN)
+                                       hold_output=self.launch.foreground, exec_id=MAIN,
+                                       make_cwd=True)
             request.main.CopyFrom(main)  # Init starts it too: one round trip
             if warm:
                 # (Bounded by the boot's deadline, like a ping: a first connection

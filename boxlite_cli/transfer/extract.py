@@ -10,8 +10,10 @@ else:
 - symlinks are created as they are (their targets are text; nothing follows them);
 - hard links may only point at files this extraction created;
 - device nodes are skipped with a warning; sockets cannot be in a tar;
-- an existing file is replaced (unlinked, then created with O_EXCL), never written
-  through; a directory is never replaced by a non-directory or back (docker's rule);
+- an existing file is replaced, never written through: a file is written under a
+  temporary name (created with O_EXCL) and renamed over it, so a copy cut short leaves
+  the old file as it was; a directory is never replaced by a non-directory or back
+  (docker's rule);
 - set-uid/set-gid bits are dropped, unless `-a` keeps an owner that is the invoking
   user's own: without `-a` the file becomes ours (a box could plant a set-uid file of
   the user's, of root's when root copies), with another owner it would run as that one.
@@ -25,6 +27,7 @@ import contextlib
 import errno
 import io
 import os
+import secrets
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -143,7 +146,7 @@ class _Extract:
                 what = ("directory {} with a non-directory" if stat.S_ISDIR(old.st_mode)
                         else "non-directory {} with a directory")
                 raise UnsafeArchive("cannot overwrite " + what.format(repr(shown)))
-            if not m.isdir():
+            if not m.isdir() and not m.isreg():  # (a file replaces it by a rename)
                 os.unlink(name, dir_fd=pfd)
         if m.isdir():
             if old is None:
@@ -151,21 +154,7 @@ class _Extract:
             self.dirs.append((parts, m))
             return
         if m.isreg():
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=pfd)
-            try:
-                src = tar.extractfile(m)
-                assert src is not None
-                while data := src.read(CHUNK):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    self.result.bytes += len(data)
-                self.own(fd, m)
-                os.fchmod(fd, self.mode(m))
-                os.utime(fd, (m.mtime, m.mtime))
-            finally:
-                os.close(fd)
+            self.write_file(tar, m, pfd, name)
         elif m.issym():
             os.symlink(m.linkname, name, dir_fd=pfd)
             if self.keep_owner:
@@ -197,6 +186,32 @@ class _Extract:
             finally:
                 os.close(fd)
         self.created.add(shown)
+
+    def write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str) -> None:
+        """Write the file under a temporary name, then rename it over `name`: a copy cut
+        short (a truncated stream, Ctrl-C) leaves the file that was there as it was."""
+        temp = f".boxlite-cp-{secrets.token_hex(8)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            try:
+                src = tar.extractfile(m)
+                assert src is not None
+                while data := src.read(CHUNK):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    self.result.bytes += len(data)
+                self.own(fd, m)
+                os.fchmod(fd, self.mode(m))
+                os.utime(fd, (m.mtime, m.mtime))
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=pfd)
+            raise
 
     def mode(self, m: tarfile.TarInfo) -> int:
         mode = m.mode & 0o7777

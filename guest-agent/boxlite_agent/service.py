@@ -216,6 +216,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             timeout_s=request.timeout_s,
             hold_output=request.hold_output,
             exec_id=request.exec_id,
+            make_cwd=request.make_cwd,
         )
         root = self._guest.rootfs()
         exec_id = self._table.reserve(spec.exec_id)

@@ -47,6 +47,7 @@ class ExecSpec:
     timeout_s: float = 0.0
     hold_output: bool = False
     exec_id: str = ""
+    make_cwd: bool = False  # create a missing cwd (a box's main process)
 
 
 @dataclass
@@ -107,8 +108,10 @@ class _ChildSetup:
             raise
 
 
-def _prepare_cwd(root: str, cwd: str) -> None:
-    """Create a missing working directory (docker does); reject non-directories."""
+def _prepare_cwd(root: str, cwd: str, make: bool) -> None:
+    """Reject a working directory that is not a directory, and one that is missing
+    unless `make` (a box's main process: `docker run -w` creates it, `docker exec -w`
+    fails)."""
     try:
         st = os.stat(resolve_in_root(root, cwd))
     except (FileNotFoundError, NotADirectoryError):
@@ -119,6 +122,8 @@ def _prepare_cwd(root: str, cwd: str) -> None:
         if not stat.S_ISDIR(st.st_mode):
             raise ExecFailure(126, f'exec: cwd "{cwd}" is not a directory')
         return
+    if not make:
+        raise ExecFailure(126, f'exec: cwd "{cwd}": no such file or directory')
     try:
         mkdir_all_in_root(root, cwd)
     except OSError as e:
@@ -191,7 +196,7 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
     user = lookup_user(root, spec.user)
     env = build_env(spec.env, user, hostname, spec.tty)
     cwd = join_container("/", spec.cwd or "/")
-    _prepare_cwd(root, cwd)
+    _prepare_cwd(root, cwd, spec.make_cwd)
     executable = find_executable(root, spec.argv[0], env["PATH"], cwd, user)
 
     parent_fds: list[int] = []  # ours, closed on failure

@@ -172,6 +172,23 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     assert "Exited (3)" in table[1] and table[1].endswith("planted")
 
 
+def test_inspect_prints_what_it_found_and_names_what_it_did_not(
+        script_runner: ScriptRunner) -> None:
+    plant_box()
+    both = bx(script_runner, "inspect", "planted", "nosuch")
+    assert [r["id"] for r in json.loads(both.stdout)] == [BOX_ID]  # docker's way
+    assert_one_line_error(both, "no such box: nosuch")
+    two = bx(script_runner, "inspect", "gone1", "planted", "gone2")
+    assert two.returncode == 125
+    assert two.stderr.splitlines() == ["boxlite: no such box: gone1", "boxlite: no such box: gone2"]
+    none = bx(script_runner, "inspect", "nosuch")
+    assert none.stdout == "[]\n"
+    assert_one_line_error(none, "no such box: nosuch")
+    templated = bx(script_runner, "inspect", "-f", "{{.Name}}", "nosuch", "planted")
+    assert templated.stdout == "planted\n"
+    assert_one_line_error(templated, "no such box: nosuch")
+
+
 def test_box_whose_shim_died_is_never_shown_running(script_runner: ScriptRunner) -> None:
     plant_box(status=Status.RUNNING, exit_code=None)
     assert bx(script_runner, "ps", "-q").stdout == ""

@@ -111,6 +111,8 @@ def test_env_workdir_and_user() -> None:
               "sh", "-c", 'echo "$FOO|$(pwd)|$(id -un)|$HOME"')
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"bar baz|/tmp|nobody|/nonexistent\n"
+    made = bx("run", "--rm", "-w", "/srv/new/dir", IMAGE, "pwd")  # run -w creates it
+    assert (made.returncode, made.stdout) == (0, b"/srv/new/dir\n"), made.stderr
 
 
 def test_env_file_and_host_env(tmp_path: Path) -> None:
@@ -226,7 +228,21 @@ def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
         assert bx("exec", "-i", "svc", "cat", input=b"piped").stdout == b"piped"
         env = bx("exec", "-e", "X=1", "-w", "/etc", "svc", "sh", "-c", 'echo "$X $(pwd)"')
         assert env.stdout == b"1 /etc\n"
+        # A missing -w fails an exec (docker exec does), and creates nothing.
+        missing = bx("exec", "-w", "/no/such/dir", "svc", "true")
+        assert missing.returncode == 126
+        assert missing.stderr.decode().strip().endswith(
+            'cwd "/no/such/dir": no such file or directory'), missing.stderr
+        assert bx("exec", "svc", "test", "-e", "/no").returncode == 1
 
+        # Starting a running box leaves it be and succeeds (docker's way)...
+        again = bx("start", "svc")
+        assert (again.returncode, again.stdout) == (0, b"svc\n"), again.stderr
+        # ... unless it was to resume a checkpoint over what runs.
+        resume = bx("start", "--checkpoint", "cp", "svc")
+        assert resume.returncode == 125
+        assert resume.stderr.decode().strip() == "boxlite: box svc is already running"
+        assert bx("ps", "-q").stdout.decode().split() == [box_id[:12]]
         assert bx("rm", "svc").returncode == 125  # running: refuses without -f
         stop = bx("stop", "-t", "2", "svc")
         assert stop.returncode == 0, stop.stderr

@@ -222,9 +222,14 @@ def test_user_cwd_and_environment(agent: Agent, tmp_path: Path) -> None:
     os.chmod(tmp_path, 0o755)
     script = 'echo "$(id -u):$(id -g):$(id -G)|$(pwd)|$HOME|$HOSTNAME|$FOO|${TERM-unset}"'
     agent.stub.Init(pb.InitRequest(hostname="box-env"), timeout=T)
-    out, err, w = agent.run(["sh", "-c", script], cwd=str(cwd), env=["FOO=bar"])
+    # An exec's missing working directory fails it (`docker exec -w`), creating nothing.
+    r = agent.exec(["true"], cwd=str(cwd))
+    assert (r.error_exit_code, r.error) == (126, f'exec: cwd "{cwd}": no such file or directory')
+    assert not (tmp_path / "new").exists()
+    # A box's main process creates it (`docker run -w`).
+    out, err, w = agent.run(["sh", "-c", script], cwd=str(cwd), env=["FOO=bar"], make_cwd=True)
     assert w.exit_code == 0, err
-    assert cwd.is_dir()  # a missing working directory is created
+    assert cwd.is_dir()
     assert out.decode().startswith(f"0:0:0|{cwd}|/root|box-env|bar|unset")
     out, _, _ = agent.run(["sh", "-c", "echo $(id -u):$(id -g):$(id -G)"], user="1234:5678")
     assert out == b"1234:5678:5678\n"

@@ -307,6 +307,27 @@ def test_extract_keeps_setuid_only_for_an_owner_kept_that_is_ours(area: tuple[Pa
     assert stat.S_IMODE((dest / "plain").stat().st_mode) == 0o755
 
 
+def test_extract_cut_short_leaves_the_old_file(area: tuple[Path, Path]) -> None:
+    dest, _ = area
+    (dest / "f").write_bytes(b"old")
+    data = os.urandom(100_000)
+    stream = _tar((_info("f"), data))
+    with pytest.raises(UnsafeArchive, match="malformed"):
+        extract_tar(_chunks(stream[:50_000]), str(dest))  # the box went away mid-file
+    assert [p.name for p in dest.iterdir()] == ["f"]  # no temporary file left either
+    assert (dest / "f").read_bytes() == b"old"
+
+    def interrupted() -> Iterator[bytes]:
+        yield from _chunks(stream[:50_000])
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        extract_tar(interrupted(), str(dest))
+    assert [p.name for p in dest.iterdir()] == ["f"]
+    assert (dest / "f").read_bytes() == b"old"
+    extract_tar(_chunks(stream), str(dest))  # a whole one replaces it
+    assert (dest / "f").read_bytes() == data
+
+
 def test_extract_malformed_stream(area: tuple[Path, Path]) -> None:
     dest, _ = area
     with pytest.raises(UnsafeArchive, match="malformed"):
