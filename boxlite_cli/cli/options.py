@@ -91,7 +91,7 @@ def network_options(f: F) -> F:
         click.option("-p", "--publish", "publish", multiple=True,
                      metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
                      help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "
-                          "HOSTPORT to a free port chosen at each start)."),
+                          "HOSTPORT, omitted or 0, to a free port chosen at each start)."),
         click.option("--dns", "dns", multiple=True, metavar="IP",
                      help="DNS server for the box (default: the host's resolver via NAT)."),
         click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",

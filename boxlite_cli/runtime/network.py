@@ -34,12 +34,12 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
 
-def _port(text: str, spec: str, what: str) -> int:
+def _port(text: str, spec: str, what: str, lowest: int = 1) -> int:
     if not text.isdigit():
         raise UsageError(f"invalid port spec {spec!r}: {what} {text!r} is not a number")
     value = int(text)
-    if not 1 <= value <= 65535:
-        raise UsageError(f"invalid port spec {spec!r}: {what} {value} is not in 1-65535")
+    if not lowest <= value <= 65535:
+        raise UsageError(f"invalid port spec {spec!r}: {what} {value} is not in {lowest}-65535")
     return value
 
 
@@ -54,7 +54,7 @@ def parse_publish(spec: str) -> PortMapping:
     """`[HOSTIP:][HOSTPORT:]BOXPORT[/tcp|/udp]` (docker's -p; IPv6 host IPs in brackets).
 
     Without HOSTIP the port is bound on 127.0.0.1 only (docker binds 0.0.0.0): a box is
-    reachable from this host unless the user says otherwise. No HOSTPORT: 0, a free
+    reachable from this host unless the user says otherwise. No HOSTPORT, or 0: a free
     port chosen at every start.
     """
     rest, slash, proto = spec.strip().rpartition("/")
@@ -87,7 +87,8 @@ def parse_publish(spec: str) -> PortMapping:
     if "-" in box_text or "-" in host_port_text:
         raise UsageError(f"invalid port spec {spec!r}: port ranges are not supported")
     box_port = _port(box_text, spec, "box port")
-    host_port = _port(host_port_text, spec, "host port") if host_port_text else 0
+    # (A host port 0, as docker takes it: one chosen at every start, like none.)
+    host_port = _port(host_port_text, spec, "host port", lowest=0) if host_port_text else 0
     return PortMapping(box_port=box_port, proto=proto, host_ip=host_ip, host_port=host_port)
 
 

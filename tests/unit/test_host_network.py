@@ -48,6 +48,8 @@ P = Path("/p")
     ("10.1.2.3:1:65535/tcp", PortMapping(65535, "tcp", "10.1.2.3", 1)),
     ("[::1]:8080:80", PortMapping(80, "tcp", "::1", 8080)),
     ("[::1]::80/udp", PortMapping(80, "udp", "::1", 0)),
+    ("0:80", PortMapping(80, "tcp", "127.0.0.1", 0)),  # docker's "any free port" too
+    ("0.0.0.0:0:80", PortMapping(80, "tcp", "0.0.0.0", 0)),
 ])
 def test_publish_specs(spec: str, expected: PortMapping) -> None:
     assert parse_publish(spec) == expected
@@ -56,8 +58,8 @@ def test_publish_specs(spec: str, expected: PortMapping) -> None:
 @pytest.mark.parametrize(("spec", "says"), [
     ("0", "not in 1-65535"),
     ("65536", "not in 1-65535"),
-    ("0:80", "host port 0"),
-    ("70000:80", "host port 70000"),
+    ("0:0", "box port 0 is not in 1-65535"),
+    ("70000:80", "host port 70000 is not in 0-65535"),
     ("80/sctp", "protocol 'sctp'"),
     ("80/", "protocol ''"),
     ("http", "'http' is not a number"),
