@@ -70,10 +70,10 @@ def run(root: Path, spec: ExecSpec) -> tuple[int, str, str]:
 def test_the_program_runs_inside_the_root_as_the_user(root: Path) -> None:
     script = "pwd; id -u; id -g; id -G; echo $GREETING $HOME; cat /etc/group | head -c 4"
     code, out, err = run(root, ExecSpec(argv=["sh", "-c", script], env=["GREETING=hi"],
-                                        cwd="/work/dir", user="app"))
+                                        cwd="/work/dir", user="app", make_cwd=True))
     assert (code, err) == (0, "")
     assert out.splitlines() == ["/work/dir", "1000", "1000", "1000 2000", "hi /home/app", "root"]
-    assert (root / "work" / "dir").is_dir()  # a missing working directory is created
+    assert (root / "work" / "dir").is_dir()  # a main process's missing cwd is created
 
 
 def test_the_program_leads_a_session_of_its_own(root: Path) -> None:
