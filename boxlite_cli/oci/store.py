@@ -27,7 +27,7 @@ from boxlite_cli.disks.qcow2 import empty_overlay_of
 from boxlite_cli.errors import ImageError, NotFound
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.state.atomic import write_json_atomic
-from boxlite_cli.state.flock import FileLock
+from boxlite_cli.state.flock import FileLock, Timeout
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 MANIFEST_TYPES = (
@@ -188,12 +188,19 @@ class ImageStore:
         dest = self.blob_path(digest)
         self._ensure_dirs()
         hexpart = dest.name
-        with FileLock(str(self.locks / f"{hexpart}.lock"), timeout=3600):
+        with self._blob_lock(hexpart, timeout=3600):
             ingest = BlobIngest(dest, self.tmp / f"{hexpart}.partial", digest, size)
+            if ingest.done:  # found, not written: garbage collection must spare it too
+                with contextlib.suppress(OSError):
+                    os.utime(dest)
             try:
                 yield ingest
             finally:
                 ingest.close()
+
+    def _blob_lock(self, hexpart: str, timeout: float) -> FileLock:
+        """The lock of one blob's writers (and of garbage collection deleting it)."""
+        return FileLock(str(self.locks / f"{hexpart}.lock"), timeout=timeout)
 
     def add_blob_file(self, src: Path, digest: str) -> None:
         """Copy a blob into the store; it appears only once complete and verified."""
@@ -284,9 +291,10 @@ class ImageStore:
     def writing(self) -> Iterator[None]:
         """Mark a pull or load in progress: garbage collection spares what it writes."""
         self._ensure_dirs()
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="writer-")
-        try:
+        with self.lock:  # not while a collection runs: it counts the writers once
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="writer-")
             fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             yield
         finally:
             os.unlink(name)
@@ -313,7 +321,10 @@ class ImageStore:
     def collect_garbage(self, keep_ids: set[str]) -> int:
         """Delete blobs no reference needs and ext4 bases of images gone from the store
         whose config id is not in `keep_ids` (images boxes still use). Returns bytes freed.
-        Blobs written since the start of a pull or load still running are kept."""
+        Blobs written or found by a pull or load still running are kept: each blob is
+        deleted under its ingest lock, and only when not written or found (an ingest
+        touches a blob it finds) since the oldest of them began. (One that begins now
+        waits for us in `writing()`, then finds what we deleted gone.)"""
         freed = 0
         with self.lock:
             busy_since = self._oldest_writer()
@@ -327,10 +338,8 @@ class ImageStore:
                     live_ids.add(config)
             if self.blobs.is_dir():
                 for blob in self.blobs.iterdir():
-                    if busy_since is not None and blob.stat().st_mtime >= busy_since - 1:
-                        continue
                     if "sha256:" + blob.name not in needed:
-                        freed += _unlink_size(blob)
+                        freed += self._collect_blob(blob, busy_since)
             if self.rootfs_dir.is_dir():
                 for base in self.rootfs_dir.glob("*.ext4"):
                     if "sha256:" + base.name.removesuffix(".ext4") not in live_ids:
@@ -339,6 +348,23 @@ class ImageStore:
                         Path(str(base) + ".lock").unlink(missing_ok=True)
             freed += self._clean_tmp()
         return freed
+
+    def _collect_blob(self, blob: Path, busy_since: float | None) -> int:
+        """Delete one unreferenced blob unless an ingest holds it, or used it since
+        `busy_since` (the start of the oldest pull or load running)."""
+        try:
+            lock = self._blob_lock(blob.name, timeout=0).acquire()
+        except Timeout:
+            return 0  # being written, or found by a pull right now
+        try:
+            try:
+                if busy_since is not None and blob.stat().st_mtime >= busy_since - 1:
+                    return 0
+            except FileNotFoundError:
+                return 0
+            return _unlink_size(blob)
+        finally:
+            lock.release()
 
     def _clean_tmp(self) -> int:
         """Drop what interrupted pulls and unpacks left: partial blobs after a week,
@@ -399,7 +425,14 @@ class ImageStore:
                     raise ImageError(f"image {image.reference.short}: its config lists "
                                      f"{len(diff_ids)} layers, its manifest {len(image.layers)}")
                 for digest, diff_id in zip(image.layers, diff_ids, strict=True):
-                    with open(self.blob_path(digest), "rb") as f:
+                    try:
+                        f = open(self.blob_path(digest), "rb")  # noqa: SIM115 (closed below)
+                    except FileNotFoundError:
+                        raise ImageError(
+                            f"image {image.reference.short} is incomplete: its layer {digest} "
+                            "is missing from the local store",
+                            hint=f"pull it again: boxlite pull {image.reference.short}") from None
+                    with f:
                         apply_layer(f, tree, ownership, diff_id)
                 partial = work / "rootfs.ext4"
                 make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)

@@ -55,7 +55,8 @@ def test_ingest_rejects_mismatch_truncation_and_oversize(tmp_path: Path) -> None
 
 def add_image(store: ImageStore, ref: str, layer: bytes, cmd: str = "sh") -> tuple[str, str]:
     """Put a one-layer image into the store and tag it; returns (manifest, config) digests."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": []},
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [digest(layer)]},
                          "config": {"Cmd": [cmd]}}).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -155,3 +156,47 @@ def test_garbage_collection_takes_a_base_and_its_empty_overlay(tmp_path: Path) -
     store.collect_garbage(keep_ids={"sha256:" + "cd" * 32})
     assert sorted(p.name for p in store.rootfs_dir.iterdir()) == [
         kept.name, empty_overlay_of(kept).name]
+
+
+def test_gc_spares_a_blob_a_running_pull_found_in_the_store(tmp_path: Path) -> None:
+    """A pull of B that finds the layer it shares with A already stored, while A is
+    removed: the layer stays (the pull touched it), and B is whole once tagged."""
+    ops = images_ops(tmp_path)
+    add_image(ops.store, "reg.lan/a:1", b"shared layer")
+    layer = digest(b"shared layer")
+    path = ops.store.blob_path(layer)
+    os.utime(path, (time.time() - 3600, time.time() - 3600))  # stored an hour ago
+    with ops.store.writing():
+        time.sleep(0.01)
+        with ops.store.ingest(layer, len(b"shared layer")) as ingest:
+            assert ingest.done  # found: nothing to download
+        ops.remove(["reg.lan/a:1"], force=False)
+        assert ops.store.has_blob(layer)
+    ops.prune(all_unused=False)  # no pull runs any more, nothing tags it: now it goes
+    assert not ops.store.has_blob(layer)
+
+
+def test_gc_never_deletes_a_blob_an_ingest_holds(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    orphan = b"an unreferenced blob"
+    ops.store.add_blob_stream(io.BytesIO(orphan), digest(orphan))
+    os.utime(ops.store.blob_path(digest(orphan)), (1, 1))
+    with ops.store.ingest(digest(orphan), len(orphan)):
+        ops.prune(all_unused=False)
+        assert ops.store.has_blob(digest(orphan))
+    ops.prune(all_unused=False)
+    assert not ops.store.has_blob(digest(orphan))
+
+
+def test_an_image_missing_a_layer_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
+    ops = images_ops(tmp_path)
+    add_image(ops.store, "reg.lan/a:1", b"layer")
+    ops.store.blob_path(digest(b"layer")).unlink()
+    image = ops.store.lookup("reg.lan/a:1")
+    with pytest.raises(ImageError) as e:
+        ops.store.ensure_rootfs(image)
+    assert e.value.message == (f"image reg.lan/a:1 is incomplete: its layer {digest(b'layer')} "
+                               "is missing from the local store")
+    assert e.value.hint == "pull it again: boxlite pull reg.lan/a:1"
+    assert not ops.store.rootfs_path(image).exists()
+    assert list(ops.store.tmp.iterdir()) == []  # the unpack's work dir is gone
