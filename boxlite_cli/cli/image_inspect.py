@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import print_records
+from boxlite_cli.errors import NotFound
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
 
@@ -30,9 +31,12 @@ def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
 
 
 def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]]:
-    """The image `ref` names, and every reference the store has for it."""
+    """The image `ref` names (a reference, else an image id or a prefix of one), and
+    every reference the store has for it."""
     store = cli.runtime.images
-    image = store.lookup(ref)
+    image = cli.runtime.image_ops.find(ref)
+    if image is None:
+        raise NotFound(f"no such image: {ref}")
     names = [i.reference for i in store.all_references() if i.id == image.id]
     return image, names
 

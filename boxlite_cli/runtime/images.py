@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -67,6 +68,29 @@ class Images:
             raise NotFound(f"not logged in to {registry}")
         return registry
 
+    def find(self, text: str) -> Image | None:
+        """The local image `text` names, in docker's order: a reference the store has,
+        else an image id or a unique prefix of one (`images -q` prints those); None
+        when there is none. Raises Conflict for an ambiguous id prefix."""
+        try:
+            reference: Reference | None = parse_reference(text)
+        except UsageError:
+            reference = None
+        if reference is not None:
+            with contextlib.suppress(NotFound):
+                return self.store.lookup(reference)
+        if not _looks_like_id(text):
+            return None
+        return self._by_id(text)
+
+    def _by_id(self, text: str) -> Image | None:
+        prefix = text.removeprefix("sha256:")
+        matches = {i.id: i for i in self.store.all_references() if i.id[7:].startswith(prefix)}
+        if len(matches) > 1:
+            raise Conflict(f"image id {text!r} is ambiguous: it matches {len(matches)} images",
+                           hint="give more characters of the id")
+        return next(iter(matches.values()), None)
+
     # removal ---------------------------------------------------------------------------
 
     def _image_id(self, manifest_digest: str) -> str | None:
@@ -82,13 +106,8 @@ class Images:
         """The image `text` names (an id prefix, else a reference), the store keys to
         untag, and whether it was named by id."""
         if _looks_like_id(text):
-            prefix = text.removeprefix("sha256:")
-            matches = {i.id: i for i in self.store.all_references() if i.id[7:].startswith(prefix)}
-            if len(matches) > 1:
-                raise Conflict(f"image id {text!r} is ambiguous: it matches {len(matches)} images",
-                               hint="give more characters of the id")
-            if matches:
-                image = next(iter(matches.values()))
+            image = self._by_id(text)
+            if image is not None:
                 return image, self._keys_of(image.id), True
         ref = parse_reference(text)
         if str(ref) not in self.store.tags():
@@ -140,6 +159,12 @@ class Images:
 def _looks_like_id(text: str) -> bool:
     hexpart = text.removeprefix("sha256:")
     return 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
+def is_whole_id(text: str) -> bool:
+    """A whole image id (`sha256:` and 64 hex digits, or the digits alone): never a
+    name to pull (docker refuses 64-hex repository names too)."""
+    return _looks_like_id(text) and len(text.removeprefix("sha256:")) == 64
 
 
 def check_pull_policy(policy: str) -> str:

@@ -34,7 +34,7 @@ from boxlite_cli.oci.pull import NoProgress, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
-from boxlite_cli.runtime.images import Images, check_pull_policy
+from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
     bind_host_ports,
@@ -183,6 +183,11 @@ class Runtime:
         """The image for `ref`: the built-in one is loaded on first use; others are pulled
         as `pull` says (missing, always or never)."""
         check_pull_policy(pull)
+        if is_whole_id(ref):  # an image id: local only
+            found = self.image_ops.find(ref)
+            if found is None:
+                raise NotFound(f"no such image: {ref}")
+            return found
         reference = parse_reference(ref)
         if reference == parse_reference(DEFAULT_IMAGE):
             try:
@@ -191,12 +196,12 @@ class Runtime:
                 self.images.load_oci_layout(self.payload().default_image)
                 return self.images.lookup(reference)
         if pull != "always":
-            try:
-                return self.images.lookup(reference)
-            except NotFound:
-                if pull == "never":
-                    raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
-                                     hint=f"pull it with: boxlite pull {ref}") from None
+            found = self.image_ops.find(ref)  # a reference, else an id prefix
+            if found is not None:
+                return found
+            if pull == "never":
+                raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
+                                 hint=f"pull it with: boxlite pull {ref}")
         return self.pull(reference).image
 
     def pull(self, ref: str | Reference) -> PullResult:

@@ -107,6 +107,25 @@ def test_images_lists_the_planted_image(script_runner: ScriptRunner, image: str)
     assert table.stdout.splitlines()[1].split()[:2] == ["localhost/tiny", "1"]
 
 
+def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, image: str,
+                                                   home: Path) -> None:
+    short = bx(script_runner, "images", "-q").stdout.strip()
+    [entry] = json.loads(bx(script_runner, "image", "inspect", image).stdout)
+    assert entry["Id"][7:19] == short
+    for ref in (short, entry["Id"], entry["Id"][7:]):
+        for command in (["image", "inspect"], ["inspect"]):
+            result = bx(script_runner, *command, ref)
+            assert result.returncode == 0, result.stderr
+            assert [r["Id"] for r in json.loads(result.stdout)] == [entry["Id"]]
+    created = bx(script_runner, "create", "--pull", "never", "--name", "by-id", short)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "by-id").stdout)
+    assert box["config"]["image_id"] == entry["Id"]
+    missing = bx(script_runner, "create", "--name", "nope", "sha256:" + "0" * 64)
+    assert_one_line_error(missing, "no such image: sha256:" + "0" * 64)
+    assert names(home) == ["by-id"]
+
+
 @pytest.mark.parametrize("command", ["create", "run"])
 @pytest.mark.parametrize("name", ["bad name!", "-leading-dash", "a/b", "x" * 200])
 def test_bad_box_name(script_runner: ScriptRunner, image: str, home: Path, command: str,
