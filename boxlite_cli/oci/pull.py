@@ -8,9 +8,11 @@ blobs (and one resumable partial per blob) that the next pull reuses.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from boxlite_cli.errors import ImageError
 from boxlite_cli.oci.mediatypes import (
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a regis
     from boxlite_cli.oci.registry import RegistryClient
 
 PARALLEL_LAYERS = 3
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class PullProgress(Protocol):
@@ -59,6 +63,42 @@ class PullResult:
     image: Image
     repo_digest: str  # what the registry calls the reference (an index or a manifest)
     downloaded: bool  # False when the store had everything already
+
+
+def map_in_daemon_threads(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
+    """[fn(item) for item in items], `workers` at a time; the first error is raised
+    once the running calls end, and no new call starts after it.
+
+    In daemon threads, unlike an executor's: the interpreter joins those at exit, so a
+    Ctrl-C waited for a download stuck in a read (up to its timeout, for each retry).
+    Now the interrupted process exits at once; what it leaves is what a killed pull
+    leaves (partial blobs, resumed by the next pull)."""
+    results: list[R | None] = [None] * len(items)
+    errors: list[BaseException] = []
+    todo: queue.SimpleQueue[tuple[int, T]] = queue.SimpleQueue()
+    for entry in enumerate(items):
+        todo.put(entry)
+
+    def work() -> None:
+        while not errors:
+            try:
+                i, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[i] = fn(item)
+            except BaseException as e:  # (raised in the caller's thread below)
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, name=f"pull-{n}", daemon=True)
+               for n in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # (a Ctrl-C interrupts this wait)
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]  # (every item has its result)
 
 
 def _sha256(data: bytes) -> str:
@@ -106,10 +146,8 @@ class Puller:
         downloaded |= self._fetch(ref, str(config_desc["digest"]), int(config_desc["size"]), quiet=True)
         config = self.store.read_json_blob(str(config_desc["digest"]))
         check_config(config)
-        from concurrent.futures import ThreadPoolExecutor  # only when pulling
-
-        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS, thread_name_prefix="pull") as pool:
-            fetched = list(pool.map(lambda layer: self._fetch(ref, *layer), layers))
+        fetched = map_in_daemon_threads(lambda layer: self._fetch(ref, *layer), layers,
+                                        PARALLEL_LAYERS)
         downloaded |= any(fetched)
         with self.store.ingest(manifest_digest, len(manifest_raw)) as ingest:
             if not ingest.done:

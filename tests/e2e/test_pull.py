@@ -612,6 +612,36 @@ def test_hanging_registry_times_out(store: Store, busybox_image: PushedImage,
     store.assert_nothing_of(busybox_image, busybox_image.layer_digests)
 
 
+def test_ctrl_c_ends_a_pull_whose_download_hangs(store: Store, busybox_image: PushedImage,
+                                                fault_proxy: FaultProxy) -> None:
+    """Ctrl-C during a layer download that hangs (a registry that stopped sending)
+    ends the pull at once, not after the read timeouts of every retry."""
+    [layer] = busybox_image.layer_digests
+    fault_proxy.hang(re.escape(layer))  # (the config comes first, in the main thread)
+    proc = store.popen("pull", busybox_image.at(fault_proxy.host),
+                       env={"BOXLITE_REGISTRY_TIMEOUT": "60"})
+    try:
+        deadline = time.monotonic() + 60
+        while fault_proxy.count(re.escape(layer), "GET") == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pull never asked for its layer"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert elapsed < 10, elapsed  # (it used to wait out the 60 s read timeout)
+    assert b"Traceback" not in err
+    fault_proxy.reset()
+    store.assert_nothing_of(busybox_image, busybox_image.layer_digests)
+
+
 # --- 8. interrupted pulls resume ------------------------------------------------------------------
 
 def test_interrupted_pull_resumes_with_range(store: Store, busybox_image: PushedImage,
