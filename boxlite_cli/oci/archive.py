@@ -58,7 +58,7 @@ LAYER_TYPES = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
 }
-_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})\Z")
 _JSON_NAMES = frozenset({"oci-layout", "index.json", "manifest.json", "repositories"})
 _LAYER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst")
 _ODD = re.compile(r"[\x00-\x1f\x7f\\]")

@@ -32,7 +32,7 @@ LAYERS = (
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 32 << 20
 PLATFORM = ("linux", "amd64")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
 def parse_json_document(data: bytes, what: str) -> dict[str, Any]:

@@ -77,8 +77,8 @@ QCOW2_EXTERNAL_DATA = 1 << 2  # incompatible feature: the data lives in another 
 QCOW2_KNOWN_INCOMPATIBLE = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4)
 ACCELS = ("auto", "kvm", "tcg")
 VMMS = ("auto", "qemu", "cloud-hypervisor")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_IMAGE_ID = re.compile(r"^[A-Za-z0-9:._-]{1,200}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9:._-]{1,200}\Z")
 Warn = Callable[[str], None]
 
 

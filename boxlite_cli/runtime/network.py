@@ -30,8 +30,8 @@ HOST_ALIAS = "host.boxlite.internal"
 DEFAULT_HOST_IP = "127.0.0.1"
 PROTOS = ("tcp", "udp")
 # RFC 1123 host names (docker accepts the same for --add-host).
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 
 
 def _port(text: str, spec: str, what: str, lowest: int = 1) -> int:

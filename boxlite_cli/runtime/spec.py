@@ -12,8 +12,8 @@ from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.state.records import ProcessSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-ENV_NAME_RE = re.compile(r"^[^=\s]+$")
-SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+ENV_NAME_RE = re.compile(r"^[^=\s]+\Z")
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\Z", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 

@@ -16,7 +16,7 @@ from boxlite_cli.state.flock import FileLock
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxState, load_state
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
 STATE_FILE = "state.json"
 LOCK_FILE = "box.lock"
 
@@ -26,6 +26,8 @@ def new_box_id() -> str:
 
 
 def validate_name(name: str) -> None:
+    if len(name) > 128:
+        raise UsageError(f"invalid box name {name[:20]!r}...: at most 128 characters")
     if not NAME_RE.match(name):
         raise UsageError(
             f"invalid box name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"

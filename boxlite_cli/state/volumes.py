@@ -19,7 +19,7 @@ from boxlite_cli.errors import NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 BIND = "bind"
 VOLUME = "volume"
 

@@ -47,10 +47,10 @@ WAIT_POLL_S = 1.0
 SHUTDOWN_DELAY_S = 0.05
 MAX_SIGNAL = 64
 MAX_WINSIZE = 65535
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})\Z")
 
-_HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})\Z")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 def net_setup(msg: pb.NetworkConfig) -> NetSetup:

@@ -25,7 +25,7 @@ HIDDEN_DIR = "/run/boxlite/volumes"
 MODULES = ("9pnet_virtio", "9p")
 # msize: the largest 9p message; the 8 KiB default makes big files crawl.
 NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144,cache=none,access=client"
-_TAG = re.compile(r"^[A-Za-z0-9_-]{1,31}$")
+_TAG = re.compile(r"^[A-Za-z0-9_-]{1,31}\Z")
 
 MountFn = Callable[[str | None, str, str | None, int, str | None], None]
 

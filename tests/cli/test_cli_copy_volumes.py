@@ -34,6 +34,7 @@ def test_volume_lifecycle(script_runner: ScriptRunner) -> None:
     assert bx(script_runner, "volume", "ls", "-q").stdout == ""
     assert_one_line_error(bx(script_runner, "volume", "rm", "data"), "no such volume")
     assert_one_line_error(bx(script_runner, "volume", "create", "bad/name"), "invalid volume name")
+    assert_one_line_error(bx(script_runner, "volume", "create", "vol\n"), "invalid volume name")
 
 
 def test_run_bad_volume_specs(script_runner: ScriptRunner) -> None:

@@ -171,7 +171,7 @@ def test_unreadable_pidfiles_read_as_none(tmp_path: Path, content: str) -> None:
 # names --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["bad name!", "", "-x", ".x", "_x", "a/b", "../x", "x" * 129,
-                                  "caf\u00e9", "tab\there", "new\nline"])
+                                  "caf\u00e9", "tab\there", "new\nline", "trailing\n"])
 def test_invalid_names(store: BoxStore, name: str) -> None:
     with pytest.raises(UsageError, match="invalid box name"):
         validate_name(name)
