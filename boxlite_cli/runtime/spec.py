@@ -47,9 +47,14 @@ def parse_env_item(item: str, host_env: dict[str, str]) -> str | None:
 def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
     """docker's --env-file format: one K=V or K per line; # comments and blanks skipped."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read env file {path}: {e.strerror}") from e
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        number = data[:e.start].count(b"\n") + 1
+        raise UsageError(f"env file {path}, line {number}: not valid UTF-8 text") from None
     out = []
     for line in text.splitlines():
         line = line.lstrip()  # docker trims the front only: values pass through as written
@@ -122,12 +127,28 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
                                                                             "WorkingDir")
     if workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid: it needs to be absolute")
+    user = opts.user if opts.user is not None else _config_string(image_config, "User")
+    for i, arg in enumerate(argv):
+        _check_text(arg, f"argument {i} of the command" if i else "the command")
+    for item in env:
+        _check_text(item, "the environment variable")
+    _check_text(workdir, "the working directory")
+    _check_text(user, "the user")
     return ProcessSpec(
-        argv=argv, env=env, cwd=workdir or "/",
-        user=opts.user if opts.user is not None else _config_string(image_config, "User"),
+        argv=argv, env=env, cwd=workdir or "/", user=user,
         tty=opts.tty, stdin=opts.interactive, rows=opts.rows, cols=opts.cols,
         timeout_s=opts.timeout_s,
     )
+
+
+def _check_text(value: str, what: str) -> None:
+    """Refuse what is not UTF-8 text (bytes that are not, as Python decodes arguments):
+    the agent's protocol carries text, and the guest would get something else."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raw = value.encode(errors="surrogateescape")
+        raise UsageError(f"{what} {raw!r} is not valid UTF-8 text") from None
 
 
 def parse_size(text: str, what: str = "size") -> int:

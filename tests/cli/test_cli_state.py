@@ -157,6 +157,7 @@ def test_name_in_use(script_runner: ScriptRunner, image: str, home: Path) -> Non
     (["--entrypoint", ""], "no command specified"),
     (["--env-file", "/nonexistent/env"], "env file"),
     (["--memory", "1k"], "at least 128 MiB"),
+    (["-e", "A=" + b"\xff".decode(errors="surrogateescape")], "not valid UTF-8"),
 ])
 def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: str, home: Path,
                                            args: list[str], needle: str) -> None:

@@ -167,6 +167,31 @@ def test_env_file_with_bad_line(tmp_path: Path) -> None:
         read_env_file(str(path), NO_HOST)
 
 
+def test_env_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    path.write_bytes(b"OK=1\nA=\xff\xfe\n")
+    with pytest.raises(UsageError) as e:
+        read_env_file(str(path), NO_HOST)
+    assert e.value.message == f"env file {path}, line 2: not valid UTF-8 text"
+
+
+BAD = b"\xff".decode(errors="surrogateescape")  # what Python makes of such an argument
+
+
+@pytest.mark.parametrize(("opts", "says"), [
+    ({"command": [f"a{BAD}"]}, "the command b'a\\xff' is not valid UTF-8 text"),
+    ({"entrypoint": "", "command": ["printf", BAD]}, "argument 1 of the command b'\\xff' is not valid UTF-8"),
+    ({"env": [f"A={BAD}"]}, "the environment variable b'A=\\xff' is not valid UTF-8"),
+    ({"workdir": f"/tmp/{BAD}", "command": ["true"]}, "the working directory b'/tmp/\\xff'"),
+    ({"user": BAD, "command": ["true"]}, "the user b'\\xff' is not valid UTF-8 text"),
+])
+def test_what_is_not_utf8_text_is_refused(opts: dict[str, Any], says: str) -> None:
+    with pytest.raises(UsageError) as e:
+        spec(**opts)
+    assert says in e.value.message
+    spec(command=["printf", "caf\u00e9 \u2603"], env=["A=\u00e9"])  # text is fine
+
+
 def test_missing_env_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read env file"):
         spec(env_files=[str(tmp_path / "absent")])
