@@ -7,7 +7,7 @@ import click
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
-from boxlite_cli.cli.options import process_options, to_process_options
+from boxlite_cli.cli.options import check_tty_input, process_options, to_process_options
 from boxlite_cli.cli.output import std_fds
 
 
@@ -21,6 +21,7 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
           tty: bool, env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
           user: str | None, timeout: float) -> int:
     """Run COMMAND in the running BOX; exits with its exit code."""
+    check_tty_input(interactive, tty, detach)
     opts = to_process_options(command, interactive, tty, env, env_files, workdir, user, timeout)
     fds = None if detach or interactive or tty else std_fds()
     if fds is not None:

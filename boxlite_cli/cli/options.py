@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -104,6 +105,14 @@ def network_options(f: F) -> F:
 def to_network(network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
                publish: tuple[str, ...]) -> NetworkConfig:
     return network_config(network, dns, add_hosts, publish)
+
+
+def check_tty_input(interactive: bool, tty: bool, detach: bool) -> None:
+    """docker's rule: -i with -t needs a terminal on stdin (a pty would take piped
+    bytes for keys: a 0x03 becomes a SIGINT, line ends are rewritten)."""
+    if interactive and tty and not detach and not os.isatty(0):
+        raise UsageError("the input device is not a TTY",
+                         hint="drop -t to pipe data into the box")
 
 
 def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,

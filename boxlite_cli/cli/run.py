@@ -10,6 +10,7 @@ from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
     box_options,
+    check_tty_input,
     cold_option,
     memory_mib,
     network_options,
@@ -58,6 +59,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         return _run_from(cli, from_, name, detach, interactive, tty, auto_remove, publish)
     if image is None:
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
+    check_tty_input(interactive, tty, detach)
     opts = CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
         vmm=vmm,

@@ -167,6 +167,19 @@ def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: s
     assert names(home) == []
 
 
+@pytest.mark.script_launch_mode("subprocess")  # (a real pipe on fd 0, whatever pytest's is)
+def test_interactive_tty_needs_a_terminal_on_stdin(script_runner: ScriptRunner, image: str,
+                                                    home: Path) -> None:
+    """docker's rule: -it with piped input would have the pty take the bytes for keys."""
+    plant_box(status=Status.RUNNING)  # (its shim is dead: exec refuses it after the check)
+    for args in (["run", "-it", image, "cat"], ["exec", "-it", "planted", "cat"]):
+        result = script_runner.run(["boxlite", *args], stdin=io.StringIO("abc\x03def\n"),
+                                   print_result=False)
+        assert_one_line_error(result, "the input device is not a TTY")
+        assert "drop -t" in result.stderr
+    assert box_dirs(home) == [BOX_ID]
+
+
 def test_run_rm_without_a_payload_leaves_no_box(script_runner: ScriptRunner, image: str,
                                                 home: Path) -> None:
     result = bx(script_runner, "run", "--rm", image, "true")
