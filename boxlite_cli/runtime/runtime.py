@@ -42,7 +42,7 @@ from boxlite_cli.runtime.network import (
     port_forwards,
     vm_network,
 )
-from boxlite_cli.runtime.spec import ProcessOptions, process_spec
+from boxlite_cli.runtime.spec import ProcessOptions, check_box_size, process_spec
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.runtime.volumes import (
     check_host_sources,
@@ -270,6 +270,7 @@ class Runtime:
         vmm = requested_vmm(opts.vmm, vmm_setting(self.paths.config))
         if opts.name is not None:
             validate_name(opts.name)
+        check_box_size(opts.cpus, opts.memory_mib)
         volume_requests = parse_volume_specs(opts.volumes)
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
         check_host_sources(volume_requests)

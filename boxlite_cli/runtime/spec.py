@@ -166,3 +166,38 @@ def parse_memory_mib(text: str) -> int:
     if mib < 128:
         raise UsageError(f"invalid memory size {text!r}: a box needs at least 128 MiB")
     return mib
+
+
+def host_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def host_memory_mib(meminfo: str | None = None) -> int | None:
+    """The host's RAM (MemTotal), in MiB; None when unknown."""
+    if meminfo is None:
+        try:
+            with open("/proc/meminfo") as f:
+                meminfo = f.read(8192)
+        except OSError:
+            return None
+    for line in meminfo.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemTotal" and value.split()[1:] == ["kB"]:
+            return int(value.split()[0]) // 1024
+    return None
+
+
+def check_box_size(cpus: int, memory_mib: int, cpus_here: int | None = None,
+                   memory_here_mib: int | None = None) -> None:
+    """Refuse a box larger than this host (docker does): its VM would not boot, or
+    crawl, and it took the boot timeout (minutes) to say so."""
+    cpus_here = host_cpus() if cpus_here is None else cpus_here
+    if cpus > cpus_here:
+        raise UsageError(f"invalid --cpus {cpus}: this host has {cpus_here} CPUs",
+                         hint=f"give at most --cpus {cpus_here}")
+    if memory_here_mib is None:
+        memory_here_mib = host_memory_mib()
+    if memory_here_mib is not None and memory_mib > memory_here_mib:
+        raise UsageError(f"invalid --memory: {memory_mib} MiB is more than this host's "
+                         f"{memory_here_mib} MiB")

@@ -129,7 +129,13 @@ def test_entrypoint_override() -> None:
     assert proc.stdout == b"hello world\n"
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="a box gets at most the host's CPUs, and this host has one")
 def test_cpus_and_memory() -> None:
+    too_many = len(os.sched_getaffinity(0)) + 1
+    refused = bx("run", "--rm", "--cpus", str(too_many), IMAGE, "true")
+    assert refused.returncode == 125
+    assert refused.stderr.decode().startswith(f"boxlite: invalid --cpus {too_many}: this host")
     proc = bx("run", "--rm", "--cpus", "2", "--memory", "768m", IMAGE,
               "sh", "-c", "nproc; grep MemTotal /proc/meminfo")
     assert proc.returncode == 0, proc.stderr

@@ -11,6 +11,8 @@ from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.runtime.spec import (
     DEFAULT_PATH,
     ProcessOptions,
+    check_box_size,
+    host_memory_mib,
     merge_env,
     parse_env_item,
     parse_memory_mib,
@@ -285,3 +287,24 @@ def test_a_malformed_image_config_is_refused(field: str, value: Any, needle: str
     """Not iterated character by character (a string Cmd ran "e"): one line, exit 125."""
     with pytest.raises(ImageError, match=f"invalid image config: {needle}"):
         spec({**IMAGE, field: value}, command=["true"] if field != "Cmd" else [])
+
+
+MEMINFO = "MemTotal:       23456789 kB\nMemFree:         1234 kB\n"
+
+
+def test_host_memory_is_read_from_meminfo() -> None:
+    assert host_memory_mib(MEMINFO) == 23456789 // 1024
+    assert host_memory_mib("MemFree: 1 kB\n") is None
+
+
+@pytest.mark.parametrize(("cpus", "mib", "says"), [
+    (3, 512, "invalid --cpus 3: this host has 2 CPUs"),
+    (64, 512, "invalid --cpus 64: this host has 2 CPUs"),
+    (1, 2048 * 1024, "invalid --memory: 2097152 MiB is more than this host's 4096 MiB"),
+])
+def test_a_box_larger_than_the_host_is_refused(cpus: int, mib: int, says: str) -> None:
+    with pytest.raises(UsageError) as e:
+        check_box_size(cpus, mib, cpus_here=2, memory_here_mib=4096)
+    assert e.value.message == says
+    check_box_size(2, 4096, cpus_here=2, memory_here_mib=4096)  # the whole host is fine
+    check_box_size(1, 512, cpus_here=2, memory_here_mib=None)  # unknown: not refused
