@@ -193,6 +193,10 @@ class RegistryClient:
         return self._with_retries(what, once)
 
     def _authenticate(self, challenge: str, scope: str) -> None:
+        if not challenge.strip():  # a 401 that names no way to log in
+            raise AuthError(f"{self.registry} answered 401 Unauthorized (without saying how "
+                            "to authenticate)", hint=f"if it needs a login: boxlite login "
+                                                     f"{self.registry}")
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if self.credentials is None:
@@ -263,7 +267,8 @@ class RegistryClient:
         finally:
             resp.close()
 
-    def _raise_for(self, resp: httpx.Response, repository: str, reference: str) -> None:
+    def _raise_for(self, resp: httpx.Response, repository: str, reference: str,
+                   blob: bool = False) -> None:
         if resp.status_code in (200, 206):
             return
         resp.read()
@@ -276,6 +281,8 @@ class RegistryClient:
         if resp.status_code == 404:
             if detail.startswith("NAME_UNKNOWN"):
                 raise NotFound(f"repository {name} not found: {detail}")
+            if blob:
+                raise NotFound(f"blob {reference} of {name} not found in the registry: {detail}")
             sep = "@" if ":" in reference else ":"  # (a digest: algorithm:hex)
             raise NotFound(f"manifest for {name}{sep}{reference} not found: {detail}")
         raise RegistryError(f"{self.registry} answered HTTP {resp.status_code} for {name}: {detail}")
@@ -288,7 +295,7 @@ class RegistryClient:
         resp = self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull",
                           f"fetching blob {digest[:19]}", headers=headers, stream=True)
         try:
-            self._raise_for(resp, repository, digest)
+            self._raise_for(resp, repository, digest, blob=True)
             yield resp
         finally:
             resp.close()

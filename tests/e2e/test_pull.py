@@ -492,6 +492,21 @@ def test_unknown_repository_and_tag(store: Store, registry: RegistryServer,
     assert store.box_ids() == []
 
 
+def test_a_missing_blob_and_a_bare_401_say_what_they_are(store: Store, busybox_image: PushedImage,
+                                                        fault_proxy: FaultProxy) -> None:
+    [layer] = busybox_image.layer_digests
+    fault_proxy.fail(404, path=re.escape(layer))
+    ref = busybox_image.at(fault_proxy.host)
+    assert_error(store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"}),
+                 f"blob {layer} of {fault_proxy.host}/busybox not found in the registry")
+    fault_proxy.fail(401, path=MANIFEST_PATH)  # and no WWW-Authenticate header
+    unauthorized = store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"})
+    assert_error(unauthorized, f"{fault_proxy.host} answered 401 Unauthorized")
+    assert f"boxlite login {fault_proxy.host}" in unauthorized.stderr.decode()
+    fault_proxy.reset()
+    store.assert_nothing_of(busybox_image, busybox_image.layer_digests)
+
+
 def test_digest_mismatch_is_refused(store: Store, busybox_image: PushedImage,
                                     fault_proxy: FaultProxy) -> None:
     fault_proxy.corrupt_blobs()
