@@ -11,10 +11,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.agent.client import AgentClient
+from boxlite_cli.agent.client import STDERR, AgentClient
 from boxlite_cli.errors import BoxliteError
+from boxlite_cli.fdio import write_all
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
-from boxlite_cli.shim.readerfds import ReaderFds, sigpipe_to
 
 log = logging.getLogger("boxlite.shim")
 MAX_CONNECTIONS = 128
@@ -101,11 +101,12 @@ class ExecServer:
         cli_gone = threading.Event()
         threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone),
                          name="exec-signals", daemon=True).start()
-        reader = ReaderFds(out, err, sigpipe_to(self.client, started.exec_id))
+        open_fds = {out, err}
         try:
             for stream, data in self.client.attach(started.exec_id):
-                if not cli_gone.is_set():
-                    reader.write(stream, data)
+                fd = err if stream == STDERR else out
+                if fd in open_fds and not cli_gone.is_set() and not write_all(fd, data):
+                    open_fds.discard(fd)
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
             send_line(conn, {"exit_code": 125, "error": str(e)})

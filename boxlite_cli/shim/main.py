@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import grpc
 
 from boxlite_cli.agent.client import (
+    STDERR,
     AgentClient,
     ExecResult,
     Started,
@@ -37,13 +38,12 @@ from boxlite_cli.agent.client import (
 )
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.errors import BoxliteError, UsageError
-from boxlite_cli.fdio import reader_gone
+from boxlite_cli.fdio import reader_gone, write_all
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import write_frame
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
-from boxlite_cli.shim.readerfds import ReaderFds, sigpipe_to
 from boxlite_cli.shim.relay import StreamRelay
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, finish_restore, start_vmm
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META, Launch
@@ -395,15 +395,16 @@ class Shim:
     def deliver_output(self, client: AgentClient) -> None:
         """A direct-output foreground run: the main process's output goes to the CLI's
         own stdout and stderr (and into the box's log), for as long as that CLI lives;
-        a reader that went away (EPIPE) gets no more, the log still does, and the
-        process gets SIGPIPE (see ReaderFds)."""
+        a reader that went away (EPIPE) gets no more, the log still does."""
         out, err = self.output_fds
-        reader = ReaderFds(out, err, on_broken=sigpipe_to(client, MAIN))
+        open_fds = {out, err}
         try:
             for stream, data in client.attach(MAIN):
                 self.append_log(stream, data)
-                if not (self.ready_fd >= 0 and reader_gone(self.ready_fd)):
-                    reader.write(stream, data)
+                fd = err if stream == STDERR else out
+                cli_gone = self.ready_fd >= 0 and reader_gone(self.ready_fd)
+                if fd in open_fds and not cli_gone and not write_all(fd, data):
+                    open_fds.discard(fd)
         except BoxliteError as e:
             log.info("output delivery ended: %s", e)
         finally:
