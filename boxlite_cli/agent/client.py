@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
-from boxlite_cli.errors import AgentError, UsageError
+from boxlite_cli.errors import AgentError, BoxliteError, UsageError
 
 T = TypeVar("T")
 
@@ -186,6 +187,13 @@ class AgentClient:
     def signal(self, exec_id: str, signum: int) -> None:
         _rpc("signalling the process", lambda: self.stub.Signal(
             pb.SignalRequest(exec_id=exec_id, signal=signum), timeout=10))
+
+    def close_output(self, exec_id: str, stream: int) -> None:
+        """Our reader of `stream` went away: the process's next write into it fails
+        (EPIPE, SIGPIPE), as on a host. Best effort: an error is ignored."""
+        with contextlib.suppress(BoxliteError):
+            _rpc("closing the output", lambda: self.stub.CloseOutput(
+                pb.CloseOutputRequest(exec_id=exec_id, stream=cast(Any, stream)), timeout=10))
 
     def resize(self, exec_id: str, rows: int, cols: int) -> None:
         _rpc("resizing the terminal", lambda: self.stub.Resize(

@@ -12,9 +12,9 @@ import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from boxlite_cli.agent.client import STDERR, AgentClient, ExecResult, InputPump
+from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
+from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError
-from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, terminal_size
 
 
@@ -108,14 +108,11 @@ class Session:
         if self.stdin:
             pump = InputPump(self.client, self.exec_id)
             threading.Thread(target=self._pump_stdin, args=(pump,), daemon=True).start()
-        stdout_open = stderr_open = True
+        sink = OutputSink(self.client, self.exec_id, self.stdout_fd, self.stderr_fd)
         try:
             with self._terminal(), self._signals():
                 for stream, data in self.client.attach(self.exec_id):
-                    if stream == STDERR:
-                        stderr_open = stderr_open and write_all(self.stderr_fd, data)
-                    else:
-                        stdout_open = stdout_open and write_all(self.stdout_fd, data)
+                    sink.write(stream, data)
                 waiter.join()
         finally:
             self._control.put(("stop", 0))

@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.agent.client import STDERR, AgentClient
+from boxlite_cli.agent.client import AgentClient
+from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError
-from boxlite_cli.fdio import write_all
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -101,12 +101,11 @@ class ExecServer:
         cli_gone = threading.Event()
         threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone),
                          name="exec-signals", daemon=True).start()
-        open_fds = {out, err}
+        sink = OutputSink(self.client, started.exec_id, out, err)
         try:
             for stream, data in self.client.attach(started.exec_id):
-                fd = err if stream == STDERR else out
-                if fd in open_fds and not cli_gone.is_set() and not write_all(fd, data):
-                    open_fds.discard(fd)
+                if not cli_gone.is_set():
+                    sink.write(stream, data)
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
             send_line(conn, {"exit_code": 125, "error": str(e)})

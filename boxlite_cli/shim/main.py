@@ -29,7 +29,6 @@ from typing import Any, BinaryIO
 import grpc
 
 from boxlite_cli.agent.client import (
-    STDERR,
     AgentClient,
     ExecResult,
     Started,
@@ -37,8 +36,9 @@ from boxlite_cli.agent.client import (
     open_channel,
 )
 from boxlite_cli.agent.pb import agent_pb2 as pb
+from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, UsageError
-from boxlite_cli.fdio import reader_gone, write_all
+from boxlite_cli.fdio import reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
@@ -394,17 +394,16 @@ class Shim:
 
     def deliver_output(self, client: AgentClient) -> None:
         """A direct-output foreground run: the main process's output goes to the CLI's
-        own stdout and stderr (and into the box's log), for as long as that CLI lives;
-        a reader that went away (EPIPE) gets no more, the log still does."""
-        out, err = self.output_fds
-        open_fds = {out, err}
+        own stdout and stderr (and into the box's log), for as long as that CLI lives.
+        A stream whose reader went away gets no more, and its writer in the guest gets
+        EPIPE as on a host (OutputSink). A CLI that is gone (killed) leaves the box
+        running on: its output still goes into the log."""
+        sink = OutputSink(client, MAIN, *self.output_fds)
         try:
             for stream, data in client.attach(MAIN):
                 self.append_log(stream, data)
-                fd = err if stream == STDERR else out
-                cli_gone = self.ready_fd >= 0 and reader_gone(self.ready_fd)
-                if fd in open_fds and not cli_gone and not write_all(fd, data):
-                    open_fds.discard(fd)
+                if not (self.ready_fd >= 0 and reader_gone(self.ready_fd)):
+                    sink.write(stream, data)
         except BoxliteError as e:
             log.info("output delivery ended: %s", e)
         finally:

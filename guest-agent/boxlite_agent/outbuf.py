@@ -12,6 +12,9 @@ Bounds:
 The attacher *peeks* at the head chunk and *commits* it when it hands it on; what
 it has not taken stays for the next attacher. Sequence numbers make a commit of a
 chunk that was dropped meanwhile a no-op, and a detached attacher cannot commit.
+
+A stream whose host reader went away is *dropped*: its chunks go, later ones are
+not kept, and a ``put`` of it never blocks.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class OutputBuffer:
         self._size = 0
         self._seq = 0
         self._open = set(streams)
+        self._dropped: set[int] = set()
         self._attacher: Attachment | None = None
         self._released = False
         self.dropped_bytes = 0
@@ -84,8 +88,10 @@ class OutputBuffer:
         if not data:
             return
         with self._cond:
-            while self._blocking() and self._size >= self._limit():
+            while stream not in self._dropped and self._blocking() and self._size >= self._limit():
                 self._cond.wait()
+            if stream in self._dropped:
+                return
             self._seq += 1
             self._chunks.append(Chunk(self._seq, stream, data))
             self._size += len(data)
@@ -103,6 +109,14 @@ class OutputBuffer:
         """Mark ``stream`` as finished (EOF)."""
         with self._cond:
             self._open.discard(stream)
+            self._cond.notify_all()
+
+    def drop(self, stream: int) -> None:
+        """Nobody wants ``stream`` any more: drop what is buffered of it and what comes."""
+        with self._cond:
+            self._dropped.add(stream)
+            self._chunks = deque(c for c in self._chunks if c.stream != stream)
+            self._size = sum(len(c.data) for c in self._chunks)
             self._cond.notify_all()
 
     def release(self) -> None:

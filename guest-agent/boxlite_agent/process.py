@@ -5,8 +5,10 @@ thread per output fd moves chunks of up to 64 KiB into it; EOF (or EIO from a pt
 master) closes that stream. When the process has exited, a reader that sees no data
 for EXIT_GRACE_S stops as well: a background child that kept the pipe open must not
 keep the exec "running" forever (docker ends a container's output when its main
-process ends, too). A watcher thread reaps the process, applies the timeout, waits
-for the readers, and then marks the exec done.
+process ends, too). A pipe whose host reader went away (close_output) is closed at
+once (its reader is woken through an eventfd): the process's next write into it
+fails with EPIPE, as into a host pipe whose reader exited (a tty is hung up). A watcher thread reaps
+the process, applies the timeout, waits for the readers, and then marks the exec done.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class Execution:
         self._readers: list[Task] = []
         self._master: SharedFd | None = None
         self._stdin: SharedFd | None = None
+        self._wakes: dict[int, int] = {}  # stream -> eventfd that stops its pipe's reader
+        self._wakes_lock = threading.Lock()
         if spawned is None:  # a process that could not be started
             self.pid = 0
             self.tty = False
@@ -106,6 +110,8 @@ class Execution:
         if spawned.stdin is not None:
             self._stdin = SharedFd(spawned.stdin)
         for stream, fd in spawned.outputs:
+            if self._master is None:
+                self._wakes[stream] = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             name = f"exec-{exec_id}-{'out' if stream == STDOUT else 'err'}"
             t = THREADS.start(self._read, stream, fd, name=name)
             self._readers.append(t)
@@ -133,13 +139,19 @@ class Execution:
     def _read(self, stream: int, fd: int) -> None:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        wake = self._wakes.get(stream)
+        if wake is not None:
+            poller.register(wake, select.POLLIN)
         try:
             while True:
                 exited = self._exited.is_set()
-                if not poller.poll(EXIT_GRACE_S * 1000 if exited else POLL_MS):
+                events = poller.poll(EXIT_GRACE_S * 1000 if exited else POLL_MS)
+                if not events:
                     if exited:
                         break  # idle after exit: a background child holds the fd
                     continue
+                if any(ready == wake for ready, _ in events):
+                    break  # close_output: nobody reads this stream any more
                 try:
                     data = os.read(fd, READ_SIZE)
                 except BlockingIOError:
@@ -155,6 +167,9 @@ class Execution:
             self.output.close(stream)
             if self._master is None:
                 os.close(fd)
+            with self._wakes_lock:
+                if (wake := self._wakes.pop(stream, None)) is not None:
+                    os.close(wake)
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -211,6 +226,21 @@ class Execution:
                     self._popen.send_signal(signum)
             except ProcessLookupError:
                 pass
+
+    def close_output(self, stream: int) -> None:
+        """The host's reader of ``stream`` went away: close our end of its pipe (see the
+        module doc). A tty is hung up instead, as when a terminal goes away: SIGHUP to
+        the process (its session leader), and its output is dropped."""
+        if self.tty:
+            self.output.drop(STDOUT)
+            self.signal(signal.SIGHUP)
+            return
+        with self._wakes_lock:
+            wake = self._wakes.get(stream)
+            if wake is None:
+                return
+            self.output.drop(stream)
+            os.eventfd_write(wake, 1)
 
     def kill_group(self) -> None:
         """SIGKILL the process group (shutdown)."""

@@ -36,7 +36,7 @@ from boxlite_agent.pb import agent_pb2 as pb
 from boxlite_agent.pb import agent_pb2_grpc
 from boxlite_agent.process import Execution
 from boxlite_agent.quiesce import Freezer
-from boxlite_agent.spawn import ExecSpec, spawn
+from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
 from boxlite_agent.table import ExecTable
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
 from boxlite_agent.volumes import check as check_volumes
@@ -317,6 +317,14 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         execution = self._table.get(request.exec_id)
         execution.signal(request.signal)
         return pb.SignalResponse()
+
+    @_rpc
+    def CloseOutput(self, request: pb.CloseOutputRequest,
+                    context: grpc.ServicerContext) -> pb.CloseOutputResponse:
+        if request.stream not in (STDOUT, STDERR):
+            raise InvalidArgument(f"invalid stream {request.stream}")
+        self._table.get(request.exec_id).close_output(request.stream)
+        return pb.CloseOutputResponse()
 
     @_rpc
     def Resize(self, request: pb.ResizeRequest, context: grpc.ServicerContext) -> pb.ResizeResponse:

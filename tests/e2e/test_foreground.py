@@ -1,8 +1,8 @@
 """A plain foreground `run` or `exec` (no -i, -t or -d): the shim writes the process's
 output into the CLI's own stdout and stderr and reports how it ended (run: on a pipe;
 exec: on the box's exec socket), so the CLI loads no gRPC. Signals to the CLI still
-reach the process, a reader that goes away stops nothing, and a killed CLI's
-terminal gets no more output."""
+reach the process, a reader that goes away (`| head`) ends only the writer (SIGPIPE),
+as on a host, and a killed CLI's terminal gets no more output."""
 
 from __future__ import annotations
 
@@ -45,24 +45,50 @@ def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
     assert out == b"got SIGTERM\n"
 
 
-def test_a_reader_that_goes_away_stops_nothing() -> None:
-    # `| head -c 5`: head leaves early; the command still runs to its end and its
-    # exit status is the CLI's (pipefail shows it).
+def test_a_reader_that_goes_away_ends_only_the_writer() -> None:
+    # `| head -c 5`: head leaves early. As in a host pipeline, `seq` (the writer into
+    # the closed pipe) dies of SIGPIPE, the shell goes on, and its exit status is the
+    # CLI's (pipefail shows it).
     cmd = (f"{boxlite_bin()} run --name early-close {IMAGE} sh -c "
-           "'seq 1 200000; echo done >&2; exit 3' | head -c 5")
+           "'seq 1 2000000; echo \"seq: $?\" >&2; exit 3' | head -c 5")
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
                           timeout=300, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout == b"1\n2\n3"
         assert proc.returncode == 3, proc.stderr
-        assert b"done\n" in proc.stderr
+        assert b"seq: 141\n" in proc.stderr
         box = json.loads(bx("inspect", "early-close").stdout)
         box = box[0] if isinstance(box, list) else box
         assert box["exit_code"] == 3 and box["status"] == "exited"
         logs = bx("logs", "early-close")
-        assert logs.stdout.endswith(b"199999\n200000\n") and logs.stderr == b"done\n"
+        assert logs.stdout.startswith(b"1\n2\n3\n") and logs.stderr == b"seq: 141\n"
+        assert not logs.stdout.endswith(b"2000000\n")  # seq did not run to its end
     finally:
         bx("rm", "-f", "early-close")
+
+
+def _into_head(command: str) -> tuple[bytes, int]:
+    """`COMMAND | head -2` in bash: head's output, and COMMAND's exit status."""
+    proc = subprocess.run(["bash", "-c", f"{command} | head -2; exit ${{PIPESTATUS[0]}}"],
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    return proc.stdout, proc.returncode
+
+
+def test_a_pipe_closed_by_its_reader_ends_the_writer_with_sigpipe() -> None:
+    """`boxlite run IMAGE yes | head -2` ends as `yes | head -2` does: `yes` gets
+    SIGPIPE (141), instead of running on with nobody reading. So does an exec, plain
+    or through gRPC (-i). With -t the terminal is hung up (SIGHUP)."""
+    assert _into_head(f"{boxlite_bin()} run --rm {IMAGE} yes") == (b"y\ny\n", 141)
+    # a tty is hung up, as when a terminal goes away: SIGHUP
+    assert _into_head(f"{boxlite_bin()} run --rm -t {IMAGE} yes") == (b"y\r\ny\r\n", 129)
+    run = bx("run", "-d", "--name", "piped", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        assert _into_head(f"{boxlite_bin()} exec piped yes") == (b"y\ny\n", 141)
+        assert _into_head(f"{boxlite_bin()} exec -i piped yes < /dev/null") == (b"y\ny\n", 141)
+        assert bx("exec", "piped", "true").returncode == 0  # the box is fine
+    finally:
+        bx("rm", "-f", "piped")
 
 
 def test_a_detached_box_keeps_none_of_the_callers_descriptors() -> None:

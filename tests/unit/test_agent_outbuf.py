@@ -201,3 +201,21 @@ def test_release_unblocks_a_held_producer() -> None:
     t.join(2)
     assert not t.is_alive()
     assert buf.buffered_bytes == 4
+
+
+def test_a_dropped_stream_loses_its_chunks_and_never_blocks() -> None:
+    buf = OutputBuffer(hold=True, hold_limit=4)
+    buf.put(1, b"e")
+    buf.put(0, b"aaaa")  # at the limit now: the next put blocks
+    blocked = threading.Thread(target=buf.put, args=(0, b"bbbb"))
+    blocked.start()
+    time.sleep(0.1)
+    assert blocked.is_alive()
+    buf.drop(0)
+    blocked.join(2)
+    assert not blocked.is_alive()  # the blocked producer of the dropped stream is let go
+    buf.put(0, b"cccc")  # dropped at once, never kept
+    buf.put(1, b"f")
+    buf.close(0)
+    buf.close(1)
+    assert drain(buf) == [(1, b"e"), (1, b"f")]

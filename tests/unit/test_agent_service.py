@@ -563,3 +563,69 @@ def test_grpc_over_the_port_bridge_with_reconnects(tmp_path: Path) -> None:
         bridge_thread.join(3)
         proc.kill()
         proc.wait(10)
+
+
+# -- a host reader that went away (CloseOutput) ---------------------------------------
+
+
+def _first_chunk(agent: Agent, exec_id: str) -> tuple[Any, bytes]:
+    """The Attach stream of `exec_id`, once its first stdout bytes came."""
+    stream = agent.stub.Attach(pb.AttachRequest(exec_id=exec_id), timeout=T)
+    for chunk in stream:
+        if chunk.stream == pb.OutputChunk.STDOUT and chunk.data:
+            return stream, chunk.data
+    raise AssertionError("no output")
+
+
+def test_close_output_gives_the_writer_sigpipe_and_only_it(agent: Agent) -> None:
+    """As `yes | head`: the writer into the closed pipe dies of SIGPIPE; the shell
+    that started it goes on, and its stderr still arrives."""
+    r = agent.exec(["sh", "-c", "yes; echo \"yes: $?\" >&2; exit 3"], hold_output=True)
+    stream, first = _first_chunk(agent, r.exec_id)
+    assert first.startswith(b"y\n")
+    agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=r.exec_id,
+                                                 stream=pb.OutputChunk.STDOUT), timeout=T)
+    err = b"".join(c.data for c in stream if c.stream == pb.OutputChunk.STDERR)
+    assert err == b"yes: 141\n"  # 128 + SIGPIPE, seen by the shell
+    assert agent.wait(r.exec_id).exit_code == 3
+
+
+def test_close_output_of_an_idle_writer_fails_its_next_write(agent: Agent) -> None:
+    code = ("import os, sys, time\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(1.5)\n"
+            "try:\n"
+            "    print('late', flush=True)\n"
+            "except BrokenPipeError:\n"
+            "    sys.stderr.write('EPIPE'); sys.stderr.flush(); os._exit(5)\n")
+    r = agent.exec([PY, "-c", code])
+    stream, first = _first_chunk(agent, r.exec_id)
+    assert first == b"ready\n"
+    agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=r.exec_id,
+                                                 stream=pb.OutputChunk.STDOUT), timeout=T)
+    rest = [(c.stream, c.data) for c in stream]
+    assert rest == [(pb.OutputChunk.STDERR, b"EPIPE")]  # its first write failed
+    assert agent.wait(r.exec_id).exit_code == 5
+
+
+def test_close_output_of_an_ended_process_changes_nothing(agent: Agent) -> None:
+    ended = agent.exec(["true"]).exec_id
+    agent.wait(ended)
+    agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=ended), timeout=T)
+    assert agent.wait(ended).exit_code == 0
+    with pytest.raises(grpc.RpcError) as e:
+        agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id="nosuch"), timeout=T)
+    assert code_of(e) == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=ended, stream=7), timeout=T)  # type: ignore[arg-type]
+    assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_close_output_of_a_tty_hangs_it_up(agent: Agent) -> None:
+    r = agent.exec(["sh", "-c", "echo ready; exec sleep 30"], tty=True, rows=24, cols=80)
+    stream, first = _first_chunk(agent, r.exec_id)
+    assert first.startswith(b"ready")
+    agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=r.exec_id), timeout=T)
+    assert b"".join(c.data for c in stream).strip() == b""  # (its output is dropped)
+    w = agent.wait(r.exec_id)
+    assert (w.exit_code, w.signal) == (128 + signal.SIGHUP, signal.SIGHUP)

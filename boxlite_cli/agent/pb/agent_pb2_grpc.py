@@ -75,6 +75,11 @@ class AgentStub(object):
                 request_serializer=agent__pb2.ResizeRequest.SerializeToString,
                 response_deserializer=agent__pb2.ResizeResponse.FromString,
                 _registered_method=True)
+        self.CloseOutput = channel.unary_unary(
+                '/boxlite.v1.Agent/CloseOutput',
+                request_serializer=agent__pb2.CloseOutputRequest.SerializeToString,
+                response_deserializer=agent__pb2.CloseOutputResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/boxlite.v1.Agent/Shutdown',
                 request_serializer=agent__pb2.ShutdownRequest.SerializeToString,
@@ -160,6 +165,16 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseOutput(self, request, context):
+        """The host's reader of one output stream went away (`| head`): the agent
+        closes its read end of that pipe, so the process's next write into it
+        fails with EPIPE (SIGPIPE), as into a host pipe whose reader exited. What
+        was buffered of that stream is dropped. Nothing for a tty or an ended process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Flushes file systems and powers the VM off.
         """
@@ -241,6 +256,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Resize,
                     request_deserializer=agent__pb2.ResizeRequest.FromString,
                     response_serializer=agent__pb2.ResizeResponse.SerializeToString,
+            ),
+            'CloseOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseOutput,
+                    request_deserializer=agent__pb2.CloseOutputRequest.FromString,
+                    response_serializer=agent__pb2.CloseOutputResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -484,6 +504,33 @@ class Agent(object):
             '/boxlite.v1.Agent/Resize',
             agent__pb2.ResizeRequest.SerializeToString,
             agent__pb2.ResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/boxlite.v1.Agent/CloseOutput',
+            agent__pb2.CloseOutputRequest.SerializeToString,
+            agent__pb2.CloseOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\nboxlite.v1\"\r\n\x0bPingRequest\"G\n\x0cPingResponse\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\"\xf5\x01\n\x0bInitRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x10\n\x08\x63lock_ns\x18\x02 \x01(\x03\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x0c\x12\x15\n\rrootfs_serial\x18\x04 \x01(\t\x12*\n\x07network\x18\x05 \x01(\x0b\x32\x19.boxlite.v1.NetworkConfig\x12(\n\x07volumes\x18\x06 \x03(\x0b\x32\x17.boxlite.v1.VolumeMount\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x12\r\n\x05prime\x18\x08 \x01(\x08\x12%\n\x04main\x18\t \x01(\x0b\x32\x17.boxlite.v1.ExecRequest\"O\n\x0bVolumeMount\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x10\n\x08readonly\x18\x03 \x01(\x08\x12\x11\n\tfile_name\x18\x04 \x01(\t\"\x7f\n\rNetworkConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0b\n\x03\x64ns\x18\x04 \x03(\t\x12$\n\x05hosts\x18\x05 \x03(\x0b\x32\x15.boxlite.v1.HostEntry\x12\x0b\n\x03mac\x18\x06 \x01(\t\"%\n\tHostEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"6\n\x0cInitResponse\x12&\n\x04main\x18\x01 \x01(\x0b\x32\x18.boxlite.v1.ExecResponse\"\xc6\x01\n\x0b\x45xecRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0b\n\x03tty\x18\x05 \x01(\x08\x12\x0c\n\x04rows\x18\x06 \x01(\r\x12\x0c\n\x04\x63ols\x18\x07 \x01(\r\x12\r\n\x05stdin\x18\x08 \x01(\x08\x12\x11\n\ttimeout_s\x18\t \x01(\x01\x12\x13\n\x0bhold_output\x18\n \x01(\x08\x12\x0f\n\x07\x65xec_id\x18\x0b \x01(\t\x12\x10\n\x08make_cwd\x18\x0c \x01(\x08\"T\n\x0c\x45xecResponse\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x17\n\x0f\x65rror_exit_code\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\" \n\rAttachRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\"m\n\x0bOutputChunk\x12.\n\x06stream\x18\x01 \x01(\x0e\x32\x1e.boxlite.v1.OutputChunk.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\" \n\x06Stream\x12\n\n\x06STDOUT\x10\x00\x12\n\n\x06STDERR\x10\x01\":\n\nInputChunk\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x63lose\x18\x03 \x01(\x08\"\x0f\n\rInputResponse\"\x1e\n\x0bWaitRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\"D\n\x0cWaitResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06signal\x18\x02 \x01(\x05\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\"0\n\rSignalRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\x05\"\x10\n\x0eSignalResponse\"<\n\rResizeRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0c\n\x04\x63ols\x18\x03 \x01(\r\"\x10\n\x0eResizeResponse\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse\"0\n\x0bStatRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x13\n\x0b\x66ollow_link\x18\x02 \x01(\x08\"]\n\x0cStatResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x13\n\x0blink_target\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"4\n\x0c\x43opyInHeader\x12\x10\n\x08\x64\x65st_dir\x18\x01 \x01(\t\x12\x12\n\nkeep_owner\x18\x02 \x01(\x08\"E\n\x0b\x43opyInChunk\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.boxlite.v1.CopyInHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"0\n\x0e\x43opyInResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"A\n\x0e\x43opyOutRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x13\n\x0b\x66ollow_link\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x18\n\x08TarChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"5\n\x0eQuiesceRequest\x12\x0e\n\x06\x66reeze\x18\x01 \x01(\x08\x12\x13\n\x0b\x61uto_thaw_s\x18\x02 \x01(\x01\"\x11\n\x0fQuiesceResponse2\xb9\x06\n\x05\x41gent\x12\x39\n\x04Ping\x12\x17.boxlite.v1.PingRequest\x1a\x18.boxlite.v1.PingResponse\x12\x39\n\x04Init\x12\x17.boxlite.v1.InitRequest\x1a\x18.boxlite.v1.InitResponse\x12\x39\n\x04\x45xec\x12\x17.boxlite.v1.ExecRequest\x1a\x18.boxlite.v1.ExecResponse\x12>\n\x06\x41ttach\x12\x19.boxlite.v1.AttachRequest\x1a\x17.boxlite.v1.OutputChunk0\x01\x12<\n\x05Input\x12\x16.boxlite.v1.InputChunk\x1a\x19.boxlite.v1.InputResponse(\x01\x12\x39\n\x04Wait\x12\x17.boxlite.v1.WaitRequest\x1a\x18.boxlite.v1.WaitResponse\x12?\n\x06Signal\x12\x19.boxlite.v1.SignalRequest\x1a\x1a.boxlite.v1.SignalResponse\x12?\n\x06Resize\x12\x19.boxlite.v1.ResizeRequest\x1a\x1a.boxlite.v1.ResizeResponse\x12\x45\n\x08Shutdown\x12\x1b.boxlite.v1.ShutdownRequest\x1a\x1c.boxlite.v1.ShutdownResponse\x12\x42\n\x07Quiesce\x12\x1a.boxlite.v1.QuiesceRequest\x1a\x1b.boxlite.v1.QuiesceResponse\x12\x39\n\x04Stat\x12\x17.boxlite.v1.StatRequest\x1a\x18.boxlite.v1.StatResponse\x12?\n\x06\x43opyIn\x12\x17.boxlite.v1.CopyInChunk\x1a\x1a.boxlite.v1.CopyInResponse(\x01\x12=\n\x07\x43opyOut\x12\x1a.boxlite.v1.CopyOutRequest\x1a\x14.boxlite.v1.TarChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\nboxlite.v1\"\r\n\x0bPingRequest\"G\n\x0cPingResponse\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x0e\n\x06kernel\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\"\xf5\x01\n\x0bInitRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x10\n\x08\x63lock_ns\x18\x02 \x01(\x03\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x0c\x12\x15\n\rrootfs_serial\x18\x04 \x01(\t\x12*\n\x07network\x18\x05 \x01(\x0b\x32\x19.boxlite.v1.NetworkConfig\x12(\n\x07volumes\x18\x06 \x03(\x0b\x32\x17.boxlite.v1.VolumeMount\x12\x0e\n\x06resume\x18\x07 \x01(\x08\x12\r\n\x05prime\x18\x08 \x01(\x08\x12%\n\x04main\x18\t \x01(\x0b\x32\x17.boxlite.v1.ExecRequest\"O\n\x0bVolumeMount\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x10\n\x08readonly\x18\x03 \x01(\x08\x12\x11\n\tfile_name\x18\x04 \x01(\t\"\x7f\n\rNetworkConfig\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0b\n\x03\x64ns\x18\x04 \x03(\t\x12$\n\x05hosts\x18\x05 \x03(\x0b\x32\x15.boxlite.v1.HostEntry\x12\x0b\n\x03mac\x18\x06 \x01(\t\"%\n\tHostEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\"6\n\x0cInitResponse\x12&\n\x04main\x18\x01 \x01(\x0b\x32\x18.boxlite.v1.ExecResponse\"\xc6\x01\n\x0b\x45xecRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0b\n\x03tty\x18\x05 \x01(\x08\x12\x0c\n\x04rows\x18\x06 \x01(\r\x12\x0c\n\x04\x63ols\x18\x07 \x01(\r\x12\r\n\x05stdin\x18\x08 \x01(\x08\x12\x11\n\ttimeout_s\x18\t \x01(\x01\x12\x13\n\x0bhold_output\x18\n \x01(\x08\x12\x0f\n\x07\x65xec_id\x18\x0b \x01(\t\x12\x10\n\x08make_cwd\x18\x0c \x01(\x08\"T\n\x0c\x45xecResponse\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x17\n\x0f\x65rror_exit_code\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\" \n\rAttachRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\"m\n\x0bOutputChunk\x12.\n\x06stream\x18\x01 \x01(\x0e\x32\x1e.boxlite.v1.OutputChunk.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\" \n\x06Stream\x12\n\n\x06STDOUT\x10\x00\x12\n\n\x06STDERR\x10\x01\":\n\nInputChunk\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x63lose\x18\x03 \x01(\x08\"\x0f\n\rInputResponse\"\x1e\n\x0bWaitRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\"D\n\x0cWaitResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06signal\x18\x02 \x01(\x05\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\"0\n\rSignalRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\x05\"\x10\n\x0eSignalResponse\"U\n\x12\x43loseOutputRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12.\n\x06stream\x18\x02 \x01(\x0e\x32\x1e.boxlite.v1.OutputChunk.Stream\"\x15\n\x13\x43loseOutputResponse\"<\n\rResizeRequest\x12\x0f\n\x07\x65xec_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0c\n\x04\x63ols\x18\x03 \x01(\r\"\x10\n\x0eResizeResponse\"\x11\n\x0fShutdownRequest\"\x12\n\x10ShutdownResponse\"0\n\x0bStatRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x13\n\x0b\x66ollow_link\x18\x02 \x01(\x08\"]\n\x0cStatResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x13\n\x0blink_target\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"4\n\x0c\x43opyInHeader\x12\x10\n\x08\x64\x65st_dir\x18\x01 \x01(\t\x12\x12\n\nkeep_owner\x18\x02 \x01(\x08\"E\n\x0b\x43opyInChunk\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.boxlite.v1.CopyInHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"0\n\x0e\x43opyInResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"A\n\x0e\x43opyOutRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x13\n\x0b\x66ollow_link\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x18\n\x08TarChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"5\n\x0eQuiesceRequest\x12\x0e\n\x06\x66reeze\x18\x01 \x01(\x08\x12\x13\n\x0b\x61uto_thaw_s\x18\x02 \x01(\x01\"\x11\n\x0fQuiesceResponse2\x89\x07\n\x05\x41gent\x12\x39\n\x04Ping\x12\x17.boxlite.v1.PingRequest\x1a\x18.boxlite.v1.PingResponse\x12\x39\n\x04Init\x12\x17.boxlite.v1.InitRequest\x1a\x18.boxlite.v1.InitResponse\x12\x39\n\x04\x45xec\x12\x17.boxlite.v1.ExecRequest\x1a\x18.boxlite.v1.ExecResponse\x12>\n\x06\x41ttach\x12\x19.boxlite.v1.AttachRequest\x1a\x17.boxlite.v1.OutputChunk0\x01\x12<\n\x05Input\x12\x16.boxlite.v1.InputChunk\x1a\x19.boxlite.v1.InputResponse(\x01\x12\x39\n\x04Wait\x12\x17.boxlite.v1.WaitRequest\x1a\x18.boxlite.v1.WaitResponse\x12?\n\x06Signal\x12\x19.boxlite.v1.SignalRequest\x1a\x1a.boxlite.v1.SignalResponse\x12?\n\x06Resize\x12\x19.boxlite.v1.ResizeRequest\x1a\x1a.boxlite.v1.ResizeResponse\x12N\n\x0b\x43loseOutput\x12\x1e.boxlite.v1.CloseOutputRequest\x1a\x1f.boxlite.v1.CloseOutputResponse\x12\x45\n\x08Shutdown\x12\x1b.boxlite.v1.ShutdownRequest\x1a\x1c.boxlite.v1.ShutdownResponse\x12\x42\n\x07Quiesce\x12\x1a.boxlite.v1.QuiesceRequest\x1a\x1b.boxlite.v1.QuiesceResponse\x12\x39\n\x04Stat\x12\x17.boxlite.v1.StatRequest\x1a\x18.boxlite.v1.StatResponse\x12?\n\x06\x43opyIn\x12\x17.boxlite.v1.CopyInChunk\x1a\x1a.boxlite.v1.CopyInResponse(\x01\x12=\n\x07\x43opyOut\x12\x1a.boxlite.v1.CopyOutRequest\x1a\x14.boxlite.v1.TarChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -68,32 +68,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNALREQUEST']._serialized_end=1327
   _globals['_SIGNALRESPONSE']._serialized_start=1329
   _globals['_SIGNALRESPONSE']._serialized_end=1345
-  _globals['_RESIZEREQUEST']._serialized_start=1347
-  _globals['_RESIZEREQUEST']._serialized_end=1407
-  _globals['_RESIZERESPONSE']._serialized_start=1409
-  _globals['_RESIZERESPONSE']._serialized_end=1425
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1427
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1444
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=1446
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=1464
-  _globals['_STATREQUEST']._serialized_start=1466
-  _globals['_STATREQUEST']._serialized_end=1514
-  _globals['_STATRESPONSE']._serialized_start=1516
-  _globals['_STATRESPONSE']._serialized_end=1609
-  _globals['_COPYINHEADER']._serialized_start=1611
-  _globals['_COPYINHEADER']._serialized_end=1663
-  _globals['_COPYINCHUNK']._serialized_start=1665
-  _globals['_COPYINCHUNK']._serialized_end=1734
-  _globals['_COPYINRESPONSE']._serialized_start=1736
-  _globals['_COPYINRESPONSE']._serialized_end=1784
-  _globals['_COPYOUTREQUEST']._serialized_start=1786
-  _globals['_COPYOUTREQUEST']._serialized_end=1851
-  _globals['_TARCHUNK']._serialized_start=1853
-  _globals['_TARCHUNK']._serialized_end=1877
-  _globals['_QUIESCEREQUEST']._serialized_start=1879
-  _globals['_QUIESCEREQUEST']._serialized_end=1932
-  _globals['_QUIESCERESPONSE']._serialized_start=1934
-  _globals['_QUIESCERESPONSE']._serialized_end=1951
-  _globals['_AGENT']._serialized_start=1954
-  _globals['_AGENT']._serialized_end=2779
+  _globals['_CLOSEOUTPUTREQUEST']._serialized_start=1347
+  _globals['_CLOSEOUTPUTREQUEST']._serialized_end=1432
+  _globals['_CLOSEOUTPUTRESPONSE']._serialized_start=1434
+  _globals['_CLOSEOUTPUTRESPONSE']._serialized_end=1455
+  _globals['_RESIZEREQUEST']._serialized_start=1457
+  _globals['_RESIZEREQUEST']._serialized_end=1517
+  _globals['_RESIZERESPONSE']._serialized_start=1519
+  _globals['_RESIZERESPONSE']._serialized_end=1535
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1537
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1554
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=1556
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=1574
+  _globals['_STATREQUEST']._serialized_start=1576
+  _globals['_STATREQUEST']._serialized_end=1624
+  _globals['_STATRESPONSE']._serialized_start=1626
+  _globals['_STATRESPONSE']._serialized_end=1719
+  _globals['_COPYINHEADER']._serialized_start=1721
+  _globals['_COPYINHEADER']._serialized_end=1773
+  _globals['_COPYINCHUNK']._serialized_start=1775
+  _globals['_COPYINCHUNK']._serialized_end=1844
+  _globals['_COPYINRESPONSE']._serialized_start=1846
+  _globals['_COPYINRESPONSE']._serialized_end=1894
+  _globals['_COPYOUTREQUEST']._serialized_start=1896
+  _globals['_COPYOUTREQUEST']._serialized_end=1961
+  _globals['_TARCHUNK']._serialized_start=1963
+  _globals['_TARCHUNK']._serialized_end=1987
+  _globals['_QUIESCEREQUEST']._serialized_start=1989
+  _globals['_QUIESCEREQUEST']._serialized_end=2042
+  _globals['_QUIESCERESPONSE']._serialized_start=2044
+  _globals['_QUIESCERESPONSE']._serialized_end=2061
+  _globals['_AGENT']._serialized_start=2064
+  _globals['_AGENT']._serialized_end=2969
 # @@protoc_insertion_point(module_scope)

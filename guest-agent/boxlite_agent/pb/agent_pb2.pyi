@@ -188,6 +188,18 @@ class SignalResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class CloseOutputRequest(_message.Message):
+    __slots__ = ("exec_id", "stream")
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    stream: OutputChunk.Stream
+    def __init__(self, exec_id: _Optional[str] = ..., stream: _Optional[_Union[OutputChunk.Stream, str]] = ...) -> None: ...
+
+class CloseOutputResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ResizeRequest(_message.Message):
     __slots__ = ("exec_id", "rows", "cols")
     EXEC_ID_FIELD_NUMBER: _ClassVar[int]

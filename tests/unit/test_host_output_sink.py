@@ -1,0 +1,50 @@
+"""OutputSink: a process's output on the host's fds; a reader that went away closes
+that stream in the guest (through the agent), and that stream only."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, cast
+
+from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
+from boxlite_cli.agent.sink import OutputSink
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.closed: list[tuple[str, int]] = []
+
+    def close_output(self, exec_id: str, stream: int) -> None:
+        self.closed.append((exec_id, stream))
+
+
+def test_a_reader_that_went_away_closes_its_stream_once() -> None:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    client = Recorder()
+    sink = OutputSink(cast(AgentClient, cast(Any, client)), "e1", out_w, err_w)
+    try:
+        sink.write(STDOUT, b"one\n")
+        assert os.read(out_r, 100) == b"one\n"
+        os.close(out_r)  # `| head` exited
+        sink.write(STDOUT, b"two\n")
+        sink.write(STDOUT, b"three\n")  # no second close
+        sink.write(STDERR, b"still here\n")
+        assert client.closed == [("e1", STDOUT)]
+        assert os.read(err_r, 100) == b"still here\n"
+    finally:
+        for fd in (out_w, err_r, err_w):
+            os.close(fd)
+
+
+def test_one_pipe_for_both_streams_closes_each_as_it_is_written() -> None:
+    r, w = os.pipe()
+    client = Recorder()
+    sink = OutputSink(cast(AgentClient, cast(Any, client)), "main", w, w)  # 2>&1 | head
+    os.close(r)
+    try:
+        sink.write(STDERR, b"x")
+        sink.write(STDOUT, b"y")
+        assert client.closed == [("main", STDERR), ("main", STDOUT)]
+    finally:
+        os.close(w)
