@@ -40,6 +40,7 @@ from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.fdio import reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
+from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import write_frame
@@ -53,6 +54,7 @@ from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.vmm.base import NET_USER
 from boxlite_cli.vmm.drivers import get_driver
 
 log = logging.getLogger("boxlite.shim")
@@ -564,6 +566,7 @@ class Shim:
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver,
                     exit_code=None, error=None, finished_at=None)
+        self.widen_port_backlogs()  # (before the CLI hears the box runs)
         self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
         if not direct and not self.launch.foreground:
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
@@ -574,10 +577,22 @@ class Shim:
         self.serve(channel)
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver, exit_code=None, error=None, finished_at=None)
+        self.widen_port_backlogs()
         self.report(ok=True, exec_id=MAIN, pid=0)
         if not self.launch.foreground:  # (a foreground CLI attaches to it itself)
             threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
         return self.supervise(client, state)
+
+    def widen_port_backlogs(self) -> None:
+        """The published ports of QEMU's user networking take bursts (shim/backlog.py)."""
+        vm = self.launch.vm
+        if self.vmm is None or vm.network != NET_USER or not vm.port_forwards:
+            return
+        try:
+            log.info("published ports: %d listen with a deeper queue",
+                     widen_listen_backlogs(self.vmm.pid))
+        except OSError as e:
+            log.info("published ports keep QEMU's backlog of 1: %s", e)
 
     def supervise(self, client: AgentClient, state: BoxState,
                   waiting: Callable[[], ExecResult] | None = None) -> int:

@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -214,6 +215,15 @@ def udp_echo(port: int) -> bytes:
     raise AssertionError("no UDP echo")
 
 
+def qemu_pid(box_id: str) -> int:
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            cmd = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+            if b"qemu-system" in cmd and box_id.encode() in cmd:
+                return int(proc.name)
+    raise AssertionError(f"no QEMU process of box {box_id}")
+
+
 def host_ports(box: str) -> dict[str, str]:
     proc = bx("port", box)
     assert proc.returncode == 0, proc.stderr
@@ -240,6 +250,20 @@ def test_published_ports_and_box_isolation() -> None:
         assert {(p["box_port"], p["proto"], p["host_port"]) for p in inspected["ports"]} == {
             (8000, "tcp", int(tcp_port)), (9999, "udp", udp_port)}
         assert inspected["config"]["network"]["mode"] == "nat"
+
+        # A burst of connections waits in the host's queue while QEMU cannot accept
+        # (stopped): the published port listens with a deep queue, where slirp's own
+        # backlog of 1 holds two and leaves the others in SYN retransmits.
+        pid = qemu_pid(inspected["id"])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            held = [socket.create_connection(("127.0.0.1", int(tcp_port)), timeout=2)
+                    for _ in range(8)]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for s in held:
+            s.close()
+        assert http_get(int(tcp_port)) == "box 8000"
 
         # Box B reaches A only through A's published port, via the host.
         r = run_json("run", "--rm", IMAGE, "python3", "-c", PROBE_SCRIPT, tcp_port,
