@@ -29,6 +29,10 @@ class NotFound(BoxliteError):
     """A box, image or other named thing does not exist."""
 
 
+class NoSuchBox(NotFound):
+    """No box has that name, id or id prefix (`rm -f` takes it as done, as docker does)."""
+
+
 class Conflict(BoxliteError):
     """The request conflicts with the current state (name taken, box running...)."""
 

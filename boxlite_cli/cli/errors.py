@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, NoSuchBox
 
 EXIT_BOXLITE = 125
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -48,9 +48,11 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     return EXIT_BOXLITE
 
 
-def each_box(refs: tuple[str, ...], action: Callable[[str], object]) -> int:
+def each_box(refs: tuple[str, ...], action: Callable[[str], object],
+             missing_is_done: bool = False) -> int:
     """Apply `action` to every box like docker does: echo each one that worked, report
     each failure on its own line and go on; the exit code is the last failure's.
+    `missing_is_done` (`rm -f`): a box that does not exist is reported, and is no failure.
 
     An `int` returned by `action` is a failure already reported, with that exit code.
     """
@@ -60,7 +62,8 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object]) -> int:
             failed = action(ref)
         except BoxliteError as e:
             report(e.message, e.hint)
-            code = e.exit_code
+            if not (missing_is_done and isinstance(e, NoSuchBox)):
+                code = e.exit_code
             continue
         if isinstance(failed, int) and failed:
             code = failed

@@ -10,10 +10,12 @@ from boxlite_cli.cli.errors import each_box
 
 
 @click.command()
-@click.option("-f", "--force", is_flag=True, help="Stop running boxes first (SIGKILL).")
+@click.option("-f", "--force", is_flag=True,
+              help="Stop running boxes first (SIGKILL); a box that does not exist is no error.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove the boxes' anonymous volumes too.")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def rm(cli: CliContext, force: bool, volumes: bool, boxes: tuple[str, ...]) -> int:
     """Remove one or more boxes and their disks."""
-    return each_box(boxes, lambda ref: cli.runtime.remove(ref, force=force, volumes=volumes))
+    return each_box(boxes, lambda ref: cli.runtime.remove(ref, force=force, volumes=volumes),
+                    missing_is_done=force)

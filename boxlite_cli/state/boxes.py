@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from boxlite_cli.errors import Conflict, NotFound, StateCorrupt, UsageError
+from boxlite_cli.errors import Conflict, NoSuchBox, NotFound, StateCorrupt, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock
 from boxlite_cli.state.paths import Paths
@@ -107,7 +107,7 @@ class BoxStore:
         try:
             return load_state(path)
         except FileNotFoundError:
-            raise NotFound(f"no such box: {box_id[:12]}") from None
+            raise NoSuchBox(f"no such box: {box_id[:12]}") from None
 
     def ids(self) -> list[str]:
         try:
@@ -142,7 +142,7 @@ class BoxStore:
             return matches[0]
         if len(matches) > 1:
             raise Conflict(f"box id prefix {ref!r} is ambiguous: it matches {len(matches)} boxes")
-        raise NotFound(f"no such box: {ref}")
+        raise NoSuchBox(f"no such box: {ref}")
 
     def remove_dir(self, box_id: str) -> None:
         d = self.box_dir(box_id)

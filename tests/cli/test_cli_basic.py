@@ -202,10 +202,19 @@ def test_unknown_box(script_runner: ScriptRunner, command: str) -> None:
 
 
 def test_rm_of_several_reports_each_unknown_box(script_runner: ScriptRunner) -> None:
-    result = bx(script_runner, "rm", "-f", "ghost1", "ghost2")
+    result = bx(script_runner, "rm", "ghost1", "ghost2")
     assert result.returncode == 125
     assert [line for line in result.stderr.splitlines() if "no such box" in line] == [
         "boxlite: no such box: ghost1", "boxlite: no such box: ghost2"]
+
+
+def test_rm_force_takes_a_missing_box_as_removed(script_runner: ScriptRunner) -> None:
+    # as docker: `rm -f` of a box that is not there says so and is no failure
+    result = bx(script_runner, "rm", "-f", "ghost1", "ghost2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["boxlite: no such box: ghost1",
+                                          "boxlite: no such box: ghost2"]
 
 
 def test_exec_in_unknown_box(script_runner: ScriptRunner) -> None:

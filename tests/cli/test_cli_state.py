@@ -248,6 +248,9 @@ def test_ambiguous_prefix(script_runner: ScriptRunner, home: Path) -> None:
     plant_box(box_id="c0ffee" + "2" * 58, name="second")
     assert_one_line_error(bx(script_runner, "rm", "c0ffee"), "ambiguous")
     assert len(box_dirs(home)) == 2
+    # (`rm -f` takes only a missing box as done, not an ambiguous one)
+    assert_one_line_error(bx(script_runner, "rm", "-f", "c0ffee"), "ambiguous")
+    assert len(box_dirs(home)) == 2
 
 
 # corrupt state -------------------------------------------------------------------------
