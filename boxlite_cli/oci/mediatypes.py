@@ -99,18 +99,25 @@ def platform_of(desc: dict[str, Any]) -> str:
 
 
 def choose_platform(index: dict[str, Any]) -> dict[str, Any]:
-    """The linux/amd64 manifest descriptor of an index (error names what it has)."""
+    """The linux/amd64 manifest descriptor of an index (error names what it has). An
+    entry without a platform (optional in OCI) is taken when none names linux/amd64,
+    as containerd does: the config of its image is checked afterwards (check_config)."""
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise ImageError("malformed index: manifests is not a list")
     found = []
+    unnamed = None
     for i, desc in enumerate(entries):
         desc = check_descriptor(desc, f"index entry {i + 1}")
         p = desc.get("platform") or {}
         is_manifest = desc.get("mediaType") in MANIFESTS or "mediaType" not in desc
         if is_manifest and isinstance(p, dict) and (p.get("os"), p.get("architecture")) == PLATFORM:
             return desc
+        if is_manifest and "platform" not in desc and unnamed is None:
+            unnamed = desc
         found.append(platform_of(desc))
+    if unnamed is not None:
+        return unnamed
     have = ", ".join(sorted(set(found))) or "no platforms"
     raise ImageError(f"no linux/amd64 image in this index (it has {have})")
 

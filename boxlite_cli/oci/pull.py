@@ -116,11 +116,15 @@ class Puller:
 
     def _manifest(self, ref: Reference, what: str) -> tuple[bytes, str, dict[str, Any], str]:
         """Fetch and verify a manifest or index by tag or digest: (raw, digest, doc, kind)."""
-        raw, content_type = self.client.get_manifest(ref.repository, what)
+        raw, content_type, advertised = self.client.get_manifest(ref.repository, what)
         digest = _sha256(raw)
         if what.startswith("sha256:") and digest != what:
             raise ImageError(f"digest mismatch for the manifest of {ref.short}: asked for {what}, "
                              f"the registry sent {digest}")
+        if advertised and advertised.startswith("sha256:") and advertised != digest:
+            # (by tag: the registry's word is all there is to hold the content to)
+            raise ImageError(f"digest mismatch for the manifest of {ref.short}: the registry "
+                             f"says {advertised}, what it sent is {digest}")
         doc = parse_json_document(raw, "manifest")
         return raw, digest, doc, document_kind(doc, content_type)
 

@@ -251,8 +251,10 @@ class RegistryClient:
             raise RegistryError(f"{self.registry} answered HTTP {resp.status_code} to /v2/; "
                                 "is it an OCI registry?")
 
-    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str | None]:
-        """The raw manifest or index for a tag or digest, and its content type."""
+    def get_manifest(self, repository: str,
+                     reference: str) -> tuple[bytes, str | None, str | None]:
+        """The raw manifest or index for a tag or digest, its content type, and the
+        digest the registry says it has (Docker-Content-Digest; None without one)."""
         scope = f"repository:{repository}:pull"
         resp = self._send("GET", f"/v2/{repository}/manifests/{reference}", scope,
                           "fetching the manifest", headers={"Accept": MANIFEST_ACCEPT}, stream=True)
@@ -263,7 +265,8 @@ class RegistryClient:
                 body += chunk
                 if len(body) > MAX_MANIFEST_BYTES:
                     raise ImageError(f"malformed manifest: larger than {MAX_MANIFEST_BYTES} bytes")
-            return bytes(body), resp.headers.get("content-type")
+            return (bytes(body), resp.headers.get("content-type"),
+                    resp.headers.get("docker-content-digest"))
         finally:
             resp.close()
 

@@ -151,3 +151,42 @@ def test_index_resolves_to_linux_amd64_or_names_what_it_has() -> None:
     with pytest.raises(ImageError, match="linux/arm64"):
         check_config({"os": "linux", "architecture": "arm64"})
     check_config({"os": "linux", "architecture": "amd64"})
+
+
+def test_an_index_entry_without_a_platform_is_taken_when_none_names_linux_amd64() -> None:
+    unnamed = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "4" * 64, "size": 1}
+    nested = {"mediaType": OCI_INDEX, "digest": "sha256:" + "5" * 64, "size": 1}
+    amd64 = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "6" * 64, "size": 1,
+             "platform": {"os": "linux", "architecture": "amd64"}}
+    assert choose_platform({"manifests": [nested, unnamed]}) == unnamed
+    assert choose_platform({"manifests": [unnamed, amd64]}) == amd64  # a named one first
+    with pytest.raises(ImageError, match="no linux/amd64 image"):
+        choose_platform({"manifests": [nested]})  # an index is no image
+
+
+class OneManifest:
+    """A registry client that has one manifest, and says it has another digest."""
+
+    def __init__(self, raw: bytes, advertised: str | None) -> None:
+        self.raw, self.advertised = raw, advertised
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
+        return self.raw, OCI_MANIFEST, self.advertised
+
+
+def test_a_manifest_by_tag_must_have_the_digest_the_registry_says() -> None:
+    import hashlib
+    from typing import Any, cast
+
+    from boxlite_cli.oci.pull import Puller
+    from boxlite_cli.oci.reference import parse_reference
+
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": CONFIG,
+                      "layers": []}).encode()
+    lie = "sha256:" + "e" * 64
+    puller = Puller(cast(Any, None), cast(Any, OneManifest(raw, lie)))
+    with pytest.raises(ImageError) as e:
+        puller.pull(parse_reference("localhost:5000/app:1"))
+    real = "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert str(e.value) == (f"digest mismatch for the manifest of localhost:5000/app:1: the "
+                            f"registry says {lie}, what it sent is {real}")
