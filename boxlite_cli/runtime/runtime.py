@@ -53,7 +53,7 @@ from boxlite_cli.runtime.volumes import (
     volume_users,
 )
 from boxlite_cli.shim.launcher import launch_shim
-from boxlite_cli.shim.logframes import read_frames
+from boxlite_cli.shim.logframes import read_log
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -598,20 +598,8 @@ class Runtime:
         """(stream, data) records of the main process's output; `follow` waits for more
         until the box stops; `tail` keeps only the last records written so far."""
         box_id = self.resolve(ref)
-        path = self.files(box_id).container_log
-        path.touch(exist_ok=True)
-        with open(path, "rb") as f:
-            records = list(read_frames(f))
-            yield from records[-tail:] if tail is not None and tail > 0 else (
-                [] if tail == 0 else records)
-            while follow:
-                more = list(read_frames(f))
-                yield from more
-                if not more:
-                    if self.get(box_id).status not in LIVE:
-                        yield from read_frames(f)
-                        return
-                    time.sleep(0.2)
+        yield from read_log(self.files(box_id).container_log, follow, tail,
+                            live=lambda: self.get(box_id).status in LIVE)
 
     # stop and remove ------------------------------------------------------------------
 

@@ -1,16 +1,73 @@
-"""The container log of a box: framed (stream, bytes) records, appended by the shim."""
+"""The container log of a box: framed (stream, bytes) records, appended by the shim.
+
+The log is bounded: once a file would pass `log_max_bytes()` (50 MiB, or
+BOXLITE_LOG_MAX_SIZE bytes), it becomes `container.log.1` (replacing the one before)
+and a new file is started, so a box keeps at most about twice that (docker's `local`
+log driver keeps 100 MB). Readers take the rotated file first; a follower that finds
+its file rotated away reads it to its end, then goes on with the new one.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 HEADER = struct.Struct(">BI")
+LOG_MAX_BYTES = 50 << 20
+MIN_LOG_MAX_BYTES = 4096
+FOLLOW_POLL_S = 0.2
+
+
+def log_max_bytes() -> int:
+    """The size past which a box's log file is rotated (BOXLITE_LOG_MAX_SIZE overrides)."""
+    try:
+        value = int(os.environ.get("BOXLITE_LOG_MAX_SIZE", LOG_MAX_BYTES))
+    except ValueError:
+        return LOG_MAX_BYTES
+    return max(value, MIN_LOG_MAX_BYTES)
+
+
+def rotated(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
 
 
 def write_frame(f: BinaryIO, stream: int, data: bytes) -> None:
     f.write(HEADER.pack(stream, len(data)) + data)
+
+
+class LogWriter:
+    """Appends frames to the log at `path`, rotating it past `max_bytes` (whole frames
+    only: a file holds at least one frame, however large)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.file: BinaryIO | None = None
+        self.size = 0
+
+    def write(self, stream: int, data: bytes) -> None:
+        if self.file is None:
+            self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
+            self.size = self.file.tell()
+        frame_size = HEADER.size + len(data)
+        if self.size and self.size + frame_size > self.max_bytes:
+            self.file.close()
+            os.replace(self.path, rotated(self.path))
+            self.file = open(self.path, "ab")  # noqa: SIM115
+            self.size = 0
+        write_frame(self.file, stream, data)
+        self.file.flush()
+        self.size += frame_size
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -26,3 +83,41 @@ def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
             f.seek(start)
             return
         yield stream, data
+
+
+def _rotated_away(path: Path, f: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def read_log(path: Path, follow: bool = False, tail: int | None = None,
+             live: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, bytes]]:
+    """The records of the log at `path` (its rotated part first); `tail`: only the
+    last ones written so far; `follow`: then wait for more while `live()`."""
+    path.touch(exist_ok=True)
+    records: list[tuple[int, bytes]] = []
+    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
+        records += read_frames(old)
+    f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
+    try:
+        records += read_frames(f)
+        yield from records[-tail:] if tail is not None and tail > 0 else (
+            [] if tail == 0 else records)
+        del records
+        while follow:
+            more = list(read_frames(f))
+            yield from more
+            if more:
+                continue
+            if _rotated_away(path, f):
+                f.close()
+                f = open(path, "rb")  # noqa: SIM115
+                continue
+            if not live():
+                yield from read_frames(f)
+                return
+            time.sleep(FOLLOW_POLL_S)
+    finally:
+        f.close()

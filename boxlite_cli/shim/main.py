@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import grpc
 
@@ -43,7 +43,7 @@ from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
-from boxlite_cli.shim.logframes import write_frame
+from boxlite_cli.shim.logframes import LogWriter, log_max_bytes
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, finish_restore, start_vmm
@@ -118,7 +118,7 @@ class Shim:
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
-        self.log_file: BinaryIO | None = None
+        self.log = LogWriter(self.files.container_log, log_max_bytes())
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
@@ -418,10 +418,7 @@ class Shim:
 
     def append_log(self, stream: int, data: bytes) -> None:
         with self.log_lock:
-            if self.log_file is None:
-                self.log_file = open(self.files.container_log, "ab")  # noqa: SIM115
-            write_frame(self.log_file, stream, data)
-            self.log_file.flush()
+            self.log.write(stream, data)
 
     def on_signal(self, signum: int, _frame: object) -> None:
         log.info("got signal %d: stopping the VM", signum)

@@ -95,6 +95,27 @@ def test_logs_follow_ends_when_the_box_stops() -> None:
         bx("rm", "-f", "fl")
 
 
+def test_the_log_of_a_chatty_box_is_bounded(e2e_home: Path) -> None:
+    """Past BOXLITE_LOG_MAX_SIZE the log rotates into container.log.1: a box keeps at
+    most about twice that, and `logs` shows the newest part, up to the last line."""
+    limit = 64 * 1024
+    run = bx("run", "--name", "chatty", IMAGE, "seq", "1", "200000",
+             env={"BOXLITE_LOG_MAX_SIZE": str(limit)})
+    try:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.endswith(b"199999\n200000\n")  # the run's own output is whole
+        [box_dir] = [d for d in (e2e_home / "boxes").iterdir()
+                     if json.loads((d / "state.json").read_text())["name"] == "chatty"]
+        sizes = [p.stat().st_size for p in box_dir.glob("container.log*")]
+        assert len(sizes) == 2 and sum(sizes) <= 2 * limit + 70000, sizes
+        logs = bx("logs", "chatty")
+        assert logs.stdout.endswith(b"199999\n200000\n")
+        assert 0 < len(logs.stdout) <= 2 * limit
+        assert not logs.stdout.startswith(b"1\n2\n")  # the oldest part is gone
+    finally:
+        bx("rm", "-f", "chatty")
+
+
 def test_logs_follow_ends_when_its_reader_goes() -> None:
     """`logs -f BOX | head -2` returns while the box goes on printing."""
     run = bx("run", "-d", "--name", "fh", IMAGE, "sh", "-c",

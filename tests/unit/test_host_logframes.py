@@ -1,14 +1,26 @@
-"""The framed container log: what the shim appends is what `logs` reads back."""
+"""The framed container log: what the shim appends is what `logs` reads back; bounded by
+rotation into LOG.1, read back in order, and followed across a rotation."""
 
 from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from boxlite_cli.shim.logframes import HEADER, read_frames, write_frame
+from boxlite_cli.shim.logframes import (
+    HEADER,
+    MIN_LOG_MAX_BYTES,
+    LogWriter,
+    log_max_bytes,
+    read_frames,
+    read_log,
+    rotated,
+    write_frame,
+)
 
 RECORDS = [(1, b"hello\n"), (2, b"oops\n"), (1, b""), (1, bytes(range(256)) * 300), (2, b"\x00")]
 
@@ -62,3 +74,79 @@ def test_huge_length_in_a_torn_header_does_not_allocate_or_hang(tmp_path: Path) 
     path.write_bytes(encode(RECORDS[:1]) + b"\x01\xff\xff\xff\xff" + os.urandom(16))
     with open(path, "rb") as f:
         assert list(read_frames(f)) == RECORDS[:1]
+
+
+FRAME = HEADER.size + 1000  # one record of 1000 bytes
+
+
+def records(n: int, start: int = 0) -> list[tuple[int, bytes]]:
+    return [(i % 2, str(i).encode().rjust(1000, b".")) for i in range(start, start + n)]
+
+
+def test_the_log_rotates_into_one_older_file(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=3 * FRAME)
+    for stream, data in records(10):
+        writer.write(stream, data)
+    writer.close()
+    # 10 records, 3 per file: the last file has 1, the rotated one 3; the rest is gone
+    assert log.stat().st_size == FRAME and rotated(log).stat().st_size == 3 * FRAME
+    assert list(read_log(log)) == records(4, start=6)
+    assert list(read_log(log, tail=2)) == records(2, start=8)
+    assert list(read_log(log, tail=0)) == []
+
+
+def test_a_record_larger_than_the_limit_is_kept_whole(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=100)
+    writer.write(0, b"x" * 500)
+    writer.write(1, b"y" * 500)
+    writer.close()
+    assert list(read_log(log)) == [(0, b"x" * 500), (1, b"y" * 500)]
+
+
+def test_a_writer_appends_to_what_an_earlier_shim_wrote(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    first = LogWriter(log, max_bytes=2 * FRAME)
+    first.write(0, records(1)[0][1])
+    first.close()
+    second = LogWriter(log, max_bytes=2 * FRAME)  # a restarted box's shim
+    for stream, data in records(2, start=1):
+        second.write(stream, data)
+    second.close()
+    assert rotated(log).exists()  # the first file was full after two
+    assert list(read_log(log)) == records(3)
+
+
+def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=2 * FRAME)
+    writer.write(0, records(1)[0][1])
+    live = threading.Event()
+    live.set()
+    got: list[tuple[int, bytes]] = []
+
+    def follow() -> None:
+        got.extend(read_log(log, follow=True, live=live.is_set))
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    for stream, data in records(6, start=1):  # two rotations while it follows
+        writer.write(stream, data)
+        time.sleep(0.3)
+    writer.close()
+    live.clear()
+    follower.join(10)
+    assert not follower.is_alive()
+    assert got == records(7)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, 50 << 20), ("1048576", 1 << 20), ("12", MIN_LOG_MAX_BYTES), ("lots", 50 << 20)])
+def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                              value: str | None, expected: int) -> None:
+    if value is None:
+        monkeypatch.delenv("BOXLITE_LOG_MAX_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", value)
+    assert log_max_bytes() == expected
