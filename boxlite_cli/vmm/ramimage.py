@@ -13,7 +13,6 @@ device state only: milliseconds instead of a few hundred.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 from pathlib import Path
 
@@ -73,14 +72,14 @@ def copy_ram(ram_fd: int, dest: Path) -> int:
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, size)
-        if size:
-            with mmap.mmap(ram_fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as ram:
-                for start, end in _extents(ram_fd, size):
-                    for offset in range(start, end, _BLOCK):
-                        block = ram[offset:min(offset + _BLOCK, end)]
-                        if block != _ZERO[:len(block)]:
-                            os.pwrite(fd, block, offset)
-                            written += len(block)
+        # (pread, not a mapping of the RAM: mapped, every page the guest used would
+        # count in our own RSS, and in its peak for as long as the shim lives)
+        for start, end in _extents(ram_fd, size):
+            for offset in range(start, end, _BLOCK):
+                block = os.pread(ram_fd, min(_BLOCK, end - offset), offset)
+                if block != _ZERO[:len(block)]:
+                    os.pwrite(fd, block, offset)
+                    written += len(block)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -16,6 +16,11 @@ import signal
 import sys
 
 from boxlite_agent import console, syscalls
+from boxlite_agent.procname import set_process_name
+
+# What `ps` and `pkill` in a box see of PID 1 and the agent (procname.py).
+INIT_NAME = "boxlite-init"
+AGENT_NAME = "boxlite-agent"
 
 EARLY_MOUNTS = (
     ("/dev/pts", "devpts", "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC, "ptmxmode=0666,mode=620,gid=5"),
@@ -49,6 +54,7 @@ def _run_agent() -> None:
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setsid()
+        set_process_name(AGENT_NAME)
         from boxlite_agent import server
 
         code = server.main([])
@@ -90,6 +96,7 @@ def main() -> None:
     # The kernel does not deliver unhandled signals to PID 1; ignore the one Python
     # would turn into KeyboardInterrupt (ctrl-alt-del sends SIGINT).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_process_name(INIT_NAME)  # (not `python3`: see procname.py)
     try:
         early_mounts()
         pid = os.fork()

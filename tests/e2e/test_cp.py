@@ -267,7 +267,7 @@ def test_256mb_both_ways_with_bounded_memory(box: str, tmp_path: Path, e2e_home:
     shim = read_pidfile(e2e_home / "boxes" / box_id / "shim.pid")
     assert shim is not None
     assert _peak_kib(Path(f"/proc/{shim.pid}/status").read_text()) < 150 * 1024
-    agent = sh(box, "for p in /proc/[0-9]*; do grep -q boxlite_agent $p/cmdline 2>/dev/null "
+    agent = sh(box, "for p in /proc/[0-9]*; do grep -q boxlite-agent $p/cmdline 2>/dev/null "
                     "&& grep VmHWM $p/status; done; true")
     peaks = [int(line.split()[1]) for line in agent.decode().splitlines()]
     assert peaks and max(peaks) < 150 * 1024, agent

@@ -211,6 +211,31 @@ def test_accel_warning_once_per_boot_and_forcing_tcg(e2e_home: Path) -> None:
     assert b"warning" not in forced.stderr
 
 
+# What `pkill -f python` does (procps is not in the default image): every process
+# whose command line names python gets SIGKILL, but this shell.
+PKILL_PYTHON = ('for p in /proc/[0-9]*; do [ "${p#/proc/}" = "$$" ] && continue; '
+                'grep -q python "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}"; done; '
+                'tr "\\0" " " < /proc/1/cmdline; echo; cat /proc/1/comm')
+
+
+def test_pkill_python_in_a_box_leaves_its_agent_be() -> None:
+    """The agent is python, but calls itself boxlite-agent: a workload's
+    `pkill -f python` (or `killall python3`) does not end the box."""
+    run = bx("run", "-d", "--name", "pk", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        server = bx("exec", "-d", "pk", "python3", "-c", "import time; time.sleep(600)")
+        assert server.returncode == 0, server.stderr
+        killed = bx("exec", "pk", "sh", "-c", PKILL_PYTHON)
+        assert killed.returncode == 0, killed.stderr
+        assert killed.stdout == b"boxlite-init \nboxlite-init\n"
+        assert bx("exec", "pk", "echo", "alive").stdout == b"alive\n"  # the agent is fine
+        left = bx("exec", "pk", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+        assert b"python" not in left.stdout and b"boxlite-agent" in left.stdout
+    finally:
+        bx("rm", "-f", "pk")
+
+
 def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "svc", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
