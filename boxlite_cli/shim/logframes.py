@@ -13,6 +13,7 @@ import contextlib
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -97,15 +98,21 @@ def read_log(path: Path, follow: bool = False, tail: int | None = None,
     """The records of the log at `path` (its rotated part first); `tail`: only the
     last ones written so far; `follow`: then wait for more while `live()`."""
     path.touch(exist_ok=True)
-    records: list[tuple[int, bytes]] = []
+    # (streamed; with `tail`, only the last `tail` records are held)
+    kept: deque[tuple[int, bytes]] | None = None if tail is None else deque(maxlen=max(tail, 0))
     with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        records += read_frames(old)
+        if kept is None:
+            yield from read_frames(old)
+        else:
+            kept.extend(read_frames(old))
     f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
     try:
-        records += read_frames(f)
-        yield from records[-tail:] if tail is not None and tail > 0 else (
-            [] if tail == 0 else records)
-        del records
+        if kept is None:
+            yield from read_frames(f)
+        else:
+            kept.extend(read_frames(f))
+            yield from kept
+            kept.clear()
         while follow:
             more = list(read_frames(f))
             yield from more
