@@ -7,8 +7,9 @@ for EXIT_GRACE_S stops as well: a background child that kept the pipe open must 
 keep the exec "running" forever (docker ends a container's output when its main
 process ends, too). A pipe whose host reader went away (close_output) is closed at
 once (its reader is woken through an eventfd): the process's next write into it
-fails with EPIPE, as into a host pipe whose reader exited (a tty is hung up). A watcher thread reaps
-the process, applies the timeout, waits for the readers, and then marks the exec done.
+fails with EPIPE, as into a host pipe whose reader exited (a tty is hung up). A
+watcher thread reaps the process, applies the timeout, waits for the readers, and
+then marks the exec done.
 """
 
 from __future__ import annotations
