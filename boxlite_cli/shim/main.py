@@ -62,6 +62,7 @@ MAIN = "main"
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
 WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answer to go out
+LOG_DRAIN_S = 60.0  # the longest it waits for the rest of the main process's output to be logged
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
 # After the warm-up call, time for the guest to see the host hang up before a save.
@@ -122,6 +123,7 @@ class Shim:
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
+        self.logger: threading.Thread | None = None  # a detached box's log_output
         self.exec_server: ExecServer | None = None
         # (A prestarted shim got them under other numbers than the CLI's.)
         self.output_fds = self.launch.output_fds if output_fds is None else output_fds
@@ -386,6 +388,11 @@ class Shim:
             self.server.stop(grace=0.5).wait()
         self.files.agent_socket.unlink(missing_ok=True)
 
+    def start_logging(self, client: AgentClient) -> None:
+        self.logger = threading.Thread(target=self.log_output, args=(client,),
+                                       name="log", daemon=True)
+        self.logger.start()
+
     def log_output(self, client: AgentClient) -> None:
         """Copy a detached main process's output into container.log."""
         try:
@@ -566,7 +573,7 @@ class Shim:
         self.widen_port_backlogs()  # (before the CLI hears the box runs)
         self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
         if not direct and not self.launch.foreground:
-            threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
+            self.start_logging(client)
         return self.supervise(client, state, waiting)
 
     def resumed(self, client: AgentClient, channel: grpc.Channel, state: BoxState) -> int:
@@ -577,7 +584,7 @@ class Shim:
         self.widen_port_backlogs()
         self.report(ok=True, exec_id=MAIN, pid=0)
         if not self.launch.foreground:  # (a foreground CLI attaches to it itself)
-            threading.Thread(target=self.log_output, args=(client,), daemon=True).start()
+            self.start_logging(client)
         return self.supervise(client, state)
 
     def widen_port_backlogs(self) -> None:
@@ -608,6 +615,8 @@ class Shim:
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
             else:  # a `boxlite wait` on it hears the exit status before the VM goes
                 self.tracker.wait_idle([f"wait:{MAIN}"], WAIT_DELIVERY_S)
+            if self.logger is not None:
+                self.logger.join(LOG_DRAIN_S)  # what it wrote last is in the log too
         except BoxliteError as e:
             assert self.vmm is not None
             with contextlib.suppress(subprocess.TimeoutExpired):

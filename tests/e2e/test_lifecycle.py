@@ -95,6 +95,19 @@ def test_logs_follow_ends_when_the_box_stops() -> None:
         bx("rm", "-f", "fl")
 
 
+def test_a_detached_box_logs_all_it_wrote_before_it_ended() -> None:
+    """The VM goes down only once the end of the output is in the log."""
+    script = "i=0; while [ $i -lt 30000 ]; do echo $i; i=$((i+1)); done; echo END"
+    run = bx("run", "-d", "--name", "lastwords", IMAGE, "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    try:
+        assert bx("wait", "lastwords", timeout=300).stdout == b"0\n"
+        logs = bx("logs", "lastwords").stdout.splitlines()
+        assert len(logs) == 30001 and logs[-2:] == [b"29999", b"END"], logs[-3:]
+    finally:
+        bx("rm", "-f", "lastwords")
+
+
 def test_the_log_of_a_chatty_box_is_bounded(e2e_home: Path) -> None:
     """Past BOXLITE_LOG_MAX_SIZE the log rotates into container.log.1: a box keeps at
     most about twice that, and `logs` shows the newest part, up to the last line."""
