@@ -58,6 +58,15 @@ class VmError(BoxliteError):
     """The VM failed to start, boot or answer."""
 
 
+class OutputLost(BoxliteError):
+    """The process's output could not be written where it was to go (a full disk, an
+    I/O error); the exit code is the process's, or 125 when that was 0."""
+
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(f"the output could not be written: {reason}")
+        self.exit_code = exit_code or 125
+
+
 class AgentError(BoxliteError):
     """The guest agent returned an error or went away."""
 

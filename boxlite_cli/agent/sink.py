@@ -2,27 +2,79 @@
 
 from __future__ import annotations
 
-from boxlite_cli.agent.client import STDERR, AgentClient
+import contextlib
+import select
+import threading
+from collections.abc import Iterator
+
+from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
 from boxlite_cli.fdio import write_all
+
+WATCH_POLL_MS = 250
+_GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class OutputSink:
     """Writes the output of the process `exec_id` to `out` and `err`.
 
-    A stream whose reader went away (EPIPE: `| head` exited) gets no more, and the
-    agent closes that pipe in the guest: the process's next write into it fails
-    (EPIPE, SIGPIPE) as it would on a host, so `boxlite run IMAGE yes | head -2`
-    ends. Only the writer is hit: `sh -c 'seq 1 100000; echo done'` loses `seq`, and
-    `sh` goes on, as in a host pipeline."""
+    A stream whose reader went away (`| head` exited) gets no more, and the agent
+    closes that pipe in the guest: the process's next write into it fails (EPIPE,
+    SIGPIPE) as it would on a host, so `boxlite run IMAGE yes | head -2` ends. Only
+    the writer is hit: `sh -c 'seq 1 100000; echo done'` loses `seq`, and `sh` goes
+    on, as in a host pipeline. `watching()` notices a reader that leaves at once, not
+    at the next write. A write that fails otherwise (a full disk) closes that stream
+    the same way, and is kept in `error` for the caller to report."""
 
     def __init__(self, client: AgentClient, exec_id: str, out: int, err: int) -> None:
         self.client = client
         self.exec_id = exec_id
         self.out, self.err = out, err
         self.closed: set[int] = set()
+        self.error: OSError | None = None
+        self._lock = threading.Lock()
 
     def write(self, stream: int, data: bytes) -> None:
-        if stream in self.closed or write_all(self.err if stream == STDERR else self.out, data):
+        if stream in self.closed:
             return
-        self.closed.add(stream)
+        try:
+            if write_all(self.err if stream == STDERR else self.out, data):
+                return
+        except OSError as e:  # ENOSPC, EIO...: as lost as a reader that went away
+            self.error = self.error or e
+        self.close(stream)
+
+    def close(self, stream: int) -> None:
+        """No more of `stream`: the process's next write into it fails."""
+        with self._lock:
+            if stream in self.closed:
+                return
+            self.closed.add(stream)
         self.client.close_output(self.exec_id, stream)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """While in the block, a thread waits for the reader of `out` or `err` to go
+        away (a pipe's read end closed: POLLERR) and closes the streams written there."""
+        done = threading.Event()
+        thread = threading.Thread(target=self._watch, args=(done,), name="sink-watch",
+                                  daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _watch(self, done: threading.Event) -> None:
+        streams = {self.out: [STDOUT], self.err: [STDERR]}
+        if self.out == self.err:
+            streams = {self.out: [STDOUT, STDERR]}
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, 0)  # (POLLERR and POLLHUP are always reported)
+        while streams and not done.is_set():
+            for fd, events in poller.poll(WATCH_POLL_MS):
+                if events & _GONE:
+                    poller.unregister(fd)
+                    for stream in streams.pop(fd, []):
+                        self.close(stream)

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from boxlite_cli.errors import BoxliteError, VmError
+from boxlite_cli.errors import BoxliteError, OutputLost, VmError
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
 
@@ -83,6 +83,8 @@ def wait_direct(rt: Runtime, box_id: str, started: StartResult) -> int:
         with contextlib.suppress(ValueError, AttributeError):
             report = json.loads(line)
             if report.get("exit_code") is not None:
+                if report.get("output_error"):
+                    raise OutputLost(str(report["output_error"]), int(report["exit_code"]))
                 return int(report["exit_code"])
     # The shim ended without a word: what it recorded, if anything.
     rt.wait_stopped(box_id, STOP_WAIT_S)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, OutputLost
 from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, terminal_size
 
 
@@ -110,7 +110,7 @@ class Session:
             threading.Thread(target=self._pump_stdin, args=(pump,), daemon=True).start()
         sink = OutputSink(self.client, self.exec_id, self.stdout_fd, self.stderr_fd)
         try:
-            with self._terminal(), self._signals():
+            with self._terminal(), self._signals(), sink.watching():
                 for stream, data in self.client.attach(self.exec_id):
                     sink.write(stream, data)
                 waiter.join()
@@ -119,4 +119,6 @@ class Session:
         if self._wait_error is not None:
             raise self._wait_error
         assert self._result is not None
+        if sink.error is not None:
+            raise OutputLost(sink.error.strerror or str(sink.error), self._result.exit_code)
         return self._result

@@ -13,7 +13,7 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, OutputLost
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -103,12 +103,17 @@ class ExecServer:
                          name="exec-signals", daemon=True).start()
         sink = OutputSink(self.client, started.exec_id, out, err)
         try:
-            for stream, data in self.client.attach(started.exec_id):
-                if not cli_gone.is_set():
-                    sink.write(stream, data)
+            with sink.watching():
+                for stream, data in self.client.attach(started.exec_id):
+                    if not cli_gone.is_set():
+                        sink.write(stream, data)
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
             send_line(conn, {"exit_code": 125, "error": str(e)})
+            return
+        if sink.error is not None:
+            lost = OutputLost(sink.error.strerror or str(sink.error), code)
+            send_line(conn, {"exit_code": lost.exit_code, "error": str(lost)})
             return
         send_line(conn, {"exit_code": code})
 

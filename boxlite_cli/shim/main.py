@@ -124,6 +124,7 @@ class Shim:
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
         self.logger: threading.Thread | None = None  # a detached box's log_output
+        self.output_error: str | None = None  # why deliver_output could not write
         self.exec_server: ExecServer | None = None
         # (A prestarted shim got them under other numbers than the CLI's.)
         self.output_fds = self.launch.output_fds if output_fds is None else output_fds
@@ -409,13 +410,17 @@ class Shim:
         running on: its output still goes into the log."""
         sink = OutputSink(client, MAIN, *self.output_fds)
         try:
-            for stream, data in client.attach(MAIN):
-                self.append_log(stream, data)
-                if not (self.ready_fd >= 0 and reader_gone(self.ready_fd)):
-                    sink.write(stream, data)
+            with sink.watching():
+                for stream, data in client.attach(MAIN):
+                    self.append_log(stream, data)
+                    if not (self.ready_fd >= 0 and reader_gone(self.ready_fd)):
+                        sink.write(stream, data)
         except BoxliteError as e:
             log.info("output delivery ended: %s", e)
         finally:
+            if sink.error is not None:
+                log.warning("the output could not be written: %s", sink.error)
+                self.output_error = sink.error.strerror or str(sink.error)
             self.close_output()
 
     def log_chunk(self, serialized: bytes) -> None:
@@ -629,7 +634,8 @@ class Shim:
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error)
         # A direct-output CLI's answer; it reads on until we exit (the pipe closes).
-        self.report(exit_code=exit_code, error=error, keep_open=True)
+        self.report(exit_code=exit_code, error=error, keep_open=True,
+                    **({"output_error": self.output_error} if self.output_error else {}))
         self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
         log.info("the VM is down")
         self.stop_serving()

@@ -91,6 +91,52 @@ def test_a_pipe_closed_by_its_reader_ends_the_writer_with_sigpipe() -> None:
         bx("rm", "-f", "piped")
 
 
+def _first_line_of(command: str) -> subprocess.CompletedProcess[bytes]:
+    """`boxlite COMMAND | head -1` in bash, with the CLI's exit status."""
+    return subprocess.run(["bash", "-c", f"{boxlite_bin()} {command} < /dev/null | head -1; "
+                                         "exit ${PIPESTATUS[0]}"],
+                          capture_output=True, timeout=300)
+
+
+def test_a_reader_that_leaves_ends_the_writer_at_its_next_write() -> None:
+    """`| head -1` exits after the first line: the next write (b) gets SIGPIPE, as on
+    a host; the shell never reaches its last line. Through the shim's sink (run) and
+    the CLI's own (exec -i)."""
+    script = "'echo a; sleep 2; echo b; sleep 30; echo survived >&2'"
+    run = _first_line_of(f"run --rm {IMAGE} sh -c {script}")
+    assert (run.stdout, run.returncode) == (b"a\n", 141), run.stderr
+    assert b"survived" not in run.stderr
+    assert bx("run", "-d", "--name", "piped2", IMAGE, "sleep", "600").returncode == 0
+    try:
+        exe = _first_line_of(f"exec -i piped2 sh -c {script}")
+        assert (exe.stdout, exe.returncode) == (b"a\n", 141), exe.stderr
+        assert b"survived" not in exe.stderr
+    finally:
+        bx("rm", "-f", "piped2")
+
+
+def test_output_that_cannot_be_written_is_an_error() -> None:
+    """Into a full disk (/dev/full): one line, and a writer that goes on gets SIGPIPE;
+    the box is fine."""
+    def into_full(command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["bash", "-c", f"{boxlite_bin()} {command} > /dev/full"],
+                              capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+
+    error = b"boxlite: the output could not be written: No space left on device\n"
+    done = into_full(f"run --rm {IMAGE} echo hi")
+    assert (done.returncode, done.stderr) == (125, error)
+    endless = into_full(f"run --rm {IMAGE} yes")
+    assert (endless.returncode, endless.stderr) == (141, error)
+    assert bx("run", "-d", "--name", "full", IMAGE, "sleep", "600").returncode == 0
+    try:
+        assert (into_full("exec full echo hi").returncode, into_full("exec full yes").returncode
+                ) == (125, 141)
+        assert into_full("exec full echo hi").stderr == error
+        assert bx("exec", "full", "true").returncode == 0
+    finally:
+        bx("rm", "-f", "full")
+
+
 def test_a_detached_box_keeps_none_of_the_callers_descriptors() -> None:
     # `$(...)` ends when every holder of its pipe is gone; fd 9 is one more copy of it
     # that the CLI inherits. The box's shim lives on: it must not hold that copy.

@@ -3,7 +3,9 @@ that stream in the guest (through the agent), and that stream only."""
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 from typing import Any, cast
 
 from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
@@ -48,3 +50,39 @@ def test_one_pipe_for_both_streams_closes_each_as_it_is_written() -> None:
         assert client.closed == [("main", STDERR), ("main", STDOUT)]
     finally:
         os.close(w)
+
+
+def test_a_write_that_fails_otherwise_closes_the_stream_and_is_kept() -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    r, w = os.pipe()
+    client = Recorder()
+    sink = OutputSink(cast(AgentClient, cast(Any, client)), "e2", full, w)
+    try:
+        sink.write(STDOUT, b"into a full disk")
+        sink.write(STDOUT, b"more")
+        sink.write(STDERR, b"fine\n")
+        assert client.closed == [("e2", STDOUT)]
+        assert sink.error is not None and sink.error.errno == errno.ENOSPC
+        assert os.read(r, 100) == b"fine\n"
+    finally:
+        for fd in (full, r, w):
+            os.close(fd)
+
+
+def test_a_reader_that_leaves_is_noticed_before_the_next_write() -> None:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    client = Recorder()
+    sink = OutputSink(cast(AgentClient, cast(Any, client)), "e3", out_w, err_w)
+    try:
+        with sink.watching():
+            os.close(out_r)  # `head` exits while the process writes nothing
+            deadline = time.monotonic() + 5
+            while not client.closed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert client.closed == [("e3", STDOUT)]
+        sink.write(STDOUT, b"late")  # nothing more to close
+        assert client.closed == [("e3", STDOUT)]
+    finally:
+        for fd in (out_w, err_r, err_w):
+            os.close(fd)
