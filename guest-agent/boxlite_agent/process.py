@@ -111,8 +111,7 @@ class Execution:
         if spawned.stdin is not None:
             self._stdin = SharedFd(spawned.stdin)
         for stream, fd in spawned.outputs:
-            if self._master is None:
-                self._wakes[stream] = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            self._wakes[stream] = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             name = f"exec-{exec_id}-{'out' if stream == STDOUT else 'err'}"
             t = THREADS.start(self._read, stream, fd, name=name)
             self._readers.append(t)
@@ -143,6 +142,7 @@ class Execution:
         wake = self._wakes.get(stream)
         if wake is not None:
             poller.register(wake, select.POLLIN)
+        hang_up = False
         try:
             while True:
                 exited = self._exited.is_set()
@@ -152,7 +152,8 @@ class Execution:
                         break  # idle after exit: a background child holds the fd
                     continue
                 if any(ready == wake for ready, _ in events):
-                    break  # close_output: nobody reads this stream any more
+                    hang_up = True  # close_output: nobody reads this stream any more
+                    break
                 try:
                     data = os.read(fd, READ_SIZE)
                 except BlockingIOError:
@@ -168,6 +169,8 @@ class Execution:
             self.output.close(stream)
             if self._master is None:
                 os.close(fd)
+            elif hang_up:  # the terminal goes away: its writers get EIO from now on
+                self._master.close()
             with self._wakes_lock:
                 if (wake := self._wakes.pop(stream, None)) is not None:
                     os.close(wake)
@@ -231,11 +234,11 @@ class Execution:
     def close_output(self, stream: int) -> None:
         """The host's reader of ``stream`` went away: close our end of its pipe (see the
         module doc). A tty is hung up instead, as when a terminal goes away: SIGHUP to
-        the process (its session leader), and its output is dropped."""
+        the process (its session leader), its output is dropped and the terminal
+        closed (a process that ignores SIGHUP gets EIO from its next write)."""
         if self.tty:
-            self.output.drop(STDOUT)
+            stream = STDOUT
             self.signal(signal.SIGHUP)
-            return
         with self._wakes_lock:
             wake = self._wakes.get(stream)
             if wake is None:

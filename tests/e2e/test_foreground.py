@@ -81,6 +81,9 @@ def test_a_pipe_closed_by_its_reader_ends_the_writer_with_sigpipe() -> None:
     assert _into_head(f"{boxlite_bin()} run --rm {IMAGE} yes") == (b"y\ny\n", 141)
     # a tty is hung up, as when a terminal goes away: SIGHUP
     assert _into_head(f"{boxlite_bin()} run --rm -t {IMAGE} yes") == (b"y\r\ny\r\n", 129)
+    # ... and its writes fail (EIO) once it is hung up, for a process that ignores SIGHUP
+    ignores = f"""{boxlite_bin()} run --rm -t {IMAGE} sh -c 'trap "" HUP; yes'"""
+    assert _into_head(ignores) == (b"y\r\ny\r\n", 1)
     run = bx("run", "-d", "--name", "piped", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
     try:

@@ -629,3 +629,14 @@ def test_close_output_of_a_tty_hangs_it_up(agent: Agent) -> None:
     assert b"".join(c.data for c in stream).strip() == b""  # (its output is dropped)
     w = agent.wait(r.exec_id)
     assert (w.exit_code, w.signal) == (128 + signal.SIGHUP, signal.SIGHUP)
+
+
+def test_a_hung_up_tty_fails_the_writes_of_a_process_that_ignores_sighup(agent: Agent) -> None:
+    script = 'trap "" HUP; echo ready; while echo x; do sleep 0.01; done; exit 7'
+    r = agent.exec(["sh", "-c", script], tty=True, rows=24, cols=80)
+    stream, first = _first_chunk(agent, r.exec_id)
+    assert first.startswith(b"ready")
+    agent.stub.CloseOutput(pb.CloseOutputRequest(exec_id=r.exec_id), timeout=T)
+    for _ in stream:
+        pass
+    assert agent.wait(r.exec_id).exit_code == 7  # its echo failed (EIO): the loop ended
