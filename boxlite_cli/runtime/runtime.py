@@ -42,7 +42,7 @@ from boxlite_cli.runtime.network import (
     port_forwards,
     vm_network,
 )
-from boxlite_cli.runtime.spec import ProcessOptions, check_box_size, process_spec
+from boxlite_cli.runtime.spec import ProcessOptions, check_box_size, parse_size, process_spec
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.runtime.volumes import (
     check_host_sources,
@@ -53,7 +53,7 @@ from boxlite_cli.runtime.volumes import (
     volume_users,
 )
 from boxlite_cli.shim.launcher import launch_shim
-from boxlite_cli.shim.logframes import read_log
+from boxlite_cli.shim.logframes import LOG_MAX_BYTES, MIN_LOG_MAX_BYTES, read_log
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -79,6 +79,15 @@ Warn = Callable[[str], None]
 
 def boot_timeout_s() -> float:
     return float(os.environ.get("BOXLITE_BOOT_TIMEOUT", "180"))
+
+
+def log_max_bytes() -> int:
+    """Where a box's container.log rotates: $BOXLITE_LOG_MAX_SIZE (bytes, or docker's
+    `10m`, `1g`...), else 50 MiB; raises UsageError for a value that is neither."""
+    text = os.environ.get("BOXLITE_LOG_MAX_SIZE", "").strip()
+    if not text:
+        return LOG_MAX_BYTES
+    return max(parse_size(text, "BOXLITE_LOG_MAX_SIZE"), MIN_LOG_MAX_BYTES)
 
 
 def guest_cmdline() -> tuple[str, ...]:
@@ -271,6 +280,7 @@ class Runtime:
         if opts.name is not None:
             validate_name(opts.name)
         check_box_size(opts.cpus, opts.memory_mib)
+        log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
         volume_requests = parse_volume_specs(opts.volumes)
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
         check_host_sources(volume_requests)
@@ -473,6 +483,7 @@ class Runtime:
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
                 prime_template=primed and bool(key) and warm is None,
                 resume=memory is not None,
+                log_max_bytes=log_max_bytes(),
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING

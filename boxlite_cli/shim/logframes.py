@@ -1,10 +1,11 @@
 """The container log of a box: framed (stream, bytes) records, appended by the shim.
 
-The log is bounded: once a file would pass `log_max_bytes()` (50 MiB, or
-BOXLITE_LOG_MAX_SIZE bytes), it becomes `container.log.1` (replacing the one before)
-and a new file is started, so a box keeps at most about twice that (docker's `local`
-log driver keeps 100 MB). Readers take the rotated file first; a follower that finds
-its file rotated away reads it to its end, then goes on with the new one.
+The log is bounded: once a file would pass its limit (50 MiB, or BOXLITE_LOG_MAX_SIZE
+when the box started: runtime.log_max_bytes), it becomes `container.log.1` (replacing
+the one before) and a new file is started, so a box keeps at most about twice that
+(docker's `local` log driver keeps 100 MB). Readers take the rotated file first; a
+follower that finds its file rotated away reads it to its end, then goes on with the
+new one.
 """
 
 from __future__ import annotations
@@ -20,17 +21,8 @@ from typing import BinaryIO
 
 HEADER = struct.Struct(">BI")
 LOG_MAX_BYTES = 50 << 20
-MIN_LOG_MAX_BYTES = 4096
+MIN_LOG_MAX_BYTES = 4096  # (smaller limits are raised to this)
 FOLLOW_POLL_S = 0.2
-
-
-def log_max_bytes() -> int:
-    """The size past which a box's log file is rotated (BOXLITE_LOG_MAX_SIZE overrides)."""
-    try:
-        value = int(os.environ.get("BOXLITE_LOG_MAX_SIZE", LOG_MAX_BYTES))
-    except ValueError:
-        return LOG_MAX_BYTES
-    return max(value, MIN_LOG_MAX_BYTES)
 
 
 def rotated(path: Path) -> Path:

@@ -43,7 +43,7 @@ from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.execserver import ExecServer
-from boxlite_cli.shim.logframes import LogWriter, log_max_bytes
+from boxlite_cli.shim.logframes import LogWriter
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, finish_restore, start_vmm
@@ -119,7 +119,7 @@ class Shim:
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
-        self.log = LogWriter(self.files.container_log, log_max_bytes())
+        self.log = LogWriter(self.files.container_log, self.launch.log_max_bytes)
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from boxlite_cli.shim.logframes import LOG_MAX_BYTES
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.vmm.base import PortForward, Share, VmSpec
 
@@ -81,6 +82,8 @@ class Launch:
     # `vm.restore_from` is this box's own checkpoint: its processes run on, so there
     # is no Init and no main process to start, only the clock and entropy to reset.
     resume: bool = False
+    # The size past which container.log is rotated (shim/logframes.py).
+    log_max_bytes: int = LOG_MAX_BYTES
 
     def save(self, path: Path) -> None:
         vm = {k: (str(v) if k in PATH_FIELDS else v) for k, v in asdict(self.vm).items()}
@@ -96,7 +99,8 @@ class Launch:
                                  "maintenance": self.maintenance,
                                  "save_template": self.save_template,
                                  "prime_template": self.prime_template,
-                                 "resume": self.resume})
+                                 "resume": self.resume,
+                                 "log_max_bytes": self.log_max_bytes})
 
     @classmethod
     def load(cls, path: Path) -> Launch:
@@ -115,4 +119,5 @@ class Launch:
                    bool(data.get("maintenance", False)),
                    str(data.get("save_template", "")),
                    bool(data.get("prime_template", False)),
-                   bool(data.get("resume", False)))
+                   bool(data.get("resume", False)),
+                   int(data.get("log_max_bytes", LOG_MAX_BYTES)))

@@ -167,6 +167,16 @@ def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: s
     assert names(home) == []
 
 
+def test_a_bad_log_size_leaves_nothing(script_runner: ScriptRunner, image: str, home: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", "10 apples")
+    for command in ("run", "create"):
+        result = bx(script_runner, command, image, "true")
+        assert_one_line_error(result, "invalid BOXLITE_LOG_MAX_SIZE '10 apples'")
+    assert box_dirs(home) == []
+    assert names(home) == []
+
+
 @pytest.mark.script_launch_mode("subprocess")  # (a real pipe on fd 0, whatever pytest's is)
 def test_interactive_tty_needs_a_terminal_on_stdin(script_runner: ScriptRunner, image: str,
                                                     home: Path) -> None:

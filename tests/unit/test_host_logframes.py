@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.runtime import log_max_bytes
 from boxlite_cli.shim.logframes import (
     HEADER,
     MIN_LOG_MAX_BYTES,
     LogWriter,
-    log_max_bytes,
     read_frames,
     read_log,
     rotated,
@@ -142,7 +143,8 @@ def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (None, 50 << 20), ("1048576", 1 << 20), ("12", MIN_LOG_MAX_BYTES), ("lots", 50 << 20)])
+    (None, 50 << 20), ("1048576", 1 << 20), ("10m", 10 << 20), ("1g", 1 << 30),
+    ("12", MIN_LOG_MAX_BYTES)])
 def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
                                               value: str | None, expected: int) -> None:
     if value is None:
@@ -150,3 +152,9 @@ def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     else:
         monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", value)
     assert log_max_bytes() == expected
+
+
+def test_a_limit_that_is_no_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", "lots")
+    with pytest.raises(UsageError, match="invalid BOXLITE_LOG_MAX_SIZE 'lots'"):
+        log_max_bytes()
