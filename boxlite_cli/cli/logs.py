@@ -14,7 +14,7 @@ STDERR = 1
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the box stops.")
 @click.option("-n", "--tail", "tail", default="all", show_default=True,
-              help="Number of records to show from the end (or 'all').")
+              help="Number of lines to show from the end (or 'all').")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli
 def logs(cli: CliContext, follow: bool, tail: str, box: str) -> int:

@@ -78,6 +78,42 @@ def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield stream, data
 
 
+def _pieces(data: bytes) -> list[bytes]:
+    """`data` cut after each newline (only `\\n`, as docker's log lines)."""
+    pieces = [line + b"\n" for line in data.split(b"\n")]
+    pieces[-1] = pieces[-1][:-1]
+    return pieces if pieces[-1] else pieces[:-1]
+
+
+class LastLines:
+    """The last `count` lines of a run of records, each as (stream, line): a line is
+    what ends with a newline, whole even when its record was cut in pieces (records are
+    chunks of output of up to 64 KiB, not lines); an unfinished last line counts too."""
+
+    def __init__(self, count: int) -> None:
+        self.lines: deque[tuple[int, bytes]] = deque(maxlen=count)
+        self.open: tuple[int, bytes] | None = None  # a line not ended yet
+
+    def add(self, stream: int, data: bytes) -> None:
+        for piece in _pieces(data):
+            if self.open is not None:
+                if self.open[0] == stream:
+                    piece = self.open[1] + piece
+                else:
+                    self.lines.append(self.open)  # (the other stream came between)
+                self.open = None
+            if piece.endswith(b"\n"):
+                self.lines.append((stream, piece))
+            else:
+                self.open = (stream, piece)
+
+    def result(self) -> list[tuple[int, bytes]]:
+        if self.open is not None:
+            self.lines.append(self.open)
+            self.open = None
+        return list(self.lines)
+
+
 def _rotated_away(path: Path, f: BinaryIO) -> bool:
     try:
         return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
@@ -88,23 +124,26 @@ def _rotated_away(path: Path, f: BinaryIO) -> bool:
 def read_log(path: Path, follow: bool = False, tail: int | None = None,
              live: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, bytes]]:
     """The records of the log at `path` (its rotated part first); `tail`: only the
-    last ones written so far; `follow`: then wait for more while `live()`."""
+    last `tail` lines written so far (LastLines); `follow`: then wait for more while
+    `live()`."""
     path.touch(exist_ok=True)
-    # (streamed; with `tail`, only the last `tail` records are held)
-    kept: deque[tuple[int, bytes]] | None = None if tail is None else deque(maxlen=max(tail, 0))
+    # (streamed; with `tail`, only the last `tail` lines are held)
+    last = None if tail is None else LastLines(max(tail, 0))
     with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        if kept is None:
-            yield from read_frames(old)
-        else:
-            kept.extend(read_frames(old))
+        for record in read_frames(old):
+            if last is None:
+                yield record
+            else:
+                last.add(*record)
     f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
     try:
-        if kept is None:
-            yield from read_frames(f)
-        else:
-            kept.extend(read_frames(f))
-            yield from kept
-            kept.clear()
+        for record in read_frames(f):
+            if last is None:
+                yield record
+            else:
+                last.add(*record)
+        if last is not None:
+            yield from last.result()
         while follow:
             more = list(read_frames(f))
             yield from more

@@ -42,7 +42,7 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert stats[0]["name"] == "lc"
         assert stats[0]["memory_limit_bytes"] == 512 * 1024 * 1024
         assert 0 < stats[0]["memory_bytes"] <= 1024 * 1024 * 1024
-        assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last record is stderr's
+        assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last line is stderr's
 
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
         restarted = bx("restart", "-t", "1", "lc")

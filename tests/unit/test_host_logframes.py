@@ -16,6 +16,7 @@ from boxlite_cli.runtime.runtime import log_max_bytes
 from boxlite_cli.shim.logframes import (
     HEADER,
     MIN_LOG_MAX_BYTES,
+    LastLines,
     LogWriter,
     read_frames,
     read_log,
@@ -158,3 +159,27 @@ def test_a_limit_that_is_no_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", "lots")
     with pytest.raises(UsageError, match="invalid BOXLITE_LOG_MAX_SIZE 'lots'"):
         log_max_bytes()
+
+
+def test_tail_counts_lines_not_records() -> None:
+    last = LastLines(3)
+    for stream, data in [(1, b"one\ntwo\nthr"), (1, b"ee\nfour\nfi"), (2, b"err\n"),
+                         (1, b"ve")]:
+        last.add(stream, data)
+    # "three" was cut between two records; "fi" was cut by the other stream
+    assert last.result() == [(1, b"fi"), (2, b"err\n"), (1, b"ve")]
+    last = LastLines(2)
+    for stream, data in [(1, b"a\n" * 1000), (1, b"tail without end")]:
+        last.add(stream, data)
+    assert last.result() == [(1, b"a\n"), (1, b"tail without end")]
+    assert LastLines(0).result() == []
+
+
+def test_logs_tail_takes_lines_across_records_and_files(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=64)
+    for chunk in (b"l1\nl2\n", b"l3\nl", b"4\nl5\n" + b"x" * 70, b"\nl7\n"):
+        writer.write(0, chunk)
+    writer.close()
+    assert rotated(log).exists()
+    assert list(read_log(log, tail=3)) == [(0, b"l5\n"), (0, b"x" * 70 + b"\n"), (0, b"l7\n")]
