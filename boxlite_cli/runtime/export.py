@@ -53,6 +53,7 @@ from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.names import random_name
+from boxlite_cli.runtime.network import parse_add_host
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
@@ -385,6 +386,11 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
         except ValueError:
             raise ArchiveError(f"{what}: invalid manifest: DNS server {server!r} is not an IP") from None
     hosts = _strings(d, "extra_hosts", what, 256)
+    for item in hosts:  # (as --add-host keeps them: name:ip, what /etc/hosts gets)
+        try:
+            _expect(parse_add_host(item) == item, what, f"extra host {item!r} is malformed")
+        except UsageError:
+            raise ArchiveError(f"{what}: invalid manifest: extra host {item!r}") from None
     ports_raw = d.get("ports", [])
     _expect(isinstance(ports_raw, list) and len(ports_raw) <= 256, what, "ports is not a list")
     ports: list[PortMapping] = []

@@ -421,6 +421,12 @@ class Runtime:
                output: tuple[int, int] | None = None) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
+        # A box larger than this host (imported from a bigger one) would not boot.
+        config = self.boxes.read(box_id).config
+        try:
+            check_box_size(config.cpus, config.memory_mib)
+        except UsageError as e:
+            raise UsageError(f"box {ref} cannot start on this host: {e}") from None
         payload = self.payload()
         with self.boxes.lock(box_id):
             state = self.observe(self.boxes.read(box_id))

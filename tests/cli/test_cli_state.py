@@ -232,6 +232,20 @@ def test_inspect_prints_what_it_found_and_names_what_it_did_not(
     assert_one_line_error(templated, "no such box: nosuch")
 
 
+def test_a_box_larger_than_this_host_is_refused_at_start(script_runner: ScriptRunner,
+                                                          home: Path) -> None:
+    # (an imported box, made on a bigger host)
+    state = plant_box(status=Status.CREATED, exit_code=None)
+    state.config.cpus = 4096
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    result = bx(script_runner, "start", "planted")
+    assert_one_line_error(result, "box planted cannot start on this host: invalid --cpus 4096")
+    [entry] = json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout)
+    assert entry["status"] == "created"
+
+
 def test_box_whose_shim_died_is_never_shown_running(script_runner: ScriptRunner) -> None:
     plant_box(status=Status.RUNNING, exit_code=None)
     assert bx(script_runner, "ps", "-q").stdout == ""

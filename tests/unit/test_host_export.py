@@ -198,6 +198,10 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         nul["config"]["process"][field] = value  # (no exec could carry it: refused here)
         rejected(rt, archive([reg("manifest.json", json.dumps(nul).encode())]),
                  f"{field} holds a NUL byte")
+    for host in ("1.2.3.4\n6.6.6.6 injected.example", "name:not-an-ip", "bad name:1.2.3.4"):
+        hosts = manifest(disk)
+        hosts["config"]["network"] = {"mode": "nat", "extra_hosts": [host]}
+        rejected(rt, archive([reg("manifest.json", json.dumps(hosts).encode())]), "extra host")
     two = manifest(disk)
     two["disks"].append(dict(two["disks"][0], name="disks/other.qcow2"))
     rejected(rt, archive([reg("manifest.json", json.dumps(two).encode())]), "exactly 1 disk")
