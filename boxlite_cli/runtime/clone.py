@@ -138,6 +138,7 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
     base = Path(snap.file)
     made: list[BoxState] = []
     volumes_made: list[str] = []
+    gone = Conflict(f"box {source.name} was removed while it was being cloned")
     try:
         with stage(rt.paths, "clone") as st:
             staged: list[tuple[Path, BoxState]] = []
@@ -146,7 +147,12 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
                 box_dir = st.dir / box_id
                 (box_dir / "disks").mkdir(parents=True, mode=0o700)
                 box_dir.chmod(0o700)
-                create_overlay(base, box_dir / "disks" / "rootfs.qcow2", base_format="qcow2")
+                try:
+                    create_overlay(base, box_dir / "disks" / "rootfs.qcow2", base_format="qcow2")
+                except BoxliteError:
+                    if not base.exists():  # (an `rm -f` of the source meanwhile)
+                        raise gone from None
+                    raise
                 config = dataclasses.replace(source.config, hostname=box_id[:12], mounts=[])
                 state = BoxState(id=box_id, name=n, config=config)
                 stage_state(box_dir, state)
@@ -157,6 +163,8 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
                     volumes_made += new
                     state.config.mounts = mounts
                     stage_state(box_dir, state)
+                if not base.exists():  # no clone on a disk that is gone
+                    raise gone
                 commit_box(rt, box_dir, state)
                 made.append(state)
     except BaseException:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -402,6 +403,37 @@ def test_clone_of_stopped_box_and_rm_refusal(rt: Runtime, tmp_path: Path) -> Non
     assert list(snap.glob("*.qcow2")) == [] and snapshots.list_all(rt, "src") == []
     rt.remove("src")
     assert leftovers(rt) == []
+
+
+@pytest.mark.parametrize("when", ["before_overlay", "before_commit"])
+def test_a_source_removed_while_it_is_cloned_makes_no_clone(
+        rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """An `rm -f` of the source between the clone's snapshot and its commit: no clone
+    on a disk that is gone, one clear line, nothing left."""
+    src = make_box(rt, "src", tmp_path)
+    import boxlite_cli.runtime.clone as clone_module
+
+    real_overlay, real_stage_state = clone_module.create_overlay, clone_module.stage_state
+
+    def remove_source() -> None:
+        shutil.rmtree(rt.boxes.box_dir(src.id) / "disks" / "snapshots")
+
+    def overlay(base: Path, *args: Any, **kwargs: Any) -> None:
+        if when == "before_overlay":
+            remove_source()
+        real_overlay(base, *args, **kwargs)
+
+    def staged(box_dir: Path, state: BoxState) -> None:
+        real_stage_state(box_dir, state)
+        if when == "before_commit":
+            remove_source()
+
+    monkeypatch.setattr(clone_module, "create_overlay", overlay)
+    monkeypatch.setattr(clone_module, "stage_state", staged)
+    with pytest.raises(Conflict, match="box src was removed while it was being cloned"):
+        clone(rt, "src", name="cl", count=2)
+    assert [s.name for s in rt.boxes.all() if isinstance(s, BoxState)] == ["src"]
+    assert list(staging_root(rt.paths).iterdir()) == []
 
 
 def test_internal_snapshots_are_collected_once_their_maker_is_gone(rt: Runtime,
