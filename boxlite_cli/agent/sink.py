@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,6 @@ from collections.abc import Iterator
 from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
 from boxlite_cli.fdio import write_all
 
-WATCH_POLL_MS = 250
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
@@ -54,26 +54,31 @@ class OutputSink:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         """While in the block, a thread waits for the reader of `out` or `err` to go
-        away (a pipe's read end closed: POLLERR) and closes the streams written there."""
-        done = threading.Event()
-        thread = threading.Thread(target=self._watch, args=(done,), name="sink-watch",
+        away (a pipe's read end closed: POLLERR) and closes the streams written there.
+        Leaving the block ends it at once (an eventfd wakes it)."""
+        stop = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        thread = threading.Thread(target=self._watch, args=(stop,), name="sink-watch",
                                   daemon=True)
         thread.start()
         try:
             yield
         finally:
-            done.set()
+            os.eventfd_write(stop, 1)
             thread.join()
+            os.close(stop)
 
-    def _watch(self, done: threading.Event) -> None:
+    def _watch(self, stop: int) -> None:
         streams = {self.out: [STDOUT], self.err: [STDERR]}
         if self.out == self.err:
             streams = {self.out: [STDOUT, STDERR]}
         poller = select.poll()
+        poller.register(stop, select.POLLIN)
         for fd in streams:
             poller.register(fd, 0)  # (POLLERR and POLLHUP are always reported)
-        while streams and not done.is_set():
-            for fd, events in poller.poll(WATCH_POLL_MS):
+        while streams:
+            for fd, events in poller.poll():
+                if fd == stop:
+                    return
                 if events & _GONE:
                     poller.unregister(fd)
                     for stream in streams.pop(fd, []):
