@@ -62,7 +62,11 @@ MAIN = "main"
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
 WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answer to go out
-LOG_DRAIN_S = 60.0  # the longest it waits for the rest of the main process's output to be logged
+# The longest a detached box's VM waits, once its main process ended, for the rest of
+# what it wrote to reach the log (~1 MiB buffered at most: well under a second). A
+# background child that writes on must not keep the box up: docker's ends with its
+# main process too.
+LOG_DRAIN_S = 3.0
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
 # After the warm-up call, time for the guest to see the host hang up before a save.

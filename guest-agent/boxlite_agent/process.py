@@ -2,9 +2,10 @@
 
 The output of every process goes through an OutputBuffer (see outbuf.py). A reader
 thread per output fd moves chunks of up to 64 KiB into it; EOF (or EIO from a pty
-master) closes that stream. When the process has exited, a reader that sees no data
-for EXIT_GRACE_S stops as well: a background child that kept the pipe open must not
-keep the exec "running" forever (docker ends a container's output when its main
+master) closes that stream. Once the process has exited, a reader takes what was
+in the pipe at that moment (FIONREAD) and stops, as it does when it sees no data for
+EXIT_GRACE_S: a background child that kept the pipe open, idle or writing on, must
+not keep the exec "running" forever (docker ends a container's output when its main
 process ends, too). A pipe whose host reader went away (close_output) is closed at
 once (its reader is woken through an eventfd): the process's next write into it
 fails with EPIPE, as into a host pipe whose reader exited (a tty is hung up). A
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import select
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +40,9 @@ READ_SIZE = 64 * 1024
 POLL_MS = 500
 POLL_MAX_MS = 2**31 - 1
 EXIT_GRACE_S = 0.25
+# What a reader still takes once the process has exited when FIONREAD cannot say
+# what was in the pipe then (a pipe holds 64 KiB by default, 1 MiB at most).
+EXIT_DRAIN_BYTES = 1 << 20
 TIMEOUT_EXIT_CODE = 124
 
 
@@ -60,6 +67,14 @@ def _pidfd_open(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (OSError, AttributeError):
         return None
+
+
+def _pending(fd: int) -> int:
+    """The bytes waiting in the pipe or pty `fd` (FIONREAD)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return EXIT_DRAIN_BYTES
 
 
 class Execution:
@@ -143,9 +158,14 @@ class Execution:
         if wake is not None:
             poller.register(wake, select.POLLIN)
         hang_up = False
+        left: int | None = None  # once the process exited: what is still its output
         try:
             while True:
                 exited = self._exited.is_set()
+                if exited and left is None:
+                    left = _pending(fd)
+                if left is not None and left <= 0:
+                    break  # the rest is a background child's, writing on
                 events = poller.poll(EXIT_GRACE_S * 1000 if exited else POLL_MS)
                 if not events:
                     if exited:
@@ -164,6 +184,8 @@ class Execution:
                     raise
                 if not data:
                     break
+                if left is not None:
+                    left -= len(data)
                 self.output.put(stream, data)
         finally:
             self.output.close(stream)

@@ -108,6 +108,19 @@ def test_a_detached_box_logs_all_it_wrote_before_it_ended() -> None:
         bx("rm", "-f", "lastwords")
 
 
+def test_a_background_writer_does_not_keep_a_box_up() -> None:
+    """The box ends with its main process (its output drained first), even while a
+    background child writes on: `wait` answers long before this test's timeout."""
+    script = "(while :; do echo bg; sleep 0.01; done) & echo main; sleep 1; exit 3"
+    run = bx("run", "-d", "--name", "bgwriter", IMAGE, "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    try:
+        assert bx("wait", "bgwriter", timeout=30).stdout == b"3\n"
+        assert b"main\n" in bx("logs", "bgwriter").stdout
+    finally:
+        bx("rm", "-f", "bgwriter")
+
+
 def test_the_log_of_a_chatty_box_is_bounded(e2e_home: Path) -> None:
     """Past BOXLITE_LOG_MAX_SIZE the log rotates into container.log.1: a box keeps at
     most about twice that, and `logs` shows the newest part, up to the last line."""

@@ -8,6 +8,7 @@ stall a fork for seconds. Needs root (chroot, setuid); skipped otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
@@ -640,3 +641,17 @@ def test_a_hung_up_tty_fails_the_writes_of_a_process_that_ignores_sighup(agent: 
     for _ in stream:
         pass
     assert agent.wait(r.exec_id).exit_code == 7  # its echo failed (EIO): the loop ended
+
+
+def test_a_background_child_writing_on_does_not_keep_an_exec_running(agent: Agent) -> None:
+    """Once the process exited, its output is what it left in the pipe: a background
+    child that keeps the pipe open and writes on does not hold Attach and Wait."""
+    script = "(while :; do echo bg; sleep 0.01; done) & echo main; exit 3"
+    r = agent.exec(["sh", "-c", script])
+    try:
+        out, _ = agent.attach(r.exec_id)  # (ends: else DEADLINE_EXCEEDED after T)
+        assert b"main\n" in out
+        assert agent.wait(r.exec_id).exit_code == 3
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.pid, signal.SIGKILL)  # the child writes on, in its group
