@@ -421,13 +421,6 @@ class Runtime:
                output: tuple[int, int] | None = None) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
-        # A box larger than this host (imported from a bigger one) would not boot.
-        config = self.boxes.read(box_id).config
-        try:
-            check_box_size(config.cpus, config.memory_mib)
-        except UsageError as e:
-            raise UsageError(f"box {ref} cannot start on this host: {e}") from None
-        payload = self.payload()
         with self.boxes.lock(box_id):
             state = self.observe(self.boxes.read(box_id))
             if state.status in (Status.STARTING, Status.RUNNING):
@@ -437,6 +430,12 @@ class Runtime:
                                hint=f"wait for it (boxlite wait {state.name}), then start it")
             if state.status == Status.CREATING:
                 raise Conflict(f"box {state.name} is still being created")
+            # A box larger than this host (imported from a bigger one) would not boot.
+            try:
+                check_box_size(state.config.cpus, state.config.memory_mib)
+            except UsageError as e:
+                raise UsageError(f"box {state.name} cannot start on this host: {e}") from None
+            payload = self.payload()
             # Host ports are checked (and omitted ones chosen) at every start, before
             # anything boots: a port in use fails here with one line.
             ports = bind_host_ports(state.config.network.ports)

@@ -121,28 +121,27 @@ def _rotated_away(path: Path, f: BinaryIO) -> bool:
         return False
 
 
+def _written(path: Path, f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The records so far: the rotated file's, then those of `f` (the current one)."""
+    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
+        yield from read_frames(old)
+    yield from read_frames(f)
+
+
 def read_log(path: Path, follow: bool = False, tail: int | None = None,
              live: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, bytes]]:
     """The records of the log at `path` (its rotated part first); `tail`: only the
     last `tail` lines written so far (LastLines); `follow`: then wait for more while
     `live()`."""
     path.touch(exist_ok=True)
-    # (streamed; with `tail`, only the last `tail` lines are held)
-    last = None if tail is None else LastLines(max(tail, 0))
-    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        for record in read_frames(old):
-            if last is None:
-                yield record
-            else:
-                last.add(*record)
     f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
     try:
-        for record in read_frames(f):
-            if last is None:
-                yield record
-            else:
+        if tail is None:  # (streamed; with `tail`, only the last `tail` lines are held)
+            yield from _written(path, f)
+        else:
+            last = LastLines(max(tail, 0))
+            for record in _written(path, f):
                 last.add(*record)
-        if last is not None:
             yield from last.result()
         while follow:
             more = list(read_frames(f))
