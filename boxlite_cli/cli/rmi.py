@@ -42,13 +42,15 @@ def rmi(cli: CliContext, force: bool, images: tuple[str, ...]) -> int:
 def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
     """Delete image data nothing needs (with -a, every image no box was made from).
 
-    Warm-start templates are dropped too; the next cold start of each kind saves one."""
+    Warm-start templates (and their spare VMs) are dropped too; the next cold start of
+    each kind saves one."""
     question = ("Remove all images without at least one box associated to them?" if all_unused
                 else "Remove unused image data?")
     if not force and not click.confirm(question, default=False):
         return 0
     done = cli.runtime.image_ops.prune(all_unused)
     done.freed += cli.runtime.templates.remove_all()  # warm-start templates are rebuilt on use
+    cli.runtime.spares.stop_all()  # (they would go by themselves, their templates gone)
     _print_removal(done)
     click.echo(f"Total reclaimed space: {human_size(done.freed)}")
     return 0

@@ -42,6 +42,7 @@ from boxlite_cli.runtime.network import (
     port_forwards,
     vm_network,
 )
+from boxlite_cli.runtime.spares import Spares, spare_idle_s, spares_enabled
 from boxlite_cli.runtime.spec import ProcessOptions, check_box_size, parse_size, process_spec
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.runtime.volumes import (
@@ -52,6 +53,7 @@ from boxlite_cli.runtime.volumes import (
     vm_shares,
     volume_users,
 )
+from boxlite_cli.shim.child import OtherProcess, Process
 from boxlite_cli.shim.launcher import launch_shim
 from boxlite_cli.shim.logframes import LOG_MAX_BYTES, MIN_LOG_MAX_BYTES, read_log
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
@@ -69,6 +71,7 @@ from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, re
 
 if TYPE_CHECKING:
     from boxlite_cli.agent.client import AgentClient, Started
+    from boxlite_cli.shim.spareclaim import ClaimedSpare
 
 MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
@@ -110,6 +113,10 @@ class CreateOptions:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     pull: str = "missing"
     volumes: list[str] = field(default_factory=list)  # -v specs
+
+
+class SpareFailed(VmError):
+    """A spare VM (runtime/spares.py) could not become the box: start it without one."""
 
 
 class WarmStartFailed(VmError):
@@ -172,6 +179,7 @@ class Runtime:
         self.images = ImageStore(self.paths.images)
         self.image_ops = Images(self.paths, self.images, self.boxes_by_image)
         self.templates = Templates(self.paths.cache / "templates")
+        self.spares = Spares(self.paths.data / "spares")
         self.volumes = VolumeStore(self.paths.data / "volumes")
         self.warn = warn
         self.activity = activity
@@ -281,6 +289,7 @@ class Runtime:
             validate_name(opts.name)
         check_box_size(opts.cpus, opts.memory_mib)
         log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
+        spares_enabled(), spare_idle_s()  # (and so do bad spare settings)
         volume_requests = parse_volume_specs(opts.volumes)
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
         check_host_sources(volume_requests)
@@ -383,7 +392,12 @@ class Runtime:
             return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory)
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
         try:
-            return self._start(ref, foreground, cold, output=output)
+            try:
+                return self._start(ref, foreground, cold, output=output)
+            except SpareFailed as e:
+                self.warn(f"a spare VM could not be used ({e}); starting without one")
+                self._renew_disk(self.resolve(ref))
+                return self._start(ref, foreground, cold, output=output, spares=False)
         except WarmStartFailed as e:
             # A fixed host port that another box took between our check and QEMU's bind
             # (which then exits at once) is that port's failure, not the template's.
@@ -418,7 +432,7 @@ class Runtime:
 
     def _start(self, ref: str, foreground: bool, cold: bool,
                checkpoint: str | None = None, memory: Path | None = None,
-               output: tuple[int, int] | None = None) -> StartResult:
+               output: tuple[int, int] | None = None, spares: bool = True) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         with self.boxes.lock(box_id):
@@ -457,7 +471,12 @@ class Runtime:
                                                  state.config.image_id, primed_on=base)
             primed = base is not None
             warm = self.templates.ready(key, primed=primed) if key else None
-            if warm is not None and primed and not self._take_template_disk(warm, files):
+            # A fresh box, warm: a spare of its template runs already (runtime/spares.py).
+            spare_of = key if warm is not None and primed and spares and spares_enabled() else None
+            spare = (self.spares.claim(spare_of) if spare_of and not vm.port_forwards
+                     and checkpoint is None and memory is None else None)
+            if (warm is not None and primed and spare is None
+                    and not self._take_template_disk(warm, files)):
                 warm = None
                 key = None  # not now: that template is going or gone
             if warm is not None:
@@ -501,7 +520,9 @@ class Runtime:
             files.restarting.unlink(missing_ok=True)  # (restart's: see stop())
             self.boxes.write(state)
         try:
-            return self._spawn_shim(state, files, output_fds)
+            started = self._spawn_shim(state, files, output_fds, spare)
+        except (SpareFailed, UsageError):
+            raise
         except VmError as e:
             if warm is None:
                 raise
@@ -509,13 +530,20 @@ class Runtime:
         finally:
             for fd in output_fds:
                 os.close(fd)
+        if spare_of and warm is not None:
+            self.spares.replenish(spare_of, warm, launch)  # for the next box of this template
+        return started
 
     def _spawn_shim(self, state: BoxState, files: BoxFiles,
-                    output_fds: tuple[int, ...] = ()) -> StartResult:
+                    output_fds: tuple[int, ...] = (),
+                    spare: ClaimedSpare | None = None) -> StartResult:
         read_fd, write_fd = os.pipe()
         try:
-            # (The VMM starts in the forked child, before the shim's Python start-up.)
-            shim = launch_shim(files.dir, files.shim_log, write_fd, output_fds)
+            if spare is not None:
+                shim: Process = self._hand_to_spare(spare, files, write_fd, output_fds)
+            else:
+                # (The VMM starts in the forked child, before the shim's Python start-up.)
+                shim = launch_shim(files.dir, files.shim_log, write_fd, output_fds)
         finally:
             os.close(write_fd)
         keep_pipe = False
@@ -526,6 +554,8 @@ class Runtime:
         finally:
             if not keep_pipe:
                 os.close(read_fd)
+        if not line and spare is not None:
+            raise SpareFailed("it exited on the way")
         if not line:
             raise VmError(f"the box's shim exited during start; see {files.shim_log}")
         if not message.get("ok") or message.get("exit_code"):
@@ -535,6 +565,8 @@ class Runtime:
         if not message.get("ok") and message.get("refused"):
             # the box's own settings, refused by the guest agent (no warm retry: see _start)
             raise UsageError(str(message.get("error")))
+        if not message.get("ok") and message.get("spare"):
+            raise SpareFailed(str(message.get("error")))
         if not message.get("ok"):
             tail = message.get("console_tail") or []
             said = f"; the guest's last words: {tail[-1]!r}" if tail else ""
@@ -546,6 +578,20 @@ class Runtime:
         # shim's and its VM's peak memory into ours).
         return StartResult(str(message.get("exec_id", MAIN)),
                            exit_pipe=read_fd if keep_pipe else None, pending=pending)
+
+    @staticmethod
+    def _hand_to_spare(spare: ClaimedSpare, files: BoxFiles, ready_fd: int,
+                       output_fds: tuple[int, ...]) -> Process:
+        """The box goes to the spare this process took; its shim is that spare."""
+        log_fd = os.open(files.shim_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                         0o644)
+        try:
+            spare.hand_over(files.dir, log_fd, ready_fd, output_fds)
+        except OSError as e:
+            raise SpareFailed(f"it went away ({e.strerror})") from e
+        finally:
+            os.close(log_fd)
+        return OtherProcess(spare.pid, ["boxlite-spare", str(spare.directory)])
 
     def _read_ready(self, fd: int, timeout_s: float, files: BoxFiles) -> tuple[str, bytes]:
         """The shim's first line on the ready pipe, and whatever came after it."""

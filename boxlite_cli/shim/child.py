@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -66,3 +67,44 @@ class ChildProcess:
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
+
+
+class OtherProcess:
+    """poll, wait and kill of a process that is not our child (a spare shim: see
+    shim/spare.py), through a pidfd; its exit status is not ours to know (0)."""
+
+    def __init__(self, pid: int, args: list[str]) -> None:
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # gone already
+            self._pidfd, self.returncode = None, 0
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._pidfd is not None:
+            ready, _, _ = select.select([self._pidfd], [], [], 0)
+            if ready:
+                self._gone()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """0 once it has exited; raises subprocess.TimeoutExpired after `timeout` seconds."""
+        if self.returncode is None and self._pidfd is not None:
+            ready, _, _ = select.select([self._pidfd], [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            self._gone()
+        return self.returncode or 0
+
+    def kill(self) -> None:
+        if self.poll() is None and self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _gone(self) -> None:
+        self.returncode = 0
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None

@@ -48,6 +48,7 @@ from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, finish_restore, start_vmm
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META, Launch
+from boxlite_cli.shim.warmup import Adopted
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -109,9 +110,11 @@ def prune_kept_logs(directory: Path, keep: int) -> None:
 class Shim:
     def __init__(self, files: BoxFiles, ready_fd: int, hold_fd: int = -1,
                  early: VmmProcess | BaseException | None = None,
-                 output_fds: tuple[int, ...] | None = None) -> None:
+                 output_fds: tuple[int, ...] | None = None,
+                 adopted: Adopted | None = None) -> None:
         self.files = files
         self.early = early
+        self.adopted = adopted  # a spare's VM and agent connection (shim/spare.py)
         self.ready_fd = ready_fd
         self.hold_fd = hold_fd
         self.launch = Launch.load(files.dir / "vm.json")
@@ -451,9 +454,14 @@ class Shim:
 
     def boot(self, ping: bool = True) -> tuple[grpc.Channel, AgentClient]:
         """Start (or restore) the VM and connect to its agent once it answers (with
-        `ping`; else the caller's first call does the waiting: see first_call)."""
+        `ping`; else the caller's first call does the waiting: see first_call). A
+        spare's VM runs already, paused, its agent connected: it is resumed."""
         self.start_vmm()
         deadline = self.boot_deadline = time.monotonic() + self.launch.boot_timeout_s
+        if self.adopted is not None:
+            self.driver.control(self.launch.vm).resume()
+            log.info("took over a spare VM")
+            return self.adopted.channel, self.adopted.client
         if not self.launch.vm.restore_from:  # a restored agent said so before its save
             ready = self.wait_for_console(READY_MARKER, deadline)
             if ready and self.launch.save_template and self.prepare_template(deadline):
@@ -555,7 +563,7 @@ class Shim:
                         finished_at=time.time())
             console = self.keep_console(state) if not refused else self.files.console_log
             self.report(ok=False, error=reason, refused=refused, console=str(console),
-                        console_tail=console_tail(console))
+                        console_tail=console_tail(console), spare=self.adopted is not None)
             if not warm or refused:  # a failed warm start is retried cold: keep the box
                 self.remove_if_auto(state)
             return 1
@@ -674,20 +682,31 @@ class Shim:
             shutil.rmtree(self.files.sockets, ignore_errors=True)
 
 
+def report_failure(ready_fd: int, error: str) -> None:
+    """A spare that could not become the box's shim tells the starting CLI so (which
+    then starts the box without it)."""
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, (json.dumps({"ok": False, "error": error, "spare": True}) + "\n")
+                 .encode())
+        os.close(ready_fd)
+
+
 def main(argv: list[str], early: VmmProcess | BaseException | None = None,
-         output_fds: tuple[int, ...] | None = None) -> int:
+         output_fds: tuple[int, ...] | None = None, adopted: Adopted | None = None) -> int:
     """The shim; `early`: the VMM that `python -m boxlite_cli.shim` started (or why not);
-    `output_fds`: given to a prestarted shim (shim/prestart.py) only, the numbers it
-    got the output fds under."""
+    `output_fds`: given to a prestarted shim (shim/prestart.py) or a spare
+    (shim/spare.py) only, the numbers it got the output fds under; `adopted`: a
+    spare's VM and agent connection."""
     box_dir, ready_fd = Path(argv[1]), int(argv[2])
     hold_fd = int(argv[3]) if len(argv) > 3 else -1
     files = BoxFiles(box_dir)
     logging.basicConfig(filename=files.shim_log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     if output_fds is not None:
-        log.info("prestarted: the CLI handed this shim its box")
+        log.info("%s: the CLI handed this shim its box",
+                 "a spare" if adopted is not None else "prestarted")
     try:
-        return Shim(files, ready_fd, hold_fd, early, output_fds).run()
+        return Shim(files, ready_fd, hold_fd, early, output_fds, adopted).run()
     except Exception:
         log.exception("shim crashed")
         with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):

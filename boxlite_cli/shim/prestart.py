@@ -47,11 +47,45 @@ class Prestarted:
     def hand_over(self, box_dir: Path, log_fd: int, ready_fd: int,
                   output_fds: tuple[int, ...]) -> None:
         """Make it the shim of `box_dir` (OSError when it is gone: start another)."""
-        message = json.dumps({"box_dir": str(box_dir)}).encode()
-        try:
-            socket.send_fds(self.sock, [message], [log_fd, ready_fd, *output_fds])
-        finally:
-            self.sock.close()
+        send_box(self.sock, box_dir, log_fd, ready_fd, output_fds)
+
+
+@dataclass
+class HandedBox:
+    """What a waiting shim is handed: the box, its shim log, the ready pipe, the output."""
+
+    box_dir: Path
+    log_fd: int
+    ready_fd: int
+    output_fds: tuple[int, ...]
+
+
+def send_box(sock: socket.socket, box_dir: Path, log_fd: int, ready_fd: int,
+             output_fds: tuple[int, ...]) -> None:
+    """Hand `box_dir` to the shim waiting at the other end of `sock` (closed after)."""
+    message = json.dumps({"box_dir": str(box_dir)}).encode()
+    try:
+        socket.send_fds(sock, [message], [log_fd, ready_fd, *output_fds])
+    finally:
+        sock.close()
+
+
+def receive_box(sock: socket.socket) -> HandedBox | None:
+    """The box handed over on `sock` (closed after), or None when none came."""
+    try:
+        message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_MAX, _MAX_FDS)
+    finally:
+        sock.close()
+    try:
+        if not message or len(fds) < 2:
+            raise ValueError("no box")
+        box_dir = Path(str(json.loads(message)["box_dir"]))
+    except (ValueError, KeyError, TypeError):
+        for fd in fds:
+            os.close(fd)
+        return None
+    log_fd, ready_fd, *output_fds = fds
+    return HandedBox(box_dir, log_fd, ready_fd, tuple(output_fds))
 
 
 _waiting: Prestarted | None = None
@@ -116,23 +150,21 @@ def serve(sock_fd: int) -> int:
 
     importing = threading.Thread(target=_import_shim, name="import", daemon=True)
     importing.start()  # the slow part (gRPC, protobuf), while the CLI works
-    sock = socket.socket(fileno=sock_fd)
-    try:
-        message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_MAX, _MAX_FDS)
-    finally:
-        sock.close()
-    if not message or len(fds) < 2:
-        for fd in fds:
-            os.close(fd)
+    handed = receive_box(socket.socket(fileno=sock_fd))
+    if handed is None:
         importing.join()
         return 0
-    box_dir = str(json.loads(message)["box_dir"])
-    log_fd, ready_fd, *output_fds = fds
-    for fd in (1, 2):
-        os.dup2(log_fd, fd)
-    os.close(log_fd)
-    early = start_early(Path(box_dir), restore=True)
+    log_to(handed.log_fd)
+    early = start_early(handed.box_dir, restore=True)
     importing.join()
     from boxlite_cli.shim.main import main
 
-    return main(["shim", box_dir, str(ready_fd)], early, output_fds=tuple(output_fds))
+    return main(["shim", str(handed.box_dir), str(handed.ready_fd)], early,
+                output_fds=handed.output_fds)
+
+
+def log_to(log_fd: int) -> None:
+    """Our stdout and stderr go to the box's shim log from now on (`log_fd` is closed)."""
+    for fd in (1, 2):
+        os.dup2(log_fd, fd)
+    os.close(log_fd)

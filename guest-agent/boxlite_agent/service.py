@@ -40,7 +40,7 @@ from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
 from boxlite_agent.table import ExecTable
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
 from boxlite_agent.volumes import check as check_volumes
-from boxlite_agent.warmup import warm_page_cache
+from boxlite_agent.warmup import warm_page_cache, warm_spawn
 
 ATTACH_POLL_S = 1.0
 WAIT_POLL_S = 1.0
@@ -128,6 +128,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     @_rpc
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
+        if request.warm_up:
+            with contextlib.suppress(AgentError):  # (before Init: no container to warm)
+                warm_spawn(self._guest.rootfs(), self._guest.hostname())
         return pb.PingResponse(agent_version=__version__, kernel=os.uname().release, uptime_s=_uptime())
 
     @_rpc

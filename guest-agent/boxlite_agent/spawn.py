@@ -48,6 +48,12 @@ class ExecSpec:
     hold_output: bool = False
     exec_id: str = ""
     make_cwd: bool = False  # create a missing cwd (a box's main process)
+    # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
+    # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
+    warm_up: bool = False
+
+
+WARM_UP_PROGRAM = "/proc/self/fd/0"
 
 
 @dataclass
@@ -197,7 +203,8 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
     env = build_env(spec.env, user, hostname, spec.tty)
     cwd = join_container("/", spec.cwd or "/")
     _prepare_cwd(root, cwd, spec.make_cwd)
-    executable = find_executable(root, spec.argv[0], env["PATH"], cwd, user)
+    executable = (WARM_UP_PROGRAM if spec.warm_up
+                  else find_executable(root, spec.argv[0], env["PATH"], cwd, user))
 
     parent_fds: list[int] = []  # ours, closed on failure
     child_fds: list[int] = []  # the child's ends, closed once it started
@@ -216,7 +223,10 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
             stdin_fd = stdout_fd = stderr_fd = slave
             outputs.append((STDOUT, master))
         else:
-            if spec.stdin:
+            if spec.warm_up:
+                stdin_fd = os.open(HELPER, os.O_RDONLY | os.O_CLOEXEC)
+                child_fds.append(stdin_fd)
+            elif spec.stdin:
                 stdin_fd, stdin_w = os.pipe()
                 parent_fds.append(stdin_w)
                 child_fds.append(stdin_fd)

@@ -1,4 +1,5 @@
-"""Before a primed template is saved: read what the first process of a box reads.
+"""Warming a guest up: before a primed template is saved, read what the first process
+of a box reads; in a spare VM, start one process as a box's first would be started.
 
 A box restored from the template gets a copy of the template's disk, so what the
 guest's page cache holds of it stays true. Reading here, once, spares every box
@@ -14,8 +15,9 @@ import struct
 
 from boxlite_agent.command import DEFAULT_PATH, find_executable
 from boxlite_agent.errors import AgentError, ExecFailure
+from boxlite_agent.process import Execution
 from boxlite_agent.resolve import resolve_in_root
-from boxlite_agent.spawn import HELPER
+from boxlite_agent.spawn import HELPER, ExecSpec, spawn
 from boxlite_agent.users import lookup_user
 
 PT_INTERP = 3
@@ -84,3 +86,26 @@ def warm_page_cache(root: str) -> list[str]:
         for name in LIBC_NAMES:
             take(f"{directory}/{name}")
     return read
+
+
+
+WARM_UP_ARGV0 = "boxlite-warm-up"
+WARM_UP_WAIT_S = 30.0
+
+
+def warm_spawn(root: str, hostname: str) -> int | None:
+    """Start one process the way a box's first one is started and wait for it as Wait
+    does (the user lookup, the pipes, vfork and exec of the helper, chroot into
+    ``root``, the drop to the user, the exec; the output readers, the exit watcher),
+    so a spare VM has that code translated before its box needs it. The program is
+    the helper itself, from the agent's disk (ExecSpec.warm_up): nothing of the image
+    runs. Run without its arguments it prints its usage and exits. Its exit status
+    (None: it could not run). Best effort."""
+    try:
+        spawned = spawn(root, ExecSpec(argv=[WARM_UP_ARGV0], warm_up=True), hostname)
+    except (AgentError, ExecFailure, OSError):
+        return None
+    execution = Execution(WARM_UP_ARGV0, spawned)
+    status = execution.wait(WARM_UP_WAIT_S)
+    execution.discard()
+    return None if status is None else status.exit_code

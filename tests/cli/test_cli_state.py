@@ -177,6 +177,22 @@ def test_a_bad_log_size_leaves_nothing(script_runner: ScriptRunner, image: str, 
     assert names(home) == []
 
 
+@pytest.mark.parametrize(("variable", "value"), [
+    ("BOXLITE_SPARES", "yes"), ("BOXLITE_SPARE_IDLE_S", "0"), ("BOXLITE_SPARE_IDLE_S", "soon"),
+    ("BOXLITE_SPARE_IDLE_S", "inf"),
+])
+def test_bad_spare_settings_leave_nothing(script_runner: ScriptRunner, image: str, home: Path,
+                                          monkeypatch: pytest.MonkeyPatch, variable: str,
+                                          value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    for command in ("run", "create"):
+        result = bx(script_runner, command, image, "true")
+        assert_one_line_error(result, f"invalid {variable}={value!r}")
+    assert box_dirs(home) == []
+    assert names(home) == []
+    assert not (home / "spares").exists()
+
+
 @pytest.mark.script_launch_mode("subprocess")  # (a real pipe on fd 0, whatever pytest's is)
 def test_interactive_tty_needs_a_terminal_on_stdin(script_runner: ScriptRunner, image: str,
                                                     home: Path) -> None:

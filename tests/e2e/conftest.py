@@ -44,6 +44,9 @@ def _e2e_env(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     else:
         monkeypatch.delenv("BOXLITE_PAYLOAD", raising=False)
     monkeypatch.setenv("BOXLITE_ACCEL", os.environ.get("BOXLITE_TEST_ACCEL", "auto"))
+    # No spare VMs (runtime/spares.py) outside tests/e2e/test_spares.py: one would
+    # outlive its test, and the tests that check no VM is left would see it.
+    monkeypatch.setenv("BOXLITE_SPARES", "0")
     before = set(box_ids())
     yield
     leftovers = set(box_ids()) - before

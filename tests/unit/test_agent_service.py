@@ -126,6 +126,12 @@ def test_ping(agent: Agent) -> None:
     assert r.agent_version and r.kernel == os.uname().release and r.uptime_s > 0
 
 
+def test_a_warm_up_ping_answers_without_a_helper(agent: Agent) -> None:
+    """PingRequest.warm_up (a spare VM's) is best effort: no exec helper here, no error."""
+    r = agent.stub.Ping(pb.PingRequest(warm_up=True), timeout=T)
+    assert r.agent_version
+
+
 def test_init_sets_the_hostname_execs_see(agent: Agent) -> None:
     init = pb.InitRequest(hostname="box-test", clock_ns=1, entropy=b"x", rootfs_serial="s")
     agent.stub.Init(init, timeout=T)  # LocalGuest: only the hostname is used

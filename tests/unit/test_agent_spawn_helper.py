@@ -129,3 +129,24 @@ def test_the_helper_checks_its_arguments(root: Path, helper: Path) -> None:
                        "true") == (126, b"group: Invalid argument")
     proc = subprocess.run([str(helper)], capture_output=True)
     assert proc.returncode == 126 and b"usage: boxlite-spawn" in proc.stderr
+
+
+def test_a_spare_warm_up_runs_the_helper_and_nothing_of_the_image(
+        root: Path, helper: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """warm_spawn (a spare VM's warm-up) starts the helper as a box's first process is
+    started; the program is the helper itself (fd 0, /proc/self/fd/0), which prints its
+    usage and exits 126: a program of the image's would have left its mark."""
+    from boxlite_agent import warmup
+    (root / "bin" / "true").write_text("#!/bin/sh\necho ran > /ran\n")
+    (root / "bin" / "true").chmod(0o755)
+    (root / "proc").mkdir()
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount /proc in the test's root: {mounted.stderr.decode().strip()}")
+    try:
+        assert warmup.warm_spawn(str(root), "box") == 126
+        assert warmup.warm_spawn(str(root / "missing"), "box") is None  # (no such root)
+    finally:
+        subprocess.run(["umount", str(root / "proc")], check=True)
+    assert not (root / "ran").exists()

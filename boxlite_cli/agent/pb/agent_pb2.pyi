@@ -9,8 +9,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PingRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("warm_up",)
+    WARM_UP_FIELD_NUMBER: _ClassVar[int]
+    warm_up: bool
+    def __init__(self, warm_up: bool = ...) -> None: ...
 
 class PingResponse(_message.Message):
     __slots__ = ("agent_version", "kernel", "uptime_s")
