@@ -20,6 +20,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
 
     rt = cli.runtime
     states = [s for s in rt.list_boxes(all_boxes=True) if isinstance(s, BoxState)]
+    spares = rt.spares.list()
     payload: dict[str, Any] = {"cache": str(payload_cache())}
     try:
         p = rt.payload()
@@ -38,6 +39,8 @@ def gather(cli: CliContext) -> dict[str, Any]:
                   "running": sum(s.status == Status.RUNNING for s in states),
                   "exited": sum(s.status == Status.EXITED for s in states)},
         "images": len(rt.images.all()),
+        # (warm-start VMs waiting for the next fresh box: runtime/spares.py)
+        "spares": {"ready": sum(s.ready for s in spares), "total": len(spares)},
     }
 
 

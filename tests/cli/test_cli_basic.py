@@ -232,6 +232,7 @@ def test_info_json(script_runner: ScriptRunner, home: Path) -> None:
     assert data["home"]["data"] == str(home)
     assert data["boxes"] == {"total": 0, "running": 0, "exited": 0}
     assert data["images"] == 0
+    assert data["spares"] == {"ready": 0, "total": 0}
     assert "not built" in data["payload"]["error"]
 
 

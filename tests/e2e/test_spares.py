@@ -72,6 +72,8 @@ def test_fresh_boxes_take_spares_and_each_is_its_own(spares: Path) -> None:
     for name in ("spare-a", "spare-b"):
         spare = wait_for_spare(spares, other_than=used)
         used.add(spare)
+        info = json.loads(bx("info", "--format", "json").stdout)
+        assert info["spares"] == {"ready": 1, "total": 1}
         result = bx("run", "-d", "--name", name, IMAGE, "sleep", "600")
         assert result.returncode == 0, result.stderr
         assert took_a_spare(spares, name)
