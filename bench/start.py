@@ -158,6 +158,7 @@ def main() -> int:
         cpu[name].append(spent)
 
     try:
+        settle_spares(home)  # (the bench box left one: made before the idle rate is taken)
         idle = idle_rate()  # (the bench box idles meanwhile: its share counts as idle)
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
