@@ -410,12 +410,15 @@ class Runtime:
             return self._start(ref, foreground, cold=True, output=output)
 
     def _renew_disk(self, box_id: str) -> None:
-        """A fresh root disk again, for a box that never ran (its primed warm start failed)."""
+        """A fresh root disk again, for a box that never ran (its primed warm start failed;
+        a start whose shim died before it said so is over too)."""
         files = self.files(box_id)
         with self.boxes.lock(box_id):
             state = self.boxes.read(box_id)
             create_overlay_cached(Path(state.config.rootfs_base), files.rootfs_disk)
             state.fresh_disk = file_identity(files.rootfs_disk)
+            if state.status == Status.STARTING:
+                state.status = Status.CREATED
             self.boxes.write(state)
 
     def _take_template_disk(self, template: Path, files: BoxFiles) -> bool:
