@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import sys
+from pathlib import Path
 
 # The commands that start a box (a guess from the first word that is not an option: a
 # wrong one costs an idle process that exits with us).
@@ -23,7 +24,25 @@ def wants_prestart(args: list[str]) -> bool:
     if not words or args[words[0]] not in BOX_STARTING_COMMANDS:
         return False
     ours = args[:words[1]] if len(words) > 1 else args
-    return "--help" not in ours and "-h" not in ours
+    if "--help" in ours or "-h" in ours:
+        return False
+    # A `run` that will likely take a spare VM needs no shim of its own: one importing
+    # meanwhile would only take CPU from the spare's guest (a wrong guess costs the
+    # usual shim start, ~0.1 s).
+    return not (args[words[0]] == "run" and spare_ready())
+
+
+def spare_ready() -> bool:
+    """A spare VM waits in this home (runtime/spares.py), ready to be taken."""
+    from boxlite_cli.shim.spareclaim import adopt_socket
+    from boxlite_cli.state.paths import home_paths
+
+    try:
+        with os.scandir(home_paths().data / "spares") as entries:
+            return any(entry.is_dir() and adopt_socket(Path(entry.path)).exists()
+                       for entry in entries)
+    except OSError:
+        return False
 
 
 def main() -> int:

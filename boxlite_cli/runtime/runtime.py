@@ -388,6 +388,7 @@ class Runtime:
         main process's output there itself and reports its exit on
         StartResult.exit_pipe, so the caller needs no connection to the box at all.
         """
+        spares_enabled(), spare_idle_s()  # (bad spare settings fail before anything starts)
         if checkpoint is not None or memory is not None:
             return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory)
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"

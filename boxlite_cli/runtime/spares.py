@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -48,11 +49,12 @@ MAX_SPARE_IDLE_S = 24 * 3600.0
 # new one has no process record for the first moments.
 STALE_AFTER_S = 60.0
 SPARE_ID_LEN = 63  # one shorter than a box id: "spares" is one longer than "boxes"
+SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 
 def spares_enabled() -> bool:
     """BOXLITE_SPARES: 1 (the default) or 0; anything else is refused."""
-    value = os.environ.get(SPARES_ENV, "1").strip()
+    value = os.environ.get(SPARES_ENV, "").strip() or "1"
     if value not in ("0", "1"):
         raise UsageError(f"invalid {SPARES_ENV}={value!r}", hint="use 1 (the default) or 0")
     return value == "1"
@@ -64,7 +66,7 @@ def spare_idle_s() -> float:
     if not value:
         return DEFAULT_SPARE_IDLE_S
     try:
-        seconds = float(value)
+        seconds = float(value) if SECONDS.fullmatch(value) else -1.0
     except ValueError:
         seconds = -1.0
     if not 0 < seconds <= MAX_SPARE_IDLE_S:
@@ -76,7 +78,7 @@ def spare_idle_s() -> float:
 @dataclasses.dataclass(frozen=True)
 class SpareInfo:
     directory: Path
-    key: str
+    key: str  # "" when its spare.json is missing or unreadable: it is never taken
     process: ProcessRecord | None  # None: its process is gone (or not started yet)
     ready: bool
 
@@ -101,7 +103,7 @@ class Spares:
             try:
                 key = str(json.loads((directory / SPARE_META).read_text())["key"])
             except (OSError, ValueError, KeyError, TypeError):
-                continue
+                key = ""  # (still listed: stop_all and sweep see to it)
             record = read_pidfile(BoxFiles(directory).shim_pid)
             if record is not None and not record.alive():
                 record = None
@@ -112,7 +114,7 @@ class Spares:
     def claim(self, key: str) -> ClaimedSpare | None:
         """Take a ready spare of template `key` (None when there is none to take)."""
         for spare in self.list():
-            if spare.key == key and spare.ready and spare.pid is not None:
+            if key and spare.key == key and spare.ready and spare.pid is not None:
                 claimed = claim_spare(spare.directory, spare.pid)
                 if claimed is not None:
                     return claimed
@@ -121,15 +123,18 @@ class Spares:
     def replenish(self, key: str, template: Path, launch: Launch) -> None:
         """Start a spare of template `key` (the box `launch` started from it) unless
         one is there or being made. Best effort: a spare is never worth a failure."""
-        with contextlib.suppress(OSError, Timeout):
+        with contextlib.suppress(OSError, Timeout, UsageError):
             if not spares_enabled():
                 return
+            idle_s = spare_idle_s()
             with FileLock(lock_path(self.root, key), timeout=0):
                 pass  # free: no spare of this template (its spare holds the lock)
             self.sweep()
             directory = self.root / secrets.token_hex(32)[:SPARE_ID_LEN]
             self.root.mkdir(mode=0o700, exist_ok=True)
             directory.mkdir(mode=0o700)
+            write_json_atomic(directory / SPARE_META, {"key": key, "template": str(template),
+                                                       "idle_s": idle_s})
             (directory / "disks").mkdir(mode=0o700)
             files = BoxFiles(directory)
             vm = dataclasses.replace(
@@ -139,8 +144,6 @@ class Spares:
                 restore_from=str(template))
             Launch(driver=launch.driver, vm=vm, boot_timeout_s=launch.boot_timeout_s,
                    network=launch.network).save(directory / "vm.json")
-            write_json_atomic(directory / SPARE_META, {"key": key, "template": str(template),
-                                                       "idle_s": spare_idle_s()})
             home = os.environ.get("BOXLITE_HOME", "")  # (in the command line, as every shim's)
             spare = subprocess.Popen([sys.executable, "-m", "boxlite_cli.shim", SPARE_FLAG,
                                       str(directory), home],
@@ -175,7 +178,16 @@ class Spares:
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
+        self._remove_free_locks()
         return len(spares)
+
+    def _remove_free_locks(self) -> None:
+        """The templates' lock files that no spare holds (one may be made again: then
+        its lock file is made again)."""
+        with contextlib.suppress(OSError):
+            for path in self.root.glob("*.lock"):
+                with contextlib.suppress(OSError, Timeout), FileLock(path, timeout=0):
+                    path.unlink()
 
 
 def _remove(directory: Path) -> None:

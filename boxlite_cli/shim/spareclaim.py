@@ -15,7 +15,9 @@ SPARE_FLAG = "--spare"
 SPARE_META = "spare.json"
 ADOPT_SOCKET = "adopt.sock"
 CLAIMED = b"ok"
-CLAIM_TIMEOUT_S = 2.0  # for the spare's "ok" (it answers at once, from accept)
+# For the spare's "ok" (it answers at once, from accept): a stopped or stuck spare
+# costs a start no more than this.
+CLAIM_TIMEOUT_S = 0.5
 
 
 def adopt_socket(spare_dir: Path) -> Path:

@@ -190,6 +190,11 @@ def test_bad_spare_settings_leave_nothing(script_runner: ScriptRunner, image: st
         assert_one_line_error(result, f"invalid {variable}={value!r}")
     assert box_dirs(home) == []
     assert names(home) == []
+    plant_box(status=Status.CREATED, exit_code=None)
+    result = bx(script_runner, "start", "planted")  # (refused before anything starts)
+    assert_one_line_error(result, f"invalid {variable}={value!r}")
+    state = json.loads(bx(script_runner, "inspect", "planted").stdout)
+    assert state[0]["status"] == "created"
     assert not (home / "spares").exists()
 
 

@@ -127,6 +127,12 @@ def test_a_dead_spare_is_passed_over_and_an_unused_one_goes(spares: Path,
     bx("run", "--rm", IMAGE, "true")
     spare = wait_for_spare(spares)
     pid = json.loads((spare / "shim.pid").read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)  # stuck: it cannot answer a claim (the kernel accepts it)
+    try:
+        result = bx("run", "--rm", IMAGE, "echo", "ok")
+        assert (result.returncode, result.stdout) == (0, b"ok\n"), result.stderr
+    finally:
+        os.kill(pid, signal.SIGCONT)
     os.kill(pid, signal.SIGKILL)  # its VM dies with it; its directory stays behind
     result = bx("run", "--rm", IMAGE, "echo", "ok")
     assert (result.returncode, result.stdout) == (0, b"ok\n"), result.stderr

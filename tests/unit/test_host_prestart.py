@@ -37,6 +37,21 @@ def test_only_the_commands_that_start_a_box_prestart_a_shim(
     assert wants_prestart(args) is expected
 
 
+def test_a_run_that_will_take_a_spare_prestarts_no_shim(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_cli.shim.spareclaim import adopt_socket
+
+    monkeypatch.delenv("BOXLITE_PRESTART", raising=False)
+    monkeypatch.setenv("BOXLITE_HOME", str(tmp_path))
+    spare = tmp_path / "spares" / ("a" * 63)
+    spare.mkdir(parents=True)
+    assert wants_prestart(["run", "img"])  # being made: not ready yet
+    adopt_socket(spare).parent.mkdir(parents=True, exist_ok=True)
+    adopt_socket(spare).write_bytes(b"")
+    assert not wants_prestart(["run", "img"])
+    assert wants_prestart(["start", "web"])  # (a box that ran before takes none)
+
+
 def test_prestarting_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOXLITE_PRESTART", "0")
     assert not wants_prestart(["run", "img"])

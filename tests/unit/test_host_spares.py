@@ -44,8 +44,12 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOXLITE_SPARE_IDLE_S", "2.5")
     assert spares_enabled() is False
     assert spare_idle_s() == 2.5
+    monkeypatch.setenv("BOXLITE_SPARES", "")
+    monkeypatch.setenv("BOXLITE_SPARE_IDLE_S", ".5")
+    assert spares_enabled() is True and spare_idle_s() == 0.5
     for variable, value in (("BOXLITE_SPARES", "true"), ("BOXLITE_SPARE_IDLE_S", "-1"),
-                            ("BOXLITE_SPARE_IDLE_S", "nan"), ("BOXLITE_SPARE_IDLE_S", "1e9")):
+                            ("BOXLITE_SPARE_IDLE_S", "nan"), ("BOXLITE_SPARE_IDLE_S", "1e9"),
+                            ("BOXLITE_SPARE_IDLE_S", "1_0"), ("BOXLITE_SPARE_IDLE_S", "0x10")):
         monkeypatch.setenv(variable, value)
         with pytest.raises(UsageError, match=f"invalid {variable}"):
             spares_enabled()
@@ -168,12 +172,17 @@ def test_the_registry_knows_ready_spares_and_stops_them(tmp_path: Path) -> None:
         spares = Spares(tmp_path)
         _plant(tmp_path, "k1", sleeper.pid, ready=True)
         _plant(tmp_path, "k2", None, ready=True)  # its process is gone
+        broken = _plant(tmp_path, "k3", None, ready=False)
+        (broken / SPARE_META).write_text('{"key": 5')  # (or none yet: being made)
         found = {s.key: (s.pid, s.ready) for s in spares.list()}
-        assert found == {"k1": (sleeper.pid, True), "k2": (None, False)}
+        assert found == {"k1": (sleeper.pid, True), "k2": (None, False), "": (None, False)}
         assert spares.claim("k2") is None  # not ready: no process
-        assert spares.stop_all(wait_s=0) == 2
+        assert spares.claim("") is None  # unknown template: never taken
+        (tmp_path / "k9.lock").write_bytes(b"")
+        assert spares.stop_all(wait_s=0) == 3
         assert sleeper.wait(10) == -15
-        assert [s.key for s in spares.list()] == ["k1"]  # (a spare removes its own)
+        assert {s.key for s in spares.list()} <= {"k1"}  # the dead ones' are removed
+        assert not (tmp_path / "k9.lock").exists()  # no spare held it
     finally:
         sleeper.kill()
         sleeper.wait()
