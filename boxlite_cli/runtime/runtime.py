@@ -525,8 +525,8 @@ class Runtime:
             self.boxes.write(state)
         try:
             started = self._spawn_shim(state, files, output_fds, spare)
-        except (SpareFailed, UsageError):
-            raise
+        except SpareFailed:
+            raise  # (not the template's failure: start() starts the box without a spare)
         except VmError as e:
             if warm is None:
                 raise

@@ -30,7 +30,8 @@ def lock_path(spares_root: Path, key: str) -> Path:
 
 @dataclass
 class ClaimedSpare:
-    """A spare this process has taken: hand it the box (or close it: it goes away)."""
+    """A spare this process has taken: hand it the box. Closed without one (this
+    process failed or exited first), the spare powers off and removes itself."""
 
     pid: int
     directory: Path
@@ -39,10 +40,6 @@ class ClaimedSpare:
     def hand_over(self, box_dir: Path, log_fd: int, ready_fd: int,
                   output_fds: tuple[int, ...]) -> None:
         send_box(self.sock, box_dir, log_fd, ready_fd, output_fds)
-
-    def release(self) -> None:
-        """Not wanted after all: the spare powers off and removes itself."""
-        self.sock.close()
 
 
 def claim_spare(spare_dir: Path, pid: int) -> ClaimedSpare | None:

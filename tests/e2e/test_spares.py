@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ def spare_dirs(home: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def wait_for_spare(home: Path, other_than: set[Path] = frozenset()) -> Path:  # type: ignore[assignment]
+def wait_for_spare(home: Path, other_than: Collection[Path] = ()) -> Path:
     deadline = time.monotonic() + READY_WITHIN_S
     while time.monotonic() < deadline:
         ready = [d for d in spare_dirs(home) if d not in other_than and adopt_socket(d).exists()]
