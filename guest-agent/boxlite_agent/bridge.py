@@ -20,6 +20,15 @@ grpcio cannot serve on an fd, so the server listens on a unix socket and:
   translated afresh). A spare is renewed after SPARE_MAX_AGE_S (the server drops a
   connection that sends no preface for 120 s), and one the server closed is
   replaced by a fresh connection when the host comes.
+
+The guest learns that a host connected from a control message that its kernel handles
+in a work queue, while the host's first bytes arrive on the port's own queue: they can
+be read while the port still polls POLLHUP, and writes to it fail with EAGAIN until the
+message is handled. So bytes read under POLLHUP open a session that a POLLHUP does not
+end for HOST_OPEN_GRACE_S; nothing is written to the port while it polls POLLHUP. (It
+used to end there: the host's first bytes and the server's greeting were dropped, and
+the host's gRPC client waited 60 s for a greeting, about one start in thirty under
+load.)
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from boxlite_agent import console
 READ_SIZE = 64 * 1024
 BUFFER_LIMIT = 256 * 1024
 HUP_SLEEP_S = 0.015
+HOST_OPEN_GRACE_S = 10.0
 SPARE_MAX_AGE_S = 60.0
 POLL_MS = 500
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -103,11 +113,15 @@ class PortBridge:
         connect: Callable[[], socket.socket],
         hup_sleep: float = HUP_SLEEP_S,
         spare_max_age: float = SPARE_MAX_AGE_S,
+        host_open_grace: float = HOST_OPEN_GRACE_S,
     ) -> None:
         self._open_port = open_port
         self._connect = connect
         self._hup_sleep = hup_sleep
         self._spare_max_age = spare_max_age
+        self._host_open_grace = host_open_grace
+        # when bytes were read while the port polled POLLHUP, until it polls without
+        self._unconfirmed_since: float | None = None
         self._up: socket.socket | None = None
         self._spare: socket.socket | None = None
         self._spare_since = -math.inf  # when it was opened (or the last attempt failed)
@@ -126,6 +140,17 @@ class PortBridge:
     def _host_gone(self) -> None:
         self._close_up()
         self._to_port.clear()
+        self._unconfirmed_since = None
+
+    def _hung_up(self) -> None:
+        """The port polls POLLHUP: the host went away, unless its bytes came ahead of the
+        news that it connected (then wait for that, a while)."""
+        since = self._unconfirmed_since
+        if since is not None and time.monotonic() - since < self._host_open_grace:
+            time.sleep(self._hup_sleep)
+            return
+        self._host_gone()
+        self._idle()
 
     def _idle(self) -> None:
         """No host is connected: keep a spare upstream, then sleep a little."""
@@ -185,7 +210,7 @@ class PortBridge:
 
     # -- one step of the loop ----------------------------------------------------
 
-    def _port_readable(self, port: int) -> None:
+    def _port_readable(self, port: int, hup: bool) -> None:
         try:
             data = os.read(port, READ_SIZE)
         except BlockingIOError:
@@ -195,11 +220,12 @@ class PortBridge:
                 raise
             data = b""
         if not data:  # no host peer
-            self._host_gone()
-            self._idle()
+            self._hung_up()
             return
         if data.startswith(H2_PREFACE) and self._up is not None:
             self._host_gone()  # a new host connection we did not see a HUP for
+        if hup and self._unconfirmed_since is None:
+            self._unconfirmed_since = time.monotonic()
         if self._ensure_up():
             self._to_up += data
 
@@ -255,17 +281,19 @@ class PortBridge:
         pev = events.get(port, 0)
         if pev & select.POLLNVAL:
             raise OSError(errno.EBADF, "the port fd is not open")
+        hup = bool(pev & _HUP)
+        if not hup:
+            self._unconfirmed_since = None  # the guest knows the host is there
         if up is not None and up is self._up:
             uev = events.get(up.fileno(), 0)
             if uev & (select.POLLIN | _HUP):
                 self._up_readable()
         if pev & select.POLLIN:
-            self._port_readable(port)
-        elif pev & _HUP:
-            self._host_gone()
-            self._idle()
+            self._port_readable(port, hup)
+        elif hup:
+            self._hung_up()
             return
-        if self._to_port:
+        if self._to_port and not hup:
             self._flush_port(port)
         if self._up is not None and self._to_up:
             self._flush_up()

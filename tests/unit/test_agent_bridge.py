@@ -277,6 +277,53 @@ def test_the_next_host_finds_a_spare_upstream_and_its_greeting(
     assert up.count == 1 and bridge.upstreams_opened == 1
 
 
+def early_bytes_bridge(upstream_path: str, **options: float) -> tuple[PtyPort, PortBridge]:
+    """A bridge stepped by the test, with a spare upstream open, that has read a host's
+    bytes while the port still polled POLLHUP: as a virtio port's first bytes can come
+    ahead of the control message that tells the guest the host connected."""
+    port = disconnected_port()
+    os.set_blocking(port.master, False)
+    bridge = PortBridge(lambda: port.master, connect_unix(upstream_path), hup_sleep=0.01,
+                        **options)
+    bridge.step(port.master, poll_ms=0)  # no host: opens the spare
+    time.sleep(0.1)  # (its greeting arrives)
+    host = port.connect()
+    os.write(host, b"x")
+    port.disconnect()  # the pty polls POLLHUP again, with the bytes still there
+    bridge.step(port.master, poll_ms=0)
+    return port, bridge
+
+
+def step_for(bridge: PortBridge, port: PtyPort, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        bridge.step(port.master, poll_ms=10)
+
+
+def test_bytes_ahead_of_the_hosts_connection_keep_their_session(upstream_path: str) -> None:
+    up = Upstream(upstream_path, greet_then_echo)
+    port, bridge = early_bytes_bridge(upstream_path)
+    step_for(bridge, port, 0.3)  # POLLHUP all along: the session waits, writes nothing
+    assert up.closed == [] and up.count == 1
+    host = port.connect()  # the news that the host is there
+    step_for(bridge, port, 0.1)
+    assert read_exact(host, len(b"hello0;0:x")) == b"hello0;0:x"
+    assert up.count == 1 and bridge.upstreams_opened == 1
+
+
+def test_bytes_ahead_of_a_connection_that_never_shows_are_dropped_in_time(
+        upstream_path: str) -> None:
+    up = Upstream(upstream_path, greet_then_echo)
+    port, bridge = early_bytes_bridge(upstream_path, host_open_grace=0.2)
+    step_for(bridge, port, 0.4)
+    wait_for(lambda: 0 in up.closed)  # the session ended: its host never came
+    host = port.connect()
+    step_for(bridge, port, 0.1)
+    os.write(host, b"y")
+    step_for(bridge, port, 0.1)
+    assert read_exact(host, len(b"hello1;1:y")) == b"hello1;1:y"  # nothing of the old one
+
+
 def test_a_spare_the_server_closed_is_not_used(upstream_path: str,
                                                run_bridge: BridgeStarter) -> None:
     def close_the_first(index: int, conn: socket.socket) -> None:
