@@ -67,6 +67,15 @@ class OutputLost(BoxliteError):
         self.exit_code = exit_code or 125
 
 
+class BoxStopped(VmError):
+    """The box stopped before its main process ended (its VM or guest agent went away);
+    the exit code is the one the box recorded (125, or 137 when its shim was killed)."""
+
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(f"the box stopped before its command ended: {reason}")
+        self.exit_code = exit_code or 125
+
+
 class AgentError(BoxliteError):
     """The guest agent returned an error or went away."""
 

@@ -74,7 +74,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     # itself (no gRPC in this process); -i and -t need a session.
     output = None if detach or interactive or tty else std_fds()
     try:
-        result = rt.start(state.id, foreground=not detach, cold=cold, output=output)
+        result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
+                          exit_report=True)
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):
@@ -86,14 +87,14 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if detach:
         click.echo(state.id)
         return 0
-    if result.exit_pipe is not None:
+    if output is not None and result.exit_pipe is not None:
         from boxlite_cli.runtime.foreground import wait_direct
 
         return wait_direct(rt, state.id, result)
     # gRPC is imported only now, once the box runs (the shim is up).
     from boxlite_cli.runtime.foreground import attach_main
 
-    return attach_main(rt, state.id, interactive, tty)
+    return attach_main(rt, state.id, interactive, tty, started=result)
 
 
 # What `run --from` takes: the new box's name, its removal, its published ports and how

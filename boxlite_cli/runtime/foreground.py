@@ -10,33 +10,66 @@ import threading
 import time
 from pathlib import Path
 
-from boxlite_cli.errors import BoxliteError, OutputLost, VmError
+from boxlite_cli.errors import BoxliteError, BoxStopped, OutputLost, VmError
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
 
 STOP_WAIT_S = 60.0
 
 
-def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool) -> int:
-    """Stream the main process until it ends; wait for the box to stop; its exit code."""
+def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
+                started: StartResult | None = None) -> int:
+    """Stream the main process until it ends; wait for the box to stop; its exit code.
+    `started`: a start with the shim's report pipe (Runtime.start's exit_report), read
+    for why the box stopped when the stream broke; the pipe is closed here."""
+    exit_pipe = started.exit_pipe if started is not None else None
     from boxlite_cli.agent.client import AgentClient
     from boxlite_cli.runtime.session import Session
 
-    client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
     try:
+        client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
         try:
             code = Session(client, MAIN, stdin=stdin, tty=tty).run().exit_code
         except BoxliteError:
-            # The VM went away under us: the shim records why.
+            # The VM went away under us: the shim says why (and records it).
+            if started is not None and exit_pipe is not None:
+                reported = _exit_report(_read_until_eof(exit_pipe, started.pending, STOP_WAIT_S))
+                if reported is not None:
+                    return reported
             rt.wait_stopped(box_id, STOP_WAIT_S)
             state = rt.boxes.read(box_id) if rt.boxes.box_dir(box_id).exists() else None
             if state is None or state.exit_code is None:
                 raise
-            code = state.exit_code
+            return _recorded_exit(state.exit_code, state.error)
+        finally:
+            client.close()
     finally:
-        client.close()
+        if exit_pipe is not None:
+            os.close(exit_pipe)
     rt.wait_stopped(box_id, STOP_WAIT_S)
     return code
+
+
+def _recorded_exit(code: int, error: str | None) -> int:
+    """The exit code the box recorded; raised as BoxStopped when boxlite failed (125
+    with a reason), which the command's own 125 never has."""
+    if code == BoxStopped.exit_code and error:
+        raise BoxStopped(error, code)
+    return code
+
+
+def _exit_report(data: bytes) -> int | None:
+    """The exit code in the shim's reports (None when there is none); a lost output or
+    a box that stopped under its command raises."""
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            report = json.loads(line)
+            if report.get("exit_code") is not None:
+                code = int(report["exit_code"])
+                if report.get("output_error"):
+                    raise OutputLost(str(report["output_error"]), code)
+                return _recorded_exit(code, report.get("error"))
+    return None
 
 
 def _forward(agent_socket: Path, signum: int) -> None:
@@ -79,17 +112,13 @@ def wait_direct(rt: Runtime, box_id: str, started: StartResult) -> int:
     finally:
         os.close(started.exit_pipe)
     # The shim closes the pipe once the box is stopped (and removed, with --rm).
-    for line in data.splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
-            report = json.loads(line)
-            if report.get("exit_code") is not None:
-                if report.get("output_error"):
-                    raise OutputLost(str(report["output_error"]), int(report["exit_code"]))
-                return int(report["exit_code"])
+    reported = _exit_report(data)
+    if reported is not None:
+        return reported
     # The shim ended without a word: what it recorded, if anything.
     rt.wait_stopped(box_id, STOP_WAIT_S)
     state = rt.boxes.read(box_id) if rt.boxes.box_dir(box_id).exists() else None
     if state is None or state.exit_code is None:
         raise VmError("the box's shim ended without reporting how the command ended",
                       hint=f"see {rt.files(box_id).shim_log}")
-    return state.exit_code
+    return _recorded_exit(state.exit_code, state.error)

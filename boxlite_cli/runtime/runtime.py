@@ -144,8 +144,9 @@ class StartResult:
     exec_id: str
     exit_code: int | None = None
     error: str | None = None
-    # A start with `output` fds: the pipe on which the shim reports how the main
-    # process ended (see foreground.wait_direct), and what was already read of it.
+    # A start with `output` fds (or `exit_report`): the pipe on which the shim reports
+    # how the main process ended (see runtime/foreground.py), and what was already read
+    # of it.
     exit_pipe: int | None = None
     pending: bytes = b""
 
@@ -374,7 +375,7 @@ class Runtime:
 
     def start(self, ref: str, foreground: bool = False, cold: bool = False,
               checkpoint: str | None = None, memory: Path | None = None,
-              output: tuple[int, int] | None = None) -> StartResult:
+              output: tuple[int, int] | None = None, exit_report: bool = False) -> StartResult:
         """Boot the box and start its main process; returns once it runs.
 
         `foreground`: the caller will attach to the main process (its output waits
@@ -387,6 +388,8 @@ class Runtime:
         `output` (foreground only): the caller's (stdout, stderr). The shim writes the
         main process's output there itself and reports its exit on
         StartResult.exit_pipe, so the caller needs no connection to the box at all.
+        `exit_report` (foreground, without `output`): that pipe too, for the caller to
+        hear why the box stopped when its own connection broke.
         """
         spares_enabled(), spare_idle_s()  # (bad spare settings fail before anything starts)
         if checkpoint is not None or memory is not None:
@@ -394,11 +397,12 @@ class Runtime:
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
         try:
             try:
-                return self._start(ref, foreground, cold, output=output)
+                return self._start(ref, foreground, cold, output=output, exit_report=exit_report)
             except SpareFailed as e:
                 self.warn(f"a spare VM could not be used ({e}); starting without one")
                 self._renew_disk(self.resolve(ref))
-                return self._start(ref, foreground, cold, output=output, spares=False)
+                return self._start(ref, foreground, cold, output=output, spares=False,
+                                   exit_report=exit_report)
         except WarmStartFailed as e:
             # A fixed host port that another box took between our check and QEMU's bind
             # (which then exits at once) is that port's failure, not the template's.
@@ -408,7 +412,8 @@ class Runtime:
             shutil.rmtree(e.template, ignore_errors=True)
             if e.primed:
                 self._renew_disk(self.resolve(ref))
-            return self._start(ref, foreground, cold=True, output=output)
+            return self._start(ref, foreground, cold=True, output=output,
+                               exit_report=exit_report)
 
     def _renew_disk(self, box_id: str) -> None:
         """A fresh root disk again, for a box that never ran (its primed warm start failed;
@@ -436,7 +441,8 @@ class Runtime:
 
     def _start(self, ref: str, foreground: bool, cold: bool,
                checkpoint: str | None = None, memory: Path | None = None,
-               output: tuple[int, int] | None = None, spares: bool = True) -> StartResult:
+               output: tuple[int, int] | None = None, spares: bool = True,
+               exit_report: bool = False) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         with self.boxes.lock(box_id):
@@ -524,7 +530,8 @@ class Runtime:
             files.restarting.unlink(missing_ok=True)  # (restart's: see stop())
             self.boxes.write(state)
         try:
-            started = self._spawn_shim(state, files, output_fds, spare)
+            started = self._spawn_shim(state, files, output_fds, spare,
+                                       keep_report=foreground and (bool(output_fds) or exit_report))
         except SpareFailed:
             raise  # (not the template's failure: start() starts the box without a spare)
         except VmError as e:
@@ -540,7 +547,7 @@ class Runtime:
 
     def _spawn_shim(self, state: BoxState, files: BoxFiles,
                     output_fds: tuple[int, ...] = (),
-                    spare: ClaimedSpare | None = None) -> StartResult:
+                    spare: ClaimedSpare | None = None, keep_report: bool = False) -> StartResult:
         read_fd, write_fd = os.pipe()
         try:
             if spare is not None:
@@ -554,7 +561,7 @@ class Runtime:
         try:
             line, pending = self._read_ready(read_fd, boot_timeout_s() + 30, files)
             message = json.loads(line) if line else {}
-            keep_pipe = bool(output_fds and message.get("ok") and not message.get("exit_code"))
+            keep_pipe = bool(keep_report and message.get("ok") and not message.get("exit_code"))
         finally:
             if not keep_pipe:
                 os.close(read_fd)

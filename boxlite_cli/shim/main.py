@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -89,6 +90,20 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
     if telling and telling[-1] not in tail[-1:]:
         tail = [*tail[1:], telling[-1]]
     return tail
+
+
+AGENT_ENDED = re.compile(r"boxlite-init: the agent exited \(([^)]*)\)")
+
+
+def agent_ended(tail: list[str]) -> str | None:
+    """Why the guest powered off, when its agent ended (init's last words)."""
+    for line in reversed(tail):
+        if found := AGENT_ENDED.search(line):
+            return (f"the guest agent was {found.group(1)} and the VM powered off (a "
+                    "process in the box can do that as root, as `kill -9 -1` does)"
+                    if found.group(1).startswith("killed") else
+                    f"the guest agent ended ({found.group(1)}) and the VM powered off")
+    return None
 
 
 # `<data>/failed/` keeps the console and shim logs of the failed starts of `--rm` boxes
@@ -588,7 +603,10 @@ class Shim:
                     vmm=self.launch.driver,
                     exit_code=None, error=None, finished_at=None)
         self.widen_port_backlogs()  # (before the CLI hears the box runs)
-        self.report(ok=True, exec_id=started.exec_id, pid=started.pid, keep_open=direct)
+        # A foreground CLI hears on the same pipe how the main process ended (it reads
+        # that when its own stream breaks: why the box stopped).
+        self.report(ok=True, exec_id=started.exec_id, pid=started.pid,
+                    keep_open=direct or self.launch.foreground)
         if not direct and not self.launch.foreground:
             self.start_logging(client)
         return self.supervise(client, state, waiting)
@@ -641,7 +659,8 @@ class Shim:
             if self.killed_by is not None:
                 error, exit_code = "stopped by a signal to the shim", 128 + signal.SIGKILL
             else:
-                error = f"{self.vmm_exit_reason()} ({e})"
+                error = (agent_ended(console_tail(self.launch.vm.console_log))
+                         or f"{self.vmm_exit_reason()} ({e})")
                 rc = self.vmm.poll()
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error)

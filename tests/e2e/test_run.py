@@ -236,6 +236,21 @@ def test_pkill_python_in_a_box_leaves_its_agent_be() -> None:
         bx("rm", "-f", "pk")
 
 
+@pytest.mark.parametrize("interactive", [False, True], ids=["direct", "session"])
+def test_a_box_whose_agent_is_killed_says_so(interactive: bool, e2e_home: Path) -> None:
+    """`kill -9 -1` as root in a box kills its guest agent too (no PID namespace): the
+    box ends, and `run` says why in one line with 125, the box gone with --rm."""
+    args = ["-i"] if interactive else []
+    proc = bx("run", "--rm", *args, IMAGE, "sh", "-c", "kill -9 -1; sleep 30; echo survived")
+    assert proc.returncode == 125, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    assert lines[-1].startswith("boxlite: the box stopped before its command ended: the guest "
+                                "agent was killed by signal 9"), proc.stderr
+    assert b"survived" not in proc.stdout
+    assert bx("ps", "-aq").stdout == b""
+    assert vm_processes(e2e_home) == []
+
+
 def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "svc", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr

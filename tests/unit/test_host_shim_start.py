@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from boxlite_cli.errors import BoxliteError, VmError
-from boxlite_cli.shim.main import KEEP_FAILED_LOGS, Shim, prune_kept_logs
+from boxlite_cli.shim.main import KEEP_FAILED_LOGS, Shim, agent_ended, console_tail, prune_kept_logs
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_early, start_vmm
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -402,3 +402,18 @@ def test_the_logs_of_failed_starts_are_bounded(tmp_path: Path) -> None:
     assert left == [f"{i:04d}-console.log" for i in range(10, KEEP_FAILED_LOGS + 10)]
     prune_kept_logs(tmp_path, 0)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_killed_agent_is_named_from_the_guests_last_words(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    console.write_bytes(b"boot noise\nboxlite-agent: ready\n"
+                        b"boxlite-init: the agent exited (killed by signal 9); powering off\n"
+                        b"[    5.370666] reboot: Power down\n")
+    reason = agent_ended(console_tail(console))
+    assert reason is not None and reason.startswith("the guest agent was killed by signal 9")
+    assert "kill -9 -1" in reason
+    console.write_bytes(b"boxlite-init: the agent exited (exit status 1); powering off\n")
+    assert agent_ended(console_tail(console)) == (
+        "the guest agent ended (exit status 1) and the VM powered off")
+    console.write_bytes(b"[    5.370666] reboot: Power down\n")
+    assert agent_ended(console_tail(console)) is None  # a shutdown of another kind
