@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.chain import qcow2_backing
 from boxlite_cli.disks.qcow2 import create_overlay
-from boxlite_cli.errors import BoxliteError, Conflict, StateCorrupt, UsageError
+from boxlite_cli.errors import BoxliteError, Conflict, NotFound, StateCorrupt, UsageError
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import network_config
@@ -107,10 +107,11 @@ def _name(rt: Runtime, box_id: str) -> str:
         return rt.boxes.name_of(box_id) or box_id[:12]
 
 
-def check_no_dependents(rt: Runtime, box_id: str, name: str) -> None:
+def check_no_dependents(rt: Runtime, box_id: str) -> None:
+    """Conflict when other boxes' disks are built on this box's (see `rm`)."""
     users = dependent_boxes(rt, box_id)
     if users:
-        raise Conflict(f"cannot remove box {name}: the disks of {len(users)} other box(es) are "
+        raise Conflict(f"cannot remove box {_name(rt, box_id)}: the disks of {len(users)} other box(es) are "
                        f"built on its snapshots: {', '.join(sorted(users))}",
                        hint="remove those boxes (its clones) first")
 
@@ -134,11 +135,16 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
         check_name_free(rt, n)
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
-    snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}", internal=True)
+    gone = Conflict(f"box {source.name} was removed while it was being cloned")
+    try:
+        snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}", internal=True)
+    except BoxliteError:
+        if not rt.boxes.box_dir(source_id).exists():  # (an `rm -f` of it, say mid-freeze)
+            raise gone from None
+        raise
     base = Path(snap.file)
     made: list[BoxState] = []
     volumes_made: list[str] = []
-    gone = Conflict(f"box {source.name} was removed while it was being cloned")
     try:
         with stage(rt.paths, "clone") as st:
             staged: list[tuple[Path, BoxState]] = []
@@ -163,10 +169,17 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
                     volumes_made += new
                     state.config.mounts = mounts
                     stage_state(box_dir, state)
-                if not base.exists():  # no clone on a disk that is gone
-                    raise gone
-                commit_box(rt, box_dir, state)
-                made.append(state)
+            # Under the source's lock, which `rm` takes to look for dependents and remove
+            # it: either it sees these clones and refuses, or they see it gone.
+            try:
+                with rt.boxes.lock(source_id):
+                    for box_dir, state in staged:
+                        if not base.exists():  # no clone on a disk that is gone
+                            raise gone
+                        commit_box(rt, box_dir, state)
+                        made.append(state)
+            except NotFound:
+                raise gone from None
     except BaseException:
         for state in made:
             with contextlib.suppress(BoxliteError):

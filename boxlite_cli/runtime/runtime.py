@@ -24,6 +24,7 @@ from boxlite_cli.errors import (
     Conflict,
     DiskError,
     ImageError,
+    NoSuchBox,
     NotFound,
     PayloadError,
     StateCorrupt,
@@ -77,6 +78,7 @@ MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
 DEFAULT_STOP_TIMEOUT_S = 10.0
 SHIM_EXIT_WAIT_S = 60.0
+REMOVE_RACE_S = 30.0  # how long `rm -f` stops a box that keeps being started again
 Warn = Callable[[str], None]
 
 
@@ -404,6 +406,12 @@ class Runtime:
                 return self._start(ref, foreground, cold, output=output, spares=False,
                                    exit_report=exit_report)
         except WarmStartFailed as e:
+            # A box removed meanwhile (rm -f kills its shim): not the template's failure.
+            try:
+                self.boxes.read(self.resolve(ref))
+            except NotFound:
+                shown = ref[:12] if len(ref) == 64 else ref  # (run starts its box by id)
+                raise NoSuchBox(f"box {shown} was removed while it was starting") from None
             # A fixed host port that another box took between our check and QEMU's bind
             # (which then exits at once) is that port's failure, not the template's.
             with contextlib.suppress(NotFound):
@@ -528,6 +536,7 @@ class Runtime:
             state.creator = ProcessRecord.current().to_json()
             files.shim_pid.unlink(missing_ok=True)
             files.restarting.unlink(missing_ok=True)  # (restart's: see stop())
+            files.stop_requested.unlink(missing_ok=True)
             self.boxes.write(state)
         try:
             started = self._spawn_shim(state, files, output_fds, spare,
@@ -565,6 +574,11 @@ class Runtime:
         finally:
             if not keep_pipe:
                 os.close(read_fd)
+        if (not line or not message.get("ok")) and (message.get("stopped")
+                                                     or files.stop_requested.exists()):
+            # (a Conflict, not a VmError: neither the template's failure nor a spare's)
+            raise Conflict(f"box {state.name} was stopped while it was starting",
+                           hint="a boxlite stop, kill or rm -f of it came meanwhile")
         if not line and spare is not None:
             raise SpareFailed("it exited on the way")
         if not line:
@@ -679,6 +693,8 @@ class Runtime:
     def _kill_shim(self, files: BoxFiles, sig: int = signal.SIGTERM) -> None:
         record = read_pidfile(files.shim_pid)
         if record is not None and record.alive():
+            with contextlib.suppress(OSError):  # (for a start that this ends: see _spawn_shim)
+                files.stop_requested.touch()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.pid, sig)
 
@@ -805,24 +821,31 @@ class Runtime:
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         """Remove a box and everything only it used (`volumes`: its anonymous volumes
-        too, like `docker rm -v`). Returns its id."""
-        box_id = self.resolve(ref)
-        try:
-            state: BoxState | None = self.get(box_id)
-        except StateCorrupt:
-            if not force:
-                raise
-            state = None
-        if state is not None and state.status in LIVE and not force:
-            raise Conflict(f"cannot remove running box {state.name}",
-                           hint=f"stop it first or use: boxlite rm -f {state.name}")
-        from boxlite_cli.runtime.clone import check_no_dependents  # even with -f: clones need its disk
+        too, like `docker rm -v`). Returns its id.
 
-        check_no_dependents(self, box_id, state.name if state is not None else box_id[:12])
-        self.kill_now(box_id)
-        name = state.name if state is not None else self.boxes.name_of(box_id)
-        sockets = self.files(box_id).sockets
-        self.boxes.remove_dir(box_id)
+        The box's directory goes under its lock, once it is seen not running there: a
+        `start` from another shell meanwhile makes `rm` refuse (or, forced, stop it
+        again) instead of leaving that VM running without its box."""
+        from boxlite_cli.runtime.clone import check_no_dependents  # clones need its disk
+
+        box_id = self.resolve(ref)
+        deadline = time.monotonic() + REMOVE_RACE_S
+        while True:
+            if force:  # (refused before anything is stopped; and again under the lock)
+                check_no_dependents(self, box_id)
+                self.kill_now(box_id)
+            with self.boxes.lock(box_id):
+                state = self._removable(box_id, force)
+                if state is None or state.status not in LIVE:
+                    check_no_dependents(self, box_id)
+                    name = state.name if state is not None else self.boxes.name_of(box_id)
+                    sockets = self.files(box_id).sockets
+                    self.boxes.remove_dir(box_id)
+                    break
+            if time.monotonic() >= deadline:
+                raise Conflict(f"box {state.name} was started again while being removed",
+                               hint=f"try again: boxlite rm -f {state.name}")
+            time.sleep(0.05)  # started again between the kill and the lock: stop it again
         if name:
             self.boxes.release_name(name, box_id)
         if not sockets.is_relative_to(self.boxes.box_dir(box_id)):
@@ -833,6 +856,20 @@ class Runtime:
 
         collect_unused(self)  # e.g. the base of clones, when this was the last of them
         return box_id
+
+    def _removable(self, box_id: str, force: bool) -> BoxState | None:
+        """The box's observed state (None when unreadable, with `force`); Conflict when
+        it runs and `force` is not given."""
+        try:
+            state: BoxState | None = self.observe(self.boxes.read(box_id))
+        except StateCorrupt:
+            if not force:
+                raise
+            state = None
+        if state is not None and state.status in LIVE and not force:
+            raise Conflict(f"cannot remove running box {state.name}",
+                           hint=f"stop it first or use: boxlite rm -f {state.name}")
+        return state
 
     def remove_anonymous_volumes(self, state: BoxState) -> None:
         """The anonymous volumes of a removed box that no other box uses."""

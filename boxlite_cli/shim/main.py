@@ -154,7 +154,7 @@ class Shim:
     # state ----------------------------------------------------------------------------
 
     def update(self, **changes: Any) -> BoxState:
-        with FileLock(str(self.files.dir / LOCK_FILE), timeout=30):
+        with FileLock(str(self.files.dir / LOCK_FILE), timeout=30, create_parents=False):
             state = load_state(self.files.state)
             for key, value in changes.items():
                 setattr(state, key, value)
@@ -577,9 +577,12 @@ class Shim:
             self.update(status=Status.EXITED, error=reason, exit_code=125,
                         finished_at=time.time())
             console = self.keep_console(state) if not refused else self.files.console_log
+            # A stop, kill or `rm -f` meanwhile: not the VM's failure (nothing is retried).
+            stopped = self.stopping.is_set()
             self.report(ok=False, error=reason, refused=refused, console=str(console),
-                        console_tail=console_tail(console), spare=self.adopted is not None)
-            if not warm or refused:  # a failed warm start is retried cold: keep the box
+                        console_tail=console_tail(console), spare=self.adopted is not None,
+                        stopped=stopped)
+            if not warm or refused or stopped:  # a failed warm start is retried cold: keep it
                 self.remove_if_auto(state)
             return 1
         if started.error_exit_code:
@@ -695,7 +698,17 @@ class Shim:
         if not state.config.auto_remove or self.files.restarting.exists():
             return
         store = BoxStore.for_data_dir(self.files.dir.parent.parent)
-        store.remove_dir(state.id)
+        # Under the box's lock, and only while it is still the exited box: a `start` from
+        # another shell in between owns it now (removing it would orphan that VM).
+        try:
+            with store.lock(state.id, timeout=30):
+                if load_state(self.files.state).status != Status.EXITED:
+                    log.info("not removed: the box was started again")
+                    return
+                store.remove_dir(state.id)
+        except (BoxliteError, OSError) as e:
+            log.info("not removed: %s", e)
+            return
         store.release_name(state.name, state.id)
         if not self.files.sockets.is_relative_to(self.files.dir):
             shutil.rmtree(self.files.sockets, ignore_errors=True)
@@ -728,7 +741,8 @@ def main(argv: list[str], early: VmmProcess | BaseException | None = None,
         return Shim(files, ready_fd, hold_fd, early, output_fds, adopted).run()
     except Exception:
         log.exception("shim crashed")
-        with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10):
+        with contextlib.suppress(Exception), FileLock(str(files.dir / LOCK_FILE), timeout=10,
+                                                      create_parents=False):
             st = load_state(files.state)
             if st.status not in (Status.EXITED, Status.CREATED):  # (a maintenance shim)
                 st.status, st.error = Status.EXITED, "the shim crashed; see shim.log"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from boxlite_cli.errors import Conflict, NoSuchBox, NotFound, StateCorrupt, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
-from boxlite_cli.state.flock import FileLock
+from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxState, load_state
 
@@ -34,6 +34,20 @@ def validate_name(name: str) -> None:
         )
 
 
+class BoxLock(FileLock):
+    """A box's lock, which tells a removed box (NoSuchBox) from a failure to lock."""
+
+    def acquire(self, timeout: float | None = None) -> FileLock:
+        box_id = Path(self.lock_file).parent.name
+        try:
+            return super().acquire(timeout)
+        except FileNotFoundError:
+            raise NoSuchBox(f"no such box: {box_id[:12]}") from None
+        except Timeout as e:
+            raise Conflict(f"box {box_id[:12]} is busy: another boxlite command has held it "
+                           f"for {e.timeout:g} s", hint="try again once it is done") from None
+
+
 class BoxStore:
     """Box directories under `<home>/boxes`, names under `<home>/names`."""
 
@@ -50,7 +64,8 @@ class BoxStore:
         return self.paths.box_dir(box_id)
 
     def lock(self, box_id: str, timeout: float = 30) -> FileLock:
-        return FileLock(str(self.box_dir(box_id) / LOCK_FILE), timeout=timeout)
+        """The box's lock; NoSuchBox once its directory is gone (it is not made again)."""
+        return BoxLock(self.box_dir(box_id) / LOCK_FILE, timeout=timeout, create_parents=False)
 
     # names -------------------------------------------------------------------------
 

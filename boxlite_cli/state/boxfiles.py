@@ -25,6 +25,12 @@ class BoxFiles:
         return self.dir / "vmm.pid"
 
     @property
+    def stop_requested(self) -> Path:
+        """Present once a `stop`, `kill` or `rm -f` signalled the box's shim: a start
+        that fails then was stopped, not broken (runtime.py)."""
+        return self.dir / "stop-requested"
+
+    @property
     def restarting(self) -> Path:
         """Present while `restart` stops a `--rm` box: its shim keeps the box then."""
         return self.dir / "restarting"

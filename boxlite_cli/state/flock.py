@@ -25,11 +25,14 @@ class FileLock:
     """An exclusive, reentrant (per instance) lock on `path`, held with flock(2).
 
     `timeout` (s): 0 tries once, negative waits forever. Missing parent directories
-    are created; the lock file stays on disk."""
+    are created (unless `create_parents` is false: then FileNotFoundError); the lock
+    file stays on disk."""
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float = -1) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout: float = -1,
+                 create_parents: bool = True) -> None:
         self.lock_file = os.fspath(path)
         self.timeout = timeout
+        self.create_parents = create_parents
         self._fd: int | None = None
         self._count = 0
         self._guard = threading.Lock()
@@ -51,7 +54,8 @@ class FileLock:
         return self
 
     def _lock(self, timeout: float) -> int:
-        os.makedirs(os.path.dirname(self.lock_file) or ".", exist_ok=True)  # as filelock does
+        if self.create_parents:
+            os.makedirs(os.path.dirname(self.lock_file) or ".", exist_ok=True)  # as filelock does
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             deadline = time.monotonic() + timeout

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +52,51 @@ def test_two_creates_of_one_name_exactly_one_wins() -> None:
         assert len([line for line in bx("ps", "-a").stdout.splitlines() if b"taken" in line]) == 1
     finally:
         bx("rm", "-f", "taken")
+
+
+def wait_for_status(home: Path, name: str, status: str, timeout: float = 120) -> bool:
+    """Poll the box's state file (no CLI start-up in the way) until it shows `status`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        link = home / "names" / name
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads((home / "boxes" / os.readlink(link) / "state.json").read_text())
+            if state["status"] == status:
+                return True
+        time.sleep(0.005)
+    return False
+
+
+def templates(home: Path) -> list[str]:
+    root = home / "cache" / "templates"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+@pytest.mark.parametrize("verb", ["stop", "rm"])
+def test_a_stop_or_rm_during_a_warm_start_is_no_failure_of_the_template(
+        verb: str, e2e_home: Path) -> None:
+    """`stop` (or `rm -f`) from another shell while a box starts warm: the start ends,
+    the box is not left running, and the shared template stays (it used to be taken
+    for a failed warm start: discarded, and the box started again cold)."""
+    assert bx("run", "--rm", IMAGE, "true").returncode == 0  # a template for the others
+    kept = templates(e2e_home)
+    assert kept
+    try:
+        run = start("run", "-d", "--name", "halted", IMAGE, "sleep", "600")
+        assert wait_for_status(e2e_home, "halted", "starting")
+        halt = bx("stop", "halted") if verb == "stop" else bx("rm", "-f", "halted")
+        _, err = run.communicate(timeout=300)
+        assert halt.returncode == 0, halt.stderr
+        assert b"starting cold" not in err and b"discarding" not in err
+        if run.returncode != 0:  # (the stop came while it started, as meant)
+            assert err.decode().strip().splitlines()[-1] in (
+                "boxlite: box halted was stopped while it was starting",
+                "  hint: a boxlite stop, kill or rm -f of it came meanwhile",
+                "boxlite: no such box: halted"
+            ) or " was removed while it was starting" in err.decode(), err
+        ps = json.loads(bx("ps", "-a", "--format", "json").stdout)
+        assert [b["status"] for b in ps if b["name"] == "halted"] in ([], ["exited"])
+        assert templates(e2e_home) == kept
+    finally:
+        bx("rm", "-f", "halted")
+    assert vm_processes(e2e_home) == []

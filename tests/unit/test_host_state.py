@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from boxlite_cli.errors import Conflict, NotFound, StateCorrupt, UsageError
+from boxlite_cli.errors import Conflict, NoSuchBox, NotFound, StateCorrupt, UsageError
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.state import boxes as boxes_module
 from boxlite_cli.state.atomic import write_bytes_atomic, write_json_atomic
@@ -534,3 +534,135 @@ def test_socket_paths_fit_in_sun_path(tmp_path: Path) -> None:
     assert len(str(sockets / "console.sock").encode()) <= 107
     assert socket_dir(deep) == sockets  # stable
     assert socket_dir(deep / "other") != sockets
+
+
+# removal under the box's lock ---------------------------------------------------------------
+
+
+def test_a_removed_boxs_lock_is_no_such_box_and_makes_no_directory(store: BoxStore) -> None:
+    state = add_box(store, name="gone")
+    store.remove_dir(state.id)
+    with pytest.raises(NoSuchBox), store.lock(state.id):
+        pass
+    assert not store.box_dir(state.id).exists()  # (a lock used to make it again, empty)
+
+
+def test_a_box_held_too_long_by_another_command_is_busy(store: BoxStore) -> None:
+    state = add_box(store, name="held")
+    with store.lock(state.id), pytest.raises(Conflict, match="is busy"):
+        store.lock(state.id, timeout=0.05).acquire()  # (another open file: excluded)
+
+
+def test_rm_refuses_a_box_that_runs_and_leaves_it(store: BoxStore) -> None:
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="up", status=Status.RUNNING)
+    write_pidfile(rt.files(state.id).shim_pid, ProcessRecord.current())
+    with pytest.raises(Conflict, match="cannot remove running box up"):
+        rt.remove("up")
+    assert rt.get("up").status == Status.RUNNING
+
+
+def test_rm_force_stops_a_box_started_again_before_it_took_the_lock(
+        store: BoxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another shell starts the box between rm -f's kill and its lock: rm stops it
+    again, rather than removing the directory of a running VM."""
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="flip", status=Status.EXITED)
+    kills: list[str] = []
+
+    def kill_now(box_id: str) -> None:
+        kills.append(box_id)
+        with rt.boxes.lock(box_id):
+            s = rt.boxes.read(box_id)
+            if len(kills) == 1:  # a `start` right after our kill
+                s.status = Status.RUNNING
+                write_pidfile(rt.files(box_id).shim_pid, ProcessRecord.current())
+            else:  # killed this time
+                s.status = Status.EXITED
+                rt.files(box_id).shim_pid.unlink()
+            rt.boxes.write(s)
+
+    monkeypatch.setattr(rt, "kill_now", kill_now)
+    assert rt.remove("flip", force=True) == state.id
+    assert kills == [state.id, state.id]
+    assert not rt.boxes.box_dir(state.id).exists()
+    with pytest.raises(NotFound):
+        rt.resolve("flip")
+
+
+def _auto_removed_shim(store: BoxStore) -> tuple[Any, BoxState]:
+    from boxlite_cli.shim.main import Shim
+    from boxlite_cli.shim.vmspec import Launch
+    from boxlite_cli.state.boxfiles import BoxFiles
+    from boxlite_cli.vmm.base import VmSpec
+
+    state = add_box(store, name="rmme", status=Status.EXITED)
+    state.config.auto_remove = True
+    with store.lock(state.id):
+        store.write(state)
+    files = BoxFiles(store.box_dir(state.id))
+    d = files.dir
+    Launch(driver="qemu", boot_timeout_s=30, vm=VmSpec(
+        kernel=d / "k", initrd=d / "i", agent_root=d / "a", rootfs_disk=d / "r",
+        console_log=files.console_log, agent_socket=d / "vm.sock",
+        control_socket=d / "qmp.sock")).save(d / "vm.json")
+    return Shim(files, ready_fd=-1), state
+
+
+def test_an_auto_removed_box_goes_with_its_vm(store: BoxStore) -> None:
+    shim, state = _auto_removed_shim(store)
+    shim.remove_if_auto(state)
+    assert not store.box_dir(state.id).exists()
+    assert not (store.names / "rmme").is_symlink()
+
+
+def test_an_auto_removed_box_started_again_meanwhile_is_kept(store: BoxStore) -> None:
+    """`start` from another shell between the VM's end and the removal owns the box."""
+    shim, state = _auto_removed_shim(store)
+    with store.lock(state.id):
+        again = store.read(state.id)
+        again.status = Status.STARTING
+        store.write(again)
+    shim.remove_if_auto(state)
+    assert store.read(state.id).status == Status.STARTING
+    assert os.readlink(store.names / "rmme") == state.id
+
+
+def test_a_start_whose_shim_was_signalled_was_stopped_not_broken(
+        store: BoxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shim that ends without a word during start: a failure of the VM (retried cold,
+    the template discarded) unless a stop, kill or rm -f signalled it."""
+    from boxlite_cli.errors import VmError
+    from boxlite_cli.runtime import runtime as runtime_module
+
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="st", status=Status.STARTING)
+    files = rt.files(state.id)
+    monkeypatch.setattr(runtime_module, "launch_shim", lambda *_: None)  # says nothing
+    with pytest.raises(VmError, match="shim exited during start"):
+        rt._spawn_shim(state, files)
+    write_pidfile(files.shim_pid, ProcessRecord.current())
+    monkeypatch.setattr(os, "kill", lambda pid, sig: None)
+    rt._kill_shim(files)  # as stop and rm -f do
+    assert files.stop_requested.exists()
+    with pytest.raises(Conflict, match="box st was stopped while it was starting"):
+        rt._spawn_shim(state, files)
+
+
+def test_a_warm_start_of_a_box_removed_meanwhile_keeps_the_template(
+        store: BoxStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from boxlite_cli.runtime.runtime import WarmStartFailed
+
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="gone-soon")
+    template = tmp_path / "template"
+    template.mkdir()
+
+    def removed_meanwhile(ref: str, foreground: bool, cold: bool, **_: Any) -> Any:
+        rt.boxes.remove_dir(state.id)  # an rm -f from another shell
+        raise WarmStartFailed("the box's shim exited during start", template)
+
+    monkeypatch.setattr(rt, "_start", removed_meanwhile)
+    with pytest.raises(NoSuchBox, match="was removed while it was starting"):
+        rt.start(state.id)
+    assert template.is_dir()  # not discarded, and no cold start
