@@ -325,7 +325,7 @@ def _store_bytes(store: ImageStore, digest: str, what: str, name: str) -> bytes:
 def _json(src: _Source, name: str) -> Any:
     try:
         return json.loads(src.read(name))
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # (deep nesting)
         raise ImageError(f"{src.what}: {name} is not valid JSON: {e}") from None
 
 
@@ -343,6 +343,17 @@ def _reference(text: Any, what: str) -> Reference:
         return parse_reference(text)
     except BoxliteError as e:
         raise ImageError(f"{what}: invalid image name {text!r}: {e.message}") from None
+
+
+def _by_tag(ref: Reference, what: str, own_digest: str | None = None) -> Reference:
+    """An archive's name for an image. A digest in it is accepted only when it is the
+    image's own (`own_digest`, an OCI layout's descriptor): any other would let an
+    archive pose as another image that a `run NAME@sha256:...` pins."""
+    if ref.digest is None or ref.digest == own_digest:
+        return ref
+    raise ImageError(f"{what}: the image name {str(ref)!r} has a digest that is not its "
+                     "image's: an archive names its images by tag",
+                     hint="pull an image by digest from its registry instead")
 
 
 # OCI image layouts ----------------------------------------------------------------------
@@ -394,6 +405,8 @@ def _oci_layout(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[s
         if not isinstance(annotations, dict):
             raise ImageError(f"{src.what}: index.json entry {i + 1} has malformed annotations")
         name = _layout_name(annotations, src.what)
+        if name is not None:
+            name = _by_tag(name, src.what, own_digest=str(desc["digest"]))
         if name is None:
             unnamed.append(str(desc["digest"]))
             continue
@@ -467,7 +480,7 @@ def _docker_save(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[
         tags = entry.get("RepoTags") if isinstance(entry, dict) else None
         if tags is not None and not isinstance(tags, list):
             raise ImageError(f"{src.what}: manifest.json entry {i + 1} has malformed RepoTags")
-        names = [_reference(t, src.what) for t in tags or []]
+        names = [_by_tag(_reference(t, src.what), src.what) for t in tags or []]
         if not names:
             config = entry.get("Config") if isinstance(entry, dict) else None
             hexpart = os.path.basename(str(config)).removesuffix(".json")

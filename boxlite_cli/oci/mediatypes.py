@@ -41,7 +41,7 @@ def parse_json_document(data: bytes, what: str) -> dict[str, Any]:
         raise ImageError(f"malformed {what}: larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # (deep nesting)
         raise ImageError(f"malformed {what}: not valid JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ImageError(f"malformed {what}: not a JSON object")

@@ -71,7 +71,8 @@ def registry_error_text(resp: httpx.Response) -> str:
         errors = resp.json().get("errors") or []
         first = errors[0]
         return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError, httpx.ResponseNotRead):
+    except (ValueError, AttributeError, IndexError, TypeError, RecursionError,
+            httpx.ResponseNotRead):
         return f"HTTP {resp.status_code}"
 
 
@@ -230,7 +231,7 @@ class RegistryClient:
         try:
             body = resp.json()
             token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self.registry}'s token service sent no token")

@@ -415,7 +415,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     """The manifest, schema-checked; ArchiveError on anything unexpected."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # (deep nesting)
         raise ArchiveError(f"{what}: manifest.json is not valid JSON: {e}") from None
     _expect(isinstance(doc, dict), what, "not a JSON object")
     if doc.get("format") != FORMAT:

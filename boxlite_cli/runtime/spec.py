@@ -123,11 +123,11 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
     env = merge_env([f"PATH={DEFAULT_PATH}"], image_env, user_env)
     if opts.tty and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
-    workdir = opts.workdir if opts.workdir is not None else _config_string(image_config,
-                                                                            "WorkingDir")
+    # An empty -w or -u is no override (docker's), as a `-u "$MAYBE"` in a script means.
+    workdir = opts.workdir or _config_string(image_config, "WorkingDir")
     if workdir and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid: it needs to be absolute")
-    user = opts.user if opts.user is not None else _config_string(image_config, "User")
+    user = opts.user or _config_string(image_config, "User")
     for i, arg in enumerate(argv):
         _check_text(arg, f"argument {i} of the command" if i else "the command")
     for item in env:

@@ -252,6 +252,16 @@ def test_docker_save_untagged_images_are_skipped_with_their_id(store: ImageStore
         load_archive(store, only_unnamed)
 
 
+def test_docker_save_cannot_name_an_image_by_digest(store: ImageStore, tmp_path: Path) -> None:
+    """An archive naming its image `repo@sha256:D` would pose as whatever a
+    `run repo@sha256:D` pins (another image): refused, nothing named."""
+    for name in (f"victim@{OTHER.digest}", f"victim:v1@{BUSYBOX.digest}"):
+        archive = write_tar(tmp_path / "poison.tar", docker_save({"x": ([name], BUSYBOX)}))
+        with pytest.raises(ImageError, match="has a digest that is not its image's"):
+            load_archive(store, archive)
+        assert store.tags() == {}
+
+
 # OCI layouts ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("form", ["dir", "tar", "tar.gz", "tar.zst"])
@@ -268,6 +278,16 @@ def test_oci_layout(store: ImageStore, tmp_path: Path, form: str) -> None:
     assert store.lookup("localhost/busybox:1").manifest_digest == BUSYBOX.digest  # kept as it was
     assert store.lookup("z:latest").manifest_digest == zimg.digest
     assert store.lookup(f"localhost/busybox@{BUSYBOX.digest}").id == BUSYBOX.id
+
+
+def test_oci_layout_names_by_digest_only_its_own(store: ImageStore, tmp_path: Path) -> None:
+    own = oci_layout([({REF_NAME: f"localhost/own@{BUSYBOX.digest}"}, BUSYBOX)])
+    load_archive(store, write_dir(tmp_path / "own", own))
+    assert store.lookup(f"localhost/own@{BUSYBOX.digest}").id == BUSYBOX.id
+    foreign = oci_layout([({REF_NAME: f"localhost/victim@{OTHER.digest}"}, BUSYBOX)])
+    with pytest.raises(ImageError, match="has a digest that is not its image's"):
+        load_archive(store, write_dir(tmp_path / "foreign", foreign))
+    assert not any("victim" in k for k in store.tags())
 
 
 def test_oci_layout_nested_index_resolves_to_linux_amd64(store: ImageStore, tmp_path: Path) -> None:
@@ -376,6 +396,16 @@ def test_oversized_json(store: ImageStore, tmp_path: Path) -> None:
     files = {"manifest.json": b"[" + b" " * MAX_JSON + b"]"}
     with pytest.raises(ImageError, match="larger than"):
         load_archive(store, write_dir(tmp_path / "d", files))
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "index.json"])
+def test_deeply_nested_json_is_malformed_not_a_crash(store: ImageStore, tmp_path: Path,
+                                                    member: str) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    files = {"manifest.json": deep} if member == "manifest.json" else {**GOOD, "index.json": deep}
+    with pytest.raises(ImageError, match="not valid JSON"):
+        load_archive(store, write_dir(tmp_path / "deep", files))
+    assert names(store) == set()
 
 
 def test_missing_blob(store: ImageStore, tmp_path: Path) -> None:

@@ -461,3 +461,8 @@ def test_stale_staging_is_cleaned(rt: Runtime, tmp_path: Path) -> None:
         assert clean_stale(rt.paths) == ["export-dead"]
         assert live.dir.exists() and not dead.exists() and not partial.exists()
     assert list(staging_root(rt.paths).iterdir()) == []
+
+
+def test_a_deeply_nested_manifest_is_malformed_not_a_crash() -> None:
+    with pytest.raises(ex.ArchiveError, match=r"manifest\.json is not valid JSON"):
+        ex.parse_manifest(b"[" * 100_000 + b"]" * 100_000, "box.bx", 1 << 30)

@@ -221,6 +221,13 @@ def test_workdir_and_user_from_image_or_flags() -> None:
     assert (s.cwd, s.user) == ("/", "")
 
 
+def test_an_empty_workdir_or_user_is_no_override() -> None:
+    """docker's: `-u "$MAYBE_USER"` with nothing in it keeps the image's USER (it ran as
+    root here), and an empty -w its WORKDIR."""
+    s = spec(workdir="", user="")
+    assert (s.cwd, s.user) == ("/srv", "app")
+
+
 @pytest.mark.parametrize("workdir", ["relative", "./x", "srv/app", "~"])
 def test_relative_workdir_is_rejected(workdir: str) -> None:
     with pytest.raises(UsageError, match="absolute"):
