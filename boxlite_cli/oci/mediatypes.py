@@ -98,24 +98,35 @@ def platform_of(desc: dict[str, Any]) -> str:
     return text + (f"/{p['variant']}" if p.get("variant") else "")
 
 
+def _variant_rank(desc: dict[str, Any]) -> int:
+    """linux/amd64 entries, the baseline first: none or v1, then v2, v3, v4 (an image
+    built for x86-64-v3 dies of SIGILL on a CPU without AVX2), anything else last."""
+    variant = (desc.get("platform") or {}).get("variant")
+    return {None: 0, "": 0, "v1": 1, "v2": 2, "v3": 3, "v4": 4}.get(variant, 9)
+
+
 def choose_platform(index: dict[str, Any]) -> dict[str, Any]:
-    """The linux/amd64 manifest descriptor of an index (error names what it has). An
-    entry without a platform (optional in OCI) is taken when none names linux/amd64,
-    as containerd does: the config of its image is checked afterwards (check_config)."""
+    """The linux/amd64 manifest descriptor of an index (error names what it has); of
+    several, the one for the baseline CPU (_variant_rank). An entry without a platform
+    (optional in OCI) is taken when none names linux/amd64, as containerd does: the
+    config of its image is checked afterwards (check_config)."""
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise ImageError("malformed index: manifests is not a list")
     found = []
     unnamed = None
+    amd64: list[dict[str, Any]] = []
     for i, desc in enumerate(entries):
         desc = check_descriptor(desc, f"index entry {i + 1}")
         p = desc.get("platform") or {}
         is_manifest = desc.get("mediaType") in MANIFESTS or "mediaType" not in desc
         if is_manifest and isinstance(p, dict) and (p.get("os"), p.get("architecture")) == PLATFORM:
-            return desc
+            amd64.append(desc)
         if is_manifest and "platform" not in desc and unnamed is None:
             unnamed = desc
         found.append(platform_of(desc))
+    if amd64:
+        return min(amd64, key=_variant_rank)  # (the first of equals)
     if unnamed is not None:
         return unnamed
     have = ", ".join(sorted(set(found))) or "no platforms"

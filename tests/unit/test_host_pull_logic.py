@@ -164,6 +164,20 @@ def test_an_index_entry_without_a_platform_is_taken_when_none_names_linux_amd64(
         choose_platform({"manifests": [nested]})  # an index is no image
 
 
+def test_of_several_linux_amd64_entries_the_baseline_cpus_is_taken() -> None:
+    def amd64(hexchar: str, variant: str | None) -> dict[str, object]:
+        platform = {"os": "linux", "architecture": "amd64"}
+        if variant is not None:
+            platform["variant"] = variant
+        return {"mediaType": OCI_MANIFEST, "digest": "sha256:" + hexchar * 64, "size": 1,
+                "platform": platform}
+
+    v3, plain, v2 = amd64("7", "v3"), amd64("8", None), amd64("9", "v2")
+    assert choose_platform({"manifests": [v3, plain, v2]}) == plain  # not the first listed
+    assert choose_platform({"manifests": [v3, v2]}) == v2
+    assert choose_platform({"manifests": [amd64("a", "weird"), v3]}) == v3
+
+
 class OneManifest:
     """A registry client that has one manifest, and says it has another digest."""
 
