@@ -829,19 +829,26 @@ class Runtime:
         from boxlite_cli.runtime.clone import check_no_dependents  # clones need its disk
 
         box_id = self.resolve(ref)
+        sockets = self.files(box_id).sockets
         deadline = time.monotonic() + REMOVE_RACE_S
         while True:
+            state = self._removable(box_id, force)
             if force:  # (refused before anything is stopped; and again under the lock)
                 check_no_dependents(self, box_id)
                 self.kill_now(box_id)
-            with self.boxes.lock(box_id):
-                state = self._removable(box_id, force)
-                if state is None or state.status not in LIVE:
-                    check_no_dependents(self, box_id)
-                    name = state.name if state is not None else self.boxes.name_of(box_id)
-                    sockets = self.files(box_id).sockets
-                    self.boxes.remove_dir(box_id)
-                    break
+            try:
+                with self.boxes.lock(box_id):
+                    state = self._removable(box_id, force) or state
+                    if state is None or state.status not in LIVE:
+                        check_no_dependents(self, box_id)
+                        name = state.name if state is not None else self.boxes.name_of(box_id)
+                        self.boxes.remove_dir(box_id)
+                        break
+            except NoSuchBox:
+                if not force:
+                    raise
+                name = None  # a --rm box went with its VM: its shim removed it (and its name)
+                break
             if time.monotonic() >= deadline:
                 raise Conflict(f"box {state.name} was started again while being removed",
                                hint=f"try again: boxlite rm -f {state.name}")

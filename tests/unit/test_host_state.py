@@ -666,3 +666,18 @@ def test_a_warm_start_of_a_box_removed_meanwhile_keeps_the_template(
     with pytest.raises(NoSuchBox, match="was removed while it was starting"):
         rt.start(state.id)
     assert template.is_dir()  # not discarded, and no cold start
+
+
+def test_rm_force_of_a_running_auto_removed_box_is_done_when_its_shim_removed_it(
+        store: BoxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = Runtime(store.paths)
+    state = add_box(rt.boxes, name="rmrun", status=Status.RUNNING)
+    write_pidfile(rt.files(state.id).shim_pid, ProcessRecord.current())
+
+    def shim_removes_it(box_id: str) -> None:  # as a --rm box's shim does once its VM is down
+        rt.boxes.remove_dir(box_id)
+        rt.boxes.release_name("rmrun", box_id)
+
+    monkeypatch.setattr(rt, "kill_now", shim_removes_it)
+    assert rt.remove("rmrun", force=True) == state.id
+    assert not rt.boxes.box_dir(state.id).exists()
