@@ -171,5 +171,11 @@ def test_wait_stop_and_restart_of_a_rm_box() -> None:
         stopped = bx("stop", "-t", "1", "rr")
         assert (stopped.returncode, stopped.stdout) == (0, b"rr\n"), stopped.stderr
         assert bx("inspect", "rr").returncode == 125  # --rm: gone with its stop
+        again = bx("run", "-d", "--rm", "--name", "rr", IMAGE, "sleep", "1000")
+        assert again.returncode == 0, again.stderr
+        removed = bx("rm", "-f", "rr")  # its shim removes it as its VM goes: done all the same
+        assert (removed.returncode, removed.stdout) == (0, b"rr\n"), removed.stderr
+        assert b"no such box" not in removed.stderr
+        assert bx("inspect", "rr").returncode == 125
     finally:
         bx("rm", "-f", "rr")
