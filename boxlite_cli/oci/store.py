@@ -409,7 +409,7 @@ class ImageStore:
         # Unpacking (tarfile, zstandard, mkfs) is imported only when an image is unpacked.
         from boxlite_cli.disks.ext4 import make_ext4
         from boxlite_cli.disks.ownership import ownership_for_unpack
-        from boxlite_cli.oci.unpack import apply_layer
+        from boxlite_cli.oci.unpack import apply_layer, make_volume_dirs
 
         self._ensure_dirs()
         with FileLock(str(dest) + ".lock", timeout=1800):
@@ -434,6 +434,9 @@ class ImageStore:
                             hint=f"pull it again: boxlite pull {image.reference.short}") from None
                     with f:
                         apply_layer(f, tree, ownership, diff_id)
+                config = image.config.get("config")
+                make_volume_dirs(tree, config.get("Volumes") if isinstance(config, dict) else None,
+                                 ownership)
                 partial = work / "rootfs.ext4"
                 make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)
                 partial.replace(dest)

@@ -250,3 +250,29 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
         raise ImageError(f"bad layer archive: {e}") from e
     for path, member in reversed(layer.dir_times):
         layer.apply_metadata(path, member)
+
+
+def make_volume_dirs(root: Path, volumes: object, ownership: Ownership | None = None) -> list[str]:
+    """Make the directories an image's config names as volumes (VOLUME) that its layers
+    lack, as the volume mounts of docker's containers make them (root's, 0755): never
+    outside `root` (symlinks resolve inside it), and never over a file. The image paths
+    made."""
+    made: list[str] = []
+    for path in sorted(volumes) if isinstance(volumes, dict) else []:
+        try:
+            parts = clean_member_name(str(path))
+        except ValueError:
+            continue  # (a `..` in it: not a place in the image)
+        for i in range(1, len(parts) + 1):
+            host = resolve_in_root(str(root), parts[:i], follow_last=True)
+            if os.path.lexists(host):
+                if not os.path.isdir(host):
+                    break  # a file there: the box sees that, as it would without this
+                continue
+            os.mkdir(host)
+            os.chmod(host, 0o755)  # (whatever the umask)
+            shown = "/" + os.path.relpath(host, root)
+            if ownership is not None:
+                ownership.set(shown, Wanted(0, 0, 0o755))
+            made.append(shown)
+    return made

@@ -303,6 +303,23 @@ def test_run_uses_the_image_config(store: Store, config_image: PushedImage) -> N
     assert store.box_ids() == []
 
 
+def test_the_volumes_of_an_image_are_directories_of_its_base(store: Store,
+                                                            registry: RegistryServer) -> None:
+    """A VOLUME that no layer makes (docker mounts a volume there, so it always exists)
+    is a directory of the box's root: root's, 0755 (no boot: read with debugfs)."""
+    config = {"Env": list(ti.BUSYBOX_ENV), "Cmd": ["sh"],
+              "Volumes": {"/srv/data/db": {}, "/bin": {}, "/bin/sh/x": {}}}
+    pushed = push(registry, "busybox", Image((ti.busybox_layer(),), config), tag="volumes")
+    base = create_base(store, pushed)
+    for path in ("/srv", "/srv/data", "/srv/data/db"):
+        ino = stat(base, path)
+        assert ino is not None and (ino.kind, ino.mode, ino.uid, ino.gid) == (
+            "directory", 0o755, 0, 0), (path, ino)
+    sh = stat(base, "/bin/sh")
+    assert sh is not None and sh.kind == "symlink"  # (what is there stays as it was)
+    assert stat(base, "/bin/busybox/x") is None
+
+
 # --- 2. run --pull missing|never|always ---------------------------------------------------------------
 
 def test_run_pull_missing_pulls_then_runs(store: Store, busybox_image: PushedImage) -> None:

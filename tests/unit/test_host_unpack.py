@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from boxlite_cli.disks.ownership import Ownership, Wanted
 from boxlite_cli.errors import ImageError
 from boxlite_cli.oci.safepath import clean_member_name, resolve_in_root
-from boxlite_cli.oci.unpack import apply_layer
+from boxlite_cli.oci.unpack import apply_layer, make_volume_dirs
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="changing owners needs root")
@@ -546,3 +547,26 @@ def test_a_path_too_long_for_the_host_is_one_short_line(box: Sandbox) -> None:
     message = caught.value.message
     assert message.startswith("bad layer archive: File name too long: /ddd"), message
     assert str(box.root) not in message and len(message) < 200
+
+
+# VOLUME directories ---------------------------------------------------------------------
+
+def test_the_volumes_an_image_names_are_made_when_its_layers_lack_them(tmp_path: Path) -> None:
+    """docker's container has each VOLUME path (its volume is mounted there); a box has it
+    as a directory of the image: made root's 0755, inside the root, never over a file."""
+    root = tmp_path / "tree"
+    (root / "srv").mkdir(parents=True)
+    (root / "file").write_text("x")
+    os.symlink("/elsewhere", root / "link")  # absolute: resolved inside the root
+    os.mkdir(root / "kept", 0o700)
+    ownership = Ownership()
+    made = make_volume_dirs(root, {"/srv/data/db": {}, "/file/sub": {}, "/link/v": {},
+                                   "/kept": {}, "/../../escape": {}}, ownership)
+    assert made == ["/elsewhere", "/elsewhere/v", "/srv/data", "/srv/data/db"]
+    assert (root / "srv" / "data" / "db").is_dir() and (root / "elsewhere" / "v").is_dir()
+    assert stat.S_IMODE((root / "srv" / "data").stat().st_mode) == 0o755
+    assert (root / "file").read_text() == "x"  # a file stays a file
+    assert stat.S_IMODE((root / "kept").stat().st_mode) == 0o700  # an existing dir as it was
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "elsewhere").exists()
+    assert ownership.get("/srv/data") == Wanted(0, 0, 0o755)
+    assert make_volume_dirs(root, None) == [] and make_volume_dirs(root, ["/x"]) == []
