@@ -16,7 +16,8 @@ from boxlite_cli.runtime.runtime import Runtime, StartResult
 @cold_option
 @click.option("--checkpoint", metavar="NAME",
               help="Resume from this memory checkpoint (snapshot create --memory): its "
-                   "processes carry on where they were.")
+                   "processes carry on where they were, on the disk as it was then (what "
+                   "the box wrote after the checkpoint is gone).")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str, ...]) -> int:

@@ -44,6 +44,9 @@ class VolumeRequest:
     readonly: bool = False
 
 
+KERNEL_MOUNTS = ("/proc", "/sys", "/dev")  # what the guest agent mounts in every box
+
+
 def parse_volume_spec(spec: str) -> VolumeRequest:
     """One `-v` value → what it asks for; UsageError (with the spec) when malformed."""
     def bad(why: str) -> UsageError:
@@ -69,6 +72,9 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
     target = posixpath.normpath(target)
     if target in ("/", "//"):
         raise bad("cannot mount over the box's root directory")
+    kernel = next((k for k in KERNEL_MOUNTS if target == k or target.startswith(k + "/")), None)
+    if kernel is not None:  # (the guest mounts its own there: a volume would not be seen)
+        raise bad(f"cannot mount over {kernel}: the box's kernel file systems are there")
     if len(parts) == 1:
         return VolumeRequest("anonymous", "", target)
     source = parts[0]

@@ -55,6 +55,10 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("dir/sub:/x", "neither an absolute host path nor a volume name"),
     ("~/x:/x", "neither an absolute host path nor a volume name"),
     ("-bad:/x", "neither"),
+    ("/h:/proc", "cannot mount over /proc"),  # (was accepted, and not seen in the box)
+    ("/h:/dev", "cannot mount over /dev"),
+    ("v:/sys/fs/x", "cannot mount over /sys"),
+    ("/proc/../proc", "cannot mount over /proc"),
 ])
 def test_parse_volume_spec_refusals(spec: str, needle: str) -> None:
     with pytest.raises(UsageError) as e:
