@@ -79,7 +79,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):
-                rt.remove(state.id, force=True)
+                rt.remove(state.id, force=True, volumes=True)  # (--rm's: docker's)
         raise
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
@@ -131,7 +131,7 @@ def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, intera
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):
-                rt.remove(state.id, force=True)
+                rt.remove(state.id, force=True, volumes=True)  # (--rm's: docker's)
         raise
     if detach:
         click.echo(state.id)

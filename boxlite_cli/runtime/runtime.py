@@ -52,7 +52,6 @@ from boxlite_cli.runtime.volumes import (
     parse_volume_specs,
     resolve_mounts,
     vm_shares,
-    volume_users,
 )
 from boxlite_cli.shim.child import OtherProcess, Process
 from boxlite_cli.shim.launcher import launch_shim
@@ -65,7 +64,7 @@ from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.settings import vmm_setting
-from boxlite_cli.state.volumes import Mount, VolumeStore
+from boxlite_cli.state.volumes import Mount, VolumeStore, remove_unused
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmSpec
 from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
@@ -880,15 +879,8 @@ class Runtime:
 
     def remove_anonymous_volumes(self, state: BoxState) -> None:
         """The anonymous volumes of a removed box that no other box uses."""
-        anonymous = [m.source for m in state.config.mounts if m.anonymous]
-        if not anonymous:
-            return
-        with self.volumes.lock():
-            users = self.volume_users()
-            for name in anonymous:
-                if not volume_users(users, name):
-                    with contextlib.suppress(NotFound):
-                        self.volumes.remove(name)
+        remove_unused(self.volumes, [m.source for m in state.config.mounts if m.anonymous],
+                      self.boxes.mounted_volumes)
 
     def volume_users(self) -> list[tuple[str, list[Mount]]]:
         """(box name, mounts) of every readable box."""

@@ -56,6 +56,7 @@ from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.state.volumes import VolumeStore, remove_unused
 from boxlite_cli.vmm.base import NET_USER
 from boxlite_cli.vmm.drivers import get_driver
 
@@ -712,6 +713,11 @@ class Shim:
         store.release_name(state.name, state.id)
         if not self.files.sockets.is_relative_to(self.files.dir):
             shutil.rmtree(self.files.sockets, ignore_errors=True)
+        # Its anonymous volumes go with it, as docker's --rm takes them (named ones stay).
+        with contextlib.suppress(BoxliteError, OSError):
+            remove_unused(VolumeStore(store.paths.data / "volumes"),
+                          [m.source for m in state.config.mounts if m.anonymous],
+                          store.mounted_volumes)
 
 
 def report_failure(ready_fd: int, error: str) -> None:

@@ -15,6 +15,7 @@ from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxState, load_state
+from boxlite_cli.state.volumes import VOLUME
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
 STATE_FILE = "state.json"
@@ -139,6 +140,11 @@ class BoxStore:
                 yield e
             except NotFound:
                 continue  # removed while we listed, or still being made
+
+    def mounted_volumes(self) -> set[str]:
+        """The names of the volumes that the readable boxes mount."""
+        return {m.source for s in self.all() if not isinstance(s, StateCorrupt)
+                for m in s.config.mounts if m.kind == VOLUME}
 
     def resolve(self, ref: str) -> str:
         """Box id for a full id, a unique id prefix or a name (docker's rules)."""

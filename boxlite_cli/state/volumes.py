@@ -7,10 +7,12 @@ registering a box's use of one, hold `<data>/volumes/volumes.lock`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,3 +116,20 @@ class VolumeStore:
         """Delete the volume and its data (call under lock())."""
         self.get(name)
         shutil.rmtree(self.root / name)
+
+
+def remove_unused(store: VolumeStore, names: list[str],
+                  in_use: Callable[[], set[str]]) -> list[str]:
+    """Remove the volumes `names` that no box uses (`in_use`: the volume names boxes
+    mount, read under the volumes' lock); the names removed."""
+    if not names:
+        return []
+    removed = []
+    with store.lock():
+        used = in_use()
+        for name in names:
+            if name not in used:
+                with contextlib.suppress(NotFound):
+                    store.remove(name)
+                    removed.append(name)
+    return removed

@@ -88,6 +88,12 @@ def test_named_volume_shared_between_runs() -> None:
         assert second.stdout == b"1\n"
         inspect = json.loads(bx("volume", "inspect", "e2e-share").stdout)
         assert inspect[0]["name"] == "e2e-share"
+        # --rm takes the box's anonymous volumes with it (docker's), never a named one
+        before = set(bx("volume", "ls", "-q").stdout.split())
+        both = bx("run", "--rm", "-v", "/anon", "-v", "e2e-share:/data", IMAGE,
+                  "sh", "-c", "echo 2 > /anon/y && cat /data/x")
+        assert (both.returncode, both.stdout) == (0, b"1\n"), both.stderr
+        assert set(bx("volume", "ls", "-q").stdout.split()) == before
     finally:
         bx("volume", "rm", "e2e-share")
 

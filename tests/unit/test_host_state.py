@@ -681,3 +681,23 @@ def test_rm_force_of_a_running_auto_removed_box_is_done_when_its_shim_removed_it
     monkeypatch.setattr(rt, "kill_now", shim_removes_it)
     assert rt.remove("rmrun", force=True) == state.id
     assert not rt.boxes.box_dir(state.id).exists()
+
+
+def test_an_auto_removed_box_takes_its_anonymous_volumes_only(store: BoxStore) -> None:
+    from boxlite_cli.state.volumes import VOLUME, Mount, VolumeStore
+
+    volumes = VolumeStore(store.paths.data / "volumes")
+    with volumes.lock():
+        volumes.create("a" * 64, anonymous=True)
+        volumes.create("named")
+        volumes.create("b" * 64, anonymous=True)  # another box's (a clone's) as well
+    other = add_box(store, name="other")
+    other.config.mounts = [Mount(VOLUME, "b" * 64, "/b", anonymous=True)]
+    with store.lock(other.id):
+        store.write(other)
+    shim, state = _auto_removed_shim(store)
+    state.config.mounts = [Mount(VOLUME, "a" * 64, "/a", anonymous=True),
+                           Mount(VOLUME, "named", "/n"),
+                           Mount(VOLUME, "b" * 64, "/b", anonymous=True)]
+    shim.remove_if_auto(state)
+    assert sorted(v.name for v in volumes.all()) == ["b" * 64, "named"]
