@@ -174,8 +174,10 @@ class _Walk:
     skip_devs: set[int]
     links: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def entry(self, dfd: int, name: str, arcname: str, follow: bool = False) -> Iterator[bytes]:
-        """One directory entry (and everything below it), as tar bytes."""
+    def entry(self, dfd: int, name: str, arcname: str, parent_dev: int,
+              follow: bool = False) -> Iterator[bytes]:
+        """One entry of a directory on device `parent_dev` (and everything below it), as
+        tar bytes."""
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=follow)
         except FileNotFoundError:
@@ -190,7 +192,7 @@ class _Walk:
                     return  # swapped while we walked: skip it
                 raise
             try:
-                yield from self.directory(fd, arcname, os.fstat(fd), st.st_dev)
+                yield from self.directory(fd, arcname, os.fstat(fd), parent_dev)
             finally:
                 os.close(fd)
         elif stat.S_ISREG(mode):
@@ -257,12 +259,13 @@ class _Walk:
                   ) -> Iterator[bytes]:
         if arcname:
             yield _header(arcname, st, tarfile.DIRTYPE)
-        if parent_dev is not None and st.st_dev != parent_dev and st.st_dev in self.skip_devs:
-            return  # a kernel file system mounted here: the entry only
+        if st.st_dev in self.skip_devs and st.st_dev != parent_dev:
+            return  # a kernel file system mounted here (or the copy's top): the entry only
         with os.scandir(fd) as it:
             names = sorted(e.name for e in it)
         for child in names:
-            yield from self.entry(fd, child, f"{arcname}/{child}" if arcname else child)
+            yield from self.entry(fd, child, f"{arcname}/{child}" if arcname else child,
+                                  st.st_dev)
 
 
 def _kernel_devs(rfd: int) -> set[int]:

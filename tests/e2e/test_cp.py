@@ -148,6 +148,26 @@ def test_out_file_dir_contents_and_stream(box: str, tmp_path: Path) -> None:
         assert sorted(tar.getnames()) == ["out", "out/link", "out/sub", "out/sub/f"]
 
 
+def test_out_of_the_root_leaves_the_kernel_file_systems_out(box: str, tmp_path: Path) -> None:
+    """`cp BOX:/ -` (docker's cp never sees /proc, /sys, /dev's mounts: their mount
+    points only); a copy of /proc itself is that empty directory. Walking them failed
+    the whole copy (a kernel thread's /proc/N/exe cannot be read)."""
+    archive = tmp_path / "root.tar"  # (~300 MB: not in this process, whose forks it would inflate)
+    with archive.open("wb") as f:
+        out = subprocess.run([boxlite_bin(), "cp", f"{box}:/", "-"], stdout=f,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=600)
+    assert out.returncode == 0, out.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    archive.unlink()
+    assert "etc/passwd" in names and "proc" in names and "sys" in names and "dev" in names
+    assert not [n for n in names if n.startswith(("proc/", "sys/", "dev/"))]
+    proc = bx("cp", f"{box}:/proc", "-")
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        assert tar.getnames() == ["proc"]
+
+
 def test_out_symlink_follow(box: str, tmp_path: Path) -> None:
     sh(box, "echo target > /tmp/t && ln -sf /tmp/t /tmp/abs_link")
     ok(f"{box}:/tmp/abs_link", str(tmp_path / "plain"))
