@@ -213,12 +213,23 @@ class AgentClient:
     def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:
         """Stream the tar `chunks` into `dest_dir`; (entries, bytes) written."""
 
+        source_failed: list[OSError | BoxliteError] = []
+
         def requests() -> Iterator[Any]:
             yield pb.CopyInChunk(header=pb.CopyInHeader(dest_dir=dest_dir, keep_owner=keep_owner))
-            for data in chunks:
-                yield pb.CopyInChunk(data=data)
+            try:
+                for data in chunks:
+                    yield pb.CopyInChunk(data=data)
+            except (OSError, BoxliteError) as e:  # (gRPC says "Exception iterating requests!")
+                source_failed.append(e)
+                raise
 
-        resp = _rpc("copying into the box", lambda: self.stub.CopyIn(requests()))
+        try:
+            resp = _rpc("copying into the box", lambda: self.stub.CopyIn(requests()))
+        except BoxliteError:
+            if source_failed:
+                raise source_failed[0] from None
+            raise
         return resp.entries, resp.bytes
 
     def copy_out(self, path: str, follow_link: bool, name: str) -> Iterator[bytes]:

@@ -20,7 +20,8 @@ def cp(cli: CliContext, src: str, dst: str, follow_link: bool, archive: bool) ->
 
     docker cp's rules: a directory is copied with its contents (SRC/. copies only the
     contents); a file lands inside an existing directory or replaces/creates DST.
-    `-` as SRC extracts a tar from stdin into the box directory DST; `-` as DST writes
+    `-` as SRC extracts a tar (plain, gzip, bzip2, xz or zstd) from stdin into the box
+    directory DST; `-` as DST writes
     a tar of SRC to stdout. Stopped boxes work too: their VM boots briefly without
     the main process.
     """

@@ -36,7 +36,7 @@ from boxlite_cli.runtime.volumes import vm_shares
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.records import Status
 from boxlite_cli.transfer.extract import extract_tar
-from boxlite_cli.transfer.tarwrite import read_chunks, rechunk, tar_path
+from boxlite_cli.transfer.tarwrite import read_tar_chunks, rechunk, tar_path
 from boxlite_cli.vmm.base import NET_NONE, VmSpec
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ def copy_to_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdin_fd: int = 0,
             if kind is not Kind.DIR:
                 raise UsageError(f"cp: {args.box_path} must be a directory in the box to "
                                  "extract a tar stream into it")
-            client.copy_in(strip_path(args.box_path), opts.archive, read_chunks(stdin_fd))
+            client.copy_in(strip_path(args.box_path), opts.archive, read_tar_chunks(stdin_fd))
         return
     src, src_kind = host_source(args.host_path, opts.follow_link)
     if src_kind is Kind.MISSING:

@@ -13,6 +13,8 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from boxlite_cli.errors import UsageError
+
 CHUNK = 1 << 20
 BLOCK = 512
 END = bytes(2 * BLOCK)
@@ -114,7 +116,16 @@ def rechunk(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
         yield bytes(buf)
 
 
-def read_chunks(fd: int, size: int = CHUNK) -> Iterator[bytes]:
-    """An open file (stdin) as chunks until EOF."""
-    while data := os.read(fd, size):
-        yield data
+def read_tar_chunks(fd: int, size: int = CHUNK) -> Iterator[bytes]:
+    """A tar stream on an open file (stdin) as chunks of the plain tar: gzip, bzip2, xz
+    and zstd streams are decompressed (docker's cp takes them). UsageError when the stream
+    does not decompress."""
+    from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
+
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as raw:
+        data, kind = open_decompressed(raw)
+        try:
+            while chunk := data.read(size):
+                yield chunk
+        except DECOMPRESSION_ERRORS as e:
+            raise UsageError(f"cp: the {kind} stream on stdin does not decompress: {e}") from None

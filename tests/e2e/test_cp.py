@@ -3,9 +3,12 @@ escape attempts by a hostile guest (in both directions)."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import subprocess
 import tarfile
@@ -112,6 +115,15 @@ def test_tar_on_stdin(box: str) -> None:
     sh(box, "mkdir -p /tarin")
     ok("-", f"{box}:/tarin", input=buf.getvalue())
     assert sh(box, "cat /tarin/from-stdin/x") == b"abc"
+    # compressed, as `tar cz | docker cp - ...` is taken
+    for compress in (gzip.compress, bz2.compress, lzma.compress):
+        sh(box, "rm -rf /tarin/from-stdin")
+        ok("-", f"{box}:/tarin", input=compress(buf.getvalue()))
+        assert sh(box, "cat /tarin/from-stdin/x") == b"abc", compress
+    broken = bx("cp", "-", f"{box}:/tarin", input=gzip.compress(buf.getvalue())[:20] + b"junk" * 64)
+    assert broken.returncode == 125
+    assert broken.stderr.decode().strip().splitlines()[-1].startswith(
+        "boxlite: cp: the gzip stream on stdin does not decompress"), broken.stderr
 
 
 def test_into_tmpfs_of_a_running_box(box: str, tmp_path: Path) -> None:
