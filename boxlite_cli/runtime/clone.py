@@ -27,6 +27,7 @@ from boxlite_cli.runtime.staging import clean_stale, stage
 from boxlite_cli.runtime.volumes import VolumeRequest, discard_volumes, resolve_mounts
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import STATE_FILE, new_box_id, validate_name
+from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.pidfile import ProcessRecord
 from boxlite_cli.state.records import BoxConfig, BoxState, Status
 from boxlite_cli.state.volumes import BIND
@@ -125,6 +126,14 @@ def _mount_requests(config: BoxConfig) -> list[VolumeRequest]:
                           m.source, m.target, m.readonly) for m in config.mounts]
 
 
+def _free_host_ports(network: NetworkConfig) -> NetworkConfig:
+    """The source's published ports for a clone, each on a free host port chosen at every
+    start (`boxlite port` says which): a fixed one would keep the clones and their source
+    from running at once."""
+    return dataclasses.replace(network, ports=[dataclasses.replace(p, host_port=0)
+                                               for p in network.ports])
+
+
 def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> list[BoxState]:
     """COUNT new boxes (status created) with the config of box `ref` and a disk on a
     fresh snapshot of its disk. All or nothing."""
@@ -135,6 +144,10 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
         check_name_free(rt, n)
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
+    fixed = sorted({p.host_port for p in source.config.network.ports if p.host_port})
+    if fixed:
+        rt.warn(f"box {source.name} publishes host port(s) {', '.join(map(str, fixed))}: its "
+                "clones get free ones at each start instead (boxlite port CLONE says which)")
     gone = Conflict(f"box {source.name} was removed while it was being cloned")
     try:
         snap = snapshots.create(rt, source_id, f"clone-{secrets.token_hex(6)}", internal=True)
@@ -159,7 +172,8 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
                     if not base.exists():  # (an `rm -f` of the source meanwhile)
                         raise gone from None
                     raise
-                config = dataclasses.replace(source.config, hostname=box_id[:12], mounts=[])
+                config = dataclasses.replace(source.config, hostname=box_id[:12], mounts=[],
+                                             network=_free_host_ports(source.config.network))
                 state = BoxState(id=box_id, name=n, config=config)
                 stage_state(box_dir, state)
                 staged.append((box_dir, state))

@@ -466,3 +466,20 @@ def test_stale_staging_is_cleaned(rt: Runtime, tmp_path: Path) -> None:
 def test_a_deeply_nested_manifest_is_malformed_not_a_crash() -> None:
     with pytest.raises(ex.ArchiveError, match=r"manifest\.json is not valid JSON"):
         ex.parse_manifest(b"[" * 100_000 + b"]" * 100_000, "box.bx", 1 << 30)
+
+
+def test_clones_of_a_box_with_a_fixed_host_port_get_free_ones(rt: Runtime, tmp_path: Path) -> None:
+    """A fixed -p host port copied into clones kept them (and their source) from running
+    at once: theirs are chosen at each start, and the user is told."""
+    warned: list[str] = []
+    rt.warn = warned.append
+    src = make_box(rt, "web", tmp_path)
+    src.config.network = NetworkConfig(ports=[PortMapping(80, "tcp", "127.0.0.1", 18080),
+                                              PortMapping(53, "udp", "127.0.0.1", 0)])
+    with rt.boxes.lock(src.id):
+        rt.boxes.write(src)
+    (made,) = clone(rt, "web", name="web-clone")
+    ports = rt.boxes.read(made.id).config.network.ports
+    assert [(p.box_port, p.proto, p.host_port) for p in ports] == [(80, "tcp", 0), (53, "udp", 0)]
+    assert rt.boxes.read(src.id).config.network.ports[0].host_port == 18080  # its own stay
+    assert warned and "18080" in warned[0] and "boxlite port" in warned[0]
