@@ -8,6 +8,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_requ
 
 log = logging.getLogger("boxlite.shim")
 MAX_CONNECTIONS = 128
+STOPPED_REASON_WAIT_S = 2.0  # for the guest's last words, once a process's stream broke
 
 
 def _strings(request: dict[str, Any], key: str) -> list[str]:
@@ -30,9 +33,13 @@ def _strings(request: dict[str, Any], key: str) -> list[str]:
 class ExecServer:
     """Accepts on `path` until closed; runs each request through `client`."""
 
-    def __init__(self, path: Path, client: AgentClient) -> None:
+    def __init__(self, path: Path, client: AgentClient,
+                 why_stopped: Callable[[], str | None] = lambda: None) -> None:
+        """`why_stopped`: why the box stopped under a process (None when it did not, or
+        the reason is not known), asked when a process's stream broke."""
         self.path = path
         self.client = client
+        self.why_stopped = why_stopped
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         path.unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -109,13 +116,22 @@ class ExecServer:
                         sink.write(stream, data)
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
-            send_line(conn, {"exit_code": 125, "error": str(e)})
+            reason = self._stopped_reason()
+            send_line(conn, {"exit_code": 125, "error": f"the box stopped while the command "
+                                                        f"ran: {reason}" if reason else str(e)})
             return
         if sink.error is not None:
             lost = OutputLost(sink.error.strerror or str(sink.error), code)
             send_line(conn, {"exit_code": lost.exit_code, "error": str(lost)})
             return
         send_line(conn, {"exit_code": code})
+
+    def _stopped_reason(self, wait_s: float = STOPPED_REASON_WAIT_S) -> str | None:
+        """Why the box stopped, waiting a little for it (the guest says why as it goes)."""
+        deadline = time.monotonic() + wait_s
+        while (reason := self.why_stopped()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return reason
 
     def _signals(self, conn: socket.socket, exec_id: str, cli_gone: threading.Event) -> None:
         """{"signal": N} lines from the CLI, until it hangs up."""

@@ -402,7 +402,8 @@ class Shim:
         finally:
             os.umask(old_umask)
         self.server = server
-        self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel))
+        self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel),
+                                      lambda: agent_ended(console_tail(self.launch.vm.console_log)))
 
     def stop_serving(self) -> None:
         """No more CLIs: close agent.sock and exec.sock."""

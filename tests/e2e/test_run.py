@@ -251,6 +251,23 @@ def test_a_box_whose_agent_is_killed_says_so(interactive: bool, e2e_home: Path) 
     assert vm_processes(e2e_home) == []
 
 
+def test_an_exec_that_kills_the_agent_says_so(e2e_home: Path) -> None:
+    run = bx("run", "-d", "--name", "doomed", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        proc = bx("exec", "doomed", "sh", "-c", "kill -9 -1; sleep 30")
+        assert proc.returncode == 125, proc.stderr
+        assert proc.stderr.decode().strip().splitlines()[-1].startswith(
+            "boxlite: the box stopped while the command ran: the guest agent was killed "
+            "by signal 9"), proc.stderr
+        assert bx("wait", "doomed", timeout=120).stdout == b"125\n"  # (stopped by then)
+        state = json.loads(bx("inspect", "doomed").stdout)[0]
+        assert state["status"] == "exited" and "guest agent was killed" in state["error"]
+    finally:
+        bx("rm", "-f", "doomed")
+    assert vm_processes(e2e_home) == []
+
+
 def test_detached_box_with_concurrent_execs(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "svc", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
