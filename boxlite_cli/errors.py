@@ -68,8 +68,8 @@ class OutputLost(BoxliteError):
 
 
 class BoxStopped(VmError):
-    """The box stopped before its main process ended (its VM or guest agent went away);
-    the exit code is the one the box recorded (125, or 137 when its shim was killed)."""
+    """The box stopped before its command ended (its VM or guest agent went away): a
+    failure of boxlite's, not the command's; exit 125."""
 
     def __init__(self, reason: str, exit_code: int) -> None:
         super().__init__(f"the box stopped before its command ended: {reason}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError, OutputLost
+from boxlite_cli.errors import BoxliteError, BoxStopped, OutputLost
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -34,7 +34,7 @@ class ExecServer:
     """Accepts on `path` until closed; runs each request through `client`."""
 
     def __init__(self, path: Path, client: AgentClient,
-                 why_stopped: Callable[[], str | None] = lambda: None) -> None:
+                 why_stopped: Callable[[], str | None] | None = None) -> None:
         """`why_stopped`: why the box stopped under a process (None when it did not, or
         the reason is not known), asked when a process's stream broke."""
         self.path = path
@@ -117,8 +117,8 @@ class ExecServer:
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
             reason = self._stopped_reason()
-            send_line(conn, {"exit_code": 125, "error": f"the box stopped while the command "
-                                                        f"ran: {reason}" if reason else str(e)})
+            send_line(conn, {"exit_code": 125,
+                             "error": BoxStopped(reason, 125).message if reason else str(e)})
             return
         if sink.error is not None:
             lost = OutputLost(sink.error.strerror or str(sink.error), code)
@@ -128,6 +128,8 @@ class ExecServer:
 
     def _stopped_reason(self, wait_s: float = STOPPED_REASON_WAIT_S) -> str | None:
         """Why the box stopped, waiting a little for it (the guest says why as it goes)."""
+        if self.why_stopped is None:
+            return None
         deadline = time.monotonic() + wait_s
         while (reason := self.why_stopped()) is None and time.monotonic() < deadline:
             time.sleep(0.1)

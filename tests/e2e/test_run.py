@@ -258,7 +258,7 @@ def test_an_exec_that_kills_the_agent_says_so(e2e_home: Path) -> None:
         proc = bx("exec", "doomed", "sh", "-c", "kill -9 -1; sleep 30")
         assert proc.returncode == 125, proc.stderr
         assert proc.stderr.decode().strip().splitlines()[-1].startswith(
-            "boxlite: the box stopped while the command ran: the guest agent was killed "
+            "boxlite: the box stopped before its command ended: the guest agent was killed "
             "by signal 9"), proc.stderr
         assert bx("wait", "doomed", timeout=120).stdout == b"125\n"  # (stopped by then)
         state = json.loads(bx("inspect", "doomed").stdout)[0]
