@@ -550,7 +550,8 @@ class Runtime:
             for fd in output_fds:
                 os.close(fd)
         if spare_of and warm is not None:
-            self.spares.replenish(spare_of, warm, launch)  # for the next box of this template
+            # for the next box of this template, while this one's command runs
+            self.spares.replenish_meanwhile(spare_of, warm, launch)
         return started
 
     def _spawn_shim(self, state: BoxState, files: BoxFiles,

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +120,21 @@ class Spares:
                 if claimed is not None:
                     return claimed
         return None
+
+    def replenish_meanwhile(self, key: str, template: Path, launch: Launch) -> threading.Thread:
+        """replenish() in a thread of its own, so that it overlaps the box's command
+        instead of delaying it (~15 ms of files and a process start). Not a daemon:
+        the interpreter waits for it before this process exits."""
+        thread = threading.Thread(target=self._replenish_quietly, args=(key, template, launch),
+                                  name="boxlite-replenish")
+        thread.start()
+        return thread
+
+    def _replenish_quietly(self, key: str, template: Path, launch: Launch) -> None:
+        # (a thread's traceback would land on the user's stderr, after the command's
+        # output: a spare is never worth a failure, nor a word)
+        with contextlib.suppress(Exception):
+            self.replenish(key, template, launch)
 
     def replenish(self, key: str, template: Path, launch: Launch) -> None:
         """Start a spare of template `key` (the box `launch` started from it) unless

@@ -23,6 +23,7 @@ from boxlite_agent.netconf import NetSetup, configure
 ROOTFS_DIR = "/run/boxlite/rootfs"
 ETC_DIR = "/run/boxlite/etc"
 ROOTFS_FSTYPE = "ext4"
+ROOTFS_OPTIONS = "discard"
 
 
 class VmGuest:
@@ -91,7 +92,9 @@ class VmGuest:
         # partition scan at boot, holds the ext4 superblock) may be another disk's:
         # a VM restored from a template boots with the template box's disk.
         flush_buffers(disk.node)
-        syscalls.mount(disk.node, self._rootfs_dir, ROOTFS_FSTYPE, 0, None)
+        # discard: what the box deletes goes back to the host's disk (the qcow2 overlay
+        # punches holes), as it is freed, with no fstrim in the box
+        syscalls.mount(disk.node, self._rootfs_dir, ROOTFS_FSTYPE, 0, ROOTFS_OPTIONS)
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):

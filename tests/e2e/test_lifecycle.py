@@ -179,3 +179,27 @@ def test_wait_stop_and_restart_of_a_rm_box() -> None:
         assert bx("inspect", "rr").returncode == 125
     finally:
         bx("rm", "-f", "rr")
+
+
+def test_what_a_box_deletes_goes_back_to_the_host(e2e_home: Path) -> None:
+    """The box's disk is mounted with discard: a deleted file's space leaves the qcow2
+    overlay on the host (holes punched) with no fstrim in the box."""
+    created = bx("run", "-d", "--name", "trim", IMAGE, "sleep", "600")
+    assert created.returncode == 0, created.stderr
+    overlay = e2e_home / "boxes" / created.stdout.decode().strip() / "disks" / "rootfs.qcow2"
+
+    def host_mib() -> float:
+        return overlay.stat().st_blocks * 512 / 2**20
+
+    try:
+        write = bx("exec", "trim", "sh", "-c", "head -c 64000000 /dev/urandom > /big && sync")
+        assert write.returncode == 0, write.stderr
+        assert host_mib() > 60
+        remove = bx("exec", "trim", "sh", "-c", "rm /big && sync")
+        assert remove.returncode == 0, remove.stderr
+        deadline = time.monotonic() + 30
+        while host_mib() > 16 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert host_mib() < 16
+    finally:
+        bx("rm", "-f", "trim")

@@ -207,6 +207,29 @@ def test_no_second_spare_of_a_template(tmp_path: Path, monkeypatch: pytest.Monke
     assert [p.name for p in tmp_path.iterdir()] == ["k.lock"]
 
 
+def test_replenish_meanwhile_runs_in_a_waited_for_thread_and_is_quiet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The next spare is made beside the box's command, by a thread the interpreter
+    waits for at exit (not a daemon: a half-made spare would be left), and a failure
+    in it says nothing (it would land after the command's output)."""
+    monkeypatch.delenv("BOXLITE_SPARES", raising=False)
+    made = threading.Event()
+    spares = Spares(tmp_path)
+
+    def slow_replenish(key: str, template: Path, launch: Launch) -> None:
+        time.sleep(0.05)
+        made.set()
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(spares, "replenish", slow_replenish)
+    thread = spares.replenish_meanwhile("k", tmp_path / "template", _launch())
+    assert not thread.daemon
+    thread.join(10)
+    assert made.is_set() and not thread.is_alive()
+    assert capsys.readouterr().err == ""
+
+
 def test_other_process_waits_through_a_pidfd() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
     other = OtherProcess(child.pid, ["sleeper"])
