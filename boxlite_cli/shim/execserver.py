@@ -21,6 +21,9 @@ from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_requ
 log = logging.getLogger("boxlite.shim")
 MAX_CONNECTIONS = 128
 STOPPED_REASON_WAIT_S = 2.0  # for the guest's last words, once a process's stream broke
+# At close, for the processes' connections to say how they ended (a box that stopped
+# under them: its reason, not a CLI left without an answer).
+DRAIN_S = STOPPED_REASON_WAIT_S + 1.0
 
 
 def _strings(request: dict[str, Any], key: str) -> list[str]:
@@ -41,6 +44,8 @@ class ExecServer:
         self.client = client
         self.why_stopped = why_stopped
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.serving: set[threading.Thread] = set()
+        self.serving_lock = threading.Lock()
         path.unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old_umask = os.umask(0o177)
@@ -51,11 +56,17 @@ class ExecServer:
         self.listener.listen(64)
         threading.Thread(target=self._accept, name="exec-server", daemon=True).start()
 
-    def close(self) -> None:
+    def close(self, drain_s: float = DRAIN_S) -> None:
+        """No new connections; the open ones get up to `drain_s` to answer."""
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.path.unlink(missing_ok=True)
+        deadline = time.monotonic() + drain_s
+        with self.serving_lock:
+            serving = list(self.serving)
+        for thread in serving:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _accept(self) -> None:
         while True:
@@ -64,8 +75,11 @@ class ExecServer:
             except OSError:
                 return  # closed
             self.slots.acquire()
-            threading.Thread(target=self._serve, args=(conn,), name="exec-conn",
-                             daemon=True).start()
+            thread = threading.Thread(target=self._serve, args=(conn,), name="exec-conn",
+                                      daemon=True)
+            with self.serving_lock:
+                self.serving.add(thread)
+            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         fds: list[int] = []
@@ -87,6 +101,8 @@ class ExecServer:
                     os.close(fd)
             conn.close()
             self.slots.release()
+            with self.serving_lock:
+                self.serving.discard(threading.current_thread())
 
     def _run(self, conn: socket.socket, request: dict[str, Any], out: int, err: int) -> None:
         timeout_s = request.get("timeout_s", 0.0)

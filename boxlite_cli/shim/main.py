@@ -228,6 +228,8 @@ class Shim:
             return "the VM is still running"
         if rc < 0:
             return f"the VM was killed by signal {-rc}"
+        if rc == 0:  # (the guest powered it off, or its kernel stopped: -no-reboot)
+            return f"the VM powered off{tail}"
         return f"the VM exited with status {rc}{tail}"
 
     def wait_for_console(self, marker: bytes, deadline: float) -> bool:
@@ -403,7 +405,15 @@ class Shim:
             os.umask(old_umask)
         self.server = server
         self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel),
-                                      lambda: agent_ended(console_tail(self.launch.vm.console_log)))
+                                      self.why_stopped)
+
+    def why_stopped(self) -> str | None:
+        """Why the box stopped under its processes: its agent ended, or its VM did
+        (None while neither is known)."""
+        reason = agent_ended(console_tail(self.launch.vm.console_log))
+        if reason is None and self.vmm is not None and self.vmm.poll() is not None:
+            reason = self.vmm_exit_reason()
+        return reason
 
     def stop_serving(self) -> None:
         """No more CLIs: close agent.sock and exec.sock."""

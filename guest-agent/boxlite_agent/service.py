@@ -108,6 +108,16 @@ def _rpc(method: _Method[_Req, _Resp]) -> _Method[_Req, _Resp]:
     return wrapper
 
 
+def _peak_rss_kib() -> int:
+    """The agent's VmHWM (0 when /proc does not say)."""
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _uptime() -> float:
     try:
         with open("/proc/uptime", "rb") as f:
@@ -131,7 +141,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if request.warm_up:
             with contextlib.suppress(AgentError):  # (before Init: no container to warm)
                 warm_spawn(self._guest.rootfs(), self._guest.hostname())
-        return pb.PingResponse(agent_version=__version__, kernel=os.uname().release, uptime_s=_uptime())
+        return pb.PingResponse(agent_version=__version__, kernel=os.uname().release,
+                               uptime_s=_uptime(), agent_peak_rss_kib=_peak_rss_kib())
 
     @_rpc
     def Init(self, request: pb.InitRequest, context: grpc.ServicerContext) -> pb.InitResponse:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from boxlite_agent.command import DEFAULT_PATH, find_executable
 from boxlite_agent.errors import ExecFailure, InvalidArgument
+from boxlite_agent.pidns import BOX_PIDS
 from boxlite_agent.ptys import open_pty, set_window_size
 from boxlite_agent.resolve import join_container, mkdir_all_in_root, resolve_in_root
 from boxlite_agent.users import ExecUser, lookup_user
@@ -163,10 +164,14 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
         argv = [HELPER, root, cwd, str(user.uid), str(user.gid),
                 ",".join(str(g) for g in user.groups), "1" if spec.tty else "0", str(err_w),
                 executable, *spec.argv]
+        # (a warm-up runs nothing of the box: it stays out of the box's PID namespace)
+        inside = contextlib.nullcontext() if spec.warm_up else BOX_PIDS.entered()
         try:
-            popen = subprocess.Popen(argv, executable=HELPER, stdin=stdio[0], stdout=stdio[1],
-                                     stderr=stdio[2], env=env, start_new_session=True,
-                                     close_fds=True, pass_fds=(err_w,), restore_signals=True)
+            with inside:
+                popen = subprocess.Popen(argv, executable=HELPER, stdin=stdio[0],
+                                         stdout=stdio[1], stderr=stdio[2], env=env,
+                                         start_new_session=True, close_fds=True,
+                                         pass_fds=(err_w,), restore_signals=True)
         except ValueError as e:  # e.g. a NUL byte in argv
             raise InvalidArgument(f"invalid command: {e}") from e
         except OSError as e:  # E2BIG and the like: as the program's own exec would fail

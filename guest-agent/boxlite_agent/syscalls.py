@@ -1,4 +1,5 @@
-"""Thin ctypes wrappers for the syscalls the stdlib lacks: mount, umount2, reboot.
+"""Thin ctypes wrappers for the syscalls the stdlib lacks: mount, umount2, reboot,
+unshare and setns (Python 3.12 has the last two; the guest's is 3.11).
 
 Calling mount(2) directly costs one syscall; ``/bin/mount`` costs a fork, an exec and
 libmount's parsing, which is slow under TCG.
@@ -23,6 +24,8 @@ MS_STRICTATIME = 0x1000000
 
 MNT_DETACH = 0x2
 
+CLONE_NEWPID = 0x20000000
+
 RB_POWER_OFF = 0x4321FEDC
 RB_AUTOBOOT = 0x01234567
 
@@ -42,6 +45,10 @@ def _libc() -> ctypes.CDLL:
     libc.umount2.restype = ctypes.c_int
     libc.reboot.argtypes = [ctypes.c_int]
     libc.reboot.restype = ctypes.c_int
+    libc.unshare.argtypes = [ctypes.c_int]
+    libc.unshare.restype = ctypes.c_int
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.setns.restype = ctypes.c_int
     return libc
 
 
@@ -71,6 +78,18 @@ def umount(target: str, flags: int = 0) -> None:
     """umount2(2)."""
     if _libc().umount2(_enc(target), flags) != 0:
         _raise(f"umount {target}", target)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2), for the calling thread."""
+    if _libc().unshare(flags) != 0:
+        _raise("unshare", "")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2), for the calling thread."""
+    if _libc().setns(fd, nstype) != 0:
+        _raise("setns", "")
 
 
 def reboot(cmd: int) -> None:

@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 
-from boxlite_agent import syscalls
+from boxlite_agent import console, syscalls
 from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
 from boxlite_agent.containerfs import (
     mount_kernel_filesystems,
@@ -19,6 +19,8 @@ from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.mounts import mount_at, mounted_now, mounts_under
 from boxlite_agent.netconf import NetSetup, configure
+from boxlite_agent.pidns import BOX_PIDS
+from boxlite_agent.spawn import HELPER
 
 ROOTFS_DIR = "/run/boxlite/rootfs"
 ETC_DIR = "/run/boxlite/etc"
@@ -62,6 +64,7 @@ class VmGuest:
             self._mount_rootfs(rootfs_serial)
             is_mounted = mounted_now()
             mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
+            self._start_box_pids()
             self._ready = True
             self._rootfs_serial = rootfs_serial
         if self._etc_bound:  # by this VM's earlier Init: new content only
@@ -70,6 +73,15 @@ class VmGuest:
             provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
                               is_mounted=is_mounted or mounted_now())
             self._etc_bound = True
+
+    def _start_box_pids(self) -> None:
+        """The box's PID namespace and its init (pidns.py): once, with the helper."""
+        if not os.access(HELPER, os.X_OK):
+            return  # (the agent run on a development host)
+        try:
+            BOX_PIDS.start(self._rootfs_dir, HELPER)
+        except OSError as e:  # (the box still runs, in the guest's namespace)
+            console.log(f"boxlite-agent: no PID namespace for the box: {e}")
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         if clock_ns:

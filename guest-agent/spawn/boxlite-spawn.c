@@ -14,6 +14,17 @@
  * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
  * ERRFD is made close-on-exec before that exec, so the agent reads end-of-file
  * once the program runs.
+ *
+ *   boxlite-init          (argv[0]; BOXLITE_INIT=ERRFD:ROOT in the environment)
+ *
+ * The init of the box's own PID namespace (pidns.py makes the namespace and starts
+ * this as its first process: PID 1 there). It mounts that namespace's proc on
+ * ROOT/proc (over the guest's, so `ps` in the box sees the box's processes only),
+ * enters ROOT, closes ERRFD (the agent reads end-of-file: ready) and then only reaps
+ * the orphans the box's processes leave. As a namespace's init it gets no signal
+ * from inside the box that it does not handle: `kill -9 -1` there leaves it be.
+ * (What it is told comes in its environment, which it then blanks: its command line,
+ * what `ps` in the box shows, is just its name.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,11 +33,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #define MAX_GROUPS 65536
+
+extern char **environ;
 
 static int errfd = -1;
 
@@ -64,8 +81,60 @@ static unsigned long number(const char *text, unsigned long max, const char *wha
     return value;
 }
 
+static void on_child(int sig)
+{
+    (void)sig; /* (only to be woken: SIGCHLD's default is to be ignored) */
+}
+
+static void __attribute__((noreturn)) box_init(const char *root)
+{
+    char proc[PATH_MAX];
+    if ((size_t)snprintf(proc, sizeof proc, "%s/proc", root) >= sizeof proc) {
+        errno = ENAMETOOLONG;
+        fail("mount proc");
+    }
+    if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        fail("mount proc");
+    if (chroot(root) != 0)
+        fail("chroot");
+    if (chdir("/") != 0)
+        fail("chdir to /");
+    prctl(PR_SET_NAME, "boxlite-init", 0, 0, 0);
+    sigset_t child, others;
+    sigemptyset(&child);
+    sigaddset(&child, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &child, &others);
+    sigdelset(&others, SIGCHLD);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_child;
+    sigaction(SIGCHLD, &action, NULL);
+    close(errfd); /* ready */
+    errfd = -1;
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        sigsuspend(&others); /* until a SIGCHLD (pending ones end it at once) */
+    }
+}
+
 int main(int argc, char **argv)
 {
+    const char *told = getenv("BOXLITE_INIT");
+    if (argc == 1 && told != NULL) {
+        static char init[PATH_MAX + 32];
+        if (strlen(told) >= sizeof init)
+            return 126;
+        strcpy(init, told);
+        for (char **env = environ; *env != NULL; env++)
+            memset(*env, 0, strlen(*env));
+        char *root = strchr(init, ':');
+        if (root == NULL)
+            return 126;
+        *root++ = '\0';
+        errfd = (int)number(init, INT_MAX, "error fd");
+        box_init(root);
+    }
     if (argc < 10) {
         fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD EXECUTABLE ARGV0 [ARG...]\n",
               stderr);

@@ -219,8 +219,8 @@ PKILL_PYTHON = ('for p in /proc/[0-9]*; do [ "${p#/proc/}" = "$$" ] && continue;
 
 
 def test_pkill_python_in_a_box_leaves_its_agent_be() -> None:
-    """The agent is python, but calls itself boxlite-agent: a workload's
-    `pkill -f python` (or `killall python3`) does not end the box."""
+    """A workload's `pkill -f python` (or `killall python3`) does not end the box: the
+    agent (python) is not even in the box's PID namespace."""
     run = bx("run", "-d", "--name", "pk", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
     try:
@@ -231,38 +231,92 @@ def test_pkill_python_in_a_box_leaves_its_agent_be() -> None:
         assert killed.stdout == b"boxlite-init \nboxlite-init\n"
         assert bx("exec", "pk", "echo", "alive").stdout == b"alive\n"  # the agent is fine
         left = bx("exec", "pk", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-        assert b"python" not in left.stdout and b"boxlite-agent" in left.stdout
+        assert b"python" not in left.stdout and b"boxlite-agent" not in left.stdout
     finally:
         bx("rm", "-f", "pk")
 
 
+# Every process of the box as `ps -e -o pid,ppid,args` shows them (no procps in the image).
+LIST_PROCESSES = ('for p in /proc/[0-9]*; do [ "${p#/proc/}" = "$$" ] && continue; '
+                  'echo "${p#/proc/} $(awk \'/^PPid/ {print $2}\' $p/status) '
+                  '$(tr "\\0" " " < $p/cmdline)"; done')
+
+
+def test_a_box_has_its_own_pid_namespace() -> None:
+    """Like docker's: a box sees its own processes only. PID 1 is the box's init
+    (docker run --init's place), the main process is its sibling, /proc/1/root is the
+    box's own root (not the guest agent's), and orphans are reaped."""
+    run = bx("run", "-d", "--name", "pidns", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        orphans = bx("exec", "pidns", "sh", "-c",
+                     "(sleep 0.2 >/dev/null 2>&1 &); (sleep 600 >/dev/null 2>&1 &); sleep 1")
+        assert orphans.returncode == 0, orphans.stderr
+        seen = bx("exec", "pidns", "sh", "-c", LIST_PROCESSES)
+        assert seen.returncode == 0, seen.stderr
+        processes = sorted((line.split(" ", 2) for line in seen.stdout.decode().splitlines()),
+                           key=lambda p: int(p[0]))
+        assert [p[1:] for p in processes] == [["0", "boxlite-init "], ["0", "sleep 600 "],
+                                              ["1", "sleep 600 "]], processes
+        assert [p[0] for p in processes[:2]] == ["1", "2"], processes
+        zombies = bx("exec", "pidns", "sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status")
+        assert zombies.stdout == b"", zombies.stdout  # the exited orphan was reaped
+        root = bx("exec", "pidns", "sh", "-c", "ls -a /proc/1/root/run; readlink /proc/1/root")
+        assert root.returncode == 0 and b"boxlite" not in root.stdout, root.stdout
+    finally:
+        bx("rm", "-f", "pidns")
+
+
 @pytest.mark.parametrize("interactive", [False, True], ids=["direct", "session"])
-def test_a_box_whose_agent_is_killed_says_so(interactive: bool, e2e_home: Path) -> None:
-    """`kill -9 -1` as root in a box kills its guest agent too (no PID namespace): the
-    box ends, and `run` says why in one line with 125, the box gone with --rm."""
+def test_kill_minus_one_as_root_in_a_box_spares_the_box(interactive: bool) -> None:
+    """`kill -9 -1` kills every other process of the box, but not its init, nor the
+    guest agent (outside the box's PID namespace): the box goes on."""
     args = ["-i"] if interactive else []
-    proc = bx("run", "--rm", *args, IMAGE, "sh", "-c", "kill -9 -1; sleep 30; echo survived")
+    script = 'sleep 600 & p=$!; kill -9 -1; wait $p; echo "sleep: $?"; kill -9 1; echo alive'
+    proc = bx("run", "--rm", *args, IMAGE, "sh", "-c", script, input=b"")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"sleep: 137\nalive\n"
+
+
+def test_kill_minus_one_from_an_exec_ends_the_main_process() -> None:
+    """As with docker run --init: the main process is not the namespace's init, so an
+    exec's `kill -9 -1` kills it too, and the box exits 137."""
+    run = bx("run", "-d", "--name", "k1", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        bx("exec", "k1", "sh", "-c", "kill -9 -1; sleep 30")  # (it may go with the box)
+        assert bx("wait", "k1", timeout=120).stdout == b"137\n"
+    finally:
+        bx("rm", "-f", "k1")
+
+
+@pytest.mark.parametrize("interactive", [False, True], ids=["direct", "session"])
+def test_a_box_whose_vm_powers_off_says_so(interactive: bool, e2e_home: Path) -> None:
+    """Root in a box can still power its VM off: the box ends, and `run` says so in
+    one line with 125, the box gone with --rm."""
+    args = ["-i"] if interactive else []
+    script = "echo o > /proc/sysrq-trigger; sleep 30; echo survived"
+    proc = bx("run", "--rm", *args, IMAGE, "sh", "-c", script, input=b"")
     assert proc.returncode == 125, proc.stderr
     lines = proc.stderr.decode().strip().splitlines()
-    assert lines[-1].startswith("boxlite: the box stopped before its command ended: the guest "
-                                "agent was killed by signal 9"), proc.stderr
+    assert lines[-1].startswith("boxlite: the box stopped before its command ended: the VM "
+                                "powered off"), proc.stderr
     assert b"survived" not in proc.stdout
     assert bx("ps", "-aq").stdout == b""
     assert vm_processes(e2e_home) == []
 
 
-def test_an_exec_that_kills_the_agent_says_so(e2e_home: Path) -> None:
+def test_an_exec_whose_vm_powers_off_says_so(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "doomed", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
     try:
-        proc = bx("exec", "doomed", "sh", "-c", "kill -9 -1; sleep 30")
+        proc = bx("exec", "doomed", "sh", "-c", "echo o > /proc/sysrq-trigger; sleep 30")
         assert proc.returncode == 125, proc.stderr
         assert proc.stderr.decode().strip().splitlines()[-1].startswith(
-            "boxlite: the box stopped before its command ended: the guest agent was killed "
-            "by signal 9"), proc.stderr
+            "boxlite: the box stopped before its command ended: the VM powered off"), proc.stderr
         assert bx("wait", "doomed", timeout=120).stdout == b"125\n"  # (stopped by then)
         state = json.loads(bx("inspect", "doomed").stdout)[0]
-        assert state["status"] == "exited" and "guest agent was killed" in state["error"]
+        assert state["status"] == "exited" and "the VM powered off" in state["error"]
     finally:
         bx("rm", "-f", "doomed")
     assert vm_processes(e2e_home) == []

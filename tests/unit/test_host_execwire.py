@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from boxlite_cli.agent.client import STDERR, STDOUT, ExecResult, Started
+from boxlite_cli.errors import AgentError
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.execwire import (
     MAX_LINE,
@@ -202,3 +203,34 @@ def test_exec_direct_falls_back_when_the_shim_has_no_exec_socket(tmp_path: Path)
             return type("F", (), {"exec_socket": tmp_path / "none.sock"})()
 
     assert execdirect.exec_direct(Rt(), "b", None, 1, 2) is None  # type: ignore[arg-type]
+
+
+class BrokenClient(FakeClient):
+    """Its process's stream breaks once `broken` is set (the box's VM went away)."""
+
+    def __init__(self, broken: threading.Event) -> None:
+        super().__init__([])
+        self.broken = broken
+
+    def attach(self, exec_id: str) -> Iterator[tuple[int, bytes]]:
+        self.broken.wait(10)
+        raise AgentError("the box is not reachable (Socket closed)")
+        yield  # (a generator, as the real one)
+
+
+def test_closing_lets_a_process_whose_box_stopped_say_why(tmp_path: Path) -> None:
+    """The shim closes the exec socket as its box goes: a connection whose process's
+    stream broke still answers, with why the box stopped (not a CLI left with none)."""
+    broken = threading.Event()
+    server = ExecServer(tmp_path / "exec.sock", BrokenClient(broken),  # type: ignore[arg-type]
+                        why_stopped=lambda: "the VM powered off" if broken.is_set() else None)
+    _, w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["sleep"]}, (w, w))
+        reader = LineReader(sock)
+        assert reader.next() == {"exec_id": "e1"}
+        threading.Timer(0.2, broken.set).start()
+        server.close()  # (returns once the connection answered)
+        assert reader.next() == {"exit_code": 125, "error": "the box stopped before its "
+                                                            "command ended: the VM powered off"}
+    assert not server.serving

@@ -15,14 +15,16 @@ class PingRequest(_message.Message):
     def __init__(self, warm_up: bool = ...) -> None: ...
 
 class PingResponse(_message.Message):
-    __slots__ = ("agent_version", "kernel", "uptime_s")
+    __slots__ = ("agent_version", "kernel", "uptime_s", "agent_peak_rss_kib")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PEAK_RSS_KIB_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     kernel: str
     uptime_s: float
-    def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ...) -> None: ...
+    agent_peak_rss_kib: int
+    def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ...) -> None: ...
 
 class InitRequest(_message.Message):
     __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main")
