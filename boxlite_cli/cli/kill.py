@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
-from boxlite_cli.errors import UsageError
-
-
-def parse_signal(text: str) -> int:
-    """`KILL`, `SIGKILL`, `kill` or `9` → 9."""
-    if text.isdigit():
-        num = int(text)
-        if not 0 < num < signal.NSIG:
-            raise UsageError(f"invalid signal: {text}")
-        return num
-    name = text.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise UsageError(f"invalid signal: {text}") from None
+from boxlite_cli.runtime.signals import parse_signal
 
 
 @click.command()

@@ -45,10 +45,13 @@ def cold_option(f: F) -> F:
 
 
 def stop_time_option(f: F) -> F:
-    """-t/--time of stop and restart (docker's 10 s default)."""
+    """-t/--time and -s/--signal of stop and restart (docker's 10 s default)."""
+    f = click.option("-s", "--signal", "stop_signal", metavar="SIGNAL", default=None,
+                     help="Signal to send first (name or number) [default: the box's stop "
+                          "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
     return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
                         show_default=True,
-                        help="Seconds to wait after SIGTERM before SIGKILL.")(f)
+                        help="Seconds to wait after that signal before SIGKILL.")(f)
 
 
 MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
@@ -58,7 +61,12 @@ def box_options(f: F) -> F:
     """Options of a new box (run and create)."""
     for decorator in reversed([
         click.option("--name", help="Assign a name to the box."),
+        click.option("--hostname", metavar="NAME",
+                     help="The box's hostname [default: its id's first 12 characters]."),
         click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
+        click.option("--stop-signal", metavar="SIGNAL",
+                     help="Signal `stop` and `restart` send the main process (name or number) "
+                          "[default: the image's StopSignal, or SIGTERM]."),
         click.option("--cpus", type=click.IntRange(min=1), default=1,
                      show_default=True, help="Number of virtual CPUs."),
         click.option("-m", "--memory", default="512m", show_default=True,

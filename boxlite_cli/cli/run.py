@@ -21,6 +21,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions
+from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -36,7 +37,7 @@ from boxlite_cli.runtime.runtime import CreateOptions
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
-        from_: str | None, name: str | None,
+        from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
         entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
@@ -65,7 +66,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
-        volumes=list(volumes),
+        volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     )
@@ -73,9 +74,12 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     # A plain foreground run: the shim writes the output to our stdout and stderr
     # itself (no gRPC in this process); -i and -t need a session.
     output = None if detach or interactive or tty else std_fds()
+    held: list[int] = []  # SIGTERM and SIGHUP while it starts: for the process, once it runs
     try:
-        result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
-                          exit_report=True)
+        with (contextlib.nullcontext() if detach
+              else forwarding_signals(held.append, HELD_WHILE_STARTING)):
+            result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
+                              exit_report=True)
     except BaseException:
         if auto_remove:
             with contextlib.suppress(BoxliteError):
@@ -87,6 +91,9 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if detach:
         click.echo(state.id)
         return 0
+    for signum in dict.fromkeys(held):
+        with contextlib.suppress(BoxliteError):  # (it may have ended already)
+            rt.kill(state.id, signum)
     if output is not None and result.exit_pipe is not None:
         from boxlite_cli.runtime.foreground import wait_direct
 

@@ -43,6 +43,8 @@ def make_ext4(tree: Path, image: Path, free_bytes: int = DEFAULT_FREE_BYTES, lab
          str(image)],
         f"making the filesystem of {image.name}",
     )
-    if ownership is not None:
-        apply_ownership(ownership, tree, image)
+    # mkfs's lost+found: a container's root has none (docker's do not), unless the
+    # image's own tree has one
+    extra = () if os.path.lexists(tree / "lost+found") else ("rmdir /lost+found",)
+    apply_ownership(ownership, tree, image, extra)
     return size

@@ -144,12 +144,14 @@ class Ownership:
         return out
 
 
-def apply_ownership(ownership: Ownership, tree: Path, image: Path) -> None:
-    """Write the recorded metadata of `tree` into `image`, the ext4 made from it."""
+def apply_ownership(ownership: Ownership | None, tree: Path, image: Path,
+                    extra: tuple[str, ...] = ()) -> None:
+    """Write the recorded metadata of `tree` into `image`, the ext4 made from it, and
+    run the debugfs commands `extra` after it."""
     with tempfile.TemporaryDirectory(prefix="ownership-", dir=image.parent) as work:
         values = Path(work) / "values"
         values.mkdir()
-        lines = ownership.script(tree, values)
+        lines = (ownership.script(tree, values) if ownership is not None else []) + list(extra)
         if not lines:
             return
         cmdfile = Path(work) / "commands"

@@ -43,8 +43,16 @@ from boxlite_cli.runtime.network import (
     port_forwards,
     vm_network,
 )
+from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal, stop_signal
 from boxlite_cli.runtime.spares import Spares, spare_idle_s, spares_enabled
-from boxlite_cli.runtime.spec import ProcessOptions, check_box_size, parse_size, process_spec
+from boxlite_cli.runtime.spec import (
+    ProcessOptions,
+    check_box_size,
+    check_hostname,
+    image_stop_signal,
+    parse_size,
+    process_spec,
+)
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.runtime.volumes import (
     check_host_sources,
@@ -114,6 +122,8 @@ class CreateOptions:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     pull: str = "missing"
     volumes: list[str] = field(default_factory=list)  # -v specs
+    hostname: str | None = None  # --hostname; None: the box id's first 12 characters
+    stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
 
 
 class SpareFailed(VmError):
@@ -295,8 +305,11 @@ class Runtime:
         volume_requests = parse_volume_specs(opts.volumes)
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
         check_host_sources(volume_requests)
+        if opts.hostname is not None:
+            check_hostname(opts.hostname)
         image = self.image(opts.image, opts.pull)
         spec = process_spec(opts.process, image.container_config)
+        stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)
@@ -309,7 +322,8 @@ class Runtime:
                                  rootfs_base="", process=spec, cpus=opts.cpus,
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
-                                 hostname=box_id[:12], network=opts.network),
+                                 hostname=opts.hostname or box_id[:12], network=opts.network,
+                                 stop_signal=stops_with),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here
@@ -710,8 +724,9 @@ class Runtime:
         return False
 
     def stop(self, ref: str, timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
-             restarting: bool = False) -> BoxState:
-        """SIGTERM the main process, SIGKILL it after `timeout_s`, then power off.
+             restarting: bool = False, signum: int | None = None) -> BoxState:
+        """Signal the main process (`signum`, else the box's stop signal: the image's
+        StopSignal or SIGTERM), SIGKILL it after `timeout_s`, then power off.
         `restarting`: a `--rm` box is kept (`restart` starts it again)."""
         box_id = self.resolve(ref)
         state = self.get(box_id)
@@ -725,7 +740,8 @@ class Runtime:
         try:
             client = AgentClient.connect(f"unix:{files.agent_socket}")
             try:
-                client.signal(MAIN, signal.SIGTERM)
+                client.signal(MAIN, signum if signum is not None
+                              else parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL))
                 try:
                     client.wait(MAIN, timeout=max(timeout_s, 0.01))
                 except BoxliteError:

@@ -96,6 +96,22 @@ def _config_string(image_config: dict[str, Any], key: str) -> str:
     return value
 
 
+# A box's hostname, as the guest agent takes it (one label or dotted, <= 63 characters).
+HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
+
+
+def check_hostname(name: str) -> None:
+    if not HOSTNAME.fullmatch(name):
+        raise UsageError(f"invalid hostname {name!r}",
+                         hint="letters, digits, '.', '_' and '-', at most 63 characters, "
+                              "not starting with '.' or '-'")
+
+
+def image_stop_signal(image_config: dict[str, Any]) -> str:
+    """The image's StopSignal ("" when it has none)."""
+    return _config_string(image_config, "StopSignal")
+
+
 def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
                  host_env: dict[str, str] | None = None) -> ProcessSpec:
     """The main process of a box from the options and the image's config."""

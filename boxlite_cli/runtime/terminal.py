@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
+# What a foreground `run` keeps for its process while the box starts (a CI step's
+# timeout, a closed terminal), instead of dying and leaving the box to run unattended.
+# Ctrl-C (SIGINT) still ends the start: `--rm` then removes the box.
+HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def terminal_size(fd: int) -> tuple[int, int]:
@@ -25,14 +29,16 @@ def terminal_size(fd: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def forwarding_signals(forward: Callable[[int], None]) -> Iterator[None]:
-    """While inside: FORWARDED_SIGNALS to this process go to `forward(signum)` (as
-    docker's sig-proxy does) instead of ending it. Main thread only; elsewhere a no-op."""
+def forwarding_signals(forward: Callable[[int], None],
+                       signals: tuple[signal.Signals, ...] = FORWARDED_SIGNALS
+                       ) -> Iterator[None]:
+    """While inside: `signals` to this process go to `forward(signum)` (as docker's
+    sig-proxy does) instead of ending it. Main thread only; elsewhere a no-op."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, lambda signum, _frame: forward(signum))
-                for sig in FORWARDED_SIGNALS}
+                for sig in signals}
     try:
         yield
     finally:

@@ -59,6 +59,7 @@ class BoxConfig:
     detach: bool = False
     hostname: str = ""
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    stop_signal: str = ""  # what `stop` sends the main process ("": SIGTERM)
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
 
 

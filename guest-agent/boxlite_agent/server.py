@@ -66,10 +66,21 @@ def _protect_from_oom() -> None:
         pass
 
 
+# Open files: the agent's and, inherited, every box process's. The hard limit is
+# containerd's for containers, so a process of a box can raise its soft limit as it
+# could under docker (the kernel's own 4096 could not be raised without root).
+NOFILE_SOFT = 4096
+NOFILE_HARD = 524288
+
+
 def _raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (max(soft, NOFILE_SOFT), max(hard, NOFILE_HARD)))
+    except (OSError, ValueError):  # (not root: a development host)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _unix_path(address: str) -> str:

@@ -243,6 +243,10 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
             parent_fds += [out_r, err_r]
             child_fds += [stdout_fd, stderr_fd]
             outputs += [(STDOUT, out_r), (STDERR, err_r)]
+            if user.uid != 0:  # its own, as runc makes them: /dev/stdout and the like open
+                for fd in (stdout_fd, stderr_fd, stdin_fd):
+                    if fd != subprocess.DEVNULL and not spec.warm_up:
+                        os.fchown(fd, user.uid, user.gid)
         if os.access(HELPER, os.X_OK):
             popen = _start_with_helper(root, cwd, user, spec, executable,
                                        (stdin_fd, stdout_fd, stderr_fd), env)

@@ -45,6 +45,35 @@ def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
     assert out == b"got SIGTERM\n"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_the_box_starts_goes_to_its_process(sig: signal.Signals,
+                                                           e2e_home: Path) -> None:
+    """A CI step's timeout (SIGTERM) or a closed terminal (SIGHUP) while the box still
+    boots does not leave it to run unattended: the signal reaches the process once it
+    runs (here it ends it), and the CLI exits as the process did."""
+    name = f"early-{sig.name.lower()}"
+    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", "--cold", "--name", name, IMAGE,
+                             "sleep", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            boxes = json.loads(bx("ps", "-a", "--format", "json").stdout)
+            if [b for b in boxes if b["name"] == name and b["status"] == "starting"]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the box was never seen starting")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    names = [b["name"] for b in json.loads(bx("ps", "-a", "--format", "json").stdout)]
+    assert name not in names
+    assert not [p for p in vm_processes(e2e_home) if name in p]
+
+
 def test_a_reader_that_goes_away_ends_only_the_writer() -> None:
     # `| head -c 5`: head leaves early. As in a host pipeline, `seq` (the writer into
     # the closed pipe) dies of SIGPIPE, the shell goes on, and its exit status is the

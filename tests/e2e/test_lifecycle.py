@@ -203,3 +203,41 @@ def test_what_a_box_deletes_goes_back_to_the_host(e2e_home: Path) -> None:
         assert host_mib() < 16
     finally:
         bx("rm", "-f", "trim")
+
+
+STOP_TRAPS = ('trap "echo got USR1; exit 7" USR1; trap "echo got TERM; exit 3" TERM; '
+              'echo up; while :; do sleep 0.1; done')
+
+
+def test_stop_sends_the_boxs_stop_signal_and_stop_s_overrides_it() -> None:
+    """--stop-signal (or the image's StopSignal) is what `stop` and `restart` send
+    first, as docker's; `stop -s` sends another; `inspect` shows it."""
+    created = bx("run", "-d", "--name", "sig", "--stop-signal", "usr1", IMAGE,
+                 "sh", "-c", STOP_TRAPS)
+    assert created.returncode == 0, created.stderr
+    try:
+        assert json.loads(bx("inspect", "sig").stdout)[0]["config"]["stop_signal"] == "SIGUSR1"
+        logs_until("sig", b"up")
+        assert bx("stop", "sig").returncode == 0
+        assert bx("wait", "sig").stdout == b"7\n"
+        assert b"got USR1" in bx("logs", "sig").stdout
+        assert bx("start", "sig").returncode == 0
+        logs_until("sig", b"up\nup")
+        assert bx("stop", "-s", "TERM", "sig").returncode == 0
+        assert bx("wait", "sig").stdout == b"3\n"
+    finally:
+        bx("rm", "-f", "sig")
+
+
+def test_hostname_and_a_bad_stop_signal() -> None:
+    named = bx("run", "--rm", "--hostname", "web-1.local", IMAGE, "sh", "-c",
+               "hostname; grep -c web-1.local /etc/hosts")
+    assert named.returncode == 0, named.stderr
+    assert named.stdout == b"web-1.local\n1\n"
+    before = bx("ps", "-aq").stdout
+    for args in (["--stop-signal", "SIGNOPE"], ["--hostname", "-x"]):
+        bad = bx("run", "--rm", *args, IMAGE, "true")
+        assert bad.returncode == 125
+        assert len(bad.stderr.decode().splitlines()) == 2, bad.stderr  # the line and a hint
+        assert bad.stderr.startswith(b"boxlite: invalid "), bad.stderr
+    assert bx("ps", "-aq").stdout == before  # nothing made

@@ -211,6 +211,18 @@ def test_accel_warning_once_per_boot_and_forcing_tcg(e2e_home: Path) -> None:
     assert b"warning" not in forced.stderr
 
 
+def test_a_user_can_open_its_own_stdio_and_the_root_is_dockers() -> None:
+    """A non-root main process owns its stdio pipes, as runc makes them: images that log
+    to /dev/stdout and /dev/stderr work. The root has no mkfs lost+found."""
+    proc = bx("run", "--rm", "-i", "-u", "nobody", IMAGE, "sh", "-c",
+              "cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr; ls -A /",
+              input=b"in\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b"err\n"
+    lines = proc.stdout.decode().splitlines()
+    assert lines[:2] == ["in", "out"] and "etc" in lines and "lost+found" not in lines, lines
+
+
 # What `pkill -f python` does (procps is not in the default image): every process
 # whose command line names python gets SIGKILL, but this shell.
 PKILL_PYTHON = ('for p in /proc/[0-9]*; do [ "${p#/proc/}" = "$$" ] && continue; '

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from boxlite_cli.disks.ext4 import make_ext4
 from boxlite_cli.disks.ownership import Ownership, quote
 
 IS_ROOT = os.geteuid() == 0
@@ -255,6 +256,18 @@ def test_whiteouts_and_parents_nobody_listed(unpacked: tuple[Path, Path]) -> Non
         assert (p.type, p.mode & 0o7777, p.uid, p.gid) == ("directory", 0o755, 0, 0)
     run = stat_in(image, "/opt/app/run")
     assert (run.mode & 0o7777, run.uid, run.gid) == (0o755, 1000, 1000)
+
+
+def test_no_lost_and_found_unless_the_image_has_one(unpacked: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    """mkfs.ext4's /lost+found is not part of the image: a container's root has none."""
+    image, _ = unpacked
+    assert exists_in(image, "/etc/shadow") and not exists_in(image, "/lost+found")
+    tree = tmp_path / "tree"
+    (tree / "lost+found").mkdir(parents=True)
+    (tree / "lost+found" / "kept").write_text("the image's own")
+    make_ext4(tree, tmp_path / "own.ext4", free_bytes=1 << 20)
+    assert exists_in(tmp_path / "own.ext4", "/lost+found/kept")
 
 
 # the record itself -------------------------------------------------------------------
