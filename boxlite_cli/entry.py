@@ -45,7 +45,28 @@ def spare_ready() -> bool:
         return False
 
 
+def open_standard_fds() -> None:
+    """A closed stdin, stdout or stderr (`>&-`) becomes /dev/null, before anything
+    opens a file that would take its number and get what is meant for the terminal."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # (the lowest free number: fd itself)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # (Python gave up on them at start-up: None)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
 def main() -> int:
+    open_standard_fds()
     try:
         if wants_prestart(sys.argv[1:]):
             from boxlite_cli.shim import prestart

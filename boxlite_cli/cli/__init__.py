@@ -35,5 +35,5 @@ def main(argv: list[str] | None = None) -> int:
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()

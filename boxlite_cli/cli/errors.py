@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import sys
 from collections.abc import Callable
@@ -15,9 +16,12 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def report(message: str, hint: str | None = None) -> None:
-    click.echo(f"boxlite: {message}", err=True)
-    if hint:
-        click.echo(f"  hint: {hint}", err=True)
+    """The error line (and its hint) on stderr; said nowhere when stderr cannot take
+    it (`2>/dev/full`): the exit code still tells."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(f"boxlite: {message}", err=True)
+        if hint:
+            click.echo(f"  hint: {hint}", err=True)
 
 
 def exit_code_for(error: BaseException, debug: bool) -> int:

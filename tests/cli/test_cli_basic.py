@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -318,3 +322,34 @@ def test_ctrl_c_while_the_cli_starts_is_quiet(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "boxlite_cli.cli.app", Interrupting("boxlite_cli.cli.app"))
     assert main(["ps"]) == 130
     assert capsys.readouterr().err == ""
+
+
+# closed standard streams ------------------------------------------------------------------
+
+
+def _closed(fd: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The real script with `fd` closed (`>&-`, `2>&-`), its stderr to a pipe unless
+    that is the closed one (then stdout is)."""
+    boxlite = shutil.which("boxlite", path=str(Path(sys.executable).parent))
+    assert boxlite is not None
+    return subprocess.run([boxlite, *args], capture_output=True, check=False, timeout=60,
+                          preexec_fn=lambda: os.close(fd))
+
+
+def test_a_closed_stdout_is_no_crash(home: Path) -> None:
+    proc = _closed(1, "ps")
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+
+
+def test_a_closed_stderr_keeps_the_exit_code(home: Path) -> None:
+    proc = _closed(2, "rm", "nosuch")
+    assert proc.returncode == 125 and proc.stdout == b"", proc.stdout
+
+
+def test_an_error_line_stderr_cannot_take_keeps_the_exit_code(home: Path) -> None:
+    boxlite = shutil.which("boxlite", path=str(Path(sys.executable).parent))
+    assert boxlite is not None
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([boxlite, "rm", "nosuch"], stdout=subprocess.PIPE, stderr=full,
+                              check=False, timeout=60)
+    assert proc.returncode == 125
