@@ -7,6 +7,15 @@ line on stderr and an exit code in a single place (`boxlite_cli.cli.errors`).
 from __future__ import annotations
 
 
+class Interrupted(BaseException):
+    """A signal that ends this command (SIGTERM, SIGHUP), as KeyboardInterrupt does
+    SIGINT: the command's clean-up runs, and the exit code is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
 class BoxliteError(Exception):
     """Base of all boxlite errors. `hint` is the fix, when there is one."""
 

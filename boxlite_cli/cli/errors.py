@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from boxlite_cli.errors import BoxliteError, NoSuchBox
+from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox
 
 EXIT_BOXLITE = 125
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -42,6 +42,8 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         return EXIT_BOXLITE
     if isinstance(error, KeyboardInterrupt):
         return 130
+    if isinstance(error, Interrupted):
+        return 128 + error.signum
     if isinstance(error, OSError) and error.strerror:
         where = f": {error.filename}" if error.filename else ""
         hint = "free some disk space and try again" if error.errno in NO_SPACE else None

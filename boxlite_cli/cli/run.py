@@ -19,9 +19,9 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.cli.output import std_fds
-from boxlite_cli.errors import BoxliteError, UsageError
+from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions
-from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
+from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -74,16 +74,19 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     # A plain foreground run: the shim writes the output to our stdout and stderr
     # itself (no gRPC in this process); -i and -t need a session.
     output = None if detach or interactive or tty else std_fds()
-    held: list[int] = []  # SIGTERM and SIGHUP while it starts: for the process, once it runs
+    # SIGTERM and SIGHUP while it starts: for the process, once it runs; with -d (no
+    # process of ours to give them to) they end the start, as Ctrl-C does
+    held: list[int] = []
     try:
-        with (contextlib.nullcontext() if detach
-              else forwarding_signals(held.append, HELD_WHILE_STARTING)):
+        with forwarding_signals(interrupt if detach else held.append, HELD_WHILE_STARTING):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
                               exit_report=True)
-    except BaseException:
-        if auto_remove:
-            with contextlib.suppress(BoxliteError):
+    except BaseException as e:
+        with contextlib.suppress(BoxliteError):
+            if auto_remove:
                 rt.remove(state.id, force=True, volumes=True)  # (--rm's: docker's)
+            elif detach and isinstance(e, KeyboardInterrupt | Interrupted):
+                rt.kill_now(state.id)  # (its id was never printed: not left running)
         raise
     if result.exit_code is not None:
         report(result.error or "the command could not be started")

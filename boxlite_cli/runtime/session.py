@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, OutputLost
-from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, terminal_size
+from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, HELD_WHILE_STARTING, terminal_size
 
 
 @dataclass
@@ -89,9 +89,10 @@ class Session:
             yield
             return
         previous = {}
-        wanted = [signal.SIGWINCH] if self.tty else []
-        if not self.tty:
-            wanted += FORWARDED_SIGNALS
+        # A tty session's Ctrl-C and the like come through the terminal; a closed
+        # terminal (SIGHUP) or a SIGTERM still reach the process (it would go on alone
+        # on a pty nobody reads)
+        wanted = [signal.SIGWINCH, *HELD_WHILE_STARTING] if self.tty else list(FORWARDED_SIGNALS)
         for sig in wanted:
             previous[sig] = signal.signal(sig, self._on_signal)
         try:

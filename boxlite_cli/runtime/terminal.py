@@ -11,11 +11,15 @@ import termios
 import threading
 from collections.abc import Callable, Iterator
 
+from boxlite_cli.errors import Interrupted
+
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 # What a foreground `run` keeps for its process while the box starts (a CI step's
-# timeout, a closed terminal), instead of dying and leaving the box to run unattended.
-# Ctrl-C (SIGINT) still ends the start: `--rm` then removes the box.
+# timeout, a closed terminal), instead of dying and leaving the box to run unattended
+# (`run -d` ends the start and stops the box instead); what a tty session forwards
+# besides the window size. Ctrl-C (SIGINT) still ends a start: `--rm` then removes
+# the box.
 HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -26,6 +30,11 @@ def terminal_size(fd: int) -> tuple[int, int]:
         return rows, cols
     except OSError:
         return 0, 0
+
+
+def interrupt(signum: int) -> None:
+    """For forwarding_signals: end the command as Ctrl-C would, with 128 + signum."""
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager

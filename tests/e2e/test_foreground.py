@@ -6,7 +6,10 @@ as on a host, and a killed CLI's terminal gets no more output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import select
 import signal
 import subprocess
@@ -45,16 +48,12 @@ def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
     assert out == b"got SIGTERM\n"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_while_the_box_starts_goes_to_its_process(sig: signal.Signals,
-                                                           e2e_home: Path) -> None:
-    """A CI step's timeout (SIGTERM) or a closed terminal (SIGHUP) while the box still
-    boots does not leave it to run unattended: the signal reaches the process once it
-    runs (here it ends it), and the CLI exits as the process did."""
-    name = f"early-{sig.name.lower()}"
-    proc = subprocess.Popen([boxlite_bin(), "run", "--rm", "--cold", "--name", name, IMAGE,
-                             "sleep", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+def _signal_while_starting(args: list[str], name: str, sig: signal.Signals
+                           ) -> tuple[int, bytes]:
+    """`boxlite ARGS`, signalled once its box (NAME) shows as starting: its exit code
+    and stdout."""
+    proc = subprocess.Popen([boxlite_bin(), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -65,13 +64,40 @@ def test_a_signal_while_the_box_starts_goes_to_its_process(sig: signal.Signals,
         else:
             pytest.fail("the box was never seen starting")
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + sig, err
+    return proc.returncode, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_the_box_starts_goes_to_its_process(sig: signal.Signals,
+                                                           e2e_home: Path) -> None:
+    """A CI step's timeout (SIGTERM) or a closed terminal (SIGHUP) while the box still
+    boots does not leave it to run unattended: the signal reaches the process once it
+    runs (here it ends it), and the CLI exits as the process did."""
+    name = f"early-{sig.name.lower()}"
+    code, _ = _signal_while_starting(["run", "--rm", "--cold", "--name", name, IMAGE,
+                                      "sleep", "600"], name, sig)
+    assert code == 128 + sig
     names = [b["name"] for b in json.loads(bx("ps", "-a", "--format", "json").stdout)]
     assert name not in names
     assert not [p for p in vm_processes(e2e_home) if name in p]
+
+
+def test_a_signal_to_run_d_while_its_box_starts_stops_the_box(e2e_home: Path) -> None:
+    """`run -d` has no process to give it to: the start ends (143, no id printed) and
+    the box is stopped, not left running with an id nobody got."""
+    code, out = _signal_while_starting(["run", "-d", "--cold", "--name", "early-d", IMAGE,
+                                        "sleep", "600"], "early-d", signal.SIGTERM)
+    try:
+        assert (code, out) == (143, b"")
+        [box] = [b for b in json.loads(bx("ps", "-a", "--format", "json").stdout)
+                 if b["name"] == "early-d"]
+        assert box["status"] == "exited", box
+        assert not [p for p in vm_processes(e2e_home) if "early-d" in p]
+    finally:
+        bx("rm", "-f", "early-d")
 
 
 def test_a_reader_that_goes_away_ends_only_the_writer() -> None:
@@ -223,3 +249,41 @@ def test_exec_streams_separately_and_forwards_signals() -> None:
         assert bx("exec", "sigexec", "true").returncode == 0  # the box is fine
     finally:
         bx("rm", "-f", "sigexec")
+
+
+def test_a_tty_session_passes_a_hangup_to_its_process(e2e_home: Path) -> None:
+    """`run -it` whose terminal goes away (SIGHUP to the CLI): the process gets the
+    hangup, as on a host, instead of running on alone on a pty nobody reads."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the CLI, on the pty
+        os.execv(boxlite_bin(), [boxlite_bin(), "run", "--rm", "-it", "--name", "hup", IMAGE,
+                                 "sh", "-c", 'trap "exit 7" HUP; echo ready; '
+                                             "while :; do sleep 0.1; done"])
+    try:
+        seen = b""
+        deadline = time.monotonic() + 240
+        while b"ready" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                seen += os.read(master, 4096)
+        assert b"ready" in seen, seen
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 120
+        status = 0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # (drain: the CLI may write on)
+                if select.select([master], [], [], 0.2)[0]:
+                    os.read(master, 4096)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        else:
+            pytest.fail("the CLI did not end")
+        assert os.waitstatus_to_exitcode(status) == 7
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(master)
+        bx("rm", "-f", "hup")
+    assert not [p for p in vm_processes(e2e_home) if "hup" in p]
