@@ -86,3 +86,13 @@ def std_fds() -> tuple[int, int] | None:
         return sys.stdout.fileno(), sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def confirmed(question: str) -> bool:
+    """`QUESTION [y/N]: ` answered on stdin; the end of the input (a script's
+    `</dev/null`) is a no, not an interruption."""
+    click.echo(f"{question} [y/N]: ", nl=False)
+    answer = sys.stdin.readline()
+    if not answer:
+        click.echo()
+    return answer.strip().lower() in ("y", "yes")

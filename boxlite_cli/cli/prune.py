@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.output import confirmed
 
 
 @click.command()
@@ -12,7 +13,7 @@ from boxlite_cli.cli.context import CliContext, pass_cli
 @pass_cli
 def prune(cli: CliContext, force: bool) -> int:
     """Remove every box that is not running, with its disks."""
-    if not force and not click.confirm("Remove all stopped boxes?", default=False):
+    if not force and not confirmed("Remove all stopped boxes?"):
         return 0
     removed = cli.runtime.prune()
     for box_id in removed:

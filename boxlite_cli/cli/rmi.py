@@ -6,7 +6,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
-from boxlite_cli.cli.output import human_size
+from boxlite_cli.cli.output import confirmed, human_size
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.runtime.images import Removal
 
@@ -46,7 +46,7 @@ def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
     each kind saves one."""
     question = ("Remove all images without at least one box associated to them?" if all_unused
                 else "Remove unused image data?")
-    if not force and not click.confirm(question, default=False):
+    if not force and not confirmed(question):
         return 0
     done = cli.runtime.image_ops.prune(all_unused)
     done.freed += cli.runtime.templates.remove_all()  # warm-start templates are rebuilt on use

@@ -32,17 +32,40 @@ def _lookup(record: Any, path: str, template: str) -> Any:
     return value
 
 
+ANY_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
+SUPPORTED = "{{.Field.Sub}} and {{json .Field}}"
+
+
+def _text(value: Any, as_json: bool) -> str:
+    if as_json or isinstance(value, dict | list):
+        return json.dumps(value)
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def render(template: str, record: dict[str, Any]) -> str:
-    """Fill `template` from `record`; anything but plain actions is left as text."""
+    """Fill `template` from `record`; an action it does not support (range, index,
+    if, ...) or one left open is a UsageError, not text printed as it is."""
+    out: list[str] = []
+    pos = 0
+    for m in ANY_ACTION.finditer(template):
+        _check_text(template[pos:m.start()], template)
+        action = ACTION.fullmatch(m.group(0))
+        if action is None:
+            raise UsageError(f"template {template!r}: unsupported action {m.group(0)!r}",
+                             hint=f"boxlite's templates take {SUPPORTED}")
+        out += [template[pos:m.start()],
+                _text(_lookup(record, action.group(2), template), bool(action.group(1)))]
+        pos = m.end()
+    _check_text(template[pos:], template)
+    out.append(template[pos:])
+    return "".join(out)
 
-    def replace(m: re.Match[str]) -> str:
-        value = _lookup(record, m.group(2), template)
-        if m.group(1) or isinstance(value, dict | list):
-            return json.dumps(value)
-        if value is None:
-            return "<no value>"
-        if isinstance(value, bool):
-            return str(value).lower()
-        return str(value)
 
-    return ACTION.sub(replace, template)
+def _check_text(text: str, template: str) -> None:
+    if "{{" in text:
+        raise UsageError(f"template {template!r}: an action is not closed with }}}}",
+                         hint=f"boxlite's templates take {SUPPORTED}")

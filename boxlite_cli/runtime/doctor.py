@@ -28,20 +28,21 @@ class Check:
         return asdict(self)
 
 
-def tool_version(binary: str) -> str | None:
+def tool_version(binary: str, flag: str = "--version") -> str | None:
+    """The first line `binary FLAG` prints (None: not installed)."""
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
     if path is None:
         return None
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([path, flag], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown version"
     lines = (out.stdout or out.stderr).strip().splitlines()
     return lines[0] if lines else "unknown version"
 
 
-def tool_check(name: str, binary: str, package: str) -> Check:
-    version = tool_version(binary)
+def tool_check(name: str, binary: str, package: str, flag: str = "--version") -> Check:
+    version = tool_version(binary, flag)
     if version is None:
         return Check(name, False, f"{binary} not found", APT_FIX.format(package))
     return Check(name, True, version)
@@ -71,7 +72,7 @@ def run_checks() -> list[Check]:
     checks = [
         tool_check("qemu", QEMU_BINARY, "qemu-system-x86"),
         tool_check("qemu-img", "qemu-img", "qemu-utils"),
-        tool_check("mkfs.ext4", "mkfs.ext4", "e2fsprogs"),
+        tool_check("mkfs.ext4", "mkfs.ext4", "e2fsprogs", flag="-V"),  # (no --version)
     ]
     try:
         payload = find_payload()

@@ -256,6 +256,10 @@ def test_doctor_reports_the_missing_payload(script_runner: ScriptRunner, home: P
     assert payload["fix"] == "make payload"
     assert str(home / "no-such-payload") in payload["detail"]
     assert {"qemu", "qemu-img", "mkfs.ext4"} <= set(checks)
+    for tool in ("qemu", "qemu-img", "mkfs.ext4"):  # versions, not a complaint about a flag
+        assert "version" in checks[tool]["detail"] or checks[tool]["detail"][:6] == "mke2fs", \
+            checks[tool]
+        assert "invalid option" not in checks[tool]["detail"]
     for check in checks.values():
         assert set(check) >= {"name", "ok", "detail", "fix", "required"}
         assert check["ok"] or check["fix"], f"{check['name']} fails without saying how to fix it"

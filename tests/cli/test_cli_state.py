@@ -372,3 +372,15 @@ def test_logs_of_a_box_without_output(script_runner: ScriptRunner) -> None:
     plant_box()
     result = bx(script_runner, "logs", "planted")
     assert (result.returncode, result.stdout) == (0, "")
+
+
+@pytest.mark.parametrize("answer", ["", "n\n", "y\n"], ids=["eof", "no", "yes"])
+def test_prune_asks_and_the_end_of_input_is_a_no(script_runner: ScriptRunner, home: Path,
+                                                  answer: str) -> None:
+    """A script's `boxlite prune </dev/null` is declined (exit 0), not an interrupt (130)."""
+    plant_box()
+    result = script_runner.run(["boxlite", "prune"], stdin=io.StringIO(answer),
+                               print_result=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Remove all stopped boxes? [y/N]: ")
+    assert box_dirs(home) == ([] if answer == "y\n" else [BOX_ID])

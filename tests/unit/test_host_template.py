@@ -31,3 +31,18 @@ def test_render(template: str, expected: str) -> None:
 def test_unknown_fields_are_usage_errors(template: str) -> None:
     with pytest.raises(UsageError, match="template"):
         render(template, RECORD)
+
+
+@pytest.mark.parametrize("template", ["{{.Status", "x {{ .Status } y",
+                                      "{{range .Config.Cmd}}{{.}} {{end}}",
+                                      "{{index .Config.Env 0}}", "{{if .Running}}up{{end}}"])
+def test_what_it_does_not_support_is_an_error_not_text(template: str) -> None:
+    with pytest.raises(UsageError, match=r"not closed|unsupported action") as e:
+        render(template, {"Status": "running", "Config": {"Cmd": ["a"], "Env": ["A=1"]},
+                          "Running": True})
+    assert e.value.hint and "{{json .Field}}" in e.value.hint
+
+
+def test_text_around_actions_and_a_lone_closing_brace_pair() -> None:
+    assert render("[{{.Status}}] }} {{ json .Config.Cmd }}",
+                  {"Status": "up", "Config": {"Cmd": ["a"]}}) == '[up] }} ["a"]'
