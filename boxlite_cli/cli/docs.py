@@ -75,19 +75,27 @@ def man_page(cmd: click.Command, path: list[str]) -> str:
             if subcmd is not None:
                 out += [".TP", f".B {sub}", _roff(subcmd.get_short_help_str(80)),
                         f"See \\fB{name}-{sub}\\fR(1)."]
-    out += [".SH SEE ALSO", "\\fBboxlite\\fR(1)" if path != ["boxlite"] else "\\fBdocker\\fR(1)"]
+    parent = "-".join(path[:-1])
+    out += [".SH SEE ALSO", f"\\fB{parent}\\fR(1)" if len(path) > 1 else "\\fBdocker\\fR(1)"]
     return "\n".join(out) + "\n"
 
 
 def man_pages() -> dict[str, str]:
+    """boxlite(1), and one page per command, at every depth (boxlite-image-ls(1))."""
     from boxlite_cli.cli.app import cli
 
-    pages = {"boxlite.1": man_page(cli, ["boxlite"])}
-    ctx = click.Context(cli, info_name="boxlite", help_option_names=HELP_OPTIONS)
-    for name in cli.list_commands(ctx):
-        sub = cli.get_command(ctx, name)
-        if sub is not None:
-            pages[f"boxlite-{name}.1"] = man_page(sub, ["boxlite", name])
+    pages: dict[str, str] = {}
+
+    def add(cmd: click.Command, path: list[str]) -> None:
+        pages["-".join(path) + ".1"] = man_page(cmd, path)
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=HELP_OPTIONS)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None:
+                    add(sub, [*path, name])
+
+    add(cli, ["boxlite"])
     return pages
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,17 @@ def test_every_command_has_a_man_page() -> None:
         page = pages[f"boxlite-{name}.1"]
         assert page.startswith(f'.TH "BOXLITE-{name.upper()}" "1"')
         assert ".SH SYNOPSIS" in page
+
+
+def test_every_page_a_page_points_to_exists() -> None:
+    """A group's page names its subcommands' pages (boxlite-image-ls(1)): each is made,
+    with the subcommand's own options (snapshot create --memory)."""
+    pages = docs.man_pages()
+    for text in pages.values():
+        for ref in re.findall(r"\\fB(boxlite[a-z0-9-]*)\\fR\(1\)", text):
+            assert f"{ref}.1" in pages, ref
+    assert "--memory" in pages["boxlite-snapshot-create.1"]
+    assert "boxlite snapshot create" in pages["boxlite-snapshot-create.1"]
 
 
 def test_completion_command_prints_the_checked_in_script() -> None:
