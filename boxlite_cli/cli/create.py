@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.options import (
     box_options,
@@ -20,7 +21,7 @@ from boxlite_cli.runtime.runtime import CreateOptions
 @box_options
 @process_options
 @network_options
-@click.argument("image")
+@click.argument("image", shell_complete=complete_image)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,

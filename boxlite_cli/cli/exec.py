@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import check_tty_input, process_options, to_process_options
@@ -14,7 +14,7 @@ from boxlite_cli.cli.output import std_fds
 @click.command("exec", context_settings={"allow_interspersed_args": False})
 @process_options
 @click.option("-d", "--detach", is_flag=True, help="Start the process and return at once.")
-@click.argument("box", shell_complete=complete_box)
+@click.argument("box", shell_complete=complete_running_box)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_cli
 def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, interactive: bool,

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import NotFound
@@ -44,7 +45,7 @@ def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]
 @click.command("inspect")
 @click.option("-f", "--format", "fmt", default="json", show_default=True,
               help="'json', or a template such as '{{.Config.Cmd}}'.")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1, required=True, shell_complete=complete_image)
 @pass_cli
 def image_inspect(cli: CliContext, fmt: str, images: tuple[str, ...]) -> int:
     """Print the record of one or more images."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.runtime.network import published_ports
 
 
 @click.command()
-@click.argument("box", shell_complete=complete_box)
+@click.argument("box", shell_complete=complete_running_box)
 @click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
 @pass_cli
 def port(cli: CliContext, box: str, private_port: str | None) -> int:

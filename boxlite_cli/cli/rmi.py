@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.output import confirmed, human_size
@@ -21,7 +22,7 @@ def _print_removal(done: Removal) -> None:
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Remove even when boxes use the image "
               "(their disks keep working) or it has several names.")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1, required=True, shell_complete=complete_image)
 @pass_cli
 def rmi(cli: CliContext, force: bool, images: tuple[str, ...]) -> int:
     """Remove images by reference or id; data no image needs is deleted."""

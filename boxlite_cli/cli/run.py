@@ -6,6 +6,7 @@ import contextlib
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
@@ -33,7 +34,7 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 @click.option("--from", "from_", metavar="BOX:NAME",
               help="Make the box from memory checkpoint NAME of BOX and resume it: its "
                    "processes carry on (no IMAGE or COMMAND then).")
-@click.argument("image", required=False)
+@click.argument("image", required=False, shell_complete=complete_image)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,

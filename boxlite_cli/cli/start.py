@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import cold_option
@@ -18,7 +18,7 @@ from boxlite_cli.runtime.runtime import Runtime, StartResult
               help="Resume from this memory checkpoint (snapshot create --memory): its "
                    "processes carry on where they were, on the disk as it was then (what "
                    "the box wrote after the checkpoint is gone).")
-@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
+@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_stopped_box)
 @pass_cli
 def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
 from boxlite_cli.errors import BoxliteError
@@ -23,7 +23,7 @@ def _rows(stats: list[BoxStats]) -> list[list[str]]:
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
 @format_option
-@click.argument("boxes", nargs=-1, shell_complete=complete_box)
+@click.argument("boxes", nargs=-1, shell_complete=complete_running_box)
 @pass_cli
 def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
     """Show CPU (percent of one host CPU) and memory of running boxes (default: all)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
 from boxlite_cli.cli.options import stop_time_option
@@ -13,7 +13,7 @@ from boxlite_cli.runtime.signals import parse_signal
 
 @click.command()
 @stop_time_option
-@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
+@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_running_box)
 @pass_cli
 def stop(cli: CliContext, timeout: float, stop_signal: str | None,
          boxes: tuple[str, ...]) -> int:

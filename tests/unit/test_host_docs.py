@@ -46,21 +46,41 @@ def test_completion_command_prints_the_checked_in_script() -> None:
         assert out.stdout == (docs.ROOT / "completions" / fname).read_text()
 
 
-def test_box_names_complete_for_box_commands(tmp_path: Path) -> None:
-    """Plant a box record in a home and ask bash completion for `boxlite stop <TAB>`."""
-    box_id = "ab" * 32
-    box = tmp_path / "boxes" / box_id
-    box.mkdir(parents=True)
-    state = {
-        "id": box_id, "name": "webserver", "status": "exited", "created_at": 1.0,
-        "config": {"image": "x", "image_id": "sha256:x", "rootfs_base": "",
-                   "process": {"argv": ["true"]}},
-    }
-    (box / "state.json").write_text(json.dumps(state))
-    env = {**os.environ, "BOXLITE_HOME": str(tmp_path), "_BOXLITE_COMPLETE": "bash_complete",
-           "COMP_WORDS": "boxlite stop w", "COMP_CWORD": "2"}
-    out = subprocess.run([BOXLITE], env=env, capture_output=True, text=True)
-    assert "webserver" in out.stdout
-    env["COMP_WORDS"] = "boxlite stop x"
-    out = subprocess.run([BOXLITE], env=env, capture_output=True, text=True)
-    assert "webserver" not in out.stdout
+def _complete(home: Path, words: str) -> list[str]:
+    """What bash completion offers for the last word of `words` (a real boxlite)."""
+    env = {**os.environ, "BOXLITE_HOME": str(home), "_BOXLITE_COMPLETE": "bash_complete",
+           "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    out = subprocess.run([BOXLITE], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stderr == ""
+    return [line.split(",", 1)[1] for line in out.stdout.splitlines() if "," in line]
+
+
+def test_box_names_complete_by_what_the_command_takes(tmp_path: Path) -> None:
+    """Planted box records: stop offers running boxes, start stopped ones, rm any;
+    what the line has already is not offered again."""
+    for i, (name, status) in enumerate([("web-up", "running"), ("web-down", "exited")]):
+        box_id = f"{i}b" * 32
+        box = tmp_path / "boxes" / box_id
+        box.mkdir(parents=True)
+        (box / "state.json").write_text(json.dumps({
+            "id": box_id, "name": name, "status": status, "created_at": 1.0,
+            "config": {"image": "x", "image_id": "sha256:x", "rootfs_base": "",
+                       "process": {"argv": ["true"]}}}))
+    assert _complete(tmp_path, "boxlite stop w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite exec w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite start w") == ["web-down"]
+    assert _complete(tmp_path, "boxlite rm w") == ["web-down", "web-up"]
+    assert _complete(tmp_path, "boxlite rm web-down w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite stop x") == []
+
+
+def test_image_references_complete_as_docker_prints_them(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    digest = "sha256:" + "c" * 64
+    (images / "repositories.json").write_text(json.dumps({
+        "docker.io/library/alpine:3": digest, "localhost/debian:bookworm": digest,
+        f"localhost/debian@{digest}": digest}))
+    assert _complete(tmp_path, "boxlite run ") == ["alpine:3", "localhost/debian:bookworm"]
+    assert _complete(tmp_path, "boxlite create al") == ["alpine:3"]
+    assert _complete(tmp_path, "boxlite rmi alpine:3 ") == ["localhost/debian:bookworm"]
