@@ -36,28 +36,30 @@ def box_json(state: BoxState) -> dict[str, Any]:
 @click.command()
 @click.option("-a", "--all", "all_boxes", is_flag=True, help="Show all boxes (default: running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only print box ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
 @format_option
 @pass_cli
-def ps(cli: CliContext, all_boxes: bool, quiet: bool, fmt: str) -> int:
+def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, fmt: str) -> int:
     """List boxes."""
+    id_len = None if no_trunc else 12
     items = cli.runtime.list_boxes(all_boxes=all_boxes)
     states = [s for s in items if isinstance(s, BoxState)]
     states.sort(key=lambda s: s.created_at, reverse=True)
     broken = [e for e in items if isinstance(e, StateCorrupt)]
     if quiet:
         for s in states:
-            click.echo(s.id[:12])
+            click.echo(s.id[:id_len])
     elif fmt == "json":
         print_json([box_json(s) for s in states])
     else:
-        rows = [[s.id[:12], s.config.image, _command(s), ago(s.created_at), status_text(s), s.name]
-                for s in states]
+        rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
+                 status_text(s), s.name] for s in states]
         print_table(["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
     for e in broken if all_boxes else []:
         click.echo(f"boxlite: warning: {e.message}", err=True)
     return 0
 
 
-def _command(state: BoxState) -> str:
+def _command(state: BoxState, truncate: bool = True) -> str:
     text = shlex.join(state.config.process.argv)
-    return f'"{text[:20]}…"' if len(text) > 20 else f'"{text}"'
+    return f'"{text[:20]}…"' if truncate and len(text) > 20 else f'"{text}"'

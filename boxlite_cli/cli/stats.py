@@ -26,7 +26,10 @@ def _rows(stats: list[BoxStats]) -> list[list[str]]:
 @click.argument("boxes", nargs=-1, shell_complete=complete_running_box)
 @pass_cli
 def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
-    """Show CPU (percent of one host CPU) and memory of running boxes (default: all)."""
+    """Show CPU (percent of one host CPU) and memory of running boxes (default: all).
+
+    The table refreshes until interrupted (--no-stream: once); --format json prints
+    one sample, a JSON array, and exits."""
     rt = cli.runtime
     while True:
         refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)

@@ -384,3 +384,16 @@ def test_prune_asks_and_the_end_of_input_is_a_no(script_runner: ScriptRunner, ho
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Remove all stopped boxes? [y/N]: ")
     assert box_dirs(home) == ([] if answer == "y\n" else [BOX_ID])
+
+
+def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
+                                                  home: Path) -> None:
+    state = plant_box()
+    state.config.process.argv = ["sh", "-c", "echo a rather long command line"]
+    with BoxStore(home_paths()).lock(BOX_ID):
+        BoxStore(home_paths()).write(state)
+    short = bx(script_runner, "ps", "-a")
+    assert BOX_ID[:12] in short.stdout and BOX_ID not in short.stdout and "…" in short.stdout
+    whole = bx(script_runner, "ps", "-a", "--no-trunc")
+    assert BOX_ID in whole.stdout and "'echo a rather long command line'" in whole.stdout
+    assert bx(script_runner, "ps", "-aq", "--no-trunc").stdout == BOX_ID + "\n"
