@@ -31,7 +31,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
            env_files: tuple[str, ...], workdir: str | None, user: str | None,
            timeout: float,
            network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
-           publish: tuple[str, ...], volumes: tuple[str, ...]) -> int:
+           publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
     """Create a box from IMAGE without starting it; prints its id."""
     state = cli.runtime.create(CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
@@ -39,6 +39,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         pull=pull, auto_remove=auto_remove, detach=True,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
+        publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     ))

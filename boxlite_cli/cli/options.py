@@ -101,6 +101,9 @@ def network_options(f: F) -> F:
                      metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
                      help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "
                           "HOSTPORT, omitted or 0, to a free port chosen at each start)."),
+        click.option("-P", "--publish-all", is_flag=True,
+                     help="Publish every port the image EXPOSEs (that -p does not) on "
+                          "127.0.0.1, on free ports chosen at each start."),
         click.option("--dns", "dns", multiple=True, metavar="IP",
                      help="DNS server for the box (default: the host's resolver via NAT)."),
         click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",

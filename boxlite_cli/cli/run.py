@@ -44,7 +44,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
         workdir: str | None, user: str | None, timeout: float,
         network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
-        publish: tuple[str, ...], volumes: tuple[str, ...]) -> int:
+        publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
     """Run a command in a new box.
 
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
@@ -68,6 +68,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
+        publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     )

@@ -9,6 +9,7 @@ DNS to the host's resolver. See docs/networking.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import ipaddress
@@ -16,8 +17,9 @@ import os
 import re
 import socket
 from collections.abc import Iterable
+from typing import Any
 
-from boxlite_cli.errors import Conflict, NotFound, UsageError
+from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.shim.vmspec import GuestNetwork
 from boxlite_cli.state.network import NAT, NETWORK_MODES, NONE, NetworkConfig, PortMapping
 from boxlite_cli.state.records import BoxState, Status
@@ -125,6 +127,31 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
             seen.add(key)
     return NetworkConfig(mode=mode, dns=[_ip(d, "--dns server") for d in dns],
                          extra_hosts=[parse_add_host(h) for h in add_hosts], ports=ports)
+
+
+def exposed_ports(image_config: dict[str, Any]) -> list[PortMapping]:
+    """The image's ExposedPorts (`{"80/tcp": {}, "53/udp": {}}`), in port order, as
+    mappings to free host ports on 127.0.0.1."""
+    exposed = image_config.get("ExposedPorts") or {}
+    if not isinstance(exposed, dict):
+        raise ImageError("invalid image config: ExposedPorts must be an object")
+    mappings = []
+    for key in exposed:
+        port, _, proto = str(key).partition("/")
+        proto = (proto or "tcp").lower()
+        if not port.isdigit() or not 0 < int(port) < 65536 or proto not in PROTOS:
+            raise ImageError(f"invalid image config: exposed port {key!r}")
+        mappings.append(PortMapping(box_port=int(port), proto=proto))
+    return sorted(set(mappings), key=lambda m: (m.box_port, m.proto))
+
+
+def publish_exposed(network: NetworkConfig, image_config: dict[str, Any]) -> NetworkConfig:
+    """`-P`: `network` with the image's exposed ports that -p did not publish."""
+    published = {(p.box_port, p.proto) for p in network.ports}
+    extra = [m for m in exposed_ports(image_config) if (m.box_port, m.proto) not in published]
+    if extra and network.mode == NONE:
+        raise UsageError("cannot publish ports (-P) of a box with --network none")
+    return dataclasses.replace(network, ports=[*network.ports, *extra])
 
 
 def _family(ip: str) -> socket.AddressFamily:

@@ -41,6 +41,7 @@ from boxlite_cli.runtime.network import (
     bind_host_ports,
     guest_network,
     port_forwards,
+    publish_exposed,
     vm_network,
 )
 from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal, stop_signal
@@ -124,6 +125,7 @@ class CreateOptions:
     volumes: list[str] = field(default_factory=list)  # -v specs
     hostname: str | None = None  # --hostname; None: the box id's first 12 characters
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
+    publish_all: bool = False  # -P: the image's ExposedPorts too
 
 
 class SpareFailed(VmError):
@@ -310,6 +312,8 @@ class Runtime:
         image = self.image(opts.image, opts.pull)
         spec = process_spec(opts.process, image.container_config)
         stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
+        network = (publish_exposed(opts.network, image.container_config) if opts.publish_all
+                   else opts.network)
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)
@@ -322,7 +326,7 @@ class Runtime:
                                  rootfs_base="", process=spec, cpus=opts.cpus,
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
-                                 hostname=opts.hostname or box_id[:12], network=opts.network,
+                                 hostname=opts.hostname or box_id[:12], network=network,
                                  stop_signal=stops_with),
                 creator=ProcessRecord.current().to_json(),
             )

@@ -320,6 +320,29 @@ def test_the_volumes_of_an_image_are_directories_of_its_base(store: Store,
     assert stat(base, "/bin/busybox/x") is None
 
 
+def test_an_images_exposed_ports_and_stop_signal(store: Store, registry: RegistryServer) -> None:
+    """-P publishes what the image EXPOSEs (on free ports, at each start); its
+    StopSignal is what `stop` sends."""
+    config = {"Env": list(ti.BUSYBOX_ENV), "Cmd": ["sh"], "StopSignal": "SIGUSR1",
+              "ExposedPorts": {"8080/tcp": {}, "53/udp": {}}}
+    pushed = push(registry, "busybox", Image((ti.busybox_layer(),), config), tag="exposed")
+    script = 'trap "exit 7" USR1; while :; do sleep 0.1; done'
+    run = store.bx("run", "-d", "-P", "--name", "exposed", pushed.reference, "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    try:
+        record = json.loads(store.bx("inspect", "exposed").stdout)[0]
+        assert record["config"]["stop_signal"] == "SIGUSR1"
+        assert [(p["box_port"], p["proto"], p["host_port"])
+                for p in record["config"]["network"]["ports"]] == [(53, "udp", 0), (8080, "tcp", 0)]
+        ports = store.bx("port", "exposed").stdout.decode().splitlines()
+        assert [line.split(" -> ")[0] for line in ports] == ["53/udp", "8080/tcp"], ports
+        assert all(line.split(" -> ")[1].startswith("127.0.0.1:") for line in ports), ports
+        assert store.bx("stop", "exposed").returncode == 0
+        assert store.bx("wait", "exposed").stdout == b"7\n"
+    finally:
+        store.bx("rm", "-f", "exposed")
+
+
 # --- 2. run --pull missing|never|always ---------------------------------------------------------------
 
 def test_run_pull_missing_pulls_then_runs(store: Store, busybox_image: PushedImage) -> None:

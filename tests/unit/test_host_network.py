@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from boxlite_cli.errors import Conflict, NotFound, UsageError
+from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.runtime.network import (
     bind_host_ports,
+    exposed_ports,
     guest_network,
     network_config,
     parse_add_host,
     parse_private_port,
     parse_publish,
     port_forwards,
+    publish_exposed,
     published_ports,
     vm_network,
 )
@@ -288,3 +290,24 @@ def test_guest_checks_the_network_config_it_is_sent() -> None:
                 pb.NetworkConfig(hosts=[pb.HostEntry(name="a\nb", ip="1.2.3.4")])):
         with pytest.raises(InvalidArgument):
             net_setup(bad)
+
+
+def test_publish_all_adds_the_exposed_ports_that_p_does_not_publish() -> None:
+    config = {"ExposedPorts": {"8080/tcp": {}, "53/udp": {}, "80": {}}}
+    assert exposed_ports(config) == [PortMapping(53, "udp"), PortMapping(80, "tcp"),
+                                     PortMapping(8080, "tcp")]
+    given = NetworkConfig(ports=[PortMapping(80, "tcp", "127.0.0.1", 8000)])
+    ports = publish_exposed(given, config).ports
+    assert ports == [PortMapping(80, "tcp", "127.0.0.1", 8000), PortMapping(53, "udp"),
+                     PortMapping(8080, "tcp")]
+    assert publish_exposed(NetworkConfig(), {}).ports == []
+    assert publish_exposed(NetworkConfig(mode="none"), {}).ports == []
+    with pytest.raises(UsageError, match="-P"):
+        publish_exposed(NetworkConfig(mode="none"), config)
+
+
+@pytest.mark.parametrize("exposed", [{"http/tcp": {}}, {"0/tcp": {}}, {"80/sctp": {}},
+                                     {"70000": {}}, ["80/tcp"]])
+def test_bad_exposed_ports_are_an_image_error(exposed: object) -> None:
+    with pytest.raises(ImageError):
+        exposed_ports({"ExposedPorts": exposed})
