@@ -39,6 +39,8 @@ STDOUT = pb.OutputChunk.STDOUT
 STDERR = pb.OutputChunk.STDERR
 INPUT_CHUNK = 64 * 1024
 
+INIT_FILLING_TIMEOUT_S = 1800.0  # (a volume filled from a large image directory)
+
 
 @dataclass(frozen=True)
 class ExecResult:
@@ -125,8 +127,10 @@ class AgentClient:
                                          volumes))
 
     def init_with(self, request: Any) -> Any:
-        """Init; its InitResponse."""
-        return _rpc("initialising the guest", lambda: self.stub.Init(request, timeout=60))
+        """Init; its InitResponse. An Init that fills volumes from the image copies
+        files in the guest first: it may take far longer."""
+        timeout = INIT_FILLING_TIMEOUT_S if any(v.populate for v in request.volumes) else 60
+        return _rpc("initialising the guest", lambda: self.stub.Init(request, timeout=timeout))
 
     def quiesce(self, freeze: bool, auto_thaw_s: float = 0.0) -> None:
         """Freeze (or thaw) the container's file system around a disk snapshot."""

@@ -149,6 +149,11 @@ def discard_volumes(store: VolumeStore, names: list[str]) -> None:
                 store.remove(name)
 
 
+def _is_empty(directory: Path) -> bool:
+    with os.scandir(directory) as entries:
+        return next(entries, None) is None
+
+
 def vm_shares(box_dir: Path, store: VolumeStore, mounts: list[Mount]
               ) -> tuple[tuple[Share, ...], tuple[GuestVolume, ...]]:
     """The 9p shares and guest mounts of a box's mounts, at (each) start.
@@ -169,7 +174,9 @@ def vm_shares(box_dir: Path, store: VolumeStore, mounts: list[Mount]
                               hint="it was removed; create it again: boxlite volume create "
                                    + m.source)
             shares.append(Share(tag, str(path), m.readonly))
-            guest.append(GuestVolume(tag, m.target, m.readonly))
+            # (docker's rule: a volume still empty gets what the image has at its target)
+            guest.append(GuestVolume(tag, m.target, m.readonly,
+                                     populate=not m.readonly and _is_empty(path)))
             continue
         if os.path.isdir(m.source):
             shares.append(Share(tag, m.source, m.readonly))

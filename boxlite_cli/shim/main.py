@@ -477,7 +477,8 @@ class Shim:
 
     def volume_mounts(self) -> list[pb.VolumeMount]:
         return [pb.VolumeMount(tag=v.tag, target=v.target, readonly=v.readonly,
-                               file_name=v.file_name) for v in self.launch.volumes]
+                               file_name=v.file_name, populate=v.populate)
+                for v in self.launch.volumes]
 
     def boot(self, ping: bool = True) -> tuple[grpc.Channel, AgentClient]:
         """Start (or restore) the VM and connect to its agent once it answers (with

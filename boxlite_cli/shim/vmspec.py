@@ -55,6 +55,7 @@ class GuestVolume:
     target: str
     readonly: bool = False
     file_name: str = ""
+    populate: bool = False  # an empty volume: filled from the image first
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             with self._init_lock:
                 self._guest.resync(request.clock_ns, bytes(request.entropy))
             return pb.InitResponse()
-        volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name) for v in request.volumes]
+        volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name, v.populate)
+                   for v in request.volumes]
         check_volumes(volumes)
         with self._init_lock:
             self._guest.init(

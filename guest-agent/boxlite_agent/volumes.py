@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument
 from boxlite_agent.mounts import is_mountpoint
-from boxlite_agent.resolve import ensure_file_in_root, mkdir_all_in_root
+from boxlite_agent.resolve import ensure_file_in_root, mkdir_all_in_root, resolve_in_root
 
 HIDDEN_DIR = "/run/boxlite/volumes"
 MODULES = ("9pnet_virtio", "9p")
@@ -36,6 +38,7 @@ class VolumeSpec:
     target: str
     readonly: bool = False
     file_name: str = ""
+    populate: bool = False  # still empty: first gets what the image has at target
 
 
 def check(volumes: list[VolumeSpec]) -> None:
@@ -65,12 +68,17 @@ def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR
     if not volumes:
         return
     load_modules()
-    for v in sorted(volumes, key=lambda v: v.target.rstrip("/").count("/")):
+    ordered = sorted(volumes, key=lambda v: v.target.rstrip("/").count("/"))
+    for v in ordered:  # the shares, filled where asked while the image is still in view
         share = os.path.join(hidden, v.tag)
         os.makedirs(share, mode=0o700, exist_ok=True)
         ro = syscalls.MS_RDONLY if v.readonly else 0
         if not is_mounted(share):
             mount(v.tag, share, "9p", ro | syscalls.MS_NOSUID | syscalls.MS_NODEV, NINEP_OPTIONS)
+            if v.populate and not v.file_name and not v.readonly:
+                fill_from_image(root, v.target, share)
+    for v in ordered:  # then onto their targets, parents before children
+        share = os.path.join(hidden, v.tag)
         if v.file_name:
             source = os.path.join(share, v.file_name)
             if not os.path.isfile(source):
@@ -85,3 +93,33 @@ def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR
         if v.readonly:
             mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
                   | syscalls.MS_NOSUID | syscalls.MS_NODEV, None)
+
+
+def fill_from_image(root: str, target: str, share: str) -> None:
+    """Copy what the image has at container path `target` (a directory) into the empty
+    share: files, directories and symlinks with their modes, owners and times (device
+    nodes, FIFOs and sockets are left out; the share is nodev). Nothing is followed:
+    `target` resolves inside the root, and links in the tree are copied as links."""
+    source = resolve_in_root(root, target)
+    if not os.path.isdir(source) or os.path.islink(source) or os.listdir(share):
+        return
+    for dirpath, dirnames, filenames in os.walk(source):
+        dest_dir = os.path.join(share, os.path.relpath(dirpath, source))
+        for name in dirnames + filenames:
+            src, dst = os.path.join(dirpath, name), os.path.join(dest_dir, name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif stat.S_ISDIR(st.st_mode):
+                os.mkdir(dst, 0o700)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copyfile(src, dst, follow_symlinks=False)
+            else:
+                continue
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(dst, stat.S_IMODE(st.st_mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    top = os.lstat(source)  # (the share itself takes the image directory's owner and mode)
+    os.chown(share, top.st_uid, top.st_gid)
+    os.chmod(share, stat.S_IMODE(top.st_mode))

@@ -98,6 +98,29 @@ def test_named_volume_shared_between_runs() -> None:
         bx("volume", "rm", "e2e-share")
 
 
+def test_an_empty_volume_is_filled_from_the_image_once(tmp_path: Path) -> None:
+    """docker's rule: a volume still empty at start gets what the image has at its
+    target (owners and modes too); one with content keeps it; a host path is never
+    filled."""
+    try:
+        first = bx("run", "--rm", "-v", "e2e-apt:/etc/apt", "-v", "/etc/default", IMAGE, "sh",
+                   "-c", "stat -c '%U %a' /etc/apt/sources.list.d; ls /etc/default | wc -l; "
+                         "rm -r /etc/apt/apt.conf.d; echo mine > /etc/apt/note")
+        assert first.returncode == 0, first.stderr
+        owner, count = first.stdout.decode().split("\n")[:2]
+        assert owner == "root 755" and int(count) > 0, first.stdout
+        again = bx("run", "--rm", "-v", "e2e-apt:/etc/apt", IMAGE, "sh", "-c",
+                   "cat /etc/apt/note; ls /etc/apt | grep -c apt.conf.d")
+        assert again.stdout == b"mine\n0\n", again.stdout  # not filled a second time
+        host = tmp_path / "host"
+        host.mkdir()
+        bound = bx("run", "--rm", "-v", f"{host}:/etc/apt", IMAGE, "ls", "-A", "/etc/apt")
+        assert (bound.returncode, bound.stdout) == (0, b"")
+        assert list(host.iterdir()) == []
+    finally:
+        bx("volume", "rm", "e2e-apt")
+
+
 @pytest.mark.parametrize(("spec", "needle"), [
     ("/definitely/not/here:/x", "does not exist"),
     ("relative/dir:/x", "neither an absolute host path nor a volume name"),

@@ -49,16 +49,18 @@ class InitRequest(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
-    __slots__ = ("tag", "target", "readonly", "file_name")
+    __slots__ = ("tag", "target", "readonly", "file_name", "populate")
     TAG_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     READONLY_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    POPULATE_FIELD_NUMBER: _ClassVar[int]
     tag: str
     target: str
     readonly: bool
     file_name: str
-    def __init__(self, tag: _Optional[str] = ..., target: _Optional[str] = ..., readonly: bool = ..., file_name: _Optional[str] = ...) -> None: ...
+    populate: bool
+    def __init__(self, tag: _Optional[str] = ..., target: _Optional[str] = ..., readonly: bool = ..., file_name: _Optional[str] = ..., populate: bool = ...) -> None: ...
 
 class NetworkConfig(_message.Message):
     __slots__ = ("mode", "address", "gateway", "dns", "hosts", "mac")
