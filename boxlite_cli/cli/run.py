@@ -21,7 +21,7 @@ from boxlite_cli.cli.options import (
 )
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
-from boxlite_cli.runtime.runtime import CreateOptions
+from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 
 
@@ -90,23 +90,30 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
             elif detach and isinstance(e, KeyboardInterrupt | Interrupted):
                 rt.kill_now(state.id)  # (its id was never printed: not left running)
         raise
+    if detach and result.exit_code is None:
+        click.echo(state.id)
+        return 0
+    return attach_started(rt, state.id, result, held, output, interactive, tty)
+
+
+def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int],
+                   output: tuple[int, int] | None, interactive: bool, tty: bool) -> int:
+    """After a foreground start (run, start -a): the signals held meanwhile go to the
+    process, then its output until it ends; the exit code is its own."""
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
         return result.exit_code
-    if detach:
-        click.echo(state.id)
-        return 0
     for signum in dict.fromkeys(held):
         with contextlib.suppress(BoxliteError):  # (it may have ended already)
-            rt.kill(state.id, signum)
+            rt.kill(box_id, signum)
     if output is not None and result.exit_pipe is not None:
         from boxlite_cli.runtime.foreground import wait_direct
 
-        return wait_direct(rt, state.id, result)
+        return wait_direct(rt, box_id, result)
     # gRPC is imported only now, once the box runs (the shim is up).
     from boxlite_cli.runtime.foreground import attach_main
 
-    return attach_main(rt, state.id, interactive, tty, started=result)
+    return attach_main(rt, box_id, interactive, tty, started=result)
 
 
 # What `run --from` takes: the new box's name, its removal, its published ports and how

@@ -7,9 +7,12 @@ import click
 from boxlite_cli.cli.completion import complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
-from boxlite_cli.cli.options import cold_option
+from boxlite_cli.cli.options import check_tty_input, cold_option
+from boxlite_cli.cli.output import std_fds
+from boxlite_cli.cli.run import attach_started
 from boxlite_cli.errors import AlreadyRunning, UsageError
 from boxlite_cli.runtime.runtime import Runtime, StartResult
+from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 
 
 @click.command()
@@ -18,14 +21,40 @@ from boxlite_cli.runtime.runtime import Runtime, StartResult
               help="Resume from this memory checkpoint (snapshot create --memory): its "
                    "processes carry on where they were, on the disk as it was then (what "
                    "the box wrote after the checkpoint is gone).")
+@click.option("-a", "--attach", is_flag=True,
+              help="Stay attached, as run does: the main process's output here (its input "
+                   "too with -i), signals passed on, its exit code as ours. One box only.")
+@click.option("-i", "--interactive", is_flag=True,
+              help="With -a: this terminal's input to the main process (a box created with -i).")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_stopped_box)
 @pass_cli
-def start(cli: CliContext, cold: bool, checkpoint: str | None, boxes: tuple[str, ...]) -> int:
+def start(cli: CliContext, cold: bool, checkpoint: str | None, attach: bool, interactive: bool,
+          boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""
     if cold and checkpoint is not None:
         raise UsageError("--cold and --checkpoint exclude each other: a checkpoint resumes "
                          "its own memory, never a warm-start template")
+    if attach or interactive:
+        if len(boxes) != 1:
+            raise UsageError("start -a and -i take one box")
+        return start_attached(cli.runtime, boxes[0], cold, checkpoint, interactive)
     return each_box(boxes, lambda ref: start_one(cli.runtime, ref, cold, checkpoint))
+
+
+def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
+                   interactive: bool) -> int:
+    """start -a: as a foreground run of the box's own process."""
+    state = rt.get(ref)
+    process = state.config.process
+    interactive = interactive and process.stdin
+    check_tty_input(interactive, process.tty, detach=False)
+    # (a checkpoint's process is attached to over gRPC, as run --from does)
+    output = None if interactive or process.tty or checkpoint is not None else std_fds()
+    held: list[int] = []
+    with forwarding_signals(held.append, HELD_WHILE_STARTING):
+        result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
+                          output=output, exit_report=True)
+    return attach_started(rt, state.id, result, held, output, interactive, process.tty)
 
 
 def start_one(runtime: Runtime, ref: str, cold: bool, checkpoint: str | None) -> int | None:

@@ -241,3 +241,23 @@ def test_hostname_and_a_bad_stop_signal() -> None:
         assert len(bad.stderr.decode().splitlines()) == 2, bad.stderr  # the line and a hint
         assert bad.stderr.startswith(b"boxlite: invalid "), bad.stderr
     assert bx("ps", "-aq").stdout == before  # nothing made
+
+
+def test_start_attached_is_a_foreground_run_of_the_box() -> None:
+    """start -a: the output here (streams apart), the exit code ours, again and again;
+    start -ai feeds stdin to a box created with -i."""
+    created = bx("create", "--name", "sa", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 5")
+    made_i = bx("create", "-i", "--name", "si", IMAGE, "sh", "-c", "cat; echo done")
+    assert created.returncode == 0 and made_i.returncode == 0, (created.stderr, made_i.stderr)
+    try:
+        for _ in range(2):
+            proc = bx("start", "-a", "sa")
+            err = b"".join(line for line in proc.stderr.splitlines(keepends=True)
+                           if not line.startswith(b"boxlite: warning: KVM"))  # (once a boot)
+            assert (proc.returncode, proc.stdout, err) == (5, b"out\n", b"err\n")
+        fed = bx("start", "-ai", "si", input=b"hello\n")
+        assert (fed.returncode, fed.stdout) == (0, b"hello\ndone\n"), fed.stderr
+        two = bx("start", "-a", "sa", "si")
+        assert two.returncode == 125 and b"one box" in two.stderr
+    finally:
+        bx("rm", "-f", "sa", "si")
