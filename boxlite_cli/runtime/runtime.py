@@ -314,6 +314,8 @@ class Runtime:
         stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
         network = (publish_exposed(opts.network, image.container_config) if opts.publish_all
                    else opts.network)
+        if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
+            check_box_config(vmm, network.mode, True, bool(opts.volumes))
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)
