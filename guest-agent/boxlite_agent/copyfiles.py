@@ -19,6 +19,7 @@ import ctypes
 import errno
 import io
 import os
+import secrets
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -421,7 +422,7 @@ class _Extractor:
                 raise FailedPrecondition(f"cannot overwrite directory {shown} with non-directory")
             if not stat.S_ISDIR(old.st_mode) and m.isdir():
                 raise FailedPrecondition(f"cannot overwrite non-directory {shown} with directory")
-            if not m.isdir():
+            if not m.isdir() and not m.isreg():  # (a file replaces it by a rename)
                 os.unlink(name, dir_fd=pfd)
         uid, gid = self.owner(m)
         mode = m.mode & 0o7777
@@ -431,19 +432,28 @@ class _Extractor:
             self.dirs.append(("/".join(parts), m))
             return
         if m.isreg():
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=pfd)
+            # Written beside it, then renamed over it: a copy that fails half-way (a full
+            # disk, a broken stream) leaves what was there, not half a file.
+            partial = f".boxlite-cp-{secrets.token_hex(8)}"
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=pfd)
             try:
-                src = tar.extractfile(m)
-                assert src is not None
-                while data := src.read(CHUNK):
-                    _write_all(fd, data)
-                    self.result.bytes += len(data)
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, mode)
-                os.utime(fd, (m.mtime, m.mtime))
-            finally:
-                os.close(fd)
+                try:
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    while data := src.read(CHUNK):
+                        _write_all(fd, data)
+                        self.result.bytes += len(data)
+                    os.fchown(fd, uid, gid)
+                    os.fchmod(fd, mode)
+                    os.utime(fd, (m.mtime, m.mtime))
+                finally:
+                    os.close(fd)
+                os.rename(partial, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial, dir_fd=pfd)
+                raise
             return
         if m.issym():
             os.symlink(m.linkname, name, dir_fd=pfd)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,23 @@ def test_tar_in_against_a_racing_symlink_swap(world: tuple[Path, Path]) -> None:
         stop.set()
         thread.join()
     assert sorted(p.name for p in host.iterdir()) == ["secret"]
+
+
+def test_a_copy_that_breaks_half_way_leaves_the_old_file(world: tuple[Path, Path]) -> None:
+    """A file is written beside its name and renamed over it: a stream that breaks
+    (or a full disk) leaves what was there, and no partial file."""
+    root, _ = world
+    (root / "data" / "keep").write_text("old content")
+    whole = _tar({"keep": b"n" * 200_000})
+
+    def broken() -> Iterator[bytes]:
+        yield whole[:100_000]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        tar_in(str(root), "/data", False, broken())
+    assert (root / "data" / "keep").read_text() == "old content"
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["abs_host", "keep", "to_etc",
+                                                                 "up"]
+    tar_in(str(root), "/data", False, iter([whole]))  # a whole one replaces it
+    assert (root / "data" / "keep").read_bytes() == b"n" * 200_000
