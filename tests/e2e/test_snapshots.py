@@ -76,7 +76,9 @@ def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> Non
 def test_a_foreground_run_from_a_checkpoint_attaches_and_honours_its_options() -> None:
     """`run --from` without -d attaches to the resumed main process, --rm removes the
     box after it, and options that cannot apply to a resumed VM are refused."""
-    waiter = "echo begun; while [ ! -e /run/go ]; do sleep 0.1; done; echo finished; exit 7"
+    # (a second after the go: the exec that gave it ends before the --rm box is killed)
+    waiter = ("echo begun; while [ ! -e /run/go ]; do sleep 0.1; done; sleep 1; "
+              "echo finished; exit 7")
     box = out("run", "-d", IMAGE, "sh", "-c", waiter)
     try:
         out("snapshot", "create", "--memory", box, "mid")
