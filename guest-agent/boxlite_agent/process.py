@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from boxlite_agent.drain import DRAINER
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.outbuf import OutputBuffer
 from boxlite_agent.ptys import set_window_size
@@ -158,6 +159,7 @@ class Execution:
         if wake is not None:
             poller.register(wake, select.POLLIN)
         hang_up = False
+        background = False  # a background child still holds the pipe: drain it, not close it
         left: int | None = None  # once the process exited: what is still its output
         try:
             while True:
@@ -165,10 +167,12 @@ class Execution:
                 if exited and left is None:
                     left = _pending(fd)
                 if left is not None and left <= 0:
+                    background = True
                     break  # the rest is a background child's, writing on
                 events = poller.poll(EXIT_GRACE_S * 1000 if exited else POLL_MS)
                 if not events:
                     if exited:
+                        background = True
                         break  # idle after exit: a background child holds the fd
                     continue
                 if any(ready == wake for ready, _ in events):
@@ -189,7 +193,9 @@ class Execution:
                 self.output.put(stream, data)
         finally:
             self.output.close(stream)
-            if self._master is None:
+            if self._master is None and background:
+                DRAINER.adopt(fd)  # (closed, it would end the child at its next write)
+            elif self._master is None:
                 os.close(fd)
             elif hang_up:  # the terminal goes away: its writers get EIO from now on
                 self._master.close()

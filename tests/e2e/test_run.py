@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -418,3 +419,21 @@ def test_doctor_reports_accelerators() -> None:
     assert checks["tcg"]["ok"]
     assert checks["kvm"]["detail"]
     assert proc.returncode == 0
+
+
+def test_a_server_started_in_the_background_by_exec_keeps_working() -> None:
+    """What an agent does: `exec BOX sh -c 'server &'`. Once the exec returned, its
+    background child's writes go nowhere but succeed (it is not killed by SIGPIPE at
+    its first log line)."""
+    run = bx("run", "-d", "--name", "bgsrv", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        started = bx("exec", "bgsrv", "sh", "-c",
+                     "(sleep 1; echo log; echo log >&2; touch /tmp/alive; sleep 600) & echo up")
+        assert (started.returncode, started.stdout) == (0, b"up\n"), started.stderr
+        deadline = time.monotonic() + 60
+        while bx("exec", "bgsrv", "test", "-e", "/tmp/alive").returncode != 0:
+            assert time.monotonic() < deadline, "the background child died at its first write"
+            time.sleep(0.5)
+    finally:
+        bx("rm", "-f", "bgsrv")

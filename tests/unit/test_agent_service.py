@@ -661,3 +661,26 @@ def test_a_background_child_writing_on_does_not_keep_an_exec_running(agent: Agen
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(r.pid, signal.SIGKILL)  # the child writes on, in its group
+
+
+def test_a_background_child_of_an_exec_may_write_on_after_it(agent: Agent,
+                                                               tmp_path: Path) -> None:
+    """`exec sh -c 'server &'`: once the exec's process exited, what its background
+    child writes goes nowhere, but its writes succeed (no SIGPIPE, no EPIPE): closing
+    the pipe under it would kill it at its first log line."""
+    mark = tmp_path / "after"
+    script = (f"(sleep 1; echo late; echo late >&2; echo alive > {mark}; sleep 1; "
+              f"echo later > {mark}) & echo main")
+    r = agent.exec(["sh", "-c", script])
+    try:
+        out, _ = agent.attach(r.exec_id)
+        assert out == b"main\n"
+        assert agent.wait(r.exec_id).exit_code == 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (mark.exists()
+                                                   and mark.read_text() == "later\n"):
+            time.sleep(0.1)
+        assert mark.read_text() == "later\n"  # it wrote (twice) and lived on
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.pid, signal.SIGKILL)
