@@ -509,7 +509,10 @@ class Runtime:
             primed = base is not None
             warm = self.templates.ready(key, primed=primed) if key else None
             # A fresh box, warm: a spare of its template runs already (runtime/spares.py).
-            spare_of = key if warm is not None and primed and spares and spares_enabled() else None
+            # (Not for a box with volumes: a spare's 9p devices would share the paths of the
+            # box that made it.)
+            spare_of = (key if warm is not None and primed and spares and spares_enabled()
+                        and not vm.shares else None)
             spare = (self.spares.claim(spare_of) if spare_of and not vm.port_forwards
                      and checkpoint is None and memory is None else None)
             if (warm is not None and primed and spare is None

@@ -7,8 +7,8 @@ guest's first code (under TCG most of a warm start). The next box of the templat
 takes it and leaves a new one. At most one spare per template; it uses the host's
 idle time to get ready (nice 19, where its priority can be raised again), and goes
 away when nobody took it within BOXLITE_SPARE_IDLE_S seconds (default 60), or when
-its template goes. A box that publishes ports, or any start while no spare of its
-template is ready, starts the usual way. BOXLITE_SPARES=0 makes none.
+its template goes. A box that publishes ports or has volumes, or any start while no
+spare of its template is ready, starts the usual way. BOXLITE_SPARES=0 makes none.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: st
                  primed_on: Path | None = None) -> str | None:
     """The key of the template `spec` could start from, or None when it cannot use one;
     `primed_on`: the base disk of a box whose disk is still fresh (a primed template)."""
-    if driver not in WARM_DRIVERS or spec.shares or spec.mode != "agent":
+    if driver not in WARM_DRIVERS or spec.mode != "agent":
         return None
     if spec.network not in (NET_NONE, NET_USER):
         return None
@@ -77,6 +77,9 @@ def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: st
         # (the whole command line: the TCG guest's TSC rate is in the accelerator's part)
         "cmdline": [*accel_cmdline(spec.accel), *spec.extra_cmdline],
         "network": spec.network,
+        # The VM's 9p devices (a template is saved before the guest mounts any: their
+        # state migrates; their host paths are each box's own, not part of the key)
+        "shares": [[s.tag, s.readonly] for s in spec.shares],
         "image": image_id,
         "primed_on": _file_identity(primed_on),
     }

@@ -15,7 +15,6 @@ from boxlite_cli.vmm.base import (
     NET_PASST,
     NET_USER,
     AgentChannel,
-    VmmUnsupported,
     VmSpec,
 )
 from boxlite_cli.vmm.cmdline import accel_cmdline, kernel_cmdline
@@ -146,9 +145,9 @@ class QemuDriver:
         ]
 
     def check(self, spec: VmSpec) -> None:
-        if spec.restore_from and spec.shares:
-            raise VmmUnsupported("a box with volumes cannot be restored from a memory "
-                                 "snapshot (virtio-9p state does not migrate)")
+        """QEMU runs every box. (A restore with 9p devices is one from a warm-start
+        template, saved before the guest mounted any: memory checkpoints of boxes with
+        volumes are refused when they are taken, as QEMU cannot migrate a mounted export.)"""
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
         path = spec.agent_socket

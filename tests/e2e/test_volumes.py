@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from boxlite_cli.shim.vmspec import Launch
 from tests.e2e.conftest import IMAGE, bx
 
 pytestmark = pytest.mark.e2e
@@ -139,3 +140,28 @@ def test_bad_specs_leave_nothing(spec: str, needle: str) -> None:
     assert lines[0].startswith("boxlite: ") and needle in lines[0], proc.stderr
     assert bx("ps", "-a", "-q").stdout == before
     assert bx("volume", "ls", "-q").stdout == vols
+
+
+def test_a_box_with_volumes_starts_warm(tmp_path: Path, e2e_home: Path) -> None:
+    """A template is saved before the guest mounts anything, so boxes with volumes
+    restore one too (keyed by their 9p devices, not their host paths); no spare serves
+    them (its devices would share another box's paths)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (second / "mark").write_text("b's")
+    boxes = []
+    try:
+        for host in (first, second):
+            run = bx("run", "-d", "-v", f"{host}:/w", IMAGE, "sleep", "600")
+            assert run.returncode == 0, run.stderr
+            boxes.append(run.stdout.decode().strip())
+        launch = Launch.load(e2e_home / "boxes" / boxes[1] / "vm.json")
+        assert launch.vm.restore_from, "the second box booted cold"
+        assert [s.path for s in launch.vm.shares] == [str(second)]
+        seen = bx("exec", boxes[1], "cat", "/w/mark")
+        assert (seen.returncode, seen.stdout) == (0, b"b's"), seen.stderr
+        assert not [p for p in (e2e_home / "spares").glob("*/vm.json")
+                    if Launch.load(p).vm.shares]
+    finally:
+        bx("rm", "-f", *boxes)

@@ -157,9 +157,15 @@ def test_template_keys_change_with_every_input(tmp_path: Path,
     time.sleep(0.01)
     base.write_bytes(b"the base rebuilt")  # the same image id, another file
     assert template_key("qemu", str(qemu), spec(tmp_path), "sha256:img", primed_on=base) != primed
-    # what a template cannot carry: volumes, other VMMs, the passt backend
+    # volumes: their 9p devices (tags, read-only) are in the key, their host paths not
     from boxlite_cli.vmm.base import Share
-    assert template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("v0", "/x"),)), "i") is None
+    one = template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("vol0", "/x"),)), "i")
+    assert one is not None and one != template_key("qemu", str(qemu), spec(tmp_path), "i")
+    assert template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("vol0", "/y"),)),
+                        "i") == one
+    assert template_key("qemu", str(qemu), spec(tmp_path, shares=(Share("vol0", "/x", True),)),
+                        "i") != one
+    # what a template cannot carry: other VMMs, the passt backend
     assert template_key("cloud-hypervisor", None, spec(tmp_path), "i") is None
     assert template_key("qemu", str(qemu), spec(tmp_path, network="passt"), "i") is None
 
