@@ -28,8 +28,10 @@ def _rows(stats: list[BoxStats]) -> list[list[str]]:
 def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
     """Show CPU (percent of one host CPU) and memory of running boxes (default: all).
 
-    The table refreshes until interrupted (--no-stream: once); --format json prints
-    one sample, a JSON array, and exits."""
+    Memory is what the box's VM holds on the host (the guest RAM it touched, plus
+    QEMU's own), against the box's --memory: it can pass 100%, and the guest's freed
+    RAM is not given back. The table refreshes until interrupted (--no-stream: once);
+    --format json prints one sample, a JSON array, and exits."""
     rt = cli.runtime
     while True:
         refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)
