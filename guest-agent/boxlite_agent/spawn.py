@@ -164,10 +164,10 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
         argv = [HELPER, root, cwd, str(user.uid), str(user.gid),
                 ",".join(str(g) for g in user.groups), "1" if spec.tty else "0", str(err_w),
                 executable, *spec.argv]
-        # (a warm-up runs nothing of the box: it stays out of the box's PID namespace)
-        inside = contextlib.nullcontext() if spec.warm_up else BOX_PIDS.entered()
+        # (a spare's warm-up too: then what the box's first process takes, entering its
+        # PID namespace, is translated already under TCG)
         try:
-            with inside:
+            with BOX_PIDS.entered():
                 popen = subprocess.Popen(argv, executable=HELPER, stdin=stdio[0],
                                          stdout=stdio[1], stderr=stdio[2], env=env,
                                          start_new_session=True, close_fds=True,
