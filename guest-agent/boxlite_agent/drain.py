@@ -21,13 +21,6 @@ class Drainer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._epoll: select.epoll | None = None
-        self._fds: set[int] = set()
-
-    @property
-    def draining(self) -> int:
-        """How many pipes are being drained."""
-        with self._lock:
-            return len(self._fds)
 
     def adopt(self, fd: int) -> None:
         """Drain `fd` (the read end of a pipe) until its writers are gone; ours now."""
@@ -37,7 +30,6 @@ class Drainer:
                 self._epoll = select.epoll()
                 threading.Thread(target=self._run, args=(self._epoll,), name="drain",
                                  daemon=True).start()
-            self._fds.add(fd)
             self._epoll.register(fd, select.EPOLLIN)
 
     def _run(self, epoll: select.epoll) -> None:
@@ -50,10 +42,8 @@ class Drainer:
                 except OSError:
                     data = b""
                 if not data:  # every writer is gone
-                    with self._lock:
-                        self._fds.discard(fd)
-                        with contextlib.suppress(OSError):
-                            epoll.unregister(fd)
+                    with contextlib.suppress(OSError):
+                        epoll.unregister(fd)
                     os.close(fd)
 
 

@@ -34,10 +34,6 @@ class BoxPids:
         self._own: int | None = None  # the agent's namespace, to go back to
         self.init: subprocess.Popen[bytes] | None = None
 
-    @property
-    def active(self) -> bool:
-        return self._ns is not None
-
     def start(self, root: str, helper: str) -> None:
         """Make the namespace and its init, once; raises OSError when that failed (the
         box's processes then stay in the guest's namespace)."""
