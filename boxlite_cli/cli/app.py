@@ -18,6 +18,8 @@ COMMANDS = {
     "rm": "boxlite_cli.cli.rm:rm",
     "kill": "boxlite_cli.cli.kill:kill",
     "wait": "boxlite_cli.cli.wait:wait",
+    "pause": "boxlite_cli.cli.pause:pause",
+    "unpause": "boxlite_cli.cli.pause:unpause",
     "restart": "boxlite_cli.cli.restart:restart",
     "inspect": "boxlite_cli.cli.inspect:inspect",
     "port": "boxlite_cli.cli.port:port",

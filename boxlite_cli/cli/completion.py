@@ -28,7 +28,8 @@ def _offer(ctx: click.Context, param: click.Parameter, incomplete: str,
             if c.startswith(incomplete) and c not in given]
 
 
-def _box_completer(statuses: frozenset[str] | None) -> Completer:
+def _box_completer(statuses: frozenset[str] | None, paused: bool | None = None) -> Completer:
+    """Boxes with one of `statuses` (None: any); `paused`: only those paused, or not."""
     def complete(ctx: click.Context, param: click.Parameter,
                  incomplete: str) -> list[CompletionItem]:
         try:
@@ -37,7 +38,8 @@ def _box_completer(statuses: frozenset[str] | None) -> Completer:
 
             names = [item.name for item in BoxStore(home_paths()).all()
                      if not isinstance(item, Exception)
-                     and (statuses is None or item.status in statuses)]
+                     and (statuses is None or item.status in statuses)
+                     and (paused is None or item.is_paused == paused)]
         except Exception:
             return []
         return _offer(ctx, param, incomplete, names)
@@ -48,6 +50,8 @@ def _box_completer(statuses: frozenset[str] | None) -> Completer:
 complete_box = _box_completer(None)  # any box (rm, inspect, logs, ...)
 complete_running_box = _box_completer(RUNNING)  # exec, stop, kill, ...
 complete_stopped_box = _box_completer(NOT_RUNNING)  # start
+complete_unpaused_box = _box_completer(frozenset({"running"}), paused=False)  # pause
+complete_paused_box = _box_completer(frozenset({"running"}), paused=True)  # unpause
 
 
 def complete_image(ctx: click.Context, param: click.Parameter,

@@ -16,7 +16,8 @@ from boxlite_cli.state.records import BoxState, Status
 
 def status_text(state: BoxState) -> str:
     if state.status == Status.RUNNING:
-        return f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
+        up = f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
+        return f"{up} (Paused)" if state.is_paused else up
     if state.status == Status.EXITED:
         code = state.exit_code if state.exit_code is not None else "?"
         return f"Exited ({code}) {ago(state.finished_at)}".rstrip()
@@ -27,6 +28,7 @@ def box_json(state: BoxState) -> dict[str, Any]:
     return {
         "id": state.id, "name": state.name, "image": state.config.image,
         "command": state.config.process.argv, "status": state.status.value,
+        "paused": state.is_paused,
         "exit_code": state.exit_code, "error": state.error, "created_at": state.created_at,
         "started_at": state.started_at, "finished_at": state.finished_at,
         "cpus": state.config.cpus, "memory_mib": state.config.memory_mib, "accel": state.accel,

@@ -23,7 +23,7 @@ def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
     """Run `opts` in the running box `ref`, its output written to `out` and `err`:
     (exit code, error message or ""). None when the box's shim has no exec socket
     (a shim of an older boxlite): then the caller goes over gRPC."""
-    state = rt.running(ref)
+    state = rt.running(ref, "exec in it")
     spec = rt.exec_spec(state, opts)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

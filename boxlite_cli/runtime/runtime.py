@@ -35,6 +35,7 @@ from boxlite_cli.oci.pull import NoProgress, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
+from boxlite_cli.runtime import pausing
 from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
@@ -44,6 +45,7 @@ from boxlite_cli.runtime.network import (
     publish_exposed,
     vm_network,
 )
+from boxlite_cli.runtime.pausing import continue_if_paused, refuse_paused
 from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal, stop_signal
 from boxlite_cli.runtime.spares import Spares, spare_idle_s, spares_enabled
 from boxlite_cli.runtime.spec import (
@@ -553,6 +555,7 @@ class Runtime:
             state.status = Status.STARTING
             state.error = None
             state.exit_code = None
+            state.paused = False
             state.ports = ports
             # Until the shim writes its PID file, this process owns the transition.
             state.creator = ProcessRecord.current().to_json()
@@ -661,15 +664,17 @@ class Runtime:
 
     # talking to a running box ---------------------------------------------------------
 
-    def running(self, ref: str) -> BoxState:
-        """The state of a box that must be running (Conflict otherwise)."""
+    def running(self, ref: str, doing: str = "reach its guest") -> BoxState:
+        """The state of a box that must be running, not paused (Conflict otherwise, saying
+        what cannot be `doing`)."""
         state = self.get(ref)
         if state.status != Status.RUNNING:
             raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
+        refuse_paused(state, doing)
         return state
 
-    def client(self, ref: str) -> tuple[BoxState, AgentClient]:
-        state = self.running(ref)
+    def client(self, ref: str, doing: str = "reach its guest") -> tuple[BoxState, AgentClient]:
+        state = self.running(ref, doing)
         return state, self.connect(state)
 
     def connect(self, state: BoxState) -> AgentClient:
@@ -690,7 +695,7 @@ class Runtime:
     def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
              ) -> tuple[AgentClient, Started]:
         """Start another process in a running box; it inherits the box's env, cwd and user."""
-        state = self.running(ref)
+        state = self.running(ref, "exec in it")
         spec = self.exec_spec(state, opts)
         client = self.connect(state)
         try:
@@ -744,6 +749,7 @@ class Runtime:
         files = self.files(box_id)
         if restarting and state.config.auto_remove:
             files.restarting.touch()
+        continue_if_paused(self, box_id)
         from boxlite_cli.agent.client import AgentClient
 
         try:
@@ -768,8 +774,11 @@ class Runtime:
             return state
 
     def kill(self, ref: str, signum: int) -> BoxState:
-        """Send `signum` to the box's main process."""
-        state, client = self.client(ref)
+        """Send `signum` to the box's main process (SIGKILL: a paused box is continued
+        for it; other signals would wait for `unpause`, and are refused)."""
+        if signum == signal.SIGKILL:
+            continue_if_paused(self, self.resolve(ref))
+        state, client = self.client(ref, f"send it signal {signum} (a paused box takes SIGKILL only)")
         try:
             client.signal(MAIN, signum)
         finally:
@@ -823,6 +832,12 @@ class Runtime:
                 with contextlib.suppress(NotFound, Conflict):
                     removed.append(self.remove(item.id))
         return removed
+
+    def pause(self, ref: str) -> BoxState:
+        return pausing.pause(self, ref)
+
+    def unpause(self, ref: str) -> BoxState:
+        return pausing.unpause(self, ref)
 
     def stats(self, ref: str, interval_s: float = 0.5) -> BoxStats:
         """CPU use (percent of one host CPU) and memory of a running box's VM."""

@@ -19,6 +19,7 @@ from boxlite_cli.disks.chain import BoxDisks, Snapshot
 from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import BoxliteError, Conflict, PayloadError, UsageError, VmError
 from boxlite_cli.payload import PAYLOAD_NAME, Payload, payload_dir
+from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import Timeout
@@ -101,6 +102,7 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False,
         state = rt.observe(rt.boxes.read(box_id))
         if state.status in BUSY:
             raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
+        refuse_paused(state, "snapshot its disk (its guest cannot flush it)")
         disks = box_disks(rt, box_id)
         frozen, _ = disks.plan(name)  # checks the name before anything happens
         if memory and state.config.mounts:
@@ -147,6 +149,7 @@ def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool,
         state = rt.observe(rt.boxes.read(box_id))
         if state.status not in RUNNING:
             raise Conflict(f"box {state.name} is {state.status}, no longer running")
+        refuse_paused(state, "snapshot its disk (its guest cannot flush it)")
         disks = box_disks(rt, box_id)
         frozen, memdir = disks.plan(name)
         launch = Launch.load(rt.files(box_id).dir / "vm.json")

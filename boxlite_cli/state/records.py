@@ -85,7 +85,14 @@ class BoxState:
     # The root disk's file identity as `create` made it (disks.qcow2.file_identity):
     # while it matches, nothing has written the disk yet (a primed warm start may).
     fresh_disk: str | None = None
+    # `boxlite pause`: the VM is stopped (QEMU's `stop`) until `unpause`; meaningful
+    # while the status is running (see is_paused), cleared by every start.
+    paused: bool = False
     format: int = FORMAT
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused and self.status == Status.RUNNING
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

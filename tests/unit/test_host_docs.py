@@ -58,19 +58,24 @@ def _complete(home: Path, words: str) -> list[str]:
 def test_box_names_complete_by_what_the_command_takes(tmp_path: Path) -> None:
     """Planted box records: stop offers running boxes, start stopped ones, rm any;
     what the line has already is not offered again."""
-    for i, (name, status) in enumerate([("web-up", "running"), ("web-down", "exited")]):
+    boxes = [("web-up", "running", False), ("web-down", "exited", True),
+             ("web-nap", "running", True)]
+    for i, (name, status, paused) in enumerate(boxes):
         box_id = f"{i}b" * 32
         box = tmp_path / "boxes" / box_id
         box.mkdir(parents=True)
         (box / "state.json").write_text(json.dumps({
             "id": box_id, "name": name, "status": status, "created_at": 1.0,
+            "paused": paused,  # (a stale flag on an exited box: not paused)
             "config": {"image": "x", "image_id": "sha256:x", "rootfs_base": "",
                        "process": {"argv": ["true"]}}}))
-    assert _complete(tmp_path, "boxlite stop w") == ["web-up"]
-    assert _complete(tmp_path, "boxlite exec w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite stop w") == ["web-nap", "web-up"]
+    assert _complete(tmp_path, "boxlite exec w") == ["web-nap", "web-up"]
+    assert _complete(tmp_path, "boxlite pause w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite unpause w") == ["web-nap"]
     assert _complete(tmp_path, "boxlite start w") == ["web-down"]
-    assert _complete(tmp_path, "boxlite rm w") == ["web-down", "web-up"]
-    assert _complete(tmp_path, "boxlite rm web-down w") == ["web-up"]
+    assert _complete(tmp_path, "boxlite rm w") == ["web-down", "web-nap", "web-up"]
+    assert _complete(tmp_path, "boxlite rm web-down w") == ["web-nap", "web-up"]
     assert _complete(tmp_path, "boxlite stop x") == []
 
 

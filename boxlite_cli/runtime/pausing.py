@@ -1,0 +1,80 @@
+"""`boxlite pause` / `unpause`: a running box's VM stopped and continued (QEMU's `stop`
+and `cont`), as docker's cgroup freezer stops a container's processes.
+
+A paused box keeps its memory and its processes; it uses no CPU. What needs its guest
+(exec, cp, snapshots, export, clone, signals other than SIGKILL) is refused with the
+fix; `stop`, `restart`, `kill -s KILL` and `rm -f` continue it first (or kill it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING
+
+from boxlite_cli.errors import BoxliteError, Conflict
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.vmm.drivers import get_driver
+
+if TYPE_CHECKING:
+    from boxlite_cli.runtime.runtime import Runtime
+
+def refuse_paused(state: BoxState, doing: str) -> None:
+    """Conflict, with the fix, when `state`'s box is paused."""
+    if state.is_paused:
+        raise Conflict(f"box {state.name} is paused: cannot {doing}",
+                       hint=f"unpause it first: boxlite unpause {state.name}")
+
+
+def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
+    box_id = rt.resolve(ref)
+    with rt.boxes.lock(box_id):
+        state = rt.observe(rt.boxes.read(box_id))
+        if state.status != Status.RUNNING:
+            raise Conflict(f"box {state.name} is not running",
+                           hint=None if state.status in (Status.STARTING, Status.STOPPING)
+                           else f"start it: boxlite start {state.name}")
+        if state.is_paused == paused:
+            raise Conflict(f"box {state.name} is {'already' if paused else 'not'} paused")
+        launch = Launch.load(rt.files(box_id).dir / "vm.json")
+        control = get_driver(launch.driver).control(launch.vm)
+        if paused:
+            control.pause()
+        else:
+            control.resume()
+        state.paused = paused
+        rt.boxes.write(state)
+    if not paused:
+        _resync_clock(rt, state)
+    return state
+
+
+def _resync_clock(rt: Runtime, state: BoxState) -> None:
+    """The guest's clock stood still while paused: set it to the host's again."""
+    try:
+        client = rt.connect(state)
+        try:
+            client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))
+        finally:
+            client.close()
+    except BoxliteError as e:  # (the box runs again either way; its clock lags)
+        rt.warn(f"box {state.name} runs again, but its clock could not be set: {e.message}")
+
+
+def pause(rt: Runtime, ref: str) -> BoxState:
+    """Stop a running box's VM where it is."""
+    return _set_paused(rt, ref, True)
+
+
+def unpause(rt: Runtime, ref: str) -> BoxState:
+    """Continue a paused box's VM, its clock set to the host's."""
+    return _set_paused(rt, ref, False)
+
+
+def continue_if_paused(rt: Runtime, box_id: str) -> None:
+    """For a stop or SIGKILL: a paused box's VM continued first (it cannot be shut down
+    gracefully while stopped). A box not paused, or stopped meanwhile, is left alone."""
+    with contextlib.suppress(Conflict):
+        if rt.get(box_id).is_paused:
+            unpause(rt, box_id)

@@ -1,0 +1,86 @@
+"""pause / unpause: the VM really stops, what needs the guest is refused with the fix,
+the clock is set again on unpause, and stop, restart and kill work on a paused box."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.vmm.qmp import Qmp
+from tests.e2e.conftest import IMAGE, bx, vm_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def vm_state(home: Path, box_id: str) -> str:
+    """QEMU's own run state of the box's VM (running, paused, ...)."""
+    launch = Launch.load(home / "boxes" / box_id / "vm.json")
+    return str(Qmp(launch.vm.control_socket).info()["state"])
+
+
+def test_pause_stops_the_vm_until_unpause(e2e_home: Path) -> None:
+    started = bx("run", "-d", "--name", "napper", IMAGE, "sleep", "600")
+    assert started.returncode == 0, started.stderr
+    box_id = started.stdout.decode().strip()
+    try:
+        paused = bx("pause", "napper")
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout == b"napper\n"
+        assert vm_state(e2e_home, box_id) == "paused"
+        assert "(Paused)" in bx("ps").stdout.decode()
+        listed = {b["name"]: b for b in json.loads(bx("ps", "--format", "json").stdout)}
+        assert listed["napper"]["paused"] is True
+        assert bx("inspect", "-f", "{{.Status}} {{.Paused}}", "napper").stdout == b"running true\n"
+
+        again = bx("pause", "napper")
+        assert (again.returncode, again.stderr) == (125, b"boxlite: box napper is already paused\n")
+        for args, doing in ((("exec", "napper", "true"), "exec in it"),
+                            (("cp", "napper:/etc/hostname", "-"), "copy files"),
+                            (("snapshot", "create", "napper", "s1"), "snapshot its disk"),
+                            (("kill", "-s", "TERM", "napper"), "send it signal 15")):
+            refused = bx(*args)
+            assert refused.returncode == 125, args
+            first, hint = refused.stderr.decode().splitlines()
+            assert first.startswith(f"boxlite: box napper is paused: cannot {doing}"), first
+            assert hint == "  hint: unpause it first: boxlite unpause napper"
+        assert bx("snapshot", "ls", "napper").stdout.count(b"\n") <= 1  # nothing was made
+
+        time.sleep(3)  # the guest's clock stands still meanwhile
+        assert bx("unpause", "napper").returncode == 0
+        assert vm_state(e2e_home, box_id) == "running"
+        guest = float(bx("exec", "napper", "date", "+%s.%N").stdout)
+        assert abs(guest - time.time()) < 1.5  # set again, not 3 s behind
+        not_paused = bx("unpause", "napper")
+        assert (not_paused.returncode, not_paused.stderr) == (
+            125, b"boxlite: box napper is not paused\n")
+    finally:
+        bx("rm", "-f", "napper")
+
+
+def test_stop_restart_and_kill_work_on_a_paused_box(e2e_home: Path) -> None:
+    started = bx("run", "-d", "--name", "frozen", IMAGE, "sleep", "600")
+    assert started.returncode == 0, started.stderr
+    box_id = started.stdout.decode().strip()
+    try:
+        assert bx("pause", "frozen").returncode == 0
+        restarted = bx("restart", "-t", "1", "frozen")
+        assert restarted.returncode == 0, restarted.stderr
+        assert bx("inspect", "-f", "{{.Status}} {{.Paused}}", "frozen").stdout == b"running false\n"
+        assert vm_state(e2e_home, box_id) == "running"
+        assert bx("exec", "frozen", "true").returncode == 0
+
+        assert bx("pause", "frozen").returncode == 0
+        killed = bx("kill", "frozen")  # SIGKILL: continued for it
+        assert killed.returncode == 0, killed.stderr
+        assert bx("wait", "frozen", timeout=120).stdout == b"137\n"
+
+        assert bx("start", "frozen").returncode == 0
+        assert bx("pause", "frozen").returncode == 0
+        assert bx("rm", "-f", "frozen").returncode == 0
+        assert not [p for p in vm_processes(e2e_home) if box_id in p]
+    finally:
+        bx("rm", "-f", "frozen")
