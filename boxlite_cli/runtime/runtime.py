@@ -66,7 +66,14 @@ from boxlite_cli.runtime.volumes import (
 )
 from boxlite_cli.shim.child import OtherProcess, Process
 from boxlite_cli.shim.launcher import launch_shim
-from boxlite_cli.shim.logframes import LOG_MAX_BYTES, MIN_LOG_MAX_BYTES, read_log
+from boxlite_cli.shim.logframes import (
+    ALL_TIME,
+    LOG_MAX_BYTES,
+    MIN_LOG_MAX_BYTES,
+    LogRecord,
+    TimeWindow,
+    read_log,
+)
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -708,13 +715,14 @@ class Runtime:
             raise
         return client, started
 
-    def logs(self, ref: str, follow: bool = False, tail: int | None = None
-             ) -> Iterator[tuple[int, bytes]]:
-        """(stream, data) records of the main process's output; `follow` waits for more
-        until the box stops; `tail` keeps only the last records written so far."""
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None,
+             window: TimeWindow = ALL_TIME) -> Iterator[LogRecord]:
+        """The records of the main process's output received in `window`; `follow`
+        waits for more until the box stops; `tail` keeps only the last lines written so
+        far."""
         box_id = self.resolve(ref)
         yield from read_log(self.files(box_id).container_log, follow, tail,
-                            live=lambda: self.get(box_id).status in LIVE)
+                            live=lambda: self.get(box_id).status in LIVE, window=window)
 
     # stop and remove ------------------------------------------------------------------
 

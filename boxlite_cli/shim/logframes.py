@@ -6,6 +6,10 @@ the one before) and a new file is started, so a box keeps at most about twice th
 (docker's `local` log driver keeps 100 MB). Readers take the rotated file first; a
 follower that finds its file rotated away reads it to its end, then goes on with the
 new one.
+
+Each record is preceded by a time frame (stream TIME, 8 bytes: nanoseconds since the
+epoch, when the shim received it), for `logs -t`, `--since` and `--until`. Logs of
+boxes started by an older boxlite have none: their records have time 0.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 HEADER = struct.Struct(">BI")
+TIME = 0x80  # a time frame's stream: the records after it were received then
+TIME_VALUE = struct.Struct(">Q")
+TIME_FRAME_SIZE = HEADER.size + TIME_VALUE.size
 LOG_MAX_BYTES = 50 << 20
 MIN_LOG_MAX_BYTES = 4096  # (smaller limits are raised to this)
 FOLLOW_POLL_S = 0.2
@@ -33,6 +40,19 @@ def write_frame(f: BinaryIO, stream: int, data: bytes) -> None:
     f.write(HEADER.pack(stream, len(data)) + data)
 
 
+def time_frame(ns: int) -> bytes:
+    return HEADER.pack(TIME, TIME_VALUE.size) + TIME_VALUE.pack(ns)
+
+
+class LogRecord(NamedTuple):
+    """Output of the main process: its stream (0 stdout, 1 stderr), the bytes, and when
+    the shim received them (ns since the epoch; 0: not known)."""
+
+    stream: int
+    data: bytes
+    ns: int = 0
+
+
 class LogWriter:
     """Appends frames to the log at `path`, rotating it past `max_bytes` (whole frames
     only: a file holds at least one frame, however large)."""
@@ -43,17 +63,19 @@ class LogWriter:
         self.file: BinaryIO | None = None
         self.size = 0
 
-    def write(self, stream: int, data: bytes) -> None:
+    def write(self, stream: int, data: bytes, ns: int | None = None) -> None:
+        """Append a record received at `ns` (default: now), after its time frame."""
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
             self.size = self.file.tell()
-        frame_size = HEADER.size + len(data)
+        frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
         if self.size and self.size + frame_size > self.max_bytes:
             self.file.close()
             os.replace(self.path, rotated(self.path))
             self.file = open(self.path, "ab")  # noqa: SIM115
             self.size = 0
-        write_frame(self.file, stream, data)
+        stamp = time_frame(time.time_ns() if ns is None else ns)
+        self.file.write(stamp + HEADER.pack(stream, len(data)) + data)
         self.file.flush()
         self.size += frame_size
 
@@ -78,6 +100,22 @@ def read_frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield stream, data
 
 
+class Timed:
+    """Data frames as LogRecords, each with the time of the time frame before it (the
+    last one seen, across calls: a follower reads one file in many calls)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def records(self, frames: Iterator[tuple[int, bytes]]) -> Iterator[LogRecord]:
+        for stream, data in frames:
+            if stream == TIME:
+                if len(data) == TIME_VALUE.size:
+                    self.ns, = TIME_VALUE.unpack(data)
+                continue
+            yield LogRecord(stream, data, self.ns)
+
+
 def _pieces(data: bytes) -> list[bytes]:
     """`data` cut after each newline (only `\\n`, as docker's log lines)."""
     pieces = [line + b"\n" for line in data.split(b"\n")]
@@ -86,28 +124,31 @@ def _pieces(data: bytes) -> list[bytes]:
 
 
 class LastLines:
-    """The last `count` lines of a run of records, each as (stream, line): a line is
-    what ends with a newline, whole even when its record was cut in pieces (records are
-    chunks of output of up to 64 KiB, not lines); an unfinished last line counts too."""
+    """The last `count` lines of a run of records, each as a record of its own (with the
+    time its first piece was received): a line is what ends with a newline, whole even
+    when its record was cut in pieces (records are chunks of output of up to 64 KiB, not
+    lines); an unfinished last line counts too."""
 
     def __init__(self, count: int) -> None:
-        self.lines: deque[tuple[int, bytes]] = deque(maxlen=count)
-        self.open: tuple[int, bytes] | None = None  # a line not ended yet
+        self.lines: deque[LogRecord] = deque(maxlen=count)
+        self.open: LogRecord | None = None  # a line not ended yet
 
-    def add(self, stream: int, data: bytes) -> None:
-        for piece in _pieces(data):
+    def add(self, record: LogRecord) -> None:
+        stream, ns = record.stream, record.ns
+        for piece in _pieces(record.data):
             if self.open is not None:
-                if self.open[0] == stream:
-                    piece = self.open[1] + piece
+                if self.open.stream == stream:
+                    piece, ns = self.open.data + piece, self.open.ns
                 else:
                     self.lines.append(self.open)  # (the other stream came between)
                 self.open = None
             if piece.endswith(b"\n"):
-                self.lines.append((stream, piece))
+                self.lines.append(LogRecord(stream, piece, ns))
             else:
-                self.open = (stream, piece)
+                self.open = LogRecord(stream, piece, ns)
+            ns = record.ns
 
-    def result(self) -> list[tuple[int, bytes]]:
+    def result(self) -> list[LogRecord]:
         if self.open is not None:
             self.lines.append(self.open)
             self.open = None
@@ -121,30 +162,51 @@ def _rotated_away(path: Path, f: BinaryIO) -> bool:
         return False
 
 
-def _written(path: Path, f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+def _written(path: Path, f: BinaryIO, timed: Timed) -> Iterator[LogRecord]:
     """The records so far: the rotated file's, then those of `f` (the current one)."""
     with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        yield from read_frames(old)
-    yield from read_frames(f)
+        yield from Timed().records(read_frames(old))
+    yield from timed.records(read_frames(f))
+
+
+class TimeWindow(NamedTuple):
+    """Records received from `since` to `until` (ns since the epoch; None: no bound)."""
+
+    since: int | None = None
+    until: int | None = None
+
+    def holds(self, record: LogRecord) -> bool:
+        return ((self.since is None or record.ns >= self.since)
+                and (self.until is None or record.ns <= self.until))
+
+    def over(self) -> bool:
+        """Nothing received from now on can be in the window."""
+        return self.until is not None and time.time_ns() > self.until
+
+
+ALL_TIME = TimeWindow()
 
 
 def read_log(path: Path, follow: bool = False, tail: int | None = None,
-             live: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, bytes]]:
-    """The records of the log at `path` (its rotated part first); `tail`: only the
-    last `tail` lines written so far (LastLines); `follow`: then wait for more while
-    `live()`."""
+             live: Callable[[], bool] = lambda: False,
+             window: TimeWindow = ALL_TIME) -> Iterator[LogRecord]:
+    """The records of the log at `path` (its rotated part first) received in `window`;
+    `tail`: only the last `tail` lines of those written so far (LastLines); `follow`:
+    then wait for more while `live()` (and the window is not over)."""
     path.touch(exist_ok=True)
     f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
+    timed = Timed()
     try:
+        written = (r for r in _written(path, f, timed) if window.holds(r))
         if tail is None:  # (streamed; with `tail`, only the last `tail` lines are held)
-            yield from _written(path, f)
+            yield from written
         else:
             last = LastLines(max(tail, 0))
-            for record in _written(path, f):
-                last.add(*record)
+            for record in written:
+                last.add(record)
             yield from last.result()
         while follow:
-            more = list(read_frames(f))
+            more = [r for r in timed.records(read_frames(f)) if window.holds(r)]
             yield from more
             if more:
                 continue
@@ -152,8 +214,8 @@ def read_log(path: Path, follow: bool = False, tail: int | None = None,
                 f.close()
                 f = open(path, "rb")  # noqa: SIM115
                 continue
-            if not live():
-                yield from read_frames(f)
+            if not live() or window.over():
+                yield from (r for r in timed.records(read_frames(f)) if window.holds(r))
                 return
             time.sleep(FOLLOW_POLL_S)
     finally:

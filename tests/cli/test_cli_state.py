@@ -18,7 +18,7 @@ import pytest
 from pytest_console_scripts import ScriptRunner
 
 from boxlite_cli.oci.store import ImageStore
-from boxlite_cli.shim.logframes import write_frame
+from boxlite_cli.shim.logframes import LogWriter, write_frame
 from boxlite_cli.state.boxes import BoxStore
 from boxlite_cli.state.paths import home_paths
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
@@ -366,6 +366,32 @@ def test_logs_split_streams_and_ignore_a_torn_tail(script_runner: ScriptRunner,
     assert result.returncode == 0, result.stderr
     assert result.stdout == "out 1\nout 2\n"
     assert result.stderr == "err 1\n"
+
+
+@pytest.mark.script_launch_mode("subprocess")
+def test_logs_timestamps_and_time_window(script_runner: ScriptRunner, home: Path) -> None:
+    """-t puts each line's receiving time before it (a line cut across records keeps its
+    first piece's), --since/--until pick by that time, and a bad time is one line."""
+    plant_box()
+    writer = LogWriter(home / "boxes" / BOX_ID / "container.log", max_bytes=1 << 20)
+    base = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
+    writer.write(0, b"one\ntw", ns=base)
+    writer.write(0, b"o\n", ns=base + 5)
+    writer.write(1, b"late\n", ns=base + 120 * 10**9)
+    writer.close()
+    result = bx(script_runner, "logs", "-t", "planted")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("2023-11-14T22:13:20.000000000Z one\n"
+                             "2023-11-14T22:13:20.000000000Z two\n")
+    assert result.stderr == "2023-11-14T22:15:20.000000000Z late\n"
+    since = bx(script_runner, "logs", "--since", "2023-11-14T22:14:00Z", "planted")
+    assert (since.stdout, since.stderr) == ("", "late\n")
+    until = bx(script_runner, "logs", "--until", "1700000060", "planted")
+    assert (until.stdout, until.stderr) == ("one\ntwo\n", "")
+    recent = bx(script_runner, "logs", "--since", "10m", "planted")  # (all of it years ago)
+    assert (recent.stdout, recent.stderr) == ("", "")
+    bad = bx(script_runner, "logs", "--since", "yesterday", "planted")
+    assert_one_line_error(bad, "invalid --since 'yesterday'")
 
 
 def test_logs_of_a_box_without_output(script_runner: ScriptRunner) -> None:

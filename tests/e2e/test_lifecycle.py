@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import time
@@ -37,6 +38,13 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         out, err = logs_until("lc", b"started")
         assert out == b"started\n"
         assert err.startswith(b"oops")
+        stamped = bx("logs", "-t", "lc").stdout.decode()
+        stamp, _, line = stamped.partition(" ")
+        assert line == "started\n", stamped
+        received = datetime.datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
+        assert abs(received - time.time()) < 600, stamped  # (the shim's clock: this host's)
+        assert bx("logs", "--since", "0s", "lc").stdout == b""
+        assert bx("logs", "--until", "0s", "lc").stdout == b"started\n"
 
         stats = json.loads(bx("stats", "--no-stream", "--format", "json", "lc").stdout)
         assert stats[0]["name"] == "lc"

@@ -192,7 +192,7 @@ def test_exec_direct_falls_back_when_the_shim_has_no_exec_socket(tmp_path: Path)
     from boxlite_cli.runtime import execdirect
 
     class Rt:
-        def running(self, ref: str) -> Any:
+        def running(self, ref: str, doing: str = "") -> Any:
             return type("S", (), {"id": "b", "name": "b"})()
 
         def exec_spec(self, state: Any, opts: Any) -> Any:

@@ -7,6 +7,7 @@ import io
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ from boxlite_cli.runtime.runtime import log_max_bytes
 from boxlite_cli.shim.logframes import (
     HEADER,
     MIN_LOG_MAX_BYTES,
+    TIME_FRAME_SIZE,
     LastLines,
+    LogRecord,
     LogWriter,
+    TimeWindow,
     read_frames,
     read_log,
     rotated,
@@ -78,7 +82,11 @@ def test_huge_length_in_a_torn_header_does_not_allocate_or_hang(tmp_path: Path) 
         assert list(read_frames(f)) == RECORDS[:1]
 
 
-FRAME = HEADER.size + 1000  # one record of 1000 bytes
+FRAME = TIME_FRAME_SIZE + HEADER.size + 1000  # one record of 1000 bytes, with its time
+
+
+def plain(got: Iterable[LogRecord]) -> list[tuple[int, bytes]]:
+    return [(r.stream, r.data) for r in got]
 
 
 def records(n: int, start: int = 0) -> list[tuple[int, bytes]]:
@@ -93,9 +101,9 @@ def test_the_log_rotates_into_one_older_file(tmp_path: Path) -> None:
     writer.close()
     # 10 records, 3 per file: the last file has 1, the rotated one 3; the rest is gone
     assert log.stat().st_size == FRAME and rotated(log).stat().st_size == 3 * FRAME
-    assert list(read_log(log)) == records(4, start=6)
-    assert list(read_log(log, tail=2)) == records(2, start=8)
-    assert list(read_log(log, tail=0)) == []
+    assert plain(read_log(log)) == records(4, start=6)
+    assert plain(read_log(log, tail=2)) == records(2, start=8)
+    assert plain(read_log(log, tail=0)) == []
 
 
 def test_a_record_larger_than_the_limit_is_kept_whole(tmp_path: Path) -> None:
@@ -104,7 +112,7 @@ def test_a_record_larger_than_the_limit_is_kept_whole(tmp_path: Path) -> None:
     writer.write(0, b"x" * 500)
     writer.write(1, b"y" * 500)
     writer.close()
-    assert list(read_log(log)) == [(0, b"x" * 500), (1, b"y" * 500)]
+    assert plain(read_log(log)) == [(0, b"x" * 500), (1, b"y" * 500)]
 
 
 def test_a_writer_appends_to_what_an_earlier_shim_wrote(tmp_path: Path) -> None:
@@ -117,7 +125,7 @@ def test_a_writer_appends_to_what_an_earlier_shim_wrote(tmp_path: Path) -> None:
         second.write(stream, data)
     second.close()
     assert rotated(log).exists()  # the first file was full after two
-    assert list(read_log(log)) == records(3)
+    assert plain(read_log(log)) == records(3)
 
 
 def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
@@ -126,7 +134,7 @@ def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
     writer.write(0, records(1)[0][1])
     live = threading.Event()
     live.set()
-    got: list[tuple[int, bytes]] = []
+    got: list[LogRecord] = []
 
     def follow() -> None:
         got.extend(read_log(log, follow=True, live=live.is_set))
@@ -140,7 +148,7 @@ def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
     live.clear()
     follower.join(10)
     assert not follower.is_alive()
-    assert got == records(7)
+    assert plain(got) == records(7)
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -165,13 +173,13 @@ def test_tail_counts_lines_not_records() -> None:
     last = LastLines(3)
     for stream, data in [(1, b"one\ntwo\nthr"), (1, b"ee\nfour\nfi"), (2, b"err\n"),
                          (1, b"ve")]:
-        last.add(stream, data)
+        last.add(LogRecord(stream, data))
     # "three" was cut between two records; "fi" was cut by the other stream
-    assert last.result() == [(1, b"fi"), (2, b"err\n"), (1, b"ve")]
+    assert plain(last.result()) == [(1, b"fi"), (2, b"err\n"), (1, b"ve")]
     last = LastLines(2)
     for stream, data in [(1, b"a\n" * 1000), (1, b"tail without end")]:
-        last.add(stream, data)
-    assert last.result() == [(1, b"a\n"), (1, b"tail without end")]
+        last.add(LogRecord(stream, data))
+    assert plain(last.result()) == [(1, b"a\n"), (1, b"tail without end")]
     assert LastLines(0).result() == []
 
 
@@ -182,4 +190,33 @@ def test_logs_tail_takes_lines_across_records_and_files(tmp_path: Path) -> None:
         writer.write(0, chunk)
     writer.close()
     assert rotated(log).exists()
-    assert list(read_log(log, tail=3)) == [(0, b"l5\n"), (0, b"x" * 70 + b"\n"), (0, b"l7\n")]
+    assert plain(read_log(log, tail=3)) == [(0, b"l5\n"), (0, b"x" * 70 + b"\n"), (0, b"l7\n")]
+
+
+def test_records_carry_the_time_they_were_received(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=1 << 20)
+    for i, ns in enumerate((1_000, 2_000, 3_000)):
+        writer.write(0, b"line %d\n" % i, ns=ns)
+    writer.close()
+    assert [r.ns for r in read_log(log)] == [1_000, 2_000, 3_000]
+    assert plain(read_log(log, window=TimeWindow(since=2_000))) == [(0, b"line 1\n"),
+                                                                   (0, b"line 2\n")]
+    assert plain(read_log(log, window=TimeWindow(until=2_000))) == [(0, b"line 0\n"),
+                                                                   (0, b"line 1\n")]
+    assert plain(read_log(log, tail=1, window=TimeWindow(until=2_000))) == [(0, b"line 1\n")]
+
+
+def test_a_log_without_times_reads_as_time_zero(tmp_path: Path) -> None:
+    """What a shim of an older boxlite wrote: data frames only."""
+    log = tmp_path / "container.log"
+    log.write_bytes(encode([(0, b"old\n")]))
+    assert list(read_log(log)) == [LogRecord(0, b"old\n", 0)]
+    assert list(read_log(log, window=TimeWindow(since=1))) == []
+
+
+def test_a_tailed_line_keeps_the_time_of_its_first_piece() -> None:
+    last = LastLines(2)
+    for data, ns in ((b"a\nhal", 10), (b"f\nb\n", 20)):
+        last.add(LogRecord(0, data, ns))
+    assert last.result() == [LogRecord(0, b"half\n", 10), LogRecord(0, b"b\n", 20)]
