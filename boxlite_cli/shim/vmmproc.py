@@ -98,6 +98,14 @@ def _open_restore_file(path: Path) -> int:
         raise BootFailed(f"cannot read the memory snapshot {path}: {e.strerror}") from e
 
 
+def _open_disk(path: Path) -> int:
+    """The root disk, for the VMM to open by descriptor (see qemu.rootfs_args)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise BootFailed(f"cannot open the box's disk {path}: {e.strerror}") from e
+
+
 def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
     """Start the VMM of `launch` as a child that dies with us; its PID is recorded."""
     spec = launch.vm
@@ -110,24 +118,27 @@ def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
     restore_file = driver.restore_file(spec) if spec.restore_from else None
     restore_fd = _open_restore_file(restore_file) if restore_file is not None else None
     ram_fd = shared_ram(spec.memory_mib << 20) if launch.save_template else None
+    disk_fd: int | None = None
     try:
+        disk_fd = _open_disk(spec.rootfs_disk) if spec.mode == "agent" else None
         try:
-            cmd = driver.command(spec, restore_fd, ram_fd=ram_fd)
+            cmd = driver.command(spec, restore_fd, ram_fd=ram_fd, disk_fd=disk_fd)
         except BoxliteError as e:
             raise BootFailed(str(e), hint=e.hint) from e
         with open(files.dir / "vmm.log", "wb") as out:
             process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                pass_fds=tuple(fd for fd in (restore_fd, ram_fd) if fd is not None),
+                pass_fds=tuple(fd for fd in (restore_fd, ram_fd, disk_fd) if fd is not None),
                 preexec_fn=_vmm_child_setup)
     except BaseException:
         if ram_fd is not None:
             os.close(ram_fd)
         raise
     finally:
-        if restore_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(restore_fd)
+        for fd in (restore_fd, disk_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
     record = ProcessRecord.of(process.pid)
     if record is not None:
         write_pidfile(files.vmm_pid, record)

@@ -129,11 +129,14 @@ class VmmDriver(Protocol):
         on its command line (see command()), or None when restore() loads it."""
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
+                ram_fd: int | None = None,
+                disk_fd: int | None = None) -> list[str]:
         """The full command line that starts the VM described by `spec`; `restore_fd`
         is an open fd of restore_file(spec), `ram_fd` a memfd to share the VM's RAM in
-        (for a template save: see vmm/ramimage.py), both inherited by the VMM process.
-        VmmUnsupported when this VMM cannot take `ram_fd`."""
+        (for a template save: see vmm/ramimage.py), `disk_fd` the root disk (a VMM
+        that takes it never opens the disk by its path, which a spare's disk leaves:
+        shim/spare.py), all inherited by the VMM process. VmmUnsupported when this VMM
+        cannot take `ram_fd`."""
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
         """How the shim reaches the guest agent of the VM started from `spec`."""

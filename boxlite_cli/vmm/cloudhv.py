@@ -71,8 +71,9 @@ class CloudHypervisorDriver:
         return None
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
-        self.check(spec)
+                ram_fd: int | None = None,
+                disk_fd: int | None = None) -> list[str]:
+        self.check(spec)  # (the disk is opened by its path: `disk_fd` is not used)
         if ram_fd is not None:
             raise VmmUnsupported("cloud-hypervisor cannot share a VM's RAM in a memfd")
         api = ["--api-socket", f"path={_value('socket', spec.control_socket)}"]

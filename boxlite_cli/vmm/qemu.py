@@ -84,6 +84,17 @@ def share_args(spec: VmSpec) -> list[str]:
     return args
 
 
+def rootfs_args(spec: VmSpec, disk_fd: int | None) -> list[str]:
+    """The root disk's drive: by its path, or (`disk_fd`) by the magic link of a
+    descriptor QEMU inherits. QEMU reopens a disk to change its access (read-only while
+    a migration inactivates it, read-write again after); by path that fails once the
+    file has been renamed (a spare's disk, moved into its box's directory), and the
+    migration with it. /proc/self/fd/N reopens the same file under any name, as a new
+    open file of its own (so QEMU's image locks come and go with it, as by path)."""
+    source = _opt(spec.rootfs_disk) if disk_fd is None else f"/proc/self/fd/{disk_fd}"
+    return ["-drive", f"id=rootfs,file={source},format=qcow2,if=none,discard=unmap"]
+
+
 class QemuDriver:
     name = "qemu"
 
@@ -98,7 +109,8 @@ class QemuDriver:
         return Path(spec.restore_from) / MEMORY_FILE
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
+                ram_fd: int | None = None,
+                disk_fd: int | None = None) -> list[str]:
         self.check(spec)
         accel_args = (
             ["-accel", "kvm", "-cpu", "host"]
@@ -127,8 +139,7 @@ class QemuDriver:
             *cmd,
             "-drive", f"id=agent,file={_opt(spec.agent_root)},format=raw,if=none,readonly=on",
             "-device", f"virtio-blk-device,drive=agent,serial={AGENT_DISK_SERIAL}",
-            "-drive", f"id=rootfs,file={_opt(spec.rootfs_disk)},format=qcow2,if=none,"
-                      "discard=unmap",
+            *rootfs_args(spec, disk_fd),
             "-device", f"virtio-blk-device,drive=rootfs,serial={ROOTFS_DISK_SERIAL}",
             "-device", "virtio-serial-device",
             "-chardev", f"socket,id=agentch,path={_opt(spec.agent_socket)},server=on,wait=off",

@@ -92,6 +92,10 @@ def test_fresh_boxes_take_spares_and_each_is_its_own(spares: Path) -> None:
     snap = bx("snapshot", "create", "spare-a", "s1")
     assert snap.returncode == 0, snap.stderr
     assert b"s1" in bx("snapshot", "ls", "spare-a").stdout
+    # ... and a memory checkpoint (QEMU reopens the disk for it: not by the spare's path)
+    checkpoint = bx("snapshot", "create", "--memory", "spare-a", "m1")
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    assert bx("exec", "spare-a", "true", timeout=60).returncode == 0  # it runs on
     assert bx("stop", "spare-a").returncode == 0
     assert bx("start", "spare-a").returncode == 0
     again = bx("exec", "spare-a", "hostname")

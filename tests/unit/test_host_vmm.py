@@ -348,3 +348,10 @@ def test_guest_ram_is_qemus_own_shared_in_a_memfd_or_a_private_map_of_a_ram_imag
         "share=off"]
     assert driver.restore_file(spec) is None, "the small device state goes over QMP"
     assert option_values(restored, "-incoming") == ["defer"]
+
+
+def test_the_root_disk_can_be_opened_through_an_inherited_descriptor() -> None:
+    """Not by its path, which a spare's disk leaves (QEMU reopens it for a migration)."""
+    cmd = QemuDriver().command(vm_spec(), disk_fd=7)
+    assert option_values(cmd, "-drive")[1] == (
+        "id=rootfs,file=/proc/self/fd/7,format=qcow2,if=none,discard=unmap")
