@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from boxlite_cli.cli.output import printable
+
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
 
 
 def warn(message: str) -> None:
-    click.echo(f"boxlite: warning: {message}", err=True)
+    click.echo(f"boxlite: warning: {printable(message)}", err=True)
 
 
 @contextlib.contextmanager

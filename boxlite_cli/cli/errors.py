@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from boxlite_cli.cli.output import printable
 from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox
 
 EXIT_BOXLITE = 125
@@ -19,9 +20,9 @@ def report(message: str, hint: str | None = None) -> None:
     """The error line (and its hint) on stderr; said nowhere when stderr cannot take
     it (`2>/dev/full`): the exit code still tells."""
     with contextlib.suppress(OSError, ValueError):
-        click.echo(f"boxlite: {message}", err=True)
+        click.echo(f"boxlite: {printable(message)}", err=True)
         if hint:
-            click.echo(f"  hint: {hint}", err=True)
+            click.echo(f"  hint: {printable(hint)}", err=True)
 
 
 def exit_code_for(error: BaseException, debug: bool) -> int:

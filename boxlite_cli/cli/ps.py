@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import ago, format_option, human_duration, print_json, print_table
+from boxlite_cli.cli.output import (
+    ago,
+    format_option,
+    human_duration,
+    print_json,
+    print_table,
+    printable,
+)
 from boxlite_cli.errors import StateCorrupt
 from boxlite_cli.state.records import BoxState, Status
 
@@ -58,7 +65,7 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, fmt: str) 
                  status_text(s), s.name] for s in states]
         print_table(["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
     for e in broken if all_boxes else []:
-        click.echo(f"boxlite: warning: {e.message}", err=True)
+        click.echo(f"boxlite: warning: {printable(e.message)}", err=True)
     return 0
 
 

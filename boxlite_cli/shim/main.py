@@ -43,6 +43,7 @@ from boxlite_cli.fdio import reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
+from boxlite_cli.shim.consolecap import ConsoleBound
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.logframes import LogWriter
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
@@ -79,13 +80,26 @@ WARM_SETTLE_S = 0.3
 TELLING = ("boxlite-init:", "boxlite-agent:", "Kernel panic")
 
 
+GUEST_LINE_MAX = 300  # characters of one console line quoted in an error
+
+
+def guest_words(text: str) -> str:
+    """Text the guest wrote (anything, from root in the box), fit to be quoted in a
+    message: control characters escaped, cut to GUEST_LINE_MAX."""
+    cut = text[:GUEST_LINE_MAX] + ("..." if len(text) > GUEST_LINE_MAX else "")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
+                   else f"\\u{ord(c):04x}" for c in cut)
+
+
 def console_tail(path: Path, lines: int = 3) -> list[str]:
     """The last lines the guest printed, the most telling one last (why it failed)."""
     try:
-        text = path.read_bytes()[-8192:].decode(errors="replace")
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            text = f.read(8192).decode(errors="replace")
     except OSError:
         return []
-    all_lines = [line.strip() for line in text.splitlines() if line.strip()]
+    all_lines = [guest_words(line.strip()) for line in text.splitlines() if line.strip()]
     telling = [line for line in all_lines if any(t in line for t in TELLING)]
     tail = all_lines[-lines:]
     if telling and telling[-1] not in tail[-1:]:
@@ -100,8 +114,8 @@ def agent_ended(tail: list[str]) -> str | None:
     """Why the guest powered off, when its agent ended (init's last words)."""
     for line in reversed(tail):
         if found := AGENT_ENDED.search(line):
-            return (f"the guest agent was {found.group(1)} and the VM powered off (a "
-                    "process in the box can do that as root, as `kill -9 -1` does)"
+            return (f"the guest agent was {found.group(1)} and the VM powered off (root "
+                    "in the box can do that, through /proc/sysrq-trigger)"
                     if found.group(1).startswith("killed") else
                     f"the guest agent ended ({found.group(1)}) and the VM powered off")
     return None
@@ -200,6 +214,7 @@ class Shim:
         started = early or start_vmm(self.files, self.launch, self.driver)
         log.info("starting VMM: %s", " ".join(started.command))
         self.vmm = started.process
+        ConsoleBound(self.files.console_log).start()  # (for this process's life)
         self.ram_fd = started.ram_fd
         if started.restore_error is not None:
             raise started.restore_error

@@ -129,7 +129,8 @@ class QemuDriver:
             "-kernel", str(spec.kernel),
             "-initrd", str(spec.initrd),
             "-append", kernel_cmdline(spec.mode, (*accel_cmdline(spec.accel), *spec.extra_cmdline)),
-            "-chardev", f"file,id=con,path={_opt(spec.console_log)}",
+            # (appended: the shim cuts it when it grows too big, shim/consolecap.py)
+            "-chardev", f"file,id=con,path={_opt(spec.console_log)},append=on",
             "-serial", "chardev:con",
             "-qmp", f"unix:{_opt(spec.control_socket)},server=on,wait=off",
         ]

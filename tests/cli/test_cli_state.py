@@ -394,6 +394,22 @@ def test_logs_timestamps_and_time_window(script_runner: ScriptRunner, home: Path
     assert_one_line_error(bad, "invalid --since 'yesterday'")
 
 
+def test_ps_escapes_what_a_box_record_holds(script_runner: ScriptRunner) -> None:
+    """An imported box's image and command are anyone's strings: a table never passes
+    their escape sequences to the terminal (JSON escapes them by itself)."""
+    state = plant_box()
+    state.config.image = "\x1b]0;pwned\x07evil"
+    state.config.process.argv = ["\x1b[2J\x1b[31mRED"]
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    result = bx(script_runner, "ps", "-a", "--no-trunc")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b]0;pwned\\x07evil" in result.stdout
+    assert "\\x1b[2J\\x1b[31mRED" in result.stdout
+
+
 def test_logs_of_a_box_without_output(script_runner: ScriptRunner) -> None:
     plant_box()
     result = bx(script_runner, "logs", "planted")

@@ -13,7 +13,14 @@ import grpc
 import pytest
 
 from boxlite_cli.errors import BoxliteError, VmError
-from boxlite_cli.shim.main import KEEP_FAILED_LOGS, Shim, agent_ended, console_tail, prune_kept_logs
+from boxlite_cli.shim.main import (
+    GUEST_LINE_MAX,
+    KEEP_FAILED_LOGS,
+    Shim,
+    agent_ended,
+    console_tail,
+    prune_kept_logs,
+)
 from boxlite_cli.shim.vmmproc import BootFailed, VmmProcess, start_early, start_vmm
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
@@ -41,7 +48,7 @@ class FakeDriver:
         return Path(spec.restore_from) / "memory.state" if spec.restore_from else None
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
+                ram_fd: int | None = None, disk_fd: int | None = None) -> list[str]:
         return [sys.executable, "-c", COPY_FD, str(restore_fd), str(self.out)]
 
     def agent_channel(self, spec: VmSpec) -> AgentChannel:
@@ -54,6 +61,7 @@ class FakeDriver:
 def box(tmp_path: Path, restore_from: str = "") -> tuple[BoxFiles, Launch]:
     files = BoxFiles(tmp_path / "box")
     files.dir.mkdir()
+    (tmp_path / "r").write_bytes(b"")  # (the disk: the VMM gets it open)
     vm = VmSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", agent_root=tmp_path / "a",
                 rootfs_disk=tmp_path / "r", console_log=files.console_log,
                 agent_socket=files.dir / "run" / "vm.sock",
@@ -83,7 +91,7 @@ class StatusDriver(FakeDriver):
     """A stand-in VMM that copies its own /proc status."""
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
+                ram_fd: int | None = None, disk_fd: int | None = None) -> list[str]:
         return ["cp", "/proc/self/status", str(self.out)]
 
 
@@ -171,7 +179,7 @@ class ControlDriver(FakeDriver):
         return super().restore_file(spec) if self.stream else None
 
     def command(self, spec: VmSpec, restore_fd: int | None = None,
-                ram_fd: int | None = None) -> list[str]:
+                ram_fd: int | None = None, disk_fd: int | None = None) -> list[str]:
         return [sys.executable, "-c", "import time; time.sleep(60)"]
 
     def control(self, spec: VmSpec, timeout_s: float = 10.0) -> FakeControl:  # type: ignore[override]
@@ -411,9 +419,23 @@ def test_a_killed_agent_is_named_from_the_guests_last_words(tmp_path: Path) -> N
                         b"[    5.370666] reboot: Power down\n")
     reason = agent_ended(console_tail(console))
     assert reason is not None and reason.startswith("the guest agent was killed by signal 9")
-    assert "kill -9 -1" in reason
+    assert "sysrq-trigger" in reason
     console.write_bytes(b"boxlite-init: the agent exited (exit status 1); powering off\n")
     assert agent_ended(console_tail(console)) == (
         "the guest agent ended (exit status 1) and the VM powered off")
     console.write_bytes(b"[    5.370666] reboot: Power down\n")
     assert agent_ended(console_tail(console)) is None  # a shutdown of another kind
+
+
+def test_the_guests_console_lines_are_quoted_with_control_characters_escaped(
+        tmp_path: Path) -> None:
+    """Root in a box writes what it likes to the serial console: an error line quotes it
+    escaped (no terminal sequences), and cut short."""
+    console = tmp_path / "console.log"
+    console.write_bytes(b"boot\nboxlite-init: the agent exited (\x1b]0;PWNED\x07ok \xe2\x80\xae)\n"
+                        + b"z" * 1000 + b"\n")
+    tail = console_tail(console)
+    assert tail[-1] == "boxlite-init: the agent exited (\\x1b]0;PWNED\\x07ok \\u202e)"
+    assert len(tail[1]) == GUEST_LINE_MAX + 3 and tail[1].endswith("...")
+    assert agent_ended(tail) == ("the guest agent ended (\\x1b]0;PWNED\\x07ok \\u202e) "
+                                 "and the VM powered off")

@@ -58,7 +58,7 @@ def test_tcg_command_line_is_exactly_this() -> None:
         "-kernel", "/p/vmlinuz",
         "-initrd", "/p/initrd.img",
         "-append", EXPECTED_APPEND,
-        "-chardev", "file,id=con,path=/b/console.log",
+        "-chardev", "file,id=con,path=/b/console.log,append=on",
         "-serial", "chardev:con",
         "-qmp", "unix:/b/run/qmp.sock,server=on,wait=off",
         "-drive", "id=agent,file=/p/agent-root.ext4,format=raw,if=none,readonly=on",
@@ -128,7 +128,7 @@ def test_commas_in_paths_are_escaped_for_qemu() -> None:
     drives = option_values(cmd, "-drive")
     assert "id=rootfs,file=/home/a,,b/disks/rootfs.qcow2,,readonly=on,format=qcow2" in drives[1]
     assert any("path=/home/a,,b/run/vm.sock," in c for c in option_values(cmd, "-chardev"))
-    assert "file,id=con,path=/home/a,,b/console.log" in option_values(cmd, "-chardev")
+    assert "file,id=con,path=/home/a,,b/console.log,append=on" in option_values(cmd, "-chardev")
 
 
 def test_agent_target_is_the_vm_socket() -> None:

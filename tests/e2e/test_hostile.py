@@ -1,0 +1,41 @@
+"""A box's root working against the host through the VM's serial console: the console
+log stays bounded, and what the guest writes there reaches the user's terminal only
+with its control characters escaped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.shim.consolecap import CONSOLE_MAX_BYTES
+from tests.e2e.conftest import IMAGE, bx
+
+pytestmark = pytest.mark.e2e
+
+SERIAL = "mknod /tmp/ttyS0 c 4 64"  # (root in a box may make the node of the VM's serial port)
+
+
+def test_a_console_flood_from_the_box_stays_bounded_on_the_host(e2e_home: Path) -> None:
+    flood = f"{SERIAL} && head -c {CONSOLE_MAX_BYTES * 2} /dev/zero | tr '\\0' x > /tmp/ttyS0"
+    run = bx("run", "--name", "flooder", IMAGE, "sh", "-c", flood, timeout=600)
+    try:
+        assert run.returncode == 0, run.stderr
+        box_id = bx("inspect", "-f", "{{.Id}}", "flooder").stdout.decode().strip()
+        console = e2e_home / "boxes" / box_id / "console.log"
+        size = console.stat().st_size
+        assert size < CONSOLE_MAX_BYTES + (1 << 20), size  # (checked once a second)
+        # (near the start: what the VM appended during the cut may come before it)
+        assert b"[boxlite: the console log passed" in console.read_bytes()[:1 << 20]
+    finally:
+        bx("rm", "-f", "flooder")
+
+
+def test_the_guests_console_text_is_escaped_in_the_error_line(e2e_home: Path) -> None:
+    fake = "boxlite-init: the agent exited (\\033]0;PWNED\\007\\033[1;32mOK: all good)"
+    script = (f"{SERIAL} && printf '{fake}\\n' > /tmp/ttyS0 && sleep 1 && "
+              "echo o > /proc/sysrq-trigger; sleep 30")
+    run = bx("run", "--rm", IMAGE, "sh", "-c", script, timeout=300)
+    assert run.returncode == 125, run.stderr
+    assert b"\x1b" not in run.stderr and b"\x07" not in run.stderr
+    assert b"the guest agent ended (\\x1b]0;PWNED\\x07\\x1b[1;32mOK: all good)" in run.stderr
