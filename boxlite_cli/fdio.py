@@ -30,3 +30,21 @@ def reader_gone(write_fd: int) -> bool:
     poller.register(write_fd, 0)  # POLLERR and POLLHUP are always reported
     return any(event & (select.POLLERR | select.POLLHUP | select.POLLNVAL)
                for _, event in poller.poll(0))
+
+
+SPARSE_BLOCK = 64 << 10
+_ZERO_BLOCK = bytes(SPARSE_BLOCK)
+
+
+def write_sparse(fd: int, data: bytes) -> None:
+    """Write `data` at the file offset of regular file `fd`, skipping (seeking over)
+    each all-zero 64 KiB block: a run of zeros takes no disk space. The caller sets
+    the file's size at the end (os.ftruncate), as a hole at the end has none."""
+    view = memoryview(data)
+    for at in range(0, len(view), SPARSE_BLOCK):
+        block = view[at:at + SPARSE_BLOCK]
+        if len(block) == SPARSE_BLOCK and block == _ZERO_BLOCK:
+            os.lseek(fd, SPARSE_BLOCK, os.SEEK_CUR)
+            continue
+        while block:
+            block = block[os.write(fd, block):]

@@ -49,11 +49,14 @@ import zstandard
 from boxlite_cli.disks.chain import virtual_size
 from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import BoxliteError, Conflict, DiskError, ImageError, UsageError
+from boxlite_cli.fdio import write_sparse
 from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import parse_add_host
+from boxlite_cli.runtime.signals import parse_signal
+from boxlite_cli.runtime.spec import MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
@@ -72,6 +75,8 @@ DEFAULT_MAX_DISK = 256 << 30  # bytes of one disk member ($BOXLITE_IMPORT_MAX_DI
 MAX_VIRTUAL = 16 << 40  # the disk size the guest sees
 HEADER_SLACK = 1 << 20  # tar headers (PAX included) allowed around each member
 CHUNK = 1 << 20
+# Left free after an import's disk is written (the box's own overlay, logs, ...).
+IMPORT_HEADROOM = 64 << 20
 QCOW2_MAGIC = b"QFI\xfb"
 QCOW2_EXTERNAL_DATA = 1 << 2  # incompatible feature: the data lives in another file
 # dirty, corrupt, compression type, extended L2 entries
@@ -411,6 +416,16 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
     return NetworkConfig(mode=mode, dns=dns, extra_hosts=hosts, ports=ports), rebound
 
 
+def _stop_signal(cfg: dict[str, Any], what: str) -> str:
+    value = _str(cfg, "stop_signal", what, "")
+    if value:
+        try:
+            parse_signal(value)
+        except UsageError:
+            raise ArchiveError(f"{what}: invalid manifest: stop signal {value!r}") from None
+    return value
+
+
 def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     """The manifest, schema-checked; ArchiveError on anything unexpected."""
     try:
@@ -421,7 +436,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     if doc.get("format") != FORMAT:
         raise ArchiveError(f"{what} is not a boxlite box archive (format {doc.get('format')!r})")
     version = doc.get("version")
-    if version != VERSION or isinstance(version, bool):
+    if version != VERSION or not isinstance(version, int) or isinstance(version, bool):
         raise ArchiveError(f"{what}: unknown archive format version {version!r} (this boxlite "
                            f"reads version {VERSION})", hint="import it with a newer boxlite")
     image = doc.get("image")
@@ -438,9 +453,10 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config = BoxConfig(
         image=_str(image, "reference", what), image_id=image_id, rootfs_base="",
         process=_process(cfg.get("process"), what), cpus=_int(cfg, "cpus", what, 1, 256),
-        memory_mib=_int(cfg, "memory_mib", what, 16, 1 << 22), accel=accel, vmm=vmm,
-        auto_remove=_bool(cfg, "auto_remove", what), detach=_bool(cfg, "detach", what),
-        network=network)
+        memory_mib=_int(cfg, "memory_mib", what, MIN_MEMORY_MIB, 1 << 22), accel=accel,
+        vmm=vmm, auto_remove=_bool(cfg, "auto_remove", what),
+        detach=_bool(cfg, "detach", what), network=network,
+        stop_signal=_stop_signal(cfg, what))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")
@@ -464,19 +480,34 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
                     image_id=image_id, config=config, disks=disks, rebound_ports=rebound)
 
 
+def _check_room(dest: Path, entry: DiskEntry, what: str) -> None:
+    """Refuse a disk this file system has no room for, before writing any of it."""
+    st = os.statvfs(dest.parent)
+    free = st.f_bavail * st.f_frsize
+    if entry.size + IMPORT_HEADROOM > free:
+        raise ArchiveError(f"{what}: disk {entry.name} is {entry.size} bytes, and only {free} "
+                           f"bytes are free in {dest.parent}", hint="free some disk space")
+
+
 def _copy_member(src: IO[bytes], dest: Path, entry: DiskEntry, what: str) -> None:
+    """The disk, checked against its size and digest; written sparse (a run of zeros,
+    however long, an archive's cheapest member, takes no room)."""
+    _check_room(dest, entry, what)
     h = hashlib.sha256()
     written = 0
-    with open(dest, "xb") as out:
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
         while written < entry.size:
             chunk = src.read(min(CHUNK, entry.size - written))
             if not chunk:
                 break
             h.update(chunk)
-            out.write(chunk)
+            write_sparse(fd, chunk)
             written += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+        os.ftruncate(fd, written)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     if written != entry.size:
         raise ArchiveError(f"{what} is truncated: {entry.name} has {written} of {entry.size} bytes")
     if h.hexdigest() != entry.sha256:

@@ -175,12 +175,16 @@ def parse_size(text: str, what: str = "size") -> int:
     return int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()])
 
 
+MIN_MEMORY_MIB = 128  # (below that the guest does not come up)
+
+
 def parse_memory_mib(text: str) -> int:
     """A memory size (bytes, or with a unit like docker) → MiB; at least 128 MiB."""
     value = parse_size(text, "memory size")
     mib = value // (1024 * 1024)
-    if mib < 128:
-        raise UsageError(f"invalid memory size {text!r}: a box needs at least 128 MiB")
+    if mib < MIN_MEMORY_MIB:
+        raise UsageError(f"invalid memory size {text!r}: a box needs at least "
+                         f"{MIN_MEMORY_MIB} MiB")
     return mib
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from boxlite_cli.errors import BoxliteError
+from boxlite_cli.fdio import write_sparse
 
 CHUNK = 1 << 20
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -197,11 +198,12 @@ class _Extract:
             try:
                 src = tar.extractfile(m)
                 assert src is not None
-                while data := src.read(CHUNK):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+                size = 0
+                while data := src.read(CHUNK):  # (runs of zeros stay holes: a box's
+                    write_sparse(fd, data)      # sparse file does not fill this disk)
+                    size += len(data)
                     self.result.bytes += len(data)
+                os.ftruncate(fd, size)
                 self.own(fd, m)
                 os.fchmod(fd, self.mode(m))
                 os.utime(fd, (m.mtime, m.mtime))

@@ -180,6 +180,7 @@ def test_unexpected_and_repeated_members_are_refused(rt: Runtime, disk: bytes) -
 
 def test_unknown_version_and_format_are_refused(rt: Runtime, disk: bytes) -> None:
     rejected(rt, archive(good_members(disk, version=2)), "unknown archive format version 2")
+    rejected(rt, archive(good_members(disk, version=1.0)), "unknown archive format version 1.0")
     rejected(rt, archive(good_members(disk, format="tarball")), "not a boxlite box archive")
 
 
@@ -203,6 +204,12 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         hosts = manifest(disk)
         hosts["config"]["network"] = {"mode": "nat", "extra_hosts": [host]}
         rejected(rt, archive([reg("manifest.json", json.dumps(hosts).encode())]), "extra host")
+    small = manifest(disk)
+    small["config"]["memory_mib"] = 16  # (the CLI's least is 128: the guest would not boot)
+    rejected(rt, archive([reg("manifest.json", json.dumps(small).encode())]), "memory_mib")
+    sig = manifest(disk)
+    sig["config"]["stop_signal"] = "SIGNOPE"
+    rejected(rt, archive([reg("manifest.json", json.dumps(sig).encode())]), "stop signal")
     two = manifest(disk)
     two["disks"].append(dict(two["disks"][0], name="disks/other.qcow2"))
     rejected(rt, archive([reg("manifest.json", json.dumps(two).encode())]), "exactly 1 disk")
@@ -483,3 +490,34 @@ def test_clones_of_a_box_with_a_fixed_host_port_get_free_ones(rt: Runtime, tmp_p
     assert [(p.box_port, p.proto, p.host_port) for p in ports] == [(80, "tcp", 0), (53, "udp", 0)]
     assert rt.boxes.read(src.id).config.network.ports[0].host_port == 18080  # its own stay
     assert warned and "18080" in warned[0] and "boxlite port" in warned[0]
+
+
+def test_the_stop_signal_survives_export_and_import(rt: Runtime, disk: bytes) -> None:
+    doc = manifest(disk)
+    doc["config"]["stop_signal"] = "SIGINT"
+    state = do_import(rt, archive([reg("manifest.json", json.dumps(doc).encode()),
+                                   reg("disks/rootfs.qcow2", disk)]))
+    assert rt.boxes.read(state.id).config.stop_signal == "SIGINT"
+
+
+def test_a_run_of_zeros_in_a_disk_is_written_as_a_hole(rt: Runtime, disk: bytes) -> None:
+    """A zstd bomb (a small archive whose disk is mostly zeros) takes no disk space."""
+    padded = disk + bytes(64 << 20)
+    state = do_import(rt, archive(good_members(padded)))
+    rootfs = rt.files(state.id).rootfs_disk
+    assert rootfs.stat().st_size == len(padded)
+    assert rootfs.stat().st_blocks * 512 < 8 << 20
+    with open(rootfs, "rb") as f:
+        assert f.read(len(disk)) == disk
+
+
+def test_a_disk_bigger_than_the_free_space_is_refused_before_writing(
+        rt: Runtime, disk: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.statvfs
+
+    def tiny(path: Any) -> Any:
+        st = real(path)
+        return type("S", (), {"f_bavail": 1, "f_frsize": st.f_frsize})()
+
+    monkeypatch.setattr(ex.os, "statvfs", tiny)
+    rejected(rt, archive(good_members(disk)), "bytes are free in")

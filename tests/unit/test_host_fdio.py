@@ -4,8 +4,9 @@ shim checks before it writes a direct-output run's output into a CLI's stdout)."
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from boxlite_cli.fdio import reader_gone, write_all
+from boxlite_cli.fdio import SPARSE_BLOCK, reader_gone, write_all, write_sparse
 
 
 def test_write_all_writes_everything_even_to_a_non_blocking_pipe() -> None:
@@ -34,3 +35,17 @@ def test_a_gone_reader_is_seen_and_write_all_says_false() -> None:
         assert write_all(w, b"x") is False  # EPIPE, not an exception (SIGPIPE is ignored)
     finally:
         os.close(w)
+
+
+def test_write_sparse_leaves_runs_of_zeros_as_holes(tmp_path: Path) -> None:
+    data = b"head" + bytes(32 * SPARSE_BLOCK) + b"tail" + bytes(3 * SPARSE_BLOCK)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        write_sparse(fd, data[:100])  # (pieces of any length, as a stream brings them)
+        write_sparse(fd, data[100:])
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    assert path.stat().st_blocks * 512 <= 8 * SPARSE_BLOCK
