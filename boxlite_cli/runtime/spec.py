@@ -112,6 +112,29 @@ def image_stop_signal(image_config: dict[str, Any]) -> str:
     return _config_string(image_config, "StopSignal")
 
 
+# What Linux's execve takes: one argument or variable up to MAX_ARG_STRLEN, all of them
+# (with their pointers) up to a quarter of the 8 MiB default stack. Past these the
+# process could not start (E2BIG); they are refused before any VM is touched.
+MAX_ARG_BYTES = 128 << 10
+MAX_EXEC_BYTES = 2 << 20
+
+
+def _check_exec_size(argv: list[str], env: list[str]) -> None:
+    total = 0
+    for what, items in (("argument", argv), ("environment variable", env)):
+        for item in items:
+            size = len(item.encode(errors="surrogateescape")) + 1
+            if size > MAX_ARG_BYTES:
+                raise UsageError(f"an {what} of the command is {size} bytes: Linux takes at "
+                                 f"most {MAX_ARG_BYTES} (128 KiB) per {what}")
+            total += size + 8
+    if total > MAX_EXEC_BYTES:
+        raise UsageError(f"the command and its environment take {total} bytes: Linux "
+                         f"starts a process with at most {MAX_EXEC_BYTES} (2 MiB)",
+                         hint="pass large data in a file (-v or boxlite cp), not in "
+                              "arguments or variables")
+
+
 def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
                  host_env: dict[str, str] | None = None) -> ProcessSpec:
     """The main process of a box from the options and the image's config."""
@@ -150,6 +173,7 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
         _check_text(item, "the environment variable")
     _check_text(workdir, "the working directory")
     _check_text(user, "the user")
+    _check_exec_size(argv, env)
     return ProcessSpec(
         argv=argv, env=env, cwd=workdir or "/", user=user,
         tty=opts.tty, stdin=opts.interactive, rows=opts.rows, cols=opts.cols,

@@ -85,6 +85,17 @@ def test_no_command_is_a_usage_error(config: dict[str, Any], opts: dict[str, Any
     assert info.value.hint
 
 
+def test_what_execve_could_not_take_is_refused_before_any_vm() -> None:
+    """A 21 MB --env-file once reached the VM and failed there (and cost the template)."""
+    with pytest.raises(UsageError, match="take .* bytes: Linux starts a process with at most"):
+        spec({"Cmd": ["true"], "Env": [f"V{i}=" + "b" * 100 for i in range(30000)]})
+    with pytest.raises(UsageError, match="per argument"):
+        spec({"Cmd": ["echo", "x" * (128 << 10)]})
+    with pytest.raises(UsageError, match="per environment variable"):
+        spec({"Cmd": ["true"], "Env": ["BIG=" + "x" * (128 << 10)]})
+    assert len(spec({"Cmd": ["echo", *["x" * 30] * 30000]}).argv) == 30001  # (~1 MB: fine)
+
+
 # environment ----------------------------------------------------------------------------
 
 def test_default_path_when_the_image_has_none() -> None:
