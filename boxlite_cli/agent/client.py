@@ -93,6 +93,12 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
         return UsageError(f"{what}: {details}")  # type: ignore[return-value]
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return AgentError(f"{what}: the box is not reachable ({details})")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        # (a guest starved by its own processes: a CPU hog at real-time priority, a fork
+        # bomb; `stop` and `rm -f` still work, from the host)
+        return AgentError(f"{what}: the box's guest agent did not answer in time (its "
+                          "processes may be taking all of its CPU or memory)",
+                          hint="see boxlite stats; boxlite stop (or rm -f) ends it from the host")
     return AgentError(f"{what}: {details}")
 
 

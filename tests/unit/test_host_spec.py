@@ -87,7 +87,7 @@ def test_no_command_is_a_usage_error(config: dict[str, Any], opts: dict[str, Any
 
 def test_what_execve_could_not_take_is_refused_before_any_vm() -> None:
     """A 21 MB --env-file once reached the VM and failed there (and cost the template)."""
-    with pytest.raises(UsageError, match="take .* bytes: Linux starts a process with at most"):
+    with pytest.raises(UsageError, match=r"take .* bytes: Linux starts a process with at most"):
         spec({"Cmd": ["true"], "Env": [f"V{i}=" + "b" * 100 for i in range(30000)]})
     with pytest.raises(UsageError, match="per argument"):
         spec({"Cmd": ["echo", "x" * (128 << 10)]})
@@ -326,3 +326,21 @@ def test_a_box_larger_than_the_host_is_refused(cpus: int, mib: int, says: str) -
     assert e.value.message == says
     check_box_size(2, 4096, cpus_here=2, memory_here_mib=4096)  # the whole host is fine
     check_box_size(1, 512, cpus_here=2, memory_here_mib=None)  # unknown: not refused
+
+
+def test_an_agent_that_does_not_answer_in_time_is_named_with_the_fix() -> None:
+    import grpc
+
+    from boxlite_cli.agent.client import agent_error
+
+    class Late(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+
+        def details(self) -> str:
+            return "Deadline Exceeded"
+
+    error = agent_error("starting the process", Late())
+    assert error.message == ("starting the process: the box's guest agent did not answer in "
+                             "time (its processes may be taking all of its CPU or memory)")
+    assert error.hint is not None and "boxlite stop" in error.hint
