@@ -50,6 +50,7 @@ from boxlite_cli.shim.vmmproc import VmmProcess, start_early
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.flock import FileLock, Timeout
+from boxlite_cli.state.paths import ensure_private_socket_base
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _move_into(spare: BoxFiles, box: BoxFiles) -> None:
     """The spare's disk, logs and sockets become the box's (renames: see the module doc)."""
     if box.sockets.exists():  # (an earlier start's leftovers)
         shutil.rmtree(box.sockets)
+    ensure_private_socket_base(box.sockets)
     box.sockets.parent.mkdir(parents=True, exist_ok=True)
     os.rename(spare.sockets, box.sockets)
     for src, dst in ((spare.rootfs_disk, box.rootfs_disk), (spare.console_log, box.console_log),

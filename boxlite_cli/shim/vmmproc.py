@@ -21,6 +21,7 @@ from boxlite_cli.errors import BoxliteError
 from boxlite_cli.shim.child import ChildProcess, Process
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.paths import ensure_private_socket_base
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_PASST, VmmDriver, VmSpec
 from boxlite_cli.vmm.ramimage import shared_ram
@@ -109,6 +110,7 @@ def _open_disk(path: Path) -> int:
 def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
     """Start the VMM of `launch` as a child that dies with us; its PID is recorded."""
     spec = launch.vm
+    ensure_private_socket_base(files.sockets)
     files.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
     for sock in (spec.agent_socket, spec.control_socket, files.agent_socket):
         sock.unlink(missing_ok=True)

@@ -7,10 +7,14 @@ dir shared by every home (`BOXLITE_PAYLOAD_CACHE` overrides it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from boxlite_cli.errors import BoxliteError
 
 APP = "boxlite"
 # sun_path is 108 bytes including the terminating NUL.
@@ -87,3 +91,22 @@ def socket_dir(box_dir: Path) -> Path:
     digest = hashlib.sha256(str(box_dir).encode()).hexdigest()[:20]
     base = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/bl-{os.getuid()}")
     return base / digest
+
+
+def ensure_private_socket_base(sockets: Path) -> None:
+    """The shared parent of socket directories outside the box (/tmp/bl-UID), made 0700
+    if missing, and refused unless it is a real directory of ours that no one else could
+    write in: another user who made it first could otherwise swap a box's sockets."""
+    if sockets.name == "run":  # (inside the box's own directory: see socket_dir)
+        return
+    base = sockets.parent
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(base, 0o700)
+    st = os.lstat(base)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0:
+        if st.st_mode & 0o077:  # (ours, made by an older boxlite: no one else wrote in it)
+            os.chmod(base, 0o700)
+        return
+    raise BoxliteError(f"{base} is not a private directory of this user (owner uid "
+                       f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})",
+                       hint="remove it, or set XDG_RUNTIME_DIR to a private directory")

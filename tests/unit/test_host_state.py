@@ -701,3 +701,26 @@ def test_an_auto_removed_box_takes_its_anonymous_volumes_only(store: BoxStore) -
                            Mount(VOLUME, "b" * 64, "/b", anonymous=True)]
     shim.remove_if_auto(state)
     assert sorted(v.name for v in volumes.all()) == ["b" * 64, "named"]
+
+
+def test_the_shared_socket_base_must_be_private(tmp_path: Path) -> None:
+    """/tmp/bl-UID (or XDG_RUNTIME_DIR) holds boxes' sockets when their paths are long:
+    made 0700, and refused when another could enter it (or it is a link)."""
+    from boxlite_cli.errors import BoxliteError
+    from boxlite_cli.state.paths import ensure_private_socket_base
+
+    base = tmp_path / "bl-0"
+    ensure_private_socket_base(base / "abc")
+    assert base.is_dir() and (base.stat().st_mode & 0o777) == 0o700
+    ensure_private_socket_base(tmp_path / "box" / "run")  # (inside a box: not checked)
+    base.chmod(0o755)  # (as an older boxlite made it: closed now)
+    ensure_private_socket_base(base / "abc")
+    assert (base.stat().st_mode & 0o777) == 0o700
+    base.chmod(0o777)
+    with pytest.raises(BoxliteError, match="is not a private directory"):
+        ensure_private_socket_base(base / "abc")
+    link = tmp_path / "bl-link"
+    link.symlink_to(base)
+    base.chmod(0o700)
+    with pytest.raises(BoxliteError, match="is not a private directory"):
+        ensure_private_socket_base(link / "abc")
