@@ -110,9 +110,15 @@ def console_tail(path: Path, lines: int = 3) -> list[str]:
 AGENT_ENDED = re.compile(r"boxlite-init: the agent exited \(([^)]*)\)")
 
 
+KERNEL_PANIC = re.compile(r"Kernel panic - not syncing: ?(.*)")
+
+
 def agent_ended(tail: list[str]) -> str | None:
-    """Why the guest powered off, when its agent ended (init's last words)."""
+    """Why the guest powered off, when its agent ended (init's last words) or its
+    kernel panicked (the kernel's)."""
     for line in reversed(tail):
+        if found := KERNEL_PANIC.search(line):
+            return f"the guest kernel panicked ({found.group(1).strip() or 'no reason given'})"
         if found := AGENT_ENDED.search(line):
             return (f"the guest agent was {found.group(1)} and the VM powered off (root "
                     "in the box can do that, through /proc/sysrq-trigger)"

@@ -39,3 +39,10 @@ def test_the_guests_console_text_is_escaped_in_the_error_line(e2e_home: Path) ->
     assert run.returncode == 125, run.stderr
     assert b"\x1b" not in run.stderr and b"\x07" not in run.stderr
     assert b"the guest agent ended (\\x1b]0;PWNED\\x07\\x1b[1;32mOK: all good)" in run.stderr
+
+
+def test_a_guest_kernel_panic_is_reported_as_one(e2e_home: Path) -> None:
+    run = bx("run", "--rm", IMAGE, "sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30",
+             timeout=300)
+    assert run.returncode == 125, run.stderr
+    assert b"the guest kernel panicked (sysrq triggered crash)" in run.stderr, run.stderr

@@ -439,3 +439,10 @@ def test_the_guests_console_lines_are_quoted_with_control_characters_escaped(
     assert len(tail[1]) == GUEST_LINE_MAX + 3 and tail[1].endswith("...")
     assert agent_ended(tail) == ("the guest agent ended (\\x1b]0;PWNED\\x07ok \\u202e) "
                                  "and the VM powered off")
+
+
+
+def test_a_guest_kernel_panic_is_named_as_such() -> None:
+    tail = ["[   22.8] sysrq: Trigger a crash",
+            "[   22.9] Kernel panic - not syncing: sysrq triggered crash"]
+    assert agent_ended(tail) == "the guest kernel panicked (sysrq triggered crash)"
