@@ -5,16 +5,26 @@ from __future__ import annotations
 import errno
 import os
 import select
+import stat
+import threading
+
+GIVE_UP_POLL_S = 0.25
 
 
-def write_all(fd: int, data: bytes) -> bool:
-    """Write everything; False once the reader is gone (EPIPE)."""
+def write_all(fd: int, data: bytes, give_up: threading.Event | None = None) -> bool:
+    """Write everything; False once the reader is gone (EPIPE), or, on a non-blocking
+    `fd` that stays full, once `give_up` is set."""
     view = memoryview(data)
     while view:
         try:
             n = os.write(fd, view)
         except BlockingIOError:
-            select.select([], [fd], [])
+            if give_up is None:
+                select.select([], [fd], [])
+                continue
+            while not select.select([], [fd], [], GIVE_UP_POLL_S)[1]:
+                if give_up.is_set():
+                    return False
             continue
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.EBADF):
@@ -48,3 +58,18 @@ def write_sparse(fd: int, data: bytes) -> None:
             continue
         while block:
             block = block[os.write(fd, block):]
+
+
+def own_nonblocking(fd: int) -> int:
+    """A descriptor of `fd`'s pipe or terminal that is ours alone, non-blocking (a
+    reopen of /proc/self/fd: a new open file, so the flag does not reach the process
+    that shares `fd`, such as a shell on that terminal); `fd` itself for anything else
+    (a regular file never blocks; a socket cannot be reopened). Close it if not `fd`."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            return fd
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                       | os.O_NOCTTY)
+    except OSError:
+        return fd

@@ -25,10 +25,14 @@ class OutputSink:
     at the next write. A write that fails otherwise (a full disk) closes that stream
     the same way, and is kept in `error` for the caller to report."""
 
-    def __init__(self, client: AgentClient, exec_id: str, out: int, err: int) -> None:
+    def __init__(self, client: AgentClient, exec_id: str, out: int, err: int,
+                 give_up: threading.Event | None = None) -> None:
+        """`give_up`: once set, a write that cannot go on (a reader that stopped
+        reading, on a non-blocking `out` or `err`) ends as if the reader were gone."""
         self.client = client
         self.exec_id = exec_id
         self.out, self.err = out, err
+        self.give_up = give_up
         self.closed: set[int] = set()
         self.error: OSError | None = None
         self._lock = threading.Lock()
@@ -37,7 +41,7 @@ class OutputSink:
         if stream in self.closed:
             return
         try:
-            if write_all(self.err if stream == STDERR else self.out, data):
+            if write_all(self.err if stream == STDERR else self.out, data, self.give_up):
                 return
         except OSError as e:  # ENOSPC, EIO...: as lost as a reader that went away
             self.error = self.error or e

@@ -757,6 +757,8 @@ class Runtime:
         files = self.files(box_id)
         if restarting and state.config.auto_remove:
             files.restarting.touch()
+        with contextlib.suppress(OSError):  # (its shim gives up on a stalled output reader)
+            files.stop_requested.touch()
         continue_if_paused(self, box_id)
         from boxlite_cli.agent.client import AgentClient
 

@@ -39,7 +39,7 @@ from boxlite_cli.agent.client import (
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, UsageError
-from boxlite_cli.fdio import reader_gone
+from boxlite_cli.fdio import GIVE_UP_POLL_S, own_nonblocking, reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
@@ -166,6 +166,7 @@ class Shim:
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
+        self.give_up_output = threading.Event()  # (join_deliverer)
         self.logger: threading.Thread | None = None  # a detached box's log_output
         self.output_error: str | None = None  # why deliver_output could not write
         self.exec_server: ExecServer | None = None
@@ -463,7 +464,10 @@ class Shim:
         A stream whose reader went away gets no more, and its writer in the guest gets
         EPIPE as on a host (OutputSink). A CLI that is gone (killed) leaves the box
         running on: its output still goes into the log."""
-        sink = OutputSink(client, MAIN, *self.output_fds)
+        # (our own non-blocking copies of a pipe or terminal: a reader that stops reading
+        # cannot hold this thread, and so the box, once a stop asks to give up)
+        out, err = (own_nonblocking(fd) for fd in self.output_fds)
+        sink = OutputSink(client, MAIN, out, err, give_up=self.give_up_output)
         try:
             with sink.watching():
                 for stream, data in client.attach(MAIN):
@@ -476,7 +480,22 @@ class Shim:
             if sink.error is not None:
                 log.warning("the output could not be written: %s", sink.error)
                 self.output_error = sink.error.strerror or str(sink.error)
+            for own, given in ((out, self.output_fds[0]), (err, self.output_fds[1])):
+                if own != given:
+                    os.close(own)
             self.close_output()
+
+    def join_deliverer(self) -> None:
+        """Wait for the output to be delivered; a `stop` (or a signal to this shim)
+        meanwhile gives up on a reader that does not read, as docker's stop does not
+        wait for an attached client: the box stops, and its output is in the log."""
+        assert self.deliverer is not None
+        while self.deliverer.is_alive():
+            self.deliverer.join(GIVE_UP_POLL_S)
+            if self.stopping.is_set() or self.files.stop_requested.exists():
+                if not self.give_up_output.is_set():
+                    log.info("a stop came: the output's reader is not waited for")
+                self.give_up_output.set()
 
     def log_chunk(self, serialized: bytes) -> None:
         """The log's copy of what a foreground CLI receives of the main process."""
@@ -680,8 +699,8 @@ class Shim:
             result = waiting() if waiting is not None else client.wait(MAIN)
             exit_code = result.exit_code
             log.info("the main process ended")
-            if self.deliverer is not None:
-                self.deliverer.join()  # all the output is written before the exit status
+            if self.deliverer is not None:  # all the output is written before the exit
+                self.join_deliverer()           # status (unless a stop gives up on it)
             elif self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)

@@ -287,3 +287,31 @@ def test_a_tty_session_passes_a_hangup_to_its_process(e2e_home: Path) -> None:
         os.close(master)
         bx("rm", "-f", "hup")
     assert not [p for p in vm_processes(e2e_home) if "hup" in p]
+
+
+def test_stop_does_not_wait_for_a_reader_that_stopped_reading(e2e_home: Path) -> None:
+    """`boxlite run IMAGE yes | sleep 300`: the pipe fills and stays full. A stop still
+    ends the box as any stop does (its shim gives up on that reader), and records it."""
+    r, w = os.pipe()  # (read by no one: what `| sleep 300` is)
+    proc = subprocess.Popen([boxlite_bin(), "run", "--name", "stalled", IMAGE, "yes"],
+                            stdout=w, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        deadline = time.monotonic() + 240
+        while bx("inspect", "-f", "{{.Status}}", "stalled").stdout != b"running\n":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.5)
+        time.sleep(2)  # (the pipe is full by now)
+        stopped = bx("stop", "-t", "1", "stalled", timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        record = json.loads(bx("inspect", "stalled").stdout)[0]
+        assert record["status"] == "exited", record
+        assert record["exit_code"] == 143 and record["error"] is None, record
+        assert record["finished_at"] is not None
+        proc.wait(60)  # (the CLI hears the box ended; what it could not write is lost)
+    finally:
+        os.close(r)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        bx("rm", "-f", "stalled")

@@ -49,3 +49,32 @@ def test_write_sparse_leaves_runs_of_zeros_as_holes(tmp_path: Path) -> None:
         os.close(fd)
     assert path.read_bytes() == data
     assert path.stat().st_blocks * 512 <= 8 * SPARSE_BLOCK
+
+
+def test_a_stalled_reader_can_be_given_up_on_without_touching_the_shared_fd(
+        tmp_path: Path) -> None:
+    """The shim's own non-blocking copy of the CLI's stdout pipe: a reader that stops
+    reading holds it only until `give_up` (a stop); the fd it shares stays blocking."""
+    import fcntl
+    import threading
+
+    from boxlite_cli.fdio import own_nonblocking
+
+    r, w = os.pipe()
+    own = own_nonblocking(w)
+    try:
+        assert own != w
+        assert not fcntl.fcntl(w, fcntl.F_GETFL) & os.O_NONBLOCK
+        give_up = threading.Event()
+        assert write_all(own, b"x" * 1000, give_up)  # (room in the pipe: written)
+        assert os.read(r, 2000) == b"x" * 1000
+        give_up.set()
+        assert not write_all(own, b"y" * (4 << 20), give_up)  # (full: given up)
+    finally:
+        for fd in {r, w, own}:
+            os.close(fd)
+    regular = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        assert own_nonblocking(regular) == regular  # (never blocks; shares its offset)
+    finally:
+        os.close(regular)
