@@ -60,15 +60,24 @@ class _Writer:
     warn: Warn
     links: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def entry(self, path: str, arcname: str, follow: bool) -> Iterator[bytes]:
+    def tree(self, path: str, arcname: str, follow: bool) -> Iterator[bytes]:
+        """`path` and everything below it, depth first in name order: a loop over a
+        stack, not recursion (a tree may be deeper than Python's recursion limit)."""
+        stack = [(path, arcname, follow)]
+        while stack:
+            yield from self.entry(*stack.pop(), stack)
+
+    def entry(self, path: str, arcname: str, follow: bool,
+              below: list[tuple[str, str, bool]]) -> Iterator[bytes]:
+        """One entry; a directory's children are pushed on `below`, first name on top."""
         st = os.stat(path) if follow else os.lstat(path)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             if arcname:
                 yield header(arcname, st, tarfile.DIRTYPE)
-            for child in sorted(os.listdir(path)):
-                yield from self.entry(os.path.join(path, child),
-                                      f"{arcname}/{child}" if arcname else child, False)
+            for child in sorted(os.listdir(path), reverse=True):
+                below.append((os.path.join(path, child),
+                              f"{arcname}/{child}" if arcname else child, False))
         elif stat.S_ISREG(mode):
             flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
             fd = os.open(path, flags)
@@ -97,7 +106,7 @@ class _Writer:
 def tar_path(path: str, name: str, follow: bool = False, warn: Warn = _no_warn) -> Iterator[bytes]:
     """Tar bytes of host `path`, its top entry named `name` ("" = a directory's contents
     at the top level), ending with the end-of-archive blocks."""
-    yield from _Writer(warn).entry(path, name, follow)
+    yield from _Writer(warn).tree(path, name, follow)
     yield END
 
 

@@ -332,3 +332,31 @@ def test_extract_malformed_stream(area: tuple[Path, Path]) -> None:
     dest, _ = area
     with pytest.raises(UnsafeArchive, match="malformed"):
         extract_tar(iter([b"not a tar" * 100]), str(dest))
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_copied(tmp_path: Path) -> None:
+    """docker copies them; a recursive walk failed with RecursionError at ~1000 levels."""
+    import sys
+
+    from boxlite_cli.transfer.extract import extract_tar
+    from boxlite_cli.transfer.tarwrite import tar_path
+
+    depth = sys.getrecursionlimit() + 200
+    src = tmp_path / "src"
+    src.mkdir()
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, b"bottom")
+        os.close(leaf)
+    finally:
+        os.close(fd)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    extract_tar(iter(list(tar_path(str(src), "src"))), str(dest))
+    assert (dest / "src" / Path(*["d"] * depth) / "leaf").read_bytes() == b"bottom"
