@@ -171,35 +171,70 @@ def _file_data(fd: int, size: int) -> Iterator[bytes]:
 
 
 @dataclass
+class _Dir:
+    """An open directory of the walk, until the last of its entries is taken."""
+
+    fd: int
+    dev: int
+    pending: int = 0
+    closed: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+@dataclass
 class _Walk:
+    """The tar bytes of a tree, depth first in name order: a loop over a stack, not
+    recursion (a tree can be deeper than Python's recursion limit); a directory stays
+    open only while entries of it are still to come."""
+
     skip_devs: set[int]
     links: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def entry(self, dfd: int, name: str, arcname: str, parent_dev: int,
-              follow: bool = False) -> Iterator[bytes]:
-        """One entry of a directory on device `parent_dev` (and everything below it), as
-        tar bytes."""
+    def tree(self, fd: int, arcname: str, st: os.stat_result) -> Iterator[bytes]:
+        """Directory `fd` (ours to close) and everything below it."""
+        stack: list[tuple[_Dir, str, str]] = []
+        opened: list[_Dir] = []
         try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=follow)
+            yield from self.directory(fd, arcname, st, None, stack, opened)
+            while stack:
+                parent, name, child_arcname = stack.pop()
+                try:
+                    yield from self.entry(parent, name, child_arcname, stack, opened)
+                finally:
+                    parent.pending -= 1
+                    if parent.pending == 0:
+                        parent.close()
+        finally:
+            for d in opened:
+                d.close()
+
+    def entry(self, parent: _Dir, name: str, arcname: str, stack: list[tuple[_Dir, str, str]],
+              opened: list[_Dir]) -> Iterator[bytes]:
+        """One entry of directory `parent`, as tar bytes (a directory's own entries are
+        pushed on `stack`)."""
+        dfd = parent.fd
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             return  # removed while we walked
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-                             | (0 if follow else os.O_NOFOLLOW), dir_fd=dfd)
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                             dir_fd=dfd)
             except OSError as e:
                 if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     return  # swapped while we walked: skip it
                 raise
-            try:
-                yield from self.directory(fd, arcname, os.fstat(fd), parent_dev)
-            finally:
-                os.close(fd)
+            yield from self.directory(fd, arcname, os.fstat(fd), parent.dev, stack, opened)
         elif stat.S_ISREG(mode):
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-                             | (0 if follow else os.O_NOFOLLOW), dir_fd=dfd)
+                             | os.O_NOFOLLOW, dir_fd=dfd)
             except OSError as e:
                 if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
                     return
@@ -223,10 +258,7 @@ class _Walk:
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=opath)
-            try:
-                yield from self.directory(fd, arcname, os.fstat(fd), None)
-            finally:
-                os.close(fd)
+            yield from self.tree(fd, arcname, os.fstat(fd))
         elif stat.S_ISREG(mode):
             fd = os.open(f"/proc/self/fd/{opath}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
                          | os.O_CLOEXEC)
@@ -256,17 +288,24 @@ class _Walk:
         yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size)
         yield from _file_data(fd, st.st_size)
 
-    def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None
-                  ) -> Iterator[bytes]:
+    def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None,
+                  stack: list[tuple[_Dir, str, str]], opened: list[_Dir]) -> Iterator[bytes]:
+        """A directory's own entry; its entries go on `stack` (the first name on top),
+        and `fd` is closed once the last of them is taken (now, if it has none)."""
+        d = _Dir(fd, st.st_dev)
+        opened.append(d)
         if arcname:
             yield _header(arcname, st, tarfile.DIRTYPE)
         if st.st_dev in self.skip_devs and st.st_dev != parent_dev:
-            return  # a kernel file system mounted here (or the copy's top): the entry only
+            d.close()  # a kernel file system mounted here (or the copy's top): the entry only
+            return
         with os.scandir(fd) as it:
-            names = sorted(e.name for e in it)
-        for child in names:
-            yield from self.entry(fd, child, f"{arcname}/{child}" if arcname else child,
-                                  st.st_dev)
+            names = sorted((e.name for e in it), reverse=True)
+        if not names:
+            d.close()
+            return
+        d.pending = len(names)
+        stack.extend((d, child, f"{arcname}/{child}" if arcname else child) for child in names)
 
 
 def _kernel_devs(rfd: int) -> set[int]:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import io
 import os
+import subprocess
 import sys
 import tarfile
 import threading
@@ -189,3 +190,38 @@ def test_a_copy_that_breaks_half_way_leaves_the_old_file(world: tuple[Path, Path
                                                                  "up"]
     tar_in(str(root), "/data", False, iter([whole]))  # a whole one replaces it
     assert (root / "data" / "keep").read_bytes() == b"n" * (8 << 20)
+
+
+def test_tar_out_of_a_tree_deeper_than_the_recursion_limit(world: tuple[Path, Path]) -> None:
+    """Walked with a stack, not recursion (RecursionError at ~1000 levels before), and
+    a directory is closed once its last entry is taken (not one fd per level)."""
+    root, _ = world
+    depth = sys.getrecursionlimit() + 200
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.mkdir("deep", dir_fd=fd)
+        for i in range(depth):
+            inner = os.open("deep" if i == 0 else "d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            os.mkdir("d", dir_fd=fd)
+            if i == depth - 1:
+                os.close(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    most = 0
+    chunks = []
+    try:
+        for chunk in tar_out(str(root), "/deep", False, "deep"):
+            chunks.append(chunk)
+            most = max(most, len(os.listdir("/proc/self/fd")) - fds_before)
+    finally:  # (pytest's own clean-up of tmp_path would recurse too deep)
+        subprocess.run(["rm", "-rf", str(root / "deep")], check=True)
+    assert most < 10
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        names = tar.getnames()
+    bottom = "deep/" + "d/" * (depth - 1)
+    assert names[0] == "deep" and names[-1] == bottom + "leaf"
+    assert bottom + "d" in names
+    assert names == sorted(names, key=lambda n: n.split("/"))  # (depth first, by name)
