@@ -331,3 +331,21 @@ def test_stopped_and_created_boxes(tmp_path: Path) -> None:
         assert [b["status"] for b in ps if b["name"] == "cpcreated"] == ["exited"]
     finally:
         bx("rm", "-f", "cpcreated")
+
+
+def test_a_tree_deeper_than_pythons_recursion_limit_both_ways(box: str, tmp_path: Path) -> None:
+    """docker copies them; the walks (host and guest) once recursed and failed at ~1000."""
+    depth = 1200
+    make = ("import os\nos.makedirs('/deep', exist_ok=True)\nos.chdir('/deep')\n"
+            f"for _ in range({depth}):\n    os.mkdir('d')\n    os.chdir('d')\n"
+            "open('leaf', 'w').write('bottom')\n")
+    assert bx("exec", box, "python3", "-c", make).returncode == 0
+    try:
+        ok(f"{box}:/deep", str(tmp_path / "out"))
+        assert (tmp_path / "out" / Path(*["d"] * depth) / "leaf").read_text() == "bottom"
+        ok(str(tmp_path / "out"), f"{box}:/back")
+        count = "import os\nprint(sum(len(d) for _, d, _ in os.walk('/back')))\n"
+        assert bx("exec", box, "python3", "-c", count).stdout == f"{depth}\n".encode()
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "out")], check=True)
+        sh(box, "rm -rf /deep /back")
