@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
+from boxlite_cli.cli.errors import ending_on_signals
 
 
 @click.command("cp")
@@ -29,8 +30,9 @@ def cp(cli: CliContext, src: str, dst: str, follow_link: bool, archive: bool) ->
 
     args = parse_cp_args(src, dst)
     opts = CopyOptions(follow_link=follow_link, archive=archive)
-    if args.to_box:
-        copy_to_box(cli.runtime, args, opts, warn=warn)
-    else:
-        copy_from_box(cli.runtime, args, opts, warn=warn)
+    with ending_on_signals():  # (a TERM from `timeout` or CI leaves no half copy)
+        if args.to_box:
+            copy_to_box(cli.runtime, args, opts, warn=warn)
+        else:
+            copy_from_box(cli.runtime, args, opts, warn=warn)
     return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -14,6 +15,25 @@ from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox
 
 EXIT_BOXLITE = 125
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def ending_on_signals(*signums: int) -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP (by default) end the command as Ctrl-C does, so its
+    clean-up runs (a half-written copy is removed) and the exit code is 128 + N. A
+    signal this process inherited as ignored (nohup) stays ignored."""
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in signums or (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def report(message: str, hint: str | None = None) -> None:

@@ -348,3 +348,23 @@ def test_a_tree_deeper_than_pythons_recursion_limit_both_ways(box: str, tmp_path
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "out")], check=True)
         sh(box, "rm -rf /deep /back")
+
+
+def test_a_terminated_copy_out_leaves_no_half_file(box: str, tmp_path: Path) -> None:
+    """SIGTERM (what `timeout` and CI runners send) cleans up as Ctrl-C does; and a box's
+    sparse file lands sparse (its zeros do not fill the host's disk)."""
+    sh(box, "truncate -s 2G /sparse")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    proc = subprocess.Popen([boxlite_bin(), "cp", f"{box}:/sparse", str(dest)],
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(dest.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        sh(box, "rm -f /sparse")
+    assert proc.returncode == 143, err
+    assert list(dest.iterdir()) == []
