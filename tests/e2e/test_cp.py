@@ -353,7 +353,11 @@ def test_a_tree_deeper_than_pythons_recursion_limit_both_ways(box: str, tmp_path
 def test_a_terminated_copy_out_leaves_no_half_file(box: str, tmp_path: Path) -> None:
     """SIGTERM (what `timeout` and CI runners send) cleans up as Ctrl-C does; and a box's
     sparse file lands sparse (its zeros do not fill the host's disk)."""
-    sh(box, "truncate -s 2G /sparse")
+    sh(box, "truncate -s 64M /small && printf end >> /small")
+    ok(f"{box}:/small", str(tmp_path / "small"))
+    small = (tmp_path / "small").stat()
+    assert small.st_size == (64 << 20) + 3 and small.st_blocks * 512 < 1 << 20
+    sh(box, "rm /small; truncate -s 2G /sparse")
     dest = tmp_path / "dest"
     dest.mkdir()
     proc = subprocess.Popen([boxlite_bin(), "cp", f"{box}:/sparse", str(dest)],
