@@ -122,9 +122,10 @@ class AgentClient:
     @staticmethod
     def init_request(hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
                      network: pb.NetworkConfig | None = None,
-                     volumes: list[pb.VolumeMount] | None = None) -> Any:
+                     volumes: list[pb.VolumeMount] | None = None, pids_limit: int = 0) -> Any:
         return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
-                              rootfs_serial=rootfs_serial, network=network, volumes=volumes)
+                              rootfs_serial=rootfs_serial, network=network, volumes=volumes,
+                              pids_limit=pids_limit)
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,

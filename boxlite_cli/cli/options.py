@@ -13,6 +13,7 @@ from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
 from boxlite_cli.runtime.terminal import terminal_size
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig
+from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +68,9 @@ def box_options(f: F) -> F:
         click.option("--stop-signal", metavar="SIGNAL",
                      help="Signal `stop` and `restart` send the main process (name or number) "
                           "[default: the image's StopSignal, or SIGTERM]."),
+        click.option("--pids-limit", type=click.IntRange(min=-1), default=None,
+                     help="Processes and threads the box may have at once (-1 or 0: no "
+                          f"limit) [default: {DEFAULT_PIDS_LIMIT}]."),
         click.option("--cpus", type=click.IntRange(min=1), default=1,
                      show_default=True, help="Number of virtual CPUs."),
         click.option("-m", "--memory", default="512m", show_default=True,

@@ -39,6 +39,7 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
         from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
+        pids_limit: int | None,
         entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
@@ -68,6 +69,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
+        pids_limit=pids_limit,
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -60,7 +60,7 @@ from boxlite_cli.runtime.spec import MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
-from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -456,7 +456,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         memory_mib=_int(cfg, "memory_mib", what, MIN_MEMORY_MIB, 1 << 22), accel=accel,
         vmm=vmm, auto_remove=_bool(cfg, "auto_remove", what),
         detach=_bool(cfg, "detach", what), network=network,
-        stop_signal=_stop_signal(cfg, what))
+        stop_signal=_stop_signal(cfg, what),
+        pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -54,6 +54,7 @@ from boxlite_cli.runtime.spec import (
     check_hostname,
     image_stop_signal,
     parse_size,
+    pids_limit_of,
     process_spec,
 )
 from boxlite_cli.runtime.templates import Templates, template_key
@@ -135,6 +136,7 @@ class CreateOptions:
     hostname: str | None = None  # --hostname; None: the box id's first 12 characters
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
     publish_all: bool = False  # -P: the image's ExposedPorts too
+    pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
 
 
 class SpareFailed(VmError):
@@ -318,6 +320,7 @@ class Runtime:
         check_host_sources(volume_requests)
         if opts.hostname is not None:
             check_hostname(opts.hostname)
+        pids_limit = pids_limit_of(opts.pids_limit)
         image = self.image(opts.image, opts.pull)
         spec = process_spec(opts.process, image.container_config)
         stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
@@ -338,7 +341,7 @@ class Runtime:
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
                                  hostname=opts.hostname or box_id[:12], network=network,
-                                 stop_signal=stops_with),
+                                 stop_signal=stops_with, pids_limit=pids_limit),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

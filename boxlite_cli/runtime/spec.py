@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from boxlite_cli.errors import ImageError, UsageError
-from boxlite_cli.state.records import ProcessSpec
+from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, ProcessSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ENV_NAME_RE = re.compile(r"^[^=\s]+\Z")
@@ -200,6 +200,16 @@ def parse_size(text: str, what: str = "size") -> int:
 
 
 MIN_MEMORY_MIB = 128  # (below that the guest does not come up)
+
+
+def pids_limit_of(value: int | None) -> int:
+    """--pids-limit as a box keeps it: None is the default, -1 and 0 no limit (0)."""
+    if value is None:
+        return DEFAULT_PIDS_LIMIT
+    if value < -1:
+        raise UsageError(f"invalid --pids-limit {value}: a number of processes, or -1 for "
+                         "no limit")
+    return max(value, 0)
 
 
 def parse_memory_mib(text: str) -> int:

@@ -43,6 +43,12 @@ class ProcessSpec:
     timeout_s: float = 0.0
 
 
+# A box's processes and threads at most, unless --pids-limit says otherwise (podman's
+# default is 2048; docker has none): a fork bomb ends there, not in a guest too busy to
+# start an exec.
+DEFAULT_PIDS_LIMIT = 4096
+
+
 @dataclass
 class BoxConfig:
     """What the user asked for when creating the box; fixed for its life."""
@@ -60,6 +66,8 @@ class BoxConfig:
     hostname: str = ""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     stop_signal: str = ""  # what `stop` sends the main process ("": SIGTERM)
+    # Processes and threads the box may have at once (--pids-limit; 0: no limit)
+    pids_limit: int = DEFAULT_PIDS_LIMIT
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
 
 

@@ -22,8 +22,9 @@ class Guest(Protocol):
     def hostname(self) -> str: ...
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup) -> None:
-        """Prepare the machine (idempotent); raises AgentError or OSError."""
+             net: NetSetup, pids_limit: int = 0) -> None:
+        """Prepare the machine (idempotent); raises AgentError or OSError. `pids_limit`:
+        the box's processes and threads at most (0: no limit; cgroups.py)."""
         ...
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
@@ -44,6 +45,7 @@ class LocalGuest:
         self._on_shutdown = on_shutdown
         self.init_calls: list[tuple[str, int, bytes, str, NetSetup]] = []
         self.resync_calls: list[tuple[int, bytes]] = []
+        self.pids_limit = 0
 
     def rootfs(self) -> str:
         return self._root
@@ -52,8 +54,9 @@ class LocalGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup) -> None:
+             net: NetSetup, pids_limit: int = 0) -> None:
         self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial, net))
+        self.pids_limit = pids_limit
         if hostname:
             self._hostname = hostname
 

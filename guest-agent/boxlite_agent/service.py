@@ -150,6 +150,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise InvalidArgument(f"invalid hostname {request.hostname!r}")
         if request.clock_ns < 0:
             raise InvalidArgument("clock_ns must not be negative")
+        if request.pids_limit < 0:
+            raise InvalidArgument("pids_limit must not be negative")
         if request.resume:
             with self._init_lock:
                 self._guest.resync(request.clock_ns, bytes(request.entropy))
@@ -160,7 +162,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         with self._init_lock:
             self._guest.init(
                 request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial,
-                net_setup(request.network),
+                net_setup(request.network), pids_limit=request.pids_limit,
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)

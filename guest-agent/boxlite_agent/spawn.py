@@ -23,6 +23,7 @@ import subprocess
 import termios
 from dataclasses import dataclass, field
 
+from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.command import DEFAULT_PATH, find_executable
 from boxlite_agent.errors import ExecFailure, InvalidArgument
 from boxlite_agent.pidns import BOX_PIDS
@@ -160,9 +161,11 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
     """vfork and exec HELPER, which enters the container and executes the program;
     returns once the program runs, raises ExecFailure when the helper could not."""
     err_r, err_w = os.pipe()
+    cg_fd = BOX_CGROUP.procs_fd()  # (the helper joins the box's cgroup: cgroups.py)
     try:
+        fds = f"{err_w}:{cg_fd}" if cg_fd is not None else str(err_w)
         argv = [HELPER, root, cwd, str(user.uid), str(user.gid),
-                ",".join(str(g) for g in user.groups), "1" if spec.tty else "0", str(err_w),
+                ",".join(str(g) for g in user.groups), "1" if spec.tty else "0", fds,
                 executable, *spec.argv]
         # (a spare's warm-up too: then what the box's first process takes, entering its
         # PID namespace, is translated already under TCG)
@@ -171,7 +174,8 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
                 popen = subprocess.Popen(argv, executable=HELPER, stdin=stdio[0],
                                          stdout=stdio[1], stderr=stdio[2], env=env,
                                          start_new_session=True, close_fds=True,
-                                         pass_fds=(err_w,), restore_signals=True)
+                                         pass_fds=(err_w,) if cg_fd is None
+                                         else (err_w, cg_fd), restore_signals=True)
         except ValueError as e:  # e.g. a NUL byte in argv
             raise InvalidArgument(f"invalid command: {e}") from e
         except OSError as e:  # E2BIG and the like: as the program's own exec would fail
@@ -185,6 +189,8 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
         os.close(err_r)
         if err_w >= 0:
             os.close(err_w)
+        if cg_fd is not None:
+            os.close(cg_fd)
     if not chunks:
         return popen
     popen.wait()

@@ -10,6 +10,7 @@ import time
 
 from boxlite_agent import console, syscalls
 from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
+from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.containerfs import (
     mount_kernel_filesystems,
     provide_etc_files,
@@ -47,7 +48,7 @@ class VmGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup) -> None:
+             net: NetSetup, pids_limit: int = 0) -> None:
         if clock_ns:
             time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
         if entropy:
@@ -67,6 +68,9 @@ class VmGuest:
             self._start_box_pids()
             self._ready = True
             self._rootfs_serial = rootfs_serial
+        if self._ready and os.access(HELPER, os.X_OK):  # (not on a development host)
+            BOX_CGROUP.setup()  # (once)
+            BOX_CGROUP.set_pids_limit(pids_limit)
         if self._etc_bound:  # by this VM's earlier Init: new content only
             write_etc_files(self._hostname, self._etc_dir, self._net)
         elif self._ready:

@@ -1,14 +1,16 @@
 /*
  * boxlite-spawn: the last step of starting a process in a box's container.
  *
- *   boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD EXECUTABLE ARGV0 [ARG...]
+ *   boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD[:CGFD] EXECUTABLE ARGV0 [ARG...]
  *
  * The guest agent starts it with vfork and exec (a fork of the agent, a large
  * process, costs far more under emulation, and no Python runs in a child). It
  * enters ROOT (chroot), changes to CWD inside it, makes stdin the controlling
  * terminal when TTY is 1, drops to GROUPS (comma-separated gids, may be empty),
  * GID and UID in that order, and executes EXECUTABLE (a path inside ROOT) with
- * ARGV0 ARG... and the environment it was given.
+ * ARGV0 ARG... and the environment it was given. With CGFD (the box's cgroup.procs,
+ * open for writing: cgroups.py) it first joins the box's cgroup, so that nothing the
+ * program starts is outside the box's limits.
  *
  * On failure it writes one message to ERRFD and exits: "STEP: REASON" and 126 when
  * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
@@ -136,9 +138,15 @@ int main(int argc, char **argv)
         box_init(root);
     }
     if (argc < 10) {
-        fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD EXECUTABLE ARGV0 [ARG...]\n",
-              stderr);
+        fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD[:CGFD] EXECUTABLE ARGV0 "
+              "[ARG...]\n", stderr);
         return 126;
+    }
+    int cgfd = -1;
+    char *cg = strchr(argv[7], ':');
+    if (cg != NULL) {
+        *cg++ = '\0';
+        cgfd = (int)number(cg, INT_MAX, "cgroup fd");
     }
     errfd = (int)number(argv[7], INT_MAX, "error fd");
     const char *root = argv[1], *cwd = argv[2], *list = argv[5];
@@ -165,6 +173,12 @@ int main(int argc, char **argv)
     if (fd >= 0) {
         (void)!write(fd, "0", 1);
         close(fd);
+    }
+
+    if (cgfd >= 0) {
+        if (write(cgfd, "0", 1) != 1)
+            fail("join the box's cgroup");
+        close(cgfd);
     }
 
     char step[PATH_MAX + 64];

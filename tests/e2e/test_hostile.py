@@ -46,3 +46,38 @@ def test_a_guest_kernel_panic_is_reported_as_one(e2e_home: Path) -> None:
              timeout=300)
     assert run.returncode == 125, run.stderr
     assert b"the guest kernel panicked (sysrq triggered crash)" in run.stderr, run.stderr
+
+
+FORKS = """
+import os, time
+started = 0
+for _ in range(40):
+    try:
+        pid = os.fork()
+    except BlockingIOError:  # EAGAIN: the box's pids limit
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    started += 1
+print(started)
+"""
+
+
+def test_the_pids_limit_holds_for_the_whole_box(e2e_home: Path) -> None:
+    """--pids-limit N: the box's processes and threads at most (its cgroup's pids.max);
+    the main process counts, so it starts N - 1 more. The default is 4096."""
+    run = bx("run", "--name", "forky", "--pids-limit", "20", IMAGE, "python3", "-c", FORKS,
+             timeout=300)
+    try:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == b"19\n"
+        assert bx("inspect", "-f", "{{.Config.PidsLimit}}", "forky").stdout == b"20\n"
+    finally:
+        bx("rm", "-f", "forky")
+    created = bx("create", "--name", "unlimited", "--pids-limit", "-1", IMAGE, "true")
+    try:
+        assert created.returncode == 0, created.stderr
+        assert bx("inspect", "-f", "{{.Config.PidsLimit}}", "unlimited").stdout == b"0\n"
+    finally:
+        bx("rm", "-f", "unlimited")

@@ -150,3 +150,40 @@ def test_a_spare_warm_up_runs_the_helper_and_nothing_of_the_image(
     finally:
         subprocess.run(["umount", str(root / "proc")], check=True)
     assert not (root / "ran").exists()
+
+
+def test_the_program_joins_the_box_cgroup_before_it_runs(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper writes "0" (itself) into the box cgroup's cgroup.procs it is handed
+    (cgroups.py; a pipe stands in for it here) before it executes the program."""
+    r, w = os.pipe()
+    monkeypatch.setattr(spawn_mod.BOX_CGROUP, "procs_fd", lambda: os.dup(w))
+    try:
+        code, out, err = run(root, ExecSpec(argv=["echo", "in"]))
+        assert (code, out, err) == (0, "in\n", "")
+        os.close(w)
+        w = -1
+        assert os.read(r, 16) == b"0"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_the_box_cgroup_is_made_once_and_takes_the_limit(tmp_path: Path) -> None:
+    from boxlite_agent.cgroups import BoxCgroup
+
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    group = BoxCgroup(str(tmp_path))
+    group.setup(mount=False)
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+pids"
+    assert (tmp_path / "box").is_dir()
+    group.set_pids_limit(20)
+    assert (tmp_path / "box" / "pids.max").read_text() == "20"
+    group.set_pids_limit(0)
+    assert (tmp_path / "box" / "pids.max").read_text() == "max"
+    (tmp_path / "box" / "cgroup.procs").write_text("")
+    fd = group.procs_fd()
+    assert fd is not None
+    os.close(fd)
+    assert BoxCgroup(str(tmp_path / "none")).procs_fd() is None  # (not set up: no group)

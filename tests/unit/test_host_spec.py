@@ -344,3 +344,13 @@ def test_an_agent_that_does_not_answer_in_time_is_named_with_the_fix() -> None:
     assert error.message == ("starting the process: the box's guest agent did not answer in "
                              "time (its processes may be taking all of its CPU or memory)")
     assert error.hint is not None and "boxlite stop" in error.hint
+
+
+def test_the_pids_limit_defaults_and_minus_one_is_none() -> None:
+    from boxlite_cli.runtime.spec import pids_limit_of
+    from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT
+
+    assert pids_limit_of(None) == DEFAULT_PIDS_LIMIT == 4096
+    assert (pids_limit_of(-1), pids_limit_of(0), pids_limit_of(100)) == (0, 0, 100)
+    with pytest.raises(UsageError, match="invalid --pids-limit -2"):
+        pids_limit_of(-2)

@@ -27,7 +27,7 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class InitRequest(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     PRIME_FIELD_NUMBER: _ClassVar[int]
     MAIN_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -46,7 +47,8 @@ class InitRequest(_message.Message):
     resume: bool
     prime: bool
     main: ExecRequest
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ...) -> None: ...
+    pids_limit: int
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("tag", "target", "readonly", "file_name", "populate")

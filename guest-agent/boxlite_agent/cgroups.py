@@ -1,0 +1,64 @@
+"""The box's cgroup: every process of the box (main, exec, their children) is in it,
+so that limits hold for the box as a whole and not for the guest agent.
+
+Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit,
+while the agent (outside it) can still start a process, or end the box. The exec
+helper joins the group before it executes the box's program (spawn.py passes it the
+group's cgroup.procs open for writing), so nothing of the box starts outside it.
+
+Best effort: a kernel without cgroup v2 or the pids controller leaves the box without
+a limit (said on the console), and runs it as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from boxlite_agent import console, syscalls
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+BOX_GROUP = "box"
+
+
+class BoxCgroup:
+    def __init__(self, root: str = CGROUP_ROOT) -> None:
+        self.root = root
+        self.group: str | None = None  # the box's group, once made
+
+    def setup(self, mount: bool = True) -> None:
+        """Mount cgroup2 (if need be), enable the pids controller below the root and
+        make the box's group; once. Failures are said on the console, not raised."""
+        if self.group is not None:
+            return
+        try:
+            if mount and not os.path.exists(os.path.join(self.root, "cgroup.controllers")):
+                os.makedirs(self.root, exist_ok=True)
+                syscalls.mount("cgroup2", self.root, "cgroup2",
+                               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+            with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                f.write("+pids")
+            group = os.path.join(self.root, BOX_GROUP)
+            os.makedirs(group, exist_ok=True)
+            self.group = group
+        except OSError as e:
+            console.log(f"boxlite-agent: no cgroup for the box (no --pids-limit): {e}")
+
+    def set_pids_limit(self, limit: int) -> None:
+        """The box's pids.max: `limit` processes and threads at once (0: no limit)."""
+        if self.group is None:
+            return
+        with open(os.path.join(self.group, "pids.max"), "w") as f:
+            f.write(str(limit) if limit > 0 else "max")
+
+    def procs_fd(self) -> int | None:
+        """The box group's cgroup.procs open for writing (the helper writes "0" to it to
+        join), or None without a group."""
+        if self.group is None:
+            return None
+        with contextlib.suppress(OSError):
+            return os.open(os.path.join(self.group, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        return None
+
+
+BOX_CGROUP = BoxCgroup()
