@@ -166,7 +166,7 @@ class Shim:
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
-        self.give_up_output = threading.Event()  # (join_deliverer)
+        self.give_up_output = threading.Event()  # (watch_for_stop)
         self.logger: threading.Thread | None = None  # a detached box's log_output
         self.output_error: str | None = None  # why deliver_output could not write
         self.exec_server: ExecServer | None = None
@@ -468,6 +468,9 @@ class Shim:
         # cannot hold this thread, and so the box, once a stop asks to give up)
         out, err = (own_nonblocking(fd) for fd in self.output_fds)
         sink = OutputSink(client, MAIN, out, err, give_up=self.give_up_output)
+        delivered = threading.Event()
+        threading.Thread(target=self.watch_for_stop, args=(delivered,), name="stop-watch",
+                         daemon=True).start()
         try:
             with sink.watching():
                 for stream, data in client.attach(MAIN):
@@ -480,22 +483,22 @@ class Shim:
             if sink.error is not None:
                 log.warning("the output could not be written: %s", sink.error)
                 self.output_error = sink.error.strerror or str(sink.error)
+            delivered.set()
             for own, given in ((out, self.output_fds[0]), (err, self.output_fds[1])):
                 if own != given:
                     os.close(own)
             self.close_output()
 
-    def join_deliverer(self) -> None:
-        """Wait for the output to be delivered; a `stop` (or a signal to this shim)
-        meanwhile gives up on a reader that does not read, as docker's stop does not
-        wait for an attached client: the box stops, and its output is in the log."""
-        assert self.deliverer is not None
-        while self.deliverer.is_alive():
-            self.deliverer.join(GIVE_UP_POLL_S)
+    def watch_for_stop(self, done: threading.Event) -> None:
+        """While the output is delivered (until `done`): a `stop` (or a signal to this
+        shim) gives up on a reader that does not read, as docker's stop does not wait for
+        an attached client. The rest of the output is read from the guest (the process's
+        exit waits for that) and kept in the log only."""
+        while not done.wait(GIVE_UP_POLL_S):
             if self.stopping.is_set() or self.files.stop_requested.exists():
-                if not self.give_up_output.is_set():
-                    log.info("a stop came: the output's reader is not waited for")
+                log.info("a stop came: the output's reader is not waited for")
                 self.give_up_output.set()
+                return
 
     def log_chunk(self, serialized: bytes) -> None:
         """The log's copy of what a foreground CLI receives of the main process."""
@@ -699,8 +702,8 @@ class Shim:
             result = waiting() if waiting is not None else client.wait(MAIN)
             exit_code = result.exit_code
             log.info("the main process ended")
-            if self.deliverer is not None:  # all the output is written before the exit
-                self.join_deliverer()           # status (unless a stop gives up on it)
+            if self.deliverer is not None:
+                self.deliverer.join()  # all the output is written before the exit status
             elif self.launch.foreground:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
