@@ -16,6 +16,12 @@ from boxlite_cli.cli.errors import each_box
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def rm(cli: CliContext, force: bool, volumes: bool, boxes: tuple[str, ...]) -> int:
-    """Remove one or more boxes and their disks."""
-    return each_box(boxes, lambda ref: cli.runtime.remove(ref, force=force, volumes=volumes),
+    """Remove one or more boxes and their disks.
+
+    A box whose clones are given too goes after them (they are built on its disk).
+    """
+    from boxlite_cli.runtime.clone import removal_order
+
+    return each_box(tuple(removal_order(cli.runtime, boxes)),
+                    lambda ref: cli.runtime.remove(ref, force=force, volumes=volumes),
                     missing_is_done=force)

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,9 +86,9 @@ def commit_box(rt: Runtime, staged: Path, state: BoxState) -> None:
         rt.boxes.write(state)
 
 
-def dependent_boxes(rt: Runtime, box_id: str) -> list[str]:
-    """Names of the other boxes whose disks are built on a file of this box's disks
-    (its clones, or boxes made from its snapshots)."""
+def _dependent_ids(rt: Runtime, box_id: str) -> list[str]:
+    """The other boxes whose disks are built on a file of this box's disks (its clones,
+    or boxes made from its snapshots)."""
     own = str(rt.boxes.box_dir(box_id)) + os.sep
     users: list[str] = []
     for other in rt.boxes.ids():
@@ -97,8 +97,35 @@ def dependent_boxes(rt: Runtime, box_id: str) -> list[str]:
         disks = rt.boxes.box_dir(other) / "disks"
         candidates = [disks / "rootfs.qcow2", *sorted((disks / "snapshots").glob("*.qcow2"))]
         if any((qcow2_backing(c) or "").startswith(own) for c in candidates):
-            users.append(_name(rt, other))
+            users.append(other)
     return users
+
+
+def dependent_boxes(rt: Runtime, box_id: str) -> list[str]:
+    """The names of _dependent_ids."""
+    return [_name(rt, other) for other in _dependent_ids(rt, box_id)]
+
+
+def removal_order(rt: Runtime, refs: Sequence[str]) -> list[str]:
+    """`refs` in an order `rm` can remove them all in: a box after those of them built on
+    its disk (its clones), so `rm -f src clone` removes both. Otherwise in the order
+    given (a ref that names no box is no one's clone: it goes in the first round)."""
+    ids: dict[str, str] = {}
+    for ref in refs:
+        with contextlib.suppress(BoxliteError):
+            ids[ref] = rt.resolve(ref)
+    if len(set(ids.values())) < 2:
+        return list(refs)
+    users = {box_id: set(_dependent_ids(rt, box_id)) for box_id in set(ids.values())}
+    remaining, ordered = list(refs), list[str]()
+    while remaining:
+        left = {ids[r] for r in remaining if r in ids}
+        ready = [r for r in remaining if r not in ids or not (users[ids[r]] & (left - {ids[r]}))]
+        if not ready:  # (cannot be: a disk is not built on its own clone)
+            return ordered + remaining
+        ordered += ready
+        remaining = [r for r in remaining if r not in ready]
+    return ordered
 
 
 def _name(rt: Runtime, box_id: str) -> str:

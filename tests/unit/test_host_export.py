@@ -25,7 +25,7 @@ from boxlite_cli.disks.chain import qcow2_backing
 from boxlite_cli.errors import BoxliteError, Conflict
 from boxlite_cli.runtime import export as ex
 from boxlite_cli.runtime import snapshots
-from boxlite_cli.runtime.clone import clone, clone_names, dependent_boxes
+from boxlite_cli.runtime.clone import clone, clone_names, dependent_boxes, removal_order
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.staging import clean_stale, stage, staging_root
 from boxlite_cli.state.atomic import write_json_atomic
@@ -403,6 +403,9 @@ def test_clone_of_stopped_box_and_rm_refusal(rt: Runtime, tmp_path: Path) -> Non
         rt.remove("src", force=True)
     with pytest.raises(Conflict, match='"cl" is already in use'):
         clone(rt, "src", name="cl")
+    # rm's order: the source after its clones, whatever order they are given in
+    assert removal_order(rt, ["src", "nope", "cl", "cl-2"]) == ["nope", "cl", "cl-2", "src"]
+    assert removal_order(rt, ["cl", "src"]) == ["cl", "src"]
     maker_gone(rt, src.id)
     rt.remove("cl")
     assert {str(p) for p in snap.glob("*.qcow2")} == frozen  # cl-2 still uses it
