@@ -89,6 +89,10 @@ class AgentError(BoxliteError):
     """The guest agent returned an error or went away."""
 
 
+class AgentTimeout(AgentError):
+    """The guest agent did not answer in time (a guest starved by its own box)."""
+
+
 class DiskError(BoxliteError):
     """Creating or changing a disk image failed."""
 

@@ -13,7 +13,7 @@ import grpc
 
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
-from boxlite_cli.errors import AgentError, BoxliteError, UsageError
+from boxlite_cli.errors import AgentError, AgentTimeout, BoxliteError, UsageError
 
 T = TypeVar("T")
 
@@ -96,9 +96,10 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         # (a guest starved by its own processes: a CPU hog at real-time priority, a fork
         # bomb; `stop` and `rm -f` still work, from the host)
-        return AgentError(f"{what}: the box's guest agent did not answer in time (its "
-                          "processes may be taking all of its CPU or memory)",
-                          hint="see boxlite stats; boxlite stop (or rm -f) ends it from the host")
+        return AgentTimeout(f"{what}: the box's guest agent did not answer in time (its "
+                            "processes may be taking all of its CPU or memory)",
+                            hint="see boxlite stats; boxlite stop (or rm -f) ends it from "
+                                 "the host")
     return AgentError(f"{what}: {details}")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError, BoxStopped, OutputLost
+from boxlite_cli.errors import AgentTimeout, BoxliteError, BoxStopped, OutputLost
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -122,7 +122,8 @@ class ExecServer:
             return
         send_line(conn, {"exec_id": started.exec_id})
         cli_gone = threading.Event()
-        threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone),
+        answer = _Answer(conn)
+        threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone, answer),
                          name="exec-signals", daemon=True).start()
         sink = OutputSink(self.client, started.exec_id, out, err)
         try:
@@ -133,14 +134,14 @@ class ExecServer:
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
             reason = self._stopped_reason()
-            send_line(conn, {"exit_code": 125,
-                             "error": BoxStopped(reason, 125).message if reason else str(e)})
+            answer.send({"exit_code": 125,
+                         "error": BoxStopped(reason, 125).message if reason else str(e)})
             return
         if sink.error is not None:
             lost = OutputLost(sink.error.strerror or str(sink.error), code)
-            send_line(conn, {"exit_code": lost.exit_code, "error": str(lost)})
+            answer.send({"exit_code": lost.exit_code, "error": str(lost)})
             return
-        send_line(conn, {"exit_code": code})
+        answer.send({"exit_code": code})
 
     def _stopped_reason(self, wait_s: float = STOPPED_REASON_WAIT_S) -> str | None:
         """Why the box stopped, waiting a little for it (the guest says why as it goes)."""
@@ -151,15 +152,40 @@ class ExecServer:
             time.sleep(0.1)
         return reason
 
-    def _signals(self, conn: socket.socket, exec_id: str, cli_gone: threading.Event) -> None:
-        """{"signal": N} lines from the CLI, until it hangs up."""
+    def _signals(self, conn: socket.socket, exec_id: str, cli_gone: threading.Event,
+                 answer: _Answer) -> None:
+        """{"signal": N} lines from the CLI, until it hangs up. A signal the guest does
+        not take in time (its agent starved by the box) ends the CLI's wait: as if the
+        process had ended by it, with why (it may still run)."""
         reader = LineReader(conn)
         try:
             while (message := reader.next()) is not None:
                 signum = message.get("signal")
                 if isinstance(signum, int) and 0 < signum < 65:
-                    with contextlib.suppress(BoxliteError):
+                    try:
                         self.client.signal(exec_id, signum)
+                    except AgentTimeout as e:
+                        answer.send({"exit_code": 128 + signum,
+                                     "error": f"{e.message}; the process may still run"})
+                    except BoxliteError:
+                        pass
         except (OSError, WireError):
             pass
         cli_gone.set()
+
+
+class _Answer:
+    """The one line that ends an exec on its socket (the process's end, or a signal
+    that could not reach it), whichever thread has it first."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.sent = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            if self.sent:
+                return
+            self.sent = True
+            send_line(self.conn, message)

@@ -127,6 +127,35 @@ def test_signals_reach_the_process(tmp_path: Path) -> None:
     server.close()
 
 
+def test_a_signal_the_guest_does_not_take_ends_the_wait(tmp_path: Path) -> None:
+    """A guest starved by its own box (its agent does not answer the signal in time): the
+    CLI's exec ends as the signal would have ended it, saying so, instead of waiting on."""
+    from boxlite_cli.errors import AgentTimeout
+
+    hold = threading.Event()
+    client = FakeClient([(STDOUT, b"a"), (STDOUT, b"b")], 0, hold=hold)
+
+    def starved(exec_id: str, signum: int) -> None:
+        raise AgentTimeout("signalling the process: the box's guest agent did not answer "
+                           "in time")
+
+    client.signal = starved  # type: ignore[method-assign]
+    server = serve(tmp_path, client)
+    _, w = os.pipe()
+    try:
+        with connect(server) as sock:
+            send_request(sock, {"argv": ["sleep"]}, (w, w))
+            reader = LineReader(sock)
+            assert reader.next() == {"exec_id": "e1"}
+            send_line(sock, {"signal": int(signal.SIGTERM)})
+            answer = reader.next()
+            assert answer is not None and answer["exit_code"] == 143
+            assert "did not answer in time; the process may still run" in answer["error"]
+    finally:
+        hold.set()
+        server.close()
+
+
 def test_a_cli_that_hangs_up_gets_no_more_output(tmp_path: Path) -> None:
     hold = threading.Event()
     client = FakeClient([(STDOUT, b"first"), (STDOUT, b"second")], 0, hold=hold)
