@@ -36,11 +36,22 @@ def ending_on_signals(*signums: int) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+REPORT_MAX = 1000  # characters of an error line (a path can be tens of KiB long)
+
+
+def shortened(text: str, most: int = REPORT_MAX) -> str:
+    """`text`, its middle cut out when it is longer than `most`."""
+    if len(text) <= most:
+        return text
+    keep = most // 2
+    return f"{text[:keep]}...{text[-keep:]}"
+
+
 def report(message: str, hint: str | None = None) -> None:
     """The error line (and its hint) on stderr; said nowhere when stderr cannot take
     it (`2>/dev/full`): the exit code still tells."""
     with contextlib.suppress(OSError, ValueError):
-        click.echo(f"boxlite: {printable(message)}", err=True)
+        click.echo(f"boxlite: {shortened(printable(message))}", err=True)
         if hint:
             click.echo(f"  hint: {printable(hint)}", err=True)
 

@@ -68,7 +68,7 @@ def box_options(f: F) -> F:
         click.option("--stop-signal", metavar="SIGNAL",
                      help="Signal `stop` and `restart` send the main process (name or number) "
                           "[default: the image's StopSignal, or SIGTERM]."),
-        click.option("--pids-limit", type=click.IntRange(min=-1), default=None,
+        click.option("--pids-limit", type=int, default=None, metavar="N",
                      help="Processes and threads the box may have at once (-1 or 0: no "
                           f"limit) [default: {DEFAULT_PIDS_LIMIT}]."),
         click.option("--cpus", type=click.IntRange(min=1), default=1,

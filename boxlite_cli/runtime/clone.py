@@ -23,6 +23,7 @@ from boxlite_cli.errors import BoxliteError, Conflict, NotFound, StateCorrupt, U
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import network_config
+from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.staging import clean_stale, stage
 from boxlite_cli.runtime.volumes import VolumeRequest, discard_volumes, resolve_mounts
 from boxlite_cli.state.atomic import write_json_atomic
@@ -171,6 +172,7 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
         check_name_free(rt, n)
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
+    refuse_paused(source, "clone it (its guest cannot flush its disk)")
     fixed = sorted({p.host_port for p in source.config.network.ports if p.host_port})
     if fixed:
         rt.warn(f"box {source.name} publishes host port(s) {', '.join(map(str, fixed))}: its "

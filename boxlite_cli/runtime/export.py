@@ -55,6 +55,7 @@ from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import parse_add_host
+from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.runtime.spec import MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
@@ -243,6 +244,7 @@ def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
     state = rt.get(box_id)
     if state.status in snapshots.BUSY:
         raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
+    refuse_paused(state, "export it (its guest cannot flush its disk)")
     if state.config.mounts:
         warn(f"box {state.name}'s volumes (-v) are not exported, only its own disk")
     copied: str | None = None  # a running box's disk, copied at one instant

@@ -12,8 +12,9 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from boxlite_cli.errors import BoxliteError, Conflict
+from boxlite_cli.errors import BoxliteError, Conflict, NoSuchBox
 from boxlite_cli.shim.vmspec import Launch
+from boxlite_cli.state.flock import Timeout
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.vmm.drivers import get_driver
 
@@ -37,6 +38,10 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
                            else f"start it: boxlite start {state.name}")
         if state.is_paused == paused:
             raise Conflict(f"box {state.name} is {'already' if paused else 'not'} paused")
+        if paused and rt.files(box_id).stop_requested.exists():
+            # (a stop, restart or rm -f is under way: it continued the VM if it was
+            # paused, and a pause now would leave its signal to a stopped guest)
+            raise Conflict(f"box {state.name} is being stopped")
         launch = Launch.load(rt.files(box_id).dir / "vm.json")
         control = get_driver(launch.driver).control(launch.vm)
         if paused:
@@ -74,7 +79,12 @@ def unpause(rt: Runtime, ref: str) -> BoxState:
 
 def continue_if_paused(rt: Runtime, box_id: str) -> None:
     """For a stop or SIGKILL: a paused box's VM continued first (it cannot be shut down
-    gracefully while stopped). A box not paused, or stopped meanwhile, is left alone."""
-    with contextlib.suppress(Conflict):
-        if rt.get(box_id).is_paused:
+    gracefully while stopped). A box not paused, or stopped meanwhile, is left alone.
+
+    Read under the box's lock, so a pause under way is waited for; a stop marks itself
+    (stop_requested) before this, and pause refuses after that mark."""
+    with contextlib.suppress(Conflict, NoSuchBox, Timeout):  # (busy: go on as before)
+        with rt.boxes.lock(box_id):
+            paused = rt.observe(rt.boxes.read(box_id)).is_paused
+        if paused:
             unpause(rt, box_id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 from boxlite_cli.errors import UsageError
 
 DEFAULT_STOP_SIGNAL = "SIGTERM"
+_REALTIME = re.compile(r"SIGRT(MIN|MAX)([+-]\d{1,2})?")
 
 
 def parse_signal(text: str) -> int:
@@ -18,6 +20,12 @@ def parse_signal(text: str) -> int:
         return num
     name = text.upper()
     name = name if name.startswith("SIG") else f"SIG{name}"
+    if found := _REALTIME.fullmatch(name):  # SIGRTMIN+3 (systemd's images stop with it)
+        base = signal.SIGRTMIN if found.group(1) == "MIN" else signal.SIGRTMAX
+        num = int(base) + int(found.group(2) or 0)
+        if not signal.SIGRTMIN <= num <= signal.SIGRTMAX:
+            raise UsageError(f"invalid signal: {text}")
+        return num
     try:
         return int(signal.Signals[name])
     except KeyError:

@@ -116,7 +116,8 @@ def image_stop_signal(image_config: dict[str, Any]) -> str:
 # (with their pointers) up to a quarter of the 8 MiB default stack. Past these the
 # process could not start (E2BIG); they are refused before any VM is touched.
 MAX_ARG_BYTES = 128 << 10
-MAX_EXEC_BYTES = 2 << 20
+# (less what the guest adds: the program's path, the variables the agent sets)
+MAX_EXEC_BYTES = (2 << 20) - (16 << 10)
 
 
 def _check_exec_size(argv: list[str], env: list[str]) -> None:
@@ -130,7 +131,7 @@ def _check_exec_size(argv: list[str], env: list[str]) -> None:
             total += size + 8
     if total > MAX_EXEC_BYTES:
         raise UsageError(f"the command and its environment take {total} bytes: Linux "
-                         f"starts a process with at most {MAX_EXEC_BYTES} (2 MiB)",
+                         f"starts a process with at most {MAX_EXEC_BYTES} (about 2 MiB) here",
                          hint="pass large data in a file (-v or boxlite cp), not in "
                               "arguments or variables")
 
@@ -202,13 +203,16 @@ def parse_size(text: str, what: str = "size") -> int:
 MIN_MEMORY_MIB = 128  # (below that the guest does not come up)
 
 
+MAX_PIDS_LIMIT = 1 << 22  # (the kernel's PID_MAX_LIMIT: pids.max takes no more)
+
+
 def pids_limit_of(value: int | None) -> int:
     """--pids-limit as a box keeps it: None is the default, -1 and 0 no limit (0)."""
     if value is None:
         return DEFAULT_PIDS_LIMIT
-    if value < -1:
-        raise UsageError(f"invalid --pids-limit {value}: a number of processes, or -1 for "
-                         "no limit")
+    if not -1 <= value <= MAX_PIDS_LIMIT:
+        raise UsageError(f"invalid --pids-limit {value}: a number of processes up to "
+                         f"{MAX_PIDS_LIMIT}, or -1 for no limit")
     return max(value, 0)
 
 

@@ -20,7 +20,7 @@ import json
 import socket
 from typing import Any
 
-MAX_LINE = 1 << 20  # one request: argv and environment
+MAX_LINE = 16 << 20  # one request: argv and environment (execve takes 2 MiB; JSON escapes)
 FD_COUNT = 2  # stdout, stderr
 
 

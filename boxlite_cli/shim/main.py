@@ -118,7 +118,9 @@ def agent_ended(tail: list[str]) -> str | None:
     kernel panicked (the kernel's)."""
     for line in reversed(tail):
         if found := KERNEL_PANIC.search(line):
-            return f"the guest kernel panicked ({found.group(1).strip() or 'no reason given'})"
+            # (the guest's own words, quoted: root in the box can write that line too)
+            return (f"the guest kernel panicked; its console says: "
+                    f"\"{found.group(1).strip() or 'no reason given'}\"")
         if found := AGENT_ENDED.search(line):
             return (f"the guest agent was {found.group(1)} and the VM powered off (root "
                     "in the box can do that, through /proc/sysrq-trigger)"

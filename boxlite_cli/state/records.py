@@ -103,7 +103,9 @@ class BoxState:
         return self.paused and self.status == Status.RUNNING
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["paused"] = self.is_paused  # (a box that stopped while paused is not paused)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> BoxState:

@@ -66,6 +66,12 @@ def test_stop_restart_and_kill_work_on_a_paused_box(e2e_home: Path) -> None:
     assert started.returncode == 0, started.stderr
     box_id = started.stdout.decode().strip()
     try:
+        stopping = e2e_home / "boxes" / box_id / "stop-requested"
+        stopping.touch()  # (as a stop, restart or rm -f under way leaves it)
+        refused = bx("pause", "frozen")
+        assert (refused.returncode, refused.stderr) == (
+            125, b"boxlite: box frozen is being stopped\n")
+        stopping.unlink()
         assert bx("pause", "frozen").returncode == 0
         restarted = bx("restart", "-t", "1", "frozen")
         assert restarted.returncode == 0, restarted.stderr

@@ -445,4 +445,5 @@ def test_the_guests_console_lines_are_quoted_with_control_characters_escaped(
 def test_a_guest_kernel_panic_is_named_as_such() -> None:
     tail = ["[   22.8] sysrq: Trigger a crash",
             "[   22.9] Kernel panic - not syncing: sysrq triggered crash"]
-    assert agent_ended(tail) == "the guest kernel panicked (sysrq triggered crash)"
+    assert agent_ended(tail) == ('the guest kernel panicked; its console says: '
+                                 '"sysrq triggered crash"')

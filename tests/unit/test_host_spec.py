@@ -354,3 +354,34 @@ def test_the_pids_limit_defaults_and_minus_one_is_none() -> None:
     assert (pids_limit_of(-1), pids_limit_of(0), pids_limit_of(100)) == (0, 0, 100)
     with pytest.raises(UsageError, match="invalid --pids-limit -2"):
         pids_limit_of(-2)
+    assert pids_limit_of(1 << 22) == 1 << 22  # (the kernel's most)
+    with pytest.raises(UsageError, match="up to 4194304"):
+        pids_limit_of((1 << 22) + 1)  # (the guest refused it, and cost the template)
+
+
+@pytest.mark.parametrize(("text", "num"), [("RTMIN+3", 37), ("SIGRTMIN+3", 37), ("sigrtmax-2", 62),
+                                         ("RTMIN", 34)])
+def test_real_time_signals_by_name(text: str, num: int) -> None:
+    from boxlite_cli.runtime.signals import parse_signal
+
+    assert parse_signal(text) == num
+
+
+def test_long_error_lines_are_cut_in_the_middle() -> None:
+    from boxlite_cli.cli.errors import shortened
+
+    assert shortened("abc") == "abc"
+    long = "cannot copy to /" + "n" * 20000 + "/leaf: File name too long"
+    cut = shortened(long)
+    assert len(cut) < 1100 and cut.startswith("cannot copy to /n") and cut.endswith("too long")
+
+
+def test_a_box_that_stopped_while_paused_is_not_shown_paused() -> None:
+    from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+    state = BoxState(id="x" * 64, name="n", status=Status.EXITED, paused=True,
+                     config=BoxConfig(image="i", image_id="sha256:x", rootfs_base="",
+                                      process=ProcessSpec(argv=["true"])))
+    assert state.to_json()["paused"] is False
+    state.status = Status.RUNNING
+    assert state.to_json()["paused"] is True
