@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from boxlite_cli.cli.output import printable
+from boxlite_cli.cli.printable import printable
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from boxlite_cli.cli.output import printable
+from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox
 
 EXIT_BOXLITE = 125

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -11,19 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
+from boxlite_cli.cli.printable import printable
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Control characters (escape sequences, newlines, DEL, C1) and the bidirectional
-# overrides: text from a box, an image or an imported archive must not drive the
-# terminal it is printed on, nor break a line or a table.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """`text` with its control characters written as escapes (\\x1b, \\u202e)."""
-    return _UNPRINTABLE.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                                       else f"\\u{ord(m.group()):04x}"), text)
-
 
 def format_option(f: F) -> F:
     return click.option("--format", "fmt", type=click.Choice(["table", "json"]),

@@ -15,8 +15,8 @@ from boxlite_cli.cli.output import (
     human_duration,
     print_json,
     print_table,
-    printable,
 )
+from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
 from boxlite_cli.state.records import BoxState, Status
 

@@ -45,8 +45,8 @@ def test_the_bound_keeps_trimming_until_stopped(tmp_path: Path) -> None:
 
 
 def test_printed_text_cannot_drive_the_terminal() -> None:
-    """Tables, error lines and warnings go through printable (cli/output.py)."""
-    from boxlite_cli.cli.output import printable
+    """Tables, error lines and warnings go through printable (cli/printable.py)."""
+    from boxlite_cli.cli.printable import printable
 
     assert printable("\x1b[31mEVIL\x1b]0;pwned\x07\n\u202eé\t") == (
         "\\x1b[31mEVIL\\x1b]0;pwned\\x07\\x0a\\u202eé\\x09")
