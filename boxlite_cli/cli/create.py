@@ -15,6 +15,7 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.runtime.runtime import CreateOptions
+from boxlite_cli.runtime.spec import parse_disk_size
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -26,7 +27,8 @@ from boxlite_cli.runtime.runtime import CreateOptions
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
            hostname: str | None, stop_signal: str | None, pids_limit: int | None,
-           entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
+           entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
+           accel: str | None, vmm: str | None,
            auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
            env_files: tuple[str, ...], workdir: str | None, user: str | None,
            timeout: float,
@@ -34,7 +36,8 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
            publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
     """Create a box from IMAGE without starting it; prints its id."""
     state = cli.runtime.create(CreateOptions(
-        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
+        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory),
+        disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=True,
         network=to_network(network, dns, add_hosts, publish),

@@ -22,6 +22,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
+from boxlite_cli.runtime.spec import parse_disk_size
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 
 
@@ -40,7 +41,8 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
         from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
         pids_limit: int | None,
-        entrypoint: str | None, cpus: int, memory: str, accel: str | None, vmm: str | None,
+        entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
+        accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
         workdir: str | None, user: str | None, timeout: float,
@@ -64,7 +66,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     check_tty_input(interactive, tty, detach)
     opts = CreateOptions(
-        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory), accel=accel,
+        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory),
+        disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),

@@ -28,13 +28,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from boxlite_cli.disks.qcow2 import create_overlay
+from boxlite_cli.disks.qcow2 import QCOW2_MAGIC, create_overlay
 from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import Conflict, DiskError, NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 
 INDEX = "snapshots.json"
-QCOW2_MAGIC = b"QFI\xfb"
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -73,15 +72,6 @@ def qcow2_backing(path: Path) -> str | None:
             return f.read(size).decode("utf-8", "surrogateescape")
     except OSError:
         return None
-
-
-def virtual_size(path: Path) -> int:
-    """A qcow2's virtual size in bytes (from its header)."""
-    with open(path, "rb") as f:
-        header = f.read(32)
-    if len(header) < 32 or header[:4] != QCOW2_MAGIC:
-        raise DiskError(f"{path} is not a qcow2 image")
-    return int(struct.unpack(">Q", header[24:32])[0])
 
 
 class BoxDisks:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 
 from boxlite_cli.disks.tools import run_tool
+from boxlite_cli.errors import DiskError
+
+QCOW2_MAGIC = b"QFI\xfb"
 
 
 def create_overlay(base: Path, overlay: Path, base_format: str = "raw") -> None:
@@ -16,6 +20,22 @@ def create_overlay(base: Path, overlay: Path, base_format: str = "raw") -> None:
          "-o", "cluster_size=65536,lazy_refcounts=on", str(overlay)],
         f"creating disk {overlay.name}",
     )
+
+
+def virtual_size(path: Path) -> int:
+    """A qcow2's virtual size in bytes (from its header)."""
+    with open(path, "rb") as f:
+        header = f.read(32)
+    if len(header) < 32 or header[:4] != QCOW2_MAGIC:
+        raise DiskError(f"{path} is not a qcow2 image")
+    return int(struct.unpack(">Q", header[24:32])[0])
+
+
+def grow(disk: Path, size: int) -> None:
+    """Make the virtual size of qcow2 `disk` `size` bytes (more than it is: the guest
+    grows its filesystem to the disk's size when it mounts it)."""
+    run_tool(["qemu-img", "resize", "-q", "-f", "qcow2", str(disk), str(size)],
+             f"resizing disk {disk.name}")
 
 
 EMPTY_OVERLAY_SUFFIX = ".empty.qcow2"
@@ -54,3 +74,11 @@ def file_identity(path: Path) -> str | None:
     except OSError:
         return None
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def create_root_disk(base: Path, overlay: Path, size: int = 0) -> None:
+    """A box's new root disk: an empty overlay of raw `base`, of `size` bytes when that
+    is more than the base's (--disk-size)."""
+    create_overlay_cached(base, overlay)
+    if size > base.stat().st_size:
+        grow(overlay, size)

@@ -46,7 +46,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
-from boxlite_cli.disks.chain import virtual_size
+from boxlite_cli.disks.qcow2 import virtual_size
 from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import BoxliteError, Conflict, DiskError, ImageError, UsageError
 from boxlite_cli.fdio import write_sparse
@@ -459,7 +459,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         vmm=vmm, auto_remove=_bool(cfg, "auto_remove", what),
         detach=_bool(cfg, "detach", what), network=network,
         stop_signal=_stop_signal(cfg, what),
-        pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT))
+        pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT),
+        disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxlite_cli.disks.qcow2 import create_overlay_cached, file_identity
+from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
 from boxlite_cli.errors import (
     AlreadyRunning,
     BoxliteError,
@@ -51,6 +51,7 @@ from boxlite_cli.runtime.spares import Spares, spare_idle_s, spares_enabled
 from boxlite_cli.runtime.spec import (
     ProcessOptions,
     check_box_size,
+    check_disk_size,
     check_hostname,
     image_stop_signal,
     parse_size,
@@ -137,6 +138,7 @@ class CreateOptions:
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
     publish_all: bool = False  # -P: the image's ExposedPorts too
     pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
+    disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
 
 
 class SpareFailed(VmError):
@@ -341,7 +343,8 @@ class Runtime:
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,
                                  hostname=opts.hostname or box_id[:12], network=network,
-                                 stop_signal=stops_with, pids_limit=pids_limit),
+                                 stop_signal=stops_with, pids_limit=pids_limit,
+                                 disk_size=opts.disk_size),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here
@@ -358,7 +361,8 @@ class Runtime:
             else:
                 with self.activity(f"Unpacking {image.reference.short} (once per image)"):
                     base = self.images.ensure_rootfs(image)
-            create_overlay_cached(base, self.files(box_id).rootfs_disk)
+            check_disk_size(opts.disk_size, base.stat().st_size, image.reference.short)
+            create_root_disk(base, self.files(box_id).rootfs_disk, opts.disk_size)
             with self.boxes.lock(box_id):
                 state.config.rootfs_base = str(base)
                 state.fresh_disk = file_identity(self.files(box_id).rootfs_disk)
@@ -460,7 +464,8 @@ class Runtime:
         files = self.files(box_id)
         with self.boxes.lock(box_id):
             state = self.boxes.read(box_id)
-            create_overlay_cached(Path(state.config.rootfs_base), files.rootfs_disk)
+            create_root_disk(Path(state.config.rootfs_base), files.rootfs_disk,
+                             state.config.disk_size)
             state.fresh_disk = file_identity(files.rootfs_disk)
             if state.status == Status.STARTING:
                 state.status = Status.CREATED

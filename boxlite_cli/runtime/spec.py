@@ -201,6 +201,29 @@ def parse_size(text: str, what: str = "size") -> int:
 
 
 MIN_MEMORY_MIB = 128  # (below that the guest does not come up)
+# --disk-size at most: the guest grows the filesystem when the box first starts, and
+# under TCG that takes ~6 s a TiB (beyond ~4 TiB ext4 must also convert to meta_bg)
+MAX_DISK_SIZE = 2 << 40
+_MIB = 1 << 20
+
+
+def parse_disk_size(text: str | None) -> int:
+    """--disk-size → bytes, rounded up to a whole MiB; 0 when not given."""
+    if text is None:
+        return 0
+    value = parse_size(text, "disk size")
+    if not 0 < value <= MAX_DISK_SIZE:
+        raise UsageError(f"invalid disk size {text!r}: give a size up to 2t (e.g. 20g)")
+    return -(-value // _MIB) * _MIB
+
+
+def check_disk_size(disk_size: int, image_disk: int, image: str) -> None:
+    """A box's disk holds its image's filesystem, which the box's cannot be smaller than."""
+    if disk_size and disk_size < image_disk:
+        need = -(-image_disk // (1 << 30))
+        raise UsageError(f"--disk-size {disk_size // _MIB} MiB is smaller than the disk of "
+                         f"{image}, {image_disk // _MIB} MiB (its content and 4 GiB free)",
+                         hint=f"give at least that, e.g. --disk-size {need}g")
 
 
 MAX_PIDS_LIMIT = 1 << 22  # (the kernel's PID_MAX_LIMIT: pids.max takes no more)

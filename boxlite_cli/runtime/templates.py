@@ -1,8 +1,8 @@
 """Warm-start templates: a VM saved right when its agent is ready, restored by later boxes.
 
 The first cold start of a given (VMM binary, guest payload, image, cpus, memory,
-accelerator, network kind) saves the VM's memory as soon as the guest agent says it
-is ready, before anything box-specific happened in the guest. Later starts of boxes
+accelerator, network kind, root disk size) saves the VM's memory as soon as the guest
+agent says it is ready, before anything box-specific happened in the guest. Later starts of boxes
 with the same key restore that memory and then run Init, which gives each box its
 own clock, entropy, hostname and network. The key hashes every input, so a change of
 any of them simply misses. The memory is a RAM image and the device state beside it
@@ -30,6 +30,8 @@ import shutil
 import time
 from pathlib import Path
 
+from boxlite_cli.disks.qcow2 import virtual_size
+from boxlite_cli.errors import DiskError
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
 from boxlite_cli.vmm.base import NET_NONE, NET_USER, VmSpec
 from boxlite_cli.vmm.cmdline import accel_cmdline
@@ -54,6 +56,13 @@ def _file_identity(path: Path | str | None) -> list[object]:
     except OSError:
         return [str(path)]
     return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def _disk_size(path: Path | str | None) -> int | None:
+    try:
+        return virtual_size(Path(path)) if path else None
+    except (OSError, DiskError):
+        return None
 
 
 def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: str,
@@ -81,6 +90,9 @@ def template_key(driver: str, vmm_binary: str | None, spec: VmSpec, image_id: st
         # state migrates; their host paths are each box's own, not part of the key)
         "shares": [[s.tag, s.readonly] for s in spec.shares],
         "image": image_id,
+        # The root disk's size: the guest's kernel keeps the size it read, and its
+        # filesystem is grown to it once (--disk-size)
+        "disk_size": _disk_size(spec.rootfs_disk),
         "primed_on": _file_identity(primed_on),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]

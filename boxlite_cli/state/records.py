@@ -68,6 +68,9 @@ class BoxConfig:
     stop_signal: str = ""  # what `stop` sends the main process ("": SIGTERM)
     # Processes and threads the box may have at once (--pids-limit; 0: no limit)
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    # The root disk's size in bytes (--disk-size; 0: the image's filesystem as built,
+    # its content and 4 GiB free)
+    disk_size: int = 0
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
 
 

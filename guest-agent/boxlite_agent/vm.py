@@ -18,6 +18,7 @@ from boxlite_agent.containerfs import (
 )
 from boxlite_agent.entropy import add_entropy
 from boxlite_agent.errors import FailedPrecondition
+from boxlite_agent.growfs import grow_to_disk
 from boxlite_agent.mounts import mount_at, mounted_now, mounts_under
 from boxlite_agent.netconf import NetSetup, configure
 from boxlite_agent.pidns import BOX_PIDS
@@ -111,6 +112,11 @@ class VmGuest:
         # discard: what the box deletes goes back to the host's disk (the qcow2 overlay
         # punches holes), as it is freed, with no fstrim in the box
         syscalls.mount(disk.node, self._rootfs_dir, ROOTFS_FSTYPE, 0, ROOTFS_OPTIONS)
+        try:
+            grow_to_disk(self._rootfs_dir, disk.node, disk.name)
+        except OSError as e:
+            raise FailedPrecondition(f"could not grow the box's filesystem to the size of its "
+                                     f"disk: {e.strerror or e}") from None
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):

@@ -261,6 +261,7 @@ def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(vm, "mount_at", lambda path: None)
     monkeypatch.setattr(vm, "flush_buffers", lambda node: calls.append(f"flush {node}"))
     monkeypatch.setattr(vm.syscalls, "mount", lambda src, dst, *a: calls.append(f"mount {src}"))
+    monkeypatch.setattr(vm, "grow_to_disk", lambda root, node, name: calls.append(f"grow {name}"))
     monkeypatch.setattr(vm, "mounted_now", lambda: lambda path: False)
     monkeypatch.setattr(vm, "mount_kernel_filesystems", lambda root, **kw: calls.append("kfs"))
     monkeypatch.setattr(vm, "provide_etc_files",
@@ -272,7 +273,7 @@ def test_a_second_init_keeps_the_mounted_rootfs(monkeypatch: pytest.MonkeyPatch,
 
     guest.init("", 0, b"", "rootfs", NetSetup())
     # the disk's cached blocks are dropped before its first mount
-    assert calls == ["net none", "flush /dev/vdb", "mount /dev/vdb", "kfs",
+    assert calls == ["net none", "flush /dev/vdb", "mount /dev/vdb", "grow vdb", "kfs",
                      f"etc {guest.hostname()}"]
     calls.clear()
     guest.init("box1", 0, b"", "rootfs", NetSetup(mode="nat", address="10.0.2.15/24"))

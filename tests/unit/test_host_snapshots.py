@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from boxlite_cli.disks.chain import BoxDisks, qcow2_backing, validate_snapshot_name
-from boxlite_cli.disks.qcow2 import create_overlay, create_overlay_cached, empty_overlay_of
+from boxlite_cli.disks.qcow2 import (
+    create_overlay,
+    create_overlay_cached,
+    create_root_disk,
+    empty_overlay_of,
+    virtual_size,
+)
 from boxlite_cli.errors import Conflict, NotFound, UsageError
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.vmm.base import NET_USER, VmSpec
@@ -168,6 +174,32 @@ def test_template_keys_change_with_every_input(tmp_path: Path,
     # what a template cannot carry: other VMMs, the passt backend
     assert template_key("cloud-hypervisor", None, spec(tmp_path), "i") is None
     assert template_key("qemu", str(qemu), spec(tmp_path, network="passt"), "i") is None
+
+
+def test_template_keys_follow_the_root_disk_size(tmp_path: Path, base: Path) -> None:
+    """--disk-size: the guest kernel keeps the disk size it read, so a template is of one
+    size; boxes of one size share it, whatever their disks' paths."""
+    qemu = tmp_path / "qemu"
+    qemu.write_bytes(b"qemu")
+    disks = {}
+    for name, size in (("a", 0), ("b", 0), ("c", 64 << 20)):
+        disks[name] = tmp_path / f"{name}.qcow2"
+        create_root_disk(base, disks[name], size)
+
+    def key(name: str) -> str | None:
+        return template_key("qemu", str(qemu), spec(tmp_path, rootfs_disk=disks[name]), "i")
+
+    assert virtual_size(disks["a"]) == base.stat().st_size
+    assert virtual_size(disks["c"]) == 64 << 20
+    assert key("a") == key("b") != key("c")
+    assert None not in (key("a"), key("c"))
+
+
+def test_a_root_disk_is_never_made_smaller_than_its_base(tmp_path: Path, base: Path) -> None:
+    disk = tmp_path / "r.qcow2"
+    create_root_disk(base, disk, 4096)  # (the caller refuses it: check_disk_size)
+    assert virtual_size(disk) == base.stat().st_size
+    assert qcow2_backing(disk) == str(base)
 
 
 def test_a_template_is_ready_only_when_complete(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from boxlite_cli.runtime.spec import (
     DEFAULT_PATH,
     ProcessOptions,
     check_box_size,
+    check_disk_size,
     host_memory_mib,
     merge_env,
+    parse_disk_size,
     parse_env_item,
     parse_memory_mib,
     parse_size,
@@ -291,6 +293,35 @@ def test_parse_memory_mib(text: str, mib: int) -> None:
 def test_parse_memory_mib_needs_128_mib(text: str) -> None:
     with pytest.raises(UsageError, match="at least 128 MiB"):
         parse_memory_mib(text)
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    (None, 0), ("20g", 20 << 30), ("20G", 20 << 30), ("1.5GiB", 1536 << 20),
+    ("2t", 2 << 40), ("4096", 1 << 20), ("1m", 1 << 20), ("1.0001m", 2 << 20),
+])
+def test_parse_disk_size_rounds_up_to_a_mib(text: str | None, size: int) -> None:
+    assert parse_disk_size(text) == size
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("0", "invalid disk size '0': give a size up to 2t"),
+    ("2.001t", "give a size up to 2t"),
+    ("-1g", "invalid disk size '-1g': use a number"),
+    ("big", "invalid disk size 'big': use a number"),
+])
+def test_parse_disk_size_rejects(text: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        parse_disk_size(text)
+
+
+def test_a_disk_smaller_than_the_image_is_refused_with_what_would_do() -> None:
+    check_disk_size(0, 5 << 30, "img")  # (not given)
+    check_disk_size(5 << 30, 5 << 30, "img")
+    with pytest.raises(UsageError) as e:
+        check_disk_size(1 << 30, (4 << 30) + 1, "img")
+    assert e.value.message == ("--disk-size 1024 MiB is smaller than the disk of img, 4096 MiB "
+                               "(its content and 4 GiB free)")
+    assert e.value.hint == "give at least that, e.g. --disk-size 5g"
 
 
 @pytest.mark.parametrize(("field", "value", "needle"), [
