@@ -75,6 +75,23 @@ class PathInfo:
     name: str
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One of the box's processes (Processes: boxlite top)."""
+
+    pid: int  # in the box
+    ppid: int  # 0: the box's init's parent, outside the box
+    uid: int
+    user: str  # "" when the box's /etc/passwd has no entry
+    state: str
+    cpu_s: float
+    rss_bytes: int
+    started: float  # Unix time
+    threads: int
+    name: str
+    argv: tuple[str, ...]
+
+
 def open_channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
@@ -221,6 +238,13 @@ class AgentClient:
         resp = _rpc(f"looking at {path} in the box", lambda: self.stub.Stat(
             pb.StatRequest(path=path, follow_link=follow_link), timeout=60))
         return PathInfo(resp.exists, resp.mode, resp.size, resp.link_target, resp.name)
+
+    def processes(self) -> list[ProcessInfo]:
+        resp = _rpc("listing the box's processes", lambda: self.stub.Processes(
+            pb.ProcessesRequest(), timeout=60))
+        return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s, p.rss_bytes,
+                            p.started, p.threads, p.name, tuple(p.argv))
+                for p in resp.processes]
 
     def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:
         """Stream the tar `chunks` into `dest_dir`; (entries, bytes) written."""

@@ -26,6 +26,7 @@ COMMANDS = {
     "rename": "boxlite_cli.cli.rename:rename",
     "prune": "boxlite_cli.cli.prune:prune",
     "stats": "boxlite_cli.cli.stats:stats",
+    "top": "boxlite_cli.cli.top:top",
     "ps": "boxlite_cli.cli.ps:ps",
     "logs": "boxlite_cli.cli.logs:logs",
     "snapshot": "boxlite_cli.cli.snapshot:snapshot",

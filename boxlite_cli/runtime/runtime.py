@@ -90,7 +90,7 @@ from boxlite_cli.vmm.base import VmSpec
 from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
 
 if TYPE_CHECKING:
-    from boxlite_cli.agent.client import AgentClient, Started
+    from boxlite_cli.agent.client import AgentClient, ProcessInfo, Started
     from boxlite_cli.shim.spareclaim import ClaimedSpare
 
 MAIN = "main"
@@ -868,6 +868,14 @@ class Runtime:
         sample = sample_process(record.pid, interval_s)
         return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
                         state.config.memory_mib * 1024 * 1024)
+
+    def top(self, ref: str) -> tuple[BoxState, list[ProcessInfo]]:
+        """The processes of a running box, by their PIDs in it (boxlite top)."""
+        state, client = self.client(ref, "list its processes")
+        try:
+            return state, client.processes()
+        finally:
+            client.close()
 
     def kill_now(self, box_id: str) -> None:
         """Stop the VM at once (no grace): for rm -f."""

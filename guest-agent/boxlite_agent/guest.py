@@ -7,10 +7,12 @@ exercised on a development host (tests, ``python -m boxlite_agent.server --local
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Protocol
 
+from boxlite_agent.boxprocs import BoxProcess, box_processes
 from boxlite_agent.netconf import NetSetup
 
 
@@ -29,6 +31,10 @@ class Guest(Protocol):
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         """After a restore from a checkpoint: set the clock, reseed the CRNG."""
+        ...
+
+    def processes(self) -> list[BoxProcess]:
+        """The box's processes (boxprocs.py); raises FailedPrecondition before Init."""
         ...
 
     def shutdown(self) -> None:
@@ -62,6 +68,10 @@ class LocalGuest:
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         self.resync_calls.append((clock_ns, entropy))
+
+    def processes(self) -> list[BoxProcess]:
+        """Every process of this host's PID namespace (a development host has no box)."""
+        return box_processes(os.stat("/proc/self/ns/pid").st_ino, self._root)
 
     def shutdown(self) -> None:
         if self._on_shutdown is not None:

@@ -76,6 +76,10 @@ class BoxPids:
         finally:
             syscalls.setns(own, syscalls.CLONE_NEWPID)
 
+    def namespace_id(self) -> int | None:
+        """The inode of the box's PID namespace (None: the box has none of its own)."""
+        return None if self._ns is None else os.fstat(self._ns).st_ino
+
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
         """What this thread starts meanwhile is the box's (as is: without a namespace)."""

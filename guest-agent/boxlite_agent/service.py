@@ -360,6 +360,15 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                                link_target=st.link_target, name=st.name)
 
     @_rpc
+    def Processes(self, request: pb.ProcessesRequest,
+                  context: grpc.ServicerContext) -> pb.ProcessesResponse:
+        return pb.ProcessesResponse(processes=[
+            pb.ProcessInfo(pid=p.pid, ppid=p.ppid, uid=p.uid, user=p.user, state=p.state,
+                           cpu_s=p.cpu_s, rss_bytes=p.rss_bytes, started=p.started,
+                           threads=p.threads, name=p.name, argv=p.argv)
+            for p in self._guest.processes()])
+
+    @_rpc
     def CopyIn(self, request_iterator: Iterator[pb.CopyInChunk],
                context: grpc.ServicerContext) -> pb.CopyInResponse:
         first = next(request_iterator, None)

@@ -10,6 +10,7 @@ import time
 
 from boxlite_agent import console, syscalls
 from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
+from boxlite_agent.boxprocs import BoxProcess, box_processes
 from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.containerfs import (
     mount_kernel_filesystems,
@@ -87,6 +88,13 @@ class VmGuest:
             BOX_PIDS.start(self._rootfs_dir, HELPER)
         except OSError as e:  # (the box still runs, in the guest's namespace)
             console.log(f"boxlite-agent: no PID namespace for the box: {e}")
+
+    def processes(self) -> list[BoxProcess]:
+        root = self.rootfs()
+        namespace = BOX_PIDS.namespace_id()
+        if namespace is None:
+            raise FailedPrecondition("the box has no PID namespace of its own to list")
+        return box_processes(namespace, root)
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         if clock_ns:

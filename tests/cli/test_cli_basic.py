@@ -199,10 +199,16 @@ def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:
     assert bx(script_runner, "images", "-q").stdout == ""
 
 
-@pytest.mark.parametrize("command", ["rm", "stop", "start", "logs"])
+@pytest.mark.parametrize("command", ["rm", "stop", "start", "logs", "top"])
 def test_unknown_box(script_runner: ScriptRunner, command: str) -> None:
     result = bx(script_runner, command, "nosuchbox")
     assert_one_line_error(result, "no such box", "nosuchbox")
+
+
+def test_top_takes_no_ps_options(script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "top", "somebox", "aux")
+    assert_one_line_error(result, "boxlite top takes no ps options (aux)")
+    assert "--format json" in result.stderr
 
 
 def test_rm_of_several_reports_each_unknown_box(script_runner: ScriptRunner) -> None:

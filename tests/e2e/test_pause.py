@@ -41,7 +41,8 @@ def test_pause_stops_the_vm_until_unpause(e2e_home: Path) -> None:
         for args, doing in ((("exec", "napper", "true"), "exec in it"),
                             (("cp", "napper:/etc/hostname", "-"), "copy files"),
                             (("snapshot", "create", "napper", "s1"), "snapshot its disk"),
-                            (("kill", "-s", "TERM", "napper"), "send it signal 15")):
+                            (("kill", "-s", "TERM", "napper"), "send it signal 15"),
+                            (("top", "napper"), "list its processes")):
             refused = bx(*args)
             assert refused.returncode == 125, args
             first, hint = refused.stderr.decode().splitlines()

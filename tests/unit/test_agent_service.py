@@ -158,6 +158,19 @@ def test_init_starts_the_main_process_once(agent: Agent) -> None:
     assert not agent.stub.Init(pb.InitRequest(), timeout=T).HasField("main")
 
 
+def test_processes_lists_what_runs_with_its_argv(agent: Agent) -> None:
+    started = agent.exec(["sleep", "30"])
+    try:
+        listed = agent.stub.Processes(pb.ProcessesRequest(), timeout=T).processes
+        mine = [p for p in listed if p.pid == started.pid]
+        assert len(mine) == 1 and list(mine[0].argv) == ["sleep", "30"]
+        assert mine[0].name == "sleep" and mine[0].state in "RS"
+        assert [p.pid for p in listed] == sorted(p.pid for p in listed)
+    finally:
+        agent.stub.Signal(pb.SignalRequest(exec_id=started.exec_id, signal=9), timeout=T)
+        agent.wait(started.exec_id)
+
+
 @pytest.mark.parametrize("code", [0, 1, 7])
 def test_exit_codes_and_streams(agent: Agent, code: int) -> None:
     out, err, w = agent.run(["sh", "-c", f"echo out; echo err >&2; exit {code}"])

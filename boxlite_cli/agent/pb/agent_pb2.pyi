@@ -303,3 +303,39 @@ class QuiesceRequest(_message.Message):
 class QuiesceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ProcessesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProcessInfo(_message.Message):
+    __slots__ = ("pid", "ppid", "uid", "user", "state", "cpu_s", "rss_bytes", "started", "threads", "name", "argv")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PPID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CPU_S_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    ppid: int
+    uid: int
+    user: str
+    state: str
+    cpu_s: float
+    rss_bytes: int
+    started: float
+    threads: int
+    name: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., cpu_s: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., started: _Optional[float] = ..., threads: _Optional[int] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ProcessesResponse(_message.Message):
+    __slots__ = ("processes",)
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...

@@ -105,6 +105,11 @@ class AgentStub(object):
                 request_serializer=agent__pb2.CopyOutRequest.SerializeToString,
                 response_deserializer=agent__pb2.TarChunk.FromString,
                 _registered_method=True)
+        self.Processes = channel.unary_unary(
+                '/boxlite.v1.Agent/Processes',
+                request_serializer=agent__pb2.ProcessesRequest.SerializeToString,
+                response_deserializer=agent__pb2.ProcessesResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -214,6 +219,13 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Processes(self, request, context):
+        """The box's processes, as `ps` in the box would list them (boxlite top).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +298,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.CopyOut,
                     request_deserializer=agent__pb2.CopyOutRequest.FromString,
                     response_serializer=agent__pb2.TarChunk.SerializeToString,
+            ),
+            'Processes': grpc.unary_unary_rpc_method_handler(
+                    servicer.Processes,
+                    request_deserializer=agent__pb2.ProcessesRequest.FromString,
+                    response_serializer=agent__pb2.ProcessesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +683,33 @@ class Agent(object):
             '/boxlite.v1.Agent/CopyOut',
             agent__pb2.CopyOutRequest.SerializeToString,
             agent__pb2.TarChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Processes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/boxlite.v1.Agent/Processes',
+            agent__pb2.ProcessesRequest.SerializeToString,
+            agent__pb2.ProcessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,137 @@
+"""The box's processes as `ps` in the box would list them (boxlite top), read from the
+guest's own /proc: the box cannot change what it says (its /proc is its own mount)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from boxlite_agent.resolve import read_file_in_root
+from boxlite_agent.users import parse_passwd
+
+CMDLINE_MAX = 64 * 1024  # of one process's argv, at most
+PROCESSES_MAX = 65536  # processes listed at most (the default pids limit is 4096)
+
+
+@dataclass
+class BoxProcess:
+    pid: int  # in the box's PID namespace
+    ppid: int  # 0: the parent is not the box's (the box's init)
+    uid: int
+    state: str
+    cpu_s: float
+    rss_bytes: int
+    started: float  # Unix time
+    threads: int
+    name: str  # comm
+    argv: list[str] = field(default_factory=list)
+    user: str = ""
+
+
+class ProcStat(NamedTuple):
+    """What boxlite top shows of /proc/PID/stat."""
+
+    name: str
+    state: str
+    ppid: int
+    cpu_ticks: int  # utime + stime
+    threads: int
+    start_ticks: int  # after boot
+    rss_pages: int
+
+
+def parse_stat(text: str) -> ProcStat | None:
+    """/proc/PID/stat, or None when malformed. The name may hold spaces and parentheses:
+    it ends at the last ')'."""
+    start, end = text.find("("), text.rfind(")")
+    if start < 0 or end < start:
+        return None
+    rest = text[end + 2:].split()
+    if len(rest) < 22:
+        return None
+    try:
+        return ProcStat(text[start + 1:end], rest[0], int(rest[1]), int(rest[11]) + int(rest[12]),
+                        int(rest[17]), int(rest[19]), int(rest[21]))
+    except ValueError:
+        return None
+
+
+def split_cmdline(raw: bytes) -> list[str]:
+    """/proc/PID/cmdline → argv (a process that rewrote its own may end without a NUL;
+    a kernel thread's is empty)."""
+    raw = raw[:-1] if raw.endswith(b"\0") else raw
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0")] if raw else []
+
+
+def ns_pid(status: str) -> tuple[int, int] | None:
+    """(PID in the innermost namespace, real uid) from /proc/PID/status."""
+    pid = uid = None
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            pid = int(line.split()[-1])
+        elif line.startswith("Uid:"):
+            uid = int(line.split()[1])
+    return None if pid is None or uid is None else (pid, uid)
+
+
+def _read(path: str, limit: int = 16384) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _boot_time(proc: str) -> float:
+    for line in _read(os.path.join(proc, "stat"), 1 << 20).decode().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def box_processes(namespace: int, root: str | None = None, proc: str = "/proc") -> list[BoxProcess]:
+    """The processes in PID namespace `namespace` (an inode), sorted by their PID there;
+    user names from `root`'s /etc/passwd."""
+    tick = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    boot = _boot_time(proc)
+    found: dict[int, tuple[BoxProcess, int]] = {}  # guest pid -> (process, guest ppid)
+    for entry in os.listdir(proc):
+        if not entry.isdigit() or len(found) >= PROCESSES_MAX:
+            continue
+        base = os.path.join(proc, entry)
+        try:
+            if os.stat(os.path.join(base, "ns", "pid")).st_ino != namespace:
+                continue
+            stat = parse_stat(_read(os.path.join(base, "stat")).decode("utf-8", "replace"))
+            ids = ns_pid(_read(os.path.join(base, "status")).decode("utf-8", "replace"))
+            cmdline = _read(os.path.join(base, "cmdline"), CMDLINE_MAX)
+        except (OSError, ValueError):  # (gone meanwhile)
+            continue
+        if stat is None or ids is None:
+            continue
+        argv = split_cmdline(cmdline)
+        found[int(entry)] = (BoxProcess(
+            pid=ids[0], ppid=0, uid=ids[1], state=stat.state, cpu_s=stat.cpu_ticks / tick,
+            rss_bytes=stat.rss_pages * page, started=boot + stat.start_ticks / tick,
+            threads=stat.threads, name=stat.name, argv=argv), stat.ppid)
+    for process, guest_ppid in found.values():
+        parent = found.get(guest_ppid)
+        process.ppid = parent[0].pid if parent else 0
+    names = _user_names(root) if root else {}
+    listed = sorted((p for p, _ in found.values()), key=lambda p: p.pid)
+    for process in listed:
+        process.user = names.get(process.uid, "")
+    return listed
+
+
+def _user_names(root: str) -> dict[int, str]:
+    try:
+        raw = read_file_in_root(root, "/etc/passwd") or b""
+    except OSError:
+        return {}
+    names: dict[int, str] = {}
+    for entry in parse_passwd(raw.decode("utf-8", "replace")):
+        names.setdefault(entry.uid, entry.name)
+    return names

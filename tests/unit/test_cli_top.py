@@ -1,0 +1,45 @@
+"""boxlite top's columns: ps's TIME and STIME, and command lines."""
+
+from __future__ import annotations
+
+import time
+
+from boxlite_cli.agent.client import ProcessInfo
+from boxlite_cli.cli.top import command_line, cpu_time, rows, start_time, to_json
+
+
+def proc(argv: tuple[str, ...] = ("sleep", "30"), **over: object) -> ProcessInfo:
+    values: dict[str, object] = dict(pid=5, ppid=1, uid=65534, user="nobody", state="S",
+                                     cpu_s=3725.5, rss_bytes=2_000_000, started=0.0,
+                                     threads=1, name="sleep", argv=argv)
+    values.update(over)
+    return ProcessInfo(**values)  # type: ignore[arg-type]
+
+
+def test_cpu_time_is_ps_time() -> None:
+    assert cpu_time(0.4) == "00:00:00"
+    assert cpu_time(3725.5) == "01:02:05"
+    assert cpu_time(2 * 86400 + 61) == "2-00:01:01"
+
+
+def test_start_time_is_the_time_of_day_today_else_the_date() -> None:
+    now = time.mktime((2026, 11, 30, 15, 0, 0, 0, 0, -1))
+    assert start_time(now - 3600, now) == "14:00"
+    assert start_time(now - 3 * 86400, now) == "Nov27"
+    assert start_time(0.0, now) == "?"
+
+
+def test_command_lines_quote_as_a_shell_would() -> None:
+    assert command_line(proc(("sh", "-c", "echo a b"))) == "sh -c 'echo a b'"
+    assert command_line(proc((), name="kworker/0:1")) == "[kworker/0:1]"
+
+
+def test_rows_and_json() -> None:
+    now = time.time()
+    row = rows([proc(started=now - 60), proc(user="", uid=1234)], now)
+    assert row[0][:6] == ["5", "1", "nobody", "S", "01:02:05", "2MB"]
+    assert row[0][7] == "sleep 30"
+    assert row[1][2] == "1234"  # no passwd entry: the uid
+    data = to_json(proc(started=1796000000.123))
+    assert data["command"] == ["sleep", "30"] and data["started_at"] == 1796000000.12
+    assert data["cpu_seconds"] == 3725.5 and data["user"] == "nobody"
