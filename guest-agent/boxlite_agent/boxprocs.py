@@ -10,7 +10,8 @@ from typing import NamedTuple
 from boxlite_agent.resolve import read_file_in_root
 from boxlite_agent.users import parse_passwd
 
-CMDLINE_MAX = 64 * 1024  # of one process's argv, at most
+CMDLINE_MAX = 8192  # of one process's argv, at most
+CMDLINES_MAX = 8 << 20  # of all argvs (the answer is one gRPC message of at most 16 MiB)
 PROCESSES_MAX = 65536  # processes listed at most (the default pids limit is 4096)
 
 
@@ -97,6 +98,7 @@ def box_processes(namespace: int, root: str | None = None, proc: str = "/proc") 
     page = os.sysconf("SC_PAGE_SIZE")
     boot = _boot_time(proc)
     found: dict[int, tuple[BoxProcess, int]] = {}  # guest pid -> (process, guest ppid)
+    budget = CMDLINES_MAX  # beyond it, processes are listed by their names only
     for entry in os.listdir(proc):
         if not entry.isdigit() or len(found) >= PROCESSES_MAX:
             continue
@@ -106,12 +108,13 @@ def box_processes(namespace: int, root: str | None = None, proc: str = "/proc") 
                 continue
             stat = parse_stat(_read(os.path.join(base, "stat")).decode("utf-8", "replace"))
             ids = ns_pid(_read(os.path.join(base, "status")).decode("utf-8", "replace"))
-            cmdline = _read(os.path.join(base, "cmdline"), CMDLINE_MAX)
+            cmdline = _read(os.path.join(base, "cmdline"), CMDLINE_MAX) if budget > 0 else b""
         except (OSError, ValueError):  # (gone meanwhile)
             continue
         if stat is None or ids is None:
             continue
         argv = split_cmdline(cmdline)
+        budget -= len(cmdline)
         found[int(entry)] = (BoxProcess(
             pid=ids[0], ppid=0, uid=ids[1], state=stat.state, cpu_s=stat.cpu_ticks / tick,
             rss_bytes=stat.rss_pages * page, started=boot + stat.start_ticks / tick,

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 
 from boxlite_agent.boxprocs import (
@@ -78,3 +80,14 @@ def test_box_processes_names_users_from_the_roots_passwd(tmp_path: Path) -> None
 
 def test_another_namespace_lists_nothing_of_ours() -> None:
     assert box_processes(1) == []  # (no namespace has inode 1)
+
+
+def test_command_lines_past_the_budget_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box of many processes with long command lines fits one answer: past the budget,
+    processes are listed by name only."""
+    from boxlite_agent import boxprocs
+
+    monkeypatch.setattr(boxprocs, "CMDLINES_MAX", 1)
+    listed = box_processes(os.stat("/proc/self/ns/pid").st_ino)
+    assert len(listed) > 1
+    assert sum(1 for p in listed if p.argv) <= 1
