@@ -9,7 +9,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, activity, pass_cli, warn
 from boxlite_cli.errors import UsageError
-from boxlite_cli.oci.archive import LoadResult, load_archive, load_stream
+from boxlite_cli.oci.archive import LoadResult
 
 
 @click.command()
@@ -24,17 +24,17 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
     image layout directory, or such a layout as a tar; gzip and zstd compression are
     recognised. Images are kept under the names the archive gives them.
     """
-    store = cli.runtime.images
+    images = cli.runtime.image_ops
     result: LoadResult
     if input_ is None or str(input_) == "-":
         if sys.stdin.isatty():
             raise UsageError("requested load from standard input, but it is a terminal",
                              hint="pass the archive with -i FILE, or pipe it in")
         with activity("Loading images from standard input"):
-            result = load_stream(store, sys.stdin.buffer)
+            result = images.load(sys.stdin.buffer)
     else:
         with activity(f"Loading images from {input_}"):
-            result = load_archive(store, input_)
+            result = images.load(input_)
     if not quiet:
         for image_id in result.unnamed:
             warn(f"skipped image {image_id}: the archive gives it no name")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
@@ -16,6 +17,7 @@ from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.settings import registry_settings
 
 if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a registry
+    from boxlite_cli.oci.archive import LoadResult
     from boxlite_cli.oci.registry import RegistryClient
 
 PULL_POLICIES = ("missing", "always", "never")
@@ -139,6 +141,20 @@ class Images:
                 done.deleted.append(image.id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
         return done
+
+    def load(self, source: Path | IO[bytes], what: str = "standard input") -> LoadResult:
+        """docker load, from an archive or layout at `source`, or a stream of one. When it
+        fails, the blobs it wrote that no image needs are deleted again."""
+        from boxlite_cli.oci.archive import load_archive, load_stream
+
+        try:
+            if isinstance(source, Path):
+                return load_archive(self.store, source)
+            return load_stream(self.store, source, what)
+        except BaseException:
+            with contextlib.suppress(ImageError, OSError):
+                self.store.collect_garbage(set(self.boxes_using()))
+            raise
 
     def prune(self, all_unused: bool) -> Removal:
         """Remove unused data; with `all_unused`, every image no box uses."""
