@@ -268,9 +268,12 @@ class AgentClient:
             raise
         return resp.entries, resp.bytes
 
-    def copy_out(self, path: str, follow_link: bool, name: str) -> Iterator[bytes]:
-        """Tar bytes of `path` in the box, its top entry named `name`."""
-        call = self.stub.CopyOut(pb.CopyOutRequest(path=path, follow_link=follow_link, name=name))
+    def copy_out(self, path: str, follow_link: bool, name: str,
+                 sparse: bool = False) -> Iterator[bytes]:
+        """Tar bytes of `path` in the box, its top entry named `name`; `sparse`: sparse
+        files as GNU sparse members (for our own extractor)."""
+        call = self.stub.CopyOut(pb.CopyOutRequest(path=path, follow_link=follow_link, name=name,
+                                                   sparse=sparse))
         try:
             for chunk in call:
                 yield chunk.data

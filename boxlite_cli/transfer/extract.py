@@ -32,6 +32,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import IO, cast
 
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import write_sparse
@@ -196,13 +197,17 @@ class _Extract:
                      0o600, dir_fd=pfd)
         try:
             try:
-                src = tar.extractfile(m)
-                assert src is not None
-                size = 0
-                while data := src.read(CHUNK):  # (runs of zeros stay holes: a box's
-                    write_sparse(fd, data)      # sparse file does not fill this disk)
-                    size += len(data)
-                    self.result.bytes += len(data)
+                if m.sparse is not None:  # (only its data came: the holes stay holes)
+                    self.write_regions(tar, fd, m)
+                    size = m.size
+                else:
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    size = 0
+                    while data := src.read(CHUNK):  # (runs of zeros stay holes: a box's
+                        write_sparse(fd, data)      # sparse file does not fill this disk)
+                        size += len(data)
+                        self.result.bytes += len(data)
                 os.ftruncate(fd, size)
                 self.own(fd, m)
                 os.fchmod(fd, self.mode(m))
@@ -214,6 +219,27 @@ class _Extract:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=pfd)
             raise
+
+    def write_regions(self, tar: tarfile.TarFile, fd: int, m: tarfile.TarInfo) -> None:
+        """A GNU sparse member: its data regions, stored one after the other (read from
+        the stream as they come: tarfile's own reader of a sparse member yields its
+        holes as zeros, and cannot seek in a stream), each at its offset."""
+        end = 0
+        regions = cast("list[tuple[int, int]]", m.sparse or [])  # (typeshed: list[int])
+        raw = cast(IO[bytes], tar.fileobj)
+        raw.seek(m.offset_data)  # (where the map ended: no move)
+        for offset, length in regions:
+            if offset < end or length < 0 or offset + length > m.size:
+                raise UnsafeArchive(f"refusing sparse file {m.name!r}: its map is malformed")
+            end = offset + length
+            os.lseek(fd, offset, os.SEEK_SET)
+            while length > 0:
+                data = raw.read(min(CHUNK, length))
+                if not data:
+                    raise UnsafeArchive(f"the box's tar stream ended inside {m.name!r}")
+                write_sparse(fd, data)
+                length -= len(data)
+                self.result.bytes += len(data)
 
     def mode(self, m: tarfile.TarInfo) -> int:
         mode = m.mode & 0o7777

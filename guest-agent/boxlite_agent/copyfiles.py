@@ -28,6 +28,7 @@ from functools import cache
 from typing import Any
 
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
+from boxlite_agent.sparsetar import sparse_member
 
 CHUNK = 1 << 20
 BLOCK = 512
@@ -192,6 +193,7 @@ class _Walk:
     open only while entries of it are still to come."""
 
     skip_devs: set[int]
+    sparse: bool = False  # sparse files as sparse members (sparsetar.py)
     links: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def tree(self, fd: int, arcname: str, st: os.stat_result) -> Iterator[bytes]:
@@ -285,6 +287,10 @@ class _Walk:
                 yield _header(arcname, st, tarfile.LNKTYPE, link=self.links[key])
                 return
             self.links[key] = arcname
+        holes = sparse_member(fd, arcname, st) if self.sparse else None
+        if holes is not None:
+            yield from holes
+            return
         yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size)
         yield from _file_data(fd, st.st_size)
 
@@ -318,9 +324,11 @@ def _kernel_devs(rfd: int) -> set[int]:
     return devs
 
 
-def tar_out(root: str, path: str, follow_link: bool, name: str) -> Iterator[bytes]:
+def tar_out(root: str, path: str, follow_link: bool, name: str,
+            sparse: bool = False) -> Iterator[bytes]:
     """Tar bytes of container path ``path``, its top entry named ``name`` ("" = the
-    contents of a directory at the top level). Raises NotFound before yielding."""
+    contents of a directory at the top level); ``sparse``: sparse files as GNU sparse
+    members. Raises NotFound before yielding."""
     if name:
         clean_name(name)
     with _root_fd(root) as rfd:
@@ -333,7 +341,7 @@ def tar_out(root: str, path: str, follow_link: bool, name: str) -> Iterator[byte
             st = os.fstat(top)
             if not name and not stat.S_ISDIR(st.st_mode):
                 raise InvalidArgument(f"{path} is not a directory")
-            yield from _Walk(_kernel_devs(rfd)).top(top, st, name)
+            yield from _Walk(_kernel_devs(rfd), sparse).top(top, st, name)
         finally:
             os.close(top)
         yield bytes(2 * BLOCK)

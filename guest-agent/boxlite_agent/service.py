@@ -391,7 +391,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
         try:
             _check_path(request.path)
-            pieces = tar_out(self._guest.rootfs(), request.path, request.follow_link, request.name)
+            pieces = tar_out(self._guest.rootfs(), request.path, request.follow_link, request.name,
+                             request.sparse)
             chunks = rechunk(pieces)
             first = next(chunks, None)  # errors about the source surface here, as a status
         except Exception as e:

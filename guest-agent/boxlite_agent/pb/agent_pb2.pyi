@@ -277,14 +277,16 @@ class CopyInResponse(_message.Message):
     def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class CopyOutRequest(_message.Message):
-    __slots__ = ("path", "follow_link", "name")
+    __slots__ = ("path", "follow_link", "name", "sparse")
     PATH_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_LINK_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_FIELD_NUMBER: _ClassVar[int]
     path: str
     follow_link: bool
     name: str
-    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ..., name: _Optional[str] = ...) -> None: ...
+    sparse: bool
+    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ..., name: _Optional[str] = ..., sparse: bool = ...) -> None: ...
 
 class TarChunk(_message.Message):
     __slots__ = ("data",)
