@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -12,6 +13,8 @@ from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
 from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import BoxliteError, NotFound
+from boxlite_cli.state.pidfile import read_pidfile
+from boxlite_cli.state.records import BoxState, Status
 
 
 def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
@@ -22,9 +25,32 @@ def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
         return None
 
 
+NEVER = "0001-01-01T00:00:00Z"  # (docker's time of what never happened)
+
+
+def _rfc3339(ts: float | None) -> str:
+    if not ts:
+        return NEVER
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
+    """docker's State of a box, for the templates docker users write
+    (`{{.State.Status}}`, `{{.State.Running}}`, `{{.State.ExitCode}}`, ...). Pid is the
+    box's VM (its QEMU) on the host."""
+    running = state.status == Status.RUNNING
+    return {
+        "status": "paused" if state.is_paused else state.status.value,
+        "running": running, "paused": state.is_paused,
+        "pid": vmm_pid if running else 0,
+        "exit_code": state.exit_code or 0, "error": state.error or "",
+        "started_at": _rfc3339(state.started_at), "finished_at": _rfc3339(state.finished_at),
+    }
+
+
 @click.command()
 @click.option("-f", "--format", "fmt", default="json", show_default=True,
-              help="'json', or a template such as '{{.Status}} {{.ExitCode}}'.")
+              help="'json', or a template such as '{{.State.Status}} {{.State.ExitCode}}'.")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
 def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
@@ -43,6 +69,8 @@ def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
             continue
         files = cli.runtime.files(state.id)
         record = state.to_json()
+        vmm = read_pidfile(files.vmm_pid)
+        record["state"] = docker_state(state, vmm.pid if vmm is not None and vmm.alive() else 0)
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}

@@ -87,6 +87,9 @@ def box_options(f: F) -> F:
                           "installed, KVM works and the box needs no NAT or volumes "
                           "[default: $BOXLITE_VMM, config.toml's vmm, or auto]."),
         click.option("--rm", "auto_remove", is_flag=True, help="Remove the box when it exits."),
+        click.option("--init", is_flag=True, expose_value=False,
+                     help="Taken for docker's sake: every box has an init as its PID 1 "
+                          "(boxlite-init), which reaps orphaned processes."),
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      show_default=True, help="Pull the image before creating the box."),
         click.option("-v", "--volume", "volumes", multiple=True,
@@ -101,7 +104,8 @@ def box_options(f: F) -> F:
 def network_options(f: F) -> F:
     """--network --dns --add-host -p (run and create)."""
     for decorator in reversed([
-        click.option("--network", "network", type=click.Choice(NETWORK_MODES), default="nat",
+        click.option("--network", "--net", "network", type=click.Choice(NETWORK_MODES),
+                     default="nat",
                      show_default=True,
                      help="nat: outbound access through the host (user-mode, no root); "
                           "none: loopback only."),

@@ -53,6 +53,16 @@ def human_size(n: int) -> str:
     return f"{size:.3g}TB"
 
 
+def human_binary(n: int) -> str:
+    """Binary units, as docker stats shows memory: 512MiB, 1.5GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.4g}{unit}"
+        size /= 1024
+    return f"{size:.4g}TiB"
+
+
 def human_duration(seconds: float) -> str:
     """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours',
     then days, weeks, months and years as go-units prints them."""

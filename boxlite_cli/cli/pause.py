@@ -15,8 +15,9 @@ from boxlite_cli.cli.errors import each_box
 def pause(cli: CliContext, boxes: tuple[str, ...]) -> int:
     """Pause every process of one or more running boxes (their VMs stop where they are).
 
-    A paused box keeps its memory and uses no CPU. exec, cp, snapshots, export and clone
-    wait for `boxlite unpause`; stop, restart, kill -s KILL and rm -f work on it.
+    A paused box keeps its memory and uses no CPU. exec, cp, top, snapshots, export and
+    clone are refused until `boxlite unpause`; stop, restart, kill -s KILL and rm -f work
+    on it.
     """
     return each_box(boxes, cli.runtime.pause)
 

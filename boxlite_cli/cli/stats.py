@@ -8,7 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
+from boxlite_cli.cli.output import format_option, human_binary, print_json, print_table
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.runtime.runtime import BoxStats
 from boxlite_cli.state.records import BoxState, Status
@@ -16,7 +16,7 @@ from boxlite_cli.state.records import BoxState, Status
 
 def _rows(stats: list[BoxStats]) -> list[list[str]]:
     return [[s.id[:12], s.name, f"{s.cpu_percent:.2f}%",
-             f"{human_size(s.memory_bytes)} / {human_size(s.memory_limit_bytes)}",
+             f"{human_binary(s.memory_bytes)} / {human_binary(s.memory_limit_bytes)}",
              f"{100.0 * s.memory_bytes / max(s.memory_limit_bytes, 1):.2f}%"] for s in stats]
 
 

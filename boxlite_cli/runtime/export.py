@@ -411,7 +411,7 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
             loopback = ipaddress.ip_address(host_ip).is_loopback
         except ValueError:
             raise ArchiveError(f"{what}: invalid manifest: host IP {host_ip!r}") from None
-        if not loopback:
+        if not loopback or ":" in host_ip:  # (IPv6: QEMU's NAT publishes on IPv4 only)
             host_ip, rebound = "127.0.0.1", rebound + 1
         ports.append(PortMapping(box_port=_int(p, "box_port", what, 1, 65535), proto=proto,
                                  host_ip=host_ip, host_port=_int(p, "host_port", what, 0, 65535, 0)))

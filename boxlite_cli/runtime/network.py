@@ -53,7 +53,8 @@ def _ip(text: str, what: str) -> str:
 
 
 def parse_publish(spec: str) -> PortMapping:
-    """`[HOSTIP:][HOSTPORT:]BOXPORT[/tcp|/udp]` (docker's -p; IPv6 host IPs in brackets).
+    """`[HOSTIP:][HOSTPORT:]BOXPORT[/tcp|/udp]` (docker's -p; an IPv6 host IP, in brackets,
+    is refused: QEMU's user-mode network forwards from IPv4 addresses only).
 
     Without HOSTIP the port is bound on 127.0.0.1 only (docker binds 0.0.0.0): a box is
     reachable from this host unless the user says otherwise. No HOSTPORT, or 0: a free
@@ -88,6 +89,10 @@ def parse_publish(spec: str) -> PortMapping:
             raise UsageError(f"invalid port spec {spec!r}: use [HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]")
     if "-" in box_text or "-" in host_port_text:
         raise UsageError(f"invalid port spec {spec!r}: port ranges are not supported")
+    if ":" in host_ip:  # (QEMU 7.2's slirp: "Bad host address", after the VM started)
+        raise UsageError(f"invalid port spec {spec!r}: ports are published on IPv4 addresses "
+                         "only (QEMU's user-mode network cannot forward IPv6)",
+                         hint="publish on 127.0.0.1 (the default) or 0.0.0.0")
     box_port = _port(box_text, spec, "box port")
     # (A host port 0, as docker takes it: one chosen at every start, like none.)
     host_port = _port(host_port_text, spec, "host port", lowest=0) if host_port_text else 0

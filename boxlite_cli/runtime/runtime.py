@@ -246,7 +246,22 @@ class Runtime:
             if pull == "never":
                 raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
                                  hint=f"pull it with: boxlite pull {ref}")
+            try:
+                return self.pull(reference).image
+            except BoxliteError as e:  # (a tag left out, or mistyped: say what there is)
+                others = self.local_tags(reference)
+                if others:
+                    e.hint = (f"{reference.short} is not in the local store, which has "
+                              f"{', '.join(others[:3])}")
+                raise
         return self.pull(reference).image
+
+    def local_tags(self, reference: Reference) -> list[str]:
+        """The tags the local store has of `reference`'s repository (short forms)."""
+        with contextlib.suppress(ImageError, OSError):
+            return sorted(parse_reference(key).short for key in self.images.tags()
+                          if "@" not in key and parse_reference(key).name == reference.name)
+        return []
 
     def pull(self, ref: str | Reference) -> PullResult:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
@@ -729,8 +744,15 @@ class Runtime:
         waits for more until the box stops; `tail` keeps only the last lines written so
         far."""
         box_id = self.resolve(ref)
-        yield from read_log(self.files(box_id).container_log, follow, tail,
-                            live=lambda: self.get(box_id).status in LIVE, window=window)
+
+        def live() -> bool:
+            try:
+                return self.get(box_id).status in LIVE
+            except NotFound:  # (a --rm box, removed once it ended: its log was read to the end)
+                return False
+
+        yield from read_log(self.files(box_id).container_log, follow, tail, live=live,
+                            window=window)
 
     # stop and remove ------------------------------------------------------------------
 

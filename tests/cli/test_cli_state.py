@@ -126,6 +126,24 @@ def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, 
     assert names(home) == ["by-id"]
 
 
+def test_a_missing_tag_names_the_tags_the_store_has(script_runner: ScriptRunner, image: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run localhost/tiny` means :latest, which is not here: the pull's error says what is."""
+    monkeypatch.setenv("BOXLITE_REGISTRY_RETRIES", "0")
+    result = bx(script_runner, "create", "localhost/tiny")
+    assert_one_line_error(result)
+    assert result.stderr.splitlines()[1] == (
+        "  hint: localhost/tiny:latest is not in the local store, which has localhost/tiny:1")
+
+
+def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:
+    """--net is --network; --init changes nothing (every box has its init)."""
+    created = bx(script_runner, "create", "--init", "--net", "none", "--name", "nd", image)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "nd").stdout)
+    assert box["config"]["network"]["mode"] == "none"
+
+
 @pytest.mark.parametrize("command", ["create", "run"])
 @pytest.mark.parametrize("name", ["bad name!", "-leading-dash", "a/b", "x" * 200])
 def test_bad_box_name(script_runner: ScriptRunner, image: str, home: Path, command: str,
@@ -251,6 +269,25 @@ def test_inspect_prints_what_it_found_and_names_what_it_did_not(
     templated = bx(script_runner, "inspect", "-f", "{{.Name}}", "nosuch", "planted")
     assert templated.stdout == "planted\n"
     assert_one_line_error(templated, "no such box: nosuch")
+
+
+def test_inspect_has_dockers_state_for_its_templates(script_runner: ScriptRunner) -> None:
+    """docker users' `{{.State.Status}}`, `{{.State.Running}}`, `{{.State.ExitCode}}`..."""
+    state = plant_box(exit_code=3)
+    state.started_at, state.finished_at = 1796000000.5, 1796000060.25
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    out = bx(script_runner, "inspect", "-f", "{{.State.Status}} {{.State.Running}} "
+             "{{.State.ExitCode}} {{.State.Pid}} {{.State.Paused}} {{.State.StartedAt}} "
+             "{{.State.FinishedAt}}", "planted")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ("exited false 3 0 false 2026-11-30T00:53:20.500000Z "
+                          "2026-11-30T00:54:20.250000Z\n")
+    plant_box("c0ffee" + "2" * 58, name="fresh", status=Status.CREATED, exit_code=None)
+    fresh = bx(script_runner, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} "
+               "{{.State.StartedAt}}", "fresh")
+    assert fresh.stdout == "created 0 0001-01-01T00:00:00Z\n"
 
 
 def test_a_box_larger_than_this_host_is_refused_at_start(script_runner: ScriptRunner,

@@ -103,6 +103,17 @@ def test_logs_follow_ends_when_the_box_stops() -> None:
         bx("rm", "-f", "fl")
 
 
+def test_logs_follow_of_a_rm_box_ends_cleanly_when_it_is_removed() -> None:
+    run = bx("run", "-d", "--rm", "--name", "flrm", IMAGE, "sh", "-c",
+             "echo a; sleep 2; echo b; exit 3")
+    assert run.returncode == 0, run.stderr
+    try:
+        followed = bx("logs", "-f", "flrm", timeout=300)
+        assert (followed.returncode, followed.stdout, followed.stderr) == (0, b"a\nb\n", b"")
+    finally:
+        bx("rm", "-f", "flrm")
+
+
 def test_a_detached_box_logs_all_it_wrote_before_it_ended() -> None:
     """The VM goes down only once the end of the output is in the log."""
     script = "i=0; while [ $i -lt 30000 ]; do echo $i; i=$((i+1)); done; echo END"

@@ -35,6 +35,10 @@ def test_pause_stops_the_vm_until_unpause(e2e_home: Path) -> None:
         listed = {b["name"]: b for b in json.loads(bx("ps", "--format", "json").stdout)}
         assert listed["napper"]["paused"] is True
         assert bx("inspect", "-f", "{{.Status}} {{.Paused}}", "napper").stdout == b"running true\n"
+        docker_view = bx("inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Pid}}",
+                         "napper").stdout.split()
+        assert docker_view[:2] == [b"paused", b"true"]
+        assert (Path("/proc") / docker_view[2].decode() / "exe").resolve().name.startswith("qemu")
 
         again = bx("pause", "napper")
         assert (again.returncode, again.stderr) == (125, b"boxlite: box napper is already paused\n")

@@ -139,6 +139,17 @@ def test_import_good_archive_makes_a_created_standalone_box(rt: Runtime, disk: b
     assert list(staging_root(rt.paths).iterdir()) == []
 
 
+def test_an_imported_ipv6_port_is_published_on_127_0_0_1(rt: Runtime, disk: bytes) -> None:
+    doc = manifest(disk)
+    doc["config"]["network"]["ports"] = [{"box_port": 80, "host_ip": "::1", "host_port": 0}]
+    warnings: list[str] = []
+    state = ex.import_box(rt, io.BytesIO(archive([reg("manifest.json", json.dumps(doc).encode()),
+                                                  reg("disks/rootfs.qcow2", disk)])),
+                          "a.bx", "v6", warn=warnings.append)
+    assert rt.boxes.read(state.id).config.network.ports == [PortMapping(80, "tcp", "127.0.0.1", 0)]
+    assert warnings
+
+
 def test_import_name_clash_leaves_nothing(rt: Runtime, disk: bytes) -> None:
     first = do_import(rt, archive(good_members(disk)), "dup")
     before = sorted(leftovers(rt))

@@ -43,3 +43,14 @@ def test_rows_and_json() -> None:
     data = to_json(proc(started=1796000000.123))
     assert data["command"] == ["sleep", "30"] and data["started_at"] == 1796000000.12
     assert data["cpu_seconds"] == 3725.5 and data["user"] == "nobody"
+
+
+def test_stats_memory_is_in_binary_units_as_docker_shows_it() -> None:
+    from boxlite_cli.cli.output import human_binary
+    from boxlite_cli.cli.stats import _rows
+    from boxlite_cli.runtime.runtime import BoxStats
+
+    assert (human_binary(512 << 20), human_binary(1536 << 20), human_binary(1000)) == (
+        "512MiB", "1.5GiB", "1000B")
+    [row] = _rows([BoxStats("a" * 64, "web", 1.5, 100 << 20, 512 << 20)])
+    assert row[3] == "100MiB / 512MiB" and row[4] == "19.53%"
