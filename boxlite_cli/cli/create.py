@@ -26,7 +26,8 @@ from boxlite_cli.runtime.spec import parse_disk_size
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
-           hostname: str | None, stop_signal: str | None, pids_limit: int | None,
+           hostname: str | None, stop_signal: str | None,
+           stop_timeout: float | None, pids_limit: int | None,
            entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
            accel: str | None, vmm: str | None,
            auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
@@ -42,7 +43,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         pull=pull, auto_remove=auto_remove, detach=True,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit,
+        pids_limit=pids_limit, stop_timeout=stop_timeout,
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -50,9 +50,9 @@ def stop_time_option(f: F) -> F:
     f = click.option("-s", "--signal", "stop_signal", metavar="SIGNAL", default=None,
                      help="Signal to send first (name or number) [default: the box's stop "
                           "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
-    return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=10,
-                        show_default=True,
-                        help="Seconds to wait after that signal before SIGKILL.")(f)
+    return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=None,
+                        help="Seconds to wait after that signal before SIGKILL [default: the "
+                             "box's --stop-timeout, or 10].")(f)
 
 
 MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
@@ -68,6 +68,10 @@ def box_options(f: F) -> F:
         click.option("--stop-signal", metavar="SIGNAL",
                      help="Signal `stop` and `restart` send the main process (name or number) "
                           "[default: the image's StopSignal, or SIGTERM]."),
+        click.option("--stop-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
+                     default=None, metavar="SECS",
+                     help="Seconds `stop` and `restart` wait after the stop signal before "
+                          "SIGKILL, unless given -t [default: 10]."),
         click.option("--pids-limit", type=int, default=None, metavar="N",
                      help="Processes and threads the box may have at once (-1 or 0: no "
                           f"limit) [default: {DEFAULT_PIDS_LIMIT}]."),

@@ -16,7 +16,7 @@ from boxlite_cli.runtime.signals import parse_signal
 @stop_time_option
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli
-def restart(cli: CliContext, timeout: float, stop_signal: str | None,
+def restart(cli: CliContext, timeout: float | None, stop_signal: str | None,
             boxes: tuple[str, ...]) -> int:
     """Restart one or more boxes (their disks are kept)."""
     signum = parse_signal(stop_signal) if stop_signal is not None else None

@@ -15,7 +15,7 @@ from boxlite_cli.runtime.signals import parse_signal
 @stop_time_option
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_running_box)
 @pass_cli
-def stop(cli: CliContext, timeout: float, stop_signal: str | None,
+def stop(cli: CliContext, timeout: float | None, stop_signal: str | None,
          boxes: tuple[str, ...]) -> int:
     """Stop one or more boxes: the stop signal (SIGTERM unless the image or --stop-signal
     says otherwise) to the main process, SIGKILL after the grace time."""

@@ -418,6 +418,15 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
     return NetworkConfig(mode=mode, dns=dns, extra_hosts=hosts, ports=ports), rebound
 
 
+def _stop_timeout(cfg: dict[str, Any], what: str) -> float | None:
+    value = cfg.get("stop_timeout")
+    if value is None:
+        return None
+    _expect(isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value <= 10**9, what, "stop_timeout is not a number of seconds")
+    return float(value)
+
+
 def _stop_signal(cfg: dict[str, Any], what: str) -> str:
     value = _str(cfg, "stop_signal", what, "")
     if value:
@@ -460,7 +469,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         detach=_bool(cfg, "detach", what), network=network,
         stop_signal=_stop_signal(cfg, what),
         pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT),
-        disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0))
+        disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0),
+        stop_timeout=_stop_timeout(cfg, what))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -138,6 +138,7 @@ class CreateOptions:
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
     publish_all: bool = False  # -P: the image's ExposedPorts too
     pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
+    stop_timeout: float | None = None  # --stop-timeout; None: 10 s
     disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
 
 
@@ -359,7 +360,7 @@ class Runtime:
                                  auto_remove=opts.auto_remove, detach=opts.detach,
                                  hostname=opts.hostname or box_id[:12], network=network,
                                  stop_signal=stops_with, pids_limit=pids_limit,
-                                 disk_size=opts.disk_size),
+                                 disk_size=opts.disk_size, stop_timeout=opts.stop_timeout),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here
@@ -775,15 +776,19 @@ class Runtime:
             time.sleep(0.02)
         return False
 
-    def stop(self, ref: str, timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+    def stop(self, ref: str, timeout_s: float | None = None,
              restarting: bool = False, signum: int | None = None) -> BoxState:
         """Signal the main process (`signum`, else the box's stop signal: the image's
-        StopSignal or SIGTERM), SIGKILL it after `timeout_s`, then power off.
-        `restarting`: a `--rm` box is kept (`restart` starts it again)."""
+        StopSignal or SIGTERM), SIGKILL it after `timeout_s` (None: the box's
+        --stop-timeout, or 10 s), then power off. `restarting`: a `--rm` box is kept
+        (`restart` starts it again)."""
         box_id = self.resolve(ref)
         state = self.get(box_id)
         if state.status not in LIVE:
             return state
+        if timeout_s is None:
+            timeout_s = (state.config.stop_timeout if state.config.stop_timeout is not None
+                         else DEFAULT_STOP_TIMEOUT_S)
         files = self.files(box_id)
         if restarting and state.config.auto_remove:
             files.restarting.touch()

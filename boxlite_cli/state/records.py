@@ -66,6 +66,8 @@ class BoxConfig:
     hostname: str = ""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     stop_signal: str = ""  # what `stop` sends the main process ("": SIGTERM)
+    # Seconds `stop` waits after the stop signal before SIGKILL (None: 10; -t overrides)
+    stop_timeout: float | None = None
     # Processes and threads the box may have at once (--pids-limit; 0: no limit)
     pids_limit: int = DEFAULT_PIDS_LIMIT
     # The root disk's size in bytes (--disk-size; 0: the image's filesystem as built,

@@ -103,6 +103,24 @@ def test_logs_follow_ends_when_the_box_stops() -> None:
         bx("rm", "-f", "fl")
 
 
+def test_stop_timeout_is_the_boxs_grace_unless_t_says_otherwise() -> None:
+    """The main process takes 3 s to end after SIGTERM: --stop-timeout 1 kills it first
+    (137); stop -t 30 lets it end (its own code)."""
+    script = "trap 'sleep 3; exit 7' TERM; while :; do sleep 0.1; done"
+    run = bx("run", "-d", "--name", "grace", "--stop-timeout", "1", IMAGE, "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    try:
+        assert bx("inspect", "-f", "{{.Config.StopTimeout}}", "grace").stdout == b"1.0\n"
+        assert bx("stop", "grace").returncode == 0
+        assert bx("inspect", "-f", "{{.State.ExitCode}}", "grace").stdout == b"137\n"
+        assert bx("start", "grace").returncode == 0
+        time.sleep(0.5)  # (the trap is set)
+        assert bx("stop", "-t", "30", "grace").returncode == 0
+        assert bx("inspect", "-f", "{{.State.ExitCode}}", "grace").stdout == b"7\n"
+    finally:
+        bx("rm", "-f", "grace")
+
+
 def test_logs_follow_of_a_rm_box_ends_cleanly_when_it_is_removed() -> None:
     run = bx("run", "-d", "--rm", "--name", "flrm", IMAGE, "sh", "-c",
              "echo a; sleep 2; echo b; exit 3")
