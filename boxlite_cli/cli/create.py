@@ -15,7 +15,7 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.runtime.runtime import CreateOptions
-from boxlite_cli.runtime.spec import parse_disk_size
+from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -27,7 +27,7 @@ from boxlite_cli.runtime.spec import parse_disk_size
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
            hostname: str | None, stop_signal: str | None,
-           stop_timeout: float | None, pids_limit: int | None,
+           labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
            entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
            accel: str | None, vmm: str | None,
            auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
@@ -43,7 +43,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         pull=pull, auto_remove=auto_remove, detach=True,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit, stop_timeout=stop_timeout,
+        pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -68,6 +68,8 @@ def box_options(f: F) -> F:
         click.option("--stop-signal", metavar="SIGNAL",
                      help="Signal `stop` and `restart` send the main process (name or number) "
                           "[default: the image's StopSignal, or SIGTERM]."),
+        click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
+                     help="Set a label on the box (find boxes by it: ps --filter label=KEY)."),
         click.option("--stop-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
                      default=None, metavar="SECS",
                      help="Seconds `stop` and `restart` wait after the stop signal before "

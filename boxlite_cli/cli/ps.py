@@ -18,6 +18,7 @@ from boxlite_cli.cli.output import (
 )
 from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
+from boxlite_cli.runtime.boxfilter import parse_filters
 from boxlite_cli.state.records import BoxState, Status
 
 
@@ -39,6 +40,7 @@ def box_json(state: BoxState) -> dict[str, Any]:
         "exit_code": state.exit_code, "error": state.error, "created_at": state.created_at,
         "started_at": state.started_at, "finished_at": state.finished_at,
         "cpus": state.config.cpus, "memory_mib": state.config.memory_mib, "accel": state.accel,
+        "labels": state.config.labels,
     }
 
 
@@ -46,14 +48,26 @@ def box_json(state: BoxState) -> dict[str, Any]:
 @click.option("-a", "--all", "all_boxes", is_flag=True, help="Show all boxes (default: running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only print box ids.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only boxes that match: id, name, status, exited, ancestor, label "
+                   "(KEY or KEY=VALUE); one key given twice matches either.")
+@click.option("-n", "--last", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Show the N boxes created last (all states).")
+@click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")
 @format_option
 @pass_cli
-def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, fmt: str) -> int:
-    """List boxes."""
+def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
+       last: int | None, latest: bool, fmt: str) -> int:
+    """List boxes (running ones, unless -a, -n, -l or a filter on another status)."""
     id_len = None if no_trunc else 12
-    items = cli.runtime.list_boxes(all_boxes=all_boxes)
-    states = [s for s in items if isinstance(s, BoxState)]
+    wanted = parse_filters(filters)
+    if latest:
+        last = 1
+    items = cli.runtime.list_boxes(all_boxes=all_boxes or last is not None or wanted.needs_all)
+    states = [s for s in items if isinstance(s, BoxState) and wanted.matches(s)]
     states.sort(key=lambda s: s.created_at, reverse=True)
+    if last is not None:
+        states = states[:last]
     broken = [e for e in items if isinstance(e, StateCorrupt)]
     if quiet:
         for s in states:

@@ -22,7 +22,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
-from boxlite_cli.runtime.spec import parse_disk_size
+from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 
 
@@ -40,7 +40,7 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
         from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
-        stop_timeout: float | None, pids_limit: int | None,
+        labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
         entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
         accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
@@ -72,7 +72,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit, stop_timeout=stop_timeout,
+        pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -57,7 +57,7 @@ from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import parse_add_host
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
-from boxlite_cli.runtime.spec import MIN_MEMORY_MIB
+from boxlite_cli.runtime.spec import MAX_LABELS_BYTES, MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
@@ -418,6 +418,16 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
     return NetworkConfig(mode=mode, dns=dns, extra_hosts=hosts, ports=ports), rebound
 
 
+def _labels(cfg: dict[str, Any], what: str) -> dict[str, str]:
+    labels = cfg.get("labels") or {}
+    _expect(isinstance(labels, dict) and all(isinstance(k, str) and k and isinstance(v, str)
+                                             for k, v in labels.items()), what,
+            "labels is not an object of strings")
+    _expect(sum(len(k) + len(v) for k, v in labels.items()) <= MAX_LABELS_BYTES, what,
+            "labels are too large")
+    return dict(labels)
+
+
 def _stop_timeout(cfg: dict[str, Any], what: str) -> float | None:
     value = cfg.get("stop_timeout")
     if value is None:
@@ -470,7 +480,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         stop_signal=_stop_signal(cfg, what),
         pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT),
         disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0),
-        stop_timeout=_stop_timeout(cfg, what))
+        stop_timeout=_stop_timeout(cfg, what), labels=_labels(cfg, what))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

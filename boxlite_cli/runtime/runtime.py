@@ -139,6 +139,7 @@ class CreateOptions:
     publish_all: bool = False  # -P: the image's ExposedPorts too
     pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
     stop_timeout: float | None = None  # --stop-timeout; None: 10 s
+    labels: dict[str, str] = field(default_factory=dict)  # --label
     disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
 
 
@@ -360,7 +361,8 @@ class Runtime:
                                  auto_remove=opts.auto_remove, detach=opts.detach,
                                  hostname=opts.hostname or box_id[:12], network=network,
                                  stop_signal=stops_with, pids_limit=pids_limit,
-                                 disk_size=opts.disk_size, stop_timeout=opts.stop_timeout),
+                                 disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
+                                 labels=dict(opts.labels)),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

@@ -207,6 +207,23 @@ MAX_DISK_SIZE = 2 << 40
 _MIB = 1 << 20
 
 
+MAX_LABELS_BYTES = 64 * 1024  # of all labels of a box
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """--label KEY=VALUE (or KEY, for an empty value), as docker takes them."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key.strip():
+            raise UsageError(f"invalid label {item!r}: use KEY=VALUE")
+        _check_text(item, "label")
+        labels[key] = value
+    if sum(len(k) + len(v) for k, v in labels.items()) > MAX_LABELS_BYTES:
+        raise UsageError(f"the labels take more than {MAX_LABELS_BYTES // 1024} KiB")
+    return labels
+
+
 def parse_disk_size(text: str | None) -> int:
     """--disk-size → bytes, rounded up to a whole MiB; 0 when not given."""
     if text is None:

@@ -73,6 +73,7 @@ class BoxConfig:
     # The root disk's size in bytes (--disk-size; 0: the image's filesystem as built,
     # its content and 4 GiB free)
     disk_size: int = 0
+    labels: dict[str, str] = field(default_factory=dict)  # --label KEY=VALUE
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
 
 

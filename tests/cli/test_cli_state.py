@@ -136,6 +136,32 @@ def test_a_missing_tag_names_the_tags_the_store_has(script_runner: ScriptRunner,
         "  hint: localhost/tiny:latest is not in the local store, which has localhost/tiny:1")
 
 
+def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
+    for name, labels in (("a1", ["job=1", "kind=ci"]), ("a2", ["job=2"]), ("b", [])):
+        created = bx(script_runner, "create", "--name", name,
+                     *(x for label in labels for x in ("-l", label)), image)
+        assert created.returncode == 0, created.stderr
+    [a1] = json.loads(bx(script_runner, "inspect", "a1").stdout)
+    assert a1["config"]["labels"] == {"job": "1", "kind": "ci"}
+
+    def listed(*args: str) -> list[str]:
+        result = bx(script_runner, "ps", "--format", "json", *args)
+        assert result.returncode == 0, result.stderr
+        return sorted(b["name"] for b in json.loads(result.stdout))
+
+    assert listed() == []  # (created boxes: not running)
+    assert listed("-a", "--filter", "label=job") == ["a1", "a2"]
+    assert listed("-a", "-f", "label=job=2") == ["a2"]
+    assert listed("-f", "status=created", "-f", "name=a") == ["a1", "a2"]  # (no -a needed)
+    assert listed("-n", "2") == ["a2", "b"]
+    assert listed("-l") == ["b"]
+    quiet = bx(script_runner, "ps", "-aq", "--no-trunc", "--filter", "label=kind=ci")
+    [a1_id] = quiet.stdout.split()
+    assert a1_id == a1["id"]
+    assert_one_line_error(bx(script_runner, "ps", "--filter", "colour=red"),
+                          "invalid filter 'colour'")
+
+
 def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:
     """--net is --network; --init changes nothing (every box has its init)."""
     created = bx(script_runner, "create", "--init", "--net", "none", "--name", "nd", image)

@@ -222,6 +222,10 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         sized = manifest(disk)
         sized["config"]["disk_size"] = size
         rejected(rt, archive([reg("manifest.json", json.dumps(sized).encode())]), "disk_size")
+    for labels in (["a"], {"a": 1}, {"": "x"}, {"k": "v" * 70000}):
+        labelled = manifest(disk)
+        labelled["config"]["labels"] = labels
+        rejected(rt, archive([reg("manifest.json", json.dumps(labelled).encode())]), "labels")
     for timeout in (-1, "10", True, 1e10):
         slow = manifest(disk)
         slow["config"]["stop_timeout"] = timeout
@@ -514,17 +518,19 @@ def test_clones_of_a_box_with_a_fixed_host_port_get_free_ones(rt: Runtime, tmp_p
     assert warned and "18080" in warned[0] and "boxlite port" in warned[0]
 
 
-def test_stop_signal_timeout_and_disk_size_survive_export_and_import(rt: Runtime,
+def test_config_survives_export_and_import(rt: Runtime,
                                                                  disk: bytes) -> None:
     doc = manifest(disk)
     doc["config"]["stop_signal"] = "SIGINT"
     doc["config"]["disk_size"] = 9 << 30
     doc["config"]["stop_timeout"] = 2.5
+    doc["config"]["labels"] = {"job": "7"}
     state = do_import(rt, archive([reg("manifest.json", json.dumps(doc).encode()),
                                    reg("disks/rootfs.qcow2", disk)]))
     assert rt.boxes.read(state.id).config.stop_signal == "SIGINT"
     assert rt.boxes.read(state.id).config.disk_size == 9 << 30
     assert rt.boxes.read(state.id).config.stop_timeout == 2.5
+    assert rt.boxes.read(state.id).config.labels == {"job": "7"}
 
 
 def test_a_run_of_zeros_in_a_disk_is_written_as_a_hole(rt: Runtime, disk: bytes) -> None:

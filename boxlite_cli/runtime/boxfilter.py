@@ -1,0 +1,86 @@
+"""`ps --filter KEY=VALUE` (docker's): which boxes a listing keeps.
+
+Filters of one key are alternatives (any may match), filters of different keys all
+have to match, as in docker. Keys: id (a prefix), name (a part of it), status
+(created, running, paused, exited, ...), exited (an exit code), ancestor (the image
+reference or id the box was made from), label (KEY or KEY=VALUE)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.state.records import BoxState, Status
+
+STATUSES = (*(s.value for s in Status), "paused")
+KEYS = ("id", "name", "status", "exited", "ancestor", "label")
+
+
+def _status(state: BoxState) -> str:
+    return "paused" if state.is_paused else state.status.value
+
+
+def _same_image(state: BoxState, wanted: str) -> bool:
+    if state.config.image_id.removeprefix("sha256:").startswith(wanted.removeprefix("sha256:")):
+        return len(wanted.removeprefix("sha256:")) >= 4  # (an id prefix, docker's shortest)
+    try:
+        return parse_reference(wanted).short == parse_reference(state.config.image).short
+    except UsageError:
+        return False
+
+
+def _label(state: BoxState, wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    labels = state.config.labels
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _exited(state: BoxState, wanted: str) -> bool:
+    return state.status == Status.EXITED and str(state.exit_code) == wanted
+
+
+TESTS: dict[str, Callable[[BoxState, str], bool]] = {
+    "id": lambda state, wanted: state.id.startswith(wanted),
+    "name": lambda state, wanted: wanted in state.name,
+    "status": lambda state, wanted: _status(state) == wanted,
+    "exited": _exited,
+    "ancestor": _same_image,
+    "label": _label,
+}
+
+
+@dataclass
+class BoxFilter:
+    """Parsed filters: key → the values given for it."""
+
+    wanted: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def needs_all(self) -> bool:
+        """A filter on a state that is not running lists stopped boxes too (docker's)."""
+        return "exited" in self.wanted or any(v != "running" for v in self.wanted.get("status", []))
+
+    def matches(self, state: BoxState) -> bool:
+        return all(any(TESTS[key](state, v) for v in values) for key, values in self.wanted.items())
+
+
+def parse_filters(items: Sequence[str]) -> BoxFilter:
+    """`KEY=VALUE` each; a UsageError names a malformed one or an unknown key."""
+    parsed = BoxFilter()
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not value:
+            raise UsageError(f"invalid filter {item!r}: use KEY=VALUE",
+                             hint=f"keys: {', '.join(KEYS)}")
+        if key not in TESTS:
+            raise UsageError(f"invalid filter {key!r}", hint=f"keys: {', '.join(KEYS)}")
+        if key == "status" and value not in STATUSES:
+            raise UsageError(f"invalid filter 'status={value}'",
+                             hint=f"a status is one of: {', '.join(STATUSES)}")
+        if key == "exited" and not value.lstrip("-").isdigit():
+            raise UsageError(f"invalid filter 'exited={value}': an exit code is a number")
+        parsed.wanted.setdefault(key, []).append(value)
+    return parsed
