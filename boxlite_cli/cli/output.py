@@ -44,23 +44,23 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
-def human_size(n: int) -> str:
+def _scaled(n: int, step: int, units: tuple[str, ...], digits: int) -> str:
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{size:.3g}TB"
+    for unit in units[:-1]:
+        if size < step:
+            return f"{size:.{digits}g}{unit}"
+        size /= step
+    return f"{size:.{digits}g}{units[-1]}"
+
+
+def human_size(n: int) -> str:
+    """Decimal units, as docker images shows sizes: 120MB."""
+    return _scaled(n, 1000, ("B", "kB", "MB", "GB", "TB"), 3)
 
 
 def human_binary(n: int) -> str:
     """Binary units, as docker stats shows memory: 512MiB, 1.5GiB."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.4g}{unit}"
-        size /= 1024
-    return f"{size:.4g}TiB"
+    return _scaled(n, 1024, ("B", "KiB", "MiB", "GiB", "TiB"), 4)
 
 
 def human_duration(seconds: float) -> str:
