@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import shlex
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from boxlite_cli.agent.client import ProcessInfo
 from boxlite_cli.cli.completion import complete_unpaused_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
 from boxlite_cli.errors import UsageError
+
+if TYPE_CHECKING:  # (grpc is imported only once a box is asked)
+    from boxlite_cli.agent.client import ProcessInfo
 
 HEADERS = ["PID", "PPID", "USER", "STAT", "TIME", "RSS", "STIME", "COMMAND"]
 DAY_S = 86400.0
