@@ -378,7 +378,9 @@ def test_a_terminated_copy_out_leaves_no_half_file(box: str, tmp_path: Path) -> 
     ok(f"{box}:/small", str(tmp_path / "small"))
     small = (tmp_path / "small").stat()
     assert small.st_size == (64 << 20) + 3 and small.st_blocks * 512 < 1 << 20
-    sh(box, "rm /small; truncate -s 2G /sparse")
+    # (allocated, so its 2 GiB of zeros travel and the copy takes long enough to be cut
+    # short: a file with holes would go as a sparse member, at once)
+    sh(box, "rm /small; fallocate -l 2G /sparse")
     dest = tmp_path / "dest"
     dest.mkdir()
     proc = subprocess.Popen([boxlite_bin(), "cp", f"{box}:/sparse", str(dest)],
