@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -11,7 +10,7 @@ from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
-from boxlite_cli.cli.output import print_records
+from boxlite_cli.cli.output import print_records, rfc3339
 from boxlite_cli.errors import BoxliteError, NotFound
 from boxlite_cli.state.pidfile import read_pidfile
 from boxlite_cli.state.records import BoxState, Status
@@ -25,15 +24,6 @@ def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
         return None
 
 
-NEVER = "0001-01-01T00:00:00Z"  # (docker's time of what never happened)
-
-
-def _rfc3339(ts: float | None) -> str:
-    if not ts:
-        return NEVER
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
     """docker's State of a box, for the templates docker users write
     (`{{.State.Status}}`, `{{.State.Running}}`, `{{.State.ExitCode}}`, ...). Pid is the
@@ -44,7 +34,7 @@ def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
         "running": running, "paused": state.is_paused,
         "pid": vmm_pid if running else 0,
         "exit_code": state.exit_code or 0, "error": state.error or "",
-        "started_at": _rfc3339(state.started_at), "finished_at": _rfc3339(state.finished_at),
+        "started_at": rfc3339(state.started_at), "finished_at": rfc3339(state.finished_at),
     }
 
 

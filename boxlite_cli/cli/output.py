@@ -44,6 +44,18 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+NEVER = "0001-01-01T00:00:00Z"  # (docker's time of what never happened)
+
+
+def rfc3339(ts: float | None) -> str:
+    """A Unix time as JSON outputs give times: RFC 3339, UTC (`Z`); NEVER for none."""
+    from datetime import UTC, datetime  # (only for the commands that print times)
+
+    if not ts:
+        return NEVER
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
 def _scaled(n: int, step: int, units: tuple[str, ...], digits: int) -> str:
     size = float(n)
     for unit in units[:-1]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import ago, format_option, print_json, print_table
+from boxlite_cli.cli.output import ago, format_option, print_json, print_table, rfc3339
 
 
 @click.group()
@@ -42,7 +40,7 @@ def ls(cli: CliContext, fmt: str, box: str) -> int:
 
     items = snapshots.list_all(cli.runtime, box)
     if fmt == "json":
-        print_json([{"name": s.name, "created": datetime.fromtimestamp(s.created).isoformat(),
+        print_json([{"name": s.name, "created": rfc3339(s.created),
                      "memory": bool(s.memory), "file": s.file} for s in items])
         return 0
     print_table(["NAME", "CREATED", "MEMORY"],

@@ -56,6 +56,7 @@ def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> Non
         assert abs(guest_now - time.time()) < 2.0  # the clock was reset after the restore
         listing = json.loads(out("snapshot", "ls", "--format", "json", box))
         assert [(s["name"], s["memory"]) for s in listing] == [("ck", True)]
+        assert listing[0]["created"].endswith("Z")  # (RFC 3339, UTC, as every JSON time)
         # another box from the same checkpoint: the same process, on its own disk
         copy = out("run", "-d", "--from", f"{box}:ck")
         try:

@@ -1,4 +1,4 @@
-"""boxlite top's columns: ps's TIME and STIME, and command lines."""
+"""Columns of top, stats and JSON outputs: ps's TIME and STIME, command lines, memory units, times."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def test_stats_memory_is_in_binary_units_as_docker_shows_it() -> None:
         "512MiB", "1.5GiB", "1000B")
     [row] = _rows([BoxStats("a" * 64, "web", 1.5, 100 << 20, 512 << 20)])
     assert row[3] == "100MiB / 512MiB" and row[4] == "19.53%"
+
+
+def test_json_times_are_rfc3339_in_utc() -> None:
+    from boxlite_cli.cli.output import NEVER, rfc3339
+
+    assert rfc3339(1796000000.5) == "2026-11-30T00:53:20.500000Z"
+    assert rfc3339(None) == rfc3339(0) == NEVER == "0001-01-01T00:00:00Z"
