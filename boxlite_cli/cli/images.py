@@ -7,7 +7,14 @@ from datetime import datetime
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import ago, format_option, human_size, print_json, print_table
+from boxlite_cli.cli.output import (
+    ago,
+    human_size,
+    print_json,
+    print_lines,
+    print_table,
+    template_format_option,
+)
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
 
@@ -25,7 +32,7 @@ def created_at(image: Image) -> float | None:
 
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Only print image ids.")
-@format_option
+@template_format_option("{{.Repository}}:{{.Tag}}")
 @pass_cli
 def images(cli: CliContext, quiet: bool, fmt: str) -> int:
     """List the images in the local store."""
@@ -46,6 +53,14 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
                      "digest": repo_digests.get((i.reference.name, i.manifest_digest),
                                                 i.manifest_digest),
                      "created": i.config.get("created"), "size": i.size} for i in items])
+    elif fmt != "table":
+        print_lines(fmt, [{
+            "Repository": Reference(i.reference.registry, i.reference.repository, None,
+                                    None).short,
+            "Tag": i.reference.tag or "<none>", "ID": i.id.split(":", 1)[1][:12],
+            "Digest": i.manifest_digest, "CreatedAt": i.config.get("created") or "",
+            "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
+        } for i in items])
     else:
         rows = []
         for i in items:

@@ -20,6 +20,29 @@ def format_option(f: F) -> F:
                         help="Output format.")(f)
 
 
+def _table_json_or_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value in ("table", "json") or "{{" in value:
+        return value
+    raise click.BadParameter(f"{value!r}: use table, json or a template such as "
+                             "'{{.Names}}'", ctx, param)
+
+
+def template_format_option(example: str) -> Callable[[F], F]:
+    """--format of a listing: table, json, or a docker-style template (`example`),
+    rendered once per item (cli/template.py)."""
+    return click.option("--format", "fmt", default="table", show_default=True,
+                        callback=_table_json_or_template,
+                        help=f"table, json, or a template such as '{example}' (a line each).")
+
+
+def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
+    """One line per record from a --format template."""
+    from boxlite_cli.cli.template import render
+
+    for record in records:
+        click.echo(render(template, record))
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     rows = [[printable(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]

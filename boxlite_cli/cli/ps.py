@@ -11,10 +11,12 @@ import click
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
-    format_option,
     human_duration,
     print_json,
+    print_lines,
     print_table,
+    rfc3339,
+    template_format_option,
 )
 from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
@@ -44,6 +46,19 @@ def box_json(state: BoxState) -> dict[str, Any]:
     }
 
 
+def docker_row(state: BoxState, id_len: int | None) -> dict[str, Any]:
+    """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`)."""
+    return {
+        "ID": state.id[:id_len], "Names": state.name, "Image": state.config.image,
+        "Command": _command(state, id_len is not None), "CreatedAt": rfc3339(state.created_at),
+        "RunningFor": ago(state.created_at), "Status": status_text(state),
+        "State": "paused" if state.is_paused else state.status.value,
+        "Ports": ", ".join(f"{p.public}->{p.private}" for p in state.ports
+                           if state.status == Status.RUNNING),
+        "Labels": ",".join(f"{k}={v}" for k, v in state.config.labels.items()),
+    }
+
+
 @click.command()
 @click.option("-a", "--all", "all_boxes", is_flag=True, help="Show all boxes (default: running).")
 @click.option("-q", "--quiet", is_flag=True, help="Only print box ids.")
@@ -54,7 +69,7 @@ def box_json(state: BoxState) -> dict[str, Any]:
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")
-@format_option
+@template_format_option("{{.Names}} {{.Status}}")
 @pass_cli
 def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
        last: int | None, latest: bool, fmt: str) -> int:
@@ -74,6 +89,8 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
             click.echo(s.id[:id_len])
     elif fmt == "json":
         print_json([box_json(s) for s in states])
+    elif fmt != "table":
+        print_lines(fmt, [docker_row(s, id_len) for s in states])
     else:
         rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
                  status_text(s), s.name] for s in states]

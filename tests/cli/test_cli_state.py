@@ -160,6 +160,13 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert a1_id == a1["id"]
     assert_one_line_error(bx(script_runner, "ps", "--filter", "colour=red"),
                           "invalid filter 'colour'")
+    # docker's --format templates, a line per box
+    lines = bx(script_runner, "ps", "-a", "--format", "{{.Names}}|{{.State}}|{{.Labels}}",
+               "-f", "name=a").stdout.splitlines()
+    assert sorted(lines) == ["a1|created|job=1,kind=ci", "a2|created|job=2"]
+    assert bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == (
+        "localhost/tiny:1\n")
+    assert_one_line_error(bx(script_runner, "ps", "--format", "wide"), "use table, json or a template")
 
 
 def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:
