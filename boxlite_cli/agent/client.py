@@ -90,6 +90,7 @@ class ProcessInfo:
     threads: int
     name: str
     argv: tuple[str, ...]
+    argv_cut: bool = False  # argv is its first 8 KiB only, or was left out
 
 
 def open_channel(target: str) -> grpc.Channel:
@@ -243,7 +244,7 @@ class AgentClient:
         resp = _rpc("listing the box's processes", lambda: self.stub.Processes(
             pb.ProcessesRequest(), timeout=60))
         return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s, p.rss_bytes,
-                            p.started, p.threads, p.name, tuple(p.argv))
+                            p.started, p.threads, p.name, tuple(p.argv), p.argv_cut)
                 for p in resp.processes]
 
     def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:

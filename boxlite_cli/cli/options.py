@@ -82,7 +82,7 @@ def box_options(f: F) -> F:
         click.option("-m", "--memory", default="512m", show_default=True,
                      help="Memory of the VM (e.g. 512m, 2g)."),
         click.option("--disk-size", metavar="SIZE", default=None,
-                     help="Size of the box's root disk (e.g. 20g; at most 2t): its "
+                     help="Size of the box's root disk (e.g. 20g; at most 512g): its "
                           "filesystem grows to it when the box first starts [default: the "
                           "image's content and 4 GiB free]."),
         click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,

@@ -10,7 +10,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_unpaused_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, human_size, print_json, print_table
+from boxlite_cli.cli.output import format_option, human_binary, print_json, print_table
 from boxlite_cli.errors import UsageError
 
 if TYPE_CHECKING:  # (grpc is imported only once a box is asked)
@@ -39,13 +39,15 @@ def start_time(started: float, now: float) -> str:
 
 
 def command_line(p: ProcessInfo) -> str:
-    """The argv as a shell would read it again; [name] for a process without one (ps)."""
-    return shlex.join(p.argv) if p.argv else f"[{p.name}]"
+    """The argv, quoted as for a shell; [name] for a process without one (ps); `…` at
+    the end of one that was cut."""
+    text = shlex.join(p.argv) if p.argv else f"[{p.name}]"
+    return f"{text} …" if p.argv_cut else text
 
 
 def rows(processes: list[ProcessInfo], now: float) -> list[list[str]]:
     return [[str(p.pid), str(p.ppid), p.user or str(p.uid), p.state, cpu_time(p.cpu_s),
-             human_size(p.rss_bytes), start_time(p.started, now), command_line(p)]
+             human_binary(p.rss_bytes), start_time(p.started, now), command_line(p)]
             for p in processes]
 
 
@@ -53,7 +55,7 @@ def to_json(p: ProcessInfo) -> dict[str, object]:
     return {"pid": p.pid, "ppid": p.ppid, "uid": p.uid, "user": p.user, "state": p.state,
             "cpu_seconds": round(p.cpu_s, 2), "rss_bytes": p.rss_bytes,
             "started_at": round(p.started, 2), "threads": p.threads, "name": p.name,
-            "command": list(p.argv)}
+            "command": list(p.argv), "command_cut": p.argv_cut}
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -57,7 +57,7 @@ from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import parse_add_host
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
-from boxlite_cli.runtime.spec import MAX_LABELS_BYTES, MIN_MEMORY_MIB
+from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
@@ -73,7 +73,7 @@ ROOTFS = "disks/rootfs.qcow2"
 DISK_NAMES = frozenset({ROOTFS})
 MAX_MANIFEST = 1 << 20
 DEFAULT_MAX_DISK = 256 << 30  # bytes of one disk member ($BOXLITE_IMPORT_MAX_DISK)
-MAX_VIRTUAL = 16 << 40  # the disk size the guest sees
+MAX_VIRTUAL = MAX_DISK_SIZE  # the disk size the guest sees (--disk-size's most)
 HEADER_SLACK = 1 << 20  # tar headers (PAX included) allowed around each member
 CHUNK = 1 << 20
 # Left free after an import's disk is written (the box's own overlay, logs, ...).
@@ -499,6 +499,9 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         _expect(bool(_SHA256.match(digest)), what, f"disk {name} has a malformed sha256")
         disks.append(DiskEntry(name, size, digest,
                                _int(d, "virtual_size", what, 1, MAX_VIRTUAL)))
+    # The box's disk size is its disk's, whatever the manifest says (the header is
+    # checked against virtual_size before anything is written)
+    config.disk_size = disks[0].virtual_size
     name = doc.get("name", "")
     return Manifest(name=name if isinstance(name, str) else "", image=config.image,
                     image_id=image_id, config=config, disks=disks, rebound_ports=rebound)

@@ -137,10 +137,15 @@ def open_in_root(root: str, path: str, flags: int = os.O_RDONLY) -> int:
 
 
 def read_file_in_root(root: str, path: str, limit: int = 16 << 20) -> bytes | None:
-    """The content of a container file, or None if it does not exist."""
+    """The content of a regular container file, or None if it does not exist or is
+    something else: a FIFO or a device there (the box's own doing) must not block or
+    feed the agent (it is opened without blocking, and only a regular file is read)."""
     try:
-        fd = open_in_root(root, path)
+        fd = open_in_root(root, path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return None
     with os.fdopen(fd, "rb") as f:
         return f.read(limit)

@@ -365,7 +365,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         return pb.ProcessesResponse(processes=[
             pb.ProcessInfo(pid=p.pid, ppid=p.ppid, uid=p.uid, user=p.user, state=p.state,
                            cpu_s=p.cpu_s, rss_bytes=p.rss_bytes, started=p.started,
-                           threads=p.threads, name=p.name, argv=p.argv)
+                           threads=p.threads, name=p.name, argv=p.argv,
+                           argv_cut=p.argv_cut)
             for p in self._guest.processes()])
 
     @_rpc

@@ -18,11 +18,13 @@ def test_top_lists_the_boxs_processes(e2e_home: Path) -> None:
     assert started.returncode == 0, started.stderr
     try:
         assert bx("exec", "-d", "-u", "nobody", "busy", "sleep", "800").returncode == 0
+        assert bx("exec", "-d", "busy", "unshare", "--pid", "--fork", "sleep", "900").returncode == 0
         deadline = time.monotonic() + 30
         while True:  # (the detached exec and the main's child come up on their own)
             listed = json.loads(bx("top", "busy", "--format", "json").stdout)
             commands = {" ".join(p["command"]): p for p in listed}
-            if {"sleep 600", "sleep 800"} <= commands.keys() or time.monotonic() > deadline:
+            if ({"sleep 600", "sleep 800", "sleep 900"} <= commands.keys()
+                    or time.monotonic() > deadline):
                 break
             time.sleep(0.2)
         init, main = commands["boxlite-init"], commands["sleep 700"]
@@ -30,9 +32,12 @@ def test_top_lists_the_boxs_processes(e2e_home: Path) -> None:
         assert main["ppid"] == 0 and main["user"] == "root"  # (its parent is the agent's)
         assert commands["sleep 600"]["ppid"] == main["pid"]
         assert commands["sleep 800"]["user"] == "nobody" and commands["sleep 800"]["uid"] == 65534
+        # in a PID namespace of its own inside the box: listed, by its PID in the box
+        unshare = commands["unshare --pid --fork sleep 900"]
+        assert commands["sleep 900"]["ppid"] == unshare["pid"] > 1
         assert abs(main["started_at"] - time.time()) < 120  # the guest's clock is the host's
         assert all(p["rss_bytes"] > 0 and p["state"] in "RS" for p in listed)
-        assert len(listed) == 4  # nothing of the guest's own (agent, init) is listed
+        assert len(listed) == 6  # nothing of the guest's own (agent, init) is listed
 
         table = bx("top", "busy").stdout.decode().splitlines()
         assert table[0].split() == ["PID", "PPID", "USER", "STAT", "TIME", "RSS", "STIME",

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 from boxlite_agent.boxprocs import (
     ProcStat,
     box_processes,
-    ns_pid,
+    ns_pids,
     parse_stat,
     split_cmdline,
 )
@@ -45,10 +45,10 @@ def test_split_cmdline() -> None:
     assert split_cmdline(b"\xff\x00") == ["\ufffd"]
 
 
-def test_ns_pid_is_the_innermost_pid() -> None:
-    status = "Name:\tsleep\nUid:\t65534\t65534\t65534\t65534\nNSpid:\t812\t5\n"
-    assert ns_pid(status) == (5, 65534)
-    assert ns_pid("Name:\tx\n") is None
+def test_ns_pids_from_the_outermost_namespace_in() -> None:
+    status = "Name:\tsleep\nUid:\t65534\t65534\t65534\t65534\nNSpid:\t812\t5\t1\n"
+    assert ns_pids(status) == ([812, 5, 1], 65534)
+    assert ns_pids("Name:\tx\n") is None
 
 
 def test_box_processes_lists_a_namespace_from_proc() -> None:
@@ -91,3 +91,41 @@ def test_command_lines_past_the_budget_are_left_out(monkeypatch: pytest.MonkeyPa
     listed = box_processes(os.stat("/proc/self/ns/pid").st_ino)
     assert len(listed) > 1
     assert sum(1 for p in listed if p.argv) <= 1
+
+
+def test_processes_of_a_nested_pid_namespace_are_listed_by_our_pids() -> None:
+    """A box's `unshare --pid --fork sleep`: the sleep is the box's too, by its PID in
+    the box's namespace (here: ours), its parent the unshare."""
+    if os.geteuid() != 0:
+        pytest.skip("unshare --pid needs root")
+    marker = f"31.{os.getpid()}"
+    child = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", marker])
+    try:
+        own = os.stat("/proc/self/ns/pid").st_ino
+        deadline = time.monotonic() + 10
+        while True:
+            listed = {p.pid: p for p in box_processes(own)}
+            sleeps = [p for p in listed.values() if p.argv == ["sleep", marker]]
+            if sleeps or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(sleeps) == 1
+        assert sleeps[0].ppid == child.pid and listed[child.pid].argv[0] == "unshare"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_cut_command_line_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxlite_agent import boxprocs
+
+    child = subprocess.Popen(["sleep", "32" + "0" * 100])
+    try:
+        time.sleep(0.05)
+        monkeypatch.setattr(boxprocs, "CMDLINE_MAX", 10)
+        it = next(p for p in box_processes(os.stat("/proc/self/ns/pid").st_ino)
+                  if p.pid == child.pid)
+        assert it.argv_cut and it.argv == ["sleep", "3200"]  # (its first 10 bytes)
+    finally:
+        child.kill()
+        child.wait()

@@ -153,6 +153,14 @@ def test_ensure_file(root: Path) -> None:
         ensure_file_in_root(str(root), "/etc")
 
 
+def test_a_fifo_or_a_directory_reads_as_no_file(root: Path) -> None:
+    """A box that makes its /etc/passwd a FIFO must not hang the agent (top, exec -u)."""
+    os.mkfifo(root / "fifo")
+    (root / "dir").mkdir()
+    assert read_file_in_root(str(root), "/fifo") is None
+    assert read_file_in_root(str(root), "/dir") is None
+
+
 def test_open_and_read_in_root(root: Path, tmp_path: Path) -> None:
     (tmp_path / "host-passwd").write_text("host secret")
     os.symlink("/etc/passwd", root / "link")

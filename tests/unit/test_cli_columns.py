@@ -32,17 +32,19 @@ def test_start_time_is_the_time_of_day_today_else_the_date() -> None:
 def test_command_lines_quote_as_a_shell_would() -> None:
     assert command_line(proc(("sh", "-c", "echo a b"))) == "sh -c 'echo a b'"
     assert command_line(proc((), name="kworker/0:1")) == "[kworker/0:1]"
+    assert command_line(proc(("sleep", "30"), argv_cut=True)) == "sleep 30 …"
 
 
 def test_rows_and_json() -> None:
     now = time.time()
     row = rows([proc(started=now - 60), proc(user="", uid=1234)], now)
-    assert row[0][:6] == ["5", "1", "nobody", "S", "01:02:05", "2MB"]
+    assert row[0][:6] == ["5", "1", "nobody", "S", "01:02:05", "1.907MiB"]
     assert row[0][7] == "sleep 30"
     assert row[1][2] == "1234"  # no passwd entry: the uid
     data = to_json(proc(started=1796000000.123))
     assert data["command"] == ["sleep", "30"] and data["started_at"] == 1796000000.12
     assert data["cpu_seconds"] == 3725.5 and data["user"] == "nobody"
+    assert data["command_cut"] is False
 
 
 def test_stats_memory_is_in_binary_units_as_docker_shows_it() -> None:

@@ -218,7 +218,7 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
     small = manifest(disk)
     small["config"]["memory_mib"] = 16  # (the CLI's least is 128: the guest would not boot)
     rejected(rt, archive([reg("manifest.json", json.dumps(small).encode())]), "memory_mib")
-    for size in (-1, "20g", 1.5, (16 << 40) + 1):
+    for size in (-1, "20g", 1.5, (512 << 30) + 1):
         sized = manifest(disk)
         sized["config"]["disk_size"] = size
         rejected(rt, archive([reg("manifest.json", json.dumps(sized).encode())]), "disk_size")
@@ -528,7 +528,7 @@ def test_config_survives_export_and_import(rt: Runtime,
     state = do_import(rt, archive([reg("manifest.json", json.dumps(doc).encode()),
                                    reg("disks/rootfs.qcow2", disk)]))
     assert rt.boxes.read(state.id).config.stop_signal == "SIGINT"
-    assert rt.boxes.read(state.id).config.disk_size == 9 << 30
+    assert rt.boxes.read(state.id).config.disk_size == doc["disks"][0]["virtual_size"]
     assert rt.boxes.read(state.id).config.stop_timeout == 2.5
     assert rt.boxes.read(state.id).config.labels == {"job": "7"}
 

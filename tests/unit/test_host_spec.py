@@ -297,15 +297,15 @@ def test_parse_memory_mib_needs_128_mib(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "size"), [
     (None, 0), ("20g", 20 << 30), ("20G", 20 << 30), ("1.5GiB", 1536 << 20),
-    ("2t", 2 << 40), ("4096", 1 << 20), ("1m", 1 << 20), ("1.0001m", 2 << 20),
+    ("512g", 512 << 30), ("0.5t", 512 << 30), ("4096", 1 << 20), ("1m", 1 << 20), ("1.0001m", 2 << 20),
 ])
 def test_parse_disk_size_rounds_up_to_a_mib(text: str | None, size: int) -> None:
     assert parse_disk_size(text) == size
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("0", "invalid disk size '0': give a size up to 2t"),
-    ("2.001t", "give a size up to 2t"),
+    ("0", "invalid disk size '0': give a size up to 512g"),
+    ("513g", "give a size up to 512g"),
     ("-1g", "invalid disk size '-1g': use a number"),
     ("big", "invalid disk size 'big': use a number"),
 ])

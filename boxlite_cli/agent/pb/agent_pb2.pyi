@@ -311,7 +311,7 @@ class ProcessesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("pid", "ppid", "uid", "user", "state", "cpu_s", "rss_bytes", "started", "threads", "name", "argv")
+    __slots__ = ("pid", "ppid", "uid", "user", "state", "cpu_s", "rss_bytes", "started", "threads", "name", "argv", "argv_cut")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,7 @@ class ProcessInfo(_message.Message):
     THREADS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
+    ARGV_CUT_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     uid: int
@@ -334,7 +335,8 @@ class ProcessInfo(_message.Message):
     threads: int
     name: str
     argv: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., cpu_s: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., started: _Optional[float] = ..., threads: _Optional[int] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ...) -> None: ...
+    argv_cut: bool
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., cpu_s: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., started: _Optional[float] = ..., threads: _Optional[int] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., argv_cut: bool = ...) -> None: ...
 
 class ProcessesResponse(_message.Message):
     __slots__ = ("processes",)
