@@ -13,6 +13,7 @@ COMMANDS = {
     "create": "boxlite_cli.cli.create:create",
     "start": "boxlite_cli.cli.start:start",
     "exec": "boxlite_cli.cli.exec:exec_",
+    "attach": "boxlite_cli.cli.attach:attach",
     "cp": "boxlite_cli.cli.cp:cp",
     "stop": "boxlite_cli.cli.stop:stop",
     "rm": "boxlite_cli.cli.rm:rm",

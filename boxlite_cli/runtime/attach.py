@@ -1,0 +1,200 @@
+"""`boxlite attach`: a terminal joins a running box's main process, as docker attach.
+
+Its output from now on comes from the box's log (the shim writes every byte of the
+main process there, and holds the guest's one Attach of it); what is typed goes to
+its stdin (a box made with -i), through the agent's Input. The attach ends when the
+box stops (its exit code), or on the detach keys (Ctrl-P Ctrl-Q, a tty box: it runs
+on). Signals: a tty box gets Ctrl-C through its terminal; otherwise SIGINT and SIGTERM
+are sent to the main process (docker's sig-proxy), or, without it, end the attach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import termios
+import threading
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from boxlite_cli.agent.client import AgentClient, InputPump
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.fdio import write_all
+from boxlite_cli.runtime.foreground import STOP_WAIT_S
+from boxlite_cli.runtime.terminal import terminal_size
+
+if TYPE_CHECKING:
+    from boxlite_cli.runtime.runtime import Runtime
+
+MAIN = "main"
+DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q, docker's
+STDERR = 1  # (a log record's stream)
+PROXIED = (signal.SIGINT, signal.SIGTERM)
+
+
+class DetachScanner:
+    """Finds the detach keys in typed input, across reads; what comes before them is
+    passed on, a partial match held back until it is known not to be one."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(the bytes to send on, whether the keys were typed)."""
+        data = self.held + data
+        self.held = b""
+        at = data.find(self.keys)
+        if at >= 0:
+            return data[:at], True
+        for n in range(min(len(self.keys) - 1, len(data)), 0, -1):
+            if self.keys.startswith(data[-n:]):
+                self.held = data[-n:]
+                return data[:-n], False
+        return data, False
+
+
+@dataclass
+class Attachment:
+    rt: Runtime
+    box_id: str
+    client: AgentClient
+    stdin: bool
+    tty: bool
+    sig_proxy: bool = True
+    stdin_fd: int = 0
+    stdout_fd: int = 1
+    stderr_fd: int = 2
+    detached: bool = False
+    exit_code: int | None = None  # the main process's, once it ended
+    error: BaseException | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+    _signals: queue.Queue[int] = field(default_factory=queue.Queue)
+
+    def _output(self) -> None:
+        try:
+            for record in self.rt.logs(self.box_id, follow=True, tail=0):
+                fd = self.stderr_fd if record.stream == STDERR else self.stdout_fd
+                if not write_all(fd, record.data):
+                    break  # (our reader is gone: the box goes on)
+        except BaseException as e:  # (reported by run)
+            self.error = e
+        finally:
+            self._done.set()
+
+    def _wait(self) -> None:
+        with contextlib.suppress(BoxliteError):
+            self.exit_code = self.client.wait(MAIN).exit_code
+
+    def _input(self, pump: InputPump) -> None:
+        scanner = DetachScanner() if self.tty else None
+        while True:
+            try:
+                data = os.read(self.stdin_fd, 65536)
+            except OSError:
+                data = b""
+            if not data and scanner is None:
+                pump.queue.put(None)  # (the end of piped input closes the box's stdin)
+                return
+            detach = not data  # (a tty: its end only ends the attach)
+            if scanner is not None and data:
+                data, detach = scanner.feed(data)
+            if data:
+                pump.queue.put(data)
+            if detach:  # (the stream is left open, then cut with the connection: a tty
+                # takes only an explicit close as ^D, so the box's shell goes on)
+                self.detached = True
+                self._done.set()
+                return
+
+    def _forward_signals(self) -> None:
+        while (signum := self._signals.get()) != 0:
+            if signum == signal.SIGWINCH:
+                rows, cols = terminal_size(self.stdin_fd)
+                if rows and cols:
+                    with contextlib.suppress(BoxliteError):
+                        self.client.resize(MAIN, rows, cols)
+            elif self.sig_proxy:
+                with contextlib.suppress(BoxliteError):
+                    self.client.signal(MAIN, signum)
+            else:
+                self.detached = True
+                self._done.set()
+
+    @contextlib.contextmanager
+    def _terminal(self) -> Iterator[None]:
+        if not (self.tty and self.stdin and os.isatty(self.stdin_fd)):
+            yield
+            return
+        saved = termios.tcgetattr(self.stdin_fd)
+        tty.setraw(self.stdin_fd)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
+
+    @contextlib.contextmanager
+    def _handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        wanted = [signal.SIGWINCH] if self.tty else list(PROXIED)
+        previous = {sig: signal.signal(sig, lambda signum, _f: self._signals.put(signum))
+                    for sig in wanted}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> None:
+        """Until the box stops or we detach."""
+        waiter = threading.Thread(target=self._wait, name="attach-wait", daemon=True)
+        waiter.start()
+        threading.Thread(target=self._output, name="attach-output", daemon=True).start()
+        threading.Thread(target=self._forward_signals, name="attach-signals",
+                         daemon=True).start()
+        if self.stdin:
+            pump = InputPump(self.client, MAIN)
+            threading.Thread(target=self._input, args=(pump,), name="attach-input",
+                             daemon=True).start()
+        try:
+            with self._terminal(), self._handlers():
+                if self.tty:
+                    self._signals.put(signal.SIGWINCH)  # (the box's pty takes our size)
+                while not self._done.wait(0.2):
+                    pass
+        finally:
+            self._signals.put(0)
+        if self.error is not None:
+            raise self.error
+        if not self.detached:
+            waiter.join(STOP_WAIT_S)  # (the box stopped: its main process ended first)
+
+
+def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True) -> int:
+    """Attach to the running box `ref`; its main process's exit code once the box
+    stopped, or 0 after a detach."""
+    state = rt.running(ref, "attach to it")
+    process = state.config.process
+    client = rt.connect(state)
+    try:
+        attachment = Attachment(rt, state.id, client, stdin=stdin and process.stdin,
+                                tty=process.tty, sig_proxy=sig_proxy)
+        attachment.run()
+    finally:
+        client.close()
+    if attachment.detached:
+        return 0
+    rt.wait_stopped(state.id, STOP_WAIT_S)
+    if attachment.exit_code is not None:
+        return attachment.exit_code
+    with contextlib.suppress(BoxliteError):  # (killed: what the box recorded)
+        code = rt.get(state.id).exit_code
+        if code is not None:
+            return code
+    return 0

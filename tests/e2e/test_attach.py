@@ -1,0 +1,95 @@
+"""boxlite attach: the output from now on and the exit code, piped input to a -i box,
+and a tty box's own terminal with the detach keys (the box runs on)."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+
+pytestmark = pytest.mark.e2e
+
+
+def ok(*args: str) -> bytes:
+    proc = bx(*args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def status(box: str) -> str:
+    return ok("inspect", "-f", "{{.State.Status}}", box).decode().strip()
+
+
+def test_output_from_now_and_the_exit_code() -> None:
+    try:
+        ok("run", "-d", "--name", "att-out", IMAGE, "sh", "-c",
+           "echo early; sleep 3; echo late; echo oops >&2; exit 4")
+        time.sleep(1)  # (the early line is in the log before we attach)
+        attached = bx("attach", "att-out", timeout=120)
+        assert (attached.returncode, attached.stdout, attached.stderr) == (4, b"late\n", b"oops\n")
+    finally:
+        bx("rm", "-f", "att-out")
+
+
+def test_piped_input_reaches_a_box_made_with_i() -> None:
+    try:
+        ok("run", "-d", "-i", "--name", "att-in", IMAGE, "sh", "-c",
+           "while read l; do echo got $l; done; echo eof; exit 2")
+        attached = bx("attach", "att-in", input=b"a\nb\n", timeout=120)
+        assert (attached.returncode, attached.stdout) == (2, b"got a\ngot b\neof\n")
+    finally:
+        bx("rm", "-f", "att-in")
+
+
+def read_until(fd: int, needle: bytes, timeout_s: float = 60) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while needle not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    assert needle in seen, seen
+    return seen
+
+
+def test_a_tty_box_detaches_on_ctrl_p_ctrl_q_and_runs_on() -> None:
+    try:
+        ok("run", "-dit", "--name", "att-tty", IMAGE, "sh")
+        not_a_tty = bx("attach", "att-tty", input=b"")
+        assert not_a_tty.returncode == 125
+        assert b"the input device is not a TTY" in not_a_tty.stderr
+        master, slave = os.openpty()
+        proc = subprocess.Popen([boxlite_bin(), "attach", "att-tty"], stdin=slave,
+                                stdout=slave, stderr=slave)
+        os.close(slave)
+        try:
+            time.sleep(1)
+            os.write(master, b"echo tty-$((6*7))\r")
+            read_until(master, b"tty-42")
+            os.write(master, b"\x10\x11")  # Ctrl-P Ctrl-Q
+            assert proc.wait(60) == 0
+        finally:
+            proc.kill()
+            os.close(master)
+        assert status("att-tty") == "running"  # detached, not ended
+        out = bx("exec", "att-tty", "echo", "still")
+        assert out.stdout == b"still\n"
+    finally:
+        bx("rm", "-f", "att-tty")
+
+
+def test_attach_to_a_box_that_is_not_running_is_refused() -> None:
+    try:
+        ok("create", "--name", "att-no", IMAGE, "true")
+        refused = bx("attach", "att-no")
+        assert refused.returncode == 125
+        assert refused.stderr.decode().splitlines()[0] == "boxlite: box att-no is not running"
+    finally:
+        bx("rm", "-f", "att-no")
