@@ -45,12 +45,21 @@ def cold_option(f: F) -> F:
                              "(also BOXLITE_WARM=0).")(f)
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A number of seconds: NaN gets past click's range check (every comparison with it
+    is false), and would be a wait of none."""
+    if value is not None and value != value:
+        raise click.BadParameter("nan is not a number of seconds", ctx, param)
+    return value
+
+
 def stop_time_option(f: F) -> F:
     """-t/--time and -s/--signal of stop and restart (docker's 10 s default)."""
     f = click.option("-s", "--signal", "stop_signal", metavar="SIGNAL", default=None,
                      help="Signal to send first (name or number) [default: the box's stop "
                           "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
-    return click.option("-t", "--time", "timeout", type=click.FloatRange(min=0), default=None,
+    return click.option("-t", "--time", "timeout", default=None, callback=_seconds,
+                        type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
                         help="Seconds to wait after that signal before SIGKILL [default: the "
                              "box's --stop-timeout, or 10].")(f)
 
@@ -71,7 +80,7 @@ def box_options(f: F) -> F:
         click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
                      help="Set a label on the box (find boxes by it: ps --filter label=KEY)."),
         click.option("--stop-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
-                     default=None, metavar="SECS",
+                     default=None, metavar="SECS", callback=_seconds,
                      help="Seconds `stop` and `restart` wait after the stop signal before "
                           "SIGKILL, unless given -t [default: 10]."),
         click.option("--pids-limit", type=int, default=None, metavar="N",

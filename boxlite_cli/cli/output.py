@@ -36,11 +36,17 @@ def template_format_option(example: str) -> Callable[[F], F]:
 
 
 def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
-    """One line per record from a --format template."""
-    from boxlite_cli.cli.template import render
+    """One line per record from a --format template; `table TEMPLATE` (docker's): a
+    header row first, and the tab-separated columns aligned."""
+    from boxlite_cli.cli.template import header, render
 
-    for record in records:
-        click.echo(render(template, record))
+    if not template.startswith("table"):
+        for record in records:
+            click.echo(render(template, record))
+        return
+    body = template[len("table"):].lstrip()
+    rows = [render(body, record).split("\t") for record in records]
+    print_table(header(body).split("\t"), rows)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -124,7 +124,7 @@ def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int
 # What `run --from` takes: the new box's name, its removal, its published ports and how
 # the CLI attaches. The rest is the checkpoint's: its VM, disk, processes and network.
 FROM_OPTIONS = frozenset({"from_", "name", "detach", "auto_remove", "publish", "interactive",
-                          "tty", "image", "command"})
+                          "tty", "image", "command", "init"})
 
 
 def refuse_with_from(ctx: click.Context) -> None:

@@ -9,7 +9,7 @@ import click
 from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import format_option, human_binary, print_json, print_table
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, NotFound
 from boxlite_cli.runtime.runtime import BoxStats
 from boxlite_cli.state.records import BoxState, Status
 
@@ -40,9 +40,14 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
         for ref in refs:
             try:
                 sampled.append(rt.stats(ref))
-            except BoxliteError:
+            except NotFound:
                 if boxes:
                     raise
+            except BoxliteError:
+                if boxes:  # (a box named that is not running: a row of zeros, as docker's)
+                    state = rt.get(ref)
+                    sampled.append(BoxStats(state.id, state.name, 0.0, 0,
+                                            state.config.memory_mib * 1024 * 1024))
         if fmt == "json":
             print_json([s.__dict__ for s in sampled])
         else:

@@ -1,7 +1,9 @@
-"""A small subset of Go templates for `inspect --format`: `{{.Field.Sub}}` and `{{json .X}}`.
+"""A small subset of Go templates for `--format`: `{{.Field.Sub}}`, `{{json .X}}` and
+`{{index .Map "key"}}`; `\t` and `\n` in the text are a tab and a newline (docker's).
 
 Field names match the JSON record case-insensitively, CamelCase or snake_case
 (`{{.ExitCode}}` and `{{.exit_code}}` are the same field), as docker users write them.
+A key missing from a map of the user's own (labels) is `<no value>`, as in docker.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from boxlite_cli.errors import UsageError
 
 ACTION = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+INDEX = re.compile(r'\{\{\s*index\s+\.([A-Za-z0-9_.]*)\s+"((?:[^"\\]|\\.)*)"\s*\}\}')
+USER_MAPS = frozenset({"labels"})  # maps whose keys are the user's: a missing one is no value
 
 
 def _key(name: str) -> str:
@@ -21,19 +25,33 @@ def _key(name: str) -> str:
 
 def _lookup(record: Any, path: str, template: str) -> Any:
     value = record
+    in_user_map = False
     for part in [p for p in path.split(".") if p]:
         if not isinstance(value, dict):
             raise UsageError(f"template {template!r}: {part!r} is not a field of a value")
+        if in_user_map:  # (the user's keys, as written)
+            value = value.get(part)
+            in_user_map = False
+            continue
         wanted = _key(part)
         matches = [k for k in value if _key(k) == wanted or k.lower() == part.lower()]
         if not matches:
             raise UsageError(f"template {template!r}: no field {part!r}")
+        in_user_map = matches[0] in USER_MAPS
         value = value[matches[0]]
     return value
 
 
+def _index(record: Any, path: str, key: str, template: str) -> Any:
+    """`{{index .Map "key"}}`: the key of a map (None when it has none)."""
+    value = _lookup(record, path, template)
+    if not isinstance(value, dict):
+        raise UsageError(f"template {template!r}: index of {path!r}, which is not a map")
+    return value.get(key.replace('\\"', '"').replace("\\\\", "\\"))
+
+
 ANY_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
-SUPPORTED = "{{.Field.Sub}} and {{json .Field}}"
+SUPPORTED = '{{.Field.Sub}}, {{json .Field}} and {{index .Map "key"}}'
 
 
 def _text(value: Any, as_json: bool) -> str:
@@ -54,18 +72,38 @@ def render(template: str, record: dict[str, Any]) -> str:
     for m in ANY_ACTION.finditer(template):
         _check_text(template[pos:m.start()], template)
         action = ACTION.fullmatch(m.group(0))
-        if action is None:
+        indexed = INDEX.fullmatch(m.group(0)) if action is None else None
+        if action is not None:
+            value = _text(_lookup(record, action.group(2), template), bool(action.group(1)))
+        elif indexed is not None:
+            value = _text(_index(record, indexed.group(1), indexed.group(2), template), False)
+        else:
             raise UsageError(f"template {template!r}: unsupported action {m.group(0)!r}",
                              hint=f"boxlite's templates take {SUPPORTED}")
-        out += [template[pos:m.start()],
-                _text(_lookup(record, action.group(2), template), bool(action.group(1)))]
+        out += [_unescape(template[pos:m.start()]), value]
         pos = m.end()
     _check_text(template[pos:], template)
-    out.append(template[pos:])
+    out.append(_unescape(template[pos:]))
     return "".join(out)
+
+
+def _unescape(text: str) -> str:
+    """docker's: `\t` and `\n` written in a template are a tab and a newline."""
+    return text.replace("\\t", "\t").replace("\\n", "\n")
 
 
 def _check_text(text: str, template: str) -> None:
     if "{{" in text:
         raise UsageError(f"template {template!r}: an action is not closed with }}}}",
                          hint=f"boxlite's templates take {SUPPORTED}")
+
+
+def header(template: str) -> str:
+    """The header row of a `table ...` template: each field's name in capitals, words
+    apart (`{{.RunningFor}}` → RUNNING FOR), the text between as it is."""
+    def name(m: re.Match[str]) -> str:
+        field = (m.group(2) or m.group(3) or "").rsplit(".", 1)[-1]
+        return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper() or "."
+
+    return _unescape(re.sub(r'\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}|\{\{\s*index\s+\.'
+                            r'([A-Za-z0-9_.]*)\s+"(?:[^"\\]|\\.)*"\s*\}\}', name, template))

@@ -1,12 +1,14 @@
 """`ps --filter KEY=VALUE` (docker's): which boxes a listing keeps.
 
 Filters of one key are alternatives (any may match), filters of different keys all
-have to match, as in docker. Keys: id (a prefix), name (a part of it), status
-(created, running, paused, exited, ...), exited (an exit code), ancestor (the image
+have to match, as in docker. Keys: id (a prefix), name (a regular expression found in
+it: `^web$` is that name alone), status (created, running, paused, exited, ...;
+docker's dead, restarting and removing match none), exited (an exit code), ancestor (the image
 reference or id the box was made from), label (KEY or KEY=VALUE)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +16,7 @@ from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.reference import parse_reference
 from boxlite_cli.state.records import BoxState, Status
 
-STATUSES = (*(s.value for s in Status), "paused")
+STATUSES = (*(s.value for s in Status), "paused", "dead", "restarting", "removing")
 KEYS = ("id", "name", "status", "exited", "ancestor", "label")
 
 
@@ -43,7 +45,7 @@ def _exited(state: BoxState, wanted: str) -> bool:
 
 TESTS: dict[str, Callable[[BoxState, str], bool]] = {
     "id": lambda state, wanted: state.id.startswith(wanted),
-    "name": lambda state, wanted: wanted in state.name,
+    "name": lambda state, wanted: re.search(wanted, state.name) is not None,
     "status": lambda state, wanted: _status(state) == wanted,
     "exited": _exited,
     "ancestor": _same_image,
@@ -80,6 +82,11 @@ def parse_filters(items: Sequence[str]) -> BoxFilter:
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'",
                              hint=f"a status is one of: {', '.join(STATUSES)}")
+        if key == "name":
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise UsageError(f"invalid filter 'name={value}': {e}") from None
         if key == "exited" and not value.lstrip("-").isdigit():
             raise UsageError(f"invalid filter 'exited={value}': an exit code is a number")
         parsed.wanted.setdefault(key, []).append(value)

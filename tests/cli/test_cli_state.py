@@ -167,6 +167,14 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == (
         "localhost/tiny:1\n")
     assert_one_line_error(bx(script_runner, "ps", "--format", "wide"), "use table, json or a template")
+    table = bx(script_runner, "ps", "-a", "-f", "name=^a1$", "--format",
+               "table {{.Names}}\t{{.State}}").stdout.splitlines()
+    assert [line.split() for line in table] == [["NAMES", "STATE"], ["a1", "created"]]
+    # a box named but not running: a row of zeros, as docker's stats
+    stats = json.loads(bx(script_runner, "stats", "--no-stream", "--format", "json", "a1").stdout)
+    assert [(s["name"], s["cpu_percent"], s["memory_bytes"]) for s in stats] == [("a1", 0.0, 0)]
+    for bad in ("nan", "inf"):
+        assert_one_line_error(bx(script_runner, "create", "--stop-timeout", bad, image))
 
 
 def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:

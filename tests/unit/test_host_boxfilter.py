@@ -32,6 +32,9 @@ BOXES = [
 @pytest.mark.parametrize(("filters", "names"), [
     ([], ["web1", "web2", "db", "idle", "fresh"]),
     (["name=web"], ["web1", "web2"]),
+    (["name=^web1$"], ["web1"]),
+    (["name=web[2-9]"], ["web2"]),
+    (["status=dead"], []),  # (docker's: none here)
     (["id=db"], ["db"]),
     (["status=exited"], ["web2", "db"]),
     (["status=paused"], ["idle"]),
@@ -64,6 +67,7 @@ def test_a_filter_on_a_stopped_state_lists_stopped_boxes() -> None:
     ("colour=red", "invalid filter 'colour'"),
     ("status=asleep", "invalid filter 'status=asleep'"),
     ("exited=x", "an exit code is a number"),
+    ("name=web[", "invalid filter 'name=web\\['"),
 ])
 def test_bad_filters_are_one_line_errors(item: str, says: str) -> None:
     with pytest.raises(UsageError, match=says):

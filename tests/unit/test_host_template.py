@@ -35,7 +35,8 @@ def test_unknown_fields_are_usage_errors(template: str) -> None:
 
 @pytest.mark.parametrize("template", ["{{.Status", "x {{ .Status } y",
                                       "{{range .Config.Cmd}}{{.}} {{end}}",
-                                      "{{index .Config.Env 0}}", "{{if .Running}}up{{end}}"])
+                                      "{{index .Config.Env 0}}", "{{if .Running}}up{{end}}",
+                                      '{{index .Config.Env "a" "b"}}'])
 def test_what_it_does_not_support_is_an_error_not_text(template: str) -> None:
     with pytest.raises(UsageError, match=r"not closed|unsupported action") as e:
         render(template, {"Status": "running", "Config": {"Cmd": ["a"], "Env": ["A=1"]},
@@ -46,3 +47,25 @@ def test_what_it_does_not_support_is_an_error_not_text(template: str) -> None:
 def test_text_around_actions_and_a_lone_closing_brace_pair() -> None:
     assert render("[{{.Status}}] }} {{ json .Config.Cmd }}",
                   {"Status": "up", "Config": {"Cmd": ["a"]}}) == '[up] }} ["a"]'
+
+
+LABELLED = {"name": "web", "config": {"labels": {"job": "1", "com.example.proj": "x"}}}
+
+
+def test_labels_by_key_and_by_index_and_a_missing_one_is_no_value() -> None:
+    assert render("{{.Config.Labels.job}}", LABELLED) == "1"
+    assert render('{{index .Config.Labels "com.example.proj"}}', LABELLED) == "x"
+    assert render("{{.Config.Labels.nope}}|{{index .Config.Labels \"nope\"}}", LABELLED) == (
+        "<no value>|<no value>")
+    with pytest.raises(UsageError, match="no field 'Nope'"):  # (a field: still an error)
+        render("{{.Config.Nope}}", LABELLED)
+    with pytest.raises(UsageError, match="not a map"):
+        render('{{index .Name "x"}}', LABELLED)
+
+
+def test_tab_and_newline_escapes_and_table_headers() -> None:
+    from boxlite_cli.cli.template import header
+
+    assert render("{{.Name}}\\t{{.Config.Labels.job}}\\n", LABELLED) == "web\t1\n"
+    assert header("{{.Names}}\\t{{.RunningFor}}\\t{{index .Config.Labels \"a\"}}") == (
+        "NAMES\tRUNNING FOR\tLABELS")
