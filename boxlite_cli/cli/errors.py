@@ -86,8 +86,11 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     return EXIT_BOXLITE
 
 
+MAX_PARALLEL = 16  # boxes stopped at once
+
+
 def each_box(refs: tuple[str, ...], action: Callable[[str], object],
-             missing_is_done: bool = False) -> int:
+             missing_is_done: bool = False, parallel: bool = False) -> int:
     """Apply `action` to every box like docker does: echo each one that worked, report
     each failure on its own line and go on; the exit code is the last failure's.
     `missing_is_done` (`rm -f`): a box that does not exist is reported, and is no failure.
@@ -95,16 +98,37 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object],
     An `int` returned by `action` is a failure already reported, with that exit code.
     """
     code = 0
-    for ref in refs:
-        try:
-            failed = action(ref)
-        except BoxliteError as e:
-            report(e.message, e.hint)
-            if not (missing_is_done and isinstance(e, NoSuchBox)):
-                code = e.exit_code
+    for ref, outcome in _outcomes(refs, action, parallel):
+        if isinstance(outcome, BoxliteError):
+            report(outcome.message, outcome.hint)
+            if not (missing_is_done and isinstance(outcome, NoSuchBox)):
+                code = outcome.exit_code
             continue
-        if isinstance(failed, int) and failed:
-            code = failed
+        if isinstance(outcome, int) and outcome:
+            code = outcome
         else:
             click.echo(ref)
     return code
+
+
+def _outcomes(refs: tuple[str, ...], action: Callable[[str], object],
+              parallel: bool) -> Iterator[tuple[str, object]]:
+    """(ref, what `action` returned or the BoxliteError it raised), in the order of
+    `refs`; `parallel`: the actions run at once, each said as soon as it and those
+    before it are done (docker's stop of several boxes)."""
+    def outcome(ref: str) -> object:
+        try:
+            return action(ref)
+        except BoxliteError as e:
+            return e
+
+    if not parallel or len(refs) < 2:
+        for ref in refs:
+            yield ref, outcome(ref)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(refs), MAX_PARALLEL)) as pool:
+        futures = [pool.submit(outcome, ref) for ref in refs]
+        for ref, future in zip(refs, futures, strict=True):
+            yield ref, future.result()

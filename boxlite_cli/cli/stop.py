@@ -20,4 +20,5 @@ def stop(cli: CliContext, timeout: float | None, stop_signal: str | None,
     """Stop one or more boxes: the stop signal (SIGTERM unless the image or --stop-signal
     says otherwise) to the main process, SIGKILL after the grace time."""
     signum = parse_signal(stop_signal) if stop_signal is not None else None
-    return each_box(boxes, lambda ref: cli.runtime.stop(ref, timeout, signum=signum))
+    return each_box(boxes, lambda ref: cli.runtime.stop(ref, timeout, signum=signum),
+                    parallel=True)
