@@ -80,7 +80,8 @@ class Attachment:
             for record in self.rt.logs(self.box_id, follow=True, tail=0):
                 fd = self.stderr_fd if record.stream == STDERR else self.stdout_fd
                 if not write_all(fd, record.data):
-                    break  # (our reader is gone: the box goes on)
+                    self.detached = True  # (our reader is gone: the box goes on)
+                    break
         except BaseException as e:  # (reported by run)
             self.error = e
         finally:
