@@ -14,9 +14,7 @@ import contextlib
 import os
 import queue
 import signal
-import termios
 import threading
-import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,7 +23,7 @@ from boxlite_cli.agent.client import AgentClient, InputPump
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
-from boxlite_cli.runtime.terminal import terminal_size
+from boxlite_cli.runtime.terminal import raw_terminal, terminal_size
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -127,18 +125,6 @@ class Attachment:
                 self._done.set()
 
     @contextlib.contextmanager
-    def _terminal(self) -> Iterator[None]:
-        if not (self.tty and self.stdin and os.isatty(self.stdin_fd)):
-            yield
-            return
-        saved = termios.tcgetattr(self.stdin_fd)
-        tty.setraw(self.stdin_fd)
-        try:
-            yield
-        finally:
-            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
-
-    @contextlib.contextmanager
     def _handlers(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -164,7 +150,7 @@ class Attachment:
             threading.Thread(target=self._input, args=(pump,), name="attach-input",
                              daemon=True).start()
         try:
-            with self._terminal(), self._handlers():
+            with raw_terminal(self.stdin_fd, self.tty and self.stdin), self._handlers():
                 if self.tty:
                     self._signals.put(signal.SIGWINCH)  # (the box's pty takes our size)
                 while not self._done.wait(0.2):

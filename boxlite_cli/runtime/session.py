@@ -6,16 +6,19 @@ import contextlib
 import os
 import queue
 import signal
-import termios
 import threading
-import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, OutputLost
-from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, HELD_WHILE_STARTING, terminal_size
+from boxlite_cli.runtime.terminal import (
+    FORWARDED_SIGNALS,
+    HELD_WHILE_STARTING,
+    raw_terminal,
+    terminal_size,
+)
 
 
 @dataclass
@@ -67,19 +70,6 @@ class Session:
                     if rows and cols:
                         self.client.resize(self.exec_id, rows, cols)
 
-    @contextlib.contextmanager
-    def _terminal(self) -> Iterator[None]:
-        """Raw mode on the host terminal for a tty session; restored on the way out."""
-        if not (self.tty and self.stdin and os.isatty(self.stdin_fd)):
-            yield
-            return
-        saved = termios.tcgetattr(self.stdin_fd)
-        tty.setraw(self.stdin_fd)
-        try:
-            yield
-        finally:
-            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
-
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
 
@@ -111,7 +101,8 @@ class Session:
             threading.Thread(target=self._pump_stdin, args=(pump,), daemon=True).start()
         sink = OutputSink(self.client, self.exec_id, self.stdout_fd, self.stderr_fd)
         try:
-            with self._terminal(), self._signals(), sink.watching():
+            with raw_terminal(self.stdin_fd, self.tty and self.stdin), self._signals(), \
+                    sink.watching():
                 for stream, data in self.client.attach(self.exec_id):
                     sink.write(stream, data)
                 waiter.join()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import signal
 import struct
 import termios
 import threading
+import tty
 from collections.abc import Callable, Iterator
 
 from boxlite_cli.errors import Interrupted
@@ -53,3 +55,18 @@ def forwarding_signals(forward: Callable[[int], None],
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int, wanted: bool = True) -> Iterator[None]:
+    """Raw mode on the terminal `fd` while inside (a tty session's keys all go to the
+    box), restored on the way out; nothing when not `wanted` or `fd` is no terminal."""
+    if not (wanted and os.isatty(fd)):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
