@@ -15,7 +15,6 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from boxlite_cli.agent.client import AgentClient, InputPump
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
-from boxlite_cli.runtime.terminal import raw_terminal, terminal_size
+from boxlite_cli.runtime.terminal import forwarding_signals, raw_terminal, terminal_size
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -124,20 +123,6 @@ class Attachment:
                 self.detached = True
                 self._done.set()
 
-    @contextlib.contextmanager
-    def _handlers(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        wanted = [signal.SIGWINCH] if self.tty else list(PROXIED)
-        previous = {sig: signal.signal(sig, lambda signum, _f: self._signals.put(signum))
-                    for sig in wanted}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
     def run(self) -> None:
         """Until the box stops or we detach."""
         waiter = threading.Thread(target=self._wait, name="attach-wait", daemon=True)
@@ -150,7 +135,9 @@ class Attachment:
             threading.Thread(target=self._input, args=(pump,), name="attach-input",
                              daemon=True).start()
         try:
-            with raw_terminal(self.stdin_fd, self.tty and self.stdin), self._handlers():
+            with raw_terminal(self.stdin_fd, self.tty and self.stdin), \
+                    forwarding_signals(self._signals.put, (signal.SIGWINCH,) if self.tty
+                                       else PROXIED):
                 if self.tty:
                     self._signals.put(signal.SIGWINCH)  # (the box's pty takes our size)
                 while not self._done.wait(0.2):

@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
@@ -16,6 +15,7 @@ from boxlite_cli.errors import BoxliteError, OutputLost
 from boxlite_cli.runtime.terminal import (
     FORWARDED_SIGNALS,
     HELD_WHILE_STARTING,
+    forwarding_signals,
     raw_terminal,
     terminal_size,
 )
@@ -70,26 +70,14 @@ class Session:
                     if rows and cols:
                         self.client.resize(self.exec_id, rows, cols)
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    def _on_signal(self, signum: int) -> None:
         self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {}
+    def _forwarded(self) -> tuple[signal.Signals, ...]:
         # A tty session's Ctrl-C and the like come through the terminal; a closed
         # terminal (SIGHUP) or a SIGTERM still reach the process (it would go on alone
         # on a pty nobody reads)
-        wanted = [signal.SIGWINCH, *HELD_WHILE_STARTING] if self.tty else list(FORWARDED_SIGNALS)
-        for sig in wanted:
-            previous[sig] = signal.signal(sig, self._on_signal)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return (signal.SIGWINCH, *HELD_WHILE_STARTING) if self.tty else FORWARDED_SIGNALS
 
     def run(self) -> ExecResult:
         waiter = threading.Thread(target=self._wait, daemon=True)
@@ -101,8 +89,8 @@ class Session:
             threading.Thread(target=self._pump_stdin, args=(pump,), daemon=True).start()
         sink = OutputSink(self.client, self.exec_id, self.stdout_fd, self.stderr_fd)
         try:
-            with raw_terminal(self.stdin_fd, self.tty and self.stdin), self._signals(), \
-                    sink.watching():
+            with raw_terminal(self.stdin_fd, self.tty and self.stdin), \
+                    forwarding_signals(self._on_signal, self._forwarded()), sink.watching():
                 for stream, data in self.client.attach(self.exec_id):
                     sink.write(stream, data)
                 waiter.join()
