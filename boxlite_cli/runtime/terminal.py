@@ -65,7 +65,9 @@ def raw_terminal(fd: int, wanted: bool = True) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSANOW, not tty.setraw's TCSAFLUSH: what was typed ahead (a paste, a script
+    # feeding the terminal while the box starts) stays to be read, as docker keeps it
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:

@@ -1,4 +1,4 @@
-"""attach: the detach keys in typed input."""
+"""Typed input: the detach keys of attach, and what was typed ahead kept by raw mode."""
 
 from __future__ import annotations
 
@@ -13,3 +13,23 @@ def test_the_detach_keys_are_found_across_reads() -> None:
     assert scanner.feed(b"\x10") == (b"", False)
     assert scanner.feed(b"\x11rest") == (b"", True)
     assert DetachScanner().feed(b"a\x10\x11b") == (b"a", True)
+
+
+def test_raw_mode_keeps_what_was_typed_ahead() -> None:
+    """Bytes already waiting on the terminal when a tty session starts are read, not
+    flushed away (tty.setraw's default TCSAFLUSH dropped them)."""
+    import os
+    import select
+
+    from boxlite_cli.runtime.terminal import raw_terminal
+
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"echo typed-ahead\r")
+        select.select([slave], [], [], 2)
+        with raw_terminal(slave):
+            assert select.select([slave], [], [], 2)[0]
+            assert os.read(slave, 100).startswith(b"echo typed-ahead")
+    finally:
+        os.close(master)
+        os.close(slave)
