@@ -72,7 +72,7 @@ def top(cli: CliContext, fmt: str, box: str, ps_options: tuple[str, ...]) -> int
     if ps_options:
         raise UsageError(f"boxlite top takes no ps options ({shlex.join(ps_options)})",
                          hint="--format json lists every field of each process")
-    _, processes = cli.runtime.top(box)
+    processes = cli.runtime.top(box)
     if fmt == "json":
         print_json([to_json(p) for p in processes])
     else:

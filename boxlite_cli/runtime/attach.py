@@ -22,12 +22,12 @@ from boxlite_cli.agent.client import AgentClient, InputPump
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
+from boxlite_cli.runtime.runtime import MAIN
 from boxlite_cli.runtime.terminal import forwarding_signals, raw_terminal, terminal_size
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
 
-MAIN = "main"
 DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q, docker's
 STDERR = 1  # (a log record's stream)
 PROXIED = (signal.SIGINT, signal.SIGTERM)

@@ -898,11 +898,11 @@ class Runtime:
         return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
                         state.config.memory_mib * 1024 * 1024)
 
-    def top(self, ref: str) -> tuple[BoxState, list[ProcessInfo]]:
+    def top(self, ref: str) -> list[ProcessInfo]:
         """The processes of a running box, by their PIDs in it (boxlite top)."""
-        state, client = self.client(ref, "list its processes")
+        _, client = self.client(ref, "list its processes")
         try:
-            return state, client.processes()
+            return client.processes()
         finally:
             client.close()
 
