@@ -37,6 +37,5 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
         sys.stdout.flush()
         export_box(cli.runtime, box, 1, warn=warn)
         return 0
-    export_box(cli.runtime, box, output, force=force, warn=warn)
-    click.echo(str(output))
+    export_box(cli.runtime, box, output, force=force, warn=warn)  # (quiet, as docker's)
     return 0

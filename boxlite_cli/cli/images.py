@@ -9,6 +9,7 @@ import click
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
+    go_time,
     human_size,
     print_json,
     print_lines,
@@ -58,7 +59,7 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
             "Repository": Reference(i.reference.registry, i.reference.repository, None,
                                     None).short,
             "Tag": i.reference.tag or "<none>", "ID": i.id.split(":", 1)[1][:12],
-            "Digest": i.manifest_digest, "CreatedAt": i.config.get("created") or "",
+            "Digest": i.manifest_digest, "CreatedAt": go_time(created_at(i)),
             "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
         } for i in items])
     else:

@@ -94,6 +94,14 @@ def _scaled(n: int, step: int, units: tuple[str, ...], digits: int) -> str:
     return f"{size:.{digits}g}{units[-1]}"
 
 
+def go_time(ts: float | None) -> str:
+    """A Unix time as docker's templates print one (Go's time.String, local time):
+    `2026-11-30 04:23:57 +0000 UTC`; "" for none."""
+    if not ts:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(ts))
+
+
 def human_size(n: int) -> str:
     """Decimal units, as docker images shows sizes: 120MB."""
     return _scaled(n, 1000, ("B", "kB", "MB", "GB", "TB"), 3)

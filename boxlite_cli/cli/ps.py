@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,17 +13,19 @@ import click
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
+    go_time,
     human_duration,
+    human_size,
     print_json,
     print_lines,
     print_table,
-    rfc3339,
     template_format_option,
 )
 from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
 from boxlite_cli.runtime.boxfilter import parse_filters
 from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.state.volumes import VOLUME
 
 
 def status_text(state: BoxState) -> str:
@@ -46,16 +50,27 @@ def box_json(state: BoxState) -> dict[str, Any]:
     }
 
 
-def docker_row(state: BoxState, id_len: int | None) -> dict[str, Any]:
-    """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`)."""
+def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any]:
+    """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`);
+    `disk`: its root disk, whose allocated size is `{{.Size}}`."""
+    mounts = state.config.mounts
+    try:
+        size = human_size(os.stat(disk).st_blocks * 512)
+    except OSError:
+        size = human_size(0)
     return {
         "ID": state.id[:id_len], "Names": state.name, "Image": state.config.image,
-        "Command": _command(state, id_len is not None), "CreatedAt": rfc3339(state.created_at),
+        "Command": _command(state, id_len is not None), "CreatedAt": go_time(state.created_at),
         "RunningFor": ago(state.created_at), "Status": status_text(state),
         "State": "paused" if state.is_paused else state.status.value,
         "Ports": ", ".join(f"{p.public}->{p.private}" for p in state.ports
                            if state.status == Status.RUNNING),
         "Labels": ",".join(f"{k}={v}" for k, v in state.config.labels.items()),
+        "Label": dict(state.config.labels),  # ({{.Label "key"}})
+        "Mounts": ",".join(m.source if m.kind == VOLUME else m.target for m in mounts),
+        "LocalVolumes": str(sum(1 for m in mounts if m.kind == VOLUME)),
+        "Networks": state.config.network.mode,
+        "Size": size,
     }
 
 
@@ -90,7 +105,8 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     elif fmt == "json":
         print_json([box_json(s) for s in states])
     elif fmt != "table":
-        print_lines(fmt, [docker_row(s, id_len) for s in states])
+        print_lines(fmt, [docker_row(s, id_len, cli.runtime.files(s.id).rootfs_disk)
+                          for s in states])
     else:
         rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
                  status_text(s), s.name] for s in states]

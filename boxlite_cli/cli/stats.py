@@ -8,21 +8,34 @@ import click
 
 from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, human_binary, print_json, print_table
+from boxlite_cli.cli.output import (
+    human_binary,
+    print_json,
+    print_lines,
+    print_table,
+    template_format_option,
+)
 from boxlite_cli.errors import BoxliteError, NotFound
 from boxlite_cli.runtime.runtime import BoxStats
 from boxlite_cli.state.records import BoxState, Status
 
 
+def _docker_row(s: BoxStats) -> dict[str, str]:
+    """A sample as docker's `stats --format` templates know it (`{{.CPUPerc}}`)."""
+    return {"ID": s.id[:12], "Container": s.id[:12], "Name": s.name,
+            "CPUPerc": f"{s.cpu_percent:.2f}%",
+            "MemUsage": f"{human_binary(s.memory_bytes)} / {human_binary(s.memory_limit_bytes)}",
+            "MemPerc": f"{100.0 * s.memory_bytes / max(s.memory_limit_bytes, 1):.2f}%"}
+
+
 def _rows(stats: list[BoxStats]) -> list[list[str]]:
-    return [[s.id[:12], s.name, f"{s.cpu_percent:.2f}%",
-             f"{human_binary(s.memory_bytes)} / {human_binary(s.memory_limit_bytes)}",
-             f"{100.0 * s.memory_bytes / max(s.memory_limit_bytes, 1):.2f}%"] for s in stats]
+    return [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"]]
+            for r in map(_docker_row, stats)]
 
 
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
-@format_option
+@template_format_option("{{.Name}} {{.CPUPerc}} {{.MemUsage}}")
 @click.argument("boxes", nargs=-1, shell_complete=complete_running_box)
 @pass_cli
 def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
@@ -31,7 +44,8 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
     Memory is what the box's VM holds on the host (the guest RAM it touched, plus
     QEMU's own), against the box's --memory: it can pass 100%, and the guest's freed
     RAM is not given back. The table refreshes until interrupted (--no-stream: once);
-    --format json prints one sample, a JSON array, and exits."""
+    --format json prints one sample, a JSON array, and exits. A template takes docker's
+    fields: {{.ID}}, {{.Name}}, {{.CPUPerc}}, {{.MemUsage}}, {{.MemPerc}}."""
     rt = cli.runtime
     while True:
         refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)
@@ -53,7 +67,11 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
         else:
             if not no_stream:
                 click.clear()
-            print_table(["BOX ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"], _rows(sampled))
+            if fmt == "table":
+                print_table(["BOX ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"],
+                            _rows(sampled))
+            else:
+                print_lines(fmt, [_docker_row(s) for s in sampled])
         if no_stream or fmt == "json":
             return 0
         time.sleep(0.5)

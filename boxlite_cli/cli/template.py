@@ -1,5 +1,6 @@
-"""A small subset of Go templates for `--format`: `{{.Field.Sub}}`, `{{json .X}}` and
-`{{index .Map "key"}}`; `\t` and `\n` in the text are a tab and a newline (docker's).
+"""A small subset of Go templates for `--format`: `{{.Field.Sub}}`, `{{json .X}}`,
+`{{index .Map "key"}}` and `{{.Label "key"}}` (ps); `\t` and `\n` in the text are a tab
+and a newline (docker's). Maps and lists print as Go prints them (`map[k:v]`, `[a b]`).
 
 Field names match the JSON record case-insensitively, CamelCase or snake_case
 (`{{.ExitCode}}` and `{{.exit_code}}` are the same field), as docker users write them.
@@ -16,6 +17,8 @@ from boxlite_cli.errors import UsageError
 
 ACTION = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
 INDEX = re.compile(r'\{\{\s*index\s+\.([A-Za-z0-9_.]*)\s+"((?:[^"\\]|\\.)*)"\s*\}\}')
+# `{{.Label "key"}}`: a field that is a map, called with a key (docker's ps); "" if none
+CALL = re.compile(r'\{\{\s*\.([A-Za-z0-9_]+)\s+"((?:[^"\\]|\\.)*)"\s*\}\}')
 USER_MAPS = frozenset({"labels"})  # maps whose keys are the user's: a missing one is no value
 
 
@@ -51,14 +54,25 @@ def _index(record: Any, path: str, key: str, template: str) -> Any:
 
 
 ANY_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
-SUPPORTED = '{{.Field.Sub}}, {{json .Field}} and {{index .Map "key"}}'
+SUPPORTED = '{{.Field.Sub}}, {{json .Field}}, {{index .Map "key"}} and {{.Label "key"}}'
 
 
 def _text(value: Any, as_json: bool) -> str:
-    if as_json or isinstance(value, dict | list):
+    if as_json:
         return json.dumps(value)
     if value is None:
         return "<no value>"
+    return _go_text(value)
+
+
+def _go_text(value: Any) -> str:
+    """A value as Go's templates print it: `map[k:v]` (keys sorted), `[a b]`, `true`."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(_go_text(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
@@ -73,10 +87,14 @@ def render(template: str, record: dict[str, Any]) -> str:
         _check_text(template[pos:m.start()], template)
         action = ACTION.fullmatch(m.group(0))
         indexed = INDEX.fullmatch(m.group(0)) if action is None else None
+        called = CALL.fullmatch(m.group(0)) if action is None and indexed is None else None
         if action is not None:
             value = _text(_lookup(record, action.group(2), template), bool(action.group(1)))
         elif indexed is not None:
             value = _text(_index(record, indexed.group(1), indexed.group(2), template), False)
+        elif called is not None:
+            found = _index(record, called.group(1), called.group(2), template)
+            value = "" if found is None else _text(found, False)
         else:
             raise UsageError(f"template {template!r}: unsupported action {m.group(0)!r}",
                              hint=f"boxlite's templates take {SUPPORTED}")
@@ -102,8 +120,9 @@ def header(template: str) -> str:
     """The header row of a `table ...` template: each field's name in capitals, words
     apart (`{{.RunningFor}}` → RUNNING FOR), the text between as it is."""
     def name(m: re.Match[str]) -> str:
-        field = (m.group(2) or m.group(3) or "").rsplit(".", 1)[-1]
+        field = (m.group(2) or m.group(3) or m.group(4) or "").rsplit(".", 1)[-1]
         return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper() or "."
 
     return _unescape(re.sub(r'\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}|\{\{\s*index\s+\.'
-                            r'([A-Za-z0-9_.]*)\s+"(?:[^"\\]|\\.)*"\s*\}\}', name, template))
+                            r'([A-Za-z0-9_.]*)\s+"(?:[^"\\]|\\.)*"\s*\}\}'
+                            r'|\{\{\s*\.([A-Za-z0-9_]+)\s+"(?:[^"\\]|\\.)*"\s*\}\}', name, template))

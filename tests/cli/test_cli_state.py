@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,14 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     lines = bx(script_runner, "ps", "-a", "--format", "{{.Names}}|{{.State}}|{{.Labels}}",
                "-f", "name=a").stdout.splitlines()
     assert sorted(lines) == ["a1|created|job=1,kind=ci", "a2|created|job=2"]
+    fields = bx(script_runner, "ps", "-a", "-f", "name=^a1$", "--format",
+                '{{.Label "kind"}}|{{.Label "nope"}}|{{.Networks}}|{{.LocalVolumes}}|{{.Mounts}}|'
+                "{{.CreatedAt}}|{{.Size}}").stdout.strip().split("|")
+    assert fields[:5] == ["ci", "", "nat", "0", ""]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", fields[5])  # Go's
+    assert re.fullmatch(r"[0-9.]+k?B|[0-9.]+MB", fields[6])
+    labels = bx(script_runner, "inspect", "-f", "{{.Config.Labels}}", "a1").stdout
+    assert labels == "map[job:1 kind:ci]\n"  # (a map, as Go prints it)
     assert bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == (
         "localhost/tiny:1\n")
     assert_one_line_error(bx(script_runner, "ps", "--format", "wide"), "use table, json or a template")
@@ -173,6 +182,9 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     # a box named but not running: a row of zeros, as docker's stats
     stats = json.loads(bx(script_runner, "stats", "--no-stream", "--format", "json", "a1").stdout)
     assert [(s["name"], s["cpu_percent"], s["memory_bytes"]) for s in stats] == [("a1", 0.0, 0)]
+    line = bx(script_runner, "stats", "--no-stream", "--format",
+              "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.MemPerc}}", "a1").stdout
+    assert line == "a1 0.00% 0B / 512MiB 0.00%\n"
     for bad in ("nan", "inf"):
         assert_one_line_error(bx(script_runner, "create", "--stop-timeout", bad, image))
 

@@ -18,7 +18,8 @@ RECORD = {"id": "abc", "name": "web", "status": "exited", "exit_code": 3, "error
     ("{{ .exit_code }}", "3"),
     ("{{.Config.Image}}", "localhost/debian:bookworm"),
     ("{{json .Config.Process.Argv}}", '["sh", "-c", "x"]'),
-    ("{{.Config.Process}}", '{"argv": ["sh", "-c", "x"]}'),
+    ("{{.Config.Process}}", "map[argv:[sh -c x]]"),  # (as Go prints a map)
+    ("{{.Config.Process.Argv}}", "[sh -c x]"),
     ("{{.Error}}", "<no value>"),
     ("{{.Detach}}", "true"),
     ("id={{.Id}}!", "id=abc!"),
@@ -69,3 +70,21 @@ def test_tab_and_newline_escapes_and_table_headers() -> None:
     assert render("{{.Name}}\\t{{.Config.Labels.job}}\\n", LABELLED) == "web\t1\n"
     assert header("{{.Names}}\\t{{.RunningFor}}\\t{{index .Config.Labels \"a\"}}") == (
         "NAMES\tRUNNING FOR\tLABELS")
+
+
+def test_maps_print_as_go_prints_them_keys_sorted_and_json_keeps_json() -> None:
+    record = {"labels": {"b": "2", "a": "1"}, "env": [], "nested": {"x": None, "y": [True]}}
+    assert render("{{.Labels}}", record) == "map[a:1 b:2]"
+    assert render("{{.Env}}|{{.Nested}}", record) == "[]|map[x:<nil> y:[true]]"
+    assert render("{{json .Labels}}", record) == '{"b": "2", "a": "1"}'
+
+
+def test_label_by_key_as_docker_ps_has_it_and_a_missing_one_is_empty() -> None:
+    from boxlite_cli.cli.template import header
+
+    record = {"Names": "web", "Label": {"com.example.job": "42"}}
+    assert render('{{.Names}}={{.Label "com.example.job"}}', record) == "web=42"
+    assert render('[{{.Label "nope"}}]', record) == "[]"
+    assert header('{{.Names}}\\t{{ .Label "com.example.job" }}') == "NAMES\tLABEL"
+    with pytest.raises(UsageError, match="not a map"):
+        render('{{.Names "x"}}', record)
