@@ -3,8 +3,8 @@
 Its output from now on comes from the box's log (the shim writes every byte of the
 main process there, and holds the guest's one Attach of it); what is typed goes to
 its stdin (a box made with -i), through the agent's Input. The attach ends when the
-box stops (its exit code), or on the detach keys (Ctrl-P Ctrl-Q, a tty box: it runs
-on). Signals: a tty box gets Ctrl-C through its terminal; otherwise SIGINT and SIGTERM
+box stops (its exit code), or on the detach keys (Ctrl-P Ctrl-Q or --detach-keys, a
+tty box: it runs on). Signals: a tty box gets Ctrl-C through its terminal; otherwise SIGINT and SIGTERM
 are sent to the main process (docker's sig-proxy), or, without it, end the attach.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
 from boxlite_cli.runtime.runtime import MAIN
@@ -29,8 +29,26 @@ if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q, docker's
+CTRL_KEYS = "abcdefghijklmnopqrstuvwxyz@[\\]^_"  # ctrl-KEY is KEY's upper case less 64
 STDERR = 1  # (a log record's stream)
 PROXIED = (signal.SIGINT, signal.SIGTERM)
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """docker's --detach-keys: keys apart by commas, each one character or ctrl-KEY
+    (KEY a-z, @, [, \\, ], ^ or _): `ctrl-p,ctrl-q`, `ctrl-a,d`. Raises UsageError."""
+    keys = bytearray()
+    for key in spec.split(","):
+        lowered = key.lower()
+        if lowered.startswith("ctrl-") and len(key) == 6 and lowered[5] in CTRL_KEYS:
+            keys.append(ord(lowered[5].upper()) - 64)
+        elif len(key) == 1 and 0x20 < ord(key) < 0x7F:
+            keys.append(ord(key))
+        else:
+            raise UsageError(f"invalid detach key {key!r} in {spec!r}",
+                             hint="keys apart by commas, each a character or ctrl-KEY "
+                                  "(a-z, @, [, \\, ], ^, _): ctrl-p,ctrl-q")
+    return bytes(keys)
 
 
 class DetachScanner:
@@ -63,6 +81,7 @@ class Attachment:
     stdin: bool
     tty: bool
     sig_proxy: bool = True
+    detach_keys: bytes = DETACH_KEYS
     stdin_fd: int = 0
     stdout_fd: int = 1
     stderr_fd: int = 2
@@ -89,7 +108,7 @@ class Attachment:
             self.exit_code = self.client.wait(MAIN).exit_code
 
     def _input(self, pump: InputPump) -> None:
-        scanner = DetachScanner() if self.tty else None
+        scanner = DetachScanner(self.detach_keys) if self.tty else None
         while True:
             try:
                 data = os.read(self.stdin_fd, 65536)
@@ -150,7 +169,8 @@ class Attachment:
             waiter.join(STOP_WAIT_S)  # (the box stopped: its main process ended first)
 
 
-def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True) -> int:
+def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
+           detach_keys: bytes = DETACH_KEYS) -> int:
     """Attach to the running box `ref`; its main process's exit code once the box
     stopped, or 0 after a detach."""
     state = rt.running(ref, "attach to it")
@@ -158,7 +178,7 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True) ->
     client = rt.connect(state)
     try:
         attachment = Attachment(rt, state.id, client, stdin=stdin and process.stdin,
-                                tty=process.tty, sig_proxy=sig_proxy)
+                                tty=process.tty, sig_proxy=sig_proxy, detach_keys=detach_keys)
         attachment.run()
     finally:
         client.close()

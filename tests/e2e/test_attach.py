@@ -81,6 +81,21 @@ def test_a_tty_box_detaches_on_ctrl_p_ctrl_q_and_runs_on() -> None:
         assert status("att-tty") == "running"  # detached, not ended
         out = bx("exec", "att-tty", "echo", "still")
         assert out.stdout == b"still\n"
+        # docker's --detach-keys: Ctrl-A d detaches now
+        master, slave = os.openpty()
+        proc = subprocess.Popen([boxlite_bin(), "attach", "--detach-keys", "ctrl-a,d",
+                                 "att-tty"], stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        try:
+            time.sleep(1)
+            os.write(master, b"echo again-$((6*7))\r")
+            read_until(master, b"again-42")
+            os.write(master, b"\x01d")
+            assert proc.wait(60) == 0
+        finally:
+            proc.kill()
+            os.close(master)
+        assert status("att-tty") == "running"
     finally:
         bx("rm", "-f", "att-tty")
 

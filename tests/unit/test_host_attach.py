@@ -15,6 +15,21 @@ def test_the_detach_keys_are_found_across_reads() -> None:
     assert DetachScanner().feed(b"a\x10\x11b") == (b"a", True)
 
 
+def test_detach_keys_as_docker_writes_them() -> None:
+    import pytest
+
+    from boxlite_cli.errors import UsageError
+    from boxlite_cli.runtime.attach import DetachScanner, parse_detach_keys
+
+    assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert parse_detach_keys("ctrl-a,d") == b"\x01d"
+    assert parse_detach_keys("ctrl-@,ctrl-[,ctrl-\\,ctrl-_,CTRL-X") == b"\x00\x1b\x1c\x1f\x18"
+    for bad in ("", "ctrl-", "ctrl-1", "ab", " ", "ctrl-p,,q", "é"):
+        with pytest.raises(UsageError, match="invalid detach key"):
+            parse_detach_keys(bad)
+    assert DetachScanner(b"\x01d").feed(b"ls\x01") == (b"ls", False)
+
+
 def test_raw_mode_keeps_what_was_typed_ahead() -> None:
     """Bytes already waiting on the terminal when a tty session starts are read, not
     flushed away (tty.setraw's default TCSAFLUSH dropped them)."""
