@@ -46,10 +46,12 @@ COMMANDS = {
     "info": "boxlite_cli.cli.info:info",
     "completion": "boxlite_cli.cli.completion_cmd:completion",
 }
+# The names docker's `container ls` and the original BoxLite's CLI give `ps`.
+ALIASES = {"ls": "ps", "list": "ps"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT)
+@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show full error details (tracebacks).")
 @click.version_option(__version__, "--version", prog_name="boxlite")
 @click.pass_context

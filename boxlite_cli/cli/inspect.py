@@ -11,7 +11,7 @@ from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
 from boxlite_cli.cli.output import print_records, rfc3339
-from boxlite_cli.errors import BoxliteError, NotFound
+from boxlite_cli.errors import BoxliteError, NotFound, UsageError
 from boxlite_cli.state.pidfile import read_pidfile
 from boxlite_cli.state.records import BoxState, Status
 
@@ -38,13 +38,27 @@ def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
     }
 
 
+def _latest(cli: CliContext) -> str:
+    """The id of the box created last (NotFound when there is none)."""
+    states = [s for s in cli.runtime.list_boxes(all_boxes=True) if isinstance(s, BoxState)]
+    if not states:
+        raise NotFound("there is no box", hint="create one: boxlite create IMAGE")
+    return max(states, key=lambda s: s.created_at).id
+
+
 @click.command()
 @click.option("-f", "--format", "fmt", default="json", show_default=True,
               help="'json', or a template such as '{{.State.Status}} {{.State.ExitCode}}'.")
-@click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
+@click.option("-l", "--latest", is_flag=True, help="The box created last (no BOX needed).")
+@click.argument("boxes", nargs=-1, shell_complete=complete_box)
 @pass_cli
-def inspect(cli: CliContext, fmt: str, boxes: tuple[str, ...]) -> int:
+def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> int:
     """Print the full record of boxes or images (a JSON array, or a line each from a template)."""
+    if latest:
+        boxes = (*boxes, _latest(cli))
+    elif not boxes:
+        raise UsageError("inspect needs at least one BOX or IMAGE (or -l)",
+                         hint="see 'boxlite inspect --help'")
     out: list[dict[str, Any]] = []
     missing: list[NotFound] = []
     for ref in boxes:

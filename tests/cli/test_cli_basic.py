@@ -96,6 +96,8 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
     (["run", "--from", "web:ck", "-v", "/tmp:/x", "--cold"],
      "--from cannot be combined with --volume, --cold"),
     (["attach", "--detach-keys", "ctrl-1", "web"], "invalid detach key 'ctrl-1'"),
+    (["inspect"], "inspect needs at least one BOX or IMAGE (or -l)"),
+    (["inspect", "-l"], "there is no box"),
 ])
 def test_options_that_exclude_each_other(script_runner: ScriptRunner, args: list[str],
                                          needle: str, home: Path) -> None:

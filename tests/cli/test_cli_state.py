@@ -156,6 +156,9 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert listed("-f", "status=created", "-f", "name=a") == ["a1", "a2"]  # (no -a needed)
     assert listed("-n", "2") == ["a2", "b"]
     assert listed("-l") == ["b"]
+    assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "b\n"
+    for alias in ("ls", "list"):  # (docker's container ls, the original BoxLite's list)
+        assert bx(script_runner, alias, "-aq").stdout == bx(script_runner, "ps", "-aq").stdout
     quiet = bx(script_runner, "ps", "-aq", "--no-trunc", "--filter", "label=kind=ci")
     [a1_id] = quiet.stdout.split()
     assert a1_id == a1["id"]
