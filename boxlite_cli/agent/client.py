@@ -141,10 +141,11 @@ class AgentClient:
     @staticmethod
     def init_request(hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
                      network: pb.NetworkConfig | None = None,
-                     volumes: list[pb.VolumeMount] | None = None, pids_limit: int = 0) -> Any:
+                     volumes: list[pb.VolumeMount] | None = None, pids_limit: int = 0,
+                     cap_drop: int = 0) -> Any:
         return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
                               rootfs_serial=rootfs_serial, network=network, volumes=volumes,
-                              pids_limit=pids_limit)
+                              pids_limit=pids_limit, cap_drop=cap_drop)
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,

@@ -16,6 +16,7 @@ from boxlite_cli.cli.options import (
 )
 from boxlite_cli.runtime.runtime import CreateOptions
 from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
+from boxlite_cli.state.capabilities import normalize
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -28,6 +29,7 @@ from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
            hostname: str | None, stop_signal: str | None,
            labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
+           cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
            entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
            accel: str | None, vmm: str | None,
            auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
@@ -44,6 +46,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
         pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
+        cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -83,6 +83,11 @@ def box_options(f: F) -> F:
                      default=None, metavar="SECS", callback=_seconds,
                      help="Seconds `stop` and `restart` wait after the stop signal before "
                           "SIGKILL, unless given -t [default: 10]."),
+        click.option("--cap-add", "cap_add", multiple=True, metavar="CAP",
+                     help="Give back a capability --cap-drop took (e.g. after --cap-drop ALL)."),
+        click.option("--cap-drop", "cap_drop", multiple=True, metavar="CAP",
+                     help="Take a Linux capability (e.g. NET_RAW, or ALL) from every process "
+                          "of the box [default: a root process has them all]."),
         click.option("--pids-limit", type=int, default=None, metavar="N",
                      help="Processes and threads the box may have at once (-1 or 0: no "
                           f"limit) [default: {DEFAULT_PIDS_LIMIT}]."),

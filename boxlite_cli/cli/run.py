@@ -24,6 +24,7 @@ from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
 from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
+from boxlite_cli.state.capabilities import normalize
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -41,6 +42,7 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
         from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
         labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
+        cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
         entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
         accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
@@ -73,6 +75,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
         pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
+        cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

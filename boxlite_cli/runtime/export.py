@@ -60,6 +60,7 @@ from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
+from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 
@@ -428,6 +429,16 @@ def _labels(cfg: dict[str, Any], what: str) -> dict[str, str]:
     return dict(labels)
 
 
+def _capabilities(cfg: dict[str, Any], key: str, what: str) -> list[str]:
+    names = cfg.get(key) or []
+    _expect(isinstance(names, list) and all(isinstance(n, str) for n in names)
+            and len(names) <= MAX_NAMES, what, f"{key} is not a list of capability names")
+    try:
+        return normalize(names, key)
+    except UsageError as e:
+        raise ArchiveError(f"{what}: invalid manifest: {e.message}") from None
+
+
 def _stop_timeout(cfg: dict[str, Any], what: str) -> float | None:
     value = cfg.get("stop_timeout")
     if value is None:
@@ -480,7 +491,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         stop_signal=_stop_signal(cfg, what),
         pids_limit=_int(cfg, "pids_limit", what, 0, 1 << 22, DEFAULT_PIDS_LIMIT),
         disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0),
-        stop_timeout=_stop_timeout(cfg, what), labels=_labels(cfg, what))
+        stop_timeout=_stop_timeout(cfg, what), labels=_labels(cfg, what),
+        cap_add=_capabilities(cfg, "cap_add", what), cap_drop=_capabilities(cfg, "cap_drop", what))
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

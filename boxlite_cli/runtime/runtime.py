@@ -141,6 +141,8 @@ class CreateOptions:
     stop_timeout: float | None = None  # --stop-timeout; None: 10 s
     labels: dict[str, str] = field(default_factory=dict)  # --label
     disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
+    cap_add: list[str] = field(default_factory=list)  # --cap-add, normalized
+    cap_drop: list[str] = field(default_factory=list)  # --cap-drop, normalized
 
 
 class SpareFailed(VmError):
@@ -362,7 +364,8 @@ class Runtime:
                                  hostname=opts.hostname or box_id[:12], network=network,
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
-                                 labels=dict(opts.labels)),
+                                 labels=dict(opts.labels), cap_add=list(opts.cap_add),
+                                 cap_drop=list(opts.cap_drop)),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

@@ -54,6 +54,7 @@ from boxlite_cli.shim.warmup import Adopted
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.capabilities import drop_mask
 from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
@@ -602,7 +603,8 @@ class Shim:
                 network=pb.NetworkConfig(
                     mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
-                volumes=self.volume_mounts(), pids_limit=state.config.pids_limit)
+                volumes=self.volume_mounts(), pids_limit=state.config.pids_limit,
+                cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop))
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

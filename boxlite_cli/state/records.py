@@ -75,6 +75,9 @@ class BoxConfig:
     disk_size: int = 0
     labels: dict[str, str] = field(default_factory=dict)  # --label KEY=VALUE
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
+    # --cap-add and --cap-drop, normalized (state/capabilities.py); none: every one
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -133,6 +133,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._table = table if table is not None else ExecTable()
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
+        self._cap_drop = 0  # Init's: what every process started in the box goes without
 
     # -- machine -----------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 mount_volumes(self._guest.rootfs(), volumes)
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
+            self._cap_drop = request.cap_drop
         if request.HasField("main"):
             return pb.InitResponse(main=self._start_main(request.main))
         return pb.InitResponse()
@@ -234,6 +236,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             hold_output=request.hold_output,
             exec_id=request.exec_id,
             make_cwd=request.make_cwd,
+            cap_drop=self._cap_drop,
         )
         root = self._guest.rootfs()
         exec_id = self._table.reserve(spec.exec_id)

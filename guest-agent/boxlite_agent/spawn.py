@@ -50,6 +50,7 @@ class ExecSpec:
     hold_output: bool = False
     exec_id: str = ""
     make_cwd: bool = False  # create a missing cwd (a box's main process)
+    cap_drop: int = 0  # capabilities taken from its bounding set (bit N: capability N)
     # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
     # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
     warm_up: bool = False
@@ -165,8 +166,8 @@ def _start_with_helper(root: str, cwd: str, user: ExecUser, spec: ExecSpec, exec
     try:
         fds = f"{err_w}:{cg_fd}" if cg_fd is not None else str(err_w)
         argv = [HELPER, root, cwd, str(user.uid), str(user.gid),
-                ",".join(str(g) for g in user.groups), "1" if spec.tty else "0", fds,
-                executable, *spec.argv]
+                ",".join(str(g) for g in user.groups), "1" if spec.tty else "0",
+                f"{spec.cap_drop:x}", fds, executable, *spec.argv]
         # (a spare's warm-up too: then what the box's first process takes, entering its
         # PID namespace, is translated already under TCG)
         try:
@@ -257,6 +258,8 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
             popen = _start_with_helper(root, cwd, user, spec, executable,
                                        (stdin_fd, stdout_fd, stderr_fd), env)
             return Spawned(popen=popen, master=master, stdin=stdin_w, outputs=outputs)
+        if spec.cap_drop:
+            raise ExecFailure(126, "exec: dropping capabilities needs the spawn helper")
         err_r2, err_w2 = os.pipe()
         child_fds.append(err_w2)
         os.set_blocking(err_r2, False)

@@ -1,13 +1,15 @@
 /*
  * boxlite-spawn: the last step of starting a process in a box's container.
  *
- *   boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD[:CGFD] EXECUTABLE ARGV0 [ARG...]
+ *   boxlite-spawn ROOT CWD UID GID GROUPS TTY CAPDROP ERRFD[:CGFD] EXECUTABLE ARGV0 [ARG...]
  *
  * The guest agent starts it with vfork and exec (a fork of the agent, a large
  * process, costs far more under emulation, and no Python runs in a child). It
  * enters ROOT (chroot), changes to CWD inside it, makes stdin the controlling
- * terminal when TTY is 1, drops to GROUPS (comma-separated gids, may be empty),
- * GID and UID in that order, and executes EXECUTABLE (a path inside ROOT) with
+ * terminal when TTY is 1, takes the capabilities of CAPDROP (a hexadecimal mask, bit N
+ * for capability N; 0: none) from its bounding set, so that the program never has them
+ * (a root one has exactly what is left), drops to GROUPS (comma-separated gids, may be
+ * empty), GID and UID in that order, and executes EXECUTABLE (a path inside ROOT) with
  * ARGV0 ARG... and the environment it was given. With CGFD (the box's cgroup.procs,
  * open for writing: cgroups.py) it first joins the box's cgroup, so that nothing the
  * program starts is outside the box's limits.
@@ -83,6 +85,29 @@ static unsigned long number(const char *text, unsigned long max, const char *wha
     return value;
 }
 
+static unsigned long long hex_mask(const char *text, const char *what)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 16);
+    if (*text == '\0' || *end != '\0' || errno != 0) {
+        errno = EINVAL;
+        fail(what);
+    }
+    return value;
+}
+
+/* Each capability of MASK out of the bounding set (one this kernel does not know: none
+ * to take). Needs CAP_SETPCAP: before the drop to UID. */
+static void drop_capabilities(unsigned long long mask)
+{
+    for (int cap = 0; cap < 64; cap++) {
+        if ((mask & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+            && errno != EINVAL)
+            fail("drop the box's capabilities");
+    }
+}
+
 static void on_child(int sig)
 {
     (void)sig; /* (only to be woken: SIGCHLD's default is to be ignored) */
@@ -137,18 +162,19 @@ int main(int argc, char **argv)
         errfd = (int)number(init, INT_MAX, "error fd");
         box_init(root);
     }
-    if (argc < 10) {
-        fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY ERRFD[:CGFD] EXECUTABLE ARGV0 "
-              "[ARG...]\n", stderr);
+    if (argc < 11) {
+        fputs("usage: boxlite-spawn ROOT CWD UID GID GROUPS TTY CAPDROP ERRFD[:CGFD] "
+              "EXECUTABLE ARGV0 [ARG...]\n", stderr);
         return 126;
     }
     int cgfd = -1;
-    char *cg = strchr(argv[7], ':');
+    char *cg = strchr(argv[8], ':');
     if (cg != NULL) {
         *cg++ = '\0';
         cgfd = (int)number(cg, INT_MAX, "cgroup fd");
     }
-    errfd = (int)number(argv[7], INT_MAX, "error fd");
+    errfd = (int)number(argv[8], INT_MAX, "error fd");
+    unsigned long long capdrop = hex_mask(argv[7], "capabilities");
     const char *root = argv[1], *cwd = argv[2], *list = argv[5];
     uid_t uid = (uid_t)number(argv[3], INT_MAX, "uid");
     gid_t gid = (gid_t)number(argv[4], INT_MAX, "gid");
@@ -190,6 +216,7 @@ int main(int argc, char **argv)
     }
     if (tty && ioctl(0, TIOCSCTTY, 0) != 0)
         fail("set the controlling terminal");
+    drop_capabilities(capdrop);
     if (setgroups(count, groups) != 0)
         fail("setgroups");
     if (setgid(gid) != 0) {
@@ -202,7 +229,7 @@ int main(int argc, char **argv)
     }
     if (fcntl(errfd, F_SETFD, FD_CLOEXEC) != 0)
         fail("error fd");
-    execv(argv[8], &argv[9]);
+    execv(argv[9], &argv[10]);
     int err = errno;
     char msg[32];
     snprintf(msg, sizeof msg, "exec:%d", err);

@@ -97,6 +97,9 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
      "--from cannot be combined with --volume, --cold"),
     (["attach", "--detach-keys", "ctrl-1", "web"], "invalid detach key 'ctrl-1'"),
     (["inspect"], "inspect needs at least one BOX or IMAGE (or -l)"),
+    (["run", "--cap-drop", "NET_FOO", "debian", "true"],
+     "invalid --cap-drop 'NET_FOO': no such capability"),
+    (["create", "--cap-add", "cap_", "debian"], "invalid --cap-add 'cap_': no such capability"),
     (["inspect", "-l"], "there is no box"),
 ])
 def test_options_that_exclude_each_other(script_runner: ScriptRunner, args: list[str],

@@ -280,6 +280,30 @@ def test_a_box_has_its_own_pid_namespace() -> None:
         bx("rm", "-f", "pidns")
 
 
+def test_dropped_capabilities_are_gone_from_the_main_process_and_every_exec() -> None:
+    """--cap-drop ALL: a root process has none (chown is refused); --cap-add gives one
+    back, to the main process and to execs, root or not; a clone keeps them."""
+    dropped = bx("run", "--rm", "--cap-drop", "ALL", IMAGE, "sh", "-c",
+                 "grep CapEff /proc/self/status; chown 1 /tmp")
+    assert dropped.returncode == 1
+    assert dropped.stdout == b"CapEff:\t0000000000000000\n"
+    assert b"Operation not permitted" in dropped.stderr
+    run = bx("run", "-d", "--name", "capped", "--cap-drop", "ALL", "--cap-add",
+             "NET_BIND_SERVICE", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        bounding = b"CapBnd:\t0000000000000400\n"  # (NET_BIND_SERVICE: 10)
+        for user in ("root", "1000"):
+            seen = bx("exec", "-u", user, "capped", "grep", "CapBnd", "/proc/self/status")
+            assert (seen.returncode, seen.stdout) == (0, bounding), seen.stderr
+        assert bx("clone", "capped", "--name", "capped-2").returncode == 0
+        [clone] = json.loads(bx("inspect", "capped-2").stdout)
+        assert (clone["config"]["cap_drop"], clone["config"]["cap_add"]) == (
+            ["ALL"], ["NET_BIND_SERVICE"])
+    finally:
+        bx("rm", "-f", "capped", "capped-2")
+
+
 @pytest.mark.parametrize("interactive", [False, True], ids=["direct", "session"])
 def test_kill_minus_one_as_root_in_a_box_spares_the_box(interactive: bool) -> None:
     """`kill -9 -1` kills every other process of the box, but not its init, nor the

@@ -94,11 +94,11 @@ def test_an_exec_the_kernel_refuses_is_126_with_its_reason(root: Path) -> None:
     assert (info.value.exit_code, info.value.message) == (126, 'exec: "/bad": exec format error')
 
 
-def helper_says(helper: Path, *args: str) -> tuple[int, bytes]:
+def helper_says(helper: Path, *args: str, capdrop: str = "0") -> tuple[int, bytes]:
     """Run the helper directly with ERRFD a pipe; its exit status and what it wrote there."""
     r, w = os.pipe()
     try:
-        proc = subprocess.run([str(helper), *args[:6], str(w), *args[6:]], pass_fds=(w,),
+        proc = subprocess.run([str(helper), *args[:6], capdrop, str(w), *args[6:]], pass_fds=(w,),
                               stdin=subprocess.DEVNULL, capture_output=True)
         os.close(w)
         w = -1
@@ -127,8 +127,29 @@ def test_the_helper_checks_its_arguments(root: Path, helper: Path) -> None:
         126, b"uid: Invalid argument")
     assert helper_says(helper, str(root), "/", "0", "0", "1,x", "0", "/bin/busybox",
                        "true") == (126, b"group: Invalid argument")
+    assert helper_says(helper, str(root), "/", "0", "0", "", "0", "/bin/busybox", "true",
+                       capdrop="zz") == (126, b"capabilities: Invalid argument")
     proc = subprocess.run([str(helper)], capture_output=True)
     assert proc.returncode == 126 and b"usage: boxlite-spawn" in proc.stderr
+
+
+CAP_CHOWN, CAP_NET_RAW = 0, 13
+
+
+def test_the_capabilities_dropped_are_gone_from_the_program(root: Path) -> None:
+    """--cap-drop: the helper takes them from the bounding set before the exec, so even
+    a root program lacks them (chown to another user is refused without CAP_CHOWN)."""
+    (root / "bin" / "chown").symlink_to("busybox")
+    (root / "owned").write_text("x")
+    code, _, err = run(root, ExecSpec(argv=["chown", "1000", "/owned"],
+                                      cap_drop=1 << CAP_CHOWN | 1 << CAP_NET_RAW))
+    assert code == 1 and "Operation not permitted" in err
+    assert (root / "owned").stat().st_uid == 0
+    code, _, err = run(root, ExecSpec(argv=["chown", "1000", "/owned"], cap_drop=1 << CAP_NET_RAW))
+    assert (code, err) == (0, "")
+    assert (root / "owned").stat().st_uid == 1000
+    # every bit: the ones this kernel does not know are no error
+    assert run(root, ExecSpec(argv=["echo"], cap_drop=(1 << 64) - 1))[0] == 0
 
 
 def test_a_spare_warm_up_runs_the_helper_and_nothing_of_the_image(

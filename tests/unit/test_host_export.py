@@ -230,6 +230,11 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         slow = manifest(disk)
         slow["config"]["stop_timeout"] = timeout
         rejected(rt, archive([reg("manifest.json", json.dumps(slow).encode())]), "stop_timeout")
+    for key, caps in (("cap_drop", ["NET_FOO"]), ("cap_add", "ALL"), ("cap_drop", [1]),
+                      ("cap_add", ["CHOWN"] * 65)):
+        capped = manifest(disk)
+        capped["config"][key] = caps
+        rejected(rt, archive([reg("manifest.json", json.dumps(capped).encode())]), key)
     sig = manifest(disk)
     sig["config"]["stop_signal"] = "SIGNOPE"
     rejected(rt, archive([reg("manifest.json", json.dumps(sig).encode())]), "stop signal")
