@@ -134,9 +134,17 @@ class RegistryClient:
             except httpx.TransportError as e:
                 last, last_status = e, ""
                 continue
+            except httpx.TooManyRedirects:
+                raise RegistryError(f"{what} from {self.registry}: too many redirects (the "
+                                    "registry redirects in a loop)") from None
+            except httpx.RequestError as e:  # (a body it cannot decode, and the like)
+                raise RegistryError(f"{what} from {self.registry}: {e or type(e).__name__}"
+                                    ) from None
             if resp.status_code in RETRY_STATUS:
                 resp.read()
-                last, last_status = None, f"{registry_error_text(resp)} (HTTP {resp.status_code})"
+                text = registry_error_text(resp)
+                status = f"HTTP {resp.status_code}"
+                last, last_status = None, text if text == status else f"{text} ({status})"
                 resp.close()
                 continue
             return resp

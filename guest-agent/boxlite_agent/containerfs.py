@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from boxlite_agent import syscalls
+from boxlite_agent import console, syscalls
 from boxlite_agent.errors import FailedPrecondition
 from boxlite_agent.mounts import is_mountpoint
 from boxlite_agent.netconf import NO_NETWORK, NetSetup, hosts_file, resolv_conf
@@ -124,8 +124,14 @@ def provide_etc_files(
 ) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf, written under ``etc_dir`` and
     bind-mounted over the image's files (an empty file is created first where the image
-    has none), as docker does: the image's own files are left untouched underneath."""
+    has none), as docker does: the image's own files are left untouched underneath.
+    One the image makes impossible to cover (its path loops, or is a directory) is left
+    as the image has it, said on the console: the box still starts."""
     for name in write_etc_files(hostname, etc_dir, net):
-        target = ensure_file_in_root(root, f"/etc/{name}")
-        if not is_mounted(target):
-            mount(os.path.join(etc_dir, name), target, None, syscalls.MS_BIND, None)
+        try:
+            target = ensure_file_in_root(root, f"/etc/{name}")
+            if not is_mounted(target):
+                mount(os.path.join(etc_dir, name), target, None, syscalls.MS_BIND, None)
+        except OSError as e:
+            console.log(f"boxlite-agent: the image's /etc/{name} is left as it is: "
+                        f"{e.strerror or e}")

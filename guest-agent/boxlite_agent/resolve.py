@@ -137,18 +137,23 @@ def open_in_root(root: str, path: str, flags: int = os.O_RDONLY) -> int:
 
 
 def read_file_in_root(root: str, path: str, limit: int = 16 << 20) -> bytes | None:
-    """The content of a regular container file, or None if it does not exist or is
-    something else: a FIFO or a device there (the box's own doing) must not block or
-    feed the agent (it is opened without blocking, and only a regular file is read)."""
+    """The content of a regular container file, or None if it cannot be read as one: it
+    does not exist, its path loops or is not readable, or it is something else (a FIFO
+    or a device there, the box's own doing, must not block or feed the agent: it is
+    opened without blocking, and only a regular file is read)."""
     try:
         fd = open_in_root(root, path, os.O_RDONLY | os.O_NONBLOCK)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    except OSError:
+        return None
+    finally:
         os.close(fd)
-        return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read(limit)
 
 
 def join_container(cwd: str, path: str) -> str:

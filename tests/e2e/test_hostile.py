@@ -1,6 +1,7 @@
-"""A box's root working against the host through the VM's serial console: the console
-log stays bounded, and what the guest writes there reaches the user's terminal only
-with its control characters escaped."""
+"""A box's root working against the host or its own guest agent: through the VM's serial
+console (the console log stays bounded, and what the guest writes there reaches the
+user's terminal only with its control characters escaped), the pids limit, and files
+of its own the agent reads (a looping /etc/passwd)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,20 @@ def test_the_pids_limit_holds_for_the_whole_box(e2e_home: Path) -> None:
         assert bx("inspect", "-f", "{{.Config.PidsLimit}}", "unlimited").stdout == b"0\n"
     finally:
         bx("rm", "-f", "unlimited")
+
+
+def test_a_passwd_whose_path_loops_leaves_numeric_users_working() -> None:
+    """The box makes its /etc/passwd a symlink to itself: a numeric user needs no passwd
+    file (exec still works), a name is not found, in docker's words."""
+    assert bx("run", "-d", "--name", "pwloop", IMAGE, "sleep", "600").returncode == 0
+    try:
+        looped = bx("exec", "pwloop", "sh", "-c", "rm /etc/passwd; ln -s /etc/passwd /etc/passwd")
+        assert looped.returncode == 0, looped.stderr
+        for user, uid in (("0", b"0\n"), ("1000:1000", b"1000\n")):
+            seen = bx("exec", "-u", user, "pwloop", "id", "-u")
+            assert (seen.returncode, seen.stdout) == (0, uid), seen.stderr
+        named = bx("exec", "-u", "nobody", "pwloop", "true")
+        assert named.returncode != 0
+        assert b"unable to find user nobody: no matching entries in passwd file" in named.stderr
+    finally:
+        bx("rm", "-f", "pwloop")

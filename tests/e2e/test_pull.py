@@ -639,10 +639,26 @@ def test_server_errors_are_retried_a_bounded_number_of_times(store: Store, busyb
     start = time.monotonic()
     proc = store.bx("pull", busybox_image.at(fault_proxy.host), env={"BOXLITE_REGISTRY_RETRIES": "2"})
     elapsed = time.monotonic() - start
-    assert_error(proc)
+    assert_error(proc, "(HTTP 500), gave up after 3 attempts")
     assert fault_proxy.count(MANIFEST_PATH) == 3
     assert 1.0 < elapsed < 30  # backoff 0.5 s + 1 s (with jitter)
     store.assert_nothing_of(busybox_image)
+
+
+def test_a_redirect_loop_is_a_registry_error_not_a_crash(store: Store, busybox_image: PushedImage,
+                                                          fault_proxy: FaultProxy) -> None:
+    fault_proxy.serve(MANIFEST_PATH, "", status=302, headers={"Location": "/v2/loop/manifests/x"})
+    proc = store.bx("pull", busybox_image.at(fault_proxy.host))
+    assert_error(proc, "too many redirects")
+    store.assert_nothing_of(busybox_image)
+
+
+def test_a_500_without_an_error_body_says_its_status_once(store: Store, busybox_image: PushedImage,
+                                                          fault_proxy: FaultProxy) -> None:
+    fault_proxy.serve(MANIFEST_PATH, "<html>oops</html>", status=500, content_type="text/html")
+    proc = store.bx("pull", busybox_image.at(fault_proxy.host),
+                    env={"BOXLITE_REGISTRY_RETRIES": "0"})
+    assert assert_error(proc).endswith(": HTTP 500, gave up after 1 attempt")
 
 
 def test_a_transient_503_is_retried(store: Store, busybox_image: PushedImage,

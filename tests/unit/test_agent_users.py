@@ -247,3 +247,21 @@ def test_a_symlinked_passwd_is_read_each_time(tmp_path: Path,
     assert lookup_user(str(tmp_path), "app").uid == 1000
     (tmp_path / "real").write_text(PASSWD.replace(":1000:", ":1002:"))
     assert lookup_user(str(tmp_path), "app").uid == 1002  # the content changed: seen
+
+
+def test_a_passwd_whose_path_loops_is_no_passwd(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image's /etc/passwd that is a symlink loop (ELOOP): a numeric user needs no
+    passwd file, a name is not found (docker's wording), not an error of the agent."""
+    from boxlite_agent import users
+    from boxlite_agent.resolve import read_file_in_root
+
+    monkeypatch.setattr(users, "_resolved", {})
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").symlink_to("/etc/passwd")
+    (tmp_path / "etc/group").symlink_to("group")
+    assert read_file_in_root(str(tmp_path), "/etc/passwd") is None
+    assert lookup_user(str(tmp_path), "0").uid == 0
+    assert lookup_user(str(tmp_path), "1000:1000").gid == 1000
+    with pytest.raises(InvalidArgument, match="unable to find user app"):
+        lookup_user(str(tmp_path), "app")

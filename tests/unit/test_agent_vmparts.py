@@ -47,6 +47,10 @@ MOUNT_SCRIPT = textwrap.dedent(
     net = NetSetup("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
                    (("host.boxlite.internal", "10.0.2.2"), ("db", "192.0.2.7")))
     provide_etc_files(root, "box2", etc, net=net)        # a new hostname, same mounts
+    looped = os.path.join(base, "looped")                # an image whose hostname loops:
+    os.makedirs(looped + "/etc")                         # left be, the others provided
+    os.symlink("/etc/hostname", looped + "/etc/hostname")
+    provide_etc_files(looped, "box3", os.path.join(base, "etc3"))
     master, slave = open_pty(root)
     result = {{
         "mounts": [(m.mount_point[len(root):] or "/", m.fstype)
@@ -61,6 +65,8 @@ MOUNT_SCRIPT = textwrap.dedent(
         "tty": os.readlink(f"/proc/self/fd/{{slave}}"),
         "devpts_mine": os.path.exists(root + "/dev/pts/0"),
         "sys_opts": [l.split()[3] for l in open("/proc/self/mounts") if root + "/sys " in l],
+        "looped_hosts": open(looped + "/etc/hosts").read().splitlines()[-1],
+        "looped_link": os.readlink(looped + "/etc/hostname"),
     }}
     print(json.dumps(result))
     """
@@ -108,6 +114,7 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
     assert hosts[:2] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     assert hosts[-3:] == ["10.0.2.2\thost.boxlite.internal", "192.0.2.7\tdb", "10.0.2.15\tbox2"]
     assert r["resolv"] == "nameserver 10.0.2.3\n"
+    assert (r["looped_hosts"], r["looped_link"]) == ("127.0.1.1\tbox3", "/etc/hostname")
     assert r["hostname"] == "box2\n"
     assert r["tty"] == str(base / "root/dev/pts/0")  # allocated in the container's devpts
     assert r["devpts_mine"]
