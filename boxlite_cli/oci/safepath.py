@@ -10,11 +10,20 @@ MAX_SYMLINKS = 40
 
 
 def clean_member_name(name: str) -> list[str]:
-    """Components of an archive member name; refuses `..`. (A backslash is an ordinary
-    character of a Linux file name, as in systemd's `\\x2d` escapes.)"""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise ValueError(f"path traversal in archive member name {name!r}")
+    """Components of an archive member name, cleaned as Go's filepath.Clean does (as
+    docker and containerd take layers: `a/b/../c` is `a/c`); refuses one whose `..`
+    climbs above the root. (A backslash is an ordinary character of a Linux file name,
+    as in systemd's `\\x2d` escapes.)"""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part != "..":
+            parts.append(part)
+        elif parts:
+            parts.pop()
+        else:
+            raise ValueError(f"path traversal in archive member name {name!r}")
     return parts
 
 

@@ -433,7 +433,14 @@ class ImageStore:
                             "is missing from the local store",
                             hint=f"pull it again: boxlite pull {image.reference.short}") from None
                     with f:
-                        apply_layer(f, tree, ownership, diff_id)
+                        try:
+                            apply_layer(f, tree, ownership, diff_id)
+                        except ImageError as e:  # (which image and layer: no box can use it)
+                            raise ImageError(
+                                f"image {image.reference.short} cannot be unpacked: layer "
+                                f"{digest[:19]}: {e.message}",
+                                hint=f"the image is broken; remove it (boxlite rmi "
+                                     f"{image.reference.short}) and ask its publisher") from e
                 config = image.config.get("config")
                 make_volume_dirs(tree, config.get("Volumes") if isinstance(config, dict) else None,
                                  ownership)

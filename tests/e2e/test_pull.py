@@ -611,7 +611,10 @@ def test_hostile_image(kind: str, store: Store, tmp_path: Path,
             # the layer is not the one the config names: nothing may be built from it
             assert_error(create)
         if create.returncode != 0:
-            assert_error(create)
+            said = assert_error(create)
+            # which image and layer, and what to do (no box can ever use it)
+            assert f"image {pushed.reference} cannot be unpacked: layer sha256:" in said, said
+            assert f"boxlite rmi {pushed.reference}" in create.stderr.decode(), create.stderr
             assert store.box_ids() == []
             assert not base.exists()
         else:
