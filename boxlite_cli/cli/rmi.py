@@ -41,7 +41,8 @@ def rmi(cli: CliContext, force: bool, images: tuple[str, ...]) -> int:
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @pass_cli
 def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
-    """Delete image data nothing needs (with -a, every image no box was made from).
+    """Delete image data nothing needs: the dangling images no box uses (a tag that
+    moved to a newer pull left them untagged), or with -a every image no box uses.
 
     Warm-start templates (and their spare VMs) are dropped too; the next cold start of
     each kind saves one."""

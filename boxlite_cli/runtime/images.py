@@ -157,17 +157,22 @@ class Images:
             raise
 
     def prune(self, all_unused: bool) -> Removal:
-        """Remove unused data; with `all_unused`, every image no box uses."""
+        """Remove unused data: the dangling images no box uses (no tag of theirs is
+        left: a tag that moved to a newer pull, or one pulled by digest alone), as
+        docker's image prune; with `all_unused`, every image no box uses."""
         done = Removal()
-        if all_unused:
-            used = set(self.boxes_using())
-            for key, manifest in self.store.tags().items():
-                image_id = self._image_id(manifest)
-                if image_id not in used:
-                    self.store.untag([key])
-                    done.untagged.append(parse_reference(key).short)
-                    if image_id and image_id not in done.deleted:
-                        done.deleted.append(image_id)
+        used = set(self.boxes_using())
+        keys = self.store.tags()
+        tagged = {manifest for key, manifest in keys.items() if "@" not in key}
+        for key, manifest in keys.items():
+            if not all_unused and ("@" not in key or manifest in tagged):
+                continue
+            image_id = self._image_id(manifest)
+            if image_id not in used:
+                self.store.untag([key])
+                done.untagged.append(parse_reference(key).short)
+                if image_id and image_id not in done.deleted:
+                    done.deleted.append(image_id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
         return done
 

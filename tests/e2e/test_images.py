@@ -13,7 +13,8 @@ import pytest
 from tests.e2e.test_pull import Store, assert_error, cat, create_base, fresh_store, pull_ok
 from tests.support import testimages as ti
 from tests.support.fixtures import ImageArchives
-from tests.support.ocipush import PushedImage
+from tests.support.ocipush import PushedImage, push
+from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.e2e
 
@@ -95,6 +96,25 @@ def test_image_prune_all(store: Store, busybox_image: PushedImage, multilayer_im
     assert store.image_rows() == []
     assert store.blobs() == {}
     assert list((store.images / "rootfs").glob("*.ext4")) == []
+
+
+def test_image_prune_takes_the_image_a_moved_tag_left(store: Store,
+                                                      registry: RegistryServer) -> None:
+    """A tag pulled again after it moved leaves the old image untagged (dangling, as
+    docker shows it: TAG <none>); `image prune` removes it, the tagged one stays."""
+    old = push(registry, "moving", ti.busybox_image("default"), tag="t")
+    pull_ok(store, old.reference)
+    new = push(registry, "moving", ti.busybox_image("workdir"), tag="t")
+    pull_ok(store, new.reference)
+    rows = {(r["reference"], r["id"]) for r in store.image_rows()}
+    assert (new.reference, new.config_digest) in rows
+    assert any(ref.endswith("@" + old.manifest_digest) for ref, _ in rows), rows
+    proc = store.bx("image", "prune", "-f")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Deleted: {old.config_digest}" in proc.stdout.decode()
+    assert [(r["reference"], r["id"]) for r in store.image_rows()] == [
+        (new.reference, new.config_digest)]
+    assert old.config_digest not in store.blobs()
 
 
 # --- load -------------------------------------------------------------------------------------
