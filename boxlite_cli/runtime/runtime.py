@@ -238,11 +238,7 @@ class Runtime:
             return found
         reference = parse_reference(ref)
         if reference == parse_reference(DEFAULT_IMAGE):
-            try:
-                return self.images.lookup(reference)
-            except NotFound:
-                self.images.load_oci_layout(self.payload().default_image)
-                return self.images.lookup(reference)
+            return self.built_in_image()
         if pull != "always":
             found = self.image_ops.find(ref)  # a reference, else an id prefix
             if found is not None:
@@ -267,8 +263,20 @@ class Runtime:
                           if "@" not in key and parse_reference(key).name == reference.name)
         return []
 
+    def built_in_image(self) -> Image:
+        """The built-in image (DEFAULT_IMAGE), loaded from the payload on first use."""
+        reference = parse_reference(DEFAULT_IMAGE)
+        try:
+            return self.images.lookup(reference)
+        except NotFound:
+            self.images.load_oci_layout(self.payload().default_image)
+            return self.images.lookup(reference)
+
     def pull(self, ref: str | Reference) -> PullResult:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
+        if reference == parse_reference(DEFAULT_IMAGE):  # (built from Debian packages: no
+            image = self.built_in_image()                 # registry has it)
+            return PullResult(image, image.manifest_digest, downloaded=False)
         with self.pull_display(reference.short) as progress:
             return self.image_ops.pull(reference, progress)
 

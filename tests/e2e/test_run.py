@@ -461,3 +461,10 @@ def test_a_server_started_in_the_background_by_exec_keeps_working() -> None:
             time.sleep(0.5)
     finally:
         bx("rm", "-f", "bgsrv")
+
+
+def test_pull_of_the_built_in_image_needs_no_registry() -> None:
+    pulled = bx("pull", IMAGE)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.decode().splitlines()[1:] == [
+        f"Status: Image is up to date for {IMAGE}", IMAGE]
