@@ -905,7 +905,10 @@ class Runtime:
         record = read_pidfile(self.files(state.id).vmm_pid)
         if record is None or not record.alive():
             raise Conflict(f"box {state.name} has no running VM")
-        sample = sample_process(record.pid, interval_s)
+        try:
+            sample = sample_process(record.pid, interval_s)
+        except (OSError, ValueError, IndexError):  # (its VM ended meanwhile)
+            raise Conflict(f"box {state.name} stopped while it was sampled") from None
         return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
                         state.config.memory_mib * 1024 * 1024)
 

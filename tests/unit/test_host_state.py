@@ -724,3 +724,23 @@ def test_the_shared_socket_base_must_be_private(tmp_path: Path) -> None:
     base.chmod(0o700)
     with pytest.raises(BoxliteError, match="is not a private directory"):
         ensure_private_socket_base(link / "abc")
+
+
+def test_stats_of_a_box_whose_vm_ends_while_it_is_sampled_is_a_conflict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(stats --no-stream then leaves it out, instead of a raw /proc error and 125.)"""
+    from boxlite_cli.runtime import runtime as runtime_module
+
+    rt = Runtime(Paths(data=tmp_path, config=tmp_path / "config", cache=tmp_path / "cache"))
+    state = BoxState(id="b" * 64, name="ending", status=Status.RUNNING,
+                     config=BoxConfig(image="i", image_id="sha256:" + "a" * 64, rootfs_base="",
+                                      process=ProcessSpec(argv=["true"])))
+    monkeypatch.setattr(rt, "get", lambda ref: state)
+    monkeypatch.setattr(runtime_module, "read_pidfile", lambda path: ProcessRecord.current())
+
+    def gone(pid: int, interval_s: float) -> None:
+        raise FileNotFoundError(2, "No such file or directory", f"/proc/{pid}/stat")
+
+    monkeypatch.setattr(runtime_module, "sample_process", gone)
+    with pytest.raises(Conflict, match="box ending stopped while it was sampled"):
+        rt.stats("ending")
