@@ -309,6 +309,9 @@ class Runtime:
                 state.error = state.error or "the box's shim process died unexpectedly"
                 if state.exit_code is None:
                     state.exit_code = 137
+                if state.finished_at is None:  # (about when: its state's last change)
+                    with contextlib.suppress(OSError):
+                        state.finished_at = files.state.stat().st_mtime
         elif state.status == Status.CREATING and not self._creator_alive(state):
             state.status = Status.EXITED
             state.error = state.error or "creating the box was interrupted"
@@ -771,10 +774,15 @@ class Runtime:
     # stop and remove ------------------------------------------------------------------
 
     def _kill_shim(self, files: BoxFiles, sig: int = signal.SIGTERM) -> None:
+        """Signal the box's shim; the stop-requested mark first, for a start that this
+        ends (see _spawn_shim), and for a shim that has the box but has not written its
+        PID file yet (handed over by a CLI: it reads the mark once it has, shim/main.py,
+        so one of the two sees the other)."""
+        if files.dir.is_dir():
+            with contextlib.suppress(OSError):
+                files.stop_requested.touch()
         record = read_pidfile(files.shim_pid)
         if record is not None and record.alive():
-            with contextlib.suppress(OSError):  # (for a start that this ends: see _spawn_shim)
-                files.stop_requested.touch()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.pid, sig)
 

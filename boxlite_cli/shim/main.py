@@ -581,6 +581,11 @@ class Shim:
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         write_pidfile(self.files.shim_pid, ProcessRecord.current())
+        if self.files.stop_requested.exists():
+            # A stop (kill_now of an interrupted `run -d`) came while the box was being
+            # handed to this shim, before it could be signalled: the box does not start.
+            log.info("a stop came before this shim had the box: not starting it")
+            self.stopping.set()
         state = load_state(self.files.state)
         if self.launch.maintenance:
             return self.run_maintenance(state)

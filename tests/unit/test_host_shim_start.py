@@ -447,3 +447,54 @@ def test_a_guest_kernel_panic_is_named_as_such() -> None:
             "[   22.9] Kernel panic - not syncing: sysrq triggered crash"]
     assert agent_ended(tail) == ('the guest kernel panicked; its console says: '
                                  '"sysrq triggered crash"')
+
+
+class SleepingVmm:
+    """A VMM that runs until killed (a real process: the shim kills and waits for it)."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        self.pid = self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+
+def test_a_stop_that_came_before_the_shim_had_the_box_keeps_it_from_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill_now of an interrupted `run -d` found no shim PID file yet (a prestarted shim
+    or a spare was being handed the box): it left the stop-requested mark, which the
+    shim reads once its PID file is written, and the box does not start."""
+    import json
+
+    from boxlite_cli.runtime.runtime import Runtime
+    from boxlite_cli.state.paths import Paths
+    from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+    files, _ = box(tmp_path)
+    state = BoxState(id="c" * 64, name="early", status=Status.STARTING,
+                     config=BoxConfig(image="i", image_id="sha256:" + "a" * 64, rootfs_base="",
+                                      process=ProcessSpec(argv=["sleep", "100"])))
+    files.state.write_text(json.dumps(state.to_json()))
+    rt = Runtime(Paths(data=tmp_path / "home", config=tmp_path / "c", cache=tmp_path / "k"))
+    rt._kill_shim(files)  # (no PID file: nothing to signal, the mark is left)
+    assert files.stop_requested.exists()
+    s = Shim(files, ready_fd=-1)
+    vmm = SleepingVmm()
+    monkeypatch.setattr(s, "boot", lambda ping: (s.__setattr__("vmm", vmm), s.first_call(
+        lambda timeout: FakeFuture(grpc.FutureTimeoutError()), time.monotonic() + 30,
+        "initialising"))[1])
+    started = time.monotonic()
+    assert s.run() == 1
+    assert time.monotonic() - started < 10
+    assert vmm.poll() is not None  # its VM is down
+    after = json.loads(files.state.read_text())
+    assert (after["status"], after["error"]) == ("exited", "the box was stopped while booting")
