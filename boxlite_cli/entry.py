@@ -24,7 +24,8 @@ def wants_prestart(args: list[str]) -> bool:
     if not words or args[words[0]] not in BOX_STARTING_COMMANDS:
         return False
     ours = args[:words[1]] if len(words) > 1 else args
-    if "--help" in ours or "-h" in ours:
+    # (-h of run is --hostname, as docker's; of boxlite itself and start, help)
+    if "--help" in ours or "-h" in (ours if args[words[0]] != "run" else args[:words[0]]):
         return False
     # A `run` that will likely take a spare VM needs no shim of its own: one importing
     # meanwhile would only take CPU from the spare's guest (a wrong guess costs the

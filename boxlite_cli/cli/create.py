@@ -19,7 +19,9 @@ from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
 from boxlite_cli.state.capabilities import normalize
 
 
-@click.command(context_settings={"allow_interspersed_args": False})
+# (-h is --hostname here, as in docker run and create: help is --help alone)
+@click.command(context_settings={"allow_interspersed_args": False,
+                                  "help_option_names": ["--help"]})
 @box_options
 @process_options
 @network_options

@@ -71,7 +71,7 @@ def box_options(f: F) -> F:
     """Options of a new box (run and create)."""
     for decorator in reversed([
         click.option("--name", help="Assign a name to the box."),
-        click.option("--hostname", metavar="NAME",
+        click.option("-h", "--hostname", metavar="NAME",
                      help="The box's hostname [default: its id's first 12 characters]."),
         click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
         click.option("--stop-signal", metavar="SIGNAL",

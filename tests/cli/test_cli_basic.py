@@ -47,11 +47,22 @@ def test_every_command_has_help(script_runner: ScriptRunner, command: str, home:
 
 # click caches a command's help option per process: -h is checked in a fresh one.
 @subprocess_mode
-@pytest.mark.parametrize("command", ["run", "ps"])
+@pytest.mark.parametrize("command", ["ps", "exec"])
 def test_short_help_flag(script_runner: ScriptRunner, command: str) -> None:
     result = bx(script_runner, command, "-h")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Usage: boxlite {command}")
+
+
+@subprocess_mode
+@pytest.mark.parametrize("command", ["run", "create"])
+def test_h_is_the_hostname_of_run_and_create_as_in_docker(script_runner: ScriptRunner,
+                                                          command: str, home: Path) -> None:
+    """(A script's `id=$(boxlite create -h web IMAGE)` got the help text before.)"""
+    result = bx(script_runner, command, "-h")
+    assert_one_line_error(result, "Option '-h' requires an argument")
+    assert result.stdout == ""
+    assert bx(script_runner, command, "--help").stdout.startswith(f"Usage: boxlite {command}")
 
 
 def test_version(script_runner: ScriptRunner) -> None:

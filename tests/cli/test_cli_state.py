@@ -194,11 +194,12 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
 
 def test_capabilities_are_kept_as_given_normalized(script_runner: ScriptRunner,
                                                    image: str) -> None:
-    created = bx(script_runner, "create", "--name", "capped", "--cap-drop", "all",
+    created = bx(script_runner, "create", "--name", "capped", "-h", "capbox", "--cap-drop", "all",
                  "--cap-add", "cap_net_bind_service", "--cap-drop", "ALL", image)
     assert created.returncode == 0, created.stderr
     [box] = json.loads(bx(script_runner, "inspect", "capped").stdout)
     assert (box["config"]["cap_drop"], box["config"]["cap_add"]) == (["ALL"], ["NET_BIND_SERVICE"])
+    assert box["config"]["hostname"] == "capbox"  # (-h: docker's --hostname)
 
 
 def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:

@@ -25,7 +25,8 @@ from boxlite_cli.shim.prestart import Prestarted
     (["exec", "web", "run"], False),  # the command is the first word only
     (["run", "--help"], False),
     (["-h", "run", "img"], False),
-    (["run", "-h", "img"], False),
+    (["run", "-h", "web", "img"], True),  # (run's -h: its --hostname, as docker's)
+    (["start", "-h"], False),
     (["run", "img", "ls", "-h"], True),  # the box command's -h
     (["run", "--rm", "img", "grep", "--help"], True),
     ([], False),
