@@ -8,6 +8,7 @@ from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.options import (
     box_options,
+    cidfile,
     memory_mib,
     network_options,
     process_options,
@@ -29,6 +30,7 @@ from boxlite_cli.state.capabilities import normalize
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
+           cidfile_path: str | None,
            hostname: str | None, stop_signal: str | None,
            labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
            cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
@@ -40,7 +42,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
            network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
            publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
     """Create a box from IMAGE without starting it; prints its id."""
-    state = cli.runtime.create(CreateOptions(
+    opts = CreateOptions(
         image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory),
         disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
@@ -52,6 +54,9 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
-    ))
+    )
+    with cidfile(cidfile_path) as write_cid:
+        state = cli.runtime.create(opts)
+        write_cid(state.id)
     click.echo(state.id)
     return 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -71,6 +72,10 @@ def box_options(f: F) -> F:
     """Options of a new box (run and create)."""
     for decorator in reversed([
         click.option("--name", help="Assign a name to the box."),
+        click.option("--cidfile", "cidfile_path", metavar="FILE",
+                     type=click.Path(dir_okay=False),
+                     help="Write the box id to FILE (refused if FILE exists and is not "
+                          "empty)."),
         click.option("-h", "--hostname", metavar="NAME",
                      help="The box's hostname [default: its id's first 12 characters]."),
         click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
@@ -176,3 +181,36 @@ def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,
 
 def memory_mib(value: str) -> int:
     return parse_memory_mib(value)
+
+
+@contextlib.contextmanager
+def cidfile(path: str | None) -> Iterator[Callable[[str], None]]:
+    """docker's --cidfile: FILE is opened before the box is made (refused when it has
+    content already: another box's, maybe), the id written once it is; a FILE this
+    made is removed again when no box came of it."""
+    if path is None:
+        yield lambda box_id: None
+        return
+    try:
+        existed = os.path.exists(path)
+        if existed and os.path.getsize(path) > 0:
+            raise UsageError(f"the --cidfile {path} exists already",
+                             hint="make sure its box is done, then delete the file")
+        f = open(path, "w")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise UsageError(f"cannot write the --cidfile {path}: {e.strerror or e}") from None
+    written = False
+
+    def write(box_id: str) -> None:
+        nonlocal written
+        f.write(box_id)
+        f.flush()
+        written = True
+
+    try:
+        yield write
+    finally:
+        f.close()
+        if not written and not existed:
+            with contextlib.suppress(OSError):
+                os.unlink(path)

@@ -12,6 +12,7 @@ from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
     box_options,
     check_tty_input,
+    cidfile,
     cold_option,
     memory_mib,
     network_options,
@@ -42,7 +43,8 @@ from boxlite_cli.state.capabilities import normalize
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
-        from_: str | None, name: str | None, hostname: str | None, stop_signal: str | None,
+        from_: str | None, name: str | None, cidfile_path: str | None, hostname: str | None,
+        stop_signal: str | None,
         labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
         cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
         entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
@@ -82,7 +84,9 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),
     )
-    state = rt.create(opts)
+    with cidfile(cidfile_path) as write_cid:
+        state = rt.create(opts)
+        write_cid(state.id)
     # A plain foreground run: the shim writes the output to our stdout and stderr
     # itself (no gRPC in this process); -i and -t need a session.
     output = None if detach or interactive or tty else std_fds()

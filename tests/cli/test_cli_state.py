@@ -202,6 +202,25 @@ def test_capabilities_are_kept_as_given_normalized(script_runner: ScriptRunner,
     assert box["config"]["hostname"] == "capbox"  # (-h: docker's --hostname)
 
 
+def test_cidfile_gets_the_id_and_a_used_one_is_refused(script_runner: ScriptRunner, image: str,
+                                                      home: Path, tmp_path: Path) -> None:
+    cid = tmp_path / "cid"
+    created = bx(script_runner, "create", "--cidfile", str(cid), image)
+    assert created.returncode == 0, created.stderr
+    assert cid.read_text() == created.stdout.strip()  # (no newline, as docker's)
+    again = bx(script_runner, "create", "--cidfile", str(cid), image)
+    assert_one_line_error(again, f"the --cidfile {cid} exists already")
+    assert len(box_dirs(home)) == 1  # (refused before anything was made)
+    failed = bx(script_runner, "create", "--cidfile", str(tmp_path / "new"), "--name", "bad/name",
+                image)
+    assert failed.returncode == 125
+    assert not (tmp_path / "new").exists()  # (no box came of it: the file it made went)
+    empty = tmp_path / "empty"
+    empty.write_text("")  # (an empty one is docker's too: taken)
+    assert bx(script_runner, "create", "--cidfile", str(empty), image).returncode == 0
+    assert len(empty.read_text()) == 64
+
+
 def test_dockers_net_and_init_are_taken(script_runner: ScriptRunner, image: str) -> None:
     """--net is --network; --init changes nothing (every box has its init)."""
     created = bx(script_runner, "create", "--init", "--net", "none", "--name", "nd", image)
