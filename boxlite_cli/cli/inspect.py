@@ -75,6 +75,7 @@ def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> 
         record = state.to_json()
         vmm = read_pidfile(files.vmm_pid)
         record["state"] = docker_state(state, vmm.pid if vmm is not None and vmm.alive() else 0)
+        record["created"] = rfc3339(state.created_at)  # (docker's {{.Created}})
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}

@@ -9,6 +9,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.errors import UsageError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.logtime import parse_log_time
 from boxlite_cli.shim.logframes import LogRecord, TimeWindow
@@ -47,10 +48,19 @@ class Stamper:
         return b"".join(out)
 
 
+def _tail_lines(tail: str) -> int | None:
+    """--tail: a number of lines, or all of them ('all', or a negative number: docker's)."""
+    try:
+        lines = None if tail == "all" else int(tail)
+    except ValueError:
+        raise UsageError(f"invalid --tail {tail!r}: a number of lines, or 'all'") from None
+    return None if lines is None or lines < 0 else lines
+
+
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the box stops.")
 @click.option("-n", "--tail", "tail", default="all", show_default=True,
-              help="Number of lines to show from the end (or 'all').")
+              help="Number of lines to show from the end ('all', or a negative number: all).")
 @click.option("-t", "--timestamps", is_flag=True,
               help="Put the time each line was received before it (RFC 3339, UTC).")
 @click.option("--since", metavar="TIME",
@@ -65,7 +75,7 @@ def logs(cli: CliContext, follow: bool, tail: str, timestamps: bool, since: str 
 
     Kept for every start of the box, in the foreground or in the background.
     """
-    last = None if tail == "all" else click.IntRange(min=0).convert(tail, None, None)
+    last = _tail_lines(tail)
     now = time.time_ns()
     window = TimeWindow(None if since is None else parse_log_time(since, now, "--since"),
                         None if until is None else parse_log_time(until, now, "--until"))

@@ -157,6 +157,8 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert listed("-n", "2") == ["a2", "b"]
     assert listed("-l") == ["b"]
     assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "b\n"
+    created = bx(script_runner, "inspect", "-f", "{{.Created}}", "b").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\n", created), created
     for alias in ("ls", "list"):  # (docker's container ls, the original BoxLite's list)
         assert bx(script_runner, alias, "-aq").stdout == bx(script_runner, "ps", "-aq").stdout
     quiet = bx(script_runner, "ps", "-aq", "--no-trunc", "--filter", "label=kind=ci")
@@ -488,6 +490,10 @@ def test_logs_split_streams_and_ignore_a_torn_tail(script_runner: ScriptRunner,
     assert result.returncode == 0, result.stderr
     assert result.stdout == "out 1\nout 2\n"
     assert result.stderr == "err 1\n"
+    for tail, out in (("-1", "out 1\nout 2\n"), ("1", "out 2\n"), ("0", "")):  # (-1: all)
+        assert bx(script_runner, "logs", "--tail", tail, "planted").stdout == out
+    assert_one_line_error(bx(script_runner, "logs", "--tail", "abc", "planted"),
+                          "invalid --tail 'abc': a number of lines, or 'all'")
 
 
 @pytest.mark.script_launch_mode("subprocess")
