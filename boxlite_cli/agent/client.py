@@ -189,9 +189,13 @@ class AgentClient:
         resp = _rpc("starting the process", lambda: self.stub.Exec(request, timeout=60))
         return Started.of(resp)
 
-    def attach(self, exec_id: str) -> Iterator[tuple[int, bytes]]:
-        """(stream, data) chunks until the process's output ends."""
+    def attach(self, exec_id: str, on_call: Callable[[Any], None] | None = None
+               ) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) chunks until the process's output ends; `on_call` is given the
+        call (to cancel it from another thread)."""
         call = self.stub.Attach(pb.AttachRequest(exec_id=exec_id))
+        if on_call is not None:
+            on_call(call)
         try:
             for chunk in call:
                 yield chunk.stream, chunk.data

@@ -30,7 +30,7 @@ def attach(cli: CliContext, no_stdin: bool, sig_proxy: bool, detach_keys: str, b
     goes to the process unless --no-sig-proxy. `boxlite logs` shows what came before.
     """
     from boxlite_cli.runtime.attach import attach as attach_box
-    from boxlite_cli.runtime.attach import parse_detach_keys
+    from boxlite_cli.runtime.detachkeys import parse_detach_keys
 
     keys = parse_detach_keys(detach_keys)
     state = cli.runtime.get(box)

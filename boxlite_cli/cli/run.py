@@ -59,7 +59,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
     COMMAND overrides the image's CMD. Exits with the command's exit code, 125 when
     boxlite itself failed, 126 when the command cannot be executed, 127 when it is
-    not found, 128+N when it was killed by signal N.
+    not found, 128+N when it was killed by signal N. With -it, Ctrl-P Ctrl-Q detaches
+    (exit 0): the box runs on (boxlite attach joins it again).
     """
     rt = cli.runtime
     if from_ is not None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from boxlite_cli.errors import BoxliteError, BoxStopped, OutputLost, VmError
+from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
 
@@ -24,12 +25,17 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
     for why the box stopped when the stream broke; the pipe is closed here."""
     exit_pipe = started.exit_pipe if started is not None else None
     from boxlite_cli.agent.client import AgentClient
-    from boxlite_cli.runtime.session import Session
+    from boxlite_cli.runtime.session import Detached, Session
 
     try:
         client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
         try:
-            code = Session(client, MAIN, stdin=stdin, tty=tty).run().exit_code
+            # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
+            # takes the output over, for `logs` and `attach`)
+            code = Session(client, MAIN, stdin=stdin, tty=tty,
+                           detach_keys=DETACH_KEYS if stdin and tty else None).run().exit_code
+        except Detached:
+            return 0
         except BoxliteError:
             # The VM went away under us: the shim says why (and records it).
             if started is not None and exit_pipe is not None:

@@ -8,10 +8,12 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, OutputLost
+from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
     FORWARDED_SIGNALS,
     HELD_WHILE_STARTING,
@@ -21,9 +23,16 @@ from boxlite_cli.runtime.terminal import (
 )
 
 
+class Detached(Exception):
+    """The detach keys were typed: the process runs on without this session."""
+
+
 @dataclass
 class Session:
-    """Streams one exec's output to stdout/stderr until it ends, and returns its status."""
+    """Streams one exec's output to stdout/stderr until it ends, and returns its status.
+
+    `detach_keys` (a tty session with stdin): typing them ends the session, not the
+    process (Session.run raises Detached)."""
 
     client: AgentClient
     exec_id: str
@@ -32,9 +41,12 @@ class Session:
     stdin_fd: int = 0
     stdout_fd: int = 1
     stderr_fd: int = 2
+    detach_keys: bytes | None = None
     _result: ExecResult | None = None
     _wait_error: BaseException | None = None
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
+    _output_call: Any = None
+    _detached: threading.Event = field(default_factory=threading.Event)
 
     def _wait(self) -> None:
         try:
@@ -43,6 +55,7 @@ class Session:
             self._wait_error = e
 
     def _pump_stdin(self, pump: InputPump) -> None:
+        scanner = DetachScanner(self.detach_keys) if self.detach_keys and self.tty else None
         try:
             while True:
                 try:
@@ -51,7 +64,16 @@ class Session:
                     data = b""
                 if not data:
                     break
-                pump.queue.put(data)
+                detach = False
+                if scanner is not None:
+                    data, detach = scanner.feed(data)
+                if data:
+                    pump.queue.put(data)
+                if detach:  # (a tty's input stream just ends: its stdin stays open)
+                    self._detached.set()
+                    if self._output_call is not None:
+                        self._output_call.cancel()
+                    break
         finally:
             pump.queue.put(None)
 
@@ -69,6 +91,11 @@ class Session:
                                                else self.stdin_fd)
                     if rows and cols:
                         self.client.resize(self.exec_id, rows, cols)
+
+    def _took_call(self, call: Any) -> None:
+        self._output_call = call
+        if self._detached.is_set():  # (typed before the output began)
+            call.cancel()
 
     def _on_signal(self, signum: int) -> None:
         self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
@@ -91,8 +118,14 @@ class Session:
         try:
             with raw_terminal(self.stdin_fd, self.tty and self.stdin), \
                     forwarding_signals(self._on_signal, self._forwarded()), sink.watching():
-                for stream, data in self.client.attach(self.exec_id):
-                    sink.write(stream, data)
+                try:
+                    for stream, data in self.client.attach(self.exec_id, self._took_call):
+                        sink.write(stream, data)
+                except BoxliteError:
+                    if not self._detached.is_set():
+                        raise
+                if self._detached.is_set():
+                    raise Detached()
                 waiter.join()
         finally:
             self._control.put(("stop", 0))

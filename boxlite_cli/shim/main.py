@@ -66,6 +66,9 @@ log = logging.getLogger("boxlite.shim")
 MAIN = "main"
 # How long the output of a foreground main process waits for its CLI to attach.
 ATTACH_GRACE_S = 15.0
+# How long the shim tries to take the main process's output over from a foreground
+# client that left (the agent lets go of that client's attach meanwhile).
+TAKE_OVER_S = 5.0
 WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answer to go out
 # The longest a detached box's VM waits, once its main process ended, for the rest of
 # what it wrote to reach the log (~1 MiB buffered at most: well under a second). A
@@ -161,7 +164,10 @@ class Shim:
         self.vmm: Process | None = None
         self.ram_fd: int | None = None  # the memfd of a template-saving VM's RAM
         self.relay: StreamRelay | None = None
-        self.tracker = AttachTracker()
+        self.tracker = AttachTracker(on_abandoned=self.attach_abandoned)
+        self.client: AgentClient | None = None  # the shim's own, once the box runs
+        self.main_ended = threading.Event()
+        self.logger_lock = threading.Lock()
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
@@ -449,17 +455,40 @@ class Shim:
         self.files.agent_socket.unlink(missing_ok=True)
 
     def start_logging(self, client: AgentClient) -> None:
-        self.logger = threading.Thread(target=self.log_output, args=(client,),
-                                       name="log", daemon=True)
-        self.logger.start()
+        with self.logger_lock:
+            if self.logger is not None:
+                return
+            self.logger = threading.Thread(target=self.log_output, args=(client,),
+                                           name="log", daemon=True)
+            self.logger.start()
 
     def log_output(self, client: AgentClient) -> None:
         """Copy a detached main process's output into container.log."""
-        try:
-            for stream, data in client.attach(MAIN):
-                self.append_log(stream, data)
-        except BoxliteError as e:
-            log.info("output logging ended: %s", e)
+        deadline = time.monotonic() + TAKE_OVER_S
+        while True:
+            try:
+                for stream, data in client.attach(MAIN):
+                    self.append_log(stream, data)
+                return
+            except BoxliteError as e:
+                # (the attach of a client that just left may still hold the output
+                # for an instant: the agent lets one reader attach at a time)
+                if "already has a client attached" in str(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                log.info("output logging ended: %s", e)
+                return
+
+    def attach_abandoned(self, key: str) -> None:
+        """The foreground CLI's Attach of the main process ended before the output did
+        (the CLI detached, or was killed): the output goes on into the log from here,
+        so that the process is not held up by output nobody takes, and `logs` and
+        `attach` show it."""
+        if (key != MAIN or self.client is None or self.main_ended.is_set()
+                or self.stopping.is_set()):
+            return
+        log.info("the foreground client left: the output goes to the log")
+        self.start_logging(self.client)
 
     def deliver_output(self, client: AgentClient) -> None:
         """A direct-output foreground run: the main process's output goes to the CLI's
@@ -661,6 +690,7 @@ class Shim:
         # The guest hears Wait, and Attach for a direct-output run, before this process
         # goes on with serving the box and recording it (both sides work meanwhile).
         waiting = client.wait_later(MAIN)
+        self.client = client
         direct = bool(self.output_fds)
         if direct:
             self.deliverer = threading.Thread(target=self.deliver_output, args=(client,),
@@ -681,6 +711,7 @@ class Shim:
 
     def resumed(self, client: AgentClient, channel: grpc.Channel, state: BoxState) -> int:
         """A box restored from its checkpoint: its main process runs on; supervise it."""
+        self.client = client
         self.serve(channel)
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
                     vmm=self.launch.driver, exit_code=None, error=None, finished_at=None)
@@ -710,10 +741,11 @@ class Shim:
         try:
             result = waiting() if waiting is not None else client.wait(MAIN)
             exit_code = result.exit_code
+            self.main_ended.set()
             log.info("the main process ended")
             if self.deliverer is not None:
                 self.deliverer.join()  # all the output is written before the exit status
-            elif self.launch.foreground:
+            elif self.launch.foreground and self.logger is None:
                 # The foreground CLI gets all the output and the exit status first.
                 self.tracker.wait_delivered([MAIN, f"wait:{MAIN}"], ATTACH_GRACE_S)
             else:  # a `boxlite wait` on it hears the exit status before the VM goes

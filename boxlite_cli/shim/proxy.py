@@ -29,12 +29,15 @@ class AttachTracker:
     """Counts live calls per key and remembers the keys whose call ran to the end.
 
     Keys: an exec id for its Attach calls, `wait:<exec id>` for its Wait calls.
+    `on_abandoned(key)` is told when the last live call of a key ended before its end
+    (its client went away: detached, or killed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_abandoned: Callable[[str], None] | None = None) -> None:
         self.cond = threading.Condition()
         self.active: dict[str, int] = {}
         self.completed: set[str] = set()
+        self.on_abandoned = on_abandoned
 
     def begin(self, exec_id: str) -> None:
         with self.cond:
@@ -47,6 +50,10 @@ class AttachTracker:
             if complete:
                 self.completed.add(exec_id)
             self.cond.notify_all()
+            abandoned = (not complete and self.active[exec_id] == 0
+                         and exec_id not in self.completed)
+        if abandoned and self.on_abandoned is not None:
+            self.on_abandoned(exec_id)
 
     def wait_idle(self, keys: list[str], timeout_s: float) -> None:
         """Return once no call of `keys` is live (or after `timeout_s`)."""

@@ -108,3 +108,40 @@ def test_attach_to_a_box_that_is_not_running_is_refused() -> None:
         assert refused.stderr.decode().splitlines()[0] == "boxlite: box att-no is not running"
     finally:
         bx("rm", "-f", "att-no")
+
+
+def log_lines(box: str) -> int:
+    return len(ok("logs", box).splitlines())
+
+
+@pytest.mark.parametrize("leave", ["ctrl-p-ctrl-q", "kill-9"])
+def test_a_run_it_whose_cli_leaves_runs_on_with_its_output_kept(leave: str) -> None:
+    """run -it: Ctrl-P Ctrl-Q detaches (exit 0), as docker's; a CLI killed outright
+    leaves the box too. Either way its shim takes the output over: the process is not
+    held up by output nobody reads, and `logs` and `attach` show it from then on."""
+    box = f"left-{leave[:4]}"
+    master, slave = os.openpty()
+    proc = subprocess.Popen([boxlite_bin(), "run", "-it", "--name", box, IMAGE, "sh", "-c",
+                             "i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.1; done"],
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        read_until(master, b"tick3")
+        if leave == "kill-9":
+            proc.kill()
+            proc.wait(30)
+        else:
+            os.write(master, b"\x10\x11")
+            assert proc.wait(60) == 0
+        assert status(box) == "running"
+        time.sleep(1)
+        before = log_lines(box)
+        time.sleep(2)
+        assert log_lines(box) > before + 5  # (~10 a second: it runs on, its output kept)
+        attached = subprocess.run(["timeout", "-s", "INT", "3", boxlite_bin(), "attach",
+                                   "--no-stdin", box], capture_output=True, timeout=60)
+        assert b"tick" in attached.stdout, attached.stderr
+    finally:
+        proc.kill()
+        os.close(master)
+        bx("rm", "-f", box)

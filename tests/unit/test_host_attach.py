@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_the_detach_keys_are_found_across_reads() -> None:
-    from boxlite_cli.runtime.attach import DetachScanner
+    from boxlite_cli.runtime.detachkeys import DetachScanner
 
     scanner = DetachScanner()
     assert scanner.feed(b"ls\r") == (b"ls\r", False)
@@ -19,7 +19,7 @@ def test_detach_keys_as_docker_writes_them() -> None:
     import pytest
 
     from boxlite_cli.errors import UsageError
-    from boxlite_cli.runtime.attach import DetachScanner, parse_detach_keys
+    from boxlite_cli.runtime.detachkeys import DetachScanner, parse_detach_keys
 
     assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
     assert parse_detach_keys("ctrl-a,d") == b"\x01d"

@@ -401,3 +401,20 @@ def test_wait_idle_returns_once_the_live_calls_end_or_at_the_timeout() -> None:
     again = time.monotonic()
     tracker.wait_idle(["wait:main"], 0.3)
     assert 0.25 < time.monotonic() - again < 3
+
+
+def test_a_key_whose_last_call_ended_early_is_reported_abandoned() -> None:
+    """(The shim takes the main process's output over when its foreground client left.)"""
+    left: list[str] = []
+    tracker = AttachTracker(on_abandoned=left.append)
+    tracker.begin("main")
+    tracker.begin("main")
+    tracker.end("main", complete=False)
+    assert left == []  # (another client still reads)
+    tracker.end("main", complete=False)
+    assert left == ["main"]
+    tracker.begin("x")
+    tracker.end("x", complete=True)
+    tracker.begin("x")
+    tracker.end("x", complete=False)
+    assert left == ["main"]  # (its output was delivered to the end already)
