@@ -137,7 +137,7 @@ class Images:
                                hint="remove it by reference, or use rmi -f")
             self.store.untag(keys)
             done.untagged += [parse_reference(k).short for k in keys]
-            if not self._keys_of(image.id):
+            if not self._keys_of(image.id) and not users:  # (a box's image stays, untagged)
                 done.deleted.append(image.id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
         return done

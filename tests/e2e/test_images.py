@@ -41,6 +41,7 @@ def test_rmi_refuses_an_image_a_box_uses_then_force(store: Store, busybox_image:
     forced = store.bx("rmi", "-f", ref)
     assert forced.returncode == 0, forced.stderr
     assert f"Untagged: {ref}" in forced.stdout.decode()
+    assert "Deleted:" not in forced.stdout.decode()  # (the box's image stays, untagged)
     assert store.image_rows() == []
     assert store.box_ids() == [box_id]
 
