@@ -47,6 +47,18 @@ def _box_completer(statuses: frozenset[str] | None, paused: bool | None = None) 
     return complete
 
 
+def complete_copy_end(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """One end of a cp: `BOX:` for each box (running or stopped), and host paths (the
+    shell's own file completion) unless a box is being named (`web:...`)."""
+    if ":" in incomplete:
+        return []  # (a path inside a box: nothing to offer from the host)
+    # (the file item first: bash's script starts over at it, then adds the boxes; the
+    # shell's own file completion is used when no box name matches)
+    return [CompletionItem(incomplete, type="file"),
+            *(CompletionItem(f"{c.value}:") for c in complete_box(ctx, param, incomplete))]
+
+
 complete_box = _box_completer(None)  # any box (rm, inspect, logs, ...)
 complete_running_box = _box_completer(RUNNING)  # exec, stop, kill, ...
 complete_stopped_box = _box_completer(NOT_RUNNING)  # start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from boxlite_cli.cli.completion import complete_copy_end
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
 from boxlite_cli.cli.errors import ending_on_signals
 
@@ -13,8 +14,8 @@ from boxlite_cli.cli.errors import ending_on_signals
 @click.option("-a", "--archive", is_flag=True,
               help="Keep uid/gid (otherwise files copied in are owned by root, files copied "
                    "out by you).")
-@click.argument("src", metavar="SRC")
-@click.argument("dst", metavar="DST")
+@click.argument("src", metavar="SRC", shell_complete=complete_copy_end)
+@click.argument("dst", metavar="DST", shell_complete=complete_copy_end)
 @pass_cli
 def cp(cli: CliContext, src: str, dst: str, follow_link: bool, archive: bool) -> int:
     """Copy between the host and a box: one of SRC and DST is BOX:PATH.

@@ -28,7 +28,12 @@ def completion_script(shell: str) -> str:
     cls = get_completion_class(shell)
     if cls is None:
         raise click.BadParameter(f"unsupported shell {shell!r}: choose bash, zsh or fish")
-    return cls(cli, {}, "boxlite", "_BOXLITE_COMPLETE").source()
+    source = cls(cli, {}, "boxlite", "_BOXLITE_COMPLETE").source()
+    if shell == "bash":  # (cp's `BOX:` goes on with a path inside the box: no space after)
+        plain = "            COMPREPLY+=($value)\n"
+        assert plain in source
+        source = source.replace(plain, plain + "            [[ $value == *: ]] && compopt -o nospace\n")
+    return source
 
 
 def _roff(text: str) -> str:

@@ -77,6 +77,10 @@ def test_box_names_complete_by_what_the_command_takes(tmp_path: Path) -> None:
     assert _complete(tmp_path, "boxlite rm w") == ["web-down", "web-nap", "web-up"]
     assert _complete(tmp_path, "boxlite rm web-down w") == ["web-nap", "web-up"]
     assert _complete(tmp_path, "boxlite stop x") == []
+    # cp: BOX: for any box, and the host's files (the first item, of type file)
+    assert _complete(tmp_path, "boxlite cp web-d") == ["web-d", "web-down:"]
+    assert _complete(tmp_path, "boxlite cp ./f web-u") == ["web-u", "web-up:"]
+    assert _complete(tmp_path, "boxlite cp web-up:/et") == []
 
 
 def test_image_references_complete_as_docker_prints_them(tmp_path: Path) -> None:
