@@ -33,16 +33,24 @@ def _strings(request: dict[str, Any], key: str) -> list[str]:
     return value
 
 
+KILLED_WITH_THE_BOX = 128 + 9  # (an exec's process, when its box stops: SIGKILL)
+
+
 class ExecServer:
     """Accepts on `path` until closed; runs each request through `client`."""
 
     def __init__(self, path: Path, client: AgentClient,
-                 why_stopped: Callable[[], str | None] | None = None) -> None:
+                 why_stopped: Callable[[], str | None] | None = None,
+                 stopping: Callable[[], bool] | None = None) -> None:
         """`why_stopped`: why the box stopped under a process (None when it did not, or
-        the reason is not known), asked when a process's stream broke."""
+        the reason is not known), asked when a process's stream broke. `stopping`: the
+        box is being stopped as it should be (its main process ended, or a stop, kill
+        or rm -f came): a process it ends then was killed with it (137, as docker's
+        exec), not lost to a failure of boxlite's (125)."""
         self.path = path
         self.client = client
         self.why_stopped = why_stopped
+        self.stopping = stopping
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.serving: set[threading.Thread] = set()
         self.serving_lock = threading.Lock()
@@ -133,6 +141,9 @@ class ExecServer:
                         sink.write(stream, data)
             code = self.client.wait(started.exec_id).exit_code
         except BoxliteError as e:
+            if self.stopping is not None and self.stopping():
+                answer.send({"exit_code": KILLED_WITH_THE_BOX})
+                return
             reason = self._stopped_reason()
             answer.send({"exit_code": 125,
                          "error": BoxStopped(reason, 125).message if reason else str(e)})

@@ -436,7 +436,13 @@ class Shim:
             os.umask(old_umask)
         self.server = server
         self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel),
-                                      self.why_stopped)
+                                      self.why_stopped, self.stopping_orderly)
+
+    def stopping_orderly(self) -> bool:
+        """The box is being stopped as it should be: its main process ended, or a stop
+        (stop, kill, rm -f: a signal to this shim, or the stop-requested mark) came."""
+        return (self.main_ended.is_set() or self.stopping.is_set()
+                or self.files.stop_requested.exists())
 
     def why_stopped(self) -> str | None:
         """Why the box stopped under its processes: its agent ended, or its VM did
