@@ -56,26 +56,26 @@ class Session:
 
     def _pump_stdin(self, pump: InputPump) -> None:
         scanner = DetachScanner(self.detach_keys) if self.detach_keys and self.tty else None
-        try:
-            while True:
-                try:
-                    data = os.read(self.stdin_fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                detach = False
-                if scanner is not None:
-                    data, detach = scanner.feed(data)
-                if data:
-                    pump.queue.put(data)
-                if detach:  # (a tty's input stream just ends: its stdin stays open)
-                    self._detached.set()
-                    if self._output_call is not None:
-                        self._output_call.cancel()
-                    break
-        finally:
-            pump.queue.put(None)
+        while True:
+            try:
+                data = os.read(self.stdin_fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                pump.queue.put(None)  # (the end of our input: the box's stdin's, ^D on a tty)
+                return
+            detach = False
+            if scanner is not None:
+                data, detach = scanner.feed(data)
+            if data:
+                pump.queue.put(data)
+            if detach:
+                # The input stream is left open, then cut with the connection: a tty
+                # takes only an explicit close as ^D, so the box's shell goes on.
+                self._detached.set()
+                if self._output_call is not None:
+                    self._output_call.cancel()
+                return
 
     def _control_loop(self) -> None:
         """Performs resizes and signal forwards off the signal handler."""

@@ -145,3 +145,43 @@ def test_a_run_it_whose_cli_leaves_runs_on_with_its_output_kept(leave: str) -> N
         proc.kill()
         os.close(master)
         bx("rm", "-f", box)
+
+
+@pytest.mark.parametrize("how", ["run", "start"])
+def test_a_detached_shell_reads_on(how: str) -> None:
+    """Detaching from a shell (run -it, start -ai) sends it no end of input (^D): it
+    runs on, and answers an attach again."""
+    box = f"shell-{how}"
+    if how == "start":
+        ok("create", "-it", "--name", box, IMAGE, "sh")
+        argv = [boxlite_bin(), "start", "-ai", box]
+    else:
+        argv = [boxlite_bin(), "run", "-it", "--name", box, IMAGE, "sh"]
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        time.sleep(1)
+        os.write(master, b"echo first-$((6*7))\r")
+        read_until(master, b"first-42")
+        os.write(master, b"\x10\x11")
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+    try:
+        time.sleep(3)  # (a ^D would have ended the shell, and the box, by now)
+        assert status(box) == "running"
+        master, slave = os.openpty()
+        again = subprocess.Popen([boxlite_bin(), "attach", box], stdin=slave, stdout=slave,
+                                 stderr=slave)
+        os.close(slave)
+        try:
+            time.sleep(1)
+            os.write(master, b"echo again-$((6*7))\r")
+            read_until(master, b"again-42")
+        finally:
+            again.kill()
+            os.close(master)
+    finally:
+        bx("rm", "-f", box)
