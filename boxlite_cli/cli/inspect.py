@@ -54,8 +54,11 @@ def _latest(cli: CliContext) -> str:
 @pass_cli
 def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> int:
     """Print the full record of boxes or images (a JSON array, or a line each from a template)."""
+    if latest and boxes:
+        raise UsageError("inspect takes BOX or -l, not both",
+                         hint="see 'boxlite inspect --help'")
     if latest:
-        boxes = (*boxes, _latest(cli))
+        boxes = (_latest(cli),)
     elif not boxes:
         raise UsageError("inspect needs at least one BOX or IMAGE (or -l)",
                          hint="see 'boxlite inspect --help'")

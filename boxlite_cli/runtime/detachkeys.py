@@ -11,7 +11,10 @@ CTRL_KEYS = "abcdefghijklmnopqrstuvwxyz@[\\]^_"  # ctrl-KEY is KEY's upper case 
 
 def parse_detach_keys(spec: str) -> bytes:
     """docker's --detach-keys: keys apart by commas, each one character or ctrl-KEY
-    (KEY a-z, @, [, \\, ], ^ or _): `ctrl-p,ctrl-q`, `ctrl-a,d`. Raises UsageError."""
+    (KEY a-z, @, [, \\, ], ^ or _): `ctrl-p,ctrl-q`, `ctrl-a,d`; "" is the default
+    keys, as docker takes it. Raises UsageError."""
+    if not spec:
+        return DETACH_KEYS
     keys = bytearray()
     for key in spec.split(","):
         lowered = key.lower()

@@ -52,12 +52,15 @@ def normalize(names: Iterable[str], option: str) -> list[str]:
 
 def drop_mask(cap_add: Iterable[str], cap_drop: Iterable[str]) -> int:
     """The capabilities taken from the box's processes (bit N: capability N), from
-    normalized names: what --cap-drop takes (ALL: all), less what --cap-add gives back."""
+    normalized names, as docker combines them: --cap-add ALL keeps all but the ones
+    --cap-drop names; --cap-drop ALL keeps only what --cap-add names; otherwise what
+    --cap-drop takes, less what --cap-add gives back."""
     drop = set(cap_drop)
     add = set(cap_add)
-    mask = ALL_MASK if ALL in drop else sum(1 << CAPABILITIES[n] for n in drop)
+    named = sum(1 << CAPABILITIES[n] for n in drop if n != ALL)
     if ALL in add:
-        return 0
+        return named
+    mask = ALL_MASK if ALL in drop else named
     for name in add:
         mask &= ~(1 << CAPABILITIES[name])
     return mask

@@ -134,6 +134,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
+        self._box_limits: tuple[int, int] | None = None  # (cap_drop, pids_limit) of the box
 
     # -- machine -----------------------------------------------------------------
 
@@ -161,6 +162,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                    for v in request.volumes]
         check_volumes(volumes)
         with self._init_lock:
+            # Once the box's own Init (the one with its main process) is done, its
+            # limits are fixed for the VM's life: an Init sent again (its answer lost
+            # on the way) repeats them, and one that would lift them (from a process
+            # of the box that reached the agent) is refused.
+            if self._box_limits is not None and self._box_limits != (
+                    request.cap_drop, request.pids_limit):
+                raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
                 request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial,
                 net_setup(request.network), pids_limit=request.pids_limit,
@@ -170,6 +178,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop
+            if request.HasField("main"):
+                self._box_limits = (request.cap_drop, request.pids_limit)
         if request.HasField("main"):
             return pb.InitResponse(main=self._start_main(request.main))
         return pb.InitResponse()

@@ -24,7 +24,9 @@
  * The init of the box's own PID namespace (pidns.py makes the namespace and starts
  * this as its first process: PID 1 there). It mounts that namespace's proc on
  * ROOT/proc (over the guest's, so `ps` in the box sees the box's processes only),
- * enters ROOT, closes ERRFD (the agent reads end-of-file: ready) and then only reaps
+ * enters ROOT, gives up every capability (it needs none to reap, and a box started
+ * with --cap-drop must not find them in its PID 1), closes ERRFD (the agent reads
+ * end-of-file: ready) and then only reaps
  * the orphans the box's processes leave. As a namespace's init it gets no signal
  * from inside the box that it does not handle: `kill -9 -1` there leaves it be.
  * (What it is told comes in its environment, which it then blanks: its command line,
@@ -34,6 +36,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -108,6 +112,26 @@ static void drop_capabilities(unsigned long long mask)
     }
 }
 
+/* The box's init needs no privilege once it is set up (it only reaps): it keeps
+ * none, may gain none (no_new_privs), and no box process without CAP_SYS_PTRACE may
+ * trace it (not dumpable). A box started with --cap-drop cannot get a capability back
+ * through its PID 1 then. */
+static void drop_every_capability(void)
+{
+    drop_capabilities(~0ULL);
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct none[2];
+    memset(none, 0, sizeof none);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        fail("clear the ambient capabilities");
+    if (syscall(SYS_capset, &header, none) != 0)
+        fail("drop the init's capabilities");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        fail("no new privileges");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fail("not dumpable");
+}
+
 static void on_child(int sig)
 {
     (void)sig; /* (only to be woken: SIGCHLD's default is to be ignored) */
@@ -127,6 +151,7 @@ static void __attribute__((noreturn)) box_init(const char *root)
     if (chdir("/") != 0)
         fail("chdir to /");
     prctl(PR_SET_NAME, "boxlite-init", 0, 0, 0);
+    drop_every_capability();
     sigset_t child, others;
     sigemptyset(&child);
     sigaddset(&child, SIGCHLD);

@@ -112,6 +112,7 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
      "invalid --cap-drop 'NET_FOO': no such capability"),
     (["create", "--cap-add", "cap_", "debian"], "invalid --cap-add 'cap_': no such capability"),
     (["inspect", "-l"], "there is no box"),
+    (["inspect", "-l", "web"], "inspect takes BOX or -l, not both"),
 ])
 def test_options_that_exclude_each_other(script_runner: ScriptRunner, args: list[str],
                                          needle: str, home: Path) -> None:

@@ -100,3 +100,44 @@ def test_a_passwd_whose_path_loops_leaves_numeric_users_working() -> None:
         assert b"unable to find user nobody: no matching entries in passwd file" in named.stderr
     finally:
         bx("rm", "-f", "pwloop")
+
+
+ESCAPE_AND_INIT = r'''
+import os
+os.makedirs("/tmp/x", exist_ok=True)
+fd = os.open("/", os.O_RDONLY)
+os.chroot("/tmp/x")  # (the classic escape from a chroot: root keeps SYS_CHROOT here)
+os.fchdir(fd)
+for _ in range(60):
+    os.chdir("..")
+os.chroot(".")
+os.execv("/usr/bin/python3", ["python3", "-c", """
+import sys; sys.path.insert(0, "/opt/boxlite/lib")
+import grpc
+from boxlite_agent.pb import agent_pb2 as pb, agent_pb2_grpc as g
+stub = g.AgentStub(grpc.insecure_channel("unix:/run/boxlite/agent.sock"))
+stub.Init(pb.InitRequest(cap_drop=0, pids_limit=0))
+"""])
+'''
+
+
+def test_dropped_capabilities_stay_dropped_for_a_box_that_reaches_its_agent() -> None:
+    """Root in a box run with --cap-drop (SYS_CHROOT kept) that climbs out of its root
+    and sends its agent an Init that would lift the limits is refused; the box's PID 1
+    holds no capability to take over either."""
+    assert bx("run", "-d", "--name", "climber", "--cap-drop", "NET_RAW", IMAGE,
+              "sleep", "600").returncode == 0
+    try:
+        written = bx("exec", "-i", "climber", "sh", "-c", "cat > /tmp/climb.py",
+                     input=ESCAPE_AND_INIT.encode())
+        assert written.returncode == 0, written.stderr
+        climbed = bx("exec", "climber", "python3", "/tmp/climb.py")
+        assert climbed.returncode != 0
+        assert b"its limits stay" in climbed.stderr, climbed.stderr
+        bounding = bx("exec", "climber", "grep", "-E", "^(CapBnd|NoNewPrivs)",
+                      "/proc/self/status", "/proc/1/status")
+        assert bounding.stdout.decode().splitlines() == [
+            "/proc/self/status:CapBnd:\t000001ffffffdfff", "/proc/self/status:NoNewPrivs:\t0",
+            "/proc/1/status:CapBnd:\t0000000000000000", "/proc/1/status:NoNewPrivs:\t1"]
+    finally:
+        bx("rm", "-f", "climber")

@@ -158,6 +158,27 @@ def test_init_starts_the_main_process_once(agent: Agent) -> None:
     assert not agent.stub.Init(pb.InitRequest(), timeout=T).HasField("main")
 
 
+def test_the_boxs_limits_stay_once_its_init_is_done(tmp_path: Path) -> None:
+    """A process of the box that reaches the agent cannot lift its --cap-drop or
+    --pids-limit with an Init of its own; the shim's Init sent again is answered."""
+    agent = start_agent(tmp_path / "agent.sock")
+    try:
+        main = pb.ExecRequest(argv=["sleep", "30"], exec_id="main")
+        box = pb.InitRequest(hostname="limited", main=main, cap_drop=1 << 13, pids_limit=50)
+        agent.stub.Init(box, timeout=T)  # (LocalGuest: no helper, the main cannot drop)
+        agent.stub.Init(box, timeout=T)  # the same again: fine
+        for lifted in (pb.InitRequest(hostname="limited", cap_drop=0, pids_limit=50),
+                       pb.InitRequest(cap_drop=1 << 13, pids_limit=0),
+                       pb.InitRequest(main=main, cap_drop=0, pids_limit=0)):
+            with pytest.raises(grpc.RpcError) as e:
+                agent.stub.Init(lifted, timeout=T)
+            assert code_of(e) == grpc.StatusCode.FAILED_PRECONDITION
+            assert "its limits stay" in (e.value.details() or "")
+        agent.stub.Init(pb.InitRequest(clock_ns=1, resume=True), timeout=T)  # a checkpoint's
+    finally:
+        agent.close()
+
+
 def test_processes_lists_what_runs_with_its_argv(agent: Agent) -> None:
     started = agent.exec(["sleep", "30"])
     try:

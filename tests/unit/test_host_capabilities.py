@@ -29,6 +29,7 @@ def test_an_unknown_name_is_a_usage_error_naming_the_option(name: str) -> None:
     (["NET_BIND_SERVICE"], ["ALL"], ALL_MASK & ~(1 << 10)),
     (["CHOWN"], ["CHOWN"], 0),  # (what is added back wins)
     (["ALL"], ["ALL"], 0),
+    (["ALL"], ["NET_RAW"], 1 << 13),  # (all but the ones dropped by name: docker's)
     (["NET_ADMIN"], [], 0),  # (every capability is there already)
 ])
 def test_the_mask_is_what_drop_takes_less_what_add_gives_back(
