@@ -6,6 +6,10 @@ line on stderr and an exit code in a single place (`boxlite_cli.cli.errors`).
 
 from __future__ import annotations
 
+# The exit code of an exec whose box stopped under it in order (stop, rm -f, its main
+# process ended): its process was killed with the box, as docker's exec says (SIGKILL).
+KILLED_WITH_THE_BOX = 128 + 9
+
 
 class Interrupted(BaseException):
     """A signal that ends this command (SIGTERM, SIGHUP), as KeyboardInterrupt does

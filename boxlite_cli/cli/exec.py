@@ -9,6 +9,7 @@ from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import check_tty_input, process_options, to_process_options
 from boxlite_cli.cli.output import std_fds
+from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
@@ -35,13 +36,20 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
             return code
     from boxlite_cli.runtime.session import Session  # gRPC: -i, -t, -d
 
-    client, started = cli.runtime.exec(box, opts, detach=detach)
+    box_id = cli.runtime.resolve(box)
+    client, started = cli.runtime.exec(box_id, opts, detach=detach)
     try:
         if started.error_exit_code:
             report(started.error)
             return started.error_exit_code
         if detach:
             return 0
-        return Session(client, started.exec_id, stdin=interactive, tty=tty).run().exit_code
+        try:
+            return Session(client, started.exec_id, stdin=interactive, tty=tty).run().exit_code
+        except BoxliteError:
+            # (its box was removed or stopped meanwhile: killed with it, as docker's 137)
+            if cli.runtime.stopped_in_order(box_id):
+                return KILLED_WITH_THE_BOX
+            raise
     finally:
         client.close()

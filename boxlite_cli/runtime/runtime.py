@@ -739,6 +739,23 @@ class Runtime:
         return process_spec(opts, {"Env": box.env, "WorkingDir": box.cwd, "User": box.user,
                                    "Cmd": []})
 
+    def stopped_in_order(self, box_id: str, wait_s: float = 2.0) -> bool:
+        """After an exec's stream broke: the box was stopped as it should be (removed,
+        a stop asked for, or its main process ended: its processes were killed with
+        it), not lost to a failure. Waits a little for its shim to record it."""
+        files = self.files(box_id)
+        deadline = time.monotonic() + wait_s
+        while True:
+            if not files.dir.exists() or files.stop_requested.exists():
+                return True
+            with contextlib.suppress(BoxliteError, OSError):
+                state = self.observe(self.boxes.read(box_id))
+                if state.status == Status.EXITED:
+                    return state.error is None
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
              ) -> tuple[AgentClient, Started]:
         """Start another process in a running box; it inherits the box's env, cwd and user."""

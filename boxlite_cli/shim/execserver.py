@@ -15,7 +15,13 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import AgentTimeout, BoxliteError, BoxStopped, OutputLost
+from boxlite_cli.errors import (
+    KILLED_WITH_THE_BOX,
+    AgentTimeout,
+    BoxliteError,
+    BoxStopped,
+    OutputLost,
+)
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -31,9 +37,6 @@ def _strings(request: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise WireError(f"{key} must be a list of strings")
     return value
-
-
-KILLED_WITH_THE_BOX = 128 + 9  # (an exec's process, when its box stops: SIGKILL)
 
 
 class ExecServer:

@@ -343,15 +343,17 @@ def test_a_box_whose_vm_powers_off_says_so(interactive: bool, e2e_home: Path) ->
     assert vm_processes(e2e_home) == []
 
 
-@pytest.mark.parametrize("stop", [["rm", "-f"], ["stop", "-t", "1"]], ids=["rm-f", "stop"])
-def test_an_exec_whose_box_is_stopped_is_killed_with_it(stop: list[str]) -> None:
+@pytest.mark.parametrize(("stop", "mode"), [(["rm", "-f"], []), (["stop", "-t", "1"], []),
+                                           (["rm", "-f"], ["-i"])],
+                         ids=["rm-f", "stop", "rm-f-session"])
+def test_an_exec_whose_box_is_stopped_is_killed_with_it(stop: list[str], mode: list[str]) -> None:
     """As docker's exec: 137 and no error of boxlite's (not a VM failure: 125)."""
     run = bx("run", "-d", "--name", "stopped-under", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
     try:
-        proc = subprocess.Popen([boxlite_bin(), "exec", "stopped-under", "sh", "-c",
+        proc = subprocess.Popen([boxlite_bin(), "exec", *mode, "stopped-under", "sh", "-c",
                                  "echo started; exec sleep 600"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, stdin=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
         assert bx(*stop, "stopped-under", timeout=120).returncode == 0
         _, err = proc.communicate(timeout=120)
