@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
 from boxlite_cli.errors import (
+    KILLED_WITH_THE_BOX,
     AlreadyRunning,
     BoxliteError,
     Conflict,
@@ -872,7 +873,10 @@ class Runtime:
         """Block until the box has stopped; its main process's exit code."""
         box_id = self.resolve(ref)
         while True:
-            state = self.get(box_id)
+            try:
+                state = self.get(box_id)
+            except NotFound:  # removed under us (rm -f): killed with it, as docker says
+                return KILLED_WITH_THE_BOX
             if state.status not in LIVE:
                 return state.exit_code if state.exit_code is not None else 0
             if state.config.auto_remove and state.status == Status.RUNNING:

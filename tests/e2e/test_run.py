@@ -362,6 +362,20 @@ def test_an_exec_whose_box_is_stopped_is_killed_with_it(stop: list[str], mode: l
         bx("rm", "-f", "stopped-under")
 
 
+def test_wait_on_a_box_removed_meanwhile_prints_137() -> None:
+    """As docker's wait: the box was killed with its removal (not "no such box", 125)."""
+    assert bx("run", "-d", "--name", "waited", IMAGE, "sleep", "600").returncode == 0
+    try:
+        waiting = subprocess.Popen([boxlite_bin(), "wait", "waited"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        assert bx("rm", "-f", "waited").returncode == 0
+        out, err = waiting.communicate(timeout=120)
+        assert (waiting.returncode, out, err) == (0, b"137\n", b"")
+    finally:
+        bx("rm", "-f", "waited")
+
+
 def test_an_exec_whose_vm_powers_off_says_so(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "doomed", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
