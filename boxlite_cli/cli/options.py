@@ -99,7 +99,9 @@ def box_options(f: F) -> F:
         click.option("--cpus", type=click.IntRange(min=1), default=1,
                      show_default=True, help="Number of virtual CPUs."),
         click.option("-m", "--memory", default="512m", show_default=True,
-                     help="Memory of the VM (e.g. 512m, 2g)."),
+                     help="RAM of the box's VM (e.g. 512m, 2g), its guest kernel and agent "
+                          "included: they take ~120 MiB of it, the box's processes the rest "
+                          "(unlike docker's -m, a limit on the processes alone)."),
         click.option("--disk-size", metavar="SIZE", default=None,
                      help="Size of the box's root disk (e.g. 20g; at most 512g): its "
                           "filesystem grows to it when the box first starts [default: the "
