@@ -26,6 +26,9 @@ def _isolated_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("PATH", os.pathsep.join([bindir, os.environ.get("PATH", "")]))
     if "e2e" not in Path(str(request.node.path)).parts:
         monkeypatch.setenv("BOXLITE_PAYLOAD", str(home / "no-such-payload"))
+        # Sockets of deep test directories go under here, not the host's /tmp/bl-UID
+        # (which would keep them: pytest cleans its own temporary directories).
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
         for name in _LEAKY_ENV:
             monkeypatch.delenv(name, raising=False)
     return home

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -39,19 +40,23 @@ class BootFailed(BoxliteError):
     pass
 
 
-def _die_with_parent() -> None:
-    """In a helper child (passt, the VMM): get SIGKILL when the shim dies, so no VM
-    outlives its shim."""
+def _die_with_parent(parent: int) -> None:
+    """In a helper child (passt, the VMM) of `parent`: get SIGKILL when the shim dies,
+    so no VM outlives its shim. A shim that died before this (between the fork and
+    here) left the child to init already, and the signal would never come: then it
+    ends now."""
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def _vmm_child_setup() -> None:
+def _vmm_child_setup(parent: int) -> None:
     """In the VMM child, before its exec: die with the shim, and no transparent huge
     pages (kept across the exec). QEMU asks for them on guest RAM and on TCG's code
     buffer; then every page a restore loads, scattered over the RAM, costs the
     zeroing of a 2 MiB page (a warm start spent ~0.2 s in it), and the VM holds
     more memory than its guest uses. Like Firecracker's default: 4 KiB pages."""
-    _die_with_parent()
+    _die_with_parent(parent)
     _LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
@@ -84,7 +89,8 @@ def start_passt(files: BoxFiles, spec: VmSpec) -> None:
                 f"{fwd.host_ip}/{fwd.host_port}:{fwd.guest_port}"]
     with open(files.dir / "passt.log", "wb") as out:
         passt = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                 stderr=subprocess.STDOUT,
+                                 preexec_fn=functools.partial(_die_with_parent, os.getpid()))
     deadline = time.monotonic() + PASST_START_TIMEOUT_S
     while not sock.exists():
         if passt.poll() is not None or time.monotonic() > deadline:
@@ -131,7 +137,7 @@ def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
             process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 pass_fds=tuple(fd for fd in (restore_fd, ram_fd, disk_fd) if fd is not None),
-                preexec_fn=_vmm_child_setup)
+                preexec_fn=functools.partial(_vmm_child_setup, os.getpid()))
     except BaseException:
         if ram_fd is not None:
             os.close(ram_fd)

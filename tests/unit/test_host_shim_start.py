@@ -114,11 +114,24 @@ def test_the_vmms_pre_exec_steps_load_no_library() -> None:
               "def no_dlopen(*args, **kwargs):\n"
               "    raise AssertionError('dlopen in a forked child')\n"
               "ctypes.CDLL = no_dlopen\n"
-              "vmmproc._vmm_child_setup()\n"
-              "vmmproc._die_with_parent()\n"
+              "import os\n"
+              "vmmproc._vmm_child_setup(os.getppid())\n"
+              "vmmproc._die_with_parent(os.getppid())\n"
               "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_helper_child_whose_shim_died_before_it_was_set_up_ends() -> None:
+    """(Its parent-death signal would never come: it was left to init already.)"""
+    import subprocess
+
+    script = ("import os\n"
+              "from boxlite_cli.shim import vmmproc\n"
+              "vmmproc._die_with_parent(os.getppid() + 1)\n"
+              "print('survived')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (1, "")
 
 
 def test_a_cold_boot_passes_no_fd(tmp_path: Path) -> None:
