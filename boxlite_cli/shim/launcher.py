@@ -78,6 +78,7 @@ def _become_shim(box_dir: Path, log_fd: int, ready_fd: int,
         # No collection of the caller's garbage here: a file object it finalised
         # would close a descriptor number that may be reused by then.
         gc.disable()
+        prestart.ignore_stop_signals()
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         os.dup2(null, 0)

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -97,6 +98,16 @@ def shim_command(sock_fd: int) -> list[str]:
     return [sys.executable, "-m", "boxlite_cli.shim", PRESTARTED_FLAG, str(sock_fd), home]
 
 
+def ignore_stop_signals() -> None:
+    """In a forked child that becomes a shim: the signals that stop a box are ignored
+    (kept so across the exec) until the shim installs its own handlers. Not the CLI's
+    handlers (they would run the CLI's clean-up in this child), and not the default
+    (a stop now would kill this process, and the box's record with it, while the VMM
+    starts): a stop meanwhile leaves its mark, which the shim reads (shim/main.py)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def begin() -> None:
     """Start a shim for the box this process is about to start (see the module doc)."""
     global _waiting
@@ -123,6 +134,7 @@ def take() -> Prestarted | None:
 def _become_waiting_shim(sock_fd: int, command: list[str]) -> NoReturn:
     """In the forked child: never returns into the caller's code."""
     try:
+        ignore_stop_signals()  # (until it is a box's shim)
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):

@@ -117,3 +117,22 @@ def test_handing_a_box_to_a_shim_that_is_gone_is_an_oserror(tmp_path: Path) -> N
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_child_that_becomes_a_shim_ignores_stops_until_its_handlers_are_in() -> None:
+    """Not the CLI's handlers (the CLI's clean-up would run in the child), not the
+    default (a stop would kill it while its VMM starts): ignored, across the exec; the
+    stop-requested mark tells the shim (shim/main.py)."""
+    import subprocess
+    import sys
+
+    script = ("import signal, subprocess, sys\n"
+              "from boxlite_cli.shim.prestart import ignore_stop_signals\n"
+              "signal.signal(signal.SIGTERM, lambda *a: sys.exit('the CLI handler ran'))\n"
+              "ignore_stop_signals()\n"
+              "subprocess.run([sys.executable, '-c', 'import os, signal, time; "
+              "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGHUP); "
+              "time.sleep(0.2); print(\"survived\")'], check=True)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert (out.returncode, out.stdout) == (0, "survived\n"), out.stderr
