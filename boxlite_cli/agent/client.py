@@ -47,6 +47,7 @@ class ExecResult:
     exit_code: int
     signal: int
     timed_out: bool
+    oom_killed: bool = False  # the kernel's OOM killer killed a process of the box
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class AgentClient:
     def wait(self, exec_id: str, timeout: float | None = None) -> ExecResult:
         resp = _rpc("waiting for the process",
                     lambda: self.stub.Wait(pb.WaitRequest(exec_id=exec_id), timeout=timeout))
-        return ExecResult(resp.exit_code, resp.signal, resp.timed_out)
+        return ExecResult(resp.exit_code, resp.signal, resp.timed_out, resp.oom_killed)
 
     def wait_later(self, exec_id: str) -> Callable[[], ExecResult]:
         """Send Wait now; the function returned waits for its answer (as `wait`)."""
@@ -215,7 +216,7 @@ class AgentClient:
 
         def result() -> ExecResult:
             resp = _rpc("waiting for the process", future.result)
-            return ExecResult(resp.exit_code, resp.signal, resp.timed_out)
+            return ExecResult(resp.exit_code, resp.signal, resp.timed_out, resp.oom_killed)
 
         return result
 

@@ -26,12 +26,12 @@ def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
 
 def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
     """docker's State of a box, for the templates docker users write
-    (`{{.State.Status}}`, `{{.State.Running}}`, `{{.State.ExitCode}}`, ...). Pid is the
+    (`{{.State.Status}}`, `{{.State.ExitCode}}`, `{{.State.OOMKilled}}`, ...). Pid is the
     box's VM (its QEMU) on the host."""
     running = state.status == Status.RUNNING
     return {
         "status": "paused" if state.is_paused else state.status.value,
-        "running": running, "paused": state.is_paused,
+        "running": running, "paused": state.is_paused, "oom_killed": state.oom_killed,
         "pid": vmm_pid if running else 0,
         "exit_code": state.exit_code or 0, "error": state.error or "",
         "started_at": rfc3339(state.started_at), "finished_at": rfc3339(state.finished_at),

@@ -37,7 +37,8 @@ def _lookup(record: Any, path: str, template: str) -> Any:
             in_user_map = False
             continue
         wanted = _key(part)
-        matches = [k for k in value if _key(k) == wanted or k.lower() == part.lower()]
+        bare = part.replace("_", "").lower()  # (acronyms: OOMKilled is oom_killed)
+        matches = [k for k in value if _key(k) == wanted or k.replace("_", "").lower() == bare]
         if not matches:
             raise UsageError(f"template {template!r}: no field {part!r}")
         in_user_map = matches[0] in USER_MAPS

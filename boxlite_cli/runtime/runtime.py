@@ -604,6 +604,7 @@ class Runtime:
             state.error = None
             state.exit_code = None
             state.paused = False
+            state.oom_killed = False
             state.ports = ports
             # Until the shim writes its PID file, this process owns the transition.
             state.creator = ProcessRecord.current().to_json()

@@ -744,9 +744,11 @@ class Shim:
         the VM down and record how it ended."""
         exit_code: int | None = None
         error: str | None = None
+        oom_killed = False
         try:
             result = waiting() if waiting is not None else client.wait(MAIN)
             exit_code = result.exit_code
+            oom_killed = result.oom_killed
             self.main_ended.set()
             log.info("the main process ended")
             if self.deliverer is not None:
@@ -769,7 +771,8 @@ class Shim:
                          or f"{self.vmm_exit_reason()} ({e})")
                 rc = self.vmm.poll()
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
-        self.update(status=Status.STOPPING, exit_code=exit_code, error=error)
+        self.update(status=Status.STOPPING, exit_code=exit_code, error=error,
+                    oom_killed=oom_killed)
         # A direct-output CLI's answer; it reads on until we exit (the pipe closes).
         self.report(exit_code=exit_code, error=error, keep_open=True,
                     **({"output_error": self.output_error} if self.output_error else {}))

@@ -105,6 +105,9 @@ class BoxState:
     # `boxlite pause`: the VM is stopped (QEMU's `stop`) until `unpause`; meaningful
     # while the status is running (see is_paused), cleared by every start.
     paused: bool = False
+    # The kernel's OOM killer killed a process of the box during its last run (docker's
+    # State.OOMKilled); cleared by every start.
+    oom_killed: bool = False
     format: int = FORMAT
 
     @property

@@ -2,6 +2,7 @@
 so that limits hold for the box as a whole and not for the guest agent.
 
 Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit,
+and the memory controller's events (an OOM kill in the box: docker's OOMKilled),
 while the agent (outside it) can still start a process, or end the box. The exec
 helper joins the group before it executes the box's program (spawn.py passes it the
 group's cgroup.procs open for writing), so nothing of the box starts outside it.
@@ -42,6 +43,11 @@ class BoxCgroup:
                     syscalls.mount("cgroup2", self.root, "cgroup2", flags)
             with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
                 f.write("+pids")
+            try:  # (for its memory.events: the OOM kills in the box; no limit is set)
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write("+memory")
+            except OSError as e:
+                console.log(f"boxlite-agent: no memory controller for the box: {e}")
             group = os.path.join(self.root, BOX_GROUP)
             os.makedirs(group, exist_ok=True)
             self.group = group
@@ -54,6 +60,19 @@ class BoxCgroup:
             return
         with open(os.path.join(self.group, "pids.max"), "w") as f:
             f.write(str(limit) if limit > 0 else "max")
+
+    def oom_kills(self) -> int:
+        """How many processes of the box the kernel's OOM killer has killed (any OOM:
+        the guest's memory is the box's); 0 without a group or a memory controller."""
+        if self.group is None:
+            return 0
+        with contextlib.suppress(OSError, ValueError), \
+                open(os.path.join(self.group, "memory.events")) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
 
     def procs_fd(self) -> int | None:
         """The box group's cgroup.procs open for writing (the helper writes "0" to it to

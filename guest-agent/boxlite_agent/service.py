@@ -21,6 +21,7 @@ from typing import TypeVar
 import grpc
 
 from boxlite_agent import __version__
+from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
 from boxlite_agent.errors import (
     AgentError,
@@ -335,7 +336,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             status = execution.wait(WAIT_POLL_S)
             if status is not None:
                 return pb.WaitResponse(
-                    exit_code=status.exit_code, signal=status.signal, timed_out=status.timed_out
+                    exit_code=status.exit_code, signal=status.signal, timed_out=status.timed_out,
+                    oom_killed=BOX_CGROUP.oom_kills() > 0,
                 )
             if not context.is_active():
                 return pb.WaitResponse()  # nobody is listening any more

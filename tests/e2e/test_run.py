@@ -16,6 +16,12 @@ from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
 pytestmark = pytest.mark.e2e
 
 
+def ok(*args: str) -> bytes:
+    proc = bx(*args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.mark.parametrize(("command", "code"), [
     (["true"], 0),
     (["false"], 1),
@@ -360,6 +366,22 @@ def test_an_exec_whose_box_is_stopped_is_killed_with_it(stop: list[str], mode: l
         assert (proc.returncode, err) == (137, b"")
     finally:
         bx("rm", "-f", "stopped-under")
+
+
+def test_a_box_whose_process_the_oom_killer_took_says_so() -> None:
+    """docker's State.OOMKilled: the guest's OOM killer ended the main process (137);
+    a box that ends as it should says false, and the next start clears it."""
+    hog = "b = []\nwhile True: b.append(bytearray(1 << 20))"
+    try:
+        run = bx("run", "--name", "hungry", "-m", "192m", IMAGE, "python3", "-c", hog,
+                 timeout=300)
+        assert run.returncode == 137, run.stderr
+        assert ok("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}",
+                  "hungry") == b"true 137\n"
+        assert bx("run", "--name", "fed", IMAGE, "true").returncode == 0
+        assert ok("inspect", "-f", "{{.State.OOMKilled}}", "fed") == b"false\n"
+    finally:
+        bx("rm", "-f", "hungry", "fed")
 
 
 def test_wait_on_a_box_removed_meanwhile_prints_137() -> None:

@@ -197,8 +197,12 @@ def test_the_box_cgroup_is_made_once_and_takes_the_limit(tmp_path: Path) -> None
     (tmp_path / "cgroup.subtree_control").write_text("")
     group = BoxCgroup(str(tmp_path))
     group.setup(mount=False)
-    assert (tmp_path / "cgroup.subtree_control").read_text() == "+pids"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory"  # (after +pids)
     assert (tmp_path / "box").is_dir()
+    assert group.oom_kills() == 0  # (no memory.events: no memory controller)
+    (tmp_path / "box" / "memory.events").write_text("low 0\nhigh 0\nmax 0\noom 1\n"
+                                                    "oom_kill 2\noom_group_kill 0\n")
+    assert group.oom_kills() == 2
     group.set_pids_limit(20)
     assert (tmp_path / "box" / "pids.max").read_text() == "20"
     group.set_pids_limit(0)

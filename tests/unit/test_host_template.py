@@ -9,7 +9,7 @@ from boxlite_cli.errors import UsageError
 
 RECORD = {"id": "abc", "name": "web", "status": "exited", "exit_code": 3, "error": None,
           "config": {"image": "localhost/debian:bookworm", "process": {"argv": ["sh", "-c", "x"]}},
-          "accel": "tcg", "detach": True}
+          "accel": "tcg", "detach": True, "oom_killed": False}
 
 
 @pytest.mark.parametrize(("template", "expected"), [
@@ -23,6 +23,7 @@ RECORD = {"id": "abc", "name": "web", "status": "exited", "exit_code": 3, "error
     ("{{.Error}}", "<no value>"),
     ("{{.Detach}}", "true"),
     ("id={{.Id}}!", "id=abc!"),
+    ("{{.OOMKilled}}", "false"),  # (an acronym: oom_killed)
 ])
 def test_render(template: str, expected: str) -> None:
     assert render(template, RECORD) == expected

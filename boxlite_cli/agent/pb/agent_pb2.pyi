@@ -177,14 +177,16 @@ class WaitRequest(_message.Message):
     def __init__(self, exec_id: _Optional[str] = ...) -> None: ...
 
 class WaitResponse(_message.Message):
-    __slots__ = ("exit_code", "signal", "timed_out")
+    __slots__ = ("exit_code", "signal", "timed_out", "oom_killed")
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
     exit_code: int
     signal: int
     timed_out: bool
-    def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., timed_out: bool = ...) -> None: ...
+    oom_killed: bool
+    def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., timed_out: bool = ..., oom_killed: bool = ...) -> None: ...
 
 class SignalRequest(_message.Message):
     __slots__ = ("exec_id", "signal")
