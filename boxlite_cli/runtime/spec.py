@@ -232,7 +232,8 @@ def parse_disk_size(text: str | None) -> int:
         return 0
     value = parse_size(text, "disk size")
     if not 0 < value <= MAX_DISK_SIZE:
-        raise UsageError(f"invalid disk size {text!r}: give a size up to 512g (e.g. 20g)")
+        why = "above 0" if value <= 0 else "up to 512g"
+        raise UsageError(f"invalid disk size {text!r}: give a size {why} (e.g. 20g)")
     return -(-value // _MIB) * _MIB
 
 

@@ -304,7 +304,7 @@ def test_parse_disk_size_rounds_up_to_a_mib(text: str | None, size: int) -> None
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("0", "invalid disk size '0': give a size up to 512g"),
+    ("0", "invalid disk size '0': give a size above 0"),
     ("513g", "give a size up to 512g"),
     ("-1g", "invalid disk size '-1g': use a number"),
     ("big", "invalid disk size 'big': use a number"),
