@@ -59,42 +59,39 @@ def read_until(fd: int, needle: bytes, timeout_s: float = 60) -> bytes:
     return seen
 
 
+def typed_on_a_pty(argv: list[str], line: bytes, answer: bytes,
+                   keys: bytes | None = b"\x10\x11") -> None:
+    """Run `argv` on a terminal of its own, type `line`, see `answer`, then type the
+    detach `keys` and expect it to end with 0 (None: kill it instead)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        time.sleep(1)
+        os.write(master, line)
+        read_until(master, answer)
+        if keys is not None:
+            os.write(master, keys)
+            assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+
+
 def test_a_tty_box_detaches_on_ctrl_p_ctrl_q_and_runs_on() -> None:
     try:
         ok("run", "-dit", "--name", "att-tty", IMAGE, "sh")
         not_a_tty = bx("attach", "att-tty", input=b"")
         assert not_a_tty.returncode == 125
         assert b"the input device is not a TTY" in not_a_tty.stderr
-        master, slave = os.openpty()
-        proc = subprocess.Popen([boxlite_bin(), "attach", "att-tty"], stdin=slave,
-                                stdout=slave, stderr=slave)
-        os.close(slave)
-        try:
-            time.sleep(1)
-            os.write(master, b"echo tty-$((6*7))\r")
-            read_until(master, b"tty-42")
-            os.write(master, b"\x10\x11")  # Ctrl-P Ctrl-Q
-            assert proc.wait(60) == 0
-        finally:
-            proc.kill()
-            os.close(master)
+        typed_on_a_pty([boxlite_bin(), "attach", "att-tty"], b"echo tty-$((6*7))\r",
+                       b"tty-42")  # then Ctrl-P Ctrl-Q
         assert status("att-tty") == "running"  # detached, not ended
         out = bx("exec", "att-tty", "echo", "still")
         assert out.stdout == b"still\n"
         # docker's --detach-keys: Ctrl-A d detaches now
-        master, slave = os.openpty()
-        proc = subprocess.Popen([boxlite_bin(), "attach", "--detach-keys", "ctrl-a,d",
-                                 "att-tty"], stdin=slave, stdout=slave, stderr=slave)
-        os.close(slave)
-        try:
-            time.sleep(1)
-            os.write(master, b"echo again-$((6*7))\r")
-            read_until(master, b"again-42")
-            os.write(master, b"\x01d")
-            assert proc.wait(60) == 0
-        finally:
-            proc.kill()
-            os.close(master)
+        typed_on_a_pty([boxlite_bin(), "attach", "--detach-keys", "ctrl-a,d", "att-tty"],
+                       b"echo again-$((6*7))\r", b"again-42", keys=b"\x01d")
         assert status("att-tty") == "running"
     finally:
         bx("rm", "-f", "att-tty")
@@ -157,31 +154,11 @@ def test_a_detached_shell_reads_on(how: str) -> None:
         argv = [boxlite_bin(), "start", "-ai", box]
     else:
         argv = [boxlite_bin(), "run", "-it", "--name", box, IMAGE, "sh"]
-    master, slave = os.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
     try:
-        time.sleep(1)
-        os.write(master, b"echo first-$((6*7))\r")
-        read_until(master, b"first-42")
-        os.write(master, b"\x10\x11")
-        assert proc.wait(60) == 0
-    finally:
-        proc.kill()
-        os.close(master)
-    try:
+        typed_on_a_pty(argv, b"echo first-$((6*7))\r", b"first-42")
         time.sleep(3)  # (a ^D would have ended the shell, and the box, by now)
         assert status(box) == "running"
-        master, slave = os.openpty()
-        again = subprocess.Popen([boxlite_bin(), "attach", box], stdin=slave, stdout=slave,
-                                 stderr=slave)
-        os.close(slave)
-        try:
-            time.sleep(1)
-            os.write(master, b"echo again-$((6*7))\r")
-            read_until(master, b"again-42")
-        finally:
-            again.kill()
-            os.close(master)
+        typed_on_a_pty([boxlite_bin(), "attach", box], b"echo again-$((6*7))\r", b"again-42",
+                       keys=None)
     finally:
         bx("rm", "-f", box)
