@@ -25,7 +25,8 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
               help="Stay attached, as run does: the main process's output here (its input "
                    "too with -i), signals passed on, its exit code as ours. One box only.")
 @click.option("-i", "--interactive", is_flag=True,
-              help="Attach this terminal's input too (implies -a; a box created with -i).")
+              help="Attach this terminal's input too (implies -a; a box created with -i). "
+                   "Ctrl-P Ctrl-Q detaches from a tty box, which runs on.")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_stopped_box)
 @pass_cli
 def start(cli: CliContext, cold: bool, checkpoint: str | None, attach: bool, interactive: bool,
