@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_unpaused_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.options import detach_keys_option
 from boxlite_cli.errors import UsageError
 
 
@@ -16,9 +17,7 @@ from boxlite_cli.errors import UsageError
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
               help="Send SIGINT and SIGTERM to the main process (a box without a tty; "
                    "--no-sig-proxy: they end the attach instead).")
-@click.option("--detach-keys", metavar="KEYS", default="ctrl-p,ctrl-q", show_default=True,
-              help="The keys that detach from a box with a tty: characters or ctrl-KEY, "
-                   "apart by commas.")
+@detach_keys_option
 @click.argument("box", shell_complete=complete_unpaused_box)
 @pass_cli
 def attach(cli: CliContext, no_stdin: bool, sig_proxy: bool, detach_keys: str, box: str) -> int:

@@ -39,6 +39,14 @@ def process_options(f: F) -> F:
     return f
 
 
+def detach_keys_option(f: F) -> F:
+    """--detach-keys of attach, run and start (docker's notation; parsed by the command)."""
+    return click.option("--detach-keys", metavar="KEYS", default="ctrl-p,ctrl-q",
+                        show_default=True,
+                        help="The keys that detach from a box with a tty: characters or "
+                             "ctrl-KEY, apart by commas.")(f)
+
+
 def cold_option(f: F) -> F:
     """--cold of run and start: boot from scratch, not from a warm-start template."""
     return click.option("--cold", is_flag=True,

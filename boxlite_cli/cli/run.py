@@ -14,6 +14,7 @@ from boxlite_cli.cli.options import (
     check_tty_input,
     cidfile,
     cold_option,
+    detach_keys_option,
     memory_mib,
     network_options,
     process_options,
@@ -36,6 +37,7 @@ from boxlite_cli.state.capabilities import normalize
 @network_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
 @cold_option
+@detach_keys_option
 @click.option("--from", "from_", metavar="BOX:NAME",
               help="Make the box from memory checkpoint NAME of BOX and resume it: its "
                    "processes carry on (no IMAGE or COMMAND then).")
@@ -43,7 +45,7 @@ from boxlite_cli.state.capabilities import normalize
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
-        from_: str | None, name: str | None, cidfile_path: str | None, hostname: str | None,
+        detach_keys: str, from_: str | None, name: str | None, cidfile_path: str | None, hostname: str | None,
         stop_signal: str | None,
         labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
         cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
@@ -59,16 +61,19 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
     COMMAND overrides the image's CMD. Exits with the command's exit code, 125 when
     boxlite itself failed, 126 when the command cannot be executed, 127 when it is
-    not found, 128+N when it was killed by signal N. With -it, Ctrl-P Ctrl-Q detaches
-    (exit 0): the box runs on (boxlite attach joins it again).
+    not found, 128+N when it was killed by signal N. With -it, Ctrl-P Ctrl-Q (or
+    --detach-keys) detaches (exit 0): the box runs on (boxlite attach joins it again).
     """
+    from boxlite_cli.runtime.detachkeys import parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys)
     rt = cli.runtime
     if from_ is not None:
         if image is not None or command:
             raise UsageError("--from takes no IMAGE or COMMAND: the box resumes the "
                              "checkpoint's processes")
         refuse_with_from(click.get_current_context())
-        return _run_from(cli, from_, name, detach, interactive, tty, auto_remove, publish)
+        return _run_from(cli, from_, name, detach, interactive, tty, auto_remove, publish, keys)
     if image is None:
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     check_tty_input(interactive, tty, detach)
@@ -108,11 +113,12 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if detach and result.exit_code is None:
         click.echo(state.id)
         return 0
-    return attach_started(rt, state.id, result, held, output, interactive, tty)
+    return attach_started(rt, state.id, result, held, output, interactive, tty, keys)
 
 
 def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int],
-                   output: tuple[int, int] | None, interactive: bool, tty: bool) -> int:
+                   output: tuple[int, int] | None, interactive: bool, tty: bool,
+                   detach_keys: bytes) -> int:
     """After a foreground start (run, start -a): the signals held meanwhile go to the
     process, then its output until it ends; the exit code is its own."""
     if result.exit_code is not None:
@@ -128,13 +134,13 @@ def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int
     # gRPC is imported only now, once the box runs (the shim is up).
     from boxlite_cli.runtime.foreground import attach_main
 
-    return attach_main(rt, box_id, interactive, tty, started=result)
+    return attach_main(rt, box_id, interactive, tty, started=result, detach_keys=detach_keys)
 
 
 # What `run --from` takes: the new box's name, its removal, its published ports and how
 # the CLI attaches. The rest is the checkpoint's: its VM, disk, processes and network.
 FROM_OPTIONS = frozenset({"from_", "name", "detach", "auto_remove", "publish", "interactive",
-                          "tty", "image", "command", "init"})
+                          "tty", "image", "command", "init", "detach_keys"})
 
 
 def refuse_with_from(ctx: click.Context) -> None:
@@ -146,11 +152,11 @@ def refuse_with_from(ctx: click.Context) -> None:
     if given:
         raise UsageError(f"--from cannot be combined with {', '.join(given)}: the box resumes "
                          "the checkpoint's VM and processes as they were",
-                         hint="--from takes --name, --rm, -d, -p, -i and -t")
+                         hint="--from takes --name, --rm, -d, -p, -i, -t and --detach-keys")
 
 
 def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, interactive: bool,
-              tty: bool, auto_remove: bool, publish: tuple[str, ...]) -> int:
+              tty: bool, auto_remove: bool, publish: tuple[str, ...], detach_keys: bytes) -> int:
     """run --from BOX:NAME: a new box resumed from another box's memory checkpoint."""
     from boxlite_cli.runtime.clone import from_checkpoint
 
@@ -172,4 +178,4 @@ def _run_from(cli: CliContext, spec: str, name: str | None, detach: bool, intera
         return 0
     from boxlite_cli.runtime.foreground import attach_main
 
-    return attach_main(rt, state.id, interactive, tty)
+    return attach_main(rt, state.id, interactive, tty, detach_keys=detach_keys)

@@ -7,7 +7,7 @@ import click
 from boxlite_cli.cli.completion import complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
-from boxlite_cli.cli.options import check_tty_input, cold_option
+from boxlite_cli.cli.options import check_tty_input, cold_option, detach_keys_option
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.cli.run import attach_started
 from boxlite_cli.errors import AlreadyRunning, UsageError
@@ -26,24 +26,28 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
                    "too with -i), signals passed on, its exit code as ours. One box only.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Attach this terminal's input too (implies -a; a box created with -i). "
-                   "Ctrl-P Ctrl-Q detaches from a tty box, which runs on.")
+                   "Ctrl-P Ctrl-Q (or --detach-keys) detaches from a tty box, which runs on.")
+@detach_keys_option
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_stopped_box)
 @pass_cli
 def start(cli: CliContext, cold: bool, checkpoint: str | None, attach: bool, interactive: bool,
-          boxes: tuple[str, ...]) -> int:
+          detach_keys: str, boxes: tuple[str, ...]) -> int:
     """Start one or more created or exited boxes."""
+    from boxlite_cli.runtime.detachkeys import parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys)
     if cold and checkpoint is not None:
         raise UsageError("--cold and --checkpoint exclude each other: a checkpoint resumes "
                          "its own memory, never a warm-start template")
     if attach or interactive:
         if len(boxes) != 1:
             raise UsageError("start -a and -i take one box")
-        return start_attached(cli.runtime, boxes[0], cold, checkpoint, interactive)
+        return start_attached(cli.runtime, boxes[0], cold, checkpoint, interactive, keys)
     return each_box(boxes, lambda ref: start_one(cli.runtime, ref, cold, checkpoint))
 
 
 def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
-                   interactive: bool) -> int:
+                   interactive: bool, detach_keys: bytes) -> int:
     """start -a: as a foreground run of the box's own process."""
     state = rt.get(ref)
     process = state.config.process
@@ -55,7 +59,8 @@ def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
     with forwarding_signals(held.append, HELD_WHILE_STARTING):
         result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
                           output=output, exit_report=True)
-    return attach_started(rt, state.id, result, held, output, interactive, process.tty)
+    return attach_started(rt, state.id, result, held, output, interactive, process.tty,
+                          detach_keys)
 
 
 def start_one(runtime: Runtime, ref: str, cold: bool, checkpoint: str | None) -> int | None:

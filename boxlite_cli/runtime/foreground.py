@@ -19,10 +19,11 @@ STOP_WAIT_S = 60.0
 
 
 def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
-                started: StartResult | None = None) -> int:
+                started: StartResult | None = None, detach_keys: bytes = DETACH_KEYS) -> int:
     """Stream the main process until it ends; wait for the box to stop; its exit code.
-    `started`: a start with the shim's report pipe (Runtime.start's exit_report), read
-    for why the box stopped when the stream broke; the pipe is closed here."""
+    `detach_keys` end the session of a tty with input (the box runs on). `started`: a
+    start with the shim's report pipe (Runtime.start's exit_report), read for why the
+    box stopped when the stream broke; the pipe is closed here."""
     exit_pipe = started.exit_pipe if started is not None else None
     from boxlite_cli.agent.client import AgentClient
     from boxlite_cli.runtime.session import Detached, Session
@@ -33,7 +34,7 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
             # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
             # takes the output over, for `logs` and `attach`)
             code = Session(client, MAIN, stdin=stdin, tty=tty,
-                           detach_keys=DETACH_KEYS if stdin and tty else None).run().exit_code
+                           detach_keys=detach_keys if stdin and tty else None).run().exit_code
         except Detached:
             return 0
         except BoxliteError:

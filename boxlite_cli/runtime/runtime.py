@@ -906,7 +906,7 @@ class Runtime:
         with self.boxes.lock(box_id):
             state = self.boxes.read(box_id)
             if new_name == state.name:
-                return state
+                raise Conflict(f"box {state.name} already has the name {new_name!r}")
             self.boxes.rename(box_id, state.name, new_name)
             state.name = new_name
             self.boxes.write(state)

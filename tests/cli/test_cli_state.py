@@ -256,12 +256,20 @@ def test_name_in_use(script_runner: ScriptRunner, image: str, home: Path) -> Non
     assert os.readlink(home / "names" / "taken") == BOX_ID
 
 
+def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Path) -> None:
+    plant_box(name="same")
+    result = bx(script_runner, "rename", "same", "same")
+    assert_one_line_error(result, "already has the name 'same'")
+    assert os.readlink(home / "names" / "same") == BOX_ID
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["-e", "=oops"], "invalid environment variable"),
     (["-w", "relative/dir"], "absolute"),
     (["--entrypoint", ""], "no command specified"),
     (["--env-file", "/nonexistent/env"], "env file"),
     (["--memory", "1k"], "at least 128 MiB"),
+    (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
     (["-e", "A=" + b"\xff".decode(errors="surrogateescape")], "not valid UTF-8"),
 ])
 def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: str, home: Path,

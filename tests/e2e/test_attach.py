@@ -147,15 +147,17 @@ def test_a_run_it_whose_cli_leaves_runs_on_with_its_output_kept(leave: str) -> N
 @pytest.mark.parametrize("how", ["run", "start"])
 def test_a_detached_shell_reads_on(how: str) -> None:
     """Detaching from a shell (run -it, start -ai) sends it no end of input (^D): it
-    runs on, and answers an attach again."""
+    runs on, and answers an attach again. (start's keys are docker's --detach-keys.)"""
     box = f"shell-{how}"
+    keys = b"\x10\x11"
     if how == "start":
         ok("create", "-it", "--name", box, IMAGE, "sh")
-        argv = [boxlite_bin(), "start", "-ai", box]
+        argv = [boxlite_bin(), "start", "-ai", "--detach-keys", "ctrl-a,d", box]
+        keys = b"\x01d"
     else:
         argv = [boxlite_bin(), "run", "-it", "--name", box, IMAGE, "sh"]
     try:
-        typed_on_a_pty(argv, b"echo first-$((6*7))\r", b"first-42")
+        typed_on_a_pty(argv, b"echo first-$((6*7))\r", b"first-42", keys=keys)
         time.sleep(3)  # (a ^D would have ended the shell, and the box, by now)
         assert status(box) == "running"
         typed_on_a_pty([boxlite_bin(), "attach", box], b"echo again-$((6*7))\r", b"again-42",
