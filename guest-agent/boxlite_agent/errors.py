@@ -17,6 +17,12 @@ class InvalidArgument(AgentError):
     code = "INVALID_ARGUMENT"
 
 
+class UnknownUser(InvalidArgument):
+    """A --user (or its group) that the box's passwd (group) file does not have: the
+    box's main process cannot start (INVALID_ARGUMENT); an exec fails with 126, as
+    docker's does."""
+
+
 class NotFound(AgentError):
     code = "NOT_FOUND"
 

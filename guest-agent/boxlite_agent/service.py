@@ -29,6 +29,7 @@ from boxlite_agent.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    UnknownUser,
 )
 from boxlite_agent.guest import Guest
 from boxlite_agent.netconf import NetSetup
@@ -48,6 +49,7 @@ WAIT_POLL_S = 1.0
 SHUTDOWN_DELAY_S = 0.05
 MAX_SIGNAL = 64
 MAX_WINSIZE = 65535
+CANNOT_EXECUTE = 126  # (docker's exit code of a process that cannot be started)
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})\Z")
 
 _HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})\Z")
@@ -224,9 +226,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     @_rpc
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> pb.ExecResponse:
-        return self._start(request)
+        return self._start(request, main=False)
 
-    def _start(self, request: pb.ExecRequest) -> pb.ExecResponse:
+    def _start(self, request: pb.ExecRequest, main: bool = True) -> pb.ExecResponse:
         """Start one process (Exec, or Init's main); raises AgentError."""
         if self._shutting_down.is_set():
             raise FailedPrecondition("the box is shutting down")
@@ -254,6 +256,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         try:
             try:
                 spawned = spawn(root, spec, self._guest.hostname())
+            except UnknownUser as e:
+                if main:
+                    raise
+                self._table.add(Execution.failed(exec_id, CANNOT_EXECUTE))
+                return pb.ExecResponse(exec_id=exec_id, error_exit_code=CANNOT_EXECUTE,
+                                       error=e.message)
             except ExecFailure as e:
                 self._table.add(Execution.failed(exec_id, e.exit_code))
                 return pb.ExecResponse(exec_id=exec_id, error_exit_code=e.exit_code, error=e.message)

@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from boxlite_agent.errors import InvalidArgument
+from boxlite_agent.errors import InvalidArgument, UnknownUser
 from boxlite_agent.resolve import read_file_in_root
 
 MAX_ID = 2**31 - 1
@@ -108,7 +108,7 @@ def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry])
     elif uid_num is not None:
         uid, gid, home, name = uid_num, 0, "/", ""
     else:
-        raise InvalidArgument(f"unable to find user {user_arg}: no matching entries in passwd file")
+        raise UnknownUser(f"unable to find user {user_arg}: no matching entries in passwd file")
 
     sgids: tuple[int, ...] = ()
     if group_arg:
@@ -122,7 +122,7 @@ def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry])
         elif gid_num is not None:
             gid = gid_num
         else:
-            raise InvalidArgument(f"unable to find group {group_arg}: no matching entries in group file")
+            raise UnknownUser(f"unable to find group {group_arg}: no matching entries in group file")
     elif name:
         seen: list[int] = []
         for g in groups:

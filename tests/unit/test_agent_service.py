@@ -276,10 +276,13 @@ def test_user_cwd_and_environment(agent: Agent, tmp_path: Path) -> None:
     assert out == b"1234:5678:5678\n"
     out, _, _ = agent.run(["sh", "-c", "id -un; echo $HOME"], user="nobody")
     assert out.decode().split() == ["nobody", pwd.getpwnam("nobody").pw_dir]
-    with pytest.raises(grpc.RpcError) as e:
-        agent.exec(["true"], user="no-such-user-xyz")
-    assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
-    assert e.value.details() == ("unable to find user no-such-user-xyz: no matching entries in passwd file")
+    # An exec as a user the box does not have cannot start (docker's 126).
+    r = agent.exec(["true"], user="no-such-user-xyz")
+    assert (r.error_exit_code, r.error) == (
+        126, "unable to find user no-such-user-xyz: no matching entries in passwd file")
+    r = agent.exec(["true"], user="root:no-such-group")
+    assert (r.error_exit_code, r.error) == (
+        126, "unable to find group no-such-group: no matching entries in group file")
 
 
 def test_children_do_not_inherit_the_agents_oom_protection(agent: Agent) -> None:
