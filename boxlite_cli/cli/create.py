@@ -16,7 +16,7 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.runtime.runtime import CreateOptions
-from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
+from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels
 from boxlite_cli.state.capabilities import normalize
 
 
@@ -34,7 +34,7 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
            hostname: str | None, stop_signal: str | None,
            labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
            cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
-           entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
+           entrypoint: str | None, cpus: str, memory: str, disk_size: str | None,
            accel: str | None, vmm: str | None,
            auto_remove: bool, pull: str, interactive: bool, tty: bool, env: tuple[str, ...],
            env_files: tuple[str, ...], workdir: str | None, user: str | None,
@@ -42,8 +42,9 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
            network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
            publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
     """Create a box from IMAGE without starting it; prints its id."""
+    vcpus, cpu_limit = parse_cpus(cpus)
     opts = CreateOptions(
-        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory),
+        image=image, name=name, cpus=vcpus, cpu_limit=cpu_limit, memory_mib=memory_mib(memory),
         disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=True,

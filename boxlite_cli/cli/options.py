@@ -104,8 +104,10 @@ def box_options(f: F) -> F:
         click.option("--pids-limit", type=int, default=None, metavar="N",
                      help="Processes and threads the box may have at once (-1 or 0: no "
                           f"limit) [default: {DEFAULT_PIDS_LIMIT}]."),
-        click.option("--cpus", type=click.IntRange(min=1), default=1,
-                     show_default=True, help="Number of virtual CPUs."),
+        click.option("--cpus", default="1", show_default=True, metavar="N",
+                     help="CPUs of the box: the VM's vCPUs; a fraction (1.5, 0.5) rounds "
+                          "them up and limits the box's processes to that much CPU time, "
+                          "as docker's --cpus does."),
         click.option("-m", "--memory", default="512m", show_default=True,
                      help="RAM of the box's VM (e.g. 512m, 2g), its guest kernel and agent "
                           "included: they take ~120 MiB of it, the box's processes the rest "

@@ -24,7 +24,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
-from boxlite_cli.runtime.spec import parse_disk_size, parse_labels
+from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 from boxlite_cli.state.capabilities import normalize
 
@@ -49,7 +49,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         stop_signal: str | None,
         labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
         cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
-        entrypoint: str | None, cpus: int, memory: str, disk_size: str | None,
+        entrypoint: str | None, cpus: str, memory: str, disk_size: str | None,
         accel: str | None, vmm: str | None,
         auto_remove: bool, pull: str,
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
@@ -77,8 +77,9 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     if image is None:
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     check_tty_input(interactive, tty, detach)
+    vcpus, cpu_limit = parse_cpus(cpus)
     opts = CreateOptions(
-        image=image, name=name, cpus=cpus, memory_mib=memory_mib(memory),
+        image=image, name=name, cpus=vcpus, cpu_limit=cpu_limit, memory_mib=memory_mib(memory),
         disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=detach,

@@ -57,7 +57,7 @@ from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import parse_add_host
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
-from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_MEMORY_MIB
+from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_CPUS, MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
@@ -353,6 +353,15 @@ def _int(d: dict[str, Any], key: str, what: str, lo: int, hi: int,
     return value
 
 
+def _cpu_limit(cfg: dict[str, Any], what: str, vcpus: int) -> float:
+    """A fractional --cpus: 0 (none), or a number of CPUs up to the box's vCPUs."""
+    value = cfg.get("cpu_limit", 0.0)
+    _expect(isinstance(value, int | float) and not isinstance(value, bool)
+            and (value == 0 or MIN_CPUS <= value <= vcpus), what,
+            f"cpu_limit is not 0 or a number of CPUs from {MIN_CPUS} to {vcpus}")
+    return float(value)
+
+
 def _bool(d: dict[str, Any], key: str, what: str) -> bool:
     value = d.get(key, False)
     _expect(isinstance(value, bool), what, f"{key} is not true or false")
@@ -493,6 +502,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         disk_size=_int(cfg, "disk_size", what, 0, MAX_VIRTUAL, 0),
         stop_timeout=_stop_timeout(cfg, what), labels=_labels(cfg, what),
         cap_add=_capabilities(cfg, "cap_add", what), cap_drop=_capabilities(cfg, "cap_drop", what))
+    config.cpu_limit = _cpu_limit(cfg, what, config.cpus)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -144,6 +144,7 @@ class CreateOptions:
     disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
     cap_add: list[str] = field(default_factory=list)  # --cap-add, normalized
     cap_drop: list[str] = field(default_factory=list)  # --cap-drop, normalized
+    cpu_limit: float = 0.0  # a fractional --cpus: CPU time of the box's processes (0: none)
 
 
 class SpareFailed(VmError):
@@ -377,7 +378,7 @@ class Runtime:
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
                                  labels=dict(opts.labels), cap_add=list(opts.cap_add),
-                                 cap_drop=list(opts.cap_drop)),
+                                 cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

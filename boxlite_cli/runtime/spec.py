@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -257,6 +258,27 @@ def pids_limit_of(value: int | None) -> int:
         raise UsageError(f"invalid --pids-limit {value}: a number of processes up to "
                          f"{MAX_PIDS_LIMIT}, or -1 for no limit")
     return max(value, 0)
+
+
+MIN_CPUS = 0.01  # (the guest's cgroup takes no less than 1 ms of every 100 ms)
+MAX_VCPUS = 256
+
+
+def parse_cpus(text: str) -> tuple[int, float]:
+    """docker's --cpus (`2`, `1.5`, `0.5`) → (the VM's vCPUs, the box's CPU limit): a
+    whole number is that many vCPUs and no limit; a fraction rounds the vCPUs up and
+    limits the box's processes to that many CPUs' worth of time (0.0: no limit)."""
+    cleaned = text.strip()
+    try:
+        value = float(cleaned) if re.fullmatch(r"\d+(\.\d*)?|\.\d+", cleaned) else None
+    except ValueError:
+        value = None
+    if value is None or not MIN_CPUS <= value <= MAX_VCPUS:
+        raise UsageError(f"invalid --cpus {text!r}: a number of CPUs from {MIN_CPUS} to "
+                         f"{MAX_VCPUS}", hint="--cpus 2: two vCPUs; --cpus 1.5: two vCPUs "
+                                              "limited to one and a half CPUs' time")
+    vcpus = max(1, math.ceil(value))
+    return vcpus, (0.0 if value == vcpus else round(value, 3))
 
 
 def parse_memory_mib(text: str) -> int:

@@ -644,7 +644,8 @@ class Shim:
                     mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
                 volumes=self.volume_mounts(), pids_limit=state.config.pids_limit,
-                cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop))
+                cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop),
+                cpu_limit=state.config.cpu_limit)
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

@@ -57,7 +57,7 @@ class BoxConfig:
     image_id: str
     rootfs_base: str
     process: ProcessSpec
-    cpus: int = 1
+    cpus: int = 1  # the VM's vCPUs
     memory_mib: int = 512
     accel: str = "auto"
     vmm: str = "auto"  # auto | qemu | cloud-hypervisor (--vmm)
@@ -78,6 +78,9 @@ class BoxConfig:
     # --cap-add and --cap-drop, normalized (state/capabilities.py); none: every one
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
+    # --cpus with a fraction (1.5): the CPUs' worth of time the box's processes may use,
+    # in the guest's cgroup; its VM has the vCPUs rounded up. 0: all of the vCPUs.
+    cpu_limit: float = 0.0
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """The box's cgroup: every process of the box (main, exec, their children) is in it,
 so that limits hold for the box as a whole and not for the guest agent.
 
-Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit,
-and the memory controller's events (an OOM kill in the box: docker's OOMKilled),
-while the agent (outside it) can still start a process, or end the box. The exec
-helper joins the group before it executes the box's program (spawn.py passes it the
-group's cgroup.procs open for writing), so nothing of the box starts outside it.
+Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit;
+the cpu controller for a fractional `--cpus` (cpu.max); the memory controller's events
+(an OOM kill in the box: docker's OOMKilled). The agent (outside the group) can still
+start a process, or end the box. The exec helper joins the group before it executes
+the box's program (spawn.py passes it the group's cgroup.procs open for writing), so
+nothing of the box starts outside it.
 
 Best effort: a kernel without cgroup v2 or the pids controller leaves the box without
 a limit (said on the console), and runs it as before.
@@ -20,6 +21,8 @@ from boxlite_agent import console, syscalls
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 BOX_GROUP = "box"
+CPU_PERIOD_US = 100_000  # (docker's --cpus period)
+CPU_QUOTA_MIN_US = 1_000  # (the kernel's least quota)
 
 
 class BoxCgroup:
@@ -60,6 +63,25 @@ class BoxCgroup:
             return
         with open(os.path.join(self.group, "pids.max"), "w") as f:
             f.write(str(limit) if limit > 0 else "max")
+
+    def set_cpu_limit(self, cpus: float) -> None:
+        """The box's cpu.max: `cpus` CPUs' worth of time per period (0: no limit). The
+        cpu controller is enabled for the first limit only: a box without one does not
+        pay for its accounting. A kernel without it: said on the console."""
+        if self.group is None:
+            return
+        path = os.path.join(self.group, "cpu.max")
+        if cpus <= 0 and not os.path.exists(path):
+            return
+        try:
+            if not os.path.exists(path):
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write("+cpu")
+            quota = max(CPU_QUOTA_MIN_US, round(cpus * CPU_PERIOD_US))
+            with open(path, "w") as f:
+                f.write(f"{quota} {CPU_PERIOD_US}" if cpus > 0 else f"max {CPU_PERIOD_US}")
+        except OSError as e:
+            console.log(f"boxlite-agent: no CPU limit for the box (--cpus {cpus}): {e}")
 
     def oom_kills(self) -> int:
         """How many processes of the box the kernel's OOM killer has killed (any OOM:

@@ -41,6 +41,13 @@ CONTAINER_MOUNTS = (
     MountSpec("/dev/shm", "tmpfs", "shm", _NOSUID | _NODEV | _NOEXEC, "mode=1777,size=65536k"),
 )
 
+# The cgroup file system, read-only, as docker gives it: a program of the box reads its
+# limits there (cpu.max, pids.max, memory.events; /proc/self/cgroup names the group), as
+# the JVM, Go and .NET runtimes do to size themselves. (In the sysfs just mounted.) It is
+# mounted, then made read-only: a read-only mount would make the one hierarchy's
+# superblock read-only, the agent's mount of it too (cgroups.py could make no group).
+CGROUP_MOUNT = MountSpec("/sys/fs/cgroup", "cgroup2", "cgroup2", _NOSUID | _NODEV | _NOEXEC, None)
+
 DEV_NODES = (
     ("null", 1, 3),
     ("zero", 1, 5),
@@ -90,6 +97,22 @@ def mount_kernel_filesystems(
             mount(spec.source, target, spec.fstype, spec.flags, spec.data)
         if spec.target == "/dev":
             populate_dev(target)
+    _mount_cgroup(root, mount, is_mounted)
+
+
+def _mount_cgroup(root: str, mount: MountFn, is_mounted: Callable[[str], bool]) -> None:
+    """CGROUP_MOUNT, where the box's sysfs has its place (a kernel without cgroups has
+    none); a failure is said on the console: the box runs on without it."""
+    target = os.path.join(os.path.abspath(root), CGROUP_MOUNT.target.lstrip("/"))
+    if not os.path.isdir(target) or is_mounted(target):
+        return
+    try:
+        mount(CGROUP_MOUNT.source, target, CGROUP_MOUNT.fstype, CGROUP_MOUNT.flags,
+              CGROUP_MOUNT.data)
+        mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
+              | CGROUP_MOUNT.flags, None)
+    except OSError as e:
+        console.log(f"boxlite-agent: no /sys/fs/cgroup in the box: {e}")
 
 
 def _write_in_place(path: str, content: str) -> None:

@@ -24,9 +24,10 @@ class Guest(Protocol):
     def hostname(self) -> str: ...
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0) -> None:
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
         """Prepare the machine (idempotent); raises AgentError or OSError. `pids_limit`:
-        the box's processes and threads at most (0: no limit; cgroups.py)."""
+        the box's processes and threads at most (0: no limit); `cpu_limit`: the CPUs'
+        worth of time they may use (0: no limit; cgroups.py)."""
         ...
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
@@ -52,6 +53,7 @@ class LocalGuest:
         self.init_calls: list[tuple[str, int, bytes, str, NetSetup]] = []
         self.resync_calls: list[tuple[int, bytes]] = []
         self.pids_limit = 0
+        self.cpu_limit = 0.0
 
     def rootfs(self) -> str:
         return self._root
@@ -60,9 +62,10 @@ class LocalGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0) -> None:
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
         self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial, net))
         self.pids_limit = pids_limit
+        self.cpu_limit = cpu_limit
         if hostname:
             self._hostname = hostname
 

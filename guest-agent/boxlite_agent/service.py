@@ -137,7 +137,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
-        self._box_limits: tuple[int, int] | None = None  # (cap_drop, pids_limit) of the box
+        # (cap_drop, pids_limit, cpu_limit) of the box, once its own Init is done
+        self._box_limits: tuple[int, int, float] | None = None
 
     # -- machine -----------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise InvalidArgument("clock_ns must not be negative")
         if request.pids_limit < 0:
             raise InvalidArgument("pids_limit must not be negative")
+        if not math.isfinite(request.cpu_limit) or request.cpu_limit < 0:
+            raise InvalidArgument("cpu_limit must be a finite number >= 0")
         if request.resume:
             with self._init_lock:
                 self._guest.resync(request.clock_ns, bytes(request.entropy))
@@ -169,12 +172,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             # limits are fixed for the VM's life: an Init sent again (its answer lost
             # on the way) repeats them, and one that would lift them (from a process
             # of the box that reached the agent) is refused.
-            if self._box_limits is not None and self._box_limits != (
-                    request.cap_drop, request.pids_limit):
+            limits = (request.cap_drop, request.pids_limit, request.cpu_limit)
+            if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
                 request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial,
                 net_setup(request.network), pids_limit=request.pids_limit,
+                cpu_limit=request.cpu_limit,
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)
@@ -182,7 +186,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop
             if request.HasField("main"):
-                self._box_limits = (request.cap_drop, request.pids_limit)
+                self._box_limits = limits
         if request.HasField("main"):
             return pb.InitResponse(main=self._start_main(request.main))
         return pb.InitResponse()

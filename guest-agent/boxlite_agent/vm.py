@@ -50,7 +50,7 @@ class VmGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0) -> None:
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
         if clock_ns:
             time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
         if entropy:
@@ -73,6 +73,7 @@ class VmGuest:
         if self._ready and os.access(HELPER, os.X_OK):  # (not on a development host)
             BOX_CGROUP.setup()  # (once)
             BOX_CGROUP.set_pids_limit(pids_limit)
+            BOX_CGROUP.set_cpu_limit(cpu_limit)
         if self._etc_bound:  # by this VM's earlier Init: new content only
             write_etc_files(self._hostname, self._etc_dir, self._net)
         elif self._ready:

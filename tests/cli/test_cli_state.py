@@ -204,6 +204,16 @@ def test_capabilities_are_kept_as_given_normalized(script_runner: ScriptRunner,
     assert box["config"]["hostname"] == "capbox"  # (-h: docker's --hostname)
 
 
+@pytest.mark.parametrize(("cpus", "vcpus", "limit"), [("1", 1, 0.0), ("0.5", 1, 0.5),
+                                                      ("1.5", 2, 1.5)])
+def test_fractional_cpus_round_the_vcpus_up_and_keep_the_limit(
+        script_runner: ScriptRunner, image: str, cpus: str, vcpus: int, limit: float) -> None:
+    created = bx(script_runner, "create", "--name", "cpu", "--cpus", cpus, image)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "cpu").stdout)
+    assert (box["config"]["cpus"], box["config"]["cpu_limit"]) == (vcpus, limit)
+
+
 def test_cidfile_gets_the_id_and_a_used_one_is_refused(script_runner: ScriptRunner, image: str,
                                                       home: Path, tmp_path: Path) -> None:
     cid = tmp_path / "cid"
@@ -269,6 +279,7 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--entrypoint", ""], "no command specified"),
     (["--env-file", "/nonexistent/env"], "env file"),
     (["--memory", "1k"], "at least 128 MiB"),
+    (["--cpus", "0"], "invalid --cpus '0'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
     (["-e", "A=" + b"\xff".decode(errors="surrogateescape")], "not valid UTF-8"),
 ])

@@ -207,6 +207,16 @@ def test_the_box_cgroup_is_made_once_and_takes_the_limit(tmp_path: Path) -> None
     assert (tmp_path / "box" / "pids.max").read_text() == "20"
     group.set_pids_limit(0)
     assert (tmp_path / "box" / "pids.max").read_text() == "max"
+    group.set_cpu_limit(0)  # (no limit asked: the cpu controller stays off)
+    assert not (tmp_path / "box" / "cpu.max").exists()
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory"
+    group.set_cpu_limit(1.5)  # docker's --cpus 1.5: 150 ms of every 100 ms
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu"
+    assert (tmp_path / "box" / "cpu.max").read_text() == "150000 100000"
+    group.set_cpu_limit(0.001)  # (the kernel's least quota)
+    assert (tmp_path / "box" / "cpu.max").read_text() == "1000 100000"
+    group.set_cpu_limit(0)
+    assert (tmp_path / "box" / "cpu.max").read_text() == "max 100000"
     (tmp_path / "box" / "cgroup.procs").write_text("")
     fd = group.procs_fd()
     assert fd is not None

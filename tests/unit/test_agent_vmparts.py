@@ -18,7 +18,7 @@ import pytest
 AGENT_DIR = str(Path(__file__).resolve().parents[2] / "guest-agent")
 sys.path.insert(0, AGENT_DIR)
 
-from boxlite_agent import containerfs  # noqa: E402
+from boxlite_agent import containerfs, syscalls  # noqa: E402
 from boxlite_agent.blockdev import find_disk, list_disks  # noqa: E402
 from boxlite_agent.channels import find_port  # noqa: E402
 from boxlite_agent.entropy import rand_pool_info  # noqa: E402
@@ -65,6 +65,8 @@ MOUNT_SCRIPT = textwrap.dedent(
         "tty": os.readlink(f"/proc/self/fd/{{slave}}"),
         "devpts_mine": os.path.exists(root + "/dev/pts/0"),
         "sys_opts": [l.split()[3] for l in open("/proc/self/mounts") if root + "/sys " in l],
+        "cgroup_opts": [l.split()[3] for l in open("/proc/self/mounts")
+                        if root + "/sys/fs/cgroup " in l],
         "looped_hosts": open(looped + "/etc/hosts").read().splitlines()[-1],
         "looped_link": os.readlink(looped + "/etc/hostname"),
     }}
@@ -88,12 +90,14 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
         pytest.skip(f"no mount namespaces here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
+    cgroup = [["/sys/fs/cgroup", "cgroup2"]] if r["cgroup_opts"] else []  # (a cgroup v2 host)
     assert r["mounts"] == [
         ["/proc", "proc"],
         ["/sys", "sysfs"],
         ["/dev", "tmpfs"],
         ["/dev/pts", "devpts"],
         ["/dev/shm", "tmpfs"],
+        *cgroup,
         ["/etc/hostname", "tmpfs"],
         ["/etc/hosts.real", "tmpfs"],
         ["/etc/resolv.conf", "tmpfs"],
@@ -119,6 +123,7 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
     assert r["tty"] == str(base / "root/dev/pts/0")  # allocated in the container's devpts
     assert r["devpts_mine"]
     assert r["sys_opts"][0].startswith("ro,")
+    assert all(opts.startswith("ro,") for opts in r["cgroup_opts"])
     assert not (base / "root").exists()  # all of it stayed in the namespace
 
 
@@ -137,6 +142,14 @@ def test_mount_plan_with_fake_syscalls(tmp_path: Path) -> None:
     assert [c[2] for c in calls] == ["proc", "sysfs", "tmpfs", "devpts", "tmpfs"]
     assert calls[3][4] == "newinstance,ptmxmode=0666,mode=620,gid=5"
     assert (root / "dev/null").exists() and os.readlink(root / "dev/ptmx") == "pts/ptmx"
+    # (a fake sysfs: its /sys/fs/cgroup gets the cgroup file system, read-only)
+    (root / "sys/fs/cgroup").mkdir(parents=True)
+    calls.clear()
+    containerfs.mount_kernel_filesystems(str(root), fake_mount, mounted.__contains__)
+    cgroup = str(root / "sys/fs/cgroup")
+    assert calls == [("cgroup2", cgroup, "cgroup2", containerfs.CGROUP_MOUNT.flags, None),
+                     (None, cgroup, None, syscalls.MS_REMOUNT | syscalls.MS_BIND
+                      | syscalls.MS_RDONLY | containerfs.CGROUP_MOUNT.flags, None)]
 
 
 def test_symlinked_kernel_fs_targets_are_refused(tmp_path: Path) -> None:

@@ -235,6 +235,10 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         capped = manifest(disk)
         capped["config"][key] = caps
         rejected(rt, archive([reg("manifest.json", json.dumps(capped).encode())]), key)
+    for limit in (-0.5, "1.5", True, 0.001, 1.5):  # (1.5 CPUs of a 1-vCPU box)
+        limited = manifest(disk)
+        limited["config"]["cpu_limit"] = limit
+        rejected(rt, archive([reg("manifest.json", json.dumps(limited).encode())]), "cpu_limit")
     sig = manifest(disk)
     sig["config"]["stop_signal"] = "SIGNOPE"
     rejected(rt, archive([reg("manifest.json", json.dumps(sig).encode())]), "stop signal")
