@@ -16,6 +16,7 @@ from boxlite_cli.runtime.signals import parse_signal
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_running_box)
 @pass_cli
 def kill(cli: CliContext, sig: str, boxes: tuple[str, ...]) -> int:
-    """Send a signal to the main process of one or more running boxes."""
+    """Send a signal to the main process of one or more running boxes (with KILL, the
+    default, it returns once each box has stopped, as docker's kill)."""
     signum = parse_signal(sig)
     return each_box(boxes, lambda ref: cli.runtime.kill(ref, signum))

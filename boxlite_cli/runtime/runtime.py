@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
 DEFAULT_STOP_TIMEOUT_S = 10.0
+KILL_WAIT_S = 30.0  # how long `kill` (SIGKILL) waits for the box to stop
 SHIM_EXIT_WAIT_S = 60.0
 REMOVE_RACE_S = 30.0  # how long `rm -f` stops a box that keeps being started again
 Warn = Callable[[str], None]
@@ -861,7 +862,8 @@ class Runtime:
 
     def kill(self, ref: str, signum: int) -> BoxState:
         """Send `signum` to the box's main process (SIGKILL: a paused box is continued
-        for it; other signals would wait for `unpause`, and are refused)."""
+        for it; other signals would wait for `unpause`, and are refused). After SIGKILL,
+        as docker's kill, it returns once the box has stopped (`kill x && rm x` works)."""
         if signum == signal.SIGKILL:
             continue_if_paused(self, self.resolve(ref))
         state, client = self.client(ref, f"send it signal {signum} (a paused box takes SIGKILL only)")
@@ -869,6 +871,8 @@ class Runtime:
             client.signal(MAIN, signum)
         finally:
             client.close()
+        if signum == signal.SIGKILL:
+            self.wait_stopped(state.id, KILL_WAIT_S)
         return state
 
     def wait(self, ref: str) -> int:
