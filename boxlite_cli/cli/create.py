@@ -16,7 +16,7 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.runtime.runtime import CreateOptions
-from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels
+from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.state.capabilities import normalize
 
 
@@ -32,7 +32,8 @@ from boxlite_cli.state.capabilities import normalize
 def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | None,
            cidfile_path: str | None,
            hostname: str | None, stop_signal: str | None,
-           labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
+           labels: tuple[str, ...], label_files: tuple[str, ...],
+        stop_timeout: float | None, pids_limit: int | None,
            cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
            entrypoint: str | None, cpus: str, memory: str, disk_size: str | None,
            accel: str | None, vmm: str | None,
@@ -50,7 +51,8 @@ def create(cli: CliContext, image: str, command: tuple[str, ...], name: str | No
         pull=pull, auto_remove=auto_remove, detach=True,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
+        pids_limit=pids_limit, stop_timeout=stop_timeout,
+        labels=parse_labels(read_label_files(label_files) + list(labels)),
         cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,

@@ -74,6 +74,15 @@ def stop_time_option(f: F) -> F:
 
 
 MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
+HOST_PLATFORM = "linux/amd64"  # (what the guest payload runs; oci/pull.py picks it)
+PLATFORM_NAMES = {"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/v2",
+                  "linux/amd64/v3", "amd64", "x86_64"}
+
+
+def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and value.lower() not in PLATFORM_NAMES:
+        raise UsageError(f"invalid --platform {value!r}: boxes run {HOST_PLATFORM} images "
+                         "only (the guest's architecture)")
 
 
 def box_options(f: F) -> F:
@@ -92,6 +101,10 @@ def box_options(f: F) -> F:
                           "[default: the image's StopSignal, or SIGTERM]."),
         click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
                      help="Set a label on the box (find boxes by it: ps --filter label=KEY)."),
+        click.option("--label-file", "label_files", multiple=True, metavar="FILE",
+                     type=click.Path(dir_okay=False),
+                     help="Read labels from FILE: a KEY=VALUE a line, # comments (--label "
+                          "overrides)."),
         click.option("--stop-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
                      default=None, metavar="SECS", callback=_seconds,
                      help="Seconds `stop` and `restart` wait after the stop signal before "
@@ -127,10 +140,17 @@ def box_options(f: F) -> F:
         click.option("--init", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: every box has an init as its PID 1 "
                           "(boxlite-init), which reaps orphaned processes."),
+        click.option("--privileged", is_flag=True, expose_value=False,
+                     help="Taken for docker's sake: a box's root has every capability, in "
+                          "a VM of its own, unless --cap-drop takes some."),
+        click.option("--platform", metavar="OS/ARCH", expose_value=False,
+                     callback=_check_platform,
+                     help=f"Taken for docker's sake: boxes run {HOST_PLATFORM} images "
+                          "(another platform is refused)."),
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      show_default=True, help="Pull the image before creating the box."),
         click.option("-v", "--volume", "volumes", multiple=True,
-                     metavar="[HOSTPATH|NAME:]BOXPATH[:ro]",
+                     metavar="[HOSTPATH|NAME:]BOXPATH[:ro|rw]",
                      help="Share a host directory or file, or a named volume, at BOXPATH "
                           "(BOXPATH alone: a new anonymous volume)."),
     ]):
@@ -141,11 +161,12 @@ def box_options(f: F) -> F:
 def network_options(f: F) -> F:
     """--network --dns --add-host -p (run and create)."""
     for decorator in reversed([
-        click.option("--network", "--net", "network", type=click.Choice(NETWORK_MODES),
-                     default="nat",
-                     show_default=True,
-                     help="nat: outbound access through the host (user-mode, no root); "
-                          "none: loopback only."),
+        click.option("--network", "--net", "network", default="nat", show_default=True,
+                     metavar="nat|none",
+                     shell_complete=lambda ctx, param, incomplete: [
+                         m for m in NETWORK_MODES if m.startswith(incomplete)],
+                     help="nat: outbound access through the host (user-mode, no root; "
+                          "docker's bridge, which is taken too); none: loopback only."),
         click.option("-p", "--publish", "publish", multiple=True,
                      metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
                      help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "

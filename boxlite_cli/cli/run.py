@@ -24,7 +24,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
-from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels
+from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
 from boxlite_cli.state.capabilities import normalize
 
@@ -47,7 +47,8 @@ from boxlite_cli.state.capabilities import normalize
 def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
         detach_keys: str, from_: str | None, name: str | None, cidfile_path: str | None, hostname: str | None,
         stop_signal: str | None,
-        labels: tuple[str, ...], stop_timeout: float | None, pids_limit: int | None,
+        labels: tuple[str, ...], label_files: tuple[str, ...],
+        stop_timeout: float | None, pids_limit: int | None,
         cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
         entrypoint: str | None, cpus: str, memory: str, disk_size: str | None,
         accel: str | None, vmm: str | None,
@@ -85,7 +86,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
         volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit, stop_timeout=stop_timeout, labels=parse_labels(list(labels)),
+        pids_limit=pids_limit, stop_timeout=stop_timeout,
+        labels=parse_labels(read_label_files(label_files) + list(labels)),
         cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,

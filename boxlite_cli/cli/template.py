@@ -60,7 +60,7 @@ SUPPORTED = '{{.Field.Sub}}, {{json .Field}}, {{index .Map "key"}} and {{.Label 
 
 def _text(value: Any, as_json: bool) -> str:
     if as_json:
-        return json.dumps(value)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # (Go's: compact)
     if value is None:
         return "<no value>"
     return _go_text(value)

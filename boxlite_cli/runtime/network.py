@@ -29,6 +29,7 @@ GUEST_PREFIX = 24
 GATEWAY = NET_HOST
 DNS_SERVER = NET_DNS
 HOST_ALIAS = "host.boxlite.internal"
+NETWORK_ALIASES = {"bridge": NAT, "default": NAT}  # (docker's names of its default)
 DEFAULT_HOST_IP = "127.0.0.1"
 PROTOS = ("tcp", "udp")
 # RFC 1123 host names (docker accepts the same for --add-host).
@@ -118,8 +119,11 @@ def parse_add_host(item: str) -> str:
 def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] = (),
                    publish: Iterable[str] = ()) -> NetworkConfig:
     """The box's network config from the options of run/create."""
+    mode = NETWORK_ALIASES.get(mode, mode)
     if mode not in NETWORK_MODES:
-        raise UsageError(f"invalid --network {mode!r}: use {' or '.join(NETWORK_MODES)}")
+        raise UsageError(f"invalid --network {mode!r}: use nat (docker's bridge) or none",
+                         hint=("a box has a VM and a network of its own: publish its ports "
+                               "with -p" if mode == "host" else None))
     ports = [parse_publish(p) for p in publish]
     if mode == NONE and ports:
         raise UsageError("cannot publish ports (-p) of a box with --network none")

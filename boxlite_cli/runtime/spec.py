@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,26 +46,35 @@ def parse_env_item(item: str, host_env: dict[str, str]) -> str | None:
     return f"{name}={host_env[name]}" if name in host_env else None
 
 
-def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
-    """docker's --env-file format: one K=V or K per line; # comments and blanks skipped."""
+def _file_lines(path: str, what: str) -> list[str]:
+    """The lines of docker's --env-file and --label-file format: # comments and blank
+    lines skipped, each line's front trimmed (values pass through as written)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise UsageError(f"cannot read env file {path}: {e.strerror}") from e
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
     try:
         text = data.decode()
     except UnicodeDecodeError as e:
         number = data[:e.start].count(b"\n") + 1
-        raise UsageError(f"env file {path}, line {number}: not valid UTF-8 text") from None
+        raise UsageError(f"{what} {path}, line {number}: not valid UTF-8 text") from None
+    return [line for line in (raw.lstrip() for raw in text.splitlines())
+            if line and not line.startswith("#")]
+
+
+def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
+    """docker's --env-file format: one K=V or K per line; # comments and blanks skipped."""
     out = []
-    for line in text.splitlines():
-        line = line.lstrip()  # docker trims the front only: values pass through as written
-        if not line or line.startswith("#"):
-            continue
+    for line in _file_lines(path, "env file"):
         value = parse_env_item(line, host_env)
         if value is not None:
             out.append(value)
     return out
+
+
+def read_label_files(paths: Iterable[str]) -> list[str]:
+    """docker's --label-file: one KEY=VALUE (or KEY) per line, as --label takes them."""
+    return [line for path in paths for line in _file_lines(path, "label file")]
 
 
 def merge_env(*layers: list[str]) -> list[str]:

@@ -30,6 +30,10 @@ from boxlite_cli.state.volumes import BIND, NAME_RE, VOLUME, Mount, VolumeInfo, 
 from boxlite_cli.vmm.base import Share
 
 MODES = ("ro", "rw")
+# docker's other -v options, taken and of no effect here: SELinux relabelling (no SELinux
+# in a box's VM), mount propagation and macOS consistency (a 9p share has neither)
+IGNORED_OPTIONS = ("z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate",
+                   "consistent", "cached", "delegated")
 MAX_VOLUMES = 16  # virtio-mmio slots of QEMU microvm, less the box's own devices
 FILE_SHARES = "volfiles"
 
@@ -61,12 +65,16 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         raise bad("an empty part (use SRC:BOXPATH[:ro|rw])")
     readonly = False
     if len(parts) == 3:
-        if parts[2] not in MODES:
-            raise bad(f"unknown mode {parts[2]!r} (use ro or rw)")
-        readonly = parts[2] == "ro"
+        options = parts[2].split(",")
+        for option in options:
+            if option not in MODES + IGNORED_OPTIONS:
+                raise bad(f"unknown option {option!r} (use ro or rw)")
+        if len({o for o in options if o in MODES}) > 1 or len(options) != len(set(options)):
+            raise bad(f"conflicting options {parts[2]!r}")
+        readonly = "ro" in options
     target = parts[-1] if len(parts) == 1 else parts[1]
     if not target.startswith("/"):
-        if len(parts) == 2 and parts[1] in MODES:
+        if len(parts) == 2 and all(o in MODES + IGNORED_OPTIONS for o in parts[1].split(",")):
             raise bad("the path in the box is missing")
         raise bad(f"the path in the box {target!r} is not absolute")
     target = posixpath.normpath(target)

@@ -204,6 +204,20 @@ def test_capabilities_are_kept_as_given_normalized(script_runner: ScriptRunner,
     assert box["config"]["hostname"] == "capbox"  # (-h: docker's --hostname)
 
 
+def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: ScriptRunner,
+                                                              image: str, tmp_path: Path) -> None:
+    labels = tmp_path / "labels"
+    labels.write_text("# a comment\n\n  tier=web\nowner=two words\nbare\n")
+    created = bx(script_runner, "create", "--name", "dockerish", "--label-file", str(labels),
+                 "-l", "tier=db", "--platform", "linux/amd64", "--privileged",
+                 "--network", "bridge", "-v", f"{tmp_path}:/data:ro,z", image)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "dockerish").stdout)
+    assert box["config"]["labels"] == {"tier": "db", "owner": "two words", "bare": ""}
+    assert box["config"]["network"]["mode"] == "nat"
+    assert [(m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [("/data", True)]
+
+
 @pytest.mark.parametrize(("cpus", "vcpus", "limit"), [("1", 1, 0.0), ("0.5", 1, 0.5),
                                                       ("1.5", 2, 1.5)])
 def test_fractional_cpus_round_the_vcpus_up_and_keep_the_limit(
@@ -280,6 +294,9 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--env-file", "/nonexistent/env"], "env file"),
     (["--memory", "1k"], "at least 128 MiB"),
     (["--cpus", "0"], "invalid --cpus '0'"),
+    (["--platform", "linux/arm64"], "invalid --platform 'linux/arm64'"),
+    (["--label-file", "/nonexistent/labels"], "cannot read label file"),
+    (["--network", "host"], "invalid --network 'host'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
     (["-e", "A=" + b"\xff".decode(errors="surrogateescape")], "not valid UTF-8"),
 ])

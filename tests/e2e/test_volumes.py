@@ -127,7 +127,7 @@ def test_an_empty_volume_is_filled_from_the_image_once(tmp_path: Path) -> None:
     ("relative/dir:/x", "neither an absolute host path nor a volume name"),
     ("/tmp:relative", "not absolute"),
     ("/tmp:/x:rw:extra", "too many"),
-    ("/tmp:/x:bad", "unknown mode"),
+    ("/tmp:/x:bad", "unknown option"),
     ("/tmp::ro", "empty part"),
     ("/tmp:/", "root directory"),
 ])

@@ -96,8 +96,12 @@ def test_network_config_checks_everything_up_front() -> None:
     assert [p.private for p in cfg.ports] == ["80/tcp", "53/udp"]
     with pytest.raises(UsageError, match="--network none"):
         network_config("none", publish=["80"])
+    assert network_config("bridge").mode == "nat"  # (docker's name of its default)
+    with pytest.raises(UsageError, match="invalid --network 'host'") as e:
+        network_config("host")
+    assert e.value.hint and "-p" in e.value.hint
     with pytest.raises(UsageError, match="invalid --network"):
-        network_config("bridge")
+        network_config("overlay")
     with pytest.raises(UsageError, match="--dns"):
         network_config("nat", dns=["dns.example"])
     with pytest.raises(UsageError, match="published twice"):

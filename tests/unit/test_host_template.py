@@ -17,7 +17,7 @@ RECORD = {"id": "abc", "name": "web", "status": "exited", "exit_code": 3, "error
     ("{{.Status}} {{.ExitCode}}", "exited 3"),
     ("{{ .exit_code }}", "3"),
     ("{{.Config.Image}}", "localhost/debian:bookworm"),
-    ("{{json .Config.Process.Argv}}", '["sh", "-c", "x"]'),
+    ("{{json .Config.Process.Argv}}", '["sh","-c","x"]'),
     ("{{.Config.Process}}", "map[argv:[sh -c x]]"),  # (as Go prints a map)
     ("{{.Config.Process.Argv}}", "[sh -c x]"),
     ("{{.Error}}", "<no value>"),
@@ -77,7 +77,7 @@ def test_maps_print_as_go_prints_them_keys_sorted_and_json_keeps_json() -> None:
     record = {"labels": {"b": "2", "a": "1"}, "env": [], "nested": {"x": None, "y": [True]}}
     assert render("{{.Labels}}", record) == "map[a:1 b:2]"
     assert render("{{.Env}}|{{.Nested}}", record) == "[]|map[x:<nil> y:[true]]"
-    assert render("{{json .Labels}}", record) == '{"b": "2", "a": "1"}'
+    assert render("{{json .Labels}}", record) == '{"b":"2","a":"1"}'
 
 
 def test_label_by_key_as_docker_ps_has_it_and_a_missing_one_is_empty() -> None:

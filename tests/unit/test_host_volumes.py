@@ -34,6 +34,10 @@ from boxlite_cli.vmm.qemu import QemuDriver, share_args
     ("/host//dir/:/box/./dir/", VolumeRequest(BIND, "/host/dir", "/box/dir")),
     ("cache:/root/.cache", VolumeRequest(VOLUME, "cache", "/root/.cache")),
     ("my.vol-1_x:/v:ro", VolumeRequest(VOLUME, "my.vol-1_x", "/v", True)),
+    # docker's SELinux labels and propagation: taken, of no effect in a VM's 9p share
+    ("/host/dir:/box/dir:z", VolumeRequest(BIND, "/host/dir", "/box/dir")),
+    ("/host/dir:/box/dir:ro,Z", VolumeRequest(BIND, "/host/dir", "/box/dir", True)),
+    ("/host/dir:/box/dir:rw,z,rprivate", VolumeRequest(BIND, "/host/dir", "/box/dir")),
 ])
 def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     assert parse_volume_spec(spec) == expected
@@ -45,8 +49,11 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("/h:", "empty part"),
     ("/h::ro", "empty part"),
     ("/a:/b:ro:extra", "too many"),
-    ("/a:/b:rx", "unknown mode"),
-    ("/a:/b:z", "unknown mode"),
+    ("/a:/b:rx", "unknown option 'rx'"),
+    ("/a:/b:ro,nocopy", "unknown option 'nocopy'"),
+    ("/a:/b:ro,rw", "conflicting options 'ro,rw'"),
+    ("/a:/b:z,z", "conflicting options"),
+    ("/a:z", "missing"),
     ("/a:relative", "not absolute"),
     ("relative", "not absolute"),
     ("/a:ro", "missing"),
