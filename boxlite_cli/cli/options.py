@@ -170,7 +170,8 @@ def network_options(f: F) -> F:
         click.option("-p", "--publish", "publish", multiple=True,
                      metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
                      help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "
-                          "HOSTPORT, omitted or 0, to a free port chosen at each start)."),
+                          "HOSTPORT, omitted or 0, to a free port chosen at each start); "
+                          "ports may be ranges (8000-8001:80-81)."),
         click.option("-P", "--publish-all", is_flag=True,
                      help="Publish every port the image EXPOSEs (that -p does not) on "
                           "127.0.0.1, on free ports chosen at each start."),

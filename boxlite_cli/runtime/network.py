@@ -100,6 +100,48 @@ def parse_publish(spec: str) -> PortMapping:
     return PortMapping(box_port=box_port, proto=proto, host_ip=host_ip, host_port=host_port)
 
 
+MAX_RANGE = 256  # ports one -p range may publish (each is a forward of the VM's network)
+
+
+def _port_range(text: str, spec: str) -> tuple[int, int] | None:
+    """`A-B` → (A, B); None when `text` is no range."""
+    if "-" not in text:
+        return None
+    first, _, last = text.partition("-")
+    low, high = _port(first, spec, "port"), _port(last, spec, "port")
+    if low > high:
+        raise UsageError(f"invalid port spec {spec!r}: the range {text} runs backwards")
+    if high - low + 1 > MAX_RANGE:
+        raise UsageError(f"invalid port spec {spec!r}: the range {text} has more than "
+                         f"{MAX_RANGE} ports")
+    return low, high
+
+
+def parse_publish_ranges(spec: str) -> list[PortMapping]:
+    """docker's -p with port ranges: `8000-8001:80-81` (as many host ports as box
+    ports), `80-81` (free host ports); a spec without a range is parse_publish's."""
+    rest, slash, proto = spec.strip().rpartition("/")
+    if not slash:
+        rest, proto = spec.strip(), ""
+    *front, box_text = rest.rsplit(":", 2)
+    host_text = front[-1] if front else ""
+    boxes, hosts = _port_range(box_text, spec), _port_range(host_text, spec)
+    if boxes is None and hosts is None:
+        return [parse_publish(spec)]
+    if boxes is None:
+        raise UsageError(f"invalid port spec {spec!r}: a range of host ports for one box "
+                         "port is not supported", hint="give one host port, or none")
+    if hosts is None and host_text not in ("", "0"):
+        raise UsageError(f"invalid port spec {spec!r}: one host port for a range of box ports")
+    if hosts is not None and hosts[1] - hosts[0] != boxes[1] - boxes[0]:
+        raise UsageError(f"invalid port spec {spec!r}: the host and box ranges differ in length")
+    prefix = "".join(part + ":" for part in front[:-1])
+    suffix = f"/{proto}" if slash else ""
+    return [parse_publish(f"{prefix}{'' if hosts is None else hosts[0] + i}:{port}{suffix}"
+                          if front else f"{port}{suffix}")
+            for i, port in enumerate(range(boxes[0], boxes[1] + 1))]
+
+
 def parse_add_host(item: str) -> str:
     """`NAME:IP` (docker also takes `NAME=IP`) → `name:ip` as kept in the config."""
     name, sep, ip = item.partition("=")
@@ -124,7 +166,7 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
         raise UsageError(f"invalid --network {mode!r}: use nat (docker's bridge) or none",
                          hint=("a box has a VM and a network of its own: publish its ports "
                                "with -p" if mode == "host" else None))
-    ports = [parse_publish(p) for p in publish]
+    ports = [mapping for p in publish for mapping in parse_publish_ranges(p)]
     if mode == NONE and ports:
         raise UsageError("cannot publish ports (-p) of a box with --network none")
     seen: set[tuple[str, str, int]] = set()

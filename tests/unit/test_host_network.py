@@ -19,6 +19,7 @@ from boxlite_cli.runtime.network import (
     parse_add_host,
     parse_private_port,
     parse_publish,
+    parse_publish_ranges,
     port_forwards,
     publish_exposed,
     published_ports,
@@ -77,6 +78,32 @@ def test_bad_publish_specs_are_one_line_usage_errors(spec: str, says: str) -> No
     with pytest.raises(UsageError) as e:
         parse_publish(spec)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("8080:80", [("127.0.0.1", 8080, 80, "tcp")]),
+    ("8000-8001:80-81", [("127.0.0.1", 8000, 80, "tcp"), ("127.0.0.1", 8001, 81, "tcp")]),
+    ("80-82/udp", [("127.0.0.1", 0, port, "udp") for port in (80, 81, 82)]),
+    ("127.0.0.1::80-81", [("127.0.0.1", 0, 80, "tcp"), ("127.0.0.1", 0, 81, "tcp")]),
+    ("0.0.0.0:9000-9001:80-81/tcp", [("0.0.0.0", 9000, 80, "tcp"), ("0.0.0.0", 9001, 81, "tcp")]),
+])
+def test_port_ranges_publish_one_port_each(spec: str,
+                                           expected: list[tuple[str, int, int, str]]) -> None:
+    assert [(m.host_ip, m.host_port, m.box_port, m.proto)
+            for m in parse_publish_ranges(spec)] == expected
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("8000-8001:80", "a range of host ports for one box port"),
+    ("80:80-81", "one host port for a range of box ports"),
+    ("8000-8002:80-81", "differ in length"),
+    ("81-80", "runs backwards"),
+    ("1-1000", "more than 256 ports"),
+    ("a-b", "'a' is not a number"),
+])
+def test_bad_port_ranges(spec: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        parse_publish_ranges(spec)
 
 
 def test_add_host() -> None:
