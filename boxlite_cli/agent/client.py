@@ -143,10 +143,12 @@ class AgentClient:
     def init_request(hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
                      network: pb.NetworkConfig | None = None,
                      volumes: list[pb.VolumeMount] | None = None, pids_limit: int = 0,
-                     cap_drop: int = 0, cpu_limit: float = 0.0) -> Any:
+                     cap_drop: int = 0, cpu_limit: float = 0.0, read_only: bool = False,
+                     tmpfs: list[pb.TmpfsMount] | None = None) -> Any:
         return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
                               rootfs_serial=rootfs_serial, network=network, volumes=volumes,
-                              pids_limit=pids_limit, cap_drop=cap_drop, cpu_limit=cpu_limit)
+                              pids_limit=pids_limit, cap_drop=cap_drop, cpu_limit=cpu_limit,
+                              read_only=read_only, tmpfs=tmpfs)
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,

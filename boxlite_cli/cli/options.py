@@ -140,6 +140,12 @@ def box_options(f: F) -> F:
         click.option("--init", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: every box has an init as its PID 1 "
                           "(boxlite-init), which reaps orphaned processes."),
+        click.option("--read-only", "read_only", is_flag=True,
+                     help="Make the box's root file system read-only (volumes, --tmpfs, "
+                          "/dev and /dev/shm stay writable)."),
+        click.option("--tmpfs", "tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
+                     help="Mount a tmpfs at PATH (docker's options: size=64m, mode=1777, "
+                          "uid=, gid=, ro, exec, suid, dev; default noexec,nosuid,nodev)."),
         click.option("--privileged", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: a box's root has every capability, in "
                           "a VM of its own, unless --cap-drop takes some."),

@@ -59,6 +59,7 @@ from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_CPUS, MIN_MEMORY_MIB
 from boxlite_cli.runtime.staging import Stage, clean_stale, stage
+from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
@@ -362,6 +363,18 @@ def _cpu_limit(cfg: dict[str, Any], what: str, vcpus: int) -> float:
     return float(value)
 
 
+def _tmpfs(cfg: dict[str, Any], what: str, volume_targets: list[str]) -> list[str]:
+    """--tmpfs specs, each one as `create` would take it."""
+    value = cfg.get("tmpfs", [])
+    _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), what,
+            "tmpfs is not a list of strings")
+    try:
+        check_tmpfs(value, volume_targets)
+    except UsageError as e:
+        _expect(False, what, f"tmpfs: {e.message}")
+    return list(value)
+
+
 def _bool(d: dict[str, Any], key: str, what: str) -> bool:
     value = d.get(key, False)
     _expect(isinstance(value, bool), what, f"{key} is not true or false")
@@ -503,6 +516,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         stop_timeout=_stop_timeout(cfg, what), labels=_labels(cfg, what),
         cap_add=_capabilities(cfg, "cap_add", what), cap_drop=_capabilities(cfg, "cap_drop", what))
     config.cpu_limit = _cpu_limit(cfg, what, config.cpus)
+    config.read_only = _bool(cfg, "read_only", what)
+    config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

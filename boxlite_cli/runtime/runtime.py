@@ -60,6 +60,7 @@ from boxlite_cli.runtime.spec import (
     process_spec,
 )
 from boxlite_cli.runtime.templates import Templates, template_key
+from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.runtime.volumes import (
     check_host_sources,
     discard_volumes,
@@ -146,6 +147,8 @@ class CreateOptions:
     cap_add: list[str] = field(default_factory=list)  # --cap-add, normalized
     cap_drop: list[str] = field(default_factory=list)  # --cap-drop, normalized
     cpu_limit: float = 0.0  # a fractional --cpus: CPU time of the box's processes (0: none)
+    read_only: bool = False  # --read-only
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
 
 
 class SpareFailed(VmError):
@@ -351,6 +354,7 @@ class Runtime:
         log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
         spares_enabled(), spare_idle_s()  # (and so do bad spare settings)
         volume_requests = parse_volume_specs(opts.volumes)
+        check_tmpfs(opts.tmpfs, [v.target for v in volume_requests])
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
         check_host_sources(volume_requests)
         if opts.hostname is not None:
@@ -379,7 +383,8 @@ class Runtime:
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
                                  labels=dict(opts.labels), cap_add=list(opts.cap_add),
-                                 cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit),
+                                 cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
+                                 read_only=opts.read_only, tmpfs=list(opts.tmpfs)),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here
@@ -600,6 +605,8 @@ class Runtime:
                 prime_template=primed and bool(key) and warm is None,
                 resume=memory is not None,
                 log_max_bytes=log_max_bytes(),
+                tmpfs=tuple(check_tmpfs(state.config.tmpfs,
+                                        [m.target for m in state.config.mounts])),
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING

@@ -645,7 +645,10 @@ class Shim:
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
                 volumes=self.volume_mounts(), pids_limit=state.config.pids_limit,
                 cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop),
-                cpu_limit=state.config.cpu_limit)
+                cpu_limit=state.config.cpu_limit, read_only=state.config.read_only,
+                tmpfs=[pb.TmpfsMount(target=t.target, size_bytes=t.size_bytes, mode=t.mode,
+                                     readonly=t.readonly, exec=t.exec_, suid=t.suid, dev=t.dev,
+                                     uid=t.uid, gid=t.gid) for t in self.launch.tmpfs])
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

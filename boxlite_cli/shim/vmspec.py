@@ -59,6 +59,21 @@ class GuestVolume:
 
 
 @dataclass(frozen=True)
+class GuestTmpfs:
+    """A tmpfs the agent mounts in the box (agent.proto's TmpfsMount; --tmpfs)."""
+
+    target: str
+    size_bytes: int = 0
+    mode: int = 0o1777
+    readonly: bool = False
+    exec_: bool = False
+    suid: bool = False
+    dev: bool = False
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
 class Launch:
     driver: str
     vm: VmSpec
@@ -85,6 +100,7 @@ class Launch:
     resume: bool = False
     # The size past which container.log is rotated (shim/logframes.py).
     log_max_bytes: int = LOG_MAX_BYTES
+    tmpfs: tuple[GuestTmpfs, ...] = ()  # --tmpfs
 
     def save(self, path: Path) -> None:
         vm = {k: (str(v) if k in PATH_FIELDS else v) for k, v in asdict(self.vm).items()}
@@ -101,7 +117,8 @@ class Launch:
                                  "save_template": self.save_template,
                                  "prime_template": self.prime_template,
                                  "resume": self.resume,
-                                 "log_max_bytes": self.log_max_bytes})
+                                 "log_max_bytes": self.log_max_bytes,
+                                 "tmpfs": [asdict(t) for t in self.tmpfs]})
 
     @classmethod
     def load(cls, path: Path) -> Launch:
@@ -121,4 +138,5 @@ class Launch:
                    str(data.get("save_template", "")),
                    bool(data.get("prime_template", False)),
                    bool(data.get("resume", False)),
-                   int(data.get("log_max_bytes", LOG_MAX_BYTES)))
+                   int(data.get("log_max_bytes", LOG_MAX_BYTES)),
+                   tuple(GuestTmpfs(**t) for t in data.get("tmpfs", ())))

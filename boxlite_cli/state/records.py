@@ -81,6 +81,8 @@ class BoxConfig:
     # --cpus with a fraction (1.5): the CPUs' worth of time the box's processes may use,
     # in the guest's cgroup; its VM has the vCPUs rounded up. 0: all of the vCPUs.
     cpu_limit: float = 0.0
+    read_only: bool = False  # --read-only: the root file system is read-only in the box
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs PATH[:OPTIONS], as given
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from boxlite_agent.boxprocs import BoxProcess, box_processes
 from boxlite_agent.netconf import NetSetup
+from boxlite_agent.rootmounts import TmpfsSpec
 
 
 class Guest(Protocol):
@@ -32,6 +33,10 @@ class Guest(Protocol):
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         """After a restore from a checkpoint: set the clock, reseed the CRNG."""
+        ...
+
+    def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
+        """--tmpfs mounts in the box's root, then --read-only (rootmounts.py)."""
         ...
 
     def processes(self) -> list[BoxProcess]:
@@ -54,6 +59,7 @@ class LocalGuest:
         self.resync_calls: list[tuple[int, bytes]] = []
         self.pids_limit = 0
         self.cpu_limit = 0.0
+        self.root_setup: tuple[list[TmpfsSpec], bool] = ([], False)
 
     def rootfs(self) -> str:
         return self._root
@@ -71,6 +77,9 @@ class LocalGuest:
 
     def resync(self, clock_ns: int, entropy: bytes) -> None:
         self.resync_calls.append((clock_ns, entropy))
+
+    def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
+        self.root_setup = (tmpfs, read_only)  # (recorded only: the root is this host's)
 
     def processes(self) -> list[BoxProcess]:
         """Every process of this host's PID namespace (a development host has no box)."""

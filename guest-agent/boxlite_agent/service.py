@@ -38,6 +38,9 @@ from boxlite_agent.pb import agent_pb2 as pb
 from boxlite_agent.pb import agent_pb2_grpc
 from boxlite_agent.process import Execution
 from boxlite_agent.quiesce import Freezer
+from boxlite_agent.resolve import join_container, mkdir_all_in_root
+from boxlite_agent.rootmounts import TmpfsSpec
+from boxlite_agent.rootmounts import check as check_tmpfs
 from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
 from boxlite_agent.table import ExecTable
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
@@ -137,8 +140,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
-        # (cap_drop, pids_limit, cpu_limit) of the box, once its own Init is done
-        self._box_limits: tuple[int, int, float] | None = None
+        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs) of the box, once its own
+        # Init is done
+        self._box_limits: tuple[object, ...] | None = None
 
     # -- machine -----------------------------------------------------------------
 
@@ -167,12 +171,16 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name, v.populate)
                    for v in request.volumes]
         check_volumes(volumes)
+        tmpfs = [TmpfsSpec(t.target, t.size_bytes, t.mode, t.readonly, t.exec, t.suid, t.dev,
+                           t.uid, t.gid) for t in request.tmpfs]
+        check_tmpfs(tmpfs)
         with self._init_lock:
             # Once the box's own Init (the one with its main process) is done, its
             # limits are fixed for the VM's life: an Init sent again (its answer lost
             # on the way) repeats them, and one that would lift them (from a process
             # of the box that reached the agent) is refused.
-            limits = (request.cap_drop, request.pids_limit, request.cpu_limit)
+            limits = (request.cap_drop, request.pids_limit, request.cpu_limit,
+                      request.read_only, tuple(tmpfs))
             if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
@@ -182,6 +190,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)
+            if request.read_only and request.main.make_cwd and request.main.cwd:
+                # (docker makes run -w's directory before the root turns read-only)
+                with contextlib.suppress(OSError, AgentError):
+                    mkdir_all_in_root(self._guest.rootfs(), join_container("/", request.main.cwd))
+            if tmpfs or request.read_only:
+                self._guest.set_up_root(tmpfs, request.read_only)
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop

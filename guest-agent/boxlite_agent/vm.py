@@ -23,6 +23,7 @@ from boxlite_agent.growfs import grow_to_disk
 from boxlite_agent.mounts import mount_at, mounted_now, mounts_under
 from boxlite_agent.netconf import NetSetup, configure
 from boxlite_agent.pidns import BOX_PIDS
+from boxlite_agent.rootmounts import TmpfsSpec, make_read_only, mount_tmpfs
 from boxlite_agent.spawn import HELPER
 
 ROOTFS_DIR = "/run/boxlite/rootfs"
@@ -80,6 +81,13 @@ class VmGuest:
             provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
                               is_mounted=is_mounted or mounted_now())
             self._etc_bound = True
+
+    def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
+        if not self._ready:
+            raise FailedPrecondition("no container rootfs yet: call Init with rootfs_serial first")
+        mount_tmpfs(self._rootfs_dir, tmpfs)
+        if read_only:
+            make_read_only(self._rootfs_dir)
 
     def _start_box_pids(self) -> None:
         """The box's PID namespace and its init (pidns.py): once, with the helper."""

@@ -218,6 +218,14 @@ def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: Scr
     assert [(m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [("/data", True)]
 
 
+def test_read_only_and_tmpfs_are_kept_as_given(script_runner: ScriptRunner, image: str) -> None:
+    created = bx(script_runner, "create", "--name", "ro", "--read-only", "--tmpfs", "/tmp",
+                 "--tmpfs", "/run:size=1m,exec", image)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "ro").stdout)
+    assert (box["config"]["read_only"], box["config"]["tmpfs"]) == (True, ["/tmp", "/run:size=1m,exec"])
+
+
 @pytest.mark.parametrize(("cpus", "vcpus", "limit"), [("1", 1, 0.0), ("0.5", 1, 0.5),
                                                       ("1.5", 2, 1.5)])
 def test_fractional_cpus_round_the_vcpus_up_and_keep_the_limit(
@@ -296,6 +304,8 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--cpus", "0"], "invalid --cpus '0'"),
     (["--platform", "linux/arm64"], "invalid --platform 'linux/arm64'"),
     (["--label-file", "/nonexistent/labels"], "cannot read label file"),
+    (["--tmpfs", "/tmp:size=lots"], "invalid --tmpfs '/tmp:size=lots'"),
+    (["--tmpfs", "/data", "-v", "/tmp:/data"], "duplicate mount point /data"),
     (["--network", "host"], "invalid --network 'host'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
     (["-e", "A=" + b"\xff".decode(errors="surrogateescape")], "not valid UTF-8"),

@@ -165,3 +165,34 @@ def test_a_box_with_volumes_starts_warm(tmp_path: Path, e2e_home: Path) -> None:
                     if Launch.load(p).vm.shares]
     finally:
         bx("rm", "-f", *boxes)
+
+
+def test_a_read_only_box_writes_only_to_its_tmpfs_mounts_and_volumes(tmp_path: Path) -> None:
+    """docker's --read-only and --tmpfs: the root refuses writes; a tmpfs takes docker's
+    options (and defaults: noexec, nosuid, nodev); a volume stays writable; -w's
+    directory is made before the root turns read-only; so is it after a restart."""
+    script = ("pwd; touch /x 2>&1 || true; echo t > /tmp/t && echo tmp-ok; echo v > /data/v;"
+              " stat -c '%a %u' /run; grep -E ' /(tmp|run) ' /proc/self/mountinfo"
+              " | cut -d' ' -f5,6")
+    created = bx("create", "--name", "ro", "--read-only", "--tmpfs", "/tmp", "--tmpfs",
+                 "/run:size=1m,mode=755,uid=1000,exec", "-v", f"{tmp_path}:/data",
+                 "-w", "/newdir", IMAGE, "sleep", "600")
+    try:
+        assert created.returncode == 0, created.stderr
+        assert bx("start", "ro").returncode == 0
+        seen = bx("exec", "ro", "sh", "-c", script)
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.decode().splitlines() == [
+            "/newdir",
+            "touch: cannot touch '/x': Read-only file system",
+            "tmp-ok",
+            "755 1000",
+            "/tmp rw,nosuid,nodev,noexec,relatime",
+            "/run rw,nosuid,nodev,relatime",
+        ]
+        assert (tmp_path / "v").read_text() == "v\n"
+        assert bx("restart", "-t", "0", "ro").returncode == 0  # (a new VM, set up again)
+        again = bx("exec", "ro", "sh", "-c", "touch /y 2>&1; ls /tmp")
+        assert again.stdout == b"touch: cannot touch '/y': Read-only file system\n"
+    finally:
+        bx("rm", "-f", "ro")

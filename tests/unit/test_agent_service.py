@@ -160,23 +160,30 @@ def test_init_starts_the_main_process_once(agent: Agent) -> None:
 
 def test_the_boxs_limits_stay_once_its_init_is_done(tmp_path: Path) -> None:
     """A process of the box that reaches the agent cannot lift its --cap-drop,
-    --pids-limit or --cpus with an Init of its own; the shim's Init sent again is
-    answered."""
+    --pids-limit, --cpus, --read-only or --tmpfs with an Init of its own; the shim's
+    Init sent again is answered."""
     agent = start_agent(tmp_path / "agent.sock")
     try:
         main = pb.ExecRequest(argv=["sleep", "30"], exec_id="main")
         box = pb.InitRequest(hostname="limited", main=main, cap_drop=1 << 13, pids_limit=50,
-                             cpu_limit=0.5)
-        for bad in (-1.0, float("nan"), float("inf")):
+                             cpu_limit=0.5, read_only=True,
+                             tmpfs=[pb.TmpfsMount(target="/tmp", mode=0o1777)])
+        for bad in (pb.InitRequest(cpu_limit=-1.0), pb.InitRequest(cpu_limit=float("nan")),
+                    pb.InitRequest(cpu_limit=float("inf")),
+                    pb.InitRequest(tmpfs=[pb.TmpfsMount(target="/proc/sys")])):
             with pytest.raises(grpc.RpcError) as e:
-                agent.stub.Init(pb.InitRequest(cpu_limit=bad), timeout=T)
+                agent.stub.Init(bad, timeout=T)
             assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
         agent.stub.Init(box, timeout=T)  # (LocalGuest: no helper, the main cannot drop)
         agent.stub.Init(box, timeout=T)  # the same again: fine
-        for lifted in (pb.InitRequest(hostname="limited", cap_drop=0, pids_limit=50,
-                                      cpu_limit=0.5),
-                       pb.InitRequest(cap_drop=1 << 13, pids_limit=0, cpu_limit=0.5),
-                       pb.InitRequest(cap_drop=1 << 13, pids_limit=50, cpu_limit=0),
+        tmp = [pb.TmpfsMount(target="/tmp", mode=0o1777)]
+        same = {"cap_drop": 1 << 13, "pids_limit": 50, "cpu_limit": 0.5, "read_only": True,
+                "tmpfs": tmp}
+        for lifted in (pb.InitRequest(hostname="limited", **dict(same, cap_drop=0)),
+                       pb.InitRequest(**dict(same, pids_limit=0)),
+                       pb.InitRequest(**dict(same, cpu_limit=0)),
+                       pb.InitRequest(**dict(same, read_only=False)),
+                       pb.InitRequest(**dict(same, tmpfs=[pb.TmpfsMount(target="/usr")])),
                        pb.InitRequest(main=main, cap_drop=0, pids_limit=0)):
             with pytest.raises(grpc.RpcError) as e:
                 agent.stub.Init(lifted, timeout=T)

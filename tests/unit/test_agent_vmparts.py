@@ -22,7 +22,7 @@ from boxlite_agent import containerfs, syscalls  # noqa: E402
 from boxlite_agent.blockdev import find_disk, list_disks  # noqa: E402
 from boxlite_agent.channels import find_port  # noqa: E402
 from boxlite_agent.entropy import rand_pool_info  # noqa: E402
-from boxlite_agent.errors import FailedPrecondition  # noqa: E402
+from boxlite_agent.errors import FailedPrecondition, InvalidArgument  # noqa: E402
 from boxlite_agent.mounts import parse_mountinfo  # noqa: E402
 
 MOUNT_SCRIPT = textwrap.dedent(
@@ -313,3 +313,44 @@ def test_etc_files_are_rewritten_in_place(tmp_path: Path) -> None:
     assert (etc / "hostname").read_text() == "two\n"
     assert (etc / "hosts").read_text().endswith("10.0.2.15\ttwo\n")
     assert (etc / "resolv.conf").read_text() == "nameserver 10.0.2.3\n"
+
+
+def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_path: Path) -> None:
+    from boxlite_agent.rootmounts import TmpfsSpec, make_read_only, mount_tmpfs
+
+    calls: list[tuple[str | None, str, str | None, int, str | None]] = []
+    mounted: set[str] = set()
+
+    def fake_mount(src: str | None, dst: str, fs: str | None, flags: int, data: str | None) -> None:
+        calls.append((src, dst, fs, flags, data))
+        mounted.add(dst)
+
+    root = tmp_path / "root"
+    root.mkdir()
+    specs = [TmpfsSpec("/run/app", size_bytes=1 << 20, mode=0o755, exec_=True, uid=7),
+             TmpfsSpec("/run"), TmpfsSpec("/data", readonly=True, suid=True, dev=True)]
+    for _ in range(2):  # (an Init sent again mounts nothing twice)
+        mount_tmpfs(str(root), specs, fake_mount, mounted.__contains__)
+    noexec, nosuid, nodev = syscalls.MS_NOEXEC, syscalls.MS_NOSUID, syscalls.MS_NODEV
+    assert calls == [  # (parents first)
+        ("tmpfs", str(root / "run"), "tmpfs", noexec | nosuid | nodev, "mode=1777,uid=0,gid=0"),
+        ("tmpfs", str(root / "data"), "tmpfs", syscalls.MS_RDONLY | noexec, "mode=1777,uid=0,gid=0"),
+        ("tmpfs", str(root / "run/app"), "tmpfs", nosuid | nodev,
+         "mode=755,uid=7,gid=0,size=1048576"),
+    ]
+    assert (root / "run/app").is_dir()
+    calls.clear()
+    make_read_only(str(root), fake_mount)
+    assert calls == [(None, str(root), None,
+                      syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY, None)]
+
+
+@pytest.mark.parametrize("spec", [
+    {"target": "relative"}, {"target": "/"}, {"target": "/proc/x"}, {"target": "/a\0b"},
+    {"target": "/t", "mode": 0o17777}, {"target": "/t", "uid": 1 << 32},
+])
+def test_the_agent_refuses_tmpfs_mounts_it_should_not_make(spec: dict[str, object]) -> None:
+    from boxlite_agent.rootmounts import TmpfsSpec, check
+
+    with pytest.raises(InvalidArgument, match="invalid tmpfs"):
+        check([TmpfsSpec(**spec)])  # type: ignore[arg-type]

@@ -235,6 +235,11 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         capped = manifest(disk)
         capped["config"][key] = caps
         rejected(rt, archive([reg("manifest.json", json.dumps(capped).encode())]), key)
+    for key, value in (("tmpfs", "/tmp"), ("tmpfs", ["/proc"]), ("tmpfs", ["/t", "/t"]),
+                       ("read_only", "yes")):
+        mounted = manifest(disk)
+        mounted["config"][key] = value
+        rejected(rt, archive([reg("manifest.json", json.dumps(mounted).encode())]), key)
     for limit in (-0.5, "1.5", True, 0.001, 1.5):  # (1.5 CPUs of a 1-vCPU box)
         limited = manifest(disk)
         limited["config"]["cpu_limit"] = limit

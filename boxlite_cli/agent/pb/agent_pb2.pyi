@@ -27,7 +27,7 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit", "read_only", "tmpfs")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class InitRequest(_message.Message):
     PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CAP_DROP_FIELD_NUMBER: _ClassVar[int]
     CPU_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -52,7 +54,31 @@ class InitRequest(_message.Message):
     pids_limit: int
     cap_drop: int
     cpu_limit: float
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ...) -> None: ...
+    read_only: bool
+    tmpfs: _containers.RepeatedCompositeFieldContainer[TmpfsMount]
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., read_only: bool = ..., tmpfs: _Optional[_Iterable[_Union[TmpfsMount, _Mapping]]] = ...) -> None: ...
+
+class TmpfsMount(_message.Message):
+    __slots__ = ("target", "size_bytes", "mode", "readonly", "exec", "suid", "dev", "uid", "gid")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    SUID_FIELD_NUMBER: _ClassVar[int]
+    DEV_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    size_bytes: int
+    mode: int
+    readonly: bool
+    exec: bool
+    suid: bool
+    dev: bool
+    uid: int
+    gid: int
+    def __init__(self, target: _Optional[str] = ..., size_bytes: _Optional[int] = ..., mode: _Optional[int] = ..., readonly: bool = ..., exec: bool = ..., suid: bool = ..., dev: bool = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("tag", "target", "readonly", "file_name", "populate")

@@ -1,0 +1,50 @@
+"""--tmpfs: docker's options parsed and checked before anything is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.tmpfs import check_tmpfs, parse_tmpfs
+from boxlite_cli.shim.vmspec import GuestTmpfs
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("/tmp", GuestTmpfs("/tmp")),
+    ("/run/", GuestTmpfs("/run")),
+    ("/run:size=64m", GuestTmpfs("/run", size_bytes=64 << 20)),
+    ("/data:rw,exec,size=1g,mode=755", GuestTmpfs("/data", size_bytes=1 << 30, mode=0o755,
+                                                  exec_=True)),
+    ("/ro:ro,suid,dev,uid=1000,gid=100", GuestTmpfs("/ro", readonly=True, suid=True, dev=True,
+                                                    uid=1000, gid=100)),
+    ("/x:exec,noexec", GuestTmpfs("/x")),  # (the last one given wins, as in mount(8))
+])
+def test_tmpfs_specs_take_dockers_options_and_defaults(spec: str, expected: GuestTmpfs) -> None:
+    assert parse_tmpfs(spec) == expected
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("tmp", "must be absolute"),
+    ("/", "root directory"),
+    ("/proc/x", "cannot mount over /proc"),
+    ("/dev", "cannot mount over /dev"),
+    ("/t:size=0", "size '0'"),
+    ("/t:size=lots", "size 'lots' is not valid"),
+    ("/t:mode=999", "mode '999'"),
+    ("/t:uid=-1", "uid '-1'"),
+    ("/t:nocopy", "unknown option 'nocopy'"),
+    ("/t:ro=1", "unknown option 'ro=1'"),
+])
+def test_bad_tmpfs_specs_name_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(UsageError, match=f"invalid --tmpfs .*{says}"):
+        parse_tmpfs(spec)
+
+
+def test_a_path_mounted_twice_is_refused() -> None:
+    assert [t.target for t in check_tmpfs(["/a", "/b"], ["/c"])] == ["/a", "/b"]
+    with pytest.raises(UsageError, match="duplicate mount point /a"):
+        check_tmpfs(["/a", "/a/"], [])
+    with pytest.raises(UsageError, match="duplicate mount point /data"):
+        check_tmpfs(["/data"], ["/data"])
+    with pytest.raises(UsageError, match="at most 16"):
+        check_tmpfs([f"/t{i}" for i in range(17)], [])
