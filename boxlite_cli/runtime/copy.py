@@ -253,6 +253,9 @@ def maintenance_start(rt: Runtime, box_id: str) -> Iterator[AgentClient]:
             vm=vm,
             boot_timeout_s=boot_timeout_s(), volumes=guest_volumes, maintenance=True)
         launch.save(files.dir / "vm.json")
+        # (the mark the box's last stop left would stop this VM as it boots; a stop from
+        # now on marks it again)
+        files.stop_requested.unlink(missing_ok=True)
         read_fd, write_fd = os.pipe()
         hold_r, hold_w = os.pipe()
         try:

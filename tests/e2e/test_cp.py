@@ -354,6 +354,22 @@ def test_stopped_and_created_boxes(tmp_path: Path) -> None:
         bx("rm", "-f", "cpcreated")
 
 
+def test_a_box_stopped_with_stop_is_copied_from_and_to(tmp_path: Path) -> None:
+    """`stop` leaves its mark for the booting shim; the copy's own VM must not take it
+    for a stop of its own (cp from such a box failed: "stopped while booting")."""
+    assert bx("run", "-d", "--name", "cpstopped", IMAGE, "sh", "-c",
+              "echo kept > /f; sleep 600").returncode == 0
+    try:
+        assert bx("stop", "-t", "0", "cpstopped").returncode == 0
+        ok("cpstopped:/f", str(tmp_path / "f"))
+        assert (tmp_path / "f").read_text() == "kept\n"
+        ok(str(tmp_path / "f"), "cpstopped:/g")
+        ok("cpstopped:/g", str(tmp_path / "g"))
+        assert (tmp_path / "g").read_text() == "kept\n"
+    finally:
+        bx("rm", "-f", "cpstopped")
+
+
 def test_a_tree_deeper_than_pythons_recursion_limit_both_ways(box: str, tmp_path: Path) -> None:
     """docker copies them; the walks (host and guest) once recursed and failed at ~1000."""
     depth = 1200
