@@ -189,9 +189,9 @@ class BoxDisks:
         users = self.dependents(snap.file, box_dirs)
         others = [u for u in users if not Path(u).is_relative_to(self.dir)]
         if others:
-            box = Path(others[0]).parent.parent.name[:12]
-            raise Conflict(f"snapshot {name!r} cannot be removed: {len(others)} other box(es)' "
-                           f"disks are built on it (box {box}...)",
+            boxes = sorted({Path(u).parent.parent.name[:12] for u in others})
+            raise Conflict(f"snapshot {name!r} cannot be removed: the disks of "
+                           f"{len(boxes)} other box(es) are built on it ({', '.join(boxes)})",
                            hint="remove the boxes made from it (clones, run --from) first")
         if users and not merge:
             raise Conflict(f"snapshot {name!r} cannot be removed while the box runs: its disk "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -168,13 +169,21 @@ class BoxStore:
     def remove_dir(self, box_id: str) -> None:
         d = self.box_dir(box_id)
         # Rename first so a half-removed box never looks like a box.
-        trash = self.paths.data / "trash" / box_id
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(d, trash)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+        trash_root = self.paths.data / "trash"
+        trash_root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                os.rename(d, trash_root / box_id)
+            except OSError as e:  # (what a killed removal of this very box left there)
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                shutil.rmtree(trash_root / box_id, ignore_errors=True)
+                os.rename(d, trash_root / box_id)
+        # This box's, and what removals killed midway left here (nothing else reads
+        # the trash: two removals emptying it at once is harmless)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in list(trash_root.iterdir()):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def name_of(self, box_id: str) -> str | None:
         """The reserved name of a box, from the names directory (works when state is corrupt)."""

@@ -54,6 +54,13 @@ def test_snapshots_of_a_stopped_box_chain_and_restore(tmp_path: Path, base: Path
     # "one" backs "two" and the active disk: refused with the reason; "two" can go
     with pytest.raises(Conflict, match="cannot be removed"):
         disks.remove("one", [tmp_path / "a"])
+    # boxes made from "one" (clones, run --from): refused, each of them named
+    for other in ("c0ffee1", "c0ffee2"):
+        make_box(tmp_path, other, frozen)
+    with pytest.raises(Conflict) as refused:
+        disks.remove("one", [tmp_path / "a", tmp_path / "c0ffee1", tmp_path / "c0ffee2"])
+    assert refused.value.message == ("snapshot 'one' cannot be removed: the disks of 2 other "
+                                     "box(es) are built on it (c0ffee1, c0ffee2)")
     disks.remove("two", [tmp_path / "a"])
     assert not frozen2.exists()
     with pytest.raises(NotFound):
@@ -70,7 +77,7 @@ def test_a_snapshot_another_box_builds_on_is_kept(tmp_path: Path, base: Path) ->
     other.dir.mkdir(parents=True)
     create_overlay(frozen, other.active, base_format="qcow2")
     source.active.unlink()  # even with the source's own disk gone
-    with pytest.raises(Conflict, match=r"other box.* disks are built on it \(box b"):
+    with pytest.raises(Conflict, match=r"the disks of 1 other box\(es\) are built on it \(b\)"):
         source.remove("shared", [tmp_path / "a", tmp_path / "b"])
 
 

@@ -384,6 +384,21 @@ def test_remove_dir_leaves_nothing(store: BoxStore) -> None:
     store.remove_dir(box.id)  # removing again is a no-op
 
 
+def test_what_a_killed_removal_left_goes_with_the_next_one(store: BoxStore) -> None:
+    """rm renames a box into the trash, then deletes it; one killed in between left its
+    disks there for good (nothing read the trash)."""
+    killed = store.paths.data / "trash" / new_box_id()
+    (killed / "disks").mkdir(parents=True)
+    (killed / "disks" / "rootfs.qcow2").write_bytes(b"q" * 4096)
+    store.remove_dir(add_box(store).id)
+    assert list((store.paths.data / "trash").iterdir()) == []
+    again = add_box(store)  # one whose own removal was killed: its id is in the trash
+    (store.paths.data / "trash" / again.id / "disks").mkdir(parents=True)
+    store.remove_dir(again.id)
+    assert list((store.paths.data / "trash").iterdir()) == []
+    assert again.id not in store.ids()
+
+
 def test_read_of_missing_box_is_not_found(store: BoxStore) -> None:
     with pytest.raises(NotFound):
         store.read(new_box_id())
