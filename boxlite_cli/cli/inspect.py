@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.dockerview import docker_config, docker_view
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
 from boxlite_cli.cli.output import print_records, rfc3339
@@ -79,6 +80,8 @@ def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> 
         vmm = read_pidfile(files.vmm_pid)
         record["state"] = docker_state(state, vmm.pid if vmm is not None and vmm.alive() else 0)
         record["created"] = rfc3339(state.created_at)  # (docker's {{.Created}})
+        record.update(docker_view(state, cli.runtime.volumes.data_dir))
+        record["config"].update(docker_config(state))
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}

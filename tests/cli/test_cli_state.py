@@ -22,7 +22,9 @@ from boxlite_cli.oci.store import ImageStore
 from boxlite_cli.shim.logframes import LogWriter, write_frame
 from boxlite_cli.state.boxes import BoxStore
 from boxlite_cli.state.paths import home_paths
+from boxlite_cli.state.network import PortMapping
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+from boxlite_cli.state.volumes import Mount
 from tests.cli.helpers import assert_one_line_error, bx
 
 pytestmark = pytest.mark.script_launch_mode("inprocess")
@@ -421,6 +423,33 @@ def test_inspect_has_dockers_state_for_its_templates(script_runner: ScriptRunner
     fresh = bx(script_runner, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} "
                "{{.State.StartedAt}}", "fresh")
     assert fresh.stdout == "created 0 0001-01-01T00:00:00Z\n"
+
+
+def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRunner) -> None:
+    """What docker users' scripts read: .Path .Args .Image .Config.Env .HostConfig.*
+    .NetworkSettings.* .Mounts, in docker's meaning."""
+    state = plant_box()
+    state.config.process.env = ["A=1", "B=two"]
+    state.config.process.cwd = "/srv"
+    state.config.memory_mib, state.config.cpus, state.config.cpu_limit = 1024, 2, 1.5
+    state.config.network.ports = [PortMapping(80, "tcp", "127.0.0.1", 8080)]
+    state.config.mounts = [Mount("bind", "/host/dir", "/data", readonly=True)]
+    state.config.read_only, state.config.tmpfs = True, ["/run:size=1m"]
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    out = bx(script_runner, "inspect", "-f", "{{.Path}} {{.Args}} {{.Image}} {{.Config.Env}} "
+             "{{.Config.WorkingDir}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} "
+             "{{.HostConfig.ReadonlyRootfs}} {{index .HostConfig.Tmpfs \"/run\"}} "
+             "{{json .HostConfig.PortBindings}} {{.HostConfig.Binds}} "
+             "{{.HostConfig.RestartPolicy.Name}} [{{.NetworkSettings.IPAddress}}] "
+             "{{json .Mounts}}", "planted")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (
+        "sh [-c echo hi] sha256:" + "a" * 64 + " [A=1 B=two] /srv 1073741824 1500000000 true "
+        'size=1m {"80/tcp":[{"host_ip":"127.0.0.1","host_port":"8080"}]} [/host/dir:/data:ro] '
+        'no [] [{"type":"bind","name":"","source":"/host/dir","destination":"/data",'
+        '"driver":"","mode":"ro","rw":false,"propagation":"rprivate"}]\n')
 
 
 def test_a_box_larger_than_this_host_is_refused_at_start(script_runner: ScriptRunner,
