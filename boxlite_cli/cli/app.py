@@ -44,6 +44,7 @@ COMMANDS = {
     "logout": "boxlite_cli.cli.login:logout",
     "doctor": "boxlite_cli.cli.doctor:doctor",
     "info": "boxlite_cli.cli.info:info",
+    "version": "boxlite_cli.cli.version:version",
     "completion": "boxlite_cli.cli.completion_cmd:completion",
 }
 # The names docker's `container ls` and the original BoxLite's CLI give `ps`.

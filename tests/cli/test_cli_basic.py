@@ -271,6 +271,15 @@ def test_info_table(script_runner: ScriptRunner, home: Path) -> None:
     assert str(home) in result.stdout
 
 
+def test_version_names_boxlite_qemu_and_the_guest(script_runner: ScriptRunner, home: Path) -> None:
+    data = json.loads(bx(script_runner, "version", "--format", "json").stdout)
+    assert (data["version"], data["os_arch"]) == (__version__, "linux/amd64")
+    assert "not built" in data["guest"]["error"]  # (this home's payload: said, not fatal)
+    table = bx(script_runner, "version")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0] == f"boxlite:      {__version__}"
+
+
 def test_doctor_reports_the_missing_payload(script_runner: ScriptRunner, home: Path) -> None:
     result = bx(script_runner, "doctor", "--format", "json")
     assert result.returncode == 1  # something boxlite needs is missing

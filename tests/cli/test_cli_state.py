@@ -21,8 +21,8 @@ from pytest_console_scripts import ScriptRunner
 from boxlite_cli.oci.store import ImageStore
 from boxlite_cli.shim.logframes import LogWriter, write_frame
 from boxlite_cli.state.boxes import BoxStore
-from boxlite_cli.state.paths import home_paths
 from boxlite_cli.state.network import PortMapping
+from boxlite_cli.state.paths import home_paths
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.volumes import Mount
 from tests.cli.helpers import assert_one_line_error, bx
