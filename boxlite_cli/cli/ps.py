@@ -50,27 +50,37 @@ def box_json(state: BoxState) -> dict[str, Any]:
     }
 
 
+def disk_size(disk: Path) -> str:
+    """What a box's root disk (its own writes) takes on the host: docker's ps SIZE."""
+    try:
+        return human_size(os.stat(disk).st_blocks * 512)
+    except OSError:
+        return human_size(0)
+
+
+def ports_text(state: BoxState) -> str:
+    """docker's PORTS: `127.0.0.1:8080->80/tcp, ...` of a running box."""
+    if state.status != Status.RUNNING:
+        return ""
+    return ", ".join(f"{p.public}->{p.private}" for p in state.ports)
+
+
 def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any]:
     """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`);
     `disk`: its root disk, whose allocated size is `{{.Size}}`."""
     mounts = state.config.mounts
-    try:
-        size = human_size(os.stat(disk).st_blocks * 512)
-    except OSError:
-        size = human_size(0)
     return {
         "ID": state.id[:id_len], "Names": state.name, "Image": state.config.image,
         "Command": _command(state, id_len is not None), "CreatedAt": go_time(state.created_at),
         "RunningFor": ago(state.created_at), "Status": status_text(state),
         "State": "paused" if state.is_paused else state.status.value,
-        "Ports": ", ".join(f"{p.public}->{p.private}" for p in state.ports
-                           if state.status == Status.RUNNING),
+        "Ports": ports_text(state),
         "Labels": ",".join(f"{k}={v}" for k, v in state.config.labels.items()),
         "Label": dict(state.config.labels),  # ({{.Label "key"}})
         "Mounts": ",".join(m.source if m.kind == VOLUME else m.target for m in mounts),
         "LocalVolumes": str(sum(1 for m in mounts if m.kind == VOLUME)),
         "Networks": state.config.network.mode,
-        "Size": size,
+        "Size": disk_size(disk),
     }
 
 
@@ -84,10 +94,12 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")
+@click.option("-s", "--size", "show_size", is_flag=True,
+              help="Show what each box's root disk takes on the host (its own writes).")
 @template_format_option("{{.Names}} {{.Status}}")
 @pass_cli
 def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
-       last: int | None, latest: bool, fmt: str) -> int:
+       last: int | None, latest: bool, show_size: bool, fmt: str) -> int:
     """List boxes (running ones, unless -a, -n, -l or a filter on another status)."""
     id_len = None if no_trunc else 12
     wanted = parse_filters(filters)
@@ -109,8 +121,13 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
                           for s in states])
     else:
         rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
-                 status_text(s), s.name] for s in states]
-        print_table(["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+                 status_text(s), ports_text(s), s.name] for s in states]
+        headers = ["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+        if show_size:
+            headers.append("SIZE")
+            for row, s in zip(rows, states, strict=True):
+                row.append(disk_size(cli.runtime.files(s.id).rootfs_disk))
+        print_table(headers, rows)
     for e in broken if all_boxes else []:
         click.echo(f"boxlite: warning: {printable(e.message)}", err=True)
     return 0

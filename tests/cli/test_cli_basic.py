@@ -207,7 +207,7 @@ def test_ps_table_on_an_empty_home_is_just_the_header(script_runner: ScriptRunne
     result = bx(script_runner, "ps", "-a")
     assert result.returncode == 0
     assert result.stdout.split() == ["BOX", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
-                                     "NAMES"]
+                                     "PORTS", "NAMES"]
 
 
 def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:

@@ -387,6 +387,8 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     table = bx(script_runner, "ps", "-a").stdout.splitlines()
     assert table[1].startswith(BOX_ID[:12])
     assert "Exited (3)" in table[1] and table[1].endswith("planted")
+    sized = bx(script_runner, "ps", "-a", "-s").stdout.splitlines()  # docker's -s: SIZE
+    assert sized[0].split()[-2:] == ["NAMES", "SIZE"] and sized[1].split()[-2:] == ["planted", "0B"]
 
 
 def test_inspect_prints_what_it_found_and_names_what_it_did_not(
