@@ -127,14 +127,22 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
     assert not (base / "root").exists()  # all of it stayed in the namespace
 
 
+class FakeMounts:
+    """mount(2) recorded, not made: the calls, and what is mounted since."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, str, str | None, int, str | None]] = []
+        self.mounted: set[str] = set()
+
+    def mount(self, src: str | None, dst: str, fs: str | None, flags: int,
+              data: str | None) -> None:
+        self.calls.append((src, dst, fs, flags, data))
+        self.mounted.add(dst)
+
+
 def test_mount_plan_with_fake_syscalls(tmp_path: Path) -> None:
-    calls: list[tuple[str | None, str, str | None, int, str | None]] = []
-    mounted: set[str] = set()
-
-    def fake_mount(src: str | None, dst: str, fs: str | None, flags: int, data: str | None) -> None:
-        calls.append((src, dst, fs, flags, data))
-        mounted.add(dst)
-
+    fake = FakeMounts()
+    calls, mounted, fake_mount = fake.calls, fake.mounted, fake.mount
     root = tmp_path / "root"
     root.mkdir()
     for _ in range(2):
@@ -318,13 +326,8 @@ def test_etc_files_are_rewritten_in_place(tmp_path: Path) -> None:
 def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_path: Path) -> None:
     from boxlite_agent.rootmounts import TmpfsSpec, make_read_only, mount_tmpfs
 
-    calls: list[tuple[str | None, str, str | None, int, str | None]] = []
-    mounted: set[str] = set()
-
-    def fake_mount(src: str | None, dst: str, fs: str | None, flags: int, data: str | None) -> None:
-        calls.append((src, dst, fs, flags, data))
-        mounted.add(dst)
-
+    fake = FakeMounts()
+    calls, mounted, fake_mount = fake.calls, fake.mounted, fake.mount
     root = tmp_path / "root"
     root.mkdir()
     specs = [TmpfsSpec("/run/app", size_bytes=1 << 20, mode=0o755, exec_=True, uid=7),
