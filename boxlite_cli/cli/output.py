@@ -46,7 +46,10 @@ def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
         return
     body = template[len("table"):].lstrip()
     rows = [render(body, record).split("\t") for record in records]
-    print_table(header(body).split("\t"), rows)
+    headers = header(body).split("\t")
+    columns = max([len(headers), *(len(row) for row in rows)])  # (a {{range}} makes more)
+    print_table([*headers, *[""] * (columns - len(headers))],
+                [[*row, *[""] * (columns - len(row))] for row in rows])
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -1,129 +1,130 @@
-"""A small subset of Go templates for `--format`: `{{.Field.Sub}}`, `{{json .X}}`,
-`{{index .Map "key"}}` and `{{.Label "key"}}` (ps); `\t` and `\n` in the text are a tab
-and a newline (docker's). Maps and lists print as Go prints them (`map[k:v]`, `[a b]`).
+"""`--format` templates: Go's text/template language, as docker's CLI takes it.
 
-Field names match the JSON record case-insensitively, CamelCase or snake_case
-(`{{.ExitCode}}` and `{{.exit_code}}` are the same field), as docker users write them.
-A key missing from a map of the user's own (labels) is `<no value>`, as in docker.
+The engine is cli/gotemplate.py (its docstring lists what it supports: actions, pipelines,
+variables, if/else, with, range, break/continue, comments, trim markers, Go's functions and
+docker's json, join, split, upper, lower, title, pad, truncate). This module applies it to
+boxlite's JSON records, as docker users write their templates:
+
+- field names match the record's keys case-insensitively, CamelCase or snake_case
+  (`{{.ExitCode}}` and `{{.exit_code}}` are the same field; `{{.OOMKilled}}` is oom_killed);
+  a field a record does not have is an error;
+- the keys of a map of the user's own (labels) are matched as written, and a missing one
+  is `<no value>`, as in docker; `{{.Label "key"}}` indexes a map-valued field ("" when the
+  key is absent, docker's ps);
+- `\\t` and `\\n` written in the template's text are a tab and a newline (docker's);
+- values print as Go prints them (`map[k:v]`, `[a b]`, `true`); `json` is compact.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from typing import Any
 
+from boxlite_cli.cli import gotemplate as go
 from boxlite_cli.errors import UsageError
 
-ACTION = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
-INDEX = re.compile(r'\{\{\s*index\s+\.([A-Za-z0-9_.]*)\s+"((?:[^"\\]|\\.)*)"\s*\}\}')
-# `{{.Label "key"}}`: a field that is a map, called with a key (docker's ps); "" if none
-CALL = re.compile(r'\{\{\s*\.([A-Za-z0-9_]+)\s+"((?:[^"\\]|\\.)*)"\s*\}\}')
 USER_MAPS = frozenset({"labels"})  # maps whose keys are the user's: a missing one is no value
+SUPPORTED = ("Go templates: {{.Field.Sub}}, {{json .Field}}, {{index .Map \"key\"}}, "
+             "{{.Label \"key\"}}, {{range .List}}...{{else}}...{{end}}, {{if}}/{{else if}}/{{else}}, "
+             "{{with}}, {{$v := ...}}, pipes (|), {{- trim -}}, {{/* comments */}} and the functions "
+             + ", ".join(go.FUNCTIONS))
+
+
+class _UserMap(dict[str, Any]):
+    """A map of the user's own (labels): its keys as written, a missing one no value."""
 
 
 def _key(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("__", "_")
 
 
-def _lookup(record: Any, path: str, template: str) -> Any:
-    value = record
-    in_user_map = False
-    for part in [p for p in path.split(".") if p]:
-        if not isinstance(value, dict):
-            raise UsageError(f"template {template!r}: {part!r} is not a field of a value")
-        if in_user_map:  # (the user's keys, as written)
-            value = value.get(part)
-            in_user_map = False
-            continue
-        wanted = _key(part)
-        bare = part.replace("_", "").lower()  # (acronyms: OOMKilled is oom_killed)
-        matches = [k for k in value if _key(k) == wanted or k.replace("_", "").lower() == bare]
+def _go_name(key: str) -> str:
+    """A record's key as docker users write it: exit_code is ExitCode."""
+    return "".join(part[:1].upper() + part[1:] for part in key.split("_"))
+
+
+def _field(receiver: Any, name: str) -> Any:
+    if isinstance(receiver, _UserMap):
+        return receiver.get(name)
+    if not isinstance(receiver, dict):
+        raise go.TemplateError(f"{name!r} is not a field of {go.describe(receiver)}")
+    if name in receiver:
+        key = name
+    else:
+        wanted = _key(name)
+        bare = name.replace("_", "").lower()  # (acronyms: OOMKilled is oom_killed)
+        matches = [k for k in receiver if isinstance(k, str)
+                   and (_key(k) == wanted or k.replace("_", "").lower() == bare)]
         if not matches:
-            raise UsageError(f"template {template!r}: no field {part!r}")
-        in_user_map = matches[0] in USER_MAPS
-        value = value[matches[0]]
+            fields = sorted(_go_name(k) for k in receiver if isinstance(k, str))
+            shown = ", ".join(fields[:30]) + (", ..." if len(fields) > 30 else "")
+            raise go.TemplateError(f"no field {name!r}",
+                                   hint=f"the fields there: {shown}" if fields else None)
+        key = matches[0]
+    value = receiver[key]
+    if isinstance(value, dict) and isinstance(key, str) and _key(key) in USER_MAPS:
+        return _UserMap(value)
     return value
 
 
-def _index(record: Any, path: str, key: str, template: str) -> Any:
-    """`{{index .Map "key"}}`: the key of a map (None when it has none)."""
-    value = _lookup(record, path, template)
+def _method(receiver: Any, name: str, args: list[Any]) -> Any:
+    """`{{.Label "key"}}`: a map-valued field called with a key indexes it ("" if none)."""
+    value = _field(receiver, name)
     if not isinstance(value, dict):
-        raise UsageError(f"template {template!r}: index of {path!r}, which is not a map")
-    return value.get(key.replace('\\"', '"').replace("\\\\", "\\"))
+        raise go.TemplateError(f"{name!r} takes no arguments: it is not a map")
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise go.TemplateError(f"{name!r} takes one key (a string), as in {{{{.{name} \"key\"}}}}")
+    found = value.get(args[0])
+    return "" if found is None else found
 
 
-ANY_ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
-SUPPORTED = '{{.Field.Sub}}, {{json .Field}}, {{index .Map "key"}} and {{.Label "key"}}'
+def _usage(template: str, error: go.TemplateError) -> UsageError:
+    return UsageError(f"template {template!r}: {error}", hint=error.hint or SUPPORTED)
 
 
-def _text(value: Any, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # (Go's: compact)
-    if value is None:
-        return "<no value>"
-    return _go_text(value)
-
-
-def _go_text(value: Any) -> str:
-    """A value as Go's templates print it: `map[k:v]` (keys sorted), `[a b]`, `true`."""
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
-    if isinstance(value, list | tuple):
-        return "[" + " ".join(_go_text(v) for v in value) + "]"
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+@functools.lru_cache(maxsize=64)
+def _parse(template: str) -> tuple[go.Node, ...]:
+    try:
+        return go.parse(template, docker_escapes=True)
+    except go.TemplateError as e:
+        raise _usage(template, e) from None
 
 
 def render(template: str, record: dict[str, Any]) -> str:
-    """Fill `template` from `record`; an action it does not support (range, index,
-    if, ...) or one left open is a UsageError, not text printed as it is."""
-    out: list[str] = []
-    pos = 0
-    for m in ANY_ACTION.finditer(template):
-        _check_text(template[pos:m.start()], template)
-        action = ACTION.fullmatch(m.group(0))
-        indexed = INDEX.fullmatch(m.group(0)) if action is None else None
-        called = CALL.fullmatch(m.group(0)) if action is None and indexed is None else None
-        if action is not None:
-            value = _text(_lookup(record, action.group(2), template), bool(action.group(1)))
-        elif indexed is not None:
-            value = _text(_index(record, indexed.group(1), indexed.group(2), template), False)
-        elif called is not None:
-            found = _index(record, called.group(1), called.group(2), template)
-            value = "" if found is None else _text(found, False)
-        else:
-            raise UsageError(f"template {template!r}: unsupported action {m.group(0)!r}",
-                             hint=f"boxlite's templates take {SUPPORTED}")
-        out += [_unescape(template[pos:m.start()]), value]
-        pos = m.end()
-    _check_text(template[pos:], template)
-    out.append(_unescape(template[pos:]))
-    return "".join(out)
-
-
-def _unescape(text: str) -> str:
-    """docker's: `\t` and `\n` written in a template are a tab and a newline."""
-    return text.replace("\\t", "\t").replace("\\n", "\n")
-
-
-def _check_text(text: str, template: str) -> None:
-    if "{{" in text:
-        raise UsageError(f"template {template!r}: an action is not closed with }}}}",
-                         hint=f"boxlite's templates take {SUPPORTED}")
+    """Fill `template` from `record`; a template that is not valid or does not fit the
+    record is a UsageError, not text printed as it is."""
+    tree = _parse(template)
+    try:
+        return go.execute(tree, record, field=_field, method=_method)
+    except go.TemplateError as e:
+        raise _usage(template, e) from None
 
 
 def header(template: str) -> str:
-    """The header row of a `table ...` template: each field's name in capitals, words
-    apart (`{{.RunningFor}}` → RUNNING FOR), the text between as it is."""
-    def name(m: re.Match[str]) -> str:
-        field = (m.group(2) or m.group(3) or m.group(4) or "").rsplit(".", 1)[-1]
-        return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper() or "."
+    """The header row of a `table ...` template: each column's field name in capitals,
+    words apart (`{{.RunningFor}}` → RUNNING FOR), the text between as it is. A column
+    of another action is named by its first field, else by its text in capitals."""
+    parts: list[str] = []
+    for node in _parse(template):
+        if isinstance(node, go.Text):
+            parts.append(node.text)
+        elif isinstance(node, go.Action | go.Control) and not node.pipe.decls:
+            name = _first_field(node.pipe)
+            parts.append(str(node.pipe).upper() if name is None
+                         else re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).upper() or ".")
+    return "".join(parts)
 
-    return _unescape(re.sub(r'\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}|\{\{\s*index\s+\.'
-                            r'([A-Za-z0-9_.]*)\s+"(?:[^"\\]|\\.)*"\s*\}\}'
-                            r'|\{\{\s*\.([A-Za-z0-9_]+)\s+"(?:[^"\\]|\\.)*"\s*\}\}', name, template))
+
+def _first_field(pipe: go.Pipe) -> str | None:
+    """The last name of the first field in a pipeline ("" for `.`; None: no field)."""
+    for cmd in pipe.cmds:
+        for arg in cmd.args:
+            if isinstance(arg, go.Field | go.Chain) or (isinstance(arg, go.Variable) and arg.names):
+                return arg.names[-1]
+            if isinstance(arg, go.Literal) and arg.value is go.DOT:
+                return ""
+            inner = _first_field(arg.pipe) if isinstance(arg, go.Paren) else None
+            if inner is not None:
+                return inner
+    return None
