@@ -244,6 +244,12 @@ def test_published_ports_and_box_isolation() -> None:
         assert bx("port", "net-a", "8000/tcp").stdout.decode() == f"127.0.0.1:{tcp_port}\n"
         missing = bx("port", "net-a", "8001")
         assert missing.returncode == 125 and b"8001/tcp" in missing.stderr
+        # docker's idiom for the host port, and the box's address
+        docker = bx("inspect", "-f", '{{.NetworkSettings.IPAddress}} '
+                    '{{(index (index .NetworkSettings.Ports "8000/tcp") 0).HostPort}}', "net-a")
+        assert docker.stdout.decode() == f"10.0.2.15 {tcp_port}\n", docker.stderr
+        listed = bx("ps", "-f", "name=net-a").stdout.decode().splitlines()[1]
+        assert f"127.0.0.1:{tcp_port}->8000/tcp" in listed  # (docker's PORTS column)
         assert http_get(int(tcp_port)) == "box 8000"
         assert udp_echo(udp_port) == b"echo:ping"
         inspected = json.loads(bx("inspect", "net-a").stdout)[0]
