@@ -159,6 +159,9 @@ def box_options(f: F) -> F:
                      metavar="[HOSTPATH|NAME:]BOXPATH[:ro|rw]",
                      help="Share a host directory or file, or a named volume, at BOXPATH "
                           "(BOXPATH alone: a new anonymous volume)."),
+        click.option("--mount", "mounts", multiple=True, metavar="type=TYPE,...",
+                     help="docker's long form of -v and --tmpfs: type=bind|volume|tmpfs, "
+                          "source=, target=, readonly, tmpfs-size=, tmpfs-mode=."),
     ]):
         f = decorator(f)
     return f

@@ -23,6 +23,7 @@ from boxlite_cli.cli.options import (
 )
 from boxlite_cli.cli.output import std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
+from boxlite_cli.runtime.mountflag import split_mounts
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
@@ -57,7 +58,8 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
         workdir: str | None, user: str | None, timeout: float,
         network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
-        publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...]) -> int:
+        publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...],
+        mounts: tuple[str, ...]) -> int:
     """Run a command in a new box.
 
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
@@ -80,17 +82,18 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     check_tty_input(interactive, tty, detach)
     vcpus, cpu_limit = parse_cpus(cpus)
+    mount_volumes, mount_tmpfs = split_mounts(mounts)
     opts = CreateOptions(
         image=image, name=name, cpus=vcpus, cpu_limit=cpu_limit, memory_mib=memory_mib(memory),
         disk_size=parse_disk_size(disk_size), accel=accel,
         vmm=vmm,
         pull=pull, auto_remove=auto_remove, detach=detach,
         network=to_network(network, dns, add_hosts, publish),
-        volumes=list(volumes), hostname=hostname, stop_signal=stop_signal,
+        volumes=[*volumes, *mount_volumes], hostname=hostname, stop_signal=stop_signal,
         pids_limit=pids_limit, stop_timeout=stop_timeout,
         labels=parse_labels(read_label_files(label_files) + list(labels)),
         cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
-        read_only=read_only, tmpfs=list(tmpfs),
+        read_only=read_only, tmpfs=[*tmpfs, *mount_tmpfs],
         publish_all=publish_all,
         process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
                                    timeout, entrypoint),

@@ -220,12 +220,17 @@ def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: Scr
     assert [(m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [("/data", True)]
 
 
-def test_read_only_and_tmpfs_are_kept_as_given(script_runner: ScriptRunner, image: str) -> None:
+def test_read_only_and_tmpfs_are_kept_as_given(script_runner: ScriptRunner, image: str,
+                                               tmp_path: Path) -> None:
     created = bx(script_runner, "create", "--name", "ro", "--read-only", "--tmpfs", "/tmp",
-                 "--tmpfs", "/run:size=1m,exec", image)
+                 "--tmpfs", "/run:size=1m,exec", "--mount", "type=tmpfs,dst=/cache,tmpfs-size=2m",
+                 "--mount", f"type=bind,source={tmp_path},target=/data,readonly", image)
     assert created.returncode == 0, created.stderr
     [box] = json.loads(bx(script_runner, "inspect", "ro").stdout)
-    assert (box["config"]["read_only"], box["config"]["tmpfs"]) == (True, ["/tmp", "/run:size=1m,exec"])
+    assert (box["config"]["read_only"], box["config"]["tmpfs"]) == (
+        True, ["/tmp", "/run:size=1m,exec", "/cache:size=2m"])
+    assert [(m["source"], m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [
+        (str(tmp_path), "/data", True)]  # (docker's --mount: the -v it means)
 
 
 @pytest.mark.parametrize(("cpus", "vcpus", "limit"), [("1", 1, 0.0), ("0.5", 1, 0.5),
@@ -307,6 +312,7 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--platform", "linux/arm64"], "invalid --platform 'linux/arm64'"),
     (["--label-file", "/nonexistent/labels"], "cannot read label file"),
     (["--tmpfs", "/tmp:size=lots"], "invalid --tmpfs '/tmp:size=lots'"),
+    (["--mount", "type=bind,target=/x"], "invalid --mount 'type=bind,target=/x'"),
     (["--tmpfs", "/data", "-v", "/tmp:/data"], "duplicate mount point /data"),
     (["--network", "host"], "invalid --network 'host'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
