@@ -79,6 +79,13 @@ PLATFORM_NAMES = {"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/
                   "linux/amd64/v3", "amd64", "x86_64"}
 
 
+def _check_restart(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and value != "no":
+        raise UsageError(f"invalid --restart {value!r}: boxes are not restarted (boxlite has "
+                         "no daemon to do it)", hint="run the box under a supervisor "
+                         "(a systemd unit, a CI retry), or give --restart no")
+
+
 def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None and value.lower() not in PLATFORM_NAMES:
         raise UsageError(f"invalid --platform {value!r}: boxes run {HOST_PLATFORM} images "
@@ -146,6 +153,9 @@ def box_options(f: F) -> F:
         click.option("--tmpfs", "tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
                      help="Mount a tmpfs at PATH (docker's options: size=64m, mode=1777, "
                           "uid=, gid=, ro, exec, suid, dev; default noexec,nosuid,nodev)."),
+        click.option("--restart", metavar="no", expose_value=False, callback=_check_restart,
+                     help="Taken for docker's sake: `no` only (boxlite has no daemon to "
+                          "start a box again; a supervisor such as systemd can)."),
         click.option("--privileged", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: a box's root has every capability, in "
                           "a VM of its own, unless --cap-drop takes some."),

@@ -211,7 +211,7 @@ def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: Scr
     labels = tmp_path / "labels"
     labels.write_text("# a comment\n\n  tier=web\nowner=two words\nbare\n")
     created = bx(script_runner, "create", "--name", "dockerish", "--label-file", str(labels),
-                 "-l", "tier=db", "--platform", "linux/amd64", "--privileged",
+                 "-l", "tier=db", "--platform", "linux/amd64", "--privileged", "--restart", "no",
                  "--network", "bridge", "-v", f"{tmp_path}:/data:ro,z", image)
     assert created.returncode == 0, created.stderr
     [box] = json.loads(bx(script_runner, "inspect", "dockerish").stdout)
@@ -313,6 +313,7 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--label-file", "/nonexistent/labels"], "cannot read label file"),
     (["--tmpfs", "/tmp:size=lots"], "invalid --tmpfs '/tmp:size=lots'"),
     (["--mount", "type=bind,target=/x"], "invalid --mount 'type=bind,target=/x'"),
+    (["--restart", "unless-stopped"], "invalid --restart 'unless-stopped'"),
     (["--tmpfs", "/data", "-v", "/tmp:/data"], "duplicate mount point /data"),
     (["--network", "host"], "invalid --network 'host'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),
