@@ -51,9 +51,13 @@ def _latest(cli: CliContext) -> str:
 @click.option("-f", "--format", "fmt", default="json", show_default=True,
               help="'json', or a template such as '{{.State.Status}} {{.State.ExitCode}}'.")
 @click.option("-l", "--latest", is_flag=True, help="The box created last (no BOX needed).")
+@click.option("--type", "kind", type=click.Choice(["box", "container", "image"]), default=None,
+              help="Look for boxes only (docker's `container` too) or images only "
+                   "[default: a box, else an image].")
 @click.argument("boxes", nargs=-1, shell_complete=complete_box)
 @pass_cli
-def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> int:
+def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
+            boxes: tuple[str, ...]) -> int:
     """Print the full record of boxes or images (a JSON array, or a line each from a template)."""
     if latest and boxes:
         raise UsageError("inspect takes BOX or -l, not both",
@@ -67,9 +71,11 @@ def inspect(cli: CliContext, fmt: str, latest: bool, boxes: tuple[str, ...]) -> 
     missing: list[NotFound] = []
     for ref in boxes:
         try:
+            if kind == "image":
+                raise NotFound(f"no such image: {ref}")
             state = cli.runtime.get(ref)
         except NotFound as e:
-            image = _image_or_none(cli, ref)
+            image = _image_or_none(cli, ref) if kind in (None, "image") else None
             if image is None:
                 missing.append(e)  # the others are still printed (docker's way)
             else:

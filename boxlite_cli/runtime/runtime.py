@@ -349,6 +349,7 @@ class Runtime:
         accel = requested_accel(opts.accel)
         vmm = requested_vmm(opts.vmm, vmm_setting(self.paths.config))
         if opts.name is not None:
+            opts.name = opts.name.removeprefix("/")  # (docker's names may start with one)
             validate_name(opts.name)
         check_box_size(opts.cpus, opts.memory_mib)
         log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
@@ -914,6 +915,7 @@ class Runtime:
             return None
 
     def rename(self, ref: str, new_name: str) -> BoxState:
+        new_name = new_name.removeprefix("/")  # (docker's names may start with one)
         box_id = self.resolve(ref)
         with self.boxes.lock(box_id):
             state = self.boxes.read(box_id)

@@ -210,12 +210,13 @@ def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: Scr
                                                               image: str, tmp_path: Path) -> None:
     labels = tmp_path / "labels"
     labels.write_text("# a comment\n\n  tier=web\nowner=two words\nbare\n")
-    created = bx(script_runner, "create", "--name", "dockerish", "--label-file", str(labels),
+    created = bx(script_runner, "create", "--name", "/dockerish", "--label-file", str(labels),
                  "-l", "tier=db", "--platform", "linux/amd64", "--privileged", "--restart", "no",
                  "--network", "bridge", "-v", f"{tmp_path}:/data:ro,z", image)
     assert created.returncode == 0, created.stderr
     [box] = json.loads(bx(script_runner, "inspect", "dockerish").stdout)
     assert box["config"]["labels"] == {"tier": "db", "owner": "two words", "bare": ""}
+    assert box["name"] == "dockerish"
     assert box["config"]["network"]["mode"] == "nat"
     assert [(m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [("/data", True)]
 
@@ -300,6 +301,8 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     result = bx(script_runner, "rename", "same", "same")
     assert_one_line_error(result, "already has the name 'same'")
     assert os.readlink(home / "names" / "same") == BOX_ID
+    assert bx(script_runner, "rename", "same", "/other").returncode == 0  # (docker's /NAME)
+    assert os.readlink(home / "names" / "other") == BOX_ID
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -396,6 +399,18 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     assert "Exited (3)" in table[1] and table[1].endswith("planted")
     sized = bx(script_runner, "ps", "-a", "-s").stdout.splitlines()  # docker's -s: SIZE
     assert sized[0].split()[-2:] == ["NAMES", "SIZE"] and sized[1].split()[-2:] == ["planted", "0B"]
+
+
+def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str) -> None:
+    plant_box()
+    as_image = bx(script_runner, "inspect", "--type", "image", "-f", "{{.Id}}", image)
+    assert as_image.returncode == 0 and as_image.stdout.startswith("sha256:"), as_image.stderr
+    assert_one_line_error(bx(script_runner, "inspect", "--type", "container", image),
+                          f"no such box: {image}")
+    assert_one_line_error(bx(script_runner, "inspect", "--type", "image", "planted"),
+                          "no such image: planted")
+    assert bx(script_runner, "inspect", "--type", "box", "-f", "{{.Name}}", "planted"
+              ).stdout == "planted\n"
 
 
 def test_inspect_prints_what_it_found_and_names_what_it_did_not(
