@@ -152,9 +152,9 @@ class AgentClient:
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,
-             volumes: list[pb.VolumeMount] | None = None) -> None:
+             volumes: list[pb.VolumeMount] | None = None, read_only: bool = False) -> None:
         self.init_with(self.init_request(hostname, clock_ns, entropy, rootfs_serial, network,
-                                         volumes))
+                                         volumes, read_only=read_only))
 
     def init_with(self, request: Any) -> Any:
         """Init; its InitResponse. An Init that fills volumes from the image copies

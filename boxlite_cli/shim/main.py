@@ -590,7 +590,8 @@ class Shim:
             channel, client = self.boot()
             client.init(hostname=state.config.hostname or state.id[:12], clock_ns=time.time_ns(),
                         entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
-                        network=pb.NetworkConfig(mode="none"), volumes=self.volume_mounts())
+                        network=pb.NetworkConfig(mode="none"), volumes=self.volume_mounts(),
+                        read_only=state.config.read_only)  # (cp into it: its volumes only)
         except BoxliteError as e:
             log.error("maintenance start failed: %s", e)
             if self.vmm is not None:

@@ -144,17 +144,20 @@ def provide_etc_files(
     mount: MountFn = syscalls.mount,
     is_mounted: Callable[[str], bool] = is_mountpoint,
     net: NetSetup = NO_NETWORK,
-) -> None:
+) -> list[str]:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf, written under ``etc_dir`` and
     bind-mounted over the image's files (an empty file is created first where the image
     has none), as docker does: the image's own files are left untouched underneath.
     One the image makes impossible to cover (its path loops, or is a directory) is left
-    as the image has it, said on the console: the box still starts."""
+    as the image has it, said on the console: the box still starts. The paths covered."""
+    covered = []
     for name in write_etc_files(hostname, etc_dir, net):
         try:
             target = ensure_file_in_root(root, f"/etc/{name}")
             if not is_mounted(target):
                 mount(os.path.join(etc_dir, name), target, None, syscalls.MS_BIND, None)
+            covered.append(target)
         except OSError as e:
             console.log(f"boxlite-agent: the image's /etc/{name} is left as it is: "
                         f"{e.strerror or e}")
+    return covered

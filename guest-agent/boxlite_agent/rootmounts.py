@@ -61,14 +61,22 @@ def check(specs: list[TmpfsSpec]) -> None:
 
 
 def mount_tmpfs(root: str, specs: list[TmpfsSpec], mount: MountFn = syscalls.mount,
-                is_mounted: Callable[[str], bool] = is_mountpoint) -> None:
+                is_mounted: Callable[[str], bool] = is_mountpoint) -> list[str]:
     """Each tmpfs at its path in `root` (made if missing, resolved inside the root),
-    parents before children; a second call mounts nothing twice."""
+    parents before children; a second call mounts nothing twice. The box paths of the
+    ones mounted now."""
     check(specs)
+    made = []
     for t in sorted(specs, key=lambda s: posixpath.normpath(s.target).count("/")):
-        target = mkdir_all_in_root(root, posixpath.normpath(t.target))
-        if not is_mounted(target):
-            mount("tmpfs", target, "tmpfs", t.flags(), t.data())
+        try:
+            target = mkdir_all_in_root(root, posixpath.normpath(t.target))
+            if not is_mounted(target):
+                mount("tmpfs", target, "tmpfs", t.flags(), t.data())
+                made.append(posixpath.normpath(t.target))
+        except OSError as e:  # (the box's own setting: the image has a file there...)
+            raise InvalidArgument(f"--tmpfs {t.target}: cannot mount there: "
+                                  f"{e.strerror or e}") from None
+    return made
 
 
 def make_read_only(root: str, mount: MountFn = syscalls.mount) -> None:

@@ -41,6 +41,7 @@ class VmGuest:
         self._net = NetSetup()
         self._rootfs_serial = ""  # the disk mounted at rootfs_dir, with its kernel fs
         self._etc_bound = False  # the /etc files are bind-mounted into the rootfs
+        self._etc_targets: list[str] = []  # ... at these paths
 
     def rootfs(self) -> str:
         if not self._ready:
@@ -78,16 +79,24 @@ class VmGuest:
         if self._etc_bound:  # by this VM's earlier Init: new content only
             write_etc_files(self._hostname, self._etc_dir, self._net)
         elif self._ready:
-            provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir, net=self._net,
-                              is_mounted=is_mounted or mounted_now())
+            self._etc_targets = provide_etc_files(self._rootfs_dir, self._hostname,
+                                                  self._etc_dir, net=self._net,
+                                                  is_mounted=is_mounted or mounted_now())
             self._etc_bound = True
 
     def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
         if not self._ready:
             raise FailedPrecondition("no container rootfs yet: call Init with rootfs_serial first")
-        mount_tmpfs(self._rootfs_dir, tmpfs)
+        if "/etc" in mount_tmpfs(self._rootfs_dir, tmpfs):
+            # (a tmpfs on /etc hides the box's hostname, hosts and resolv.conf: docker's
+            # go on top of it, and so do these; the paths are bound under it already)
+            self._etc_targets = provide_etc_files(self._rootfs_dir, self._hostname,
+                                                  self._etc_dir, net=self._net,
+                                                  is_mounted=lambda _: False)
         if read_only:
             make_read_only(self._rootfs_dir)
+            for target in self._etc_targets:  # (read-only too, as docker's are then)
+                make_read_only(target)
 
     def _start_box_pids(self) -> None:
         """The box's PID namespace and its init (pidns.py): once, with the helper."""

@@ -79,14 +79,18 @@ def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR
                 fill_from_image(root, v.target, share)
     for v in ordered:  # then onto their targets, parents before children
         share = os.path.join(hidden, v.tag)
-        if v.file_name:
-            source = os.path.join(share, v.file_name)
-            if not os.path.isfile(source):
-                raise FailedPrecondition(f"volume {v.target}: the shared file is missing")
-            target = ensure_file_in_root(root, v.target)
-        else:
-            source = share
-            target = mkdir_all_in_root(root, v.target)
+        try:  # (the box's own setting: the image may have a file, or a directory, there)
+            if v.file_name:
+                source = os.path.join(share, v.file_name)
+                if not os.path.isfile(source):
+                    raise FailedPrecondition(f"volume {v.target}: the shared file is missing")
+                target = ensure_file_in_root(root, v.target)
+            else:
+                source = share
+                target = mkdir_all_in_root(root, v.target)
+        except OSError as e:
+            raise InvalidArgument(f"volume {v.target}: cannot mount there: "
+                                  f"{e.strerror or e}") from None
         if is_mounted(target):
             continue
         mount(source, target, None, syscalls.MS_BIND, None)

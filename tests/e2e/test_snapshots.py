@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import IMAGE, boxlite_bin, bx
 
 COUNTER = ("i=0; while true; do i=$((i+1)); echo $i > /run/count; echo $i >> /root/log; "
@@ -249,15 +251,22 @@ def test_a_broken_template_falls_back_to_a_cold_start(e2e_home: Path) -> None:
     assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind
 
 
-def test_a_box_the_guest_refuses_fails_at_once_and_keeps_the_template(e2e_home: Path) -> None:
-    """Settings of the box's own that the guest agent refuses (an unknown user) fail the
-    warm start in one line: no cold retry, the template stays for the next box."""
+@pytest.mark.parametrize(("args", "says"), [
+    (["-u", "nosuchuser"], "unable to find user nosuchuser"),
+    (["--tmpfs", "/etc/hosts/x"], "--tmpfs /etc/hosts/x: cannot mount there: Not a directory"),
+    (["-v", "/tmp:/etc/passwd/x"], "volume /etc/passwd/x: cannot mount there: Not a directory"),
+])
+def test_a_box_the_guest_refuses_fails_at_once_and_keeps_the_template(
+        e2e_home: Path, args: list[str], says: str) -> None:
+    """Settings of the box's own that the guest agent refuses (an unknown user, a mount
+    on a path the image has a file at) fail the warm start in one line: no cold retry,
+    the template stays for the next box."""
     out("run", "--rm", IMAGE, "true")  # this run's template exists now
     templates = sorted((e2e_home / "cache" / "templates").glob("*/device.state"))
     assert templates
     before = bx("ps", "-a", "-q").stdout
-    refused = bx("run", "--rm", "-u", "nosuchuser", IMAGE, "true")
-    one_line_error(refused, "unable to find user nosuchuser")
+    refused = bx("run", "--rm", *args, IMAGE, "true")
+    one_line_error(refused, says)
     assert b"warm start failed" not in refused.stderr
     assert all(template.exists() for template in templates)
     assert bx("ps", "-a", "-q").stdout == before  # --rm: nothing left behind

@@ -191,8 +191,26 @@ def test_a_read_only_box_writes_only_to_its_tmpfs_mounts_and_volumes(tmp_path: P
             "/run rw,nosuid,nodev,relatime",
         ]
         assert (tmp_path / "v").read_text() == "v\n"
+        etc = bx("exec", "ro", "sh", "-c", "echo 1.1.1.1 >> /etc/resolv.conf")  # (docker's too)
+        assert b"Read-only file system" in etc.stderr
         assert bx("restart", "-t", "0", "ro").returncode == 0  # (a new VM, set up again)
         again = bx("exec", "ro", "sh", "-c", "touch /y 2>&1; ls /tmp")
         assert again.stdout == b"touch: cannot touch '/y': Read-only file system\n"
+        # stopped: cp's own VM keeps the root read-only; the volume takes the file
+        assert bx("stop", "-t", "0", "ro").returncode == 0
+        refused = bx("cp", str(tmp_path / "v"), "ro:/planted")
+        assert refused.returncode == 125 and b"Read-only file system" in refused.stderr
+        assert bx("cp", str(tmp_path / "v"), "ro:/data/copied").returncode == 0
+        assert (tmp_path / "copied").read_text() == "v\n"
     finally:
         bx("rm", "-f", "ro")
+
+
+def test_a_tmpfs_on_etc_keeps_the_boxs_hostname_hosts_and_resolv_conf() -> None:
+    """docker mounts these three on top of the box's own mounts: a tmpfs on /etc hid them
+    (no name resolution)."""
+    seen = bx("run", "--rm", "-h", "tmpetc", "--tmpfs", "/etc", IMAGE, "sh", "-c",
+              "cat /etc/hostname; ls /etc; getent hosts host.boxlite.internal | cut -c1-8")
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.decode().split() == ["tmpetc", "hostname", "hosts", "resolv.conf",
+                                            "10.0.2.2"]

@@ -332,8 +332,8 @@ def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_pat
     root.mkdir()
     specs = [TmpfsSpec("/run/app", size_bytes=1 << 20, mode=0o755, exec_=True, uid=7),
              TmpfsSpec("/run"), TmpfsSpec("/data", readonly=True, suid=True, dev=True)]
-    for _ in range(2):  # (an Init sent again mounts nothing twice)
-        mount_tmpfs(str(root), specs, fake_mount, mounted.__contains__)
+    made = [mount_tmpfs(str(root), specs, fake_mount, mounted.__contains__) for _ in range(2)]
+    assert made == [["/run", "/data", "/run/app"], []]  # (an Init sent again: nothing twice)
     noexec, nosuid, nodev = syscalls.MS_NOEXEC, syscalls.MS_NOSUID, syscalls.MS_NODEV
     assert calls == [  # (parents first)
         ("tmpfs", str(root / "run"), "tmpfs", noexec | nosuid | nodev, "mode=1777,uid=0,gid=0"),
@@ -342,6 +342,9 @@ def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_pat
          "mode=755,uid=7,gid=0,size=1048576"),
     ]
     assert (root / "run/app").is_dir()
+    (root / "file").write_text("the image's file")
+    with pytest.raises(InvalidArgument, match="--tmpfs /file/x: cannot mount there: Not a dir"):
+        mount_tmpfs(str(root), [TmpfsSpec("/file/x")], fake_mount, mounted.__contains__)
     calls.clear()
     make_read_only(str(root), fake_mount)
     assert calls == [(None, str(root), None,

@@ -98,3 +98,17 @@ def test_shares_are_filled_before_any_target_is_mounted(root: Path, tmp_path: Pa
     assert calls == [("9p", "hidden/vol0"), ("fill", "/srv"), ("9p", "hidden/vol2"),
                      ("9p", "hidden/vol1"), ("fill", "/srv/app/conf.d"),
                      ("bind", "root/srv"), ("bind", "root/data"), ("bind", "root/srv/app/conf.d")]
+
+
+def test_a_target_the_image_makes_impossible_is_the_boxs_error(root: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A volume on a path under one of the image's files: INVALID_ARGUMENT, one line (the
+    box's own setting; a warm start keeps its template), not an internal error."""
+    from boxlite_agent.errors import InvalidArgument
+
+    monkeypatch.setattr(volumes, "load_modules", lambda: None)
+    with pytest.raises(InvalidArgument,
+                       match=r"^volume /srv/app/index.html/x: cannot mount there: Not a directory"):
+        mount_volumes(str(root), [VolumeSpec("vol0", "/srv/app/index.html/x")],
+                      hidden=str(tmp_path / "hidden"), mount=lambda *a: None,
+                      is_mounted=lambda _: False)
