@@ -23,7 +23,7 @@ def parse_detach_keys(spec: str) -> bytes:
         elif len(key) == 1 and 0x20 < ord(key) < 0x7F:
             keys.append(ord(key))
         else:
-            raise UsageError(f"invalid detach key {key!r} in {spec!r}",
+            raise UsageError(f"invalid detach key '{key}' in '{spec}'",
                              hint="keys apart by commas, each a character or ctrl-KEY "
                                   "(a-z, @, [, \\, ], ^, _): ctrl-p,ctrl-q")
     return bytes(keys)

@@ -125,6 +125,8 @@ def parse_publish_ranges(spec: str) -> list[PortMapping]:
         rest, proto = spec.strip(), ""
     *front, box_text = rest.rsplit(":", 2)
     host_text = front[-1] if front else ""
+    if len(front) == 2 and "-" in front[0]:
+        raise UsageError(f"invalid port spec {spec!r}: use [HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]")
     boxes, hosts = _port_range(box_text, spec), _port_range(host_text, spec)
     if boxes is None and hosts is None:
         return [parse_publish(spec)]
@@ -137,9 +139,13 @@ def parse_publish_ranges(spec: str) -> list[PortMapping]:
         raise UsageError(f"invalid port spec {spec!r}: the host and box ranges differ in length")
     prefix = "".join(part + ":" for part in front[:-1])
     suffix = f"/{proto}" if slash else ""
-    return [parse_publish(f"{prefix}{'' if hosts is None else hosts[0] + i}:{port}{suffix}"
-                          if front else f"{port}{suffix}")
-            for i, port in enumerate(range(boxes[0], boxes[1] + 1))]
+    try:
+        return [parse_publish(f"{prefix}{'' if hosts is None else hosts[0] + i}:{port}{suffix}"
+                              if front else f"{port}{suffix}")
+                for i, port in enumerate(range(boxes[0], boxes[1] + 1))]
+    except UsageError as e:  # (said of the spec as given, not of one port of it)
+        raise UsageError(f"invalid port spec {spec!r}: {e.message.partition(': ')[2]}",
+                         hint=e.hint) from None
 
 
 def parse_add_host(item: str) -> str:

@@ -230,6 +230,8 @@ def parse_labels(items: list[str]) -> dict[str, str]:
         key, _, value = item.partition("=")
         if not key.strip():
             raise UsageError(f"invalid label {item!r}: use KEY=VALUE")
+        if any(c.isspace() for c in key):  # (docker's rule too)
+            raise UsageError(f"invalid label {item!r}: the key has whitespace")
         _check_text(item, "label")
         labels[key] = value
     if sum(len(k) + len(v) for k, v in labels.items()) > MAX_LABELS_BYTES:
@@ -277,12 +279,15 @@ MAX_VCPUS = 256
 def parse_cpus(text: str) -> tuple[int, float]:
     """docker's --cpus (`2`, `1.5`, `0.5`) → (the VM's vCPUs, the box's CPU limit): a
     whole number is that many vCPUs and no limit; a fraction rounds the vCPUs up and
-    limits the box's processes to that many CPUs' worth of time (0.0: no limit)."""
+    limits the box's processes to that many CPUs' worth of time (0.0: no limit); 0 is
+    docker's "no limit": one vCPU, the default."""
     cleaned = text.strip()
     try:
         value = float(cleaned) if re.fullmatch(r"\d+(\.\d*)?|\.\d+", cleaned) else None
     except ValueError:
         value = None
+    if value == 0:  # (docker's "no limit": the default vCPUs, no limit)
+        return 1, 0.0
     if value is None or not MIN_CPUS <= value <= MAX_VCPUS:
         raise UsageError(f"invalid --cpus {text!r}: a number of CPUs from {MIN_CPUS} to "
                          f"{MAX_VCPUS}", hint="--cpus 2: two vCPUs; --cpus 1.5: two vCPUs "

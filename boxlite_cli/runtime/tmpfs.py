@@ -59,9 +59,9 @@ def parse_tmpfs(spec: str) -> GuestTmpfs:
                 size = parse_size(value, "size")
             except UsageError:
                 size = -1
-            if not 0 < size <= MAX_SIZE:
+            if not 0 <= size <= MAX_SIZE:
                 raise UsageError(f"invalid --tmpfs {spec!r}: size {value!r} is not valid")
-            fields["size_bytes"] = size
+            fields["size_bytes"] = size  # (0: the kernel's default, as no size)
         elif key == "mode" and eq:
             fields["mode"] = _number(value, spec, "mode", base=8, top=0o7777)
         elif key in ("uid", "gid") and eq:

@@ -69,8 +69,9 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         for option in options:
             if option not in MODES + IGNORED_OPTIONS:
                 raise bad(f"unknown option {option!r} (use ro or rw)")
-        if len({o for o in options if o in MODES}) > 1 or len(options) != len(set(options)):
-            raise bad(f"conflicting options {parts[2]!r}")
+        if (len({o for o in options if o in MODES}) > 1 or len(options) != len(set(options))
+                or {"z", "Z"} <= set(options)):
+            raise bad(f"options {parts[2]!r} repeat or conflict")
         readonly = "ro" in options
     target = parts[-1] if len(parts) == 1 else parts[1]
     if not target.startswith("/"):

@@ -87,7 +87,7 @@ def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
     (["rm"], "BOXES", "boxlite rm --help"),
     (["run"], "IMAGE", "boxlite run --help"),
     (["ps", "--format", "yaml"], "yaml", "boxlite ps --help"),
-    (["run", "--cpus", "0", "debian"], "--cpus", "--cpus 1.5: two vCPUs limited"),
+    (["run", "--cpus", "-1", "debian"], "--cpus", "--cpus 1.5: two vCPUs limited"),
     (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
     (["stop", "-t", "-1", "x"], "-1", "boxlite stop --help"),
     (["run", "--timeout", "1e10", "debian"], "--timeout", "boxlite run --help"),

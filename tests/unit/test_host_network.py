@@ -100,6 +100,8 @@ def test_port_ranges_publish_one_port_each(spec: str,
     ("81-80", "runs backwards"),
     ("1-1000", "more than 256 ports"),
     ("a-b", "'a' is not a number"),
+    ("80-81/sctp", "invalid port spec '80-81/sctp': protocol 'sctp'"),
+    ("18000-18001:80-81:90", "use \\[HOSTIP:\\]"),
 ])
 def test_bad_port_ranges(spec: str, says: str) -> None:
     with pytest.raises(UsageError, match=says):

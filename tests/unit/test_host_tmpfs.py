@@ -18,6 +18,7 @@ from boxlite_cli.shim.vmspec import GuestTmpfs
     ("/ro:ro,suid,dev,uid=1000,gid=100", GuestTmpfs("/ro", readonly=True, suid=True, dev=True,
                                                     uid=1000, gid=100)),
     ("/x:exec,noexec", GuestTmpfs("/x")),  # (the last one given wins, as in mount(8))
+    ("/x:size=0", GuestTmpfs("/x")),  # (tmpfs's "no size": the kernel's default)
 ])
 def test_tmpfs_specs_take_dockers_options_and_defaults(spec: str, expected: GuestTmpfs) -> None:
     assert parse_tmpfs(spec) == expected
@@ -28,7 +29,7 @@ def test_tmpfs_specs_take_dockers_options_and_defaults(spec: str, expected: Gues
     ("/", "root directory"),
     ("/proc/x", "cannot mount over /proc"),
     ("/dev", "cannot mount over /dev"),
-    ("/t:size=0", "size '0'"),
+    ("/t:size=-1", "size '-1'"),
     ("/t:size=lots", "size 'lots' is not valid"),
     ("/t:mode=999", "mode '999'"),
     ("/t:uid=-1", "uid '-1'"),
