@@ -39,6 +39,7 @@ COMMANDS = {
     "image": "boxlite_cli.cli.image:image",
     "pull": "boxlite_cli.cli.pull:pull",
     "rmi": "boxlite_cli.cli.rmi:rmi",
+    "tag": "boxlite_cli.cli.tag:tag",
     "volume": "boxlite_cli.cli.volume:volume",
     "login": "boxlite_cli.cli.login:login",
     "logout": "boxlite_cli.cli.login:logout",

@@ -13,9 +13,10 @@ IMAGE_COMMANDS = {
     "prune": "boxlite_cli.cli.rmi:prune",
     "load": "boxlite_cli.cli.load:load",
     "inspect": "boxlite_cli.cli.image_inspect:image_inspect",
+    "tag": "boxlite_cli.cli.tag:tag",
 }
 
 
 @click.group(cls=LazyGroup, lazy=IMAGE_COMMANDS)
 def image() -> None:
-    """Manage images: ls, pull, rm, prune, load, inspect."""
+    """Manage images: ls, pull, rm, prune, load, inspect, tag."""

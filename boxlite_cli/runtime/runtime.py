@@ -278,6 +278,24 @@ class Runtime:
             self.images.load_oci_layout(self.payload().default_image)
             return self.images.lookup(reference)
 
+    def tag(self, source: str, target: str) -> Reference:
+        """docker's tag: TARGET names SOURCE's image too (a reference, an id or a prefix
+        of one; the built-in image is loaded for it). TARGET without a tag is :latest."""
+        reference = parse_reference(target)
+        if reference.digest is not None:
+            raise UsageError(f"invalid tag {target!r}: a tag cannot name a digest")
+        if reference == parse_reference(DEFAULT_IMAGE):
+            raise UsageError(f"{target!r} is the built-in image's name: give another")
+        try:
+            built_in = parse_reference(source) == parse_reference(DEFAULT_IMAGE)
+        except UsageError:
+            built_in = False
+        image = self.built_in_image() if built_in else self.image_ops.find(source)
+        if image is None:
+            raise NotFound(f"no such image: {source}", hint="see: boxlite images")
+        self.images.tag(reference, image.manifest_digest)
+        return reference
+
     def pull(self, ref: str | Reference) -> PullResult:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
         if reference == parse_reference(DEFAULT_IMAGE):  # (built from Debian packages: no

@@ -402,6 +402,20 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     assert sized[0].split()[-2:] == ["NAMES", "SIZE"] and sized[1].split()[-2:] == ["planted", "0B"]
 
 
+def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
+    tagged = bx(script_runner, "tag", image, "mine/app")  # (docker's :latest)
+    assert tagged.returncode == 0, tagged.stderr
+    listed = bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    ids = {line.split()[0]: line.split()[1] for line in listed.splitlines()}
+    assert ids["mine/app:latest"] == ids[image]
+    assert bx(script_runner, "image", "tag", "mine/app", "mine/app:v2").returncode == 0
+    created = bx(script_runner, "create", "--name", "tagged", "mine/app:v2")
+    assert created.returncode == 0, created.stderr
+    assert_one_line_error(bx(script_runner, "tag", "nosuch", "x"), "no such image: nosuch")
+    assert_one_line_error(bx(script_runner, "tag", image, "x@sha256:" + "0" * 64),
+                          "a tag cannot name a digest")
+
+
 def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str) -> None:
     plant_box()
     as_image = bx(script_runner, "inspect", "--type", "image", "-f", "{{.Id}}", image)
