@@ -45,6 +45,7 @@ COMMANDS = {
     "logout": "boxlite_cli.cli.login:logout",
     "doctor": "boxlite_cli.cli.doctor:doctor",
     "info": "boxlite_cli.cli.info:info",
+    "system": "boxlite_cli.cli.system:system",
     "version": "boxlite_cli.cli.version:version",
     "completion": "boxlite_cli.cli.completion_cmd:completion",
 }

@@ -50,9 +50,16 @@ def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
                 else "Remove unused image data?")
     if not force and not confirmed(question):
         return 0
-    done = cli.runtime.image_ops.prune(all_unused)
-    done.freed += cli.runtime.templates.remove_all()  # warm-start templates are rebuilt on use
-    cli.runtime.spares.stop_all()  # (they would go by themselves, their templates gone)
+    done = prune_images(cli, all_unused)
     _print_removal(done)
     click.echo(f"Total reclaimed space: {human_size(done.freed)}")
     return 0
+
+
+def prune_images(cli: CliContext, all_unused: bool) -> Removal:
+    """image prune's work (system prune's too): the images, then the warm-start templates
+    (rebuilt on use) and their spare VMs."""
+    done = cli.runtime.image_ops.prune(all_unused)
+    done.freed += cli.runtime.templates.remove_all()
+    cli.runtime.spares.stop_all()  # (they would go by themselves, their templates gone)
+    return done

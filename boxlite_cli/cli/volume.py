@@ -6,12 +6,12 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
-from boxlite_cli.cli.output import ago, format_option, print_json, print_table
+from boxlite_cli.cli.output import ago, confirmed, format_option, print_json, print_table
 
 
 @click.group()
 def volume() -> None:
-    """Manage volumes: create, ls, inspect, rm."""
+    """Manage volumes: create, ls, inspect, rm, prune."""
 
 
 @volume.command("create")
@@ -61,3 +61,20 @@ def rm(cli: CliContext, names: tuple[str, ...]) -> int:
 
     rt = cli.runtime
     return each_box(names, lambda n: remove_volume(rt.volumes, rt.volume_users, n))
+
+
+@volume.command("prune")
+@click.option("-a", "--all", "all_unused", is_flag=True,
+              help="Remove every volume no box uses, named ones too.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
+    """Remove the anonymous volumes no box uses (with -a, every unused volume), with
+    their data; prints their names."""
+    question = ("Remove all volumes no box uses?" if all_unused
+                else "Remove all anonymous volumes no box uses?")
+    if not force and not confirmed(question):
+        return 0
+    for name in cli.runtime.prune_volumes(all_unused):
+        click.echo(name)
+    return 0

@@ -86,7 +86,7 @@ from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.settings import vmm_setting
-from boxlite_cli.state.volumes import Mount, VolumeStore, remove_unused
+from boxlite_cli.state.volumes import VOLUME, Mount, VolumeStore, remove_unused
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmSpec
 from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
@@ -1053,6 +1053,13 @@ class Runtime:
         """The anonymous volumes of a removed box that no other box uses."""
         remove_unused(self.volumes, [m.source for m in state.config.mounts if m.anonymous],
                       self.boxes.mounted_volumes)
+
+    def prune_volumes(self, all_unused: bool = False) -> list[str]:
+        """Remove the volumes no box uses: the anonymous ones (docker's `volume prune`),
+        or every one with `all_unused`; their names."""
+        names = [v.name for v in self.volumes.all() if all_unused or v.anonymous]
+        return remove_unused(self.volumes, names, lambda: {
+            m.source for _, mounts in self.volume_users() for m in mounts if m.kind == VOLUME})
 
     def volume_users(self) -> list[tuple[str, list[Mount]]]:
         """(box name, mounts) of every readable box."""

@@ -670,6 +670,34 @@ def test_prune_asks_and_the_end_of_input_is_a_no(script_runner: ScriptRunner, ho
     assert box_dirs(home) == ([] if answer == "y\n" else [BOX_ID])
 
 
+def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home: Path,
+                                              image: str) -> None:
+    """docker's system prune: stopped boxes, dangling images, with --volumes anonymous
+    volumes no box uses; named ones stay (volume prune -a takes them); df counts."""
+    kept = bx(script_runner, "create", "--name", "keeps", "-v", "named:/n", "-v", "/anon",
+              image)
+    assert kept.returncode == 0, kept.stderr
+    assert bx(script_runner, "volume", "create", "spare").returncode == 0
+    assert bx(script_runner, "volume", "create").returncode == 0  # (anonymous: no name)
+    df = {r["type"]: r for r in json.loads(
+        bx(script_runner, "system", "df", "--format", "json").stdout)}
+    assert (df["Boxes"]["total"], df["Images"]["total"], df["Local Volumes"]["total"],
+            df["Local Volumes"]["active"]) == (1, 1, 4, 2)
+    # (the created box uses its volumes: only the unnamed spare one goes)
+    pruned = bx(script_runner, "volume", "prune", "-f").stdout.split()
+    assert len(pruned) == 1 and len(pruned[0]) == 64
+    declined = script_runner.run(["boxlite", "system", "prune", "--volumes"],
+                                 stdin=io.StringIO(""), print_result=False)
+    assert declined.returncode == 0 and declined.stdout.startswith("This will remove:")
+    assert len(box_dirs(home)) == 1
+    done = bx(script_runner, "system", "prune", "-f", "--volumes")
+    assert done.returncode == 0, done.stderr
+    assert "Deleted boxes:" in done.stdout and box_dirs(home) == []
+    names = bx(script_runner, "volume", "ls", "-q").stdout.split()
+    assert sorted(names) == ["named", "spare"]  # (the box's anonymous one went with it)
+    assert bx(script_runner, "volume", "prune", "-a", "-f").stdout.split() == ["named", "spare"]
+
+
 def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
                                                   home: Path) -> None:
     state = plant_box()

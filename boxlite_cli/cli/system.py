@@ -1,0 +1,109 @@
+"""boxlite system: the whole of boxlite's data at once (docker's `system prune`, `df`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.info import info
+from boxlite_cli.cli.output import confirmed, format_option, human_size, print_json, print_table
+from boxlite_cli.cli.rmi import prune_images
+from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.state.volumes import VOLUME
+
+
+@click.group()
+def system() -> None:
+    """Manage boxlite's data as a whole: prune, df (and info)."""
+
+
+@system.command("prune")
+@click.option("-a", "--all", "all_unused", is_flag=True,
+              help="Remove every image no box uses, not only the dangling ones.")
+@click.option("--volumes", is_flag=True, help="Remove the anonymous volumes no box uses too.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
+    """Remove the boxes that are not running, the images no box needs (dangling ones,
+    or with -a all unused), warm-start templates, and with --volumes the anonymous
+    volumes no box uses."""
+    what = ["all stopped boxes",
+            "all images without at least one box" if all_unused else "all dangling images",
+            "all warm-start templates (rebuilt on use)"]
+    if volumes:
+        what.append("all anonymous volumes not used by a box")
+    question = "This will remove:\n" + "".join(f"  - {w}\n" for w in what) + \
+        "Are you sure you want to continue?"
+    if not force and not confirmed(question):
+        return 0
+    rt = cli.runtime
+    stopped = {s.id: _allocated(rt.files(s.id).dir) for s in rt.list_boxes(all_boxes=True)
+               if isinstance(s, BoxState) and s.status in (Status.CREATED, Status.EXITED)}
+    boxes = rt.prune()
+    volume_names = rt.prune_volumes() if volumes else []
+    images = prune_images(cli, all_unused)
+    for title, names in (("Deleted boxes", boxes), ("Deleted volumes", volume_names),
+                         ("Untagged images", images.untagged),
+                         ("Deleted images", images.deleted)):
+        if names:
+            click.echo(f"{title}:\n" + "".join(f"{n}\n" for n in names))
+    freed = images.freed + sum(stopped.get(box_id, 0) for box_id in boxes)
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def _allocated(path: Path) -> int:
+    """Bytes a file or tree takes on the host's disk (sparse files as they are)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+@system.command("df")
+@format_option
+@pass_cli
+def df(cli: CliContext, fmt: str) -> int:
+    """Show the disk space images, boxes and volumes take."""
+    rt = cli.runtime
+    states = [s for s in rt.list_boxes(all_boxes=True) if isinstance(s, BoxState)]
+    used_images = {s.config.image_id for s in states}
+    images = {i.id: i for i in rt.images.all_references()}
+    used_volumes = {m.source for s in states for m in s.config.mounts if m.kind == VOLUME}
+    volumes = rt.volumes.all()
+    box_sizes = {s.id: _allocated(rt.files(s.id).dir) for s in states}
+    volume_sizes = {v.name: _allocated(Path(v.mountpoint)) for v in volumes}
+    rows = [
+        _usage("Images", len(images), sum(1 for i in images if i in used_images),
+               sum(i.size for i in images.values()),
+               sum(i.size for k, i in images.items() if k not in used_images)),
+        _usage("Boxes", len(states), sum(1 for s in states if s.status == Status.RUNNING),
+               sum(box_sizes.values()),
+               sum(box_sizes[s.id] for s in states if s.status != Status.RUNNING)),
+        _usage("Local Volumes", len(volumes), sum(1 for v in volumes if v.name in used_volumes),
+               sum(volume_sizes.values()),
+               sum(n for v, n in volume_sizes.items() if v not in used_volumes)),
+    ]
+    if fmt == "json":
+        print_json(rows)
+        return 0
+    print_table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                [[str(r["type"]), str(r["total"]), str(r["active"]), human_size(r["size"]),
+                  human_size(r["reclaimable"])] for r in rows])
+    return 0
+
+
+def _usage(kind: str, total: int, active: int, size: int, reclaimable: int) -> dict[str, Any]:
+    return {"type": kind, "total": total, "active": active, "size": size,
+            "reclaimable": reclaimable}
+
+
+system.add_command(info)  # (docker's `system info` is `info`)
