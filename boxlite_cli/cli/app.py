@@ -51,10 +51,13 @@ COMMANDS = {
 }
 # The names docker's `container ls` and the original BoxLite's CLI give `ps`.
 ALIASES = {"ls": "ps", "list": "ps"}
+# docker's `container` group (`docker container ls`, `... rm`): taken, not listed.
+UNLISTED = {"container": "boxlite_cli.cli.container:container"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings=CONTEXT)
+@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, unlisted=UNLISTED,
+             context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show full error details (tracebacks).")
 @click.version_option(__version__, "--version", prog_name="boxlite")
 @click.pass_context

@@ -9,21 +9,24 @@ import click
 
 class LazyGroup(click.Group):
     """`lazy`: command name -> "module:attribute"; `aliases`: other names of commands,
-    taken but not listed (`boxlite ls` is `boxlite ps`)."""
+    taken but not listed (`boxlite ls` is `boxlite ps`); `unlisted`: commands taken but
+    not listed, in help, man pages or completion (docker's `container` group)."""
 
     def __init__(self, *args: object, lazy: dict[str, str] | None = None,
-                 aliases: dict[str, str] | None = None, **kwargs: object) -> None:
+                 aliases: dict[str, str] | None = None,
+                 unlisted: dict[str, str] | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy = lazy or {}
         self.aliases = aliases or {}
+        self.unlisted = unlisted or {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         name = self.aliases.get(name, name)
-        if name in self.lazy:
-            module, _, attr = self.lazy[name].partition(":")
+        if name in self.lazy or name in self.unlisted:
+            module, _, attr = (self.lazy.get(name) or self.unlisted[name]).partition(":")
             command = getattr(importlib.import_module(module), attr)
             assert isinstance(command, click.Command)
             return command

@@ -698,6 +698,15 @@ def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home:
     assert bx(script_runner, "volume", "prune", "-a", "-f").stdout.split() == ["named", "spare"]
 
 
+def test_dockers_container_group_takes_the_box_commands(script_runner: ScriptRunner,
+                                                       home: Path) -> None:
+    plant_box()
+    assert bx(script_runner, "container", "ls", "-a", "-q").stdout == BOX_ID[:12] + "\n"
+    assert bx(script_runner, "container", "rm", "planted").returncode == 0
+    assert box_dirs(home) == []
+    assert "container" not in bx(script_runner, "--help").stdout.split()  # (taken, not listed)
+
+
 def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
                                                   home: Path) -> None:
     state = plant_box()
