@@ -37,6 +37,7 @@ from typing import Any
 
 MAX_OUTPUT = 4 << 20  # characters a template may print (or hold in one string)
 MAX_STEPS = 1_000_000  # actions, commands and iterations one execution may take
+MAX_WORK = 64 << 20  # characters one execution's function calls may take in and make
 MAX_DEPTH = 100  # nesting of control structures and parentheses
 SPACES = " \t\r\n"
 KEYWORDS = frozenset({"block", "break", "continue", "define", "else", "end", "if", "range",
@@ -1076,9 +1077,20 @@ def _split(args: list[Any]) -> list[str]:
     return list(text) if not sep else text.split(sep)
 
 
+def _go_json_numbers(value: Any) -> Any:
+    """Whole floats as Go's encoding/json writes them: 1, not 1.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _go_json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_go_json_numbers(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # (Go's: compact)
+    try:  # (Go's: compact, whole floats without .0)
+        return json.dumps(_go_json_numbers(value), separators=(",", ":"), ensure_ascii=False)
     except ValueError as e:
         raise TemplateError(f"json: {e}") from None
 
@@ -1166,7 +1178,15 @@ class _Exec:
         self.vars: list[tuple[str, Any]] = [("$", data)]
         self.field, self.method = field, method
         self.out: list[str] = []
-        self.size = self.steps = 0
+        self.size = self.steps = self.work = 0
+
+    def spend(self, values: Iterable[Any]) -> None:
+        """Count the text a function call takes in or makes: a template that builds big
+        strings over and over stops, however few steps it takes."""
+        self.work += sum(len(v) for v in values if isinstance(v, str))
+        if self.work > MAX_WORK:
+            raise TemplateError(f"the template's functions build more than {MAX_WORK >> 20} "
+                                "MiB of text")
 
     def step(self) -> None:
         self.steps += 1
@@ -1328,7 +1348,9 @@ class _Exec:
                     return value
             return value if final is _NO_FINAL else final
         values = [self.arg(dot, a) for a in args] + ([] if final is _NO_FINAL else [final])
+        self.spend(values)
         result = function.call(values)
         if isinstance(result, str) and len(result) > MAX_OUTPUT:
             raise _too_big(name)
+        self.spend([result])
         return result

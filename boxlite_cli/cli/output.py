@@ -41,11 +41,13 @@ def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
     from boxlite_cli.cli.template import header, render
 
     if not template.startswith("table"):
-        for record in records:
-            click.echo(render(template, record))
+        lines = [render(template, record) for record in records]  # (an error prints nothing)
+        for line in lines:
+            click.echo(line)
         return
     body = template[len("table"):].lstrip()
-    rows = [render(body, record).split("\t") for record in records]
+    # (a newline in a row ends it, as in docker's tabwriter)
+    rows = [line.split("\t") for record in records for line in render(body, record).split("\n")]
     headers = header(body).split("\t")
     columns = max([len(headers), *(len(row) for row in rows)])  # (a {{range}} makes more)
     print_table([*headers, *[""] * (columns - len(headers))],

@@ -25,10 +25,8 @@ from boxlite_cli.cli import gotemplate as go
 from boxlite_cli.errors import UsageError
 
 USER_MAPS = frozenset({"labels"})  # maps whose keys are the user's: a missing one is no value
-SUPPORTED = ("Go templates: {{.Field.Sub}}, {{json .Field}}, {{index .Map \"key\"}}, "
-             "{{.Label \"key\"}}, {{range .List}}...{{else}}...{{end}}, {{if}}/{{else if}}/{{else}}, "
-             "{{with}}, {{$v := ...}}, pipes (|), {{- trim -}}, {{/* comments */}} and the functions "
-             + ", ".join(go.FUNCTIONS))
+SUPPORTED = ("--format takes Go's text/template, as docker's does (e.g. '{{.Field}}', "
+             "'{{range .List}}{{.}} {{end}}', '{{json .}}')")
 
 
 class _UserMap(dict[str, Any]):

@@ -709,6 +709,19 @@ def test_dockers_container_group_takes_the_box_commands(script_runner: ScriptRun
     assert "ps" in listed and "container" not in listed  # (taken, not listed)
 
 
+def test_a_template_failing_on_one_box_prints_nothing(script_runner: ScriptRunner) -> None:
+    """docker renders the whole listing before printing it: a script gets the error alone."""
+    plant_box()
+    plant_box("c0ffee" + "2" * 58, name="fresh", status=Status.CREATED, exit_code=None)
+    result = bx(script_runner, "ps", "-a", "--format",
+                '{{.Names}} {{if eq .State "exited"}}{{.Nope}}{{end}}')
+    assert_one_line_error(result, "no field 'Nope'")
+    assert result.stdout == ""
+    table = bx(script_runner, "ps", "-a", "-f", "name=planted", "--format",
+               "table {{.Names}}\\n{{.State}}").stdout  # (a newline ends a row)
+    assert table.split() == ["NAMES", "STATE", "planted", "exited"]
+
+
 def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
                                                   home: Path) -> None:
     state = plant_box()

@@ -40,7 +40,7 @@ def test_an_action_left_open_is_an_error_not_text(template: str) -> None:
     with pytest.raises(UsageError) as e:
         render(template, {"Status": "running"})
     assert e.value.message == f"template {template!r}: an action is not closed with }}}}"
-    assert e.value.hint and "{{json .Field}}" in e.value.hint and "{{range .List}}" in e.value.hint
+    assert e.value.hint and "text/template" in e.value.hint and "{{range .List}}" in e.value.hint
 
 
 @pytest.mark.parametrize(("template", "expected"), [
@@ -298,7 +298,7 @@ def test_template_errors_name_the_template(template: str, message: str) -> None:
     with pytest.raises(UsageError) as e:
         render(template, BOX)
     assert e.value.message == f"template {template!r}: {message}"
-    assert e.value.hint and "{{range .List}}" in e.value.hint and "printf" in e.value.hint
+    assert e.value.hint and "text/template" in e.value.hint and len(e.value.hint) < 120
 
 
 def test_a_missing_field_hints_at_the_fields_there() -> None:
@@ -319,6 +319,11 @@ def test_a_missing_field_hints_at_the_fields_there() -> None:
     ('{{$x := split (printf "%1000000s" "") ""}}{{print $x $x $x $x $x}}',
      "the template makes more than 4 MiB of text"),
     ("{{pad .Name 100000000 0}}", "pad: 100000000, 0: not a number of spaces"),
+    # (few steps, each building megabytes: minutes of work before the budget of text)
+    ('{{range $i := 300000}}{{$x := printf "%999999d" 1}}{{end}}done',
+     "the template's functions build more than 64 MiB of text"),
+    ('{{range $i := 1000}}{{$x := pad "x" 4000000 0}}{{end}}done',
+     "the template's functions build more than 64 MiB of text"),
     ("{{" * 1000, "an action is not closed with }}"),
     ('{{"' + "x" * 1000, 'a quoted string is not closed with "'),
     ("{{end}}" * 1000, "{{end}} without {{if}}, {{with}} or {{range}}"),
@@ -360,3 +365,8 @@ def test_a_table_whose_rows_have_more_columns_than_its_header(
     assert capsys.readouterr().out == ("NAME   ARGS\n"
                                        "web    sh     -c   echo hi\n"
                                        "db\n")
+
+
+def test_json_writes_whole_floats_as_go_does() -> None:
+    assert render("{{json 1.0}} {{json .F}} {{json .L}} {{json 1.5}}",
+                  {"f": 1e6, "l": [2.0, {"x": -3.0}]}) == '1 1000000 [2,{"x":-3}] 1.5'
