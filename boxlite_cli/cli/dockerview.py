@@ -1,10 +1,10 @@
-"""docker's shape of a box for `inspect` (beside boxlite's own record): the sections
-docker users' templates and scripts read (`{{.NetworkSettings.Ports}}`, `{{.Mounts}}`,
-`{{.HostConfig.Memory}}`, `{{.Config.Env}}`, `{{.Path}}`, `{{.Args}}`, `{{.Image}}`).
+"""docker's shape of a box for `inspect`, beside boxlite's own record: the sections and
+keys docker users' templates and `jq` scripts read, with docker's names (`State`,
+`Config`, `HostConfig`, `NetworkSettings`, `Mounts`, `Path`, `Args`, `Image`, ...).
 
-Keys are snake_case as the rest of the record (templates match `NetworkSettings` and
-`network_settings` alike); values carry docker's meaning, with boxlite's facts: the
-box's address is its VM's on the user-mode network, Memory is the VM's RAM.
+Values carry docker's meaning with boxlite's facts: the box's address is its VM's on
+the user-mode network, `HostConfig.Memory` is the VM's RAM, `State.Pid` its QEMU.
+boxlite's own record keeps its snake_case keys (`id`, `status`, `config`, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from boxlite_cli.cli.output import rfc3339
 from boxlite_cli.runtime.network import GATEWAY, box_mac
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status
@@ -20,6 +21,7 @@ from boxlite_cli.state.volumes import BIND
 from boxlite_cli.vmm.base import NET_GUEST
 
 NANO = 1_000_000_000
+SHM_SIZE = 64 << 20  # (the guest's /dev/shm, as docker's default)
 
 
 def _port_map(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
@@ -27,7 +29,7 @@ def _port_map(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for p in ports:
         out.setdefault(p.private, []).append(
-            {"host_ip": p.host_ip, "host_port": str(p.host_port) if p.host_port else ""})
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
     return out
 
 
@@ -36,15 +38,35 @@ def _mounts(state: BoxState, volume_dir: Callable[[str], Path]) -> list[dict[str
     for m in state.config.mounts:
         bind = m.kind == BIND
         mounts.append({
-            "type": "bind" if bind else "volume", "name": "" if bind else m.source,
-            "source": m.source if bind else str(volume_dir(m.source)),
-            "destination": m.target, "driver": "" if bind else "local",
-            "mode": "ro" if m.readonly else "", "rw": not m.readonly,
-            "propagation": "rprivate" if bind else ""})
+            "Type": "bind" if bind else "volume", "Name": "" if bind else m.source,
+            "Source": m.source if bind else str(volume_dir(m.source)),
+            "Destination": m.target, "Driver": "" if bind else "local",
+            "Mode": "ro" if m.readonly else "", "RW": not m.readonly,
+            "Propagation": "rprivate" if bind else ""})
     return mounts
 
 
-def docker_view(state: BoxState, volume_dir: Callable[[str], Path]) -> dict[str, Any]:
+def _stop_timeout(seconds: float | None) -> int | float | None:
+    if seconds is None:
+        return None
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
+    """docker's State (`{{.State.Status}}`, `.State.ExitCode`, `.State.OOMKilled`...);
+    Pid is the box's VM (its QEMU) on the host."""
+    running = state.status == Status.RUNNING
+    return {
+        "Status": "paused" if state.is_paused else state.status.value,
+        "Running": running, "Paused": state.is_paused, "Restarting": False,
+        "OOMKilled": state.oom_killed, "Dead": False, "Pid": vmm_pid if running else 0,
+        "ExitCode": state.exit_code or 0, "Error": state.error or "",
+        "StartedAt": rfc3339(state.started_at), "FinishedAt": rfc3339(state.finished_at),
+    }
+
+
+def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path],
+                log_path: Path) -> dict[str, Any]:
     """The docker-shaped sections of `state`, to merge into its inspect record
     (`volume_dir`: a named volume's directory on the host)."""
     cfg = state.config
@@ -52,42 +74,54 @@ def docker_view(state: BoxState, volume_dir: Callable[[str], Path]) -> dict[str,
     running = state.status == Status.RUNNING
     nat = cfg.network.mode == NAT
     address = NET_GUEST if running and nat else ""
-    mac = box_mac(state.id) if nat else ""
-    network = {"ip_address": address, "ip_prefix_len": 24 if address else 0,
-               "gateway": GATEWAY if address else "", "mac_address": mac}
+    network = {"IPAddress": address, "IPPrefixLen": 24 if address else 0,
+               "Gateway": GATEWAY if address else "",
+               "MacAddress": box_mac(state.id) if nat else ""}
     return {
-        "path": proc.argv[0] if proc.argv else "",
-        "args": proc.argv[1:],
-        "image": cfg.image_id,
-        "host_config": {
-            "nano_cpus": round((cfg.cpu_limit or cfg.cpus) * NANO),
-            "memory": cfg.memory_mib * 1024 * 1024,
-            "pids_limit": cfg.pids_limit,
-            "cap_add": list(cfg.cap_add), "cap_drop": list(cfg.cap_drop),
-            "auto_remove": cfg.auto_remove, "privileged": False,
-            "readonly_rootfs": cfg.read_only,
-            "tmpfs": {spec.partition(":")[0]: spec.partition(":")[2] for spec in cfg.tmpfs},
-            "binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                      for m in cfg.mounts],
-            "port_bindings": _port_map(cfg.network.ports),
-            "network_mode": cfg.network.mode, "dns": list(cfg.network.dns),
-            "extra_hosts": list(cfg.network.extra_hosts),
-            "restart_policy": {"name": "no", "maximum_retry_count": 0},
+        "Id": state.id,
+        "Created": rfc3339(state.created_at),
+        "Path": proc.argv[0] if proc.argv else "",
+        "Args": proc.argv[1:],
+        "State": docker_state(state, vmm_pid),
+        "Image": cfg.image_id,
+        "LogPath": str(log_path),
+        "RestartCount": 0,
+        "Driver": "qcow2",
+        "Platform": "linux",
+        "Config": {
+            "Hostname": cfg.hostname, "Domainname": "", "User": proc.user,
+            "AttachStdin": proc.stdin, "Tty": proc.tty, "OpenStdin": proc.stdin,
+            "Env": list(proc.env), "Cmd": list(proc.argv), "Entrypoint": None,
+            "Image": cfg.image, "WorkingDir": proc.cwd, "Labels": dict(cfg.labels),
+            "StopSignal": cfg.stop_signal or "SIGTERM",
+            "StopTimeout": _stop_timeout(cfg.stop_timeout),
+            "ExposedPorts": {p.private: {} for p in cfg.network.ports},
         },
-        "network_settings": {
+        "HostConfig": {
+            "NanoCpus": round((cfg.cpu_limit or cfg.cpus) * NANO),
+            "Memory": cfg.memory_mib * 1024 * 1024,
+            "PidsLimit": cfg.pids_limit,
+            "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
+            "AutoRemove": cfg.auto_remove, "Privileged": False,
+            "ReadonlyRootfs": cfg.read_only,
+            "Tmpfs": {spec.partition(":")[0]: spec.partition(":")[2] for spec in cfg.tmpfs},
+            # (docker's Binds: host paths and named volumes; anonymous ones are left out)
+            "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
+                      for m in cfg.mounts if not m.anonymous],
+            "PortBindings": _port_map(cfg.network.ports),
+            "PublishAllPorts": False,
+            "NetworkMode": cfg.network.mode, "Dns": list(cfg.network.dns),
+            "ExtraHosts": list(cfg.network.extra_hosts),
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "LogConfig": {"Type": "boxlite", "Config": {}},
+            "ShmSize": SHM_SIZE,
+        },
+        "NetworkSettings": {
             **network,
-            "ports": _port_map(state.ports if running else []),
-            "networks": {cfg.network.mode: network} if nat else {},
+            "Ports": _port_map(state.ports if running else []),
+            "Networks": ({cfg.network.mode: {**network, "NetworkID": cfg.network.mode,
+                                             "Aliases": None}} if nat else {}),
+            "SandboxKey": "",
         },
-        "mounts": _mounts(state, volume_dir),
+        "Mounts": _mounts(state, volume_dir),
     }
-
-
-def docker_config(state: BoxState) -> dict[str, Any]:
-    """docker's Config fields boxlite's config does not have under these names."""
-    proc = state.config.process
-    return {"env": list(proc.env), "cmd": list(proc.argv), "entrypoint": None,
-            "working_dir": proc.cwd, "user": proc.user, "tty": proc.tty,
-            "open_stdin": proc.stdin,
-            "attach_stdin": proc.stdin,
-            "exposed_ports": {p.private: {} for p in state.config.network.ports}}

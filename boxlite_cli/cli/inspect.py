@@ -8,13 +8,13 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.dockerview import docker_config, docker_view
+from boxlite_cli.cli.dockerview import docker_view
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
-from boxlite_cli.cli.output import print_records, rfc3339
+from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import BoxliteError, NotFound, UsageError
 from boxlite_cli.state.pidfile import read_pidfile
-from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.state.records import BoxState
 
 
 def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
@@ -23,20 +23,6 @@ def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
         return image_record(*lookup_with_names(cli, ref))
     except BoxliteError:
         return None
-
-
-def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
-    """docker's State of a box, for the templates docker users write
-    (`{{.State.Status}}`, `{{.State.ExitCode}}`, `{{.State.OOMKilled}}`, ...). Pid is the
-    box's VM (its QEMU) on the host."""
-    running = state.status == Status.RUNNING
-    return {
-        "status": "paused" if state.is_paused else state.status.value,
-        "running": running, "paused": state.is_paused, "oom_killed": state.oom_killed,
-        "pid": vmm_pid if running else 0,
-        "exit_code": state.exit_code or 0, "error": state.error or "",
-        "started_at": rfc3339(state.started_at), "finished_at": rfc3339(state.finished_at),
-    }
 
 
 def _latest(cli: CliContext) -> str:
@@ -84,10 +70,8 @@ def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
         files = cli.runtime.files(state.id)
         record = state.to_json()
         vmm = read_pidfile(files.vmm_pid)
-        record["state"] = docker_state(state, vmm.pid if vmm is not None and vmm.alive() else 0)
-        record["created"] = rfc3339(state.created_at)  # (docker's {{.Created}})
-        record.update(docker_view(state, cli.runtime.volumes.data_dir))
-        record["config"].update(docker_config(state))
+        record.update(docker_view(state, vmm.pid if vmm is not None and vmm.alive() else 0,
+                                  cli.runtime.volumes.data_dir, files.container_log))
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}

@@ -486,9 +486,16 @@ def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRun
     assert out.returncode == 0, out.stderr
     assert out.stdout == (
         "sh [-c echo hi] sha256:" + "a" * 64 + " [A=1 B=two] /srv 1073741824 1500000000 true "
-        'size=1m {"80/tcp":[{"host_ip":"127.0.0.1","host_port":"8080"}]} [/host/dir:/data:ro] '
-        'no [] [{"type":"bind","name":"","source":"/host/dir","destination":"/data",'
-        '"driver":"","mode":"ro","rw":false,"propagation":"rprivate"}]\n')
+        'size=1m {"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]} [/host/dir:/data:ro] '
+        'no [] [{"Type":"bind","Name":"","Source":"/host/dir","Destination":"/data",'
+        '"Driver":"","Mode":"ro","RW":false,"Propagation":"rprivate"}]\n')
+    # the JSON has docker's keys for docker's sections (jq '.[0].State.Running'), beside
+    # boxlite's own record
+    [record] = json.loads(bx(script_runner, "inspect", "planted").stdout)
+    assert (record["State"]["Running"], record["State"]["ExitCode"], record["status"]) == (
+        False, 0, "exited")
+    assert record["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == "8080"
+    assert (record["Config"]["Env"], record["config"]["cpus"]) == (["A=1", "B=two"], 2)
 
 
 def test_a_box_larger_than_this_host_is_refused_at_start(script_runner: ScriptRunner,

@@ -74,13 +74,13 @@ def test_the_pids_limit_holds_for_the_whole_box(e2e_home: Path) -> None:
     try:
         assert run.returncode == 0, run.stderr
         assert run.stdout == b"19\n"
-        assert bx("inspect", "-f", "{{.Config.PidsLimit}}", "forky").stdout == b"20\n"
+        assert bx("inspect", "-f", "{{.HostConfig.PidsLimit}}", "forky").stdout == b"20\n"
     finally:
         bx("rm", "-f", "forky")
     created = bx("create", "--name", "unlimited", "--pids-limit", "-1", IMAGE, "true")
     try:
         assert created.returncode == 0, created.stderr
-        assert bx("inspect", "-f", "{{.Config.PidsLimit}}", "unlimited").stdout == b"0\n"
+        assert bx("inspect", "-f", "{{.HostConfig.PidsLimit}}", "unlimited").stdout == b"0\n"
     finally:
         bx("rm", "-f", "unlimited")
 

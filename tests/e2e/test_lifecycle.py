@@ -110,7 +110,7 @@ def test_stop_timeout_is_the_boxs_grace_unless_t_says_otherwise() -> None:
     run = bx("run", "-d", "--name", "grace", "--stop-timeout", "1", IMAGE, "sh", "-c", script)
     assert run.returncode == 0, run.stderr
     try:
-        assert bx("inspect", "-f", "{{.Config.StopTimeout}}", "grace").stdout == b"1.0\n"
+        assert bx("inspect", "-f", "{{.Config.StopTimeout}}", "grace").stdout == b"1\n"
         assert bx("stop", "grace").returncode == 0
         assert bx("inspect", "-f", "{{.State.ExitCode}}", "grace").stdout == b"137\n"
         assert bx("start", "grace").returncode == 0
