@@ -9,7 +9,7 @@ import click
 
 from boxlite_cli import __version__
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, print_json
+from boxlite_cli.cli.output import print_json, print_lines, template_format_option
 from boxlite_cli.errors import BoxliteError
 
 
@@ -54,13 +54,15 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 
 
 @click.command()
-@format_option
+@template_format_option("{{.Version}}")
 @pass_cli
 def info(cli: CliContext, fmt: str) -> int:
     """Show versions, paths and counts."""
     data = gather(cli)
     if fmt == "json":
         print_json(data)
+    elif fmt != "table":
+        print_lines(fmt, [data])
     else:
         _print_tree(data)
     return 0

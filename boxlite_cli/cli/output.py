@@ -24,7 +24,7 @@ def _table_json_or_template(ctx: click.Context, param: click.Parameter, value: s
     if value in ("table", "json") or "{{" in value:
         return value
     raise click.BadParameter(f"{value!r}: use table, json or a template such as "
-                             "'{{.Names}}'", ctx, param)
+                             "'{{json .}}'", ctx, param)
 
 
 def template_format_option(example: str) -> Callable[[F], F]:

@@ -6,7 +6,14 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import ago, format_option, print_json, print_table, rfc3339
+from boxlite_cli.cli.output import (
+    ago,
+    print_json,
+    print_lines,
+    print_table,
+    rfc3339,
+    template_format_option,
+)
 
 
 @click.group()
@@ -31,7 +38,7 @@ def create(cli: CliContext, memory: bool, box: str, name: str) -> int:
 
 
 @snapshot.command("ls")
-@format_option
+@template_format_option("{{.Name}}")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli
 def ls(cli: CliContext, fmt: str, box: str) -> int:
@@ -39,9 +46,13 @@ def ls(cli: CliContext, fmt: str, box: str) -> int:
     from boxlite_cli.runtime import snapshots
 
     items = snapshots.list_all(cli.runtime, box)
+    records = [{"name": s.name, "created": rfc3339(s.created), "memory": bool(s.memory),
+                "file": s.file} for s in items]
     if fmt == "json":
-        print_json([{"name": s.name, "created": rfc3339(s.created),
-                     "memory": bool(s.memory), "file": s.file} for s in items])
+        print_json(records)
+        return 0
+    if fmt != "table":
+        print_lines(fmt, records)
         return 0
     print_table(["NAME", "CREATED", "MEMORY"],
                 [[s.name, ago(s.created), "yes" if s.memory else "no"] for s in items])

@@ -10,7 +10,14 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.info import info
-from boxlite_cli.cli.output import confirmed, format_option, human_size, print_json, print_table
+from boxlite_cli.cli.output import (
+    confirmed,
+    human_size,
+    print_json,
+    print_lines,
+    print_table,
+    template_format_option,
+)
 from boxlite_cli.cli.rmi import prune_images
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
@@ -69,7 +76,7 @@ def _allocated(path: Path) -> int:
 
 
 @system.command("df")
-@format_option
+@template_format_option("{{.Type}} {{.Size}}")
 @pass_cli
 def df(cli: CliContext, fmt: str) -> int:
     """Show the disk space images, boxes and volumes take."""
@@ -94,6 +101,10 @@ def df(cli: CliContext, fmt: str) -> int:
     ]
     if fmt == "json":
         print_json(rows)
+        return 0
+    if fmt != "table":
+        print_lines(fmt, [{**r, "TotalCount": r["total"], "Size": human_size(r["size"]),
+                           "Reclaimable": human_size(r["reclaimable"])} for r in rows])
         return 0
     print_table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
                 [[str(r["type"]), str(r["total"]), str(r["active"]), human_size(r["size"]),

@@ -10,7 +10,13 @@ import click
 
 from boxlite_cli.cli.completion import complete_unpaused_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, human_binary, print_json, print_table
+from boxlite_cli.cli.output import (
+    human_binary,
+    print_json,
+    print_lines,
+    print_table,
+    template_format_option,
+)
 from boxlite_cli.errors import UsageError
 
 if TYPE_CHECKING:  # (grpc is imported only once a box is asked)
@@ -59,7 +65,7 @@ def to_json(p: ProcessInfo) -> dict[str, object]:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@format_option
+@template_format_option("{{.Pid}} {{.Name}}")
 @click.argument("box", shell_complete=complete_unpaused_box)
 @click.argument("ps_options", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
@@ -75,6 +81,8 @@ def top(cli: CliContext, fmt: str, box: str, ps_options: tuple[str, ...]) -> int
     processes = cli.runtime.top(box)
     if fmt == "json":
         print_json([to_json(p) for p in processes])
+    elif fmt != "table":
+        print_lines(fmt, [to_json(p) for p in processes])
     else:
         print_table(HEADERS, rows(processes, time.time()))
     return 0

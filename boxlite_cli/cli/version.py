@@ -9,7 +9,7 @@ import click
 
 from boxlite_cli import __version__
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import format_option, print_json
+from boxlite_cli.cli.output import print_json, print_lines, template_format_option
 from boxlite_cli.errors import BoxliteError
 
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # (docker's names of the architectures)
@@ -32,13 +32,19 @@ def gather(cli: CliContext) -> dict[str, Any]:
 
 
 @click.command()
-@format_option
+@template_format_option("{{.Client.Version}}")
 @pass_cli
 def version(cli: CliContext, fmt: str) -> int:
     """Show the versions of boxlite, QEMU and the guest (kernel, agent's Python)."""
     data = gather(cli)
     if fmt == "json":
         print_json(data)
+        return 0
+    if fmt != "table":  # (docker's `{{.Client.Version}}` and `{{.Server.Version}}` too)
+        os_name, _, arch = data["os_arch"].partition("/")
+        client = {"Version": data["version"], "Os": os_name, "Arch": arch}
+        print_lines(fmt, [{**data, "Client": client,
+                           "Server": {**client, "Qemu": data["qemu"], "Guest": data["guest"]}}])
         return 0
     click.echo(f"boxlite:      {data['version']}")
     click.echo(f" Python:      {data['python']}")

@@ -6,7 +6,15 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
-from boxlite_cli.cli.output import ago, confirmed, format_option, print_json, print_table
+from boxlite_cli.cli.output import (
+    ago,
+    confirmed,
+    go_time,
+    print_json,
+    print_lines,
+    print_table,
+    template_format_option,
+)
 
 
 @click.group()
@@ -27,7 +35,7 @@ def create(cli: CliContext, name: str | None) -> int:
 
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
-@format_option
+@template_format_option("{{.Name}}")
 @pass_cli
 def ls(cli: CliContext, quiet: bool, fmt: str) -> int:
     """List volumes."""
@@ -37,6 +45,9 @@ def ls(cli: CliContext, quiet: bool, fmt: str) -> int:
             click.echo(v.name)
     elif fmt == "json":
         print_json([v.to_json() for v in items])
+    elif fmt != "table":
+        print_lines(fmt, [{**v.to_json(), "Driver": "local", "Scope": "local",
+                           "CreatedAt": go_time(v.created_at)} for v in items])
     else:
         print_table(["DRIVER", "VOLUME NAME", "CREATED"],
                     [["local", v.name, ago(v.created_at)] for v in items])

@@ -275,6 +275,15 @@ def test_version_names_boxlite_qemu_and_the_guest(script_runner: ScriptRunner, h
     data = json.loads(bx(script_runner, "version", "--format", "json").stdout)
     assert (data["version"], data["os_arch"]) == (__version__, "linux/amd64")
     assert "not built" in data["guest"]["error"]  # (this home's payload: said, not fatal)
+    templated = bx(script_runner, "version", "--format", "{{.Client.Version}} {{.Server.Os}}")
+    assert templated.stdout == f"{__version__} linux\n"  # (docker's idioms)
+    assert bx(script_runner, "info", "--format", "{{.Version}} {{.Boxes.Total}}"
+              ).stdout == f"{__version__} 0\n"
+    assert bx(script_runner, "volume", "create", "vol1").returncode == 0
+    assert bx(script_runner, "volume", "ls", "--format", "{{.Name}} {{.Driver}}"
+              ).stdout == "vol1 local\n"
+    assert bx(script_runner, "system", "df", "--format", "{{.Type}}").stdout.split() == [
+        "Images", "Boxes", "Local", "Volumes"]
     table = bx(script_runner, "version")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0] == f"boxlite:      {__version__}"
