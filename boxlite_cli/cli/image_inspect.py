@@ -13,6 +13,13 @@ from boxlite_cli.errors import NotFound
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
 
+# The keys docker's image inspect always has in Config (an OCI config leaves out empty
+# ones), empty as docker's templates print them (`map[]`, `[]`)
+IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "User": "", "ExposedPorts": {}, "Env": [], "Cmd": [], "Volumes": {}, "WorkingDir": "",
+    "Entrypoint": [], "OnBuild": [], "Labels": {}, "StopSignal": "",
+}
+
 
 def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
     """docker's field names where they exist; `names` are every store key of the image."""
@@ -26,7 +33,7 @@ def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
         "Architecture": cfg.get("architecture"),
         "Os": cfg.get("os"),
         "Size": image.size,
-        "Config": image.container_config,
+        "Config": {**IMAGE_CONFIG_DEFAULTS, **image.container_config},
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
     }
 

@@ -115,6 +115,9 @@ def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, 
     short = bx(script_runner, "images", "-q").stdout.strip()
     [entry] = json.loads(bx(script_runner, "image", "inspect", image).stdout)
     assert entry["Id"][7:19] == short
+    # docker's Config keys are there even when the image's config leaves them out
+    assert bx(script_runner, "image", "inspect", "-f", "[{{.Config.User}}] "
+              "{{.Config.Labels}} {{.Config.Entrypoint}}", image).stdout == "[] map[] []\n"
     for ref in (short, entry["Id"], entry["Id"][7:]):
         for command in (["image", "inspect"], ["inspect"]):
             result = bx(script_runner, *command, ref)
