@@ -373,6 +373,17 @@ def _layout_name(annotations: dict[str, Any], what: str) -> Reference | None:
     return _reference(ref_name, what)
 
 
+@contextlib.contextmanager
+def _naming(image: str) -> Iterator[None]:
+    """An ImageError about one image of an archive names that image."""
+    try:
+        yield
+    except ImageError as e:
+        if image in e.message:
+            raise
+        raise ImageError(f"{e.message} (image {image})", hint=e.hint) from None
+
+
 def _layout_image(store: ImageStore, src: _Source, desc: dict[str, Any], depth: int = 0) -> str:
     """Ingest the linux/amd64 image a descriptor leads to; its manifest digest."""
     doc = _document(store, src, desc, "manifest")
@@ -410,7 +421,8 @@ def _oci_layout(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[s
         if name is None:
             unnamed.append(str(desc["digest"]))
             continue
-        manifest_digest = _layout_image(store, src, desc)
+        with _naming(name.short):
+            manifest_digest = _layout_image(store, src, desc)
         planned.append(_Planned([name], manifest_digest, str(desc["digest"])))
     return planned, unnamed
 
@@ -486,7 +498,8 @@ def _docker_save(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[
             hexpart = os.path.basename(str(config)).removesuffix(".json")
             unnamed.append(f"sha256:{hexpart}")
             continue
-        planned.append(_Planned(names, _docker_image(store, src, entry, i)))
+        with _naming(names[0].short):
+            planned.append(_Planned(names, _docker_image(store, src, entry, i)))
     return planned, unnamed
 
 

@@ -51,6 +51,7 @@ from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal, stop_
 from boxlite_cli.runtime.spares import Spares, spare_idle_s, spares_enabled
 from boxlite_cli.runtime.spec import (
     ProcessOptions,
+    box_labels,
     check_box_size,
     check_disk_size,
     check_hostname,
@@ -401,7 +402,8 @@ class Runtime:
                                  hostname=opts.hostname or box_id[:12], network=network,
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
-                                 labels=dict(opts.labels), cap_add=list(opts.cap_add),
+                                 labels=box_labels(image.container_config, opts.labels),
+                                 cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs)),
                 creator=ProcessRecord.current().to_json(),

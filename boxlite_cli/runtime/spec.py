@@ -88,10 +88,13 @@ def merge_env(*layers: list[str]) -> list[str]:
 
 
 def _config_strings(image_config: dict[str, Any], key: str) -> list[str]:
-    """A list-of-strings field of the image's config ([] when absent or null)."""
+    """A list-of-strings field of the image's config ([] when absent or null; a string
+    alone is a list of one, as docker's StrSlice takes it)."""
     value = image_config.get(key)
     if value is None:
         return []
+    if isinstance(value, str) and key != "Env":
+        value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and "\0" not in v
                                                for v in value):
         raise ImageError(f"invalid image config: {key} must be a list of strings")
@@ -221,6 +224,28 @@ _MIB = 1 << 20
 
 
 MAX_LABELS_BYTES = 64 * 1024  # of all labels of a box
+
+
+def image_labels(image_config: dict[str, Any]) -> dict[str, str]:
+    """The image's Labels, which a box gets as docker's containers do (its own override
+    them); malformed ones are left out."""
+    labels = image_config.get("Labels")
+    if not isinstance(labels, dict):
+        return {}
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)
+            and k and "\0" not in k + v}
+
+
+def box_labels(image_config: dict[str, Any], own: dict[str, str]) -> dict[str, str]:
+    """A new box's labels: the image's, then its own (--label) over them; image labels
+    past the box's limit of MAX_LABELS_BYTES are left out."""
+    room = MAX_LABELS_BYTES - sum(len(k) + len(v) for k, v in own.items())
+    merged: dict[str, str] = {}
+    for key, value in image_labels(image_config).items():
+        if key not in own and len(key) + len(value) <= room:
+            merged[key] = value
+            room -= len(key) + len(value)
+    return {**merged, **own}
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:

@@ -10,7 +10,9 @@ import pytest
 from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.runtime.spec import (
     DEFAULT_PATH,
+    MAX_LABELS_BYTES,
     ProcessOptions,
+    box_labels,
     check_box_size,
     check_disk_size,
     host_memory_mib,
@@ -343,7 +345,7 @@ def test_a_disk_smaller_than_the_image_is_refused_with_what_would_do() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "needle"), [
-    ("Cmd", "echo string-cmd", "Cmd must be a list of strings"),
+    ("Cmd", 42, "Cmd must be a list of strings"),
     ("Entrypoint", ["/init", 3], "Entrypoint must be a list of strings"),
     ("Env", "notalist", "Env must be a list of strings"),
     ("Env", ["A=1\0"], "Env must be a list of strings"),
@@ -434,3 +436,19 @@ def test_a_box_that_stopped_while_paused_is_not_shown_paused() -> None:
     assert state.to_json()["paused"] is False
     state.status = Status.RUNNING
     assert state.to_json()["paused"] is True
+
+
+def test_a_box_gets_the_images_labels_under_its_own() -> None:
+    """docker's: the image's Labels are the container's, --label overrides them (a ps
+    filter on an image label finds the box); malformed ones are left out."""
+    config = {"Labels": {"org.image": "yes", "tier": "image", "bad": 1, "": "x"}}
+    assert box_labels(config, {"tier": "db"}) == {"org.image": "yes", "tier": "db"}
+    assert box_labels({"Labels": None}, {"a": "b"}) == {"a": "b"}
+    big = {"Labels": {"huge": "x" * MAX_LABELS_BYTES, "small": "s"}}
+    assert box_labels(big, {}) == {"small": "s"}  # (what fits the box's limit)
+
+
+def test_a_string_cmd_or_entrypoint_is_a_list_of_one() -> None:
+    """docker's StrSlice: `"Cmd": "serve"` is `["serve"]` (one word, not split)."""
+    spec = process_spec(ProcessOptions(), {"Entrypoint": "/entry", "Cmd": "serve"})
+    assert spec.argv == ["/entry", "serve"]
