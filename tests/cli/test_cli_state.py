@@ -49,10 +49,9 @@ def _blob(blobs: Path, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-@pytest.fixture
-def image(home: Path, tmp_path: Path) -> str:
-    """`localhost/tiny:1` in the home's store: CMD ["sh"], one tiny layer."""
-    layout = tmp_path / "layout"
+def plant_image(tmp_path: Path, name: str = IMAGE, **config: Any) -> str:
+    """`name` in the home's store: CMD ["sh"] (and `config`), one tiny layer."""
+    layout = tmp_path / f"layout-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     buf = io.BytesIO()
@@ -63,7 +62,7 @@ def image(home: Path, tmp_path: Path) -> str:
     layer = _blob(blobs, buf.getvalue())
     config = _blob(blobs, json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/", **config},
         "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
     }).encode())
     manifest = _blob(blobs, json.dumps({
@@ -73,13 +72,19 @@ def image(home: Path, tmp_path: Path) -> str:
     }).encode())
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-        "annotations": {"org.opencontainers.image.ref.name": IMAGE},
+        "annotations": {"org.opencontainers.image.ref.name": name},
     }]}))
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     paths = home_paths()
     paths.ensure()
     ImageStore(paths.images).load_oci_layout(layout)
-    return IMAGE
+    return name
+
+
+@pytest.fixture
+def image(home: Path, tmp_path: Path) -> str:
+    """`localhost/tiny:1` in the home's store: CMD ["sh"], one tiny layer."""
+    return plant_image(tmp_path)
 
 
 def plant_box(box_id: str = BOX_ID, name: str = "planted", status: Status = Status.EXITED,
@@ -403,6 +408,18 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     assert "Exited (3)" in table[1] and table[1].endswith("planted")
     sized = bx(script_runner, "ps", "-a", "-s").stdout.splitlines()  # docker's -s: SIZE
     assert sized[0].split()[-2:] == ["NAMES", "SIZE"] and sized[1].split()[-2:] == ["planted", "0B"]
+
+
+def test_a_box_gets_its_images_labels_under_its_own(script_runner: ScriptRunner, home: Path,
+                                                   tmp_path: Path) -> None:
+    labelled = plant_image(tmp_path, "localhost/labelled:1",
+                           Labels={"org.image": "yes", "tier": "image"})
+    created = bx(script_runner, "create", "--name", "lab", "-l", "tier=db", labelled)
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "lab").stdout)
+    assert box["config"]["labels"] == {"org.image": "yes", "tier": "db"}
+    assert bx(script_runner, "ps", "-aq", "-f", "label=org.image=yes").stdout.strip() == \
+        box["id"][:12]  # (a clean-up by an image label finds it, as docker's)
 
 
 def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
