@@ -61,7 +61,7 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
             "Tag": i.reference.tag or "<none>", "ID": i.id.split(":", 1)[1][:12],
             "Digest": i.manifest_digest, "CreatedAt": go_time(created_at(i)),
             "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
-        } for i in items])
+        } for i in items], {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
     else:
         rows = []
         for i in items:

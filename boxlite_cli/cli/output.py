@@ -35,9 +35,11 @@ def template_format_option(example: str) -> Callable[[F], F]:
                         help=f"table, json, or a template such as '{example}' (a line each).")
 
 
-def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
+def print_lines(template: str, records: Sequence[dict[str, Any]],
+                headers: dict[str, str] | None = None) -> None:
     """One line per record from a --format template; `table TEMPLATE` (docker's): a
-    header row first, and the tab-separated columns aligned."""
+    header row first (a field's name in `headers`, else its own in capitals), and the
+    tab-separated columns aligned."""
     from boxlite_cli.cli.template import header, render
 
     if not template.startswith("table"):
@@ -48,9 +50,9 @@ def print_lines(template: str, records: Sequence[dict[str, Any]]) -> None:
     body = template[len("table"):].lstrip()
     # (a newline in a row ends it, as in docker's tabwriter)
     rows = [line.split("\t") for record in records for line in render(body, record).split("\n")]
-    headers = header(body).split("\t")
-    columns = max([len(headers), *(len(row) for row in rows)])  # (a {{range}} makes more)
-    print_table([*headers, *[""] * (columns - len(headers))],
+    names = header(body, headers).split("\t")
+    columns = max([len(names), *(len(row) for row in rows)])  # (a {{range}} makes more)
+    print_table([*names, *[""] * (columns - len(names))],
                 [[*row, *[""] * (columns - len(row))] for row in rows])
 
 

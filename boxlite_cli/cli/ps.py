@@ -27,6 +27,10 @@ from boxlite_cli.runtime.boxfilter import parse_filters
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
+# docker's column names of ps's template fields (the rest: the name in capitals)
+HEADERS = {"ID": "BOX ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
+           "LocalVolumes": "LOCAL VOLUMES"}
+
 
 def status_text(state: BoxState) -> str:
     if state.status == Status.RUNNING:
@@ -111,14 +115,14 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     if last is not None:
         states = states[:last]
     broken = [e for e in items if isinstance(e, StateCorrupt)]
-    if quiet:
+    if quiet and fmt == "table":  # (a --format given wins over -q, as in docker)
         for s in states:
             click.echo(s.id[:id_len])
     elif fmt == "json":
         print_json([box_json(s) for s in states])
     elif fmt != "table":
         print_lines(fmt, [docker_row(s, id_len, cli.runtime.files(s.id).rootfs_disk)
-                          for s in states])
+                          for s in states], HEADERS)
     else:
         rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
                  status_text(s), ports_text(s), s.name] for s in states]

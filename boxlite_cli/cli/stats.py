@@ -19,6 +19,10 @@ from boxlite_cli.errors import BoxliteError, NotFound
 from boxlite_cli.runtime.runtime import BoxStats
 from boxlite_cli.state.records import BoxState, Status
 
+# docker's column names of stats's template fields
+HEADERS = {"ID": "BOX ID", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+           "MemPerc": "MEM %"}
+
 
 def _docker_row(s: BoxStats) -> dict[str, str]:
     """A sample as docker's `stats --format` templates know it (`{{.CPUPerc}}`)."""
@@ -71,7 +75,7 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
                 print_table(["BOX ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"],
                             _rows(sampled))
             else:
-                print_lines(fmt, [_docker_row(s) for s in sampled])
+                print_lines(fmt, [_docker_row(s) for s in sampled], HEADERS)
         if no_stream or fmt == "json":
             return 0
         time.sleep(0.5)

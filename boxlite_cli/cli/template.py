@@ -99,16 +99,20 @@ def render(template: str, record: dict[str, Any]) -> str:
         raise _usage(template, e) from None
 
 
-def header(template: str) -> str:
+def header(template: str, names: dict[str, str] | None = None) -> str:
     """The header row of a `table ...` template: each column's field name in capitals,
-    words apart (`{{.RunningFor}}` → RUNNING FOR), the text between as it is. A column
-    of another action is named by its first field, else by its text in capitals."""
+    words apart (`{{.RunningFor}}` → RUNNING FOR), or its name in `names` (docker's
+    `{{.CPUPerc}}` is CPU %), the text between as it is. A column of another action is
+    named by its first field, else by its text in capitals."""
     parts: list[str] = []
     for node in _parse(template):
         if isinstance(node, go.Text):
             parts.append(node.text)
         elif isinstance(node, go.Action | go.Control) and not node.pipe.decls:
             name = _first_field(node.pipe)
+            if name is not None and names and name in names:
+                parts.append(names[name])
+                continue
             parts.append(str(node.pipe).upper() if name is None
                          else re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).upper() or ".")
     return "".join(parts)

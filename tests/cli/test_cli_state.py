@@ -406,6 +406,9 @@ def test_ps_shows_a_planted_box(script_runner: ScriptRunner) -> None:
     table = bx(script_runner, "ps", "-a").stdout.splitlines()
     assert table[1].startswith(BOX_ID[:12])
     assert "Exited (3)" in table[1] and table[1].endswith("planted")
+    assert bx(script_runner, "ps", "-aq", "--format", "{{.Names}}").stdout == "planted\n"
+    assert bx(script_runner, "ps", "-a", "--format", "table {{.ID}}\t{{.RunningFor}}"
+              ).stdout.split("\n")[0].split() == ["BOX", "ID", "CREATED"]  # (docker's names)
     sized = bx(script_runner, "ps", "-a", "-s").stdout.splitlines()  # docker's -s: SIZE
     assert sized[0].split()[-2:] == ["NAMES", "SIZE"] and sized[1].split()[-2:] == ["planted", "0B"]
 
