@@ -172,6 +172,9 @@ class BoxStats:
     cpu_percent: float
     memory_bytes: int
     memory_limit_bytes: int
+    block_read_bytes: int = 0  # what its VM read from and wrote to the host's storage
+    block_write_bytes: int = 0
+    pids: int | None = None  # its processes and threads (None: not known)
 
 
 @dataclass(frozen=True)
@@ -973,8 +976,13 @@ class Runtime:
             sample = sample_process(record.pid, interval_s)
         except (OSError, ValueError, IndexError):  # (its VM ended meanwhile)
             raise Conflict(f"box {state.name} stopped while it was sampled") from None
+        try:
+            pids: int | None = sum(p.threads for p in self.top(state.id))
+        except BoxliteError:  # (a guest too busy to answer, or stopping)
+            pids = None
         return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
-                        state.config.memory_mib * 1024 * 1024)
+                        state.config.memory_mib * 1024 * 1024, sample.read_bytes,
+                        sample.write_bytes, pids)
 
     def top(self, ref: str) -> list[ProcessInfo]:
         """The processes of a running box, by their PIDs in it (boxlite top)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -34,6 +35,18 @@ def process_is_zombie(pid: int) -> bool:
 class ProcessSample:
     cpu_percent: float
     rss_bytes: int
+    read_bytes: int = 0  # what the process read from and wrote to storage
+    write_bytes: int = 0
+
+
+def _io_bytes(pid: int) -> tuple[int, int]:
+    """/proc/PID/io's read_bytes and write_bytes (the whole process; 0s if unreadable)."""
+    fields: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = int(value)
+    return fields.get("read_bytes", 0), fields.get("write_bytes", 0)
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -55,7 +68,7 @@ def sample_process(pid: int, interval_s: float) -> ProcessSample:
     start, t0 = _cpu_ticks(pid), time.monotonic()
     time.sleep(interval_s)
     ticks, elapsed = _cpu_ticks(pid) - start, time.monotonic() - t0
-    return ProcessSample(100.0 * ticks / hz / elapsed, _rss_bytes(pid))
+    return ProcessSample(100.0 * ticks / hz / elapsed, _rss_bytes(pid), *_io_bytes(pid))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert stats[0]["name"] == "lc"
         assert stats[0]["memory_limit_bytes"] == 512 * 1024 * 1024
         assert 0 < stats[0]["memory_bytes"] <= 1024 * 1024 * 1024
+        assert stats[0]["pids"] >= 1 and stats[0]["block_read_bytes"] >= 0  # (docker's PIDS)
+        columns = bx("stats", "--no-stream", "--format", "{{.PIDs}} {{.NetIO}}", "lc").stdout
+        assert columns.split()[1] == b"--" and int(columns.split()[0]) >= 1
         assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last line is stderr's
 
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
