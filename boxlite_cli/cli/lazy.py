@@ -23,6 +23,17 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command and its arguments, docker's spellings of options rewritten
+        (`--rm=true`, `-e=A=1`: dockerargs.py)."""
+        from boxlite_cli.cli.dockerargs import rewrite
+
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):
+            rest = rewrite(command, rest)
+        return name, command, rest
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         name = self.aliases.get(name, name)
         if name in self.lazy or name in self.unlisted:

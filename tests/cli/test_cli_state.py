@@ -425,6 +425,19 @@ def test_a_box_gets_its_images_labels_under_its_own(script_runner: ScriptRunner,
         box["id"][:12]  # (a clean-up by an image label finds it, as docker's)
 
 
+def test_dockers_flag_values_and_short_option_equals(script_runner: ScriptRunner,
+                                                    image: str) -> None:
+    """`--rm=false`, `--init=true`, `-e=A=1`, as docker's flag parser takes them; the
+    box's own command is left as given."""
+    created = bx(script_runner, "create", "--rm=false", "--init=true", "-e=A=1", "--name",
+                 "flags", image, "echo", "--rm=true")
+    assert created.returncode == 0, created.stderr
+    [box] = json.loads(bx(script_runner, "inspect", "flags").stdout)
+    assert (box["config"]["auto_remove"], box["config"]["process"]["argv"][-2:]) == (
+        False, ["echo", "--rm=true"])
+    assert "A=1" in box["config"]["process"]["env"]
+
+
 def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
     tagged = bx(script_runner, "tag", image, "mine/app")  # (docker's :latest)
     assert tagged.returncode == 0, tagged.stderr
