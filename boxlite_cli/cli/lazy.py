@@ -30,7 +30,8 @@ class LazyGroup(click.Group):
         from boxlite_cli.cli.dockerargs import rewrite
 
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not isinstance(command, click.Group):
+        if command is not None and not isinstance(command, click.Group) \
+                and not ctx.resilient_parsing:  # (completion: as typed)
             rest = rewrite(command, rest)
         return name, command, rest
 
