@@ -345,5 +345,5 @@ def copy_from_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdout_fd: int =
         if dst_kind is Kind.MISSING and not os.path.isdir(plan.dest_dir):
             raise UsageError(f"cp: the destination's directory {plan.dest_dir} does not exist")
         dest_dir = os.path.realpath(plan.dest_dir)
-        extract_tar(client.copy_out(src, follow, plan.name, sparse=True), dest_dir, keep_owner=opts.archive,
-                    warn=warn)
+        extract_tar(client.copy_out(src, follow, plan.name, sparse=True), dest_dir,
+                    keep_owner=opts.archive, warn=warn, top=plan.name)

@@ -92,6 +92,7 @@ class _Extract:
     root_fd: int
     keep_owner: bool
     warn: Warn
+    top: str = ""  # the one entry asked for (its name): every member is it or below it
     result: ExtractResult = field(default_factory=ExtractResult)
     created: set[str] = field(default_factory=set)
     dirs: list[tuple[list[str], tarfile.TarInfo]] = field(default_factory=list)
@@ -121,6 +122,11 @@ class _Extract:
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = member_parts(m.name)
+        if self.top and (not parts or parts[0] != self.top):
+            # (the box makes the stream: asked for `report.txt`, it may not also write
+            # `.bashrc` beside it in the destination)
+            raise UnsafeArchive(f"refusing archive entry {m.name!r}: the copy asked for "
+                                f"{self.top!r} only")
         if not parts:
             return  # "." : the extraction directory itself keeps its metadata
         if m.ischr() or m.isblk():
@@ -275,10 +281,12 @@ class _Extract:
 
 
 def extract_tar(chunks: Iterator[bytes], dest: str, keep_owner: bool = False,
-                warn: Warn = _no_warn) -> ExtractResult:
-    """Extract the tar stream `chunks` into the existing directory `dest`."""
+                warn: Warn = _no_warn, top: str = "") -> ExtractResult:
+    """Extract the tar stream `chunks` into the existing directory `dest`; with `top`
+    (the name of the one entry asked for), a member that is not it or below it is
+    refused."""
     root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    ex = _Extract(root_fd, keep_owner, warn)
+    ex = _Extract(root_fd, keep_owner, warn, top=top)
     try:
         reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
         try:

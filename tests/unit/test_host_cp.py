@@ -226,6 +226,23 @@ def test_extract_refuses_dotdot(area: tuple[Path, Path], name: str) -> None:
     _untouched(outside)
 
 
+@pytest.mark.parametrize("name", [".bashrc", ".ssh/authorized_keys", "reportXtxt/x", "."])
+def test_a_copy_of_one_entry_takes_nothing_beside_it(area: tuple[Path, Path], name: str) -> None:
+    """The box makes the stream: asked for report.txt it may not write ~/.bashrc, or
+    replace a file, beside it in the destination."""
+    dest, _ = area
+    (dest / ".bashrc").write_text("mine")
+    stream = _tar((_info("report.txt"), b"asked for"), (_info(name), b"evil"))
+    with pytest.raises(UnsafeArchive, match=r"the copy asked for 'report\.txt' only"):
+        extract_tar(_chunks(stream), str(dest), top="report.txt")
+    assert (dest / ".bashrc").read_text() == "mine"
+    assert sorted(p.name for p in dest.iterdir()) == [".bashrc", "report.txt"]
+    # what is below the entry asked for is taken
+    tree = _tar(_info("copy", tarfile.DIRTYPE, mode=0o755), (_info("copy/sub/f"), b"ok"))
+    extract_tar(_chunks(tree), str(dest), top="copy")
+    assert (dest / "copy" / "sub" / "f").read_bytes() == b"ok"
+
+
 def test_extract_confines_absolute_names(area: tuple[Path, Path]) -> None:
     dest, outside = area
     extract_tar(_chunks(_tar((_info(str(outside / "keep")), b"evil"))), str(dest))
