@@ -18,6 +18,7 @@ to extract into and the name of the top entry of the tar stream.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import posixpath
@@ -189,6 +190,21 @@ def host_destination(path: str) -> tuple[str, Kind]:
     return clean, kind
 
 
+def own_link_followed(path: str) -> str:
+    """A host destination that is the user's own symlink stands for what it points to
+    (docker's too), so the copy lands there and does not replace the link; a device, a
+    FIFO or a socket there is refused (a copy would replace it by a file)."""
+    clean = strip_path(path)
+    target = os.path.realpath(clean) if os.path.islink(clean) else clean
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.stat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UsageError(f"cp: {path} is not a regular file or a directory",
+                             hint="to write the copy's tar stream to standard output, "
+                                  "give - as the destination")
+    return target + path[len(clean):] if target != clean else path  # (its / or /. kept)
+
+
 def check_box_parent(plan: Plan, dst_kind: Kind, stat_kind: Kind, dst: str) -> None:
     """A missing box destination needs an existing parent directory."""
     if dst_kind is Kind.MISSING and stat_kind is not Kind.DIR:
@@ -329,6 +345,7 @@ def copy_from_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdout_fd: int =
     src = strip_path(args.box_path)
     dst_kind = Kind.MISSING
     if args.host_path != STREAM:
+        args = dataclasses.replace(args, host_path=own_link_followed(args.host_path))
         _, dst_kind = host_destination(args.host_path)  # host mistakes before any boot
     with box_agent(rt, args.box) as client:
         follow = opts.follow_link or (args.box_path.endswith("/") and src != "/")

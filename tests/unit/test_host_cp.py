@@ -3,18 +3,22 @@ from host files, and extraction of hostile tar streams from a box."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
 import subprocess
 import tarfile
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import boxlite_cli.runtime.copy as copy_module
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.copy import (
+    CopyOptions,
     CpArgs,
     Kind,
     Plan,
@@ -381,3 +385,50 @@ def test_a_tree_deeper_than_the_recursion_limit_is_copied(tmp_path: Path) -> Non
         assert (dest / "src" / Path(*["d"] * depth) / "leaf").read_bytes() == b"bottom"
     finally:  # (pytest's own clean-up of tmp_path would recurse too deep)
         subprocess.run(["rm", "-rf", str(src), str(dest)], check=True)
+
+
+class _OneFileAgent:
+    """A box's agent that has /report.txt (what `cp BOX:/report.txt DST` asks it)."""
+
+    def stat(self, path: str, follow_link: bool = False) -> object:
+        return types.SimpleNamespace(exists=True, mode=0o100644, name="report.txt")
+
+    def copy_out(self, src: str, follow: bool, name: str, sparse: bool = False
+                 ) -> Iterator[bytes]:
+        yield _tar((_info(name), b"from the box\n"))
+
+
+@pytest.fixture
+def one_file_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    @contextlib.contextmanager
+    def agent(rt: object, ref: str) -> Iterator[_OneFileAgent]:
+        yield _OneFileAgent()
+
+    monkeypatch.setattr(copy_module, "box_agent", agent)
+
+
+def test_a_destination_that_is_the_users_own_link_is_followed(tmp_path: Path,
+                                                              one_file_box: None) -> None:
+    """docker's: the link stays, the file it points to gets the copy."""
+    (tmp_path / "real").write_text("old")
+    (tmp_path / "link").symlink_to("real")
+    copy_module.copy_from_box(None, parse_cp_args("box:/report.txt", str(tmp_path / "link")),
+                              CopyOptions(), warn=print)  # type: ignore[arg-type]
+    assert os.readlink(tmp_path / "link") == "real"
+    assert (tmp_path / "real").read_text() == "from the box\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link-to-device"])
+def test_a_destination_that_is_no_file_is_refused(tmp_path: Path, one_file_box: None,
+                                                  kind: str) -> None:
+    """A copy would replace it by a file (`cp box:/f /dev/stdout` made /dev/stdout one)."""
+    dest = tmp_path / "dest"
+    if kind == "fifo":
+        os.mkfifo(dest)
+    else:
+        dest.symlink_to("/dev/null")
+    with pytest.raises(UsageError, match=r"is not a regular file or a directory") as refused:
+        copy_module.copy_from_box(None, parse_cp_args("box:/report.txt", str(dest)),
+                                  CopyOptions(), warn=print)  # type: ignore[arg-type]
+    assert refused.value.hint and "give - as the destination" in refused.value.hint
+    assert os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)
