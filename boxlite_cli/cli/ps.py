@@ -94,7 +94,7 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only boxes that match: id, name, status, exited, ancestor, label "
-                   "(KEY or KEY=VALUE); one key given twice matches either.")
+                   "(KEY or KEY=VALUE); a key given twice matches either, except label: both.")
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")

@@ -1,10 +1,11 @@
 """`ps --filter KEY=VALUE` (docker's): which boxes a listing keeps.
 
-Filters of one key are alternatives (any may match), filters of different keys all
-have to match, as in docker. Keys: id (a prefix), name (a regular expression found in
-it: `^web$` is that name alone), status (created, running, paused, exited, ...;
-docker's dead, restarting and removing match none), exited (an exit code), ancestor (the image
-reference or id the box was made from), label (KEY or KEY=VALUE)."""
+Filters of one key are alternatives (any may match), except labels, which all have to
+match; filters of different keys all have to match, as in docker. Keys: id (a prefix),
+name (a regular expression found in it: `^web$` is that name alone), status (created,
+running, paused, exited, ...; docker's dead, restarting and removing match none),
+exited (an exit code), ancestor (the image reference or id the box was made from),
+label (KEY or KEY=VALUE)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from boxlite_cli.state.records import BoxState, Status
 
 STATUSES = (*(s.value for s in Status), "paused", "dead", "restarting", "removing")
 KEYS = ("id", "name", "status", "exited", "ancestor", "label")
+ALL_OF = frozenset({"label"})  # (docker's: label=a -f label=b is a box with both)
 
 
 def _status(state: BoxState) -> str:
@@ -65,7 +67,9 @@ class BoxFilter:
         return "exited" in self.wanted or any(v != "running" for v in self.wanted.get("status", []))
 
     def matches(self, state: BoxState) -> bool:
-        return all(any(TESTS[key](state, v) for v in values) for key, values in self.wanted.items())
+        """Every key matches: one of its values, or every one for a key of ALL_OF."""
+        return all((all if key in ALL_OF else any)(TESTS[key](state, v) for v in values)
+                   for key, values in self.wanted.items())
 
 
 def parse_filters(items: Sequence[str]) -> BoxFilter:

@@ -44,7 +44,7 @@ BOXES = [
     (["label=app"], ["web1", "web2", "db"]),
     (["label=app=web"], ["web1", "web2"]),
     (["label=app=web", "status=exited"], ["web2"]),  # two keys: both
-    (["label=app=web", "label=tier"], ["web1", "web2"]),
+    (["label=app=web", "label=tier"], ["web1"]),  # (labels: every one, as docker's)
     (["ancestor=registry.example/pg:16"], ["db"]),
     (["ancestor=localhost/debian:bookworm"], ["web1", "web2", "idle", "fresh"]),
     (["ancestor=sha256:ab12ab12"], ["web1", "web2", "db", "idle", "fresh"]),
