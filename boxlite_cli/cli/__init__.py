@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import signal
 import sys
 
 import click
+from click.utils import PacifyFlushWrapper
 
 from boxlite_cli.cli.errors import exit_code_for
+
+SIGPIPE_EXIT = 128 + signal.SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the command, maps every error to an exit code."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or os.environ.get("BOXLITE_DEBUG") == "1"
+    # (boxlite's own --debug: before the command; `run IMG grep --debug` is the box's)
+    debug = ("--debug" in itertools.takewhile(lambda a: a.startswith("-"), args)
+             or os.environ.get("BOXLITE_DEBUG") == "1")
     try:
         from boxlite_cli.cli.app import cli  # (inside: a Ctrl-C here is quiet too)
 
@@ -25,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BaseException as e:  # mapped to one line + exit code in one place
         if isinstance(e, SystemExit):
+            if isinstance(sys.stdout, PacifyFlushWrapper):  # (click's, on EPIPE)
+                return SIGPIPE_EXIT  # the reader went away: a host tool's status
             return int(e.code or 0) if not isinstance(e.code, str) else 1
         code = exit_code_for(e, debug)
         _flush()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def man_page(cmd: click.Command, path: list[str]) -> str:
     name = "-".join(path)
     ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=HELP_OPTIONS)
     help_text = inspect.cleandoc(cmd.help or "")
-    summary = help_text.splitlines()[0] if help_text else ""
+    # (NAME: the first sentence of the first paragraph, whole, as whatis shows it)
+    first = " ".join(help_text.split("\n\n")[0].split())
+    summary = re.split(r"(?<=\.)\s", first, maxsplit=1)[0].rstrip(".") if first else ""
     paragraphs = [_roff(p) for p in help_text.split("\n\n")]
     out = [
         f'.TH "{name.upper()}" "1" "{MAN_DATE}" "boxlite {__version__}" "boxlite manual"',
