@@ -271,6 +271,25 @@ def test_info_table(script_runner: ScriptRunner, home: Path) -> None:
     assert str(home) in result.stdout
 
 
+def test_a_listing_whose_reader_goes_away_exits_141_quietly(home: Path) -> None:
+    """`boxlite images | head -1` under pipefail: a host tool's status (SIGPIPE), no
+    message; it was a silent 1 now and then."""
+    boxlite = str(Path(sys.executable).with_name("boxlite"))
+    read, write = os.pipe()
+    os.close(read)  # (the reader is gone before anything is written)
+    try:
+        done = subprocess.run([boxlite, "images"], stdout=write, stderr=subprocess.PIPE,
+                              timeout=60, env=dict(os.environ, BOXLITE_PRESTART="0"))
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, b"")
+
+
+def test_debug_is_boxlites_only_before_the_command(script_runner: ScriptRunner) -> None:
+    refused = bx(script_runner, "rm", "--debug", "nosuch")
+    assert_one_line_error(refused, "No such option: --debug")  # (no traceback)
+
+
 def test_version_names_boxlite_qemu_and_the_guest(script_runner: ScriptRunner, home: Path) -> None:
     data = json.loads(bx(script_runner, "version", "--format", "json").stdout)
     assert (data["version"], data["os_arch"]) == (__version__, "linux/amd64")
