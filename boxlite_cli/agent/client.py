@@ -222,9 +222,11 @@ class AgentClient:
 
         return result
 
-    def signal(self, exec_id: str, signum: int) -> None:
+    def signal(self, exec_id: str, signum: int, group: bool = False) -> None:
+        """`signum` to the process (`group`: to its process group: an exec's client
+        ended by a signal takes what the process started along, as `timeout` would)."""
         _rpc("signalling the process", lambda: self.stub.Signal(
-            pb.SignalRequest(exec_id=exec_id, signal=signum), timeout=10))
+            pb.SignalRequest(exec_id=exec_id, signal=signum, group=group), timeout=10))
 
     def close_output(self, exec_id: str, stream: int) -> None:
         """Our reader of `stream` went away: the process's next write into it fails

@@ -45,7 +45,8 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
         if detach:
             return 0
         try:
-            return Session(client, started.exec_id, stdin=interactive, tty=tty).run().exit_code
+            return Session(client, started.exec_id, stdin=interactive, tty=tty,
+                           group_signals=True).run().exit_code
         except BoxliteError:
             # (its box was removed or stopped meanwhile: killed with it, as docker's 137)
             if cli.runtime.stopped_in_order(box_id):

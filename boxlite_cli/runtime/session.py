@@ -42,6 +42,9 @@ class Session:
     stdout_fd: int = 1
     stderr_fd: int = 2
     detach_keys: bytes | None = None
+    # signals forwarded to the process's group (an exec's: what it started too), not
+    # to the process alone (a box's main process, as docker's run)
+    group_signals: bool = False
     _result: ExecResult | None = None
     _wait_error: BaseException | None = None
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
@@ -85,7 +88,7 @@ class Session:
                 return
             with contextlib.suppress(BoxliteError):
                 if kind == "signal":
-                    self.client.signal(self.exec_id, value)
+                    self.client.signal(self.exec_id, value, group=self.group_signals)
                 else:
                     rows, cols = terminal_size(self.stdout_fd if os.isatty(self.stdout_fd)
                                                else self.stdin_fd)

@@ -177,7 +177,7 @@ class ExecServer:
                 signum = message.get("signal")
                 if isinstance(signum, int) and 0 < signum < 65:
                     try:
-                        self.client.signal(exec_id, signum)
+                        self.client.signal(exec_id, signum, group=True)
                     except AgentTimeout as e:
                         answer.send({"exit_code": 128 + signum,
                                      "error": f"{e.message}; the process may still run"})

@@ -246,12 +246,17 @@ class Execution:
 
     # -- control -----------------------------------------------------------------
 
-    def signal(self, signum: int) -> None:
-        """Deliver ``signum`` to the process; a process that is gone is not an error."""
+    def signal(self, signum: int, group: bool = False) -> None:
+        """Deliver ``signum`` to the process (``group``: to its process group, which it
+        leads: what it started gets it too); a process that is gone is not an error."""
         with self._signal_lock:
             if self._popen is None or self._exited.is_set():
                 return
             try:
+                if group:  # (it runs, not reaped: its pid is its group's id still)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.pid, signum)
+                        return
                 if self._pidfd is not None:
                     signal.pidfd_send_signal(self._pidfd, signum)
                 else:

@@ -373,7 +373,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if not 1 <= request.signal <= MAX_SIGNAL:
             raise InvalidArgument(f"invalid signal {request.signal}")
         execution = self._table.get(request.exec_id)
-        execution.signal(request.signal)
+        execution.signal(request.signal, group=request.group)
         return pb.SignalResponse()
 
     @_rpc

@@ -247,6 +247,18 @@ def test_exec_streams_separately_and_forwards_signals() -> None:
         assert code == 42, err
         assert out == b"got SIGINT\n"
         assert bx("exec", "sigexec", "true").returncode == 0  # the box is fine
+        # `timeout 600 boxlite exec box make test`: SIGTERM ends the job the exec
+        # started too, as `timeout` ends a host job (its children were left running)
+        job = subprocess.Popen([boxlite_bin(), "exec", "sigexec", "sh", "-c",
+                                "sleep 555; echo never"], stdout=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while b"sleep 555" not in bx("top", "sigexec").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(60) == 143
+        time.sleep(1)
+        assert b"sleep 555" not in bx("top", "sigexec").stdout
     finally:
         bx("rm", "-f", "sigexec")
 

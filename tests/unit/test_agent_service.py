@@ -250,6 +250,38 @@ def test_killed_is_128_plus_signal(agent: Agent) -> None:
     assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("group", [True, False])
+def test_a_group_signal_reaches_what_the_process_started(agent: Agent, tmp_path: Path,
+                                                          group: bool) -> None:
+    """An exec's client ended by SIGTERM (`timeout 600 boxlite exec box make test`):
+    the shell and the job it runs end, as `timeout` ends a host job; to the process
+    alone (a box's main, as docker's run), its children live on."""
+    pid_file = tmp_path / "child"
+    r = agent.exec(["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"])
+    deadline = time.monotonic() + T
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child = int(pid_file.read_text())
+    agent.stub.Signal(pb.SignalRequest(exec_id=r.exec_id, signal=15, group=group), timeout=T)
+    assert agent.wait(r.exec_id).exit_code == 143
+    time.sleep(0.2)
+    try:
+        alive = _alive(child)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, 9)
+    assert alive is not group
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_timeout_is_124(agent: Agent) -> None:
     start = time.monotonic()
     out, _, w = agent.run(["sh", "-c", "echo started; sleep 100"], timeout_s=0.5)

@@ -217,12 +217,14 @@ class WaitResponse(_message.Message):
     def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., timed_out: bool = ..., oom_killed: bool = ...) -> None: ...
 
 class SignalRequest(_message.Message):
-    __slots__ = ("exec_id", "signal")
+    __slots__ = ("exec_id", "signal", "group")
     EXEC_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     exec_id: str
     signal: int
-    def __init__(self, exec_id: _Optional[str] = ..., signal: _Optional[int] = ...) -> None: ...
+    group: bool
+    def __init__(self, exec_id: _Optional[str] = ..., signal: _Optional[int] = ..., group: bool = ...) -> None: ...
 
 class SignalResponse(_message.Message):
     __slots__ = ()
