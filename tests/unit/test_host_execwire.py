@@ -40,6 +40,7 @@ class FakeClient:
         self.hold = hold
         self.requests: list[dict[str, Any]] = []
         self.signals: list[int] = []
+        self.groups: list[bool] = []  # (an exec's: to its process group)
 
     def exec(self, **kw: Any) -> Started:
         self.requests.append(kw)
@@ -56,8 +57,9 @@ class FakeClient:
     def wait(self, exec_id: str) -> ExecResult:
         return ExecResult(self.exit_code, 0, False)
 
-    def signal(self, exec_id: str, signum: int) -> None:
+    def signal(self, exec_id: str, signum: int, group: bool = False) -> None:
         self.signals.append(signum)
+        self.groups.append(group)
         if self.hold is not None:
             self.hold.set()
 
@@ -124,6 +126,7 @@ def test_signals_reach_the_process(tmp_path: Path) -> None:
         send_line(sock, {"signal": 9999})  # out of range: ignored
         assert reader.next() == {"exit_code": 143}
     assert client.signals == [signal.SIGTERM]
+    assert client.groups == [True]  # (the job the exec started gets it too)
     server.close()
 
 
@@ -135,7 +138,7 @@ def test_a_signal_the_guest_does_not_take_ends_the_wait(tmp_path: Path) -> None:
     hold = threading.Event()
     client = FakeClient([(STDOUT, b"a"), (STDOUT, b"b")], 0, hold=hold)
 
-    def starved(exec_id: str, signum: int) -> None:
+    def starved(exec_id: str, signum: int, group: bool = False) -> None:
         raise AgentTimeout("signalling the process: the box's guest agent did not answer "
                            "in time")
 
