@@ -100,6 +100,23 @@ def mount_kernel_filesystems(
     _mount_cgroup(root, mount, is_mounted)
 
 
+def read_only_proc_sys(root: str, mount: MountFn = syscalls.mount,
+                       is_mounted: Callable[[str], bool] = is_mountpoint) -> None:
+    """The box's /proc/sys read-only, as runc makes it: a box process without
+    CAP_SYS_ADMIN cannot set the guest kernel's knobs (core_pattern would run a helper
+    of its choosing outside the box, as the guest's root). Once the box's PID namespace
+    has its proc on the box's /proc (pidns.py). Best effort."""
+    target = os.path.join(os.path.abspath(root), "proc/sys")
+    if not os.path.isdir(target) or is_mounted(target):
+        return
+    try:
+        mount(target, target, None, syscalls.MS_BIND, None)
+        mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
+              | _NOSUID | _NODEV | _NOEXEC, None)
+    except OSError as e:
+        console.log(f"boxlite-agent: /proc/sys stays writable in the box: {e}")
+
+
 def _mount_cgroup(root: str, mount: MountFn, is_mounted: Callable[[str], bool]) -> None:
     """CGROUP_MOUNT, where the box's sysfs has its place (a kernel without cgroups has
     none); a failure is said on the console: the box runs on without it."""

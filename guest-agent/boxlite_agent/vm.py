@@ -15,6 +15,7 @@ from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.containerfs import (
     mount_kernel_filesystems,
     provide_etc_files,
+    read_only_proc_sys,
     write_etc_files,
 )
 from boxlite_agent.entropy import add_entropy
@@ -70,6 +71,7 @@ class VmGuest:
             is_mounted = mounted_now()
             mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
             self._start_box_pids()
+            read_only_proc_sys(self._rootfs_dir, is_mounted=mounted_now())
             self._ready = True
             self._rootfs_serial = rootfs_serial
         if self._ready and os.access(HELPER, os.X_OK):  # (not on a development host)

@@ -89,11 +89,12 @@ def test_a_fractional_cpus_limits_the_box_and_the_box_reads_its_limits() -> None
     """--cpus 0.5 (docker's): one vCPU, and the box's cgroup gets half a CPU's time
     (cpu.max); the box reads its limits in a read-only /sys/fs/cgroup, as in docker."""
     script = ("nproc; cat /proc/self/cgroup /sys/fs/cgroup/box/cpu.max /sys/fs/cgroup/box/pids.max;"
-              " echo 1 > /sys/fs/cgroup/box/pids.max || echo read-only")
+              " echo 1 > /sys/fs/cgroup/box/pids.max || echo read-only;"
+              " echo '|/x' > /proc/sys/kernel/core_pattern || echo proc-sys-read-only")
     half = bx("run", "--rm", "--cpus", "0.5", IMAGE, "sh", "-c", script)
     assert half.returncode == 0, half.stderr
-    assert half.stdout.decode().split("\n")[:5] == ["1", "0::/box", "50000 100000", "4096",
-                                                    "read-only"]
+    assert half.stdout.decode().split("\n")[:6] == ["1", "0::/box", "50000 100000", "4096",
+                                                    "read-only", "proc-sys-read-only"]
     whole = bx("run", "--rm", IMAGE, "sh", "-c", "cat /sys/fs/cgroup/box/cpu.max || echo none")
     assert whole.stdout == b"none\n"  # (no limit asked: no cpu controller)
 
