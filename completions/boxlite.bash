@@ -2,7 +2,14 @@ _boxlite_completion() {
     local IFS=$'\n'
     local response
 
-    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD _BOXLITE_COMPLETE=bash_complete $1)
+    local line="${COMP_LINE:0:$COMP_POINT}" words cword cur colon=""
+    IFS=$' \t' read -ra words <<< "$line"
+    [[ -z $line || $line == *[[:space:]] ]] && words+=("")
+    cword=$(( ${#words[@]} - 1 ))
+    cur="${words[cword]}"
+    [[ $cur == *:* ]] && colon="${cur%"${cur##*:}"}"
+
+    response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
 
     for completion in $response; do
         IFS=',' read type value <<< "$completion"
@@ -14,7 +21,7 @@ _boxlite_completion() {
             COMPREPLY=()
             compopt -o default
         elif [[ $type == 'plain' ]]; then
-            COMPREPLY+=($value)
+            COMPREPLY+=("${value#"$colon"}")
             [[ $value == *: ]] && compopt -o nospace
         fi
     done

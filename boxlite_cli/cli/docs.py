@@ -30,11 +30,35 @@ def completion_script(shell: str) -> str:
     if cls is None:
         raise click.BadParameter(f"unsupported shell {shell!r}: choose bash, zsh or fish")
     source = cls(cli, {}, "boxlite", "_BOXLITE_COMPLETE").source()
-    if shell == "bash":  # (cp's `BOX:` goes on with a path inside the box: no space after)
-        plain = "            COMPREPLY+=($value)\n"
-        assert plain in source
-        source = source.replace(plain, plain + "            [[ $value == *: ]] && compopt -o nospace\n")
+    if shell == "bash":
+        source = _bash_colons(source)
     return source
+
+
+# bash splits words at `:` (COMP_WORDBREAKS): `localhost/debian:b` reached boxlite as
+# three words. The words are taken from the line as typed instead, and a candidate is
+# given without the part of the word before its last `:` (bash replaces only what
+# follows it), as bash-completion's __ltrim_colon_completions does.
+BASH_WORDS = """    local line="${COMP_LINE:0:$COMP_POINT}" words cword cur colon=""
+    IFS=$' \\t' read -ra words <<< "$line"
+    [[ -z $line || $line == *[[:space:]] ]] && words+=("")
+    cword=$(( ${#words[@]} - 1 ))
+    cur="${words[cword]}"
+    [[ $cur == *:* ]] && colon="${cur%"${cur##*:}"}"
+
+    response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
+"""
+
+
+def _bash_colons(source: str) -> str:
+    words = ('    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD '
+             '_BOXLITE_COMPLETE=bash_complete $1)\n')
+    plain = "            COMPREPLY+=($value)\n"
+    assert words in source and plain in source
+    return source.replace(words, BASH_WORDS).replace(plain, (
+        '            COMPREPLY+=("${value#"$colon"}")\n'
+        # (cp's `BOX:` goes on with a path inside the box: no space after it)
+        "            [[ $value == *: ]] && compopt -o nospace\n"))
 
 
 def _roff(text: str) -> str:

@@ -100,6 +100,10 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object],
     code = 0
     for ref, outcome in _outcomes(refs, action, parallel):
         if isinstance(outcome, BoxliteError):
+            if _debugging():  # (--debug: each failure's traceback, as a single one's)
+                import traceback
+
+                traceback.print_exception(outcome, file=sys.stderr)
             report(outcome.message, outcome.hint)
             if not (missing_is_done and isinstance(outcome, NoSuchBox)):
                 code = outcome.exit_code
@@ -109,6 +113,12 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object],
         else:
             click.echo(ref)
     return code
+
+
+def _debugging() -> bool:
+    """Whether this command runs with boxlite's --debug."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and getattr(ctx.find_root().obj, "debug", False))
 
 
 def _outcomes(refs: tuple[str, ...], action: Callable[[str], object],

@@ -288,6 +288,10 @@ def test_a_listing_whose_reader_goes_away_exits_141_quietly(home: Path) -> None:
 def test_debug_is_boxlites_only_before_the_command(script_runner: ScriptRunner) -> None:
     refused = bx(script_runner, "rm", "--debug", "nosuch")
     assert_one_line_error(refused, "No such option: --debug")  # (no traceback)
+    # before it: a traceback, for commands of several boxes too
+    traced = bx(script_runner, "--debug", "rm", "nosuch")
+    assert traced.returncode == 125
+    assert "Traceback" in traced.stderr and "boxlite: no such box: nosuch" in traced.stderr
 
 
 def test_version_names_boxlite_qemu_and_the_guest(script_runner: ScriptRunner, home: Path) -> None:

@@ -11,6 +11,9 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -436,6 +439,23 @@ def test_dockers_flag_values_and_short_option_equals(script_runner: ScriptRunner
     assert (box["config"]["auto_remove"], box["config"]["process"]["argv"][-2:]) == (
         False, ["echo", "--rm=true"])
     assert "A=1" in box["config"]["process"]["env"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path: Path) -> None:
+    """bash splits words at `:`: `rmi localhost/tiny:<TAB>` reached boxlite as three
+    words and completed nothing; the candidate is given after the `:` bash keeps."""
+    from boxlite_cli.cli.docs import completion_script
+
+    script = tmp_path / "boxlite.bash"
+    script.write_text(completion_script("bash"))
+    probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
+             "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
+             "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag"], done.stderr
 
 
 def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
