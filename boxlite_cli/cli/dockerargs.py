@@ -28,10 +28,16 @@ def rewrite(command: click.Command, args: list[str]) -> list[str]:
         name, eq, value = arg.partition("=")
         option = _option(command, name)
         if option is not None and eq and option.is_flag and not option.count:
-            if value.lower() in TRUE:
-                out.append(name)
-            elif value.lower() not in FALSE:
+            if value.lower() not in TRUE + FALSE:
                 raise click.BadParameter(f"{value!r} is not true or false", param=option)
+            wanted = value.lower() in TRUE
+            if name in option.secondary_opts:  # (--no-sig-proxy=false is --sig-proxy)
+                wanted = not wanted
+                name = option.opts[-1]
+            if wanted:
+                out.append(name)
+            elif option.secondary_opts:  # (--sig-proxy=false: its --no- form)
+                out.append(option.secondary_opts[-1])
             i += 1
             continue
         if option is not None and eq and not name.startswith("--"):

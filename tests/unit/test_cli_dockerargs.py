@@ -13,6 +13,7 @@ from boxlite_cli.cli.dockerargs import rewrite
 @click.option("-d", "--detach", is_flag=True)
 @click.option("-e", "--env", multiple=True)
 @click.option("--name")
+@click.option("--sig-proxy/--no-sig-proxy", default=True)
 @click.argument("image")
 @click.argument("command", nargs=-1)
 def run(**_: object) -> None:
@@ -28,6 +29,10 @@ def run(**_: object) -> None:
     (["img", "--rm=true", "-e=A=1"], ["img", "--rm=true", "-e=A=1"]),  # (the box's own)
     (["--", "--rm=true"], ["--", "--rm=true"]),
     (["-it", "--rm=true", "img"], ["-it", "--rm", "img"]),
+    # a flag with an off form: false is that form, not the default (which is on)
+    (["--sig-proxy=false", "img"], ["--no-sig-proxy", "img"]),
+    (["--sig-proxy=true", "img"], ["--sig-proxy", "img"]),
+    (["--no-sig-proxy=false", "img"], ["--sig-proxy", "img"]),
 ])
 def test_dockers_spellings_become_clicks(args: list[str], expected: list[str]) -> None:
     assert rewrite(run, args) == expected
