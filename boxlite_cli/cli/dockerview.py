@@ -41,7 +41,8 @@ def _mounts(state: BoxState, volume_dir: Callable[[str], Path]) -> list[dict[str
             "Type": "bind" if bind else "volume", "Name": "" if bind else m.source,
             "Source": m.source if bind else str(volume_dir(m.source)),
             "Destination": m.target, "Driver": "" if bind else "local",
-            "Mode": "ro" if m.readonly else "", "RW": not m.readonly,
+            "Mode": ",".join(o for o, on in (("ro", m.readonly), ("nocopy", m.nocopy)) if on),
+            "RW": not m.readonly,
             "Propagation": "rprivate" if bind else ""})
     return mounts
 

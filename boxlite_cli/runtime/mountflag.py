@@ -2,7 +2,7 @@
 
 Keys (docker's): `type` (bind, volume, tmpfs; default volume), `source`/`src`,
 `target`/`destination`/`dst`, `readonly`/`ro` (bare, or true/false/1/0), `tmpfs-size`,
-`tmpfs-mode`; `bind-propagation`, `consistency` and `volume-driver=local` are taken
+`tmpfs-mode`, `volume-nocopy`; `bind-propagation`, `consistency` and `volume-driver=local` are taken
 with no effect here (a VM's 9p share has no propagation). Fields are CSV, as docker's:
 a value with a comma is quoted (`"source=/a,b"`).
 """
@@ -29,7 +29,7 @@ def parse_mount(spec: str) -> tuple[str, str]:
         [fields] = list(csv.reader([spec], strict=True)) or [[]]
     except (csv.Error, ValueError):
         raise bad("it is not comma-separated KEY=VALUE fields") from None
-    kind, source, target, readonly = "volume", "", "", False
+    kind, source, target, readonly, nocopy = "volume", "", "", False, False
     tmpfs_options: list[str] = []
     for item in fields:
         key, eq, value = item.partition("=")
@@ -46,6 +46,10 @@ def parse_mount(spec: str) -> tuple[str, str]:
             if value.lower() not in TRUE + FALSE:
                 raise bad(f"{key}={value!r} is not true or false")
             readonly = value.lower() in TRUE
+        elif key == "volume-nocopy":
+            if value.lower() not in TRUE + FALSE:
+                raise bad(f"{key}={value!r} is not true or false")
+            nocopy = value.lower() in TRUE
         elif key == "tmpfs-size" and eq:
             tmpfs_options.append(f"size={value}")
         elif key == "tmpfs-mode" and eq:
@@ -69,8 +73,13 @@ def parse_mount(spec: str) -> tuple[str, str]:
         raise bad("a bind mount's source is an absolute host path")
     if kind == "volume" and source.startswith("/"):
         raise bad("a volume's source is a volume name (type=bind mounts a host path)")
+    if nocopy and kind != "volume":
+        raise bad("volume-nocopy is for type=volume")
+    if nocopy and not source:
+        raise bad("volume-nocopy needs a named volume (an anonymous one is always new)")
     parts = [source, target] if source else [target]  # (a volume with no source: anonymous)
-    return "volume", ":".join(parts) + (":ro" if readonly else "")
+    options = [*(["ro"] if readonly else []), *(["nocopy"] if nocopy else [])]
+    return "volume", ":".join(parts) + (":" + ",".join(options) if options else "")
 
 
 def split_mounts(specs: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:

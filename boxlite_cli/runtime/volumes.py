@@ -30,6 +30,7 @@ from boxlite_cli.state.volumes import BIND, NAME_RE, VOLUME, Mount, VolumeInfo, 
 from boxlite_cli.vmm.base import Share
 
 MODES = ("ro", "rw")
+NOCOPY = "nocopy"  # a new volume is not filled from the image (docker's)
 # docker's other -v options, taken and of no effect here: SELinux relabelling (no SELinux
 # in a box's VM), mount propagation and macOS consistency (a 9p share has neither)
 IGNORED_OPTIONS = ("z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate",
@@ -46,6 +47,7 @@ class VolumeRequest:
     source: str
     target: str
     readonly: bool = False
+    nocopy: bool = False
 
 
 KERNEL_MOUNTS = ("/proc", "/sys", "/dev")  # what the guest agent mounts in every box
@@ -63,19 +65,20 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         raise bad("too many ':' (use SRC:BOXPATH[:ro|rw])")
     if any(p == "" for p in parts):
         raise bad("an empty part (use SRC:BOXPATH[:ro|rw])")
-    readonly = False
+    readonly = nocopy = False
     if len(parts) == 3:
         options = parts[2].split(",")
         for option in options:
-            if option not in MODES + IGNORED_OPTIONS:
+            if option not in (*MODES, NOCOPY, *IGNORED_OPTIONS):
                 raise bad(f"unknown option {option!r} (use ro or rw)")
         if (len({o for o in options if o in MODES}) > 1 or len(options) != len(set(options))
                 or {"z", "Z"} <= set(options)):
             raise bad(f"options {parts[2]!r} repeat or conflict")
         readonly = "ro" in options
+        nocopy = NOCOPY in options
     target = parts[-1] if len(parts) == 1 else parts[1]
     if not target.startswith("/"):
-        if len(parts) == 2 and all(o in MODES + IGNORED_OPTIONS for o in parts[1].split(",")):
+        if len(parts) == 2 and all(o in (*MODES, NOCOPY, *IGNORED_OPTIONS) for o in parts[1].split(",")):
             raise bad("the path in the box is missing")
         raise bad(f"the path in the box {target!r} is not absolute")
     target = posixpath.normpath(target)
@@ -88,9 +91,11 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         return VolumeRequest("anonymous", "", target)
     source = parts[0]
     if source.startswith("/"):
+        if nocopy:
+            raise bad("nocopy is for volumes (a host directory is never filled from the image)")
         return VolumeRequest(BIND, os.path.normpath(source), target, readonly)
     if NAME_RE.match(source):
-        return VolumeRequest(VOLUME, source, target, readonly)
+        return VolumeRequest(VOLUME, source, target, readonly, nocopy)
     raise bad(f"{source!r} is neither an absolute host path nor a volume name "
               "(letters, digits, _.-); give host directories as absolute paths")
 
@@ -142,7 +147,7 @@ def resolve_mounts(store: VolumeStore, requests: list[VolumeRequest]) -> tuple[l
                 _, new = store.create(name, anonymous=anonymous)
                 if new:
                     made.append(name)
-                mounts.append(Mount(VOLUME, name, r.target, r.readonly, anonymous))
+                mounts.append(Mount(VOLUME, name, r.target, r.readonly, anonymous, r.nocopy))
         except BaseException:
             for name in made:
                 with contextlib.suppress(Exception):
@@ -183,9 +188,10 @@ def vm_shares(box_dir: Path, store: VolumeStore, mounts: list[Mount]
                               hint="it was removed; create it again: boxlite volume create "
                                    + m.source)
             shares.append(Share(tag, str(path), m.readonly))
-            # (docker's rule: a volume still empty gets what the image has at its target)
-            guest.append(GuestVolume(tag, m.target, m.readonly,
-                                     populate=not m.readonly and _is_empty(path)))
+            # (docker's rule: a volume still empty gets what the image has at its target,
+            # unless the box asked for nocopy)
+            populate = not m.readonly and not m.nocopy and _is_empty(path)
+            guest.append(GuestVolume(tag, m.target, m.readonly, populate=populate))
             continue
         if os.path.isdir(m.source):
             shares.append(Share(tag, m.source, m.readonly))

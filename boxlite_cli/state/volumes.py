@@ -35,6 +35,7 @@ class Mount:
     target: str
     readonly: bool = False
     anonymous: bool = False
+    nocopy: bool = False  # (a volume) not filled from the image while empty
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +43,8 @@ class Mount:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Mount:
         return cls(str(data["kind"]), str(data["source"]), str(data["target"]),
-                   bool(data.get("readonly", False)), bool(data.get("anonymous", False)))
+                   bool(data.get("readonly", False)), bool(data.get("anonymous", False)),
+                   bool(data.get("nocopy", False)))
 
 
 @dataclass(frozen=True)

@@ -102,14 +102,17 @@ def test_named_volume_shared_between_runs() -> None:
 def test_an_empty_volume_is_filled_from_the_image_once(tmp_path: Path) -> None:
     """docker's rule: a volume still empty at start gets what the image has at its
     target (owners and modes too); one with content keeps it; a host path is never
-    filled."""
+    filled; nor a volume mounted with nocopy."""
     try:
-        first = bx("run", "--rm", "-v", "e2e-apt:/etc/apt", "-v", "/etc/default", IMAGE, "sh",
+        first = bx("run", "--rm", "-v", "e2e-apt:/etc/apt", "-v", "/etc/default",
+                   "--mount", "src=e2e-skel,dst=/etc/skel,volume-nocopy", IMAGE, "sh",
                    "-c", "stat -c '%U %a' /etc/apt/sources.list.d; ls /etc/default | wc -l; "
+                         "ls -A /etc/skel | wc -l; "
                          "rm -r /etc/apt/apt.conf.d; echo mine > /etc/apt/note")
         assert first.returncode == 0, first.stderr
-        owner, count = first.stdout.decode().split("\n")[:2]
+        owner, count, skel = first.stdout.decode().split("\n")[:3]
         assert owner == "root 755" and int(count) > 0, first.stdout
+        assert skel == "0", first.stdout
         again = bx("run", "--rm", "-v", "e2e-apt:/etc/apt", IMAGE, "sh", "-c",
                    "cat /etc/apt/note; ls /etc/apt | grep -c apt.conf.d")
         assert again.stdout == b"mine\n0\n", again.stdout  # not filled a second time
@@ -119,7 +122,7 @@ def test_an_empty_volume_is_filled_from_the_image_once(tmp_path: Path) -> None:
         assert (bound.returncode, bound.stdout) == (0, b"")
         assert list(host.iterdir()) == []
     finally:
-        bx("volume", "rm", "e2e-apt")
+        bx("volume", "rm", "e2e-apt", "e2e-skel")
 
 
 @pytest.mark.parametrize(("spec", "needle"), [

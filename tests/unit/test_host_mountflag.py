@@ -32,13 +32,21 @@ def test_mounts_become_the_volume_or_tmpfs_they_mean(spec: str, expected: tuple[
     ("type=tmpfs,source=/h,target=/x", "takes no source"),
     ("type=bind,source=/h,target=/x,tmpfs-size=1m", "tmpfs options on a bind"),
     ("type=bind,source=/h,target=/x,readonly=maybe", "not true or false"),
-    ("type=bind,source=/h,target=/x,volume-nocopy", "unsupported field 'volume-nocopy'"),
+    ("type=bind,source=/h,target=/x,volume-nocopy", "volume-nocopy is for type=volume"),
+    ("type=volume,target=/x,volume-nocopy", "needs a named volume"),
+    ("type=volume,source=v,target=/x,volume-nocopy=perhaps", "not true or false"),
     ("type=bind,source=/h:x,target=/x", "':'"),
     ('type=bind,"source=/h', "comma-separated"),
 ])
 def test_bad_mounts_are_one_line_usage_errors(spec: str, says: str) -> None:
     with pytest.raises(UsageError, match=f"invalid --mount .*{says}"):
         parse_mount(spec)
+
+
+def test_volume_nocopy_is_the_v_option() -> None:
+    assert parse_mount("src=v,dst=/v,volume-nocopy") == ("volume", "v:/v:nocopy")
+    assert parse_mount("src=v,dst=/v,ro,volume-nocopy=true") == ("volume", "v:/v:ro,nocopy")
+    assert parse_mount("src=v,dst=/v,volume-nocopy=false") == ("volume", "v:/v")
 
 
 def test_split_mounts() -> None:

@@ -38,6 +38,8 @@ from boxlite_cli.vmm.qemu import QemuDriver, share_args
     ("/host/dir:/box/dir:z", VolumeRequest(BIND, "/host/dir", "/box/dir")),
     ("/host/dir:/box/dir:ro,Z", VolumeRequest(BIND, "/host/dir", "/box/dir", True)),
     ("/host/dir:/box/dir:rw,z,rprivate", VolumeRequest(BIND, "/host/dir", "/box/dir")),
+    ("data:/d:nocopy", VolumeRequest(VOLUME, "data", "/d", nocopy=True)),
+    ("data:/d:ro,nocopy", VolumeRequest(VOLUME, "data", "/d", True, True)),
 ])
 def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     assert parse_volume_spec(spec) == expected
@@ -50,7 +52,9 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("/h::ro", "empty part"),
     ("/a:/b:ro:extra", "too many"),
     ("/a:/b:rx", "unknown option 'rx'"),
-    ("/a:/b:ro,nocopy", "unknown option 'nocopy'"),
+    ("/a:/b:ro,nocopy", "nocopy is for volumes"),
+    ("/a:/b:copy", "unknown option 'copy'"),
+    ("/a:nocopy", "missing"),
     ("/a:/b:ro,rw", "options 'ro,rw' repeat or conflict"),
     ("/a:/b:z,z", "repeat or conflict"),
     ("/a:/b:z,Z", "repeat or conflict"),
@@ -156,6 +160,19 @@ def test_vm_shares_dirs_volumes_and_single_files(tmp_path: Path) -> None:
         vm_shares(box, store, mounts[1:2])
 
 
+def test_an_empty_volume_is_filled_from_the_image_unless_nocopy(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    for name in ("a", "b", "c"):
+        create_volume(store, name)
+    (store.data_dir("c") / "kept").write_text("")
+    box = tmp_path / "box"
+    box.mkdir()
+    mounts = [Mount(VOLUME, "a", "/a"), Mount(VOLUME, "b", "/b", nocopy=True),
+              Mount(VOLUME, "c", "/c")]
+    _, guest = vm_shares(box, store, mounts)
+    assert [g.populate for g in guest] == [True, False, False]
+
+
 def test_qemu_share_args(tmp_path: Path) -> None:
     spec = VmSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", agent_root=tmp_path / "a",
                   rootfs_disk=tmp_path / "r", console_log=tmp_path / "c",
@@ -186,5 +203,5 @@ def test_launch_round_trip(tmp_path: Path) -> None:
 def test_box_state_keeps_mounts() -> None:
     state = BoxState(id="a" * 64, name="n", config=BoxConfig(
         image="i", image_id="sha256:x", rootfs_base="", process=ProcessSpec(argv=["true"]),
-        mounts=[Mount(VOLUME, "v", "/v", True, True)]))
+        mounts=[Mount(VOLUME, "v", "/v", True, True), Mount(VOLUME, "w", "/w", nocopy=True)]))
     assert BoxState.from_json(state.to_json()) == state
