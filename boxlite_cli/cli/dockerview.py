@@ -29,7 +29,7 @@ def _port_map(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for p in ports:
         out.setdefault(p.private, []).append(
-            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+            {"HostIp": p.host_ip, "HostPort": p.host_ports if p.host_port else ""})
     return out
 
 

@@ -190,7 +190,8 @@ def network_options(f: F) -> F:
                      metavar="[HOSTIP:][HOSTPORT:]BOXPORT[/PROTO]",
                      help="Publish a box port on the host (HOSTIP defaults to 127.0.0.1, "
                           "HOSTPORT, omitted or 0, to a free port chosen at each start); "
-                          "ports may be ranges (8000-8001:80-81)."),
+                          "ports may be ranges (8000-8001:80-81; 8000-8010:80: a free one of "
+                          "the range)."),
         click.option("-P", "--publish-all", is_flag=True,
                      help="Publish every port the image EXPOSEs (that -p does not) on "
                           "127.0.0.1, on free ports chosen at each start."),

@@ -158,7 +158,7 @@ def _free_host_ports(network: NetworkConfig) -> NetworkConfig:
     """The source's published ports for a clone, each on a free host port chosen at every
     start (`boxlite port` says which): a fixed one would keep the clones and their source
     from running at once."""
-    return dataclasses.replace(network, ports=[dataclasses.replace(p, host_port=0)
+    return dataclasses.replace(network, ports=[dataclasses.replace(p, host_port=0, host_port_end=0)
                                                for p in network.ports])
 
 
@@ -173,9 +173,9 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
     refuse_paused(source, "clone it (its guest cannot flush its disk)")
-    fixed = sorted({p.host_port for p in source.config.network.ports if p.host_port})
+    fixed = sorted({p.host_ports for p in source.config.network.ports if p.host_port})
     if fixed:
-        rt.warn(f"box {source.name} publishes host port(s) {', '.join(map(str, fixed))}: its "
+        rt.warn(f"box {source.name} publishes host port(s) {', '.join(fixed)}: its "
                 "clones get free ones at each start instead (boxlite port CLONE says which)")
     gone = Conflict(f"box {source.name} was removed while it was being cloned")
     try:

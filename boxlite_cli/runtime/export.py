@@ -436,8 +436,13 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
             raise ArchiveError(f"{what}: invalid manifest: host IP {host_ip!r}") from None
         if not loopback or ":" in host_ip:  # (IPv6: QEMU's NAT publishes on IPv4 only)
             host_ip, rebound = "127.0.0.1", rebound + 1
+        host_port = _int(p, "host_port", what, 0, 65535, 0)
+        host_port_end = _int(p, "host_port_end", what, 0, 65535, 0)
+        _expect(host_port_end == 0 or 0 < host_port < host_port_end, what,
+                f"host port range {host_port}-{host_port_end}")
         ports.append(PortMapping(box_port=_int(p, "box_port", what, 1, 65535), proto=proto,
-                                 host_ip=host_ip, host_port=_int(p, "host_port", what, 0, 65535, 0)))
+                                 host_ip=host_ip, host_port=host_port,
+                                 host_port_end=host_port_end))
     return NetworkConfig(mode=mode, dns=dns, extra_hosts=hosts, ports=ports), rebound
 
 

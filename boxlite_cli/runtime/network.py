@@ -119,7 +119,8 @@ def _port_range(text: str, spec: str) -> tuple[int, int] | None:
 
 def parse_publish_ranges(spec: str) -> list[PortMapping]:
     """docker's -p with port ranges: `8000-8001:80-81` (as many host ports as box
-    ports), `80-81` (free host ports); a spec without a range is parse_publish's."""
+    ports), `80-81` (free host ports), `8000-8010:80` (one free port of the range);
+    a spec without a range is parse_publish's."""
     rest, slash, proto = spec.strip().rpartition("/")
     if not slash:
         rest, proto = spec.strip(), ""
@@ -130,16 +131,17 @@ def parse_publish_ranges(spec: str) -> list[PortMapping]:
     boxes, hosts = _port_range(box_text, spec), _port_range(host_text, spec)
     if boxes is None and hosts is None:
         return [parse_publish(spec)]
-    if boxes is None:
-        raise UsageError(f"invalid port spec {spec!r}: a range of host ports for one box "
-                         "port is not supported", hint="give one host port, or none")
-    if hosts is None and host_text not in ("", "0"):
-        raise UsageError(f"invalid port spec {spec!r}: one host port for a range of box ports")
-    if hosts is not None and hosts[1] - hosts[0] != boxes[1] - boxes[0]:
-        raise UsageError(f"invalid port spec {spec!r}: the host and box ranges differ in length")
     prefix = "".join(part + ":" for part in front[:-1])
     suffix = f"/{proto}" if slash else ""
+    if boxes is not None and hosts is None and host_text not in ("", "0"):
+        raise UsageError(f"invalid port spec {spec!r}: one host port for a range of box ports")
+    if boxes is not None and hosts is not None and hosts[1] - hosts[0] != boxes[1] - boxes[0]:
+        raise UsageError(f"invalid port spec {spec!r}: the host and box ranges differ in length")
     try:
+        if boxes is None:  # (docker's: one free port of the host range, chosen at each start)
+            assert hosts is not None
+            one = parse_publish(f"{prefix}{hosts[0]}:{box_text}{suffix}")
+            return [dataclasses.replace(one, host_port_end=hosts[1] if hosts[1] > hosts[0] else 0)]
         return [parse_publish(f"{prefix}{'' if hosts is None else hosts[0] + i}:{port}{suffix}"
                               if front else f"{port}{suffix}")
                 for i, port in enumerate(range(boxes[0], boxes[1] + 1))]
@@ -177,7 +179,7 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
         raise UsageError("cannot publish ports (-p) of a box with --network none")
     seen: set[tuple[str, str, int]] = set()
     for p in ports:
-        if p.host_port:
+        if p.host_port and not p.host_port_end:  # (a range: a free port of it)
             key = (p.host_ip, p.proto, p.host_port)
             if key in seen:
                 raise UsageError(f"host port {p.public}/{p.proto} is published twice")
@@ -237,25 +239,40 @@ def bind_host_ports(ports: Iterable[PortMapping]) -> list[PortMapping]:
     Raises Conflict (one line) when a port is in use or the address is not on this
     host. The ports are released again before returning: QEMU binds them a moment later.
     """
+    wanted = list(ports)
     held: list[socket.socket] = []
-    out: list[PortMapping] = []
+    out: dict[int, PortMapping] = {}
+    # (fixed ports first, so that a range next to one of its ports leaves it free)
+    order = sorted(range(len(wanted)), key=lambda i: bool(wanted[i].host_port_end))
     try:
-        for p in ports:
-            try:
-                sock = _bind(p)
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    raise Conflict(f"cannot publish {p.private} on {p.public}: the host port "
-                                   "is already in use") from None
-                raise Conflict(f"cannot publish {p.private} on {p.public}: "
-                               f"{e.strerror or e}") from None
+        for i in order:
+            sock = _bind_one_of(wanted[i])
             held.append(sock)
-            out.append(PortMapping(p.box_port, p.proto, p.host_ip, sock.getsockname()[1]))
+            p = wanted[i]
+            out[i] = PortMapping(p.box_port, p.proto, p.host_ip, sock.getsockname()[1])
     finally:
         for sock in held:
             with contextlib.suppress(OSError):
                 sock.close()
-    return out
+    return [out[i] for i in range(len(wanted))]
+
+
+def _bind_one_of(p: PortMapping) -> socket.socket:
+    """A socket bound to p's host port, or to the first free one of its range."""
+    last = p.host_port_end or p.host_port
+    for port in range(p.host_port, last + 1):
+        try:
+            return _bind(dataclasses.replace(p, host_port=port, host_port_end=0))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE and port < last:
+                continue
+            if e.errno == errno.EADDRINUSE:
+                taken = "every host port of the range is" if p.host_port_end else "the host port is"
+                raise Conflict(f"cannot publish {p.private} on {p.public}: {taken} "
+                               "already in use") from None
+            raise Conflict(f"cannot publish {p.private} on {p.public}: "
+                           f"{e.strerror or e}") from None
+    raise AssertionError("unreachable: a range has at least one port")
 
 
 def hosts_entries(config: NetworkConfig) -> list[tuple[str, str]]:

@@ -14,14 +14,22 @@ NETWORK_MODES = (NAT, NONE)
 class PortMapping:
     """One published port: `host_ip:host_port` on the host → `box_port/proto` in the box.
 
-    In a box's config `host_port` 0 means "a free port, chosen at every start"; the
-    mappings a start actually bound (state `ports`) always carry the real port.
+    In a box's config `host_port` 0 means "a free port, chosen at every start", and a
+    `host_port_end` (docker's `-p 8000-8010:80`) "a free one of host_port..host_port_end,
+    chosen at every start"; the mappings a start actually bound (state `ports`) always
+    carry the real port.
     """
 
     box_port: int
     proto: str = "tcp"
     host_ip: str = "127.0.0.1"
     host_port: int = 0
+    host_port_end: int = 0  # 0: host_port alone
+
+    @property
+    def host_ports(self) -> str:
+        """`8000`, or a range `8000-8010`."""
+        return f"{self.host_port}-{self.host_port_end}" if self.host_port_end else str(self.host_port)
 
     @property
     def private(self) -> str:
@@ -32,7 +40,7 @@ class PortMapping:
     def public(self) -> str:
         """The host side: `127.0.0.1:32768` (`[::1]:32768` for IPv6)."""
         ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
-        return f"{ip}:{self.host_port}"
+        return f"{ip}:{self.host_ports}"
 
     @classmethod
     def from_json(cls, data: Any) -> PortMapping:
@@ -40,7 +48,8 @@ class PortMapping:
             raise ValueError("a port mapping is not a JSON object")
         return cls(box_port=int(data["box_port"]), proto=str(data.get("proto", "tcp")),
                    host_ip=str(data.get("host_ip", "127.0.0.1")),
-                   host_port=int(data.get("host_port", 0)))
+                   host_port=int(data.get("host_port", 0)),
+                   host_port_end=int(data.get("host_port_end", 0)))
 
 
 @dataclass

@@ -369,6 +369,32 @@ def test_host_port_in_use_fails_before_boot(e2e_home: Path) -> None:
     assert vm_processes(e2e_home) == []
 
 
+def test_a_host_port_range_publishes_on_its_first_free_port() -> None:
+    """docker's `-p 8000-8010:80`: one box port on a free port of the host range."""
+    with socket.socket() as busy:
+        for port in range(31000, 60000, 97):
+            try:
+                busy.bind(("127.0.0.1", port))
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                continue
+        busy.listen()
+        created = bx("create", "--name", "net-range", "-p", f"{port}-{port + 1}:80", IMAGE,
+                     "sleep", "60")
+        assert created.returncode == 0, created.stderr
+        try:
+            assert bx("start", "net-range").returncode == 0
+            assert host_ports("net-range") == {"80/tcp": f"127.0.0.1:{port + 1}"}
+            socket.create_connection(("127.0.0.1", port + 1), timeout=5).close()  # QEMU's
+            bindings = bx("inspect", "-f", "{{json .HostConfig.PortBindings}}", "net-range")
+            assert json.loads(bindings.stdout) == {
+                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": f"{port}-{port + 1}"}]}
+        finally:
+            bx("rm", "-f", "net-range")
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--network", "none", "-p", "80"], "cannot publish ports (-p) of a box with --network none"),
     (["-p", "0"], "is not in 1-65535"),

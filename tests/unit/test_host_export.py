@@ -150,6 +150,21 @@ def test_an_imported_ipv6_port_is_published_on_127_0_0_1(rt: Runtime, disk: byte
     assert warnings
 
 
+def test_an_imported_host_port_range_is_kept_and_checked(rt: Runtime, disk: bytes) -> None:
+    doc = manifest(disk)
+    doc["config"]["network"]["ports"] = [{"box_port": 80, "host_port": 8000, "host_port_end": 8010}]
+    state = ex.import_box(rt, io.BytesIO(archive([reg("manifest.json", json.dumps(doc).encode()),
+                                                  reg("disks/rootfs.qcow2", disk)])),
+                          "a.bx", "ranged", warn=lambda _: None)
+    assert rt.boxes.read(state.id).config.network.ports == [
+        PortMapping(80, host_port=8000, host_port_end=8010)]
+    doc["config"]["network"]["ports"][0]["host_port_end"] = 7000  # (runs backwards)
+    with pytest.raises(ex.ArchiveError, match="host port range 8000-7000"):
+        ex.import_box(rt, io.BytesIO(archive([reg("manifest.json", json.dumps(doc).encode()),
+                                              reg("disks/rootfs.qcow2", disk)])),
+                      "a.bx", "backwards", warn=lambda _: None)
+
+
 def test_import_name_clash_leaves_nothing(rt: Runtime, disk: bytes) -> None:
     first = do_import(rt, archive(good_members(disk)), "dup")
     before = sorted(leftovers(rt))

@@ -3,6 +3,7 @@ round trip, what the guest is told, and the guest's /etc files and ioctl structs
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 import sys
@@ -68,7 +69,7 @@ def test_publish_specs(spec: str, expected: PortMapping) -> None:
     ("1.2.3:8080:80", "not an IP address"),
     ("localhost:8080:80", "not an IP address"),
     ("a:b:c:d", "use [HOSTIP:]"),
-    ("8000-8010:80", "ranges are not supported"),
+    ("8000-8010:80", "ranges are not supported"),  # (parse_publish_ranges' to take)
     ("[::1]:80", "use [IPv6]"),
     ("[::1]:8080:80", "published on IPv4 addresses only"),
     ("[::1]::80/udp", "published on IPv4 addresses only"),
@@ -93,8 +94,18 @@ def test_port_ranges_publish_one_port_each(spec: str,
             for m in parse_publish_ranges(spec)] == expected
 
 
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("8000-8010:80", PortMapping(80, host_port=8000, host_port_end=8010)),
+    ("0.0.0.0:9000-9001:53/udp", PortMapping(53, "udp", "0.0.0.0", 9000, 9001)),
+    ("8000-8000:80", PortMapping(80, host_port=8000)),
+])
+def test_a_host_range_for_one_box_port_is_one_mapping(spec: str, expected: PortMapping) -> None:
+    """docker's `-p 8000-8010:80`: one free port of the range, chosen at each start."""
+    assert parse_publish_ranges(spec) == [expected]
+    assert NetworkConfig.from_json({"ports": [dataclasses.asdict(expected)]}).ports == [expected]
+
+
 @pytest.mark.parametrize(("spec", "says"), [
-    ("8000-8001:80", "a range of host ports for one box port"),
     ("80:80-81", "one host port for a range of box ports"),
     ("8000-8002:80-81", "differ in length"),
     ("81-80", "runs backwards"),
@@ -172,6 +183,50 @@ def test_a_host_port_in_use_is_a_conflict_in_one_line() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(Conflict, match="already in use"):
             bind_host_ports([PortMapping(53, "udp", host_port=port)])
+
+
+def _neighbouring_listeners(count: int) -> list[socket.socket]:
+    """`count` sockets listening on neighbouring free ports of 127.0.0.1."""
+    for base in range(31000, 60000, 97):
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+            return held
+        except OSError:
+            for sock in held:
+                sock.close()
+    pytest.skip("no neighbouring free ports on this host")
+
+
+def test_a_host_range_binds_its_first_free_port_and_fixed_ports_go_first() -> None:
+    busy, *free = _neighbouring_listeners(3)
+    first = busy.getsockname()[1]
+    for sock in free:
+        sock.close()
+    try:
+        ranged = PortMapping(80, host_port=first, host_port_end=first + 2)
+        bound = bind_host_ports([ranged, PortMapping(81, host_port=first + 1)])
+        assert [p.host_port for p in bound] == [first + 2, first + 1]
+        assert [p.box_port for p in bound] == [80, 81] and not bound[0].host_port_end
+    finally:
+        busy.close()
+
+
+def test_a_host_range_all_in_use_is_a_conflict_in_one_line() -> None:
+    held = _neighbouring_listeners(2)
+    first = held[0].getsockname()[1]
+    try:
+        with pytest.raises(Conflict) as e:
+            bind_host_ports([PortMapping(80, host_port=first, host_port_end=first + 1)])
+    finally:
+        for sock in held:
+            sock.close()
+    assert str(e.value) == (f"cannot publish 80/tcp on 127.0.0.1:{first}-{first + 1}: "
+                            "every host port of the range is already in use")
 
 
 def test_an_address_not_on_this_host_is_a_conflict() -> None:
