@@ -442,8 +442,12 @@ class ImageStore:
                                 hint=f"the image is broken; remove it (boxlite rmi "
                                      f"{image.reference.short}) and ask its publisher") from e
                 config = image.config.get("config")
-                make_volume_dirs(tree, config.get("Volumes") if isinstance(config, dict) else None,
-                                 ownership)
+                try:
+                    make_volume_dirs(tree, config.get("Volumes") if isinstance(config, dict)
+                                     else None, ownership)
+                except ImageError as e:
+                    raise ImageError(f"image {image.reference.short} cannot be unpacked: "
+                                     f"{e.message}") from e
                 partial = work / "rootfs.ext4"
                 make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)
                 partial.replace(dest)

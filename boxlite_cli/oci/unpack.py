@@ -263,16 +263,38 @@ def make_volume_dirs(root: Path, volumes: object, ownership: Ownership | None = 
             parts = clean_member_name(str(path))
         except ValueError:
             continue  # (a `..` in it: not a place in the image)
-        for i in range(1, len(parts) + 1):
-            host = resolve_in_root(str(root), parts[:i], follow_last=True)
-            if os.path.lexists(host):
-                if not os.path.isdir(host):
-                    break  # a file there: the box sees that, as it would without this
-                continue
-            os.mkdir(host)
-            os.chmod(host, 0o755)  # (whatever the umask)
-            shown = "/" + os.path.relpath(host, root)
-            if ownership is not None:
-                ownership.set(shown, Wanted(0, 0, 0o755))
-            made.append(shown)
+        try:
+            for i in range(1, len(parts) + 1):
+                host = resolve_in_root(str(root), parts[:i], follow_last=True)
+                if os.path.lexists(host):
+                    if not os.path.isdir(host):
+                        break  # a file there: the box sees that, as it would without this
+                    continue
+                # (a link to a place that is not there yet, as `/var/lib/db -> /data/db`:
+                # the place is made, with its missing parents, as docker's mount makes it)
+                if not _make_missing(root, Path(host), ownership, made):
+                    break
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                continue  # a file in the way, or a link loop: the box sees that
+            raise ImageError(f"cannot make its VOLUME {path}: {e.strerror or e}") from e
     return made
+
+
+def _make_missing(root: Path, host: Path, ownership: Ownership | None, made: list[str]) -> bool:
+    """Make `host` (resolved inside `root`: what exists of it is real directories) and
+    its missing parents, root's and 0755. False when a file is in the way."""
+    here = root
+    for name in host.relative_to(root).parts:
+        here = here / name
+        if os.path.lexists(here):
+            if os.path.islink(here) or not os.path.isdir(here):
+                return False
+            continue
+        os.mkdir(here)
+        os.chmod(here, 0o755)  # (whatever the umask)
+        shown = "/" + str(here.relative_to(root))
+        if ownership is not None:
+            ownership.set(shown, Wanted(0, 0, 0o755))
+        made.append(shown)
+    return True

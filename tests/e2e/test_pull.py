@@ -29,7 +29,7 @@ from tests.e2e.conftest import boxlite_bin, bx, vm_processes
 from tests.support import testimages as ti
 from tests.support.faultproxy import BLOB_PATH, MANIFEST_PATH, FaultProxy
 from tests.support.fixtures import PUBLIC_REPO, TEST_PASSWORD, TEST_USER
-from tests.support.ocibuild import Image, Layer, file
+from tests.support.ocibuild import Image, Layer, directory, file, symlink
 from tests.support.ocipush import PushedImage, push
 from tests.support.registry import RegistryServer
 
@@ -308,10 +308,12 @@ def test_the_volumes_of_an_image_are_directories_of_its_base(store: Store,
     """A VOLUME that no layer makes (docker mounts a volume there, so it always exists)
     is a directory of the box's root: root's, 0755 (no boot: read with debugfs)."""
     config = {"Env": list(ti.BUSYBOX_ENV), "Cmd": ["sh"],
-              "Volumes": {"/srv/data/db": {}, "/bin": {}, "/bin/sh/x": {}}}
-    pushed = push(registry, "busybox", Image((ti.busybox_layer(),), config), tag="volumes")
+              "Volumes": {"/srv/data/db": {}, "/bin": {}, "/bin/sh/x": {}, "/var/lib/pg": {}}}
+    # (a database image's link to a place no layer makes: docker's mount makes it)
+    linked = Layer.of([directory("var"), directory("var/lib"), symlink("var/lib/pg", "/data/pg")])
+    pushed = push(registry, "busybox", Image((ti.busybox_layer(), linked), config), tag="volumes")
     base = create_base(store, pushed)
-    for path in ("/srv", "/srv/data", "/srv/data/db"):
+    for path in ("/srv", "/srv/data", "/srv/data/db", "/data", "/data/pg"):
         ino = stat(base, path)
         assert ino is not None and (ino.kind, ino.mode, ino.uid, ino.gid) == (
             "directory", 0o755, 0, 0), (path, ino)

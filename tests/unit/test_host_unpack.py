@@ -576,3 +576,18 @@ def test_the_volumes_an_image_names_are_made_when_its_layers_lack_them(tmp_path:
     assert not (tmp_path / "escape").exists() and not (tmp_path / "elsewhere").exists()
     assert ownership.get("/srv/data") == Wanted(0, 0, 0o755)
     assert make_volume_dirs(root, None) == [] and make_volume_dirs(root, ["/x"]) == []
+
+
+def test_a_volume_through_a_link_to_a_missing_place_makes_that_place(tmp_path: Path) -> None:
+    """A database image's `/var/lib/db -> /data/db`, with no /data: docker's mount makes
+    /data/db; the image was unusable here ("No such file or directory: .../tree/data/db")."""
+    root = tmp_path / "tree"
+    (root / "var" / "lib").mkdir(parents=True)
+    os.symlink("/data/db", root / "var" / "lib" / "db")
+    os.symlink("../../../../outside/x", root / "var" / "lib" / "up")  # (kept inside too)
+    (root / "f").write_text("x")
+    os.symlink("/f/below", root / "var" / "lib" / "overfile")
+    made = make_volume_dirs(root, {"/var/lib/db": {}, "/var/lib/up": {}, "/var/lib/overfile": {}})
+    assert made == ["/data", "/data/db", "/outside", "/outside/x"]
+    assert (root / "data" / "db").is_dir() and (root / "var" / "lib" / "db").is_symlink()
+    assert not (tmp_path / "outside").exists() and (root / "f").read_text() == "x"
