@@ -4,10 +4,11 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the host needs: QEMU, disk tools, payload build tools; then what the
-# tests need on top (a real OCI registry, htpasswd for its basic auth, tmux for ttys).
+# tests need on top (a real OCI registry, htpasswd for its basic auth, tmux for ttys,
+# openssl for a TLS registry's certificate).
 APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs mmdebstrap busybox-static cpio \
 	kmod zstd gcc libc6-dev python3-venv ca-certificates debian-archive-keyring
-TEST_APT_PACKAGES := tmux docker-registry apache2-utils
+TEST_APT_PACKAGES := tmux docker-registry apache2-utils openssl
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

@@ -9,13 +9,16 @@ Range request after an interruption.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -49,7 +52,7 @@ def is_insecure(registry: str, settings: RegistrySettings) -> bool:
         host = registry[1:].split("]", 1)[0]
     else:
         host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -80,6 +83,67 @@ def basic_auth_header(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
 
+def registry_cas(registry: str, settings: RegistrySettings) -> list[Path]:
+    """The CA certificates given for this registry (settings.cert_dirs: HOST[:PORT]/*.crt)."""
+    found: list[Path] = []
+    if not registry or "/" in registry or registry.startswith("."):
+        return found
+    for base in settings.cert_dirs:
+        with contextlib.suppress(OSError):
+            found += sorted(p for p in (base / registry).iterdir()
+                            if p.suffix == ".crt" and p.is_file())
+    return found
+
+
+def _tls_verify(registry: str, settings: RegistrySettings) -> bool | ssl.SSLContext:
+    """httpx's `verify`: off for an insecure registry; the usual CAs (certifi's, as
+    httpx's own) and the registry's own where it has some."""
+    if is_insecure(registry, settings):
+        return False
+    cas = registry_cas(registry, settings)
+    if not cas:
+        return True
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    for ca in cas:
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as e:
+            raise RegistryError(f"cannot use the CA certificate {ca} of {registry}: {e}",
+                                hint="fix or remove the file") from None
+    return context
+
+
+def _ssl_error(error: BaseException) -> ssl.SSLError | None:
+    """The TLS failure under an httpx error, if it is one (then retrying will not help)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _tls_failure(what: str, registry: str, settings: RegistrySettings,
+                 error: ssl.SSLError) -> RegistryError:
+    """One line on a TLS failure, with the way out."""
+    allow = (f"if you trust it, allow it: BOXLITE_INSECURE_REGISTRIES={registry} "
+             "(or insecure_registries in config.toml)")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        where = (settings.cert_dirs[0] / registry / "ca.crt") if settings.cert_dirs else None
+        trust = f"put its CA certificate in {where}, or " if where is not None else ""
+        return RegistryError(f"{what} from {registry}: its TLS certificate is not trusted "
+                             f"({error.verify_message or error.reason})", hint=trust + allow)
+    if error.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
+        return RegistryError(f"{what} from {registry}: it does not speak HTTPS (a plain-HTTP "
+                             "registry?)", hint=allow)
+    return RegistryError(f"{what} from {registry}: the TLS handshake failed "
+                         f"({error.reason or error})", hint=allow)
+
+
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "timed out waiting for the registry"
@@ -107,7 +171,8 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._use_basic = False
         timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 15.0))
-        self._http = httpx.Client(timeout=timeout, follow_redirects=True, verify=not self.insecure,
+        self._http = httpx.Client(timeout=timeout, follow_redirects=True,
+                                  verify=_tls_verify(registry, settings),
                                   headers={"User-Agent": f"boxlite/{__version__}"}, trust_env=True)
 
     def close(self) -> None:
@@ -132,6 +197,9 @@ class RegistryClient:
             try:
                 resp = attempt_once()
             except httpx.TransportError as e:
+                tls = _ssl_error(e)
+                if tls is not None:  # (a certificate or a protocol: no retry mends it)
+                    raise _tls_failure(what, self.registry, self.settings, tls) from None
                 last, last_status = e, ""
                 continue
             except httpx.TooManyRedirects:

@@ -8,6 +8,10 @@
 
 `BOXLITE_INSECURE_REGISTRIES` (comma-separated), `BOXLITE_REGISTRY_TIMEOUT` and
 `BOXLITE_REGISTRY_RETRIES` override the file; `BOXLITE_VMM` overrides `vmm`.
+
+A registry's own CA certificates, as docker's and podman's: `*.crt` files in
+`<config dir>/certs.d/HOST[:PORT]/`, `/etc/containers/certs.d/HOST[:PORT]/` or
+`/etc/docker/certs.d/HOST[:PORT]/`, trusted for that registry beside the usual ones.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 from boxlite_cli.errors import UsageError
 
 CONFIG_FILE = "config.toml"
+CERTS_DIR = "certs.d"
+SYSTEM_CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class RegistrySettings:
     insecure: frozenset[str] = field(default_factory=frozenset)
     timeout_s: float = 30.0
     retries: int = 3
+    # where a registry's CA certificates are looked for (HOST[:PORT]/*.crt), ours first
+    cert_dirs: tuple[Path, ...] = ()
 
 
 def _number(source: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
@@ -71,6 +79,7 @@ def registry_settings(config_dir: Path) -> RegistrySettings:
         insecure=frozenset(hosts),
         timeout_s=_number("registry timeout", timeout, float, 0.1),
         retries=_number("registry retries", retries, int, 0),
+        cert_dirs=(config_dir / CERTS_DIR, *map(Path, SYSTEM_CERT_DIRS)),
     )
 
 

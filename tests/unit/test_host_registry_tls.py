@@ -1,0 +1,144 @@
+"""A registry's TLS: its own CA certificates (certs.d, as docker's and podman's), and a
+TLS failure said in one line with the way out, never retried (a real TLS server of
+the test's own, reached under a name that is not loopback)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.errors import RegistryError
+from boxlite_cli.oci.credentials import Credentials
+from boxlite_cli.oci.registry import RegistryClient, is_insecure, registry_cas
+from boxlite_cli.state.settings import RegistrySettings
+
+NAME = "registry.boxlite-test"  # (resolved to 127.0.0.1 by the test only: not loopback to us)
+
+
+class _V2(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _cert(tmp_path: Path) -> tuple[Path, Path]:
+    key, crt = tmp_path / "key.pem", tmp_path / "ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={NAME}", "-addext", f"subjectAltName=DNS:{NAME}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
+    return crt, key
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _V2)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NAME resolves to 127.0.0.1 (a registry that is not loopback by its name)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kw: object) -> object:
+        return real("127.0.0.1" if host == NAME else host, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> tuple[Path, Path]:
+    return _cert(tmp_path)
+
+
+@pytest.fixture
+def tls_port(cert: tuple[Path, Path]) -> Iterator[int]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    yield from _serve(context)
+
+
+@pytest.fixture
+def plain_port() -> Iterator[int]:
+    yield from _serve(None)
+
+
+def _login(registry: str, settings: RegistrySettings, sleeps: list[float]) -> None:
+    with RegistryClient(registry, settings, Credentials("u", "p"), sleep=sleeps.append) as client:
+        client.check_login()
+
+
+def test_an_untrusted_certificate_is_one_line_with_the_fix_and_no_retry(
+        named: None, tls_port: int, tmp_path: Path) -> None:
+    registry = f"{NAME}:{tls_port}"
+    settings = RegistrySettings(retries=3, cert_dirs=(tmp_path / "certs.d",))
+    sleeps: list[float] = []
+    with pytest.raises(RegistryError) as e:
+        _login(registry, settings, sleeps)
+    assert e.value.message.startswith(f"checking the login from {registry}: its TLS "
+                                      "certificate is not trusted (")
+    assert "\n" not in e.value.message and sleeps == []  # (no retry)
+    assert e.value.hint == (f"put its CA certificate in {tmp_path}/certs.d/{registry}/ca.crt, "
+                            f"or if you trust it, allow it: BOXLITE_INSECURE_REGISTRIES="
+                            f"{registry} (or insecure_registries in config.toml)")
+
+
+def test_a_registrys_own_ca_in_certs_d_is_trusted(named: None, tls_port: int, tmp_path: Path,
+                                                   cert: tuple[Path, Path]) -> None:
+    registry = f"{NAME}:{tls_port}"
+    docker_dir = tmp_path / "etc-docker-certs.d"
+    (docker_dir / registry).mkdir(parents=True)
+    (docker_dir / registry / "ca.crt").write_bytes(cert[0].read_bytes())
+    (docker_dir / registry / "client.key").write_text("not a CA: not read")
+    settings = RegistrySettings(cert_dirs=(tmp_path / "certs.d", docker_dir))
+    assert registry_cas(registry, settings) == [docker_dir / registry / "ca.crt"]
+    _login(registry, settings, [])  # (no error: the certificate verified)
+    assert registry_cas("../x", settings) == [] and registry_cas(".", settings) == []
+
+
+def test_a_broken_ca_file_is_named(named: None, tmp_path: Path) -> None:
+    ours = tmp_path / "certs.d" / f"{NAME}:1"
+    ours.mkdir(parents=True)
+    (ours / "ca.crt").write_text("garbage")
+    with pytest.raises(RegistryError, match=r"cannot use the CA certificate .*ca\.crt of "):
+        RegistryClient(f"{NAME}:1", RegistrySettings(cert_dirs=(tmp_path / "certs.d",)))
+
+
+def test_a_plain_http_registry_is_said_so(named: None, plain_port: int) -> None:
+    registry = f"{NAME}:{plain_port}"
+    sleeps: list[float] = []
+    with pytest.raises(RegistryError) as e:
+        _login(registry, RegistrySettings(retries=3), sleeps)
+    assert e.value.message == (f"checking the login from {registry}: it does not speak HTTPS "
+                               "(a plain-HTTP registry?)")
+    assert sleeps == [] and e.value.hint is not None
+    assert f"BOXLITE_INSECURE_REGISTRIES={registry}" in e.value.hint
+    # ... and allowed, it is reached over plain HTTP
+    _login(registry, RegistrySettings(insecure=frozenset({registry})), [])
+
+
+def test_loopback_by_any_spelling_is_insecure() -> None:
+    settings = RegistrySettings()
+    for registry in ("localhost:5000", "LOCALHOST:5000", "Localhost", "127.0.0.1:5000",
+                     "[::1]:5000"):
+        assert is_insecure(registry, settings), registry
+    assert not is_insecure("localhost.example:5000", settings)
