@@ -57,6 +57,7 @@ def login(cli: CliContext, username: str | None, password: str | None, password_
 @pass_cli
 def logout(cli: CliContext, server: str) -> int:
     """Remove the saved credentials of a registry (docker.io when SERVER is omitted)."""
-    registry = cli.runtime.image_ops.logout(server)
-    click.echo(f"Removing login credentials for {registry}")
+    registry, removed = cli.runtime.image_ops.logout(server)
+    click.echo(f"Removing login credentials for {registry}" if removed
+               else f"Not logged in to {registry}")
     return 0

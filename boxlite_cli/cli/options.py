@@ -92,6 +92,12 @@ def _check_platform(ctx: click.Context, param: click.Parameter, value: str | Non
                          "only (the guest's architecture)")
 
 
+platform_option = click.option(
+    "--platform", metavar="OS/ARCH", expose_value=False, callback=_check_platform,
+    help=f"Taken for docker's sake: boxes run {HOST_PLATFORM} images (another platform is "
+         "refused).")
+
+
 def box_options(f: F) -> F:
     """Options of a new box (run and create)."""
     for decorator in reversed([
@@ -159,10 +165,7 @@ def box_options(f: F) -> F:
         click.option("--privileged", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: a box's root has every capability, in "
                           "a VM of its own, unless --cap-drop takes some."),
-        click.option("--platform", metavar="OS/ARCH", expose_value=False,
-                     callback=_check_platform,
-                     help=f"Taken for docker's sake: boxes run {HOST_PLATFORM} images "
-                          "(another platform is refused)."),
+        platform_option,
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      show_default=True, help="Pull the image before creating the box."),
         click.option("-v", "--volume", "volumes", multiple=True,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.options import platform_option
 
 
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
+@platform_option
 @click.argument("reference")
 @pass_cli
 def pull(cli: CliContext, quiet: bool, reference: str) -> int:

@@ -64,11 +64,11 @@ class Images:
         self.credentials.save(registry, creds)
         return registry
 
-    def logout(self, server: str) -> str:
+    def logout(self, server: str) -> tuple[str, bool]:
+        """The registry, and whether credentials of it were removed (False: there were
+        none here; a logout then is no failure, as docker's is none)."""
         registry = normalize_registry(server)
-        if not self.credentials.remove(registry):
-            raise NotFound(f"not logged in to {registry}")
-        return registry
+        return registry, self.credentials.remove(registry)
 
     def find(self, text: str) -> Image | None:
         """The local image `text` names, in docker's order: a reference the store has,

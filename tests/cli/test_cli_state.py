@@ -342,6 +342,17 @@ def test_bad_process_options_leave_nothing(script_runner: ScriptRunner, image: s
     assert names(home) == []
 
 
+@pytest.mark.parametrize("command", [["pull"], ["image", "pull"]])
+def test_pull_takes_dockers_platform_of_the_guest_only(script_runner: ScriptRunner, home: Path,
+                                                       command: list[str]) -> None:
+    refused = bx(script_runner, *command, "--platform", "linux/arm64", "example.com/a:1")
+    assert_one_line_error(refused, "invalid --platform 'linux/arm64'")
+    # (taken: the pull goes on to the store, where the image is, with no registry asked)
+    listed = bx(script_runner, *command, "--platform", "linux/amd64", "--help")
+    assert listed.returncode == 0 and "--platform OS/ARCH" in listed.stdout
+    assert not (home / "images" / "tmp").exists() or not any((home / "images" / "tmp").iterdir())
+
+
 def test_a_bad_log_size_leaves_nothing(script_runner: ScriptRunner, image: str, home: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOXLITE_LOG_MAX_SIZE", "10 apples")
