@@ -76,23 +76,31 @@ def docker_config_path() -> Path:
     return (Path(base) if base else Path.home() / ".docker") / "config.json"
 
 
-def _from_helper(helper: str, registry: str) -> Credentials | None:
+def _from_helper(helper: str, registry: str) -> tuple[Credentials | None, str | None]:
+    """A credential helper's answer, and what went wrong with it (None: nothing)."""
     server = DOCKER_HUB_KEY if registry == DEFAULT_REGISTRY else registry
+    program = f"docker-credential-{helper}"
     try:
-        out = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
+        out = subprocess.run([program, "get"], input=server.encode(),
                              capture_output=True, timeout=HELPER_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except subprocess.TimeoutExpired:
+        return None, f"the credential helper {program} did not answer"
+    except OSError as e:
+        return None, f"the credential helper {program} cannot run ({e.strerror or e})"
+    said = (out.stdout + out.stderr).decode(errors="replace").strip().splitlines()
     if out.returncode != 0:
-        return None
+        if said and said[-1].strip() == "credentials not found in native keychain":
+            return None, None  # (the helper has none for it: docker's "not logged in")
+        return None, (f"the credential helper {program} failed (exit status {out.returncode}"
+                      + (f": {said[-1].strip()[:200]}" if said else "") + ")")
     try:
         data = json.loads(out.stdout)
-    except ValueError:
-        return None
-    user, secret = data.get("Username"), data.get("Secret")
+        user, secret = data.get("Username"), data.get("Secret")
+    except (ValueError, AttributeError):
+        return None, f"the credential helper {program} answered something other than JSON"
     if isinstance(user, str) and isinstance(secret, str) and user != "<token>":
-        return Credentials(user, secret)
-    return None
+        return Credentials(user, secret), None
+    return None, None
 
 
 class CredentialStore:
@@ -113,20 +121,32 @@ class CredentialStore:
 
     def get(self, registry: str) -> Credentials | None:
         """Credentials for `registry`: boxlite's login first, then docker's config."""
+        return self.lookup(registry)[0]
+
+    def lookup(self, registry: str) -> tuple[Credentials | None, str | None]:
+        """Credentials for `registry`, and why there are none where a source of them
+        failed (a credential helper, an entry that cannot be decoded): a pull that then
+        needs a login says so, instead of only "requires a login"."""
         registry = normalize_registry(registry)
-        own = _decode_auth(self._matching(_read_json(self.path).get("auths"), registry))
+        own_entry = self._matching(_read_json(self.path).get("auths"), registry)
+        own = _decode_auth(own_entry)
         if own is not None:
-            return own
+            return own, None
         docker = _read_json(docker_config_path())
         helpers = docker.get("credHelpers")
         if isinstance(helpers, dict):
             for key, helper in helpers.items():
                 if isinstance(helper, str) and normalize_registry(str(key)) == registry:
                     return _from_helper(helper, registry)
-        found = _decode_auth(self._matching(docker.get("auths"), registry))
+        entry = self._matching(docker.get("auths"), registry)
+        found = _decode_auth(entry)
+        problem = None
         if found is None and isinstance(docker.get("credsStore"), str):
-            found = _from_helper(docker["credsStore"], registry)
-        return found
+            found, problem = _from_helper(docker["credsStore"], registry)
+        if found is None and problem is None and (entry or own_entry):
+            where = self.path if own_entry else docker_config_path()
+            problem = f"the entry for {registry} in {where} cannot be read"
+        return found, problem
 
     def save(self, registry: str, creds: Credentials) -> None:
         if ":" in creds.username:

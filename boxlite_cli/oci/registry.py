@@ -159,10 +159,13 @@ class RegistryClient:
 
     def __init__(self, registry: str, settings: RegistrySettings,
                  credentials: Credentials | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 credentials_problem: str | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.credentials = credentials
+        # why there are no credentials, where a source of them failed: said when needed
+        self.credentials_problem = credentials_problem
         self.host = DOCKER_HUB_ENDPOINT if registry == DEFAULT_REGISTRY else registry
         self.insecure = is_insecure(registry, settings)
         self._sleep = sleep
@@ -277,8 +280,7 @@ class RegistryClient:
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if self.credentials is None:
-                raise AuthError(f"{self.registry} requires a login",
-                                hint=f"run: boxlite login {self.registry}")
+                raise AuthError(f"{self.registry} requires a login", hint=self._login_hint())
             self._use_basic = True
             return
         if scheme != "bearer" or not params.get("realm"):
@@ -312,6 +314,12 @@ class RegistryClient:
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self.registry}'s token service sent no token")
         return token
+
+    def _login_hint(self) -> str:
+        login = f"boxlite login {self.registry}"
+        if self.credentials_problem:
+            return f"no credentials: {self.credentials_problem}; fix that, or run: {login}"
+        return f"run: {login}"
 
     # API -------------------------------------------------------------------------------
 
@@ -356,8 +364,9 @@ class RegistryClient:
         name = f"{self.registry}/{repository}"
         if resp.status_code in (401, 403):
             raise AuthError(f"pull access denied for {name}: {detail}",
-                            hint=f"the repository may not exist, or may need: boxlite login "
-                                 f"{self.registry}")
+                            hint=self._login_hint() if self.credentials_problem else
+                            f"the repository may not exist, or may need: boxlite login "
+                            f"{self.registry}")
         if resp.status_code == 404:
             if detail.startswith("NAME_UNKNOWN"):
                 raise NotFound(f"repository {name} not found: {detail}")

@@ -46,8 +46,9 @@ class Images:
     def client(self, registry: str) -> RegistryClient:
         from boxlite_cli.oci.registry import RegistryClient
 
-        return RegistryClient(registry, registry_settings(self.paths.config),
-                              self.credentials.get(registry))
+        credentials, problem = self.credentials.lookup(registry)
+        return RegistryClient(registry, registry_settings(self.paths.config), credentials,
+                              credentials_problem=problem)
 
     def pull(self, ref: str | Reference, progress: PullProgress | None = None) -> PullResult:
         reference = parse_reference(ref) if isinstance(ref, str) else ref

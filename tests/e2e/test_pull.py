@@ -488,6 +488,18 @@ def test_credentials_from_docker_config(store: Store, tmp_path: Path, auth_regis
                                         auth_busybox_image: PushedImage) -> None:
     docker_dir = tmp_path / "docker"
     docker_dir.mkdir()
+    # a credential helper that fails: the pull that needs a login says so, as docker does
+    helper = docker_dir / "docker-credential-broken"
+    helper.write_text("#!/bin/sh\necho 'keyring locked' >&2\nexit 3\n")
+    helper.chmod(0o755)
+    (docker_dir / "config.json").write_text(json.dumps({"credHelpers": {auth_registry.host: "broken"}}))
+    broken = store.bx("pull", auth_busybox_image.reference,
+                      env={"DOCKER_CONFIG": str(docker_dir),
+                           "PATH": f"{docker_dir}:{os.environ['PATH']}"})
+    assert_error(broken)
+    assert (b"hint: no credentials: the credential helper docker-credential-broken failed "
+            b"(exit status 3: keyring locked)") in broken.stderr
+    store.assert_nothing_of(auth_busybox_image)
     token = base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()
     (docker_dir / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
     proc = store.bx("pull", auth_busybox_image.reference, env={"DOCKER_CONFIG": str(docker_dir)})

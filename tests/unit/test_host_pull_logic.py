@@ -21,7 +21,7 @@ from boxlite_cli.oci.mediatypes import (
     document_kind,
     parse_json_document,
 )
-from boxlite_cli.oci.registry import is_insecure, parse_challenge
+from boxlite_cli.oci.registry import RegistryClient, is_insecure, parse_challenge
 from boxlite_cli.state.settings import RegistrySettings, registry_settings
 
 DIGEST = "sha256:" + "a" * 64
@@ -110,6 +110,40 @@ def test_docker_credential_helpers_are_asked(tmp_path: Path, monkeypatch: pytest
     store = CredentialStore(tmp_path / "cfg")
     assert store.get("reg.lan") == Credentials("u", "s")
     assert store.get("other.lan") is None
+
+
+def test_a_failing_credential_helper_or_entry_is_said_where_a_login_is_needed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker says "error getting credentials"; a pull here was told only "requires a
+    login", while the user is logged in through the helper."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker-credential-broken").write_text("#!/bin/sh\necho 'helper crashed' >&2\nexit 3\n")
+    (bindir / "docker-credential-empty").write_text(
+        "#!/bin/sh\necho 'credentials not found in native keychain'\nexit 1\n")
+    for helper in bindir.iterdir():
+        helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "credHelpers": {"broken.lan": "broken", "empty.lan": "empty", "gone.lan": "gone"},
+        "auths": {"bad64.lan": {"auth": "%%%"}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    store = CredentialStore(tmp_path / "cfg")
+    assert store.lookup("broken.lan") == (None, "the credential helper docker-credential-broken "
+                                                "failed (exit status 3: helper crashed)")
+    assert store.lookup("empty.lan") == (None, None)  # (none saved: no failure)
+    gone = store.lookup("gone.lan")[1]
+    assert gone is not None and gone.startswith("the credential helper docker-credential-gone "
+                                                "cannot run (")
+    assert store.lookup("bad64.lan") == (
+        None, f"the entry for bad64.lan in {tmp_path / 'config.json'} cannot be read")
+    assert store.lookup("other.lan") == (None, None)
+    client = RegistryClient("broken.lan", RegistrySettings(),
+                            credentials_problem=store.lookup("broken.lan")[1])
+    assert client._login_hint() == ("no credentials: the credential helper docker-credential-"
+                                    "broken failed (exit status 3: helper crashed); fix that, "
+                                    "or run: boxlite login broken.lan")
+    client.close()
 
 
 def test_manifest_kinds_and_schema1_rejection() -> None:
