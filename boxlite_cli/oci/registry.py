@@ -396,6 +396,7 @@ class RegistryClient:
         `progress` gets the number of bytes held so far, after every chunk.
         """
         failures = 0
+        from_disk = ingest.offset > 0  # resuming a partial an earlier pull left
         while True:
             offset = ingest.offset
             try:
@@ -407,7 +408,15 @@ class RegistryClient:
                     for chunk in resp.iter_bytes(CHUNK) if encoded else resp.iter_raw():
                         ingest.write(chunk)
                         progress(ingest.offset)
-                ingest.commit()
+                try:
+                    ingest.commit()  # (a mismatch discards what was written)
+                except ImageError as e:
+                    if from_disk:  # that partial may be what was wrong: once more, whole
+                        from_disk = False
+                        continue
+                    raise ImageError(f"blob {digest[:19]} of {self.registry}/{repository}: "
+                                     f"{e.message}", hint="pull again; if it fails the same "
+                                     "way, the registry serves a broken blob") from e
                 return
             except httpx.TransportError as e:
                 failures += 1

@@ -757,6 +757,27 @@ def test_interrupted_pull_resumes_with_range(store: Store, busybox_image: Pushed
     assert layer in store.blobs()
 
 
+def test_a_corrupt_partial_is_fetched_again_whole_in_the_same_pull(
+        store: Store, busybox_image: PushedImage, fault_proxy: FaultProxy) -> None:
+    """A partial whose bytes went bad on disk fails the digest once resumed: the same
+    pull then fetches the blob from byte 0 (it failed, and only the next pull mended it)."""
+    ref = busybox_image.at(fault_proxy.host)
+    [layer] = busybox_image.layer_digests
+    fault_proxy.truncate_blobs(300_000, path=re.escape(layer))
+    assert_error(store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"}))
+    [partial] = store.partials()
+    with open(partial, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0corrupt")
+    fault_proxy.reset()
+    again = store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"})
+    assert again.returncode == 0, again.stderr
+    fetched = [r.status for r in fault_proxy.requests if layer in r.path and r.method == "GET"]
+    assert fetched == [206, 200], fetched  # the rest, then the whole blob
+    assert store.partials() == []
+    store.assert_blobs_verified()
+
+
 class SlowRelay:
     """A TCP relay to an upstream port that passes responses on at `rate` bytes/s."""
 
