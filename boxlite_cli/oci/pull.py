@@ -129,6 +129,8 @@ class Puller:
         return raw, digest, doc, document_kind(doc, content_type)
 
     def pull(self, ref: Reference) -> PullResult:
+        if ref.digest and ref.tag:  # (docker's: the digest names the image; the tag is dropped)
+            ref = Reference(ref.registry, ref.repository, None, ref.digest)
         raw, repo_digest, doc, kind = self._manifest(ref, ref.digest or ref.tag or "latest")
         manifest_raw, manifest_digest = raw, repo_digest
         if kind == "index":
@@ -158,6 +160,8 @@ class Puller:
                 ingest.restart()
                 ingest.write(manifest_raw)
                 ingest.commit()
+        # (docker's "Downloaded newer image" whenever the name is new here or moved)
+        downloaded |= self.store.tags().get(str(ref)) != manifest_digest
         self.store.tag(ref, manifest_digest)
         if ref.digest is None:
             self.store.tag(Reference(ref.registry, ref.repository, None, repo_digest), manifest_digest)

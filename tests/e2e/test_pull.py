@@ -245,6 +245,11 @@ def test_pull_busybox_output_images_and_inspect(store: Store, busybox_image: Pus
     ]
     quiet = store.bx("pull", "-q", ref)
     assert quiet.returncode == 0 and quiet.stdout.decode() == ref + "\n"
+    # a tag and a digest: the digest names the image and the tag is dropped (docker's)
+    name = ref.rsplit(":", 1)[0]
+    both = pull_ok(store, f"{name}:other@{busybox_image.manifest_digest}")
+    assert both.stdout.decode().splitlines()[-1] == f"{name}@{busybox_image.manifest_digest}"
+    assert not any("other" in key for key in store.tags())
     store.assert_blobs_verified()
     assert set(busybox_image.layer_digests) | {busybox_image.config_digest} <= set(store.blobs())
     assert store.partials() == []
