@@ -97,6 +97,10 @@ class AgentTimeout(AgentError):
     """The guest agent did not answer in time (a guest starved by its own box)."""
 
 
+class BoxRestarted(AgentError):
+    """A call pinned to one run of a box reached another (it was restarted meanwhile)."""
+
+
 class DiskError(BoxliteError):
     """Creating or changing a disk image failed."""
 

@@ -13,9 +13,16 @@ import grpc
 
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
-from boxlite_cli.errors import AgentError, AgentTimeout, BoxliteError, UsageError
+from boxlite_cli.errors import AgentError, AgentTimeout, BoxliteError, BoxRestarted, UsageError
 
 T = TypeVar("T")
+
+# A client's pin to one run of a box (the PID of its shim), sent with each of its calls:
+# the shim refuses one that carries another (ABORTED), so that a CLI attached to a run
+# never follows the next one (a `restart` meanwhile), as gRPC's reconnects to the same
+# socket path would have it do.
+PIN_METADATA = "boxlite-shim-pid"
+RESTARTED = "the box was restarted: this is another run of it"
 
 CHANNEL_OPTIONS = [
     # Retry a missing socket quickly...
@@ -112,6 +119,8 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
         return UsageError(f"{what}: {details}")  # type: ignore[return-value]
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return AgentError(f"{what}: the box is not reachable ({details})")
+    if code == grpc.StatusCode.ABORTED and details == RESTARTED:
+        return BoxRestarted(f"{what}: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         # (a guest starved by its own processes: a CPU hog at real-time priority, a fork
         # bomb; `stop` and `rm -f` still work, from the host)
@@ -122,6 +131,43 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
     return AgentError(f"{what}: {details}")
 
 
+class _Pin(grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+           grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+           grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+           grpc.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    """Adds the pin (PIN_METADATA) to every call of a channel."""
+
+    def __init__(self, pin: str) -> None:
+        self.pin = pin
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), (PIN_METADATA, self.pin)]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
 class AgentClient:
     """Calls into one box's guest agent."""
 
@@ -130,8 +176,13 @@ class AgentClient:
         self.stub = pb_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
 
     @classmethod
-    def connect(cls, target: str) -> AgentClient:
-        return cls(open_channel(target))
+    def connect(cls, target: str, pin: int | None = None) -> AgentClient:
+        """A client of the agent at `target`; with `pin` (its shim's PID), of that run
+        of the box only (PIN_METADATA)."""
+        channel = open_channel(target)
+        if pin is not None:
+            channel = grpc.intercept_channel(channel, _Pin(str(pin)))
+        return cls(channel)
 
     def close(self) -> None:
         self.channel.close()

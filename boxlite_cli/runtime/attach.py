@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.errors import BoxliteError, Conflict
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
 from boxlite_cli.runtime.runtime import MAIN
 from boxlite_cli.runtime.terminal import forwarding_signals, raw_terminal, terminal_size
+from boxlite_cli.state.pidfile import read_pidfile
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
+    from boxlite_cli.state.records import BoxState
 
 STDERR = 1  # (a log record's stream)
 PROXIED = (signal.SIGINT, signal.SIGTERM)
@@ -135,7 +137,11 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
     stopped, or 0 after a detach."""
     state = rt.running(ref, "attach to it")
     process = state.config.process
-    client = rt.connect(state)
+    files = rt.files(state.id)
+    # (this run of the box only: a `restart` meanwhile ends the attach, as docker's)
+    shim = read_pidfile(files.shim_pid)
+    client = AgentClient.connect(f"unix:{files.agent_socket}",
+                                 pin=shim.pid if shim is not None else None)
     try:
         attachment = Attachment(rt, state.id, client, stdin=stdin and process.stdin,
                                 tty=process.tty, sig_proxy=sig_proxy, detach_keys=detach_keys)
@@ -144,11 +150,13 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
         client.close()
     if attachment.detached:
         return 0
-    rt.wait_stopped(state.id, STOP_WAIT_S)
+    rt.wait_stopped(state.id, STOP_WAIT_S, shim=shim)
     if attachment.exit_code is not None:
         return attachment.exit_code
+    now: BoxState | None = None
     with contextlib.suppress(BoxliteError):  # (killed: what the box recorded)
-        code = rt.get(state.id).exit_code
-        if code is not None:
-            return code
-    return 0
+        now = rt.get(state.id)
+    if now is not None and now.started_at != state.started_at:
+        raise Conflict(f"box {state.name} was restarted: the run this followed ended",
+                       hint=f"attach to the new run: boxlite attach {state.name}")
+    return now.exit_code if now is not None and now.exit_code is not None else 0

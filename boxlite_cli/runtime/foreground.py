@@ -10,10 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-from boxlite_cli.errors import BoxliteError, BoxStopped, OutputLost, VmError
+from boxlite_cli.errors import BoxliteError, BoxRestarted, BoxStopped, Conflict, OutputLost, VmError
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
+from boxlite_cli.state.pidfile import read_pidfile
 
 STOP_WAIT_S = 60.0
 
@@ -29,7 +30,8 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
     from boxlite_cli.runtime.session import Detached, Session
 
     try:
-        client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
+        files = rt.files(box_id)
+        client = AgentClient.connect(f"unix:{files.agent_socket}", pin=_run_of(files.shim_pid))
         try:
             # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
             # takes the output over, for `logs` and `attach`)
@@ -37,6 +39,10 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
                            detach_keys=detach_keys if stdin and tty else None).run().exit_code
         except Detached:
             return 0
+        except BoxRestarted:  # (another shell's `restart`: that run ended, another began)
+            raise Conflict(f"box {_name(rt, box_id)} was restarted: the run this followed "
+                           "ended", hint="attach to the new run: boxlite attach "
+                           + _name(rt, box_id)) from None
         except BoxliteError:
             # The VM went away under us: the shim says why (and records it).
             if started is not None and exit_pipe is not None:
@@ -55,6 +61,18 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
             os.close(exit_pipe)
     rt.wait_stopped(box_id, STOP_WAIT_S)
     return code
+
+
+def _run_of(shim_pid_file: Path) -> int | None:
+    """The pin of the box's current run (its shim's PID; None when unknown)."""
+    record = read_pidfile(shim_pid_file)
+    return record.pid if record is not None else None
+
+
+def _name(rt: Runtime, box_id: str) -> str:
+    with contextlib.suppress(BoxliteError, OSError):
+        return rt.boxes.read(box_id).name
+    return box_id[:12]
 
 
 def _recorded_exit(code: int, error: str | None) -> int:

@@ -813,15 +813,30 @@ class Runtime:
         waits for more until the box stops; `tail` keeps only the last lines written so
         far."""
         box_id = self.resolve(ref)
+        followed: list[float | None] = []  # the run followed: its start time, once running
+        cutoff: list[int] = []  # ns: where the run a restart began starts in the log
 
         def live() -> bool:
+            """The box's run we follow is on: docker's `logs -f` ends when the container
+            stops, and does not go on with the run a `restart` begins."""
             try:
-                return self.get(box_id).status in LIVE
+                state = self.get(box_id)
             except NotFound:  # (a --rm box, removed once it ended: its log was read to the end)
                 return False
+            if not followed:
+                if state.status == Status.RUNNING:
+                    followed.append(state.started_at)
+                return state.status in LIVE
+            if state.started_at != followed[0] and state.started_at is not None:
+                cutoff.append(int(state.started_at * 1e9))
+            return (state.status in (Status.RUNNING, Status.STOPPING)
+                    and state.started_at == followed[0])
 
-        yield from read_log(self.files(box_id).container_log, follow, tail, live=live,
-                            window=window)
+        for record in read_log(self.files(box_id).container_log, follow, tail, live=live,
+                               window=window):
+            if cutoff and record.ns >= cutoff[0]:
+                return
+            yield record
 
     # stop and remove ------------------------------------------------------------------
 
@@ -838,12 +853,14 @@ class Runtime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.pid, sig)
 
-    def wait_stopped(self, box_id: str, timeout_s: float) -> bool:
-        """Wait until the box's shim has exited; True if it did within the timeout."""
+    def wait_stopped(self, box_id: str, timeout_s: float,
+                     shim: ProcessRecord | None = None) -> bool:
+        """Wait until the box's shim (`shim`: that one, of one run of it) has exited;
+        True if it did within the timeout."""
         files = self.files(box_id)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            record = read_pidfile(files.shim_pid)
+            record = shim or read_pidfile(files.shim_pid)
             if record is None or not record.alive():
                 return True
             time.sleep(0.02)

@@ -7,6 +7,7 @@ exec ends, so the shim knows when the main process's output has been delivered.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from boxlite_cli.agent.client import PIN_METADATA, RESTARTED
 from boxlite_cli.agent.pb import agent_pb2 as pb
 
 ATTACH = "/boxlite.v1.Agent/Attach"
@@ -93,6 +95,7 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self.upstream = upstream
         self.tracker = tracker
         self.tee = tee or {}
+        self.pin = str(os.getpid())  # (see PIN_METADATA)
 
     def service(self, details: grpc.HandlerCallDetails) -> Any:
         method: str = details.method
@@ -101,6 +104,9 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def _forwarder(self, method: str) -> Callable[[Iterator[bytes], grpc.ServicerContext],
                                                   Iterator[bytes]]:
         def forward(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            pins = [v for k, v in context.invocation_metadata() or () if k == PIN_METADATA]
+            if pins and pins[0] != self.pin:
+                context.abort(grpc.StatusCode.ABORTED, RESTARTED)
             key = None
             if method in TRACKED:
                 first = next(requests, None)

@@ -56,8 +56,21 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last line is stderr's
 
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
+        # an attach and a `logs -f` of this run end with it, as docker's: they do not
+        # follow the run a restart begins (gRPC reconnects to the same socket path)
+        followers = [subprocess.Popen([boxlite_bin(), *args, "lc"], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                     for args in (["attach"], ["logs", "-f"])]
+        time.sleep(1)
         restarted = bx("restart", "-t", "1", "lc")
         assert restarted.returncode == 0, restarted.stderr
+        try:
+            ended = [(f.wait(timeout=60), f.stderr.read()) for f in followers]  # type: ignore[union-attr]
+        finally:
+            for f in followers:
+                f.kill()
+        assert ended[0][0] in (137, 143) and ended[1] == (0, b"oops\n"), ended
+        assert b"goaway" not in ended[0][1].lower(), ended
         assert bx("exec", "lc", "cat", "/root/f").stdout == b"persisted\n"
         out, _ = logs_until("lc", b"started\nstarted")
         assert out == b"started\nstarted\n"

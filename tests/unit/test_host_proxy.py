@@ -7,6 +7,7 @@ proxy serves on a second unix socket in front of it, as the shim does on agent.s
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -23,7 +24,7 @@ import pytest
 from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
-from boxlite_cli.errors import AgentError, UsageError
+from boxlite_cli.errors import AgentError, BoxRestarted, UsageError
 from boxlite_cli.shim.proxy import ATTACH, AttachTracker, ProxyHandler
 
 BIG = bytes(range(256)) * 8192  # 2 MiB, more than one HTTP/2 frame window
@@ -271,6 +272,9 @@ class SilentContext:
     def time_remaining(self) -> None:
         return None
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
     def add_callback(self, callback: Callable[[], None]) -> bool:
         self.callbacks.append(callback)
         return True
@@ -299,6 +303,27 @@ def test_a_forwarder_closed_mid_stream_cancels_its_upstream_call() -> None:
         channel.close()
         server.stop(0)
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_a_client_pinned_to_another_run_of_the_box_is_refused(rig: Rig) -> None:
+    """A CLI attached to one run (pinned to its shim's PID) that reaches the shim of the
+    next (a `restart` meanwhile: gRPC reconnects to the same socket path) is refused,
+    every kind of call; one pinned to this run, or not pinned, passes."""
+    this_run = AgentClient.connect(rig.proxy_target, pin=os.getpid())
+    other_run = AgentClient.connect(rig.proxy_target, pin=os.getpid() + 1)
+    try:
+        assert this_run.ping(timeout=10, wait_for_ready=True).agent_version == "fake-1.0"
+        assert list(this_run.attach("main"))[:1] == [(STDOUT, b"out main")]
+        with pytest.raises(BoxRestarted, match="the box was restarted"):
+            other_run.wait("main", timeout=10)
+        with pytest.raises(BoxRestarted):
+            list(other_run.attach("main"))
+        with pytest.raises(BoxRestarted):
+            other_run.send_input("main", iter([b"x"]))
+        assert rig.client.ping(timeout=10).kernel == "6.1.0-test"
+    finally:
+        this_run.close()
+        other_run.close()
 
 
 def test_unknown_method_is_unimplemented_upstream(rig: Rig) -> None:
