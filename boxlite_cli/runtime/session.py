@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import signal
@@ -21,6 +22,9 @@ from boxlite_cli.runtime.terminal import (
     raw_terminal,
     terminal_size,
 )
+
+# A terminal that hung up: reads and writes fail with these (EIO; ENXIO on some ptys)
+HANGUP_ERRNOS = (errno.EIO, errno.ENXIO)
 
 
 class Detached(Exception):
@@ -62,7 +66,13 @@ class Session:
         while True:
             try:
                 data = os.read(self.stdin_fd, 65536)
-            except OSError:
+            except OSError as e:
+                if self.tty and e.errno in HANGUP_ERRNOS:
+                    # Our terminal hung up (a closed window, a dropped ssh): the process
+                    # hears SIGHUP, as on a terminal of its own, not a ^D that a shell
+                    # would take for a clean exit.
+                    self._control.put(("signal", signal.SIGHUP))
+                    return
                 data = b""
             if not data:
                 pump.queue.put(None)  # (the end of our input: the box's stdin's, ^D on a tty)
@@ -135,6 +145,6 @@ class Session:
         if self._wait_error is not None:
             raise self._wait_error
         assert self._result is not None
-        if sink.error is not None:
+        if sink.error is not None and not (self.tty and sink.error.errno in HANGUP_ERRNOS):
             raise OutputLost(sink.error.strerror or str(sink.error), self._result.exit_code)
-        return self._result
+        return self._result  # (on a terminal that hung up: the process's own end, SIGHUP's)

@@ -71,4 +71,5 @@ def raw_terminal(fd: int, wanted: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(termios.error):  # (a terminal that hung up: none to restore)
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)

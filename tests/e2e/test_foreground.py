@@ -263,40 +263,57 @@ def test_exec_streams_separately_and_forwards_signals() -> None:
         bx("rm", "-f", "sigexec")
 
 
-def test_a_tty_session_passes_a_hangup_to_its_process(e2e_home: Path) -> None:
-    """`run -it` whose terminal goes away (SIGHUP to the CLI): the process gets the
-    hangup, as on a host, instead of running on alone on a pty nobody reads."""
+@pytest.mark.parametrize(("hangup", "command", "ready", "code"), [
+    ("signal", ["sh", "-c", 'trap "exit 7" HUP; echo ready; while :; do sleep 0.1; done'],
+     b"ready", 7),
+    # (a shell at its prompt: a hangup, not the ^D of a clean exit, 0)
+    ("closed terminal", ["bash", "--norc"], b"# ", 128 + signal.SIGHUP),
+])
+def test_a_tty_session_passes_a_hangup_to_its_process(e2e_home: Path, hangup: str,
+                                                       command: list[str], ready: bytes,
+                                                       code: int) -> None:
+    """`run -it` whose terminal goes away (SIGHUP to the CLI; or the terminal itself
+    closed, a dropped ssh: then its reads and writes fail too): the process gets the
+    hangup, as on a host, instead of running on alone on a pty nobody reads; the CLI
+    exits with the process's code (it was 125 on a closed terminal, and a shell got a
+    ^D and exited 0)."""
     pid, master = pty.fork()
     if pid == 0:  # the child: the CLI, on the pty
         os.execv(boxlite_bin(), [boxlite_bin(), "run", "--rm", "-it", "--name", "hup", IMAGE,
-                                 "sh", "-c", 'trap "exit 7" HUP; echo ready; '
-                                             "while :; do sleep 0.1; done"])
+                                 *command])
     try:
         seen = b""
         deadline = time.monotonic() + 240
-        while b"ready" not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if ready:
+        while ready not in seen and time.monotonic() < deadline:
+            ready_fds, _, _ = select.select([master], [], [], 1)
+            if ready_fds:
                 seen += os.read(master, 4096)
-        assert b"ready" in seen, seen
-        os.kill(pid, signal.SIGHUP)
+        assert ready in seen, seen
+        if hangup == "signal":
+            os.kill(pid, signal.SIGHUP)
+        else:
+            os.close(master)
+            master = -1
         deadline = time.monotonic() + 120
         status = 0
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):  # (drain: the CLI may write on)
-                if select.select([master], [], [], 0.2)[0]:
+                if master >= 0 and select.select([master], [], [], 0.2)[0]:
                     os.read(master, 4096)
+            if master < 0:
+                time.sleep(0.2)
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
         else:
             pytest.fail("the CLI did not end")
-        assert os.waitstatus_to_exitcode(status) == 7
+        assert os.waitstatus_to_exitcode(status) == code
     finally:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        os.close(master)
+        if master >= 0:
+            os.close(master)
         bx("rm", "-f", "hup")
     assert not [p for p in vm_processes(e2e_home) if "hup" in p]
 
