@@ -31,19 +31,36 @@ def created_at(image: Image) -> float | None:
         return None
 
 
+def short_id(image: Image, no_trunc: bool) -> str:
+    return image.id if no_trunc else image.id.split(":", 1)[1][:12]
+
+
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Only print image ids.")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Taken for docker's sake: there are no intermediate images to show.")
+@click.option("--digests", is_flag=True, help="Show each image's digest.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate image ids.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only images that match: dangling=true|false, reference=PATTERN "
+                   "(deb*, debian:12*), label=KEY[=VALUE].")
 @template_format_option("{{.Repository}}:{{.Tag}}")
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
 @pass_cli
-def images(cli: CliContext, quiet: bool, fmt: str) -> int:
-    """List the images in the local store."""
-    items = cli.runtime.images.all()
-    if quiet:
+def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_trunc: bool,
+           filters: tuple[str, ...], fmt: str, repository: str | None) -> int:
+    """List the images in the local store (those of REPOSITORY[:TAG] only, a pattern as
+    `reference=`, when given)."""
+    from boxlite_cli.runtime.imagefilter import parse_image_filters
+
+    wanted = parse_image_filters(filters, repository)
+    items = [i for i in cli.runtime.images.all() if wanted.matches(i)]
+    if quiet and fmt == "table":
         seen: set[str] = set()
         for image in items:
             if image.id not in seen:
                 seen.add(image.id)
-                click.echo(image.id.split(":", 1)[1][:12])
+                click.echo(short_id(image, no_trunc))
     elif fmt == "json":
         # The digest the registry calls the image by (an index's, for a multi-arch one),
         # as pull prints it and inspect's RepoDigests have it.
@@ -58,7 +75,7 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
         print_lines(fmt, [{
             "Repository": Reference(i.reference.registry, i.reference.repository, None,
                                     None).short,
-            "Tag": i.reference.tag or "<none>", "ID": i.id.split(":", 1)[1][:12],
+            "Tag": i.reference.tag or "<none>", "ID": short_id(i, no_trunc),
             "Digest": i.manifest_digest, "CreatedAt": go_time(created_at(i)),
             "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
         } for i in items], {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
@@ -67,7 +84,8 @@ def images(cli: CliContext, quiet: bool, fmt: str) -> int:
         for i in items:
             ref = i.reference
             repo = Reference(ref.registry, ref.repository, None, None).short
-            rows.append([repo, ref.tag or "<none>", i.id.split(":", 1)[1][:12],
-                         ago(created_at(i)) or "N/A", human_size(i.size)])
-        print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+            rows.append([repo, ref.tag or "<none>", *([i.manifest_digest] if digests else []),
+                         short_id(i, no_trunc), ago(created_at(i)) or "N/A", human_size(i.size)])
+        print_table(["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID",
+                     "CREATED", "SIZE"], rows)
     return 0

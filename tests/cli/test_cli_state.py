@@ -118,6 +118,32 @@ def test_images_lists_the_planted_image(script_runner: ScriptRunner, image: str)
     assert table.stdout.splitlines()[1].split()[:2] == ["localhost/tiny", "1"]
 
 
+def test_images_takes_dockers_repository_argument_filters_and_columns(
+        script_runner: ScriptRunner, image: str) -> None:
+    """`docker images debian`, `-f dangling=true`, `--digests`, `--no-trunc`, `-a`."""
+    [entry] = json.loads(bx(script_runner, "images", "--format", "json").stdout)
+    def listed(*args: str) -> list[str]:
+        result = bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}", *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    for matching in (["localhost/tiny"], ["localhost/tiny:1"], ["localhost/t*"],
+                     ["-f", "reference=*tiny:1"], ["-f", "dangling=false"], ["-a"]):
+        assert listed(*matching) == ["localhost/tiny:1"], matching
+    for other in (["tiny"], ["localhost/tiny:2"], ["-f", "dangling=true"],
+                  ["-f", "label=nope"], ["-f", "reference=x", "-f", "reference=y"]):
+        assert listed(*other) == [], other
+    assert listed("-f", "reference=x", "-f", "reference=localhost/*") == ["localhost/tiny:1"]
+    full = bx(script_runner, "images", "-q", "--no-trunc").stdout.strip()
+    assert full == entry["id"]
+    table = bx(script_runner, "images", "--digests", "--no-trunc").stdout.splitlines()
+    assert table[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert table[1].split()[2:4] == [entry["digest"], entry["id"]]
+    assert_one_line_error(bx(script_runner, "images", "-f", "size=1"), "invalid filter 'size'")
+    assert_one_line_error(bx(script_runner, "images", "-f", "dangling=maybe"),
+                          "invalid filter 'dangling=maybe'")
+
+
 def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, image: str,
                                                    home: Path) -> None:
     short = bx(script_runner, "images", "-q").stdout.strip()

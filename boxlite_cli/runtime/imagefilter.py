@@ -1,0 +1,81 @@
+"""`images --filter KEY=VALUE` and `images [REPOSITORY[:TAG]]` (docker's): which images a
+listing keeps.
+
+Keys: dangling (true: the images no tag names, `<none>`; false: the tagged ones),
+reference (a name pattern, shell-style: `debian`, `deb*`, `debian:12*`, matched against
+the short and the full name, with and without the tag), label (KEY or KEY=VALUE of the
+image's config). Filters of one key are alternatives, except labels (all of them); of
+different keys, all have to match, as in docker."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.oci.reference import Reference
+from boxlite_cli.oci.store import Image
+
+KEYS = ("dangling", "reference", "label")
+ALL_OF = frozenset({"label"})
+
+
+def _names(image: Image) -> list[str]:
+    """What a reference pattern is matched against: short and full names, with the tag."""
+    ref = image.reference
+    short = Reference(ref.registry, ref.repository, None, None).short
+    names = [short, ref.name]
+    if ref.tag:
+        names += [f"{short}:{ref.tag}", f"{ref.name}:{ref.tag}"]
+    return names
+
+
+def _reference(image: Image, pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for name in _names(image))
+
+
+def _label(image: Image, wanted: str) -> bool:
+    config = image.config.get("config")
+    labels = config.get("Labels") if isinstance(config, dict) else None
+    key, sep, value = wanted.partition("=")
+    return isinstance(labels, dict) and key in labels and (not sep or labels[key] == value)
+
+
+TESTS: dict[str, Callable[[Image, str], bool]] = {
+    "dangling": lambda image, wanted: (image.reference.tag is None) == (wanted == "true"),
+    "reference": _reference,
+    "label": _label,
+}
+
+
+@dataclass
+class ImageFilter:
+    wanted: dict[str, list[str]] = field(default_factory=dict)
+
+    def matches(self, image: Image) -> bool:
+        return all((all if key in ALL_OF else any)(TESTS[key](image, v) for v in values)
+                   for key, values in self.wanted.items())
+
+
+def parse_image_filters(items: Sequence[str], reference: str | None = None) -> ImageFilter:
+    """`KEY=VALUE` each, and the REPOSITORY[:TAG] argument as a reference filter; a
+    UsageError names a malformed one or an unknown key."""
+    parsed = ImageFilter()
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not value:
+            raise UsageError(f"invalid filter {item!r}: use KEY=VALUE",
+                             hint=f"keys: {', '.join(KEYS)}")
+        if key not in TESTS:
+            raise UsageError(f"invalid filter {key!r}", hint=f"keys: {', '.join(KEYS)}")
+        if key == "dangling":
+            value = value.lower()
+            if value not in ("true", "false", "1", "0"):
+                raise UsageError(f"invalid filter 'dangling={value}': use true or false")
+            value = "true" if value in ("true", "1") else "false"
+        parsed.wanted.setdefault(key, []).append(value)
+    if reference:
+        parsed.wanted.setdefault("reference", []).append(reference)
+    return parsed
