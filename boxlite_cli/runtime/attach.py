@@ -25,7 +25,6 @@ from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
 from boxlite_cli.runtime.runtime import MAIN
 from boxlite_cli.runtime.terminal import forwarding_signals, raw_terminal, terminal_size
-from boxlite_cli.state.pidfile import read_pidfile
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -137,11 +136,8 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
     stopped, or 0 after a detach."""
     state = rt.running(ref, "attach to it")
     process = state.config.process
-    files = rt.files(state.id)
     # (this run of the box only: a `restart` meanwhile ends the attach, as docker's)
-    shim = read_pidfile(files.shim_pid)
-    client = AgentClient.connect(f"unix:{files.agent_socket}",
-                                 pin=shim.pid if shim is not None else None)
+    client, shim = rt.connect_run(state.id)
     try:
         attachment = Attachment(rt, state.id, client, stdin=stdin and process.stdin,
                                 tty=process.tty, sig_proxy=sig_proxy, detach_keys=detach_keys)

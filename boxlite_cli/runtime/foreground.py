@@ -14,7 +14,6 @@ from boxlite_cli.errors import BoxliteError, BoxRestarted, BoxStopped, Conflict,
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
-from boxlite_cli.state.pidfile import read_pidfile
 
 STOP_WAIT_S = 60.0
 
@@ -26,12 +25,10 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
     start with the shim's report pipe (Runtime.start's exit_report), read for why the
     box stopped when the stream broke; the pipe is closed here."""
     exit_pipe = started.exit_pipe if started is not None else None
-    from boxlite_cli.agent.client import AgentClient
     from boxlite_cli.runtime.session import Detached, Session
 
     try:
-        files = rt.files(box_id)
-        client = AgentClient.connect(f"unix:{files.agent_socket}", pin=_run_of(files.shim_pid))
+        client, _ = rt.connect_run(box_id)
         try:
             # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
             # takes the output over, for `logs` and `attach`)
@@ -61,12 +58,6 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
             os.close(exit_pipe)
     rt.wait_stopped(box_id, STOP_WAIT_S)
     return code
-
-
-def _run_of(shim_pid_file: Path) -> int | None:
-    """The pin of the box's current run (its shim's PID; None when unknown)."""
-    record = read_pidfile(shim_pid_file)
-    return record.pid if record is not None else None
 
 
 def _name(rt: Runtime, box_id: str) -> str:

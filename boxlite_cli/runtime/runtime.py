@@ -765,6 +765,16 @@ class Runtime:
 
         return AgentClient.connect(f"unix:{self.files(state.id).agent_socket}")
 
+    def connect_run(self, box_id: str) -> tuple[AgentClient, ProcessRecord | None]:
+        """A client of the box's agent for its current run only (a `restart` meanwhile
+        ends its calls: agent/client.py's pin), and that run's shim (None: unknown)."""
+        from boxlite_cli.agent.client import AgentClient
+
+        files = self.files(box_id)
+        shim = read_pidfile(files.shim_pid)
+        return (AgentClient.connect(f"unix:{files.agent_socket}",
+                                    pin=shim.pid if shim is not None else None), shim)
+
     @staticmethod
     def exec_spec(state: BoxState, opts: ProcessOptions) -> ProcessSpec:
         """An exec's process: the options over the box's own env, cwd and user."""
