@@ -72,17 +72,23 @@ class BoxFilter:
                    for key, values in self.wanted.items())
 
 
+def split_filter(item: str, keys: Sequence[str]) -> tuple[str, str]:
+    """One `KEY=VALUE` of a listing's --filter (docker's), its key one of `keys`; a
+    UsageError names a malformed one or an unknown key."""
+    key, sep, value = item.partition("=")
+    key = key.strip().lower()
+    if not sep or not value:
+        raise UsageError(f"invalid filter {item!r}: use KEY=VALUE", hint=f"keys: {', '.join(keys)}")
+    if key not in keys:
+        raise UsageError(f"invalid filter {key!r}", hint=f"keys: {', '.join(keys)}")
+    return key, value
+
+
 def parse_filters(items: Sequence[str]) -> BoxFilter:
     """`KEY=VALUE` each; a UsageError names a malformed one or an unknown key."""
     parsed = BoxFilter()
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or not value:
-            raise UsageError(f"invalid filter {item!r}: use KEY=VALUE",
-                             hint=f"keys: {', '.join(KEYS)}")
-        if key not in TESTS:
-            raise UsageError(f"invalid filter {key!r}", hint=f"keys: {', '.join(KEYS)}")
+        key, value = split_filter(item, KEYS)
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'",
                              hint=f"a status is one of: {', '.join(STATUSES)}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
+from boxlite_cli.runtime.boxfilter import split_filter
 
 KEYS = ("dangling", "reference", "label")
 ALL_OF = frozenset({"label"})
@@ -63,13 +64,7 @@ def parse_image_filters(items: Sequence[str], reference: str | None = None) -> I
     UsageError names a malformed one or an unknown key."""
     parsed = ImageFilter()
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or not value:
-            raise UsageError(f"invalid filter {item!r}: use KEY=VALUE",
-                             hint=f"keys: {', '.join(KEYS)}")
-        if key not in TESTS:
-            raise UsageError(f"invalid filter {key!r}", hint=f"keys: {', '.join(KEYS)}")
+        key, value = split_filter(item, KEYS)
         if key == "dangling":
             value = value.lower()
             if value not in ("true", "false", "1", "0"):
