@@ -92,7 +92,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
         "Config": {
             "Hostname": cfg.hostname, "Domainname": "", "User": proc.user,
             "AttachStdin": proc.stdin, "Tty": proc.tty, "OpenStdin": proc.stdin,
-            "Env": list(proc.env), "Cmd": list(proc.argv), "Entrypoint": None,
+            "Env": list(proc.env), "Cmd": list(proc.argv[proc.entrypoint_len:]) or None,
+            "Entrypoint": list(proc.argv[:proc.entrypoint_len]) or None,
             "Image": cfg.image, "WorkingDir": proc.cwd, "Labels": dict(cfg.labels),
             "StopSignal": cfg.stop_signal or "SIGTERM",
             "StopTimeout": _stop_timeout(cfg.stop_timeout),

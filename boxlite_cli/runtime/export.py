@@ -400,7 +400,8 @@ def _process(d: Any, what: str) -> ProcessSpec:
     return ProcessSpec(argv=argv, env=_strings(d, "env", what), cwd=_str(d, "cwd", what, ""),
                        user=_str(d, "user", what, ""), tty=_bool(d, "tty", what),
                        stdin=_bool(d, "stdin", what), rows=_int(d, "rows", what, 0, 65535, 0),
-                       cols=_int(d, "cols", what, 0, 65535, 0), timeout_s=float(timeout))
+                       cols=_int(d, "cols", what, 0, 65535, 0), timeout_s=float(timeout),
+                       entrypoint_len=_int(d, "entrypoint_len", what, 0, len(argv), 0))
 
 
 def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:

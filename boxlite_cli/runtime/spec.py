@@ -192,7 +192,7 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
     return ProcessSpec(
         argv=argv, env=env, cwd=workdir or "/", user=user,
         tty=opts.tty, stdin=opts.interactive, rows=opts.rows, cols=opts.cols,
-        timeout_s=opts.timeout_s,
+        timeout_s=opts.timeout_s, entrypoint_len=len(entry),
     )
 
 

@@ -41,6 +41,9 @@ class ProcessSpec:
     rows: int = 0
     cols: int = 0
     timeout_s: float = 0.0
+    # how many of argv's first items are the entrypoint (docker's Config.Entrypoint);
+    # the rest is the command (Config.Cmd)
+    entrypoint_len: int = 0
 
 
 # A box's processes and threads at most, unless --pids-limit says otherwise (podman's

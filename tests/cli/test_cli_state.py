@@ -591,6 +591,19 @@ def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRun
     assert (record["Config"]["Env"], record["config"]["cpus"]) == (["A=1", "B=two"], 2)
 
 
+def test_inspect_splits_the_entrypoint_from_the_command(script_runner: ScriptRunner,
+                                                        image: str) -> None:
+    """docker's Config.Entrypoint and Config.Cmd (null when empty), not one argv."""
+    for name, args, expected in (
+            ("ep", ["--entrypoint", "/bin/echo", image, "hi"], '["/bin/echo"] ["hi"]\n'),
+            ("cmd", [image], 'null ["sh"]\n')):
+        created = bx(script_runner, "create", "--name", name, *args)
+        assert created.returncode == 0, created.stderr
+        shown = bx(script_runner, "inspect", "-f",
+                   "{{json .Config.Entrypoint}} {{json .Config.Cmd}}", name)
+        assert shown.stdout == expected
+
+
 def test_a_box_larger_than_this_host_is_refused_at_start(script_runner: ScriptRunner,
                                                           home: Path) -> None:
     # (an imported box, made on a bigger host)

@@ -69,7 +69,12 @@ def env_dict(env: list[str]) -> dict[str, str]:
     ({}, {"command": ["echo", ""]}, ["echo", ""]),
 ])
 def test_entrypoint_and_cmd(config: dict[str, Any], opts: dict[str, Any], argv: list[str]) -> None:
-    assert spec(config, **opts).argv == argv
+    made = spec(config, **opts)
+    assert made.argv == argv
+    # (what of it is the entrypoint: docker's Config.Entrypoint and Config.Cmd)
+    entry = ([opts["entrypoint"]] if opts.get("entrypoint") else []) if "entrypoint" in opts \
+        else list(config.get("Entrypoint") or [])
+    assert made.argv[:made.entrypoint_len] == entry
 
 
 def test_image_config_is_not_mutated() -> None:
