@@ -189,7 +189,8 @@ class Shim:
             state = load_state(self.files.state)
             for key, value in changes.items():
                 setattr(state, key, value)
-            write_json_atomic(self.files.state, state.to_json())
+            write_json_atomic(self.files.state, state.to_json(),
+                              durable=not state.config.auto_remove)
             return state
 
     def report(self, keep_open: bool = False, **message: Any) -> None:

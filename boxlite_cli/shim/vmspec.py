@@ -118,7 +118,8 @@ class Launch:
                                  "prime_template": self.prime_template,
                                  "resume": self.resume,
                                  "log_max_bytes": self.log_max_bytes,
-                                 "tmpfs": [asdict(t) for t in self.tmpfs]})
+                                 "tmpfs": [asdict(t) for t in self.tmpfs]},
+                          durable=False)  # (written again at every start: see state/atomic.py)
 
     @classmethod
     def load(cls, path: Path) -> Launch:

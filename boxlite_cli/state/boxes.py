@@ -116,8 +116,10 @@ class BoxStore:
         return d
 
     def write(self, state: BoxState) -> None:
-        """Write state.json atomically. The caller holds the box lock."""
-        write_json_atomic(self.box_dir(state.id) / STATE_FILE, state.to_json())
+        """Write state.json atomically (durably, but for a `--rm` box's). The caller
+        holds the box lock."""
+        write_json_atomic(self.box_dir(state.id) / STATE_FILE, state.to_json(),
+                          durable=not state.config.auto_remove)
 
     def read(self, box_id: str) -> BoxState:
         path = self.box_dir(box_id) / STATE_FILE

@@ -91,6 +91,25 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path: Path,
     assert os.listdir(tmp_path) == ["state.json"]
 
 
+def test_a_rm_boxs_record_is_written_without_fsync_a_kept_ones_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync (file and directory) only where a power loss must not lose the write: a
+    `--rm` box's record lives seconds, and each fsync is on the path of every run."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    store = BoxStore(Paths(tmp_path / "data", tmp_path / "config", tmp_path / "cache"))
+    for auto_remove, fsyncs in ((False, 2), (True, 0)):
+        synced.clear()
+        state = BoxState(id=new_box_id(), name=f"rm-{auto_remove}".lower(), config=BoxConfig(
+            image="i", image_id="sha256:x", rootfs_base="", process=ProcessSpec(argv=["true"]),
+            auto_remove=auto_remove))
+        store.create_dir(state.id)
+        store.write(state)
+        assert len(synced) == fsyncs, auto_remove
+        assert store.read(state.id) == state
+
+
 def test_readers_never_see_a_torn_file(tmp_path: Path) -> None:
     target = tmp_path / "f"
     versions = [bytes([65 + i]) * 200_000 for i in range(4)]
