@@ -131,27 +131,29 @@ class LastLines:
 
     def __init__(self, count: int) -> None:
         self.lines: deque[LogRecord] = deque(maxlen=count)
-        self.open: LogRecord | None = None  # a line not ended yet
+        # a line not ended yet: its stream, the time of its first piece, its pieces
+        # (joined once it ends: a line of many records is not copied at each one)
+        self.open: tuple[int, int, list[bytes]] | None = None
 
     def add(self, record: LogRecord) -> None:
-        stream, ns = record.stream, record.ns
+        stream = record.stream
         for piece in _pieces(record.data):
-            if self.open is not None:
-                if self.open.stream == stream:
-                    piece, ns = self.open.data + piece, self.open.ns
-                else:
-                    self.lines.append(self.open)  # (the other stream came between)
-                self.open = None
+            if self.open is not None and self.open[0] != stream:
+                self._end_open()  # (the other stream came between)
+            if self.open is None:
+                self.open = (stream, record.ns, [])
+            self.open[2].append(piece)
             if piece.endswith(b"\n"):
-                self.lines.append(LogRecord(stream, piece, ns))
-            else:
-                self.open = LogRecord(stream, piece, ns)
-            ns = record.ns
+                self._end_open()
+
+    def _end_open(self) -> None:
+        if self.open is not None:
+            stream, ns, pieces = self.open
+            self.lines.append(LogRecord(stream, b"".join(pieces), ns))
+            self.open = None
 
     def result(self) -> list[LogRecord]:
-        if self.open is not None:
-            self.lines.append(self.open)
-            self.open = None
+        self._end_open()
         return list(self.lines)
 
 

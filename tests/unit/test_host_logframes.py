@@ -183,6 +183,19 @@ def test_tail_counts_lines_not_records() -> None:
     assert LastLines(0).result() == []
 
 
+def test_tail_of_a_line_of_many_records_is_it_whole_with_its_first_time() -> None:
+    """(a progress bar's `\r` line, minified JSON: one line of thousands of records;
+    it was copied whole at each record, minutes for a long log's --tail 1)"""
+    last = LastLines(2)
+    last.add(LogRecord(0, b"before\n", 1))
+    for i in range(5000):
+        last.add(LogRecord(0, b"%04d" % i, 10 + i))
+    last.add(LogRecord(0, b"end\n", 99999))
+    [before, line] = last.result()
+    assert before == LogRecord(0, b"before\n", 1)
+    assert line.ns == 10 and line.data == b"".join(b"%04d" % i for i in range(5000)) + b"end\n"
+
+
 def test_logs_tail_takes_lines_across_records_and_files(tmp_path: Path) -> None:
     log = tmp_path / "container.log"
     writer = LogWriter(log, max_bytes=64)
