@@ -3,7 +3,8 @@
 The output of every process goes through an OutputBuffer (see outbuf.py). A reader
 thread per output fd moves chunks of up to 64 KiB into it; EOF (or EIO from a pty
 master) closes that stream. Once the process has exited, a reader takes what was
-in the pipe at that moment (FIONREAD) and stops, as it does when it sees no data for
+in the pipe at that moment (FIONREAD; a pty's, what may still be in its flip buffers
+too) and stops, as it does when it sees no data for
 EXIT_GRACE_S: a background child that kept the pipe open, idle or writing on, must
 not keep the exec "running" forever (docker ends a container's output when its main
 process ends, too). A pipe whose host reader went away (close_output) is closed at
@@ -44,6 +45,11 @@ EXIT_GRACE_S = 0.25
 # What a reader still takes once the process has exited when FIONREAD cannot say
 # what was in the pipe then (a pipe holds 64 KiB by default, 1 MiB at most).
 EXIT_DRAIN_BYTES = 1 << 20
+# A pty's output can be on its way still when its process has exited: in the tty's
+# flip buffers, which FIONREAD does not count (the kernel holds up to 64 KiB there,
+# TTYB_DEFAULT_MEM_LIMIT). A reader of a pty master takes that much more, or reads to
+# its EIO (every slave closed), so that the end of a `-t` process's output is kept.
+PTY_IN_FLIGHT_BYTES = 64 * 1024
 TIMEOUT_EXIT_CODE = 124
 
 
@@ -165,7 +171,7 @@ class Execution:
             while True:
                 exited = self._exited.is_set()
                 if exited and left is None:
-                    left = _pending(fd)
+                    left = _pending(fd) + (PTY_IN_FLIGHT_BYTES if self._master is not None else 0)
                 if left is not None and left <= 0:
                     background = True
                     break  # the rest is a background child's, writing on

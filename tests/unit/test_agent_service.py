@@ -375,6 +375,15 @@ def test_tty_reports_its_size(agent: Agent) -> None:
     assert err == b"" and w.exit_code == 0
 
 
+def test_a_tty_process_that_exits_at_once_keeps_the_end_of_its_output(agent: Agent) -> None:
+    """What is still in the pty's flip buffers when the process exits (FIONREAD does
+    not count it) is its output too: `exec -t` lost the last KiB of one in three."""
+    code = "import os; os.write(1, b'z' * 65536 + b'END'); os._exit(0)"
+    for _ in range(8):
+        out, _, w = agent.run([PY, "-c", code], tty=True, rows=24, cols=80)
+        assert (len(out), out[-3:], w.exit_code) == (65539, b"END", 0)
+
+
 def test_tty_input_and_ctrl_d(agent: Agent) -> None:
     r = agent.exec(["cat"], tty=True, stdin=True, rows=24, cols=80)
     agent.input(r.exec_id, b"hello\n", close=True)  # close on a tty types ^D
