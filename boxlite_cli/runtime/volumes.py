@@ -206,7 +206,9 @@ def vm_shares(box_dir: Path, store: VolumeStore, mounts: list[Mount]
             os.link(m.source, holder / name)
         except OSError as e:
             why = ("it is on another file system than the boxlite home"
-                   if e.errno == errno.EXDEV else e.strerror)
+                   if e.errno == errno.EXDEV else
+                   "it is not yours, and this host protects hard links to others' files "
+                   "(fs.protected_hardlinks)" if e.errno == errno.EPERM else e.strerror)
             raise VmError(f"cannot share the file {m.source} with the box: {why}",
                           hint="share its directory instead (-v DIR:BOXDIR)") from None
         shares.append(Share(tag, str(holder), m.readonly))

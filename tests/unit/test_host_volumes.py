@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -158,6 +159,23 @@ def test_vm_shares_dirs_volumes_and_single_files(tmp_path: Path) -> None:
     store.remove("v")
     with pytest.raises(VmError, match="volume v"):
         vm_shares(box, store, mounts[1:2])
+
+
+def test_a_file_whose_hard_link_is_refused_says_why(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """(fs.protected_hardlinks: a user sharing a file of root's, as /etc/hosts)"""
+    (tmp_path / "box").mkdir()
+    (tmp_path / "f").write_text("x")
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refused)
+    with pytest.raises(VmError) as e:
+        vm_shares(tmp_path / "box", VolumeStore(tmp_path / "v"),
+                  [Mount(BIND, str(tmp_path / "f"), "/etc/f", True)])
+    assert "fs.protected_hardlinks" in e.value.message
+    assert e.value.hint == "share its directory instead (-v DIR:BOXDIR)"
 
 
 def test_an_empty_volume_is_filled_from_the_image_unless_nocopy(tmp_path: Path) -> None:
