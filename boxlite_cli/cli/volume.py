@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
@@ -15,6 +18,8 @@ from boxlite_cli.cli.output import (
     print_table,
     template_format_option,
 )
+from boxlite_cli.errors import UsageError
+from boxlite_cli.state.volumes import VolumeInfo
 
 
 @click.group()
@@ -33,21 +38,52 @@ def create(cli: CliContext, name: str | None) -> int:
     return 0
 
 
+def docker_volume(v: VolumeInfo) -> dict[str, Any]:
+    """A volume as docker's `volume inspect` and templates have it, beside boxlite's keys."""
+    return {**v.to_json(), "Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint,
+            "CreatedAt": go_time(v.created_at), "Scope": "local", "Labels": {}, "Options": {}}
+
+
+def _volume_filter(cli: CliContext, filters: tuple[str, ...]) -> Callable[[VolumeInfo], bool]:
+    """docker's `volume ls -f`: dangling=true|false (no box uses it), name=PART."""
+    from boxlite_cli.runtime.boxfilter import split_filter
+
+    parts: list[str] = []
+    dangling: list[bool] = []
+    for item in filters:
+        key, value = split_filter(item, ("dangling", "name"))
+        if key == "name":
+            parts.append(value)
+        elif value.lower() in ("true", "false", "1", "0"):
+            dangling.append(value.lower() in ("true", "1"))
+        else:
+            raise UsageError(f"invalid filter 'dangling={value}': use true or false")
+    used = cli.runtime.boxes.mounted_volumes() if dangling else set()
+
+    def wanted(v: VolumeInfo) -> bool:
+        return ((not parts or any(part in v.name for part in parts))
+                and all((v.name not in used) == d for d in dangling))
+
+    return wanted
+
+
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only volumes that match: dangling=true|false (no box uses it), name=PART.")
 @template_format_option("{{.Name}}")
 @pass_cli
-def ls(cli: CliContext, quiet: bool, fmt: str) -> int:
+def ls(cli: CliContext, quiet: bool, filters: tuple[str, ...], fmt: str) -> int:
     """List volumes."""
-    items = cli.runtime.volumes.all()
-    if quiet:
+    wanted = _volume_filter(cli, filters)
+    items = [v for v in cli.runtime.volumes.all() if wanted(v)]
+    if quiet and fmt == "table":
         for v in items:
             click.echo(v.name)
     elif fmt == "json":
         print_json([v.to_json() for v in items])
     elif fmt != "table":
-        print_lines(fmt, [{**v.to_json(), "Driver": "local", "Scope": "local",
-                           "CreatedAt": go_time(v.created_at)} for v in items])
+        print_lines(fmt, [docker_volume(v) for v in items])
     else:
         print_table(["DRIVER", "VOLUME NAME", "CREATED"],
                     [["local", v.name, ago(v.created_at)] for v in items])
@@ -55,11 +91,18 @@ def ls(cli: CliContext, quiet: bool, fmt: str) -> int:
 
 
 @volume.command("inspect")
+@click.option("-f", "--format", "fmt", default="json", show_default=True,
+              help="'json', or a template such as '{{.Mountpoint}}' (a line each).")
 @click.argument("names", nargs=-1, required=True)
 @pass_cli
-def inspect(cli: CliContext, names: tuple[str, ...]) -> int:
-    """Show volumes as JSON (name, mount point on the host, creation time)."""
-    print_json([cli.runtime.volumes.get(n).to_json() for n in names])
+def inspect(cli: CliContext, fmt: str, names: tuple[str, ...]) -> int:
+    """Show volumes as JSON (name, mount point on the host, creation time; docker's keys
+    too), or a line each from a template."""
+    records = [docker_volume(cli.runtime.volumes.get(n)) for n in names]
+    if fmt == "json":
+        print_json(records)
+    else:
+        print_lines(fmt, records)
     return 0
 
 

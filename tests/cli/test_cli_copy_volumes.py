@@ -30,6 +30,18 @@ def test_volume_lifecycle(script_runner: ScriptRunner) -> None:
     assert "data" in bx(script_runner, "volume", "ls").stdout
     inspected = json.loads(bx(script_runner, "volume", "inspect", "data").stdout)
     assert inspected[0]["mountpoint"] == listed[0]["mountpoint"]
+    # docker's keys and idioms: volume inspect -f, volume ls -f
+    assert (inspected[0]["Name"], inspected[0]["Mountpoint"]) == ("data", listed[0]["mountpoint"])
+    assert bx(script_runner, "volume", "inspect", "-f", "{{.Mountpoint}} {{.Driver}}", "data"
+              ).stdout == f"{listed[0]['mountpoint']} local\n"
+    assert bx(script_runner, "volume", "create", "other").returncode == 0
+    for filters, names in ((["dangling=true"], "data\nother\n"), (["dangling=false"], ""),
+                           (["name=oth"], "other\n"), (["name=x", "name=dat"], "data\n")):
+        args = [arg for f in filters for arg in ("-f", f)]
+        assert bx(script_runner, "volume", "ls", "-q", *args).stdout == names, filters
+    assert_one_line_error(bx(script_runner, "volume", "ls", "-f", "driver=local"),
+                          "invalid filter 'driver'")
+    assert bx(script_runner, "volume", "rm", "other").returncode == 0
     assert bx(script_runner, "volume", "rm", "data").returncode == 0
     assert bx(script_runner, "volume", "ls", "-q").stdout == ""
     assert_one_line_error(bx(script_runner, "volume", "rm", "data"), "no such volume")
