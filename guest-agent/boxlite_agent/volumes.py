@@ -10,6 +10,7 @@ mounts the share read-only (the host side also exports it read-only).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -107,6 +108,7 @@ def fill_from_image(root: str, target: str, share: str) -> None:
     source = resolve_in_root(root, target)
     if not os.path.isdir(source) or os.path.islink(source) or os.listdir(share):
         return
+    dir_times: list[tuple[str, os.stat_result]] = []  # (set last: filling one moves its time)
     for dirpath, dirnames, filenames in os.walk(source):
         dest_dir = os.path.join(share, os.path.relpath(dirpath, source))
         for name in dirnames + filenames:
@@ -123,7 +125,13 @@ def fill_from_image(root: str, target: str, share: str) -> None:
             os.lchown(dst, st.st_uid, st.st_gid)
             if not stat.S_ISLNK(st.st_mode):
                 os.chmod(dst, stat.S_IMODE(st.st_mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                dir_times.append((dst, st))
+            else:
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
     top = os.lstat(source)  # (the share itself takes the image directory's owner and mode)
     os.chown(share, top.st_uid, top.st_gid)
     os.chmod(share, stat.S_IMODE(top.st_mode))
+    for path, st in [*reversed(dir_times), (share, top)]:  # (the deepest first)
+        with contextlib.suppress(OSError):  # (a time is not worth a failed start)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

@@ -55,6 +55,19 @@ def test_fill_copies_the_tree_with_modes_links_and_owners(root: Path, tmp_path: 
         assert (st.st_uid, st.st_gid) == (1000, 1001)
 
 
+def test_fill_keeps_the_times_of_directories_and_of_the_share(root: Path, tmp_path: Path) -> None:
+    """(filling a directory moved its time to now: a tester saw /etc/apt's subdirectories
+    and /var/mail dated the day the volume was made)"""
+    app = root / "srv" / "app"
+    for path, when in ((app / "conf.d", 1_000_000_000), (app, 1_100_000_000)):
+        os.utime(path, (when, when))
+    share = tmp_path / "share"
+    share.mkdir()
+    fill_from_image(str(root), "/srv/app", str(share))
+    assert (share / "conf.d").stat().st_mtime == 1_000_000_000
+    assert share.stat().st_mtime == 1_100_000_000
+
+
 def test_fill_resolves_the_target_inside_the_root(root: Path, tmp_path: Path) -> None:
     share = tmp_path / "share"
     share.mkdir()
