@@ -115,14 +115,21 @@ def _tls_verify(registry: str, settings: RegistrySettings) -> bool | ssl.SSLCont
     return context
 
 
+# TLS errors of a connection cut on the way (a registry restarting, a proxy's reset):
+# as any network error, retried
+_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError,
+            ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
 def _ssl_error(error: BaseException) -> ssl.SSLError | None:
-    """The TLS failure under an httpx error, if it is one (then retrying will not help)."""
+    """The TLS failure under an httpx error, if it is one that retrying will not mend
+    (a certificate, a protocol)."""
     seen: BaseException | None = error
     for _ in range(8):
         if seen is None:
             return None
         if isinstance(seen, ssl.SSLError):
-            return seen
+            return None if isinstance(seen, _TLS_CUT) else seen
         seen = seen.__cause__ or seen.__context__
     return None
 

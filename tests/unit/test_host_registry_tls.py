@@ -16,7 +16,7 @@ import pytest
 
 from boxlite_cli.errors import RegistryError
 from boxlite_cli.oci.credentials import Credentials
-from boxlite_cli.oci.registry import RegistryClient, is_insecure, registry_cas
+from boxlite_cli.oci.registry import RegistryClient, _ssl_error, is_insecure, registry_cas
 from boxlite_cli.state.settings import RegistrySettings
 
 NAME = "registry.boxlite-test"  # (resolved to 127.0.0.1 by the test only: not loopback to us)
@@ -142,3 +142,17 @@ def test_loopback_by_any_spelling_is_insecure() -> None:
                      "[::1]:5000"):
         assert is_insecure(registry, settings), registry
     assert not is_insecure("localhost.example:5000", settings)
+
+
+def test_a_tls_connection_cut_on_the_way_is_retried_as_any_network_error() -> None:
+    """Only a certificate's or a protocol's failure is final; an EOF in the handshake (a
+    registry restarting, a proxy's reset) is not."""
+    def wrapped(inner: BaseException) -> Exception:
+        outer = ConnectionError("wrapped")
+        outer.__cause__ = inner
+        return outer
+
+    assert _ssl_error(wrapped(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))) is None
+    assert _ssl_error(wrapped(OSError("no route"))) is None
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    assert _ssl_error(wrapped(verify)) is verify
