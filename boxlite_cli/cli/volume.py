@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,7 +17,6 @@ from boxlite_cli.cli.output import (
     print_table,
     template_format_option,
 )
-from boxlite_cli.errors import UsageError
 from boxlite_cli.state.volumes import VolumeInfo
 
 
@@ -44,29 +42,6 @@ def docker_volume(v: VolumeInfo) -> dict[str, Any]:
             "CreatedAt": go_time(v.created_at), "Scope": "local", "Labels": {}, "Options": {}}
 
 
-def _volume_filter(cli: CliContext, filters: tuple[str, ...]) -> Callable[[VolumeInfo], bool]:
-    """docker's `volume ls -f`: dangling=true|false (no box uses it), name=PART."""
-    from boxlite_cli.runtime.boxfilter import split_filter
-
-    parts: list[str] = []
-    dangling: list[bool] = []
-    for item in filters:
-        key, value = split_filter(item, ("dangling", "name"))
-        if key == "name":
-            parts.append(value)
-        elif value.lower() in ("true", "false", "1", "0"):
-            dangling.append(value.lower() in ("true", "1"))
-        else:
-            raise UsageError(f"invalid filter 'dangling={value}': use true or false")
-    used = cli.runtime.boxes.mounted_volumes() if dangling else set()
-
-    def wanted(v: VolumeInfo) -> bool:
-        return ((not parts or any(part in v.name for part in parts))
-                and all((v.name not in used) == d for d in dangling))
-
-    return wanted
-
-
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
@@ -75,7 +50,9 @@ def _volume_filter(cli: CliContext, filters: tuple[str, ...]) -> Callable[[Volum
 @pass_cli
 def ls(cli: CliContext, quiet: bool, filters: tuple[str, ...], fmt: str) -> int:
     """List volumes."""
-    wanted = _volume_filter(cli, filters)
+    from boxlite_cli.runtime.volumes import volume_filter
+
+    wanted = volume_filter(filters, cli.runtime.boxes.mounted_volumes)
     items = [v for v in cli.runtime.volumes.all() if wanted(v)]
     if quiet and fmt == "table":
         for v in items:

@@ -84,6 +84,13 @@ def split_filter(item: str, keys: Sequence[str]) -> tuple[str, str]:
     return key, value
 
 
+def bool_filter(key: str, value: str) -> bool:
+    """A filter's true|false (docker takes 1|0 too); a UsageError otherwise."""
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise UsageError(f"invalid filter '{key}={value}': use true or false")
+    return value.lower() in ("true", "1")
+
+
 def parse_filters(items: Sequence[str]) -> BoxFilter:
     """`KEY=VALUE` each; a UsageError names a malformed one or an unknown key."""
     parsed = BoxFilter()

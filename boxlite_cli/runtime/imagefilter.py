@@ -13,10 +13,9 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
-from boxlite_cli.runtime.boxfilter import split_filter
+from boxlite_cli.runtime.boxfilter import bool_filter, split_filter
 
 KEYS = ("dangling", "reference", "label")
 ALL_OF = frozenset({"label"})
@@ -66,10 +65,7 @@ def parse_image_filters(items: Sequence[str], reference: str | None = None) -> I
     for item in items:
         key, value = split_filter(item, KEYS)
         if key == "dangling":
-            value = value.lower()
-            if value not in ("true", "false", "1", "0"):
-                raise UsageError(f"invalid filter 'dangling={value}': use true or false")
-            value = "true" if value in ("true", "1") else "false"
+            value = "true" if bool_filter(key, value) else "false"
         parsed.wanted.setdefault(key, []).append(value)
     if reference:
         parsed.wanted.setdefault("reference", []).append(reference)

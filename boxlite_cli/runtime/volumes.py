@@ -20,7 +20,7 @@ import posixpath
 import secrets
 import shutil
 import stat as st_mod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,6 +220,29 @@ def volume_users(boxes: list[tuple[str, list[Mount]]], name: str) -> list[str]:
     """Names of the boxes (name, mounts) that use volume `name`."""
     return [box for box, mounts in boxes
             if any(m.kind == VOLUME and m.source == name for m in mounts)]
+
+
+def volume_filter(filters: Sequence[str], mounted: Callable[[], set[str]]
+                  ) -> Callable[[VolumeInfo], bool]:
+    """docker's `volume ls -f`: dangling=true|false (no box uses it), name=PART;
+    `mounted()`: the names of the volumes boxes use (asked only for dangling=)."""
+    from boxlite_cli.runtime.boxfilter import bool_filter, split_filter
+
+    parts: list[str] = []
+    dangling: list[bool] = []
+    for item in filters:
+        key, value = split_filter(item, ("dangling", "name"))
+        if key == "name":
+            parts.append(value)
+        else:
+            dangling.append(bool_filter(key, value))
+    used = mounted() if dangling else set()
+
+    def wanted(v: VolumeInfo) -> bool:
+        return ((not parts or any(part in v.name for part in parts))
+                and all((v.name not in used) == d for d in dangling))
+
+    return wanted
 
 
 def create_volume(store: VolumeStore, name: str | None) -> VolumeInfo:

@@ -19,6 +19,7 @@ from boxlite_cli.runtime.volumes import (
     remove_volume,
     resolve_mounts,
     vm_shares,
+    volume_filter,
 )
 from boxlite_cli.shim.vmspec import GuestVolume, Launch
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec
@@ -176,6 +177,28 @@ def test_a_file_whose_hard_link_is_refused_says_why(tmp_path: Path,
                   [Mount(BIND, str(tmp_path / "f"), "/etc/f", True)])
     assert "fs.protected_hardlinks" in e.value.message
     assert e.value.hint == "share its directory instead (-v DIR:BOXDIR)"
+
+
+def test_volume_ls_filters_dangling_and_name(tmp_path: Path) -> None:
+    store = VolumeStore(tmp_path / "volumes")
+    for name in ("used", "free", "other"):
+        create_volume(store, name)
+    asked: list[int] = []
+
+    def mounted() -> set[str]:
+        asked.append(1)
+        return {"used"}
+
+    def names(*filters: str) -> list[str]:
+        wanted = volume_filter(filters, mounted)
+        return sorted(v.name for v in store.all() if wanted(v))
+
+    assert names("dangling=true") == ["free", "other"]
+    assert names("dangling=0") == ["used"]
+    assert names("name=e", "dangling=1") == ["free", "other"]
+    assert names("name=use", "name=oth") == ["other", "used"] and len(asked) == 3  # (not for name=)
+    with pytest.raises(UsageError, match="invalid filter 'dangling=maybe'"):
+        volume_filter(["dangling=maybe"], mounted)
 
 
 def test_an_empty_volume_is_filled_from_the_image_unless_nocopy(tmp_path: Path) -> None:
