@@ -1,4 +1,4 @@
-"""docker's `--mount KEY=VALUE,...`, turned into the `-v` or `--tmpfs` spec it means.
+"""docker's `--mount KEY=VALUE,...`, turned into the volume request or `--tmpfs` spec it means.
 
 Keys (docker's): `type` (bind, volume, tmpfs; default volume), `source`/`src`,
 `target`/`destination`/`dst`, `readonly`/`ro` (bare, or true/false/1/0), `tmpfs-size`,
@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 
 from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.volumes import VolumeRequest, volume_request
 
 TYPES = ("bind", "volume", "tmpfs")
 TRUE, FALSE = ("", "1", "true"), ("0", "false")
 IGNORED = ("bind-propagation", "consistency", "bind-nonrecursive")
 
 
-def parse_mount(spec: str) -> tuple[str, str]:
-    """One --mount → ("volume", a -v spec) or ("tmpfs", a --tmpfs spec)."""
+def parse_mount(spec: str) -> VolumeRequest | str:
+    """One --mount → a volume's request, or a tmpfs's `--tmpfs` spec."""
     def bad(why: str) -> UsageError:
         return UsageError(f"invalid --mount {spec!r}: {why}",
                           hint="type=bind,source=/host/dir,target=/dir[,readonly] "
@@ -60,13 +61,13 @@ def parse_mount(spec: str) -> tuple[str, str]:
             raise bad(f"unknown or unsupported field {item!r}")
     if not target:
         raise bad("no target (the path in the box)")
-    if ":" in source or ":" in target:
-        raise bad("a path with ':' cannot be mounted")
     if kind == "tmpfs":
         if source:
             raise bad("a tmpfs takes no source")
+        if ":" in target:
+            raise bad("a tmpfs path with ':' cannot be mounted")
         options = [*tmpfs_options, *(["ro"] if readonly else [])]
-        return "tmpfs", target + (":" + ",".join(options) if options else "")
+        return target + (":" + ",".join(options) if options else "")
     if tmpfs_options:
         raise bad(f"tmpfs options on a {kind} mount")
     if kind == "bind" and not source.startswith("/"):
@@ -77,16 +78,17 @@ def parse_mount(spec: str) -> tuple[str, str]:
         raise bad("volume-nocopy is for type=volume")
     if nocopy and not source:
         raise bad("volume-nocopy needs a named volume (an anonymous one is always new)")
-    parts = [source, target] if source else [target]  # (a volume with no source: anonymous)
-    options = [*(["ro"] if readonly else []), *(["nocopy"] if nocopy else [])]
-    return "volume", ":".join(parts) + (":" + ",".join(options) if options else "")
+    return volume_request(source, target, readonly, nocopy, bad)  # (no source: anonymous)
 
 
-def split_mounts(specs: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
-    """Every --mount as (-v specs, --tmpfs specs)."""
-    volumes: list[str] = []
+def split_mounts(specs: tuple[str, ...] | list[str]) -> tuple[list[VolumeRequest], list[str]]:
+    """Every --mount as (volume requests, --tmpfs specs)."""
+    volumes: list[VolumeRequest] = []
     tmpfs: list[str] = []
     for spec in specs:
-        kind, converted = parse_mount(spec)
-        (tmpfs if kind == "tmpfs" else volumes).append(converted)
+        parsed = parse_mount(spec)
+        if isinstance(parsed, VolumeRequest):
+            volumes.append(parsed)
+        else:
+            tmpfs.append(parsed)
     return volumes, tmpfs

@@ -63,6 +63,7 @@ from boxlite_cli.runtime.spec import (
 from boxlite_cli.runtime.templates import Templates, template_key
 from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.runtime.volumes import (
+    VolumeRequest,
     check_host_sources,
     discard_volumes,
     parse_volume_specs,
@@ -137,7 +138,7 @@ class CreateOptions:
     detach: bool = False
     network: NetworkConfig = field(default_factory=NetworkConfig)
     pull: str = "missing"
-    volumes: list[str] = field(default_factory=list)  # -v specs
+    volumes: list[str | VolumeRequest] = field(default_factory=list)  # -v specs, --mounts
     hostname: str | None = None  # --hostname; None: the box id's first 12 characters
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
     publish_all: bool = False  # -P: the image's ExposedPorts too

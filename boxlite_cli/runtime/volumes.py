@@ -77,9 +77,17 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         readonly = "ro" in options
         nocopy = NOCOPY in options
     target = parts[-1] if len(parts) == 1 else parts[1]
+    if not target.startswith("/") and len(parts) == 2 and all(
+            o in (*MODES, NOCOPY, *IGNORED_OPTIONS) for o in parts[1].split(",")):
+        raise bad("the path in the box is missing")
+    return volume_request(parts[0] if len(parts) > 1 else "", target, readonly, nocopy, bad)
+
+
+def volume_request(source: str, target: str, readonly: bool, nocopy: bool,
+                   bad: Callable[[str], UsageError]) -> VolumeRequest:
+    """The checked request for SOURCE (empty: anonymous; a host path; a volume name) at
+    TARGET, for `-v` and `--mount` alike; `bad(why)` makes the error."""
     if not target.startswith("/"):
-        if len(parts) == 2 and all(o in (*MODES, NOCOPY, *IGNORED_OPTIONS) for o in parts[1].split(",")):
-            raise bad("the path in the box is missing")
         raise bad(f"the path in the box {target!r} is not absolute")
     target = posixpath.normpath(target)
     if target in ("/", "//"):
@@ -87,9 +95,8 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
     kernel = next((k for k in KERNEL_MOUNTS if target == k or target.startswith(k + "/")), None)
     if kernel is not None:  # (the guest mounts its own there: a volume would not be seen)
         raise bad(f"cannot mount over {kernel}: the box's kernel file systems are there")
-    if len(parts) == 1:
-        return VolumeRequest("anonymous", "", target)
-    source = parts[0]
+    if not source:
+        return VolumeRequest("anonymous", "", target, readonly)
     if source.startswith("/"):
         if nocopy:
             raise bad("nocopy is for volumes (a host directory is never filled from the image)")
@@ -100,8 +107,9 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
               "(letters, digits, _.-); give host directories as absolute paths")
 
 
-def parse_volume_specs(specs: list[str]) -> list[VolumeRequest]:
-    requests = [parse_volume_spec(s) for s in specs]
+def parse_volume_specs(specs: Sequence[str | VolumeRequest]) -> list[VolumeRequest]:
+    """`-v` specs (and `--mount`s, parsed already) → requests, each mount point once."""
+    requests = [s if isinstance(s, VolumeRequest) else parse_volume_spec(s) for s in specs]
     seen: set[str] = set()
     for r in requests:
         if r.target in seen:

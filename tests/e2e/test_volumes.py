@@ -125,6 +125,19 @@ def test_an_empty_volume_is_filled_from_the_image_once(tmp_path: Path) -> None:
         bx("volume", "rm", "e2e-apt", "e2e-skel")
 
 
+def test_mount_takes_paths_with_colons_and_commas(tmp_path: Path) -> None:
+    """What `-v` cannot say, `--mount` can: a ':' (and a quoted ',') in either path."""
+    host = tmp_path / "a:b,c"
+    host.mkdir()
+    (host / "in").write_text("from host")
+    (tmp_path / "one:file").write_text("single")
+    proc = bx("run", "--rm", "--mount", f'type=bind,"src={host}",dst=/x:y',
+              "--mount", f"type=bind,src={tmp_path / 'one:file'},dst=/etc/one:file,ro", IMAGE,
+              "sh", "-c", "cat /x:y/in /etc/one:file; echo; echo out > /x:y/out")
+    assert (proc.returncode, proc.stdout) == (0, b"from hostsingle\n"), proc.stderr
+    assert (host / "out").read_text() == "out\n"
+
+
 @pytest.mark.parametrize(("spec", "needle"), [
     ("/definitely/not/here:/x", "does not exist"),
     ("relative/dir:/x", "neither an absolute host path nor a volume name"),
