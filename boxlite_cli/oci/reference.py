@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ _REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
 _HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _REGISTRY_RE = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?\Z")
+_IPV6_REGISTRY_RE = re.compile(r"^\[([0-9a-fA-F:.]+)\](?::[0-9]+)?\Z")  # ([::1]:5000, docker's)
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
@@ -53,6 +55,18 @@ def _is_registry(part: str) -> bool:
     return "." in part or ":" in part or part == "localhost" or part != part.lower()
 
 
+def _is_ipv6_registry(part: str) -> bool:
+    """`[IPv6]` or `[IPv6]:PORT`, the address a real one."""
+    match = _IPV6_REGISTRY_RE.match(part)
+    if match is None:
+        return False
+    try:
+        ipaddress.IPv6Address(match.group(1))
+    except ValueError:
+        return False
+    return True
+
+
 def parse_reference(text: str) -> Reference:
     """Parse and normalise a reference the way docker does."""
     if not text or len(text) > 512 or any(c.isspace() for c in text):
@@ -72,7 +86,7 @@ def parse_reference(text: str) -> Reference:
     first, _, remainder = rest.partition("/")
     if remainder and _is_registry(first):
         registry, repo = first, remainder
-        if not _REGISTRY_RE.match(registry):
+        if not (_REGISTRY_RE.match(registry) or _is_ipv6_registry(registry)):
             raise UsageError(f"invalid reference format: {text!r}: bad registry {registry!r}")
         if registry == LEGACY_REGISTRY:
             registry = DEFAULT_REGISTRY

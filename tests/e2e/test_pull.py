@@ -361,6 +361,23 @@ def test_run_pull_missing_pulls_then_runs(store: Store, busybox_image: PushedIma
     assert store.box_ids() == []
 
 
+def test_a_registry_on_ipv6_loopback_is_named_in_brackets(store: Store, tmp_path: Path) -> None:
+    """`[::1]:PORT/repo:tag`, as docker takes it: pulled over plain HTTP (loopback), listed
+    and tagged under that name."""
+    try:
+        server = RegistryServer(tmp_path / "v6", ip="::1").start()
+    except (OSError, RuntimeError) as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    with server:
+        pushed = push(server, "busybox", ti.busybox_image())
+        assert pushed.reference.startswith("[::1]:")
+        pull_ok(store, pushed.reference)
+        assert [r["reference"] for r in store.image_rows()] == [pushed.reference]
+        tagged = store.bx("tag", pushed.reference, "[::1]:1/other:t")
+        assert tagged.returncode == 0, tagged.stderr
+        assert "[::1]:1/other:t" in store.tags()
+
+
 def test_run_pull_never_on_an_absent_image(store: Store, busybox_image: PushedImage) -> None:
     proc = store.bx("run", "--rm", "--pull", "never", busybox_image.reference, "true")
     assert_error(proc)

@@ -36,9 +36,9 @@ class RegistryError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
         return int(s.getsockname()[1])
 
 
@@ -48,7 +48,7 @@ def _die_with_parent() -> None:
 
 
 class RegistryServer:
-    """`docker-registry serve` on a free port of 127.0.0.1; a context manager.
+    """`docker-registry serve` on a free port of 127.0.0.1 (or `ip`); a context manager.
 
     `users` are the accounts of the `basic` and `token` modes; `public_repos` are readable
     anonymously in `token` mode.
@@ -56,7 +56,7 @@ class RegistryServer:
 
     def __init__(self, workdir: Path, mode: Mode = "plain", users: Mapping[str, str] | None = None,
                  public_repos: Iterable[str] = (), token_expires_in: int = 300,
-                 start_timeout: float = 20.0) -> None:
+                 start_timeout: float = 20.0, ip: str = "127.0.0.1") -> None:
         if mode != "plain" and not users:
             raise ValueError(f"mode {mode!r} needs users")
         self.workdir = Path(workdir)
@@ -70,6 +70,7 @@ class RegistryServer:
             self.token_server = TokenServer(self.users, public_repos, token_expires_in)
         self._public_repos = tuple(public_repos)
         self._start_timeout = start_timeout
+        self.ip = ip  # (an IPv6 one, `::1`, makes the registry `[::1]:PORT`)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.port = 0
@@ -78,8 +79,8 @@ class RegistryServer:
 
     @property
     def host(self) -> str:
-        """`127.0.0.1:PORT`, the registry part of an image reference."""
-        return f"127.0.0.1:{self.port}"
+        """`127.0.0.1:PORT` (or `[::1]:PORT`), the registry part of an image reference."""
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -109,7 +110,7 @@ class RegistryServer:
             self.token_server.start()
         try:
             for attempt in range(3):
-                self.port = free_port()
+                self.port = free_port(self.ip)
                 self._write_config()
                 if self._launch():
                     return self

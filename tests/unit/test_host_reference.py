@@ -27,6 +27,9 @@ DIGEST = "sha256:" + "ab" * 32
     (f"debian@{DIGEST}", "docker.io", "library/debian", None, DIGEST),
     (f"debian:bookworm@{DIGEST}", "docker.io", "library/debian", "bookworm", DIGEST),
     (f"127.0.0.1:5000/a/b@{DIGEST}", "127.0.0.1:5000", "a/b", None, DIGEST),
+    ("[::1]:5000/a/b:t", "[::1]:5000", "a/b", "t", None),  # (an IPv6 registry, as docker's)
+    ("[fd00::1]/a", "[fd00::1]", "a", "latest", None),
+    (f"[::ffff:127.0.0.1]:443/a@{DIGEST}", "[::ffff:127.0.0.1]:443", "a", None, DIGEST),
 ])
 def test_normalisation(text: str, registry: str, repository: str, tag: str | None,
                        digest: str | None) -> None:
@@ -101,6 +104,11 @@ def test_bad_tags_are_rejected(text: str) -> None:
     "-bad.example.com/debian",
     "bad..example.com/debian",
     "example.com:5000:6000/debian",
+    "[::1/a",
+    "[::g]:5000/a",
+    "[]:5000/a",
+    "[::1]x/a",
+    "[127.0.0.1]/a",
 ])
 def test_malformed_registry_is_rejected(text: str) -> None:
     with pytest.raises(UsageError, match="invalid reference format"):
