@@ -11,6 +11,15 @@ import threading
 GIVE_UP_POLL_S = 0.25
 
 
+def same_file(a: int, b: int) -> bool:
+    """Whether two fds are one file: a shell's `2>&1`, one terminal, one pipe."""
+    try:
+        first, second = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
 def write_all(fd: int, data: bytes, give_up: threading.Event | None = None) -> bool:
     """Write everything; False once the reader is gone (EPIPE), or, on a non-blocking
     `fd` that stays full, once `give_up` is set."""

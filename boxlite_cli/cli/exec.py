@@ -8,7 +8,7 @@ from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import check_tty_input, process_options, to_process_options
-from boxlite_cli.cli.output import std_fds
+from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError
 
 
@@ -37,7 +37,8 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
     from boxlite_cli.runtime.session import Session  # gRPC: -i, -t, -d
 
     box_id = cli.runtime.resolve(box)
-    client, started = cli.runtime.exec(box_id, opts, detach=detach)
+    client, started = cli.runtime.exec(box_id, opts, detach=detach,
+                                       merge_stderr=not tty and one_output_file())
     try:
         if started.error_exit_code:
             report(started.error)

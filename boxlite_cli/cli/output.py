@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from boxlite_cli.cli.printable import printable
+from boxlite_cli.fdio import same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +144,15 @@ def human_duration(seconds: float) -> str:
 
 def ago(ts: float | None) -> str:
     return "" if ts is None else f"{human_duration(time.time() - ts)} ago"
+
+
+def one_output_file() -> bool:
+    """Our stdout and stderr are one file (a shell's `2>&1`, one terminal): a box's
+    process then writes both to one pipe, so they keep their order."""
+    try:
+        return same_file(sys.stdout.fileno(), sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def std_fds() -> tuple[int, int] | None:

@@ -21,7 +21,7 @@ from boxlite_cli.cli.options import (
     to_network,
     to_process_options,
 )
-from boxlite_cli.cli.output import std_fds
+from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
 from boxlite_cli.runtime.mountflag import split_mounts
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
@@ -110,7 +110,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     try:
         with forwarding_signals(interrupt if detach else held.append, HELD_WHILE_STARTING):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
-                              exit_report=True)
+                              exit_report=True, merge_stderr=not tty and one_output_file())
     except BaseException as e:
         with contextlib.suppress(BoxliteError):
             if auto_remove:

@@ -8,7 +8,7 @@ from boxlite_cli.cli.completion import complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import check_tty_input, cold_option, detach_keys_option
-from boxlite_cli.cli.output import std_fds
+from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.cli.run import attach_started
 from boxlite_cli.errors import AlreadyRunning, UsageError
 from boxlite_cli.runtime.runtime import Runtime, StartResult
@@ -58,7 +58,8 @@ def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
     held: list[int] = []
     with forwarding_signals(held.append, HELD_WHILE_STARTING):
         result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
-                          output=output, exit_report=True)
+                          output=output, exit_report=True,
+                          merge_stderr=not process.tty and one_output_file())
     return attach_started(rt, state.id, result, held, output, interactive, process.tty,
                           detach_keys)
 

@@ -477,7 +477,8 @@ class Runtime:
 
     def start(self, ref: str, foreground: bool = False, cold: bool = False,
               checkpoint: str | None = None, memory: Path | None = None,
-              output: tuple[int, int] | None = None, exit_report: bool = False) -> StartResult:
+              output: tuple[int, int] | None = None, exit_report: bool = False,
+              merge_stderr: bool = False) -> StartResult:
         """Boot the box and start its main process; returns once it runs.
 
         `foreground`: the caller will attach to the main process (its output waits
@@ -492,19 +493,23 @@ class Runtime:
         StartResult.exit_pipe, so the caller needs no connection to the box at all.
         `exit_report` (foreground, without `output`): that pipe too, for the caller to
         hear why the box stopped when its own connection broke.
+        `merge_stderr` (foreground): the main process gets one pipe for stdout and
+        stderr (the caller's are one file, `2>&1`), so their order is kept.
         """
         spares_enabled(), spare_idle_s()  # (bad spare settings fail before anything starts)
         if checkpoint is not None or memory is not None:
-            return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory)
+            return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory,
+                               merge_stderr=merge_stderr)
         cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
         try:
             try:
-                return self._start(ref, foreground, cold, output=output, exit_report=exit_report)
+                return self._start(ref, foreground, cold, output=output, exit_report=exit_report,
+                                   merge_stderr=merge_stderr)
             except SpareFailed as e:
                 self.warn(f"a spare VM could not be used ({e}); starting without one")
                 self._renew_disk(self.resolve(ref))
                 return self._start(ref, foreground, cold, output=output, spares=False,
-                                   exit_report=exit_report)
+                                   exit_report=exit_report, merge_stderr=merge_stderr)
         except WarmStartFailed as e:
             # A box removed meanwhile (rm -f kills its shim): not the template's failure.
             try:
@@ -521,7 +526,7 @@ class Runtime:
             if e.primed:
                 self._renew_disk(self.resolve(ref))
             return self._start(ref, foreground, cold=True, output=output,
-                               exit_report=exit_report)
+                               exit_report=exit_report, merge_stderr=merge_stderr)
 
     def _renew_disk(self, box_id: str) -> None:
         """A fresh root disk again, for a box that never ran (its primed warm start failed;
@@ -551,7 +556,7 @@ class Runtime:
     def _start(self, ref: str, foreground: bool, cold: bool,
                checkpoint: str | None = None, memory: Path | None = None,
                output: tuple[int, int] | None = None, spares: bool = True,
-               exit_report: bool = False) -> StartResult:
+               exit_report: bool = False, merge_stderr: bool = False) -> StartResult:
         box_id = self.resolve(ref)
         files = self.files(box_id)
         with self.boxes.lock(box_id):
@@ -632,6 +637,7 @@ class Runtime:
                 log_max_bytes=log_max_bytes(),
                 tmpfs=tuple(check_tmpfs(state.config.tmpfs,
                                         [m.target for m in state.config.mounts])),
+                merge_stderr=foreground and merge_stderr,
             )
             launch.save(files.dir / "vm.json")
             state.status = Status.STARTING
@@ -802,9 +808,10 @@ class Runtime:
                 return False
             time.sleep(0.1)
 
-    def exec(self, ref: str, opts: ProcessOptions, detach: bool = False
-             ) -> tuple[AgentClient, Started]:
-        """Start another process in a running box; it inherits the box's env, cwd and user."""
+    def exec(self, ref: str, opts: ProcessOptions, detach: bool = False,
+             merge_stderr: bool = False) -> tuple[AgentClient, Started]:
+        """Start another process in a running box; it inherits the box's env, cwd and user.
+        `merge_stderr`: one pipe for its stdout and stderr (the caller's are one file)."""
         state = self.running(ref, "exec in it")
         spec = self.exec_spec(state, opts)
         client = self.connect(state)
@@ -812,7 +819,8 @@ class Runtime:
             started = client.exec(argv=spec.argv, env=spec.env, cwd=spec.cwd, user=spec.user,
                                   tty=spec.tty, rows=spec.rows, cols=spec.cols,
                                   stdin=spec.stdin, timeout_s=spec.timeout_s,
-                                  hold_output=not detach)
+                                  hold_output=not detach,
+                                  merge_stderr=merge_stderr and not detach and not spec.tty)
         except BaseException:
             client.close()
             raise

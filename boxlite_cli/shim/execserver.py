@@ -22,6 +22,7 @@ from boxlite_cli.errors import (
     BoxStopped,
     OutputLost,
 )
+from boxlite_cli.fdio import same_file
 from boxlite_cli.shim.execwire import FD_COUNT, LineReader, WireError, recv_request, send_line
 
 log = logging.getLogger("boxlite.shim")
@@ -124,7 +125,7 @@ class ExecServer:
                 argv=_strings(request, "argv"), env=_strings(request, "env"),
                 cwd=str(request.get("cwd", "")), user=str(request.get("user", "")),
                 tty=False, rows=0, cols=0, stdin=False, timeout_s=float(timeout_s),
-                hold_output=True)
+                hold_output=True, merge_stderr=same_file(out, err))  # (2>&1: order kept)
         except BoxliteError as e:
             send_line(conn, {"exit_code": 125, "error": str(e)})
             return

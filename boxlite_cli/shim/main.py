@@ -657,7 +657,7 @@ class Shim:
                                        cols=proc.cols, stdin=proc.stdin,
                                        timeout_s=proc.timeout_s,
                                        hold_output=self.launch.foreground, exec_id=MAIN,
-                                       make_cwd=True)
+                                       make_cwd=True, merge_stderr=self.launch.merge_stderr)
             request.main.CopyFrom(main)  # Init starts it too: one round trip
             if warm:
                 # (Bounded by the boot's deadline, like a ping: a first connection

@@ -101,6 +101,9 @@ class Launch:
     # The size past which container.log is rotated (shim/logframes.py).
     log_max_bytes: int = LOG_MAX_BYTES
     tmpfs: tuple[GuestTmpfs, ...] = ()  # --tmpfs
+    # The foreground CLI's stdout and stderr are one file (`2>&1`): the main process
+    # gets one pipe for both, so their order is kept (agent.proto's merge_stderr).
+    merge_stderr: bool = False
 
     def save(self, path: Path) -> None:
         vm = {k: (str(v) if k in PATH_FIELDS else v) for k, v in asdict(self.vm).items()}
@@ -118,7 +121,8 @@ class Launch:
                                  "prime_template": self.prime_template,
                                  "resume": self.resume,
                                  "log_max_bytes": self.log_max_bytes,
-                                 "tmpfs": [asdict(t) for t in self.tmpfs]},
+                                 "tmpfs": [asdict(t) for t in self.tmpfs],
+                                 "merge_stderr": self.merge_stderr},
                           durable=False)  # (written again at every start: see state/atomic.py)
 
     @classmethod
@@ -140,4 +144,5 @@ class Launch:
                    bool(data.get("prime_template", False)),
                    bool(data.get("resume", False)),
                    int(data.get("log_max_bytes", LOG_MAX_BYTES)),
-                   tuple(GuestTmpfs(**t) for t in data.get("tmpfs", ())))
+                   tuple(GuestTmpfs(**t) for t in data.get("tmpfs", ())),
+                   bool(data.get("merge_stderr", False)))

@@ -267,6 +267,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             hold_output=request.hold_output,
             exec_id=request.exec_id,
             make_cwd=request.make_cwd,
+            merge_stderr=request.merge_stderr and not request.tty,
             cap_drop=self._cap_drop,
         )
         root = self._guest.rootfs()

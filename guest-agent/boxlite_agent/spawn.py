@@ -50,6 +50,7 @@ class ExecSpec:
     hold_output: bool = False
     exec_id: str = ""
     make_cwd: bool = False  # create a missing cwd (a box's main process)
+    merge_stderr: bool = False  # stderr is stdout's pipe (all its output is STDOUT)
     cap_drop: int = 0  # capabilities taken from its bounding set (bit N: capability N)
     # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
     # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
@@ -246,12 +247,18 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
             else:
                 stdin_fd = subprocess.DEVNULL
             out_r, stdout_fd = os.pipe()
-            err_r, stderr_fd = os.pipe()
-            parent_fds += [out_r, err_r]
-            child_fds += [stdout_fd, stderr_fd]
-            outputs += [(STDOUT, out_r), (STDERR, err_r)]
+            parent_fds.append(out_r)
+            child_fds.append(stdout_fd)
+            outputs.append((STDOUT, out_r))
+            if spec.merge_stderr:
+                stderr_fd = stdout_fd
+            else:
+                err_r, stderr_fd = os.pipe()
+                parent_fds.append(err_r)
+                child_fds.append(stderr_fd)
+                outputs.append((STDERR, err_r))
             if user.uid != 0:  # its own, as runc makes them: /dev/stdout and the like open
-                for fd in (stdout_fd, stderr_fd, stdin_fd):
+                for fd in {stdout_fd, stderr_fd, stdin_fd}:
                     if fd != subprocess.DEVNULL and not spec.warm_up:
                         os.fchown(fd, user.uid, user.gid)
         if os.access(HELPER, os.X_OK):

@@ -263,6 +263,36 @@ def test_exec_streams_separately_and_forwards_signals() -> None:
         bx("rm", "-f", "sigexec")
 
 
+INTERLEAVED = "for i in $(seq 100); do echo out$i; echo err$i >&2; done"
+IN_ORDER = "".join(f"out{i}\nerr{i}\n" for i in range(1, 101)).encode()
+
+
+def merged(*args: str) -> bytes:
+    """The output of `boxlite ARGS 2>&1` (stdin: a line for -i), less boxlite's own
+    warnings (a first boot's "KVM is not usable")."""
+    proc = subprocess.run([boxlite_bin(), *args], input=b"in\n", stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    return b"".join(line for line in proc.stdout.splitlines(keepends=True)
+                    if not line.startswith(b"boxlite: warning: "))
+
+
+def test_output_to_one_file_keeps_the_order_it_was_written_in() -> None:
+    """`boxlite ... 2>&1` (a CI log): the process writes stdout and stderr to one pipe,
+    as a shell's 2>&1 gives it, so the lines come in the order written; apart, each
+    stream goes to its own place."""
+    assert merged("run", "--rm", IMAGE, "sh", "-c", INTERLEAVED) == IN_ORDER
+    assert merged("run", "--rm", "-i", IMAGE, "sh", "-c", "read l; " + INTERLEAVED) == IN_ORDER
+    assert bx("run", "-d", "--name", "merged", IMAGE, "sleep", "600").returncode == 0
+    try:
+        assert merged("exec", "merged", "sh", "-c", INTERLEAVED) == IN_ORDER
+        assert merged("exec", "-i", "merged", "sh", "-c", "read l; " + INTERLEAVED) == IN_ORDER
+        apart = bx("exec", "merged", "sh", "-c", "echo out; echo err >&2")
+        assert (apart.stdout, apart.stderr) == (b"out\n", b"err\n")
+    finally:
+        bx("rm", "-f", "merged")
+
+
 @pytest.mark.parametrize(("hangup", "command", "ready", "code"), [
     ("signal", ["sh", "-c", 'trap "exit 7" HUP; echo ready; while :; do sleep 0.1; done'],
      b"ready", 7),

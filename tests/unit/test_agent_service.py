@@ -214,6 +214,21 @@ def test_exit_codes_and_streams(agent: Agent, code: int) -> None:
     assert (w.exit_code, w.signal, w.timed_out) == (code, 0, False)
 
 
+def test_merged_streams_are_one_pipe_in_the_order_written(agent: Agent) -> None:
+    """merge_stderr (the client's stdout and stderr are one file): what the process
+    writes to either comes as STDOUT, in its order, however fast it writes."""
+    script = ("for i in $(seq 200); do echo out$i; echo err$i >&2; done; "
+              "readlink /proc/self/fd/1 /proc/self/fd/2")
+    out, err, w = agent.run(["sh", "-c", script], merge_stderr=True)
+    lines = out.decode().splitlines()
+    assert lines[:400] == [f"{s}{i}" for i in range(1, 201) for s in ("out", "err")]
+    assert err == b"" and w.exit_code == 0
+    one, two = lines[400:402]
+    assert one == two and one.startswith("pipe:"), lines[400:]  # (what `2>&1` gives)
+    out, err, _ = agent.run(["sh", "-c", "echo o; echo e >&2"], merge_stderr=True, tty=True)
+    assert b"o" in out and b"e" in out and err == b""  # (a tty is one stream anyway)
+
+
 def test_not_found_is_127(agent: Agent) -> None:
     r = agent.exec(["no-such-command-xyz"])
     assert r.error_exit_code == 127

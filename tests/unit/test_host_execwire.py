@@ -98,10 +98,27 @@ def test_output_goes_straight_into_the_fds_and_the_exit_code_comes_last(tmp_path
     assert read_all(err_r) == b"err1\n"
     assert client.requests == [{"argv": ["sh", "-c", "x"], "env": ["A=1"], "cwd": "/w",
                                 "user": "u", "tty": False, "rows": 0, "cols": 0, "stdin": False,
-                                "timeout_s": 3.0, "hold_output": True}]
+                                "timeout_s": 3.0, "hold_output": True, "merge_stderr": False}]
     assert oct(server.path.stat().st_mode & 0o777) == "0o600"
     server.close()
     assert not server.path.exists()
+
+
+def test_one_file_for_stdout_and_stderr_asks_for_one_pipe(tmp_path: Path) -> None:
+    """A CLI run with `2>&1` hands one file twice: the process gets one pipe for both
+    (the agent's merge_stderr), so their order is kept."""
+    client = FakeClient([(STDOUT, b"both\n")], 0)
+    server = serve(tmp_path, client)
+    out_r, out_w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["true"]}, (out_w, out_w))
+        os.close(out_w)
+        reader = LineReader(sock)
+        assert reader.next() == {"exec_id": "e1"}
+        assert reader.next() == {"exit_code": 0}
+    assert read_all(out_r) == b"both\n"
+    assert client.requests[0]["merge_stderr"] is True
+    server.close()
 
 
 def test_a_process_that_cannot_start_is_one_reply(tmp_path: Path) -> None:
