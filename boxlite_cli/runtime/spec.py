@@ -53,12 +53,15 @@ def _file_lines(path: str, what: str) -> list[str]:
         data = Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
+    data = data.removeprefix(b"\xef\xbb\xbf")  # (a BOM, as Windows editors write: docker's)
     try:
         text = data.decode()
     except UnicodeDecodeError as e:
         number = data[:e.start].count(b"\n") + 1
         raise UsageError(f"{what} {path}, line {number}: not valid UTF-8 text") from None
-    return [line for line in (raw.lstrip() for raw in text.splitlines())
+    # (lines end at \n only, a \r before it dropped: a form feed or U+2028 in a value is
+    # the value's, as docker reads it)
+    return [line for line in (raw.removesuffix("\r").lstrip() for raw in text.split("\n"))
             if line and not line.startswith("#")]
 
 

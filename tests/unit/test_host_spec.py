@@ -183,6 +183,14 @@ def test_env_file_values_are_passed_through_untrimmed(tmp_path: Path) -> None:
     assert read_env_file(str(path), NO_HOST) == ["TRAILING=value  "]
 
 
+def test_env_file_from_a_windows_editor(tmp_path: Path) -> None:
+    """A BOM at the start and CRLF line ends (docker's reading); a form feed or a
+    U+2028 in a value is the value's, not a line end."""
+    path = tmp_path / "env"
+    path.write_bytes("\ufeffBOM=1\r\nFF=a\x0cb\r\nLS=c\u2028d\n".encode())
+    assert read_env_file(str(path), NO_HOST) == ["BOM=1", "FF=a\x0cb", "LS=c\u2028d"]
+
+
 def test_env_file_with_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "env"
     path.write_text("OK=1\n=nope\n")
