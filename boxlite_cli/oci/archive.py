@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from boxlite_cli.errors import BoxliteError, ImageError
 from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
 from boxlite_cli.oci.mediatypes import (
+    MAX_INDEX_DEPTH,
     OCI_MANIFEST,
     check_config,
     check_descriptor,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 MAX_JSON = 4 << 20
 MAX_LINK_HOPS = 8
-MAX_INDEX_DEPTH = 4
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

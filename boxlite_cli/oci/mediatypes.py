@@ -16,6 +16,7 @@ DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v1+prettyjws")
 MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEXES = (OCI_INDEX, DOCKER_LIST)
+MAX_INDEX_DEPTH = 4  # indexes in indexes, walked as containerd walks them
 CONFIGS = ("application/vnd.oci.image.config.v1+json",
            "application/vnd.docker.container.image.v1+json")
 LAYERS = (
@@ -109,26 +110,30 @@ def choose_platform(index: dict[str, Any]) -> dict[str, Any]:
     """The linux/amd64 manifest descriptor of an index (error names what it has); of
     several, the one for the baseline CPU (_variant_rank). An entry without a platform
     (optional in OCI) is taken when none names linux/amd64, as containerd does: the
-    config of its image is checked afterwards (check_config)."""
+    config of its image is checked afterwards (check_config). Failing those, a nested
+    index without a platform: the caller walks into it (to MAX_INDEX_DEPTH)."""
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise ImageError("malformed index: manifests is not a list")
     found = []
-    unnamed = None
+    unnamed = nested = None
     amd64: list[dict[str, Any]] = []
     for i, desc in enumerate(entries):
         desc = check_descriptor(desc, f"index entry {i + 1}")
         p = desc.get("platform") or {}
+        is_index = desc.get("mediaType") in INDEXES
         is_manifest = desc.get("mediaType") in MANIFESTS or "mediaType" not in desc
         if is_manifest and isinstance(p, dict) and (p.get("os"), p.get("architecture")) == PLATFORM:
             amd64.append(desc)
         if is_manifest and "platform" not in desc and unnamed is None:
             unnamed = desc
+        if is_index and not desc.get("platform") and nested is None:
+            nested = desc
         found.append(platform_of(desc))
     if amd64:
         return min(amd64, key=_variant_rank)  # (the first of equals)
-    if unnamed is not None:
-        return unnamed
+    if unnamed is not None or nested is not None:
+        return unnamed or nested
     have = ", ".join(sorted(set(found))) or "no platforms"
     raise ImageError(f"no linux/amd64 image in this index (it has {have})")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from boxlite_cli.errors import ImageError
 from boxlite_cli.oci.mediatypes import (
     MAX_CONFIG_BYTES,
+    MAX_INDEX_DEPTH,
     check_config,
     check_manifest,
     choose_platform,
@@ -133,15 +134,16 @@ class Puller:
             ref = Reference(ref.registry, ref.repository, None, ref.digest)
         raw, repo_digest, doc, kind = self._manifest(ref, ref.digest or ref.tag or "latest")
         manifest_raw, manifest_digest = raw, repo_digest
-        if kind == "index":
+        for _ in range(MAX_INDEX_DEPTH + 1):
+            if kind != "index":
+                break
             try:
                 desc = choose_platform(doc)
             except ImageError as e:
                 raise ImageError(f"{ref.short}: {e}") from None
             manifest_raw, manifest_digest, doc, kind = self._manifest(ref, str(desc["digest"]))
-            if kind != "manifest":
-                raise ImageError(f"malformed index of {ref.short}: its linux/amd64 entry is not "
-                                 "an image manifest")
+        else:
+            raise ImageError(f"{ref.short}: indexes nested too deep (more than {MAX_INDEX_DEPTH})")
         manifest = check_manifest(doc)
         config_desc = manifest["config"]
         layers = [(str(d["digest"]), int(d["size"])) for d in manifest["layers"]]

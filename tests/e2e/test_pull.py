@@ -29,8 +29,8 @@ from tests.e2e.conftest import boxlite_bin, bx, vm_processes
 from tests.support import testimages as ti
 from tests.support.faultproxy import BLOB_PATH, MANIFEST_PATH, FaultProxy
 from tests.support.fixtures import PUBLIC_REPO, TEST_PASSWORD, TEST_USER
-from tests.support.ocibuild import Image, Layer, directory, file, symlink
-from tests.support.ocipush import PushedImage, push
+from tests.support.ocibuild import MT_OCI_INDEX, Blob, Image, Layer, directory, file, symlink
+from tests.support.ocipush import PushedImage, RegistryClient, push
 from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.e2e
@@ -433,6 +433,23 @@ def test_index_resolves_to_linux_amd64(store: Store, fixture: str, request: pyte
     assert cat(base, "/etc/arch") == b"amd64\n"
     arm64 = pushed.artifact.for_platform("linux", "arm64")  # type: ignore[union-attr]
     assert arm64.config_blob.digest not in store.blobs()  # only amd64 was fetched
+
+
+def test_an_index_in_an_index_is_walked_into(store: Store, registry: RegistryServer,
+                                             multiarch_image: PushedImage) -> None:
+    """An outer index whose entry is the multi-arch index, with no platform (as some
+    build tools write them): walked into to its linux/amd64 image, as containerd does."""
+    inner = multiarch_image.artifact
+    outer = Blob(MT_OCI_INDEX, json.dumps({
+        "schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+        "manifests": [{"mediaType": MT_OCI_INDEX, "digest": inner.digest,
+                       "size": inner.manifest.size}]}).encode())
+    with RegistryClient(registry.url) as client:
+        client.push_manifest("multiarch", "nested", outer)
+    ref = registry.ref("multiarch", "nested")
+    pull_ok(store, ref)
+    [row] = store.image_rows()
+    assert row["id"] == inner.for_platform("linux", "amd64").config_blob.digest  # type: ignore[union-attr]
 
 
 def test_arm64_only_index_fails_clearly(store: Store, arm64_only_image: PushedImage) -> None:

@@ -194,8 +194,11 @@ def test_an_index_entry_without_a_platform_is_taken_when_none_names_linux_amd64(
              "platform": {"os": "linux", "architecture": "amd64"}}
     assert choose_platform({"manifests": [nested, unnamed]}) == unnamed
     assert choose_platform({"manifests": [unnamed, amd64]}) == amd64  # a named one first
-    with pytest.raises(ImageError, match="no linux/amd64 image"):
-        choose_platform({"manifests": [nested]})  # an index is no image
+    assert choose_platform({"manifests": [nested]}) == nested  # walked into, as containerd does
+    arm = {**nested, "platform": {"os": "linux", "architecture": "arm64"}}
+    with pytest.raises(ImageError, match=r"no linux/amd64 image in this index \(it has "
+                                         r"linux/arm64\)"):
+        choose_platform({"manifests": [arm]})
 
 
 def test_of_several_linux_amd64_entries_the_baseline_cpus_is_taken() -> None:
