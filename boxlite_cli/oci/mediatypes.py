@@ -132,8 +132,10 @@ def choose_platform(index: dict[str, Any]) -> dict[str, Any]:
         found.append(platform_of(desc))
     if amd64:
         return min(amd64, key=_variant_rank)  # (the first of equals)
-    if unnamed is not None or nested is not None:
-        return unnamed or nested
+    if unnamed is not None:
+        return unnamed
+    if nested is not None:
+        return nested
     have = ", ".join(sorted(set(found))) or "no platforms"
     raise ImageError(f"no linux/amd64 image in this index (it has {have})")
 
