@@ -391,7 +391,8 @@ class RegistryClient:
         resp = self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull",
                           f"fetching blob {digest[:19]}", headers=headers, stream=True)
         try:
-            self._raise_for(resp, repository, digest, blob=True)
+            if not (offset and resp.status_code == 416):  # (the caller starts again)
+                self._raise_for(resp, repository, digest, blob=True)
             yield resp
         finally:
             resp.close()
@@ -404,10 +405,19 @@ class RegistryClient:
         """
         failures = 0
         from_disk = ingest.offset > 0  # resuming a partial an earlier pull left
+        if from_disk and ingest.offset == ingest.size:  # all there: nothing to ask for
+            with contextlib.suppress(ImageError):  # (a mismatch: fetched again, whole)
+                ingest.commit()
+                return
+            from_disk = False
         while True:
             offset = ingest.offset
             try:
                 with self._blob_response(repository, digest, offset) as resp:
+                    if offset and resp.status_code == 416:  # no such range: from byte 0
+                        ingest.restart()
+                        from_disk = False
+                        continue
                     if offset and resp.status_code != 206:
                         ingest.restart()
                     progress(ingest.offset)

@@ -817,6 +817,30 @@ def test_a_corrupt_partial_is_fetched_again_whole_in_the_same_pull(
     store.assert_blobs_verified()
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_partial_holding_every_byte_is_committed_without_a_request(
+        store: Store, busybox_image: PushedImage, fault_proxy: FaultProxy,
+        registry: RegistryServer, whole: bool) -> None:
+    """A pull killed after the last byte, before its commit, left a partial that is all
+    there: the next pull verifies and keeps it, asking for nothing (a range from its end
+    is answered 416 and failed every pull after). One all there but damaged is fetched
+    again whole."""
+    ref = busybox_image.at(fault_proxy.host)
+    [layer] = busybox_image.layer_digests
+    fault_proxy.truncate_blobs(300_000, path=re.escape(layer))
+    assert_error(store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"}))
+    [partial] = store.partials()
+    blob = registry.blob_file(layer).read_bytes()
+    partial.write_bytes(blob if whole else blob[:-1] + bytes([blob[-1] ^ 1]))
+    fault_proxy.reset()
+    again = store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"})
+    assert again.returncode == 0, again.stderr
+    fetched = [r.status for r in fault_proxy.requests if layer in r.path and r.method == "GET"]
+    assert fetched == ([] if whole else [200]), fetched
+    assert store.partials() == []
+    store.assert_blobs_verified()
+
+
 class SlowRelay:
     """A TCP relay to an upstream port that passes responses on at `rate` bytes/s."""
 
