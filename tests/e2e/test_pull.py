@@ -841,6 +841,21 @@ def test_a_partial_holding_every_byte_is_committed_without_a_request(
     store.assert_blobs_verified()
 
 
+def test_a_resumed_range_answered_416_starts_again_from_byte_0(
+        store: Store, busybox_image: PushedImage, fault_proxy: FaultProxy) -> None:
+    ref = busybox_image.at(fault_proxy.host)
+    [layer] = busybox_image.layer_digests
+    fault_proxy.truncate_blobs(300_000, path=re.escape(layer))
+    assert_error(store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"}))
+    fault_proxy.reset()
+    fault_proxy.fail(416, times=1, path=re.escape(layer))
+    again = store.bx("pull", ref, env={"BOXLITE_REGISTRY_RETRIES": "0"})
+    assert again.returncode == 0, again.stderr
+    fetched = [r.status for r in fault_proxy.requests if layer in r.path and r.method == "GET"]
+    assert fetched == [416, 200], fetched
+    store.assert_blobs_verified()
+
+
 class SlowRelay:
     """A TCP relay to an upstream port that passes responses on at `rate` bytes/s."""
 
