@@ -22,7 +22,7 @@ from boxlite_cli.cli.options import (
     to_process_options,
 )
 from boxlite_cli.cli.output import one_output_file, std_fds
-from boxlite_cli.errors import BoxliteError, Interrupted, UsageError
+from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.runtime.mountflag import split_mounts
 from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
@@ -111,12 +111,10 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         with forwarding_signals(interrupt if detach else held.append, HELD_WHILE_STARTING):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
                               exit_report=True, merge_stderr=not tty and one_output_file())
-    except BaseException as e:
-        with contextlib.suppress(BoxliteError):
-            if auto_remove:
+    except BaseException:
+        if auto_remove:  # (an interrupted start stopped the box: Runtime.start)
+            with contextlib.suppress(BoxliteError):
                 rt.remove(state.id, force=True, volumes=True)  # (--rm's: docker's)
-            elif detach and isinstance(e, KeyboardInterrupt | Interrupted):
-                rt.kill_now(state.id)  # (its id was never printed: not left running)
         raise
     if detach and result.exit_code is None:
         click.echo(state.id)

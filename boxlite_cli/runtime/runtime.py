@@ -25,6 +25,7 @@ from boxlite_cli.errors import (
     Conflict,
     DiskError,
     ImageError,
+    Interrupted,
     NoSuchBox,
     NotFound,
     PayloadError,
@@ -226,6 +227,7 @@ class Runtime:
         self.warn = warn
         self.activity = activity
         self.pull_display = pull_display
+        self.starting: set[str] = set()  # boxes this Runtime is starting (Runtime.start)
 
     # payload and images ---------------------------------------------------------------
 
@@ -495,8 +497,27 @@ class Runtime:
         hear why the box stopped when its own connection broke.
         `merge_stderr` (foreground): the main process gets one pipe for stdout and
         stderr (the caller's are one file, `2>&1`), so their order is kept.
+
+        A start interrupted (Ctrl-C, or the caller's Interrupted) stops the box again:
+        its caller gave up on it, and nothing would be left to see it run.
         """
         spares_enabled(), spare_idle_s()  # (bad spare settings fail before anything starts)
+        box_id = self.resolve(ref)
+        try:
+            return self._start_or_retry(ref, foreground, cold, checkpoint, memory, output,
+                                        exit_report, merge_stderr)
+        except (KeyboardInterrupt, Interrupted):
+            if box_id in self.starting:  # (not one that ran before: it was not ours)
+                with contextlib.suppress(BoxliteError, OSError):
+                    self.kill_now(box_id)
+            raise
+        finally:
+            self.starting.discard(box_id)
+
+    def _start_or_retry(self, ref: str, foreground: bool, cold: bool, checkpoint: str | None,
+                        memory: Path | None, output: tuple[int, int] | None,
+                        exit_report: bool, merge_stderr: bool) -> StartResult:
+        """Runtime.start's: a warm start that fails is retried cold, a spare's without one."""
         if checkpoint is not None or memory is not None:
             return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory,
                                merge_stderr=merge_stderr)
@@ -640,6 +661,7 @@ class Runtime:
                 merge_stderr=foreground and merge_stderr,
             )
             launch.save(files.dir / "vm.json")
+            self.starting.add(box_id)
             state.status = Status.STARTING
             state.error = None
             state.exit_code = None

@@ -100,6 +100,26 @@ def test_a_signal_to_run_d_while_its_box_starts_stops_the_box(e2e_home: Path) ->
         bx("rm", "-f", "early-d")
 
 
+@pytest.mark.parametrize("command", [["run", "--cold", "--name", "early-int", IMAGE],
+                                     ["start", "--cold", "early-int"]])
+def test_ctrl_c_while_the_box_starts_stops_it(e2e_home: Path, command: list[str]) -> None:
+    """Ctrl-C of a foreground run (or a start) while the box boots gives up on it: the
+    CLI exits 130 and the box is stopped, not left to come up and run unseen."""
+    if command[0] == "start":
+        assert bx("create", "--name", "early-int", IMAGE, "sleep", "600").returncode == 0
+    else:
+        command = [*command, "sleep", "600"]
+    try:
+        code, _ = _signal_while_starting(command, "early-int", signal.SIGINT)
+        assert code == 130
+        [box] = [b for b in json.loads(bx("ps", "-a", "--format", "json").stdout)
+                 if b["name"] == "early-int"]
+        assert box["status"] == "exited", box
+        assert not [p for p in vm_processes(e2e_home) if "early-int" in p]
+    finally:
+        bx("rm", "-f", "early-int")
+
+
 def test_a_reader_that_goes_away_ends_only_the_writer() -> None:
     # `| head -c 5`: head leaves early. As in a host pipeline, `seq` (the writer into
     # the closed pipe) dies of SIGPIPE, the shell goes on, and its exit status is the
