@@ -777,11 +777,25 @@ class Runtime:
 
     def running(self, ref: str, doing: str = "reach its guest") -> BoxState:
         """The state of a box that must be running, not paused (Conflict otherwise, saying
-        what cannot be `doing`)."""
+        what cannot be `doing`). One still starting (from another shell) is waited for."""
         state = self.get(ref)
+        if state.status == Status.STARTING:
+            state = self._started(state)
         if state.status != Status.RUNNING:
             raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
         refuse_paused(state, doing)
+        return state
+
+    def _started(self, state: BoxState) -> BoxState:
+        """A starting box once its start is over (it runs, or it failed), waited for as
+        long as a boot may take."""
+        deadline = time.monotonic() + boot_timeout_s()
+        while state.status == Status.STARTING:
+            if time.monotonic() >= deadline:
+                raise Conflict(f"box {state.name} is still starting",
+                               hint="try again once `boxlite ps` shows it Up")
+            time.sleep(0.05)
+            state = self.get(state.id)
         return state
 
     def client(self, ref: str, doing: str = "reach its guest") -> tuple[BoxState, AgentClient]:
@@ -952,8 +966,12 @@ class Runtime:
     def kill(self, ref: str, signum: int) -> BoxState:
         """Send `signum` to the box's main process (SIGKILL: a paused box is continued
         for it; other signals would wait for `unpause`, and are refused). After SIGKILL,
-        as docker's kill, it returns once the box has stopped (`kill x && rm x` works)."""
+        as docker's kill, it returns once the box has stopped (`kill x && rm x` works).
+        A box still starting is stopped as it comes up by SIGKILL; another signal waits
+        for it to run (Runtime.running)."""
         if signum == signal.SIGKILL:
+            if self.get(ref).status == Status.STARTING:  # (stopped as it comes up)
+                return self.stop(ref, timeout_s=0, signum=signal.SIGKILL)
             continue_if_paused(self, self.resolve(ref))
         state, client = self.client(ref, f"send it signal {signum} (a paused box takes SIGKILL only)")
         try:

@@ -314,3 +314,33 @@ def test_start_attached_is_a_foreground_run_of_the_box() -> None:
         assert two.returncode == 125 and b"one box" in two.stderr
     finally:
         bx("rm", "-f", "sa", "si")
+
+
+def _start_and_catch_it_starting(name: str) -> subprocess.Popen[bytes]:
+    """`boxlite start --cold NAME` in the background, returned once NAME shows as starting."""
+    start = subprocess.Popen([boxlite_bin(), "start", "--cold", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while json.loads(bx("inspect", name).stdout)[0]["status"] != "starting":
+        assert start.poll() is None and time.monotonic() < deadline, "never seen starting"
+        time.sleep(0.05)
+    return start
+
+
+def test_a_box_still_starting_from_another_shell_is_waited_for_or_killed() -> None:
+    """exec (and a signal) to a box another shell is starting wait for it to run, not
+    fail with "not running, start it"; kill (SIGKILL) stops it as it comes up."""
+    assert bx("create", "--name", "booting", IMAGE, "sleep", "600").returncode == 0
+    try:
+        start = _start_and_catch_it_starting("booting")
+        execd = bx("exec", "booting", "echo", "in")
+        assert (execd.returncode, execd.stdout) == (0, b"in\n"), execd.stderr
+        assert start.wait(60) == 0
+        assert bx("stop", "-t", "0", "booting").returncode == 0
+        start = _start_and_catch_it_starting("booting")
+        killed = bx("kill", "booting")
+        assert killed.returncode == 0, killed.stderr
+        start.communicate(timeout=60)
+        assert json.loads(bx("inspect", "booting").stdout)[0]["status"] == "exited"
+    finally:
+        bx("rm", "-f", "booting")
