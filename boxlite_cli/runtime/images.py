@@ -128,7 +128,9 @@ class Images:
         for text in names:
             image, keys, by_id = self._resolve(text)
             users = self.boxes_using().get(image.id, [])
-            if users and not force:
+            # (docker's: a name of several is only untagged, whoever uses the image)
+            others = [k for k in self._keys_of(image.id) if k not in keys]
+            if users and not force and (by_id or not others):
                 raise Conflict(f"unable to remove {text}: box {users[0]} uses image "
                                f"{image.id[7:19]}",
                                hint="remove the box first (boxlite rm), or use rmi -f")

@@ -33,10 +33,15 @@ def test_rmi_refuses_an_image_a_box_uses_then_force(store: Store, busybox_image:
     assert create.returncode == 0, create.stderr
     box_id = create.stdout.decode().strip()
 
-    refused = store.bx("rmi", ref)
+    # one name of several is only untagged, a box using the image or not (docker's)
+    assert store.bx("tag", ref, "extra:tag").returncode == 0
+    untagged = store.bx("rmi", "extra:tag")
+    assert (untagged.returncode, untagged.stdout) == (0, b"Untagged: extra:tag\n"), untagged.stderr
+    refused = store.bx("rmi", ref)  # (the last name)
     assert_error(refused, "uses image")
     assert [r["reference"] for r in store.image_rows()] == [ref]
     assert store.base(busybox_image.config_digest).is_file()
+    assert_error(store.bx("rmi", busybox_image.config_digest[7:19]), "uses image")  # (by id)
 
     forced = store.bx("rmi", "-f", ref)
     assert forced.returncode == 0, forced.stderr
