@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import subprocess
 
+from boxlite_cli.childdeath import die_with_parent
 from boxlite_cli.errors import DiskError
 
 
@@ -13,7 +16,10 @@ def run_tool(cmd: list[str], what: str) -> str:
     exe = shutil.which(cmd[0]) or shutil.which(cmd[0], path="/usr/sbin:/sbin")
     if exe is None:
         raise DiskError(f"{what}: {cmd[0]} is not installed", hint="run: boxlite doctor")
-    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, check=False)
+    # (killed with us: a merge left running by a killed CLI went on outside the box's
+    # lock, and the steps after it never came)
+    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, check=False,
+                          preexec_fn=functools.partial(die_with_parent, os.getpid()))
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         detail = lines[-1] if lines else f"exit status {proc.returncode}"

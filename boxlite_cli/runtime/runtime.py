@@ -154,6 +154,10 @@ class CreateOptions:
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
 
 
+# QEMU's words for a disk another process holds (the one or the other is last)
+QEMU_DISK_LOCKED = ('Failed to get "write" lock', "Is another process using the image")
+
+
 class SpareFailed(VmError):
     """A spare VM (runtime/spares.py) could not become the box: start it without one."""
 
@@ -680,6 +684,10 @@ class Runtime:
         except SpareFailed:
             raise  # (not the template's failure: start() starts the box without a spare)
         except VmError as e:
+            if any(words in e.message for words in QEMU_DISK_LOCKED):  # (nor is a held disk)
+                raise VmError(f"box {state.name} cannot start: another process is using its "
+                              "disk", hint="wait for the disk operation on it (a snapshot, "
+                              "export or clone) to end, then start it again") from e
             if warm is None:
                 raise
             raise WarmStartFailed(e.message, warm, primed=primed) from e

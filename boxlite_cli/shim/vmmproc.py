@@ -8,16 +8,15 @@ a memory snapshot loads while the shim's Python start-up goes on.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from boxlite_cli.childdeath import LIBC, die_with_parent
 from boxlite_cli.errors import BoxliteError
 from boxlite_cli.shim.child import ChildProcess, Process
 from boxlite_cli.shim.vmspec import Launch
@@ -27,27 +26,12 @@ from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.vmm.base import NET_DNS, NET_GUEST, NET_HOST, NET_PASST, VmmDriver, VmSpec
 from boxlite_cli.vmm.ramimage import shared_ram
 
-PR_SET_PDEATHSIG = 1
 PR_SET_THP_DISABLE = 41
 PASST_START_TIMEOUT_S = 10.0
-# Looked up here, not in the forked child (the pre-exec steps below): another thread
-# of the shim (the prestarted one imports in a thread) may hold the dynamic loader's
-# lock at the fork, and a dlopen in the child would then wait for it forever.
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class BootFailed(BoxliteError):
     pass
-
-
-def _die_with_parent(parent: int) -> None:
-    """In a helper child (passt, the VMM) of `parent`: get SIGKILL when the shim dies,
-    so no VM outlives its shim. A shim that died before this (between the fork and
-    here) left the child to init already, and the signal would never come: then it
-    ends now."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _vmm_child_setup(parent: int) -> None:
@@ -56,8 +40,8 @@ def _vmm_child_setup(parent: int) -> None:
     buffer; then every page a restore loads, scattered over the RAM, costs the
     zeroing of a 2 MiB page (a warm start spent ~0.2 s in it), and the VM holds
     more memory than its guest uses. Like Firecracker's default: 4 KiB pages."""
-    _die_with_parent(parent)
-    _LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    die_with_parent(parent)  # (no VM outlives its shim)
+    LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
 @dataclass
@@ -90,7 +74,7 @@ def start_passt(files: BoxFiles, spec: VmSpec) -> None:
     with open(files.dir / "passt.log", "wb") as out:
         passt = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT,
-                                 preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+                                 preexec_fn=functools.partial(die_with_parent, os.getpid()))
     deadline = time.monotonic() + PASST_START_TIMEOUT_S
     while not sock.exists():
         if passt.poll() is not None or time.monotonic() > deadline:

@@ -61,3 +61,29 @@ def test_killed_shim_or_vm_shows_as_exited_and_box_recovers(victim: str, e2e_hom
     finally:
         assert bx("rm", "-f", name).returncode == 0
     assert bx("inspect", name).returncode == 125
+
+
+def test_a_disk_another_process_holds_fails_the_start_not_the_template(e2e_home: Path) -> None:
+    """A disk tool still writing the box's disk (QEMU's write lock taken) makes the
+    start fail in one line that says so; the warm-start template is kept, not blamed."""
+    import subprocess
+
+    assert bx("run", "--name", "locked", IMAGE, "true").returncode == 0  # (its disk used)
+    templates = sorted(p.name for p in (e2e_home / "cache" / "templates").iterdir())
+    assert templates
+    disk = box_record("locked")["paths"]["rootfs_disk"]  # type: ignore[index]
+    holder = subprocess.Popen(["qemu-io", "-c", "sleep 120000", str(disk)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        started = bx("start", "locked")
+        assert started.returncode == 125
+        assert started.stderr.decode().splitlines()[0] == (
+            "boxlite: box locked cannot start: another process is using its disk")
+        assert sorted(p.name for p in (e2e_home / "cache" / "templates").iterdir()) == templates
+        holder.kill()
+        holder.wait(10)
+        assert bx("start", "locked").returncode == 0
+    finally:
+        holder.kill()
+        bx("rm", "-f", "locked")

@@ -116,7 +116,8 @@ def test_the_vmms_pre_exec_steps_load_no_library() -> None:
               "ctypes.CDLL = no_dlopen\n"
               "import os\n"
               "vmmproc._vmm_child_setup(os.getppid())\n"
-              "vmmproc._die_with_parent(os.getppid())\n"
+              "from boxlite_cli.childdeath import die_with_parent\n"
+              "die_with_parent(os.getppid())\n"
               "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
@@ -127,8 +128,8 @@ def test_a_helper_child_whose_shim_died_before_it_was_set_up_ends() -> None:
     import subprocess
 
     script = ("import os\n"
-              "from boxlite_cli.shim import vmmproc\n"
-              "vmmproc._die_with_parent(os.getppid() + 1)\n"
+              "from boxlite_cli.childdeath import die_with_parent\n"
+              "die_with_parent(os.getppid() + 1)\n"
               "print('survived')\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout) == (1, "")

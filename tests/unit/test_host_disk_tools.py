@@ -1,0 +1,55 @@
+"""The disk tools' runner: its children die with the process that ran them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from boxlite_cli.disks.tools import run_tool
+from boxlite_cli.errors import DiskError
+
+
+def _running(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_tool_dies_with_the_cli_that_ran_it() -> None:
+    """A `snapshot rm` killed mid-merge left qemu-img merging on, outside the box's lock."""
+    marker = f"{os.getpid() % 97 + 100}.{time.time_ns() % 10**6}"
+    script = ("from boxlite_cli.disks.tools import run_tool\n"
+              f"run_tool(['sleep', '{marker}'], 'sleeping')\n")
+    cli = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not _running(f"sleep {marker}"):
+            assert time.monotonic() < deadline, "the tool never ran"
+            time.sleep(0.02)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(10)
+        deadline = time.monotonic() + 10
+        while _running(f"sleep {marker}"):
+            assert time.monotonic() < deadline, "the tool outlived its CLI"
+            time.sleep(0.02)
+    finally:
+        cli.kill()
+        for pid in _running(f"sleep {marker}"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failing_tool_says_its_last_line() -> None:
+    with pytest.raises(DiskError, match=r"^listing: .*No such file"):
+        run_tool(["ls", "/no/such/path"], "listing")
