@@ -29,12 +29,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from boxlite_cli.disks.qcow2 import QCOW2_MAGIC, create_overlay
-from boxlite_cli.disks.tools import run_tool
+from boxlite_cli.disks.tools import disk_locked, run_tool
 from boxlite_cli.errors import Conflict, DiskError, NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 
 INDEX = "snapshots.json"
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+MAX_CHAIN_DEPTH = 256  # (a loop in a corrupt chain ends the walk)
+
+
+def reads(box_dir: Path, layer: Path) -> bool:
+    """Whether the box's disk is built on `layer`, at any depth of its backing chain."""
+    current: str | None = str(box_dir / "disks" / "rootfs.qcow2")
+    for _ in range(MAX_CHAIN_DEPTH):
+        if current is None:
+            return False
+        if current == str(layer):
+            return True
+        current = qcow2_backing(Path(current))
+    return False
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,17 @@ class BoxDisks:
             raise Conflict(f"snapshot {name!r} cannot be removed while the box runs: its disk "
                            "is built on it", hint="stop the box first")
         for user in users:  # (killed midway: the user still reads the same data)
-            self._rebase_past(Path(user), Path(snap.file))
+            try:
+                self._rebase_past(Path(user), Path(snap.file))
+            except DiskError as e:
+                if not disk_locked(e):
+                    raise
+                readers = sorted(d.name[:12] for d in box_dirs
+                                 if d != self.dir.parent and reads(d, Path(user)))
+                raise Conflict(f"snapshot {name!r} cannot be removed now: a running box reads "
+                               f"the disks built on it ({', '.join(readers) or 'another box'})",
+                               hint="stop the boxes made from this one (clones, run --from), "
+                                    "then remove it") from None
         self._write([s for s in self.all() if s.name != name])
         Path(snap.file).unlink(missing_ok=True)
         if snap.memory:

@@ -8,7 +8,15 @@ import shutil
 import subprocess
 
 from boxlite_cli.childdeath import die_with_parent
-from boxlite_cli.errors import DiskError
+from boxlite_cli.errors import BoxliteError, DiskError
+
+# QEMU's words for a disk another process holds (the one or the other comes last)
+QEMU_DISK_LOCKED = ('Failed to get "write" lock', "Is another process using the image")
+
+
+def disk_locked(error: BoxliteError) -> bool:
+    """The error is QEMU's (or qemu-img's) finding the disk held by another process."""
+    return any(words in error.message for words in QEMU_DISK_LOCKED)
 
 
 def run_tool(cmd: list[str], what: str) -> str:

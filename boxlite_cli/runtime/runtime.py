@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
+from boxlite_cli.disks.tools import disk_locked
 from boxlite_cli.errors import (
     KILLED_WITH_THE_BOX,
     AlreadyRunning,
@@ -152,10 +153,6 @@ class CreateOptions:
     cpu_limit: float = 0.0  # a fractional --cpus: CPU time of the box's processes (0: none)
     read_only: bool = False  # --read-only
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
-
-
-# QEMU's words for a disk another process holds (the one or the other is last)
-QEMU_DISK_LOCKED = ('Failed to get "write" lock', "Is another process using the image")
 
 
 class SpareFailed(VmError):
@@ -684,7 +681,7 @@ class Runtime:
         except SpareFailed:
             raise  # (not the template's failure: start() starts the box without a spare)
         except VmError as e:
-            if any(words in e.message for words in QEMU_DISK_LOCKED):  # (nor is a held disk)
+            if disk_locked(e):  # (nor is a disk another process holds)
                 raise VmError(f"box {state.name} cannot start: another process is using its "
                               "disk", hint="wait for the disk operation on it (a snapshot, "
                               "export or clone) to end, then start it again") from e

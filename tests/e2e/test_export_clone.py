@@ -96,6 +96,29 @@ def test_clones_diverge_and_protect_their_source(e2e_home: Path) -> None:
     assert vm_processes(e2e_home) == []
 
 
+def test_a_snapshot_under_a_running_clone_is_kept_until_the_clone_stops() -> None:
+    """Removing a snapshot rewrites the layers above it; a clone running on them holds
+    them: the removal is refused in one line naming the clone, and works once it stops."""
+    try:
+        ok("create", "--name", "lay-src", IMAGE, "sleep", "3600")
+        ok("snapshot", "create", "lay-src", "s1")
+        ok("snapshot", "create", "lay-src", "s2")
+        clone_id = ok("clone", "lay-src", "--name", "lay-clone").decode().strip()
+        ok("start", "lay-clone")
+        refused = bx("snapshot", "rm", "lay-src", "s1")
+        assert refused.returncode == 125
+        assert refused.stderr.decode().splitlines()[0] == (
+            "boxlite: snapshot 's1' cannot be removed now: a running box reads the disks "
+            f"built on it ({clone_id[:12]})")
+        assert [s["name"] for s in snapshot_list("lay-src")][:2] == ["s1", "s2"]
+        ok("stop", "-t", "0", "lay-clone")
+        ok("snapshot", "rm", "lay-src", "s1")
+        ok("start", "lay-clone")  # (its disk reads the same as before)
+    finally:
+        bx("rm", "-f", "lay-clone")
+        bx("rm", "-f", "lay-src")
+
+
 def test_kill_during_export_leaves_the_box_usable(e2e_home: Path, tmp_path: Path) -> None:
     archive = tmp_path / "big.bx"
     staging = e2e_home / "staging"
