@@ -49,7 +49,7 @@ def check_name_free(rt: Runtime, name: str) -> None:
         owner = os.readlink(rt.boxes.names / name)
         if rt.boxes.box_dir(owner).exists():
             raise Conflict(f'the name "{name}" is already in use by box {owner[:12]}',
-                           hint="remove that box or choose another name with --name")
+                           hint="remove (or rename) that box to reuse the name, or choose another")
 
 
 def clone_names(name: str | None, count: int) -> list[str]:

@@ -90,7 +90,7 @@ class BoxStore:
                 if (self.box_dir(owner) / STATE_FILE).exists() or self.box_dir(owner).exists():
                     raise Conflict(
                         f'the name "{name}" is already in use by box {owner[:12]}',
-                        hint="remove that box or choose another name with --name",
+                        hint="remove (or rename) that box to reuse the name, or choose another",
                     ) from None
                 # A stale reservation of a box that no longer exists.
                 with contextlib.suppress(FileNotFoundError):

@@ -329,6 +329,8 @@ def test_name_in_use(script_runner: ScriptRunner, image: str, home: Path) -> Non
     plant_box(name="taken")
     result = bx(script_runner, "create", "--name", "taken", image)
     assert_one_line_error(result, '"taken" is already in use')
+    assert result.stderr.splitlines()[1] == (
+        "  hint: remove (or rename) that box to reuse the name, or choose another")
     assert box_dirs(home) == [BOX_ID]
     assert os.readlink(home / "names" / "taken") == BOX_ID
 
