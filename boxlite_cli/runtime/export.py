@@ -272,9 +272,13 @@ def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
             with rt.activity(f"Writing {'the archive' if isinstance(out, int) else output}"):
                 written = _write_archive(out, manifest, flat, size, force, st)
     except OSError as e:
+        where = "standard output" if isinstance(out, int) else str(output)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskError(f"No space left on device while exporting to {output}",
+            raise DiskError(f"No space left on device while exporting to {where}",
                             hint="free some disk space and try again") from e
+        if isinstance(out, int) and e.errno in (errno.EBADF, errno.EINVAL):
+            raise UsageError("cannot write the archive to standard output: it is not open "
+                             "for writing", hint="give a file: -o FILE") from e
         raise
     return ExportResult(out, written)
 

@@ -387,6 +387,27 @@ def test_export_to_a_pipe_imports_again(rt: Runtime, tmp_path: Path) -> None:
     assert list(staging_root(rt.paths).iterdir()) == []
 
 
+def test_export_to_a_standard_output_that_cannot_take_it_says_so(rt: Runtime,
+                                                                tmp_path: Path) -> None:
+    """`export -o - > /dev/full`, or with stdout open read-only: one line naming standard
+    output (it said "exporting to 1", or only "Bad file descriptor")."""
+    make_box(rt, "src", tmp_path)
+    full = os.open("/dev/full", os.O_WRONLY)
+    read_only = os.open("/dev/null", os.O_RDONLY)
+    try:
+        with pytest.raises(BoxliteError) as caught:
+            ex.export_box(rt, "src", full)
+        assert caught.value.message == "No space left on device while exporting to standard output"
+        with pytest.raises(BoxliteError) as caught:
+            ex.export_box(rt, "src", read_only)
+        assert caught.value.message == ("cannot write the archive to standard output: it is "
+                                        "not open for writing")
+    finally:
+        os.close(full)
+        os.close(read_only)
+    assert list(staging_root(rt.paths).iterdir()) == []
+
+
 def test_export_refuses_a_missing_directory_and_unknown_box(rt: Runtime, tmp_path: Path) -> None:
     make_box(rt, "src", tmp_path)
     with pytest.raises(BoxliteError, match="no such directory"):
