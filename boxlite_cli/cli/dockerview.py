@@ -77,7 +77,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
     address = NET_GUEST if running and nat else ""
     network = {"IPAddress": address, "IPPrefixLen": 24 if address else 0,
                "Gateway": GATEWAY if address else "",
-               "MacAddress": box_mac(state.id) if nat else ""}
+               "MacAddress": (state.config.network.mac or box_mac(state.id)) if nat else ""}
     return {
         "Id": state.id,
         "Created": rfc3339(state.created_at),

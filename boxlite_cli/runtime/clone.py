@@ -22,7 +22,7 @@ from boxlite_cli.disks.qcow2 import create_overlay
 from boxlite_cli.errors import BoxliteError, Conflict, NotFound, StateCorrupt, UsageError
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.names import random_name
-from boxlite_cli.runtime.network import network_config
+from boxlite_cli.runtime.network import box_mac, network_config
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.staging import clean_stale, stage
 from boxlite_cli.runtime.volumes import VolumeRequest, discard_volumes, resolve_mounts
@@ -253,7 +253,9 @@ def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = Non
                          "taken without --memory")
     if source.config.mounts:
         raise UsageError(f"box {source.name} has volumes, which a checkpoint cannot carry")
-    network = source.config.network
+    # (the restored NIC keeps the source's MAC: the box's is that one)
+    network = dataclasses.replace(source.config.network,
+                                  mac=source.config.network.mac or box_mac(source.id))
     if publish is not None:  # (the guest's side of the network is the checkpoint's)
         network = dataclasses.replace(network, ports=network_config(
             network.mode, network.dns, network.extra_hosts, publish).ports)

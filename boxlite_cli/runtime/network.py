@@ -318,7 +318,7 @@ def guest_network(config: NetworkConfig, box_id: str = "") -> GuestNetwork:
         return GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts)
     return GuestNetwork(mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}", gateway=NET_HOST,
                         dns=tuple(dns_servers(config)), hosts=hosts,
-                        mac=box_mac(box_id) if box_id else "")
+                        mac=config.mac or (box_mac(box_id) if box_id else ""))
 
 
 def parse_private_port(text: str) -> tuple[int, str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 NAT = "nat"
 NONE = "none"
@@ -61,6 +64,9 @@ class NetworkConfig:
     # "name:ip", as docker keeps ExtraHosts (the name never holds a colon).
     extra_hosts: list[str] = field(default_factory=list)
     ports: list[PortMapping] = field(default_factory=list)
+    # The guest's MAC when it is not the box's own (runtime/network.box_mac of its id): a
+    # box made by `run --from` has its checkpoint's, which the restored NIC keeps.
+    mac: str = ""
 
     @classmethod
     def from_json(cls, data: Any) -> NetworkConfig:
@@ -68,6 +74,9 @@ class NetworkConfig:
             return cls()
         if not isinstance(data, dict):
             raise ValueError("config.network is not a JSON object")
+        mac = str(data.get("mac", ""))
+        if mac and not _MAC_RE.match(mac):
+            raise ValueError(f"config.network.mac {mac!r} is not a MAC address")
         return cls(mode=str(data.get("mode", NAT)), dns=[str(d) for d in data.get("dns", [])],
                    extra_hosts=[str(h) for h in data.get("extra_hosts", [])],
-                   ports=[PortMapping.from_json(p) for p in data.get("ports", [])])
+                   ports=[PortMapping.from_json(p) for p in data.get("ports", [])], mac=mac)

@@ -94,9 +94,14 @@ def test_a_foreground_run_from_a_checkpoint_attaches_and_honours_its_options() -
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 120
-            while bx("exec", "resumed", "touch", "/run/go").returncode != 0:
+            while bx("exec", "resumed", "true").returncode != 0:
                 assert resumed.poll() is None and time.monotonic() < deadline
                 time.sleep(0.5)
+            # (the restored NIC keeps the checkpoint's MAC: inspect says that one)
+            guest_mac = out("exec", "resumed", "cat", "/sys/class/net/eth0/address").strip()
+            assert out("inspect", "-f", "{{.NetworkSettings.MacAddress}}", "resumed"
+                       ).strip() == guest_mac
+            out("exec", "resumed", "touch", "/run/go")
             stdout, stderr = resumed.communicate(timeout=120)
         finally:
             resumed.kill()
