@@ -22,7 +22,6 @@ def restart(cli: CliContext, timeout: float | None, stop_signal: str | None,
     signum = parse_signal(stop_signal) if stop_signal is not None else None
 
     def restart_one(ref: str) -> int | None:
-        cli.runtime.stop(ref, timeout, restarting=True, signum=signum)
-        return started(cli.runtime.start(ref))
+        return started(cli.runtime.restart(ref, timeout, signum))
 
     return each_box(boxes, restart_one)

@@ -968,6 +968,17 @@ class Runtime:
         except NotFound:  # a --rm box (or one removed meanwhile): stopped, and gone
             return state
 
+    def restart(self, ref: str, timeout_s: float | None = None,
+                signum: int | None = None) -> StartResult:
+        """Stop the box (as `stop`; a `--rm` box is kept) and start it again, one
+        restart of it at a time."""
+        box_id = self.resolve(ref)
+        grace = self.get(box_id).config.stop_timeout
+        stop_s = timeout_s if timeout_s is not None else grace or DEFAULT_STOP_TIMEOUT_S
+        with self.boxes.restart_lock(box_id, stop_s + boot_timeout_s() + 60):  # (another's)
+            self.stop(box_id, timeout_s, restarting=True, signum=signum)
+            return self.start(box_id)
+
     def kill(self, ref: str, signum: int) -> BoxState:
         """Send `signum` to the box's main process (SIGKILL: a paused box is continued
         for it; other signals would wait for `unpause`, and are refused). After SIGKILL,

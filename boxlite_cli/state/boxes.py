@@ -21,6 +21,7 @@ from boxlite_cli.state.volumes import VOLUME
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
 STATE_FILE = "state.json"
 LOCK_FILE = "box.lock"
+RESTART_LOCK_FILE = "restart.lock"  # held across a restart's stop and start
 
 
 def new_box_id() -> str:
@@ -68,6 +69,13 @@ class BoxStore:
     def lock(self, box_id: str, timeout: float = 30) -> FileLock:
         """The box's lock; NoSuchBox once its directory is gone (it is not made again)."""
         return BoxLock(self.box_dir(box_id) / LOCK_FILE, timeout=timeout, create_parents=False)
+
+    def restart_lock(self, box_id: str, timeout: float) -> FileLock:
+        """Held across one `restart`'s stop and start: restarts from many shells take
+        turns, each a whole stop and start (docker's), instead of finding the box
+        started by another ("already running") or stopped under their start."""
+        return BoxLock(self.box_dir(box_id) / RESTART_LOCK_FILE, timeout=timeout,
+                       create_parents=False)
 
     # names -------------------------------------------------------------------------
 

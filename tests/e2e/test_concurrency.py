@@ -41,6 +41,20 @@ def test_sixteen_execs_at_once_into_one_box() -> None:
         bx("rm", "-f", "busy")
 
 
+def test_restarts_from_three_shells_take_turns_and_all_succeed() -> None:
+    """Each is a whole stop and start (docker's); none finds the box started by another
+    ("already running") or stopped under its start."""
+    assert bx("run", "-d", "--name", "turns", IMAGE, "sleep", "600").returncode == 0
+    try:
+        procs = [start("restart", "-t", "0", "turns") for _ in range(3)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=600)
+            assert (proc.returncode, out) == (0, b"turns\n"), err
+        assert json.loads(bx("inspect", "turns").stdout)[0]["status"] == "running"
+    finally:
+        bx("rm", "-f", "turns")
+
+
 def test_two_creates_of_one_name_exactly_one_wins() -> None:
     procs = [start("create", "--name", "taken", IMAGE, "true") for _ in range(2)]
     results = [(p.communicate(timeout=300), p.returncode) for p in procs]
