@@ -41,8 +41,9 @@ def print_lines(template: str, records: Sequence[dict[str, Any]],
     """One line per record from a --format template; `table TEMPLATE` (docker's): a
     header row first (a field's name in `headers`, else its own in capitals), and the
     tab-separated columns aligned."""
-    from boxlite_cli.cli.template import header, render
+    from boxlite_cli.cli.template import check, header, render
 
+    check(template)
     if not template.startswith("table"):
         lines = [render(template, record) for record in records]  # (an error prints nothing)
         for line in lines:
@@ -68,11 +69,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def print_records(fmt: str, records: list[dict[str, Any]]) -> None:
     """inspect's output: a JSON array, or one line per record from a Go-style template."""
-    from boxlite_cli.cli.template import render
+    from boxlite_cli.cli.template import check, render
 
     if fmt == "json":
         print_json(records)
         return
+    check(fmt)
     for record in records:
         click.echo(render(fmt, record))
 

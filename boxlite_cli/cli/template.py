@@ -89,6 +89,12 @@ def _parse(template: str) -> tuple[go.Node, ...]:
         raise _usage(template, e) from None
 
 
+def check(template: str) -> None:
+    """UsageError for a template that does not parse (before there is a record to fill:
+    a typo fails at once, not only once there is something to list, as docker's)."""
+    _parse(template)
+
+
 def render(template: str, record: dict[str, Any]) -> str:
     """Fill `template` from `record`; a template that is not valid or does not fit the
     record is a UsageError, not text printed as it is."""

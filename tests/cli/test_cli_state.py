@@ -837,6 +837,19 @@ def test_a_template_failing_on_one_box_prints_nothing(script_runner: ScriptRunne
     assert table.split() == ["NAMES", "STATE", "planted", "exited"]
 
 
+@pytest.mark.parametrize("command", [["ps"], ["images"], ["volume", "ls"],
+                                     ["stats", "--no-stream"], ["inspect", "--type", "box"]])
+def test_a_broken_template_fails_with_nothing_to_list(script_runner: ScriptRunner,
+                                                      command: list[str]) -> None:
+    """A typo fails at once, as docker's, not only once there is something to list."""
+    if command[0] == "inspect":
+        plant_box()
+        command = [*command, "planted"]
+    result = bx(script_runner, *command, "--format", "{{.Names")
+    assert_one_line_error(result, "an action is not closed")
+    assert result.stdout == ""
+
+
 def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
                                                   home: Path) -> None:
     state = plant_box()
