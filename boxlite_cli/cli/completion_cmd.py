@@ -10,6 +10,7 @@ import click
 def completion(shell: str) -> int:
     """Print the completion script for SHELL.
 
+    \b
     bash: boxlite completion bash > /etc/bash_completion.d/boxlite
     zsh:  boxlite completion zsh > "${fpath[1]}/_boxlite"
     fish: boxlite completion fish > ~/.config/fish/completions/boxlite.fish

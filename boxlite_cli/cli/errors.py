@@ -67,7 +67,8 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         return error.exit_code
     if isinstance(error, click.UsageError):
         cmd = error.ctx.command_path if error.ctx else "boxlite"
-        report(error.format_message(), f"see '{cmd} --help'")
+        # (click's own layout, "Choose from:\n\tbash,...", made one line)
+        report(" ".join(error.format_message().split()), f"see '{cmd} --help'")
         return EXIT_BOXLITE
     if isinstance(error, click.ClickException):
         report(error.format_message())

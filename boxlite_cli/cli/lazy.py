@@ -1,4 +1,5 @@
-"""A click group that imports a subcommand's module only when it runs (fast start-up)."""
+"""Click groups: subcommands imported only when they run (fast start-up), and usage
+errors that name the subcommand's help."""
 
 from __future__ import annotations
 
@@ -7,7 +8,23 @@ import importlib
 import click
 
 
-class LazyGroup(click.Group):
+class HintedGroup(click.Group):
+    """A group whose subcommands' usage errors name the subcommand's help."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """A subcommand's usage error that click raised with no context (an option
+        without its value) is given that subcommand's, so its hint names its help."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if e.ctx is None and name else None
+            if command is not None:
+                e.ctx = click.Context(command, info_name=name, parent=ctx)
+            raise
+
+
+class LazyGroup(HintedGroup):
     """`lazy`: command name -> "module:attribute"; `aliases`: other names of commands,
     taken but not listed (`boxlite ls` is `boxlite ps`); `unlisted`: commands taken but
     not listed, in help, man pages or completion (docker's `container` group)."""

@@ -6,6 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     ago,
     print_json,
@@ -16,7 +17,7 @@ from boxlite_cli.cli.output import (
 )
 
 
-@click.group()
+@click.group(cls=HintedGroup)
 def snapshot() -> None:
     """Snapshots of a box's disk, and checkpoints of its memory (create, ls, restore, rm)."""
 

@@ -10,6 +10,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.info import info
+from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     confirmed,
     human_size,
@@ -23,7 +24,7 @@ from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
 
-@click.group()
+@click.group(cls=HintedGroup)
 def system() -> None:
     """Manage boxlite's data as a whole: prune, df (and info)."""
 

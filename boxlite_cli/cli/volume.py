@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
+from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     ago,
     confirmed,
@@ -20,7 +21,7 @@ from boxlite_cli.cli.output import (
 from boxlite_cli.state.volumes import VolumeInfo
 
 
-@click.group()
+@click.group(cls=HintedGroup)
 def volume() -> None:
     """Manage volumes: create, ls, inspect, rm, prune."""
 

@@ -91,6 +91,12 @@ def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
     (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
     (["stop", "-t", "-1", "x"], "-1", "boxlite stop --help"),
     (["run", "--timeout", "1e10", "debian"], "--timeout", "boxlite run --help"),
+    # (an option with no value: click gives no context; the group names the command's)
+    (["run", "--pull"], "'--pull' requires an argument", "boxlite run --help"),
+    (["volume", "ls", "--format"], "requires an argument", "boxlite volume ls --help"),
+    (["snapshot", "ls"], "BOX", "boxlite snapshot ls --help"),
+    # (click's list of choices on lines of their own: one line here)
+    (["completion"], "Choose from: bash, zsh, fish", "boxlite completion --help"),
 ])
 def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args: list[str],
                                                needle: str, hint: str) -> None:
