@@ -79,3 +79,74 @@ def complete_image(ctx: click.Context, param: click.Parameter,
     except Exception:
         return []
     return _offer(ctx, param, incomplete, refs)
+
+
+def complete_volume(ctx: click.Context, param: click.Parameter,
+                    incomplete: str) -> list[CompletionItem]:
+    """The named volumes (anonymous ones too: `volume rm` takes them)."""
+    try:
+        from boxlite_cli.state.paths import home_paths
+        from boxlite_cli.state.volumes import VolumeStore
+
+        names = [v.name for v in VolumeStore(home_paths().data / "volumes").all()]
+    except Exception:
+        return []
+    return _offer(ctx, param, incomplete, names)
+
+
+def _snapshots(box: str | None) -> list[tuple[str, str, bool]]:
+    """(box name, snapshot name, has memory) of BOX's snapshots (None: every box's),
+    those a command made for itself (a clone's base) left out."""
+    from boxlite_cli.disks.chain import BoxDisks
+    from boxlite_cli.state.boxes import BoxStore
+    from boxlite_cli.state.paths import home_paths
+
+    store = BoxStore(home_paths())
+    boxes = [item for item in store.all() if not isinstance(item, Exception)]
+    if box is not None:
+        box_id = store.resolve(box)
+        boxes = [b for b in boxes if b.id == box_id]
+    return [(b.name, snap.name, bool(snap.memory))
+            for b in boxes for snap in BoxDisks(store.box_dir(b.id) / "disks").all()
+            if snap.owner is None]
+
+
+def complete_snapshot(ctx: click.Context, param: click.Parameter,
+                      incomplete: str) -> list[CompletionItem]:
+    """The snapshots of the BOX named before (`snapshot rm web <TAB>`)."""
+    try:
+        names = [snap for _, snap, _ in _snapshots(str(ctx.params.get("box") or ""))]
+    except Exception:
+        return []
+    return _offer(ctx, param, incomplete, names)
+
+
+def complete_checkpoint(ctx: click.Context, param: click.Parameter,
+                        incomplete: str) -> list[CompletionItem]:
+    """`start --checkpoint`: the memory checkpoints of any box (the box comes after)."""
+    try:
+        names = [snap for _, snap, memory in _snapshots(None) if memory]
+    except Exception:
+        return []
+    return _offer(ctx, param, incomplete, names)
+
+
+def complete_box_checkpoint(ctx: click.Context, param: click.Parameter,
+                            incomplete: str) -> list[CompletionItem]:
+    """`run --from`: BOX:NAME for every memory checkpoint."""
+    try:
+        names = [f"{box}:{snap}" for box, snap, memory in _snapshots(None) if memory]
+    except Exception:
+        return []
+    return _offer(ctx, param, incomplete, names)
+
+
+def complete_signal(ctx: click.Context, param: click.Parameter,
+                    incomplete: str) -> list[CompletionItem]:
+    """Signal names, as docker takes them (TERM, or SIGTERM once `SIG` is typed)."""
+    import signal
+
+    names = sorted({s.name for s in signal.Signals if not s.name.startswith("SIGRT")})
+    if not incomplete.upper().startswith("SIG"):
+        names = [n.removeprefix("SIG") for n in names]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete.upper())]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_running_box
+from boxlite_cli.cli.completion import complete_running_box, complete_signal
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
 from boxlite_cli.runtime.signals import parse_signal
@@ -12,7 +12,7 @@ from boxlite_cli.runtime.signals import parse_signal
 
 @click.command()
 @click.option("-s", "--signal", "sig", default="KILL", show_default=True,
-              help="Signal to send (name or number).")
+              shell_complete=complete_signal, help="Signal to send (name or number).")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_running_box)
 @pass_cli
 def kill(cli: CliContext, sig: str, boxes: tuple[str, ...]) -> int:

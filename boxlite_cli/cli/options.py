@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from boxlite_cli.cli.completion import complete_signal
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
@@ -65,6 +66,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 def stop_time_option(f: F) -> F:
     """-t/--time and -s/--signal of stop and restart (docker's 10 s default)."""
     f = click.option("-s", "--signal", "stop_signal", metavar="SIGNAL", default=None,
+                     shell_complete=complete_signal,
                      help="Signal to send first (name or number) [default: the box's stop "
                           "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
     return click.option("-t", "--time", "timeout", default=None, callback=_seconds,
@@ -109,7 +111,7 @@ def box_options(f: F) -> F:
         click.option("-h", "--hostname", metavar="NAME",
                      help="The box's hostname [default: its id's first 12 characters]."),
         click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
-        click.option("--stop-signal", metavar="SIGNAL",
+        click.option("--stop-signal", metavar="SIGNAL", shell_complete=complete_signal,
                      help="Signal `stop` and `restart` send the main process (name or number) "
                           "[default: the image's StopSignal, or SIGTERM]."),
         click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",

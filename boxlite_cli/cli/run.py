@@ -6,7 +6,7 @@ import contextlib
 
 import click
 
-from boxlite_cli.cli.completion import complete_image
+from boxlite_cli.cli.completion import complete_box_checkpoint, complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
@@ -39,7 +39,7 @@ from boxlite_cli.state.capabilities import normalize
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
 @cold_option
 @detach_keys_option
-@click.option("--from", "from_", metavar="BOX:NAME",
+@click.option("--from", "from_", metavar="BOX:NAME", shell_complete=complete_box_checkpoint,
               help="Make the box from memory checkpoint NAME of BOX and resume it: its "
                    "processes carry on (no IMAGE or COMMAND then).")
 @click.argument("image", required=False, shell_complete=complete_image)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_box, complete_snapshot
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
@@ -62,7 +62,7 @@ def ls(cli: CliContext, fmt: str, box: str) -> int:
 
 @snapshot.command("restore")
 @click.argument("box", shell_complete=complete_box)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_snapshot)
 @pass_cli
 def restore(cli: CliContext, box: str, name: str) -> int:
     """Roll the disk of stopped BOX back to snapshot NAME (later snapshots are kept)."""
@@ -75,7 +75,7 @@ def restore(cli: CliContext, box: str, name: str) -> int:
 
 @snapshot.command("rm")
 @click.argument("box", shell_complete=complete_box)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_snapshot)
 @pass_cli
 def rm(cli: CliContext, box: str, name: str) -> int:
     """Remove snapshot NAME of BOX.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_stopped_box
+from boxlite_cli.cli.completion import complete_checkpoint, complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import check_tty_input, cold_option, detach_keys_option
@@ -17,7 +17,7 @@ from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
 
 @click.command()
 @cold_option
-@click.option("--checkpoint", metavar="NAME",
+@click.option("--checkpoint", metavar="NAME", shell_complete=complete_checkpoint,
               help="Resume from this memory checkpoint (snapshot create --memory): its "
                    "processes carry on where they were, on the disk as it was then (what "
                    "the box wrote after the checkpoint is gone).")

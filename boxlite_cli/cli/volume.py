@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from boxlite_cli.cli.completion import complete_volume
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
 from boxlite_cli.cli.lazy import HintedGroup
@@ -71,7 +72,7 @@ def ls(cli: CliContext, quiet: bool, filters: tuple[str, ...], fmt: str) -> int:
 @volume.command("inspect")
 @click.option("-f", "--format", "fmt", default="json", show_default=True,
               help="'json', or a template such as '{{.Mountpoint}}' (a line each).")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_volume)
 @pass_cli
 def inspect(cli: CliContext, fmt: str, names: tuple[str, ...]) -> int:
     """Show volumes as JSON (name, mount point on the host, creation time; docker's keys
@@ -85,7 +86,7 @@ def inspect(cli: CliContext, fmt: str, names: tuple[str, ...]) -> int:
 
 
 @volume.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_volume)
 @pass_cli
 def rm(cli: CliContext, names: tuple[str, ...]) -> int:
     """Remove volumes and their data; refused for a volume a box uses."""

@@ -83,6 +83,34 @@ def test_box_names_complete_by_what_the_command_takes(tmp_path: Path) -> None:
     assert _complete(tmp_path, "boxlite cp web-up:/et") == []
 
 
+def test_volumes_snapshots_checkpoints_and_signals_complete(tmp_path: Path) -> None:
+    for volume in ("cache", "data"):
+        (tmp_path / "volumes" / volume / "_data").mkdir(parents=True)
+        (tmp_path / "volumes" / volume / "volume.json").write_text('{"created_at": 1}')
+    box_id = "5b" * 32
+    box = tmp_path / "boxes" / box_id
+    (box / "disks").mkdir(parents=True)
+    (box / "state.json").write_text(json.dumps({
+        "id": box_id, "name": "web", "status": "exited", "created_at": 1.0,
+        "config": {"image": "x", "image_id": "sha256:x", "rootfs_base": "",
+                   "process": {"argv": ["true"]}}}))
+    (tmp_path / "names").mkdir()
+    (tmp_path / "names" / "web").symlink_to(box_id)
+    (box / "disks" / "snapshots.json").write_text(json.dumps({"snapshots": [
+        {"name": "before", "file": "/x", "created": 1.0},
+        {"name": "warm", "file": "/y", "created": 2.0, "memory": "/m"},
+        {"name": "clone-1", "file": "/z", "created": 3.0, "owner": {"pid": 1}}]}))
+    assert _complete(tmp_path, "boxlite volume rm ") == ["cache", "data"]
+    assert _complete(tmp_path, "boxlite volume inspect cache ") == ["data"]
+    assert _complete(tmp_path, "boxlite snapshot rm web ") == ["before", "warm"]
+    assert _complete(tmp_path, "boxlite snapshot restore web b") == ["before"]
+    assert _complete(tmp_path, "boxlite start --checkpoint ") == ["warm"]
+    assert _complete(tmp_path, "boxlite run --from ") == ["web:warm"]
+    assert _complete(tmp_path, "boxlite kill -s TE") == ["TERM"]
+    assert _complete(tmp_path, "boxlite stop -s SIGUS") == ["SIGUSR1", "SIGUSR2"]
+    assert "HUP" in _complete(tmp_path, "boxlite run --stop-signal ")
+
+
 def test_image_references_complete_as_docker_prints_them(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
