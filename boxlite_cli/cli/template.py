@@ -55,7 +55,7 @@ def _field(receiver: Any, name: str) -> Any:
         matches = [k for k in receiver if isinstance(k, str)
                    and (_key(k) == wanted or k.replace("_", "").lower() == bare)]
         if not matches:
-            fields = sorted(_go_name(k) for k in receiver if isinstance(k, str))
+            fields = sorted({_go_name(k) for k in receiver if isinstance(k, str)})
             shown = ", ".join(fields[:30]) + (", ..." if len(fields) > 30 else "")
             raise go.TemplateError(f"no field {name!r}",
                                    hint=f"the fields there: {shown}" if fields else None)

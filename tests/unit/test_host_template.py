@@ -306,6 +306,9 @@ def test_a_missing_field_hints_at_the_fields_there() -> None:
         render("{{.State.Nope}}", BOX)
     assert e.value.message == "template '{{.State.Nope}}': no field 'Nope'"
     assert e.value.hint == "the fields there: ExitCode, OomKilled, Pid, Running, Status"
+    with pytest.raises(UsageError) as e:  # (a record with docker's keys and its own: once each)
+        render("{{.Nope}}", {"created_at": 1, "CreatedAt": "x", "name": "v", "Name": "v"})
+    assert e.value.hint == "the fields there: CreatedAt, Name"
 
 
 @pytest.mark.parametrize(("template", "message"), [
