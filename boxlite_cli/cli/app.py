@@ -59,7 +59,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, unlisted=UNLISTED,
              context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show full error details (tracebacks).")
-@click.version_option(__version__, "--version", prog_name="boxlite")
+@click.version_option(__version__, "-v", "--version", prog_name="boxlite")  # (-v: docker's)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Run OCI container images inside per-box micro-VMs.

@@ -65,8 +65,9 @@ def test_h_is_the_hostname_of_run_and_create_as_in_docker(script_runner: ScriptR
     assert bx(script_runner, command, "--help").stdout.startswith(f"Usage: boxlite {command}")
 
 
-def test_version(script_runner: ScriptRunner) -> None:
-    result = bx(script_runner, "--version")
+@pytest.mark.parametrize("flag", ["--version", "-v"])  # (-v: docker's too)
+def test_version(script_runner: ScriptRunner, flag: str) -> None:
+    result = bx(script_runner, flag)
     assert result.returncode == 0
     assert __version__ in result.stdout
 
