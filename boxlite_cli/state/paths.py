@@ -45,8 +45,18 @@ class Paths:
         return self.boxes / box_id
 
     def ensure(self) -> None:
+        """Make the home's directories; a home that cannot be one says which and why."""
         for d in (self.data, self.boxes, self.images, self.config, self.cache):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as e:
+                where = ("$BOXLITE_HOME" if os.environ.get("BOXLITE_HOME")
+                         else "the XDG data, config and cache directories")
+                why = ("it, or a directory above it, is a file" if isinstance(
+                    e, FileExistsError | NotADirectoryError) else e.strerror or str(e))
+                raise BoxliteError(f"cannot use {d} for boxlite ({where}): {why}",
+                                   hint="set BOXLITE_HOME to a directory of yours that can "
+                                        "be written") from e
 
 
 def xdg_dir(variable: str, default: str) -> Path:

@@ -429,3 +429,13 @@ def test_an_error_line_stderr_cannot_take_keeps_the_exit_code(home: Path) -> Non
         proc = subprocess.run([boxlite, "rm", "nosuch"], stdout=subprocess.PIPE, stderr=full,
                               check=False, timeout=60)
     assert proc.returncode == 125
+
+
+def test_a_home_that_cannot_be_one_says_which_and_why(script_runner: ScriptRunner,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("BOXLITE_HOME", str(tmp_path / "a-file"))
+    result = bx(script_runner, "ps")
+    assert_one_line_error(result, f"cannot use {tmp_path / 'a-file'} for boxlite "
+                                  "($BOXLITE_HOME): it, or a directory above it, is a file")
