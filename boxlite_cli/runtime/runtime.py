@@ -341,9 +341,12 @@ class Runtime:
                 state.error = state.error or "the box's shim process died unexpectedly"
                 if state.exit_code is None:
                     state.exit_code = 137
-                if state.finished_at is None:  # (about when: its state's last change)
-                    with contextlib.suppress(OSError):
-                        state.finished_at = files.state.stat().st_mtime
+                if state.finished_at is None:  # (about when: the last its run wrote)
+                    times = []
+                    for written in (files.state, files.shim_log, files.container_log):
+                        with contextlib.suppress(OSError):
+                            times.append(written.stat().st_mtime)
+                    state.finished_at = max(times, default=None)
         elif state.status == Status.CREATING and not self._creator_alive(state):
             state.status = Status.EXITED
             state.error = state.error or "creating the box was interrupted"
@@ -665,6 +668,7 @@ class Runtime:
             self.starting.add(box_id)
             state.status = Status.STARTING
             state.error = None
+            state.last_exit_code = state.exit_code
             state.exit_code = None
             state.paused = False
             state.oom_killed = False
@@ -999,8 +1003,11 @@ class Runtime:
         return state
 
     def wait(self, ref: str) -> int:
-        """Block until the box has stopped; its main process's exit code."""
+        """Block until the box has stopped; its main process's exit code. A `restart`
+        stops it too: the code is that of the run that ended (docker's)."""
         box_id = self.resolve(ref)
+        files = self.files(box_id)
+        ended: ProcessRecord | None = None  # the shim of the run seen to end
         while True:
             try:
                 state = self.get(box_id)
@@ -1008,13 +1015,18 @@ class Runtime:
                 return KILLED_WITH_THE_BOX
             if state.status not in LIVE:
                 return state.exit_code if state.exit_code is not None else 0
+            shim = read_pidfile(files.shim_pid)
+            if ended is not None and shim != ended:  # (a new run: restarted)
+                return state.last_exit_code if state.last_exit_code is not None else 0
             if state.config.auto_remove and state.status == Status.RUNNING:
                 # Its record goes with it: hear the exit from the guest agent instead.
                 code = self._wait_main(box_id)
                 if code is not None:
                     return code
-            if self.wait_stopped(box_id, 3600):
+            if shim is None:
                 time.sleep(0.1)  # starting: its shim is not up yet
+            elif self.wait_stopped(box_id, 3600, shim=shim):
+                ended = shim
 
     def _wait_main(self, box_id: str) -> int | None:
         """The main process's exit code, from the agent (None: the box is not reachable)."""

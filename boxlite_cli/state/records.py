@@ -100,6 +100,9 @@ class BoxState:
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
+    # The exit code of the run before this one (kept by every start): what a `wait` on
+    # that run returns once a `restart` has begun the next.
+    last_exit_code: int | None = None
     error: str | None = None
     accel: str | None = None
     vmm: str | None = None  # the VMM the current (or last) start used

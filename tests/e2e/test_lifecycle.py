@@ -344,3 +344,19 @@ def test_a_box_still_starting_from_another_shell_is_waited_for_or_killed() -> No
         assert json.loads(bx("inspect", "booting").stdout)[0]["status"] == "exited"
     finally:
         bx("rm", "-f", "booting")
+
+
+def test_wait_returns_when_a_restart_stops_the_box() -> None:
+    """docker's: a restart stops the box, and a `wait` on it returns that run's code."""
+    assert bx("run", "-d", "--name", "waited", IMAGE, "sleep", "600").returncode == 0
+    try:
+        waiter = subprocess.Popen([boxlite_bin(), "wait", "waited"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        time.sleep(1)
+        assert waiter.poll() is None
+        assert bx("restart", "-t", "0", "waited").returncode == 0
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0 and out in (b"143\n", b"137\n"), err  # (TERM, or KILL)
+        assert json.loads(bx("inspect", "waited").stdout)[0]["status"] == "running"
+    finally:
+        bx("rm", "-f", "waited")

@@ -488,6 +488,21 @@ def test_running_box_without_a_live_shim_shows_as_exited(store: BoxStore) -> Non
     assert rt.boxes.read(no_pidfile.id).status == Status.RUNNING
 
 
+def test_a_box_whose_shim_died_finished_when_its_run_last_wrote(store: BoxStore) -> None:
+    """Not when its state was last written (its start): `ps` said "Exited ... ago" from
+    then, and FinishedAt came before its own log lines."""
+    import os
+
+    rt = Runtime(store.paths)
+    box = add_box(rt.boxes, name="dead", status=Status.RUNNING)
+    files = rt.files(box.id)
+    os.utime(files.state, (1000.0, 1000.0))
+    files.container_log.write_bytes(b"")
+    os.utime(files.container_log, (1500.0, 1500.0))
+    assert rt.get("dead").finished_at == 1500.0
+    assert rt.get("dead").exit_code == 137
+
+
 def test_a_warm_start_that_lost_its_host_port_keeps_the_template(
         store: BoxStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Another box took the fixed host port between our check and QEMU's bind (QEMU
