@@ -50,7 +50,7 @@ def test_tcg_command_line_is_exactly_this() -> None:
     assert QemuDriver().command(vm_spec(accel="tcg")) == [
         "/usr/bin/qemu-system-x86_64",
         "-M", "microvm",
-        "-accel", "tcg,thread=multi", "-cpu", "max",
+        "-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max",
         "-smp", "2",
         "-m", "1024M",
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
