@@ -123,25 +123,31 @@ def human_binary(n: int) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """docker's rough durations: 'Less than a second', '3 seconds', '5 minutes', '2 hours',
-    then days, weeks, months and years as go-units prints them."""
+    """docker's rough durations, as go-units' HumanDuration prints them: 'Less than a
+    second', '3 seconds', 'About a minute', '5 minutes', 'About an hour' (hours round to
+    the nearest), '30 hours', then days, weeks, months and years."""
     s = int(seconds)
+    minutes = s // 60
+    hours = int(seconds / 3600 + 0.5)
     if s < 1:
         return "Less than a second"
-    hours = s // 3600
-    for unit, size, below in (("day", 24, 24 * 7 * 2), ("week", 24 * 7, 24 * 30 * 2),
-                              ("month", 24 * 30, 24 * 365 * 2)):
-        if 48 <= hours < below:
-            return f"{hours // size} {unit}s"
-    if hours >= 24 * 365 * 2:
-        return f"{hours // (24 * 365)} years"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            n = s // size
-            if n == 1:
-                return f"About {'an' if unit == 'hour' else 'a'} {unit}"
-            return f"{n} {unit}s"
-    return f"{s} second{'s' if s != 1 else ''}"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(ts: float | None) -> str:

@@ -66,3 +66,17 @@ def test_json_times_are_rfc3339_in_utc() -> None:
 
     assert rfc3339(1796000000.5) == "2026-11-30T00:53:20.500000Z"
     assert rfc3339(None) == rfc3339(0) == NEVER == "0001-01-01T00:00:00Z"
+
+
+def test_durations_are_the_ones_docker_prints() -> None:
+    """go-units' HumanDuration, which `docker ps` prints ("Up 2 hours")."""
+    from boxlite_cli.cli.output import human_duration
+
+    hour, day = 3600, 86400
+    cases = [(0.4, "Less than a second"), (1, "1 second"), (59, "59 seconds"),
+             (60, "About a minute"), (119, "About a minute"), (120, "2 minutes"),
+             (59 * 60, "59 minutes"), (60 * 60, "About an hour"), (89 * 60, "About an hour"),
+             (90 * 60, "2 hours"), (25 * hour, "25 hours"), (47 * hour, "47 hours"),
+             (48 * hour, "2 days"), (13 * day, "13 days"), (14 * day, "2 weeks"),
+             (60 * day, "2 months"), (729 * day, "24 months"), (730 * day, "2 years")]
+    assert [human_duration(s) for s, _ in cases] == [text for _, text in cases]
