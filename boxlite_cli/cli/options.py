@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -81,11 +82,18 @@ PLATFORM_NAMES = {"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/
                   "linux/amd64/v3", "amd64", "x86_64"}
 
 
+DOCKER_RESTART = re.compile(r"^(always|unless-stopped|on-failure(:[0-9]+)?)\Z")
+
+
 def _check_restart(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None and value != "no":
-        raise UsageError(f"invalid --restart {value!r}: boxes are not restarted (boxlite has "
-                         "no daemon to do it)", hint="run the box under a supervisor "
+    if value is None or value in ("no", ""):  # ("": docker's no too)
+        return
+    if DOCKER_RESTART.match(value):
+        raise UsageError(f"--restart {value} is not supported: boxes are not restarted (boxlite "
+                         "has no daemon to do it)", hint="run the box under a supervisor "
                          "(a systemd unit, a CI retry), or give --restart no")
+    raise UsageError(f"invalid --restart {value!r}: a policy is no, always, unless-stopped "
+                     "or on-failure[:N] (and boxlite takes no)")
 
 
 def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
