@@ -61,6 +61,11 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     is false), and would be a wait of none."""
     if value is not None and value != value:
         raise click.BadParameter("nan is not a number of seconds", ctx, param)
+    if value is not None and value < 0:  # (the range lets -1 through: docker's for ever)
+        if value != -1:
+            raise click.BadParameter(f"{value:g} is not -1 (wait for ever) nor a number of "
+                                     "seconds", ctx, param)
+        return float(MAX_TIMEOUT_S)
     return value
 
 
@@ -71,9 +76,9 @@ def stop_time_option(f: F) -> F:
                      help="Signal to send first (name or number) [default: the box's stop "
                           "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
     return click.option("-t", "--time", "timeout", default=None, callback=_seconds,
-                        type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
-                        help="Seconds to wait after that signal before SIGKILL [default: the "
-                             "box's --stop-timeout, or 10].")(f)
+                        type=click.FloatRange(min=-1, max=MAX_TIMEOUT_S),
+                        help="Seconds to wait after that signal before SIGKILL (-1: for ever) "
+                             "[default: the box's --stop-timeout, or 10].")(f)
 
 
 MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
@@ -128,10 +133,10 @@ def box_options(f: F) -> F:
                      type=click.Path(dir_okay=False),
                      help="Read labels from FILE: a KEY=VALUE a line, # comments (--label "
                           "overrides)."),
-        click.option("--stop-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
+        click.option("--stop-timeout", type=click.FloatRange(min=-1, max=MAX_TIMEOUT_S),
                      default=None, metavar="SECS", callback=_seconds,
                      help="Seconds `stop` and `restart` wait after the stop signal before "
-                          "SIGKILL, unless given -t [default: 10]."),
+                          "SIGKILL (-1: for ever), unless given -t [default: 10]."),
         click.option("--cap-add", "cap_add", multiple=True, metavar="CAP",
                      help="Give back a capability --cap-drop took (e.g. after --cap-drop ALL)."),
         click.option("--cap-drop", "cap_drop", multiple=True, metavar="CAP",

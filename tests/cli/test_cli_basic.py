@@ -90,7 +90,8 @@ def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
     (["ps", "--format", "yaml"], "yaml", "boxlite ps --help"),
     (["run", "--cpus", "-1", "debian"], "--cpus", "--cpus 1.5: two vCPUs limited"),
     (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
-    (["stop", "-t", "-1", "x"], "-1", "boxlite stop --help"),
+    (["stop", "-t", "-2", "x"], "-2.0 is not in the range", "boxlite stop --help"),
+    (["stop", "-t", "-0.5", "x"], "-0.5 is not -1 (wait for ever)", "boxlite stop --help"),
     (["run", "--timeout", "1e10", "debian"], "--timeout", "boxlite run --help"),
     # (an option with no value: click gives no context; the group names the command's)
     (["run", "--pull"], "'--pull' requires an argument", "boxlite run --help"),
