@@ -233,3 +233,25 @@ def test_a_tailed_line_keeps_the_time_of_its_first_piece() -> None:
     for data, ns in ((b"a\nhal", 10), (b"f\nb\n", 20)):
         last.add(LogRecord(0, data, ns))
     assert last.result() == [LogRecord(0, b"half\n", 10), LogRecord(0, b"b\n", 20)]
+
+
+def test_the_records_kept_for_a_tail_give_the_lines_all_of_them_give() -> None:
+    """last_records drops what cannot hold the last N lines (by newline count) before
+    LastLines splits lines: the result is the same, streams interleaved or not."""
+    import random
+
+    from boxlite_cli.shim.logframes import last_records
+
+    rng = random.Random(7)
+    for _ in range(200):
+        records = [LogRecord(rng.choice((0, 0, 1)),
+                             bytes(rng.choice(b"ab\n") for _ in range(rng.randrange(0, 9))),
+                             ns)
+                   for ns in range(rng.randrange(0, 30))]
+        for tail in (0, 1, 2, 5, 40):
+            whole, kept = LastLines(tail), LastLines(tail)
+            for record in records:
+                whole.add(record)
+            for record in last_records(records, tail):
+                kept.add(record)
+            assert kept.result() == whole.result(), (records, tail)
