@@ -181,10 +181,22 @@ def _rotated_away(path: Path, f: BinaryIO) -> bool:
         return False
 
 
+def _open_log(path: Path) -> BinaryIO:
+    """The current log file, made if missing; one rotated away between the making and
+    the opening (renamed, its successor not yet written) is made again."""
+    for _ in range(100):
+        path.touch(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return open(path, "rb")
+    return open(path, "rb")
+
+
 def _written(path: Path, f: BinaryIO, timed: Timed) -> Iterator[LogRecord]:
-    """The records so far: the rotated file's, then those of `f` (the current one)."""
+    """The records so far: the rotated file's, then those of `f` (the current one). A
+    rotated file that is `f` itself (rotated after `f` was opened) is read once, as `f`."""
     with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        yield from Timed().records(read_frames(old))
+        if os.fstat(old.fileno()).st_ino != os.fstat(f.fileno()).st_ino:
+            yield from Timed().records(read_frames(old))
     yield from timed.records(read_frames(f))
 
 
@@ -212,8 +224,7 @@ def read_log(path: Path, follow: bool = False, tail: int | None = None,
     """The records of the log at `path` (its rotated part first) received in `window`;
     `tail`: only the last `tail` lines of those written so far (LastLines); `follow`:
     then wait for more while `live()` (and the window is not over)."""
-    path.touch(exist_ok=True)
-    f = open(path, "rb")  # noqa: SIM115 (reopened when rotated: closed below)
+    f = _open_log(path)
     timed = Timed()
     try:
         written = (r for r in _written(path, f, timed) if window.holds(r))
@@ -231,7 +242,7 @@ def read_log(path: Path, follow: bool = False, tail: int | None = None,
                 continue
             if _rotated_away(path, f):
                 f.close()
-                f = open(path, "rb")  # noqa: SIM115
+                f = _open_log(path)
                 continue
             if not live() or window.over():
                 yield from (r for r in timed.records(read_frames(f)) if window.holds(r))

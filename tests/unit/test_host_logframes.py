@@ -255,3 +255,24 @@ def test_the_records_kept_for_a_tail_give_the_lines_all_of_them_give() -> None:
             for record in last_records(records, tail):
                 kept.add(record)
             assert kept.result() == whole.result(), (records, tail)
+
+
+def test_a_rotation_while_a_reader_opens_the_log_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """The reader opened the current file, then it was rotated to .1 before the reader
+    opened .1: that file is read once (it was read twice); a log rotated away between
+    its making and its opening is made again (the reader failed)."""
+    from boxlite_cli.shim.logframes import Timed, _open_log, _written
+
+    path = tmp_path / "container.log"
+    writer = LogWriter(path, 4096)
+    writer.write(0, b"first\n")
+    current = _open_log(path)
+    writer.write(0, b"x" * 5000)  # (past the limit: rotated)
+    try:
+        assert [r.data for r in _written(path, current, Timed())] == [b"first\n"]
+    finally:
+        current.close()
+        writer.close()
+    path.unlink()
+    with _open_log(path) as again:
+        assert again.read() == b""
