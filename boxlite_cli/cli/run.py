@@ -110,7 +110,7 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
     try:
         with forwarding_signals(interrupt if detach else held.append, HELD_WHILE_STARTING):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
-                              exit_report=True, merge_stderr=not tty and one_output_file())
+                              exit_report=True, merge_stderr=merges_output(auto_remove, tty))
     except BaseException:
         if auto_remove:  # (an interrupted start stopped the box: Runtime.start)
             with contextlib.suppress(BoxliteError):
@@ -120,6 +120,13 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
         click.echo(state.id)
         return 0
     return attach_started(rt, state.id, result, held, output, interactive, tty, keys)
+
+
+def merges_output(auto_remove: bool, tty: bool) -> bool:
+    """Whether the main process gets one pipe for stdout and stderr, so their order is
+    kept: when ours are one file and the box's log goes with it (--rm). A kept box's
+    log keeps the two streams apart instead, as docker's does (`logs 2>/dev/null`)."""
+    return auto_remove and not tty and one_output_file()
 
 
 def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int],

@@ -8,8 +8,8 @@ from boxlite_cli.cli.completion import complete_checkpoint, complete_stopped_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box, report
 from boxlite_cli.cli.options import check_tty_input, cold_option, detach_keys_option
-from boxlite_cli.cli.output import one_output_file, std_fds
-from boxlite_cli.cli.run import attach_started
+from boxlite_cli.cli.output import std_fds
+from boxlite_cli.cli.run import attach_started, merges_output
 from boxlite_cli.errors import AlreadyRunning, UsageError
 from boxlite_cli.runtime.runtime import Runtime, StartResult
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
@@ -59,7 +59,7 @@ def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
     with forwarding_signals(held.append, HELD_WHILE_STARTING):
         result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
                           output=output, exit_report=True,
-                          merge_stderr=not process.tty and one_output_file())
+                          merge_stderr=merges_output(state.config.auto_remove, process.tty))
     return attach_started(rt, state.id, result, held, output, interactive, process.tty,
                           detach_keys)
 

@@ -299,10 +299,16 @@ def merged(*args: str) -> bytes:
 
 def test_output_to_one_file_keeps_the_order_it_was_written_in() -> None:
     """`boxlite ... 2>&1` (a CI log): the process writes stdout and stderr to one pipe,
-    as a shell's 2>&1 gives it, so the lines come in the order written; apart, each
-    stream goes to its own place."""
+    as a shell's 2>&1 gives it, so the lines come in the order written (run --rm, exec:
+    nothing is kept of it); apart, each stream goes to its own place. A kept box's log
+    keeps the two apart, as docker's (`logs 2>/dev/null`)."""
     assert merged("run", "--rm", IMAGE, "sh", "-c", INTERLEAVED) == IN_ORDER
     assert merged("run", "--rm", "-i", IMAGE, "sh", "-c", "read l; " + INTERLEAVED) == IN_ORDER
+    kept = merged("run", "--name", "merged", IMAGE, "sh", "-c", "echo out; echo err >&2")
+    assert sorted(kept.split()) == [b"err", b"out"]
+    logged = bx("logs", "merged")
+    assert (logged.stdout, logged.stderr) == (b"out\n", b"err\n")
+    assert bx("rm", "merged").returncode == 0
     assert bx("run", "-d", "--name", "merged", IMAGE, "sleep", "600").returncode == 0
     try:
         assert merged("exec", "merged", "sh", "-c", INTERLEAVED) == IN_ORDER
