@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from boxlite_cli.cli.options import MAX_TIMEOUT_S
 from boxlite_cli.cli.output import rfc3339
 from boxlite_cli.runtime.network import GATEWAY, box_mac
 from boxlite_cli.state.network import NAT, PortMapping
@@ -50,6 +51,8 @@ def _mounts(state: BoxState, volume_dir: Callable[[str], Path]) -> list[dict[str
 def _stop_timeout(seconds: float | None) -> int | float | None:
     if seconds is None:
         return None
+    if seconds >= MAX_TIMEOUT_S:  # (how -1, for ever, is kept: shown as given)
+        return -1
     return int(seconds) if float(seconds).is_integer() else seconds
 
 

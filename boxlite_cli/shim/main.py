@@ -680,11 +680,12 @@ class Shim:
             refused = isinstance(e, UsageError)
             if self.vmm is not None:
                 self.stop_vmm(None, graceful=False)
-            self.update(status=Status.EXITED, error=reason, exit_code=125,
-                        finished_at=time.time())
-            console = self.keep_console(state) if not refused else self.files.console_log
-            # A stop, kill or `rm -f` meanwhile: not the VM's failure (nothing is retried).
+            # A stop, kill or `rm -f` meanwhile: not the VM's failure (nothing is retried),
+            # and the box ends as a killed one (137), as docker's would.
             stopped = self.stopping.is_set()
+            self.update(status=Status.EXITED, error=reason, finished_at=time.time(),
+                        exit_code=128 + signal.SIGKILL if stopped else 125)
+            console = self.keep_console(state) if not refused else self.files.console_log
             self.report(ok=False, error=reason, refused=refused, console=str(console),
                         console_tail=console_tail(console), spare=self.adopted is not None,
                         stopped=stopped)

@@ -229,8 +229,13 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     line = bx(script_runner, "stats", "--no-stream", "--format",
               "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.MemPerc}}", "a1").stdout
     assert line == "a1 0.00% 0B / 512MiB 0.00%\n"
-    for bad in ("nan", "inf"):
+    for bad in ("nan", "inf", "-0.5"):
         assert_one_line_error(bx(script_runner, "create", "--stop-timeout", bad, image))
+    # -1: wait for ever before SIGKILL (docker's), shown as given
+    assert bx(script_runner, "create", "--name", "patient", "--stop-timeout", "-1",
+              image).returncode == 0
+    assert bx(script_runner, "inspect", "-f", "{{.Config.StopTimeout}}", "patient"
+              ).stdout == "-1\n"
 
 
 def test_capabilities_are_kept_as_given_normalized(script_runner: ScriptRunner,

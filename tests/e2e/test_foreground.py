@@ -114,7 +114,7 @@ def test_ctrl_c_while_the_box_starts_stops_it(e2e_home: Path, command: list[str]
         assert code == 130
         [box] = [b for b in json.loads(bx("ps", "-a", "--format", "json").stdout)
                  if b["name"] == "early-int"]
-        assert box["status"] == "exited", box
+        assert (box["status"], box["exit_code"]) == ("exited", 137), box  # (as killed)
         assert not [p for p in vm_processes(e2e_home) if "early-int" in p]
     finally:
         bx("rm", "-f", "early-int")

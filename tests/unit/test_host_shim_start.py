@@ -512,3 +512,4 @@ def test_a_stop_that_came_before_the_shim_had_the_box_keeps_it_from_starting(
     assert vmm.poll() is not None  # its VM is down
     after = json.loads(files.state.read_text())
     assert (after["status"], after["error"]) == ("exited", "the box was stopped while booting")
+    assert after["exit_code"] == 137  # (as a killed box: docker's, not a failure's 125)
