@@ -18,6 +18,7 @@ from boxlite_cli.cli.output import rfc3339
 from boxlite_cli.runtime.network import GATEWAY, box_mac
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status
+from boxlite_cli.state.restartpolicy import policy_parts
 from boxlite_cli.state.volumes import BIND
 from boxlite_cli.vmm.base import NET_GUEST
 
@@ -89,7 +90,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
         "State": docker_state(state, vmm_pid),
         "Image": cfg.image_id,
         "LogPath": str(log_path),
-        "RestartCount": 0,
+        "RestartCount": state.restart_count,
         "Driver": "qcow2",
         "Platform": "linux",
         "Config": {
@@ -117,7 +118,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "PublishAllPorts": False,
             "NetworkMode": cfg.network.mode, "Dns": list(cfg.network.dns),
             "ExtraHosts": list(cfg.network.extra_hosts),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": dict(zip(("Name", "MaximumRetryCount"),
+                                      policy_parts(cfg.restart), strict=True)),
             "LogConfig": {"Type": "boxlite", "Config": {}},
             "ShmSize": SHM_SIZE,
         },

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
 from boxlite_cli.runtime.terminal import terminal_size
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT
+from boxlite_cli.state.restartpolicy import POLICIES as RESTART_POLICIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,20 +85,6 @@ MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too
 HOST_PLATFORM = "linux/amd64"  # (what the guest payload runs; oci/pull.py picks it)
 PLATFORM_NAMES = {"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/v2",
                   "linux/amd64/v3", "amd64", "x86_64"}
-
-
-DOCKER_RESTART = re.compile(r"^(always|unless-stopped|on-failure(:[0-9]+)?)\Z")
-
-
-def _check_restart(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is None or value in ("no", ""):  # ("": docker's no too)
-        return
-    if DOCKER_RESTART.match(value):
-        raise UsageError(f"--restart {value} is not supported: boxes are not restarted (boxlite "
-                         "has no daemon to do it)", hint="run the box under a supervisor "
-                         "(a systemd unit, a CI retry), or give --restart no")
-    raise UsageError(f"invalid --restart {value!r}: a policy is no, always, unless-stopped "
-                     "or on-failure[:N] (and boxlite takes no)")
 
 
 def _check_platform(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -174,9 +160,13 @@ def box_options(f: F) -> F:
         click.option("--tmpfs", "tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
                      help="Mount a tmpfs at PATH (docker's options: size=64m, mode=1777, "
                           "uid=, gid=, ro, exec, suid, dev; default noexec,nosuid,nodev)."),
-        click.option("--restart", metavar="no", expose_value=False, callback=_check_restart,
-                     help="Taken for docker's sake: `no` only (boxlite has no daemon to "
-                          "start a box again; a supervisor such as systemd can)."),
+        click.option("--restart", "restart", metavar="POLICY", default="no", show_default=True,
+                     shell_complete=lambda ctx, param, incomplete: [
+                         p for p in RESTART_POLICIES if p.startswith(incomplete)],
+                     help="Start the box again when its main process ends: always, "
+                          "unless-stopped, on-failure[:N] (a non-zero exit, N times at "
+                          "most), as docker's; never after a stop or kill. Not after the "
+                          "host reboots (no daemon then)."),
         click.option("--privileged", is_flag=True, expose_value=False,
                      help="Taken for docker's sake: a box's root has every capability, in "
                           "a VM of its own, unless --cap-drop takes some."),

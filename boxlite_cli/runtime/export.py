@@ -64,6 +64,7 @@ from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
+from boxlite_cli.state.restartpolicy import parse_restart
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -471,6 +472,13 @@ def _capabilities(cfg: dict[str, Any], key: str, what: str) -> list[str]:
         raise ArchiveError(f"{what}: invalid manifest: {e.message}") from None
 
 
+def _restart(cfg: dict[str, Any], what: str) -> str:
+    try:
+        return parse_restart(_str(cfg, "restart", what, "no"))
+    except UsageError as e:
+        raise ArchiveError(f"{what}: {e.message}") from None
+
+
 def _stop_timeout(cfg: dict[str, Any], what: str) -> float | None:
     value = cfg.get("stop_timeout")
     if value is None:
@@ -527,6 +535,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         cap_add=_capabilities(cfg, "cap_add", what), cap_drop=_capabilities(cfg, "cap_drop", what))
     config.cpu_limit = _cpu_limit(cfg, what, config.cpus)
     config.read_only = _bool(cfg, "read_only", what)
+    config.restart = _restart(cfg, what)
     config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,

@@ -89,6 +89,8 @@ from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+from boxlite_cli.state.restartpolicy import NO as NO_RESTART
+from boxlite_cli.state.restartpolicy import parse_restart
 from boxlite_cli.state.settings import vmm_setting
 from boxlite_cli.state.volumes import VOLUME, Mount, VolumeStore, remove_unused
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
@@ -153,6 +155,7 @@ class CreateOptions:
     cpu_limit: float = 0.0  # a fractional --cpus: CPU time of the box's processes (0: none)
     read_only: bool = False  # --read-only
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
+    restart: str = "no"  # --restart, as given (state/restartpolicy.py)
 
 
 class SpareFailed(VmError):
@@ -229,6 +232,9 @@ class Runtime:
         self.activity = activity
         self.pull_display = pull_display
         self.starting: set[str] = set()  # boxes this Runtime is starting (Runtime.start)
+        # Set by the restarter (runtime/autorestart.py): its start is the restart policy's,
+        # of the run that finished at this time (else it is not made)
+        self.policy_restart_of: float | None = None
 
     # payload and images ---------------------------------------------------------------
 
@@ -383,6 +389,10 @@ class Runtime:
         check_box_size(opts.cpus, opts.memory_mib)
         log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
         spares_enabled(), spare_idle_s()  # (and so do bad spare settings)
+        restart = parse_restart(opts.restart)
+        if restart != NO_RESTART and opts.auto_remove:
+            raise UsageError(f"--restart {restart} and --rm exclude each other: a box removed "
+                             "when it ends cannot be started again")
         volume_requests = parse_volume_specs(opts.volumes)
         check_tmpfs(opts.tmpfs, [v.target for v in volume_requests])
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
@@ -415,7 +425,8 @@ class Runtime:
                                  labels=box_labels(image.container_config, opts.labels),
                                  cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
-                                 read_only=opts.read_only, tmpfs=list(opts.tmpfs)),
+                                 read_only=opts.read_only, tmpfs=list(opts.tmpfs),
+                                 restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here
@@ -586,6 +597,11 @@ class Runtime:
         files = self.files(box_id)
         with self.boxes.lock(box_id):
             state = self.observe(self.boxes.read(box_id))
+            if self.policy_restart_of is not None and (
+                    state.status != Status.EXITED or files.stop_requested.exists()
+                    or state.finished_at != self.policy_restart_of):
+                raise Conflict(f"box {state.name} is not restarted: it was started, stopped "
+                               "or killed meanwhile")
             if state.status in (Status.STARTING, Status.RUNNING):
                 raise AlreadyRunning(f"box {state.name} is already running")
             if state.status == Status.STOPPING:
@@ -670,6 +686,7 @@ class Runtime:
             state.error = None
             state.last_exit_code = state.exit_code
             state.exit_code = None
+            state.restart_count = state.restart_count + 1 if self.policy_restart_of else 0
             state.paused = False
             state.oom_killed = False
             state.ports = ports
@@ -939,6 +956,9 @@ class Runtime:
         box_id = self.resolve(ref)
         state = self.get(box_id)
         if state.status not in LIVE:
+            if state.config.restart != NO_RESTART:  # (one pending by its policy: not made)
+                with contextlib.suppress(OSError):
+                    self.files(box_id).stop_requested.touch()
             return state
         if timeout_s is None:
             timeout_s = (state.config.stop_timeout if state.config.stop_timeout is not None
@@ -989,10 +1009,15 @@ class Runtime:
         as docker's kill, it returns once the box has stopped (`kill x && rm x` works).
         A box still starting is stopped as it comes up by SIGKILL; another signal waits
         for it to run (Runtime.running)."""
+        state = self.get(ref)
+        if state.config.restart != NO_RESTART and signum in (
+                signal.SIGKILL, parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL)):
+            with contextlib.suppress(OSError):  # (killed by hand: not restarted, as docker's)
+                self.files(state.id).stop_requested.touch()
         if signum == signal.SIGKILL:
-            if self.get(ref).status == Status.STARTING:  # (stopped as it comes up)
+            if state.status == Status.STARTING:  # (stopped as it comes up)
                 return self.stop(ref, timeout_s=0, signum=signal.SIGKILL)
-            continue_if_paused(self, self.resolve(ref))
+            continue_if_paused(self, state.id)
         state, client = self.client(ref, f"send it signal {signum} (a paused box takes SIGKILL only)")
         try:
             client.signal(MAIN, signum)

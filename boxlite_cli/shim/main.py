@@ -58,6 +58,7 @@ from boxlite_cli.state.capabilities import drop_mask
 from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.state.restartpolicy import backoff_s, restarts
 from boxlite_cli.state.volumes import VolumeStore, remove_unused
 from boxlite_cli.vmm.base import NET_USER
 from boxlite_cli.vmm.drivers import get_driver
@@ -786,11 +787,32 @@ class Shim:
         self.stop_vmm(client, graceful=not state.config.auto_remove and self.killed_by is None)
         log.info("the VM is down")
         self.stop_serving()
-        self.update(status=Status.EXITED, finished_at=time.time(), ports=[])  # unpublished now
+        ended = self.update(status=Status.EXITED, finished_at=time.time(), ports=[])  # (unpublished)
         log.info("box exited with %s (%s)", exit_code, error or "main process ended")
         self.remove_if_auto(state)
+        self.restart_by_policy(ended, exit_code)
         self.close_ready()  # a direct-output CLI is done now, before our own teardown
         return 0
+
+    def restart_by_policy(self, ended: BoxState, exit_code: int) -> None:
+        """The box's --restart policy starts it again (state/restartpolicy.py): a
+        detached restarter waits the backoff and starts it, unless it was stopped,
+        killed or restarted by hand (or removed) meanwhile."""
+        policy = ended.config.restart
+        if (ended.config.auto_remove or self.killed_by is not None or self.launch.maintenance
+                or self.files.stop_requested.exists() or self.files.restarting.exists()
+                or not restarts(policy, exit_code, ended.restart_count)):
+            return
+        ran_s = (ended.finished_at or 0.0) - (ended.started_at or 0.0)
+        delay_s = backoff_s(ended.restart_count, ran_s)
+        log.info("restart policy %s: starting the box again in %.1f s", policy, delay_s)
+        try:
+            subprocess.Popen([sys.executable, "-m", "boxlite_cli.runtime.autorestart",
+                              str(self.files.dir), repr(delay_s), repr(ended.finished_at)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        except OSError as e:
+            log.error("the restarter could not be started: %s", e)
 
     def keep_console(self, state: BoxState) -> Path:
         """The console log of a failed start, moved out of the way when the box goes."""

@@ -86,6 +86,9 @@ class BoxConfig:
     cpu_limit: float = 0.0
     read_only: bool = False  # --read-only: the root file system is read-only in the box
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs PATH[:OPTIONS], as given
+    # --restart, normalized (state/restartpolicy.py): no, always, unless-stopped,
+    # on-failure or on-failure:N
+    restart: str = "no"
 
 
 @dataclass
@@ -103,6 +106,8 @@ class BoxState:
     # The exit code of the run before this one (kept by every start): what a `wait` on
     # that run returns once a `restart` has begun the next.
     last_exit_code: int | None = None
+    # Starts by the restart policy since the last start by hand (docker's RestartCount).
+    restart_count: int = 0
     error: str | None = None
     accel: str | None = None
     vmm: str | None = None  # the VMM the current (or last) start used

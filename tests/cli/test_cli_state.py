@@ -231,6 +231,12 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert line == "a1 0.00% 0B / 512MiB 0.00%\n"
     for bad in ("nan", "inf", "-0.5"):
         assert_one_line_error(bx(script_runner, "create", "--stop-timeout", bad, image))
+    # docker's restart policy, in its place of inspect
+    assert bx(script_runner, "create", "--name", "again", "--restart", "on-failure:3",
+              image).returncode == 0
+    assert bx(script_runner, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:"
+              "{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{.RestartCount}}", "again"
+              ).stdout == "on-failure:3 0\n"
     # -1: wait for ever before SIGKILL (docker's), shown as given
     assert bx(script_runner, "create", "--name", "patient", "--stop-timeout", "-1",
               image).returncode == 0
@@ -361,9 +367,9 @@ def test_rename_to_its_own_name_is_refused(script_runner: ScriptRunner, home: Pa
     (["--label-file", "/nonexistent/labels"], "cannot read label file"),
     (["--tmpfs", "/tmp:size=lots"], "invalid --tmpfs '/tmp:size=lots'"),
     (["--mount", "type=bind,target=/x"], "invalid --mount 'type=bind,target=/x'"),
-    (["--restart", "unless-stopped"], "--restart unless-stopped is not supported"),
-    (["--restart", "on-failure:3"], "--restart on-failure:3 is not supported"),
     (["--restart", "bogus"], "invalid --restart 'bogus': a policy is no, always"),
+    (["--restart", "always:3"], "only on-failure takes a count"),
+    (["--rm", "--restart", "always"], "--restart always and --rm exclude each other"),
     (["--tmpfs", "/data", "-v", "/tmp:/data"], "duplicate mount point /data"),
     (["--network", "host"], "invalid --network 'host'"),
     (["-it", "--detach-keys", "ctrl-1"], "invalid detach key 'ctrl-1'"),

@@ -360,3 +360,49 @@ def test_wait_returns_when_a_restart_stops_the_box() -> None:
         assert json.loads(bx("inspect", "waited").stdout)[0]["status"] == "running"
     finally:
         bx("rm", "-f", "waited")
+
+
+def _record(name: str) -> dict[str, object]:
+    record: dict[str, object] = json.loads(bx("inspect", name).stdout)[0]
+    return record
+
+
+def _until(name: str, done: object, timeout_s: float = 120) -> dict[str, object]:
+    """The box's record once `done(record)` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not done(record := _record(name)):  # type: ignore[operator]
+        assert time.monotonic() < deadline, record
+        time.sleep(0.2)
+    return record
+
+
+def test_on_failure_restarts_a_failing_box_n_times_then_leaves_it() -> None:
+    """docker's --restart on-failure:2: two starts again after the first run, each
+    counted; then the box stays exited with its code."""
+    assert bx("run", "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh", "-c",
+              "echo ran; exit 3").returncode == 0
+    try:
+        record = _until("flaky", lambda r: r["restart_count"] == 2 and r["status"] == "exited")
+        assert record["exit_code"] == 3
+        time.sleep(2)  # (and no third start)
+        assert (_record("flaky")["restart_count"], _record("flaky")["status"]) == (2, "exited")
+        assert bx("logs", "flaky").stdout == b"ran\n" * 3
+        assert bx("inspect", "-f", "{{.RestartCount}}", "flaky").stdout == b"2\n"
+        assert bx("start", "flaky").returncode == 0  # (by hand: counted from 0 again)
+        _until("flaky", lambda r: r["status"] == "exited" and r["restart_count"] == 2)
+    finally:
+        bx("rm", "-f", "flaky")
+
+
+def test_always_restarts_a_box_until_it_is_stopped_by_hand() -> None:
+    assert bx("run", "-d", "--name", "steady", "--restart", "always", IMAGE, "sh", "-c",
+              "echo up; sleep 1").returncode == 0
+    try:
+        _until("steady", lambda r: int(r["restart_count"]) >= 1)  # type: ignore[call-overload]
+        assert bx("stop", "-t", "0", "steady").returncode == 0
+        stopped = _until("steady", lambda r: r["status"] == "exited")
+        time.sleep(3)  # (longer than its backoff: a policy start would have come)
+        again = _record("steady")
+        assert (again["status"], again["restart_count"]) == ("exited", stopped["restart_count"])
+    finally:
+        bx("rm", "-f", "steady")

@@ -259,6 +259,11 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         limited = manifest(disk)
         limited["config"]["cpu_limit"] = limit
         rejected(rt, archive([reg("manifest.json", json.dumps(limited).encode())]), "cpu_limit")
+    for policy in ("sometimes", 3, "always:2"):
+        restarting = manifest(disk)
+        restarting["config"]["restart"] = policy
+        rejected(rt, archive([reg("manifest.json", json.dumps(restarting).encode())]),
+                 "restart" if policy != 3 else "")
     sig = manifest(disk)
     sig["config"]["stop_signal"] = "SIGNOPE"
     rejected(rt, archive([reg("manifest.json", json.dumps(sig).encode())]), "stop signal")
@@ -327,7 +332,7 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
     state = BoxState(id=box_id, name=name, status=Status.CREATED, config=BoxConfig(
         image="localhost/debian:bookworm", image_id=IMAGE_ID, rootfs_base="",
         process=ProcessSpec(["sh", "-c", "sleep 9"], env=["X=1"]), cpus=2, memory_mib=300,
-        network=NetworkConfig(mode="none")))
+        network=NetworkConfig(mode="none"), restart="on-failure:2"))
     with rt.boxes.lock(box_id):
         rt.boxes.write(state)
     base = qcow2(tmp_path / f"{name}-base.qcow2")
@@ -356,6 +361,7 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     assert qcow2_backing(disk) is None
     assert state.config.process == src.config.process and state.config.cpus == 2
     assert state.config.network.mode == "none"
+    assert state.config.restart == "on-failure:2"
     for offset in (0, 1 << 20):  # both layers, flattened
         pattern = ord("o") if offset else ord("b")
         a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",
