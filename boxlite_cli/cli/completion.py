@@ -66,32 +66,34 @@ complete_unpaused_box = _box_completer(frozenset({"running"}), paused=False)  # 
 complete_paused_box = _box_completer(frozenset({"running"}), paused=True)  # unpause
 
 
-def complete_image(ctx: click.Context, param: click.Parameter,
-                   incomplete: str) -> list[CompletionItem]:
+def _listed(names: Callable[[], list[str]]) -> Completer:
+    """A completer offering what `names()` lists (nothing when it fails)."""
+    def complete(ctx: click.Context, param: click.Parameter,
+                 incomplete: str) -> list[CompletionItem]:
+        try:
+            candidates = names()
+        except Exception:
+            return []
+        return _offer(ctx, param, incomplete, candidates)
+
+    return complete
+
+
+def _image_references() -> list[str]:
     """The tags of the local store, as docker prints them (alpine:3, not docker.io/...)."""
-    try:
-        from boxlite_cli.oci.reference import parse_reference
-        from boxlite_cli.oci.store import ImageStore
-        from boxlite_cli.state.paths import home_paths
+    from boxlite_cli.oci.reference import parse_reference
+    from boxlite_cli.oci.store import ImageStore
+    from boxlite_cli.state.paths import home_paths
 
-        refs = [parse_reference(key).short for key in ImageStore(home_paths().images).tags()
-                if "@" not in key]
-    except Exception:
-        return []
-    return _offer(ctx, param, incomplete, refs)
+    return [parse_reference(key).short for key in ImageStore(home_paths().images).tags()
+            if "@" not in key]
 
 
-def complete_volume(ctx: click.Context, param: click.Parameter,
-                    incomplete: str) -> list[CompletionItem]:
-    """The named volumes (anonymous ones too: `volume rm` takes them)."""
-    try:
-        from boxlite_cli.state.paths import home_paths
-        from boxlite_cli.state.volumes import VolumeStore
+def _volume_names() -> list[str]:
+    from boxlite_cli.state.paths import home_paths
+    from boxlite_cli.state.volumes import VolumeStore
 
-        names = [v.name for v in VolumeStore(home_paths().data / "volumes").all()]
-    except Exception:
-        return []
-    return _offer(ctx, param, incomplete, names)
+    return [v.name for v in VolumeStore(home_paths().data / "volumes").all()]
 
 
 def _snapshots(box: str | None) -> list[tuple[str, str, bool]]:
@@ -114,31 +116,18 @@ def _snapshots(box: str | None) -> list[tuple[str, str, bool]]:
 def complete_snapshot(ctx: click.Context, param: click.Parameter,
                       incomplete: str) -> list[CompletionItem]:
     """The snapshots of the BOX named before (`snapshot rm web <TAB>`)."""
-    try:
-        names = [snap for _, snap, _ in _snapshots(str(ctx.params.get("box") or ""))]
-    except Exception:
-        return []
-    return _offer(ctx, param, incomplete, names)
+    box = str(ctx.params.get("box") or "")
+    return _listed(lambda: [snap for _, snap, _ in _snapshots(box)])(ctx, param, incomplete)
 
 
-def complete_checkpoint(ctx: click.Context, param: click.Parameter,
-                        incomplete: str) -> list[CompletionItem]:
-    """`start --checkpoint`: the memory checkpoints of any box (the box comes after)."""
-    try:
-        names = [snap for _, snap, memory in _snapshots(None) if memory]
-    except Exception:
-        return []
-    return _offer(ctx, param, incomplete, names)
-
-
-def complete_box_checkpoint(ctx: click.Context, param: click.Parameter,
-                            incomplete: str) -> list[CompletionItem]:
-    """`run --from`: BOX:NAME for every memory checkpoint."""
-    try:
-        names = [f"{box}:{snap}" for box, snap, memory in _snapshots(None) if memory]
-    except Exception:
-        return []
-    return _offer(ctx, param, incomplete, names)
+complete_image = _listed(_image_references)
+# the named volumes (anonymous ones too: `volume rm` takes them)
+complete_volume = _listed(_volume_names)
+# `start --checkpoint`: the memory checkpoints of any box (the box comes after)
+complete_checkpoint = _listed(lambda: [snap for _, snap, memory in _snapshots(None) if memory])
+# `run --from`: BOX:NAME for every memory checkpoint
+complete_box_checkpoint = _listed(lambda: [f"{box}:{snap}" for box, snap, memory
+                                           in _snapshots(None) if memory])
 
 
 def complete_signal(ctx: click.Context, param: click.Parameter,
