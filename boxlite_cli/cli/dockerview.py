@@ -62,8 +62,9 @@ def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
     Pid is the box's VM (its QEMU) on the host."""
     running = state.status == Status.RUNNING
     return {
-        "Status": "paused" if state.is_paused else state.status.value,
-        "Running": running, "Paused": state.is_paused, "Restarting": False,
+        "Status": ("paused" if state.is_paused else "restarting" if state.is_restarting
+                   else state.status.value),
+        "Running": running, "Paused": state.is_paused, "Restarting": state.is_restarting,
         "OOMKilled": state.oom_killed, "Dead": False, "Pid": vmm_pid if running else 0,
         "ExitCode": state.exit_code or 0, "Error": state.error or "",
         "StartedAt": rfc3339(state.started_at), "FinishedAt": rfc3339(state.finished_at),

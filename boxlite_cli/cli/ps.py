@@ -38,14 +38,16 @@ def status_text(state: BoxState) -> str:
         return f"{up} (Paused)" if state.is_paused else up
     if state.status == Status.EXITED:
         code = state.exit_code if state.exit_code is not None else "?"
-        return f"Exited ({code}) {ago(state.finished_at)}".rstrip()
+        ended = "Restarting" if state.is_restarting else "Exited"  # (docker's words)
+        return f"{ended} ({code}) {ago(state.finished_at)}".rstrip()
     return state.status.value.capitalize()
 
 
 def box_json(state: BoxState) -> dict[str, Any]:
     return {
         "id": state.id, "name": state.name, "image": state.config.image,
-        "command": state.config.process.argv, "status": state.status.value,
+        "command": state.config.process.argv,
+        "status": "restarting" if state.is_restarting else state.status.value,
         "paused": state.is_paused,
         "exit_code": state.exit_code, "error": state.error, "created_at": state.created_at,
         "started_at": state.started_at, "finished_at": state.finished_at,

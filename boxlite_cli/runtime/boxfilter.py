@@ -3,7 +3,8 @@
 Filters of one key are alternatives (any may match), except labels, which all have to
 match; filters of different keys all have to match, as in docker. Keys: id (a prefix),
 name (a regular expression found in it: `^web$` is that name alone), status (created,
-running, paused, exited, ...; docker's dead, restarting and removing match none),
+running, paused, exited, restarting (waiting for its restart policy's start); docker's
+dead and removing match none),
 exited (an exit code), ancestor (the image reference or id the box was made from),
 label (KEY or KEY=VALUE)."""
 
@@ -23,6 +24,8 @@ ALL_OF = frozenset({"label"})  # (docker's: label=a -f label=b is a box with bot
 
 
 def _status(state: BoxState) -> str:
+    if state.is_restarting:
+        return "restarting"
     return "paused" if state.is_paused else state.status.value
 
 

@@ -370,7 +370,7 @@ class Runtime:
                 out.append(item)
                 continue
             state = self.observe(item)
-            if all_boxes or state.status in LIVE:
+            if all_boxes or state.status in LIVE or state.is_restarting:
                 out.append(state)
         return out
 
@@ -687,6 +687,9 @@ class Runtime:
             state.last_exit_code = state.exit_code
             state.exit_code = None
             state.restart_count = state.restart_count + 1 if self.policy_restart_of else 0
+            state.restarter = None
+            if not self.policy_restart_of:  # (by hand: the backoff starts over too)
+                state.restart_delay_s = 0.0
             state.paused = False
             state.oom_killed = False
             state.ports = ports
@@ -959,6 +962,12 @@ class Runtime:
             if state.config.restart != NO_RESTART:  # (one pending by its policy: not made)
                 with contextlib.suppress(OSError):
                     self.files(box_id).stop_requested.touch()
+                if state.restarter is not None:
+                    with contextlib.suppress(BoxliteError), self.boxes.lock(box_id):
+                        stopped = self.boxes.read(box_id)
+                        stopped.restarter = None  # (no longer restarting)
+                        self.boxes.write(stopped)
+                        return self.observe(stopped)
             return state
         if timeout_s is None:
             timeout_s = (state.config.stop_timeout if state.config.stop_timeout is not None
@@ -1010,7 +1019,7 @@ class Runtime:
         A box still starting is stopped as it comes up by SIGKILL; another signal waits
         for it to run (Runtime.running)."""
         state = self.get(ref)
-        if state.config.restart != NO_RESTART and signum in (
+        if state.status in LIVE and state.config.restart != NO_RESTART and signum in (
                 signal.SIGKILL, parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL)):
             with contextlib.suppress(OSError):  # (killed by hand: not restarted, as docker's)
                 self.files(state.id).stop_requested.touch()

@@ -804,15 +804,21 @@ class Shim:
                 or not restarts(policy, exit_code, ended.restart_count)):
             return
         ran_s = (ended.finished_at or 0.0) - (ended.started_at or 0.0)
-        delay_s = backoff_s(ended.restart_count, ran_s)
+        delay_s = backoff_s(ended.restart_delay_s, ran_s)
         log.info("restart policy %s: starting the box again in %.1f s", policy, delay_s)
         try:
-            subprocess.Popen([sys.executable, "-m", "boxlite_cli.runtime.autorestart",
-                              str(self.files.dir), repr(delay_s), repr(ended.finished_at)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+            restarter = subprocess.Popen(
+                [sys.executable, "-m", "boxlite_cli.runtime.autorestart", str(self.files.dir),
+                 repr(delay_s), repr(ended.finished_at)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
         except OSError as e:
             log.error("the restarter could not be started: %s", e)
+            return
+        record = ProcessRecord.of(restarter.pid)
+        with contextlib.suppress(BoxliteError, OSError):  # (shown as restarting meanwhile)
+            self.update(restarter=record.to_json() if record else None,
+                        restart_delay_s=delay_s)
 
     def keep_console(self, state: BoxState) -> Path:
         """The console log of a failed start, moved out of the way when the box goes."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from boxlite_cli.errors import StateCorrupt
 from boxlite_cli.state.network import NetworkConfig, PortMapping
+from boxlite_cli.state.pidfile import ProcessRecord
 from boxlite_cli.state.volumes import Mount
 
 FORMAT = 1
@@ -108,6 +109,11 @@ class BoxState:
     last_exit_code: int | None = None
     # Starts by the restart policy since the last start by hand (docker's RestartCount).
     restart_count: int = 0
+    # The restarter waiting to start the box again by its policy, and the backoff it
+    # waits (docker's, doubled from the last one: state/restartpolicy.py); both cleared
+    # by every start (the delay by a start by hand only).
+    restarter: dict[str, int] | None = None
+    restart_delay_s: float = 0.0
     error: str | None = None
     accel: str | None = None
     vmm: str | None = None  # the VMM the current (or last) start used
@@ -129,6 +135,15 @@ class BoxState:
     @property
     def is_paused(self) -> bool:
         return self.paused and self.status == Status.RUNNING
+
+    @property
+    def is_restarting(self) -> bool:
+        """Exited, and its restart policy's restarter waits to start it (docker's
+        "Restarting")."""
+        if self.status != Status.EXITED or self.restarter is None:
+            return False
+        restarter = ProcessRecord.from_json(self.restarter)
+        return restarter is not None and restarter.alive()
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -50,9 +50,9 @@ def restarts(policy: str, exit_code: int, restart_count: int) -> bool:
     return True
 
 
-def backoff_s(restart_count: int, ran_s: float) -> float:
-    """How long to wait before the next start (docker's: doubling from 100 ms, at most a
-    minute; a run of 10 s or more starts the doubling over)."""
-    if ran_s >= STEADY_S:
+def backoff_s(last_delay_s: float, ran_s: float) -> float:
+    """How long to wait before the next start (docker's: doubling the last wait from
+    100 ms, at most a minute; a run of 10 s or more starts the doubling over)."""
+    if ran_s >= STEADY_S or last_delay_s <= 0:
         return FIRST_DELAY_S
-    return float(min(MAX_DELAY_S, FIRST_DELAY_S * 2.0 ** min(restart_count, 16)))
+    return min(MAX_DELAY_S, last_delay_s * 2)

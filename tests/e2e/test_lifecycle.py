@@ -406,3 +406,29 @@ def test_always_restarts_a_box_until_it_is_stopped_by_hand() -> None:
         assert (again["status"], again["restart_count"]) == ("exited", stopped["restart_count"])
     finally:
         bx("rm", "-f", "steady")
+
+
+def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped() -> None:
+    """docker's "Restarting (1) ...": listed by a plain ps, State.Status restarting;
+    a stop during that wait leaves it exited for good."""
+    box_id = bx("run", "-d", "--name", "looping", "--restart", "always", IMAGE, "sh", "-c",
+                "exit 1").stdout.decode().strip()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            rows = json.loads(bx("ps", "--format", "json").stdout)  # (no -a)
+            if [r for r in rows if r["name"] == "looping" and r["status"] == "restarting"]:
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.1)
+        assert bx("ps", "-q", "-f", "status=restarting").stdout.decode().split() == [
+            box_id[:12]]
+        assert bx("stop", "looping").returncode == 0
+        state = bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping").stdout
+        status, count = state.decode().split()
+        assert status == "exited"
+        time.sleep(4)  # (past its backoff: the restarter gave up)
+        assert bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping"
+                  ).stdout.decode().split() == ["exited", count]
+    finally:
+        bx("rm", "-f", "looping")
