@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,6 +75,13 @@ def bx(*args: str, input: bytes | None = None, timeout: float = 300,
     return subprocess.run([boxlite_bin(), *args], input=input, capture_output=True,
                           timeout=timeout, env={**os.environ, **(env or {})},
                           stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def interruptible() -> None:
+    """A child's pre-exec step: SIGINT as a terminal's Ctrl-C gives it, even where the
+    tests run with it ignored (a background job of a script): an ignored SIGINT is
+    inherited, and a CLI rightly keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def vm_processes(home: Path) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, interruptible, vm_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def _signal_while_starting(args: list[str], name: str, sig: signal.Signals
     """`boxlite ARGS`, signalled once its box (NAME) shows as starting: its exit code
     and stdout."""
     proc = subprocess.Popen([boxlite_bin(), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import boxlite_bin, bx, vm_processes
+from tests.e2e.conftest import boxlite_bin, bx, interruptible, vm_processes
 from tests.support import testimages as ti
 from tests.support.faultproxy import BLOB_PATH, MANIFEST_PATH, FaultProxy
 from tests.support.fixtures import PUBLIC_REPO, TEST_PASSWORD, TEST_USER
@@ -83,7 +83,7 @@ class Store:
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen([boxlite_bin(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, preexec_fn=interruptible,
                                 env={**os.environ, "BOXLITE_HOME": str(self.home), **(env or {})})
 
     def tags(self) -> dict[str, str]:
