@@ -414,20 +414,25 @@ def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped() -> No
     box_id = bx("run", "-d", "--name", "looping", "--restart", "always", IMAGE, "sh", "-c",
                 "exit 1").stdout.decode().strip()
     try:
-        deadline = time.monotonic() + 120
+        # The first waits are 0.1, 0.2, 0.4 s: too short for two ps in a row to both see
+        # one. From the fifth restart on the box waits 3.2 s and more.
+        deadline = time.monotonic() + 180
         while True:
-            rows = json.loads(bx("ps", "--format", "json").stdout)  # (no -a)
-            if [r for r in rows if r["name"] == "looping" and r["status"] == "restarting"]:
+            seen = bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping"
+                      ).stdout.decode().split()
+            if seen[0] == "restarting" and int(seen[1]) >= 5:
                 break
-            assert time.monotonic() < deadline, rows
+            assert time.monotonic() < deadline, seen
             time.sleep(0.1)
+        rows = json.loads(bx("ps", "--format", "json").stdout)  # (no -a)
+        assert [r["status"] for r in rows if r["name"] == "looping"] == ["restarting"]
         assert bx("ps", "-q", "-f", "status=restarting").stdout.decode().split() == [
             box_id[:12]]
         assert bx("stop", "looping").returncode == 0
         state = bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping").stdout
         status, count = state.decode().split()
         assert status == "exited"
-        time.sleep(4)  # (past its backoff: the restarter gave up)
+        time.sleep(min(60.0, 0.1 * 2 ** int(count)) + 2)  # (past its wait: it gave up)
         assert bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping"
                   ).stdout.decode().split() == ["exited", count]
     finally:
