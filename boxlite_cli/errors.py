@@ -80,9 +80,15 @@ class OutputLost(BoxliteError):
         self.exit_code = exit_code or 125
 
 
+# The reason a box records when boxlite itself ended its VM at once (rm -f, a stop
+# whose grace ran out): asked for, so no failure to report.
+SHIM_SIGNALLED = "stopped by a signal to the shim"
+
+
 class BoxStopped(VmError):
     """The box stopped before its command ended (its VM or guest agent went away): a
-    failure of boxlite's, not the command's; exit 125."""
+    failure of boxlite's, not the command's; exit 125, or 128 + N when a signal ended
+    the VM (the host's OOM killer: 137)."""
 
     def __init__(self, reason: str, exit_code: int) -> None:
         super().__init__(f"the box stopped before its command ended: {reason}")

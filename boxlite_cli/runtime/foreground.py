@@ -10,7 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-from boxlite_cli.errors import BoxliteError, BoxRestarted, BoxStopped, Conflict, OutputLost, VmError
+from boxlite_cli.errors import (
+    SHIM_SIGNALLED,
+    BoxliteError,
+    BoxRestarted,
+    BoxStopped,
+    Conflict,
+    OutputLost,
+    VmError,
+)
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
 from boxlite_cli.runtime.terminal import forwarding_signals
@@ -67,9 +75,11 @@ def _name(rt: Runtime, box_id: str) -> str:
 
 
 def _recorded_exit(code: int, error: str | None) -> int:
-    """The exit code the box recorded; raised as BoxStopped when boxlite failed (125
-    with a reason), which the command's own 125 never has."""
-    if code == BoxStopped.exit_code and error:
+    """The exit code the box recorded; raised as BoxStopped, with that code, when the
+    box stopped under its command for a reason (boxlite failed: 125; its QEMU was
+    killed: 137), which the command's own exit never has. A box that boxlite was asked
+    to end at once (rm -f) ends as a killed command does: its code, no word."""
+    if code != 0 and error and error != SHIM_SIGNALLED:
         raise BoxStopped(error, code)
     return code
 

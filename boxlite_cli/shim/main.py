@@ -38,7 +38,7 @@ from boxlite_cli.agent.client import (
 )
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError, UsageError
+from boxlite_cli.errors import SHIM_SIGNALLED, BoxliteError, UsageError
 from boxlite_cli.fdio import GIVE_UP_POLL_S, own_nonblocking, reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
@@ -773,11 +773,13 @@ class Shim:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.vmm.wait(2)
             if self.killed_by is not None:
-                error, exit_code = "stopped by a signal to the shim", 128 + signal.SIGKILL
+                error, exit_code = SHIM_SIGNALLED, 128 + signal.SIGKILL
             else:
-                error = (agent_ended(console_tail(self.launch.vm.console_log))
-                         or f"{self.vmm_exit_reason()} ({e})")
                 rc = self.vmm.poll()
+                # (the VM gone says it all; a VM still up, the agent's loss does)
+                error = (agent_ended(console_tail(self.launch.vm.console_log))
+                         or (self.vmm_exit_reason() if rc is not None
+                             else f"{self.vmm_exit_reason()} ({e})"))
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error,
                     oom_killed=oom_killed)

@@ -87,3 +87,39 @@ def test_a_disk_another_process_holds_fails_the_start_not_the_template(e2e_home:
     finally:
         holder.kill()
         bx("rm", "-f", "locked")
+
+
+@pytest.mark.parametrize("mode", [["--rm"], []], ids=["rm", "kept"])
+def test_a_foreground_run_whose_vm_is_killed_says_so(mode: list[str]) -> None:
+    """QEMU killed under a foreground run (the host's OOM killer): 137, as a killed
+    command's, with one line that says the VM was killed; an rm -f from another
+    shell ends it as docker's does (137, not a word)."""
+    import subprocess
+
+    from tests.e2e.conftest import boxlite_bin
+
+    for name, end in (("vm-killed", "vmm"), ("rm-forced", "rm")):
+        proc = subprocess.Popen([boxlite_bin(), "run", *mode, "--name", name, IMAGE, "sh",
+                                 "-c", "echo started; exec sleep 600"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+            if end == "vmm":
+                box_dir = Path(str(box_record(name)["paths"]["dir"]))  # type: ignore[index]
+                os.kill(pid_from(box_dir / "vmm.pid"), signal.SIGKILL)
+            else:
+                assert bx("rm", "-f", name).returncode == 0
+            _, err = proc.communicate(timeout=120)
+            # (less the first boot's "KVM is not usable" warning)
+            said = [line for line in err.decode().splitlines() if "warning:" not in line]
+            if end == "vmm":
+                assert (proc.returncode, said) == (137, [
+                    "boxlite: the box stopped before its command ended: the VM was killed "
+                    "by signal 9"]), err
+            else:
+                assert (proc.returncode, said) == (137, []), err
+        finally:
+            proc.kill()
+            proc.wait(30)
+            bx("rm", "-f", name)
