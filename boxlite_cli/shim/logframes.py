@@ -4,8 +4,8 @@ The log is bounded: once a file would pass its limit (50 MiB, or BOXLITE_LOG_MAX
 when the box started: runtime.log_max_bytes), it becomes `container.log.1` (replacing
 the one before) and a new file is started, so a box keeps at most about twice that
 (docker's `local` log driver keeps 100 MB). Readers take the rotated file first; a
-follower that finds its file rotated away reads it to its end, then goes on with the
-new one.
+follower that finds its file rotated away reads it to its end, then the one rotated
+after it (if the log rotated twice meanwhile), then goes on with the new one.
 
 Each record is preceded by a time frame (stream TIME, 8 bytes: nanoseconds since the
 epoch, when the shim received it), for `logs -t`, `--since` and `--until`. Logs of
@@ -200,6 +200,15 @@ def _written(path: Path, f: BinaryIO, timed: Timed) -> Iterator[LogRecord]:
     yield from timed.records(read_frames(f))
 
 
+def _rotated_between(path: Path, done: int, f: BinaryIO) -> Iterator[LogRecord]:
+    """The records of a file rotated away after the one a follower read to its end
+    (inode `done`) and before `f`, the current one: the log rotated twice between two
+    of its looks, and that file is now LOG.1."""
+    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as between:
+        if os.fstat(between.fileno()).st_ino not in (done, os.fstat(f.fileno()).st_ino):
+            yield from Timed().records(read_frames(between))
+
+
 class TimeWindow(NamedTuple):
     """Records received from `since` to `until` (ns since the epoch; None: no bound)."""
 
@@ -241,8 +250,10 @@ def read_log(path: Path, follow: bool = False, tail: int | None = None,
             if more:
                 continue
             if _rotated_away(path, f):
+                done = os.fstat(f.fileno()).st_ino
                 f.close()
                 f = _open_log(path)
+                yield from (r for r in _rotated_between(path, done, f) if window.holds(r))
                 continue
             if not live() or window.over():
                 yield from (r for r in timed.records(read_frames(f)) if window.holds(r))

@@ -151,6 +151,23 @@ def test_a_follower_goes_on_across_a_rotation(tmp_path: Path) -> None:
     assert plain(got) == records(7)
 
 
+def test_a_follower_behind_two_rotations_reads_the_file_between(tmp_path: Path) -> None:
+    """Output fast enough to rotate the log twice between two looks of a follower:
+    the file it read, then the one rotated since (now LOG.1), then the new one."""
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=2 * FRAME)
+    writer.write(0, records(1)[0][1])
+    going = [True]
+    follower = read_log(log, follow=True, live=lambda: going[0])
+    got = [next(follower)]  # (it holds the first file open)
+    for stream, data in records(4, start=1):  # r1 fills it; r2, r3 the next; r4 a third
+        writer.write(stream, data)
+    writer.close()
+    going[0] = False
+    got.extend(follower)
+    assert plain(got) == records(5)
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     (None, 50 << 20), ("1048576", 1 << 20), ("10m", 10 << 20), ("1g", 1 << 30),
     ("12", MIN_LOG_MAX_BYTES)])
