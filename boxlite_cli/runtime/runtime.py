@@ -94,7 +94,7 @@ from boxlite_cli.state.restartpolicy import parse_restart
 from boxlite_cli.state.settings import vmm_setting
 from boxlite_cli.state.volumes import VOLUME, Mount, VolumeStore, remove_unused
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
-from boxlite_cli.vmm.base import VmSpec
+from boxlite_cli.vmm.base import VmmUnsupported, VmSpec
 from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
 
 if TYPE_CHECKING:
@@ -489,7 +489,11 @@ class Runtime:
                                   payload.initrd).reason)
         choice = choose_vmm(state.config.vmm, spec.accel, kvm_ok, spec, kvm_reason=reason)
         spec = dataclasses.replace(spec, accel=choice.accel)
-        get_driver(choice.name).check(spec)
+        driver = get_driver(choice.name)
+        if driver.binary() is None:  # (not the template's failure, nor one to retry)
+            raise VmmUnsupported(f"{driver.executable} is not installed",
+                                 hint="run: boxlite doctor")
+        driver.check(spec)
         return choice.name, spec
 
     def start(self, ref: str, foreground: bool = False, cold: bool = False,
@@ -762,7 +766,7 @@ class Runtime:
             tail = message.get("console_tail") or []
             said = f"; the guest's last words: {tail[-1]!r}" if tail else ""
             raise VmError(f"the box failed to start: {message.get('error')}{said}",
-                          hint=f"the VM console log is {message.get('console')}")
+                          hint=message.get("hint") or f"the VM console log is {message.get('console')}")
         if message.get("exit_code"):
             return StartResult(MAIN, int(message["exit_code"]), str(message.get("error")))
         # The shim outlives this process, which does not reap it (that would fold the

@@ -689,7 +689,7 @@ class Shim:
             console = self.keep_console(state) if not refused else self.files.console_log
             self.report(ok=False, error=reason, refused=refused, console=str(console),
                         console_tail=console_tail(console), spare=self.adopted is not None,
-                        stopped=stopped)
+                        stopped=stopped, hint=e.hint)
             if not warm or refused or stopped:  # a failed warm start is retried cold: keep it
                 self.remove_if_auto(state)
             return 1

@@ -34,6 +34,15 @@ class BootFailed(BoxliteError):
     pass
 
 
+def vmm_not_runnable(binary: str, error: OSError) -> BootFailed:
+    """The one-line failure of a VMM executable that could not be run."""
+    if isinstance(error, FileNotFoundError):
+        return BootFailed(f"{os.path.basename(binary)} is not installed",
+                          hint="run: boxlite doctor")
+    return BootFailed(f"{binary} could not be run: {error.strerror or error}",
+                      hint="run: boxlite doctor")
+
+
 def _vmm_child_setup(parent: int) -> None:
     """In the VMM child, before its exec: die with the shim, and no transparent huge
     pages (kept across the exec). QEMU asks for them on guest RAM and on TCG's code
@@ -118,10 +127,13 @@ def start_vmm(files: BoxFiles, launch: Launch, driver: VmmDriver) -> VmmProcess:
         except BoxliteError as e:
             raise BootFailed(str(e), hint=e.hint) from e
         with open(files.dir / "vmm.log", "wb") as out:
-            process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                pass_fds=tuple(fd for fd in (restore_fd, ram_fd, disk_fd) if fd is not None),
-                preexec_fn=functools.partial(_vmm_child_setup, os.getpid()))
+            try:
+                process = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    pass_fds=tuple(fd for fd in (restore_fd, ram_fd, disk_fd) if fd is not None),
+                    preexec_fn=functools.partial(_vmm_child_setup, os.getpid()))
+            except OSError as e:  # (the VMM itself: gone since the box was made, or not runnable)
+                raise vmm_not_runnable(cmd[0], e) from e
     except BaseException:
         if ram_fd is not None:
             os.close(ram_fd)

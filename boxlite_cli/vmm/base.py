@@ -117,6 +117,7 @@ class VmmDriver(Protocol):
     """A way to run a VmSpec. Nothing above `vmm/` knows which driver runs."""
 
     name: str
+    executable: str  # the VMM executable's name, looked up on PATH
 
     def binary(self) -> str | None:
         """Path of the VMM executable, or None when it is not installed."""

@@ -48,8 +48,10 @@ def _value(what: str, path: object) -> str:
 class CloudHypervisorDriver:
     name = "cloud-hypervisor"
 
+    executable = CH_BINARY
+
     def binary(self) -> str | None:
-        return shutil.which(CH_BINARY)
+        return shutil.which(self.executable)
 
     def check(self, spec: VmSpec) -> None:
         if spec.accel != "kvm":

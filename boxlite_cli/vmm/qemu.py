@@ -99,8 +99,10 @@ def rootfs_args(spec: VmSpec, disk_fd: int | None) -> list[str]:
 class QemuDriver:
     name = "qemu"
 
+    executable = QEMU_BINARY
+
     def binary(self) -> str | None:
-        return shutil.which(QEMU_BINARY)
+        return shutil.which(self.executable)
 
     def restore_file(self, spec: VmSpec) -> Path | None:
         """QEMU reads a restore's memory stream from an fd named on its command line

@@ -123,3 +123,27 @@ def test_a_foreground_run_whose_vm_is_killed_says_so(mode: list[str]) -> None:
             proc.kill()
             proc.wait(30)
             bx("rm", "-f", name)
+
+
+def test_a_host_without_qemu_fails_the_start_in_one_line(tmp_path: Path) -> None:
+    """QEMU uninstalled after the box was made: start and run say so (and where to
+    look), the box stays as it was, and nothing is left of the run --rm box."""
+    path = tmp_path / "bin"
+    path.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            if not tool.name.startswith("qemu-system-") and not (path / tool.name).exists():
+                (path / tool.name).symlink_to(tool)
+    without_qemu = {"PATH": str(path)}
+    assert bx("create", "--name", "no-qemu", IMAGE, "true").returncode == 0
+    try:
+        boxes_before = bx("ps", "-aq").stdout
+        for args in (["start", "no-qemu"], ["run", "--rm", IMAGE, "true"]):
+            proc = bx(*args, env=without_qemu)
+            said = [line for line in proc.stderr.decode().splitlines() if "warning:" not in line]
+            assert (proc.returncode, said) == (125, [
+                "boxlite: qemu-system-x86_64 is not installed", "  hint: run: boxlite doctor"])
+        assert bx("ps", "-aq").stdout == boxes_before
+        assert bx("inspect", "-f", "{{.State.Status}}", "no-qemu").stdout == b"created\n"
+    finally:
+        bx("rm", "-f", "no-qemu")

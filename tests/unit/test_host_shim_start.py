@@ -34,6 +34,7 @@ COPY_FD = "import os,sys; fd=int(sys.argv[1]); open(sys.argv[2],'wb').write(os.r
 
 class FakeDriver:
     name = "fake"
+    executable = "python3"
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -150,6 +151,28 @@ def test_a_missing_memory_file_fails_the_boot_before_any_vmm_starts(tmp_path: Pa
         assert "cannot read the memory snapshot" in str(e)
     else:
         raise AssertionError("no BootFailed")
+    assert not files.vmm_pid.exists()
+
+
+class GoneDriver(FakeDriver):
+    """A VMM uninstalled since the box was checked (or never runnable)."""
+
+    def command(self, spec: VmSpec, restore_fd: int | None = None,
+                ram_fd: int | None = None, disk_fd: int | None = None) -> list[str]:
+        return [str(self.out), "-version"]
+
+
+def test_a_vmm_that_cannot_be_run_fails_the_boot_in_one_line(tmp_path: Path) -> None:
+    files, launch = box(tmp_path)
+    with pytest.raises(BootFailed) as raised:
+        start_vmm(files, launch, GoneDriver(tmp_path / "qemu-system-x86_64"))
+    assert (raised.value.message, raised.value.hint) == (
+        "qemu-system-x86_64 is not installed", "run: boxlite doctor")
+    (tmp_path / "qemu-system-x86_64").write_text("not a program")  # (not executable)
+    with pytest.raises(BootFailed) as raised:
+        start_vmm(files, launch, GoneDriver(tmp_path / "qemu-system-x86_64"))
+    assert raised.value.message == (f"{tmp_path / 'qemu-system-x86_64'} could not be run: "
+                                    "Permission denied")
     assert not files.vmm_pid.exists()
 
 
