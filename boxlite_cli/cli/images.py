@@ -54,7 +54,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
     from boxlite_cli.runtime.imagefilter import parse_image_filters
 
     wanted = parse_image_filters(filters, repository)
-    items = [i for i in cli.runtime.images.all() if wanted.matches(i)]
+    items = wanted.select(cli.runtime.images.all())
     if quiet and fmt == "table":
         seen: set[str] = set()
         for image in items:

@@ -38,7 +38,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
         "boxes": {"total": len(states),
                   "running": sum(s.status == Status.RUNNING for s in states),
                   "exited": sum(s.status == Status.EXITED for s in states)},
-        "images": len(rt.images.all()),
+        "images": len({i.id for i in rt.images.all()}),  # (images, not their names)
         # (warm-start VMs waiting for the next fresh box: runtime/spares.py)
         "spares": {"ready": sum(s.ready for s in spares), "total": len(spares)},
     }

@@ -1,7 +1,8 @@
 """`images --filter KEY=VALUE` and `images [REPOSITORY[:TAG]]` (docker's): which images a
 listing keeps.
 
-Keys: dangling (true: the images no tag names, `<none>`; false: the tagged ones),
+Keys: dangling (true: the images no tag names at all, listed as `<none>`; false: the
+tagged ones, every row of theirs: docker's, by image, not by row),
 reference (a name pattern, shell-style: `debian`, `deb*`, `debian:12*`, matched against
 the short and the full name, with and without the tag), label (KEY or KEY=VALUE of the
 image's config). Filters of one key are alternatives, except labels (all of them); of
@@ -10,7 +11,7 @@ different keys, all have to match, as in docker."""
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from boxlite_cli.oci.reference import Reference
@@ -43,7 +44,6 @@ def _label(image: Image, wanted: str) -> bool:
 
 
 TESTS: dict[str, Callable[[Image, str], bool]] = {
-    "dangling": lambda image, wanted: (image.reference.tag is None) == (wanted == "true"),
     "reference": _reference,
     "label": _label,
 }
@@ -53,9 +53,16 @@ TESTS: dict[str, Callable[[Image, str], bool]] = {
 class ImageFilter:
     wanted: dict[str, list[str]] = field(default_factory=dict)
 
-    def matches(self, image: Image) -> bool:
-        return all((all if key in ALL_OF else any)(TESTS[key](image, v) for v in values)
-                   for key, values in self.wanted.items())
+    def matches(self, image: Image, tagged: Collection[str] = ()) -> bool:
+        """`tagged`: the ids of the images some tag names (for dangling=)."""
+        return all((all if key in ALL_OF else any)(
+            (image.id not in tagged) == (v == "true") if key == "dangling" else TESTS[key](image, v)
+            for v in values) for key, values in self.wanted.items())
+
+    def select(self, images: list[Image]) -> list[Image]:
+        """The rows of a listing (store.all()) that match."""
+        tagged = {i.id for i in images if i.reference.tag} if "dangling" in self.wanted else ()
+        return [i for i in images if self.matches(i, tagged)]
 
 
 def parse_image_filters(items: Sequence[str], reference: str | None = None) -> ImageFilter:

@@ -144,6 +144,33 @@ def test_images_takes_dockers_repository_argument_filters_and_columns(
                           "invalid filter 'dangling=maybe'")
 
 
+def test_dangling_is_an_image_no_tag_names_as_dockers(script_runner: ScriptRunner,
+                                                        image: str) -> None:
+    """An image whose tag moved on in one repository but that another tag still names:
+    listed under the old repository as <none>, yet not dangling, so no prune removes
+    it; `info` counts it once."""
+    from boxlite_cli.oci.reference import parse_reference
+
+    store = ImageStore(home_paths().images)
+    digest = store.lookup(image).manifest_digest
+    store.tag(parse_reference(f"localhost/old@{digest}"), digest)
+    listed = bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert listed.splitlines() == ["localhost/old:<none>", "localhost/tiny:1"]
+    for dangling, rows in (("true", []), ("false", ["localhost/old", "localhost/tiny"])):
+        shown = bx(script_runner, "images", "-f", f"dangling={dangling}", "--format",
+                   "{{.Repository}}").stdout
+        assert shown.splitlines() == rows, dangling
+    assert bx(script_runner, "info", "--format", "{{.Images}}").stdout == "1\n"
+    assert bx(script_runner, "image", "prune", "-f").returncode == 0
+    assert bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == listed
+    store.untag(["localhost/tiny:1"])  # (now no tag names it: dangling, and pruned)
+    assert bx(script_runner, "images", "-f", "dangling=true", "--format",
+              "{{.Repository}}:{{.Tag}}").stdout.splitlines() == [
+        "localhost/old:<none>", "localhost/tiny:<none>"]  # (its digest names are left)
+    assert bx(script_runner, "image", "prune", "-f").returncode == 0
+    assert bx(script_runner, "images", "-q").stdout == ""
+
+
 def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, image: str,
                                                    home: Path) -> None:
     short = bx(script_runner, "images", "-q").stdout.strip()
