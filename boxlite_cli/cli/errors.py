@@ -94,20 +94,22 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object],
              missing_is_done: bool = False, parallel: bool = False) -> int:
     """Apply `action` to every box like docker does: echo each one that worked, report
     each failure on its own line and go on; the exit code is the last failure's.
-    `missing_is_done` (`rm -f`): a box that does not exist is reported, and is no failure.
+    `missing_is_done` (`rm -f`): a box that does not exist is passed over without a
+    word, as docker's (a script's `rm -f NAME` that makes sure it is gone).
 
     An `int` returned by `action` is a failure already reported, with that exit code.
     """
     code = 0
     for ref, outcome in _outcomes(refs, action, parallel):
         if isinstance(outcome, BoxliteError):
+            if missing_is_done and isinstance(outcome, NoSuchBox):
+                continue
             if _debugging():  # (--debug: each failure's traceback, as a single one's)
                 import traceback
 
                 traceback.print_exception(outcome, file=sys.stderr)
             report(outcome.message, outcome.hint)
-            if not (missing_is_done and isinstance(outcome, NoSuchBox)):
-                code = outcome.exit_code
+            code = outcome.exit_code
             continue
         if isinstance(outcome, int) and outcome:
             code = outcome

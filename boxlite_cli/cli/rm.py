@@ -11,7 +11,7 @@ from boxlite_cli.cli.errors import each_box
 
 @click.command()
 @click.option("-f", "--force", is_flag=True,
-              help="Stop running boxes first (SIGKILL); a box that does not exist is no error.")
+              help="Stop running boxes first (SIGKILL); a box that does not exist is passed over.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove the boxes' anonymous volumes too.")
 @click.argument("boxes", nargs=-1, required=True, shell_complete=complete_box)
 @pass_cli

@@ -245,12 +245,10 @@ def test_rm_of_several_reports_each_unknown_box(script_runner: ScriptRunner) -> 
 
 
 def test_rm_force_takes_a_missing_box_as_removed(script_runner: ScriptRunner) -> None:
-    # as docker: `rm -f` of a box that is not there says so and is no failure
+    # as docker's (since docker/cli#7110) and podman's: `rm -f` of a box that is not
+    # there is no failure, and not a word
     result = bx(script_runner, "rm", "-f", "ghost1", "ghost2")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == ["boxlite: no such box: ghost1",
-                                          "boxlite: no such box: ghost2"]
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_exec_in_unknown_box(script_runner: ScriptRunner) -> None:
