@@ -6,12 +6,13 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.paramtypes import Count
 
 
 @click.command()
 @click.option("--name", metavar="NAME",
               help="Name of the clone; with -n, NAME, NAME-2, ... (default: random names).")
-@click.option("-n", "--count", default=1, show_default=True, metavar="COUNT", type=int,
+@click.option("-n", "--count", default=1, show_default=True, metavar="COUNT", type=Count(1),
               help="How many clones to make.")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli

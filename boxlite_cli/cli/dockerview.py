@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.cli.options import MAX_TIMEOUT_S
 from boxlite_cli.cli.output import rfc3339
+from boxlite_cli.cli.paramtypes import MAX_TIMEOUT_S
 from boxlite_cli.runtime.network import GATEWAY, box_mac
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from boxlite_cli.cli.completion import complete_signal
+from boxlite_cli.cli.paramtypes import Seconds
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import network_config
 from boxlite_cli.runtime.spec import ProcessOptions, parse_memory_mib
@@ -33,7 +34,7 @@ def process_options(f: F) -> F:
                      help="Read environment variables from a file."),
         click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the box."),
         click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or uid (and group) to run as."),
-        click.option("--timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S), default=0,
+        click.option("--timeout", type=Seconds(), default=0,
                      metavar="SECS",
                      help="Kill the process after SECS seconds (exit code 124)."),
     ]):
@@ -56,32 +57,18 @@ def cold_option(f: F) -> F:
                              "(also BOXLITE_WARM=0).")(f)
 
 
-def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """A number of seconds: NaN gets past click's range check (every comparison with it
-    is false), and would be a wait of none."""
-    if value is not None and value != value:
-        raise click.BadParameter("nan is not a number of seconds", ctx, param)
-    if value is not None and value < 0:  # (the range lets -1 through: docker's for ever)
-        if value != -1:
-            raise click.BadParameter(f"{value:g} is not -1 (wait for ever) nor a number of "
-                                     "seconds", ctx, param)
-        return float(MAX_TIMEOUT_S)
-    return value
-
-
 def stop_time_option(f: F) -> F:
     """-t/--time and -s/--signal of stop and restart (docker's 10 s default)."""
     f = click.option("-s", "--signal", "stop_signal", metavar="SIGNAL", default=None,
                      shell_complete=complete_signal,
                      help="Signal to send first (name or number) [default: the box's stop "
                           "signal: --stop-signal, the image's StopSignal, or SIGTERM].")(f)
-    return click.option("-t", "--time", "timeout", default=None, callback=_seconds,
-                        type=click.FloatRange(min=-1, max=MAX_TIMEOUT_S),
+    return click.option("-t", "--time", "timeout", default=None, metavar="SECS",
+                        type=Seconds(forever=True),
                         help="Seconds to wait after that signal before SIGKILL (-1: for ever) "
                              "[default: the box's --stop-timeout, or 10].")(f)
 
 
-MAX_TIMEOUT_S = 10**9  # (~31 years: what an exported box's manifest may say too)
 HOST_PLATFORM = "linux/amd64"  # (what the guest payload runs; oci/pull.py picks it)
 PLATFORM_NAMES = {"linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/v2",
                   "linux/amd64/v3", "amd64", "x86_64"}
@@ -119,8 +106,8 @@ def box_options(f: F) -> F:
                      type=click.Path(dir_okay=False),
                      help="Read labels from FILE: a KEY=VALUE a line, # comments (--label "
                           "overrides)."),
-        click.option("--stop-timeout", type=click.FloatRange(min=-1, max=MAX_TIMEOUT_S),
-                     default=None, metavar="SECS", callback=_seconds,
+        click.option("--stop-timeout", type=Seconds(forever=True),
+                     default=None, metavar="SECS",
                      help="Seconds `stop` and `restart` wait after the stop signal before "
                           "SIGKILL (-1: for ever), unless given -t [default: 10]."),
         click.option("--cap-add", "cap_add", multiple=True, metavar="CAP",
@@ -229,8 +216,6 @@ def to_process_options(command: tuple[str, ...], interactive: bool, tty: bool,
                        env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
                        user: str | None, timeout: float, entrypoint: str | None = None
                        ) -> ProcessOptions:
-    if timeout != timeout:  # NaN gets past click's range check
-        raise UsageError("invalid --timeout nan: give a number of seconds")
     rows, cols = terminal_size(1) if tty else (0, 0)
     if tty and not (rows and cols):
         rows, cols = terminal_size(0)

@@ -21,6 +21,7 @@ from boxlite_cli.cli.output import (
     print_table,
     template_format_option,
 )
+from boxlite_cli.cli.paramtypes import Count
 from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
 from boxlite_cli.runtime.boxfilter import parse_filters
@@ -97,7 +98,7 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only boxes that match: id, name, status, exited, ancestor, label "
                    "(KEY or KEY=VALUE); a key given twice matches either, except label: both.")
-@click.option("-n", "--last", type=click.IntRange(min=0), default=None, metavar="N",
+@click.option("-n", "--last", type=Count(), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")
 @click.option("-s", "--size", "show_size", is_flag=True,

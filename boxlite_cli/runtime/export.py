@@ -236,11 +236,12 @@ def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
     snapshots.collect_unused(rt)
     out: Path | int = output if isinstance(output, int) else Path(os.path.abspath(output))
     if isinstance(out, Path):
+        if out.exists() and not out.is_file():  # (--force would not help)
+            what = "a directory" if out.is_dir() else "not a regular file"
+            raise UsageError(f"{output} is {what}", hint="name the archive file to write")
         if out.exists() and not force:
             raise Conflict(f"{output} already exists",
                            hint="choose another file, or use --force")
-        if out.exists() and not out.is_file():
-            raise UsageError(f"{output} exists and is not a regular file")
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {output}: no such directory {out.parent}")
     box_id = rt.resolve(ref)

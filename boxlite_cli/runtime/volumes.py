@@ -70,7 +70,8 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
         options = parts[2].split(",")
         for option in options:
             if option not in (*MODES, NOCOPY, *IGNORED_OPTIONS):
-                raise bad(f"unknown option {option!r} (use ro or rw)")
+                raise bad(f"unknown option {option!r} (use ro, rw or nocopy; docker's z, "
+                          "Z and propagation options are taken too)")
         if (len({o for o in options if o in MODES}) > 1 or len(options) != len(set(options))
                 or {"z", "Z"} <= set(options)):
             raise bad(f"options {parts[2]!r} repeat or conflict")

@@ -90,8 +90,18 @@ def test_no_arguments_shows_usage(script_runner: ScriptRunner) -> None:
     (["ps", "--format", "yaml"], "yaml", "boxlite ps --help"),
     (["run", "--cpus", "-1", "debian"], "--cpus", "--cpus 1.5: two vCPUs limited"),
     (["run", "--accel", "hvf", "debian"], "hvf", "boxlite run --help"),
-    (["stop", "-t", "-2", "x"], "-2.0 is not in the range", "boxlite stop --help"),
-    (["stop", "-t", "-0.5", "x"], "-0.5 is not -1 (wait for ever)", "boxlite stop --help"),
+    (["stop", "-t", "-2", "x"], "'-2' is not a number of seconds from 0 to 1000000000, or "
+     "-1 (for ever)", "boxlite stop --help"),
+    (["stop", "-t", "-0.5", "x"], "'-0.5' is not a number of seconds", "boxlite stop --help"),
+    (["stop", "-t", "nan", "x"], "'nan' is not a number of seconds", "boxlite stop --help"),
+    (["run", "--timeout", "nan", "debian", "true"], "'nan' is not a number of seconds",
+     "boxlite run --help"),
+    (["create", "--stop-timeout", "1e10", "debian"], "'1e10' is not a number of seconds",
+     "boxlite create --help"),
+    (["exec", "--timeout", "-1", "x", "true"], "'-1' is not a number of seconds from 0 to "
+     "1000000000", "boxlite exec --help"),
+    (["ps", "--last", "abc"], "'abc' is not a whole number", "boxlite ps --help"),
+    (["clone", "-n", "0", "x"], "'0' is less than 1", "boxlite clone --help"),
     (["run", "--timeout", "1e10", "debian"], "--timeout", "boxlite run --help"),
     # (an option with no value: click gives no context; the group names the command's)
     (["run", "--pull"], "'--pull' requires an argument", "boxlite run --help"),
@@ -110,7 +120,6 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["start", "--cold", "--checkpoint", "ck", "web"], "--cold and --checkpoint exclude"),
-    (["run", "--timeout", "nan", "debian", "true"], "invalid --timeout nan"),
     (["run", "--from", "web:ck", "--cpus", "2"], "--from cannot be combined with --cpus"),
     (["run", "--from", "web:ck", "-v", "/tmp:/x", "--cold"],
      "--from cannot be combined with --volume, --cold"),
@@ -438,3 +447,13 @@ def test_a_home_that_cannot_be_one_says_which_and_why(script_runner: ScriptRunne
     result = bx(script_runner, "ps")
     assert_one_line_error(result, f"cannot use {tmp_path / 'a-file'} for boxlite "
                                   "($BOXLITE_HOME): it, or a directory above it, is a file")
+
+
+def test_export_onto_a_directory_says_so_before_asking_for_force(
+        script_runner: ScriptRunner, tmp_path: Path) -> None:
+    """(--force cannot replace a directory: it is no help to suggest it.)"""
+    for force in ([], ["--force"]):
+        result = bx(script_runner, "export", "anybox", "-o", str(tmp_path), *force)
+        assert_one_line_error(result, f"{tmp_path} is a directory")
+        assert "name the archive file to write" in result.stderr
+    assert tmp_path.is_dir()

@@ -53,7 +53,8 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("/h:", "empty part"),
     ("/h::ro", "empty part"),
     ("/a:/b:ro:extra", "too many"),
-    ("/a:/b:rx", "unknown option 'rx'"),
+    ("/a:/b:rx", "unknown option 'rx' (use ro, rw or nocopy; docker's z, Z and "
+                 "propagation options are taken too)"),
     ("/a:/b:ro,nocopy", "nocopy is for volumes"),
     ("/a:/b:copy", "unknown option 'copy'"),
     ("/a:nocopy", "missing"),
