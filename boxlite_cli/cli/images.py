@@ -43,7 +43,7 @@ def short_id(image: Image, no_trunc: bool) -> str:
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image ids.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only images that match: dangling=true|false, reference=PATTERN "
-                   "(deb*, debian:12*), label=KEY[=VALUE].")
+                   "(localhost/deb*, *debian:book*), label=KEY[=VALUE].")
 @template_format_option("{{.Repository}}:{{.Tag}}")
 @click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
 @pass_cli

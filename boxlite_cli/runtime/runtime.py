@@ -415,7 +415,8 @@ class Runtime:
         try:
             state = BoxState(
                 id=box_id, name=name,
-                config=BoxConfig(image=image.reference.short, image_id=image.id,
+                # (the image as it was asked for: docker's ps and Config.Image show that)
+                config=BoxConfig(image=opts.image, image_id=image.id,
                                  rootfs_base="", process=spec, cpus=opts.cpus,
                                  memory_mib=opts.memory_mib, accel=accel, vmm=vmm,
                                  auto_remove=opts.auto_remove, detach=opts.detach,

@@ -188,6 +188,17 @@ def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, 
     assert created.returncode == 0, created.stderr
     [box] = json.loads(bx(script_runner, "inspect", "by-id").stdout)
     assert box["config"]["image_id"] == entry["Id"]
+    # (as docker's: the image as it was asked for, in ps and Config.Image)
+    assert bx(script_runner, "ps", "-a", "--format", "{{.Image}}").stdout == f"{short}\n"
+    assert bx(script_runner, "inspect", "-f", "{{.Config.Image}}", "by-id").stdout == f"{short}\n"
+    assert bx(script_runner, "ps", "-aq", "-f", f"ancestor={short}").stdout.strip() == box["id"][:12]
+    assert bx(script_runner, "tag", image, "myd").returncode == 0
+    assert bx(script_runner, "create", "--pull", "never", "--name", "by-name", "myd").returncode == 0
+    assert bx(script_runner, "ps", "-a", "-f", "name=by-name", "--format", "{{.Image}}"
+              ).stdout == "myd\n"
+    assert bx(script_runner, "ps", "-a", "-f", "ancestor=myd:latest", "--format", "{{.Names}}"
+              ).stdout == "by-name\n"
+    bx(script_runner, "rm", "by-name")
     missing = bx(script_runner, "create", "--name", "nope", "sha256:" + "0" * 64)
     assert_one_line_error(missing, "no such image: sha256:" + "0" * 64)
     assert names(home) == ["by-id"]
