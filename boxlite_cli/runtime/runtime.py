@@ -39,6 +39,7 @@ from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
 from boxlite_cli.runtime import pausing
+from boxlite_cli.runtime.envswitch import env_switch
 from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
@@ -160,6 +161,9 @@ class CreateOptions:
 
 class SpareFailed(VmError):
     """A spare VM (runtime/spares.py) could not become the box: start it without one."""
+
+
+WARM_ENV = "BOXLITE_WARM"  # 0: every start is cold (no template, no spare)
 
 
 class WarmStartFailed(VmError):
@@ -388,7 +392,7 @@ class Runtime:
             validate_name(opts.name)
         check_box_size(opts.cpus, opts.memory_mib)
         log_max_bytes()  # (a bad $BOXLITE_LOG_MAX_SIZE fails here, before anything is made)
-        spares_enabled(), spare_idle_s()  # (and so do bad spare settings)
+        spares_enabled(), spare_idle_s(), env_switch(WARM_ENV)  # (and so do bad settings)
         restart = parse_restart(opts.restart)
         if restart != NO_RESTART and opts.auto_remove:
             raise UsageError(f"--restart {restart} and --rm exclude each other: a box removed "
@@ -521,7 +525,8 @@ class Runtime:
         A start interrupted (Ctrl-C, or the caller's Interrupted) stops the box again:
         its caller gave up on it, and nothing would be left to see it run.
         """
-        spares_enabled(), spare_idle_s()  # (bad spare settings fail before anything starts)
+        # (bad settings fail before anything starts)
+        spares_enabled(), spare_idle_s(), env_switch(WARM_ENV)
         box_id = self.resolve(ref)
         try:
             return self._start_or_retry(ref, foreground, cold, checkpoint, memory, output,
@@ -541,7 +546,7 @@ class Runtime:
         if checkpoint is not None or memory is not None:
             return self._start(ref, foreground, cold=True, checkpoint=checkpoint, memory=memory,
                                merge_stderr=merge_stderr)
-        cold = cold or os.environ.get("BOXLITE_WARM", "1") == "0"
+        cold = cold or not env_switch(WARM_ENV)
         try:
             try:
                 return self._start(ref, foreground, cold, output=output, exit_report=exit_report,

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from boxlite_cli.errors import UsageError
+from boxlite_cli.runtime.envswitch import env_switch
 from boxlite_cli.shim.spareclaim import (
     SPARE_FLAG,
     SPARE_META,
@@ -55,10 +56,7 @@ SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 def spares_enabled() -> bool:
     """BOXLITE_SPARES: 1 (the default) or 0; anything else is refused."""
-    value = os.environ.get(SPARES_ENV, "").strip() or "1"
-    if value not in ("0", "1"):
-        raise UsageError(f"invalid {SPARES_ENV}={value!r}", hint="use 1 (the default) or 0")
-    return value == "1"
+    return env_switch(SPARES_ENV)
 
 
 def spare_idle_s() -> float:

@@ -57,6 +57,23 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable)
 
 
+@pytest.mark.parametrize("value", ["maybe", "true", "2", "00"])
+def test_a_warm_setting_that_is_neither_1_nor_0_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                           value: str) -> None:
+    """(BOXLITE_WARM=maybe was taken silently, as warm)"""
+    from boxlite_cli.runtime.envswitch import env_switch
+
+    for on, off in (("1", "0"), (" 1 ", " 0")):
+        monkeypatch.setenv("BOXLITE_WARM", on)
+        assert env_switch("BOXLITE_WARM") is True
+        monkeypatch.setenv("BOXLITE_WARM", off)
+        assert env_switch("BOXLITE_WARM") is False
+    monkeypatch.setenv("BOXLITE_WARM", value)
+    with pytest.raises(UsageError, match=f"invalid BOXLITE_WARM='{value}'") as refused:
+        env_switch("BOXLITE_WARM")
+    assert refused.value.hint == "use 1 (the default) or 0"
+
+
 def test_a_spare_sits_where_a_box_would_for_its_sockets(tmp_path: Path) -> None:
     """Same path length as a box directory: both sockets directories are inside, or
     both under /tmp, so the rename into the box stays on one file system."""
