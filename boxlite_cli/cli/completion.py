@@ -121,6 +121,15 @@ def complete_snapshot(ctx: click.Context, param: click.Parameter,
 
 
 complete_image = _listed(_image_references)
+
+
+def complete_box_or_image(ctx: click.Context, param: click.Parameter,
+                          incomplete: str) -> list[CompletionItem]:
+    """inspect's: boxes, then images, as its --type allows."""
+    kind = ctx.params.get("kind")
+    boxes = complete_box(ctx, param, incomplete) if kind != "image" else []
+    images = complete_image(ctx, param, incomplete) if kind in (None, "image") else []
+    return [*boxes, *images]
 # the named volumes (anonymous ones too: `volume rm` takes them)
 complete_volume = _listed(_volume_names)
 # `start --checkpoint`: the memory checkpoints of any box (the box comes after)

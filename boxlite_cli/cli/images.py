@@ -6,6 +6,7 @@ from datetime import datetime
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
@@ -45,7 +46,8 @@ def short_id(image: Image, no_trunc: bool) -> str:
               help="Only images that match: dangling=true|false, reference=PATTERN "
                    "(localhost/deb*, *debian:book*), label=KEY[=VALUE].")
 @template_format_option("{{.Repository}}:{{.Tag}}")
-@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]",
+                shell_complete=complete_image)
 @pass_cli
 def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_trunc: bool,
            filters: tuple[str, ...], fmt: str, repository: str | None) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.completion import complete_box_or_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.dockerview import docker_view
 from boxlite_cli.cli.errors import report
@@ -40,7 +40,7 @@ def _latest(cli: CliContext) -> str:
 @click.option("--type", "kind", type=click.Choice(["box", "container", "image"]), default=None,
               help="Look for boxes only (docker's `container` too) or images only "
                    "[default: a box, else an image].")
-@click.argument("boxes", nargs=-1, shell_complete=complete_box)
+@click.argument("boxes", nargs=-1, shell_complete=complete_box_or_image)
 @pass_cli
 def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
             boxes: tuple[str, ...]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.options import platform_option
 
@@ -11,7 +12,7 @@ from boxlite_cli.cli.options import platform_option
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
 @platform_option
-@click.argument("reference")
+@click.argument("reference", shell_complete=complete_image)
 @pass_cli
 def pull(cli: CliContext, quiet: bool, reference: str) -> int:
     """Pull an image (linux/amd64) from a registry.

@@ -548,6 +548,27 @@ def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path:
     assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag"], done.stderr
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_offers_images_where_commands_take_them(image: str,
+                                                                tmp_path: Path) -> None:
+    """inspect (boxes and images, as --type allows), images and pull."""
+    from boxlite_cli.cli.docs import completion_script
+
+    plant_box(name="local-box")
+    script = tmp_path / "boxlite.bash"
+    script.write_text(completion_script("bash"))
+    probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
+             "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
+             "t 'boxlite inspect lo'; t 'boxlite inspect --type image lo'; "
+             "t 'boxlite inspect --type box lo'; t 'boxlite images lo'; t 'boxlite pull lo'")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.stdout.splitlines() == [
+        "local-box localhost/tiny:1", "localhost/tiny:1", "local-box", "localhost/tiny:1",
+        "localhost/tiny:1"], done.stderr
+
+
 def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
     tagged = bx(script_runner, "tag", image, "mine/app")  # (docker's :latest)
     assert tagged.returncode == 0, tagged.stderr
