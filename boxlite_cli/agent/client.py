@@ -228,19 +228,20 @@ class AgentClient:
     def exec_request(*, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
                      rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
                      exec_id: str = "", make_cwd: bool = False,
-                     merge_stderr: bool = False) -> Any:
+                     merge_stderr: bool = False, release_on_detach: bool = False) -> Any:
         return pb.ExecRequest(argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows,
                               cols=cols, stdin=stdin, timeout_s=timeout_s,
                               hold_output=hold_output, exec_id=exec_id, make_cwd=make_cwd,
-                              merge_stderr=merge_stderr)
+                              merge_stderr=merge_stderr, release_on_detach=release_on_detach)
 
     def exec(self, *, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,
              rows: int, cols: int, stdin: bool, timeout_s: float, hold_output: bool,
-             exec_id: str = "", merge_stderr: bool = False) -> Started:
+             exec_id: str = "", merge_stderr: bool = False,
+             release_on_detach: bool = False) -> Started:
         return self.exec_with(self.exec_request(
             argv=argv, env=env, cwd=cwd, user=user, tty=tty, rows=rows, cols=cols, stdin=stdin,
             timeout_s=timeout_s, hold_output=hold_output, exec_id=exec_id,
-            merge_stderr=merge_stderr))
+            merge_stderr=merge_stderr, release_on_detach=release_on_detach))
 
     def exec_with(self, request: Any) -> Started:
         resp = _rpc("starting the process", lambda: self.stub.Exec(request, timeout=60))

@@ -7,7 +7,12 @@ import click
 from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
-from boxlite_cli.cli.options import check_tty_input, process_options, to_process_options
+from boxlite_cli.cli.options import (
+    check_tty_input,
+    detach_keys_option,
+    process_options,
+    to_process_options,
+)
 from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError
 
@@ -15,14 +20,21 @@ from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError
 @click.command("exec", context_settings={"allow_interspersed_args": False})
 @process_options
 @click.option("-d", "--detach", is_flag=True, help="Start the process and return at once.")
+@detach_keys_option
 @click.argument("box", shell_complete=complete_running_box)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_cli
 def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, interactive: bool,
           tty: bool, env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
-          user: str | None, timeout: float) -> int:
-    """Run COMMAND in the running BOX; exits with its exit code."""
+          user: str | None, timeout: float, detach_keys: str) -> int:
+    """Run COMMAND in the running BOX; exits with its exit code.
+
+    With -it, the detach keys leave it running on (its output then goes nowhere).
+    """
     check_tty_input(interactive, tty, detach)
+    from boxlite_cli.runtime.detachkeys import parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys)  # (bad keys fail before the process starts)
     opts = to_process_options(command, interactive, tty, env, env_files, workdir, user, timeout)
     fds = None if detach or interactive or tty else std_fds()
     if fds is not None:
@@ -34,7 +46,7 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
             if error:
                 report(error)
             return code
-    from boxlite_cli.runtime.session import Session  # gRPC: -i, -t, -d
+    from boxlite_cli.runtime.session import Detached, Session  # gRPC: -i, -t, -d
 
     box_id = cli.runtime.resolve(box)
     client, started = cli.runtime.exec(box_id, opts, detach=detach,
@@ -47,7 +59,10 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
             return 0
         try:
             return Session(client, started.exec_id, stdin=interactive, tty=tty,
-                           group_signals=True).run().exit_code
+                           group_signals=True,
+                           detach_keys=keys if interactive and tty else None).run().exit_code
+        except Detached:
+            return 0
         except BoxliteError:
             # (its box was removed or stopped meanwhile: killed with it, as docker's 137)
             if cli.runtime.stopped_in_order(box_id):

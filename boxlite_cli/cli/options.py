@@ -46,8 +46,8 @@ def detach_keys_option(f: F) -> F:
     """--detach-keys of attach, run and start (docker's notation; parsed by the command)."""
     return click.option("--detach-keys", metavar="KEYS", default="ctrl-p,ctrl-q",
                         show_default=True,
-                        help="The keys that detach from a box with a tty: characters or "
-                             "ctrl-KEY, apart by commas.")(f)
+                        help="The keys that detach from a tty session (-it), which runs "
+                             "on: characters or ctrl-KEY, apart by commas.")(f)
 
 
 def cold_option(f: F) -> F:

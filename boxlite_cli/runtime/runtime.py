@@ -895,6 +895,8 @@ class Runtime:
                                   tty=spec.tty, rows=spec.rows, cols=spec.cols,
                                   stdin=spec.stdin, timeout_s=spec.timeout_s,
                                   hold_output=not detach,
+                                  # (a CLI that detaches or dies leaves it running on)
+                                  release_on_detach=not detach,
                                   merge_stderr=merge_stderr and not detach and not spec.tty)
         except BaseException:
             client.close()

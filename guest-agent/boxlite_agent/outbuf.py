@@ -4,6 +4,7 @@ Bounds:
 * ``hold=True`` (foreground runs): nothing is ever dropped; once ``hold_limit`` bytes
   are buffered, ``put`` blocks (so the process blocks on write) until the attacher
   drains the buffer.
+* ``release_on_detach``: held until an attacher detaches, then as ``hold=False``.
 * ``hold=False``: while an attacher is attached the buffer is bounded the same way
   (with ``keep_limit``) so a live reader receives everything; with nobody attached
   only the newest ``keep_limit`` bytes are kept (oldest chunks dropped) and ``put``
@@ -61,8 +62,10 @@ class OutputBuffer:
         streams: Iterable[int] = (0, 1),
         hold_limit: int = HOLD_LIMIT,
         keep_limit: int = KEEP_LIMIT,
+        release_on_detach: bool = False,
     ) -> None:
         self._hold = hold
+        self._release_on_detach = release_on_detach  # a detach ends the hold
         self._hold_limit = hold_limit
         self._keep_limit = keep_limit
         self._cond = threading.Condition()
@@ -142,6 +145,8 @@ class OutputBuffer:
         with self._cond:
             if self._attacher is token:
                 self._attacher = None
+                if self._release_on_detach:
+                    self._hold = False
                 if not self._blocking():
                     self._trim()
                 self._cond.notify_all()

@@ -96,6 +96,7 @@ class Execution:
         on_done: Callable[[Execution], None] | None = None,
         failed: ExitStatus | None = None,
         stdin: bool = False,
+        release_on_detach: bool = False,
     ) -> None:
         self.id = exec_id
         # Input is accepted if the exec was started with stdin (pipe or tty).
@@ -127,7 +128,8 @@ class Execution:
         self.tty = spawned.master is not None
         self._pidfd = _pidfd_open(self.pid)
         self._timeout = timeout_s
-        self.output = OutputBuffer(hold_output, streams=[s for s, _ in spawned.outputs])
+        self.output = OutputBuffer(hold_output, streams=[s for s, _ in spawned.outputs],
+                                   release_on_detach=release_on_detach)
         if spawned.master is not None:
             self._master = SharedFd(spawned.master)
         if spawned.stdin is not None:

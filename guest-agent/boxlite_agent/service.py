@@ -291,6 +291,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 timeout_s=spec.timeout_s,
                 on_done=self._table.finished,
                 stdin=spec.stdin,
+                release_on_detach=request.release_on_detach,
             )
             self._table.add(execution)
         except BaseException:

@@ -97,6 +97,26 @@ def test_a_tty_box_detaches_on_ctrl_p_ctrl_q_and_runs_on() -> None:
         bx("rm", "-f", "att-tty")
 
 
+def test_exec_it_detaches_on_ctrl_p_ctrl_q_and_its_process_runs_on() -> None:
+    """docker's exec -it: the detach keys end the CLI (0), not the process; the
+    process is not paused by the output nobody reads any more (MBs of it)."""
+    try:
+        ok("run", "-d", "--name", "exec-det", IMAGE, "sleep", "600")
+        typed_on_a_pty([boxlite_bin(), "exec", "-it", "exec-det", "sh"],
+                       b"echo in-$((6*7)); sleep 2; seq 1 1000000; touch /tmp/done\r",
+                       b"in-42")  # then Ctrl-P Ctrl-Q, while it sleeps
+        typed_on_a_pty([boxlite_bin(), "exec", "-it", "--detach-keys", "ctrl-a,d", "exec-det",
+                        "sh"], b"echo again-$((6*7))\r", b"again-42", keys=b"\x01d")
+        deadline = time.monotonic() + 120  # (its 6.9 MB, more than the agent would hold)
+        while ok("exec", "exec-det", "sh", "-c", "ls /tmp/done 2>/dev/null || true") == b"":
+            assert time.monotonic() < deadline, "the detached process never finished"
+            time.sleep(1)
+        shells = ok("exec", "exec-det", "sh", "-c", "cat /proc/[0-9]*/comm").split().count(b"sh")
+        assert shells == 3  # both detached shells run on (and this one)
+    finally:
+        bx("rm", "-f", "exec-det")
+
+
 def test_attach_to_a_box_that_is_not_running_is_refused() -> None:
     try:
         ok("create", "--name", "att-no", IMAGE, "true")

@@ -203,6 +203,25 @@ def test_release_unblocks_a_held_producer() -> None:
     assert buf.buffered_bytes == 4
 
 
+@pytest.mark.parametrize("release_on_detach", [True, False])
+def test_a_detach_ends_the_hold_of_an_exec_that_asked(release_on_detach: bool) -> None:
+    """exec -it's: held for its CLI until that detaches (or dies); then the process is
+    never paused by output nobody will read, which keeps only its newest bytes. A
+    foreground run's main process stays held for the next attacher (its shim)."""
+    buf = OutputBuffer(hold=True, hold_limit=4, keep_limit=4,
+                       release_on_detach=release_on_detach)
+    buf.put(0, b"1234")
+    buf.detach(buf.attach())
+    t = threading.Thread(target=buf.put, args=(0, b"5678"), daemon=True)
+    t.start()
+    t.join(0.3)
+    assert t.is_alive() is not release_on_detach
+    if release_on_detach:
+        assert buf.buffered_bytes == 4 and buf.dropped_bytes == 4
+    buf.release()
+    t.join(2)
+
+
 def test_a_dropped_stream_loses_its_chunks_and_never_blocks() -> None:
     buf = OutputBuffer(hold=True, hold_limit=4)
     buf.put(1, b"e")

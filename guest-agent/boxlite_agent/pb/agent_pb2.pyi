@@ -125,7 +125,7 @@ class InitResponse(_message.Message):
     def __init__(self, main: _Optional[_Union[ExecResponse, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "user", "tty", "rows", "cols", "stdin", "timeout_s", "hold_output", "exec_id", "make_cwd", "merge_stderr")
+    __slots__ = ("argv", "env", "cwd", "user", "tty", "rows", "cols", "stdin", "timeout_s", "hold_output", "exec_id", "make_cwd", "merge_stderr", "release_on_detach")
     ARGV_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class ExecRequest(_message.Message):
     EXEC_ID_FIELD_NUMBER: _ClassVar[int]
     MAKE_CWD_FIELD_NUMBER: _ClassVar[int]
     MERGE_STDERR_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ON_DETACH_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.RepeatedScalarFieldContainer[str]
     cwd: str
@@ -152,7 +153,8 @@ class ExecRequest(_message.Message):
     exec_id: str
     make_cwd: bool
     merge_stderr: bool
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., user: _Optional[str] = ..., tty: bool = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., stdin: bool = ..., timeout_s: _Optional[float] = ..., hold_output: bool = ..., exec_id: _Optional[str] = ..., make_cwd: bool = ..., merge_stderr: bool = ...) -> None: ...
+    release_on_detach: bool
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., user: _Optional[str] = ..., tty: bool = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., stdin: bool = ..., timeout_s: _Optional[float] = ..., hold_output: bool = ..., exec_id: _Optional[str] = ..., make_cwd: bool = ..., merge_stderr: bool = ..., release_on_detach: bool = ...) -> None: ...
 
 class ExecResponse(_message.Message):
     __slots__ = ("exec_id", "pid", "error_exit_code", "error")
