@@ -124,7 +124,7 @@ def test_usage_errors_are_one_line_with_a_hint(script_runner: ScriptRunner, args
     (["run", "--from", "web:ck", "-v", "/tmp:/x", "--cold"],
      "--from cannot be combined with --volume, --cold"),
     (["attach", "--detach-keys", "ctrl-1", "web"], "invalid detach key 'ctrl-1'"),
-    (["exec", "-it", "--detach-keys", "ctrl-1", "web", "sh"], "invalid detach key 'ctrl-1'"),
+    (["exec", "--detach-keys", "ctrl-1", "web", "sh"], "invalid detach key 'ctrl-1'"),
     (["inspect"], "inspect needs at least one BOX or IMAGE (or -l)"),
     (["run", "--cap-drop", "NET_FOO", "debian", "true"],
      "invalid --cap-drop 'NET_FOO': no such capability"),
