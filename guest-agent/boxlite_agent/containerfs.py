@@ -79,9 +79,11 @@ def populate_dev(dev: str) -> None:
 
 
 def mount_kernel_filesystems(
-    root: str, mount: MountFn = syscalls.mount, is_mounted: Callable[[str], bool] = is_mountpoint
+    root: str, mount: MountFn = syscalls.mount, is_mounted: Callable[[str], bool] = is_mountpoint,
+    cgroup: str | None = None,
 ) -> None:
-    """proc, read-only sysfs, a tmpfs /dev with its nodes, devpts and /dev/shm.
+    """proc, read-only sysfs, a tmpfs /dev with its nodes, devpts, /dev/shm and the
+    cgroup file system (`cgroup`: the box's group, which the box sees as its root).
 
     An image whose /proc, /sys or /dev is a symlink is refused: mounting at the
     link's target would stay inside the rootfs but could cover anything (even ``/``).
@@ -97,7 +99,7 @@ def mount_kernel_filesystems(
             mount(spec.source, target, spec.fstype, spec.flags, spec.data)
         if spec.target == "/dev":
             populate_dev(target)
-    _mount_cgroup(root, mount, is_mounted)
+    _mount_cgroup(root, mount, is_mounted, cgroup)
 
 
 def read_only_proc_sys(root: str, mount: MountFn = syscalls.mount,
@@ -117,15 +119,22 @@ def read_only_proc_sys(root: str, mount: MountFn = syscalls.mount,
         console.log(f"boxlite-agent: /proc/sys stays writable in the box: {e}")
 
 
-def _mount_cgroup(root: str, mount: MountFn, is_mounted: Callable[[str], bool]) -> None:
+def _mount_cgroup(root: str, mount: MountFn, is_mounted: Callable[[str], bool],
+                  group: str | None) -> None:
     """CGROUP_MOUNT, where the box's sysfs has its place (a kernel without cgroups has
-    none); a failure is said on the console: the box runs on without it."""
+    none): the box's `group` bound there, as docker's container sees its own group at
+    /sys/fs/cgroup (cpu.max, memory.events...; its processes' cgroup namespace is
+    rooted there too: boxlite-spawn.c), else the whole file system. A failure is said
+    on the console: the box runs on without it."""
     target = os.path.join(os.path.abspath(root), CGROUP_MOUNT.target.lstrip("/"))
     if not os.path.isdir(target) or is_mounted(target):
         return
     try:
-        mount(CGROUP_MOUNT.source, target, CGROUP_MOUNT.fstype, CGROUP_MOUNT.flags,
-              CGROUP_MOUNT.data)
+        if group is not None:
+            mount(group, target, None, syscalls.MS_BIND, None)
+        else:
+            mount(CGROUP_MOUNT.source, target, CGROUP_MOUNT.fstype, CGROUP_MOUNT.flags,
+                  CGROUP_MOUNT.data)
         mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
               | CGROUP_MOUNT.flags, None)
     except OSError as e:

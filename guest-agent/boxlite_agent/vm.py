@@ -66,15 +66,19 @@ class VmGuest:
         is_mounted = None
         # A VM restored from a primed template had this very Init before its save:
         # the rootfs and its kernel file systems are up already (same disk, same serial).
+        helper = os.access(HELPER, os.X_OK)  # (not on a development host)
         if rootfs_serial and not (self._ready and rootfs_serial == self._rootfs_serial):
             self._mount_rootfs(rootfs_serial)
             is_mounted = mounted_now()
-            mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted)
+            if helper:
+                BOX_CGROUP.setup()  # (once; before the box's /sys/fs/cgroup, which shows it)
+            mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted,
+                                     cgroup=BOX_CGROUP.group)
             self._start_box_pids()
             read_only_proc_sys(self._rootfs_dir, is_mounted=mounted_now())
             self._ready = True
             self._rootfs_serial = rootfs_serial
-        if self._ready and os.access(HELPER, os.X_OK):  # (not on a development host)
+        if self._ready and helper:
             BOX_CGROUP.setup()  # (once)
             BOX_CGROUP.set_pids_limit(pids_limit)
             BOX_CGROUP.set_cpu_limit(cpu_limit)

@@ -12,7 +12,7 @@
  * empty), GID and UID in that order, and executes EXECUTABLE (a path inside ROOT) with
  * ARGV0 ARG... and the environment it was given. With CGFD (the box's cgroup.procs,
  * open for writing: cgroups.py) it first joins the box's cgroup, so that nothing the
- * program starts is outside the box's limits.
+ * program starts is outside the box's limits, and a cgroup namespace rooted there.
  *
  * On failure it writes one message to ERRFD and exits: "STEP: REASON" and 126 when
  * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
@@ -50,6 +50,9 @@
 #include <unistd.h>
 
 #define MAX_GROUPS 65536
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
 
 extern char **environ;
 
@@ -230,6 +233,9 @@ int main(int argc, char **argv)
         if (write(cgfd, "0", 1) != 1)
             fail("join the box's cgroup");
         close(cgfd);
+        /* A cgroup namespace rooted at that group, as a docker container has: the
+         * program's /proc/self/cgroup says 0::/ (best effort: without it, 0::/box). */
+        (void)syscall(SYS_unshare, CLONE_NEWCGROUP);
     }
 
     char step[PATH_MAX + 64];

@@ -161,9 +161,16 @@ def test_mount_plan_with_fake_syscalls(tmp_path: Path) -> None:
     calls.clear()
     containerfs.mount_kernel_filesystems(str(root), fake_mount, mounted.__contains__)
     cgroup = str(root / "sys/fs/cgroup")
+    read_only = (None, cgroup, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
+                 | containerfs.CGROUP_MOUNT.flags, None)
     assert calls == [("cgroup2", cgroup, "cgroup2", containerfs.CGROUP_MOUNT.flags, None),
-                     (None, cgroup, None, syscalls.MS_REMOUNT | syscalls.MS_BIND
-                      | syscalls.MS_RDONLY | containerfs.CGROUP_MOUNT.flags, None)]
+                     read_only]
+    # (with the box's group made: that group is what the box sees there, as docker's does)
+    calls.clear()
+    mounted.discard(cgroup)
+    containerfs.mount_kernel_filesystems(str(root), fake_mount, mounted.__contains__,
+                                         cgroup="/sys/fs/cgroup/box")
+    assert calls == [("/sys/fs/cgroup/box", cgroup, None, syscalls.MS_BIND, None), read_only]
 
 
 def test_symlinked_kernel_fs_targets_are_refused(tmp_path: Path) -> None:
