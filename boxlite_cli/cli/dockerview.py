@@ -9,13 +9,16 @@ boxlite's own record keeps its snake_case keys (`id`, `status`, `config`, ...).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from boxlite_cli.cli.output import rfc3339
 from boxlite_cli.cli.paramtypes import MAX_TIMEOUT_S
+from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import GATEWAY, box_mac
+from boxlite_cli.runtime.tmpfs import SHM, parse_tmpfs
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.restartpolicy import policy_parts
@@ -24,6 +27,16 @@ from boxlite_cli.vmm.base import NET_GUEST
 
 NANO = 1_000_000_000
 SHM_SIZE = 64 << 20  # (the guest's /dev/shm, as docker's default)
+
+
+def shm_size(tmpfs: list[str]) -> int:
+    """docker's HostConfig.ShmSize: a --shm-size's (a --tmpfs of /dev/shm), else 64 MiB."""
+    for spec in tmpfs:
+        with contextlib.suppress(UsageError):
+            mount = parse_tmpfs(spec)
+            if mount.target == SHM:
+                return mount.size_bytes or SHM_SIZE
+    return SHM_SIZE
 
 
 def _port_map(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
@@ -122,7 +135,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "RestartPolicy": dict(zip(("Name", "MaximumRetryCount"),
                                       policy_parts(cfg.restart), strict=True)),
             "LogConfig": {"Type": "boxlite", "Config": {}},
-            "ShmSize": SHM_SIZE,
+            "ShmSize": shm_size(cfg.tmpfs),
         },
         "NetworkSettings": {
             **network,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import click
 
+from boxlite_cli.cli.boxspec import create_options
 from boxlite_cli.cli.completion import complete_box_checkpoint, complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
@@ -15,19 +17,13 @@ from boxlite_cli.cli.options import (
     cidfile,
     cold_option,
     detach_keys_option,
-    memory_mib,
     network_options,
     process_options,
-    to_network,
-    to_process_options,
 )
 from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import BoxliteError, UsageError
-from boxlite_cli.runtime.mountflag import split_mounts
-from boxlite_cli.runtime.runtime import CreateOptions, Runtime, StartResult
-from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
+from boxlite_cli.runtime.runtime import Runtime, StartResult
 from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
-from boxlite_cli.state.capabilities import normalize
 
 
 # (-h is --hostname here, as in docker run and create: help is --help alone)
@@ -45,21 +41,8 @@ from boxlite_cli.state.capabilities import normalize
 @click.argument("image", required=False, shell_complete=complete_image)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
-def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
-        detach_keys: str, from_: str | None, name: str | None, cidfile_path: str | None, hostname: str | None,
-        stop_signal: str | None,
-        labels: tuple[str, ...], label_files: tuple[str, ...],
-        stop_timeout: float | None, pids_limit: int | None,
-        cap_add: tuple[str, ...], cap_drop: tuple[str, ...],
-        read_only: bool, tmpfs: tuple[str, ...], restart: str,
-        entrypoint: str | None, cpus: str, memory: str, disk_size: str | None,
-        accel: str | None, vmm: str | None,
-        auto_remove: bool, pull: str,
-        interactive: bool, tty: bool, env: tuple[str, ...], env_files: tuple[str, ...],
-        workdir: str | None, user: str | None, timeout: float,
-        network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
-        publish: tuple[str, ...], publish_all: bool, volumes: tuple[str, ...],
-        mounts: tuple[str, ...]) -> int:
+def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
+        detach_keys: str, from_: str | None, cidfile_path: str | None, **options: Any) -> int:
     """Run a command in a new box.
 
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
@@ -72,32 +55,18 @@ def run(cli: CliContext, image: str | None, command: tuple[str, ...], detach: bo
 
     keys = parse_detach_keys(detach_keys)
     rt = cli.runtime
+    interactive, tty, auto_remove = options["interactive"], options["tty"], options["auto_remove"]
     if from_ is not None:
         if image is not None or command:
             raise UsageError("--from takes no IMAGE or COMMAND: the box resumes the "
                              "checkpoint's processes")
         refuse_with_from(click.get_current_context())
-        return _run_from(cli, from_, name, detach, interactive, tty, auto_remove, publish, keys)
+        return _run_from(cli, from_, options["name"], detach, interactive, tty, auto_remove,
+                         options["publish"], keys)
     if image is None:
         raise UsageError("missing IMAGE", hint="see 'boxlite run --help'")
     check_tty_input(interactive, tty, detach)
-    vcpus, cpu_limit = parse_cpus(cpus)
-    mount_volumes, mount_tmpfs = split_mounts(mounts)
-    opts = CreateOptions(
-        image=image, name=name, cpus=vcpus, cpu_limit=cpu_limit, memory_mib=memory_mib(memory),
-        disk_size=parse_disk_size(disk_size), accel=accel,
-        vmm=vmm,
-        pull=pull, auto_remove=auto_remove, detach=detach,
-        network=to_network(network, dns, add_hosts, publish),
-        volumes=[*volumes, *mount_volumes], hostname=hostname, stop_signal=stop_signal,
-        pids_limit=pids_limit, stop_timeout=stop_timeout,
-        labels=parse_labels(read_label_files(label_files) + list(labels)),
-        cap_add=normalize(cap_add, "--cap-add"), cap_drop=normalize(cap_drop, "--cap-drop"),
-        read_only=read_only, tmpfs=[*tmpfs, *mount_tmpfs], restart=restart,
-        publish_all=publish_all,
-        process=to_process_options(command, interactive, tty, env, env_files, workdir, user,
-                                   timeout, entrypoint),
-    )
+    opts = create_options(image, command, detach, options)
     with cidfile(cidfile_path) as write_cid:
         state = rt.create(opts)
         write_cid(state.id)

@@ -3,6 +3,7 @@
 OPTIONS are docker's (comma-separated): `size=64m`, `mode=1770`, `uid=N`, `gid=N`,
 `ro`/`rw`, `exec`/`noexec`, `suid`/`nosuid`, `dev`/`nodev`. Docker's defaults hold:
 noexec, nosuid, nodev, mode 1777, no size (the kernel's: half of the VM's RAM).
+Of the box's kernel file systems, /dev/shm alone may get one (docker's `--shm-size`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from boxlite_cli.runtime.volumes import KERNEL_MOUNTS
 from boxlite_cli.shim.vmspec import GuestTmpfs
 
 MAX_TMPFS = 16  # mounts per box
+SHM = "/dev/shm"  # under /dev, yet taken: a tmpfs over the box's 64 MiB one
 MAX_SIZE = 1 << 40
 MAX_ID = (1 << 32) - 2
 FLAG_PAIRS = {"ro": ("readonly", True), "rw": ("readonly", False),
@@ -45,7 +47,7 @@ def parse_tmpfs(spec: str) -> GuestTmpfs:
     if "\0" in target:
         raise UsageError(f"invalid --tmpfs {spec!r}: NUL in the path")
     kernel = next((k for k in KERNEL_MOUNTS if target == k or target.startswith(k + "/")), None)
-    if kernel is not None:
+    if kernel is not None and target != SHM:  # (docker's way to size /dev/shm, too)
         raise UsageError(f"invalid --tmpfs {spec!r}: cannot mount over {kernel}: the box's "
                          "kernel file systems are there")
     fields: dict[str, object] = {}
@@ -71,6 +73,20 @@ def parse_tmpfs(spec: str) -> GuestTmpfs:
                              hint="options: size=, mode=, uid=, gid=, ro, rw, exec, noexec, "
                                   "suid, nosuid, dev, nodev")
     return GuestTmpfs(target=target, **fields)  # type: ignore[arg-type]
+
+
+def shm_tmpfs(size: str | None) -> list[str]:
+    """docker's `--shm-size SIZE`: the box's /dev/shm that large (a --tmpfs of it, with
+    /dev/shm's flags); None: the default, 64 MiB."""
+    if size is None:
+        return []
+    try:
+        size_bytes = parse_size(size, "--shm-size")
+    except UsageError:
+        size_bytes = -1
+    if not 0 < size_bytes <= MAX_SIZE:
+        raise UsageError(f"invalid --shm-size {size!r}: give a size such as 64m or 2g")
+    return [f"{SHM}:size={size_bytes}"]
 
 
 def check_tmpfs(specs: Iterable[str], volume_targets: Iterable[str]) -> list[GuestTmpfs]:

@@ -45,6 +45,9 @@ class TmpfsSpec:
         return f"mode={self.mode:o},uid={self.uid},gid={self.gid}{size}"
 
 
+SHM = "/dev/shm"  # a box's own tmpfs, which docker's --shm-size sizes (a remount)
+
+
 def check(specs: list[TmpfsSpec]) -> None:
     """What the host sent, checked as untrusted: paths, numbers, no duplicates."""
     if len(specs) > MAX_TMPFS:
@@ -53,7 +56,8 @@ def check(specs: list[TmpfsSpec]) -> None:
     for t in specs:
         target = posixpath.normpath(t.target) if t.target.startswith("/") else ""
         if (not target or target == "/" or "\0" in target or target in seen
-                or any(target == k or target.startswith(k + "/") for k in KERNEL_DIRS)):
+                or (target != SHM
+                    and any(target == k or target.startswith(k + "/") for k in KERNEL_DIRS))):
             raise InvalidArgument(f"invalid tmpfs target {t.target!r}")
         if t.mode > 0o7777 or t.uid > MAX_ID or t.gid > MAX_ID or t.size_bytes > 1 << 40:
             raise InvalidArgument(f"invalid tmpfs options for {t.target!r}")
@@ -70,7 +74,9 @@ def mount_tmpfs(root: str, specs: list[TmpfsSpec], mount: MountFn = syscalls.mou
     for t in sorted(specs, key=lambda s: posixpath.normpath(s.target).count("/")):
         try:
             target = mkdir_all_in_root(root, posixpath.normpath(t.target))
-            if not is_mounted(target):
+            if posixpath.normpath(t.target) == SHM:  # (the box's own, made larger or smaller)
+                mount(None, target, None, syscalls.MS_REMOUNT | t.flags(), t.data())
+            elif not is_mounted(target):
                 mount("tmpfs", target, "tmpfs", t.flags(), t.data())
                 made.append(posixpath.normpath(t.target))
         except OSError as e:  # (the box's own setting: the image has a file there...)

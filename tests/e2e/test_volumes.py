@@ -230,3 +230,17 @@ def test_a_tmpfs_on_etc_keeps_the_boxs_hostname_hosts_and_resolv_conf() -> None:
     assert seen.returncode == 0, seen.stderr
     assert seen.stdout.decode().split() == ["tmpetc", "hostname", "hosts", "resolv.conf",
                                             "10.0.2.2"]
+
+
+def test_shm_size_makes_dev_shm_that_large() -> None:
+    """docker's --shm-size (a browser's /dev/shm): the size asked, /dev/shm's flags and
+    mode; 64 MiB without it; writable with --read-only too."""
+    script = ("df -k /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2; stat -c %a /dev/shm;"
+              " head -c 100000000 /dev/zero 2>/dev/null > /dev/shm/big && echo fits || echo full;"
+              " grep ' /dev/shm ' /proc/self/mountinfo | tail -1 | cut -d' ' -f6")
+    # (100 MB: more than the default's room, less than 256 MiB)
+    for args, seen_there in (([], ["65536", "1777", "full"]),
+                             (["--shm-size", "256m", "--read-only"], ["262144", "1777", "fits"])):
+        seen = bx("run", "--rm", *args, IMAGE, "sh", "-c", script)
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.decode().splitlines() == [*seen_there, "rw,nosuid,nodev,noexec,relatime"]

@@ -358,6 +358,14 @@ def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_pat
     (root / "file").write_text("the image's file")
     with pytest.raises(InvalidArgument, match="--tmpfs /file/x: cannot mount there: Not a dir"):
         mount_tmpfs(str(root), [TmpfsSpec("/file/x")], fake_mount, mounted.__contains__)
+    # /dev/shm, the box's own (mounted already): remounted at the size asked
+    calls.clear()
+    mounted.add(str(root / "dev/shm"))
+    mount_tmpfs(str(root), [TmpfsSpec("/dev/shm", size_bytes=1 << 30)], fake_mount,
+                mounted.__contains__)
+    assert calls == [(None, str(root / "dev/shm"), None,
+                      syscalls.MS_REMOUNT | noexec | nosuid | nodev,
+                      "mode=1777,uid=0,gid=0,size=1073741824")]
     calls.clear()
     make_read_only(str(root), fake_mount)
     assert calls == [(None, str(root), None,
@@ -366,6 +374,7 @@ def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_pat
 
 @pytest.mark.parametrize("spec", [
     {"target": "relative"}, {"target": "/"}, {"target": "/proc/x"}, {"target": "/a\0b"},
+    {"target": "/dev/shm/x"}, {"target": "/dev"},
     {"target": "/t", "mode": 0o17777}, {"target": "/t", "uid": 1 << 32},
 ])
 def test_the_agent_refuses_tmpfs_mounts_it_should_not_make(spec: dict[str, object]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from boxlite_cli.errors import UsageError
-from boxlite_cli.runtime.tmpfs import check_tmpfs, parse_tmpfs
+from boxlite_cli.runtime.tmpfs import check_tmpfs, parse_tmpfs, shm_tmpfs
 from boxlite_cli.shim.vmspec import GuestTmpfs
 
 
@@ -19,6 +19,7 @@ from boxlite_cli.shim.vmspec import GuestTmpfs
                                                     uid=1000, gid=100)),
     ("/x:exec,noexec", GuestTmpfs("/x")),  # (the last one given wins, as in mount(8))
     ("/x:size=0", GuestTmpfs("/x")),  # (tmpfs's "no size": the kernel's default)
+    ("/dev/shm:size=1g", GuestTmpfs("/dev/shm", size_bytes=1 << 30)),  # (docker's too)
 ])
 def test_tmpfs_specs_take_dockers_options_and_defaults(spec: str, expected: GuestTmpfs) -> None:
     assert parse_tmpfs(spec) == expected
@@ -29,6 +30,7 @@ def test_tmpfs_specs_take_dockers_options_and_defaults(spec: str, expected: Gues
     ("/", "root directory"),
     ("/proc/x", "cannot mount over /proc"),
     ("/dev", "cannot mount over /dev"),
+    ("/dev/shm/x", "cannot mount over /dev"),
     ("/t:size=-1", "size '-1'"),
     ("/t:size=lots", "size 'lots' is not valid"),
     ("/t:mode=999", "mode '999'"),
@@ -49,3 +51,14 @@ def test_a_path_mounted_twice_is_refused() -> None:
         check_tmpfs(["/data"], ["/data"])
     with pytest.raises(UsageError, match="at most 16"):
         check_tmpfs([f"/t{i}" for i in range(17)], [])
+
+
+def test_shm_size_is_a_tmpfs_of_dev_shm() -> None:
+    assert shm_tmpfs(None) == []
+    assert shm_tmpfs("256m") == ["/dev/shm:size=268435456"]
+    assert check_tmpfs(shm_tmpfs("1g"), []) == [GuestTmpfs("/dev/shm", size_bytes=1 << 30)]
+    for bad in ("0", "-1m", "lots", "2t"):
+        with pytest.raises(UsageError, match=f"invalid --shm-size '{bad}': give a size"):
+            shm_tmpfs(bad)
+    with pytest.raises(UsageError, match="duplicate mount point /dev/shm"):
+        check_tmpfs([*shm_tmpfs("1g"), "/dev/shm"], [])

@@ -1,0 +1,41 @@
+"""The box that `run` and `create` make, from the options they share (options.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boxlite_cli.cli.options import memory_mib, to_network, to_process_options
+from boxlite_cli.runtime.mountflag import split_mounts
+from boxlite_cli.runtime.runtime import CreateOptions
+from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
+from boxlite_cli.runtime.tmpfs import shm_tmpfs
+from boxlite_cli.state.capabilities import normalize
+
+
+def create_options(image: str, command: tuple[str, ...], detach: bool,
+                   options: dict[str, Any]) -> CreateOptions:
+    """CreateOptions of IMAGE COMMAND and the box, process and network `options`
+    (click's parameters, by name); usage errors raise as they are found."""
+    vcpus, cpu_limit = parse_cpus(options["cpus"])
+    mount_volumes, mount_tmpfs = split_mounts(options["mounts"])
+    return CreateOptions(
+        image=image, name=options["name"], cpus=vcpus, cpu_limit=cpu_limit,
+        memory_mib=memory_mib(options["memory"]),
+        disk_size=parse_disk_size(options["disk_size"]), accel=options["accel"],
+        vmm=options["vmm"], pull=options["pull"], auto_remove=options["auto_remove"],
+        detach=detach,
+        network=to_network(options["network"], options["dns"], options["add_hosts"],
+                           options["publish"]),
+        volumes=[*options["volumes"], *mount_volumes], hostname=options["hostname"],
+        stop_signal=options["stop_signal"], pids_limit=options["pids_limit"],
+        stop_timeout=options["stop_timeout"],
+        labels=parse_labels(read_label_files(options["label_files"]) + list(options["labels"])),
+        cap_add=normalize(options["cap_add"], "--cap-add"),
+        cap_drop=normalize(options["cap_drop"], "--cap-drop"),
+        read_only=options["read_only"],
+        tmpfs=[*options["tmpfs"], *mount_tmpfs, *shm_tmpfs(options["shm_size"])],
+        restart=options["restart"], publish_all=options["publish_all"],
+        process=to_process_options(command, options["interactive"], options["tty"],
+                                   options["env"], options["env_files"], options["workdir"],
+                                   options["user"], options["timeout"], options["entrypoint"]),
+    )
