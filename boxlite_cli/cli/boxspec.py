@@ -10,6 +10,7 @@ from boxlite_cli.runtime.runtime import CreateOptions
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.runtime.tmpfs import shm_tmpfs
 from boxlite_cli.state.capabilities import normalize
+from boxlite_cli.state.ulimits import normalize_ulimits
 
 
 def create_options(image: str, command: tuple[str, ...], detach: bool,
@@ -35,6 +36,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         read_only=options["read_only"],
         tmpfs=[*options["tmpfs"], *mount_tmpfs, *shm_tmpfs(options["shm_size"])],
         restart=options["restart"], publish_all=options["publish_all"],
+        ulimits=normalize_ulimits(options["ulimits"]),
         process=to_process_options(command, options["interactive"], options["tty"],
                                    options["env"], options["env_files"], options["workdir"],
                                    options["user"], options["timeout"], options["entrypoint"]),

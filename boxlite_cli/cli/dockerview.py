@@ -22,6 +22,7 @@ from boxlite_cli.runtime.tmpfs import SHM, parse_tmpfs
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.restartpolicy import policy_parts
+from boxlite_cli.state.ulimits import parse_ulimit
 from boxlite_cli.state.volumes import BIND
 from boxlite_cli.vmm.base import NET_GUEST
 
@@ -136,6 +137,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
                                       policy_parts(cfg.restart), strict=True)),
             "LogConfig": {"Type": "boxlite", "Config": {}},
             "ShmSize": shm_size(cfg.tmpfs),
+            "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u), strict=True))
+                        for u in cfg.ulimits],
         },
         "NetworkSettings": {
             **network,

@@ -147,6 +147,9 @@ def box_options(f: F) -> F:
         click.option("--tmpfs", "tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
                      help="Mount a tmpfs at PATH (docker's options: size=64m, mode=1777, "
                           "uid=, gid=, ro, exec, suid, dev; default noexec,nosuid,nodev)."),
+        click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+                     help="A resource limit of the box's processes, as docker's (nofile, "
+                          "nproc, core, memlock, stack...; -1: unlimited)."),
         click.option("--shm-size", "shm_size", metavar="SIZE", default=None,
                      help="Size of /dev/shm (e.g. 1g, for browsers) [default: 64m]."),
         click.option("--restart", "restart", metavar="POLICY", default="no", show_default=True,

@@ -65,6 +65,7 @@ from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import parse_restart
+from boxlite_cli.state.ulimits import normalize_ulimits
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
@@ -369,6 +370,17 @@ def _cpu_limit(cfg: dict[str, Any], what: str, vcpus: int) -> float:
     return float(value)
 
 
+def _ulimits(cfg: dict[str, Any], what: str) -> list[str]:
+    """--ulimit values, each one as `create` would take it."""
+    value = cfg.get("ulimits", [])
+    _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), what,
+            "ulimits is not a list of strings")
+    try:
+        return normalize_ulimits(value)
+    except UsageError as e:
+        raise ArchiveError(f"{what}: invalid manifest: ulimits: {e.message}") from None
+
+
 def _tmpfs(cfg: dict[str, Any], what: str, volume_targets: list[str]) -> list[str]:
     """--tmpfs specs, each one as `create` would take it."""
     value = cfg.get("tmpfs", [])
@@ -538,6 +550,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.read_only = _bool(cfg, "read_only", what)
     config.restart = _restart(cfg, what)
     config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
+    config.ulimits = _ulimits(cfg, what)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

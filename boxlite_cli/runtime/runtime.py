@@ -157,6 +157,7 @@ class CreateOptions:
     read_only: bool = False  # --read-only
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
     restart: str = "no"  # --restart, as given (state/restartpolicy.py)
+    ulimits: list[str] = field(default_factory=list)  # --ulimit, normalized (state/ulimits.py)
 
 
 class SpareFailed(VmError):
@@ -431,6 +432,7 @@ class Runtime:
                                  cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
+                                 ulimits=list(opts.ulimits),
                                  restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )

@@ -59,6 +59,7 @@ from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
 from boxlite_cli.state.restartpolicy import backoff_s, restarts
+from boxlite_cli.state.ulimits import parse_ulimit
 from boxlite_cli.state.volumes import VolumeStore, remove_unused
 from boxlite_cli.vmm.base import NET_USER
 from boxlite_cli.vmm.drivers import get_driver
@@ -651,7 +652,9 @@ class Shim:
                 cpu_limit=state.config.cpu_limit, read_only=state.config.read_only,
                 tmpfs=[pb.TmpfsMount(target=t.target, size_bytes=t.size_bytes, mode=t.mode,
                                      readonly=t.readonly, exec=t.exec_, suid=t.suid, dev=t.dev,
-                                     uid=t.uid, gid=t.gid) for t in self.launch.tmpfs])
+                                     uid=t.uid, gid=t.gid) for t in self.launch.tmpfs],
+                ulimits=[pb.Ulimit(name=name, soft=soft, hard=hard)
+                         for name, soft, hard in map(parse_ulimit, state.config.ulimits)])
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

@@ -90,6 +90,7 @@ class BoxConfig:
     # --restart, normalized (state/restartpolicy.py): no, always, unless-stopped,
     # on-failure or on-failure:N
     restart: str = "no"
+    ulimits: list[str] = field(default_factory=list)  # --ulimit, NAME=SOFT:HARD (ulimits.py)
 
 
 @dataclass

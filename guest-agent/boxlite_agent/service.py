@@ -43,6 +43,7 @@ from boxlite_agent.rootmounts import TmpfsSpec
 from boxlite_agent.rootmounts import check as check_tmpfs
 from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
 from boxlite_agent.table import ExecTable
+from boxlite_agent.ulimits import helper_spec
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
 from boxlite_agent.volumes import check as check_volumes
 from boxlite_agent.warmup import warm_page_cache, warm_spawn
@@ -140,7 +141,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._init_lock = threading.Lock()
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
-        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs) of the box, once its own
+        self._rlimits = ""  # Init's --ulimit: every process's limits (ulimits.py)
+        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits) of the box, once its own
         # Init is done
         self._box_limits: tuple[object, ...] | None = None
 
@@ -174,13 +176,14 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         tmpfs = [TmpfsSpec(t.target, t.size_bytes, t.mode, t.readonly, t.exec, t.suid, t.dev,
                            t.uid, t.gid) for t in request.tmpfs]
         check_tmpfs(tmpfs)
+        rlimits = helper_spec(request.ulimits)
         with self._init_lock:
             # Once the box's own Init (the one with its main process) is done, its
             # limits are fixed for the VM's life: an Init sent again (its answer lost
             # on the way) repeats them, and one that would lift them (from a process
             # of the box that reached the agent) is refused.
             limits = (request.cap_drop, request.pids_limit, request.cpu_limit,
-                      request.read_only, tuple(tmpfs))
+                      request.read_only, tuple(tmpfs), rlimits)
             if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
@@ -199,6 +202,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop
+            self._rlimits = rlimits
             if request.HasField("main"):
                 self._box_limits = limits
         if request.HasField("main"):
@@ -269,6 +273,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             make_cwd=request.make_cwd,
             merge_stderr=request.merge_stderr and not request.tty,
             cap_drop=self._cap_drop,
+            rlimits=self._rlimits,
         )
         root = self._guest.rootfs()
         exec_id = self._table.reserve(spec.exec_id)

@@ -29,6 +29,7 @@ from boxlite_agent.errors import ExecFailure, InvalidArgument
 from boxlite_agent.pidns import BOX_PIDS
 from boxlite_agent.ptys import open_pty, set_window_size
 from boxlite_agent.resolve import join_container, mkdir_all_in_root, resolve_in_root
+from boxlite_agent.ulimits import HELPER_ENV
 from boxlite_agent.users import ExecUser, lookup_user
 
 STDOUT = 0
@@ -52,6 +53,7 @@ class ExecSpec:
     make_cwd: bool = False  # create a missing cwd (a box's main process)
     merge_stderr: bool = False  # stderr is stdout's pipe (all its output is STDOUT)
     cap_drop: int = 0  # capabilities taken from its bounding set (bit N: capability N)
+    rlimits: str = ""  # its resource limits, as the helper takes them (ulimits.py)
     # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
     # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
     warm_up: bool = False
@@ -262,11 +264,13 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
                     if fd != subprocess.DEVNULL and not spec.warm_up:
                         os.fchown(fd, user.uid, user.gid)
         if os.access(HELPER, os.X_OK):
+            if spec.rlimits:  # (the helper sets them, then takes this out of the env)
+                env = {**env, HELPER_ENV: spec.rlimits}
             popen = _start_with_helper(root, cwd, user, spec, executable,
                                        (stdin_fd, stdout_fd, stderr_fd), env)
             return Spawned(popen=popen, master=master, stdin=stdin_w, outputs=outputs)
-        if spec.cap_drop:
-            raise ExecFailure(126, "exec: dropping capabilities needs the spawn helper")
+        if spec.cap_drop or spec.rlimits:
+            raise ExecFailure(126, "exec: --cap-drop and --ulimit need the spawn helper")
         err_r2, err_w2 = os.pipe()
         child_fds.append(err_w2)
         os.set_blocking(err_r2, False)

@@ -13,6 +13,8 @@
  * ARGV0 ARG... and the environment it was given. With CGFD (the box's cgroup.procs,
  * open for writing: cgroups.py) it first joins the box's cgroup, so that nothing the
  * program starts is outside the box's limits, and a cgroup namespace rooted there.
+ * BOXLITE_RLIMITS in the environment (docker's --ulimit: RESOURCE=SOFT:HARD,...) are
+ * the resource limits it sets, then takes out of the environment.
  *
  * On failure it writes one message to ERRFD and exits: "STEP: REASON" and 126 when
  * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
@@ -44,6 +46,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/types.h>
@@ -133,6 +136,42 @@ static void drop_every_capability(void)
         fail("no new privileges");
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         fail("not dumpable");
+}
+
+/* docker's --ulimit: BOXLITE_RLIMITS=RESOURCE=SOFT:HARD,... (-1: unlimited), set
+ * before the capabilities and the user go, then taken out of the program's environment. */
+static void set_rlimits(void)
+{
+    const char *spec = getenv("BOXLITE_RLIMITS");
+    if (spec == NULL)
+        return;
+    char *copy = strdup(spec);
+    if (copy == NULL)
+        fail("ulimits");
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        long resource;
+        long long soft, hard;
+        if (sscanf(tok, "%ld=%lld:%lld", &resource, &soft, &hard) != 3 || resource < 0) {
+            errno = EINVAL;
+            fail("ulimits");
+        }
+        struct rlimit limit = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft,
+                               hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
+        if (setrlimit((int)resource, &limit) != 0) {
+            static const char *const names[] = {
+                "cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile", "memlock",
+                "as", "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime"};
+            char step[64];
+            if (resource < (long)(sizeof names / sizeof names[0]))
+                snprintf(step, sizeof step, "--ulimit %s=%lld:%lld", names[resource], soft, hard);
+            else
+                snprintf(step, sizeof step, "--ulimit %ld", resource);
+            fail(step);
+        }
+    }
+    free(copy);
+    unsetenv("BOXLITE_RLIMITS");
 }
 
 static void on_child(int sig)
@@ -238,6 +277,7 @@ int main(int argc, char **argv)
         (void)syscall(SYS_unshare, CLONE_NEWCGROUP);
     }
 
+    set_rlimits();
     char step[PATH_MAX + 64];
     if (chroot(root) != 0)
         fail("chroot");

@@ -523,3 +523,22 @@ def test_pull_of_the_built_in_image_needs_no_registry() -> None:
     assert pulled.returncode == 0, pulled.stderr
     assert pulled.stdout.decode().splitlines()[1:] == [
         f"Status: Image is up to date for {IMAGE}", IMAGE]
+
+
+def test_ulimits_bind_every_process_of_the_box() -> None:
+    """docker's --ulimit: the main process and an exec (another user's too) have them;
+    a limit the guest's kernel refuses fails the start in one line (126)."""
+    try:
+        ok("run", "-d", "--name", "limited", "--ulimit", "nofile=1024:2048", "--ulimit",
+           "core=0", IMAGE, "sh", "-c", "ulimit -n > /tmp/main; sleep 600")
+        seen = ok("exec", "-u", "nobody", "limited", "sh", "-c",
+                  "cat /tmp/main; ulimit -n; ulimit -Hn; ulimit -c; env | grep -c RLIMIT || true")
+        assert seen.decode().split() == ["1024", "1024", "2048", "0", "0"]
+        assert json.loads(ok("inspect", "-f", "{{json .HostConfig.Ulimits}}", "limited")) == [
+            {"Name": "core", "Soft": 0, "Hard": 0}, {"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    finally:
+        bx("rm", "-f", "limited")
+    refused = bx("run", "--rm", "--ulimit", "nofile=2000000", IMAGE, "true")
+    assert refused.returncode == 126
+    assert refused.stderr.decode().splitlines()[-1] == (
+        "boxlite: exec: --ulimit nofile=2000000:2000000: Operation not permitted")
