@@ -1,12 +1,14 @@
-"""Small file-descriptor helpers shared by the CLI side and the shim (no imports beyond os)."""
+"""Small file-descriptor helpers shared by the CLI side and the shim (the standard library only)."""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import select
 import stat
 import threading
+from typing import Any
 
 GIVE_UP_POLL_S = 0.25
 
@@ -18,6 +20,32 @@ def same_file(a: int, b: int) -> bool:
     except OSError:
         return False
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def read_some(fd: int, size: int) -> bytes:
+    """Up to `size` bytes of `fd`, b"" at its end only: on a descriptor another process
+    left non-blocking (a CI runner's pipe), EAGAIN means wait, not end of input."""
+    while True:
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            select.select([fd], [], [])
+
+
+class FdReader(io.RawIOBase):
+    """A readable stream of `fd` (not closed with it) that reads with read_some: stdin
+    for `load -`, `import -` and `cp -`, whatever its O_NONBLOCK."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = read_some(self.fd, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def write_all(fd: int, data: bytes, give_up: threading.Event | None = None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
 from boxlite_cli.errors import UsageError
+from boxlite_cli.fdio import FdReader
 
 
 @click.command("import")
@@ -29,7 +31,7 @@ def import_(cli: CliContext, name: str | None, file: Path) -> int:
         if sys.stdin.isatty():
             raise UsageError("requested import from standard input, but it is a terminal",
                              hint="pass the archive as FILE, or pipe it in")
-        state = import_box(cli.runtime, sys.stdin.buffer, "standard input", name, warn=warn)
+        state = import_box(cli.runtime, io.BufferedReader(FdReader(0)), "standard input", name, warn=warn)
     else:
         try:
             f = open(file, "rb")  # noqa: SIM115 (closed below)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from boxlite_cli.cli.context import CliContext, activity, pass_cli, warn
 from boxlite_cli.errors import UsageError
+from boxlite_cli.fdio import FdReader
 from boxlite_cli.oci.archive import LoadResult
 
 
@@ -31,7 +33,7 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
             raise UsageError("requested load from standard input, but it is a terminal",
                              hint="pass the archive with -i FILE, or pipe it in")
         with activity("Loading images from standard input"):
-            result = images.load(sys.stdin.buffer)
+            result = images.load(io.BufferedReader(FdReader(0)))
     else:
         with activity(f"Loading images from {input_}"):
             result = images.load(input_)

@@ -11,7 +11,6 @@ are sent to the main process (docker's sig-proxy), or, without it, end the attac
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import threading
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
 from boxlite_cli.errors import BoxliteError, Conflict
-from boxlite_cli.fdio import write_all
+from boxlite_cli.fdio import read_some, write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
 from boxlite_cli.runtime.runtime import MAIN
@@ -72,7 +71,7 @@ class Attachment:
         scanner = DetachScanner(self.detach_keys) if self.tty else None
         while True:
             try:
-                data = os.read(self.stdin_fd, 65536)
+                data = read_some(self.stdin_fd, 65536)
             except OSError:
                 data = b""
             if not data and scanner is None:

@@ -14,6 +14,7 @@ from typing import Any
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import BoxliteError, OutputLost
+from boxlite_cli.fdio import read_some
 from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
     FORWARDED_SIGNALS,
@@ -65,7 +66,7 @@ class Session:
         scanner = DetachScanner(self.detach_keys) if self.detach_keys and self.tty else None
         while True:
             try:
-                data = os.read(self.stdin_fd, 65536)
+                data = read_some(self.stdin_fd, 65536)
             except OSError as e:
                 if self.tty and e.errno in HANGUP_ERRNOS:
                     # Our terminal hung up (a closed window, a dropped ssh): the process

@@ -7,6 +7,7 @@ and otherwise makes everything 0:0, like docker.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tarfile
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from boxlite_cli.errors import UsageError
+from boxlite_cli.fdio import FdReader
 
 CHUNK = 1 << 20
 BLOCK = 512
@@ -131,7 +133,7 @@ def read_tar_chunks(fd: int, size: int = CHUNK) -> Iterator[bytes]:
     does not decompress."""
     from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
 
-    with os.fdopen(os.dup(fd), "rb", buffering=0) as raw:
+    with io.BufferedReader(FdReader(fd)) as raw:
         data, kind = open_decompressed(raw)
         try:
             while chunk := data.read(size):

@@ -400,3 +400,44 @@ def test_stop_does_not_wait_for_a_reader_that_stopped_reading(e2e_home: Path) ->
             proc.kill()
         proc.wait()
         bx("rm", "-f", "stalled")
+
+
+@pytest.mark.parametrize("how", ["run", "exec", "cp"])
+def test_input_on_a_non_blocking_pipe_arrives_whole(how: str, tmp_path: Path) -> None:
+    """A CI runner's stdin left O_NONBLOCK, fed slowly: all of it reaches the box (it
+    was cut at the first EAGAIN, with exit 0 and not a word)."""
+    import hashlib
+    import io
+    import tarfile
+
+    data = os.urandom(100_000) * 8
+    if how == "cp":
+        tar = io.BytesIO()
+        with tarfile.open(fileobj=tar, mode="w") as archive:
+            member = tarfile.TarInfo("fed")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+        data = tar.getvalue()
+    argv = {"run": ["run", "--rm", "-i", IMAGE, "sha256sum"],
+            "exec": ["exec", "-i", "nonblock", "sha256sum"],
+            "cp": ["cp", "-", "nonblock:/tmp"]}[how]
+    if how != "run":
+        assert bx("run", "-d", "--name", "nonblock", IMAGE, "sleep", "600").returncode == 0
+    try:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        proc = subprocess.Popen([boxlite_bin(), *argv], stdin=r, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        os.close(r)
+        for start in range(0, len(data), 100_000):  # (in pieces, with pauses between)
+            os.write(w, data[start:start + 100_000])
+            time.sleep(0.1)
+        os.close(w)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        if how == "cp":
+            out = bx("exec", "nonblock", "sha256sum", "/tmp/fed").stdout
+            data = data[512:512 + 800_000]  # (the member's own bytes, after its header)
+        assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
+    finally:
+        bx("rm", "-f", "nonblock")

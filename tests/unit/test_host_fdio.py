@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from boxlite_cli.fdio import SPARSE_BLOCK, reader_gone, write_all, write_sparse
+from boxlite_cli.fdio import (
+    SPARSE_BLOCK,
+    FdReader,
+    read_some,
+    reader_gone,
+    write_all,
+    write_sparse,
+)
 
 
 def test_write_all_writes_everything_even_to_a_non_blocking_pipe() -> None:
@@ -78,3 +85,33 @@ def test_a_stalled_reader_can_be_given_up_on_without_touching_the_shared_fd(
         assert own_nonblocking(regular) == regular  # (never blocks; shares its offset)
     finally:
         os.close(regular)
+
+
+def test_a_non_blocking_input_is_waited_for_not_taken_as_ended() -> None:
+    """A CI runner's stdin pipe left O_NONBLOCK: EAGAIN was taken for the end of the
+    input, and the box's stdin closed early without a word."""
+    import threading
+    import time
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    def feed() -> None:
+        for chunk in (b"one ", b"two ", b"three"):
+            time.sleep(0.1)
+            os.write(w, chunk)
+        os.close(w)
+
+    threading.Thread(target=feed, daemon=True).start()
+    got = b""
+    while data := read_some(r, 4096):
+        got += data
+    assert got == b"one two three"
+    os.close(r)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    threading.Thread(target=feed, daemon=True).start()
+    import io
+
+    assert io.BufferedReader(FdReader(r)).read() == b"one two three"
+    os.close(r)
