@@ -23,7 +23,7 @@ from boxlite_cli.cli.options import (
 from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.runtime.runtime import Runtime, StartResult
-from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals, interrupt
+from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwarding_signals
 
 
 # (-h is --hostname here, as in docker run and create: help is --help alone)
@@ -73,13 +73,14 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
     # A plain foreground run: the shim writes the output to our stdout and stderr
     # itself (no gRPC in this process); -i and -t need a session.
     output = None if detach or interactive or tty else std_fds()
-    # SIGTERM and SIGHUP while it starts: for the process, once it runs; with -d (no
-    # process of ours to give them to) they end the start, as Ctrl-C does
-    held: list[int] = []
+    # SIGTERM and SIGHUP while it starts end the start, as Ctrl-C does (the command
+    # never runs); once it runs they are for the process (with -d, there is none)
+    signals = StartSignals()
     try:
-        with forwarding_signals(interrupt if detach else held.append, HELD_WHILE_STARTING):
+        with forwarding_signals(signals, ENDING_SIGNALS):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
                               exit_report=True, merge_stderr=merges_output(auto_remove, tty))
+            signals.running = not detach
     except BaseException:
         if auto_remove:  # (an interrupted start stopped the box: Runtime.start)
             with contextlib.suppress(BoxliteError):
@@ -88,7 +89,7 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
     if detach and result.exit_code is None:
         click.echo(state.id)
         return 0
-    return attach_started(rt, state.id, result, held, output, interactive, tty, keys)
+    return attach_started(rt, state.id, result, signals.held, output, interactive, tty, keys)
 
 
 def merges_output(auto_remove: bool, tty: bool) -> bool:
@@ -101,8 +102,8 @@ def merges_output(auto_remove: bool, tty: bool) -> bool:
 def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int],
                    output: tuple[int, int] | None, interactive: bool, tty: bool,
                    detach_keys: bytes) -> int:
-    """After a foreground start (run, start -a): the signals held meanwhile go to the
-    process, then its output until it ends; the exit code is its own."""
+    """After a foreground start (run, start -a): the signals `held` since it ran go to
+    the process, then its output until it ends; the exit code is its own."""
     if result.exit_code is not None:
         report(result.error or "the command could not be started")
         return result.exit_code

@@ -12,7 +12,7 @@ from boxlite_cli.cli.output import std_fds
 from boxlite_cli.cli.run import attach_started, merges_output
 from boxlite_cli.errors import AlreadyRunning, UsageError
 from boxlite_cli.runtime.runtime import Runtime, StartResult
-from boxlite_cli.runtime.terminal import HELD_WHILE_STARTING, forwarding_signals
+from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwarding_signals
 
 
 @click.command()
@@ -55,12 +55,13 @@ def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
     check_tty_input(interactive, process.tty, detach=False)
     # (a checkpoint's process is attached to over gRPC, as run --from does)
     output = None if interactive or process.tty or checkpoint is not None else std_fds()
-    held: list[int] = []
-    with forwarding_signals(held.append, HELD_WHILE_STARTING):
+    signals = StartSignals()  # (SIGTERM, SIGHUP: as run's)
+    with forwarding_signals(signals, ENDING_SIGNALS):
         result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
                           output=output, exit_report=True,
                           merge_stderr=merges_output(state.config.auto_remove, process.tty))
-    return attach_started(rt, state.id, result, held, output, interactive, process.tty,
+        signals.running = True
+    return attach_started(rt, state.id, result, signals.held, output, interactive, process.tty,
                           detach_keys)
 
 

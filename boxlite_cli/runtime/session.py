@@ -17,8 +17,8 @@ from boxlite_cli.errors import BoxliteError, OutputLost
 from boxlite_cli.fdio import read_some
 from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
+    ENDING_SIGNALS,
     FORWARDED_SIGNALS,
-    HELD_WHILE_STARTING,
     forwarding_signals,
     raw_terminal,
     terminal_size,
@@ -118,7 +118,7 @@ class Session:
         # A tty session's Ctrl-C and the like come through the terminal; a closed
         # terminal (SIGHUP) or a SIGTERM still reach the process (it would go on alone
         # on a pty nobody reads)
-        return (signal.SIGWINCH, *HELD_WHILE_STARTING) if self.tty else FORWARDED_SIGNALS
+        return (signal.SIGWINCH, *ENDING_SIGNALS) if self.tty else FORWARDED_SIGNALS
 
     def run(self) -> ExecResult:
         waiter = threading.Thread(target=self._wait, daemon=True)

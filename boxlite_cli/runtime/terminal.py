@@ -17,12 +17,11 @@ from boxlite_cli.errors import Interrupted
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
-# What a foreground `run` keeps for its process while the box starts (a CI step's
-# timeout, a closed terminal), instead of dying and leaving the box to run unattended
-# (`run -d` ends the start and stops the box instead); what a tty session forwards
-# besides the window size. Ctrl-C (SIGINT) still ends a start: `--rm` then removes
-# the box.
-HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGHUP)
+# A CI step's timeout, a closed terminal: while a box starts they end the start, as
+# Ctrl-C does (the box is stopped, `--rm` removes it: the command never runs), instead
+# of the CLI dying and leaving the box to run unattended; what a tty session forwards
+# besides the window size.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def terminal_size(fd: int) -> tuple[int, int]:
@@ -37,6 +36,21 @@ def terminal_size(fd: int) -> tuple[int, int]:
 def interrupt(signum: int) -> None:
     """For forwarding_signals: end the command as Ctrl-C would, with 128 + signum."""
     raise Interrupted(signum)
+
+
+class StartSignals:
+    """ENDING_SIGNALS of a foreground start (run, start -a), for forwarding_signals:
+    until the box runs they end the start (interrupt); from then on they are `held`
+    for its process (attach_started gives them to it)."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.held: list[int] = []
+
+    def __call__(self, signum: int) -> None:
+        if not self.running:
+            interrupt(signum)
+        self.held.append(signum)
 
 
 @contextlib.contextmanager

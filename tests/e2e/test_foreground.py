@@ -71,18 +71,20 @@ def _signal_while_starting(args: list[str], name: str, sig: signal.Signals
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_while_the_box_starts_goes_to_its_process(sig: signal.Signals,
-                                                           e2e_home: Path) -> None:
+def test_a_signal_while_the_box_starts_ends_the_start(sig: signal.Signals, e2e_home: Path,
+                                                      tmp_path: Path) -> None:
     """A CI step's timeout (SIGTERM) or a closed terminal (SIGHUP) while the box still
-    boots does not leave it to run unattended: the signal reaches the process once it
-    runs (here it ends it), and the CLI exits as the process did."""
+    boots cancels it, as Ctrl-C does: the command never runs (a cancelled job leaves no
+    side effect), the box is not left to run unattended, the CLI exits 128 + N."""
     name = f"early-{sig.name.lower()}"
-    code, _ = _signal_while_starting(["run", "--rm", "--cold", "--name", name, IMAGE,
-                                      "sleep", "600"], name, sig)
+    code, _ = _signal_while_starting(["run", "--rm", "--cold", "--name", name, "-v",
+                                      f"{tmp_path}:/out", IMAGE, "sh", "-c",
+                                      "touch /out/ran; sleep 600"], name, sig)
     assert code == 128 + sig
     names = [b["name"] for b in json.loads(bx("ps", "-a", "--format", "json").stdout)]
     assert name not in names
     assert not [p for p in vm_processes(e2e_home) if name in p]
+    assert not (tmp_path / "ran").exists()
 
 
 def test_a_signal_to_run_d_while_its_box_starts_stops_the_box(e2e_home: Path) -> None:
