@@ -820,12 +820,30 @@ class Runtime:
         """The state of a box that must be running, not paused (Conflict otherwise, saying
         what cannot be `doing`). One still starting (from another shell) is waited for."""
         state = self.get(ref)
+        if state.status not in (Status.STARTING, Status.RUNNING):  # (a `restart`'s stop)
+            state = self._restarted(state)
         if state.status == Status.STARTING:
             state = self._started(state)
+        if state.status != Status.RUNNING and state.is_restarting:
+            raise Conflict(f"box {state.name} is restarting (its --restart policy)",
+                           hint="wait until it runs again: `boxlite ps` shows it Up")
         if state.status != Status.RUNNING:
             raise Conflict(f"box {state.name} is not running", hint=f"start it: boxlite start {state.name}")
         refuse_paused(state, doing)
         return state
+
+    def _restarted(self, state: BoxState) -> BoxState:
+        """A box that is not running, once a `restart` of it from another shell is over
+        (waited for as long as its stop and a boot may take)."""
+        grace = state.config.stop_timeout
+        wait_s = min(grace if grace is not None else DEFAULT_STOP_TIMEOUT_S, 600.0)
+        try:
+            with self.boxes.restart_lock(state.id, wait_s + boot_timeout_s() + 60):
+                pass
+        except Conflict:  # (still held: a restart that takes that long is stuck)
+            raise Conflict(f"box {state.name} is still restarting",
+                           hint="try again once `boxlite ps` shows it Up") from None
+        return self.get(state.id)
 
     def _started(self, state: BoxState) -> BoxState:
         """A starting box once its start is over (it runs, or it failed), waited for as

@@ -933,3 +933,24 @@ def test_ps_no_trunc_shows_whole_ids_and_commands(script_runner: ScriptRunner,
     whole = bx(script_runner, "ps", "-a", "--no-trunc")
     assert BOX_ID in whole.stdout and "'echo a rather long command line'" in whole.stdout
     assert bx(script_runner, "ps", "-aq", "--no-trunc").stdout == BOX_ID + "\n"
+
+
+def test_exec_in_a_box_waiting_for_its_restart_policy_says_so(script_runner: ScriptRunner,
+                                                              home: Path) -> None:
+    """docker's "is restarting, wait until the container is running", not "start it"."""
+    from boxlite_cli.state.pidfile import ProcessRecord
+
+    state = plant_box(exit_code=1)
+    with BoxStore(home_paths()).lock(state.id):
+        state.config.restart = "always"
+        state.restarter = ProcessRecord.current().to_json()  # (a restarter that lives)
+        BoxStore(home_paths()).write(state)
+    result = bx(script_runner, "exec", "planted", "true")
+    assert_one_line_error(result, "box planted is restarting (its --restart policy)")
+    assert "wait until it runs again" in result.stderr
+    with BoxStore(home_paths()).lock(state.id):
+        state.restarter = None
+        BoxStore(home_paths()).write(state)
+    result = bx(script_runner, "exec", "planted", "true")
+    assert_one_line_error(result, "box planted is not running")
+    assert "start it: boxlite start planted" in result.stderr

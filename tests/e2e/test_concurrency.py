@@ -55,6 +55,25 @@ def test_restarts_from_three_shells_take_turns_and_all_succeed() -> None:
         bx("rm", "-f", "turns")
 
 
+def test_execs_during_another_shells_restart_wait_for_it() -> None:
+    """Between the stop and the start of a `restart`, an exec waits for the box to run
+    again: it said "not running, start it". (One in flight when the stop came is killed
+    with the box: 137, as docker's.)"""
+    assert bx("run", "-d", "--name", "bounce", IMAGE, "sleep", "600").returncode == 0
+    try:
+        restarts = start("restart", "-t", "0", "bounce")
+        results = []
+        while restarts.poll() is None:
+            results.append(bx("exec", "bounce", "true", timeout=600))
+        assert restarts.returncode == 0, restarts.communicate()[1]
+        results.append(bx("exec", "bounce", "true"))
+        refused = [r.stderr for r in results if r.returncode not in (0, 137)]
+        assert refused == [], refused
+        assert results[-1].returncode == 0
+    finally:
+        bx("rm", "-f", "bounce")
+
+
 def test_two_creates_of_one_name_exactly_one_wins() -> None:
     procs = [start("create", "--name", "taken", IMAGE, "true") for _ in range(2)]
     results = [(p.communicate(timeout=300), p.returncode) for p in procs]
