@@ -19,6 +19,7 @@ import ctypes
 import errno
 import io
 import os
+import re
 import secrets
 import stat
 import tarfile
@@ -402,11 +403,36 @@ _TYPE_CHECK = {
 }
 
 
+PARTIAL_PREFIX = ".boxlite-cp-"
+_PARTIAL = re.compile(re.escape(PARTIAL_PREFIX) + "[0-9a-f]{16}")
+
+
 class _Extractor:
-    def __init__(self, rfd: int, dest: str, keep_owner: bool) -> None:
+    def __init__(self, rfd: int, dest: str, keep_owner: bool, stale_before: float = 0.0) -> None:
         self.rfd, self.dest, self.keep_owner = rfd, dest, keep_owner
+        self.stale_before = stale_before
+        self.swept: set[tuple[int, int]] = set()  # the directories seen to
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.result = CopyInResult()
+
+    def sweep(self, pfd: int) -> None:
+        """Remove from the directory `pfd` the partial files of copies that a stop cut
+        off (older than this run's start: no copy of this run writes them); once."""
+        st = os.fstat(pfd)
+        if not self.stale_before or (st.st_dev, st.st_ino) in self.swept:
+            return
+        self.swept.add((st.st_dev, st.st_ino))
+        with contextlib.suppress(OSError):
+            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                names = [n for n in os.listdir(dfd) if _PARTIAL.fullmatch(n)]
+            finally:
+                os.close(dfd)
+            for name in names:
+                with contextlib.suppress(OSError):
+                    old = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                    if stat.S_ISREG(old.st_mode) and old.st_mtime < self.stale_before:
+                        os.unlink(name, dir_fd=pfd)
 
     def owner(self, m: tarfile.TarInfo) -> tuple[int, int]:
         return (m.uid, m.gid) if self.keep_owner else (0, 0)
@@ -481,7 +507,8 @@ class _Extractor:
         if m.isreg():
             # Written beside it, then renamed over it: a copy that fails half-way (a full
             # disk, a broken stream) leaves what was there, not half a file.
-            partial = f".boxlite-cp-{secrets.token_hex(8)}"
+            self.sweep(pfd)
+            partial = f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o600, dir_fd=pfd)
             try:
@@ -568,8 +595,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> CopyInResult:
-    """Extract the tar stream ``chunks`` into container directory ``dest_dir``."""
+def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes],
+           stale_before: float = 0.0) -> CopyInResult:
+    """Extract the tar stream ``chunks`` into container directory ``dest_dir``; the
+    partial files of copies cut off before ``stale_before`` (the box stopped under them)
+    that lie where this one writes files go."""
     with _root_fd(root) as rfd:
         try:
             dfd = openat2_in_root(rfd, dest_dir, os.O_PATH | os.O_DIRECTORY)
@@ -578,7 +608,7 @@ def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) 
                 raise FailedPrecondition(f"{dest_dir} is not a directory in the box") from e
             raise _not_found(dest_dir, e) from e
         os.close(dfd)
-        ex = _Extractor(rfd, dest_dir, keep_owner)
+        ex = _Extractor(rfd, dest_dir, keep_owner, stale_before)
         reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
         try:
             with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:

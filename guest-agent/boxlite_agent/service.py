@@ -142,6 +142,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
         self._rlimits = ""  # Init's --ulimit: every process's limits (ulimits.py)
+        # When this VM's Init (or a checkpoint's resync) set the box up: a copy's partial
+        # file older than that is a copy cut off by an earlier run's end (copyfiles.py)
+        self._set_up_at = 0.0
         # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits) of the box, once its own
         # Init is done
         self._box_limits: tuple[object, ...] | None = None
@@ -169,6 +172,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if request.resume:
             with self._init_lock:
                 self._guest.resync(request.clock_ns, bytes(request.entropy))
+                self._set_up_at = time.time()
             return pb.InitResponse()
         volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name, v.populate)
                    for v in request.volumes]
@@ -203,6 +207,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop
             self._rlimits = rlimits
+            self._set_up_at = time.time()
             if request.HasField("main"):
                 self._box_limits = limits
         if request.HasField("main"):
@@ -433,7 +438,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     yield chunk.data
 
         result = tar_in(self._guest.rootfs(), first.header.dest_dir, first.header.keep_owner,
-                        data())
+                        data(), stale_before=self._set_up_at)
         return pb.CopyInResponse(entries=result.entries, bytes=result.bytes)
 
     def CopyOut(self, request: pb.CopyOutRequest,

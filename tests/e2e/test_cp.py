@@ -411,3 +411,32 @@ def test_a_terminated_copy_out_leaves_no_half_file(box: str, tmp_path: Path) -> 
         sh(box, "rm -f /sparse")
     assert proc.returncode == 143, err
     assert list(dest.iterdir()) == []
+
+
+def test_a_copy_cut_off_by_a_stop_leaves_no_partial_for_good(tmp_path: Path) -> None:
+    """The box stopped under a `cp` into it: its hidden partial file stayed on the box's
+    disk; the next copy into that directory removes it."""
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(200 << 20)  # (sparse here; 200 MB of zeros through the stream)
+    assert bx("run", "-d", "--name", "cut-off", IMAGE, "sleep", "600").returncode == 0
+    try:
+        copy = subprocess.Popen([boxlite_bin(), "cp", str(big), "cut-off:/tmp/big.bin"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        partials = b""
+        deadline = time.monotonic() + 120
+        while not partials and copy.poll() is None and time.monotonic() < deadline:
+            partials = bx("exec", "cut-off", "sh", "-c",
+                          "ls -a /tmp | grep boxlite-cp || true").stdout
+        if not partials:
+            pytest.skip("the copy ended before a partial was seen")  # (a fast host)
+        assert bx("stop", "-t", "0", "cut-off").returncode == 0
+        copy.wait(120)
+        assert bx("start", "cut-off").returncode == 0
+        assert bx("exec", "cut-off", "sh", "-c", "ls -a /tmp | grep -c boxlite-cp").stdout == b"1\n"
+        (tmp_path / "small").write_bytes(b"x")
+        assert bx("cp", str(tmp_path / "small"), "cut-off:/tmp/").returncode == 0
+        left = bx("exec", "cut-off", "sh", "-c", "ls -a /tmp | grep boxlite-cp || echo none")
+        assert left.stdout == b"none\n"
+    finally:
+        bx("rm", "-f", "cut-off")

@@ -225,3 +225,28 @@ def test_tar_out_of_a_tree_deeper_than_the_recursion_limit(world: tuple[Path, Pa
     assert names[0] == "deep" and names[-1] == bottom + "leaf"
     assert bottom + "d" in names
     assert names == sorted(names, key=lambda n: n.split("/"))  # (depth first, by name)
+
+
+def test_a_copy_sweeps_the_partials_an_earlier_run_left_where_it_writes(
+        world: tuple[Path, Path]) -> None:
+    """A box stopped under a `cp` kept its hidden partial file for good; the next copy
+    into that directory removes partials older than this run's start, and not a partial
+    of this run (another copy still writing it), nor a file that only looks alike."""
+    import time
+
+    root, _ = world
+    (root / "data").mkdir(exist_ok=True)
+    old = root / "data/.boxlite-cp-0123456789abcdef"
+    current = root / "data/.boxlite-cp-fedcba9876543210"
+    mine = root / "data/.boxlite-cp-mine"
+    for path in (old, current, mine):
+        path.write_bytes(b"half")
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    os.utime(mine, (time.time() - 60, time.time() - 60))
+    tar_in(str(root), "/data", False, iter([_tar({"new": b"1"})]), stale_before=time.time() - 30)
+    assert (root / "data/new").read_bytes() == b"1"
+    assert not old.exists()
+    assert current.exists() and mine.exists()
+    os.utime(current, (time.time() - 60, time.time() - 60))
+    tar_in(str(root), "/data", False, iter([_tar({"new": b"2"})]))  # (before any Init: none)
+    assert current.exists()
