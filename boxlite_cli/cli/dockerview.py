@@ -139,6 +139,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "ShmSize": shm_size(cfg.tmpfs),
             "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u), strict=True))
                         for u in cfg.ulimits],
+            "SecurityOpt": ["no-new-privileges"] if cfg.no_new_privileges else None,
         },
         "NetworkSettings": {
             **network,

@@ -150,6 +150,10 @@ def box_options(f: F) -> F:
         click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
                      help="A resource limit of the box's processes, as docker's (nofile, "
                           "nproc, core, memlock, stack...; -1: unlimited)."),
+        click.option("--security-opt", "security_opts", multiple=True, metavar="OPTION",
+                     help="no-new-privileges: no process of the box gains privileges by "
+                          "executing a set-uid program; seccomp=unconfined, "
+                          "apparmor=unconfined and label=disable are taken as they are."),
         click.option("--shm-size", "shm_size", metavar="SIZE", default=None,
                      help="Size of /dev/shm (e.g. 1g, for browsers) [default: 64m]."),
         click.option("--restart", "restart", metavar="POLICY", default="no", show_default=True,

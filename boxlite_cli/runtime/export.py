@@ -551,6 +551,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.restart = _restart(cfg, what)
     config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
     config.ulimits = _ulimits(cfg, what)
+    config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -158,6 +158,7 @@ class CreateOptions:
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
     restart: str = "no"  # --restart, as given (state/restartpolicy.py)
     ulimits: list[str] = field(default_factory=list)  # --ulimit, normalized (state/ulimits.py)
+    no_new_privileges: bool = False  # --security-opt no-new-privileges
 
 
 class SpareFailed(VmError):
@@ -433,6 +434,7 @@ class Runtime:
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
                                  ulimits=list(opts.ulimits),
+                                 no_new_privileges=opts.no_new_privileges,
                                  restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )

@@ -654,7 +654,8 @@ class Shim:
                                      readonly=t.readonly, exec=t.exec_, suid=t.suid, dev=t.dev,
                                      uid=t.uid, gid=t.gid) for t in self.launch.tmpfs],
                 ulimits=[pb.Ulimit(name=name, soft=soft, hard=hard)
-                         for name, soft, hard in map(parse_ulimit, state.config.ulimits)])
+                         for name, soft, hard in map(parse_ulimit, state.config.ulimits)],
+                no_new_privileges=state.config.no_new_privileges)
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

@@ -91,6 +91,8 @@ class BoxConfig:
     # on-failure or on-failure:N
     restart: str = "no"
     ulimits: list[str] = field(default_factory=list)  # --ulimit, NAME=SOFT:HARD (ulimits.py)
+    # --security-opt no-new-privileges: no process of the box gains privileges by exec
+    no_new_privileges: bool = False
 
 
 @dataclass

@@ -142,10 +142,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._shutting_down = threading.Event()
         self._cap_drop = 0  # Init's: what every process started in the box goes without
         self._rlimits = ""  # Init's --ulimit: every process's limits (ulimits.py)
+        self._no_new_privs = False  # Init's --security-opt no-new-privileges
         # When this VM's Init (or a checkpoint's resync) set the box up: a copy's partial
         # file older than that is a copy cut off by an earlier run's end (copyfiles.py)
         self._set_up_at = 0.0
-        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits) of the box, once its own
+        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits, no-new-privileges)
+        # of the box, once its own
         # Init is done
         self._box_limits: tuple[object, ...] | None = None
 
@@ -187,7 +189,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             # on the way) repeats them, and one that would lift them (from a process
             # of the box that reached the agent) is refused.
             limits = (request.cap_drop, request.pids_limit, request.cpu_limit,
-                      request.read_only, tuple(tmpfs), rlimits)
+                      request.read_only, tuple(tmpfs), rlimits, request.no_new_privileges)
             if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
@@ -207,6 +209,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 warm_page_cache(self._guest.rootfs())
             self._cap_drop = request.cap_drop
             self._rlimits = rlimits
+            self._no_new_privs = request.no_new_privileges
             self._set_up_at = time.time()
             if request.HasField("main"):
                 self._box_limits = limits
@@ -279,6 +282,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             merge_stderr=request.merge_stderr and not request.tty,
             cap_drop=self._cap_drop,
             rlimits=self._rlimits,
+            no_new_privileges=self._no_new_privs,
         )
         root = self._guest.rootfs()
         exec_id = self._table.reserve(spec.exec_id)

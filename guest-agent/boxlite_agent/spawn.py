@@ -32,6 +32,7 @@ from boxlite_agent.resolve import join_container, mkdir_all_in_root, resolve_in_
 from boxlite_agent.ulimits import HELPER_ENV
 from boxlite_agent.users import ExecUser, lookup_user
 
+NO_NEW_PRIVS_ENV = "BOXLITE_NO_NEW_PRIVS"  # 1: the helper sets PR_SET_NO_NEW_PRIVS
 STDOUT = 0
 STDERR = 1
 HELPER = "/opt/boxlite/libexec/boxlite-spawn"  # installed by images/guestbuild/agentroot.py
@@ -54,6 +55,7 @@ class ExecSpec:
     merge_stderr: bool = False  # stderr is stdout's pipe (all its output is STDOUT)
     cap_drop: int = 0  # capabilities taken from its bounding set (bit N: capability N)
     rlimits: str = ""  # its resource limits, as the helper takes them (ulimits.py)
+    no_new_privileges: bool = False  # PR_SET_NO_NEW_PRIVS before it executes
     # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
     # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
     warm_up: bool = False
@@ -266,11 +268,14 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
         if os.access(HELPER, os.X_OK):
             if spec.rlimits:  # (the helper sets them, then takes this out of the env)
                 env = {**env, HELPER_ENV: spec.rlimits}
+            if spec.no_new_privileges:  # (likewise)
+                env = {**env, NO_NEW_PRIVS_ENV: "1"}
             popen = _start_with_helper(root, cwd, user, spec, executable,
                                        (stdin_fd, stdout_fd, stderr_fd), env)
             return Spawned(popen=popen, master=master, stdin=stdin_w, outputs=outputs)
-        if spec.cap_drop or spec.rlimits:
-            raise ExecFailure(126, "exec: --cap-drop and --ulimit need the spawn helper")
+        if spec.cap_drop or spec.rlimits or spec.no_new_privileges:
+            raise ExecFailure(126, "exec: --cap-drop, --ulimit and --security-opt need the "
+                                   "spawn helper")
         err_r2, err_w2 = os.pipe()
         child_fds.append(err_w2)
         os.set_blocking(err_r2, False)

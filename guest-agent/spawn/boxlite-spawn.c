@@ -14,7 +14,8 @@
  * open for writing: cgroups.py) it first joins the box's cgroup, so that nothing the
  * program starts is outside the box's limits, and a cgroup namespace rooted there.
  * BOXLITE_RLIMITS in the environment (docker's --ulimit: RESOURCE=SOFT:HARD,...) are
- * the resource limits it sets, then takes out of the environment.
+ * the resource limits it sets, then takes out of the environment; BOXLITE_NO_NEW_PRIVS=1
+ * (docker's --security-opt no-new-privileges) likewise sets PR_SET_NO_NEW_PRIVS.
  *
  * On failure it writes one message to ERRFD and exits: "STEP: REASON" and 126 when
  * a step failed, "exec:ERRNO" and 126 (127 for ENOENT) when the final exec did.
@@ -297,6 +298,14 @@ int main(int argc, char **argv)
     if (setuid(uid) != 0) {
         snprintf(step, sizeof step, "setuid %lu", (unsigned long)uid);
         fail(step);
+    }
+    /* docker's --security-opt no-new-privileges: nothing it executes from here on
+     * (set-uid, file capabilities) gains privileges. */
+    const char *nnp = getenv("BOXLITE_NO_NEW_PRIVS");
+    if (nnp != NULL) {
+        if (strcmp(nnp, "1") == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            fail("no-new-privileges");
+        unsetenv("BOXLITE_NO_NEW_PRIVS");
     }
     if (fcntl(errfd, F_SETFD, FD_CLOEXEC) != 0)
         fail("error fd");

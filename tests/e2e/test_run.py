@@ -542,3 +542,19 @@ def test_ulimits_bind_every_process_of_the_box() -> None:
     assert refused.returncode == 126
     assert refused.stderr.decode().splitlines()[-1] == (
         "boxlite: exec: --ulimit nofile=2000000:2000000: Operation not permitted")
+
+
+def test_no_new_privileges_binds_every_process_of_the_box() -> None:
+    """docker's --security-opt no-new-privileges: the main process and an exec have
+    PR_SET_NO_NEW_PRIVS (set-uid programs gain nothing); a box without it has not."""
+    status = "grep NoNewPrivs /proc/self/status | tr -d '\\t'"
+    try:
+        ok("run", "-d", "--name", "nnp", "--security-opt", "no-new-privileges", IMAGE, "sh",
+           "-c", f"{status} > /tmp/main; sleep 600")
+        seen = ok("exec", "-u", "nobody", "nnp", "sh", "-c", f"cat /tmp/main; {status}")
+        assert seen.decode().split() == ["NoNewPrivs:1", "NoNewPrivs:1"]
+        assert ok("inspect", "-f", "{{json .HostConfig.SecurityOpt}}", "nnp") == (
+            b'["no-new-privileges"]\n')
+    finally:
+        bx("rm", "-f", "nnp")
+    assert ok("run", "--rm", IMAGE, "sh", "-c", status) == b"NoNewPrivs:0\n"
