@@ -25,6 +25,7 @@ COMMANDS = {
     "inspect": "boxlite_cli.cli.inspect:inspect",
     "port": "boxlite_cli.cli.port:port",
     "rename": "boxlite_cli.cli.rename:rename",
+    "update": "boxlite_cli.cli.update:update",
     "prune": "boxlite_cli.cli.prune:prune",
     "stats": "boxlite_cli.cli.stats:stats",
     "top": "boxlite_cli.cli.top:top",

@@ -100,6 +100,7 @@ from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, re
 
 if TYPE_CHECKING:
     from boxlite_cli.agent.client import AgentClient, ProcessInfo, Started
+    from boxlite_cli.runtime.update import BoxUpdate, Updated
     from boxlite_cli.shim.spareclaim import ClaimedSpare
 
 MAIN = "main"
@@ -613,9 +614,10 @@ class Runtime:
             state = self.observe(self.boxes.read(box_id))
             if self.policy_restart_of is not None and (
                     state.status != Status.EXITED or files.stop_requested.exists()
-                    or state.finished_at != self.policy_restart_of):
+                    or state.finished_at != self.policy_restart_of
+                    or state.config.restart == NO_RESTART):
                 raise Conflict(f"box {state.name} is not restarted: it was started, stopped "
-                               "or killed meanwhile")
+                               "or killed meanwhile, or its policy changed (update)")
             if state.status in (Status.STARTING, Status.RUNNING):
                 raise AlreadyRunning(f"box {state.name} is already running")
             if state.status == Status.STOPPING:
@@ -1108,6 +1110,12 @@ class Runtime:
                 client.close()
         except BoxliteError:
             return None
+
+    def update(self, ref: str, change: BoxUpdate) -> Updated:
+        """docker's update: the restart policy, CPUs, memory, pids limit (update.py)."""
+        from boxlite_cli.runtime import update
+
+        return update.update(self, ref, change)
 
     def rename(self, ref: str, new_name: str) -> BoxState:
         new_name = new_name.removeprefix("/")  # (docker's names may start with one)

@@ -954,3 +954,39 @@ def test_exec_in_a_box_waiting_for_its_restart_policy_says_so(script_runner: Scr
     result = bx(script_runner, "exec", "planted", "true")
     assert_one_line_error(result, "box planted is not running")
     assert "start it: boxlite start planted" in result.stderr
+
+
+def test_update_changes_a_stopped_boxs_policy_and_size(script_runner: ScriptRunner,
+                                                       home: Path) -> None:
+    """docker's update on a box that is not running: the values are kept for its next
+    start; what cannot be is refused in one line, the box left as it was."""
+    import json as json_
+
+    state = plant_box()
+    done = bx(script_runner, "update", "--restart", "on-failure:3", "--cpus", "0.5", "-m",
+              "300m", "--pids-limit", "-1", "planted")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "planted\n", "")
+    config = BoxStore(home_paths()).read(state.id).config
+    assert (config.restart, config.cpus, config.cpu_limit, config.memory_mib,
+            config.pids_limit) == ("on-failure:3", 1, 0.5, 300, 0)
+    for args, says in ((["planted"], "nothing to update"),
+                       (["--restart", "sometimes", "planted"], "invalid --restart"),
+                       (["-m", "1m", "planted"], "a box needs at least"),
+                       (["--cpus", "4096", "planted"], "invalid --cpus")):
+        assert_one_line_error(bx(script_runner, "update", *args), says)
+    # a box with a memory checkpoint keeps its size (the checkpoint restores into it)
+    disks = home / "boxes" / state.id / "disks"
+    disks.mkdir(parents=True, exist_ok=True)
+    (disks / "snapshots.json").write_text(json_.dumps({"snapshots": [
+        {"name": "ck", "file": "x", "created": 0, "memory": "mem"}]}))
+    assert_one_line_error(bx(script_runner, "update", "--cpus", "2", "planted"),
+                          "box planted has memory checkpoints (ck) of its size")
+    assert bx(script_runner, "update", "--restart", "no", "planted").returncode == 0
+    config = BoxStore(home_paths()).read(state.id).config
+    assert (config.restart, config.cpus, config.memory_mib) == ("no", 1, 300)
+    with BoxStore(home_paths()).lock(state.id):
+        removed_at_end = BoxStore(home_paths()).read(state.id)
+        removed_at_end.config.auto_remove = True
+        BoxStore(home_paths()).write(removed_at_end)
+    assert_one_line_error(bx(script_runner, "update", "--restart", "always", "planted"),
+                          "box planted is removed when it ends (--rm)")

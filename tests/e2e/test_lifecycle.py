@@ -437,3 +437,30 @@ def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped() -> No
                   ).stdout.decode().split() == ["exited", count]
     finally:
         bx("rm", "-f", "looping")
+
+
+def test_update_gives_a_running_box_a_restart_policy_and_a_size_for_its_next_start() -> None:
+    """docker's update: --restart counts from the next end of the main process; --cpus,
+    --memory and --pids-limit from the box's next start (its VM has them), said so."""
+    assert bx("run", "-d", "--name", "grown", IMAGE, "sh", "-c",
+              "nproc; sleep 2").returncode == 0
+    try:
+        updated = bx("update", "--restart", "always",
+                     "--cpus", "2", "--pids-limit", "50", "grown")
+        assert updated.returncode == 0, updated.stderr
+        assert updated.stdout == b"grown\n"
+        assert b"runs on with its CPUs, memory and pids limit until it starts again" in (
+            updated.stderr)
+        # its main process ends: the policy starts it again, on the new size
+        record = _until("grown", lambda r: int(r["restart_count"]) >= 1)  # type: ignore[call-overload]
+        assert record["config"]["cpus"] == 2  # type: ignore[index]
+        _until("grown", lambda r: r["status"] == "running")
+        assert bx("exec", "grown", "cat", "/sys/fs/cgroup/pids.max").stdout == b"50\n"
+        assert bx("logs", "grown").stdout.split()[:2] == [b"1", b"2"]
+        # back to no: the next end is the last
+        assert bx("update", "--restart", "no", "grown").returncode == 0
+        final = _until("grown", lambda r: r["status"] == "exited")
+        time.sleep(3)  # (past its backoff: no start came)
+        assert _record("grown")["restart_count"] == final["restart_count"]
+    finally:
+        bx("rm", "-f", "grown")
