@@ -10,6 +10,7 @@ from boxlite_cli.runtime.runtime import CreateOptions
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.runtime.tmpfs import shm_tmpfs
 from boxlite_cli.state.capabilities import normalize
+from boxlite_cli.state.groupadd import check_group_add
 from boxlite_cli.state.securityopt import no_new_privileges
 from boxlite_cli.state.ulimits import normalize_ulimits
 
@@ -39,6 +40,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         restart=options["restart"], publish_all=options["publish_all"],
         ulimits=normalize_ulimits(options["ulimits"]),
         no_new_privileges=no_new_privileges(options["security_opts"]),
+        group_add=check_group_add(options["group_add"]),
         process=to_process_options(command, options["interactive"], options["tty"],
                                    options["env"], options["env_files"], options["workdir"],
                                    options["user"], options["timeout"], options["entrypoint"]),

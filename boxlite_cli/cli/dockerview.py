@@ -140,6 +140,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u), strict=True))
                         for u in cfg.ulimits],
             "SecurityOpt": ["no-new-privileges"] if cfg.no_new_privileges else None,
+            "GroupAdd": list(cfg.group_add) or None,
         },
         "NetworkSettings": {
             **network,

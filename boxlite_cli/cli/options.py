@@ -150,6 +150,9 @@ def box_options(f: F) -> F:
         click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
                      help="A resource limit of the box's processes, as docker's (nofile, "
                           "nproc, core, memlock, stack...; -1: unlimited)."),
+        click.option("--group-add", "group_add", multiple=True, metavar="GROUP",
+                     help="Another supplementary group (a name in the box's /etc/group, or "
+                          "a gid) of every process of the box."),
         click.option("--security-opt", "security_opts", multiple=True, metavar="OPTION",
                      help="no-new-privileges: no process of the box gains privileges by "
                           "executing a set-uid program; seccomp=unconfined, "

@@ -62,6 +62,7 @@ from boxlite_cli.runtime.staging import Stage, clean_stale, stage
 from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
+from boxlite_cli.state.groupadd import check_group_add
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import parse_restart
@@ -370,15 +371,16 @@ def _cpu_limit(cfg: dict[str, Any], what: str, vcpus: int) -> float:
     return float(value)
 
 
-def _ulimits(cfg: dict[str, Any], what: str) -> list[str]:
-    """--ulimit values, each one as `create` would take it."""
-    value = cfg.get("ulimits", [])
+def _checked_list(cfg: dict[str, Any], key: str, what: str,
+                  check: Callable[[list[str]], list[str]]) -> list[str]:
+    """A list of strings of the config, as `create` would take it (`check`'s)."""
+    value = cfg.get(key, [])
     _expect(isinstance(value, list) and all(isinstance(v, str) for v in value), what,
-            "ulimits is not a list of strings")
+            f"{key} is not a list of strings")
     try:
-        return normalize_ulimits(value)
+        return check(value)
     except UsageError as e:
-        raise ArchiveError(f"{what}: invalid manifest: ulimits: {e.message}") from None
+        raise ArchiveError(f"{what}: invalid manifest: {key}: {e.message}") from None
 
 
 def _tmpfs(cfg: dict[str, Any], what: str, volume_targets: list[str]) -> list[str]:
@@ -550,8 +552,9 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.read_only = _bool(cfg, "read_only", what)
     config.restart = _restart(cfg, what)
     config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
-    config.ulimits = _ulimits(cfg, what)
+    config.ulimits = _checked_list(cfg, "ulimits", what, normalize_ulimits)
     config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
+    config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

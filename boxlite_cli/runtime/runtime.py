@@ -160,6 +160,7 @@ class CreateOptions:
     restart: str = "no"  # --restart, as given (state/restartpolicy.py)
     ulimits: list[str] = field(default_factory=list)  # --ulimit, normalized (state/ulimits.py)
     no_new_privileges: bool = False  # --security-opt no-new-privileges
+    group_add: list[str] = field(default_factory=list)  # --group-add, checked
 
 
 class SpareFailed(VmError):
@@ -436,6 +437,7 @@ class Runtime:
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
                                  ulimits=list(opts.ulimits),
                                  no_new_privileges=opts.no_new_privileges,
+                                 group_add=list(opts.group_add),
                                  restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )

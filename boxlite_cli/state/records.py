@@ -93,6 +93,7 @@ class BoxConfig:
     ulimits: list[str] = field(default_factory=list)  # --ulimit, NAME=SOFT:HARD (ulimits.py)
     # --security-opt no-new-privileges: no process of the box gains privileges by exec
     no_new_privileges: bool = False
+    group_add: list[str] = field(default_factory=list)  # --group-add (state/groupadd.py)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from boxlite_agent.volumes import check as check_volumes
 from boxlite_agent.warmup import warm_page_cache, warm_spawn
 
 ATTACH_POLL_S = 1.0
+MAX_GROUP_ADD = 64  # --group-add values of a box
 WAIT_POLL_S = 1.0
 SHUTDOWN_DELAY_S = 0.05
 MAX_SIGNAL = 64
@@ -143,11 +144,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._cap_drop = 0  # Init's: what every process started in the box goes without
         self._rlimits = ""  # Init's --ulimit: every process's limits (ulimits.py)
         self._no_new_privs = False  # Init's --security-opt no-new-privileges
+        self._group_add: tuple[str, ...] = ()  # Init's --group-add (users.py)
         # When this VM's Init (or a checkpoint's resync) set the box up: a copy's partial
         # file older than that is a copy cut off by an earlier run's end (copyfiles.py)
         self._set_up_at = 0.0
-        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits, no-new-privileges)
-        # of the box, once its own
+        # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits, no-new-privileges,
+        # group-add) of the box, once its own
         # Init is done
         self._box_limits: tuple[object, ...] | None = None
 
@@ -183,13 +185,18 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                            t.uid, t.gid) for t in request.tmpfs]
         check_tmpfs(tmpfs)
         rlimits = helper_spec(request.ulimits)
+        if len(request.group_add) > MAX_GROUP_ADD or any(
+                not g or "\0" in g or ":" in g or "\n" in g for g in request.group_add):
+            raise InvalidArgument("invalid group_add")
         with self._init_lock:
             # Once the box's own Init (the one with its main process) is done, its
             # limits are fixed for the VM's life: an Init sent again (its answer lost
             # on the way) repeats them, and one that would lift them (from a process
             # of the box that reached the agent) is refused.
+            group_add = tuple(request.group_add)
             limits = (request.cap_drop, request.pids_limit, request.cpu_limit,
-                      request.read_only, tuple(tmpfs), rlimits, request.no_new_privileges)
+                      request.read_only, tuple(tmpfs), rlimits, request.no_new_privileges,
+                      group_add)
             if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
@@ -210,6 +217,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             self._cap_drop = request.cap_drop
             self._rlimits = rlimits
             self._no_new_privs = request.no_new_privileges
+            self._group_add = group_add
             self._set_up_at = time.time()
             if request.HasField("main"):
                 self._box_limits = limits
@@ -283,6 +291,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             cap_drop=self._cap_drop,
             rlimits=self._rlimits,
             no_new_privileges=self._no_new_privs,
+            group_add=self._group_add,
         )
         root = self._guest.rootfs()
         exec_id = self._table.reserve(spec.exec_id)

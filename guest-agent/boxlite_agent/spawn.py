@@ -56,6 +56,7 @@ class ExecSpec:
     cap_drop: int = 0  # capabilities taken from its bounding set (bit N: capability N)
     rlimits: str = ""  # its resource limits, as the helper takes them (ulimits.py)
     no_new_privileges: bool = False  # PR_SET_NO_NEW_PRIVS before it executes
+    group_add: tuple[str, ...] = ()  # docker's --group-add: more supplementary groups
     # A spare VM's warm-up (warmup.py): the program is HELPER itself, handed in as
     # stdin and run as /proc/self/fd/0 (nothing of the image runs); argv[0] only names it.
     warm_up: bool = False
@@ -216,7 +217,7 @@ def spawn(root: str, spec: ExecSpec, hostname: str) -> Spawned:
     for what, values in fields.items():
         if any("\0" in v for v in values):
             raise InvalidArgument(f"{what} must not contain NUL bytes")
-    user = lookup_user(root, spec.user)
+    user = lookup_user(root, spec.user, spec.group_add)
     env = build_env(spec.env, user, hostname, spec.tty)
     cwd = join_container("/", spec.cwd or "/")
     _prepare_cwd(root, cwd, spec.make_cwd)

@@ -88,8 +88,10 @@ def parse_group(text: str) -> list[GroupEntry]:
     return entries
 
 
-def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry]) -> ExecUser:
-    """Resolve a docker ``--user`` value against parsed passwd/group entries."""
+def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry],
+                 group_add: tuple[str, ...] = ()) -> ExecUser:
+    """Resolve a docker ``--user`` value against parsed passwd/group entries, with the
+    supplementary groups of ``--group-add`` (names or gids) after the user's own."""
     user_arg, sep, group_arg = spec.partition(":")
     if sep and not group_arg:
         raise InvalidArgument(f"invalid user {spec!r}: empty group")
@@ -129,6 +131,16 @@ def resolve_user(spec: str, passwd: list[PasswdEntry], groups: list[GroupEntry])
             if name in g.members and g.gid not in seen:
                 seen.append(g.gid)
         sgids = tuple(seen)
+    for extra in group_add:
+        gid_num = _parse_id(extra)
+        if gid_num is None:
+            entry = next((g for g in groups if g.name == extra), None)
+            if entry is None:
+                raise UnknownUser(f"unable to find group {extra}: no matching entries in "
+                                  "group file")
+            gid_num = entry.gid
+        if gid_num not in sgids:
+            sgids = (*sgids, gid_num)
     return ExecUser(uid=uid, gid=gid, groups=sgids, home=home, name=name)
 
 
@@ -158,24 +170,24 @@ def _remember(key: tuple[object, ...], user: ExecUser) -> None:
     _resolved[key] = user
 
 
-def lookup_user(root: str, spec: str) -> ExecUser:
+def lookup_user(root: str, spec: str, group_add: tuple[str, ...] = ()) -> ExecUser:
     """Resolve ``spec`` against ``root``'s /etc/passwd and /etc/group (missing files: empty).
 
     The answer for the same spec and the same files (by identity, else by content) is
     remembered: every exec asks, mostly for the same user, and reading and parsing
     are slow under emulation (a primed template keeps the default user's answer)."""
     ids = (_identity(root, "passwd"), _identity(root, "group"))
-    by_id = (spec, root, *ids) if None not in ids else None
+    by_id = (spec, group_add, root, *ids) if None not in ids else None
     if by_id is not None and (found := _resolved.get(by_id)) is not None:
         return found
     passwd_raw = read_file_in_root(root, "/etc/passwd") or b""
     group_raw = read_file_in_root(root, "/etc/group") or b""
-    by_content = (spec, passwd_raw, group_raw)
+    by_content = (spec, group_add, passwd_raw, group_raw)
     found = _resolved.get(by_content)
     if found is None:
         passwd = parse_passwd(passwd_raw.decode("utf-8", "replace"))
         groups = parse_group(group_raw.decode("utf-8", "replace"))
-        found = resolve_user(spec.strip(), passwd, groups)
+        found = resolve_user(spec.strip(), passwd, groups, group_add)
         _remember(by_content, found)
     if by_id is not None:
         _remember(by_id, found)

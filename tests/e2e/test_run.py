@@ -558,3 +558,21 @@ def test_no_new_privileges_binds_every_process_of_the_box() -> None:
     finally:
         bx("rm", "-f", "nnp")
     assert ok("run", "--rm", IMAGE, "sh", "-c", status) == b"NoNewPrivs:0\n"
+
+
+def test_group_add_gives_every_process_of_the_box_more_groups() -> None:
+    """docker's --group-add: a name of the image's /etc/group or a gid, for the main
+    process and an exec (another user's too); an unknown name fails the start."""
+    try:
+        ok("run", "-d", "--name", "grouped", "--group-add", "audio", "--group-add", "4242",
+           IMAGE, "sh", "-c", "id -G > /tmp/main; sleep 600")
+        seen = ok("exec", "-u", "nobody", "grouped", "sh", "-c", "cat /tmp/main; id -G")
+        assert seen.decode().splitlines() == ["0 29 4242", "65534 29 4242"]
+        assert ok("inspect", "-f", "{{json .HostConfig.GroupAdd}}", "grouped") == (
+            b'["audio","4242"]\n')
+    finally:
+        bx("rm", "-f", "grouped")
+    refused = bx("run", "--rm", "--group-add", "nosuchgroup", IMAGE, "true")
+    assert refused.returncode == 125
+    assert refused.stderr.decode().splitlines()[-1].endswith(
+        "unable to find group nosuchgroup: no matching entries in group file")

@@ -265,3 +265,19 @@ def test_a_passwd_whose_path_loops_is_no_passwd(tmp_path: Path,
     assert lookup_user(str(tmp_path), "1000:1000").gid == 1000
     with pytest.raises(InvalidArgument, match="unable to find user app"):
         lookup_user(str(tmp_path), "app")
+
+
+def test_group_add_comes_after_the_users_own_groups(db: DB) -> None:
+    """docker's --group-add: names of the container's /etc/group or gids, after the
+    user's supplementary groups (with -u UID:GID, the only ones), once each."""
+    assert resolve_user("app", *db, group_add=("staff", "4242", "wheel")).groups == (
+        10, 29, 50, 4242)
+    assert resolve_user("1000:1000", *db, group_add=("staff",)).groups == (50,)
+    assert resolve_user("root", *db, group_add=("0",)).groups == (10, 0)
+
+
+def test_an_unknown_group_add_name_is_refused(db: DB) -> None:
+    from boxlite_agent.errors import UnknownUser
+
+    with pytest.raises(UnknownUser, match="unable to find group nosuch"):
+        resolve_user("root", *db, group_add=("nosuch",))

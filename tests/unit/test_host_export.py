@@ -253,7 +253,8 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
     for key, value in (("tmpfs", "/tmp"), ("tmpfs", ["/proc"]), ("tmpfs", ["/t", "/t"]),
                        ("read_only", "yes"), ("ulimits", "nofile=1"), ("ulimits", [1]),
                        ("ulimits", ["nofile=5:3"]), ("ulimits", ["as=1"]),
-                       ("no_new_privileges", "yes")):
+                       ("no_new_privileges", "yes"), ("group_add", ["a:b"]),
+                       ("group_add", "audio")):
         mounted = manifest(disk)
         mounted["config"][key] = value
         rejected(rt, archive([reg("manifest.json", json.dumps(mounted).encode())]), key)
@@ -336,7 +337,7 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
         process=ProcessSpec(["sh", "-c", "sleep 9"], env=["X=1"]), cpus=2, memory_mib=300,
         network=NetworkConfig(mode="none"), restart="on-failure:2",
         ulimits=["core=0:0", "nofile=1024:2048"], tmpfs=["/dev/shm:size=1048576"],
-        no_new_privileges=True))
+        no_new_privileges=True, group_add=["audio", "4242"]))
     with rt.boxes.lock(box_id):
         rt.boxes.write(state)
     base = qcow2(tmp_path / f"{name}-base.qcow2")
@@ -369,6 +370,7 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     assert state.config.ulimits == ["core=0:0", "nofile=1024:2048"]
     assert state.config.tmpfs == ["/dev/shm:size=1048576"]  # (a --shm-size)
     assert state.config.no_new_privileges
+    assert state.config.group_add == ["audio", "4242"]
     for offset in (0, 1 << 20):  # both layers, flattened
         pattern = ord("o") if offset else ord("b")
         a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",
