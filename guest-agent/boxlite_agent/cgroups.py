@@ -2,8 +2,10 @@
 so that limits hold for the box as a whole and not for the guest agent.
 
 Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit;
-the cpu controller for a fractional `--cpus` (cpu.max); the memory controller's events
-(an OOM kill in the box: docker's OOMKilled). The agent (outside the group) can still
+the cpu controller for a fractional `--cpus` (cpu.max); the memory controller: the
+guest's available memory less a margin (memory.max, so that a box that fills it is
+OOM-killed in its group, not the guest's kernel deadlocked), and its events (an OOM
+kill in the box: docker's OOMKilled). The agent (outside the group) can still
 start a process, or end the box. The exec helper joins the group before it executes
 the box's program (spawn.py passes it the group's cgroup.procs open for writing), so
 nothing of the box starts outside it.
@@ -23,6 +25,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 BOX_GROUP = "box"
 CPU_PERIOD_US = 100_000  # (docker's --cpus period)
 CPU_QUOTA_MIN_US = 1_000  # (the kernel's least quota)
+MEMORY_MARGIN = 24 << 20  # of the guest's available memory, kept out of the box's group
+MEMORY_LEAST = 32 << 20  # (a box's group is never limited below this)
 
 
 class BoxCgroup:
@@ -82,6 +86,24 @@ class BoxCgroup:
                 f.write(f"{quota} {CPU_PERIOD_US}" if cpus > 0 else f"max {CPU_PERIOD_US}")
         except OSError as e:
             console.log(f"boxlite-agent: no CPU limit for the box (--cpus {cpus}): {e}")
+
+    def set_memory_limit(self, meminfo: str = "/proc/meminfo") -> None:
+        """The box's memory.max: the guest's available memory now (its processes start
+        after this), less a margin for the agent and the kernel. A box that fills its
+        memory with what no OOM kill frees (a tmpfs, /dev/shm larger than the RAM) then
+        has its own processes killed, as a docker container's memory cgroup does,
+        instead of deadlocking the guest kernel ("System is deadlocked on memory")."""
+        if self.group is None:
+            return
+        try:
+            with open(meminfo) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            available = int(fields["MemAvailable"].split()[0]) * 1024
+            limit = max(available - MEMORY_MARGIN, MEMORY_LEAST)
+            with open(os.path.join(self.group, "memory.max"), "w") as f:
+                f.write(str(limit))
+        except (OSError, KeyError, ValueError) as e:
+            console.log(f"boxlite-agent: no memory limit for the box's group: {e}")
 
     def oom_kills(self) -> int:
         """How many processes of the box the kernel's OOM killer has killed (any OOM:

@@ -82,6 +82,7 @@ class VmGuest:
             BOX_CGROUP.setup()  # (once)
             BOX_CGROUP.set_pids_limit(pids_limit)
             BOX_CGROUP.set_cpu_limit(cpu_limit)
+            BOX_CGROUP.set_memory_limit()
         if self._etc_bound:  # by this VM's earlier Init: new content only
             write_etc_files(self._hostname, self._etc_dir, self._net)
         elif self._ready:

@@ -217,6 +217,15 @@ def test_the_box_cgroup_is_made_once_and_takes_the_limit(tmp_path: Path) -> None
     assert (tmp_path / "box" / "cpu.max").read_text() == "1000 100000"
     group.set_cpu_limit(0)
     assert (tmp_path / "box" / "cpu.max").read_text() == "max 100000"
+    # memory.max: what the guest has available at Init, less a margin for the agent
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  468548 kB\nMemFree:  359596 kB\n"
+                       "MemAvailable:  398152 kB\n")
+    group.set_memory_limit(str(meminfo))
+    assert int((tmp_path / "box" / "memory.max").read_text()) == 398152 * 1024 - (24 << 20)
+    meminfo.write_text("MemAvailable:  1024 kB\n")  # (never below the least)
+    group.set_memory_limit(str(meminfo))
+    assert int((tmp_path / "box" / "memory.max").read_text()) == 32 << 20
     (tmp_path / "box" / "cgroup.procs").write_text("")
     fd = group.procs_fd()
     assert fd is not None
