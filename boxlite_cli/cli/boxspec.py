@@ -8,7 +8,7 @@ from boxlite_cli.cli.options import memory_mib, to_network, to_process_options
 from boxlite_cli.runtime.mountflag import split_mounts
 from boxlite_cli.runtime.runtime import CreateOptions
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
-from boxlite_cli.runtime.tmpfs import shm_tmpfs
+from boxlite_cli.runtime.tmpfs import parse_shm_size
 from boxlite_cli.state.capabilities import normalize
 from boxlite_cli.state.groupadd import check_group_add
 from boxlite_cli.state.securityopt import no_new_privileges
@@ -36,7 +36,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         cap_add=normalize(options["cap_add"], "--cap-add"),
         cap_drop=normalize(options["cap_drop"], "--cap-drop"),
         read_only=options["read_only"],
-        tmpfs=[*options["tmpfs"], *mount_tmpfs, *shm_tmpfs(options["shm_size"])],
+        tmpfs=[*options["tmpfs"], *mount_tmpfs], shm_size=parse_shm_size(options["shm_size"]),
         restart=options["restart"], publish_all=options["publish_all"],
         ulimits=normalize_ulimits(options["ulimits"]),
         no_new_privileges=no_new_privileges(options["security_opts"]),

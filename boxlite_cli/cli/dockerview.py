@@ -30,14 +30,15 @@ NANO = 1_000_000_000
 SHM_SIZE = 64 << 20  # (the guest's /dev/shm, as docker's default)
 
 
-def shm_size(tmpfs: list[str]) -> int:
-    """docker's HostConfig.ShmSize: a --shm-size's (a --tmpfs of /dev/shm), else 64 MiB."""
+def shm_size(tmpfs: list[str], size: int, memory_bytes: int) -> int:
+    """docker's HostConfig.ShmSize: a --tmpfs of /dev/shm's (it wins; the kernel's half
+    of the RAM without a size), --shm-size's, else 64 MiB."""
     for spec in tmpfs:
         with contextlib.suppress(UsageError):
             mount = parse_tmpfs(spec)
             if mount.target == SHM:
-                return mount.size_bytes or SHM_SIZE
-    return SHM_SIZE
+                return mount.size_bytes or memory_bytes // 2
+    return size or SHM_SIZE
 
 
 def _port_map(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
@@ -136,7 +137,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "RestartPolicy": dict(zip(("Name", "MaximumRetryCount"),
                                       policy_parts(cfg.restart), strict=True)),
             "LogConfig": {"Type": "boxlite", "Config": {}},
-            "ShmSize": shm_size(cfg.tmpfs),
+            "ShmSize": shm_size(cfg.tmpfs, cfg.shm_size, cfg.memory_mib << 20),
             "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u), strict=True))
                         for u in cfg.ulimits],
             "SecurityOpt": ["no-new-privileges"] if cfg.no_new_privileges else None,

@@ -555,6 +555,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.ulimits = _checked_list(cfg, "ulimits", what, normalize_ulimits)
     config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
     config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
+    config.shm_size = _int(cfg, "shm_size", what, 0, 1 << 40, 0)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -64,7 +64,7 @@ from boxlite_cli.runtime.spec import (
     process_spec,
 )
 from boxlite_cli.runtime.templates import Templates, template_key
-from boxlite_cli.runtime.tmpfs import check_tmpfs
+from boxlite_cli.runtime.tmpfs import box_tmpfs, check_tmpfs
 from boxlite_cli.runtime.volumes import (
     VolumeRequest,
     check_host_sources,
@@ -161,6 +161,7 @@ class CreateOptions:
     ulimits: list[str] = field(default_factory=list)  # --ulimit, normalized (state/ulimits.py)
     no_new_privileges: bool = False  # --security-opt no-new-privileges
     group_add: list[str] = field(default_factory=list)  # --group-add, checked
+    shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB)
 
 
 class SpareFailed(VmError):
@@ -437,7 +438,7 @@ class Runtime:
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
                                  ulimits=list(opts.ulimits),
                                  no_new_privileges=opts.no_new_privileges,
-                                 group_add=list(opts.group_add),
+                                 group_add=list(opts.group_add), shm_size=opts.shm_size,
                                  restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )
@@ -694,8 +695,8 @@ class Runtime:
                 prime_template=primed and bool(key) and warm is None,
                 resume=memory is not None,
                 log_max_bytes=log_max_bytes(),
-                tmpfs=tuple(check_tmpfs(state.config.tmpfs,
-                                        [m.target for m in state.config.mounts])),
+                tmpfs=tuple(box_tmpfs(state.config.tmpfs, [m.target for m in state.config.mounts],
+                                      state.config.shm_size)),
                 merge_stderr=foreground and merge_stderr,
             )
             launch.save(files.dir / "vm.json")

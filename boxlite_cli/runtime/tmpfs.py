@@ -3,7 +3,8 @@
 OPTIONS are docker's (comma-separated): `size=64m`, `mode=1770`, `uid=N`, `gid=N`,
 `ro`/`rw`, `exec`/`noexec`, `suid`/`nosuid`, `dev`/`nodev`. Docker's defaults hold:
 noexec, nosuid, nodev, mode 1777, no size (the kernel's: half of the VM's RAM).
-Of the box's kernel file systems, /dev/shm alone may get one (docker's `--shm-size`).
+Of the box's kernel file systems, /dev/shm alone may get one, as docker takes it (it wins
+over `--shm-size`, which sizes the box's own).
 """
 
 from __future__ import annotations
@@ -75,18 +76,27 @@ def parse_tmpfs(spec: str) -> GuestTmpfs:
     return GuestTmpfs(target=target, **fields)  # type: ignore[arg-type]
 
 
-def shm_tmpfs(size: str | None) -> list[str]:
-    """docker's `--shm-size SIZE`: the box's /dev/shm that large (a --tmpfs of it, with
-    /dev/shm's flags); None: the default, 64 MiB."""
+def parse_shm_size(size: str | None) -> int:
+    """docker's `--shm-size SIZE` in bytes (0: not given, /dev/shm's 64 MiB)."""
     if size is None:
-        return []
+        return 0
     try:
         size_bytes = parse_size(size, "--shm-size")
     except UsageError:
         size_bytes = -1
     if not 0 < size_bytes <= MAX_SIZE:
         raise UsageError(f"invalid --shm-size {size!r}: give a size such as 64m or 2g")
-    return [f"{SHM}:size={size_bytes}"]
+    return size_bytes
+
+
+def box_tmpfs(specs: Iterable[str], volume_targets: Iterable[str],
+              shm_size: int = 0) -> list[GuestTmpfs]:
+    """What a box mounts: its --tmpfs (checked_tmpfs's), and its /dev/shm at --shm-size
+    unless a --tmpfs of /dev/shm is given (which wins, as docker's)."""
+    mounts = check_tmpfs(specs, volume_targets)
+    if shm_size and not any(m.target == SHM for m in mounts):
+        mounts.append(GuestTmpfs(SHM, size_bytes=shm_size))
+    return mounts
 
 
 def check_tmpfs(specs: Iterable[str], volume_targets: Iterable[str]) -> list[GuestTmpfs]:

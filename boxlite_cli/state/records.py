@@ -94,6 +94,7 @@ class BoxConfig:
     # --security-opt no-new-privileges: no process of the box gains privileges by exec
     no_new_privileges: bool = False
     group_add: list[str] = field(default_factory=list)  # --group-add (state/groupadd.py)
+    shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB; a --tmpfs of it wins)
 
 
 @dataclass

@@ -7,6 +7,7 @@ for unlimited; HARD defaults to SOFT. NAME again replaces the one before, as doc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from boxlite_cli.errors import UsageError
@@ -18,10 +19,8 @@ MAX_VALUE = (1 << 63) - 1
 
 
 def _value(text: str, spec: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = -2
+    # (docker's strconv.ParseInt: digits and a minus, no spaces, '+' or '_')
+    value = int(text) if re.fullmatch(r"-?[0-9]+", text) else -2
     if not UNLIMITED <= value <= MAX_VALUE:
         raise UsageError(f"invalid --ulimit {spec!r}: {text!r} is not a count (-1: unlimited)")
     return value

@@ -4,6 +4,7 @@ its mount point: the superblock stays writable, the agent's own use of it too)."
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +76,12 @@ def mount_tmpfs(root: str, specs: list[TmpfsSpec], mount: MountFn = syscalls.mou
         try:
             target = mkdir_all_in_root(root, posixpath.normpath(t.target))
             if posixpath.normpath(t.target) == SHM:  # (the box's own, made larger or smaller)
-                mount(None, target, None, syscalls.MS_REMOUNT | t.flags(), t.data())
+                # (a new tmpfs's size when none is given: half the RAM; a remount keeps
+                # its mode and owner, so they are set on it after)
+                data = t.data() if t.size_bytes else f"{t.data()},size=50%"
+                mount(None, target, None, syscalls.MS_REMOUNT | t.flags(), data)
+                os.chown(target, t.uid, t.gid)
+                os.chmod(target, t.mode)
             elif not is_mounted(target):
                 mount("tmpfs", target, "tmpfs", t.flags(), t.data())
                 made.append(posixpath.normpath(t.target))

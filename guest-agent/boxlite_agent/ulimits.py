@@ -22,8 +22,21 @@ class Ulimit(Protocol):
     hard: int
 
 
-def helper_spec(ulimits: Iterable[Ulimit]) -> str:
-    """The helper's spec of `ulimits` ("" for none); InvalidArgument names a bad one."""
+NOFILE = RESOURCES["nofile"]
+NR_OPEN = "/proc/sys/fs/nr_open"  # the kernel's most open files a process may have
+
+
+def _most_open_files(path: str = NR_OPEN) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def helper_spec(ulimits: Iterable[Ulimit], nr_open: str = NR_OPEN) -> str:
+    """The helper's spec of `ulimits` ("" for none); InvalidArgument names a bad one, or
+    one the guest's kernel would refuse (nofile above its nr_open)."""
     parts: dict[int, str] = {}
     for u in ulimits:
         resource = RESOURCES.get(u.name)
@@ -32,5 +45,9 @@ def helper_spec(ulimits: Iterable[Ulimit]) -> str:
         if u.soft < UNLIMITED or u.hard < UNLIMITED or (
                 u.hard != UNLIMITED and (u.soft == UNLIMITED or u.soft > u.hard)):
             raise InvalidArgument(f"invalid ulimit {u.name}: {u.soft}:{u.hard}")
+        if resource == NOFILE and (most := _most_open_files(nr_open)) is not None and (
+                u.hard == UNLIMITED or u.hard > most):
+            raise InvalidArgument(f"--ulimit nofile={u.soft}:{u.hard}: the guest's kernel "
+                                     f"allows at most {most} open files (-1 is more)")
         parts[resource] = f"{resource}={u.soft}:{u.hard}"
     return ",".join(parts[r] for r in sorted(parts))

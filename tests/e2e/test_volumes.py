@@ -240,7 +240,10 @@ def test_shm_size_makes_dev_shm_that_large() -> None:
               " grep ' /dev/shm ' /proc/self/mountinfo | tail -1 | cut -d' ' -f6")
     # (100 MB: more than the default's room, less than 256 MiB)
     for args, seen_there in (([], ["65536", "1777", "full"]),
-                             (["--shm-size", "256m", "--read-only"], ["262144", "1777", "fits"])):
+                             (["--shm-size", "256m", "--read-only"], ["262144", "1777", "fits"]),
+                             # (a --tmpfs of it wins, as docker's: its size, mode, owner)
+                             (["--shm-size", "1g", "--tmpfs", "/dev/shm:size=1m,mode=1770"],
+                              ["1024", "1770", "full"])):
         seen = bx("run", "--rm", *args, IMAGE, "sh", "-c", script)
         assert seen.returncode == 0, seen.stderr
         assert seen.stdout.decode().splitlines() == [*seen_there, "rw,nosuid,nodev,noexec,relatime"]

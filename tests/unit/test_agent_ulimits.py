@@ -35,3 +35,15 @@ def test_the_agent_refuses_what_the_host_would_not_send(limit: Limit) -> None:
         helper_spec([limit])
     with pytest.raises(InvalidArgument, match="invalid ulimit 'nofile'"):
         helper_spec([Limit("nofile", 1, 1), Limit("nofile", 2, 2)])
+
+
+def test_more_open_files_than_the_guests_kernel_allows_is_refused_before_a_spawn(
+        tmp_path: Path) -> None:
+    """(the helper's setrlimit would fail every start with EPERM, as exit 126)"""
+    nr_open = tmp_path / "nr_open"
+    nr_open.write_text("1048576\n")
+    assert helper_spec([Limit("nofile", 1024, 1048576)], str(nr_open)) == "7=1024:1048576"
+    for soft, hard in ((2000000, 2000000), (-1, -1), (5, -1)):
+        with pytest.raises(InvalidArgument, match="allows at most 1048576 open files"):
+            helper_spec([Limit("nofile", soft, hard)], str(nr_open))
+    assert helper_spec([Limit("nofile", 5, -1)], str(tmp_path / "none")) == "7=5:-1"

@@ -366,6 +366,13 @@ def test_tmpfs_mounts_take_dockers_defaults_and_the_root_turns_read_only(tmp_pat
     assert calls == [(None, str(root / "dev/shm"), None,
                       syscalls.MS_REMOUNT | noexec | nosuid | nodev,
                       "mode=1777,uid=0,gid=0,size=1073741824")]
+    assert (root / "dev/shm").stat().st_mode & 0o7777 == 0o1777
+    # (no size: a new tmpfs's, half the RAM; a remount keeps mode and owner: set after)
+    calls.clear()
+    mount_tmpfs(str(root), [TmpfsSpec("/dev/shm", mode=0o1700, uid=os.getuid(),
+                                      gid=os.getgid())], fake_mount, mounted.__contains__)
+    assert calls[0][4] == f"mode=1700,uid={os.getuid()},gid={os.getgid()},size=50%"
+    assert (root / "dev/shm").stat().st_mode & 0o7777 == 0o1700
     calls.clear()
     make_read_only(str(root), fake_mount)
     assert calls == [(None, str(root), None,

@@ -254,7 +254,7 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
                        ("read_only", "yes"), ("ulimits", "nofile=1"), ("ulimits", [1]),
                        ("ulimits", ["nofile=5:3"]), ("ulimits", ["as=1"]),
                        ("no_new_privileges", "yes"), ("group_add", ["a:b"]),
-                       ("group_add", "audio")):
+                       ("group_add", "audio"), ("shm_size", -1), ("shm_size", "1g")):
         mounted = manifest(disk)
         mounted["config"][key] = value
         rejected(rt, archive([reg("manifest.json", json.dumps(mounted).encode())]), key)
@@ -337,7 +337,7 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
         process=ProcessSpec(["sh", "-c", "sleep 9"], env=["X=1"]), cpus=2, memory_mib=300,
         network=NetworkConfig(mode="none"), restart="on-failure:2",
         ulimits=["core=0:0", "nofile=1024:2048"], tmpfs=["/dev/shm:size=1048576"],
-        no_new_privileges=True, group_add=["audio", "4242"]))
+        no_new_privileges=True, group_add=["audio", "4242"], shm_size=1 << 30))
     with rt.boxes.lock(box_id):
         rt.boxes.write(state)
     base = qcow2(tmp_path / f"{name}-base.qcow2")
@@ -371,6 +371,7 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     assert state.config.tmpfs == ["/dev/shm:size=1048576"]  # (a --shm-size)
     assert state.config.no_new_privileges
     assert state.config.group_add == ["audio", "4242"]
+    assert state.config.shm_size == 1 << 30
     for offset in (0, 1 << 20):  # both layers, flattened
         pattern = ord("o") if offset else ord("b")
         a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from boxlite_cli.errors import UsageError
-from boxlite_cli.runtime.tmpfs import check_tmpfs, parse_tmpfs, shm_tmpfs
+from boxlite_cli.runtime.tmpfs import box_tmpfs, check_tmpfs, parse_shm_size, parse_tmpfs
 from boxlite_cli.shim.vmspec import GuestTmpfs
 
 
@@ -53,12 +53,15 @@ def test_a_path_mounted_twice_is_refused() -> None:
         check_tmpfs([f"/t{i}" for i in range(17)], [])
 
 
-def test_shm_size_is_a_tmpfs_of_dev_shm() -> None:
-    assert shm_tmpfs(None) == []
-    assert shm_tmpfs("256m") == ["/dev/shm:size=268435456"]
-    assert check_tmpfs(shm_tmpfs("1g"), []) == [GuestTmpfs("/dev/shm", size_bytes=1 << 30)]
+def test_shm_size_sizes_the_boxs_dev_shm_unless_a_tmpfs_of_it_is_given() -> None:
+    """docker's: --shm-size sizes /dev/shm; a --tmpfs /dev/shm wins over it."""
+    assert parse_shm_size(None) == 0
+    assert parse_shm_size("256m") == 256 << 20
     for bad in ("0", "-1m", "lots", "2t"):
         with pytest.raises(UsageError, match=f"invalid --shm-size '{bad}': give a size"):
-            shm_tmpfs(bad)
-    with pytest.raises(UsageError, match="duplicate mount point /dev/shm"):
-        check_tmpfs([*shm_tmpfs("1g"), "/dev/shm"], [])
+            parse_shm_size(bad)
+    assert box_tmpfs(["/t"], [], 1 << 30) == [GuestTmpfs("/t"),
+                                              GuestTmpfs("/dev/shm", size_bytes=1 << 30)]
+    assert box_tmpfs(["/dev/shm:size=2m"], [], 1 << 30) == [
+        GuestTmpfs("/dev/shm", size_bytes=2 << 20)]
+    assert box_tmpfs([], [], 0) == []

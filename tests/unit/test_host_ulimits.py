@@ -30,6 +30,10 @@ def test_dockers_ulimit_values(spec: str, expected: tuple[str, int, int]) -> Non
     ("nofile=5:3", "the soft limit is above the hard one"),
     ("nofile=-1:3", "the soft limit is above the hard one"),
     ("nofile=99999999999999999999", "'99999999999999999999' is not a count"),
+    ("nofile=+5", "'+5' is not a count"),
+    ("nofile= 5", "' 5' is not a count"),
+    ("nofile=1 :2", "'1 ' is not a count"),
+    ("nofile=1_000", "'1_000' is not a count"),
 ])
 def test_a_bad_ulimit_says_what_is_wrong(spec: str, says: str) -> None:
     with pytest.raises(UsageError) as refused:
