@@ -33,6 +33,7 @@ def rmi(cli: CliContext, force: bool, images: tuple[str, ...]) -> int:
         except BoxliteError as e:
             report(e.message, e.hint)
             code = e.exit_code
+    cli.runtime.templates.drop_orphans()  # (those of the images deleted)
     return code
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,10 @@ from boxlite_cli.cli.rmi import prune_images
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
+if TYPE_CHECKING:
+    from boxlite_cli.oci.store import Image
+    from boxlite_cli.runtime.runtime import Runtime
+
 
 @click.group(cls=HintedGroup)
 def system() -> None:
@@ -37,8 +41,8 @@ def system() -> None:
 @pass_cli
 def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
     """Remove the boxes that are not running, the images no box needs (dangling ones,
-    or with -a all unused), warm-start templates, and with --volumes the anonymous
-    volumes no box uses."""
+    or with -a all unused), warm-start templates, what killed exports, imports and
+    clones left, and with --volumes the anonymous volumes no box uses."""
     what = ["all stopped boxes",
             "all images without at least one box" if all_unused else "all dangling images",
             "all warm-start templates (rebuilt on use)"]
@@ -54,6 +58,11 @@ def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
     boxes = rt.prune()
     volume_names = rt.prune_volumes() if volumes else []
     images = prune_images(cli, all_unused)
+    from boxlite_cli.runtime.staging import clean_stale, staging_root
+
+    staged = _allocated(staging_root(rt.paths))
+    clean_stale(rt.paths)  # (what killed exports, imports and clones left)
+    images.freed += staged - _allocated(staging_root(rt.paths))
     for title, names in (("Deleted boxes", boxes), ("Deleted volumes", volume_names),
                          ("Untagged images", images.untagged),
                          ("Deleted images", images.deleted)):
@@ -65,7 +74,13 @@ def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
 
 
 def _allocated(path: Path) -> int:
-    """Bytes a file or tree takes on the host's disk (sparse files as they are)."""
+    """Bytes a file or tree takes on the host's disk (sparse files as they are; 0 for
+    what is not there)."""
+    try:
+        if not os.path.isdir(path):
+            return os.lstat(path).st_blocks * 512
+    except OSError:
+        return 0
     total = 0
     for root, dirs, files in os.walk(path):
         for name in files + dirs:
@@ -89,16 +104,20 @@ def df(cli: CliContext, fmt: str) -> int:
     volumes = rt.volumes.all()
     box_sizes = {s.id: _allocated(rt.files(s.id).dir) for s in states}
     volume_sizes = {v.name: _allocated(Path(v.mountpoint)) for v in volumes}
+    templates = [t for t in rt.templates.root.iterdir() if t.is_dir()] \
+        if rt.templates.root.is_dir() else []
+    template_size = _allocated(rt.templates.root)
     rows = [
         _usage("Images", len(images), sum(1 for i in images if i in used_images),
-               sum(i.size for i in images.values()),
-               sum(i.size for k, i in images.items() if k not in used_images)),
+               _allocated(rt.images.root), _image_reclaimable(rt, images, used_images)),
         _usage("Boxes", len(states), sum(1 for s in states if s.status == Status.RUNNING),
                sum(box_sizes.values()),
                sum(box_sizes[s.id] for s in states if s.status != Status.RUNNING)),
         _usage("Local Volumes", len(volumes), sum(1 for v in volumes if v.name in used_volumes),
                sum(volume_sizes.values()),
                sum(n for v, n in volume_sizes.items() if v not in used_volumes)),
+        # (docker's Build Cache: what is made again on use)
+        _usage("Warm-start Templates", len(templates), 0, template_size, template_size),
     ]
     if fmt == "json":
         print_json(rows)
@@ -111,6 +130,19 @@ def df(cli: CliContext, fmt: str) -> int:
                 [[str(r["type"]), str(r["total"]), str(r["active"]), human_size(r["size"]),
                   human_size(r["reclaimable"])] for r in rows])
     return 0
+
+
+def _image_reclaimable(rt: Runtime, images: dict[str, Image], used: set[str]) -> int:
+    """What removing the images no box uses would free: the blobs only they need (a
+    layer two images share is counted once) and their unpacked root file systems."""
+    users: dict[str, set[str]] = {}
+    for image_id, image in images.items():
+        for digest in (image.manifest_digest, image_id, *image.layers):
+            users.setdefault(digest, set()).add(image_id)
+    blobs = sum(_allocated(rt.images.blob_path(digest)) for digest, ids in users.items()
+                if not ids & used)
+    return blobs + sum(_allocated(rt.images.rootfs_path(image))
+                       for image_id, image in images.items() if image_id not in used)
 
 
 def _usage(kind: str, total: int, active: int, size: int, reclaimable: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import shutil
 import time
 from pathlib import Path
 
+from boxlite_cli.disks.chain import qcow2_backing
 from boxlite_cli.disks.qcow2 import virtual_size
 from boxlite_cli.errors import DiskError
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, TEMPLATE_META
@@ -118,14 +119,29 @@ class Templates:
             return path
         return None
 
+    def drop_orphans(self) -> list[str]:
+        """Delete the primed templates whose image's base disk is gone (`rmi`): no box
+        starts from them again (a base made anew is another key); the names deleted."""
+        gone = []
+        for entry in self.root.iterdir() if self.root.is_dir() else ():
+            layer = entry / ROOTFS_LAYER
+            backing = qcow2_backing(layer) if ".partial-" not in entry.name else None
+            if backing is not None and not (entry / backing).exists():  # (relative: to it)
+                shutil.rmtree(entry, ignore_errors=True)
+                entry.with_name(f"{entry.name}.lock").unlink(missing_ok=True)
+                gone.append(entry.name)
+        return sorted(gone)
+
     def prune(self, keep: int = KEEP_TEMPLATES, max_idle_s: float = TEMPLATE_MAX_IDLE_S,
               now: float | None = None) -> list[str]:
         """Delete the templates not used for `max_idle_s` and all but the `keep` most
-        recently used ones, and saves that died half-way; the names deleted. (A box
-        restored from a deleted template runs on: its RAM image stays mapped.)"""
+        recently used ones, those of removed images, and saves that died half-way; the
+        names deleted. (A box restored from a deleted template runs on: its RAM image
+        stays mapped.)"""
         now = time.time() if now is None else now
         if not self.root.is_dir():
             return []
+        orphans = self.drop_orphans()
         used: list[tuple[float, Path]] = []
         gone: list[Path] = []
         for entry in self.root.iterdir():
@@ -146,7 +162,7 @@ class Templates:
             shutil.rmtree(entry, ignore_errors=True)
             if ".partial-" not in entry.name:
                 entry.with_name(f"{entry.name}.lock").unlink(missing_ok=True)
-        return sorted(entry.name for entry in gone)
+        return sorted([*orphans, *(entry.name for entry in gone)])
 
     def remove_all(self) -> int:
         """Delete every template (they are rebuilt by the next cold starts); bytes freed."""

@@ -324,8 +324,8 @@ def test_version_names_boxlite_qemu_and_the_guest(script_runner: ScriptRunner, h
     assert bx(script_runner, "volume", "create", "vol1").returncode == 0
     assert bx(script_runner, "volume", "ls", "--format", "{{.Name}} {{.Driver}}"
               ).stdout == "vol1 local\n"
-    assert bx(script_runner, "system", "df", "--format", "{{.Type}}").stdout.split() == [
-        "Images", "Boxes", "Local", "Volumes"]
+    assert bx(script_runner, "system", "df", "--format", "{{.Type}}").stdout.splitlines() == [
+        "Images", "Boxes", "Local Volumes", "Warm-start Templates"]
     table = bx(script_runner, "version")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0] == f"boxlite:      {__version__}"

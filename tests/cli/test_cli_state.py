@@ -866,10 +866,25 @@ def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home:
     assert kept.returncode == 0, kept.stderr
     assert bx(script_runner, "volume", "create", "spare").returncode == 0
     assert bx(script_runner, "volume", "create").returncode == 0  # (anonymous: no name)
+    # (a second image sharing the first one's layer: counted once, as on the disk)
+    plant_image(home.parent / "second", "localhost/tiny:2", Labels={"second": "1"})
+    template = home / "cache" / "templates" / "k"
+    template.mkdir(parents=True)
+    (template / "ram.img").write_bytes(b"r" * 8192)
+    stale = home / "staging" / "import-dead"  # (a killed import's: no owner)
+    stale.mkdir(parents=True)
+    (stale / "disk").write_bytes(b"d" * 8192)
+    os.utime(stale, (1, 1))
     df = {r["type"]: r for r in json.loads(
         bx(script_runner, "system", "df", "--format", "json").stdout)}
     assert (df["Boxes"]["total"], df["Images"]["total"], df["Local Volumes"]["total"],
-            df["Local Volumes"]["active"]) == (1, 1, 4, 2)
+            df["Local Volumes"]["active"]) == (1, 2, 4, 2)
+    images_on_disk = sum(f.stat().st_blocks * 512 for f in (home / "images").rglob("*"))
+    assert df["Images"]["size"] == images_on_disk
+    assert 0 < df["Images"]["reclaimable"] < df["Images"]["size"]  # (tiny:2's own blobs)
+    assert (df["Warm-start Templates"]["total"], df["Warm-start Templates"]["size"]) == (
+        1, df["Warm-start Templates"]["reclaimable"])
+    assert df["Warm-start Templates"]["size"] >= 8192
     # (the created box uses its volumes: only the unnamed spare one goes)
     pruned = bx(script_runner, "volume", "prune", "-f").stdout.split()
     assert len(pruned) == 1 and len(pruned[0]) == 64
@@ -880,6 +895,7 @@ def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home:
     done = bx(script_runner, "system", "prune", "-f", "--volumes")
     assert done.returncode == 0, done.stderr
     assert "Deleted boxes:" in done.stdout and box_dirs(home) == []
+    assert not stale.exists() and not template.exists()
     names = bx(script_runner, "volume", "ls", "-q").stdout.split()
     assert sorted(names) == ["named", "spare"]  # (the box's anonymous one went with it)
     assert bx(script_runner, "volume", "prune", "-a", "-f").stdout.split() == ["named", "spare"]

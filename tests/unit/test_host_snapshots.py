@@ -268,6 +268,29 @@ def test_pruning_keeps_the_most_recently_used_templates_and_drops_idle_ones(
                                             for s in ("", ".lock"))]
 
 
+def test_the_primed_templates_of_a_removed_image_go_with_it(tmp_path: Path) -> None:
+    """rmi deleted the image's base disk; its templates (their disk layer built on that
+    base) stayed, ~130 MB each, and a new pull of it saved another beside them."""
+    import subprocess
+
+    templates = Templates(tmp_path / "templates")
+    bases = {name: tmp_path / f"{name}.ext4" for name in ("kept", "removed")}
+    for name, base in bases.items():
+        base.write_bytes(b"\0" * 65536)
+        path = templates.path(name)
+        path.mkdir(parents=True)
+        (path / "template.json").write_text("{}")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
+                        str(path / "rootfs.qcow2")], check=True)
+    unprimed = templates.path("unprimed")  # (no disk: a new pull of its image uses it)
+    unprimed.mkdir()
+    (unprimed / "template.json").write_text("{}")
+    assert templates.drop_orphans() == []
+    bases["removed"].unlink()
+    assert templates.drop_orphans() == ["removed"]
+    assert sorted(p.name for p in templates.root.iterdir()) == ["kept", "unprimed"]
+
+
 def test_a_template_found_ready_counts_as_used_now(tmp_path: Path) -> None:
     templates = Templates(tmp_path / "templates")
     path = templates.path("k")
