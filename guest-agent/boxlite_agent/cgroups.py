@@ -26,7 +26,7 @@ BOX_GROUP = "box"
 CPU_PERIOD_US = 100_000  # (docker's --cpus period)
 CPU_QUOTA_MIN_US = 1_000  # (the kernel's least quota)
 MEMORY_MARGIN = 24 << 20  # of the guest's available memory, kept out of the box's group
-MEMORY_LEAST = 4 << 20  # (a box's group is never limited below this)
+MEMORY_LEAST = 32 << 20  # (a box's group is never limited below this)
 
 
 class BoxCgroup:
@@ -89,8 +89,7 @@ class BoxCgroup:
 
     def set_memory_limit(self, meminfo: str = "/proc/meminfo") -> None:
         """The box's memory.max: the guest's available memory now (its processes start
-        after this), less a margin for the agent and the kernel (24 MiB, or a quarter
-        of it in a small VM). A box that fills its
+        after this), less a margin for the agent and the kernel. A box that fills its
         memory with what no OOM kill frees (a tmpfs, /dev/shm larger than the RAM) then
         has its own processes killed, as a docker container's memory cgroup does,
         instead of deadlocking the guest kernel ("System is deadlocked on memory")."""
@@ -100,9 +99,7 @@ class BoxCgroup:
             with open(meminfo) as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             available = int(fields["MemAvailable"].split()[0]) * 1024
-            # (a small VM's margin is a quarter of what it has: the limit stays below
-            # what is there, or it would never bind)
-            limit = max(available - min(MEMORY_MARGIN, available // 4), MEMORY_LEAST)
+            limit = max(available - MEMORY_MARGIN, MEMORY_LEAST)
             with open(os.path.join(self.group, "memory.max"), "w") as f:
                 f.write(str(limit))
         except (OSError, KeyError, ValueError) as e:

@@ -541,8 +541,8 @@ def test_ulimits_bind_every_process_of_the_box() -> None:
     refused = bx("run", "--rm", "--ulimit", "nofile=2000000", IMAGE, "true")
     assert refused.returncode == 125
     assert refused.stderr.decode().splitlines()[-1] == (
-        "boxlite: initialising the guest: --ulimit nofile=2000000:2000000: more than the "
-        "1048576 open files the guest's kernel allows a process")
+        "boxlite: initialising the guest: --ulimit nofile=2000000:2000000: the guest's kernel "
+        "allows at most 1048576 open files (-1 is more)")
 
 
 def test_no_new_privileges_binds_every_process_of_the_box() -> None:
