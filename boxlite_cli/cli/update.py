@@ -31,7 +31,8 @@ def update(cli: CliContext, restart: str | None, cpus: str | None, memory: str |
     """Change the restart policy or the size of one or more boxes; prints each one.
 
     A running box keeps the CPUs, memory and pids limit it started with until it starts
-    again (its VM has them); a box with memory checkpoints keeps its CPUs and memory.
+    again (its VM has them); a box with memory checkpoints keeps its CPUs, memory and
+    pids limit.
     """
     from boxlite_cli.runtime.spec import parse_cpus, parse_memory_mib, pids_limit_of
     from boxlite_cli.runtime.update import BoxUpdate

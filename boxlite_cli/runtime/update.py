@@ -3,8 +3,8 @@
 The restart policy counts from the next end of the box's main process (its shim reads
 it then; a restart a changed policy no longer wants is not made). CPUs, memory and the
 pids limit are the VM's and the guest's: a running box keeps its own until it starts
-again. A box with memory checkpoints keeps its size: they restore into a VM of the size
-they were taken in.
+again. A box with memory checkpoints keeps its size and pids limit: they resume a VM of
+the size, and a guest with the limits, they were taken in.
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ def update(rt: Runtime, ref: str, change: BoxUpdate) -> Updated:
     from boxlite_cli.runtime import snapshots  # (only for a change of size)
 
     box_id = rt.resolve(ref)
-    if change.resizes():
+    current = rt.get(box_id).config
+    if (change.cpus not in (None, (current.cpus, current.cpu_limit))
+            or change.memory_mib not in (None, current.memory_mib)
+            or change.pids_limit not in (None, current.pids_limit)):
         checkpoints = [s.name for s in snapshots.list_all(rt, box_id) if s.memory]
-        if checkpoints:
+        if checkpoints:  # (a resumed guest keeps its VM and its cgroup's limits)
             raise Conflict(f"box {rt.get(box_id).name} has memory checkpoints "
-                           f"({', '.join(checkpoints)}) of its size: its CPUs and memory stay",
-                           hint="remove them first: boxlite snapshot rm BOX NAME")
+                           f"({', '.join(checkpoints)}): its CPUs, memory and pids limit "
+                           "stay", hint="remove them first: boxlite snapshot rm BOX NAME")
     with rt.boxes.lock(box_id):
         state = rt.boxes.read(box_id)
         config = state.config

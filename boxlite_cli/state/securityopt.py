@@ -16,7 +16,9 @@ from boxlite_cli.errors import UsageError
 
 NO_NEW_PRIVILEGES = "no-new-privileges"
 AS_IS = {"seccomp=unconfined", "apparmor=unconfined", "label=disable"}
-TRUE, FALSE = ("true", "1"), ("false", "0")
+# (docker parses the value with Go's strconv.ParseBool)
+TRUE = ("1", "t", "T", "TRUE", "true", "True")
+FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 def no_new_privileges(options: Iterable[str]) -> bool:

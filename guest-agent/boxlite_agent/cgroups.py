@@ -4,8 +4,9 @@ so that limits hold for the box as a whole and not for the guest agent.
 Now: the pids controller (`--pids-limit`): a fork bomb in the box stops at its limit;
 the cpu controller for a fractional `--cpus` (cpu.max); the memory controller: the
 guest's available memory less a margin (memory.max, so that a box that fills it is
-OOM-killed in its group, not the guest's kernel deadlocked), and its events (an OOM
-kill in the box: docker's OOMKilled). The agent (outside the group) can still
+OOM-killed in its group, not the guest's kernel deadlocked; the memory guard,
+oomguard.py, ends a box that thrashes there instead), and its events (an OOM kill in
+the box: docker's OOMKilled). The agent (outside the group) can still
 start a process, or end the box. The exec helper joins the group before it executes
 the box's program (spawn.py passes it the group's cgroup.procs open for writing), so
 nothing of the box starts outside it.
@@ -20,19 +21,21 @@ import contextlib
 import os
 
 from boxlite_agent import console, syscalls
+from boxlite_agent.oomguard import MemoryGuard
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 BOX_GROUP = "box"
 CPU_PERIOD_US = 100_000  # (docker's --cpus period)
 CPU_QUOTA_MIN_US = 1_000  # (the kernel's least quota)
 MEMORY_MARGIN = 24 << 20  # of the guest's available memory, kept out of the box's group
-MEMORY_LEAST = 32 << 20  # (a box's group is never limited below this)
+MEMORY_LEAST = 4 << 20  # (a box's group is never limited below this)
 
 
 class BoxCgroup:
     def __init__(self, root: str = CGROUP_ROOT) -> None:
         self.root = root
         self.group: str | None = None  # the box's group, once made
+        self.guard: MemoryGuard | None = None  # its watch at the memory limit, once set
 
     def setup(self, mount: bool = True) -> None:
         """Mount cgroup2 (if need be), enable the pids controller below the root and
@@ -89,7 +92,8 @@ class BoxCgroup:
 
     def set_memory_limit(self, meminfo: str = "/proc/meminfo") -> None:
         """The box's memory.max: the guest's available memory now (its processes start
-        after this), less a margin for the agent and the kernel. A box that fills its
+        after this), less a margin for the agent and the kernel (24 MiB, or a half
+        of it in a small VM). A box that fills its
         memory with what no OOM kill frees (a tmpfs, /dev/shm larger than the RAM) then
         has its own processes killed, as a docker container's memory cgroup does,
         instead of deadlocking the guest kernel ("System is deadlocked on memory")."""
@@ -99,24 +103,32 @@ class BoxCgroup:
             with open(meminfo) as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             available = int(fields["MemAvailable"].split()[0]) * 1024
-            limit = max(available - MEMORY_MARGIN, MEMORY_LEAST)
+            # (a small VM's margin is half of what it has: the limit stays below
+            # what is there, or it would never bind)
+            limit = max(available - min(MEMORY_MARGIN, available // 2), MEMORY_LEAST)
             with open(os.path.join(self.group, "memory.max"), "w") as f:
                 f.write(str(limit))
         except (OSError, KeyError, ValueError) as e:
             console.log(f"boxlite-agent: no memory limit for the box's group: {e}")
+            return
+        if self.guard is None:  # (the kernel's OOM kill at a group's limit can come
+            self.guard = MemoryGuard(self.group)  # minutes late: oomguard.py)
+            self.guard.start()
 
     def oom_kills(self) -> int:
-        """How many processes of the box the kernel's OOM killer has killed (any OOM:
-        the guest's memory is the box's); 0 without a group or a memory controller."""
+        """How many processes of the box the kernel's OOM killer, or the memory guard,
+        has killed (any OOM: the guest's memory is the box's); 0 without a group or a
+        memory controller."""
         if self.group is None:
             return 0
+        guarded = self.guard.kills if self.guard is not None else 0
         with contextlib.suppress(OSError, ValueError), \
                 open(os.path.join(self.group, "memory.events")) as f:
             for line in f:
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
-                    return int(value)
-        return 0
+                    return int(value) + guarded
+        return guarded
 
     def procs_fd(self) -> int | None:
         """The box group's cgroup.procs open for writing (the helper writes "0" to it to

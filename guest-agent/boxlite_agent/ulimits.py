@@ -47,7 +47,7 @@ def helper_spec(ulimits: Iterable[Ulimit], nr_open: str = NR_OPEN) -> str:
             raise InvalidArgument(f"invalid ulimit {u.name}: {u.soft}:{u.hard}")
         if resource == NOFILE and (most := _most_open_files(nr_open)) is not None and (
                 u.hard == UNLIMITED or u.hard > most):
-            raise InvalidArgument(f"--ulimit nofile={u.soft}:{u.hard}: the guest's kernel "
-                                     f"allows at most {most} open files (-1 is more)")
+            raise InvalidArgument(f"--ulimit nofile={u.soft}:{u.hard}: more than the {most} "
+                                  "open files the guest's kernel allows a process")
         parts[resource] = f"{resource}={u.soft}:{u.hard}"
     return ",".join(parts[r] for r in sorted(parts))

@@ -995,8 +995,12 @@ def test_update_changes_a_stopped_boxs_policy_and_size(script_runner: ScriptRunn
     disks.mkdir(parents=True, exist_ok=True)
     (disks / "snapshots.json").write_text(json_.dumps({"snapshots": [
         {"name": "ck", "file": "x", "created": 0, "memory": "mem"}]}))
-    assert_one_line_error(bx(script_runner, "update", "--cpus", "2", "planted"),
-                          "box planted has memory checkpoints (ck) of its size")
+    for args in (["--cpus", "2"], ["--pids-limit", "100"]):
+        assert_one_line_error(bx(script_runner, "update", *args, "planted"),
+                              "box planted has memory checkpoints (ck): its CPUs, memory "
+                              "and pids limit stay")
+    # (what it has already is no change)
+    assert bx(script_runner, "update", "-m", "300m", "--cpus", "0.5", "planted").returncode == 0
     assert bx(script_runner, "update", "--restart", "no", "planted").returncode == 0
     config = BoxStore(home_paths()).read(state.id).config
     assert (config.restart, config.cpus, config.memory_mib) == ("no", 1, 300)

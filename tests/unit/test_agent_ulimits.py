@@ -44,6 +44,6 @@ def test_more_open_files_than_the_guests_kernel_allows_is_refused_before_a_spawn
     nr_open.write_text("1048576\n")
     assert helper_spec([Limit("nofile", 1024, 1048576)], str(nr_open)) == "7=1024:1048576"
     for soft, hard in ((2000000, 2000000), (-1, -1), (5, -1)):
-        with pytest.raises(InvalidArgument, match="allows at most 1048576 open files"):
+        with pytest.raises(InvalidArgument, match="more than the 1048576 open files the guest"):
             helper_spec([Limit("nofile", soft, hard)], str(nr_open))
     assert helper_spec([Limit("nofile", 5, -1)], str(tmp_path / "none")) == "7=5:-1"

@@ -13,6 +13,9 @@ from boxlite_cli.state.securityopt import no_new_privileges
     (["no-new-privileges"], True),
     (["no-new-privileges:true"], True),
     (["no-new-privileges=true"], True),
+    (["no-new-privileges=TRUE"], True),
+    (["no-new-privileges:t"], True),
+    (["no-new-privileges=False"], False),
     (["no-new-privileges:false"], False),
     (["no-new-privileges", "no-new-privileges:false"], False),  # (the last one wins)
     (["seccomp=unconfined", "apparmor=unconfined", "label=disable"], False),
@@ -23,7 +26,8 @@ def test_the_options_a_box_takes(options: list[str], expected: bool) -> None:
 
 
 @pytest.mark.parametrize("option", ["seccomp=/p.json", "apparmor=docker-default",
-                                    "label=type:svirt", "no-new-privileges:maybe", "bogus",
+                                    "label=type:svirt", "no-new-privileges:maybe", "no-new-privileges=yes",
+                                    "bogus",
                                     "systempaths=unconfined"])
 def test_an_option_that_would_not_be_applied_is_refused(option: str) -> None:
     with pytest.raises(UsageError) as refused:
