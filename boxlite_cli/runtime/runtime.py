@@ -356,7 +356,9 @@ class Runtime:
                 state.error = state.error or "the box's shim process died unexpectedly"
                 if state.exit_code is None:
                     state.exit_code = 137
-                if state.finished_at is None:  # (about when: the last its run wrote)
+                if state.finished_at is None or state.finished_at < (state.started_at or 0):
+                    # (about when: the last its run wrote; a FinishedAt before its start
+                    # is the run before's)
                     times = []
                     for written in (files.state, files.shim_log, files.container_log):
                         with contextlib.suppress(OSError):

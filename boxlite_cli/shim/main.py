@@ -646,7 +646,8 @@ class Shim:
                 clock_ns=time.time_ns(), entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
                 network=pb.NetworkConfig(
                     mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
-                    hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac),
+                    hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac,
+                    dns_search=net.dns_search, dns_options=net.dns_options),
                 volumes=self.volume_mounts(), pids_limit=state.config.pids_limit,
                 cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop),
                 cpu_limit=state.config.cpu_limit, read_only=state.config.read_only,
@@ -717,8 +718,8 @@ class Shim:
             self.deliverer.start()
         self.serve(channel)
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
-                    vmm=self.launch.driver,
-                    exit_code=None, error=None, finished_at=None)
+                    vmm=self.launch.driver, exit_code=None, error=None)  # (FinishedAt: the
+        # last run's until this one ends, as docker's)
         self.widen_port_backlogs()  # (before the CLI hears the box runs)
         # A foreground CLI hears on the same pipe how the main process ended (it reads
         # that when its own stream breaks: why the box stopped).
@@ -733,7 +734,7 @@ class Shim:
         self.client = client
         self.serve(channel)
         self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
-                    vmm=self.launch.driver, exit_code=None, error=None, finished_at=None)
+                    vmm=self.launch.driver, exit_code=None, error=None)
         self.widen_port_backlogs()
         self.report(ok=True, exec_id=MAIN, pid=0)
         if not self.launch.foreground:  # (a foreground CLI attaches to it itself)

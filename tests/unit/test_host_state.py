@@ -503,6 +503,25 @@ def test_a_box_whose_shim_died_finished_when_its_run_last_wrote(store: BoxStore)
     assert rt.get("dead").exit_code == 137
 
 
+
+def test_a_box_whose_shim_died_is_not_given_its_last_runs_end(store: BoxStore) -> None:
+    """A running box keeps the FinishedAt of its run before (docker's); a shim that died
+    in this run ended it after its start, not then."""
+    import os
+
+    rt = Runtime(store.paths)
+    box = add_box(rt.boxes, name="dead", status=Status.RUNNING)
+    with rt.boxes.lock(box.id):
+        state = rt.boxes.read(box.id)
+        state.started_at, state.finished_at = 1200.0, 1100.0
+        rt.boxes.write(state)
+    files = rt.files(box.id)
+    os.utime(files.state, (1200.0, 1200.0))
+    files.container_log.write_bytes(b"")
+    os.utime(files.container_log, (1700.0, 1700.0))
+    assert rt.get("dead").finished_at == 1700.0
+
+
 def test_a_warm_start_that_lost_its_host_port_keeps_the_template(
         store: BoxStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Another box took the fixed host port between our check and QEMU's bind (QEMU
