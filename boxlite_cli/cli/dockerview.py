@@ -133,6 +133,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "PortBindings": _port_map(cfg.network.ports),
             "PublishAllPorts": False,
             "NetworkMode": cfg.network.mode, "Dns": list(cfg.network.dns),
+            "DnsSearch": list(cfg.network.dns_search),
+            "DnsOptions": list(cfg.network.dns_options),
             "ExtraHosts": list(cfg.network.extra_hosts),
             "RestartPolicy": dict(zip(("Name", "MaximumRetryCount"),
                                       policy_parts(cfg.restart), strict=True)),

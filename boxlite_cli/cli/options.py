@@ -185,7 +185,7 @@ def box_options(f: F) -> F:
 
 
 def network_options(f: F) -> F:
-    """--network --dns --add-host -p (run and create)."""
+    """--network --dns --dns-search --dns-option --add-host -p (run and create)."""
     for decorator in reversed([
         click.option("--network", "--net", "network", default="nat", show_default=True,
                      metavar="nat|none",
@@ -204,6 +204,13 @@ def network_options(f: F) -> F:
                           "127.0.0.1, on free ports chosen at each start."),
         click.option("--dns", "dns", multiple=True, metavar="IP",
                      help="DNS server for the box (default: the host's resolver via NAT)."),
+        click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN",
+                     help="A search domain of the box's resolver (resolv.conf's search; "
+                          "'.': none)."),
+        click.option("--dns-option", "--dns-opt", "dns_options", multiple=True,
+                     metavar="OPTION",
+                     help="An option of the box's resolver (resolv.conf's options: ndots:2, "
+                          "timeout:1, attempts:2, rotate, edns0...)."),
         click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
                      help="Add a line to the box's /etc/hosts."),
     ]):
@@ -212,8 +219,9 @@ def network_options(f: F) -> F:
 
 
 def to_network(network: str, dns: tuple[str, ...], add_hosts: tuple[str, ...],
-               publish: tuple[str, ...]) -> NetworkConfig:
-    return network_config(network, dns, add_hosts, publish)
+               publish: tuple[str, ...], dns_search: tuple[str, ...] = (),
+               dns_options: tuple[str, ...] = ()) -> NetworkConfig:
+    return network_config(network, dns, add_hosts, publish, dns_search, dns_options)
 
 
 def check_tty_input(interactive: bool, tty: bool, detach: bool) -> None:

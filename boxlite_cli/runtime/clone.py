@@ -258,7 +258,7 @@ def from_checkpoint(rt: Runtime, ref: str, snapshot: str, name: str | None = Non
                                   mac=source.config.network.mac or box_mac(source.id))
     if publish is not None:  # (the guest's side of the network is the checkpoint's)
         network = dataclasses.replace(network, ports=network_config(
-            network.mode, network.dns, network.extra_hosts, publish).ports)
+            network.mode, publish=publish).ports)
     snapshots.memory_payload(Path(snap.memory), rt.payload(), source.name, snapshot)
     with stage(rt.paths, "from") as st:
         box_id = new_box_id()

@@ -54,7 +54,12 @@ from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.names import random_name
-from boxlite_cli.runtime.network import parse_add_host
+from boxlite_cli.runtime.network import (
+    MAX_RESOLVER_ITEMS,
+    dns_option,
+    dns_search_domain,
+    parse_add_host,
+)
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.runtime.spec import MAX_DISK_SIZE, MAX_LABELS_BYTES, MIN_CPUS, MIN_MEMORY_MIB
@@ -436,6 +441,14 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
             ipaddress.ip_address(server)
         except ValueError:
             raise ArchiveError(f"{what}: invalid manifest: DNS server {server!r} is not an IP") from None
+    resolver: list[list[str]] = []
+    for key, check in (("dns_search", dns_search_domain), ("dns_options", dns_option)):
+        resolver.append(_strings(d, key, what, MAX_RESOLVER_ITEMS))
+        for item in resolver[-1]:
+            try:
+                _expect(check(item) == item, what, f"{key} {item!r} is malformed")
+            except UsageError:
+                raise ArchiveError(f"{what}: invalid manifest: {key} {item!r}") from None
     hosts = _strings(d, "extra_hosts", what, 256)
     for item in hosts:  # (as --add-host keeps them: name:ip, what /etc/hosts gets)
         try:
@@ -464,7 +477,8 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
         ports.append(PortMapping(box_port=_int(p, "box_port", what, 1, 65535), proto=proto,
                                  host_ip=host_ip, host_port=host_port,
                                  host_port_end=host_port_end))
-    return NetworkConfig(mode=mode, dns=dns, extra_hosts=hosts, ports=ports), rebound
+    return NetworkConfig(mode=mode, dns=dns, dns_search=resolver[0], dns_options=resolver[1],
+                         extra_hosts=hosts, ports=ports), rebound
 
 
 def _labels(cfg: dict[str, Any], what: str) -> dict[str, str]:

@@ -100,6 +100,12 @@ def parse_publish(spec: str) -> PortMapping:
     return PortMapping(box_port=box_port, proto=proto, host_ip=host_ip, host_port=host_port)
 
 
+# docker's ValidateDNSSearch: labels of letters, digits and inner hyphens
+DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z")
+MAX_DOMAIN = 255
+DNS_OPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")  # (one resolv.conf word)
+MAX_RESOLVER_ITEMS = 32  # search domains, and options (the manifest's bound too)
 MAX_RANGE = 256  # ports one -p range may publish (each is a forward of the VM's network)
 
 
@@ -166,8 +172,29 @@ def parse_add_host(item: str) -> str:
     return f"{name}:{_ip(ip, f'IP in --add-host {item!r}')}"
 
 
+def dns_search_domain(domain: str) -> str | None:
+    """A --dns-search domain as resolv.conf takes it (a trailing dot dropped); None for
+    `.`, docker's "no search domain"."""
+    if domain == ".":
+        return None
+    name = domain[:-1] if domain.endswith(".") else domain
+    if len(name) > MAX_DOMAIN or not DOMAIN_RE.match(name):
+        raise UsageError(f"invalid --dns-search {domain!r}: not a domain name")
+    return name
+
+
+def dns_option(option: str) -> str:
+    """A --dns-option as resolv.conf's `options` line takes it: one word (ndots:2,
+    timeout:1, rotate, edns0...), which the box's resolver reads; nothing is checked of
+    what it means, as in docker."""
+    if not DNS_OPTION_RE.match(option):
+        raise UsageError(f"invalid --dns-option {option!r}: want one word, such as ndots:2")
+    return option
+
+
 def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] = (),
-                   publish: Iterable[str] = ()) -> NetworkConfig:
+                   publish: Iterable[str] = (), dns_search: Iterable[str] = (),
+                   dns_options: Iterable[str] = ()) -> NetworkConfig:
     """The box's network config from the options of run/create."""
     mode = NETWORK_ALIASES.get(mode, mode)
     if mode not in NETWORK_MODES:
@@ -184,7 +211,14 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
             if key in seen:
                 raise UsageError(f"host port {p.public}/{p.proto} is published twice")
             seen.add(key)
+    search = [d for d in map(dns_search_domain, dns_search) if d is not None]
+    options = [dns_option(o) for o in dns_options]
+    for what, values in (("--dns-search", search), ("--dns-option", options)):
+        if len(values) > MAX_RESOLVER_ITEMS:
+            raise UsageError(f"too many {what} values: at most {MAX_RESOLVER_ITEMS}")
     return NetworkConfig(mode=mode, dns=[_ip(d, "--dns server") for d in dns],
+                         dns_search=list(dict.fromkeys(search)),
+                         dns_options=list(dict.fromkeys(options)),
                          extra_hosts=[parse_add_host(h) for h in add_hosts], ports=ports)
 
 
@@ -314,11 +348,14 @@ def box_mac(box_id: str) -> str:
 def guest_network(config: NetworkConfig, box_id: str = "") -> GuestNetwork:
     """What the guest agent's Init sets up for this box (sent at every start)."""
     hosts = tuple(hosts_entries(config))
+    resolver = GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts,
+                            dns_search=tuple(config.dns_search),
+                            dns_options=tuple(config.dns_options))
     if config.mode != NAT:
-        return GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts)
-    return GuestNetwork(mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}", gateway=NET_HOST,
-                        dns=tuple(dns_servers(config)), hosts=hosts,
-                        mac=config.mac or (box_mac(box_id) if box_id else ""))
+        return resolver
+    return dataclasses.replace(resolver, mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}",
+                               gateway=NET_HOST,
+                               mac=config.mac or (box_mac(box_id) if box_id else ""))
 
 
 def parse_private_port(text: str) -> tuple[int, str]:

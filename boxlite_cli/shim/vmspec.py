@@ -30,10 +30,13 @@ class GuestNetwork:
     dns: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = ()
     mac: str = ""
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {"mode": self.mode, "address": self.address, "gateway": self.gateway,
-                "dns": list(self.dns), "hosts": [list(h) for h in self.hosts], "mac": self.mac}
+                "dns": list(self.dns), "hosts": [list(h) for h in self.hosts], "mac": self.mac,
+                "dns_search": list(self.dns_search), "dns_options": list(self.dns_options)}
 
     @classmethod
     def from_json(cls, data: dict[str, object] | None) -> GuestNetwork:
@@ -41,10 +44,14 @@ class GuestNetwork:
             return cls()
         dns = data.get("dns") or []
         hosts = data.get("hosts") or []
+        search = data.get("dns_search") or []
+        options = data.get("dns_options") or []
         assert isinstance(dns, list) and isinstance(hosts, list)
+        assert isinstance(search, list) and isinstance(options, list)
         return cls(str(data.get("mode", "none")), str(data.get("address", "")),
                    str(data.get("gateway", "")), tuple(str(d) for d in dns),
-                   tuple((str(n), str(ip)) for n, ip in hosts), str(data.get("mac", "")))
+                   tuple((str(n), str(ip)) for n, ip in hosts), str(data.get("mac", "")),
+                   tuple(str(d) for d in search), tuple(str(o) for o in options))
 
 
 @dataclass(frozen=True)

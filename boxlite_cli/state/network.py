@@ -57,10 +57,13 @@ class PortMapping:
 
 @dataclass
 class NetworkConfig:
-    """What the user asked for at create time: `--network`, `--dns`, `--add-host`, `-p`."""
+    """What the user asked for at create time: `--network`, `--dns`, `--dns-search`,
+    `--dns-option`, `--add-host`, `-p`."""
 
     mode: str = NAT
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)  # (resolv.conf's search)
+    dns_options: list[str] = field(default_factory=list)  # (resolv.conf's options)
     # "name:ip", as docker keeps ExtraHosts (the name never holds a colon).
     extra_hosts: list[str] = field(default_factory=list)
     ports: list[PortMapping] = field(default_factory=list)
@@ -78,5 +81,7 @@ class NetworkConfig:
         if mac and not _MAC_RE.match(mac):
             raise ValueError(f"config.network.mac {mac!r} is not a MAC address")
         return cls(mode=str(data.get("mode", NAT)), dns=[str(d) for d in data.get("dns", [])],
+                   dns_search=[str(d) for d in data.get("dns_search", [])],
+                   dns_options=[str(o) for o in data.get("dns_options", [])],
                    extra_hosts=[str(h) for h in data.get("extra_hosts", [])],
                    ports=[PortMapping.from_json(p) for p in data.get("ports", [])], mac=mac)

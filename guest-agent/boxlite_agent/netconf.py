@@ -43,6 +43,8 @@ class NetSetup:
     dns: tuple[str, ...] = ()
     hosts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     mac: str = ""  # "02:xx:xx:xx:xx:xx"; empty: keep the NIC's
+    dns_search: tuple[str, ...] = ()  # resolv.conf's search domains
+    dns_options: tuple[str, ...] = ()  # and its options
 
     @property
     def ip(self) -> str:
@@ -180,6 +182,10 @@ def hosts_file(hostname: str, net: NetSetup) -> str:
 
 
 def resolv_conf(net: NetSetup) -> str:
-    if not net.dns:
-        return "# no DNS servers: the box has no network (--network none)\n"
-    return "".join(f"nameserver {ip}\n" for ip in net.dns)
+    lines = [f"nameserver {ip}" for ip in net.dns] or [
+        "# no DNS servers: the box has no network (--network none)"]
+    if net.dns_search:
+        lines.append("search " + " ".join(net.dns_search))
+    if net.dns_options:
+        lines.append("options " + " ".join(net.dns_options))
+    return "\n".join(lines) + "\n"

@@ -58,6 +58,8 @@ CANNOT_EXECUTE = 126  # (docker's exit code of a process that cannot be started)
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]{0,62})\Z")
 
 _HOST_ENTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})\Z")
+_RESOLV_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,254}\Z")  # (no blank, no newline)
+_RESOLV_ITEMS = 32
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
@@ -73,11 +75,18 @@ def net_setup(msg: pb.NetworkConfig) -> NetSetup:
     for h in msg.hosts:
         if not _HOST_ENTRY.match(h.name):
             raise InvalidArgument(f"invalid host name {h.name!r}")
+    for what, words in (("search domain", msg.dns_search), ("resolver option", msg.dns_options)):
+        if len(words) > _RESOLV_ITEMS:
+            raise InvalidArgument(f"too many DNS {what}s ({len(words)})")
+        for word in words:
+            if not _RESOLV_WORD.match(word):
+                raise InvalidArgument(f"invalid DNS {what} {word!r}")
     if msg.mac and not (_MAC.match(msg.mac) and int(msg.mac[:2], 16) % 2 == 0):
         raise InvalidArgument(f"invalid MAC address {msg.mac!r} (want a unicast xx:xx:xx:xx:xx:xx)")
     return NetSetup(mode=msg.mode or "none", address=msg.address, gateway=msg.gateway,
                     dns=tuple(msg.dns), hosts=tuple((h.name, h.ip) for h in msg.hosts),
-                    mac=msg.mac)
+                    mac=msg.mac, dns_search=tuple(msg.dns_search),
+                    dns_options=tuple(msg.dns_options))
 
 
 _Req = TypeVar("_Req")

@@ -665,6 +665,22 @@ def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRun
     assert (record["Config"]["Env"], record["config"]["cpus"]) == (["A=1", "B=two"], 2)
 
 
+def test_dns_search_and_options_are_kept_and_shown_as_dockers(script_runner: ScriptRunner,
+                                                               image: str) -> None:
+    created = bx(script_runner, "create", "--name", "resolver", "--dns-search", "a.example.",
+                 "--dns-search", "b.example", "--dns-opt", "ndots:2", "--dns-option", "rotate",
+                 image)
+    assert created.returncode == 0, created.stderr
+    shown = bx(script_runner, "inspect", "-f",
+               "{{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}", "resolver")
+    assert shown.stdout == '["a.example","b.example"] ["ndots:2","rotate"]\n'
+    before = bx(script_runner, "ps", "-a", "-q").stdout
+    for args, says in ((["--dns-search", "a b"], "invalid --dns-search 'a b': not a domain"),
+                       (["--dns-option", "ndots:2 rotate"], "invalid --dns-option")):
+        assert_one_line_error(bx(script_runner, "create", *args, image), says)
+    assert bx(script_runner, "ps", "-a", "-q").stdout == before
+
+
 def test_inspect_splits_the_entrypoint_from_the_command(script_runner: ScriptRunner,
                                                         image: str) -> None:
     """docker's Config.Entrypoint and Config.Cmd (null when empty), not one argv."""

@@ -139,7 +139,8 @@ def test_nat_box_downloads_pip_installs_and_knows_its_names(tmp_path: Path) -> N
         simple_index(root, build_wheel(tmp_path, "boxnettest", "1.0"), "boxnettest")
     with http_server(root) as port:
         r = run_json("run", "--rm", "--add-host", "db.internal:192.0.2.7",
-                     "--dns", "10.0.2.3", "--dns", "192.0.2.53",
+                     "--dns", "10.0.2.3", "--dns", "192.0.2.53", "--dns-search", "corp.example.",
+                     "--dns-search", "lab.example", "--dns-opt", "ndots:2", "--dns-option", "edns0",
                      IMAGE, "python3", "-c", NAT_SCRIPT, str(port), "1" if pip else "0")
     assert r["sha256"] == hashlib.sha256(blob).hexdigest()
     assert r["host_alias"] == "10.0.2.2"
@@ -152,7 +153,8 @@ def test_nat_box_downloads_pip_installs_and_knows_its_names(tmp_path: Path) -> N
     assert "127.0.0.1\tlocalhost" in hosts
     assert hosts[-3:] == ["10.0.2.2\thost.boxlite.internal", "192.0.2.7\tdb.internal",
                           f"10.0.2.15\t{hostname}"]
-    assert r["resolv.conf_file"] == "nameserver 10.0.2.3\nnameserver 192.0.2.53\n"
+    assert r["resolv.conf_file"] == ("nameserver 10.0.2.3\nnameserver 192.0.2.53\n"
+                                     "search corp.example lab.example\noptions ndots:2 edns0\n")
     if pip:
         assert r["pip"][0] == 0, r["pip"]  # type: ignore[index]
         assert r["greeting"] == "hello from boxnettest 1.0"
@@ -404,6 +406,8 @@ def test_a_host_port_range_publishes_on_its_first_free_port() -> None:
     (["-p", "999.1.1.1:80:80"], "not an IP address"),
     (["--add-host", "nocolon"], "use NAME:IP"),
     (["--dns", "resolver"], "not an IP address"),
+    (["--dns-search", "two words"], "invalid --dns-search 'two words': not a domain name"),
+    (["--dns-option", "ndots:1\nnameserver 192.0.2.66"], "invalid --dns-option"),
 ])
 def test_bad_network_options_are_usage_errors(args: list[str], says: str) -> None:
     before = bx("ps", "-a", "-q").stdout

@@ -230,6 +230,12 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         hosts = manifest(disk)
         hosts["config"]["network"] = {"mode": "nat", "extra_hosts": [host]}
         rejected(rt, archive([reg("manifest.json", json.dumps(hosts).encode())]), "extra host")
+    for key, word in (("dns_search", "x.example\nnameserver 6.6.6.6"), ("dns_search", "a."),
+                      ("dns_options", "ndots:1 rotate"), ("dns_search", ["x"] * 33)):
+        resolver = manifest(disk)
+        resolver["config"]["network"] = {"mode": "nat", key: word if isinstance(word, list)
+                                         else [word]}
+        rejected(rt, archive([reg("manifest.json", json.dumps(resolver).encode())]), key)
     small = manifest(disk)
     small["config"]["memory_mib"] = 16  # (the CLI's least is 128: the guest would not boot)
     rejected(rt, archive([reg("manifest.json", json.dumps(small).encode())]), "memory_mib")

@@ -4,6 +4,7 @@ round trip, what the guest is told, and the guest's /etc files and ioctl structs
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import struct
 import sys
@@ -146,6 +147,42 @@ def test_network_config_checks_everything_up_front() -> None:
         network_config("nat", dns=["dns.example"])
     with pytest.raises(UsageError, match="published twice"):
         network_config("nat", publish=["8080:80", "8080:81"])
+
+
+@pytest.mark.parametrize(("search", "kept"), [
+    (["example.com", "corp.example.", "example.com"], ["example.com", "corp.example"]),
+    (["."], []),  # (docker's "no search domain")
+    (["a-b.c0", "x"], ["a-b.c0", "x"]),
+])
+def test_dns_search_domains_are_kept_as_resolv_conf_takes_them(search: list[str],
+                                                               kept: list[str]) -> None:
+    assert network_config("nat", dns_search=search).dns_search == kept
+
+
+@pytest.mark.parametrize("bad", ["two words", "-lead.example", "trail-.example", "a..b",
+                                 "x\nnameserver 1.2.3.4", "", "a" * 256, "dom\u00e4in.example"])
+def test_a_bad_dns_search_domain_is_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match=r"invalid --dns-search .*: not a domain name"):
+        network_config("nat", dns_search=[bad])
+
+
+def test_dns_options_are_single_words() -> None:
+    cfg = network_config("nat", dns_options=["ndots:2", "timeout:1", "rotate", "ndots:2"])
+    assert cfg.dns_options == ["ndots:2", "timeout:1", "rotate"]
+    for bad in ("ndots:1 rotate", "x\nnameserver 192.0.2.66", "", ":x", "a" * 65):
+        with pytest.raises(UsageError, match="invalid --dns-option"):
+            network_config("nat", dns_options=[bad])
+    with pytest.raises(UsageError, match="too many --dns-option values: at most 32"):
+        network_config("nat", dns_options=[f"o{i}" for i in range(33)])
+
+
+def test_the_guest_gets_the_resolver_settings_with_and_without_a_network() -> None:
+    for mode in ("nat", "none"):
+        cfg = network_config(mode, dns_search=["example.com"], dns_options=["ndots:3"])
+        guest = guest_network(cfg, "ab" * 32)
+        assert (guest.dns_search, guest.dns_options) == (("example.com",), ("ndots:3",))
+        assert GuestNetwork.from_json(guest.to_json()) == guest
+        assert NetworkConfig.from_json(dataclasses.asdict(cfg)) == cfg
     # The same host port for tcp and udp is two sockets: fine.
     network_config("nat", publish=["8080:80", "8080:80/udp"])
 
@@ -344,6 +381,29 @@ def test_guest_hosts_and_resolv_conf() -> None:
     none = netconf.NetSetup()
     assert netconf.hosts_file("box1", none).splitlines()[-1] == "127.0.1.1\tbox1"
     assert "nameserver" not in netconf.resolv_conf(none)
+    searching = dataclasses.replace(net, dns_search=("a.example", "b.example"),
+                                    dns_options=("ndots:2", "rotate"))
+    assert netconf.resolv_conf(searching) == ("nameserver 10.0.2.3\nsearch a.example b.example\n"
+                                              "options ndots:2 rotate\n")
+
+
+@pytest.mark.parametrize(("field", "word", "says"), [
+    ("dns_search", "a b", "invalid DNS search domain 'a b'"),
+    ("dns_search", "x\nnameserver 1.2.3.4", "invalid DNS search domain"),
+    ("dns_options", "", "invalid DNS resolver option ''"),
+])
+def test_the_agent_refuses_resolver_words_that_would_break_resolv_conf(
+        field: str, word: str, says: str) -> None:
+    from boxlite_agent.errors import InvalidArgument
+    from boxlite_agent.pb import agent_pb2 as agent_pb
+    from boxlite_agent.service import net_setup
+
+    msg = agent_pb.NetworkConfig(mode="nat", dns=["10.0.2.3"])
+    getattr(msg, field).append(word)
+    with pytest.raises(InvalidArgument, match=re.escape(says)):
+        net_setup(msg)
+    ok = agent_pb.NetworkConfig(mode="nat", dns_search=["example.com"], dns_options=["ndots:2"])
+    assert net_setup(ok).dns_search == ("example.com",)
 
 
 def test_guest_ioctl_structs() -> None:

@@ -111,20 +111,24 @@ class VolumeMount(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., target: _Optional[str] = ..., readonly: bool = ..., file_name: _Optional[str] = ..., populate: bool = ...) -> None: ...
 
 class NetworkConfig(_message.Message):
-    __slots__ = ("mode", "address", "gateway", "dns", "hosts", "mac")
+    __slots__ = ("mode", "address", "gateway", "dns", "hosts", "mac", "dns_search", "dns_options")
     MODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     DNS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     MAC_FIELD_NUMBER: _ClassVar[int]
+    DNS_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    DNS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     address: str
     gateway: str
     dns: _containers.RepeatedScalarFieldContainer[str]
     hosts: _containers.RepeatedCompositeFieldContainer[HostEntry]
     mac: str
-    def __init__(self, mode: _Optional[str] = ..., address: _Optional[str] = ..., gateway: _Optional[str] = ..., dns: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ..., mac: _Optional[str] = ...) -> None: ...
+    dns_search: _containers.RepeatedScalarFieldContainer[str]
+    dns_options: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mode: _Optional[str] = ..., address: _Optional[str] = ..., gateway: _Optional[str] = ..., dns: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ..., mac: _Optional[str] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HostEntry(_message.Message):
     __slots__ = ("name", "ip")
