@@ -197,12 +197,14 @@ class AgentClient:
                      cap_drop: int = 0, cpu_limit: float = 0.0, read_only: bool = False,
                      tmpfs: list[pb.TmpfsMount] | None = None,
                      ulimits: list[pb.Ulimit] | None = None,
-                     no_new_privileges: bool = False, group_add: list[str] | None = None) -> Any:
+                     no_new_privileges: bool = False, group_add: list[str] | None = None,
+                     sysctls: dict[str, str] | None = None) -> Any:
         return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
                               rootfs_serial=rootfs_serial, network=network, volumes=volumes,
                               pids_limit=pids_limit, cap_drop=cap_drop, cpu_limit=cpu_limit,
                               read_only=read_only, tmpfs=tmpfs, ulimits=ulimits,
-                              no_new_privileges=no_new_privileges, group_add=group_add)
+                              no_new_privileges=no_new_privileges, group_add=group_add,
+                              sysctls=sysctls)
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,

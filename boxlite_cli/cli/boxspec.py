@@ -12,6 +12,7 @@ from boxlite_cli.runtime.tmpfs import parse_shm_size
 from boxlite_cli.state.capabilities import normalize
 from boxlite_cli.state.groupadd import check_group_add
 from boxlite_cli.state.securityopt import no_new_privileges
+from boxlite_cli.state.sysctls import check_sysctls
 from boxlite_cli.state.ulimits import normalize_ulimits
 
 
@@ -41,6 +42,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         ulimits=normalize_ulimits(options["ulimits"]),
         no_new_privileges=no_new_privileges(options["security_opts"]),
         group_add=check_group_add(options["group_add"]),
+        sysctls=check_sysctls(options["sysctls"]),
         process=to_process_options(command, options["interactive"], options["tty"],
                                    options["env"], options["env_files"], options["workdir"],
                                    options["user"], options["timeout"], options["entrypoint"]),

@@ -144,6 +144,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
                         for u in cfg.ulimits],
             "SecurityOpt": ["no-new-privileges"] if cfg.no_new_privileges else None,
             "GroupAdd": list(cfg.group_add) or None,
+            "Sysctls": dict(cfg.sysctls) or None,
         },
         "NetworkSettings": {
             **network,

@@ -157,6 +157,10 @@ def box_options(f: F) -> F:
                      help="no-new-privileges: no process of the box gains privileges by "
                           "executing a set-uid program; seccomp=unconfined, "
                           "apparmor=unconfined and label=disable are taken as they are."),
+        click.option("--sysctl", "sysctls", multiple=True, metavar="NAME=VALUE",
+                     help="A kernel parameter of the box's guest (/proc/sys: "
+                          "net.core.somaxconn=1024, vm.overcommit_memory=1...): its kernel "
+                          "is its own, so any parameter may be set."),
         click.option("--shm-size", "shm_size", metavar="SIZE", default=None,
                      help="Size of /dev/shm (e.g. 1g, for browsers) [default: 64m]."),
         click.option("--restart", "restart", metavar="POLICY", default="no", show_default=True,

@@ -71,6 +71,7 @@ from boxlite_cli.state.groupadd import check_group_add
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import parse_restart
+from boxlite_cli.state.sysctls import check_sysctls
 from boxlite_cli.state.ulimits import normalize_ulimits
 
 if TYPE_CHECKING:
@@ -388,6 +389,17 @@ def _checked_list(cfg: dict[str, Any], key: str, what: str,
         raise ArchiveError(f"{what}: invalid manifest: {key}: {e.message}") from None
 
 
+def _sysctls(cfg: dict[str, Any], what: str) -> dict[str, str]:
+    """--sysctl values, as `create` would take them."""
+    value = cfg.get("sysctls", {})
+    _expect(isinstance(value, dict) and all(isinstance(v, str) for v in value.values()), what,
+            "sysctls is not an object of strings")
+    try:
+        return check_sysctls(f"{name}={v}" for name, v in value.items())
+    except UsageError as e:
+        raise ArchiveError(f"{what}: invalid manifest: sysctls: {e.message}") from None
+
+
 def _tmpfs(cfg: dict[str, Any], what: str, volume_targets: list[str]) -> list[str]:
     """--tmpfs specs, each one as `create` would take it."""
     value = cfg.get("tmpfs", [])
@@ -570,6 +582,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
     config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
     config.shm_size = _int(cfg, "shm_size", what, 0, 1 << 40, 0)
+    config.sysctls = _sysctls(cfg, what)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -162,6 +162,7 @@ class CreateOptions:
     no_new_privileges: bool = False  # --security-opt no-new-privileges
     group_add: list[str] = field(default_factory=list)  # --group-add, checked
     shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB)
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl, checked
 
 
 class SpareFailed(VmError):
@@ -441,7 +442,7 @@ class Runtime:
                                  ulimits=list(opts.ulimits),
                                  no_new_privileges=opts.no_new_privileges,
                                  group_add=list(opts.group_add), shm_size=opts.shm_size,
-                                 restart=restart),
+                                 sysctls=dict(opts.sysctls), restart=restart),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

@@ -657,7 +657,7 @@ class Shim:
                 ulimits=[pb.Ulimit(name=name, soft=soft, hard=hard)
                          for name, soft, hard in map(parse_ulimit, state.config.ulimits)],
                 no_new_privileges=state.config.no_new_privileges,
-                group_add=state.config.group_add)
+                group_add=state.config.group_add, sysctls=state.config.sysctls)
             proc = state.config.process
             main = client.exec_request(argv=proc.argv, env=proc.env, cwd=proc.cwd,
                                        user=proc.user, tty=proc.tty, rows=proc.rows,

@@ -95,6 +95,7 @@ class BoxConfig:
     no_new_privileges: bool = False
     group_add: list[str] = field(default_factory=list)  # --group-add (state/groupadd.py)
     shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB; a --tmpfs of it wins)
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl (state/sysctls.py)
 
 
 @dataclass

@@ -42,6 +42,7 @@ from boxlite_agent.resolve import join_container, mkdir_all_in_root
 from boxlite_agent.rootmounts import TmpfsSpec
 from boxlite_agent.rootmounts import check as check_tmpfs
 from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
+from boxlite_agent.sysctls import apply_sysctls, check_sysctls
 from boxlite_agent.table import ExecTable
 from boxlite_agent.ulimits import helper_spec
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
@@ -158,7 +159,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         # file older than that is a copy cut off by an earlier run's end (copyfiles.py)
         self._set_up_at = 0.0
         # (cap_drop, pids_limit, cpu_limit, read_only, tmpfs, ulimits, no-new-privileges,
-        # group-add) of the box, once its own
+        # group-add, sysctls) of the box, once its own
         # Init is done
         self._box_limits: tuple[object, ...] | None = None
 
@@ -194,6 +195,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                            t.uid, t.gid) for t in request.tmpfs]
         check_tmpfs(tmpfs)
         rlimits = helper_spec(request.ulimits)
+        sysctls = dict(request.sysctls)
+        check_sysctls(sysctls)
         if len(request.group_add) > MAX_GROUP_ADD or any(
                 not g or "\0" in g or ":" in g or "\n" in g for g in request.group_add):
             raise InvalidArgument("invalid group_add")
@@ -205,7 +208,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             group_add = tuple(request.group_add)
             limits = (request.cap_drop, request.pids_limit, request.cpu_limit,
                       request.read_only, tuple(tmpfs), rlimits, request.no_new_privileges,
-                      group_add)
+                      group_add, tuple(sorted(sysctls.items())))
             if self._box_limits is not None and self._box_limits != limits:
                 raise FailedPrecondition("the box is set up already: its limits stay")
             self._guest.init(
@@ -223,6 +226,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 self._guest.set_up_root(tmpfs, request.read_only)
             if request.prime:
                 warm_page_cache(self._guest.rootfs())
+            apply_sysctls(sysctls)
             self._cap_drop = request.cap_drop
             self._rlimits = rlimits
             self._no_new_privs = request.no_new_privileges

@@ -674,9 +674,15 @@ def test_dns_search_and_options_are_kept_and_shown_as_dockers(script_runner: Scr
     shown = bx(script_runner, "inspect", "-f",
                "{{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}", "resolver")
     assert shown.stdout == '["a.example","b.example"] ["ndots:2","rotate"]\n'
+    sysctl = bx(script_runner, "create", "--name", "tuned", "--sysctl", "net.core.somaxconn=1024",
+                "--sysctl", "vm.overcommit_memory=1", image)
+    assert sysctl.returncode == 0, sysctl.stderr
+    assert bx(script_runner, "inspect", "-f", "{{json .HostConfig.Sysctls}}", "tuned").stdout == (
+        '{"net.core.somaxconn":"1024","vm.overcommit_memory":"1"}\n')
     before = bx(script_runner, "ps", "-a", "-q").stdout
     for args, says in ((["--dns-search", "a b"], "invalid --dns-search 'a b': not a domain"),
-                       (["--dns-option", "ndots:2 rotate"], "invalid --dns-option")):
+                       (["--dns-option", "ndots:2 rotate"], "invalid --dns-option"),
+                       (["--sysctl", "somaxconn=1"], "invalid --sysctl 'somaxconn=1'")):
         assert_one_line_error(bx(script_runner, "create", *args, image), says)
     assert bx(script_runner, "ps", "-a", "-q").stdout == before
 

@@ -553,6 +553,27 @@ def test_pull_of_the_built_in_image_needs_no_registry() -> None:
         f"Status: Image is up to date for {IMAGE}", IMAGE]
 
 
+def test_sysctls_are_set_in_the_boxs_kernel_before_its_first_process() -> None:
+    """docker's --sysctl, and more: the guest's kernel is the box's own, so vm.* is taken
+    too; a parameter the kernel has not, or a value it refuses, fails the start in one
+    line (125) and a --rm box leaves nothing."""
+    seen = ok("run", "--rm", "--sysctl", "net.core.somaxconn=1234", "--sysctl",
+              "vm/overcommit_memory=1", "--sysctl", "net.ipv4.ip_local_port_range=2000 3000",
+              IMAGE, "cat", "/proc/sys/net/core/somaxconn", "/proc/sys/vm/overcommit_memory",
+              "/proc/sys/net/ipv4/ip_local_port_range")
+    assert seen.decode().split() == ["1234", "1", "2000", "3000"]
+    before = ok("ps", "-a", "-q")
+    for sysctl, says in (("kernel.nosuch=1", "--sysctl kernel.nosuch: the guest's kernel has "
+                                             "no such parameter"),
+                         ("net.core.somaxconn=lots", "--sysctl net.core.somaxconn=lots: the "
+                                                     "kernel refuses that value")):
+        refused = bx("run", "--rm", "--sysctl", sysctl, IMAGE, "true")
+        assert refused.returncode == 125, refused.stderr
+        assert refused.stderr.decode().splitlines()[-1] == (
+            f"boxlite: initialising the guest: {says}")
+    assert ok("ps", "-a", "-q") == before
+
+
 def test_ulimits_bind_every_process_of_the_box() -> None:
     """docker's --ulimit: the main process and an exec (another user's too) have them;
     a limit the guest's kernel would refuse fails the start in one line (125)."""

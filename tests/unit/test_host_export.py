@@ -236,6 +236,10 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         resolver["config"]["network"] = {"mode": "nat", key: word if isinstance(word, list)
                                          else [word]}
         rejected(rt, archive([reg("manifest.json", json.dumps(resolver).encode())]), key)
+    for sysctls in ({"net/../../x": "1"}, {"net.core.x": "1\n2"}, {"net.core.x": 1}, ["a"]):
+        tuned = manifest(disk)
+        tuned["config"]["sysctls"] = sysctls
+        rejected(rt, archive([reg("manifest.json", json.dumps(tuned).encode())]), "sysctls")
     small = manifest(disk)
     small["config"]["memory_mib"] = 16  # (the CLI's least is 128: the guest would not boot)
     rejected(rt, archive([reg("manifest.json", json.dumps(small).encode())]), "memory_mib")
@@ -341,7 +345,8 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
     state = BoxState(id=box_id, name=name, status=Status.CREATED, config=BoxConfig(
         image="localhost/debian:bookworm", image_id=IMAGE_ID, rootfs_base="",
         process=ProcessSpec(["sh", "-c", "sleep 9"], env=["X=1"]), cpus=2, memory_mib=300,
-        network=NetworkConfig(mode="none"), restart="on-failure:2",
+        network=NetworkConfig(mode="none", dns_search=["corp.example"], dns_options=["ndots:2"]),
+        restart="on-failure:2", sysctls={"net.core.somaxconn": "1024"},
         ulimits=["core=0:0", "nofile=1024:2048"], tmpfs=["/dev/shm:size=1048576"],
         no_new_privileges=True, group_add=["audio", "4242"], shm_size=1 << 30))
     with rt.boxes.lock(box_id):
@@ -378,6 +383,9 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     assert state.config.no_new_privileges
     assert state.config.group_add == ["audio", "4242"]
     assert state.config.shm_size == 1 << 30
+    assert state.config.sysctls == {"net.core.somaxconn": "1024"}
+    assert (state.config.network.dns_search, state.config.network.dns_options) == (
+        ["corp.example"], ["ndots:2"])
     for offset in (0, 1 << 20):  # both layers, flattened
         pattern = ord("o") if offset else ord("b")
         a = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 512",

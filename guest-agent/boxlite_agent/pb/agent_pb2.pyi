@@ -27,7 +27,14 @@ class PingResponse(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit", "read_only", "tmpfs", "ulimits", "no_new_privileges", "group_add")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit", "read_only", "tmpfs", "ulimits", "no_new_privileges", "group_add", "sysctls")
+    class SysctlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +52,7 @@ class InitRequest(_message.Message):
     ULIMITS_FIELD_NUMBER: _ClassVar[int]
     NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
     GROUP_ADD_FIELD_NUMBER: _ClassVar[int]
+    SYSCTLS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -62,7 +70,8 @@ class InitRequest(_message.Message):
     ulimits: _containers.RepeatedCompositeFieldContainer[Ulimit]
     no_new_privileges: bool
     group_add: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., read_only: bool = ..., tmpfs: _Optional[_Iterable[_Union[TmpfsMount, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., no_new_privileges: bool = ..., group_add: _Optional[_Iterable[str]] = ...) -> None: ...
+    sysctls: _containers.ScalarMap[str, str]
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., read_only: bool = ..., tmpfs: _Optional[_Iterable[_Union[TmpfsMount, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., no_new_privileges: bool = ..., group_add: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Ulimit(_message.Message):
     __slots__ = ("name", "soft", "hard")
