@@ -77,6 +77,7 @@ WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answ
 # background child that writes on must not keep the box up: docker's ends with its
 # main process too.
 LOG_DRAIN_S = 3.0
+LOG_DRAIN_MAX_S = 60.0
 READY_MARKER = b"boxlite-agent: ready"
 SHUTDOWN_TIMEOUT_S = 10.0
 # After the warm-up call, time for the guest to see the host hang up before a save.
@@ -173,6 +174,7 @@ class Shim:
         self.server: grpc.Server | None = None
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
+        self.logged = 0  # bytes of output the log took (drain_log)
         self.log = LogWriter(self.files.container_log, self.launch.log_max_bytes)
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
@@ -549,6 +551,18 @@ class Shim:
     def append_log(self, stream: int, data: bytes) -> None:
         with self.log_lock:
             self.log.write(stream, data)
+            self.logged += len(data)
+
+    def drain_log(self) -> None:
+        """Let the logger copy what the main process wrote last: slices of LOG_DRAIN_S
+        for as long as each one copied something, LOG_DRAIN_MAX_S at most (a backlog of
+        output under emulation can take more than one slice; a stuck stream, no more)."""
+        assert self.logger is not None
+        deadline = time.monotonic() + LOG_DRAIN_MAX_S
+        copied = -1
+        while self.logger.is_alive() and copied != self.logged and time.monotonic() < deadline:
+            copied = self.logged
+            self.logger.join(LOG_DRAIN_S)
 
     def on_signal(self, signum: int, _frame: object) -> None:
         log.info("got signal %d: stopping the VM", signum)
@@ -773,7 +787,7 @@ class Shim:
             else:  # a `boxlite wait` on it hears the exit status before the VM goes
                 self.tracker.wait_idle([f"wait:{MAIN}"], WAIT_DELIVERY_S)
             if self.logger is not None:
-                self.logger.join(LOG_DRAIN_S)  # what it wrote last is in the log too
+                self.drain_log()  # what it wrote last is in the log too
         except BoxliteError as e:
             assert self.vmm is not None
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -47,9 +47,9 @@ def test_a_sample_reads_the_stall_total_and_the_limit_count(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("stalled_us", "limit_hits", "verdict"), [
-    (1_500_000, 3, True),  # 75 % of 2 s stalled, at the limit: thrashing
-    (1_200_000, 1, True),  # the fraction exactly
-    (1_100_000, 900, False),  # at the limit often, but mostly running: reclaim that works
+    (860_000, 1500, True),  # 43 % of 2 s stalled, at the limit: a hog, as measured
+    (600_000, 1, True),  # the fraction exactly
+    (300_000, 1200, False),  # at the limit often, but mostly running: a streamed file
     (2_000_000, 0, False),  # stalled all along, but not at the limit (the disk, the host)
 ])
 def test_thrashing_is_a_stall_at_the_limit(stalled_us: int, limit_hits: int,
@@ -80,19 +80,38 @@ def test_a_thrashing_group_loses_its_largest_process_and_counts_it(
         write_group(group, 10_000_000, 5, [hog.pid])
         write_proc(proc, hog.pid, "python3", score=800, rss=50_000)
 
-        def meanwhile(seconds: float) -> None:  # stalled 90 % of the window, at the limit
+        windows = []
+
+        def meanwhile(seconds: float) -> None:  # stalled 40 % of each window, at the limit
             assert seconds == oomguard.STALL_WINDOW_S
-            write_group(group, 10_000_000 + int(seconds * 900_000), 9, [hog.pid])
+            windows.append(seconds)
+            write_group(group, 10_000_000 + int(len(windows) * seconds * 400_000),
+                        5 + 4 * len(windows), [hog.pid])
 
         guard = MemoryGuard(str(group), str(proc), sleep=meanwhile)
         assert guard.check() is True
+        assert len(windows) == oomguard.WINDOWS == 2  # (a burst is not a thrash)
         assert hog.wait(timeout=10) == -9
         assert guard.kills == 1
-        assert ("out of memory (stalled at its limit for 3 s): killed process "
+        assert ("out of memory (stalled at its limit for 6 s): killed process "
                 f"{hog.pid} (python3)") in capsys.readouterr().err
     finally:
         hog.kill()
         hog.wait()
+
+
+def test_one_window_of_thrash_kills_nothing(tmp_path: Path) -> None:
+    group, proc = tmp_path / "box", tmp_path / "proc"
+    write_group(group, 10_000_000, 5, [])
+    windows = []
+
+    def burst(seconds: float) -> None:  # stalled all the first window at the limit, then not
+        windows.append(seconds)
+        if len(windows) == 1:
+            write_group(group, 10_000_000 + int(seconds * 1e6), 9, [])
+
+    guard = MemoryGuard(str(group), str(proc), sleep=burst)
+    assert guard.check() is False and len(windows) == 2 and guard.kills == 0
 
 
 def test_a_stall_below_the_limit_kills_nothing(tmp_path: Path) -> None:
