@@ -35,6 +35,13 @@ PROTOS = ("tcp", "udp")
 # RFC 1123 host names (docker accepts the same for --add-host).
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+# docker's ValidateDNSSearch: labels of letters, digits and inner hyphens
+DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z")
+MAX_DOMAIN = 255
+DNS_OPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")  # (one resolv.conf word)
+MAX_RESOLVER_ITEMS = 32  # search domains, and options (the manifest's bound too)
+MAX_RANGE = 256  # ports one -p range may publish (each is a forward of the VM's network)
 
 
 def _port(text: str, spec: str, what: str, lowest: int = 1) -> int:
@@ -98,15 +105,6 @@ def parse_publish(spec: str) -> PortMapping:
     # (A host port 0, as docker takes it: one chosen at every start, like none.)
     host_port = _port(host_port_text, spec, "host port", lowest=0) if host_port_text else 0
     return PortMapping(box_port=box_port, proto=proto, host_ip=host_ip, host_port=host_port)
-
-
-# docker's ValidateDNSSearch: labels of letters, digits and inner hyphens
-DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
-                       r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z")
-MAX_DOMAIN = 255
-DNS_OPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")  # (one resolv.conf word)
-MAX_RESOLVER_ITEMS = 32  # search domains, and options (the manifest's bound too)
-MAX_RANGE = 256  # ports one -p range may publish (each is a forward of the VM's network)
 
 
 def _port_range(text: str, spec: str) -> tuple[int, int] | None:

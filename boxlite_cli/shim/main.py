@@ -72,10 +72,12 @@ ATTACH_GRACE_S = 15.0
 # client that left (the agent lets go of that client's attach meanwhile).
 TAKE_OVER_S = 5.0
 WAIT_DELIVERY_S = 5.0  # the longest a detached box's VM waits for a Wait's answer to go out
-# The longest a detached box's VM waits, once its main process ended, for the rest of
-# what it wrote to reach the log (~1 MiB buffered at most: well under a second). A
-# background child that writes on must not keep the box up: docker's ends with its
-# main process too.
+# Once a detached box's main process ended, its VM waits for the rest of what it wrote
+# to reach the log. That rest is bounded: the agent ends the stream with what was in
+# the pipe when the process exited (a background child that writes on is not waited
+# for, and does not keep the box up: docker's ends with its main process too). Under
+# emulation the copy can take several seconds, so the wait goes on in slices of
+# LOG_DRAIN_S while each one copied something; LOG_DRAIN_MAX_S bounds a stuck stream.
 LOG_DRAIN_S = 3.0
 LOG_DRAIN_MAX_S = 60.0
 READY_MARKER = b"boxlite-agent: ready"

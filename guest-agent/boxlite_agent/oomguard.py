@@ -68,7 +68,7 @@ def read_sample(group: str) -> Sample | None:
 
 
 def thrashing(before: Sample, after: Sample, window_s: float) -> bool:
-    """Whether the group stalled most of the window while meeting its limit."""
+    """Whether the group stalled STALL_FRACTION of the window while meeting its limit."""
     return (after.at_limit > before.at_limit
             and after.stalled_us - before.stalled_us >= STALL_FRACTION * window_s * 1e6)
 

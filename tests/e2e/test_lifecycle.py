@@ -169,12 +169,17 @@ def test_a_detached_box_logs_all_it_wrote_before_it_ended() -> None:
 
 def test_a_background_writer_does_not_keep_a_box_up() -> None:
     """The box ends with its main process (its output drained first), even while a
-    background child writes on: `wait` answers long before this test's timeout."""
+    background child writes on: `wait` answers, and the VM is gone, long before the
+    shim's bound for a stuck log stream (LOG_DRAIN_MAX_S, 60 s)."""
     script = "(while :; do echo bg; sleep 0.01; done) & echo main; sleep 1; exit 3"
     run = bx("run", "-d", "--name", "bgwriter", IMAGE, "sh", "-c", script)
     assert run.returncode == 0, run.stderr
     try:
         assert bx("wait", "bgwriter", timeout=30).stdout == b"3\n"
+        deadline = time.monotonic() + 30
+        while (status := bx("inspect", "-f", "{{.State.Status}}", "bgwriter").stdout) != b"exited\n":
+            assert time.monotonic() < deadline, status  # the writer kept the VM up
+            time.sleep(0.5)
         assert b"main\n" in bx("logs", "bgwriter").stdout
     finally:
         bx("rm", "-f", "bgwriter")
