@@ -11,6 +11,7 @@ from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, 
 from boxlite_cli.runtime.tmpfs import parse_shm_size
 from boxlite_cli.state.capabilities import normalize
 from boxlite_cli.state.groupadd import check_group_add
+from boxlite_cli.state.health import health_from_flags
 from boxlite_cli.state.securityopt import no_new_privileges
 from boxlite_cli.state.sysctls import check_sysctls
 from boxlite_cli.state.ulimits import normalize_ulimits
@@ -43,6 +44,10 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         no_new_privileges=no_new_privileges(options["security_opts"]),
         group_add=check_group_add(options["group_add"]),
         sysctls=check_sysctls(options["sysctls"]),
+        healthcheck=health_from_flags(options["health_cmd"], options["health_interval"],
+                                      options["health_timeout"], options["health_start_period"],
+                                      options["health_start_interval"],
+                                      options["health_retries"], options["no_healthcheck"]),
         process=to_process_options(command, options["interactive"], options["tty"],
                                    options["env"], options["env_files"], options["workdir"],
                                    options["user"], options["timeout"], options["entrypoint"]),

@@ -9,7 +9,13 @@ import click
 from boxlite_cli.cli.boxspec import create_options
 from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.options import box_options, cidfile, network_options, process_options
+from boxlite_cli.cli.options import (
+    box_options,
+    cidfile,
+    health_options,
+    network_options,
+    process_options,
+)
 
 
 # (-h is --hostname here, as in docker run and create: help is --help alone)
@@ -18,6 +24,7 @@ from boxlite_cli.cli.options import box_options, cidfile, network_options, proce
 @box_options
 @process_options
 @network_options
+@health_options
 @click.argument("image", shell_complete=complete_image)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli

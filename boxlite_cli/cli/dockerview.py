@@ -19,6 +19,7 @@ from boxlite_cli.cli.paramtypes import MAX_TIMEOUT_S
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import GATEWAY, box_mac
 from boxlite_cli.runtime.tmpfs import SHM, parse_tmpfs
+from boxlite_cli.state.health import Health, HealthConfig
 from boxlite_cli.state.network import NAT, PortMapping
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.restartpolicy import policy_parts
@@ -83,7 +84,26 @@ def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
         "OOMKilled": state.oom_killed, "Dead": False, "Pid": vmm_pid if running else 0,
         "ExitCode": state.exit_code or 0, "Error": state.error or "",
         "StartedAt": rfc3339(state.started_at), "FinishedAt": rfc3339(state.finished_at),
+        **({"Health": _health(state.health)} if state.health is not None else {}),
     }
+
+
+def _health(health: Health) -> dict[str, Any]:
+    """docker's State.Health: the status, the failures in a row, the last results."""
+    return {"Status": health.status, "FailingStreak": health.failing_streak,
+            "Log": [{"Start": rfc3339(r.start), "End": rfc3339(r.end), "ExitCode": r.exit_code,
+                     "Output": r.output} for r in health.log]}
+
+
+def _healthcheck(config: HealthConfig | None) -> dict[str, Any]:
+    """docker's Config.Healthcheck (durations in nanoseconds; 0: the default)."""
+    if config is None:
+        return {}
+    return {"Healthcheck": {
+        "Test": list(config.test), "Interval": round(config.interval_s * NANO),
+        "Timeout": round(config.timeout_s * NANO),
+        "StartPeriod": round(config.start_period_s * NANO),
+        "StartInterval": round(config.start_interval_s * NANO), "Retries": config.retries}}
 
 
 def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path],
@@ -118,6 +138,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "StopSignal": cfg.stop_signal or "SIGTERM",
             "StopTimeout": _stop_timeout(cfg.stop_timeout),
             "ExposedPorts": {p.private: {} for p in cfg.network.ports},
+            **_healthcheck(cfg.healthcheck),
         },
         "HostConfig": {
             "NanoCpus": round((cfg.cpu_limit or cfg.cpus) * NANO),

@@ -188,6 +188,33 @@ def box_options(f: F) -> F:
     return f
 
 
+def health_options(f: F) -> F:
+    """--health-cmd and its timing, --no-healthcheck (run and create)."""
+    for decorator in reversed([
+        click.option("--health-cmd", "health_cmd", metavar="COMMAND", default=None,
+                     help="Check the box's health: a shell command run in it every "
+                          "--health-interval (exit 0: healthy), shown by ps and inspect "
+                          "[default: the image's HEALTHCHECK]."),
+        click.option("--health-interval", "health_interval", metavar="DURATION", default=None,
+                     help="Time between checks (30s, 1m30s, 500ms) [default: 30s]."),
+        click.option("--health-timeout", "health_timeout", metavar="DURATION", default=None,
+                     help="Time a check may run before it counts as failed [default: 30s]."),
+        click.option("--health-retries", "health_retries", type=int, metavar="N", default=None,
+                     help="Failures in a row that make the box unhealthy [default: 3]."),
+        click.option("--health-start-period", "health_start_period", metavar="DURATION",
+                     default=None,
+                     help="Time the box has to start: failures then do not count "
+                          "[default: 0s]."),
+        click.option("--health-start-interval", "health_start_interval", metavar="DURATION",
+                     default=None,
+                     help="Time between checks in the start period [default: 5s]."),
+        click.option("--no-healthcheck", "no_healthcheck", is_flag=True,
+                     help="Run no health check, not even the image's HEALTHCHECK."),
+    ]):
+        f = decorator(f)
+    return f
+
+
 def network_options(f: F) -> F:
     """--network --dns --dns-search --dns-option --add-host -p (run and create)."""
     for decorator in reversed([

@@ -24,7 +24,8 @@ from boxlite_cli.cli.output import (
 from boxlite_cli.cli.paramtypes import Count
 from boxlite_cli.cli.printable import printable
 from boxlite_cli.errors import StateCorrupt
-from boxlite_cli.runtime.boxfilter import parse_filters
+from boxlite_cli.runtime.boxfilter import health_status, parse_filters
+from boxlite_cli.state.health import STARTING
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
@@ -36,7 +37,12 @@ HEADERS = {"ID": "BOX ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
 def status_text(state: BoxState) -> str:
     if state.status == Status.RUNNING:
         up = f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
-        return f"{up} (Paused)" if state.is_paused else up
+        if state.is_paused:
+            return f"{up} (Paused)"
+        if state.health is not None:  # (docker's words)
+            health = state.health.status
+            return f"{up} (health: {health})" if health == STARTING else f"{up} ({health})"
+        return up
     if state.status == Status.EXITED:
         code = state.exit_code if state.exit_code is not None else "?"
         ended = "Restarting" if state.is_restarting else "Exited"  # (docker's words)
@@ -53,7 +59,7 @@ def box_json(state: BoxState) -> dict[str, Any]:
         "exit_code": state.exit_code, "error": state.error, "created_at": state.created_at,
         "started_at": state.started_at, "finished_at": state.finished_at,
         "cpus": state.config.cpus, "memory_mib": state.config.memory_mib, "accel": state.accel,
-        "labels": state.config.labels,
+        "labels": state.config.labels, "health": health_status(state),
     }
 
 
@@ -97,7 +103,8 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only boxes that match: id, name, status, exited, ancestor, label "
-                   "(KEY or KEY=VALUE); a key given twice matches either, except label: both.")
+                   "(KEY or KEY=VALUE), health (starting, healthy, unhealthy, none); a key "
+                   "given twice matches either, except label: both.")
 @click.option("-n", "--last", type=Count(), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")

@@ -17,6 +17,7 @@ from boxlite_cli.cli.options import (
     cidfile,
     cold_option,
     detach_keys_option,
+    health_options,
     network_options,
     process_options,
 )
@@ -32,6 +33,7 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 @box_options
 @process_options
 @network_options
+@health_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
 @cold_option
 @detach_keys_option

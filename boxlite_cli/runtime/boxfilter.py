@@ -6,7 +6,8 @@ name (a regular expression found in it: `^web$` is that name alone), status (cre
 running, paused, exited, restarting (waiting for its restart policy's start); docker's
 dead and removing match none),
 exited (an exit code), ancestor (the image reference or id the box was made from),
-label (KEY or KEY=VALUE)."""
+label (KEY or KEY=VALUE), health (starting, healthy, unhealthy, or none: no health
+check)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from dataclasses import dataclass, field
 
 from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.reference import parse_reference
+from boxlite_cli.state.health import HEALTH_STATES, NO_HEALTHCHECK
 from boxlite_cli.state.records import BoxState, Status
 
 STATUSES = (*(s.value for s in Status), "paused", "dead", "restarting", "removing")
-KEYS = ("id", "name", "status", "exited", "ancestor", "label")
+KEYS = ("id", "name", "status", "exited", "ancestor", "label", "health")
 ALL_OF = frozenset({"label"})  # (docker's: label=a -f label=b is a box with both)
 
 
@@ -27,6 +29,11 @@ def _status(state: BoxState) -> str:
     if state.is_restarting:
         return "restarting"
     return "paused" if state.is_paused else state.status.value
+
+
+def health_status(state: BoxState) -> str:
+    """The box's health (docker's: a stopped box keeps its last); none: no check."""
+    return state.health.status if state.health is not None else NO_HEALTHCHECK
 
 
 def _same_image(state: BoxState, wanted: str) -> bool:
@@ -55,6 +62,7 @@ TESTS: dict[str, Callable[[BoxState, str], bool]] = {
     "exited": _exited,
     "ancestor": _same_image,
     "label": _label,
+    "health": lambda state, wanted: health_status(state) == wanted,
 }
 
 
@@ -102,6 +110,9 @@ def parse_filters(items: Sequence[str]) -> BoxFilter:
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'",
                              hint=f"a status is one of: {', '.join(STATUSES)}")
+        if key == "health" and value not in HEALTH_STATES:
+            raise UsageError(f"invalid filter 'health={value}'",
+                             hint=f"a health is one of: {', '.join(HEALTH_STATES)}")
         if key == "name":
             try:
                 re.compile(value)

@@ -68,6 +68,7 @@ from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.groupadd import check_group_add
+from boxlite_cli.state.health import HealthConfig, health_config_problem
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import parse_restart
@@ -389,6 +390,19 @@ def _checked_list(cfg: dict[str, Any], key: str, what: str,
         raise ArchiveError(f"{what}: invalid manifest: {key}: {e.message}") from None
 
 
+def _healthcheck(cfg: dict[str, Any], what: str) -> HealthConfig | None:
+    """The box's health check, as `create` would take it (None: none)."""
+    value = cfg.get("healthcheck")
+    if value is None:
+        return None
+    _expect(isinstance(value, dict) and set(value) <= {f.name for f in dataclasses.fields(HealthConfig)},
+            what, "healthcheck is not an object of the known fields")
+    config = HealthConfig(**value)
+    problem = health_config_problem(config)
+    _expect(problem is None, what, f"healthcheck: {problem}")
+    return config if config.enabled else None
+
+
 def _sysctls(cfg: dict[str, Any], what: str) -> dict[str, str]:
     """--sysctl values, as `create` would take them."""
     value = cfg.get("sysctls", {})
@@ -583,6 +597,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
     config.shm_size = _int(cfg, "shm_size", what, 0, 1 << 40, 0)
     config.sysctls = _sysctls(cfg, what)
+    config.healthcheck = _healthcheck(cfg, what)
     disks_raw = doc.get("disks")
     _expect(isinstance(disks_raw, list) and len(disks_raw) == len(DISK_NAMES), what,
             f"disks must list exactly {len(DISK_NAMES)} disk(s)")

@@ -10,25 +10,12 @@ import re
 from decimal import Decimal
 
 from boxlite_cli.errors import UsageError
+from boxlite_cli.state.durations import duration_ns
 
-_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-             "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)")
 _UNIX = re.compile(r"\d+(?:\.\d{1,9})?")
 _FRACTION = re.compile(r"(\.\d+)")
 HELP = ("an RFC 3339 time (2026-11-30T10:00:00Z), a date (2026-11-30), a Unix time, "
         "or a duration before now (10m, 1h30m)")
-
-
-def _duration_ns(text: str) -> int | None:
-    if not text or _DURATION.sub("", text) != "":
-        return None
-    total = Decimal(0)
-    for part in _DURATION.findall(text):
-        unit = re.search(r"(ns|us|µs|ms|s|m|h)$", part)
-        assert unit is not None
-        total += Decimal(part[:unit.start()]) * _UNITS_NS[unit.group(1)]
-    return int(total)
 
 
 def _iso_ns(text: str) -> int | None:
@@ -54,7 +41,7 @@ def parse_log_time(text: str, now_ns: int, option: str) -> int:
     text = text.strip()
     if _UNIX.fullmatch(text):
         return int(Decimal(text) * 1_000_000_000)
-    duration = _duration_ns(text)
+    duration = duration_ns(text)
     if duration is not None:
         return now_ns - duration
     at = _iso_ns(text) if "-" in text else None  # (not the basic form, 20261130)

@@ -86,6 +86,7 @@ from boxlite_cli.shim.logframes import (
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.health import HealthConfig, box_health, image_health
 from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.paths import Paths, home_paths
 from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_process
@@ -163,6 +164,8 @@ class CreateOptions:
     group_add: list[str] = field(default_factory=list)  # --group-add, checked
     shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB)
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl, checked
+    # --health-* and --no-healthcheck (state/health.py); None: the image's, if any
+    healthcheck: HealthConfig | None = None
 
 
 class SpareFailed(VmError):
@@ -415,6 +418,7 @@ class Runtime:
         image = self.image(opts.image, opts.pull)
         spec = process_spec(opts.process, image.container_config)
         stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
+        healthcheck = box_health(opts.healthcheck, image_health(image.container_config))
         network = (publish_exposed(opts.network, image.container_config) if opts.publish_all
                    else opts.network)
         if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
@@ -442,7 +446,8 @@ class Runtime:
                                  ulimits=list(opts.ulimits),
                                  no_new_privileges=opts.no_new_privileges,
                                  group_add=list(opts.group_add), shm_size=opts.shm_size,
-                                 sysctls=dict(opts.sysctls), restart=restart),
+                                 sysctls=dict(opts.sysctls), restart=restart,
+                                 healthcheck=healthcheck),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

@@ -45,6 +45,7 @@ from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.consolecap import ConsoleBound
 from boxlite_cli.shim.execserver import ExecServer
+from boxlite_cli.shim.health import HealthMonitor
 from boxlite_cli.shim.logframes import LogWriter
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
@@ -56,6 +57,7 @@ from boxlite_cli.state.boxes import LOCK_FILE, BoxStore
 from boxlite_cli.state.boxfiles import BoxFiles
 from boxlite_cli.state.capabilities import drop_mask
 from boxlite_cli.state.flock import FileLock, Timeout
+from boxlite_cli.state.health import Health, started
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
 from boxlite_cli.state.restartpolicy import backoff_s, restarts
@@ -185,6 +187,7 @@ class Shim:
         self.logger: threading.Thread | None = None  # a detached box's log_output
         self.output_error: str | None = None  # why deliver_output could not write
         self.exec_server: ExecServer | None = None
+        self.health_monitor: HealthMonitor | None = None
         # (A prestarted shim got them under other numbers than the CLI's.)
         self.output_fds = self.launch.output_fds if output_fds is None else output_fds
 
@@ -733,9 +736,11 @@ class Shim:
                                               name="deliver", daemon=True)
             self.deliverer.start()
         self.serve(channel)
-        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
-                    vmm=self.launch.driver, exit_code=None, error=None)  # (FinishedAt: the
-        # last run's until this one ends, as docker's)
+        running = self.update(status=Status.RUNNING, started_at=time.time(),
+                              accel=self.launch.vm.accel, vmm=self.launch.driver,
+                              exit_code=None, error=None,  # (FinishedAt: the last run's
+                              health=self.health_at_start(state))  # until this one ends)
+        self.watch_health(client, running)
         self.widen_port_backlogs()  # (before the CLI hears the box runs)
         # A foreground CLI hears on the same pipe how the main process ended (it reads
         # that when its own stream breaks: why the box stopped).
@@ -749,13 +754,30 @@ class Shim:
         """A box restored from its checkpoint: its main process runs on; supervise it."""
         self.client = client
         self.serve(channel)
-        self.update(status=Status.RUNNING, started_at=time.time(), accel=self.launch.vm.accel,
-                    vmm=self.launch.driver, exit_code=None, error=None)
+        running = self.update(status=Status.RUNNING, started_at=time.time(),
+                              accel=self.launch.vm.accel, vmm=self.launch.driver,
+                              exit_code=None, error=None, health=self.health_at_start(state))
+        self.watch_health(client, running)
         self.widen_port_backlogs()
         self.report(ok=True, exec_id=MAIN, pid=0)
         if not self.launch.foreground:  # (a foreground CLI attaches to it itself)
             self.start_logging(client)
         return self.supervise(client, state)
+
+    @staticmethod
+    def health_at_start(state: BoxState) -> Health | None:
+        return started(state.health) if state.config.healthcheck is not None else None
+
+    def watch_health(self, client: AgentClient, running: BoxState) -> None:
+        """Start the box's health checks (shim/health.py), if it has them."""
+        config, health = running.config.healthcheck, running.health
+        if config is None or health is None or running.started_at is None:
+            return
+        self.health_monitor = HealthMonitor(
+            client, config, running.config.process, running.started_at, health,
+            record=lambda h: self.update(health=h),
+            paused=lambda: load_state(self.files.state).is_paused)
+        self.health_monitor.start()
 
     def widen_port_backlogs(self) -> None:
         """The published ports of QEMU's user networking take bursts (shim/backlog.py)."""
@@ -803,6 +825,8 @@ class Shim:
                          or (self.vmm_exit_reason() if rc is not None
                              else f"{self.vmm_exit_reason()} ({e})"))
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
+        if self.health_monitor is not None:
+            self.health_monitor.stop()
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error,
                     oom_killed=oom_killed)
         # A direct-output CLI's answer; it reads on until we exit (the pipe closes).

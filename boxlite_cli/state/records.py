@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from boxlite_cli.errors import StateCorrupt
+from boxlite_cli.state.health import Health, HealthConfig
 from boxlite_cli.state.network import NetworkConfig, PortMapping
 from boxlite_cli.state.pidfile import ProcessRecord
 from boxlite_cli.state.volumes import Mount
@@ -96,6 +97,9 @@ class BoxConfig:
     group_add: list[str] = field(default_factory=list)  # --group-add (state/groupadd.py)
     shm_size: int = 0  # --shm-size in bytes (0: /dev/shm's 64 MiB; a --tmpfs of it wins)
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl (state/sysctls.py)
+    # The health check (--health-*, over the image's HEALTHCHECK: state/health.py); None:
+    # none
+    healthcheck: HealthConfig | None = None
 
 
 @dataclass
@@ -136,6 +140,9 @@ class BoxState:
     # The kernel's OOM killer killed a process of the box during its last run (docker's
     # State.OOMKilled); cleared by every start.
     oom_killed: bool = False
+    # The box's health (state/health.py), while it has a health check: set "starting" by
+    # every start, by its shim after each check; kept when the box ends.
+    health: Health | None = None
     format: int = FORMAT
 
     @property
@@ -164,11 +171,13 @@ class BoxState:
         cfg["process"] = ProcessSpec(**cfg["process"])
         cfg["network"] = NetworkConfig.from_json(cfg.get("network"))
         cfg["mounts"] = [Mount.from_json(m) for m in cfg.get("mounts") or []]
+        cfg["healthcheck"] = HealthConfig.from_json(cfg.get("healthcheck"))
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
         values["config"] = BoxConfig(**cfg)
         values["status"] = Status(values["status"])
         values["ports"] = [PortMapping.from_json(p) for p in values.get("ports") or []]
+        values["health"] = Health.from_json(values.get("health"))
         return cls(**values)
 
 

@@ -687,6 +687,32 @@ def test_dns_search_and_options_are_kept_and_shown_as_dockers(script_runner: Scr
     assert bx(script_runner, "ps", "-a", "-q").stdout == before
 
 
+def test_a_health_check_is_kept_and_shown_as_dockers(script_runner: ScriptRunner,
+                                                     image: str) -> None:
+    created = bx(script_runner, "create", "--name", "checked", "--health-cmd", "test -e /ok",
+                 "--health-interval", "1m30s", "--health-retries", "5", image)
+    assert created.returncode == 0, created.stderr
+    shown = bx(script_runner, "inspect", "-f", "{{json .Config.Healthcheck}}", "checked")
+    assert shown.stdout == ('{"Test":["CMD-SHELL","test -e /ok"],"Interval":90000000000,'
+                            '"Timeout":0,"StartPeriod":0,"StartInterval":0,"Retries":5}\n')
+    [record] = json.loads(bx(script_runner, "inspect", "checked").stdout)
+    assert "Health" not in record["State"]  # (a box that never ran has no health yet)
+    for health, listed in (("none", True), ("starting", False)):  # (docker's: none till it runs)
+        found = bx(script_runner, "ps", "-a", "-q", "--no-trunc", "--filter", f"health={health}")
+        assert (found.stdout == created.stdout) is listed
+    before = bx(script_runner, "ps", "-a", "-q").stdout
+    for args, says in (
+            (["--no-healthcheck", "--health-cmd", "true"],
+             "--no-healthcheck conflicts with the --health-* options"),
+            (["--health-cmd", "true", "--health-interval", "30"],
+             "invalid --health-interval '30': want a duration with its unit"),
+            (["--health-retries", "-2"], "invalid --health-retries -2")):
+        assert_one_line_error(bx(script_runner, "create", *args, image), says)
+    assert bx(script_runner, "ps", "-a", "-q").stdout == before
+    assert_one_line_error(bx(script_runner, "ps", "--filter", "health=sick"),
+                          "invalid filter 'health=sick'")
+
+
 def test_inspect_splits_the_entrypoint_from_the_command(script_runner: ScriptRunner,
                                                         image: str) -> None:
     """docker's Config.Entrypoint and Config.Cmd (null when empty), not one argv."""

@@ -350,6 +350,38 @@ def test_an_images_exposed_ports_and_stop_signal(store: Store, registry: Registr
         store.bx("rm", "-f", "exposed")
 
 
+def test_an_images_healthcheck_runs_unless_the_box_says_otherwise(
+        store: Store, registry: RegistryServer) -> None:
+    """The image's HEALTHCHECK (exec form, nanosecond durations) is the box's check;
+    --health-* tune it, --no-healthcheck drops it."""
+    config = {"Env": list(ti.BUSYBOX_ENV), "Cmd": ["sleep", "600"],
+              "Healthcheck": {"Test": ["CMD", "sh", "-c", "echo from the image; exit 3"],
+                              "Interval": 3_600_000_000_000, "Retries": 1}}
+    pushed = push(registry, "busybox", Image((ti.busybox_layer(),), config), tag="checked")
+    run = store.bx("run", "-d", "--name", "imagecheck", "--health-interval", "1s",
+                   pushed.reference)
+    assert run.returncode == 0, run.stderr
+    try:
+        deadline = time.monotonic() + 120
+        while (health := json.loads(store.bx("inspect", "-f", "{{json .State.Health}}",
+                                             "imagecheck").stdout))["Status"] != "unhealthy":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+        assert health["Log"][-1]["ExitCode"] == 3
+        assert health["Log"][-1]["Output"] == "from the image\n"
+        check = json.loads(store.bx("inspect", "-f", "{{json .Config.Healthcheck}}",
+                                    "imagecheck").stdout)
+        assert (check["Test"], check["Interval"], check["Retries"]) == (
+            ["CMD", "sh", "-c", "echo from the image; exit 3"], 1_000_000_000, 1)
+    finally:
+        store.bx("rm", "-f", "imagecheck")
+    created = store.bx("create", "--name", "nocheck", "--no-healthcheck", pushed.reference)
+    assert created.returncode == 0, created.stderr
+    record = json.loads(store.bx("inspect", "nocheck").stdout)[0]
+    assert "Healthcheck" not in record["Config"]
+    store.bx("rm", "-f", "nocheck")
+
+
 # --- 2. run --pull missing|never|always ---------------------------------------------------------------
 
 def test_run_pull_missing_pulls_then_runs(store: Store, busybox_image: PushedImage) -> None:

@@ -30,6 +30,7 @@ from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.staging import clean_stale, stage, staging_root
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import new_box_id
+from boxlite_cli.state.health import HealthConfig
 from boxlite_cli.state.network import NetworkConfig, PortMapping
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
@@ -240,6 +241,13 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         tuned = manifest(disk)
         tuned["config"]["sysctls"] = sysctls
         rejected(rt, archive([reg("manifest.json", json.dumps(tuned).encode())]), "sysctls")
+    for check in ({"test": ["CMD-SHELL", "true"], "interval_s": -1}, {"test": ["RUN", "x"]},
+                  {"test": ["CMD-SHELL", "true"], "retries": 1.5}, {"test": "true"},
+                  {"test": ["CMD"]}, {"test": ["CMD", "true"], "surprise": 1}, ["CMD", "true"]):
+        checked = manifest(disk)
+        checked["config"]["healthcheck"] = check
+        rejected(rt, archive([reg("manifest.json", json.dumps(checked).encode())]),
+                 "healthcheck")
     small = manifest(disk)
     small["config"]["memory_mib"] = 16  # (the CLI's least is 128: the guest would not boot)
     rejected(rt, archive([reg("manifest.json", json.dumps(small).encode())]), "memory_mib")
@@ -348,7 +356,8 @@ def make_box(rt: Runtime, name: str, tmp_path: Path) -> BoxState:
         network=NetworkConfig(mode="none", dns_search=["corp.example"], dns_options=["ndots:2"]),
         restart="on-failure:2", sysctls={"net.core.somaxconn": "1024"},
         ulimits=["core=0:0", "nofile=1024:2048"], tmpfs=["/dev/shm:size=1048576"],
-        no_new_privileges=True, group_add=["audio", "4242"], shm_size=1 << 30))
+        no_new_privileges=True, group_add=["audio", "4242"], shm_size=1 << 30,
+        healthcheck=HealthConfig(test=["CMD", "true"], interval_s=2.5, retries=4)))
     with rt.boxes.lock(box_id):
         rt.boxes.write(state)
     base = qcow2(tmp_path / f"{name}-base.qcow2")
@@ -384,6 +393,8 @@ def test_export_then_import_roundtrip(rt: Runtime, tmp_path: Path) -> None:
     assert state.config.group_add == ["audio", "4242"]
     assert state.config.shm_size == 1 << 30
     assert state.config.sysctls == {"net.core.somaxconn": "1024"}
+    assert state.config.healthcheck == HealthConfig(test=["CMD", "true"], interval_s=2.5,
+                                                    retries=4)
     assert (state.config.network.dns_search, state.config.network.dns_options) == (
         ["corp.example"], ["ndots:2"])
     for offset in (0, 1 << 20):  # both layers, flattened
