@@ -385,9 +385,31 @@ class Runtime:
                 out.append(item)
                 continue
             state = self.observe(item)
+            if self._reaped(state):
+                continue
             if all_boxes or state.status in LIVE or state.is_restarting:
                 out.append(state)
         return out
+
+    def _reaped(self, state: BoxState) -> bool:
+        """A `--rm` box that ended without its shim removing it (the shim was killed, or
+        crashed) goes now, as docker's daemon removes one when it comes back. Not one
+        that another shell starts or removes meanwhile (that is left to it)."""
+        if not state.config.auto_remove or state.status != Status.EXITED:
+            return False
+        files = self.files(state.id)
+        shim = read_pidfile(files.shim_pid)
+        if ((shim is not None and shim.alive()) or files.restarting.exists()
+                or self._creator_alive(state)):
+            # (its shim is removing it; a `restart` starts it again; the CLI that started
+            # it is at it still: a failed warm start is retried cold, a foreground `run`
+            # removes its box itself)
+            return False
+        try:
+            self.remove(state.id, volumes=True)
+        except (BoxliteError, OSError):
+            return False  # (started or removed from another shell meanwhile)
+        return True
 
     def files(self, box_id: str) -> BoxFiles:
         return BoxFiles(self.boxes.box_dir(box_id))

@@ -26,6 +26,7 @@ from boxlite_cli.shim.logframes import LogWriter, write_frame
 from boxlite_cli.state.boxes import BoxStore
 from boxlite_cli.state.network import PortMapping
 from boxlite_cli.state.paths import home_paths
+from boxlite_cli.state.pidfile import ProcessRecord
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.volumes import Mount
 from tests.cli.helpers import assert_one_line_error, bx
@@ -748,6 +749,37 @@ def test_box_whose_shim_died_is_never_shown_running(script_runner: ScriptRunner)
     assert "shim" in entry["error"]
     info = json.loads(bx(script_runner, "info", "--format", "json").stdout)
     assert info["boxes"] == {"total": 1, "running": 0, "exited": 1}
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.EXITED])
+def test_a_rm_box_whose_shim_died_goes_at_the_next_listing(script_runner: ScriptRunner,
+                                                           image: str, status: Status) -> None:
+    """--rm's promise is kept when its shim could not keep it (killed, crashed), as
+    docker's daemon removes such a container when it comes back."""
+    state = plant_box(status=status)
+    state.config.auto_remove = True
+    other = plant_box(box_id="d" * 64, name="kept", status=status)  # (no --rm: it stays)
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    assert json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout)[0]["id"] == other.id
+    assert not store.box_dir(BOX_ID).exists()
+    created = bx(script_runner, "create", "--name", "planted", image)
+    assert created.returncode == 0, created.stderr  # (its name is free again)
+
+
+def test_a_rm_box_its_starter_still_handles_is_not_taken_from_it(
+        script_runner: ScriptRunner, home: Path) -> None:
+    """A failed warm start of a --rm box is retried cold by the CLI that started it: a
+    listing from another shell meanwhile leaves the box alone."""
+    state = plant_box()
+    state.config.auto_remove = True
+    state.creator = ProcessRecord.current().to_json()  # (this test's process: alive)
+    store = BoxStore(home_paths())
+    with store.lock(BOX_ID):
+        store.write(state)
+    [entry] = json.loads(bx(script_runner, "ps", "-a", "--format", "json").stdout)
+    assert entry["id"] == BOX_ID and store.box_dir(BOX_ID).exists()
 
 
 @pytest.mark.parametrize("ref", [BOX_ID, BOX_ID[:12], "c0f", "planted"])

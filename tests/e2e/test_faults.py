@@ -63,6 +63,22 @@ def test_killed_shim_or_vm_shows_as_exited_and_box_recovers(victim: str, e2e_hom
     assert bx("inspect", name).returncode == 125
 
 
+def test_a_rm_box_whose_shim_was_killed_is_removed_by_the_next_ps(e2e_home: Path) -> None:
+    """`run -d --rm`, then its shim SIGKILLed: nothing was left to remove the box; the
+    next listing does (its anonymous volume too), as docker's daemon does on its return."""
+    run = bx("run", "-d", "--rm", "--name", "rm-orphan", "-v", "/data", IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    box_dir = Path(str(box_record("rm-orphan")["paths"]["dir"]))  # type: ignore[index]
+    volumes_before = bx("volume", "ls", "-q").stdout.split()
+    vmm_pid = pid_from(box_dir / "vmm.pid")
+    os.kill(pid_from(box_dir / "shim.pid"), signal.SIGKILL)
+    wait_gone(vmm_pid)
+    assert "rm-orphan" not in bx("ps", "-a").stdout.decode()
+    assert not box_dir.exists()
+    assert bx("inspect", "rm-orphan").returncode == 125
+    assert len(bx("volume", "ls", "-q").stdout.split()) == len(volumes_before) - 1
+
+
 def test_a_disk_another_process_holds_fails_the_start_not_the_template(e2e_home: Path) -> None:
     """A disk tool still writing the box's disk (QEMU's write lock taken) makes the
     start fail in one line that says so; the warm-start template is kept, not blamed."""
