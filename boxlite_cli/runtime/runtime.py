@@ -407,8 +407,10 @@ class Runtime:
             return False
         try:
             self.remove(state.id, volumes=True)
+        except NoSuchBox:
+            return True  # (another shell's listing removed it first)
         except (BoxliteError, OSError):
-            return False  # (started or removed from another shell meanwhile)
+            return False  # (started from another shell meanwhile)
         return True
 
     def files(self, box_id: str) -> BoxFiles:
