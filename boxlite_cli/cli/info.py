@@ -40,7 +40,9 @@ def gather(cli: CliContext) -> dict[str, Any]:
                   "exited": sum(s.status == Status.EXITED for s in states)},
         "images": len({i.id for i in rt.images.all()}),  # (images, not their names)
         # (warm-start VMs waiting for the next fresh box: runtime/spares.py)
-        "spares": {"ready": sum(s.ready for s in spares), "total": len(spares)},
+        "spares": {"ready": sum(s.ready for s in spares),
+                   "total": sum(s.process is not None for s in spares)},  # (alive: not
+        # what a killed one left, which the next start sweeps)
     }
 
 

@@ -281,6 +281,12 @@ def test_info_json(script_runner: ScriptRunner, home: Path) -> None:
     assert data["images"] == 0
     assert data["spares"] == {"ready": 0, "total": 0}
     assert "not built" in data["payload"]["error"]
+    dead = home / "spares" / "abc123"  # (what a killed spare left: not a spare)
+    dead.mkdir(parents=True)
+    (dead / "spare.json").write_text('{"key": "k"}')
+    (dead / "shim.pid").write_text('{"pid": 999999999, "start_time": 1}')
+    spares = json.loads(bx(script_runner, "info", "--format", "json").stdout)["spares"]
+    assert spares == {"ready": 0, "total": 0}
 
 
 def test_info_table(script_runner: ScriptRunner, home: Path) -> None:
