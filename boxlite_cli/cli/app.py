@@ -37,6 +37,7 @@ COMMANDS = {
     "import": "boxlite_cli.cli.import_:import_",
     "images": "boxlite_cli.cli.images:images",
     "load": "boxlite_cli.cli.load:load",
+    "save": "boxlite_cli.cli.save:save",
     "image": "boxlite_cli.cli.image:image",
     "pull": "boxlite_cli.cli.pull:pull",
     "rmi": "boxlite_cli.cli.rmi:rmi",

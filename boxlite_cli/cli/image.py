@@ -12,6 +12,7 @@ IMAGE_COMMANDS = {
     "rm": "boxlite_cli.cli.rmi:rmi",
     "prune": "boxlite_cli.cli.rmi:prune",
     "load": "boxlite_cli.cli.load:load",
+    "save": "boxlite_cli.cli.save:save",
     "inspect": "boxlite_cli.cli.image_inspect:image_inspect",
     "tag": "boxlite_cli.cli.tag:tag",
 }
@@ -19,4 +20,4 @@ IMAGE_COMMANDS = {
 
 @click.group(cls=LazyGroup, lazy=IMAGE_COMMANDS)
 def image() -> None:
-    """Manage images: ls, pull, rm, prune, load, inspect, tag."""
+    """Manage images: ls, pull, rm, prune, load, save, inspect, tag."""

@@ -506,10 +506,15 @@ def _docker_save(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[
 # loading --------------------------------------------------------------------------------
 
 def _load(store: ImageStore, src: _Source) -> LoadResult:
-    if src.has("manifest.json"):
-        planned, unnamed = _docker_save(store, src)
-    elif src.has("index.json"):
+    # An OCI layout keeps each manifest as it is (its digest with it); docker 25 and
+    # `boxlite save` write one beside docker's manifest.json, whose images are made
+    # anew here (their manifests are not in it).
+    if src.has("index.json") and (src.has("oci-layout") or not src.has("manifest.json")):
         planned, unnamed = _oci_layout(store, src)
+        if not planned and src.has("manifest.json"):  # (an index that names nothing)
+            planned, unnamed = _docker_save(store, src)
+    elif src.has("manifest.json"):
+        planned, unnamed = _docker_save(store, src)
     else:
         raise ImageError(f"{src.what} is neither a docker save archive nor an OCI image layout "
                          "(it has no manifest.json or index.json)")

@@ -19,6 +19,7 @@ from boxlite_cli.state.settings import registry_settings
 if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a registry
     from boxlite_cli.oci.archive import LoadResult
     from boxlite_cli.oci.registry import RegistryClient
+    from boxlite_cli.oci.save import Saved
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -158,6 +159,33 @@ class Images:
             with contextlib.suppress(ImageError, OSError):
                 self.store.collect_garbage(set(self.boxes_using()))
             raise
+
+    def to_save(self, names: Iterable[str]) -> list[Saved]:
+        """The images `names` name (references or ids), each once with all the names
+        it was given (none when given by id), in the order given; NotFound names the
+        first that is not here."""
+        from boxlite_cli.oci.save import Saved
+
+        wanted: dict[str, tuple[Image, list[Reference]]] = {}
+        for text in names:
+            image = self.find(text)
+            if image is None:
+                raise NotFound(f"no such image: {text}", hint="see boxlite images")
+            # (found by a name the store has, or by id: then it is saved without one)
+            try:
+                named = image.reference == parse_reference(text)
+            except UsageError:
+                named = False
+            _, given = wanted.setdefault(image.id, (image, []))
+            if named and image.reference not in given:
+                given.append(image.reference)
+        return [Saved(image, tuple(given)) for image, given in wanted.values()]
+
+    def save(self, names: Iterable[str], out: IO[bytes]) -> None:
+        """docker save: the images `names` name, as one tar written to `out`."""
+        from boxlite_cli.oci.save import save
+
+        save(self.store, self.to_save(names), out)
 
     def prune(self, all_unused: bool) -> Removal:
         """Remove unused data: the dangling images no box uses (no tag of theirs is

@@ -478,3 +478,87 @@ def test_cli_load_bad_input_is_one_line(script_runner: ScriptRunner, tmp_path: P
     bad.write_bytes(b"garbage" * 100)
     assert_one_line_error(bx(script_runner, "load", "-i", str(bad)), "bad.tar")
     assert_one_line_error(bx(script_runner, "load", "-i", str(tmp_path / "missing.tar")), "missing.tar")
+
+
+# save: what load reads back, digests and all ---------------------------------------------
+
+def saved(store: ImageStore, *names: str) -> bytes:
+    from boxlite_cli.runtime.images import Images
+    from boxlite_cli.state.paths import Paths
+
+    root = store.root.parent
+    out = io.BytesIO()
+    Images(Paths(root, root / "config", root / "cache"), store, dict).save(names, out)
+    return out.getvalue()
+
+
+def members(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
+                for m in tar}
+
+
+def test_save_writes_a_layout_and_dockers_manifest_that_load_reads_back(
+        store: ImageStore, tmp_path: Path) -> None:
+    load_archive(store, write_tar(tmp_path / "in.tar", oci_layout([
+        ({CONTAINERD_NAME: "docker.io/library/busybox:1", REF_NAME: "1"}, BUSYBOX),
+        ({CONTAINERD_NAME: "example.com/team/other:v1", REF_NAME: "v1"}, OTHER)])))
+    store.tag(parse_reference("busybox:2"), BUSYBOX.digest)
+    archive = saved(store, "busybox:1", "busybox:2", OTHER.id[7:19], "busybox:1")
+    files = members(archive)
+    blobs = sorted(n for n in files if n.startswith("blobs/sha256/"))
+    assert blobs == sorted({blob_path(b) for img in (BUSYBOX, OTHER) for b in img.all_blobs()})
+    assert all(files[n] == b for img in (BUSYBOX, OTHER) for b in img.all_blobs()
+               for n in [blob_path(b)])  # (as the store holds them: manifests keep digests)
+    docker = json.loads(files["manifest.json"])
+    assert [(e["Config"], e["RepoTags"]) for e in docker] == [
+        (blob_path(BUSYBOX.config), ["busybox:1", "busybox:2"]),
+        (blob_path(OTHER.config), None)]  # (by id: no name, as docker's)
+    assert docker[0]["Layers"] == [blob_path(b) for b in BUSYBOX.blobs]
+    index = json.loads(files["index.json"])["manifests"]
+    assert [(d["digest"], (d.get("annotations") or {}).get(CONTAINERD_NAME)) for d in index] == [
+        (BUSYBOX.digest, "docker.io/library/busybox:1"),
+        (BUSYBOX.digest, "docker.io/library/busybox:2"), (OTHER.digest, None)]
+    assert saved(store, "busybox:1", "busybox:2", OTHER.id[7:19]) == archive  # (reproducible)
+
+    fresh = ImageStore(tmp_path / "fresh")
+    result = load_archive(fresh, write_tar(tmp_path / "out.tar", files))
+    assert [r.short for r in result.loaded] == ["busybox:1", "busybox:2"]
+    assert result.unnamed == [OTHER.digest]
+    assert fresh.lookup("busybox:2").manifest_digest == BUSYBOX.digest
+
+
+def test_docker_25s_archive_whose_index_names_nothing_is_read_by_its_manifest_json(
+        store: ImageStore, tmp_path: Path) -> None:
+    files = {**oci_layout([(None, BUSYBOX)]), **docker_save({"busybox:3": BUSYBOX}, legacy=False)}
+    result = load_archive(store, write_tar(tmp_path / "both.tar", files))
+    assert [r.short for r in result.loaded] == ["busybox:3"]
+
+
+def test_save_names_what_is_missing_before_writing(store: ImageStore, tmp_path: Path) -> None:
+    from boxlite_cli.errors import NotFound
+
+    load_archive(store, write_tar(tmp_path / "in.tar", docker_save({"busybox:1": BUSYBOX})))
+    with pytest.raises(NotFound, match="no such image: nope:1"):
+        saved(store, "busybox:1", "nope:1")
+    image = store.lookup("busybox:1")
+    store.blob_path(image.layers[0]).unlink()
+    with pytest.raises(ImageError, match=f"blob {image.layers[0]} is missing"):
+        saved(store, "busybox:1")
+
+
+def test_cli_save_writes_the_file_whole_or_not_at_all(script_runner: ScriptRunner,
+                                                      tmp_path: Path) -> None:
+    archive = write_tar(tmp_path / "in.tar", docker_save({"busybox:1": BUSYBOX}))
+    assert bx(script_runner, "load", "-q", "-i", str(archive)).returncode == 0
+    out = tmp_path / "out.tar"
+    out.write_bytes(b"old")
+    result = bx(script_runner, "save", "-o", str(out), "busybox:1")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert "blobs/sha256/" + BUSYBOX.id[7:] in members(out.read_bytes())  # (replaced)
+    assert_one_line_error(bx(script_runner, "save", "-o", str(tmp_path / "x.tar"), "busybox:1",
+                             "nope:2"), "no such image: nope:2")
+    assert_one_line_error(bx(script_runner, "image", "save", "-o", str(tmp_path / "no" / "x.tar"),
+                             "busybox:1"), "no such directory")
+    assert not [p.name for p in tmp_path.iterdir() if p.name not in (
+        "in.tar", "out.tar", "store", "script-cwd")]  # (no partial file left)
