@@ -163,6 +163,30 @@ def test_loaded_image_unpacks(store: Store, image_archives: ImageArchives) -> No
     assert cat(base, "/replaced.txt") == b"v2\n"
 
 
+def test_a_saved_image_loads_elsewhere_and_boots(store: Store, busybox_image: PushedImage,
+                                                  tmp_path: Path) -> None:
+    """save of a pulled image (a pipe, then a file), load in another home, then a box of
+    it: the same manifest digest (the layout's), the same id, its command runs."""
+    pull_ok(store, busybox_image.reference)
+    piped = store.bx("save", busybox_image.reference)
+    assert piped.returncode == 0, piped.stderr
+    saved = tmp_path / "busybox.tar"
+    assert store.bx("save", "-o", str(saved), busybox_image.reference).returncode == 0
+    assert saved.read_bytes() == piped.stdout
+    (tmp_path / "elsewhere").mkdir()
+    other = Store(tmp_path / "elsewhere")
+    try:
+        loaded = other.bx("load", "-i", str(saved))
+        assert loaded.stdout.decode() == f"Loaded image: {busybox_image.reference}\n"
+        assert other.tags()[busybox_image.reference] == busybox_image.manifest_digest
+        ran = other.bx("run", "--rm", busybox_image.reference, "echo", "from the saved image")
+        assert ran.stdout == b"from the saved image\n", ran.stderr
+    finally:
+        ids = other.box_ids() if (other.home / "boxes").is_dir() else []
+        if ids:
+            other.bx("rm", "-f", *ids, timeout=120)
+
+
 def _damage_layer(src: Path, dest: Path) -> None:
     """Copy a tar, flipping one byte in the middle of its biggest member (a layer)."""
     with tarfile.open(src) as tin:
