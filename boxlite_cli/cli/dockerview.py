@@ -97,13 +97,7 @@ def _health(health: Health) -> dict[str, Any]:
 
 def _healthcheck(config: HealthConfig | None) -> dict[str, Any]:
     """docker's Config.Healthcheck (durations in nanoseconds; 0: the default)."""
-    if config is None:
-        return {}
-    return {"Healthcheck": {
-        "Test": list(config.test), "Interval": round(config.interval_s * NANO),
-        "Timeout": round(config.timeout_s * NANO),
-        "StartPeriod": round(config.start_period_s * NANO),
-        "StartInterval": round(config.start_interval_s * NANO), "Retries": config.retries}}
+    return {"Healthcheck": config.to_image_json()} if config is not None else {}
 
 
 def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path],

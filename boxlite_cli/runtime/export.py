@@ -68,7 +68,7 @@ from boxlite_cli.runtime.tmpfs import check_tmpfs
 from boxlite_cli.state.boxes import new_box_id, validate_name
 from boxlite_cli.state.capabilities import MAX_NAMES, normalize
 from boxlite_cli.state.groupadd import check_group_add
-from boxlite_cli.state.health import HealthConfig, health_config_problem
+from boxlite_cli.state.health import HealthConfig, box_health, health_config_problem
 from boxlite_cli.state.network import NETWORK_MODES, NetworkConfig, PortMapping
 from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT, BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import parse_restart
@@ -400,7 +400,7 @@ def _healthcheck(cfg: dict[str, Any], what: str) -> HealthConfig | None:
     config = HealthConfig(**value)
     problem = health_config_problem(config)
     _expect(problem is None, what, f"healthcheck: {problem}")
-    return config if config.enabled else None
+    return box_health(None, config)
 
 
 def _sysctls(cfg: dict[str, Any], what: str) -> dict[str, str]:

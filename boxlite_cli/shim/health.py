@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
 
-from boxlite_cli.agent.client import AgentClient
-from boxlite_cli.errors import BoxliteError
+from boxlite_cli.agent.client import AgentClient, Started
+from boxlite_cli.errors import AgentError, BoxliteError
 from boxlite_cli.state.health import (
     MAX_OUTPUT_BYTES,
     Health,
@@ -28,6 +29,7 @@ HEALTH_EXEC_ID = "healthcheck"  # (each check replaces the last one's in the age
 # agent before the monitor gives up on it (a guest too busy to answer).
 CHECK_SLACK_S = 30.0
 UNREADABLE = -1  # docker's exit code of a check that could not run or ran too long
+STALE_WAIT_S = 10.0
 
 
 def _seconds(value: float) -> str:
@@ -44,11 +46,21 @@ def run_check(client: AgentClient, config: HealthConfig, process: ProcessSpec) -
     """One run of the check in the box, as the box's user, in its working directory,
     with its environment; its stdout and stderr are one output."""
     start = time.time()
+
+    def begin() -> Started:
+        return client.exec(argv=config.argv, env=process.env, cwd=process.cwd,
+                           user=process.user, tty=False, rows=0, cols=0, stdin=False,
+                           timeout_s=config.timeout, hold_output=True,
+                           exec_id=HEALTH_EXEC_ID, merge_stderr=True)
+
     try:
-        started = client.exec(argv=config.argv, env=process.env, cwd=process.cwd,
-                              user=process.user, tty=False, rows=0, cols=0, stdin=False,
-                              timeout_s=config.timeout, hold_output=True,
-                              exec_id=HEALTH_EXEC_ID, merge_stderr=True)
+        try:
+            started = begin()
+        except AgentError as e:
+            if "already exists" not in e.message:
+                raise
+            end_stale_check(client)  # (one a checkpoint was taken in, resumed with the box)
+            started = begin()
         if started.error_exit_code:
             return HealthResult(start, time.time(), started.error_exit_code, started.error)
         output = bytearray()
@@ -64,6 +76,14 @@ def run_check(client: AgentClient, config: HealthConfig, process: ProcessSpec) -
         return HealthResult(start, time.time(), UNREADABLE,
                             f"{message}: {text}" if text else message)
     return HealthResult(start, time.time(), ended.exit_code, text)  # (128+N: killed by N)
+
+
+def end_stale_check(client: AgentClient) -> None:
+    """Kill the check that runs under our exec id (one a checkpoint of the box was taken
+    in: its VM resumed with it), with its process group, and wait for its end."""
+    with contextlib.suppress(BoxliteError):
+        client.signal(HEALTH_EXEC_ID, signal.SIGKILL, group=True)
+        client.wait(HEALTH_EXEC_ID, timeout=STALE_WAIT_S)
 
 
 class HealthMonitor:
@@ -92,6 +112,7 @@ class HealthMonitor:
         self.stopped.set()
 
     def run(self) -> None:
+        end_stale_check(self.client)  # (a box resumed from a checkpoint taken mid-check)
         while not self.stopped.wait(next_check_in(self.config, self.health, self.started_at,
                                                   time.time())):
             if self.paused():

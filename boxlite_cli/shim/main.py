@@ -766,7 +766,8 @@ class Shim:
 
     @staticmethod
     def health_at_start(state: BoxState) -> Health | None:
-        return started(state.health) if state.config.healthcheck is not None else None
+        check = state.config.healthcheck
+        return started(state.health) if check is not None and check.enabled else None
 
     def watch_health(self, client: AgentClient, running: BoxState) -> None:
         """Start the box's health checks (shim/health.py), if it has them."""

@@ -74,9 +74,17 @@ class HealthConfig:
     def tries(self) -> int:
         return self.retries or DEFAULT_RETRIES
 
+    def to_image_json(self) -> dict[str, Any]:
+        """As an image config and docker's inspect have it (durations in nanoseconds;
+        what is 0, the default, left out)."""
+        given = {"Interval": round(self.interval_s * 1e9), "Timeout": round(self.timeout_s * 1e9),
+                 "StartPeriod": round(self.start_period_s * 1e9),
+                 "StartInterval": round(self.start_interval_s * 1e9), "Retries": self.retries}
+        return {"Test": list(self.test), **{k: v for k, v in given.items() if v}}
+
     def merged_over(self, image: HealthConfig | None) -> HealthConfig:
         """This (the user's) over the image's, field by field, as docker merges them."""
-        if image is None:
+        if image is None or self.test == [NONE]:
             return self
         return HealthConfig(
             test=self.test or image.test,
@@ -120,6 +128,8 @@ def health_config_problem(config: HealthConfig) -> str | None:
 def parse_health_duration(text: str, option: str) -> float:
     """A `--health-*` duration in seconds (Go's syntax: 30s, 1m30s, 500ms; 0: the
     default)."""
+    if text.strip().startswith("-"):
+        raise UsageError(f"invalid {option} {text!r}: it cannot be negative")
     ns = duration_ns(text.strip())
     if ns is None:
         raise UsageError(f"invalid {option} {text!r}: want a duration with its unit "
@@ -187,9 +197,12 @@ def image_health(image_config: dict[str, Any]) -> HealthConfig | None:
 
 
 def box_health(user: HealthConfig | None, image: HealthConfig | None) -> HealthConfig | None:
-    """The box's health check: the user's over the image's; None when it has none."""
+    """The box's health check: the user's over the image's; [NONE] when one of them
+    says so (kept, as docker's config keeps it); None when there is none."""
     config = user.merged_over(image) if user is not None else image
-    return config if config is not None and config.enabled else None
+    if config is None or not (config.enabled or config.test[:1] == [NONE]):
+        return None
+    return config
 
 
 @dataclass
@@ -242,14 +255,12 @@ def recorded(health: Health, result: HealthResult, config: HealthConfig,
 
 
 def next_check_in(config: HealthConfig, health: Health, started_at: float, now: float) -> float:
-    """Seconds to the next check: the interval, or the start interval while the box
-    starts within its start period (and the start period's end, if that comes first)."""
+    """Seconds to the next check: the start interval while the box starts, within its
+    start period; else the interval; and the start period's end, if that comes first."""
     left = config.start_period_s - (now - started_at)
     if left <= 0:
         return config.interval
-    if left < config.interval:
-        return left
-    return config.start_interval if health.status == STARTING else config.interval
+    return min(config.start_interval if health.status == STARTING else config.interval, left)
 
 
 def cut_output(data: bytes) -> str:

@@ -695,7 +695,11 @@ def test_a_health_check_is_kept_and_shown_as_dockers(script_runner: ScriptRunner
     assert created.returncode == 0, created.stderr
     shown = bx(script_runner, "inspect", "-f", "{{json .Config.Healthcheck}}", "checked")
     assert shown.stdout == ('{"Test":["CMD-SHELL","test -e /ok"],"Interval":90000000000,'
-                            '"Timeout":0,"StartPeriod":0,"StartInterval":0,"Retries":5}\n')
+                            '"Retries":5}\n')  # (docker's: the defaults left out)
+    off = bx(script_runner, "create", "--no-healthcheck", image)
+    shown = bx(script_runner, "inspect", "-f", "{{json .Config.Healthcheck}}", off.stdout.strip())
+    assert shown.stdout == '{"Test":["NONE"]}\n'
+    bx(script_runner, "rm", off.stdout.strip())
     [record] = json.loads(bx(script_runner, "inspect", "checked").stdout)
     assert "Health" not in record["State"]  # (a box that never ran has no health yet)
     for health, listed in (("none", True), ("starting", False)):  # (docker's: none till it runs)

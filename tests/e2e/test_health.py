@@ -72,7 +72,34 @@ def test_a_box_without_a_check_has_no_health() -> None:
     assert run.returncode == 0, run.stderr
     try:
         state = json.loads(bx("inspect", "unchecked").stdout)[0]
-        assert "Health" not in state["State"] and "Healthcheck" not in state["Config"]
+        assert "Health" not in state["State"]
+        assert state["Config"]["Healthcheck"] == {"Test": ["NONE"]}  # (docker's)
         assert run.stdout.decode()[:12] in listed("none")
     finally:
         bx("rm", "-f", "unchecked")
+
+
+def test_a_box_resumed_from_a_checkpoint_taken_mid_check_checks_on() -> None:
+    """The check that ran when the checkpoint was taken comes back with the VM: it is
+    ended, not left to block the resumed box's own checks (which failed, "exec
+    healthcheck already exists", and made it unhealthy)."""
+    run = bx("run", "-d", "--name", "midcheck", "--health-cmd", "sleep 3; echo ok",
+             "--health-interval", "1s", "--health-timeout", "30s", "--health-retries", "1",
+             IMAGE, "sleep", "600")
+    assert run.returncode == 0, run.stderr
+    try:
+        await_health("midcheck", lambda h: bool(h["Log"]))
+        deadline = time.monotonic() + 60
+        while "sleep 3" not in bx("top", "midcheck").stdout.decode():  # (one runs now)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        made = bx("snapshot", "create", "--memory", "midcheck", "mid")
+        assert made.returncode == 0, made.stderr
+        resumed = bx("run", "-d", "--name", "resumed", "--from", "midcheck:mid")
+        assert resumed.returncode == 0, resumed.stderr
+        health = await_health("resumed", lambda h: h["Status"] != "starting")
+        assert health["Status"] == "healthy", health
+        assert not [r for r in health["Log"] if "already exists" in r["Output"]], health
+    finally:
+        bx("rm", "-f", "resumed")
+        bx("rm", "-f", "midcheck")

@@ -39,7 +39,7 @@ def flags(cmd: str | None = None, interval: str | None = None, timeout: str | No
 @pytest.mark.parametrize(("text", "seconds"), [
     ("30s", 30.0), ("1m30s", 90.0), ("500ms", 0.5), ("1.5h", 5400.0), ("0", 0.0), ("0s", 0.0),
     ("2us", None), ("1", None), ("-1s", None), ("", None), ("1x", None), ("s", None),
-    ("9000h", None)])
+    ("9000h", None), ("-0s", None)])
 def test_health_durations_are_gos_with_a_unit(text: str, seconds: float | None) -> None:
     if seconds is None:
         with pytest.raises(UsageError, match=r"invalid --health-interval"):
@@ -69,6 +69,7 @@ def test_no_flag_is_no_users_check_and_a_command_is_run_by_the_shell() -> None:
     ({"retries": -1}, "invalid --health-retries -1"),
     ({"cmd": "  "}, "invalid --health-cmd: it is empty"),
     ({"timeout": "10"}, "invalid --health-timeout '10': want a duration with its unit"),
+    ({"interval": "-1s"}, "invalid --health-interval '-1s': it cannot be negative"),
 ])
 def test_bad_health_flags_are_refused(kwargs: dict[str, object], says: str) -> None:
     with pytest.raises(UsageError, match=says.replace("*", r"\*").replace("(", r"\(")):
@@ -102,8 +103,9 @@ def test_the_users_settings_go_over_the_images_field_by_field() -> None:
                                   retries=5)
     mine = box_health(flags("true"), image)
     assert mine is not None and mine.test == ["CMD-SHELL", "true"] and mine.retries == 5
-    assert box_health(flags(none=True), image) is None  # --no-healthcheck
-    assert box_health(None, HealthConfig(test=["NONE"])) is None  # the image's HEALTHCHECK NONE
+    for off in (box_health(flags(none=True), image),  # --no-healthcheck
+                box_health(None, HealthConfig(test=["NONE"]))):  # the image's HEALTHCHECK NONE
+        assert off is not None and not off.enabled and off.to_image_json() == {"Test": ["NONE"]}
     assert box_health(flags(interval="2s"), None) is None  # timing alone checks nothing
     assert box_health(None, image) == image
 
@@ -155,7 +157,10 @@ def test_checks_come_every_start_interval_in_the_start_period_then_every_interva
     starting, healthy = Health(), Health(status=HEALTHY)
     assert next_check_in(config, starting, started_at=0.0, now=10.0) == 2.0
     assert next_check_in(config, healthy, started_at=0.0, now=10.0) == 30.0
-    assert next_check_in(config, starting, started_at=0.0, now=90.0) == pytest.approx(10.0)
+    assert next_check_in(config, starting, started_at=0.0, now=99.0) == pytest.approx(1.0)
+    assert next_check_in(config, starting, started_at=0.0, now=90.0) == 2.0  # (start interval
+    # to the period's end, not only while more than an interval is left: docker 25's)
+    assert next_check_in(config, healthy, started_at=0.0, now=90.0) == pytest.approx(10.0)
     assert next_check_in(config, starting, started_at=0.0, now=150.0) == 30.0
     assert next_check_in(HealthConfig(test=["CMD", "x"]), starting, 0.0, 0.0) == 30.0
 
