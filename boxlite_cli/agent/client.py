@@ -340,11 +340,12 @@ class AgentClient:
         return resp.entries, resp.bytes
 
     def copy_out(self, path: str, follow_link: bool, name: str,
-                 sparse: bool = False) -> Iterator[bytes]:
+                 sparse: bool = False, root_fs_only: bool = False) -> Iterator[bytes]:
         """Tar bytes of `path` in the box, its top entry named `name`; `sparse`: sparse
-        files as GNU sparse members (for our own extractor)."""
+        files as GNU sparse members (for our own extractor); `root_fs_only` (path "/",
+        no name): the box's root file system alone, nothing mounted on it."""
         call = self.stub.CopyOut(pb.CopyOutRequest(path=path, follow_link=follow_link, name=name,
-                                                   sparse=sparse))
+                                                   sparse=sparse, root_fs_only=root_fs_only))
         try:
             for chunk in call:
                 yield chunk.data

@@ -34,6 +34,7 @@ COMMANDS = {
     "snapshot": "boxlite_cli.cli.snapshot:snapshot",
     "clone": "boxlite_cli.cli.clone:clone",
     "export": "boxlite_cli.cli.export:export",
+    "commit": "boxlite_cli.cli.commit:commit",
     "import": "boxlite_cli.cli.import_:import_",
     "images": "boxlite_cli.cli.images:images",
     "load": "boxlite_cli.cli.load:load",

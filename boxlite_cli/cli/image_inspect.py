@@ -29,7 +29,9 @@ def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
         "RepoTags": sorted({n.short for n in names if n.tag and not n.digest}),
         "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in names if n.digest}
                               or {f"{image.reference.name}@{image.manifest_digest}"}),
+        "Comment": cfg.get("comment") or "",
         "Created": cfg.get("created"),
+        "Author": cfg.get("author") or "",
         "Architecture": cfg.get("architecture"),
         "Os": cfg.get("os"),
         "Size": image.size,

@@ -23,11 +23,12 @@ import re
 import secrets
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from boxlite_agent.sparsetar import sparse_member
 
@@ -323,6 +324,26 @@ def _kernel_devs(rfd: int) -> set[int]:
     with contextlib.suppress(OSError):
         devs.discard(os.stat(".", dir_fd=rfd).st_dev)
     return devs
+
+
+@contextlib.contextmanager
+def root_fs_view(root: str, mount: Callable[..., None] = syscalls.mount,
+                 umount: Callable[..., None] = syscalls.umount) -> Iterator[str]:
+    """The file system mounted at ``root`` alone, as it is on its disk: a read-only
+    bind mount of it beside it, without what is mounted on it (volumes, tmpfs, the
+    kernel's, the box's /etc/hosts...), whose files it shows as they are underneath;
+    gone afterwards (`commit` reads a box's own changes from it)."""
+    view = os.path.join(os.path.dirname(root), f"view-{secrets.token_hex(6)}")
+    os.mkdir(view, 0o700)
+    try:
+        mount(root, view, None, syscalls.MS_BIND)  # (not MS_REC: no submounts)
+        try:
+            mount(None, view, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+            yield view
+        finally:
+            umount(view, syscalls.MNT_DETACH)
+    finally:
+        os.rmdir(view)
 
 
 def tar_out(root: str, path: str, follow_link: bool, name: str,

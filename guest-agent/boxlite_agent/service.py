@@ -22,7 +22,7 @@ import grpc
 
 from boxlite_agent import __version__
 from boxlite_agent.cgroups import BOX_CGROUP
-from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
+from boxlite_agent.copyfiles import rechunk, root_fs_view, stat_path, tar_in, tar_out
 from boxlite_agent.errors import (
     AgentError,
     ExecFailure,
@@ -469,26 +469,32 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     def CopyOut(self, request: pb.CopyOutRequest,
                 context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
-        try:
-            _check_path(request.path)
-            pieces = tar_out(self._guest.rootfs(), request.path, request.follow_link, request.name,
-                             request.sparse)
-            chunks = rechunk(pieces)
-            first = next(chunks, None)  # errors about the source surface here, as a status
-        except Exception as e:
-            _abort_for(context, e)
-            raise
-        if first is None:
-            return
-        yield pb.TarChunk(data=first)
-        try:
-            for chunk in chunks:
-                if not context.is_active():
-                    return
-                yield pb.TarChunk(data=chunk)
-        except Exception as e:
-            _abort_for(context, e)
-            raise
+        with contextlib.ExitStack() as scope:
+            try:
+                _check_path(request.path)
+                root = self._guest.rootfs()
+                if request.root_fs_only:
+                    if request.path != "/" or request.name:
+                        raise InvalidArgument("root_fs_only copies the whole root, unnamed")
+                    root = scope.enter_context(root_fs_view(root))
+                pieces = tar_out(root, request.path, request.follow_link, request.name,
+                                 request.sparse)
+                chunks = rechunk(pieces)
+                first = next(chunks, None)  # errors about the source surface here, as a status
+            except Exception as e:
+                _abort_for(context, e)
+                raise
+            if first is None:
+                return
+            yield pb.TarChunk(data=first)
+            try:
+                for chunk in chunks:
+                    if not context.is_active():
+                        return
+                    yield pb.TarChunk(data=chunk)
+            except Exception as e:
+                _abort_for(context, e)
+                raise
 
 
 def _check_path(path: str) -> None:

@@ -718,6 +718,19 @@ def test_a_health_check_is_kept_and_shown_as_dockers(script_runner: ScriptRunner
                           "invalid filter 'health=sick'")
 
 
+def test_a_bad_commit_is_one_line_and_makes_no_image(script_runner: ScriptRunner,
+                                                     image: str) -> None:
+    plant_box()
+    before = bx(script_runner, "images", "-q").stdout
+    for args, says in (
+            (["planted", "app", "-c", "RUN apt-get update"],
+             "invalid --change 'RUN apt-get update': RUN is not one of"),
+            (["planted", "app@sha256:" + "0" * 64], "named by a tag, not a digest"),
+            (["nobox", "app"], "no such box: nobox")):
+        assert_one_line_error(bx(script_runner, "commit", *args), says)
+    assert bx(script_runner, "images", "-q").stdout == before
+
+
 def test_inspect_splits_the_entrypoint_from_the_command(script_runner: ScriptRunner,
                                                         image: str) -> None:
     """docker's Config.Entrypoint and Config.Cmd (null when empty), not one argv."""

@@ -250,3 +250,50 @@ def test_a_copy_sweeps_the_partials_an_earlier_run_left_where_it_writes(
     os.utime(current, (time.time() - 60, time.time() - 60))
     tar_in(str(root), "/data", False, iter([_tar({"new": b"2"})]))  # (before any Init: none)
     assert current.exists()
+
+
+# commit's view of the root file system alone ------------------------------------------
+
+def test_the_root_fs_view_is_bound_read_only_and_gone_afterwards(tmp_path: Path) -> None:
+    from boxlite_agent import syscalls
+    from boxlite_agent.copyfiles import root_fs_view
+
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    calls: list[tuple[object, ...]] = []
+    with pytest.raises(RuntimeError), root_fs_view(
+            str(root), mount=lambda *a: calls.append(("mount", *a)),
+            umount=lambda *a: calls.append(("umount", *a))) as view:
+        assert os.path.dirname(view) == str(tmp_path) and os.path.isdir(view)
+        raise RuntimeError("the copy failed")
+    assert calls == [("mount", str(root), view, None, syscalls.MS_BIND),
+                     ("mount", None, view, None,
+                      syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY),
+                     ("umount", view, syscalls.MNT_DETACH)]
+    assert sorted(os.listdir(tmp_path)) == ["rootfs"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
+def test_the_root_fs_view_shows_what_mounts_cover(tmp_path: Path) -> None:
+    from boxlite_agent import syscalls
+    from boxlite_agent.copyfiles import root_fs_view
+
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hosts").write_text("the image's\n")
+    try:
+        syscalls.mount("tmpfs", str(root / "etc"), "tmpfs", 0, None)
+    except OSError as e:
+        pytest.skip(f"no mounts here: {e}")
+    try:
+        (root / "etc" / "hosts").write_text("the box's\n")
+        with root_fs_view(str(root)) as view:
+            data = b"".join(tar_out(view, "/", False, ""))
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                names = [m.name for m in tar]
+            assert (Path(view) / "etc" / "hosts").read_text() == "the image's\n"
+            with pytest.raises(OSError):
+                (Path(view) / "new").write_text("x")  # (read-only)
+        assert names == ["etc", "etc/hosts"]
+    finally:
+        syscalls.umount(str(root / "etc"))

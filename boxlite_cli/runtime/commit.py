@@ -1,0 +1,147 @@
+"""`boxlite commit`: a new image of a box's changes (oci/commit.py), named in the store.
+
+A running box's root file system is frozen (FIFREEZE) while it is read, as docker
+pauses a container for its commit: its processes' writes wait, its reads go on. The
+freeze is renewed while the read runs, and thaws by itself if this process dies. A
+stopped box is read from a maintenance start of its VM, as `cp` reads one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from boxlite_cli.errors import BoxliteError, ImageError, UsageError
+from boxlite_cli.oci.changes import apply_changes
+from boxlite_cli.oci.commit import LAYER_TAR, committed_config, diff_layer, image_index
+from boxlite_cli.oci.mediatypes import OCI_MANIFEST
+from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.store import Image, sha256_file
+from boxlite_cli.runtime.copy import box_agent
+from boxlite_cli.state.records import BoxState, Status
+
+if TYPE_CHECKING:
+    from boxlite_cli.agent.client import AgentClient
+    from boxlite_cli.runtime.runtime import Runtime
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+FREEZE_S = 30.0  # each freeze thaws by itself after this, unless renewed
+RENEW_S = 10.0
+
+
+def container_config(state: BoxState, image_config: dict[str, Any]) -> dict[str, Any]:
+    """The box's own config as an image's `config` (docker commit's): its command,
+    environment, user, working directory, labels, ports, stop signal and health check
+    over the image's."""
+    cfg = state.config
+    proc = cfg.process
+    config = dict(image_config)
+    config.update(
+        Env=list(proc.env), Cmd=list(proc.argv[proc.entrypoint_len:]) or None,
+        Entrypoint=list(proc.argv[:proc.entrypoint_len]) or None, WorkingDir=proc.cwd,
+        User=proc.user, Labels=dict(cfg.labels) or None)
+    ports = {**(image_config.get("ExposedPorts") or {}), **{p.private: {} for p in cfg.network.ports}}
+    config["ExposedPorts"] = ports or None
+    if cfg.stop_signal:
+        config["StopSignal"] = cfg.stop_signal
+    if cfg.healthcheck is not None:  # (--no-healthcheck's NONE too, as docker's)
+        config["Healthcheck"] = cfg.healthcheck.to_image_json()
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def commit_name(text: str) -> Reference:
+    reference = parse_reference(text)
+    if reference.digest:
+        raise UsageError(f"invalid name {text!r}: an image to commit is named by a tag, "
+                         "not a digest")
+    return reference
+
+
+@contextlib.contextmanager
+def _frozen(client: AgentClient, running: bool) -> Iterator[None]:
+    """The box's root file system frozen meanwhile (renewed), when it runs."""
+    if not running:
+        yield
+        return
+    client.quiesce(True, auto_thaw_s=FREEZE_S)
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(RENEW_S):
+            with contextlib.suppress(BoxliteError):
+                client.quiesce(True, auto_thaw_s=FREEZE_S)
+
+    renewer = threading.Thread(target=renew, name="freeze", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+        with contextlib.suppress(BoxliteError):
+            client.quiesce(False)
+
+
+def _box_image(rt: Runtime, state: BoxState) -> Image:
+    for image in rt.images.all_references():
+        if image.id == state.config.image_id:
+            return image
+    raise ImageError(f"box {state.name}'s image {state.config.image_id[7:19]} is not in the "
+                     "store any more (removed with rmi -f)",
+                     hint=f"pull or load {state.config.image} again, then commit")
+
+
+def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = "",
+           changes: tuple[str, ...] = (), pause: bool = True) -> Image:
+    """Make image `name` of box `ref`'s changes (its image's layers and one more, or
+    none when it changed nothing); the image made."""
+    target = commit_name(name)
+    state = rt.get(rt.resolve(ref))
+    apply_changes({}, changes)  # (a bad one fails before anything is read)
+    image = _box_image(rt, state)
+    config = apply_changes(container_config(state, image.container_config), changes)
+    store = rt.images
+    base = image_index(store, image)
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    with store.writing(), tempfile.NamedTemporaryFile(dir=store.tmp, prefix="commit-") as layer:
+        with box_agent(rt, ref) as client, _frozen(client, pause and rt.get(
+                state.id).status == Status.RUNNING):
+            count = diff_layer(client.copy_out("/", False, "", root_fs_only=True), base, layer,
+                               refetch=lambda path: client.copy_out("/" + path, False, "file"))
+        layer.flush()
+        layers = list(image.manifest.get("layers", []))
+        diff_id = None
+        if count:
+            diff_id = sha256_file(Path(layer.name))
+            store.add_blob_file(Path(layer.name), diff_id)
+            layers.append({"mediaType": LAYER_TAR, "digest": diff_id,
+                           "size": Path(layer.name).stat().st_size})
+        made = committed_config(image.config, config, diff_id, author, message,
+                                datetime.datetime.now(datetime.UTC))
+        config_digest = _add_json(rt, made)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                               "size": len(_json(made))},
+                    "layers": layers}
+        manifest_digest = _add_json(rt, manifest)
+        store.tag(target, manifest_digest)
+    return store.lookup(target)
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _add_json(rt: Runtime, doc: Any) -> str:
+    raw = _json(doc)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    rt.images.add_blob_stream(io.BytesIO(raw), digest, len(raw))
+    return digest

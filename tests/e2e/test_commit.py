@@ -1,0 +1,70 @@
+"""commit: a box's changes as a new image's layer, read from a real box's disk."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.e2e.conftest import IMAGE, bx
+
+CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
+           "rm -rf /usr/share/doc/bash /etc/motd; mkdir -p /opt/app; echo app > /opt/app/x; "
+           "ln /opt/app/x /opt/app/y; ln /usr/bin/perl /root/perl-link; "
+           "echo in-volume > /data/v; echo box-wrote-this > /etc/hosts; mkdir -p /tmp/t; "
+           "echo ready; sleep 600")
+
+
+def image_record(name: str) -> dict[str, object]:
+    shown = bx("image", "inspect", name)
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout)[0])
+
+
+def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
+    run = bx("run", "-d", "--name", "tocommit", "-v", "/data", "-e", "FROM_BOX=1", IMAGE,
+             "sh", "-c", CHANGES)
+    assert run.returncode == 0, run.stderr
+    try:
+        deadline = time.monotonic() + 120
+        while b"ready" not in bx("logs", "tocommit").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        made = bx("commit", "-m", "first", "-a", "me <me@example.com>", "-c",
+                  'CMD ["cat", "/root/new.txt"]', "-c", "ENV MODE=prod", "tocommit",
+                  "localhost/committed:1")
+        assert made.returncode == 0, made.stderr
+        record = image_record("localhost/committed:1")
+        assert made.stdout.decode().strip() == record["Id"]
+        assert (record["Comment"], record["Author"]) == ("first", "me <me@example.com>")
+        base = image_record(IMAGE)
+        assert len(record["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1  # type: ignore[index]
+        config = record["Config"]
+        assert config["Cmd"] == ["cat", "/root/new.txt"]  # type: ignore[index]
+        assert {"FROM_BOX=1", "MODE=prod"} <= set(config["Env"])  # type: ignore[index]
+        assert bx("exec", "tocommit", "cat", "/root/new.txt").stdout == b"hello\n"  # (thawed)
+
+        shown = bx("run", "--rm", "localhost/committed:1")
+        assert shown.stdout == b"hello\n", shown.stderr
+        script = ("ls /usr/share/doc/bash /etc/motd 2>&1 | wc -l; cat /opt/app/y; "
+                  "tail -1 /etc/debian_version; ls -A /data; cmp /usr/bin/perl /root/perl-link "
+                  "&& echo same; grep -c box-wrote-this /etc/hosts; ls -d /tmp/t")
+        checked = bx("run", "--rm", "localhost/committed:1", "sh", "-c", script)
+        assert checked.stdout.decode().split("\n") == [
+            "2", "app", "changed", "same", "0", "/tmp/t", ""], checked.stderr
+        # (the volume's file and the box's own /etc/hosts stay out, as docker's)
+    finally:
+        bx("rm", "-f", "tocommit")
+        bx("rmi", "localhost/committed:1")
+
+
+def test_a_stopped_box_commits_and_no_change_makes_no_layer() -> None:
+    created = bx("create", "--name", "unchanged", IMAGE, "true")
+    assert created.returncode == 0, created.stderr
+    try:
+        made = bx("commit", "unchanged", "localhost/same:1")
+        assert made.returncode == 0, made.stderr
+        assert image_record("localhost/same:1")["RootFS"] == image_record(IMAGE)["RootFS"]
+        assert bx("inspect", "-f", "{{.State.Status}}", "unchanged").stdout == b"created\n"
+    finally:
+        bx("rm", "-f", "unchanged")
+        bx("rmi", "localhost/same:1")

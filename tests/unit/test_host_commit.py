@@ -1,0 +1,186 @@
+"""commit: the layer of a box's changes (a metadata diff against its image's layers),
+the config docker gives the new image, and --change's Dockerfile instructions."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import tarfile
+from collections.abc import Iterator
+
+import pytest
+
+from boxlite_cli.errors import UsageError
+from boxlite_cli.oci.changes import apply_changes
+from boxlite_cli.oci.commit import Meta, apply_to_index, committed_config, diff_layer
+from boxlite_cli.runtime.commit import commit_name, container_config
+from boxlite_cli.state.health import HealthConfig
+from boxlite_cli.state.network import NetworkConfig, PortMapping
+from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec
+
+Entry = tuple[str, bytes, str, dict[str, object]]  # name, content, kind, extra fields
+
+
+def tar_of(*entries: Entry) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, kind, extra in entries:
+            info = tarfile.TarInfo(name)
+            info.type = {"dir": tarfile.DIRTYPE, "file": tarfile.REGTYPE,
+                         "link": tarfile.LNKTYPE, "symlink": tarfile.SYMTYPE}[kind]
+            info.mode = 0o755 if kind == "dir" else 0o644
+            info.mtime = 1000
+            for key, value in extra.items():
+                setattr(info, key, value)
+            if kind == "file":
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if kind == "file" else None)
+    return buf.getvalue()
+
+
+def d(name: str, **extra: object) -> Entry:
+    return (name, b"", "dir", extra)
+
+
+def f(name: str, data: bytes = b"x", **extra: object) -> Entry:
+    return (name, data, "file", extra)
+
+
+IMAGE = [d("etc"), f("etc/motd", b"hi"), f("etc/hosts", b"127.0.0.1"), d("usr"), d("usr/doc"),
+         f("usr/doc/a"), f("usr/doc/b"), d("bin"), f("bin/sh", b"ELF"),
+         ("bin/sh2", b"", "link", {"linkname": "bin/sh"}), d("opt")]
+
+
+def index_of(*layers: bytes) -> dict[str, Meta]:
+    index: dict[str, Meta] = {}
+    for layer in layers:
+        with tarfile.open(fileobj=io.BytesIO(layer), mode="r:") as tar:
+            apply_to_index(index, tar)
+    return index
+
+
+def layer_of(box: bytes, base: dict[str, Meta],
+             fetched: dict[str, bytes] | None = None) -> dict[str, tarfile.TarInfo]:
+    out = io.BytesIO()
+
+    def refetch(path: str) -> Iterator[bytes]:
+        assert fetched is not None and path in fetched, path
+        yield tar_of(f("file", fetched[path]))
+
+    count = diff_layer(iter([box[i:i + 1000] for i in range(0, len(box), 1000)]), base, out,
+                       refetch)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), mode="r:") as tar:
+        members = {m.name: m for m in tar}
+    assert count == len(members)
+    return members
+
+
+def test_the_images_index_applies_whiteouts_opaque_dirs_and_hard_links() -> None:
+    upper = tar_of(d("usr/doc"), f("usr/doc/.wh..wh..opq", b""), f("usr/doc/c"),
+                   f("etc/.wh.motd", b""), f("bin", b"now a file"))
+    index = index_of(tar_of(*IMAGE), upper)
+    assert sorted(index) == ["bin", "etc", "etc/hosts", "opt", "usr", "usr/doc", "usr/doc/c"]
+    assert index["bin"].kind == "file"
+    assert index_of(tar_of(*IMAGE))["bin/sh2"] == Meta("file", 0o644, 0, 0, size=3, mtime=1000)
+
+
+def test_a_box_that_changed_nothing_makes_an_empty_layer() -> None:
+    assert layer_of(tar_of(*IMAGE), index_of(tar_of(*IMAGE))) == {}
+
+
+def test_what_the_box_added_changed_and_removed_is_the_layer() -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(d("etc"), f("etc/hosts", b"box's own"),  # (left out: docker's)
+                 d("usr"), d("usr/doc"), f("usr/doc/a", mtime=2000), d("bin"),
+                 f("bin/sh", b"ELF"), ("bin/sh2", b"", "link", {"linkname": "bin/sh"}),
+                 d("opt", mode=0o700), d("opt/new"), f("opt/new/file", b"new"),
+                 ("opt/new/hard", b"", "link", {"linkname": "opt/new/file"}),
+                 ("opt/old-sh", b"", "link", {"linkname": "bin/sh"}))
+    layer = layer_of(box, base, fetched={"opt/old-sh": b"ELF"})
+    assert list(layer) == ["usr", "usr/doc", "usr/doc/a", "opt", "opt/new", "opt/new/file",
+                           "opt/new/hard", "opt/old-sh", "etc", "etc/.wh.motd",
+                           "usr/doc/.wh.b"]
+    assert layer["opt"].mode == 0o700 and layer["usr/doc/a"].mtime == 2000
+    assert layer["opt/new/hard"].islnk() and layer["opt/new/hard"].linkname == "opt/new/file"
+    assert layer["opt/old-sh"].isfile() and layer["opt/old-sh"].size == 3  # (fetched again)
+
+
+def test_a_removed_directory_is_one_whiteout() -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(*[e for e in IMAGE if not e[0].startswith("usr")])
+    assert list(layer_of(box, base)) == [".wh.usr"]
+
+
+def test_the_new_config_has_the_layer_history_author_and_comment() -> None:
+    base = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
+            "history": [{"created_by": "base"}], "author": "someone else"}
+    when = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    made = committed_config(base, {"Cmd": ["app"]}, "sha256:" + "2" * 64, "me", "first", when)
+    assert made["rootfs"]["diff_ids"] == ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    assert (made["config"], made["author"], made["comment"], made["created"]) == (
+        {"Cmd": ["app"]}, "me", "first", "2026-12-01T00:00:00Z")
+    assert made["history"][-1] == {"created": "2026-12-01T00:00:00Z",
+                                   "created_by": "boxlite commit", "author": "me",
+                                   "comment": "first"}
+    empty = committed_config(base, {}, None, "", "", when)
+    assert empty["rootfs"] == base["rootfs"] and empty["history"][-1]["empty_layer"] is True
+    assert "author" not in empty and base["history"] == [{"created_by": "base"}]
+
+
+def test_changes_are_dockerfile_instructions() -> None:
+    config = {"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "Labels": {"x": "1"}}
+    changed = apply_changes(config, [
+        'CMD ["python3", "app.py"]', "ENV A=2 B='two words'", "env C 3 4", 'LABEL y="a b"',
+        "EXPOSE 80 53/udp", "VOLUME /data /cache", "USER app", "WORKDIR /srv",
+        "STOPSIGNAL SIGINT"])
+    assert changed["Cmd"] == ["python3", "app.py"]
+    assert changed["Env"] == ["PATH=/bin", "A=2", "B=two words", "C=3 4"]
+    assert changed["Labels"] == {"x": "1", "y": "a b"}
+    assert changed["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert changed["Volumes"] == {"/data": {}, "/cache": {}}
+    assert (changed["User"], changed["WorkingDir"], changed["StopSignal"]) == (
+        "app", "/srv", "SIGINT")
+    assert config["Cmd"] == ["sh"]  # (not changed in place)
+    assert apply_changes(config, ["CMD echo hi"])["Cmd"] == ["/bin/sh", "-c", "echo hi"]
+    assert apply_changes(config, ['ENTRYPOINT ["/app"]'])["Cmd"] is None  # (a Dockerfile's)
+    both = apply_changes(config, ['ENTRYPOINT ["/app"]', 'CMD ["--x"]'])
+    assert (both["Entrypoint"], both["Cmd"]) == (["/app"], ["--x"])
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("RUN apt-get update", "RUN is not one of"), ("CMD", "CMD needs an argument"),
+    ("EXPOSE http", "'http' is not a port"), ("ENV", "ENV needs an argument"),
+    ("ENV A", "ENV A needs a value"), ("WORKDIR srv", "WORKDIR is an absolute path"),
+    ("LABEL 'a", "No closing quotation"), ("", "nothing is not one of")])
+def test_a_bad_change_is_refused(change: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        apply_changes({}, [change])
+
+
+def test_the_image_config_is_the_boxs() -> None:
+    state = BoxState(id="a" * 64, name="web", config=BoxConfig(
+        image="img", image_id="sha256:" + "0" * 64, rootfs_base="",
+        process=ProcessSpec(["/entry", "serve"], env=["PATH=/bin", "E=1"], cwd="/srv",
+                            user="app", entrypoint_len=1),
+        labels={"l": "v"}, stop_signal="SIGINT",
+        network=NetworkConfig(ports=[PortMapping(box_port=8080)]),
+        healthcheck=HealthConfig(test=["CMD", "true"], interval_s=1.0)))
+    image = {"Cmd": ["old"], "Volumes": {"/v": {}}, "ExposedPorts": {"22/tcp": {}},
+             "Healthcheck": {"Test": ["CMD", "false"]}}
+    config = container_config(state, image)
+    assert config == {
+        "Cmd": ["serve"], "Entrypoint": ["/entry"], "Env": ["PATH=/bin", "E=1"],
+        "WorkingDir": "/srv", "User": "app", "Labels": {"l": "v"}, "Volumes": {"/v": {}},
+        "ExposedPorts": {"22/tcp": {}, "8080/tcp": {}}, "StopSignal": "SIGINT",
+        "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}}
+    state.config.healthcheck = HealthConfig(test=["NONE"])  # (--no-healthcheck over the image's)
+    assert container_config(state, image)["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_a_commit_is_named_by_a_tag() -> None:
+    assert str(commit_name("app")) == "docker.io/library/app:latest"
+    with pytest.raises(UsageError, match="named by a tag, not a digest"):
+        commit_name("app@sha256:" + "0" * 64)
+    with pytest.raises(UsageError):
+        commit_name("Bad Name")
