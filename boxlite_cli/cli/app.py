@@ -43,6 +43,7 @@ COMMANDS = {
     "pull": "boxlite_cli.cli.pull:pull",
     "rmi": "boxlite_cli.cli.rmi:rmi",
     "tag": "boxlite_cli.cli.tag:tag",
+    "history": "boxlite_cli.cli.history:history",
     "volume": "boxlite_cli.cli.volume:volume",
     "login": "boxlite_cli.cli.login:login",
     "logout": "boxlite_cli.cli.login:logout",

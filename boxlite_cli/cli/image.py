@@ -15,9 +15,10 @@ IMAGE_COMMANDS = {
     "save": "boxlite_cli.cli.save:save",
     "inspect": "boxlite_cli.cli.image_inspect:image_inspect",
     "tag": "boxlite_cli.cli.tag:tag",
+    "history": "boxlite_cli.cli.history:history",
 }
 
 
 @click.group(cls=LazyGroup, lazy=IMAGE_COMMANDS)
 def image() -> None:
-    """Manage images: ls, pull, rm, prune, load, save, inspect, tag."""
+    """Manage images: ls, pull, rm, prune, load, save, inspect, tag, history."""
