@@ -41,6 +41,7 @@ COMMANDS = {
     "save": "boxlite_cli.cli.save:save",
     "image": "boxlite_cli.cli.image:image",
     "pull": "boxlite_cli.cli.pull:pull",
+    "push": "boxlite_cli.cli.push:push",
     "rmi": "boxlite_cli.cli.rmi:rmi",
     "tag": "boxlite_cli.cli.tag:tag",
     "history": "boxlite_cli.cli.history:history",

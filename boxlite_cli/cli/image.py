@@ -9,6 +9,7 @@ from boxlite_cli.cli.lazy import LazyGroup
 IMAGE_COMMANDS = {
     "ls": "boxlite_cli.cli.images:images",
     "pull": "boxlite_cli.cli.pull:pull",
+    "push": "boxlite_cli.cli.push:push",
     "rm": "boxlite_cli.cli.rmi:rmi",
     "prune": "boxlite_cli.cli.rmi:prune",
     "load": "boxlite_cli.cli.load:load",
@@ -21,4 +22,4 @@ IMAGE_COMMANDS = {
 
 @click.group(cls=LazyGroup, lazy=IMAGE_COMMANDS)
 def image() -> None:
-    """Manage images: ls, pull, rm, prune, load, save, inspect, tag, history."""
+    """Manage images: ls, pull, push, rm, prune, load, save, inspect, tag, history."""

@@ -1,4 +1,4 @@
-"""A client of the OCI distribution API (registry HTTP API v2), for pulling.
+"""A client of the OCI distribution API (registry HTTP API v2), for pulling and pushing.
 
 Anonymous, Bearer-token and basic auth; plain HTTP only for loopback registries and
 those the user marks insecure; bounded retries with backoff on network errors, 429
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from boxlite_cli import __version__
-from boxlite_cli.errors import AuthError, ImageError, NotFound, RegistryError
+from boxlite_cli.errors import AuthError, BoxliteError, ImageError, NotFound, RegistryError
 from boxlite_cli.oci.credentials import Credentials
 from boxlite_cli.oci.mediatypes import (
     DOCKER_LIST,
@@ -260,22 +260,26 @@ class RegistryClient:
         return {}
 
     def _send(self, method: str, path: str, scope: str, what: str,
-              headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
-        """One request with auth (answering a 401 challenge once) and retries."""
-        url = self.base_url() + path
+              headers: dict[str, str] | None = None, stream: bool = False,
+              body: Callable[[], Iterator[bytes] | bytes] | None = None) -> httpx.Response:
+        """One request with auth (answering a 401 challenge once) and retries; `path`
+        may be a whole URL (an upload's Location); `body` makes the content afresh for
+        each attempt."""
+        url = path if path.startswith(("http://", "https://")) else self.base_url() + path
+
+        def build() -> httpx.Request:
+            return self._http.build_request(method, url,
+                                            headers={**(headers or {}), **self._auth_header(scope)},
+                                            content=body() if body is not None else None)
 
         def once() -> httpx.Response:
-            request = self._http.build_request(method, url, headers={**(headers or {}),
-                                                                     **self._auth_header(scope)})
-            resp = self._http.send(request, stream=stream)
+            resp = self._http.send(build(), stream=stream)
             if resp.status_code != 401:
                 return resp
             challenge = resp.headers.get("www-authenticate", "")
             resp.close()
             self._authenticate(challenge, scope)
-            request = self._http.build_request(method, url, headers={**(headers or {}),
-                                                                     **self._auth_header(scope)})
-            return self._http.send(request, stream=stream)
+            return self._http.send(build(), stream=stream)
 
         return self._with_retries(what, once)
 
@@ -445,3 +449,58 @@ class RegistryClient:
                         hint="run the same command again to resume") from e
                 ingest.close()
                 self._sleep(min(MAX_BACKOFF_S, 0.5 * 2 ** (failures - 1)))
+
+    # push ------------------------------------------------------------------------------
+
+    def _push_failure(self, resp: httpx.Response, repository: str, what: str) -> BoxliteError:
+        resp.read()
+        detail = registry_error_text(resp)
+        name = f"{self.registry}/{repository}"
+        if resp.status_code in (401, 403):
+            return AuthError(f"push access denied for {name}: {detail}",
+                             hint=f"log in with push rights: boxlite login {self.registry}")
+        return RegistryError(f"{what} to {name}: the registry answered HTTP "
+                             f"{resp.status_code}: {detail}")
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether the repository has the blob already (then it is not sent)."""
+        resp = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", push_scope(repository),
+                          f"checking blob {digest[:19]}")
+        resp.close()
+        if resp.status_code in (200, 404):
+            return resp.status_code == 200
+        raise self._push_failure(resp, repository, f"checking blob {digest[:19]}")
+
+    def upload_blob(self, repository: str, digest: str, size: int,
+                    read: Callable[[], Iterator[bytes]]) -> None:
+        """Send one blob, monolithically (POST an upload, PUT its content with the
+        digest); `read` gives its content from the start (once per attempt)."""
+        scope = push_scope(repository)
+        what = f"uploading blob {digest[:19]}"
+        start = self._send("POST", f"/v2/{repository}/blobs/uploads/", scope, what)
+        start.close()
+        location = start.headers.get("location")
+        if start.status_code != 202 or not location:
+            raise self._push_failure(start, repository, what)
+        url = str(httpx.URL(self.base_url() + "/").join(location))
+        url += ("&" if "?" in url else "?") + f"digest={digest}"
+        put = self._send("PUT", url, scope, what, body=read,
+                         headers={"Content-Type": "application/octet-stream",
+                                  "Content-Length": str(size)})
+        put.close()
+        if put.status_code not in (201, 204):
+            raise self._push_failure(put, repository, what)
+
+    def put_manifest(self, repository: str, tag: str, raw: bytes, media_type: str) -> str:
+        """Send a manifest under `tag`; the digest the registry gives it."""
+        resp = self._send("PUT", f"/v2/{repository}/manifests/{tag}", push_scope(repository),
+                          "sending the manifest", body=lambda: raw,
+                          headers={"Content-Type": media_type})
+        resp.close()
+        if resp.status_code not in (200, 201):
+            raise self._push_failure(resp, repository, "sending the manifest")
+        return resp.headers.get("docker-content-digest") or ""
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"

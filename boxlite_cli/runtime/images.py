@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
+from boxlite_cli.oci.mediatypes import OCI_MANIFEST
 from boxlite_cli.oci.pull import Puller, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
@@ -22,6 +24,21 @@ if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a regis
     from boxlite_cli.oci.save import Saved
 
 PULL_POLICIES = ("missing", "always", "never")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What `push` sent: the name, and the manifest's digest and size."""
+
+    reference: Reference
+    digest: str
+    size: int
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
 
 
 @dataclass
@@ -159,6 +176,41 @@ class Images:
             with contextlib.suppress(ImageError, OSError):
                 self.store.collect_garbage(set(self.boxes_using()))
             raise
+
+    def pushable(self, name: str) -> tuple[Reference, Image]:
+        """The name and image `push` would send; UsageError or NotFound when none."""
+        reference = parse_reference(name)
+        if reference.digest:
+            raise UsageError(f"cannot push {name}: push an image by its tag",
+                             hint=f"tag it first: boxlite tag {name} NAME:TAG")
+        if str(reference) not in self.store.tags():
+            raise NotFound(f"no such image: {reference.short}",
+                           hint="see boxlite images; tag an image with this name first")
+        return reference, self.store.lookup(reference)
+
+    def push(self, name: str, report: Callable[[str, bool], None] = lambda _d, _e: None
+             ) -> PushResult:
+        """docker push: the image `name` (a tag of the store) to its registry, under that
+        tag: each blob the repository lacks, then the manifest as it is here (its digest
+        kept). `report(digest, existed)` hears of each blob."""
+        reference, image = self.pushable(name)
+        raw = self.store.blob_path(image.manifest_digest).read_bytes()
+        blobs = [(str(d["digest"]), int(d["size"]))
+                 for d in [*image.manifest.get("layers", []), image.manifest["config"]]]
+        with self.client(reference.registry) as client:
+            for digest, size in blobs:
+                if client.has_blob(reference.repository, digest):
+                    report(digest, True)
+                    continue
+                path = self.store.blob_path(digest)
+                if not path.is_file():
+                    raise ImageError(f"blob {digest} of {reference.short} is missing here",
+                                     hint=f"pull {reference.short} again")
+                client.upload_blob(reference.repository, digest, size, partial(_chunks, path))
+                report(digest, False)
+            media_type = str(image.manifest.get("mediaType") or OCI_MANIFEST)
+            client.put_manifest(reference.repository, reference.tag or "latest", raw, media_type)
+        return PushResult(reference, image.manifest_digest, len(raw))
 
     def to_save(self, names: Iterable[str]) -> list[Saved]:
         """The images `names` name (references or ids), each once with all the names

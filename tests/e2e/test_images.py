@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.test_pull import Store, assert_error, cat, create_base, fresh_store, pull_ok
 from tests.support import testimages as ti
-from tests.support.fixtures import ImageArchives
+from tests.support.fixtures import TEST_PASSWORD, TEST_USER, ImageArchives
 from tests.support.ocipush import PushedImage, push
 from tests.support.registry import RegistryServer
 
@@ -237,3 +237,63 @@ def test_inspect_of_a_missing_image(store: Store) -> None:
     assert proc.returncode != 0
     assert b"nothing-by-this-name" in proc.stderr
     assert json.loads(proc.stdout or b"[]") == []
+
+
+# --- push -------------------------------------------------------------------------------------
+
+def test_push_sends_what_the_registry_lacks_and_the_image_keeps_its_digest(
+        store: Store, busybox_image: PushedImage, registry: RegistryServer,
+        tmp_path: Path) -> None:
+    """A pulled image, tagged for another repository, pushed (twice: the second sends
+    no blob), pulled in another home by that name: the same manifest digest; then a box
+    of it is committed, pushed and run elsewhere."""
+    pull_ok(store, busybox_image.reference)
+    target = f"{registry.host}/pushed/busybox:1"
+    assert store.bx("tag", busybox_image.reference, target).returncode == 0
+    first = store.bx("push", target)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.decode().splitlines()
+    assert lines[0] == f"The push refers to repository [{registry.host}/pushed/busybox]"
+    assert lines[-1] == f"1: digest: {busybox_image.manifest_digest} size: " + lines[-1].split()[-1]
+    assert all(line.endswith(": Pushed") for line in lines[1:-1]) and len(lines) > 3
+    again = store.bx("push", target).stdout.decode().splitlines()
+    assert all(line.endswith(": Layer already exists") for line in again[1:-1])
+
+    made = store.bx("create", "--name", "topush", busybox_image.reference, "sh", "-c",
+                    "echo from-the-commit > /committed; cat /committed")
+    assert made.returncode == 0, made.stderr
+    assert store.bx("start", "-a", "topush").stdout == b"from-the-commit\n"
+    committed = f"{registry.host}/pushed/committed:1"
+    assert store.bx("commit", "-c", 'CMD ["cat", "/committed"]', "topush",
+                    committed).returncode == 0
+    assert store.bx("push", "-q", committed).stdout == b""
+
+    (tmp_path / "elsewhere").mkdir()
+    other = Store(tmp_path / "elsewhere")
+    try:
+        pull_ok(other, target)
+        assert other.tags()[target] == busybox_image.manifest_digest
+        pull_ok(other, committed)
+        ran = other.bx("run", "--rm", committed)
+        assert ran.stdout == b"from-the-commit\n", ran.stderr
+    finally:
+        ids = other.box_ids() if (other.home / "boxes").is_dir() else []
+        if ids:
+            other.bx("rm", "-f", *ids, timeout=120)
+
+
+def test_push_without_rights_says_so_and_a_login_gives_them(
+        store: Store, busybox_image: PushedImage, auth_registry: RegistryServer) -> None:
+    pull_ok(store, busybox_image.reference)
+    target = f"{auth_registry.host}/mine/busybox:1"
+    assert store.bx("tag", busybox_image.reference, target).returncode == 0
+    denied = store.bx("push", target)
+    line = assert_error(denied)
+    assert "login" in denied.stderr.decode(), line
+    login = store.bx("login", "-u", TEST_USER, "--password-stdin", auth_registry.host,
+                     input=TEST_PASSWORD.encode() + b"\n")
+    assert login.returncode == 0, login.stderr
+    pushed = store.bx("push", target)
+    assert pushed.returncode == 0, pushed.stderr
+    missing = store.bx("push", f"{auth_registry.host}/mine/nothing:1")
+    assert assert_error(missing).startswith("boxlite: no such image")
