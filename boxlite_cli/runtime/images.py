@@ -156,9 +156,19 @@ class Images:
                 raise Conflict(f"unable to delete {text} (must be forced): the image is "
                                "referenced in several repositories",
                                hint="remove it by reference, or use rmi -f")
+            if users and not others:  # (a box's image stays, untagged: name@digest, as
+                # docker's <none>; image prune takes it once no box uses it)
+                kept = Reference(image.reference.registry, image.reference.repository, None,
+                                 image.manifest_digest)
+                keys = [k for k in keys if k != str(kept)]
+                if not keys:
+                    raise Conflict(f"unable to remove {text}: box {users[0]} uses image "
+                                   f"{image.id[7:19]}, which has no name left",
+                                   hint="remove the box first (boxlite rm)")
+                self.store.tag(kept, image.manifest_digest)
             self.store.untag(keys)
             done.untagged += [parse_reference(k).short for k in keys]
-            if not self._keys_of(image.id) and not users:  # (a box's image stays, untagged)
+            if not self._keys_of(image.id) and not users:
                 done.deleted.append(image.id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
         return done

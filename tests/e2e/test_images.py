@@ -47,8 +47,12 @@ def test_rmi_refuses_an_image_a_box_uses_then_force(store: Store, busybox_image:
     assert forced.returncode == 0, forced.stderr
     assert f"Untagged: {ref}" in forced.stdout.decode()
     assert "Deleted:" not in forced.stdout.decode()  # (the box's image stays, untagged)
-    assert store.image_rows() == []
+    [row] = store.image_rows()  # (docker's <none>: by its digest)
+    assert (row["id"], row["tag"]) == (busybox_image.config_digest, None)
     assert store.box_ids() == [box_id]
+    assert_error(store.bx("rmi", "-f", busybox_image.config_digest[7:19]), "no name left")
+    assert store.bx("image", "prune", "-f").returncode == 0
+    assert len(store.image_rows()) == 1  # (a box uses it)
 
     # the box keeps what it was created from: it still starts (one boot)
     start = store.bx("start", box_id)
@@ -58,6 +62,8 @@ def test_rmi_refuses_an_image_a_box_uses_then_force(store: Store, busybox_image:
     assert waited.stdout.decode().strip() == "0"
     assert store.bx("logs", box_id).stdout == b"still-runs\n"
     assert store.bx("rm", box_id).returncode == 0
+    assert store.bx("image", "prune", "-f").returncode == 0
+    assert store.image_rows() == []  # (no box uses it now)
 
 
 def test_rmi_by_id_prefix(store: Store, busybox_image: PushedImage,
