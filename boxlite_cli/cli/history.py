@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import click
 
 from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.images import short_id
+from boxlite_cli.cli.images import rfc3339_time, short_id
 from boxlite_cli.cli.output import (
     ago,
-    go_time,
     human_size,
     print_json,
     print_lines,
@@ -23,15 +21,6 @@ from boxlite_cli.errors import NotFound
 from boxlite_cli.oci.store import Image
 
 CREATED_BY_WIDTH = 45  # docker's, without --no-trunc
-
-
-def _time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def history_rows(image: Image) -> list[dict[str, Any]]:
@@ -82,15 +71,15 @@ def history(cli: CliContext, human: bool, no_trunc: bool, quiet: bool, fmt: str,
         print_json([{"id": image.id if n == 0 else None, **row} for n, row in enumerate(rows)])
     elif fmt != "table":
         print_lines(fmt, [{
-            "ID": i, "CreatedSince": ago(_time(r["created"])) or "N/A",
-            "CreatedAt": go_time(_time(r["created"])),
+            "ID": i, "CreatedSince": ago(rfc3339_time(r["created"])) or "N/A",
+            "CreatedAt": gorfc3339_time(rfc3339_time(r["created"])),
             "CreatedBy": _shown(r["created_by"], no_trunc),
             "Size": human_size(r["size"]) if human else str(r["size"]),
             "Comment": r["comment"]} for i, r in zip(ids, rows, strict=True)],
             {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"})
     else:
         print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], [
-            [i, (ago(_time(r["created"])) or "N/A") if human else (r["created"] or ""),
+            [i, (ago(rfc3339_time(r["created"])) or "N/A") if human else (r["created"] or ""),
              _shown(r["created_by"], no_trunc),
              human_size(r["size"]) if human else str(r["size"]), r["comment"]]
             for i, r in zip(ids, rows, strict=True)])

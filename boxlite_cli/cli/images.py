@@ -21,15 +21,20 @@ from boxlite_cli.oci.reference import Reference
 from boxlite_cli.oci.store import Image
 
 
-def created_at(image: Image) -> float | None:
-    """The config's `created` time (RFC 3339) as a timestamp, when it has a valid one."""
-    text = image.config.get("created")
+def rfc3339_time(text: object) -> float | None:
+    """An image's RFC 3339 time (its `created`, a history step's) as a timestamp, when
+    it is a valid one."""
     if not isinstance(text, str):
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def created_at(image: Image) -> float | None:
+    """The config's `created` time as a timestamp, when it has a valid one."""
+    return rfc3339_time(image.config.get("created"))
 
 
 def short_id(image: Image, no_trunc: bool) -> str:
