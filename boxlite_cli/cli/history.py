@@ -11,6 +11,7 @@ from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.images import rfc3339_time, short_id
 from boxlite_cli.cli.output import (
     ago,
+    go_time,
     human_size,
     print_json,
     print_lines,
@@ -72,7 +73,7 @@ def history(cli: CliContext, human: bool, no_trunc: bool, quiet: bool, fmt: str,
     elif fmt != "table":
         print_lines(fmt, [{
             "ID": i, "CreatedSince": ago(rfc3339_time(r["created"])) or "N/A",
-            "CreatedAt": gorfc3339_time(rfc3339_time(r["created"])),
+            "CreatedAt": go_time(rfc3339_time(r["created"])),
             "CreatedBy": _shown(r["created_by"], no_trunc),
             "Size": human_size(r["size"]) if human else str(r["size"]),
             "Comment": r["comment"]} for i, r in zip(ids, rows, strict=True)],
