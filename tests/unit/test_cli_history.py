@@ -44,4 +44,6 @@ def test_cli_history(script_runner: ScriptRunner, home: Path, tmp_path: Path) ->
     listed = json.loads(bx(script_runner, "image", "history", "--format", "json", ref).stdout)
     assert listed[0]["id"].startswith("sha256:") and all(e["id"] is None for e in listed[1:])
     assert bx(script_runner, "history", "-q", ref).stdout.strip() == listed[0]["id"][7:19]
+    templated = bx(script_runner, "history", "--format", "{{.ID}} {{.CreatedAt}} {{.Size}}", ref)
+    assert templated.returncode == 0 and templated.stdout.split()[0] == listed[0]["id"][7:19]
     assert_one_line_error(bx(script_runner, "history", "nope:1"), "no such image: nope:1")
