@@ -50,6 +50,9 @@ def container_config(state: BoxState, image_config: dict[str, Any]) -> dict[str,
         User=proc.user, Labels=dict(cfg.labels) or None)
     ports = {**(image_config.get("ExposedPorts") or {}), **{p.private: {} for p in cfg.network.ports}}
     config["ExposedPorts"] = ports or None
+    volumes = {**(image_config.get("Volumes") or {}),
+               **{m.target: {} for m in cfg.mounts if m.anonymous}}  # (docker's `-v PATH`)
+    config["Volumes"] = volumes or None
     if cfg.stop_signal:
         config["StopSignal"] = cfg.stop_signal
     if cfg.healthcheck is not None:  # (--no-healthcheck's NONE too, as docker's)

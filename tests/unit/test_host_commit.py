@@ -17,6 +17,7 @@ from boxlite_cli.runtime.commit import commit_name, container_config
 from boxlite_cli.state.health import HealthConfig
 from boxlite_cli.state.network import NetworkConfig, PortMapping
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec
+from boxlite_cli.state.volumes import BIND, VOLUME, Mount
 
 Entry = tuple[str, bytes, str, dict[str, object]]  # name, content, kind, extra fields
 
@@ -165,13 +166,16 @@ def test_the_image_config_is_the_boxs() -> None:
                             user="app", entrypoint_len=1),
         labels={"l": "v"}, stop_signal="SIGINT",
         network=NetworkConfig(ports=[PortMapping(box_port=8080)]),
-        healthcheck=HealthConfig(test=["CMD", "true"], interval_s=1.0)))
+        healthcheck=HealthConfig(test=["CMD", "true"], interval_s=1.0),
+        mounts=[Mount(kind=VOLUME, source="v1", target="/cache", anonymous=True),
+                Mount(kind=BIND, source="/host", target="/src")]))
     image = {"Cmd": ["old"], "Volumes": {"/v": {}}, "ExposedPorts": {"22/tcp": {}},
              "Healthcheck": {"Test": ["CMD", "false"]}}
     config = container_config(state, image)
     assert config == {
         "Cmd": ["serve"], "Entrypoint": ["/entry"], "Env": ["PATH=/bin", "E=1"],
-        "WorkingDir": "/srv", "User": "app", "Labels": {"l": "v"}, "Volumes": {"/v": {}},
+        "WorkingDir": "/srv", "User": "app", "Labels": {"l": "v"},
+        "Volumes": {"/v": {}, "/cache": {}},
         "ExposedPorts": {"22/tcp": {}, "8080/tcp": {}}, "StopSignal": "SIGINT",
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}}
     state.config.healthcheck = HealthConfig(test=["NONE"])  # (--no-healthcheck over the image's)
