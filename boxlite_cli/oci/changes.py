@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import shlex
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +18,22 @@ SHELL = ["/bin/sh", "-c"]
 def _bad(change: str, why: str) -> UsageError:
     return UsageError(f"invalid --change {change!r}: {why}",
                       hint="e.g. -c 'CMD [\"python3\", \"app.py\"]' -c 'ENV MODE=prod'")
+
+
+_VAR = re.compile(r"\\\$|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def expand(text: str, env: list[str]) -> str:
+    """`$VAR` and `${VAR}` from the config's environment, as a Dockerfile's ENV, LABEL,
+    WORKDIR, USER, VOLUME, EXPOSE and STOPSIGNAL take them (unset: empty; `\\$`: a `$`)."""
+    values = dict(e.partition("=")[::2] for e in env if isinstance(e, str))
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(0) == "\\$":
+            return "$"
+        return values.get(match.group(1) or match.group(2), "")
+
+    return _VAR.sub(value, text)
 
 
 def _words(change: str, text: str) -> list[str]:
@@ -58,7 +76,11 @@ def _pairs(change: str, text: str, what: str) -> list[tuple[str, str]]:
 def _env(config: dict[str, Any], change: str, text: str) -> None:
     env = [e for e in config.get("Env") or [] if isinstance(e, str)]
     for name, value in _pairs(change, text, "ENV"):
-        env = [e for e in env if e.partition("=")[0] != name] + [f"{name}={value}"]
+        names = [e.partition("=")[0] for e in env]
+        if name in names:  # (in its place, as docker's)
+            env[names.index(name)] = f"{name}={value}"
+        else:
+            env.append(f"{name}={value}")
     config["Env"] = env
 
 
@@ -103,13 +125,22 @@ def _entrypoint(config: dict[str, Any], change: str, text: str) -> None:
 
 
 def _onbuild(config: dict[str, Any], change: str, text: str) -> None:
+    trigger = text.split(None, 1)[0].upper()
+    if trigger in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise _bad(change, f"{trigger} is not allowed as an ONBUILD trigger")
     config["OnBuild"] = [*(config.get("OnBuild") or []), text]
+
+
+def _workdir(config: dict[str, Any], change: str, text: str) -> None:
+    """An absolute path, or one relative to the working directory so far (docker's)."""
+    config["WorkingDir"] = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/",
+                                                             text))
 
 
 INSTRUCTIONS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
     "CMD": _cmd, "ENTRYPOINT": _entrypoint, "ENV": _env, "EXPOSE": _expose,
     "LABEL": _label, "ONBUILD": _onbuild, "STOPSIGNAL": _one("StopSignal"),
-    "USER": _one("User"), "VOLUME": _volume, "WORKDIR": _one("WorkingDir"),
+    "USER": _one("User"), "VOLUME": _volume, "WORKDIR": _workdir,
 }
 
 
@@ -129,8 +160,8 @@ def apply_changes(config: dict[str, Any], changes: Iterable[str]) -> dict[str, A
             raise _bad(change, f"{instruction} needs an argument")
         if instruction in ("USER", "WORKDIR", "STOPSIGNAL") and "\n" in text:
             raise _bad(change, f"{instruction} takes one line")
-        if instruction == "WORKDIR" and not text.startswith("/"):
-            raise _bad(change, "WORKDIR is an absolute path here")
+        if instruction not in ("CMD", "ENTRYPOINT", "ONBUILD"):
+            text = expand(text, result.get("Env") or [])
         INSTRUCTIONS[instruction](result, change, text)
         given.append(instruction)
     if "ENTRYPOINT" in given and "CMD" not in given:

@@ -240,10 +240,16 @@ class ImageStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def tag(self, ref: Reference, manifest_digest: str) -> None:
+        """Name the image; the one the name leaves, if nothing else names it, keeps
+        `name@digest` (docker's dangling `<none>`: a box may use it; `image prune`
+        takes it once none does)."""
         self._ensure_dirs()
         with self.lock:
             repos = self._read_repositories()
+            left = repos.get(str(ref))
             repos[str(ref)] = manifest_digest
+            if left is not None and left not in repos.values():
+                repos[str(Reference(ref.registry, ref.repository, None, left))] = left
             write_json_atomic(self.repositories, repos, 0o644)
 
     def lookup(self, ref: str | Reference) -> Image:

@@ -16,16 +16,18 @@ import json
 import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from boxlite_cli.errors import BoxliteError, ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import LAYER_TAR, committed_config, diff_layer, image_index
 from boxlite_cli.oci.mediatypes import OCI_MANIFEST
 from boxlite_cli.oci.reference import Reference, parse_reference
-from boxlite_cli.oci.store import Image, sha256_file
+from boxlite_cli.oci.store import Image
 from boxlite_cli.runtime.copy import box_agent
+from boxlite_cli.runtime.images import is_whole_id
+from boxlite_cli.runtime.pausing import refuse_paused
+from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.state.records import BoxState, Status
 
 if TYPE_CHECKING:
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-FREEZE_S = 30.0  # each freeze thaws by itself after this, unless renewed
-RENEW_S = 10.0
+FREEZE_S = 10.0  # each freeze thaws by itself after this, unless renewed
+RENEW_S = 3.0
 
 
 def container_config(state: BoxState, image_config: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +67,20 @@ def commit_name(text: str) -> Reference:
     if reference.digest:
         raise UsageError(f"invalid name {text!r}: an image to commit is named by a tag, "
                          "not a digest")
+    if is_whole_id(reference.repository.rpartition("/")[2]) or is_whole_id(reference.tag or ""):
+        raise UsageError(f"invalid name {text!r}: a 64-digit hexadecimal name reads as an "
+                         "image id", hint="name the image otherwise")
     return reference
+
+
+def check_changes(changes: tuple[str, ...]) -> None:
+    """--change values docker would refuse, refused before the commit reads anything."""
+    config = apply_changes({}, changes)
+    if "StopSignal" in config:
+        try:
+            parse_signal(str(config["StopSignal"]))
+        except UsageError as e:
+            raise UsageError(f"invalid --change STOPSIGNAL: {e.message}") from None
 
 
 @contextlib.contextmanager
@@ -108,25 +123,28 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     none when it changed nothing); the image made."""
     target = commit_name(name)
     state = rt.get(rt.resolve(ref))
-    apply_changes({}, changes)  # (a bad one fails before anything is read)
+    check_changes(changes)  # (a bad one fails before anything is read)
     image = _box_image(rt, state)
     config = apply_changes(container_config(state, image.container_config), changes)
     store = rt.images
     base = image_index(store, image)
+    refuse_paused(state, "commit it (its disk is read through its guest, which the pause "
+                         "stops)")
     store.tmp.mkdir(parents=True, exist_ok=True)
-    with store.writing(), tempfile.NamedTemporaryFile(dir=store.tmp, prefix="commit-") as layer:
+    # (unnamed where the file system can: a killed commit leaves nothing behind)
+    with store.writing(), tempfile.TemporaryFile(dir=store.tmp, prefix="commit-") as layer:
         with box_agent(rt, ref) as client, _frozen(client, pause and rt.get(
                 state.id).status == Status.RUNNING):
             count = diff_layer(client.copy_out("/", False, "", root_fs_only=True), base, layer,
                                refetch=lambda path: client.copy_out("/" + path, False, "file"))
-        layer.flush()
         layers = list(image.manifest.get("layers", []))
         diff_id = None
         if count:
-            diff_id = sha256_file(Path(layer.name))
-            store.add_blob_file(Path(layer.name), diff_id)
-            layers.append({"mediaType": LAYER_TAR, "digest": diff_id,
-                           "size": Path(layer.name).stat().st_size})
+            size = layer.tell()
+            diff_id = _sha256(layer)
+            layer.seek(0)
+            store.add_blob_stream(layer, diff_id, size)
+            layers.append({"mediaType": LAYER_TAR, "digest": diff_id, "size": size})
         made = committed_config(image.config, config, diff_id, author, message,
                                 datetime.datetime.now(datetime.UTC))
         config_digest = _add_json(rt, made)
@@ -137,6 +155,14 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
         manifest_digest = _add_json(rt, manifest)
         store.tag(target, manifest_digest)
     return store.lookup(target)
+
+
+def _sha256(f: IO[bytes]) -> str:
+    f.seek(0)
+    h = hashlib.sha256()
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def _json(doc: Any) -> bytes:

@@ -562,3 +562,17 @@ def test_cli_save_writes_the_file_whole_or_not_at_all(script_runner: ScriptRunne
                              "busybox:1"), "no such directory")
     assert not [p.name for p in tmp_path.iterdir() if p.name not in (
         "in.tar", "out.tar", "store", "script-cwd")]  # (no partial file left)
+
+
+def test_an_image_a_name_moves_off_keeps_a_dangling_name(store: ImageStore, tmp_path: Path) -> None:
+    """docker's <none>: a box may use it (commit, save); image prune takes it then."""
+    load_archive(store, write_tar(tmp_path / "a.tar", docker_save({"app:1": BUSYBOX})))
+    first = store.lookup("app:1").manifest_digest
+    store.tag(parse_reference("app:2"), first)
+    load_archive(store, write_tar(tmp_path / "b.tar", docker_save({"app:1": OTHER})))
+    other = store.lookup("app:1").manifest_digest
+    assert "docker.io/library/app@" + first not in store.tags()  # (app:2 still names it)
+    store.untag(["docker.io/library/app:2"])
+    store.tag(parse_reference("app:1"), first)  # (OTHER's image loses its only name)
+    assert store.lookup("app:1").manifest_digest == first
+    assert [k for k in store.tags() if "@" in k] == ["docker.io/library/app@" + other]

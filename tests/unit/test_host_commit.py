@@ -13,7 +13,7 @@ import pytest
 from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import Meta, apply_to_index, committed_config, diff_layer
-from boxlite_cli.runtime.commit import commit_name, container_config
+from boxlite_cli.runtime.commit import check_changes, commit_name, container_config
 from boxlite_cli.state.health import HealthConfig
 from boxlite_cli.state.network import NetworkConfig, PortMapping
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec
@@ -152,11 +152,29 @@ def test_changes_are_dockerfile_instructions() -> None:
 @pytest.mark.parametrize(("change", "says"), [
     ("RUN apt-get update", "RUN is not one of"), ("CMD", "CMD needs an argument"),
     ("EXPOSE http", "'http' is not a port"), ("ENV", "ENV needs an argument"),
-    ("ENV A", "ENV A needs a value"), ("WORKDIR srv", "WORKDIR is an absolute path"),
+    ("ENV A", "ENV A needs a value"),
+    ("ONBUILD FROM debian", "FROM is not allowed as an ONBUILD trigger"),
+    ("ONBUILD ONBUILD RUN x", "ONBUILD is not allowed as an ONBUILD trigger"),
     ("LABEL 'a", "No closing quotation"), ("", "nothing is not one of")])
 def test_a_bad_change_is_refused(change: str, says: str) -> None:
     with pytest.raises(UsageError, match=says):
         apply_changes({}, [change])
+
+
+def test_changes_expand_the_configs_variables_as_a_dockerfile_does() -> None:
+    config = {"Env": ["PATH=/bin", "HOME=/root"], "WorkingDir": "/srv"}
+    changed = apply_changes(config, ["ENV PATH=/opt/bin:$PATH", "WORKDIR app",
+                                     "LABEL home=${HOME} cost=\\$5", "CMD echo $HOME"])
+    assert changed["Env"] == ["PATH=/opt/bin:/bin", "HOME=/root"]  # (in place)
+    assert changed["WorkingDir"] == "/srv/app"  # (relative to the one before)
+    assert changed["Labels"] == {"home": "/root", "cost": "$5"}
+    assert changed["Cmd"] == ["/bin/sh", "-c", "echo $HOME"]  # (the shell's to expand)
+
+
+def test_a_stop_signal_change_must_be_a_signal() -> None:
+    check_changes(("STOPSIGNAL SIGINT",))
+    with pytest.raises(UsageError, match="invalid --change STOPSIGNAL: invalid signal"):
+        check_changes(("STOPSIGNAL SIGFOO",))
 
 
 def test_the_image_config_is_the_boxs() -> None:
@@ -188,3 +206,5 @@ def test_a_commit_is_named_by_a_tag() -> None:
         commit_name("app@sha256:" + "0" * 64)
     with pytest.raises(UsageError):
         commit_name("Bad Name")
+    with pytest.raises(UsageError, match="reads as an image id"):
+        commit_name("0" * 64)
