@@ -3,7 +3,8 @@
 The box's root file system (its disk alone, nothing mounted on it) comes as a tar from
 its agent. Each entry is compared with what the image's layers make at that path, by
 its metadata, as docker's naive diff does (kind, mode, owner; and for what is not a
-directory, size, mtime, link target and device numbers): an entry that differs, or is
+directory, size, mtime, link target, device numbers and setcap's security.capability,
+which goes with the file as in docker's layers): an entry that differs, or is
 new, goes into the layer, with the directories above it; a path of the image that the
 box no longer has becomes a whiteout (`.wh.NAME`). A new hard link to a file the layer
 does not carry is written as the file itself (fetched again). The files docker keeps
@@ -31,6 +32,7 @@ OPAQUE = ".wh..wh..opq"
 # docker's: the box's own, bound over the image's files (never in a commit)
 LEFT_OUT = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+CAPABILITY = "SCHILY.xattr.security.capability"  # (setcap's; the xattr docker's diff sees)
 _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file",
           tarfile.LNKTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "chr",
           tarfile.BLKTYPE: "blk", tarfile.FIFOTYPE: "fifo", tarfile.CONTTYPE: "file",
@@ -51,6 +53,7 @@ class Meta:
     mtime: int = 0
     link: str = ""
     dev: tuple[int, int] = (0, 0)
+    capability: bytes = b""  # its security.capability xattr (setcap's), as docker's diff
 
     def same(self, other: Meta) -> bool:
         if self.kind == "dir" == other.kind:  # (a directory's size and time say nothing)
@@ -68,12 +71,15 @@ def norm(name: str) -> str:
     return "" if path == "." else path
 
 
-def _meta(m: tarfile.TarInfo, size: int | None = None) -> Meta:
+def _meta(m: tarfile.TarInfo, size: int | None = None, capability: bytes | None = None) -> Meta:
     kind = _KINDS.get(m.type, "other")
+    if capability is None:
+        capability = m.pax_headers.get(CAPABILITY, "").encode("utf-8", "surrogateescape")
     return Meta(kind, m.mode & 0o7777, m.uid, m.gid,
                 size=(m.size if size is None else size) if kind == "file" else 0,
                 mtime=int(m.mtime), link=m.linkname if kind == "symlink" else "",
-                dev=(m.devmajor, m.devminor) if kind in ("chr", "blk") else (0, 0))
+                dev=(m.devmajor, m.devminor) if kind in ("chr", "blk") else (0, 0),
+                capability=capability if kind == "file" else b"")
 
 
 def _drop_under(index: dict[str, Meta], path: str, keep_self: bool = False) -> None:
@@ -96,7 +102,8 @@ def apply_to_index(index: dict[str, Meta], tar: tarfile.TarFile) -> None:
         else:
             if m.type == tarfile.LNKTYPE:
                 target = index.get(norm(m.linkname))
-                meta = _meta(m, target.size if target is not None else 0)
+                meta = (_meta(m, target.size, target.capability) if target is not None
+                        else _meta(m, 0))
             else:
                 meta = _meta(m)
             old = index.get(path)
@@ -130,7 +137,8 @@ class _Diff:
         self.seen: set[str] = set()
         self.written: set[str] = set()
         self.held: dict[str, tarfile.TarInfo] = {}  # unchanged directories, written if needed
-        self.sizes: dict[str, int] = {}  # of the box's regular files (its hard links' size)
+        # the size and capability of the box's regular files (what its hard links have)
+        self.files: dict[str, tuple[int, bytes]] = {}
         self.count = 0
 
     def parents(self, path: str) -> None:
@@ -160,11 +168,11 @@ class _Diff:
         m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in ("path", "linkpath")}
         if m.type == tarfile.LNKTYPE:
             m.linkname = norm(m.linkname)
-            meta = _meta(m, self.sizes.get(m.linkname, 0))
+            meta = _meta(m, *self.files.get(m.linkname, (0, b"")))
         else:
             meta = _meta(m)
             if meta.kind == "file":
-                self.sizes[path] = m.size
+                self.files[path] = (m.size, meta.capability)
         old = self.base.get(path)
         if old is not None and old.same(meta):
             if meta.kind == "dir":

@@ -143,8 +143,22 @@ def stat_path(root: str, path: str, follow_link: bool) -> PathStat:
 # copy out --------------------------------------------------------------------------------
 
 
-def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "") -> bytes:
+CAPABILITY = "security.capability"  # (the one xattr docker's tars carry: setcap's)
+
+
+def _capability(fd: int) -> bytes | None:
+    try:
+        return os.getxattr(fd, CAPABILITY)
+    except OSError:
+        return None
+
+
+def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "",
+            capability: bytes | None = None) -> bytes:
     info = tarfile.TarInfo(name)
+    if capability is not None:
+        info.pax_headers = {f"SCHILY.xattr.{CAPABILITY}":
+                            capability.decode("utf-8", "surrogateescape")}
     info.type = kind
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
@@ -293,7 +307,7 @@ class _Walk:
         if holes is not None:
             yield from holes
             return
-        yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size)
+        yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size, capability=_capability(fd))
         yield from _file_data(fd, st.st_size)
 
     def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None,

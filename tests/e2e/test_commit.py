@@ -11,6 +11,8 @@ CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
            "rm -rf /usr/share/doc/bash /etc/motd; mkdir -p /opt/app; echo app > /opt/app/x; "
            "ln /opt/app/x /opt/app/y; ln /usr/bin/perl /root/perl-link; "
            "echo in-volume > /data/v; echo box-wrote-this > /etc/hosts; mkdir -p /tmp/t; "
+           "cp /bin/true /root/capped; python3 -c 'import os; os.setxattr(\"/root/capped\", "
+           "\"security.capability\", bytes.fromhex(\"0100000200200000\" + 24 * \"0\"))'; "
            "echo ready; sleep 600")
 
 
@@ -47,11 +49,14 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
         assert shown.stdout == b"hello\n", shown.stderr
         script = ("ls /usr/share/doc/bash /etc/motd 2>&1 | wc -l; cat /opt/app/y; "
                   "tail -1 /etc/debian_version; ls -A /data; cmp /usr/bin/perl /root/perl-link "
-                  "&& echo same; grep -c box-wrote-this /etc/hosts; ls -d /tmp/t")
+                  "&& echo same; grep -c box-wrote-this /etc/hosts; ls -d /tmp/t; "
+                  "python3 -c 'import os; print(os.getxattr(\"/root/capped\", "
+                  "\"security.capability\")[:8].hex())'")
         checked = bx("run", "--rm", "localhost/committed:1", "sh", "-c", script)
         assert checked.stdout.decode().split("\n") == [
-            "2", "app", "changed", "same", "0", "/tmp/t", ""], checked.stderr
-        # (the volume's file and the box's own /etc/hosts stay out, as docker's)
+            "2", "app", "changed", "same", "0", "/tmp/t", "0100000200200000", ""], checked.stderr
+        # (the volume's file and the box's own /etc/hosts stay out, as docker's; setcap's
+        # capability goes with its file)
     finally:
         bx("rm", "-f", "tocommit")
         bx("rmi", "localhost/committed:1")

@@ -297,3 +297,20 @@ def test_the_root_fs_view_shows_what_mounts_cover(tmp_path: Path) -> None:
         assert names == ["etc", "etc/hosts"]
     finally:
         syscalls.umount(str(root / "etc"))
+
+
+def test_a_files_capability_goes_with_it(tmp_path: Path) -> None:
+    """setcap's xattr (security.capability) is in the tar, as docker's tars carry it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ping").write_bytes(b"ELF")
+    value = bytes.fromhex("0100000200200000000000000000000000000000")
+    try:
+        os.setxattr(root / "ping", "security.capability", value)
+    except OSError as e:
+        pytest.skip(f"no file capabilities here: {e}")
+    data = b"".join(tar_out(str(root), "/", False, ""))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        [member] = tar.getmembers()
+    assert member.pax_headers["SCHILY.xattr.security.capability"].encode(
+        "utf-8", "surrogateescape") == value

@@ -106,6 +106,19 @@ def test_what_the_box_added_changed_and_removed_is_the_layer() -> None:
     assert layer["opt/old-sh"].isfile() and layer["opt/old-sh"].size == 3  # (fetched again)
 
 
+def test_a_capability_set_on_a_file_is_a_change_and_goes_with_it() -> None:
+    cap = {"pax_headers": {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 caps"}}
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(d("bin"), f("bin/sh", b"ELF", **cap), ("bin/sh2", b"", "link", {"linkname": "bin/sh"}))
+    layer = layer_of(box, base)
+    assert list(layer)[:3] == ["bin", "bin/sh", "bin/sh2"]
+    assert layer["bin/sh"].pax_headers["SCHILY.xattr.security.capability"] == "\x01\x00\x00\x02 caps"
+    same = index_of(tar_of(*IMAGE), tar_of(d("bin"), f("bin/sh", b"ELF", **cap)))
+    again = layer_of(box, same, fetched={"bin/sh2": b"ELF"})
+    assert "bin/sh" not in again  # (the image's own capability: no change)
+    assert again["bin/sh2"].isfile()  # (its link in the image lost it: the file itself)
+
+
 def test_a_removed_directory_is_one_whiteout() -> None:
     base = index_of(tar_of(*IMAGE))
     box = tar_of(*[e for e in IMAGE if not e[0].startswith("usr")])
