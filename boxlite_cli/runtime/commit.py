@@ -113,7 +113,7 @@ def _box_image(rt: Runtime, state: BoxState) -> Image:
         if image.id == state.config.image_id:
             return image
     raise ImageError(f"box {state.name}'s image {state.config.image_id[7:19]} is not in the "
-                     "store any more (removed with rmi -f)",
+                     "store any more",
                      hint=f"pull or load {state.config.image} again, then commit")
 
 
@@ -123,13 +123,13 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     none when it changed nothing); the image made."""
     target = commit_name(name)
     state = rt.get(rt.resolve(ref))
+    refuse_paused(state, "commit it (its disk is read through its guest, which the pause "
+                         "stops)")
     check_changes(changes)  # (a bad one fails before anything is read)
     image = _box_image(rt, state)
     config = apply_changes(container_config(state, image.container_config), changes)
     store = rt.images
     base = image_index(store, image)
-    refuse_paused(state, "commit it (its disk is read through its guest, which the pause "
-                         "stops)")
     store.tmp.mkdir(parents=True, exist_ok=True)
     # (unnamed where the file system can: a killed commit leaves nothing behind)
     with store.writing(), tempfile.TemporaryFile(dir=store.tmp, prefix="commit-") as layer:
