@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -81,6 +82,28 @@ class PathInfo:
     size: int
     link_target: str
     name: str
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """An entry of the box's root file system, without its data (`kind`: file, dir,
+    symlink, chr, blk or fifo)."""
+
+    path: str  # relative to the root
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    link: str
+    dev: tuple[int, int]
+    capability: bytes
+
+
+TREE_KINDS = {pb.TreeEntry.FILE: "file", pb.TreeEntry.DIR: "dir",
+              pb.TreeEntry.SYMLINK: "symlink", pb.TreeEntry.CHR: "chr",
+              pb.TreeEntry.BLK: "blk", pb.TreeEntry.FIFO: "fifo"}
 
 
 @dataclass(frozen=True)
@@ -316,6 +339,21 @@ class AgentClient:
         return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s, p.rss_bytes,
                             p.started, p.threads, p.name, tuple(p.argv), p.argv_cut)
                 for p in resp.processes]
+
+    def tree(self) -> Iterator[TreeEntry]:
+        """The box's root file system alone (nothing mounted on it), entry by entry, a
+        directory before what is in it."""
+        call = self.stub.Tree(pb.TreeRequest())
+        try:
+            for chunk in call:
+                for e in chunk.entries:
+                    yield TreeEntry(os.fsdecode(e.path), TREE_KINDS.get(e.kind, "other"),
+                                    e.mode, e.uid, e.gid, e.size, e.mtime, os.fsdecode(e.link),
+                                    (e.dev_major, e.dev_minor), e.capability)
+        except grpc.RpcError as e:
+            raise agent_error("reading the box's files", e) from e
+        finally:
+            call.cancel()
 
     def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:
         """Stream the tar `chunks` into `dest_dir`; (entries, bytes) written."""

@@ -35,6 +35,7 @@ COMMANDS = {
     "clone": "boxlite_cli.cli.clone:clone",
     "export": "boxlite_cli.cli.export:export",
     "commit": "boxlite_cli.cli.commit:commit",
+    "diff": "boxlite_cli.cli.diff:diff",
     "import": "boxlite_cli.cli.import_:import_",
     "images": "boxlite_cli.cli.images:images",
     "load": "boxlite_cli.cli.load:load",

@@ -10,7 +10,7 @@ from boxlite_cli.cli.lazy import LazyGroup
 
 BOX_COMMANDS = ("run", "create", "start", "exec", "attach", "cp", "stop", "rm", "kill",
                 "wait", "pause", "unpause", "restart", "inspect", "port", "rename", "prune",
-                "stats", "top", "ps", "logs", "export")
+                "stats", "top", "ps", "logs", "export", "commit", "diff", "update")
 
 
 @click.group(cls=LazyGroup, lazy={name: COMMANDS[name] for name in BOX_COMMANDS},

@@ -18,7 +18,7 @@ import datetime
 import io
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -129,17 +129,31 @@ def image_index(store: ImageStore, image: Image) -> dict[str, Meta]:
     return index
 
 
+@dataclass(frozen=True, order=True)
+class Change:
+    """A path of the box that differs from its image: docker diff's line."""
+
+    path: str  # absolute, as docker prints it
+    kind: str  # "A" added, "C" changed, "D" deleted
+
+
 class _Diff:
-    def __init__(self, base: dict[str, Meta], out: tarfile.TarFile, refetch: Refetch) -> None:
+    """The box's entries against the image's index, in the box's walk order (a
+    directory before what is in it): each change listed, and, for a commit, written
+    to the layer `out` (with the unchanged directories above it)."""
+
+    def __init__(self, base: dict[str, Meta], out: tarfile.TarFile | None = None,
+                 refetch: Refetch | None = None) -> None:
         self.base = base
         self.out = out
         self.refetch = refetch
+        self.changes: list[Change] = []
         self.seen: set[str] = set()
         self.written: set[str] = set()
-        self.held: dict[str, tarfile.TarInfo] = {}  # unchanged directories, written if needed
+        # unchanged directories, written if something below them is
+        self.held: dict[str, tarfile.TarInfo | None] = {}
         # the size and capability of the box's regular files (what its hard links have)
         self.files: dict[str, tuple[int, bytes]] = {}
-        self.count = 0
 
     def parents(self, path: str) -> None:
         """The directories above `path` that the layer lacks, as the box has them."""
@@ -149,21 +163,40 @@ class _Diff:
             missing.append(parent)
             parent = posixpath.dirname(parent)
         for directory in reversed(missing):
-            held = self.held.pop(directory, None)
-            if held is not None:
-                self.add(held)
+            if directory in self.held:
+                self.add(directory, self.held.pop(directory))
 
-    def add(self, m: tarfile.TarInfo, data: IO[bytes] | None = None) -> None:
-        self.out.addfile(m, data)
-        self.written.add(norm(m.name))
-        self.count += 1
+    def add(self, path: str, m: tarfile.TarInfo | None, data: IO[bytes] | None = None) -> None:
+        if self.out is not None and m is not None:
+            self.out.addfile(m, data)
+        self.written.add(path)
+        self.changes.append(Change("/" + path, "C" if path in self.base else "A"))
+
+    def changed(self, path: str, meta: Meta, m: tarfile.TarInfo | None) -> bool:
+        """Whether the box's `path` differs from the image's (the directories above it
+        then added); an unchanged directory is held."""
+        self.seen.add(path)
+        old = self.base.get(path)
+        if old is not None and old.same(meta):
+            if meta.kind == "dir":
+                self.held[path] = m
+            return False
+        self.parents(path)
+        return True
+
+    def entry(self, path: str, meta: Meta) -> None:
+        """One entry of the box's tree (metadata alone): listed if it changed."""
+        path = norm(path)
+        if path and path not in LEFT_OUT and self.changed(path, meta, None):
+            self.add(path, None)
+        self.seen.add(path)
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        """One member of the box's tar: into the layer if it changed."""
         path = norm(m.name)
         if not path or path in LEFT_OUT:
             self.seen.add(path)
             return
-        self.seen.add(path)
         m.name = path
         m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in ("path", "linkpath")}
         if m.type == tarfile.LNKTYPE:
@@ -173,27 +206,24 @@ class _Diff:
             meta = _meta(m)
             if meta.kind == "file":
                 self.files[path] = (m.size, meta.capability)
-        old = self.base.get(path)
-        if old is not None and old.same(meta):
-            if meta.kind == "dir":
-                self.held[path] = m
+        if not self.changed(path, meta, m):
             return
-        self.parents(path)
         if m.type == tarfile.LNKTYPE and m.linkname not in self.written:
             self.fetched(m)
         elif m.isfile():
-            self.add(m, tar.extractfile(m))
+            self.add(path, m, tar.extractfile(m))
         else:
-            self.add(m)
+            self.add(path, m)
 
     def fetched(self, link: tarfile.TarInfo) -> None:
         """A hard link to a file this layer does not carry: the file itself, again."""
+        assert self.refetch is not None
         with tarfile.open(fileobj=_reader(self.refetch(link.name)), mode="r|") as tar:
             for m in tar:
                 if m.isfile():
                     m.name = link.name
                     m.pax_headers = {k: v for k, v in m.pax_headers.items() if k != "path"}
-                    self.add(m, tar.extractfile(m))
+                    self.add(link.name, m, tar.extractfile(m))
                     return
         raise ImageError(f"{link.name} went away while the box was committed")
 
@@ -204,15 +234,16 @@ class _Diff:
             if path in self.seen:
                 continue
             parent = posixpath.dirname(path)
-            if parent and (parent in gone or parent not in self.seen):
-                gone.add(path)
-                continue
             gone.add(path)
+            if parent and (parent in gone or parent not in self.seen):
+                continue
             self.parents(path)
-            info = tarfile.TarInfo(posixpath.join(parent, WHITEOUT + posixpath.basename(path)))
-            info.mode = 0o644
-            self.out.addfile(info)
-            self.count += 1
+            if self.out is not None:
+                info = tarfile.TarInfo(posixpath.join(parent,
+                                                      WHITEOUT + posixpath.basename(path)))
+                info.mode = 0o644
+                self.out.addfile(info)
+            self.changes.append(Change("/" + path, "D"))
 
 
 def diff_layer(box_root: Iterator[bytes], base: dict[str, Meta], out: IO[bytes],
@@ -225,7 +256,17 @@ def diff_layer(box_root: Iterator[bytes], base: dict[str, Meta], out: IO[bytes],
         for m in tar:
             diff.member(tar, m)
         diff.whiteouts()
-        return diff.count
+        return len(diff.changes)
+
+
+def box_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
+    """What the box added, changed and deleted on its root file system (its entries,
+    a directory before what is in it), by path, as docker diff lists them."""
+    diff = _Diff(base)
+    for path, meta in box_tree:
+        diff.entry(path, meta)
+    diff.whiteouts()
+    return sorted(diff.changes)
 
 
 def committed_config(base: dict[str, Any], container: dict[str, Any], diff_id: str | None,

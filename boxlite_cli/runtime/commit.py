@@ -108,7 +108,7 @@ def _frozen(client: AgentClient, running: bool) -> Iterator[None]:
             client.quiesce(False)
 
 
-def _box_image(rt: Runtime, state: BoxState) -> Image:
+def box_image(rt: Runtime, state: BoxState) -> Image:
     for image in rt.images.all_references():
         if image.id == state.config.image_id:
             return image
@@ -126,7 +126,7 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     refuse_paused(state, "commit it (its disk is read through its guest, which the pause "
                          "stops)")
     check_changes(changes)  # (a bad one fails before anything is read)
-    image = _box_image(rt, state)
+    image = box_image(rt, state)
     config = apply_changes(container_config(state, image.container_config), changes)
     store = rt.images
     base = image_index(store, image)

@@ -26,7 +26,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -40,6 +40,7 @@ RESOLVE_IN_ROOT = 0x10
 EAGAIN_RETRIES = 64
 # Kernel file systems a walk does not descend into (docker's cp never sees them).
 KERNEL_MOUNTS = ("proc", "sys", "dev", "dev/pts", "dev/shm")
+Piece = TypeVar("Piece")
 
 
 class _OpenHow(ctypes.Structure):
@@ -94,7 +95,7 @@ def _split(path: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _root_fd(root: str) -> Iterator[int]:
+def root_fd(root: str) -> Iterator[int]:
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         yield fd
@@ -125,7 +126,7 @@ class PathStat:
 def stat_path(root: str, path: str, follow_link: bool) -> PathStat:
     _, name = _split(path)
     flags = os.O_PATH | (0 if follow_link else os.O_NOFOLLOW)
-    with _root_fd(root) as rfd:
+    with root_fd(root) as rfd:
         try:
             fd = openat2_in_root(rfd, path, flags)
         except OSError as e:
@@ -146,7 +147,8 @@ def stat_path(root: str, path: str, follow_link: bool) -> PathStat:
 CAPABILITY = "security.capability"  # (the one xattr docker's tars carry: setcap's)
 
 
-def _capability(fd: int) -> bytes | None:
+def capability_of(fd: int) -> bytes | None:
+    """The security.capability xattr of open file `fd` (setcap's), if it has one."""
     try:
         return os.getxattr(fd, CAPABILITY)
     except OSError:
@@ -203,16 +205,23 @@ class _Dir:
 
 
 @dataclass
-class _Walk:
-    """The tar bytes of a tree, depth first in name order: a loop over a stack, not
-    recursion (a tree can be deeper than Python's recursion limit); a directory stays
-    open only while entries of it are still to come."""
+class TreeWalk(Generic[Piece]):
+    """A tree, depth first in name order, as pieces (a directory's before those of
+    what is in it): a loop over a stack, not recursion (a tree can be deeper than
+    Python's recursion limit); a directory stays open only while entries of it are
+    still to come. What an entry becomes is the subclass's (`header`, `regular`)."""
 
     skip_devs: set[int]
-    sparse: bool = False  # sparse files as sparse members (sparsetar.py)
-    links: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def tree(self, fd: int, arcname: str, st: os.stat_result) -> Iterator[bytes]:
+    def header(self, arcname: str, st: os.stat_result, kind: bytes, link: str = "") -> Piece:
+        """The piece of an entry that is not a regular file (`kind`: a tar type)."""
+        raise NotImplementedError
+
+    def regular(self, fd: int, arcname: str) -> Iterator[Piece]:
+        """The pieces of the regular file open as `fd`."""
+        raise NotImplementedError
+
+    def tree(self, fd: int, arcname: str, st: os.stat_result) -> Iterator[Piece]:
         """Directory `fd` (ours to close) and everything below it."""
         stack: list[tuple[_Dir, str, str]] = []
         opened: list[_Dir] = []
@@ -231,8 +240,8 @@ class _Walk:
                 d.close()
 
     def entry(self, parent: _Dir, name: str, arcname: str, stack: list[tuple[_Dir, str, str]],
-              opened: list[_Dir]) -> Iterator[bytes]:
-        """One entry of directory `parent`, as tar bytes (a directory's own entries are
+              opened: list[_Dir]) -> Iterator[Piece]:
+        """One entry of directory `parent`, as pieces (a directory's own entries are
         pushed on `stack`)."""
         dfd = parent.fd
         try:
@@ -262,16 +271,16 @@ class _Walk:
             finally:
                 os.close(fd)
         elif stat.S_ISLNK(mode):
-            yield _header(arcname, st, tarfile.SYMTYPE, link=os.readlink(name, dir_fd=dfd))
+            yield self.header(arcname, st, tarfile.SYMTYPE, link=os.readlink(name, dir_fd=dfd))
         elif stat.S_ISCHR(mode):
-            yield _header(arcname, st, tarfile.CHRTYPE)
+            yield self.header(arcname, st, tarfile.CHRTYPE)
         elif stat.S_ISBLK(mode):
-            yield _header(arcname, st, tarfile.BLKTYPE)
+            yield self.header(arcname, st, tarfile.BLKTYPE)
         elif stat.S_ISFIFO(mode):
-            yield _header(arcname, st, tarfile.FIFOTYPE)
+            yield self.header(arcname, st, tarfile.FIFOTYPE)
         # sockets have no tar form: left out, as tar and docker do
 
-    def top(self, opath: int, st: os.stat_result, arcname: str) -> Iterator[bytes]:
+    def top(self, opath: int, st: os.stat_result, arcname: str) -> Iterator[Piece]:
         """The entry an O_PATH descriptor names (the copy's source) and what is below it."""
         mode = st.st_mode
         if stat.S_ISDIR(mode):
@@ -285,13 +294,43 @@ class _Walk:
             finally:
                 os.close(fd)
         elif stat.S_ISLNK(mode):
-            yield _header(arcname, st, tarfile.SYMTYPE, link=os.readlink("", dir_fd=opath))
+            yield self.header(arcname, st, tarfile.SYMTYPE, link=os.readlink("", dir_fd=opath))
         elif stat.S_ISCHR(mode):
-            yield _header(arcname, st, tarfile.CHRTYPE)
+            yield self.header(arcname, st, tarfile.CHRTYPE)
         elif stat.S_ISBLK(mode):
-            yield _header(arcname, st, tarfile.BLKTYPE)
+            yield self.header(arcname, st, tarfile.BLKTYPE)
         elif stat.S_ISFIFO(mode):
-            yield _header(arcname, st, tarfile.FIFOTYPE)
+            yield self.header(arcname, st, tarfile.FIFOTYPE)
+
+    def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None,
+                  stack: list[tuple[_Dir, str, str]], opened: list[_Dir]) -> Iterator[Piece]:
+        """A directory's own entry; its entries go on `stack` (the first name on top),
+        and `fd` is closed once the last of them is taken (now, if it has none)."""
+        d = _Dir(fd, st.st_dev)
+        opened.append(d)
+        if arcname:
+            yield self.header(arcname, st, tarfile.DIRTYPE)
+        if st.st_dev in self.skip_devs and st.st_dev != parent_dev:
+            d.close()  # a kernel file system mounted here (or the copy's top): the entry only
+            return
+        with os.scandir(fd) as it:
+            names = sorted((e.name for e in it), reverse=True)
+        if not names:
+            d.close()
+            return
+        d.pending = len(names)
+        stack.extend((d, child, f"{arcname}/{child}" if arcname else child) for child in names)
+
+
+@dataclass
+class _TarWalk(TreeWalk[bytes]):
+    """The tar bytes of a tree."""
+
+    sparse: bool = False  # sparse files as sparse members (sparsetar.py)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def header(self, arcname: str, st: os.stat_result, kind: bytes, link: str = "") -> bytes:
+        return _header(arcname, st, kind, link=link)
 
     def regular(self, fd: int, arcname: str) -> Iterator[bytes]:
         st = os.fstat(fd)
@@ -307,30 +346,11 @@ class _Walk:
         if holes is not None:
             yield from holes
             return
-        yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size, capability=_capability(fd))
+        yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size, capability=capability_of(fd))
         yield from _file_data(fd, st.st_size)
 
-    def directory(self, fd: int, arcname: str, st: os.stat_result, parent_dev: int | None,
-                  stack: list[tuple[_Dir, str, str]], opened: list[_Dir]) -> Iterator[bytes]:
-        """A directory's own entry; its entries go on `stack` (the first name on top),
-        and `fd` is closed once the last of them is taken (now, if it has none)."""
-        d = _Dir(fd, st.st_dev)
-        opened.append(d)
-        if arcname:
-            yield _header(arcname, st, tarfile.DIRTYPE)
-        if st.st_dev in self.skip_devs and st.st_dev != parent_dev:
-            d.close()  # a kernel file system mounted here (or the copy's top): the entry only
-            return
-        with os.scandir(fd) as it:
-            names = sorted((e.name for e in it), reverse=True)
-        if not names:
-            d.close()
-            return
-        d.pending = len(names)
-        stack.extend((d, child, f"{arcname}/{child}" if arcname else child) for child in names)
-
-
-def _kernel_devs(rfd: int) -> set[int]:
+def kernel_devs(rfd: int) -> set[int]:
+    """The devices of the kernel file systems mounted in the root `rfd` (not its own)."""
     devs = set()
     for path in KERNEL_MOUNTS:
         with contextlib.suppress(OSError):
@@ -367,7 +387,7 @@ def tar_out(root: str, path: str, follow_link: bool, name: str,
     members. Raises NotFound before yielding."""
     if name:
         clean_name(name)
-    with _root_fd(root) as rfd:
+    with root_fd(root) as rfd:
         flags = os.O_PATH | (0 if follow_link else os.O_NOFOLLOW)
         try:
             top = openat2_in_root(rfd, path, flags)
@@ -377,7 +397,7 @@ def tar_out(root: str, path: str, follow_link: bool, name: str,
             st = os.fstat(top)
             if not name and not stat.S_ISDIR(st.st_mode):
                 raise InvalidArgument(f"{path} is not a directory")
-            yield from _Walk(_kernel_devs(rfd), sparse).top(top, st, name)
+            yield from _TarWalk(kernel_devs(rfd), sparse).top(top, st, name)
         finally:
             os.close(top)
         yield bytes(2 * BLOCK)
@@ -635,7 +655,7 @@ def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes],
     """Extract the tar stream ``chunks`` into container directory ``dest_dir``; the
     partial files of copies cut off before ``stale_before`` (the box stopped under them)
     that lie where this one writes files go."""
-    with _root_fd(root) as rfd:
+    with root_fd(root) as rfd:
         try:
             dfd = openat2_in_root(rfd, dest_dir, os.O_PATH | os.O_DIRECTORY)
         except OSError as e:

@@ -44,6 +44,7 @@ from boxlite_agent.rootmounts import check as check_tmpfs
 from boxlite_agent.spawn import STDERR, STDOUT, ExecSpec, spawn
 from boxlite_agent.sysctls import apply_sysctls, check_sysctls
 from boxlite_agent.table import ExecTable
+from boxlite_agent.treemeta import tree_chunks
 from boxlite_agent.ulimits import helper_spec
 from boxlite_agent.volumes import VolumeSpec, mount_volumes
 from boxlite_agent.volumes import check as check_volumes
@@ -469,32 +470,48 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     def CopyOut(self, request: pb.CopyOutRequest,
                 context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
-        with contextlib.ExitStack() as scope:
-            try:
-                _check_path(request.path)
-                root = self._guest.rootfs()
-                if request.root_fs_only:
-                    if request.path != "/" or request.name:
-                        raise InvalidArgument("root_fs_only copies the whole root, unnamed")
-                    root = scope.enter_context(root_fs_view(root))
-                pieces = tar_out(root, request.path, request.follow_link, request.name,
-                                 request.sparse)
-                chunks = rechunk(pieces)
-                first = next(chunks, None)  # errors about the source surface here, as a status
-            except Exception as e:
-                _abort_for(context, e)
-                raise
-            if first is None:
-                return
-            yield pb.TarChunk(data=first)
-            try:
-                for chunk in chunks:
-                    if not context.is_active():
-                        return
-                    yield pb.TarChunk(data=chunk)
-            except Exception as e:
-                _abort_for(context, e)
-                raise
+        def chunks(scope: contextlib.ExitStack) -> Iterator[pb.TarChunk]:
+            _check_path(request.path)
+            root = self._guest.rootfs()
+            if request.root_fs_only:
+                if request.path != "/" or request.name:
+                    raise InvalidArgument("root_fs_only copies the whole root, unnamed")
+                root = scope.enter_context(root_fs_view(root))
+            pieces = tar_out(root, request.path, request.follow_link, request.name,
+                             request.sparse)
+            return (pb.TarChunk(data=piece) for piece in rechunk(pieces))
+
+        yield from _stream(context, chunks)
+
+    def Tree(self, request: pb.TreeRequest,
+             context: grpc.ServicerContext) -> Iterator[pb.TreeChunk]:
+        yield from _stream(context, lambda scope: tree_chunks(
+            scope.enter_context(root_fs_view(self._guest.rootfs()))))
+
+
+def _stream(context: grpc.ServicerContext,
+            make: Callable[[contextlib.ExitStack], Iterator[_Resp]]) -> Iterator[_Resp]:
+    """A response stream from `make`'s messages: an error before the first (about the
+    request: a path that is not there...) or after it ends the call with its status;
+    it stops when the client has gone. What `make` enters in its scope lasts as long."""
+    with contextlib.ExitStack() as scope:
+        try:
+            messages = make(scope)
+            first = next(messages, None)
+        except Exception as e:
+            _abort_for(context, e)
+            raise
+        if first is None:
+            return
+        yield first
+        try:
+            for message in messages:
+                if not context.is_active():
+                    return
+                yield message
+        except Exception as e:
+            _abort_for(context, e)
+            raise
 
 
 def _check_path(path: str) -> None:

@@ -238,7 +238,7 @@ def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:
     assert bx(script_runner, "images", "-q").stdout == ""
 
 
-@pytest.mark.parametrize("command", ["rm", "stop", "start", "logs", "top"])
+@pytest.mark.parametrize("command", ["rm", "stop", "start", "logs", "top", "diff"])
 def test_unknown_box(script_runner: ScriptRunner, command: str) -> None:
     result = bx(script_runner, command, "nosuchbox")
     assert_one_line_error(result, "no such box", "nosuchbox")

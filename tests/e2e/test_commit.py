@@ -1,4 +1,5 @@
-"""commit: a box's changes as a new image's layer, read from a real box's disk."""
+"""commit and diff: a box's changes as a new image's layer, and as docker diff lists
+them, read from a real box's disk."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
            "cp /bin/true /root/capped; python3 -c 'import os; os.setxattr(\"/root/capped\", "
            "\"security.capability\", bytes.fromhex(\"0100000200200000\" + 24 * \"0\"))'; "
            "echo ready; sleep 600")
+
+# What `diff` lists for CHANGES: the volume's mount point but not its file, nor the
+# box's own /etc/hosts; a directory something changed in as changed.
+DIFF = ["A /data", "C /etc", "C /etc/debian_version", "D /etc/motd", "C /opt", "A /opt/app",
+        "A /opt/app/x", "A /opt/app/y", "C /root", "A /root/capped", "A /root/new.txt",
+        "A /root/perl-link", "C /tmp", "A /tmp/t", "C /usr", "C /usr/share",
+        "C /usr/share/doc", "D /usr/share/doc/bash"]
 
 
 def image_record(name: str) -> dict[str, object]:
@@ -31,6 +39,12 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
         while b"ready" not in bx("logs", "tocommit").stdout:
             assert time.monotonic() < deadline
             time.sleep(0.3)
+        listed = bx("diff", "tocommit")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.decode().splitlines() == DIFF  # (sorted, as docker's)
+        as_json = json.loads(bx("diff", "--format", "json", "tocommit").stdout)
+        assert as_json[:2] == [{"Path": "/data", "Kind": 1}, {"Path": "/etc", "Kind": 0}]
+        assert {"Path": "/etc/motd", "Kind": 2} in as_json and len(as_json) == len(DIFF)
         made = bx("commit", "-m", "first", "-a", "me <me@example.com>", "-c",
                   'CMD ["cat", "/root/new.txt"]', "-c", "ENV MODE=prod", "tocommit",
                   "localhost/committed:1")
@@ -66,6 +80,8 @@ def test_a_stopped_box_commits_and_no_change_makes_no_layer() -> None:
     created = bx("create", "--name", "unchanged", IMAGE, "true")
     assert created.returncode == 0, created.stderr
     try:
+        listed = bx("diff", "unchanged")  # (a stopped box's disk, read without its command)
+        assert (listed.returncode, listed.stdout) == (0, b""), listed.stderr
         made = bx("commit", "unchanged", "localhost/same:1")
         assert made.returncode == 0, made.stderr
         assert image_record("localhost/same:1")["RootFS"] == image_record(IMAGE)["RootFS"]

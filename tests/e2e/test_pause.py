@@ -46,7 +46,8 @@ def test_pause_stops_the_vm_until_unpause(e2e_home: Path) -> None:
                             (("cp", "napper:/etc/hostname", "-"), "copy files"),
                             (("snapshot", "create", "napper", "s1"), "snapshot its disk"),
                             (("kill", "-s", "TERM", "napper"), "send it signal 15"),
-                            (("top", "napper"), "list its processes")):
+                            (("top", "napper"), "list its processes"),
+                            (("diff", "napper"), "list its changes")):
             refused = bx(*args)
             assert refused.returncode == 125, args
             first, hint = refused.stderr.decode().splitlines()

@@ -314,3 +314,35 @@ def test_a_files_capability_goes_with_it(tmp_path: Path) -> None:
         [member] = tar.getmembers()
     assert member.pax_headers["SCHILY.xattr.security.capability"].encode(
         "utf-8", "surrogateescape") == value
+    from boxlite_agent.treemeta import tree_chunks
+
+    [chunk] = tree_chunks(str(root))
+    assert chunk.entries[0].capability == value  # (and so in diff's listing)
+
+
+def test_the_tree_is_each_entrys_metadata_without_its_data(tmp_path: Path) -> None:
+    """boxlite diff's listing: a directory before what is in it, in name order, each
+    entry's kind, mode, owner, size, time and link target; sockets left out."""
+    import socket
+
+    from boxlite_agent.pb import agent_pb2 as pb
+    from boxlite_agent.treemeta import tree_chunks
+
+    root = tmp_path / "root"
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "a").write_bytes(b"12345")
+    os.chmod(root / "a", 0o4750)
+    os.utime(root / "a", (1000, 1000))
+    (root / "b" / "link").symlink_to("../a")
+    os.link(root / "a", root / "b" / "hard")
+    os.mkfifo(root / "b" / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "b" / "sock"))
+        entries = [e for chunk in tree_chunks(str(root)) for e in chunk.entries]
+    assert [e.path for e in entries] == [b"a", b"b", b"b/c", b"b/fifo", b"b/hard", b"b/link"]
+    a, b, _, fifo, hard, link = entries
+    assert (a.kind, a.mode, a.size, a.mtime, a.uid) == (
+        pb.TreeEntry.FILE, 0o4750, 5, 1000, os.getuid())
+    assert (hard.kind, hard.size) == (pb.TreeEntry.FILE, 5)  # (a file again, not a link)
+    assert (b.kind, fifo.kind) == (pb.TreeEntry.DIR, pb.TreeEntry.FIFO)
+    assert (link.kind, link.link, link.size) == (pb.TreeEntry.SYMLINK, b"../a", 0)

@@ -12,7 +12,13 @@ import pytest
 
 from boxlite_cli.errors import UsageError
 from boxlite_cli.oci.changes import apply_changes
-from boxlite_cli.oci.commit import Meta, apply_to_index, committed_config, diff_layer
+from boxlite_cli.oci.commit import (
+    Meta,
+    apply_to_index,
+    box_changes,
+    committed_config,
+    diff_layer,
+)
 from boxlite_cli.runtime.commit import check_changes, commit_name, container_config
 from boxlite_cli.state.health import HealthConfig
 from boxlite_cli.state.network import NetworkConfig, PortMapping
@@ -123,6 +129,42 @@ def test_a_removed_directory_is_one_whiteout() -> None:
     base = index_of(tar_of(*IMAGE))
     box = tar_of(*[e for e in IMAGE if not e[0].startswith("usr")])
     assert list(layer_of(box, base)) == [".wh.usr"]
+
+
+def changes_of(box: bytes, base: dict[str, Meta]) -> list[tuple[str, str]]:
+    """diff's lines for the box tree `box` (a tar's entries, metadata alone, in order)."""
+    return [(c.kind, c.path) for c in box_changes(index_of(box).items(), base)]
+
+
+def test_diff_lists_what_the_box_added_changed_and_deleted_as_docker_diff_does() -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(d("etc"), f("etc/hosts", b"box's own"),  # (left out, as in commit)
+                 d("usr"), d("usr/doc"), f("usr/doc/a", mtime=2000), d("bin"),
+                 f("bin/sh", b"ELF"), ("bin/sh2", b"", "link", {"linkname": "bin/sh"}),
+                 d("opt", mode=0o700), d("opt/new"), f("opt/new/file", b"new"),
+                 ("opt/new/hard", b"", "link", {"linkname": "opt/new/file"}))
+    assert changes_of(box, base) == [
+        ("C", "/etc"), ("D", "/etc/motd"), ("C", "/opt"), ("A", "/opt/new"),
+        ("A", "/opt/new/file"), ("A", "/opt/new/hard"), ("C", "/usr"), ("C", "/usr/doc"),
+        ("C", "/usr/doc/a"), ("D", "/usr/doc/b")]
+    assert changes_of(tar_of(*IMAGE), base) == []
+
+
+def test_diff_sees_a_changed_size_owner_link_target_or_capability() -> None:
+    base = index_of(tar_of(*IMAGE))
+    cap = {"pax_headers": {"SCHILY.xattr.security.capability": "\x01caps"}}
+    for changed in (f("bin/sh", b"ELF2"), f("bin/sh", b"ELF", uid=1000),
+                    f("bin/sh", b"ELF", **cap),
+                    ("bin/sh", b"", "symlink", {"linkname": "busybox"})):
+        box = tar_of(d("bin"), changed, ("bin/sh2", b"", "link", {"linkname": "bin/sh"}),
+                     *[e for e in IMAGE if not e[0].startswith("bin")])
+        assert ("C", "/bin/sh") in changes_of(box, base), changed
+
+
+def test_diff_of_a_removed_directory_is_one_line() -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(*[e for e in IMAGE if not e[0].startswith("usr")])
+    assert changes_of(box, base) == [("D", "/usr")]
 
 
 def test_the_new_config_has_the_layer_history_author_and_comment() -> None:

@@ -412,3 +412,53 @@ class ProcessesResponse(_message.Message):
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
     def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...
+
+class TreeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TreeEntry(_message.Message):
+    __slots__ = ("path", "kind", "mode", "uid", "gid", "size", "mtime", "link", "dev_major", "dev_minor", "capability")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        FILE: _ClassVar[TreeEntry.Kind]
+        DIR: _ClassVar[TreeEntry.Kind]
+        SYMLINK: _ClassVar[TreeEntry.Kind]
+        CHR: _ClassVar[TreeEntry.Kind]
+        BLK: _ClassVar[TreeEntry.Kind]
+        FIFO: _ClassVar[TreeEntry.Kind]
+    FILE: TreeEntry.Kind
+    DIR: TreeEntry.Kind
+    SYMLINK: TreeEntry.Kind
+    CHR: TreeEntry.Kind
+    BLK: TreeEntry.Kind
+    FIFO: TreeEntry.Kind
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    DEV_MAJOR_FIELD_NUMBER: _ClassVar[int]
+    DEV_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    path: bytes
+    kind: TreeEntry.Kind
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    link: bytes
+    dev_major: int
+    dev_minor: int
+    capability: bytes
+    def __init__(self, path: _Optional[bytes] = ..., kind: _Optional[_Union[TreeEntry.Kind, str]] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., mtime: _Optional[int] = ..., link: _Optional[bytes] = ..., dev_major: _Optional[int] = ..., dev_minor: _Optional[int] = ..., capability: _Optional[bytes] = ...) -> None: ...
+
+class TreeChunk(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[TreeEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[TreeEntry, _Mapping]]] = ...) -> None: ...

@@ -110,6 +110,11 @@ class AgentStub(object):
                 request_serializer=agent__pb2.ProcessesRequest.SerializeToString,
                 response_deserializer=agent__pb2.ProcessesResponse.FromString,
                 _registered_method=True)
+        self.Tree = channel.unary_stream(
+                '/boxlite.v1.Agent/Tree',
+                request_serializer=agent__pb2.TreeRequest.SerializeToString,
+                response_deserializer=agent__pb2.TreeChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -226,6 +231,14 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tree(self, request, context):
+        """The box's root file system alone (nothing mounted on it), entry by entry,
+        metadata without file data (boxlite diff).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -303,6 +316,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Processes,
                     request_deserializer=agent__pb2.ProcessesRequest.FromString,
                     response_serializer=agent__pb2.ProcessesResponse.SerializeToString,
+            ),
+            'Tree': grpc.unary_stream_rpc_method_handler(
+                    servicer.Tree,
+                    request_deserializer=agent__pb2.TreeRequest.FromString,
+                    response_serializer=agent__pb2.TreeChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -710,6 +728,33 @@ class Agent(object):
             '/boxlite.v1.Agent/Processes',
             agent__pb2.ProcessesRequest.SerializeToString,
             agent__pb2.ProcessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/boxlite.v1.Agent/Tree',
+            agent__pb2.TreeRequest.SerializeToString,
+            agent__pb2.TreeChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,35 @@
+"""boxlite diff: what a box changed on its root file system."""
+
+from __future__ import annotations
+
+import click
+
+from boxlite_cli.cli.completion import complete_box
+from boxlite_cli.cli.context import CliContext, activity, pass_cli
+from boxlite_cli.cli.output import format_option, print_json
+
+KIND_CODES = {"C": 0, "A": 1, "D": 2}  # (docker's API: modified, added, deleted)
+
+
+@click.command()
+@format_option
+@click.argument("box", shell_complete=complete_box)
+@pass_cli
+def diff(cli: CliContext, fmt: str, box: str) -> int:
+    """List what BOX added (A), changed (C) and deleted (D) on its root file system
+    since it was made from its image, a path a line, as `docker diff` does.
+
+    A directory something changed in is listed as changed. Volumes, tmpfs mounts and
+    /etc/hosts, /etc/hostname and /etc/resolv.conf are not the box's own files and
+    are left out (as in `boxlite commit`). BOX may be running or stopped. --format
+    json: docker's [{"Path": ..., "Kind": 0 changed, 1 added, 2 deleted}]."""
+    from boxlite_cli.runtime.diff import diff as box_diff
+
+    with activity(f"Reading {box}'s changes"):
+        changes = box_diff(cli.runtime, box)
+    if fmt == "json":
+        print_json([{"Path": c.path, "Kind": KIND_CODES[c.kind]} for c in changes])
+    else:
+        for change in changes:
+            click.echo(f"{change.kind} {change.path}")
+    return 0

@@ -1,0 +1,39 @@
+"""`boxlite diff`: what a box added, changed and deleted on its root file system since
+it was made from its image (docker diff's list).
+
+The box's agent lists its root file system alone (nothing mounted on it: volumes,
+tmpfs mounts and /etc/hosts are not the box's disk), entry by entry, without file
+data; each entry is compared with what the image's layers make at that path, as
+`commit` compares them (oci/commit.py). A stopped box is read from a maintenance
+start of its VM, as `cp` reads one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from boxlite_cli.oci.commit import Change, Meta, box_changes, image_index
+from boxlite_cli.runtime.commit import box_image
+from boxlite_cli.runtime.copy import box_agent
+from boxlite_cli.runtime.pausing import refuse_paused
+
+if TYPE_CHECKING:
+    from boxlite_cli.agent.client import AgentClient
+    from boxlite_cli.runtime.runtime import Runtime
+
+
+def _box_tree(client: AgentClient) -> Iterator[tuple[str, Meta]]:
+    for e in client.tree():
+        yield e.path, Meta(e.kind, e.mode, e.uid, e.gid, size=e.size, mtime=e.mtime,
+                           link=e.link, dev=e.dev, capability=e.capability)
+
+
+def diff(rt: Runtime, ref: str) -> list[Change]:
+    """Box `ref`'s changes to its image's files, by path."""
+    state = rt.get(rt.resolve(ref))
+    refuse_paused(state, "list its changes (its disk is read through its guest, which the "
+                         "pause stops)")
+    base = image_index(rt.images, box_image(rt, state))
+    with box_agent(rt, ref) as client:
+        return box_changes(_box_tree(client), base)
