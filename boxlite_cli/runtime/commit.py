@@ -25,7 +25,7 @@ from boxlite_cli.oci.mediatypes import OCI_MANIFEST
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image
 from boxlite_cli.runtime.copy import box_agent
-from boxlite_cli.runtime.images import is_whole_id
+from boxlite_cli.runtime.images import refuse_id_name
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
 from boxlite_cli.state.records import BoxState, Status
@@ -67,9 +67,7 @@ def commit_name(text: str) -> Reference:
     if reference.digest:
         raise UsageError(f"invalid name {text!r}: an image to commit is named by a tag, "
                          "not a digest")
-    if is_whole_id(reference.repository.rpartition("/")[2]) or is_whole_id(reference.tag or ""):
-        raise UsageError(f"invalid name {text!r}: a 64-digit hexadecimal name reads as an "
-                         "image id", hint="name the image otherwise")
+    refuse_id_name(reference, text)
     return reference
 
 

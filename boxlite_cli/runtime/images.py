@@ -281,6 +281,14 @@ def is_whole_id(text: str) -> bool:
     return _looks_like_id(text) and len(text.removeprefix("sha256:")) == 64
 
 
+def refuse_id_name(reference: Reference, text: str) -> None:
+    """UsageError for a name to give an image that reads as an image id (docker's
+    "cannot specify 64-byte hexadecimal strings")."""
+    if is_whole_id(reference.repository.rpartition("/")[2]) or is_whole_id(reference.tag or ""):
+        raise UsageError(f"invalid name {text!r}: a 64-digit hexadecimal name reads as an "
+                         "image id", hint="name the image otherwise")
+
+
 def check_pull_policy(policy: str) -> str:
     if policy not in PULL_POLICIES:
         raise UsageError(f"invalid --pull {policy!r}: expected one of {', '.join(PULL_POLICIES)}")

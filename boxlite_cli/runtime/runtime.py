@@ -40,7 +40,7 @@ from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
 from boxlite_cli.runtime import pausing
 from boxlite_cli.runtime.envswitch import env_switch
-from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id
+from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id, refuse_id_name
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
     bind_host_ports,
@@ -311,6 +311,7 @@ class Runtime:
         reference = parse_reference(target)
         if reference.digest is not None:
             raise UsageError(f"invalid tag {target!r}: a tag cannot name a digest")
+        refuse_id_name(reference, target)
         if reference == parse_reference(DEFAULT_IMAGE):
             raise UsageError(f"{target!r} is the built-in image's name: give another")
         try:

@@ -582,6 +582,11 @@ def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str
     assert_one_line_error(bx(script_runner, "tag", "nosuch", "x"), "no such image: nosuch")
     assert_one_line_error(bx(script_runner, "tag", image, "x@sha256:" + "0" * 64),
                           "a tag cannot name a digest")
+    before = bx(script_runner, "images", "-q", "--no-trunc").stdout
+    for hex_name in ("a" * 64, "mine/" + "b" * 64 + ":v1", "mine/app:" + "c" * 64):
+        assert_one_line_error(bx(script_runner, "tag", image, hex_name),  # (docker's too)
+                              "a 64-digit hexadecimal name reads as an image id")
+    assert bx(script_runner, "images", "-q", "--no-trunc").stdout == before
 
 
 def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str) -> None:
