@@ -6,6 +6,7 @@ from typing import Any
 
 from boxlite_cli.cli.options import memory_mib, to_network, to_process_options
 from boxlite_cli.runtime.mountflag import split_mounts
+from boxlite_cli.runtime.network import parse_expose
 from boxlite_cli.runtime.runtime import CreateOptions
 from boxlite_cli.runtime.spec import parse_cpus, parse_disk_size, parse_labels, read_label_files
 from boxlite_cli.runtime.tmpfs import parse_shm_size
@@ -40,6 +41,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         read_only=options["read_only"],
         tmpfs=[*options["tmpfs"], *mount_tmpfs], shm_size=parse_shm_size(options["shm_size"]),
         restart=options["restart"], publish_all=options["publish_all"],
+        exposed=parse_expose(options["expose"]),
         ulimits=normalize_ulimits(options["ulimits"]),
         no_new_privileges=no_new_privileges(options["security_opts"]),
         group_add=check_group_add(options["group_add"]),

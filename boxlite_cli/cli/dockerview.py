@@ -131,7 +131,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "Image": cfg.image, "WorkingDir": proc.cwd, "Labels": dict(cfg.labels),
             "StopSignal": cfg.stop_signal or "SIGTERM",
             "StopTimeout": _stop_timeout(cfg.stop_timeout),
-            "ExposedPorts": {p.private: {} for p in cfg.network.ports},
+            "ExposedPorts": {**{key: {} for key in cfg.exposed},
+                             **{p.private: {} for p in cfg.network.ports}},
             **_healthcheck(cfg.healthcheck),
         },
         "HostConfig": {

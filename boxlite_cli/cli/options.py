@@ -233,6 +233,9 @@ def network_options(f: F) -> F:
         click.option("-P", "--publish-all", is_flag=True,
                      help="Publish every port the image EXPOSEs (that -p does not) on "
                           "127.0.0.1, on free ports chosen at each start."),
+        click.option("--expose", "expose", multiple=True, metavar="PORT[/PROTO]",
+                     help="Expose a port or a range of ports (8000-8010) as the image's "
+                          "EXPOSE does: -P publishes it; not published by itself."),
         click.option("--dns", "dns", multiple=True, metavar="IP",
                      help="DNS server for the box (default: the host's resolver via NAT)."),
         click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN",

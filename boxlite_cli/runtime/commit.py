@@ -50,7 +50,8 @@ def container_config(state: BoxState, image_config: dict[str, Any]) -> dict[str,
         Env=list(proc.env), Cmd=list(proc.argv[proc.entrypoint_len:]) or None,
         Entrypoint=list(proc.argv[:proc.entrypoint_len]) or None, WorkingDir=proc.cwd,
         User=proc.user, Labels=dict(cfg.labels) or None)
-    ports = {**(image_config.get("ExposedPorts") or {}), **{p.private: {} for p in cfg.network.ports}}
+    ports = {**(image_config.get("ExposedPorts") or {}), **{key: {} for key in cfg.exposed},
+             **{p.private: {} for p in cfg.network.ports}}
     config["ExposedPorts"] = ports or None
     volumes = {**(image_config.get("Volumes") or {}),
                **{m.target: {} for m in cfg.mounts if m.anonymous}}  # (docker's `-v PATH`)

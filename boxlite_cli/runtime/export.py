@@ -59,6 +59,7 @@ from boxlite_cli.runtime.network import (
     dns_option,
     dns_search_domain,
     parse_add_host,
+    parse_expose,
 )
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.runtime.signals import parse_signal
@@ -595,6 +596,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.ulimits = _checked_list(cfg, "ulimits", what, normalize_ulimits)
     config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
     config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
+    config.exposed = _checked_list(cfg, "exposed", what, parse_expose)
     config.shm_size = _int(cfg, "shm_size", what, 0, 1 << 40, 0)
     config.sysctls = _sysctls(cfg, what)
     config.healthcheck = _healthcheck(cfg, what)

@@ -42,6 +42,7 @@ MAX_DOMAIN = 255
 DNS_OPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")  # (one resolv.conf word)
 MAX_RESOLVER_ITEMS = 32  # search domains, and options (the manifest's bound too)
 MAX_RANGE = 256  # ports one -p range may publish (each is a forward of the VM's network)
+MAX_EXPOSED = 1024  # --expose's ports of one box
 
 
 def _port(text: str, spec: str, what: str, lowest: int = 1) -> int:
@@ -218,6 +219,34 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
                          dns_search=list(dict.fromkeys(search)),
                          dns_options=list(dict.fromkeys(options)),
                          extra_hosts=[parse_add_host(h) for h in add_hosts], ports=ports)
+
+
+def parse_expose(specs: Iterable[str]) -> list[str]:
+    """docker's --expose (PORT[/PROTO], or a range START-END[/PROTO]): the ports as
+    ExposedPorts keys ("80/tcp"), each once, in the order given."""
+    keys: list[str] = []
+    for spec in specs:
+        text, _, proto = spec.partition("/")
+        proto = (proto or "tcp").lower()
+        if proto not in PROTOS:
+            raise UsageError(f"invalid --expose {spec!r}: the protocol must be tcp or udp")
+        low, high = _port_range(text, spec) or (_port(text, spec, "port"),) * 2
+        keys.extend(f"{port}/{proto}" for port in range(low, high + 1))
+    unique = list(dict.fromkeys(keys))
+    if len(unique) > MAX_EXPOSED:
+        raise UsageError(f"too many --expose ports: at most {MAX_EXPOSED}")
+    return unique
+
+
+def with_exposed(image_config: dict[str, Any], exposed: list[str]) -> dict[str, Any]:
+    """The image's config with --expose's ports among its ExposedPorts (what -P
+    publishes)."""
+    if not exposed:
+        return image_config
+    ports = image_config.get("ExposedPorts") or {}
+    if not isinstance(ports, dict):
+        raise ImageError("invalid image config: ExposedPorts must be an object")
+    return {**image_config, "ExposedPorts": {**ports, **{key: {} for key in exposed}}}
 
 
 def exposed_ports(image_config: dict[str, Any]) -> list[PortMapping]:

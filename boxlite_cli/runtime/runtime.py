@@ -48,6 +48,7 @@ from boxlite_cli.runtime.network import (
     port_forwards,
     publish_exposed,
     vm_network,
+    with_exposed,
 )
 from boxlite_cli.runtime.pausing import continue_if_paused, refuse_paused
 from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal, stop_signal
@@ -148,7 +149,8 @@ class CreateOptions:
     volumes: list[str | VolumeRequest] = field(default_factory=list)  # -v specs, --mounts
     hostname: str | None = None  # --hostname; None: the box id's first 12 characters
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
-    publish_all: bool = False  # -P: the image's ExposedPorts too
+    publish_all: bool = False  # -P: the image's ExposedPorts too (and --expose's)
+    exposed: list[str] = field(default_factory=list)  # --expose, as "80/tcp" keys
     pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
     stop_timeout: float | None = None  # --stop-timeout; None: 10 s
     labels: dict[str, str] = field(default_factory=dict)  # --label
@@ -444,8 +446,9 @@ class Runtime:
         spec = process_spec(opts.process, image.container_config)
         stops_with = stop_signal(opts.stop_signal, image_stop_signal(image.container_config))
         healthcheck = box_health(opts.healthcheck, image_health(image.container_config))
-        network = (publish_exposed(opts.network, image.container_config) if opts.publish_all
-                   else opts.network)
+        network = (publish_exposed(opts.network, with_exposed(image.container_config,
+                                                              opts.exposed))
+                   if opts.publish_all else opts.network)
         if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
             check_box_config(vmm, network.mode, True, bool(opts.volumes))
         box_id = new_box_id()
@@ -465,6 +468,7 @@ class Runtime:
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
                                  labels=box_labels(image.container_config, opts.labels),
+                                 exposed=list(opts.exposed),
                                  cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),

@@ -79,6 +79,8 @@ class BoxConfig:
     # its content and 4 GiB free)
     disk_size: int = 0
     labels: dict[str, str] = field(default_factory=dict)  # --label KEY=VALUE
+    # --expose, as ExposedPorts keys ("80/tcp"): published by -P, kept by commit
+    exposed: list[str] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
     # --cap-add and --cap-drop, normalized (state/capabilities.py); none: every one
     cap_add: list[str] = field(default_factory=list)

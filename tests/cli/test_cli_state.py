@@ -589,6 +589,20 @@ def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str
     assert bx(script_runner, "images", "-q", "--no-trunc").stdout == before
 
 
+def test_expose_is_in_the_config_and_p_publishes_it(script_runner: ScriptRunner,
+                                                    image: str) -> None:
+    created = bx(script_runner, "create", "--name", "exposing", "--expose", "8080",
+                 "--expose", "9000-9001/udp", "-P", image, "true")
+    assert created.returncode == 0, created.stderr
+    shown = json.loads(bx(script_runner, "inspect", "exposing").stdout)[0]
+    assert shown["Config"]["ExposedPorts"] == {"8080/tcp": {}, "9000/udp": {}, "9001/udp": {}}
+    assert sorted(shown["HostConfig"]["PortBindings"]) == ["8080/tcp", "9000/udp", "9001/udp"]
+    before = bx(script_runner, "ps", "-a", "-q").stdout
+    assert_one_line_error(bx(script_runner, "create", "--expose", "80/sctp", image),
+                          "invalid --expose '80/sctp': the protocol must be tcp or udp")
+    assert bx(script_runner, "ps", "-a", "-q").stdout == before
+
+
 def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str) -> None:
     plant_box()
     as_image = bx(script_runner, "inspect", "--type", "image", "-f", "{{.Id}}", image)

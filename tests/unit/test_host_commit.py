@@ -237,7 +237,7 @@ def test_the_image_config_is_the_boxs() -> None:
         image="img", image_id="sha256:" + "0" * 64, rootfs_base="",
         process=ProcessSpec(["/entry", "serve"], env=["PATH=/bin", "E=1"], cwd="/srv",
                             user="app", entrypoint_len=1),
-        labels={"l": "v"}, stop_signal="SIGINT",
+        labels={"l": "v"}, stop_signal="SIGINT", exposed=["53/udp"],
         network=NetworkConfig(ports=[PortMapping(box_port=8080)]),
         healthcheck=HealthConfig(test=["CMD", "true"], interval_s=1.0),
         mounts=[Mount(kind=VOLUME, source="v1", target="/cache", anonymous=True),
@@ -249,7 +249,7 @@ def test_the_image_config_is_the_boxs() -> None:
         "Cmd": ["serve"], "Entrypoint": ["/entry"], "Env": ["PATH=/bin", "E=1"],
         "WorkingDir": "/srv", "User": "app", "Labels": {"l": "v"},
         "Volumes": {"/v": {}, "/cache": {}},
-        "ExposedPorts": {"22/tcp": {}, "8080/tcp": {}}, "StopSignal": "SIGINT",
+        "ExposedPorts": {"22/tcp": {}, "53/udp": {}, "8080/tcp": {}}, "StopSignal": "SIGINT",
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}}
     state.config.healthcheck = HealthConfig(test=["NONE"])  # (--no-healthcheck over the image's)
     assert container_config(state, image)["Healthcheck"] == {"Test": ["NONE"]}

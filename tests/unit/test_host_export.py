@@ -272,7 +272,8 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
                        ("read_only", "yes"), ("ulimits", "nofile=1"), ("ulimits", [1]),
                        ("ulimits", ["nofile=5:3"]), ("ulimits", ["as=1"]),
                        ("no_new_privileges", "yes"), ("group_add", ["a:b"]),
-                       ("group_add", "audio"), ("shm_size", -1), ("shm_size", "1g")):
+                       ("group_add", "audio"), ("shm_size", -1), ("shm_size", "1g"),
+                       ("exposed", ["80/sctp"]), ("exposed", "80/tcp")):
         mounted = manifest(disk)
         mounted["config"][key] = value
         rejected(rt, archive([reg("manifest.json", json.dumps(mounted).encode())]), key)

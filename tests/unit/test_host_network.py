@@ -19,6 +19,7 @@ from boxlite_cli.runtime.network import (
     guest_network,
     network_config,
     parse_add_host,
+    parse_expose,
     parse_private_port,
     parse_publish,
     parse_publish_ranges,
@@ -26,6 +27,7 @@ from boxlite_cli.runtime.network import (
     publish_exposed,
     published_ports,
     vm_network,
+    with_exposed,
 )
 from boxlite_cli.shim.vmspec import GuestNetwork, Launch
 from boxlite_cli.state.network import NetworkConfig, PortMapping
@@ -452,6 +454,25 @@ def test_publish_all_adds_the_exposed_ports_that_p_does_not_publish() -> None:
     assert publish_exposed(NetworkConfig(mode="none"), {}).ports == []
     with pytest.raises(UsageError, match="-P"):
         publish_exposed(NetworkConfig(mode="none"), config)
+
+
+def test_expose_adds_ports_for_p_to_publish_as_the_images_expose_does() -> None:
+    assert parse_expose(["8080", "53/UDP", "9000-9002/tcp", "8080/tcp"]) == [
+        "8080/tcp", "53/udp", "9000/tcp", "9001/tcp", "9002/tcp"]
+    config = with_exposed({"Cmd": ["x"], "ExposedPorts": {"80/tcp": {}}}, ["53/udp"])
+    assert config == {"Cmd": ["x"], "ExposedPorts": {"80/tcp": {}, "53/udp": {}}}
+    assert publish_exposed(NetworkConfig(), config).ports == [PortMapping(53, "udp"),
+                                                             PortMapping(80, "tcp")]
+    assert with_exposed({}, []) == {}
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("80/sctp", "the protocol must be tcp or udp"), ("http", "'http' is not a number"),
+    ("0", "port 0 is not in 1-65535"), ("90-80", "runs backwards"),
+    ("1-300", "more than 256 ports"), ("", "'' is not a number")])
+def test_a_bad_expose_is_refused(spec: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        parse_expose([spec])
 
 
 @pytest.mark.parametrize("exposed", [{"http/tcp": {}}, {"0/tcp": {}}, {"80/sctp": {}},
