@@ -149,6 +149,7 @@ class _Diff:
         self.refetch = refetch
         self.changes: list[Change] = []
         self.seen: set[str] = set()
+        self.not_dirs: set[str] = set()  # what the box has that is not a directory
         self.written: set[str] = set()
         # unchanged directories, written if something below them is
         self.held: dict[str, tarfile.TarInfo | None] = {}
@@ -176,6 +177,8 @@ class _Diff:
         """Whether the box's `path` differs from the image's (the directories above it
         then added); an unchanged directory is held."""
         self.seen.add(path)
+        if meta.kind != "dir":
+            self.not_dirs.add(path)
         old = self.base.get(path)
         if old is not None and old.same(meta):
             if meta.kind == "dir":
@@ -235,7 +238,9 @@ class _Diff:
                 continue
             parent = posixpath.dirname(path)
             gone.add(path)
-            if parent and (parent in gone or parent not in self.seen):
+            # (what was under a directory the box removed, or made something else, goes
+            # with it)
+            if parent and (parent in gone or parent not in self.seen or parent in self.not_dirs):
                 continue
             self.parents(path)
             if self.out is not None:

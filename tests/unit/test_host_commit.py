@@ -167,6 +167,14 @@ def test_diff_of_a_removed_directory_is_one_line() -> None:
     assert changes_of(box, base) == [("D", "/usr")]
 
 
+def test_a_directory_made_a_file_takes_what_was_in_it_along() -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(*[e if e[0] != "usr" else f("usr", b"now a file")
+                   for e in IMAGE if not e[0].startswith("usr/")])
+    assert changes_of(box, base) == [("C", "/usr")]  # (no whiteouts under a file)
+    assert list(layer_of(box, base)) == ["usr"]
+
+
 def test_the_new_config_has_the_layer_history_author_and_comment() -> None:
     base = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
