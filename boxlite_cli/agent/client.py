@@ -144,6 +144,9 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
         return AgentError(f"{what}: the box is not reachable ({details})")
     if code == grpc.StatusCode.ABORTED and details == RESTARTED:
         return BoxRestarted(f"{what}: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:  # (a box started by an older boxlite)
+        return AgentError(f"{what}: the box's guest agent is older than this boxlite",
+                          hint="restart the box to give it the current one")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         # (a guest starved by its own processes: a CPU hog at real-time priority, a fork
         # bomb; `stop` and `rm -f` still work, from the host)
@@ -352,6 +355,18 @@ class AgentClient:
                                     (e.dev_major, e.dev_minor), e.capability)
         except grpc.RpcError as e:
             raise agent_error("reading the box's files", e) from e
+        finally:
+            call.cancel()
+
+    def copy_paths(self, paths: list[str]) -> Iterator[bytes]:
+        """Tar bytes of `paths` (relative to the root) of the box's root file system
+        alone, each by itself (a directory without what is in it)."""
+        call = self.stub.CopyPaths(pb.CopyPathsRequest(paths=[os.fsencode(p) for p in paths]))
+        try:
+            for chunk in call:
+                yield chunk.data
+        except grpc.RpcError as e:
+            raise agent_error("copying out of the box", e) from e
         finally:
             call.cancel()
 

@@ -1,14 +1,17 @@
-"""`boxlite commit`: a box's changes to its image, as one new layer on the image's own.
+"""`boxlite commit` and `diff`: a box's changes to its image, listed, and as one new
+layer on the image's own.
 
-The box's root file system (its disk alone, nothing mounted on it) comes as a tar from
-its agent. Each entry is compared with what the image's layers make at that path, by
-its metadata, as docker's naive diff does (kind, mode, owner; and for what is not a
-directory, size, mtime, link target, device numbers and setcap's security.capability,
-which goes with the file as in docker's layers): an entry that differs, or is
-new, goes into the layer, with the directories above it; a path of the image that the
-box no longer has becomes a whiteout (`.wh.NAME`). A new hard link to a file the layer
-does not carry is written as the file itself (fetched again). The files docker keeps
-out of a commit are kept out: /etc/hostname, /etc/hosts and /etc/resolv.conf.
+The box's root file system (its disk alone, nothing mounted on it) comes from its
+agent as metadata, entry by entry (no file data). Each entry is compared with what the
+image's layers make at that path, as docker's naive diff does (kind, mode, owner; and
+for what is not a directory, size, mtime, link target, device numbers and setcap's
+security.capability, which goes with the file as in docker's layers): an entry that
+differs, or is new, is a change, with the directories above it; a path of the image
+that the box no longer has is deleted (a whiteout, `.wh.NAME`, in the layer). The
+layer has what the box has at each changed path, fetched from the agent as one tar
+of those paths alone (a new hard link to a file the layer does not carry comes as the
+file itself). The files docker keeps out of a commit are kept out: /etc/hostname,
+/etc/hosts and /etc/resolv.conf.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "fi
           tarfile.BLKTYPE: "blk", tarfile.FIFOTYPE: "fifo", tarfile.CONTTYPE: "file",
           tarfile.GNUTYPE_SPARSE: "file"}
 
-Refetch = Callable[[str], Iterator[bytes]]  # a tar of one path of the box, named "file"
+# The tar of these paths of the box, each by itself (the agent's CopyPaths)
+Fetch = Callable[[list[str]], Iterator[bytes]]
+FETCH_BATCH = 4000  # paths a request (well under gRPC's 4 MiB a message)
 
 
 @dataclass(frozen=True)
@@ -139,99 +144,52 @@ class Change:
 
 class _Diff:
     """The box's entries against the image's index, in the box's walk order (a
-    directory before what is in it): each change listed, and, for a commit, written
-    to the layer `out` (with the unchanged directories above it)."""
+    directory before what is in it): each change, with the unchanged directories above
+    it as changed (docker's diff lists them; the layer needs them)."""
 
-    def __init__(self, base: dict[str, Meta], out: tarfile.TarFile | None = None,
-                 refetch: Refetch | None = None) -> None:
+    def __init__(self, base: dict[str, Meta]) -> None:
         self.base = base
-        self.out = out
-        self.refetch = refetch
         self.changes: list[Change] = []
         self.seen: set[str] = set()
         self.not_dirs: set[str] = set()  # what the box has that is not a directory
-        self.written: set[str] = set()
-        # unchanged directories, written if something below them is
-        self.held: dict[str, tarfile.TarInfo | None] = {}
-        # the size and capability of the box's regular files (what its hard links have)
-        self.files: dict[str, tuple[int, bytes]] = {}
+        self.listed: set[str] = set()
+        self.held: set[str] = set()  # unchanged directories, listed if something below is
 
     def parents(self, path: str) -> None:
-        """The directories above `path` that the layer lacks, as the box has them."""
+        """The directories above `path` not listed yet, listed."""
         missing = []
         parent = posixpath.dirname(path)
-        while parent and parent not in self.written:
+        while parent and parent not in self.listed:
             missing.append(parent)
             parent = posixpath.dirname(parent)
         for directory in reversed(missing):
             if directory in self.held:
-                self.add(directory, self.held.pop(directory))
+                self.held.discard(directory)
+                self.add(directory)
 
-    def add(self, path: str, m: tarfile.TarInfo | None, data: IO[bytes] | None = None) -> None:
-        if self.out is not None and m is not None:
-            self.out.addfile(m, data)
-        self.written.add(path)
+    def add(self, path: str) -> None:
+        self.listed.add(path)
         self.changes.append(Change("/" + path, "C" if path in self.base else "A"))
 
-    def changed(self, path: str, meta: Meta, m: tarfile.TarInfo | None) -> bool:
-        """Whether the box's `path` differs from the image's (the directories above it
-        then added); an unchanged directory is held."""
+    def entry(self, path: str, meta: Meta) -> None:
+        """One entry of the box's tree: listed if it differs from the image's."""
+        path = norm(path)
         self.seen.add(path)
+        if not path or path in LEFT_OUT:
+            return
         if meta.kind != "dir":
             self.not_dirs.add(path)
         old = self.base.get(path)
         if old is not None and old.same(meta):
             if meta.kind == "dir":
-                self.held[path] = m
-            return False
+                self.held.add(path)
+            return
         self.parents(path)
-        return True
-
-    def entry(self, path: str, meta: Meta) -> None:
-        """One entry of the box's tree (metadata alone): listed if it changed."""
-        path = norm(path)
-        if path and path not in LEFT_OUT and self.changed(path, meta, None):
-            self.add(path, None)
-        self.seen.add(path)
-
-    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        """One member of the box's tar: into the layer if it changed."""
-        path = norm(m.name)
-        if not path or path in LEFT_OUT:
-            self.seen.add(path)
-            return
-        m.name = path
-        m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in ("path", "linkpath")}
-        if m.type == tarfile.LNKTYPE:
-            m.linkname = norm(m.linkname)
-            meta = _meta(m, *self.files.get(m.linkname, (0, b"")))
-        else:
-            meta = _meta(m)
-            if meta.kind == "file":
-                self.files[path] = (m.size, meta.capability)
-        if not self.changed(path, meta, m):
-            return
-        if m.type == tarfile.LNKTYPE and m.linkname not in self.written:
-            self.fetched(m)
-        elif m.isfile():
-            self.add(path, m, tar.extractfile(m))
-        else:
-            self.add(path, m)
-
-    def fetched(self, link: tarfile.TarInfo) -> None:
-        """A hard link to a file this layer does not carry: the file itself, again."""
-        assert self.refetch is not None
-        with tarfile.open(fileobj=_reader(self.refetch(link.name)), mode="r|") as tar:
-            for m in tar:
-                if m.isfile():
-                    m.name = link.name
-                    m.pax_headers = {k: v for k, v in m.pax_headers.items() if k != "path"}
-                    self.add(link.name, m, tar.extractfile(m))
-                    return
-        raise ImageError(f"{link.name} went away while the box was committed")
+        self.add(path)
 
     def whiteouts(self) -> None:
-        """The image's paths the box does not have: a whiteout each (not under one)."""
+        """The image's paths the box does not have: each listed as deleted (not what
+        was under one)."""
         gone: set[str] = set()
         for path in sorted(self.base):
             if path in self.seen:
@@ -243,35 +201,47 @@ class _Diff:
             if parent and (parent in gone or parent not in self.seen or parent in self.not_dirs):
                 continue
             self.parents(path)
-            if self.out is not None:
-                info = tarfile.TarInfo(posixpath.join(parent,
-                                                      WHITEOUT + posixpath.basename(path)))
-                info.mode = 0o644
-                self.out.addfile(info)
             self.changes.append(Change("/" + path, "D"))
 
 
-def diff_layer(box_root: Iterator[bytes], base: dict[str, Meta], out: IO[bytes],
-               refetch: Refetch) -> int:
-    """Write the layer of the box's changes (a plain tar) to `out`; how many entries
-    it has (0: the box changed nothing)."""
-    with tarfile.open(fileobj=_reader(box_root), mode="r|") as tar, \
-            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as layer:
-        diff = _Diff(base, layer, refetch)
-        for m in tar:
-            diff.member(tar, m)
-        diff.whiteouts()
-        return len(diff.changes)
-
-
-def box_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
+def walk_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
     """What the box added, changed and deleted on its root file system (its entries,
-    a directory before what is in it), by path, as docker diff lists them."""
+    a directory before what is in it), against the image's index `base`: in the
+    order a layer has them (a directory before what is in it, the deleted last)."""
     diff = _Diff(base)
     for path, meta in box_tree:
         diff.entry(path, meta)
     diff.whiteouts()
-    return sorted(diff.changes)
+    return diff.changes
+
+
+def box_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
+    """walk_changes by path, as docker diff lists them."""
+    return sorted(walk_changes(box_tree, base))
+
+
+def write_layer(changes: list[Change], fetch: Fetch, out: IO[bytes]) -> None:
+    """The layer of `changes` (walk_changes') as a plain tar to `out`: what the box has
+    at each path it added or changed (`fetch`ed in batches), and a whiteout
+    (`.wh.NAME`) for each it deleted."""
+    present = [c.path[1:] for c in changes if c.kind != "D"]
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as layer:
+        for i in range(0, len(present), FETCH_BATCH):
+            with tarfile.open(fileobj=_reader(fetch(present[i:i + FETCH_BATCH])),
+                              mode="r|") as tar:
+                for m in tar:
+                    m.name = norm(m.name)
+                    m.pax_headers = {k: v for k, v in m.pax_headers.items()
+                                     if k not in ("path", "linkpath")}
+                    if m.type == tarfile.LNKTYPE:
+                        m.linkname = norm(m.linkname)
+                    layer.addfile(m, tar.extractfile(m) if m.isfile() else None)
+        for change in changes:
+            if change.kind == "D":
+                parent, name = posixpath.split(change.path[1:])
+                info = tarfile.TarInfo(posixpath.join(parent, WHITEOUT + name))
+                info.mode = 0o644
+                layer.addfile(info)
 
 
 def committed_config(base: dict[str, Any], container: dict[str, Any], diff_id: str | None,

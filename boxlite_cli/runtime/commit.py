@@ -20,7 +20,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from boxlite_cli.errors import BoxliteError, ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
-from boxlite_cli.oci.commit import LAYER_TAR, committed_config, diff_layer, image_index
+from boxlite_cli.oci.commit import (
+    LAYER_TAR,
+    Meta,
+    committed_config,
+    image_index,
+    walk_changes,
+    write_layer,
+)
 from boxlite_cli.oci.mediatypes import OCI_MANIFEST
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image
@@ -107,6 +114,13 @@ def _frozen(client: AgentClient, running: bool) -> Iterator[None]:
             client.quiesce(False)
 
 
+def box_tree(client: AgentClient) -> Iterator[tuple[str, Meta]]:
+    """The box's root file system alone, entry by entry (its agent's Tree)."""
+    for e in client.tree():
+        yield e.path, Meta(e.kind, e.mode, e.uid, e.gid, size=e.size, mtime=e.mtime,
+                           link=e.link, dev=e.dev, capability=e.capability)
+
+
 def box_image(rt: Runtime, state: BoxState) -> Image:
     for image in rt.images.all_references():
         if image.id == state.config.image_id:
@@ -134,11 +148,12 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     with store.writing(), tempfile.TemporaryFile(dir=store.tmp, prefix="commit-") as layer:
         with box_agent(rt, ref) as client, _frozen(client, pause and rt.get(
                 state.id).status == Status.RUNNING):
-            count = diff_layer(client.copy_out("/", False, "", root_fs_only=True), base, layer,
-                               refetch=lambda path: client.copy_out("/" + path, False, "file"))
+            changed = walk_changes(box_tree(client), base)
+            if changed:
+                write_layer(changed, client.copy_paths, layer)
         layers = list(image.manifest.get("layers", []))
         diff_id = None
-        if count:
+        if changed:
             size = layer.tell()
             diff_id = _sha256(layer)
             layer.seek(0)

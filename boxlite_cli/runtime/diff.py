@@ -10,23 +10,15 @@ start of its VM, as `cp` reads one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from boxlite_cli.oci.commit import Change, Meta, box_changes, image_index
-from boxlite_cli.runtime.commit import box_image
+from boxlite_cli.oci.commit import Change, box_changes, image_index
+from boxlite_cli.runtime.commit import box_image, box_tree
 from boxlite_cli.runtime.copy import box_agent
 from boxlite_cli.runtime.pausing import refuse_paused
 
 if TYPE_CHECKING:
-    from boxlite_cli.agent.client import AgentClient
     from boxlite_cli.runtime.runtime import Runtime
-
-
-def _box_tree(client: AgentClient) -> Iterator[tuple[str, Meta]]:
-    for e in client.tree():
-        yield e.path, Meta(e.kind, e.mode, e.uid, e.gid, size=e.size, mtime=e.mtime,
-                           link=e.link, dev=e.dev, capability=e.capability)
 
 
 def diff(rt: Runtime, ref: str) -> list[Change]:
@@ -36,4 +28,4 @@ def diff(rt: Runtime, ref: str) -> list[Change]:
                          "pause stops)")
     base = image_index(rt.images, box_image(rt, state))
     with box_agent(rt, ref) as client:
-        return box_changes(_box_tree(client), base)
+        return box_changes(box_tree(client), base)

@@ -403,6 +403,33 @@ def tar_out(root: str, path: str, follow_link: bool, name: str,
         yield bytes(2 * BLOCK)
 
 
+def tar_paths(root: str, paths: Iterable[str]) -> Iterator[bytes]:
+    """Tar bytes of each of container ``paths`` by itself: a directory's entry without
+    what is in it, a file with its data (one linked to a file already in the tar, as a
+    hard link to it); one that is not there, or a socket, is left out."""
+    with root_fd(root) as rfd:
+        walk = _TarWalk(set())
+        for path in paths:
+            name = "/".join(clean_name(path))
+            if not name:
+                continue
+            try:
+                opath = openat2_in_root(rfd, name, os.O_PATH | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue  # (gone: a box committed without its freeze changes on)
+                raise
+            try:
+                st = os.fstat(opath)
+                if stat.S_ISDIR(st.st_mode):
+                    yield _header(name, st, tarfile.DIRTYPE)
+                else:
+                    yield from walk.top(opath, st, name)
+            finally:
+                os.close(opath)
+        yield bytes(2 * BLOCK)
+
+
 def rechunk(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
     """Pieces coalesced into messages of about ``size`` bytes (never more than 2x)."""
     buf = bytearray()

@@ -22,7 +22,14 @@ import grpc
 
 from boxlite_agent import __version__
 from boxlite_agent.cgroups import BOX_CGROUP
-from boxlite_agent.copyfiles import rechunk, root_fs_view, stat_path, tar_in, tar_out
+from boxlite_agent.copyfiles import (
+    rechunk,
+    root_fs_view,
+    stat_path,
+    tar_in,
+    tar_out,
+    tar_paths,
+)
 from boxlite_agent.errors import (
     AgentError,
     ExecFailure,
@@ -479,6 +486,15 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 root = scope.enter_context(root_fs_view(root))
             pieces = tar_out(root, request.path, request.follow_link, request.name,
                              request.sparse)
+            return (pb.TarChunk(data=piece) for piece in rechunk(pieces))
+
+        yield from _stream(context, chunks)
+
+    def CopyPaths(self, request: pb.CopyPathsRequest,
+                  context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
+        def chunks(scope: contextlib.ExitStack) -> Iterator[pb.TarChunk]:
+            root = scope.enter_context(root_fs_view(self._guest.rootfs()))
+            pieces = tar_paths(root, [os.fsdecode(path) for path in request.paths])
             return (pb.TarChunk(data=piece) for piece in rechunk(pieces))
 
         yield from _stream(context, chunks)

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 
-from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out
+from boxlite_agent.copyfiles import rechunk, stat_path, tar_in, tar_out, tar_paths
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="extraction chowns to 0:0 (root)")
@@ -346,3 +346,25 @@ def test_the_tree_is_each_entrys_metadata_without_its_data(tmp_path: Path) -> No
     assert (hard.kind, hard.size) == (pb.TreeEntry.FILE, 5)  # (a file again, not a link)
     assert (b.kind, fifo.kind) == (pb.TreeEntry.DIR, pb.TreeEntry.FIFO)
     assert (link.kind, link.link, link.size) == (pb.TreeEntry.SYMLINK, b"../a", 0)
+
+
+def test_tar_paths_sends_each_path_by_itself(tmp_path: Path) -> None:
+    """commit's fetch: a directory without what is in it, files with their data, a
+    hard link to a file sent before as a link and to one not sent as the file; a path
+    that is not there left out; `..` refused."""
+    root = tmp_path / "root"
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"data")
+    os.link(root / "d" / "f", root / "d" / "f2")
+    os.link(root / "d" / "f", root / "d" / "f3")
+    (root / "d" / "ln").symlink_to("f")
+    data = b"".join(tar_paths(str(root), ["d", "d/f2", "d/f3", "gone", "d/ln"]))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile(members["d/f2"]).read() == b"data"  # type: ignore[union-attr]
+    assert list(members) == ["d", "d/f2", "d/f3", "d/ln"]
+    assert members["d"].isdir() and members["d/f2"].isfile()
+    assert members["d/f3"].islnk() and members["d/f3"].linkname == "d/f2"
+    assert members["d/ln"].issym() and members["d/ln"].linkname == "f"
+    with pytest.raises(InvalidArgument):
+        b"".join(tar_paths(str(root), ["d/../../etc"]))

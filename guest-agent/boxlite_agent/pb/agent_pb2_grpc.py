@@ -115,6 +115,11 @@ class AgentStub(object):
                 request_serializer=agent__pb2.TreeRequest.SerializeToString,
                 response_deserializer=agent__pb2.TreeChunk.FromString,
                 _registered_method=True)
+        self.CopyPaths = channel.unary_stream(
+                '/boxlite.v1.Agent/CopyPaths',
+                request_serializer=agent__pb2.CopyPathsRequest.SerializeToString,
+                response_deserializer=agent__pb2.TarChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -239,6 +244,15 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CopyPaths(self, request, context):
+        """The entries at `paths` of the box's root file system alone, each by itself (a
+        directory without what is in it; a file with its data), as one tar: what
+        `commit` puts in its layer. A path that is not there is left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -321,6 +335,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Tree,
                     request_deserializer=agent__pb2.TreeRequest.FromString,
                     response_serializer=agent__pb2.TreeChunk.SerializeToString,
+            ),
+            'CopyPaths': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyPaths,
+                    request_deserializer=agent__pb2.CopyPathsRequest.FromString,
+                    response_serializer=agent__pb2.TarChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -755,6 +774,33 @@ class Agent(object):
             '/boxlite.v1.Agent/Tree',
             agent__pb2.TreeRequest.SerializeToString,
             agent__pb2.TreeChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyPaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/boxlite.v1.Agent/CopyPaths',
+            agent__pb2.CopyPathsRequest.SerializeToString,
+            agent__pb2.TarChunk.FromString,
             options,
             channel_credentials,
             insecure,
