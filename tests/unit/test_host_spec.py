@@ -410,6 +410,24 @@ def test_an_agent_that_does_not_answer_in_time_is_named_with_the_fix() -> None:
     assert error.hint is not None and "boxlite stop" in error.hint
 
 
+def test_an_agent_older_than_the_cli_is_named_with_the_fix() -> None:
+    import grpc
+
+    from boxlite_cli.agent.client import agent_error
+
+    class Unknown(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNIMPLEMENTED
+
+        def details(self) -> str:
+            return "Method not found!"
+
+    error = agent_error("reading the box's files", Unknown())
+    assert error.message == ("reading the box's files: the box's guest agent is older than "
+                             "this boxlite")
+    assert error.hint == "restart the box to give it the current one"
+
+
 def test_the_pids_limit_defaults_and_minus_one_is_none() -> None:
     from boxlite_cli.runtime.spec import pids_limit_of
     from boxlite_cli.state.records import DEFAULT_PIDS_LIMIT
