@@ -157,6 +157,17 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
     return AgentError(f"{what}: {details}")
 
 
+def _tar_stream(call: Any) -> Iterator[bytes]:
+    """The bytes of a call's TarChunk stream (cancelled if not read to its end)."""
+    try:
+        for chunk in call:
+            yield chunk.data
+    except grpc.RpcError as e:
+        raise agent_error("copying out of the box", e) from e
+    finally:
+        call.cancel()
+
+
 class _Pin(grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
            grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
            grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
@@ -361,14 +372,8 @@ class AgentClient:
     def copy_paths(self, paths: list[str]) -> Iterator[bytes]:
         """Tar bytes of `paths` (relative to the root) of the box's root file system
         alone, each by itself (a directory without what is in it)."""
-        call = self.stub.CopyPaths(pb.CopyPathsRequest(paths=[os.fsencode(p) for p in paths]))
-        try:
-            for chunk in call:
-                yield chunk.data
-        except grpc.RpcError as e:
-            raise agent_error("copying out of the box", e) from e
-        finally:
-            call.cancel()
+        yield from _tar_stream(self.stub.CopyPaths(pb.CopyPathsRequest(
+            paths=[os.fsencode(p) for p in paths])))
 
     def copy_in(self, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes]) -> tuple[int, int]:
         """Stream the tar `chunks` into `dest_dir`; (entries, bytes) written."""
@@ -393,19 +398,11 @@ class AgentClient:
         return resp.entries, resp.bytes
 
     def copy_out(self, path: str, follow_link: bool, name: str,
-                 sparse: bool = False, root_fs_only: bool = False) -> Iterator[bytes]:
+                 sparse: bool = False) -> Iterator[bytes]:
         """Tar bytes of `path` in the box, its top entry named `name`; `sparse`: sparse
-        files as GNU sparse members (for our own extractor); `root_fs_only` (path "/",
-        no name): the box's root file system alone, nothing mounted on it."""
-        call = self.stub.CopyOut(pb.CopyOutRequest(path=path, follow_link=follow_link, name=name,
-                                                   sparse=sparse, root_fs_only=root_fs_only))
-        try:
-            for chunk in call:
-                yield chunk.data
-        except grpc.RpcError as e:
-            raise agent_error("copying out of the box", e) from e
-        finally:
-            call.cancel()
+        files as GNU sparse members (for our own extractor)."""
+        yield from _tar_stream(self.stub.CopyOut(pb.CopyOutRequest(
+            path=path, follow_link=follow_link, name=name, sparse=sparse)))
 
     def send_input(self, exec_id: str, chunks: Iterator[bytes], close: bool = True) -> None:
         """Stream `chunks` to the process's stdin; close it (EOF) at the end."""

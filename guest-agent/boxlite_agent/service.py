@@ -479,13 +479,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:
         def chunks(scope: contextlib.ExitStack) -> Iterator[pb.TarChunk]:
             _check_path(request.path)
-            root = self._guest.rootfs()
-            if request.root_fs_only:
-                if request.path != "/" or request.name:
-                    raise InvalidArgument("root_fs_only copies the whole root, unnamed")
-                root = scope.enter_context(root_fs_view(root))
-            pieces = tar_out(root, request.path, request.follow_link, request.name,
-                             request.sparse)
+            pieces = tar_out(self._guest.rootfs(), request.path, request.follow_link,
+                             request.name, request.sparse)
             return (pb.TarChunk(data=piece) for piece in rechunk(pieces))
 
         yield from _stream(context, chunks)

@@ -344,18 +344,16 @@ class CopyInResponse(_message.Message):
     def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class CopyOutRequest(_message.Message):
-    __slots__ = ("path", "follow_link", "name", "sparse", "root_fs_only")
+    __slots__ = ("path", "follow_link", "name", "sparse")
     PATH_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_LINK_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPARSE_FIELD_NUMBER: _ClassVar[int]
-    ROOT_FS_ONLY_FIELD_NUMBER: _ClassVar[int]
     path: str
     follow_link: bool
     name: str
     sparse: bool
-    root_fs_only: bool
-    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ..., name: _Optional[str] = ..., sparse: bool = ..., root_fs_only: bool = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., follow_link: bool = ..., name: _Optional[str] = ..., sparse: bool = ...) -> None: ...
 
 class TarChunk(_message.Message):
     __slots__ = ("data",)
