@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from boxlite_cli.cli.options import memory_mib, to_network, to_process_options
+from boxlite_cli.runtime.logopts import log_config
 from boxlite_cli.runtime.mountflag import split_mounts
 from boxlite_cli.runtime.network import parse_expose
 from boxlite_cli.runtime.runtime import CreateOptions
@@ -24,6 +25,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
     (click's parameters, by name); usage errors raise as they are found."""
     vcpus, cpu_limit = parse_cpus(options["cpus"])
     mount_volumes, mount_tmpfs = split_mounts(options["mounts"])
+    log = log_config(options["log_driver"], options["log_opts"])
     return CreateOptions(
         image=image, name=options["name"], cpus=vcpus, cpu_limit=cpu_limit,
         memory_mib=memory_mib(options["memory"]),
@@ -42,6 +44,7 @@ def create_options(image: str, command: tuple[str, ...], detach: bool,
         tmpfs=[*options["tmpfs"], *mount_tmpfs], shm_size=parse_shm_size(options["shm_size"]),
         restart=options["restart"], publish_all=options["publish_all"],
         exposed=parse_expose(options["expose"]),
+        log_driver=log[0], log_options=log[1],
         ulimits=normalize_ulimits(options["ulimits"]),
         no_new_privileges=no_new_privileges(options["security_opts"]),
         group_add=check_group_add(options["group_add"]),

@@ -119,7 +119,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
         "Args": proc.argv[1:],
         "State": docker_state(state, vmm_pid),
         "Image": cfg.image_id,
-        "LogPath": str(log_path),
+        "LogPath": str(log_path) if cfg.log_driver != "none" else "",
         "RestartCount": state.restart_count,
         "Driver": "qcow2",
         "Platform": "linux",
@@ -154,7 +154,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "ExtraHosts": list(cfg.network.extra_hosts),
             "RestartPolicy": dict(zip(("Name", "MaximumRetryCount"),
                                       policy_parts(cfg.restart), strict=True)),
-            "LogConfig": {"Type": "boxlite", "Config": {}},
+            "LogConfig": {"Type": cfg.log_driver, "Config": dict(cfg.log_options)},
             "ShmSize": shm_size(cfg.tmpfs, cfg.shm_size, cfg.memory_mib << 20),
             "Ulimits": [dict(zip(("Name", "Soft", "Hard"), parse_ulimit(u), strict=True))
                         for u in cfg.ulimits],

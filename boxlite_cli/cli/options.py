@@ -110,6 +110,16 @@ def box_options(f: F) -> F:
                      default=None, metavar="SECS",
                      help="Seconds `stop` and `restart` wait after the stop signal before "
                           "SIGKILL (-1: for ever), unless given -t [default: 10]."),
+        click.option("--log-driver", "log_driver", default=None, metavar="DRIVER",
+                     shell_complete=lambda ctx, param, incomplete: [
+                         d for d in ("json-file", "local", "none") if d.startswith(incomplete)],
+                     help="json-file (local and k8s-file are taken as it): keep the main "
+                          "process's output for `logs`; none: keep none [default: "
+                          "json-file]."),
+        click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
+                     help="max-size=SIZE: rotate the log past SIZE (10m; -1: never); "
+                          "max-file=N: keep N files, the current one included [default: "
+                          "50m a file, 2 files; $BOXLITE_LOG_MAX_SIZE]."),
         click.option("--cap-add", "cap_add", multiple=True, metavar="CAP",
                      help="Give back a capability --cap-drop took (e.g. after --cap-drop ALL)."),
         click.option("--cap-drop", "cap_drop", multiple=True, metavar="CAP",

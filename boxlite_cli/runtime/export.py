@@ -53,6 +53,7 @@ from boxlite_cli.fdio import write_sparse
 from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
+from boxlite_cli.runtime.logopts import DEFAULT_DRIVER, log_config
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
     MAX_RESOLVER_ITEMS,
@@ -391,6 +392,19 @@ def _checked_list(cfg: dict[str, Any], key: str, what: str,
         raise ArchiveError(f"{what}: invalid manifest: {key}: {e.message}") from None
 
 
+def _log(cfg: dict[str, Any], what: str) -> tuple[str, dict[str, str]]:
+    """The box's log driver and options, as `create` would take them."""
+    driver = cfg.get("log_driver", DEFAULT_DRIVER)
+    options = cfg.get("log_options", {})
+    _expect(isinstance(driver, str) and isinstance(options, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()),
+            what, "log_driver or log_options is malformed")
+    try:
+        return log_config(driver, [f"{k}={v}" for k, v in options.items()])
+    except UsageError as e:
+        raise ArchiveError(f"{what}: invalid manifest: log: {e.message}") from None
+
+
 def _healthcheck(cfg: dict[str, Any], what: str) -> HealthConfig | None:
     """The box's health check, as `create` would take it (None: none)."""
     value = cfg.get("healthcheck")
@@ -597,6 +611,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     config.no_new_privileges = _bool(cfg, "no_new_privileges", what)
     config.group_add = _checked_list(cfg, "group_add", what, check_group_add)
     config.exposed = _checked_list(cfg, "exposed", what, parse_expose)
+    config.log_driver, config.log_options = _log(cfg, what)
     config.shm_size = _int(cfg, "shm_size", what, 0, 1 << 40, 0)
     config.sysctls = _sysctls(cfg, what)
     config.healthcheck = _healthcheck(cfg, what)

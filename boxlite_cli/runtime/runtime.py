@@ -41,6 +41,7 @@ from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_pay
 from boxlite_cli.runtime import pausing
 from boxlite_cli.runtime.envswitch import env_switch
 from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id, refuse_id_name
+from boxlite_cli.runtime.logopts import log_limits
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
     bind_host_ports,
@@ -151,6 +152,8 @@ class CreateOptions:
     stop_signal: str | None = None  # --stop-signal; None: the image's, or SIGTERM
     publish_all: bool = False  # -P: the image's ExposedPorts too (and --expose's)
     exposed: list[str] = field(default_factory=list)  # --expose, as "80/tcp" keys
+    log_driver: str = "json-file"  # --log-driver, checked (runtime/logopts.py)
+    log_options: dict[str, str] = field(default_factory=dict)  # --log-opt, checked
     pids_limit: int | None = None  # --pids-limit (-1 or 0: none); None: the default
     stop_timeout: float | None = None  # --stop-timeout; None: 10 s
     labels: dict[str, str] = field(default_factory=dict)  # --label
@@ -468,7 +471,8 @@ class Runtime:
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
                                  labels=box_labels(image.container_config, opts.labels),
-                                 exposed=list(opts.exposed),
+                                 exposed=list(opts.exposed), log_driver=opts.log_driver,
+                                 log_options=dict(opts.log_options),
                                  cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
@@ -718,6 +722,8 @@ class Runtime:
                 vm = dataclasses.replace(vm, restore_from=str(memory), kernel=taken_on.kernel,
                                          initrd=taken_on.initrd, agent_root=taken_on.agent_root)
                 get_driver(driver).check(vm)
+            log_bytes, log_files = log_limits(state.config.log_driver, state.config.log_options,
+                                              log_max_bytes())
             # The shim's copies of the caller's output fds (inherited at these numbers).
             output_fds = tuple(os.dup(fd) for fd in output) if foreground and output else ()
             launch = Launch(
@@ -731,7 +737,7 @@ class Runtime:
                 save_template=str(self.templates.path(key)) if key and warm is None else "",
                 prime_template=primed and bool(key) and warm is None,
                 resume=memory is not None,
-                log_max_bytes=log_max_bytes(),
+                log_max_bytes=log_bytes, log_files=log_files,
                 tmpfs=tuple(box_tmpfs(state.config.tmpfs, [m.target for m in state.config.mounts],
                                       state.config.shm_size)),
                 merge_stderr=foreground and merge_stderr,
@@ -973,6 +979,11 @@ class Runtime:
         waits for more until the box stops; `tail` keeps only the last lines written so
         far."""
         box_id = self.resolve(ref)
+        state = self.get(box_id)
+        if state.config.log_driver == "none":
+            raise Conflict(f"box {state.name} keeps no log (--log-driver none): its output "
+                           "went to whoever was attached", hint=f"see its output as it comes: "
+                                                                f"boxlite attach {state.name}")
         followed: list[float | None] = []  # the run followed: its start time, once running
         cutoff: list[int] = []  # ns: where the run a restart began starts in the log
 

@@ -1,11 +1,12 @@
 """The container log of a box: framed (stream, bytes) records, appended by the shim.
 
-The log is bounded: once a file would pass its limit (50 MiB, or BOXLITE_LOG_MAX_SIZE
-when the box started: runtime.log_max_bytes), it becomes `container.log.1` (replacing
-the one before) and a new file is started, so a box keeps at most about twice that
-(docker's `local` log driver keeps 100 MB). Readers take the rotated file first; a
-follower that finds its file rotated away reads it to its end, then the one rotated
-after it (if the log rotated twice meanwhile), then goes on with the new one.
+The log is bounded: once a file would pass its limit (50 MiB, BOXLITE_LOG_MAX_SIZE
+when the box started, or its --log-opt max-size: runtime/logopts.py), it becomes
+`container.log.1` (the one before becoming `.2`, and so on, the oldest dropped) and a
+new file is started; a box keeps that many files (2 unless --log-opt max-file: docker's
+`local` log driver keeps 100 MB). Readers take the rotated files first, oldest first; a
+follower that finds its file rotated away reads it to its end, then those rotated
+after it (if the log rotated again meanwhile), then goes on with the new one.
 
 Each record is preceded by a time frame (stream TIME, 8 bytes: nanoseconds since the
 epoch, when the shim received it), for `logs -t`, `--since` and `--until`. Logs of
@@ -28,12 +29,24 @@ TIME = 0x80  # a time frame's stream: the records after it were received then
 TIME_VALUE = struct.Struct(">Q")
 TIME_FRAME_SIZE = HEADER.size + TIME_VALUE.size
 LOG_MAX_BYTES = 50 << 20
+LOG_FILES = 2  # the current file and the one rotated before it
 MIN_LOG_MAX_BYTES = 4096  # (smaller limits are raised to this)
 FOLLOW_POLL_S = 0.2
 
 
-def rotated(path: Path) -> Path:
-    return path.with_name(path.name + ".1")
+def rotated(path: Path, n: int = 1) -> Path:
+    """The log's file rotated `n` times ago (LOG.1 the last)."""
+    return path.with_name(f"{path.name}.{n}")
+
+
+def rotations(path: Path) -> list[Path]:
+    """The log's rotated files there are, oldest first."""
+    found = []
+    n = 1
+    while (candidate := rotated(path, n)).exists():
+        found.append(candidate)
+        n += 1
+    return found[::-1]
 
 
 def write_frame(f: BinaryIO, stream: int, data: bytes) -> None:
@@ -55,23 +68,44 @@ class LogRecord(NamedTuple):
 
 class LogWriter:
     """Appends frames to the log at `path`, rotating it past `max_bytes` (whole frames
-    only: a file holds at least one frame, however large)."""
+    only: a file holds at least one frame, however large) and keeping `files` files;
+    none at all with `files` 0 (--log-driver none)."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, files: int = LOG_FILES) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.files = files
         self.file: BinaryIO | None = None
         self.size = 0
 
+    def rotate(self) -> None:
+        """The current file becomes LOG.1, LOG.1 LOG.2..., those past `files` gone."""
+        n = max(self.files - 1, 1)
+        while True:  # (past the count: one file, its oldest; and those of a larger count)
+            try:
+                rotated(self.path, n).unlink()
+            except FileNotFoundError:
+                break
+            n += 1
+        for n in range(self.files - 2, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(rotated(self.path, n), rotated(self.path, n + 1))
+        if self.files > 1:
+            os.replace(self.path, rotated(self.path))
+        else:
+            self.path.unlink()
+
     def write(self, stream: int, data: bytes, ns: int | None = None) -> None:
         """Append a record received at `ns` (default: now), after its time frame."""
+        if not self.files:
+            return
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
             self.size = self.file.tell()
         frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
         if self.size and self.size + frame_size > self.max_bytes:
             self.file.close()
-            os.replace(self.path, rotated(self.path))
+            self.rotate()
             self.file = open(self.path, "ab")  # noqa: SIM115
             self.size = 0
         stamp = time_frame(time.time_ns() if ns is None else ns)
@@ -191,22 +225,34 @@ def _open_log(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
+def _rotated_records(files: list[Path], skip: set[int]) -> Iterator[LogRecord]:
+    """The records of rotated `files` in order, but those (by inode) in `skip`."""
+    for file in files:
+        with contextlib.suppress(FileNotFoundError), open(file, "rb") as old:
+            if os.fstat(old.fileno()).st_ino not in skip:
+                yield from Timed().records(read_frames(old))
+
+
 def _written(path: Path, f: BinaryIO, timed: Timed) -> Iterator[LogRecord]:
-    """The records so far: the rotated file's, then those of `f` (the current one). A
+    """The records so far: the rotated files', then those of `f` (the current one). A
     rotated file that is `f` itself (rotated after `f` was opened) is read once, as `f`."""
-    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as old:
-        if os.fstat(old.fileno()).st_ino != os.fstat(f.fileno()).st_ino:
-            yield from Timed().records(read_frames(old))
+    yield from _rotated_records(rotations(path), {os.fstat(f.fileno()).st_ino})
     yield from timed.records(read_frames(f))
 
 
 def _rotated_between(path: Path, done: int, f: BinaryIO) -> Iterator[LogRecord]:
-    """The records of a file rotated away after the one a follower read to its end
-    (inode `done`) and before `f`, the current one: the log rotated twice between two
-    of its looks, and that file is now LOG.1."""
-    with contextlib.suppress(FileNotFoundError), open(rotated(path), "rb") as between:
-        if os.fstat(between.fileno()).st_ino not in (done, os.fstat(f.fileno()).st_ino):
-            yield from Timed().records(read_frames(between))
+    """The records of the files rotated away after the one a follower read to its end
+    (inode `done`) and before `f`, the current one: the log rotated more than once
+    between two of its looks (all the rotated files, if `done`'s is gone too)."""
+    files = rotations(path)
+    inodes = []
+    for file in files:
+        with contextlib.suppress(FileNotFoundError):
+            inodes.append(file.stat().st_ino)
+            continue
+        inodes.append(-1)
+    after = files[inodes.index(done) + 1:] if done in inodes else files
+    yield from _rotated_records(after, {done, os.fstat(f.fileno()).st_ino})
 
 
 class TimeWindow(NamedTuple):

@@ -179,7 +179,8 @@ class Shim:
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
         self.logged = 0  # bytes of output the log took (drain_log)
-        self.log = LogWriter(self.files.container_log, self.launch.log_max_bytes)
+        self.log = LogWriter(self.files.container_log, self.launch.log_max_bytes,
+                             self.launch.log_files)
         self.killed_by: int | None = None
         self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from boxlite_cli.shim.logframes import LOG_MAX_BYTES
+from boxlite_cli.shim.logframes import LOG_FILES, LOG_MAX_BYTES
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.vmm.base import PortForward, Share, VmSpec
 
@@ -105,8 +105,10 @@ class Launch:
     # `vm.restore_from` is this box's own checkpoint: its processes run on, so there
     # is no Init and no main process to start, only the clock and entropy to reset.
     resume: bool = False
-    # The size past which container.log is rotated (shim/logframes.py).
+    # The size past which container.log is rotated (shim/logframes.py), and how many
+    # files it keeps, the rotated ones included (0: no log, --log-driver none).
     log_max_bytes: int = LOG_MAX_BYTES
+    log_files: int = LOG_FILES
     tmpfs: tuple[GuestTmpfs, ...] = ()  # --tmpfs
     # The foreground CLI's stdout and stderr are one file (`2>&1`): the main process
     # gets one pipe for both, so their order is kept (agent.proto's merge_stderr).
@@ -128,6 +130,7 @@ class Launch:
                                  "prime_template": self.prime_template,
                                  "resume": self.resume,
                                  "log_max_bytes": self.log_max_bytes,
+                                 "log_files": self.log_files,
                                  "tmpfs": [asdict(t) for t in self.tmpfs],
                                  "merge_stderr": self.merge_stderr},
                           durable=False)  # (written again at every start: see state/atomic.py)
@@ -151,5 +154,6 @@ class Launch:
                    bool(data.get("prime_template", False)),
                    bool(data.get("resume", False)),
                    int(data.get("log_max_bytes", LOG_MAX_BYTES)),
+                   int(data.get("log_files", LOG_FILES)),
                    tuple(GuestTmpfs(**t) for t in data.get("tmpfs", ())),
                    bool(data.get("merge_stderr", False)))

@@ -81,6 +81,9 @@ class BoxConfig:
     labels: dict[str, str] = field(default_factory=dict)  # --label KEY=VALUE
     # --expose, as ExposedPorts keys ("80/tcp"): published by -P, kept by commit
     exposed: list[str] = field(default_factory=list)
+    # --log-driver and --log-opt, checked (runtime/logopts.py): "none" keeps no log
+    log_driver: str = "json-file"
+    log_options: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)  # -v, in the order given
     # --cap-add and --cap-drop, normalized (state/capabilities.py); none: every one
     cap_add: list[str] = field(default_factory=list)

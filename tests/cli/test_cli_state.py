@@ -603,6 +603,21 @@ def test_expose_is_in_the_config_and_p_publishes_it(script_runner: ScriptRunner,
     assert bx(script_runner, "ps", "-a", "-q").stdout == before
 
 
+def test_log_options_are_in_the_config_and_bad_ones_make_nothing(
+        script_runner: ScriptRunner, image: str) -> None:
+    created = bx(script_runner, "create", "--name", "logged", "--log-opt", "max-size=10m",
+                 "--log-opt", "max-file=3", image, "true")
+    assert created.returncode == 0, created.stderr
+    shown = json.loads(bx(script_runner, "inspect", "logged").stdout)[0]
+    assert shown["HostConfig"]["LogConfig"] == {
+        "Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+    before = bx(script_runner, "ps", "-a", "-q").stdout
+    for args, says in ((["--log-driver", "gelf"], "log driver 'gelf' is not supported"),
+                       (["--log-opt", "max-file=many"], "invalid --log-opt max-file")):
+        assert_one_line_error(bx(script_runner, "create", *args, image), says)
+    assert bx(script_runner, "ps", "-a", "-q").stdout == before
+
+
 def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str) -> None:
     plant_box()
     as_image = bx(script_runner, "inspect", "--type", "image", "-f", "{{.Id}}", image)

@@ -186,25 +186,45 @@ def test_a_background_writer_does_not_keep_a_box_up() -> None:
         bx("rm", "-f", "bgwriter")
 
 
-def test_the_log_of_a_chatty_box_is_bounded(e2e_home: Path) -> None:
-    """Past BOXLITE_LOG_MAX_SIZE the log rotates into container.log.1: a box keeps at
-    most about twice that, and `logs` shows the newest part, up to the last line."""
+@pytest.mark.parametrize(("options", "env", "files"), [
+    ((), {"BOXLITE_LOG_MAX_SIZE": "65536"}, 2),
+    (("--log-opt", "max-size=64k", "--log-opt", "max-file=3"), {}, 3)])
+def test_the_log_of_a_chatty_box_is_bounded(e2e_home: Path, options: tuple[str, ...],
+                                            env: dict[str, str], files: int) -> None:
+    """Past its size (BOXLITE_LOG_MAX_SIZE, or --log-opt max-size) the log rotates into
+    container.log.1 (and .2, ... up to --log-opt max-file): a box keeps at most about
+    that many times the size, and `logs` shows the newest part, up to the last line."""
     limit = 64 * 1024
-    run = bx("run", "--name", "chatty", IMAGE, "seq", "1", "200000",
-             env={"BOXLITE_LOG_MAX_SIZE": str(limit)})
+    run = bx("run", "--name", "chatty", *options, IMAGE, "seq", "1", "200000", env=env)
     try:
         assert run.returncode == 0, run.stderr
         assert run.stdout.endswith(b"199999\n200000\n")  # the run's own output is whole
         [box_dir] = [d for d in (e2e_home / "boxes").iterdir()
                      if json.loads((d / "state.json").read_text())["name"] == "chatty"]
         sizes = [p.stat().st_size for p in box_dir.glob("container.log*")]
-        assert len(sizes) == 2 and sum(sizes) <= 2 * limit + 70000, sizes
+        assert len(sizes) == files and sum(sizes) <= files * limit + 70000, sizes
         logs = bx("logs", "chatty")
         assert logs.stdout.endswith(b"199999\n200000\n")
-        assert 0 < len(logs.stdout) <= 2 * limit
+        assert 0 < len(logs.stdout) <= files * limit
         assert not logs.stdout.startswith(b"1\n2\n")  # the oldest part is gone
     finally:
         bx("rm", "-f", "chatty")
+
+
+def test_a_box_with_log_driver_none_keeps_no_log(e2e_home: Path) -> None:
+    run = bx("run", "--name", "unlogged", "--log-driver", "none", IMAGE, "echo", "seen")
+    try:
+        assert (run.returncode, run.stdout) == (0, b"seen\n"), run.stderr  # (shown, not kept)
+        logs = bx("logs", "unlogged")
+        assert logs.returncode == 125
+        assert logs.stderr.decode().splitlines()[0] == (
+            "boxlite: box unlogged keeps no log (--log-driver none): its output went to "
+            "whoever was attached")
+        [box_dir] = [d for d in (e2e_home / "boxes").iterdir()
+                     if json.loads((d / "state.json").read_text())["name"] == "unlogged"]
+        assert not list(box_dir.glob("container.log*"))
+    finally:
+        bx("rm", "-f", "unlogged")
 
 
 def test_logs_follow_ends_when_its_reader_goes() -> None:

@@ -277,6 +277,12 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         mounted = manifest(disk)
         mounted["config"][key] = value
         rejected(rt, archive([reg("manifest.json", json.dumps(mounted).encode())]), key)
+    for key, value in (("log_driver", "syslog"), ("log_driver", 1),
+                       ("log_options", {"mode": "non-blocking"}), ("log_options", ["x"]),
+                       ("log_options", {"max-size": "0"})):
+        logged = manifest(disk)
+        logged["config"][key] = value
+        rejected(rt, archive([reg("manifest.json", json.dumps(logged).encode())]), "log")
     for limit in (-0.5, "1.5", True, 0.001, 1.5):  # (1.5 CPUs of a 1-vCPU box)
         limited = manifest(disk)
         limited["config"]["cpu_limit"] = limit

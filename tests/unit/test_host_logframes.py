@@ -106,6 +106,61 @@ def test_the_log_rotates_into_one_older_file(tmp_path: Path) -> None:
     assert plain(read_log(log, tail=0)) == []
 
 
+@pytest.mark.parametrize("files", [1, 3, 5])
+def test_the_log_keeps_as_many_files_as_it_is_told(tmp_path: Path, files: int) -> None:
+    """--log-opt max-file: the current file and files - 1 rotated ones, oldest first."""
+    log = tmp_path / "container.log"
+    for n in range(1, 10):  # (from a larger count before: dropped)
+        rotated(log, n).write_bytes(b"")
+    writer = LogWriter(log, max_bytes=2 * FRAME, files=files)
+    for stream, data in records(11):
+        writer.write(stream, data)
+    writer.close()
+    # 11 records, 2 a file: 6 files made, the last with one record
+    kept = 1 + 2 * (files - 1)
+    assert plain(read_log(log)) == records(kept, start=11 - kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["container.log", *[f"container.log.{n}" for n in range(1, files)]])
+
+
+def test_a_log_of_no_files_keeps_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=2 * FRAME, files=0)  # (--log-driver none)
+    writer.write(0, b"gone")
+    writer.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_follower_behind_many_rotations_reads_every_file_between(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=2 * FRAME, files=4)
+    writer.write(0, records(1)[0][1])
+    going = [True]
+    follower = read_log(log, follow=True, live=lambda: going[0])
+    got = [next(follower)]  # (it holds the first file open)
+    for stream, data in records(6, start=1):  # three more rotations
+        writer.write(stream, data)
+    writer.close()
+    going[0] = False
+    got.extend(follower)
+    assert plain(got) == records(7)
+
+
+def test_a_follower_whose_file_was_dropped_reads_what_is_kept(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=2 * FRAME, files=2)
+    writer.write(0, records(1)[0][1])
+    going = [True]
+    follower = read_log(log, follow=True, live=lambda: going[0])
+    got = [next(follower)]
+    for stream, data in records(6, start=1):  # its file is gone: what is left, in order
+        writer.write(stream, data)
+    writer.close()
+    going[0] = False
+    got.extend(follower)
+    assert plain(got) == [*records(2), *records(3, start=4)]
+
+
 def test_a_record_larger_than_the_limit_is_kept_whole(tmp_path: Path) -> None:
     log = tmp_path / "container.log"
     writer = LogWriter(log, max_bytes=100)
