@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -43,7 +44,33 @@ def gather(cli: CliContext) -> dict[str, Any]:
         "spares": {"ready": sum(s.ready for s in spares),
                    "total": sum(s.process is not None for s in spares)},  # (alive: not
         # what a killed one left, which the next start sweeps)
+        **docker_fields(states, rt.paths.data),
     }
+
+
+def docker_fields(states: list[Any], data_dir: Any) -> dict[str, Any]:
+    """docker info's fields that scripts read (`--format '{{.NCPU}}'`), of this host."""
+    from boxlite_cli.state.records import Status
+
+    running = [s for s in states if s.status == Status.RUNNING]
+    paused = sum(s.is_paused for s in running)
+    return {
+        "server_version": __version__, "name": platform.node(), "os_type": "linux",
+        "operating_system": _os_name(), "kernel_version": platform.release(),
+        "architecture": platform.machine(), "ncpu": os.cpu_count() or 1,
+        "mem_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "containers": len(states), "containers_running": len(running) - paused,
+        "containers_paused": paused, "containers_stopped": len(states) - len(running),
+        "docker_root_dir": str(data_dir),
+    }
+
+
+def _os_name() -> str:
+    """The host's PRETTY_NAME (os-release), as docker info's OperatingSystem."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+    except OSError:
+        return "Linux"
 
 
 def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
@@ -56,7 +83,7 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 
 
 @click.command()
-@template_format_option("{{.Version}}")
+@template_format_option("{{.NCPU}}", short=True)
 @pass_cli
 def info(cli: CliContext, fmt: str) -> int:
     """Show versions, paths and counts."""
@@ -65,6 +92,6 @@ def info(cli: CliContext, fmt: str) -> int:
         print_json(data)
     elif fmt != "table":
         print_lines(fmt, [data])
-    else:
-        _print_tree(data)
+    else:  # (docker's fields repeat the rest: for scripts, not this view)
+        _print_tree({k: v for k, v in data.items() if k not in docker_fields([], "")})
     return 0

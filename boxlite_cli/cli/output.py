@@ -28,10 +28,12 @@ def _table_json_or_template(ctx: click.Context, param: click.Parameter, value: s
                              "'{{json .}}'", ctx, param)
 
 
-def template_format_option(example: str) -> Callable[[F], F]:
+def template_format_option(example: str, short: bool = False) -> Callable[[F], F]:
     """--format of a listing: table, json, or a docker-style template (`example`),
-    rendered once per item (cli/template.py)."""
-    return click.option("--format", "fmt", default="table", show_default=True,
+    rendered once per item (cli/template.py); `short`: -f too (docker's, where -f is
+    not --filter)."""
+    names = ("-f", "--format") if short else ("--format",)
+    return click.option(*names, "fmt", default="table", show_default=True,
                         callback=_table_json_or_template,
                         help=f"table, json, or a template such as '{example}' (a line each).")
 

@@ -32,7 +32,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
 
 
 @click.command()
-@template_format_option("{{.Client.Version}}")
+@template_format_option("{{.Client.Version}}", short=True)
 @pass_cli
 def version(cli: CliContext, fmt: str) -> int:
     """Show the versions of boxlite, QEMU and the guest (kernel, agent's Python)."""

@@ -294,6 +294,18 @@ def test_info_table(script_runner: ScriptRunner, home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"version: {__version__}" in result.stdout
     assert str(home) in result.stdout
+    assert "ncpu" not in result.stdout  # (docker's fields: for templates and json)
+
+
+def test_info_has_the_fields_docker_scripts_read(script_runner: ScriptRunner) -> None:
+    shown = bx(script_runner, "info", "-f", "{{.ServerVersion}} {{.NCPU}} {{.OSType}} "
+               "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.MemTotal}}")
+    assert shown.returncode == 0, shown.stderr
+    version, ncpu, os_type, *counts, memory = shown.stdout.split()
+    assert (version, int(ncpu), os_type, counts) == (
+        __version__, os.cpu_count(), "linux", ["0", "0", "0"])
+    assert int(memory) > 0
+    assert bx(script_runner, "version", "-f", "{{.Client.Version}}").stdout == f"{__version__}\n"
 
 
 def test_a_listing_whose_reader_goes_away_exits_141_quietly(home: Path) -> None:
