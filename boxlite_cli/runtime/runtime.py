@@ -71,6 +71,7 @@ from boxlite_cli.runtime.volumes import (
     VolumeRequest,
     check_host_sources,
     discard_volumes,
+    make_missing_sources,
     parse_volume_specs,
     resolve_mounts,
     vm_shares,
@@ -441,7 +442,7 @@ class Runtime:
         volume_requests = parse_volume_specs(opts.volumes)
         check_tmpfs(opts.tmpfs, [v.target for v in volume_requests])
         check_box_config(vmm, opts.network.mode, bool(opts.network.ports), bool(opts.volumes))
-        check_host_sources(volume_requests)
+        check_host_sources(volume_requests)  # (but -v's missing directories, made below)
         if opts.hostname is not None:
             check_hostname(opts.hostname)
         pids_limit = pids_limit_of(opts.pids_limit)
@@ -454,6 +455,7 @@ class Runtime:
                    if opts.publish_all else opts.network)
         if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
             check_box_config(vmm, network.mode, True, bool(opts.volumes))
+        make_missing_sources(volume_requests)  # (docker's -v: when all else was found good)
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)

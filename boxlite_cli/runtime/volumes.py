@@ -21,7 +21,7 @@ import secrets
 import shutil
 import stat as st_mod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from boxlite_cli.errors import Conflict, UsageError, VmError
@@ -48,6 +48,8 @@ class VolumeRequest:
     target: str
     readonly: bool = False
     nocopy: bool = False
+    # a host directory made when it is missing (docker's -v does; --mount refuses)
+    make_missing: bool = field(default=False, compare=False)
 
 
 KERNEL_MOUNTS = ("/proc", "/sys", "/dev")  # what the guest agent mounts in every box
@@ -81,13 +83,17 @@ def parse_volume_spec(spec: str) -> VolumeRequest:
     if not target.startswith("/") and len(parts) == 2 and all(
             o in (*MODES, NOCOPY, *IGNORED_OPTIONS) for o in parts[1].split(",")):
         raise bad("the path in the box is missing")
-    return volume_request(parts[0] if len(parts) > 1 else "", target, readonly, nocopy, bad)
+    source = parts[0] if len(parts) > 1 else ""
+    if source in (".", "..") or source.startswith(("./", "../")):
+        source = os.path.abspath(source)  # (docker's since 23: relative to here)
+    return volume_request(source, target, readonly, nocopy, bad, make_missing=True)
 
 
 def volume_request(source: str, target: str, readonly: bool, nocopy: bool,
-                   bad: Callable[[str], UsageError]) -> VolumeRequest:
+                   bad: Callable[[str], UsageError], make_missing: bool = False) -> VolumeRequest:
     """The checked request for SOURCE (empty: anonymous; a host path; a volume name) at
-    TARGET, for `-v` and `--mount` alike; `bad(why)` makes the error."""
+    TARGET, for `-v` and `--mount` alike; `bad(why)` makes the error; `make_missing`: a
+    host directory that is not there is made when the box is."""
     if not target.startswith("/"):
         raise bad(f"the path in the box {target!r} is not absolute")
     target = posixpath.normpath(target)
@@ -101,11 +107,13 @@ def volume_request(source: str, target: str, readonly: bool, nocopy: bool,
     if source.startswith("/"):
         if nocopy:
             raise bad("nocopy is for volumes (a host directory is never filled from the image)")
-        return VolumeRequest(BIND, os.path.normpath(source), target, readonly)
+        return VolumeRequest(BIND, os.path.normpath(source), target, readonly,
+                             make_missing=make_missing)
     if NAME_RE.match(source):
         return VolumeRequest(VOLUME, source, target, readonly, nocopy)
     raise bad(f"{source!r} is neither an absolute host path nor a volume name "
-              "(letters, digits, _.-); give host directories as absolute paths")
+              "(letters, digits, _.-); give host directories as absolute paths, or "
+              "relative ones from ./")
 
 
 def parse_volume_specs(specs: Sequence[str | VolumeRequest]) -> list[VolumeRequest]:
@@ -122,13 +130,16 @@ def parse_volume_specs(specs: Sequence[str | VolumeRequest]) -> list[VolumeReque
 
 
 def check_host_sources(requests: list[VolumeRequest]) -> None:
-    """Every bind source must exist and be a directory or a regular file."""
+    """Every bind source must exist (or be one `-v` makes) and be a directory or a
+    regular file."""
     for r in requests:
         if r.kind != BIND:
             continue
         try:
             st = os.stat(r.source)
         except FileNotFoundError:
+            if r.make_missing:
+                continue
             raise UsageError(f"invalid volume: the host path {r.source} does not exist",
                              hint="create it first (boxlite does not make missing host paths)"
                              ) from None
@@ -136,6 +147,18 @@ def check_host_sources(requests: list[VolumeRequest]) -> None:
             raise UsageError(f"invalid volume: the host path {r.source}: {e.strerror}") from None
         if not (st_mod.S_ISDIR(st.st_mode) or st_mod.S_ISREG(st.st_mode)):
             raise UsageError(f"invalid volume: {r.source} is neither a directory nor a file")
+
+
+def make_missing_sources(requests: list[VolumeRequest]) -> None:
+    """The host directories of `-v` binds that are missing, made (with their parents,
+    as docker's -v makes them; kept if the box is not made after all)."""
+    for r in requests:
+        if r.kind == BIND and r.make_missing and not os.path.lexists(r.source):
+            try:
+                os.makedirs(r.source, 0o755, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"invalid volume: the host path {r.source} is missing and "
+                                 f"cannot be made: {e.strerror}") from None
 
 
 def resolve_mounts(store: VolumeStore, requests: list[VolumeRequest]) -> tuple[list[Mount], list[str]]:

@@ -50,7 +50,7 @@ def test_volume_lifecycle(script_runner: ScriptRunner) -> None:
 
 
 def test_run_bad_volume_specs(script_runner: ScriptRunner) -> None:
-    for spec, needle in [("/no/such/dir:/x", "does not exist"), ("rel/x:/x", "absolute host path"),
+    for spec, needle in [("rel/x:/x", "absolute host path"),
                          ("/tmp:/x:rx", "unknown option"), ("/tmp:x", "not absolute")]:
         assert_one_line_error(bx(script_runner, "create", "-v", spec, "localhost/debian:bookworm"),
                               needle)

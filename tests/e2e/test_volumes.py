@@ -138,8 +138,19 @@ def test_mount_takes_paths_with_colons_and_commas(tmp_path: Path) -> None:
     assert (host / "out").read_text() == "out\n"
 
 
+def test_a_missing_host_directory_of_v_is_made_as_dockers_is(tmp_path: Path) -> None:
+    out = tmp_path / "build" / "out"
+    proc = bx("run", "--rm", "-v", f"{out}:/out", IMAGE, "sh", "-c", "echo made > /out/f")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "f").read_text() == "made\n"
+    refused = bx("run", "--rm", "--mount", f"type=bind,src={tmp_path / 'other'},dst=/x", IMAGE,
+                 "true")  # (--mount does not make it, as docker's)
+    assert refused.returncode == 125 and b"does not exist" in refused.stderr
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize(("spec", "needle"), [
-    ("/definitely/not/here:/x", "does not exist"),
+    ("/proc/boxlite-no-such/x:/x", "is missing and cannot be made"),
     ("relative/dir:/x", "neither an absolute host path nor a volume name"),
     ("/tmp:relative", "not absolute"),
     ("/tmp:/x:rw:extra", "too many"),

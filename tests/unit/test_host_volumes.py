@@ -14,6 +14,7 @@ from boxlite_cli.runtime.volumes import (
     VolumeRequest,
     check_host_sources,
     create_volume,
+    make_missing_sources,
     parse_volume_spec,
     parse_volume_specs,
     remove_volume,
@@ -66,7 +67,6 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("relative", "not absolute"),
     ("/a:ro", "missing"),
     ("/a:/", "root directory"),
-    ("./dir:/x", "neither an absolute host path nor a volume name"),
     ("dir/sub:/x", "neither an absolute host path nor a volume name"),
     ("~/x:/x", "neither an absolute host path nor a volume name"),
     ("-bad:/x", "neither"),
@@ -88,6 +88,23 @@ def test_duplicates_and_limit() -> None:
     with pytest.raises(UsageError, match="too many volumes"):
         parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES + 1)])
     assert len(parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES)])) == MAX_VOLUMES
+
+
+def test_v_takes_relative_host_paths_and_makes_missing_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for spec, source in (("./src:/x", tmp_path / "src"), ("../up:/x", tmp_path.parent / "up"),
+                         (".:/x", tmp_path)):
+        request = parse_volume_spec(spec)
+        assert (request.kind, request.source, request.make_missing) == (BIND, str(source), True)
+    assert parse_volume_spec("src:/x").kind == VOLUME  # (a name, as docker's)
+    requests = [parse_volume_spec("./a/b:/x")]
+    check_host_sources(requests)  # (missing, to be made)
+    make_missing_sources(requests)
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="is missing and cannot be made"):
+        make_missing_sources([parse_volume_spec("./file/sub:/x")])
 
 
 def test_missing_host_path_is_refused(tmp_path: Path) -> None:
