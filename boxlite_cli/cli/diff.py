@@ -11,6 +11,11 @@ from boxlite_cli.cli.output import format_option, print_json
 KIND_CODES = {"C": 0, "A": 1, "D": 2}  # (docker's API: modified, added, deleted)
 
 
+def json_text(path: str) -> str:
+    """A path as JSON text can hold it: bytes that are not UTF-8 as U+FFFD (docker's)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @click.command()
 @format_option
 @click.argument("box", shell_complete=complete_box)
@@ -28,7 +33,7 @@ def diff(cli: CliContext, fmt: str, box: str) -> int:
     with activity(f"Reading {box}'s changes"):
         changes = box_diff(cli.runtime, box)
     if fmt == "json":
-        print_json([{"Path": c.path, "Kind": KIND_CODES[c.kind]} for c in changes])
+        print_json([{"Path": json_text(c.path), "Kind": KIND_CODES[c.kind]} for c in changes])
     else:
         for change in changes:
             click.echo(f"{change.kind} {change.path}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import datetime
 import io
+import os
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,7 @@ from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.transfer.extract import ChunkReader
 
 WHITEOUT = ".wh."
+PATH_MAX = 4096  # (Linux's, with the NUL: what an unpacker's path may be)
 OPAQUE = ".wh..wh..opq"
 # docker's: the box's own, bound over the image's files (never in a commit)
 LEFT_OUT = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
@@ -76,7 +78,9 @@ def norm(name: str) -> str:
     return "" if path == "." else path
 
 
-def _meta(m: tarfile.TarInfo, size: int | None = None, capability: bytes | None = None) -> Meta:
+def member_meta(m: tarfile.TarInfo, size: int | None = None,
+                capability: bytes | None = None) -> Meta:
+    """What a layer's member is (a hard link: with its file's `size` and `capability`)."""
     kind = _KINDS.get(m.type, "other")
     if capability is None:
         capability = m.pax_headers.get(CAPABILITY, "").encode("utf-8", "surrogateescape")
@@ -85,6 +89,9 @@ def _meta(m: tarfile.TarInfo, size: int | None = None, capability: bytes | None 
                 mtime=int(m.mtime), link=m.linkname if kind == "symlink" else "",
                 dev=(m.devmajor, m.devminor) if kind in ("chr", "blk") else (0, 0),
                 capability=capability if kind == "file" else b"")
+
+
+IMPLICIT_DIR = Meta("dir", 0o755, 0, 0)  # (oci/unpack.py's, for a layer that has none)
 
 
 def _drop_under(index: dict[str, Meta], path: str, keep_self: bool = False) -> None:
@@ -107,14 +114,18 @@ def apply_to_index(index: dict[str, Meta], tar: tarfile.TarFile) -> None:
         else:
             if m.type == tarfile.LNKTYPE:
                 target = index.get(norm(m.linkname))
-                meta = (_meta(m, target.size, target.capability) if target is not None
-                        else _meta(m, 0))
+                meta = (member_meta(m, target.size, target.capability) if target is not None
+                        else member_meta(m, 0))
             else:
-                meta = _meta(m)
+                meta = member_meta(m)
             old = index.get(path)
             if old is not None and old.kind == "dir" and meta.kind != "dir":
                 _drop_under(index, path)
             index[path] = meta
+            parent = posixpath.dirname(path)
+            while parent and parent not in index:  # (a layer may leave its directories
+                index[parent] = IMPLICIT_DIR       # out: the unpacker makes them so)
+                parent = posixpath.dirname(parent)
 
 
 def image_index(store: ImageStore, image: Image) -> dict[str, Meta]:
@@ -220,11 +231,25 @@ def box_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> 
     return sorted(walk_changes(box_tree, base))
 
 
+def check_committable(path: str) -> None:
+    """ImageError for a path of the box that a layer cannot carry as what it is."""
+    if any(part.startswith(WHITEOUT) for part in path.split("/")):
+        raise ImageError(f"cannot commit /{path}: in an image layer a name starting with "
+                         f"{WHITEOUT} is a deletion, not a file",
+                         hint="rename or remove it in the box, then commit")
+    if len(os.fsencode(path)) + 1 > PATH_MAX:
+        raise ImageError(f"cannot commit /{path[:40]}...: its path is longer than "
+                         f"{PATH_MAX - 1} bytes, which image unpackers refuse",
+                         hint="move it higher in the box, then commit")
+
+
 def write_layer(changes: list[Change], fetch: Fetch, out: IO[bytes]) -> None:
     """The layer of `changes` (walk_changes') as a plain tar to `out`: what the box has
     at each path it added or changed (`fetch`ed in batches), and a whiteout
     (`.wh.NAME`) for each it deleted."""
     present = [c.path[1:] for c in changes if c.kind != "D"]
+    for path in present:
+        check_committable(path)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as layer:
         for i in range(0, len(present), FETCH_BATCH):
             with tarfile.open(fileobj=_reader(fetch(present[i:i + FETCH_BATCH])),

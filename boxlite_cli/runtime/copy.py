@@ -291,8 +291,11 @@ def maintenance_start(rt: Runtime, box_id: str) -> Iterator[AgentClient]:
                 os.close(read_fd)
             message = json.loads(line) if line else {"ok": False, "error": "the shim exited"}
             if not message.get("ok"):
-                raise VmError(f"could not boot the stopped box for the copy: {message.get('error')}",
-                              hint=f"the VM console log is {files.dir / 'maintenance.log'}")
+                console = files.dir / "maintenance.log"  # (gone with a box removed meanwhile)
+                raise VmError("could not boot the stopped box to reach its disk: "
+                              f"{message.get('error')}",
+                              hint=f"the VM console log is {console}" if console.exists()
+                              else None)
             client = AgentClient.connect(f"unix:{files.agent_socket}")
             try:
                 yield client

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import (
     Meta,
     apply_to_index,
     box_changes,
     committed_config,
+    member_meta,
     walk_changes,
     write_layer,
 )
@@ -87,9 +88,21 @@ def agent_tar(box: bytes, paths: list[str]) -> Iterator[bytes]:
     yield from (data[i:i + 1000] for i in range(0, len(data), 1000))
 
 
+def tree_of(box: bytes) -> list[tuple[str, Meta]]:
+    """What the agent's Tree sends of the box `box` (a tar): each entry's metadata (a
+    hard link's as its file's), no name taken for a whiteout."""
+    entries: dict[str, Meta] = {}
+    with tarfile.open(fileobj=io.BytesIO(box)) as tar:
+        for m in tar:
+            target = entries.get(m.linkname) if m.islnk() else None
+            entries[m.name] = (member_meta(m, target.size, target.capability)
+                               if target is not None else member_meta(m))
+    return list(entries.items())
+
+
 def layer_of(box: bytes, base: dict[str, Meta]) -> dict[str, tarfile.TarInfo]:
     out = io.BytesIO()
-    changes = walk_changes(index_of(box).items(), base)
+    changes = walk_changes(tree_of(box), base)
     write_layer(changes, lambda paths: agent_tar(box, paths), out)
     with tarfile.open(fileobj=io.BytesIO(out.getvalue()), mode="r:") as tar:
         members = {m.name: m for m in tar}
@@ -148,7 +161,7 @@ def test_a_removed_directory_is_one_whiteout() -> None:
 
 def changes_of(box: bytes, base: dict[str, Meta]) -> list[tuple[str, str]]:
     """diff's lines for the box tree `box` (a tar's entries, metadata alone, in order)."""
-    return [(c.kind, c.path) for c in box_changes(index_of(box).items(), base)]
+    return [(c.kind, c.path) for c in box_changes(tree_of(box), base)]
 
 
 def test_diff_lists_what_the_box_added_changed_and_deleted_as_docker_diff_does() -> None:
@@ -180,6 +193,31 @@ def test_diff_of_a_removed_directory_is_one_line() -> None:
     base = index_of(tar_of(*IMAGE))
     box = tar_of(*[e for e in IMAGE if not e[0].startswith("usr")])
     assert changes_of(box, base) == [("D", "/usr")]
+
+
+def test_a_layer_without_its_directories_has_them_as_the_unpacker_makes_them() -> None:
+    base = index_of(tar_of(*IMAGE), tar_of(f("nd/a/b/file1"), f("nd/a/c")))
+    box = tar_of(*IMAGE, d("nd"), d("nd/a"), d("nd/a/b"), f("nd/a/b/file1"), f("nd/a/c"))
+    assert changes_of(box, base) == []
+    gone = tar_of(*IMAGE, d("nd"), d("nd/a"), f("nd/a/c"))
+    assert changes_of(gone, base) == [("C", "/nd"), ("C", "/nd/a"), ("D", "/nd/a/b")]
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("etc/.wh.shells", "a name starting with .wh. is a deletion"),
+    ("usr/.wh..wh..opq", "a name starting with .wh. is a deletion"),
+    ("/".join(["d" * 50] * 90), "its path is longer than 4095 bytes")])
+def test_what_a_layer_cannot_carry_is_refused_before_anything_is_read(name: str,
+                                                                      says: str) -> None:
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(*IMAGE, f(name))
+    assert ("A", "/" + name) in changes_of(box, base)  # (diff lists it)
+
+    def fetch(paths: list[str]) -> Iterator[bytes]:
+        raise AssertionError("nothing is read")
+
+    with pytest.raises(ImageError, match=says):
+        write_layer(walk_changes(tree_of(box), base), fetch, io.BytesIO())
 
 
 def test_a_directory_made_a_file_takes_what_was_in_it_along() -> None:
@@ -286,3 +324,10 @@ def test_a_commit_is_named_by_a_tag() -> None:
         commit_name("Bad Name")
     with pytest.raises(UsageError, match="reads as an image id"):
         commit_name("0" * 64)
+
+
+def test_diff_json_shows_a_name_that_is_not_utf8_as_docker_does() -> None:
+    from boxlite_cli.cli.diff import json_text
+
+    assert json_text("/w/bad" + b"\xff".decode("utf-8", "surrogateescape")) == "/w/bad\ufffd"
+    assert json_text("/w/ünïcode") == "/w/ünïcode"
