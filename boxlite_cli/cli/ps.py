@@ -103,7 +103,8 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only boxes that match: id, name, status, exited, ancestor, label "
-                   "(KEY or KEY=VALUE), health (starting, healthy, unhealthy, none); a key "
+                   "(KEY or KEY=VALUE), health (starting, healthy, unhealthy, none), "
+                   "before and since (a box: those created before or after it); a key "
                    "given twice matches either, except label: both.")
 @click.option("-n", "--last", type=Count(), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
@@ -117,6 +118,7 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     """List boxes (running ones, unless -a, -n, -l or a filter on another status)."""
     id_len = None if no_trunc else 12
     wanted = parse_filters(filters)
+    wanted.resolve_boxes(lambda ref: cli.runtime.get(cli.runtime.resolve(ref)).created_at)
     if latest:
         last = 1
     items = cli.runtime.list_boxes(all_boxes=all_boxes or last is not None or wanted.needs_all)

@@ -7,7 +7,8 @@ running, paused, exited, restarting (waiting for its restart policy's start); do
 dead and removing match none),
 exited (an exit code), ancestor (the image reference or id the box was made from),
 label (KEY or KEY=VALUE), health (starting, healthy, unhealthy, or none: no health
-check)."""
+check), before and since (a box, by name or id: those created before it, or after it;
+`resolve_boxes` finds it)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from boxlite_cli.state.health import HEALTH_STATES, NO_HEALTHCHECK
 from boxlite_cli.state.records import BoxState, Status
 
 STATUSES = (*(s.value for s in Status), "paused", "dead", "restarting", "removing")
-KEYS = ("id", "name", "status", "exited", "ancestor", "label", "health")
+KEYS = ("id", "name", "status", "exited", "ancestor", "label", "health", "before", "since")
+BY_BOX = ("before", "since")  # (their values: a box, then its creation time)
 ALL_OF = frozenset({"label"})  # (docker's: label=a -f label=b is a box with both)
 
 
@@ -63,6 +65,8 @@ TESTS: dict[str, Callable[[BoxState, str], bool]] = {
     "ancestor": _same_image,
     "label": _label,
     "health": lambda state, wanted: health_status(state) == wanted,
+    "before": lambda state, wanted: state.created_at < float(wanted),
+    "since": lambda state, wanted: state.created_at > float(wanted),
 }
 
 
@@ -76,6 +80,13 @@ class BoxFilter:
     def needs_all(self) -> bool:
         """A filter on a state that is not running lists stopped boxes too (docker's)."""
         return "exited" in self.wanted or any(v != "running" for v in self.wanted.get("status", []))
+
+    def resolve_boxes(self, created_at: Callable[[str], float]) -> None:
+        """before= and since=: the box each names (`created_at(ref)`, which raises
+        NoSuchBox for none) as its creation time."""
+        for key in BY_BOX:
+            if key in self.wanted:
+                self.wanted[key] = [repr(created_at(ref)) for ref in self.wanted[key]]
 
     def matches(self, state: BoxState) -> bool:
         """Every key matches: one of its values, or every one for a key of ALL_OF."""

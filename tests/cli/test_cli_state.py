@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 import os
 import re
 import shutil
@@ -213,6 +214,17 @@ def test_a_missing_tag_names_the_tags_the_store_has(script_runner: ScriptRunner,
     assert_one_line_error(result)
     assert result.stderr.splitlines()[1] == (
         "  hint: localhost/tiny:latest is not in the local store, which has localhost/tiny:1")
+
+
+def test_ps_filters_before_and_since_a_box(script_runner: ScriptRunner) -> None:
+    for n, name in enumerate(("first", "second", "third")):
+        plant_box(str(n) * 64, name)
+        time.sleep(0.01)  # (distinct creation times)
+    listed = bx(script_runner, "ps", "-a", "--format", "{{.Names}}", "--filter", "before=third",
+                "--filter", "since=first")
+    assert listed.stdout == "second\n", listed.stderr
+    assert bx(script_runner, "ps", "-a", "-q", "-f", "since=" + "1" * 12).stdout == "2" * 12 + "\n"
+    assert_one_line_error(bx(script_runner, "ps", "-f", "before=ghost"), "no such box: ghost")
 
 
 def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
