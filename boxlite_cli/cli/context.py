@@ -35,15 +35,21 @@ def activity(text: str) -> Iterator[None]:
 @dataclass
 class CliContext:
     debug: bool = False
+    quiet_pull: bool = False  # (run -q, create -q: a pull shows no progress)
     _runtime: Runtime | None = field(default=None, repr=False)
 
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            from boxlite_cli.cli.progress import pull_display
             from boxlite_cli.runtime.runtime import Runtime
 
-            self._runtime = Runtime(warn=warn, activity=activity, pull_display=pull_display)
+            if self.quiet_pull:
+                self._runtime = Runtime(warn=warn, activity=activity)
+            else:
+                from boxlite_cli.cli.progress import pull_display
+
+                self._runtime = Runtime(warn=warn, activity=activity,
+                                        pull_display=pull_display)
         return self._runtime
 
 

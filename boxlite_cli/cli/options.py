@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from boxlite_cli.cli.completion import complete_signal
+from boxlite_cli.cli.context import CliContext
 from boxlite_cli.cli.paramtypes import Seconds
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.network import network_config
@@ -84,6 +85,11 @@ platform_option = click.option(
     "--platform", metavar="OS/ARCH", expose_value=False, callback=_check_platform,
     help=f"Taken for docker's sake: boxes run {HOST_PLATFORM} images (another platform is "
          "refused).")
+
+
+def _quiet_pull(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliContext).quiet_pull = True
 
 
 def box_options(f: F) -> F:
@@ -186,6 +192,10 @@ def box_options(f: F) -> F:
         platform_option,
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      show_default=True, help="Pull the image before creating the box."),
+        click.option("-q", "--quiet", "quiet_pull", is_flag=True, expose_value=False,
+                     callback=_quiet_pull,
+                     help="Show no progress of a pull (docker's; there is none off a "
+                          "terminal)."),
         click.option("-v", "--volume", "volumes", multiple=True,
                      metavar="[HOSTPATH|NAME:]BOXPATH[:ro|rw]",
                      help="Share a host directory or file, or a named volume, at BOXPATH "

@@ -479,3 +479,15 @@ def test_export_onto_a_directory_says_so_before_asking_for_force(
         assert_one_line_error(result, f"{tmp_path} is a directory")
         assert "name the archive file to write" in result.stderr
     assert tmp_path.is_dir()
+
+
+def test_run_and_create_quiet_show_no_pull_progress(script_runner: ScriptRunner,
+                                                    home: Path) -> None:
+    from boxlite_cli.cli.context import CliContext
+    from boxlite_cli.cli.progress import pull_display
+    from boxlite_cli.runtime.runtime import _quiet_pull
+
+    assert CliContext(quiet_pull=True).runtime.pull_display is _quiet_pull
+    assert CliContext().runtime.pull_display is pull_display
+    result = bx(script_runner, "create", "-q", "--pull", "never", "nosuch/image")
+    assert_one_line_error(result, "nosuch/image")  # (-q taken; the image is not there)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
