@@ -99,6 +99,7 @@ class TreeEntry:
     link: str
     dev: tuple[int, int]
     capability: bytes
+    ctime_ns: int = 0  # when its inode last changed (the guest's clock)
 
 
 TREE_KINDS = {pb.TreeEntry.FILE: "file", pb.TreeEntry.DIR: "dir",
@@ -363,7 +364,7 @@ class AgentClient:
                 for e in chunk.entries:
                     yield TreeEntry(os.fsdecode(e.path), TREE_KINDS.get(e.kind, "other"),
                                     e.mode, e.uid, e.gid, e.size, e.mtime, os.fsdecode(e.link),
-                                    (e.dev_major, e.dev_minor), e.capability)
+                                    (e.dev_major, e.dev_minor), e.capability, e.ctime_ns)
         except grpc.RpcError as e:
             raise agent_error("reading the box's files", e) from e
         finally:

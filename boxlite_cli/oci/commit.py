@@ -145,6 +145,9 @@ def image_index(store: ImageStore, image: Image) -> dict[str, Meta]:
     return index
 
 
+BoxEntry = tuple[str, Meta, int]  # an entry of the box's tree: path, metadata, ctime (ns)
+
+
 @dataclass(frozen=True, order=True)
 class Change:
     """A path of the box that differs from its image: docker diff's line."""
@@ -158,8 +161,9 @@ class _Diff:
     directory before what is in it): each change, with the unchanged directories above
     it as changed (docker's diff lists them; the layer needs them)."""
 
-    def __init__(self, base: dict[str, Meta]) -> None:
+    def __init__(self, base: dict[str, Meta], changed_after_ns: int | None = None) -> None:
         self.base = base
+        self.changed_after_ns = changed_after_ns
         self.changes: list[Change] = []
         self.seen: set[str] = set()
         self.not_dirs: set[str] = set()  # what the box has that is not a directory
@@ -182,16 +186,19 @@ class _Diff:
         self.listed.add(path)
         self.changes.append(Change("/" + path, "C" if path in self.base else "A"))
 
-    def entry(self, path: str, meta: Meta) -> None:
-        """One entry of the box's tree: listed if it differs from the image's."""
+    def entry(self, path: str, meta: Meta, ctime_ns: int = 0) -> None:
+        """One entry of the box's tree: listed if it differs from the image's, or (not
+        a directory) its inode changed after `changed_after_ns`."""
         path = norm(path)
         self.seen.add(path)
         if not path or path in LEFT_OUT:
             return
+        touched = False
         if meta.kind != "dir":
             self.not_dirs.add(path)
+            touched = self.changed_after_ns is not None and ctime_ns > self.changed_after_ns
         old = self.base.get(path)
-        if old is not None and old.same(meta):
+        if old is not None and old.same(meta) and not touched:
             if meta.kind == "dir":
                 self.held.add(path)
             return
@@ -215,20 +222,25 @@ class _Diff:
             self.changes.append(Change("/" + path, "D"))
 
 
-def walk_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
+def walk_changes(box_tree: Iterable[BoxEntry], base: dict[str, Meta],
+                 changed_after_ns: int | None = None) -> list[Change]:
     """What the box added, changed and deleted on its root file system (its entries,
     a directory before what is in it), against the image's index `base`: in the
-    order a layer has them (a directory before what is in it, the deleted last)."""
-    diff = _Diff(base)
-    for path, meta in box_tree:
-        diff.entry(path, meta)
+    order a layer has them (a directory before what is in it, the deleted last). An
+    entry whose inode changed after `changed_after_ns` (when the box's disk was made
+    from the image) is changed even with the image's metadata: a write that kept the
+    size and time (`touch -r`, a `cp -p`), as overlayfs copies such a file up."""
+    diff = _Diff(base, changed_after_ns)
+    for path, meta, ctime_ns in box_tree:
+        diff.entry(path, meta, ctime_ns)
     diff.whiteouts()
     return diff.changes
 
 
-def box_changes(box_tree: Iterable[tuple[str, Meta]], base: dict[str, Meta]) -> list[Change]:
+def box_changes(box_tree: Iterable[BoxEntry], base: dict[str, Meta],
+                changed_after_ns: int | None = None) -> list[Change]:
     """walk_changes by path, as docker diff lists them."""
-    return sorted(walk_changes(box_tree, base))
+    return sorted(walk_changes(box_tree, base, changed_after_ns))
 
 
 def check_committable(path: str) -> None:

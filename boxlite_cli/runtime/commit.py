@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from boxlite_cli.errors import BoxliteError, ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import (
     LAYER_TAR,
+    BoxEntry,
     Meta,
     committed_config,
     image_index,
@@ -114,11 +116,20 @@ def _frozen(client: AgentClient, running: bool) -> Iterator[None]:
             client.quiesce(False)
 
 
-def box_tree(client: AgentClient) -> Iterator[tuple[str, Meta]]:
+def box_tree(client: AgentClient) -> Iterator[BoxEntry]:
     """The box's root file system alone, entry by entry (its agent's Tree)."""
     for e in client.tree():
         yield e.path, Meta(e.kind, e.mode, e.uid, e.gid, size=e.size, mtime=e.mtime,
-                           link=e.link, dev=e.dev, capability=e.capability)
+                           link=e.link, dev=e.dev, capability=e.capability), e.ctime_ns
+
+
+def disk_made_ns(state: BoxState) -> int | None:
+    """When the image's root disk that the box's is made on was made (its files are
+    older; what the box changes, newer); None for a box without one (imported)."""
+    try:
+        return os.stat(state.config.rootfs_base).st_mtime_ns if state.config.rootfs_base else None
+    except OSError:
+        return None
 
 
 def box_image(rt: Runtime, state: BoxState) -> Image:
@@ -148,7 +159,7 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     with store.writing(), tempfile.TemporaryFile(dir=store.tmp, prefix="commit-") as layer:
         with box_agent(rt, ref) as client, _frozen(client, pause and rt.get(
                 state.id).status == Status.RUNNING):
-            changed = walk_changes(box_tree(client), base)
+            changed = walk_changes(box_tree(client), base, disk_made_ns(state))
             if changed:
                 write_layer(changed, client.copy_paths, layer)
         layers = list(image.manifest.get("layers", []))

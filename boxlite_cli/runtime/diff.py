@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from boxlite_cli.oci.commit import Change, box_changes, image_index
-from boxlite_cli.runtime.commit import box_image, box_tree
+from boxlite_cli.runtime.commit import box_image, box_tree, disk_made_ns
 from boxlite_cli.runtime.copy import box_agent
 from boxlite_cli.runtime.pausing import refuse_paused
 
@@ -28,4 +28,4 @@ def diff(rt: Runtime, ref: str) -> list[Change]:
                          "pause stops)")
     base = image_index(rt.images, box_image(rt, state))
     with box_agent(rt, ref) as client:
-        return box_changes(box_tree(client), base)
+        return box_changes(box_tree(client), base, disk_made_ns(state))

@@ -1,6 +1,6 @@
 """The box's root file system as metadata (boxlite diff): the walk of a copy out, each
 entry a TreeEntry (kind, mode, owner, size, time, link target, device, setcap's
-capability) without its data, sent in batches."""
+capability, when its inode changed) without its data, sent in batches."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ class _MetaWalk(TreeWalk[pb.TreeEntry]):
                link: str = "") -> pb.TreeEntry:
         entry = pb.TreeEntry(path=os.fsencode(arcname), kind=_KINDS[kind],
                              mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-                             mtime=int(st.st_mtime), link=os.fsencode(link))
+                             mtime=int(st.st_mtime), link=os.fsencode(link),
+                             ctime_ns=st.st_ctime_ns)
         if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
             entry.dev_major, entry.dev_minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         return entry
@@ -36,7 +37,7 @@ class _MetaWalk(TreeWalk[pb.TreeEntry]):
             yield pb.TreeEntry(path=os.fsencode(arcname), kind=pb.TreeEntry.FILE,
                                mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                                size=st.st_size, mtime=int(st.st_mtime),
-                               capability=capability_of(fd) or b"")
+                               capability=capability_of(fd) or b"", ctime_ns=st.st_ctime_ns)
 
 
 def tree_chunks(root: str) -> Iterator[pb.TreeChunk]:

@@ -12,15 +12,20 @@ CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
            "rm -rf /usr/share/doc/bash /etc/motd; mkdir -p /opt/app; echo app > /opt/app/x; "
            "ln /opt/app/x /opt/app/y; ln /usr/bin/perl /root/perl-link; "
            "echo in-volume > /data/v; echo box-wrote-this > /etc/hosts; mkdir -p /tmp/t; "
+           "cp -p /etc/issue.net /tmp/r; sed -i s/Debian/DEBIAN/ /etc/issue.net; "
+           "touch -r /tmp/r /etc/issue.net; "
            "cp /bin/true /root/capped; python3 -c 'import os; os.setxattr(\"/root/capped\", "
            "\"security.capability\", bytes.fromhex(\"0100000200200000\" + 24 * \"0\"))'; "
            "echo ready; sleep 600")
 
 # What `diff` lists for CHANGES: the volume's mount point but not its file, nor the
-# box's own /etc/hosts; a directory something changed in as changed.
-DIFF = ["A /data", "C /etc", "C /etc/debian_version", "D /etc/motd", "C /opt", "A /opt/app",
-        "A /opt/app/x", "A /opt/app/y", "C /root", "A /root/capped", "A /root/new.txt",
-        "A /root/perl-link", "C /tmp", "A /tmp/t", "C /usr", "C /usr/share",
+# box's own /etc/hosts; a directory something changed in as changed; a file rewritten
+# with its size and time kept (issue.net), and one hard-linked anew (perl, with its
+# other name), as overlayfs copies them up.
+DIFF = ["A /data", "C /etc", "C /etc/debian_version", "C /etc/issue.net", "D /etc/motd",
+        "C /opt", "A /opt/app", "A /opt/app/x", "A /opt/app/y", "C /root", "A /root/capped",
+        "A /root/new.txt", "A /root/perl-link", "C /tmp", "A /tmp/r", "A /tmp/t", "C /usr",
+        "C /usr/bin", "C /usr/bin/perl", "C /usr/bin/perl5.36.0", "C /usr/share",
         "C /usr/share/doc", "D /usr/share/doc/bash"]
 
 
@@ -65,10 +70,11 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
                   "tail -1 /etc/debian_version; ls -A /data; cmp /usr/bin/perl /root/perl-link "
                   "&& echo same; grep -c box-wrote-this /etc/hosts; ls -d /tmp/t; "
                   "python3 -c 'import os; print(os.getxattr(\"/root/capped\", "
-                  "\"security.capability\")[:8].hex())'")
+                  "\"security.capability\")[:8].hex())'; head -c 6 /etc/issue.net")
         checked = bx("run", "--rm", "localhost/committed:1", "sh", "-c", script)
         assert checked.stdout.decode().split("\n") == [
-            "2", "app", "changed", "same", "0", "/tmp/t", "0100000200200000", ""], checked.stderr
+            "2", "app", "changed", "same", "0", "/tmp/t", "0100000200200000", "DEBIAN"
+        ], checked.stderr
         # (the volume's file and the box's own /etc/hosts stay out, as docker's; setcap's
         # capability goes with its file)
     finally:

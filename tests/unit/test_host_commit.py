@@ -17,6 +17,7 @@ from boxlite_cli.oci.commit import (
     Meta,
     apply_to_index,
     box_changes,
+    BoxEntry,
     committed_config,
     member_meta,
     walk_changes,
@@ -88,16 +89,17 @@ def agent_tar(box: bytes, paths: list[str]) -> Iterator[bytes]:
     yield from (data[i:i + 1000] for i in range(0, len(data), 1000))
 
 
-def tree_of(box: bytes) -> list[tuple[str, Meta]]:
+def tree_of(box: bytes, ctimes: dict[str, int] | None = None) -> list[BoxEntry]:
     """What the agent's Tree sends of the box `box` (a tar): each entry's metadata (a
-    hard link's as its file's), no name taken for a whiteout."""
+    hard link's as its file's), no name taken for a whiteout; its ctime from `ctimes`
+    (else 0)."""
     entries: dict[str, Meta] = {}
     with tarfile.open(fileobj=io.BytesIO(box)) as tar:
         for m in tar:
             target = entries.get(m.linkname) if m.islnk() else None
             entries[m.name] = (member_meta(m, target.size, target.capability)
                                if target is not None else member_meta(m))
-    return list(entries.items())
+    return [(path, meta, (ctimes or {}).get(path, 0)) for path, meta in entries.items()]
 
 
 def layer_of(box: bytes, base: dict[str, Meta]) -> dict[str, tarfile.TarInfo]:
@@ -187,6 +189,18 @@ def test_diff_sees_a_changed_size_owner_link_target_or_capability() -> None:
         box = tar_of(d("bin"), changed, ("bin/sh2", b"", "link", {"linkname": "bin/sh"}),
                      *[e for e in IMAGE if not e[0].startswith("bin")])
         assert ("C", "/bin/sh") in changes_of(box, base), changed
+
+
+def test_a_file_whose_inode_changed_after_the_disk_was_made_is_changed() -> None:
+    """A write that kept the size and the time (touch -r, cp -p) is seen by its ctime,
+    as overlayfs copies the file up: not a directory's, whose ctime any new name moves."""
+    base = index_of(tar_of(*IMAGE))
+    made = 5_000
+    ctimes = {"etc/motd": made + 1, "usr": made + 1, "bin/sh": made - 1}
+    tree = tree_of(tar_of(*IMAGE), ctimes)
+    assert [(c.kind, c.path) for c in box_changes(tree, base, made)] == [
+        ("C", "/etc"), ("C", "/etc/motd")]
+    assert box_changes(tree, base, None) == []  # (a box without its image's disk)
 
 
 def test_diff_of_a_removed_directory_is_one_line() -> None:

@@ -416,7 +416,7 @@ class TreeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TreeEntry(_message.Message):
-    __slots__ = ("path", "kind", "mode", "uid", "gid", "size", "mtime", "link", "dev_major", "dev_minor", "capability")
+    __slots__ = ("path", "kind", "mode", "uid", "gid", "size", "mtime", "link", "dev_major", "dev_minor", "capability", "ctime_ns")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FILE: _ClassVar[TreeEntry.Kind]
@@ -442,6 +442,7 @@ class TreeEntry(_message.Message):
     DEV_MAJOR_FIELD_NUMBER: _ClassVar[int]
     DEV_MINOR_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    CTIME_NS_FIELD_NUMBER: _ClassVar[int]
     path: bytes
     kind: TreeEntry.Kind
     mode: int
@@ -453,7 +454,8 @@ class TreeEntry(_message.Message):
     dev_major: int
     dev_minor: int
     capability: bytes
-    def __init__(self, path: _Optional[bytes] = ..., kind: _Optional[_Union[TreeEntry.Kind, str]] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., mtime: _Optional[int] = ..., link: _Optional[bytes] = ..., dev_major: _Optional[int] = ..., dev_minor: _Optional[int] = ..., capability: _Optional[bytes] = ...) -> None: ...
+    ctime_ns: int
+    def __init__(self, path: _Optional[bytes] = ..., kind: _Optional[_Union[TreeEntry.Kind, str]] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., mtime: _Optional[int] = ..., link: _Optional[bytes] = ..., dev_major: _Optional[int] = ..., dev_minor: _Optional[int] = ..., capability: _Optional[bytes] = ..., ctime_ns: _Optional[int] = ...) -> None: ...
 
 class TreeChunk(_message.Message):
     __slots__ = ("entries",)
