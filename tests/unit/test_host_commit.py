@@ -14,10 +14,10 @@ import pytest
 from boxlite_cli.errors import ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import (
+    BoxEntry,
     Meta,
     apply_to_index,
     box_changes,
-    BoxEntry,
     committed_config,
     member_meta,
     walk_changes,
