@@ -131,9 +131,13 @@ def test_a_log_of_no_files_keeps_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_follower_behind_many_rotations_reads_every_file_between(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("files", "expected"), [
+    (4, records(7)),  # (every file between is kept: all of it, in order)
+    (2, [*records(2), *records(3, start=4)])])  # (its file is gone: what is left)
+def test_a_follower_behind_many_rotations_reads_what_is_kept(
+        tmp_path: Path, files: int, expected: list[tuple[int, bytes]]) -> None:
     log = tmp_path / "container.log"
-    writer = LogWriter(log, max_bytes=2 * FRAME, files=4)
+    writer = LogWriter(log, max_bytes=2 * FRAME, files=files)
     writer.write(0, records(1)[0][1])
     going = [True]
     follower = read_log(log, follow=True, live=lambda: going[0])
@@ -143,22 +147,7 @@ def test_a_follower_behind_many_rotations_reads_every_file_between(tmp_path: Pat
     writer.close()
     going[0] = False
     got.extend(follower)
-    assert plain(got) == records(7)
-
-
-def test_a_follower_whose_file_was_dropped_reads_what_is_kept(tmp_path: Path) -> None:
-    log = tmp_path / "container.log"
-    writer = LogWriter(log, max_bytes=2 * FRAME, files=2)
-    writer.write(0, records(1)[0][1])
-    going = [True]
-    follower = read_log(log, follow=True, live=lambda: going[0])
-    got = [next(follower)]
-    for stream, data in records(6, start=1):  # its file is gone: what is left, in order
-        writer.write(stream, data)
-    writer.close()
-    going[0] = False
-    got.extend(follower)
-    assert plain(got) == [*records(2), *records(3, start=4)]
+    assert plain(got) == expected
 
 
 def test_a_record_larger_than_the_limit_is_kept_whole(tmp_path: Path) -> None:
