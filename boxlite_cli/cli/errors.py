@@ -68,7 +68,11 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     if isinstance(error, click.UsageError):
         cmd = error.ctx.command_path if error.ctx else "boxlite"
         # (click's own layout, "Choose from:\n\tbash,...", made one line)
-        report(" ".join(error.format_message().split()), f"see '{cmd} --help'")
+        text = " ".join(error.format_message().split())
+        if isinstance(error, click.NoSuchOption) and error.possibilities:
+            text = (f"{error.message} (did you mean "
+                    f"{' or '.join(sorted(error.possibilities))}?)")
+        report(text, f"see '{cmd} --help'")
         return EXIT_BOXLITE
     if isinstance(error, click.ClickException):
         report(error.format_message())

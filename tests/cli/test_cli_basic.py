@@ -491,3 +491,11 @@ def test_run_and_create_quiet_show_no_pull_progress(script_runner: ScriptRunner,
     assert CliContext().runtime.pull_display is pull_display
     result = bx(script_runner, "create", "-q", "--pull", "never", "nosuch/image")
     assert_one_line_error(result, "nosuch/image")  # (-q taken; the image is not there)
+
+
+def test_an_unknown_option_names_the_near_ones_in_one_sentence(
+        script_runner: ScriptRunner) -> None:
+    result = bx(script_runner, "run", "--log-optx", "v", "img")
+    assert_one_line_error(result)
+    assert result.stderr.splitlines()[0] == (
+        "boxlite: No such option: --log-optx (did you mean --dns-opt or --log-opt?)")
