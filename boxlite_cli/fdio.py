@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import select
 import stat
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 GIVE_UP_POLL_S = 0.25
@@ -77,6 +79,19 @@ def reader_gone(write_fd: int) -> bool:
     poller.register(write_fd, 0)  # POLLERR and POLLHUP are always reported
     return any(event & (select.POLLERR | select.POLLHUP | select.POLLNVAL)
                for _, event in poller.poll(0))
+
+
+def release_fds(fds: Iterable[int]) -> None:
+    """Let go of what `fds` are open on (a pipe's readers see its end once no one else
+    holds it): each becomes /dev/null in one step (dup2), so a thread still writing
+    to one writes nowhere, never into a file that took its number."""
+    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 SPARSE_BLOCK = 64 << 10

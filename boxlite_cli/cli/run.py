@@ -37,6 +37,10 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the box id.")
 @cold_option
 @detach_keys_option
+@click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
+              help="Send SIGINT and SIGTERM to the main process (a box without a tty); "
+                   "--no-sig-proxy (docker's --sig-proxy=false): they end this command "
+                   "and the box runs on.")
 @click.option("--from", "from_", metavar="BOX:NAME", shell_complete=complete_box_checkpoint,
               help="Make the box from memory checkpoint NAME of BOX and resume it: its "
                    "processes carry on (no IMAGE or COMMAND then).")
@@ -44,7 +48,8 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach: bool, cold: bool,
-        detach_keys: str, from_: str | None, cidfile_path: str | None, **options: Any) -> int:
+        detach_keys: str, from_: str | None, cidfile_path: str | None, sig_proxy: bool,
+        **options: Any) -> int:
     """Run a command in a new box.
 
     IMAGE is an image reference (the built-in one is localhost/debian:bookworm);
@@ -77,7 +82,7 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
     output = None if detach or interactive or tty else std_fds()
     # SIGTERM and SIGHUP while it starts end the start, as Ctrl-C does (the command
     # never runs); once it runs they are for the process (with -d, there is none)
-    signals = StartSignals()
+    signals = StartSignals(proxy=sig_proxy or tty)  # (docker's: no tty only)
     try:
         with forwarding_signals(signals, ENDING_SIGNALS):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,
@@ -91,7 +96,8 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
     if detach and result.exit_code is None:
         click.echo(state.id)
         return 0
-    return attach_started(rt, state.id, result, signals.held, output, interactive, tty, keys)
+    return attach_started(rt, state.id, result, signals.held, output, interactive, tty, keys,
+                          sig_proxy=sig_proxy)
 
 
 def merges_output(auto_remove: bool, tty: bool) -> bool:
@@ -103,7 +109,7 @@ def merges_output(auto_remove: bool, tty: bool) -> bool:
 
 def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int],
                    output: tuple[int, int] | None, interactive: bool, tty: bool,
-                   detach_keys: bytes) -> int:
+                   detach_keys: bytes, sig_proxy: bool = True) -> int:
     """After a foreground start (run, start -a): the signals `held` since it ran go to
     the process, then its output until it ends; the exit code is its own."""
     if result.exit_code is not None:
@@ -115,11 +121,12 @@ def attach_started(rt: Runtime, box_id: str, result: StartResult, held: list[int
     if output is not None and result.exit_pipe is not None:
         from boxlite_cli.runtime.foreground import wait_direct
 
-        return wait_direct(rt, box_id, result)
+        return wait_direct(rt, box_id, result, sig_proxy=sig_proxy)
     # gRPC is imported only now, once the box runs (the shim is up).
     from boxlite_cli.runtime.foreground import attach_main
 
-    return attach_main(rt, box_id, interactive, tty, started=result, detach_keys=detach_keys)
+    return attach_main(rt, box_id, interactive, tty, started=result, detach_keys=detach_keys,
+                       sig_proxy=sig_proxy)
 
 
 # What `run --from` takes: the new box's name, its removal, its published ports and how

@@ -21,13 +21,14 @@ from boxlite_cli.errors import (
 )
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
-from boxlite_cli.runtime.terminal import forwarding_signals
+from boxlite_cli.runtime.terminal import forwarding_signals, interrupt
 
 STOP_WAIT_S = 60.0
 
 
 def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
-                started: StartResult | None = None, detach_keys: bytes = DETACH_KEYS) -> int:
+                started: StartResult | None = None, detach_keys: bytes = DETACH_KEYS,
+                sig_proxy: bool = True) -> int:
     """Stream the main process until it ends; wait for the box to stop; its exit code.
     `detach_keys` end the session of a tty with input (the box runs on). `started`: a
     start with the shim's report pipe (Runtime.start's exit_report), read for why the
@@ -40,7 +41,7 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
         try:
             # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
             # takes the output over, for `logs` and `attach`)
-            code = Session(client, MAIN, stdin=stdin, tty=tty,
+            code = Session(client, MAIN, stdin=stdin, tty=tty, sig_proxy=sig_proxy,
                            detach_keys=detach_keys if stdin and tty else None).run().exit_code
         except Detached:
             return 0
@@ -126,14 +127,16 @@ def _read_until_eof(fd: int, data: bytes, deadline_after_exit: float) -> bytes:
         data += chunk
 
 
-def wait_direct(rt: Runtime, box_id: str, started: StartResult) -> int:
+def wait_direct(rt: Runtime, box_id: str, started: StartResult, sig_proxy: bool = True) -> int:
     """A run whose output the shim writes to our stdout and stderr itself: forward
-    signals, read how the main process ended from the shim, wait for the box to stop."""
+    signals (not `sig_proxy`: they end this command, the box runs on), read how the
+    main process ended from the shim, wait for the box to stop."""
     assert started.exit_pipe is not None
     try:
         agent_socket = rt.files(box_id).agent_socket
         with forwarding_signals(lambda signum: threading.Thread(
-                target=_forward, args=(agent_socket, signum), daemon=True).start()):
+                target=_forward, args=(agent_socket, signum), daemon=True).start()
+                if sig_proxy else interrupt(signum)):
             data = _read_until_eof(started.exit_pipe, started.pending, STOP_WAIT_S)
     finally:
         os.close(started.exit_pipe)

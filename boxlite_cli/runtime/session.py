@@ -20,6 +20,7 @@ from boxlite_cli.runtime.terminal import (
     ENDING_SIGNALS,
     FORWARDED_SIGNALS,
     forwarding_signals,
+    interrupt,
     raw_terminal,
     terminal_size,
 )
@@ -50,6 +51,8 @@ class Session:
     # signals forwarded to the process's group (an exec's: what it started too), not
     # to the process alone (a box's main process, as docker's run)
     group_signals: bool = False
+    # False (run --no-sig-proxy): a signal ends the session, not the process (no tty)
+    sig_proxy: bool = True
     _result: ExecResult | None = None
     _wait_error: BaseException | None = None
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
@@ -112,6 +115,8 @@ class Session:
             call.cancel()
 
     def _on_signal(self, signum: int) -> None:
+        if not self.sig_proxy and not self.tty and signum != signal.SIGWINCH:
+            interrupt(signum)  # (this command ends; the process runs on, as docker's)
         self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
 
     def _forwarded(self) -> tuple[signal.Signals, ...]:

@@ -41,14 +41,16 @@ def interrupt(signum: int) -> None:
 class StartSignals:
     """ENDING_SIGNALS of a foreground start (run, start -a), for forwarding_signals:
     until the box runs they end the start (interrupt); from then on they are `held`
-    for its process (attach_started gives them to it)."""
+    for its process (attach_started gives them to it), or, not `proxy` (run
+    --no-sig-proxy), end this command (the box runs on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, proxy: bool = True) -> None:
         self.running = False
+        self.proxy = proxy
         self.held: list[int] = []
 
     def __call__(self, signum: int) -> None:
-        if not self.running:
+        if not self.running or not self.proxy:
             interrupt(signum)
         self.held.append(signum)
 

@@ -48,6 +48,30 @@ def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
     assert out == b"got SIGTERM\n"
 
 
+def test_run_without_sig_proxy_ends_the_cli_and_the_box_runs_on(tmp_path: Path) -> None:
+    """docker's --sig-proxy=false: a signal to the CLI ends it (128 + the signal), not
+    the process, which goes on in its box."""
+    out = tmp_path / "out"
+    script = 'trap "echo got INT; exit 42" INT; echo ready; while :; do sleep 0.1; done'
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([boxlite_bin(), "run", "--sig-proxy=false", "--name",
+                                 "unproxied", IMAGE, "sh", "-c", script], stdout=sink,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while b"ready" not in out.read_bytes():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+        time.sleep(1)
+        assert out.read_bytes() == b"ready\n"  # (the process never got it)
+        assert bx("inspect", "-f", "{{.State.Status}}", "unproxied").stdout == b"running\n"
+    finally:
+        proc.kill()
+        bx("rm", "-f", "unproxied")
+
+
 def _signal_while_starting(args: list[str], name: str, sig: signal.Signals
                            ) -> tuple[int, bytes]:
     """`boxlite ARGS`, signalled once its box (NAME) shows as starting: its exit code

@@ -11,6 +11,7 @@ from boxlite_cli.fdio import (
     FdReader,
     read_some,
     reader_gone,
+    release_fds,
     write_all,
     write_sparse,
 )
@@ -115,3 +116,19 @@ def test_a_non_blocking_input_is_waited_for_not_taken_as_ended() -> None:
 
     assert io.BufferedReader(FdReader(r)).read() == b"one two three"
     os.close(r)
+
+
+def test_released_fds_let_their_pipe_end_and_write_nowhere() -> None:
+    """What the shim does with a gone CLI's stdout and stderr: the pipe's reader sees
+    its end, and a write still coming goes to /dev/null, not to a file that took the
+    number."""
+    r, w = os.pipe()
+    copy = os.dup(w)
+    try:
+        release_fds([w, copy, 10_000])  # (one not open: passed over)
+        assert os.read(r, 10) == b""  # (no writer left: the end)
+        assert os.write(w, b"nowhere") == 7
+        assert os.readlink(f"/proc/self/fd/{copy}") == "/dev/null"
+    finally:
+        for fd in (r, w, copy):
+            os.close(fd)
