@@ -455,7 +455,6 @@ class Runtime:
                    if opts.publish_all else opts.network)
         if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
             check_box_config(vmm, network.mode, True, bool(opts.volumes))
-        make_missing_sources(volume_requests)  # (docker's -v: when all else was found good)
         box_id = new_box_id()
         name = opts.name or random_name()
         self.boxes.create_dir(box_id)
@@ -491,6 +490,7 @@ class Runtime:
                 self.boxes.write(state)
             self.boxes.reserve_name(name, box_id)
             reserved = True
+            make_missing_sources(volume_requests)  # (docker's -v, once all else was good)
             state.config.mounts, made_volumes = resolve_mounts(self.volumes, volume_requests)
             with self.boxes.lock(box_id):
                 self.boxes.write(state)

@@ -138,11 +138,14 @@ def check_host_sources(requests: list[VolumeRequest]) -> None:
         try:
             st = os.stat(r.source)
         except FileNotFoundError:
+            if os.path.islink(r.source):
+                raise UsageError(f"invalid volume: the host path {r.source} is a link to "
+                                 "nothing", hint="point it at a directory or a file") from None
             if r.make_missing:
                 continue
             raise UsageError(f"invalid volume: the host path {r.source} does not exist",
-                             hint="create it first (boxlite does not make missing host paths)"
-                             ) from None
+                             hint="create it first (--mount does not make a missing one; "
+                                  "-v does)") from None
         except OSError as e:
             raise UsageError(f"invalid volume: the host path {r.source}: {e.strerror}") from None
         if not (st_mod.S_ISDIR(st.st_mode) or st_mod.S_ISREG(st.st_mode)):

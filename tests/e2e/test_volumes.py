@@ -147,6 +147,13 @@ def test_a_missing_host_directory_of_v_is_made_as_dockers_is(tmp_path: Path) -> 
                  "true")  # (--mount does not make it, as docker's)
     assert refused.returncode == 125 and b"does not exist" in refused.stderr
     assert not (tmp_path / "other").exists()
+    bx("create", "--name", "taken", IMAGE, "true")
+    try:  # (a box refused for its name makes no directory)
+        clash = bx("create", "--name", "taken", "-v", f"{tmp_path / 'clash'}:/x", IMAGE, "true")
+        assert clash.returncode == 125 and b"already in use" in clash.stderr
+        assert not (tmp_path / "clash").exists()
+    finally:
+        bx("rm", "-f", "taken")
 
 
 @pytest.mark.parametrize(("spec", "needle"), [

@@ -105,6 +105,9 @@ def test_v_takes_relative_host_paths_and_makes_missing_ones(
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="is missing and cannot be made"):
         make_missing_sources([parse_volume_spec("./file/sub:/x")])
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="is a link to nothing"):
+        check_host_sources([parse_volume_spec("./dangling:/x")])
 
 
 def test_missing_host_path_is_refused(tmp_path: Path) -> None:
