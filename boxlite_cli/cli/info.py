@@ -14,7 +14,8 @@ from boxlite_cli.cli.output import print_json, print_lines, template_format_opti
 from boxlite_cli.errors import BoxliteError
 
 
-def gather(cli: CliContext) -> dict[str, Any]:
+def gather(cli: CliContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(boxlite's own view, docker info's fields) of this host."""
     from boxlite_cli.runtime.doctor import tool_version
     from boxlite_cli.state.paths import payload_cache
     from boxlite_cli.state.records import BoxState, Status
@@ -44,8 +45,7 @@ def gather(cli: CliContext) -> dict[str, Any]:
         "spares": {"ready": sum(s.ready for s in spares),
                    "total": sum(s.process is not None for s in spares)},  # (alive: not
         # what a killed one left, which the next start sweeps)
-        **docker_fields(states, rt.paths.data),
-    }
+    }, docker_fields(states, rt.paths.data)
 
 
 def docker_fields(states: list[Any], data_dir: Any) -> dict[str, Any]:
@@ -87,11 +87,11 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 @pass_cli
 def info(cli: CliContext, fmt: str) -> int:
     """Show versions, paths and counts."""
-    data = gather(cli)
-    if fmt == "json":
-        print_json(data)
-    elif fmt != "table":
-        print_lines(fmt, [data])
-    else:  # (docker's fields repeat the rest: for scripts, not this view)
-        _print_tree({k: v for k, v in data.items() if k not in docker_fields([], "")})
+    own, docker = gather(cli)
+    if fmt == "table":  # (docker's fields repeat the rest: for scripts, not this view)
+        _print_tree(own)
+    elif fmt == "json":
+        print_json(own | docker)
+    else:
+        print_lines(fmt, [own | docker])
     return 0

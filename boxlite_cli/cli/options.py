@@ -199,7 +199,8 @@ def box_options(f: F) -> F:
         click.option("-v", "--volume", "volumes", multiple=True,
                      metavar="[HOSTPATH|NAME:]BOXPATH[:ro|rw]",
                      help="Share a host directory or file, or a named volume, at BOXPATH "
-                          "(BOXPATH alone: a new anonymous volume)."),
+                          "(a missing host directory is made; BOXPATH alone: a new "
+                          "anonymous volume)."),
         click.option("--mount", "mounts", multiple=True, metavar="type=TYPE,...",
                      help="docker's long form of -v and --tmpfs: type=bind|volume|tmpfs, "
                           "source=, target=, readonly, tmpfs-size=, tmpfs-mode=."),

@@ -42,7 +42,8 @@ def log_config(driver: str | None, opts: Iterable[str]) -> tuple[str, dict[str, 
         options[key] = value
     if options and driver == "none":
         raise UsageError("--log-opt does not apply to --log-driver none (no log is kept)")
-    log_limits(driver, options, DEFAULT_FILES)  # (each value checked)
+    log_limits(driver, options, MIN_LOG_MAX_BYTES)  # (each value checked; the default
+    # size is the box's own, read at its start)
     return driver, options
 
 

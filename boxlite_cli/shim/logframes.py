@@ -245,14 +245,17 @@ def _rotated_between(path: Path, done: int, f: BinaryIO) -> Iterator[LogRecord]:
     (inode `done`) and before `f`, the current one: the log rotated more than once
     between two of its looks (all the rotated files, if `done`'s is gone too)."""
     files = rotations(path)
-    inodes = []
-    for file in files:
-        with contextlib.suppress(FileNotFoundError):
-            inodes.append(file.stat().st_ino)
-            continue
-        inodes.append(-1)
+    inodes = [_inode(file) for file in files]
     after = files[inodes.index(done) + 1:] if done in inodes else files
     yield from _rotated_records(after, {done, os.fstat(f.fileno()).st_ino})
+
+
+def _inode(path: Path) -> int:
+    """`path`'s inode number; -1 if it is gone."""
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return -1
 
 
 class TimeWindow(NamedTuple):

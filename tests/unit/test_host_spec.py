@@ -392,40 +392,27 @@ def test_a_box_larger_than_the_host_is_refused(cpus: int, mib: int, says: str) -
     check_box_size(1, 512, cpus_here=2, memory_here_mib=None)  # unknown: not refused
 
 
-def test_an_agent_that_does_not_answer_in_time_is_named_with_the_fix() -> None:
+@pytest.mark.parametrize(("status", "says", "hint"), [
+    ("DEADLINE_EXCEEDED", "the box's guest agent did not answer in time (its processes may "
+     "be taking all of its CPU or memory)", "boxlite stop"),
+    ("UNIMPLEMENTED", "the box's guest agent is older than this boxlite",
+     "restart the box to give it the current one"),
+])
+def test_an_agent_error_is_named_with_the_fix(status: str, says: str, hint: str) -> None:
     import grpc
 
     from boxlite_cli.agent.client import agent_error
 
-    class Late(grpc.RpcError):
+    class Failed(grpc.RpcError):
         def code(self) -> grpc.StatusCode:
-            return grpc.StatusCode.DEADLINE_EXCEEDED
+            return getattr(grpc.StatusCode, status)  # type: ignore[no-any-return]
 
         def details(self) -> str:
-            return "Deadline Exceeded"
+            return "from grpc"
 
-    error = agent_error("starting the process", Late())
-    assert error.message == ("starting the process: the box's guest agent did not answer in "
-                             "time (its processes may be taking all of its CPU or memory)")
-    assert error.hint is not None and "boxlite stop" in error.hint
-
-
-def test_an_agent_older_than_the_cli_is_named_with_the_fix() -> None:
-    import grpc
-
-    from boxlite_cli.agent.client import agent_error
-
-    class Unknown(grpc.RpcError):
-        def code(self) -> grpc.StatusCode:
-            return grpc.StatusCode.UNIMPLEMENTED
-
-        def details(self) -> str:
-            return "Method not found!"
-
-    error = agent_error("reading the box's files", Unknown())
-    assert error.message == ("reading the box's files: the box's guest agent is older than "
-                             "this boxlite")
-    assert error.hint == "restart the box to give it the current one"
+    error = agent_error("starting the process", Failed())
+    assert error.message == f"starting the process: {says}"
+    assert error.hint is not None and hint in error.hint
 
 
 def test_the_pids_limit_defaults_and_minus_one_is_none() -> None:
