@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 
 from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
-from boxlite_cli.fdio import write_all
+from boxlite_cli.fdio import release_fds, write_all
 
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -36,6 +36,7 @@ class OutputSink:
         self.closed: set[int] = set()
         self.error: OSError | None = None
         self._lock = threading.Lock()
+        self._stop_watch: int | None = None  # (the watcher's eventfd, while it runs)
 
     def write(self, stream: int, data: bytes) -> None:
         if stream in self.closed:
@@ -63,13 +64,28 @@ class OutputSink:
         stop = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         thread = threading.Thread(target=self._watch, args=(stop,), name="sink-watch",
                                   daemon=True)
+        self._stop_watch = stop
         thread.start()
         try:
             yield
         finally:
+            with self._lock:
+                self._stop_watch = None
             os.eventfd_write(stop, 1)
             thread.join()
             os.close(stop)
+
+    def let_go(self, *also: int) -> None:
+        """The process reading the output is gone (a killed CLI): `out`, `err` and `also`
+        become /dev/null, so the readers of what they were open on see their end (the
+        process in the box writes on, into nothing), and the watcher stops (its poll
+        holds those files open). Only while `watching()`: the caller closes the fds after
+        it, and their numbers may be another file's by then."""
+        with self._lock:
+            if self._stop_watch is None:
+                return
+            release_fds((self.out, self.err, *also))
+            os.eventfd_write(self._stop_watch, 1)
 
     def _watch(self, stop: int) -> None:
         streams = {self.out: [STDOUT], self.err: [STDERR]}

@@ -135,9 +135,10 @@ class ExecServer:
         send_line(conn, {"exec_id": started.exec_id})
         cli_gone = threading.Event()
         answer = _Answer(conn)
-        threading.Thread(target=self._signals, args=(conn, started.exec_id, cli_gone, answer),
-                         name="exec-signals", daemon=True).start()
         sink = OutputSink(self.client, started.exec_id, out, err)
+        threading.Thread(target=self._signals,
+                         args=(conn, started.exec_id, cli_gone, answer, sink),
+                         name="exec-signals", daemon=True).start()
         try:
             with sink.watching():
                 for stream, data in self.client.attach(started.exec_id):
@@ -168,10 +169,12 @@ class ExecServer:
         return reason
 
     def _signals(self, conn: socket.socket, exec_id: str, cli_gone: threading.Event,
-                 answer: _Answer) -> None:
+                 answer: _Answer, sink: OutputSink) -> None:
         """{"signal": N} lines from the CLI, until it hangs up. A signal the guest does
         not take in time (its agent starved by the box) ends the CLI's wait: as if the
-        process had ended by it, with why (it may still run)."""
+        process had ended by it, with why (it may still run). A CLI that hangs up before
+        the process ends was killed: the process runs on (as docker's exec), and its
+        stdout and stderr are let go, so that their readers see their end."""
         reader = LineReader(conn)
         try:
             while (message := reader.next()) is not None:
@@ -187,6 +190,7 @@ class ExecServer:
         except (OSError, WireError):
             pass
         cli_gone.set()
+        sink.let_go()
 
 
 class _Answer:

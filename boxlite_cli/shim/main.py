@@ -39,7 +39,7 @@ from boxlite_cli.agent.client import (
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import SHIM_SIGNALLED, BoxliteError, UsageError
-from boxlite_cli.fdio import GIVE_UP_POLL_S, own_nonblocking, reader_gone, release_fds
+from boxlite_cli.fdio import GIVE_UP_POLL_S, own_nonblocking, reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
 from boxlite_cli.shim.child import Process
@@ -518,7 +518,7 @@ class Shim:
         out, err = (own_nonblocking(fd) for fd in self.output_fds)
         sink = OutputSink(client, MAIN, out, err, give_up=self.give_up_output)
         delivered = threading.Event()
-        threading.Thread(target=self.watch_for_stop, args=(delivered, (out, err)),
+        threading.Thread(target=self.watch_for_stop, args=(delivered, sink),
                          name="stop-watch", daemon=True).start()
         try:
             with sink.watching():
@@ -538,13 +538,14 @@ class Shim:
                     os.close(own)
             self.close_output()
 
-    def watch_for_stop(self, done: threading.Event, copies: tuple[int, int]) -> None:
+    def watch_for_stop(self, done: threading.Event, sink: OutputSink) -> None:
         """While the output is delivered (until `done`): a `stop` (or a signal to this
         shim) gives up on a reader that does not read, as docker's stop does not wait for
         an attached client. The rest of the output is read from the guest (the process's
         exit waits for that) and kept in the log only. A CLI that is gone (killed, or
         run --no-sig-proxy ended by a signal) has its stdout and stderr let go (their
-        readers see their end, as when docker's client dies), our `copies` of them too."""
+        readers see their end, as when docker's client dies), the sink's copies of them
+        too."""
         released = False
         while not done.wait(GIVE_UP_POLL_S):
             if self.stopping.is_set() or self.files.stop_requested.exists():
@@ -554,7 +555,7 @@ class Shim:
             if not released and self.ready_fd >= 0 and reader_gone(self.ready_fd):
                 released = True
                 log.info("the CLI is gone: its stdout and stderr are let go")
-                release_fds((*copies, *self.output_fds))
+                sink.let_go(*self.output_fds)
 
     def log_chunk(self, serialized: bytes) -> None:
         """The log's copy of what a foreground CLI receives of the main process."""

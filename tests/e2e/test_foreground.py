@@ -467,3 +467,47 @@ def test_input_on_a_non_blocking_pipe_arrives_whole(how: str, tmp_path: Path) ->
         assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
     finally:
         bx("rm", "-f", "nonblock")
+
+
+def _killed_cli_pipes_end(args: list[str]) -> None:
+    """`boxlite ARGS sh -c ...` on pipes, killed (SIGKILL) once its process says ready:
+    both pipes' readers see their end while that process still runs in the box, as
+    when docker's client dies (`| tee` in a CI step that timed out does not hang)."""
+    proc = subprocess.Popen([boxlite_bin(), *args, "sh", "-c", "echo ready; exec sleep 600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 240)
+        assert ready and proc.stdout.readline() == b"ready\n"
+        proc.kill()
+        proc.wait(30)
+        assert _rest_until_end(proc.stdout.fileno()) == b""
+        _rest_until_end(proc.stderr.fileno())  # (what it said before: warnings)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.wait()
+
+
+def _rest_until_end(fd: int, wait_s: float = 60) -> bytes:
+    """What a pipe has left, read until its end (failing if that does not come)."""
+    rest = b""
+    deadline = time.monotonic() + wait_s
+    while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if not (chunk := os.read(fd, 65536)):
+            return rest
+        rest += chunk
+    raise AssertionError(f"the pipe did not end (it had {rest!r})")
+
+
+def test_a_killed_run_or_exec_cli_lets_its_pipes_end_and_the_box_runs_on() -> None:
+    try:
+        _killed_cli_pipes_end(["run", "--name", "cli-killed", IMAGE])
+        assert bx("inspect", "-f", "{{.State.Status}}", "cli-killed").stdout == b"running\n"
+        _killed_cli_pipes_end(["exec", "cli-killed"])
+        top = bx("top", "cli-killed").stdout.decode()
+        assert top.count("sleep 600") == 2  # (both processes run on)
+    finally:
+        bx("rm", "-f", "cli-killed")

@@ -86,3 +86,41 @@ def test_a_reader_that_leaves_is_noticed_before_the_next_write() -> None:
     finally:
         for fd in (out_w, err_r, err_w):
             os.close(fd)
+
+
+def test_let_go_ends_the_readers_pipes_while_the_watcher_polls_them() -> None:
+    """A killed CLI's pipes: their readers see their end at once, though the watcher
+    was polling them (a poll holds the files open), and later output goes nowhere."""
+    import select
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    client = Recorder()
+    sink = OutputSink(cast(AgentClient, cast(Any, client)), "e4", out_w, err_w)
+    try:
+        with sink.watching():
+            time.sleep(0.2)  # (the watcher is in its poll)
+            sink.let_go()
+            for r in (out_r, err_r):
+                assert select.select([r], [], [], 5)[0] == [r]
+                assert os.read(r, 100) == b""  # the end, not a hang
+            sink.write(STDOUT, b"into nothing")
+        assert client.closed == []  # the process in the box writes on
+    finally:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+
+
+def test_let_go_outside_watching_leaves_the_fds_alone() -> None:
+    """Out of `watching()` the caller may have closed them: their numbers are not ours."""
+    r, w = os.pipe()
+    sink = OutputSink(cast(AgentClient, cast(Any, Recorder())), "e5", w, w)
+    try:
+        with sink.watching():
+            pass
+        sink.let_go()
+        os.write(w, b"still the pipe")
+        assert os.read(r, 100) == b"still the pipe"
+    finally:
+        os.close(r)
+        os.close(w)
