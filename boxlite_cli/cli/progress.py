@@ -40,6 +40,9 @@ class RichPullProgress:
             total = self.progress.tasks[task].total
             self.progress.update(task, completed=total, description=f"{digest[7:19]} {status}")
 
+    def unpacking(self) -> None:
+        self.progress.console.print("Unpacking its file system", highlight=False)
+
 
 @contextlib.contextmanager
 def pull_display(title: str) -> Iterator[PullProgress]:

@@ -20,6 +20,7 @@ def pull(cli: CliContext, quiet: bool, reference: str) -> int:
     REFERENCE is [REGISTRY/]REPOSITORY[:TAG|@DIGEST], as docker reads it (docker.io and
     library/ by default). Credentials come from `boxlite login` or ~/.docker/config.json.
     Plain HTTP is used only for localhost and registries listed in insecure_registries.
+    The image is unpacked before it gets its name: one that cannot be is not kept.
     """
     result = cli.runtime.pull(reference)
     ref = result.image.reference

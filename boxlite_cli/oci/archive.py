@@ -523,8 +523,10 @@ def _load(store: ImageStore, src: _Source) -> LoadResult:
             raise ImageError(f"{src.what}: no image in it has a name (boxlite keeps images by name)",
                              hint="save the image by its name: docker save REPOSITORY:TAG")
         raise ImageError(f"{src.what}: no image in it")
+    for plan in planned:  # every blob is in: each image's file system, then the names
+        store.unpack_before_naming(plan.names[0], plan.manifest_digest)
     loaded: list[Reference] = []
-    for plan in planned:  # every blob is in: now the names
+    for plan in planned:
         for ref in plan.names:
             store.tag(ref, plan.manifest_digest)
             if plan.repo_digest:

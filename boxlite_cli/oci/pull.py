@@ -47,6 +47,9 @@ class PullProgress(Protocol):
     def finished(self, digest: str, status: str) -> None:
         """Blob `digest` is done: 'Already exists' or 'Pull complete'."""
 
+    def unpacking(self) -> None:
+        """Every blob is in: the image's file system is being made."""
+
 
 class NoProgress:
     def resolved(self, reference: Reference, digest: str, layers: list[tuple[str, int]]) -> None:
@@ -56,6 +59,9 @@ class NoProgress:
         pass
 
     def finished(self, digest: str, status: str) -> None:
+        pass
+
+    def unpacking(self) -> None:
         pass
 
 
@@ -162,6 +168,9 @@ class Puller:
                 ingest.restart()
                 ingest.write(manifest_raw)
                 ingest.commit()
+        if not self.store.rootfs_path_of(str(config_desc["digest"])).is_file():
+            self.progress.unpacking()
+            self.store.unpack_before_naming(ref, manifest_digest)
         # (docker's "Downloaded newer image" whenever the name is new here or moved)
         downloaded |= self.store.tags().get(str(ref)) != manifest_digest
         self.store.tag(ref, manifest_digest)

@@ -405,7 +405,24 @@ class ImageStore:
     # root filesystems ----------------------------------------------------------------
 
     def rootfs_path(self, image: Image) -> Path:
-        return self.rootfs_dir / (image.id.split(":", 1)[1] + ".ext4")
+        return self.rootfs_path_of(image.id)
+
+    def rootfs_path_of(self, image_id: str) -> Path:
+        """Where the ext4 base of the image with this id (its config's digest) is kept."""
+        return self.rootfs_dir / (image_id.split(":", 1)[1] + ".ext4")
+
+    def unpack_before_naming(self, reference: Reference, manifest_digest: str) -> None:
+        """Make the image's file system, a pull's or load's last step before the image
+        gets its name (docker's "Extracting"): an image whose layers cannot be unpacked
+        (a broken archive, a path that escapes, a layer that is not its diff_id) fails
+        there and is never listed, and the first box made from it starts sooner."""
+        manifest = self.read_json_blob(manifest_digest)
+        config = self.read_json_blob(str(manifest["config"]["digest"]))
+        try:
+            self.ensure_rootfs(Image(reference, manifest_digest, manifest, config))
+        except ImageError as e:
+            raise ImageError(e.message, hint="the image is broken and was not kept; ask "
+                                             "its publisher for a fixed one") from e
 
     def ensure_rootfs(self, image: Image) -> Path:
         """The image's ext4 base, unpacking it once (concurrent callers wait)."""

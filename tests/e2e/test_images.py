@@ -222,6 +222,27 @@ def test_load_damaged_archive(kind: str, damage: str, store: Store, tmp_path: Pa
     assert store.partials() == []
 
 
+@pytest.mark.parametrize("layout", ["legacy", "oci"])
+def test_load_of_an_image_that_cannot_be_unpacked_names_nothing(layout: str, store: Store,
+                                                                tmp_path: Path) -> None:
+    """A layer that escapes (`../`), in an archive with a good image: the load fails as
+    it unpacks (docker's extracting), before any name, and leaves no file system."""
+    from tests.support.ociarchive import write_docker_save
+
+    hostile = ti.hostile_image("dotdot")
+    archive = write_docker_save(tmp_path / "mixed.tar",
+                                {"busybox:latest": ti.busybox_image(), "evil:latest": hostile},
+                                layout=layout)  # type: ignore[arg-type]
+    proc = store.bx("load", "-i", str(archive))
+    said = assert_error(proc)
+    assert "evil:latest cannot be unpacked: layer sha256:" in said, said
+    assert store.tags() == {}
+    assert store.image_rows() == []
+    assert not store.base(hostile.config_blob.digest).exists()
+    store.assert_blobs_verified()
+    assert store.partials() == []
+
+
 def test_load_damaged_layout_dir(store: Store, tmp_path: Path, image_archives: ImageArchives) -> None:
     layout = tmp_path / "layout"
     shutil.copytree(image_archives.oci_layout_dir, layout)

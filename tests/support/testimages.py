@@ -19,6 +19,7 @@ from typing import Any, Literal
 from tests.support.ocibuild import (
     DEFAULT_PATH,
     MT_IN_TOTO,
+    MT_OCI_LAYER_GZIP,
     Compression,
     Entry,
     Image,
@@ -266,14 +267,16 @@ def _hostile_layers(kind: str) -> tuple[Layer, ...]:
     raise KeyError(kind)
 
 
-HOSTILE_KINDS = (*HOSTILE_ESCAPES, "diff_id_mismatch", "wrong_size", "unknown_layer_type")
+HOSTILE_KINDS = (*HOSTILE_ESCAPES, "diff_id_mismatch", "not_gzip", "wrong_size",
+                 "unknown_layer_type")
 
 
 def hostile_image(kind: str) -> Image:
     """Busybox plus one hostile layer (or a lying manifest/config); see `HOSTILE_KINDS`.
 
     `diff_id_mismatch`: the config's diff_id is not the layer's; `wrong_size`: the manifest
-    declares half the layer's real size; `unknown_layer_type`: a layer media type nobody knows.
+    declares half the layer's real size; `unknown_layer_type`: a layer media type nobody knows;
+    `not_gzip`: a "tar+gzip" layer that is no gzip stream (its digest and size are right).
     """
     base = busybox_image()
     extra = Layer.of([file("etc/hostile", f"{kind}\n")])
@@ -283,6 +286,9 @@ def hostile_image(kind: str) -> Image:
     if kind == "wrong_size":
         lie = Layer(extra.tar, declared_size=len(extra.compressed) // 2)
         return base.replace(layers=(*base.layers, lie))
+    if kind == "not_gzip":
+        return base.replace(layers=(*base.layers, Layer(b"garbage, not gzip", "none",
+                                                        media_type=MT_OCI_LAYER_GZIP)))
     if kind == "unknown_layer_type":
         return base.replace(layers=(*base.layers, Layer(extra.tar, media_type="application/x-boxlite-bogus")))
     return base.replace(layers=(*base.layers, *_hostile_layers(kind)))
