@@ -47,26 +47,31 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
                 report(error)
             return code
     from boxlite_cli.runtime.session import Detached, Session  # gRPC: -i, -t, -d
+    from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, SignalRelay, forwarding_signals
 
     box_id = cli.runtime.resolve(box)
-    client, started = cli.runtime.exec(box_id, opts, detach=detach,
-                                       merge_stderr=not tty and one_output_file())
-    try:
-        if started.error_exit_code:
-            report(started.error)
-            return started.error_exit_code
-        if detach:
-            return 0
+    # A signal while the process starts is for it too (not -d's): kept, then forwarded.
+    relay = SignalRelay()
+    with forwarding_signals(relay, () if detach else FORWARDED_SIGNALS):
+        client, started = cli.runtime.exec(box_id, opts, detach=detach,
+                                           merge_stderr=not tty and one_output_file())
         try:
-            return Session(client, started.exec_id, stdin=interactive, tty=tty,
-                           group_signals=True,
-                           detach_keys=keys if interactive and tty else None).run().exit_code
-        except Detached:
-            return 0
-        except BoxliteError:
-            # (its box was removed or stopped meanwhile: killed with it, as docker's 137)
-            if cli.runtime.stopped_in_order(box_id):
-                return KILLED_WITH_THE_BOX
-            raise
-    finally:
-        client.close()
+            if started.error_exit_code:
+                report(started.error)
+                return started.error_exit_code
+            if detach:
+                return 0
+            try:
+                return Session(client, started.exec_id, stdin=interactive, tty=tty,
+                               group_signals=True, held_signals=relay.held,
+                               detach_keys=keys if interactive and tty else None
+                               ).run().exit_code
+            except Detached:
+                return 0
+            except BoxliteError:
+                # (its box was removed or stopped meanwhile: killed with it, as docker's)
+                if cli.runtime.stopped_in_order(box_id):
+                    return KILLED_WITH_THE_BOX
+                raise
+        finally:
+            client.close()

@@ -9,7 +9,7 @@ import socket
 from boxlite_cli.errors import AgentError
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.spec import ProcessOptions
-from boxlite_cli.runtime.terminal import forwarding_signals
+from boxlite_cli.runtime.terminal import SignalRelay, forwarding_signals
 from boxlite_cli.shim.execwire import LineReader, WireError, send_line, send_request
 
 
@@ -31,15 +31,16 @@ def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         return None
-    with sock:
+    relay = SignalRelay()  # (a signal while the process starts is for it too)
+    with sock, forwarding_signals(relay):
         try:
             send_request(sock, {"argv": spec.argv, "env": spec.env, "cwd": spec.cwd,
                                 "user": spec.user, "timeout_s": spec.timeout_s}, (out, err))
             reader = LineReader(sock)
             first = reader.next()
             if first is not None and "exit_code" not in first:
-                with forwarding_signals(lambda signum: _send_signal(sock, signum)):
-                    first = reader.next()
+                relay.to(lambda signum: _send_signal(sock, signum))
+                first = reader.next()
         except (OSError, WireError) as e:
             raise AgentError(f"running the process: the box's shim failed ({e})") from e
     if first is None:

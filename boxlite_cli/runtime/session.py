@@ -53,6 +53,8 @@ class Session:
     group_signals: bool = False
     # False (run --no-sig-proxy): a signal ends the session, not the process (no tty)
     sig_proxy: bool = True
+    # signals that came while the process started (SignalRelay): forwarded first
+    held_signals: list[int] = field(default_factory=list)
     _result: ExecResult | None = None
     _wait_error: BaseException | None = None
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
@@ -137,6 +139,8 @@ class Session:
         try:
             with raw_terminal(self.stdin_fd, self.tty and self.stdin), \
                     forwarding_signals(self._on_signal, self._forwarded()), sink.watching():
+                for signum in self.held_signals:
+                    self._on_signal(signum)
                 try:
                     for stream, data in self.client.attach(self.exec_id, self._took_call):
                         sink.write(stream, data)

@@ -55,6 +55,30 @@ class StartSignals:
         self.held.append(signum)
 
 
+class SignalRelay:
+    """For forwarding_signals around asking for a process: the signals that come before
+    it runs (its id not known yet) are kept, not lost with this command (the process
+    would run on unsignalled, as a CI step's timeout or a runner's kill meant it to
+    end), and given to `to(forward)` once it runs; later ones go straight there."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self._forward: Callable[[int], None] | None = None
+
+    def __call__(self, signum: int) -> None:
+        if self._forward is None:
+            self.held.append(signum)
+        else:
+            self._forward(signum)
+
+    def to(self, forward: Callable[[int], None]) -> None:
+        """The process runs: the signals kept, then all later ones, go to `forward`."""
+        self._forward = forward
+        held, self.held = self.held, []
+        for signum in held:
+            forward(signum)
+
+
 @contextlib.contextmanager
 def forwarding_signals(forward: Callable[[int], None],
                        signals: tuple[signal.Signals, ...] = FORWARDED_SIGNALS

@@ -283,3 +283,58 @@ def test_closing_lets_a_process_whose_box_stopped_say_why(tmp_path: Path) -> Non
         assert reader.next() == {"exit_code": 125, "error": "the box stopped before its "
                                                             "command ended: the VM powered off"}
     assert not server.serving
+
+
+class SlowStart(FakeClient):
+    """Its process takes until `go` to start (a busy guest); `asked` once it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__([(STDOUT, b"out")], 143)
+        self.asked, self.go = threading.Event(), threading.Event()
+
+    def exec(self, **kw: Any) -> Started:
+        self.asked.set()
+        self.go.wait(10)
+        return super().exec(**kw)
+
+
+def test_a_signal_while_the_process_starts_reaches_it_once_it_runs(tmp_path: Path) -> None:
+    """`timeout` firing between the request and the exec id: the process gets the signal
+    when it runs (it was left running, unsignalled, when this CLI died of it)."""
+    from boxlite_cli.runtime import execdirect
+
+    client = SlowStart()
+    server = serve(tmp_path, client)
+
+    class Rt:
+        def running(self, ref: str, doing: str = "") -> Any:
+            return type("S", (), {"id": "b", "name": "b"})()
+
+        def exec_spec(self, state: Any, opts: Any) -> Any:
+            return type("P", (), {"argv": ["sleep"], "env": [], "cwd": "", "user": "",
+                                  "timeout_s": 0.0})()
+
+        def files(self, box_id: str) -> Any:
+            return type("F", (), {"exec_socket": server.path})()
+
+    def signal_then_start() -> None:
+        client.asked.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # (the handler runs in the main thread, in its wait)
+        client.go.set()
+
+    lost: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: lost.append(signum))
+    r, w = os.pipe()
+    try:
+        threading.Thread(target=signal_then_start, daemon=True).start()
+        result = execdirect.exec_direct(Rt(), "b", None, w, w)  # type: ignore[arg-type]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(w)
+    assert lost == []  # (this process's own handler: the signal was not the relay's)
+    assert client.signals == [signal.SIGTERM]
+    assert result == (143, "")
+    assert read_all(r) == b"out"
+    os.close(r)
+    server.close()
