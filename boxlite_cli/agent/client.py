@@ -125,6 +125,15 @@ class ProcessInfo:
     argv_cut: bool = False  # argv is its first 8 KiB only, or was left out
 
 
+@dataclass(frozen=True)
+class BoxUsage:
+    """A box's processes and its memory, from its guest (Processes: top, stats)."""
+
+    processes: list[ProcessInfo]
+    memory_bytes: int  # its processes' (its cgroup's, less inactive file cache); 0: unknown
+    memory_limit_bytes: int  # the most they may use (its cgroup's memory.max); 0: unknown
+
+
 def open_channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
@@ -349,11 +358,15 @@ class AgentClient:
         return PathInfo(resp.exists, resp.mode, resp.size, resp.link_target, resp.name)
 
     def processes(self) -> list[ProcessInfo]:
+        return self.usage().processes
+
+    def usage(self, timeout_s: float = 60) -> BoxUsage:
         resp = _rpc("listing the box's processes", lambda: self.stub.Processes(
-            pb.ProcessesRequest(), timeout=60))
-        return [ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s, p.rss_bytes,
-                            p.started, p.threads, p.name, tuple(p.argv), p.argv_cut)
-                for p in resp.processes]
+            pb.ProcessesRequest(), timeout=timeout_s))
+        return BoxUsage([ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s,
+                                     p.rss_bytes, p.started, p.threads, p.name, tuple(p.argv),
+                                     p.argv_cut) for p in resp.processes],
+                        resp.memory_bytes, resp.memory_limit_bytes)
 
     def tree(self) -> Iterator[TreeEntry]:
         """The box's root file system alone (nothing mounted on it), entry by entry, a

@@ -1,4 +1,4 @@
-"""boxlite stats: CPU and memory use of running boxes' VMs."""
+"""boxlite stats: CPU, memory, block I/O and pids of running boxes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import MAX_PARALLEL
 from boxlite_cli.cli.output import (
     human_binary,
     human_size,
@@ -41,6 +42,31 @@ def _rows(stats: list[BoxStats]) -> list[list[str]]:
              r["PIDs"]] for r in map(_docker_row, stats)]
 
 
+def _sample(cli: CliContext, ref: str, named: bool) -> BoxStats | None:
+    """One box's sample; None for one that went away (unless `named`: then raised)."""
+    try:
+        return cli.runtime.stats(ref)
+    except NotFound:
+        if named:
+            raise
+    except BoxliteError:
+        if named:  # (a box named that is not running: a row of zeros, as docker's)
+            state = cli.runtime.get(ref)
+            return BoxStats(state.id, state.name, 0.0, 0, state.config.memory_mib * 1024 * 1024)
+    return None
+
+
+def _sample_all(cli: CliContext, refs: list[str], named: bool) -> list[BoxStats | None]:
+    """The boxes' samples, taken at once (each waits its interval, and its guest's
+    answer: one busy box does not hold the others' rows back)."""
+    if len(refs) <= 1:
+        return [_sample(cli, ref, named) for ref in refs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(refs), MAX_PARALLEL)) as pool:
+        return list(pool.map(lambda ref: _sample(cli, ref, named), refs))
+
+
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
 @template_format_option("{{.Name}} {{.CPUPerc}} {{.MemUsage}}")
@@ -49,9 +75,11 @@ def _rows(stats: list[BoxStats]) -> list[list[str]]:
 def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) -> int:
     """Show CPU (percent of one host CPU) and memory of running boxes (default: all).
 
-    Memory is what the box's VM holds on the host (the guest RAM it touched, plus
-    QEMU's own), against the box's --memory: it can pass 100%, and the guest's freed
-    RAM is not given back. The table refreshes until interrupted (--no-stream: once);
+    Memory is what the box's processes use (docker's: its cgroup's, less the file cache
+    the kernel takes back first) against the most they may (a little less than
+    --memory: the guest's kernel and agent keep the rest); from a guest too busy to say
+    within 5 s, what its VM holds on the host against --memory (JSON's vm_memory_bytes
+    is always that). The table refreshes until interrupted (--no-stream: once);
     --format json prints one sample, a JSON array, and exits. BLOCK I/O is what the VM
     read from and wrote to the host's storage; PIDS the box's processes and threads. A
     template takes docker's fields: {{.ID}}, {{.Name}}, {{.CPUPerc}}, {{.MemUsage}},
@@ -61,18 +89,7 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
     while True:
         refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)
                                if isinstance(s, BoxState) and s.status == Status.RUNNING]
-        sampled = []
-        for ref in refs:
-            try:
-                sampled.append(rt.stats(ref))
-            except NotFound:
-                if boxes:
-                    raise
-            except BoxliteError:
-                if boxes:  # (a box named that is not running: a row of zeros, as docker's)
-                    state = rt.get(ref)
-                    sampled.append(BoxStats(state.id, state.name, 0.0, 0,
-                                            state.config.memory_mib * 1024 * 1024))
+        sampled = [s for s in _sample_all(cli, refs, named=bool(boxes)) if s is not None]
         if fmt == "json":
             print_json([s.__dict__ for s in sampled])
         else:

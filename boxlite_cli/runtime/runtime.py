@@ -111,6 +111,7 @@ MAIN = "main"
 LIVE = (Status.STARTING, Status.RUNNING, Status.STOPPING)
 DEFAULT_STOP_TIMEOUT_S = 10.0
 KILL_WAIT_S = 30.0  # how long `kill` (SIGKILL) waits for the box to stop
+STATS_AGENT_WAIT_S = 5.0  # for a box's own memory and pids (then its VM's memory, no pids)
 SHIM_EXIT_WAIT_S = 60.0
 REMOVE_RACE_S = 30.0  # how long `rm -f` stops a box that keeps being started again
 Warn = Callable[[str], None]
@@ -195,11 +196,12 @@ class BoxStats:
     id: str
     name: str
     cpu_percent: float
-    memory_bytes: int
+    memory_bytes: int  # its processes' (or, when its guest did not say, its VM's)
     memory_limit_bytes: int
     block_read_bytes: int = 0  # what its VM read from and wrote to the host's storage
     block_write_bytes: int = 0
     pids: int | None = None  # its processes and threads (None: not known)
+    vm_memory_bytes: int = 0  # what its VM holds on the host (guest RAM touched, QEMU's)
 
 
 @dataclass(frozen=True)
@@ -1209,13 +1211,21 @@ class Runtime:
             sample = sample_process(record.pid, interval_s)
         except (OSError, ValueError, IndexError):  # (its VM ended meanwhile)
             raise Conflict(f"box {state.name} stopped while it was sampled") from None
-        try:
-            pids: int | None = sum(p.threads for p in self.top(state.id))
-        except BoxliteError:  # (a guest too busy to answer, or stopping)
-            pids = None
-        return BoxStats(state.id, state.name, sample.cpu_percent, sample.rss_bytes,
-                        state.config.memory_mib * 1024 * 1024, sample.read_bytes,
-                        sample.write_bytes, pids)
+        # The box's own view (docker's: its processes' memory against their limit); a
+        # guest too busy to answer soon (a fork bomb), or stopping, gives its VM's.
+        pids: int | None = None
+        memory, limit = sample.rss_bytes, state.config.memory_mib * 1024 * 1024
+        with contextlib.suppress(BoxliteError):
+            _, client = self.client(state.id, "list its processes")
+            try:
+                usage = client.usage(STATS_AGENT_WAIT_S)
+            finally:
+                client.close()
+            pids = sum(p.threads for p in usage.processes)
+            if usage.memory_limit_bytes:
+                memory, limit = usage.memory_bytes, usage.memory_limit_bytes
+        return BoxStats(state.id, state.name, sample.cpu_percent, memory, limit,
+                        sample.read_bytes, sample.write_bytes, pids, sample.rss_bytes)
 
     def top(self, ref: str) -> list[ProcessInfo]:
         """The processes of a running box, by their PIDs in it (boxlite top)."""

@@ -130,6 +130,29 @@ class BoxCgroup:
                     return int(value) + guarded
         return guarded
 
+    def memory(self) -> tuple[int, int]:
+        """(bytes the box's processes use, the most they may): the group's
+        memory.current less its inactive file cache (what docker's stats shows: cache
+        the kernel takes back first is not use), and its memory.max (0 for either when
+        not known: no group, no memory controller, or no limit set)."""
+        if self.group is None:
+            return 0, 0
+        try:
+            with open(os.path.join(self.group, "memory.current")) as f:
+                current = int(f.read())
+            inactive = 0
+            with open(os.path.join(self.group, "memory.stat")) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "inactive_file":
+                        inactive = int(value)
+                        break
+            with open(os.path.join(self.group, "memory.max")) as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            return 0, 0
+        return max(current - inactive, 0), int(text) if text.isdigit() else 0
+
     def procs_fd(self) -> int | None:
         """The box group's cgroup.procs open for writing (the helper writes "0" to it to
         join), or None without a group."""

@@ -449,12 +449,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     @_rpc
     def Processes(self, request: pb.ProcessesRequest,
                   context: grpc.ServicerContext) -> pb.ProcessesResponse:
+        memory, limit = BOX_CGROUP.memory()
         return pb.ProcessesResponse(processes=[
             pb.ProcessInfo(pid=p.pid, ppid=p.ppid, uid=p.uid, user=p.user, state=p.state,
                            cpu_s=p.cpu_s, rss_bytes=p.rss_bytes, started=p.started,
                            threads=p.threads, name=p.name, argv=p.argv,
                            argv_cut=p.argv_cut)
-            for p in self._guest.processes()])
+            for p in self._guest.processes()], memory_bytes=memory, memory_limit_bytes=limit)
 
     @_rpc
     def CopyIn(self, request_iterator: Iterator[pb.CopyInChunk],

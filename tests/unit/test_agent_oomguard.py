@@ -147,3 +147,22 @@ def test_without_psi_the_guard_says_so_and_stays_off(tmp_path: Path,
     guard.start()
     assert "no memory guard for the box: " in capsys.readouterr().err
     assert guard.check() is False and guard.kills == 0
+
+
+def test_the_boxs_memory_is_its_groups_less_inactive_file_cache(tmp_path: Path) -> None:
+    """What stats shows (docker's): memory.current less inactive_file, against memory.max;
+    0 for what is not known."""
+    box = cgroups.BoxCgroup(str(tmp_path))
+    assert box.memory() == (0, 0)  # (no group)
+    group = tmp_path / "box"
+    group.mkdir()
+    box.group = str(group)
+    (group / "memory.current").write_text("50000000\n")
+    (group / "memory.stat").write_text("anon 30000000\nfile 20000000\nactive_file 5000000\n"
+                                       "inactive_file 15000000\n")
+    (group / "memory.max").write_text("382214144\n")
+    assert box.memory() == (35_000_000, 382_214_144)
+    (group / "memory.max").write_text("max\n")  # (no limit set)
+    assert box.memory() == (35_000_000, 0)
+    (group / "memory.current").unlink()  # (no memory controller)
+    assert box.memory() == (0, 0)
