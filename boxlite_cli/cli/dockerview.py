@@ -120,6 +120,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
         "State": docker_state(state, vmm_pid),
         "Image": cfg.image_id,
         "LogPath": str(log_path) if cfg.log_driver != "none" else "",
+        "Name": "/" + state.name,  # (docker's, with its leading slash)
         "RestartCount": state.restart_count,
         "Driver": "qcow2",
         "Platform": "linux",

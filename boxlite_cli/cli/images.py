@@ -68,22 +68,25 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
             if image.id not in seen:
                 seen.add(image.id)
                 click.echo(short_id(image, no_trunc))
-    elif fmt == "json":
-        # The digest the registry calls the image by (an index's, for a multi-arch one),
-        # as pull prints it and inspect's RepoDigests have it.
-        repo_digests = {(i.reference.name, i.manifest_digest): i.reference.digest
-                        for i in cli.runtime.images.all_references() if i.reference.digest}
+        return 0
+    # The digest the registry calls the image by (an index's, for a multi-arch one), as
+    # pull prints it and inspect's RepoDigests have it.
+    repo_digests = {(i.reference.name, i.manifest_digest): i.reference.digest
+                    for i in cli.runtime.images.all_references() if i.reference.digest}
+
+    def digest(i: Image) -> str:
+        return repo_digests.get((i.reference.name, i.manifest_digest), i.manifest_digest)
+
+    if fmt == "json":
         print_json([{"reference": str(i.reference), "repository": i.reference.name,
-                     "tag": i.reference.tag, "id": i.id,
-                     "digest": repo_digests.get((i.reference.name, i.manifest_digest),
-                                                i.manifest_digest),
+                     "tag": i.reference.tag, "id": i.id, "digest": digest(i),
                      "created": i.config.get("created"), "size": i.size} for i in items])
     elif fmt != "table":
         print_lines(fmt, [{
             "Repository": Reference(i.reference.registry, i.reference.repository, None,
                                     None).short,
             "Tag": i.reference.tag or "<none>", "ID": short_id(i, no_trunc),
-            "Digest": i.manifest_digest, "CreatedAt": go_time(created_at(i)),
+            "Digest": digest(i), "CreatedAt": go_time(created_at(i)),
             "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
         } for i in items], {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
     else:
@@ -91,7 +94,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
         for i in items:
             ref = i.reference
             repo = Reference(ref.registry, ref.repository, None, None).short
-            rows.append([repo, ref.tag or "<none>", *([i.manifest_digest] if digests else []),
+            rows.append([repo, ref.tag or "<none>", *([digest(i)] if digests else []),
                          short_id(i, no_trunc), ago(created_at(i)) or "N/A", human_size(i.size)])
         print_table(["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID",
                      "CREATED", "SIZE"], rows)

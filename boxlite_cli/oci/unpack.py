@@ -126,7 +126,11 @@ class _Layer:
         elif member.issym():
             os.symlink(member.linkname, path)
         elif member.islnk():
-            target = resolve_in_root(root, clean_member_name(member.linkname))
+            try:
+                target = resolve_in_root(root, clean_member_name(member.linkname))
+            except ValueError:
+                raise ImageError(f"hard link {member.name!r} points outside the image, to "
+                                 f"{member.linkname!r}") from None
             if not os.path.lexists(target):
                 raise ImageError(f"hard link {member.name!r} points to missing {member.linkname!r}")
             os.link(target, path, follow_symlinks=False)

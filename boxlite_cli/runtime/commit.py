@@ -36,7 +36,7 @@ from boxlite_cli.oci.store import Image
 from boxlite_cli.runtime.copy import box_agent
 from boxlite_cli.runtime.images import refuse_id_name
 from boxlite_cli.runtime.pausing import refuse_paused
-from boxlite_cli.runtime.signals import parse_signal
+from boxlite_cli.runtime.signals import DEFAULT_STOP_SIGNAL, parse_signal
 from boxlite_cli.state.records import BoxState, Status
 
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ def container_config(state: BoxState, image_config: dict[str, Any]) -> dict[str,
     volumes = {**(image_config.get("Volumes") or {}),
                **{m.target: {} for m in cfg.mounts if m.anonymous}}  # (docker's `-v PATH`)
     config["Volumes"] = volumes or None
-    if cfg.stop_signal:
-        config["StopSignal"] = cfg.stop_signal
+    if cfg.stop_signal and (cfg.stop_signal != DEFAULT_STOP_SIGNAL or "StopSignal" in config):
+        config["StopSignal"] = cfg.stop_signal  # (SIGTERM, the default, only over another)
     if cfg.healthcheck is not None:  # (--no-healthcheck's NONE too, as docker's)
         config["Healthcheck"] = cfg.healthcheck.to_image_json()
     return {k: v for k, v in config.items() if v is not None}

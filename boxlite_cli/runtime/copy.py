@@ -208,8 +208,10 @@ def own_link_followed(path: str) -> str:
 def check_box_parent(plan: Plan, dst_kind: Kind, stat_kind: Kind, dst: str) -> None:
     """A missing box destination needs an existing parent directory."""
     if dst_kind is Kind.MISSING and stat_kind is not Kind.DIR:
-        raise UsageError(f"cp: the destination's directory {plan.dest_dir} does not exist "
-                         f"in the box (for {dst})")
+        if stat_kind is Kind.MISSING:
+            raise UsageError(f"cp: the destination's directory {plan.dest_dir} does not "
+                             f"exist in the box (for {dst})")
+        raise UsageError(f"cp: {plan.dest_dir} is not a directory in the box (for {dst})")
 
 
 # doing it ---------------------------------------------------------------------------------

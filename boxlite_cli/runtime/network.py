@@ -249,6 +249,17 @@ def with_exposed(image_config: dict[str, Any], exposed: list[str]) -> dict[str, 
     return {**image_config, "ExposedPorts": {**ports, **{key: {} for key in exposed}}}
 
 
+def image_exposed(image_config: dict[str, Any], exposed: list[str]) -> list[str]:
+    """A box's exposed ports (docker's Config.ExposedPorts): the image's and --expose's,
+    as "80/tcp" keys in port order; an image's that are not ports are left out (only -P
+    refuses them)."""
+    try:
+        return [f"{m.box_port}/{m.proto}"
+                for m in exposed_ports(with_exposed(image_config, exposed))]
+    except ImageError:
+        return list(exposed)
+
+
 def exposed_ports(image_config: dict[str, Any]) -> list[PortMapping]:
     """The image's ExposedPorts (`{"80/tcp": {}, "53/udp": {}}`), in port order, as
     mappings to free host ports on 127.0.0.1."""

@@ -46,6 +46,7 @@ from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
     bind_host_ports,
     guest_network,
+    image_exposed,
     port_forwards,
     publish_exposed,
     vm_network,
@@ -455,6 +456,7 @@ class Runtime:
         network = (publish_exposed(opts.network, with_exposed(image.container_config,
                                                               opts.exposed))
                    if opts.publish_all else opts.network)
+        exposed = image_exposed(image.container_config, opts.exposed)
         if network.ports != opts.network.ports:  # (-P's: a VMM that cannot publish says so)
             check_box_config(vmm, network.mode, True, bool(opts.volumes))
         box_id = new_box_id()
@@ -474,7 +476,7 @@ class Runtime:
                                  stop_signal=stops_with, pids_limit=pids_limit,
                                  disk_size=opts.disk_size, stop_timeout=opts.stop_timeout,
                                  labels=box_labels(image.container_config, opts.labels),
-                                 exposed=list(opts.exposed), log_driver=opts.log_driver,
+                                 exposed=exposed, log_driver=opts.log_driver,
                                  log_options=dict(opts.log_options),
                                  cap_add=list(opts.cap_add),
                                  cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,

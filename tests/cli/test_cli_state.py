@@ -246,7 +246,7 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert listed("-f", "status=created", "-f", "name=a") == ["a1", "a2"]  # (no -a needed)
     assert listed("-n", "2") == ["a2", "b"]
     assert listed("-l") == ["b"]
-    assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "b\n"
+    assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "/b\n"  # (docker's)
     created = bx(script_runner, "inspect", "-f", "{{.Created}}", "b").stdout
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\n", created), created
     for alias in ("ls", "list"):  # (docker's container ls, the original BoxLite's list)
@@ -639,7 +639,7 @@ def test_inspect_type_looks_for_one_kind(script_runner: ScriptRunner, image: str
     assert_one_line_error(bx(script_runner, "inspect", "--type", "image", "planted"),
                           "no such image: planted")
     assert bx(script_runner, "inspect", "--type", "box", "-f", "{{.Name}}", "planted"
-              ).stdout == "planted\n"
+              ).stdout == "/planted\n"
 
 
 def test_inspect_prints_what_it_found_and_names_what_it_did_not(
@@ -655,7 +655,7 @@ def test_inspect_prints_what_it_found_and_names_what_it_did_not(
     assert none.stdout == "[]\n"
     assert_one_line_error(none, "no such box: nosuch")
     templated = bx(script_runner, "inspect", "-f", "{{.Name}}", "nosuch", "planted")
-    assert templated.stdout == "planted\n"
+    assert templated.stdout == "/planted\n"
     assert_one_line_error(templated, "no such box: nosuch")
 
 

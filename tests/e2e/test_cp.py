@@ -231,6 +231,7 @@ def test_bad_input_one_line(box: str, tmp_path: Path) -> None:
     fails(f"{box}:/bad", str(tmp_path / "f"), needle="cannot copy a directory to a file")
     fails(str(tmp_path / "f"), f"{box}:/bad/missing/", needle="does not exist")
     fails(str(tmp_path / "f"), f"{box}:/no/such/dir/x", needle="does not exist")
+    fails(str(tmp_path / "f"), f"{box}:/bad/file/x", needle="/bad/file is not a directory")
     fails(f"{box}:/bad/file", str(tmp_path / "no" / "dir" / "x"), needle="does not exist")
     fails("a:/x", "b:/y", needle="between boxes")
     fails(str(tmp_path / "f"), str(tmp_path / "g"), needle="BOX:PATH")

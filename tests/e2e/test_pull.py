@@ -339,6 +339,7 @@ def test_an_images_exposed_ports_and_stop_signal(store: Store, registry: Registr
     try:
         record = json.loads(store.bx("inspect", "exposed").stdout)[0]
         assert record["config"]["stop_signal"] == "SIGUSR1"
+        assert record["Config"]["ExposedPorts"] == {"53/udp": {}, "8080/tcp": {}}
         assert [(p["box_port"], p["proto"], p["host_port"])
                 for p in record["config"]["network"]["ports"]] == [(53, "udp", 0), (8080, "tcp", 0)]
         ports = store.bx("port", "exposed").stdout.decode().splitlines()
@@ -348,6 +349,12 @@ def test_an_images_exposed_ports_and_stop_signal(store: Store, registry: Registr
         assert store.bx("wait", "exposed").stdout == b"7\n"
     finally:
         store.bx("rm", "-f", "exposed")
+    # without -P they are still the box's exposed ports, as docker's inspect has them
+    assert store.bx("create", "--name", "exposed", "--expose", "9000", pushed.reference
+                    ).returncode == 0
+    shown = store.bx("inspect", "-f", "{{json .Config.ExposedPorts}}", "exposed").stdout
+    assert json.loads(shown) == {"53/udp": {}, "8080/tcp": {}, "9000/tcp": {}}
+    assert store.bx("rm", "exposed").returncode == 0
 
 
 def test_an_images_healthcheck_runs_unless_the_box_says_otherwise(
@@ -462,6 +469,10 @@ def test_index_resolves_to_linux_amd64(store: Store, fixture: str, request: pyte
     # one digest for the image everywhere: the index's, as the registry calls it
     assert row["digest"] == pushed.manifest_digest
     assert [d.split("@")[1] for d in doc["RepoDigests"]] == [pushed.manifest_digest]
+    assert store.bx("images", "--format", "{{.Digest}}").stdout.decode() == \
+        f"{pushed.manifest_digest}\n"
+    table = store.bx("images", "--digests").stdout.decode().splitlines()
+    assert table[1].split()[2] == pushed.manifest_digest, table
     base = create_base(store, pushed)
     assert cat(base, "/etc/arch") == b"amd64\n"
     arm64 = pushed.artifact.for_platform("linux", "arm64")  # type: ignore[union-attr]

@@ -328,6 +328,9 @@ def test_the_image_config_is_the_boxs() -> None:
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}}
     state.config.healthcheck = HealthConfig(test=["NONE"])  # (--no-healthcheck over the image's)
     assert container_config(state, image)["Healthcheck"] == {"Test": ["NONE"]}
+    state.config.stop_signal = "SIGTERM"  # the default: written only over the image's own
+    assert "StopSignal" not in container_config(state, image)
+    assert container_config(state, {**image, "StopSignal": "SIGINT"})["StopSignal"] == "SIGTERM"
 
 
 def test_a_commit_is_named_by_a_tag() -> None:

@@ -17,6 +17,7 @@ from boxlite_cli.runtime.network import (
     bind_host_ports,
     exposed_ports,
     guest_network,
+    image_exposed,
     network_config,
     parse_add_host,
     parse_expose,
@@ -464,6 +465,10 @@ def test_expose_adds_ports_for_p_to_publish_as_the_images_expose_does() -> None:
     assert publish_exposed(NetworkConfig(), config).ports == [PortMapping(53, "udp"),
                                                              PortMapping(80, "tcp")]
     assert with_exposed({}, []) == {}
+    # a box's own (docker's Config.ExposedPorts): the image's and --expose's, in order
+    assert image_exposed({"ExposedPorts": {"80/tcp": {}, "53/UDP": {}}}, ["8080/tcp"]) == [
+        "53/udp", "80/tcp", "8080/tcp"]
+    assert image_exposed({"ExposedPorts": {"http": {}}}, ["8080/tcp"]) == ["8080/tcp"]
 
 
 @pytest.mark.parametrize(("spec", "says"), [

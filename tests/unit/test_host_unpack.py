@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import stat
 import tarfile
 import uuid
@@ -425,6 +426,9 @@ def test_hard_link_to_host_file_is_refused_or_confined(box: Sandbox) -> None:
         apply(box.root, hard("passwd", "/etc/passwd"))
     with pytest.raises(ImageError):
         apply(box.root, hard("sentinel", str(box.outside / "sentinel")))
+    with pytest.raises(ImageError, match=re.escape("hard link 'up' points outside the "
+                                                   "image, to '../../etc/passwd'")):
+        apply(box.root, hard("up", "../../etc/passwd"))  # (named as the link, not a member)
     with pytest.raises(ImageError):
         apply(box.root, sym("hostetc", "/etc"), hard("pw", "hostetc/passwd"))
     # With an /etc/passwd of its own, the link is to the image's file.
