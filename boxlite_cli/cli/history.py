@@ -8,7 +8,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.images import rfc3339_time, short_id
+from boxlite_cli.cli.images import short_id
 from boxlite_cli.cli.output import (
     ago,
     go_time,
@@ -19,7 +19,7 @@ from boxlite_cli.cli.output import (
     template_format_option,
 )
 from boxlite_cli.errors import NotFound
-from boxlite_cli.oci.store import Image
+from boxlite_cli.oci.store import Image, rfc3339_time
 
 CREATED_BY_WIDTH = 45  # docker's, without --no-trunc
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
 from boxlite_cli.cli.completion import complete_image
@@ -17,19 +15,9 @@ from boxlite_cli.cli.output import (
     print_table,
     template_format_option,
 )
+from boxlite_cli.errors import NotFound
 from boxlite_cli.oci.reference import Reference
-from boxlite_cli.oci.store import Image
-
-
-def rfc3339_time(text: object) -> float | None:
-    """An image's RFC 3339 time (its `created`, a history step's) as a timestamp, when
-    it is a valid one."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+from boxlite_cli.oci.store import Image, rfc3339_time
 
 
 def created_at(image: Image) -> float | None:
@@ -49,7 +37,8 @@ def short_id(image: Image, no_trunc: bool) -> str:
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image ids.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only images that match: dangling=true|false, reference=PATTERN "
-                   "(localhost/deb*, *debian:book*), label=KEY[=VALUE].")
+                   "(localhost/deb*, *debian:book*), label=KEY[=VALUE], before=IMAGE, "
+                   "since=IMAGE.")
 @template_format_option("{{.Repository}}:{{.Tag}}")
 @click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]",
                 shell_complete=complete_image)
@@ -61,6 +50,13 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
     from boxlite_cli.runtime.imagefilter import parse_image_filters
 
     wanted = parse_image_filters(filters, repository)
+
+    def named(text: str) -> Image:
+        if (image := cli.runtime.image_ops.find(text)) is None:
+            raise NotFound(f"no such image: {text}", hint="see: boxlite images")
+        return image
+
+    wanted.resolve_images(named)  # (before= and since=)
     items = wanted.select(cli.runtime.images.all())
     if quiet and fmt == "table":
         seen: set[str] = set()

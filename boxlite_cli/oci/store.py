@@ -11,6 +11,7 @@ Layout under `<home>/images`:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import json
@@ -68,6 +69,17 @@ class Image:
     def container_config(self) -> dict[str, Any]:
         cfg = self.config.get("config") or {}
         return cfg if isinstance(cfg, dict) else {}
+
+
+def rfc3339_time(text: object) -> float | None:
+    """An image's RFC 3339 time (its `created`, a history step's) as a timestamp, when
+    it is a valid one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _unlink_size(path: Path) -> int:
