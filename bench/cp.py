@@ -7,7 +7,17 @@
   cp out       boxlite cp BOX:/tmp/f DIR/out
 
 Prints the median of each, MB/s, and the ratios to host cp and to exec cat.
-Usage: .venv/bin/python bench/cp.py [-n RUNS] [--size-mb N] [--accel auto|kvm|tcg] [--json]
+
+With --tree N: a tree of N small files (150 a directory: a repository an agent uploads)
+instead, against tar through exec, the way round a copy that is slow per file:
+
+  cp in        boxlite cp TREE BOX:/tmp/t
+  exec tar x   tar -C TREE -c . | boxlite exec -i BOX tar -x -C /tmp/u
+  cp out       boxlite cp BOX:/tmp/t DIR/out
+  exec tar c   boxlite exec BOX tar -C /tmp/t -c . | tar -x -C DIR/out2
+
+Usage: .venv/bin/python bench/cp.py [-n RUNS] [--size-mb N | --tree N] [--accel auto|kvm|tcg]
+       [--json]
 """
 
 from __future__ import annotations
@@ -52,8 +62,12 @@ def main() -> int:
     parser.add_argument("-n", "--runs", type=int, default=3)
     parser.add_argument("--size-mb", type=int, default=512)
     parser.add_argument("--accel", default=os.environ.get("BOXLITE_ACCEL", "tcg"))
+    parser.add_argument("--tree", type=int, default=0, metavar="N",
+                        help="N small files instead of one large one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.tree:
+        return tree_bench(args)
     home = tempfile.mkdtemp(prefix="boxlite-bench-")
     work = Path(tempfile.mkdtemp(prefix="boxlite-bench-copy-", dir="/var/tmp"))
     os.environ["BOXLITE_HOME"] = home
@@ -100,6 +114,59 @@ def main() -> int:
         print(f"  {name:<9} {value:7.2f} s  {mbps[name]:7.1f} MB/s")
     for name, value in ratios.items():
         print(f"  {name:<18} {value:6.2f}x")
+    return 0
+
+
+def sh(command: str) -> None:
+    subprocess.run(["sh", "-c", command], check=True, capture_output=True, timeout=1800)
+
+
+def tree_bench(args: argparse.Namespace) -> int:
+    home = tempfile.mkdtemp(prefix="boxlite-bench-")
+    work = Path(tempfile.mkdtemp(prefix="boxlite-bench-tree-", dir="/var/tmp"))
+    os.environ["BOXLITE_HOME"] = home
+    os.environ["BOXLITE_ACCEL"] = args.accel
+    tree = work / "tree"
+    for n in range(args.tree):
+        path = tree / f"d{n // 150}" / f"f{n}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(512 + n % 4096))
+    results: dict[str, list[float]] = {"cp in": [], "exec tar x": [], "cp out": [],
+                                       "exec tar c": []}
+    box = subprocess.run([BOXLITE, "run", "-d", DEFAULT_IMAGE, "sleep", "36000"], check=True,
+                         capture_output=True, text=True, timeout=600).stdout.strip()
+    try:
+        for _ in range(args.runs):
+            run(BOXLITE, "exec", box, "rm", "-rf", "/tmp/t", "/tmp/u")
+            results["cp in"].append(timed(lambda: run(BOXLITE, "cp", str(tree), f"{box}:/tmp/t")))
+            run(BOXLITE, "exec", box, "mkdir", "/tmp/u")
+            results["exec tar x"].append(timed(lambda: sh(
+                f"tar -C {tree} -c . | {BOXLITE} exec -i {box} tar -x -C /tmp/u")))
+            out, out2 = work / "out", work / "out2"
+            results["cp out"].append(timed(lambda o=out: run(BOXLITE, "cp", f"{box}:/tmp/t", str(o))))
+            out2.mkdir()
+            results["exec tar c"].append(timed(lambda o=out2: sh(
+                f"{BOXLITE} exec {box} tar -C /tmp/t -c . | tar -x -C {o}")))
+            if sum(1 for p in out.rglob("*") if p.is_file()) != args.tree:
+                raise RuntimeError("cp out: files missing")
+            shutil.rmtree(out)
+            shutil.rmtree(out2)
+    finally:
+        subprocess.run([BOXLITE, "rm", "-f", box], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    ratios = {"cp in / exec tar x": med["cp in"] / med["exec tar x"],
+              "cp out / exec tar c": med["cp out"] / med["exec tar c"]}
+    if args.json:
+        print(json.dumps({"accel": args.accel, "files": args.tree, "median_s": med,
+                          "runs": results, "ratios": ratios}, indent=2))
+        return 0
+    print(f"accelerator: {args.accel}, {args.tree} small files, {args.runs} runs each, medians")
+    for name, value in med.items():
+        print(f"  {name:<10} {value:7.2f} s  {args.tree / value:7.0f} files/s")
+    for name, value in ratios.items():
+        print(f"  {name:<19} {value:6.2f}x")
     return 0
 
 

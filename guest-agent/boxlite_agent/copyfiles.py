@@ -33,6 +33,8 @@ from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from boxlite_agent.sparsetar import sparse_member
 
 CHUNK = 1 << 20
+TAR_BUFSIZE = 64 << 10  # (tarfile's stream copies what its buffer holds past each read: a
+# 1 MiB buffer made every 512-byte header cost a 1 MiB copy)
 BLOCK = 512
 SYS_OPENAT2 = 437  # x86_64 and the generic syscall table
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -496,6 +498,11 @@ class _Extractor:
         self.swept: set[tuple[int, int]] = set()  # the directories seen to
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.result = CopyInResult()
+        # The directory the last member went into, kept open for the next ones (a tar
+        # lists a directory's files together): one path resolution a directory, not a
+        # file. An O_PATH fd of a directory resolved in the root stays in it, whatever
+        # the box renames meanwhile.
+        self.last_parent: tuple[tuple[str, ...], int] | None = None
 
     def sweep(self, pfd: int) -> None:
         """Remove from the directory `pfd` the partial files of copies that a stop cut
@@ -548,6 +555,22 @@ class _Extractor:
             raise
         return fd
 
+    def parent_of(self, parts: list[str]) -> int:
+        """parent_fd(parts), the last one's kept open for the members after it."""
+        key = tuple(parts)
+        if self.last_parent is not None:
+            if self.last_parent[0] == key:
+                return self.last_parent[1]
+            self.close()
+        fd = self.parent_fd(parts)
+        self.last_parent = (key, fd)
+        return fd
+
+    def close(self) -> None:
+        if self.last_parent is not None:
+            os.close(self.last_parent[1])
+            self.last_parent = None
+
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = clean_name(m.name)
         if not parts:
@@ -555,11 +578,7 @@ class _Extractor:
                 self.dirs.append(("", m))
             return
         try:
-            pfd = self.parent_fd(parts[:-1])
-            try:
-                self.place(tar, m, pfd, parts)
-            finally:
-                os.close(pfd)
+            self.place(tar, m, self.parent_of(parts[:-1]), parts)
         except OSError as e:
             where = _container_join(self.dest, *parts)
             raise FailedPrecondition(f"cannot copy to {where}: {e.strerror or e}") from e
@@ -693,10 +712,12 @@ def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes],
         ex = _Extractor(rfd, dest_dir, keep_owner, stale_before)
         reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
         try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=TAR_BUFSIZE) as tar:
                 for m in tar:
                     ex.member(tar, m)
         except tarfile.TarError as e:
             raise InvalidArgument(f"invalid tar stream: {e}") from e
+        finally:
+            ex.close()
         ex.finish_dirs()
         return ex.result
