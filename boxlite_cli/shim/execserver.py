@@ -31,6 +31,7 @@ STOPPED_REASON_WAIT_S = 2.0  # for the guest's last words, once a process's stre
 # At close, for the processes' connections to say how they ended (a box that stopped
 # under them: its reason, not a CLI left without an answer).
 DRAIN_S = STOPPED_REASON_WAIT_S + 1.0
+UNPAUSE_POLL_S = 0.25  # how often a signal held for a paused box looks for its unpause
 
 
 def _strings(request: dict[str, Any], key: str) -> list[str]:
@@ -45,16 +46,19 @@ class ExecServer:
 
     def __init__(self, path: Path, client: AgentClient,
                  why_stopped: Callable[[], str | None] | None = None,
-                 stopping: Callable[[], bool] | None = None) -> None:
+                 stopping: Callable[[], bool] | None = None,
+                 paused: Callable[[], bool] | None = None) -> None:
         """`why_stopped`: why the box stopped under a process (None when it did not, or
         the reason is not known), asked when a process's stream broke. `stopping`: the
         box is being stopped as it should be (its main process ended, or a stop, kill
         or rm -f came): a process it ends then was killed with it (137, as docker's
-        exec), not lost to a failure of boxlite's (125)."""
+        exec), not lost to a failure of boxlite's (125). `paused`: the box is paused
+        (a signal then waits for its unpause)."""
         self.path = path
         self.client = client
         self.why_stopped = why_stopped
         self.stopping = stopping
+        self.paused = paused or (lambda: False)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.serving: set[threading.Thread] = set()
         self.serving_lock = threading.Lock()
@@ -179,7 +183,15 @@ class ExecServer:
         try:
             while (message := reader.next()) is not None:
                 signum = message.get("signal")
-                if isinstance(signum, int) and 0 < signum < 65:
+                if isinstance(signum, int) and 0 < signum < 65 and self.paused():
+                    # (its guest answers nothing: the CLI's wait ends now, with why, and
+                    # the process gets the signal once the box is unpaused)
+                    threading.Thread(target=self._signal_once_unpaused, args=(exec_id, signum),
+                                     name="exec-signal-held", daemon=True).start()
+                    answer.send({"exit_code": 128 + signum,
+                                 "error": "the box is paused: the process gets the signal "
+                                          "once it is unpaused"})
+                elif isinstance(signum, int) and 0 < signum < 65:
                     try:
                         self.client.signal(exec_id, signum, group=True)
                     except AgentTimeout as e:
@@ -191,6 +203,13 @@ class ExecServer:
             pass
         cli_gone.set()
         sink.let_go()
+
+
+    def _signal_once_unpaused(self, exec_id: str, signum: int) -> None:
+        while self.paused():
+            time.sleep(UNPAUSE_POLL_S)
+        with contextlib.suppress(BoxliteError):  # (it ended meanwhile, or the box did)
+            self.client.signal(exec_id, signum, group=True)
 
 
 class _Answer:

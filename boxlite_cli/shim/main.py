@@ -447,7 +447,14 @@ class Shim:
             os.umask(old_umask)
         self.server = server
         self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel),
-                                      self.why_stopped, self.stopping_orderly)
+                                      self.why_stopped, self.stopping_orderly, self.is_paused)
+
+    def is_paused(self) -> bool:
+        """The box is paused (boxlite pause): its guest answers nothing until unpaused."""
+        try:
+            return load_state(self.files.state).is_paused
+        except (OSError, BoxliteError):
+            return False
 
     def stopping_orderly(self) -> bool:
         """The box is being stopped as it should be: its main process ended, or a stop
@@ -786,7 +793,7 @@ class Shim:
         self.health_monitor = HealthMonitor(
             client, config, running.config.process, running.started_at, health,
             record=lambda h: self.update(health=h),
-            paused=lambda: load_state(self.files.state).is_paused)
+            paused=self.is_paused)
         self.health_monitor.start()
 
     def widen_port_backlogs(self) -> None:

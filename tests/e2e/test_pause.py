@@ -98,3 +98,35 @@ def test_stop_restart_and_kill_work_on_a_paused_box(e2e_home: Path) -> None:
         assert not [p for p in vm_processes(e2e_home) if box_id in p]
     finally:
         bx("rm", "-f", "frozen")
+
+
+def test_a_signal_to_an_exec_of_a_paused_box_ends_it_at_unpause() -> None:
+    """`timeout` fires on an exec while its box is paused: the CLI ends at once (143, with
+    why), and the process gets the signal once the box is unpaused."""
+    import select
+    import signal
+    import subprocess
+
+    from tests.e2e.conftest import boxlite_bin
+
+    assert bx("run", "-d", "--name", "held", IMAGE, "sleep", "600").returncode == 0
+    proc = subprocess.Popen([boxlite_bin(), "exec", "held", "sh", "-c",
+                             "echo ready; exec sleep 321"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert select.select([proc.stdout], [], [], 240)[0]
+        assert proc.stdout.readline() == b"ready\n"
+        assert bx("pause", "held").returncode == 0
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert b"the box is paused: the process gets the signal once it is unpaused" in err
+        assert bx("unpause", "held").returncode == 0
+        deadline = time.monotonic() + 60
+        while "sleep 321" in bx("top", "held").stdout.decode():
+            assert time.monotonic() < deadline, "the held signal never came"
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        bx("rm", "-f", "held")

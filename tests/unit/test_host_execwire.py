@@ -338,3 +338,31 @@ def test_a_signal_while_the_process_starts_reaches_it_once_it_runs(tmp_path: Pat
     assert read_all(r) == b"out"
     os.close(r)
     server.close()
+
+
+def test_a_signal_to_a_paused_box_ends_the_wait_and_reaches_the_process_at_unpause(
+        tmp_path: Path) -> None:
+    """Its guest answers nothing while paused: the CLI is told so at once (128 + N), and
+    the signal is given once the box is unpaused (a timeout still ends the process)."""
+    paused = threading.Event()
+    paused.set()
+    hold = threading.Event()
+    client = FakeClient([(STDOUT, b"a"), (STDOUT, b"b")], 0, hold=hold)
+    server = ExecServer(tmp_path / "exec.sock", client, paused=paused.is_set)  # type: ignore[arg-type]
+    _, w = os.pipe()
+    with connect(server) as sock:
+        send_request(sock, {"argv": ["sleep"]}, (w, w))
+        reader = LineReader(sock)
+        assert reader.next() == {"exec_id": "e1"}
+        send_line(sock, {"signal": int(signal.SIGTERM)})
+        answer = reader.next()
+        assert answer is not None and answer["exit_code"] == 128 + signal.SIGTERM
+        assert "the box is paused" in answer["error"]
+        time.sleep(0.5)
+        assert client.signals == []  # (not to a guest that cannot answer)
+        paused.clear()  # unpause
+        deadline = time.monotonic() + 10
+        while not client.signals and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.signals == [signal.SIGTERM]
+    server.close()
