@@ -36,7 +36,6 @@ PATH_MAX = 4096  # (Linux's, with the NUL: what an unpacker's path may be)
 OPAQUE = ".wh..wh..opq"
 # docker's: the box's own, bound over the image's files (never in a commit)
 LEFT_OUT = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 CAPABILITY = "SCHILY.xattr.security.capability"  # (setcap's; the xattr docker's diff sees)
 _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file",
           tarfile.LNKTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "chr",

@@ -22,7 +22,6 @@ from typing import IO, TYPE_CHECKING, Any
 from boxlite_cli.errors import BoxliteError, ImageError, UsageError
 from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import (
-    LAYER_TAR,
     BoxEntry,
     Meta,
     committed_config,
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 FREEZE_S = 10.0  # each freeze thaws by itself after this, unless renewed
 RENEW_S = 3.0
 
@@ -165,11 +165,11 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
         layers = list(image.manifest.get("layers", []))
         diff_id = None
         if changed:
-            size = layer.tell()
             diff_id = _sha256(layer)
-            layer.seek(0)
-            store.add_blob_stream(layer, diff_id, size)
-            layers.append({"mediaType": LAYER_TAR, "digest": diff_id, "size": size})
+            with tempfile.TemporaryFile(dir=store.tmp, prefix="commit-gz-") as packed:
+                digest, size = _gzipped(layer, packed)
+                store.add_blob_stream(packed, digest, size)
+            layers.append({"mediaType": LAYER_TAR_GZIP, "digest": digest, "size": size})
         made = committed_config(image.config, config, diff_id, author, message,
                                 datetime.datetime.now(datetime.UTC))
         config_digest = _add_json(rt, made)
@@ -180,6 +180,24 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
         manifest_digest = _add_json(rt, manifest)
         store.tag(target, manifest_digest)
     return store.lookup(target)
+
+
+GZIP_LEVEL = 1  # (docker's layers are gzip; the fastest level keeps a big commit quick)
+
+
+def _gzipped(tar: IO[bytes], out: IO[bytes]) -> tuple[str, int]:
+    """`tar` gzipped into `out` (left at its start): the blob's digest and size, as a
+    layer is stored, pushed and pulled (the diff_id is the tar's own digest)."""
+    import gzip
+
+    tar.seek(0)
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
+        while chunk := tar.read(1 << 20):
+            gz.write(chunk)
+    size = out.tell()
+    digest = _sha256(out)
+    out.seek(0)
+    return digest, size
 
 
 def _sha256(f: IO[bytes]) -> str:

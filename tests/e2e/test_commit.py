@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from tests.e2e.conftest import IMAGE, bx
 
@@ -35,7 +36,7 @@ def image_record(name: str) -> dict[str, object]:
     return dict(json.loads(shown.stdout)[0])
 
 
-def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
+def test_a_running_box_commits_what_it_changed_and_the_image_runs_it(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "tocommit", "-v", "/data", "-e", "FROM_BOX=1", IMAGE,
              "sh", "-c", CHANGES)
     assert run.returncode == 0, run.stderr
@@ -59,6 +60,14 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it() -> None:
         assert (record["Comment"], record["Author"]) == ("first", "me <me@example.com>")
         base = image_record(IMAGE)
         assert len(record["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1  # type: ignore[index]
+        # the new layer is gzipped, as docker's are (pushed as it is stored)
+        [row] = [r for r in json.loads(bx("images", "--format", "json").stdout)
+                 if r["reference"] == "localhost/committed:1"]
+        blobs = e2e_home / "images" / "blobs" / "sha256"
+        manifest = json.loads((blobs / row["digest"].split(":")[1]).read_bytes())
+        top = manifest["layers"][-1]
+        assert top["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        assert (blobs / top["digest"].split(":")[1]).read_bytes()[:2] == b"\x1f\x8b"
         config = record["Config"]
         assert config["Cmd"] == ["cat", "/root/new.txt"]  # type: ignore[index]
         assert {"FROM_BOX=1", "MODE=prod"} <= set(config["Env"])  # type: ignore[index]
