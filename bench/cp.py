@@ -105,15 +105,24 @@ def main() -> int:
               "cp out / host cp": med["cp out"] / med["host cp"],
               "cp in / exec cat": med["cp in"] / med["exec cat"],
               "cp out / exec cat": med["cp out"] / med["exec cat"]}
+    return report(args, {"bytes": size, "median_s": med, "mb_per_s": mbps, "runs": results,
+                         "ratios": ratios}, f"{size // 2**20} MiB file",
+                  {k: f"{v:7.1f} MB/s" for k, v in mbps.items()})
+
+
+def report(args: argparse.Namespace, figures: dict[str, object], what: str,
+           rates: dict[str, str]) -> int:
+    """The figures as JSON (--json), or the medians, their rates and the ratios."""
     if args.json:
-        print(json.dumps({"accel": args.accel, "bytes": size, "median_s": med, "mb_per_s": mbps,
-                          "runs": results, "ratios": ratios}, indent=2))
+        print(json.dumps({"accel": args.accel, **figures}, indent=2))
         return 0
-    print(f"accelerator: {args.accel}, {size // 2**20} MiB file, {args.runs} runs each, medians")
+    print(f"accelerator: {args.accel}, {what}, {args.runs} runs each, medians")
+    med: dict[str, float] = figures["median_s"]  # type: ignore[assignment]
     for name, value in med.items():
-        print(f"  {name:<9} {value:7.2f} s  {mbps[name]:7.1f} MB/s")
+        print(f"  {name:<10} {value:7.2f} s  {rates[name]}")
+    ratios: dict[str, float] = figures["ratios"]  # type: ignore[assignment]
     for name, value in ratios.items():
-        print(f"  {name:<18} {value:6.2f}x")
+        print(f"  {name:<19} {value:6.2f}x")
     return 0
 
 
@@ -158,16 +167,9 @@ def tree_bench(args: argparse.Namespace) -> int:
     med = {k: statistics.median(v) for k, v in results.items()}
     ratios = {"cp in / exec tar x": med["cp in"] / med["exec tar x"],
               "cp out / exec tar c": med["cp out"] / med["exec tar c"]}
-    if args.json:
-        print(json.dumps({"accel": args.accel, "files": args.tree, "median_s": med,
-                          "runs": results, "ratios": ratios}, indent=2))
-        return 0
-    print(f"accelerator: {args.accel}, {args.tree} small files, {args.runs} runs each, medians")
-    for name, value in med.items():
-        print(f"  {name:<10} {value:7.2f} s  {args.tree / value:7.0f} files/s")
-    for name, value in ratios.items():
-        print(f"  {name:<19} {value:6.2f}x")
-    return 0
+    return report(args, {"files": args.tree, "median_s": med, "runs": results,
+                         "ratios": ratios}, f"{args.tree} small files",
+                  {k: f"{args.tree / v:7.0f} files/s" for k, v in med.items()})
 
 
 if __name__ == "__main__":

@@ -236,22 +236,29 @@ def test_requests_and_lines_are_bounded(tmp_path: Path) -> None:
         assert reader.next() is None
 
 
+class FakeRuntime:
+    """What exec_direct asks of a Runtime: a running box whose exec socket is `socket`."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+
+    def running(self, ref: str, doing: str = "") -> Any:
+        return type("S", (), {"id": "b", "name": "b"})()
+
+    def exec_spec(self, state: Any, opts: Any) -> Any:
+        return type("P", (), {"argv": ["sleep"], "env": [], "cwd": "", "user": "",
+                              "timeout_s": 0.0})()
+
+    def files(self, box_id: str) -> Any:
+        return type("F", (), {"exec_socket": self.socket_path})()
+
+
 def test_exec_direct_falls_back_when_the_shim_has_no_exec_socket(tmp_path: Path) -> None:
     # (The CLI side: a shim of an older boxlite has only agent.sock.)
     from boxlite_cli.runtime import execdirect
 
-    class Rt:
-        def running(self, ref: str, doing: str = "") -> Any:
-            return type("S", (), {"id": "b", "name": "b"})()
-
-        def exec_spec(self, state: Any, opts: Any) -> Any:
-            return type("P", (), {"argv": ["true"], "env": [], "cwd": "", "user": "",
-                                  "timeout_s": 0.0})()
-
-        def files(self, box_id: str) -> Any:
-            return type("F", (), {"exec_socket": tmp_path / "none.sock"})()
-
-    assert execdirect.exec_direct(Rt(), "b", None, 1, 2) is None  # type: ignore[arg-type]
+    rt = FakeRuntime(tmp_path / "none.sock")
+    assert execdirect.exec_direct(rt, "b", None, 1, 2) is None  # type: ignore[arg-type]
 
 
 class BrokenClient(FakeClient):
@@ -306,17 +313,6 @@ def test_a_signal_while_the_process_starts_reaches_it_once_it_runs(tmp_path: Pat
     client = SlowStart()
     server = serve(tmp_path, client)
 
-    class Rt:
-        def running(self, ref: str, doing: str = "") -> Any:
-            return type("S", (), {"id": "b", "name": "b"})()
-
-        def exec_spec(self, state: Any, opts: Any) -> Any:
-            return type("P", (), {"argv": ["sleep"], "env": [], "cwd": "", "user": "",
-                                  "timeout_s": 0.0})()
-
-        def files(self, box_id: str) -> Any:
-            return type("F", (), {"exec_socket": server.path})()
-
     def signal_then_start() -> None:
         client.asked.wait(10)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -328,7 +324,8 @@ def test_a_signal_while_the_process_starts_reaches_it_once_it_runs(tmp_path: Pat
     r, w = os.pipe()
     try:
         threading.Thread(target=signal_then_start, daemon=True).start()
-        result = execdirect.exec_direct(Rt(), "b", None, w, w)  # type: ignore[arg-type]
+        rt: Any = FakeRuntime(server.path)
+        result = execdirect.exec_direct(rt, "b", None, w, w)  # type: ignore[arg-type]
     finally:
         signal.signal(signal.SIGTERM, previous)
         os.close(w)
