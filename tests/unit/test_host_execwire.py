@@ -293,10 +293,11 @@ def test_closing_lets_a_process_whose_box_stopped_say_why(tmp_path: Path) -> Non
 
 
 class SlowStart(FakeClient):
-    """Its process takes until `go` to start (a busy guest); `asked` once it is asked."""
+    """Its process takes until `go` to start (a busy guest), then runs until signalled;
+    `asked` once it is asked."""
 
     def __init__(self) -> None:
-        super().__init__([(STDOUT, b"out")], 143)
+        super().__init__([(STDOUT, b"out"), (STDOUT, b"")], 143, hold=threading.Event())
         self.asked, self.go = threading.Event(), threading.Event()
 
     def exec(self, **kw: Any) -> Started:
