@@ -118,6 +118,16 @@ def payload_dir(digest: str) -> Path:
     return payload_cache() / digest
 
 
+def build_hint() -> str:
+    """How to get the payload find_payload did not find, from any directory."""
+    if os.environ.get("BOXLITE_PAYLOAD"):
+        return ("$BOXLITE_PAYLOAD names no built payload: unset it (the one built from "
+                "these sources is used then), or point it at one")
+    if (SOURCE_ROOT / "Makefile").is_file():
+        return f"build it with: make -C {SOURCE_ROOT} payload"
+    return "build it from a boxlite checkout: make payload"
+
+
 def find_payload() -> Payload:
     """The payload to boot: `$BOXLITE_PAYLOAD` or the one built from these sources."""
     override = os.environ.get("BOXLITE_PAYLOAD")

@@ -16,7 +16,7 @@ from boxlite_cli.cli.context import CliContext, activity, pass_cli
 @click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
               help="A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, "
                    "EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR.")
-@click.option("-p/-P", "--pause/--no-pause", default=True, show_default=True,
+@click.option("-p/-P", "--pause/--no-pause", default=True, show_default="--pause",
               help="Freeze a running box's file system while it is read (its writes wait), "
                    "for a consistent image.")
 @click.argument("box", shell_complete=complete_box)

@@ -50,7 +50,7 @@ def _shown(text: str, no_trunc: bool) -> str:
 
 
 @click.command("history")
-@click.option("-H", "--human/--no-human", default=True, show_default=True,
+@click.option("-H", "--human/--no-human", default=True, show_default="--human",
               help="Sizes and times for people (120MB, 2 days ago).")
 @click.option("--no-trunc", is_flag=True, help="Do not shorten ids and commands.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print the image id.")

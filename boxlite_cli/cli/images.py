@@ -47,7 +47,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
            filters: tuple[str, ...], fmt: str, repository: str | None) -> int:
     """List the images in the local store (those of REPOSITORY[:TAG] only, a pattern as
     `reference=`, when given)."""
-    from boxlite_cli.runtime.imagefilter import parse_image_filters
+    from boxlite_cli.runtime.imagefilter import created, parse_image_filters
 
     wanted = parse_image_filters(filters, repository)
 
@@ -57,7 +57,8 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
         return image
 
     wanted.resolve_images(named)  # (before= and since=)
-    items = wanted.select(cli.runtime.images.all())
+    # newest first, as docker's (one image's names in name order)
+    items = sorted(wanted.select(cli.runtime.images.all()), key=created, reverse=True)
     if quiet and fmt == "table":
         seen: set[str] = set()
         for image in items:

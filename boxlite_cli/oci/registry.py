@@ -138,7 +138,7 @@ def _tls_failure(what: str, registry: str, settings: RegistrySettings,
                  error: ssl.SSLError) -> RegistryError:
     """One line on a TLS failure, with the way out."""
     allow = (f"if you trust it, allow it: BOXLITE_INSECURE_REGISTRIES={registry} "
-             "(or insecure_registries in config.toml)")
+             f"(or insecure_registries = [\"{registry}\"] in {settings.config_file})")
     if isinstance(error, ssl.SSLCertVerificationError):
         where = (settings.cert_dirs[0] / registry / "ca.crt") if settings.cert_dirs else None
         trust = f"put its CA certificate in {where}, or " if where is not None else ""

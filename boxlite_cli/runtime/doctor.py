@@ -7,8 +7,10 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from boxlite_cli.payload import PayloadMissing, find_payload
+from boxlite_cli.errors import BoxliteError
+from boxlite_cli.payload import PayloadMissing, build_hint, find_payload
 from boxlite_cli.state.paths import home_paths
+from boxlite_cli.state.settings import registry_settings, vmm_setting
 from boxlite_cli.vmm.accel import kvm_verdict, static_kvm_problem
 from boxlite_cli.vmm.cloudhv import CH_BINARY, MIN_VERSION, RELEASES_URL, parse_version
 from boxlite_cli.vmm.qemu import QEMU_BINARY
@@ -68,8 +70,21 @@ def cloud_hypervisor_check(version: str | None, kvm_ok: bool, kvm_reason: str) -
                  "picks it for boxes with --network none and no volumes)", required=False)
 
 
+def home_check() -> Check:
+    """Whether this home's directories can be made and used, and its config.toml read."""
+    try:
+        paths = home_paths()
+        paths.ensure()
+        registry_settings(paths.config)
+        vmm_setting(paths.config)
+    except BoxliteError as e:
+        return Check("home", False, e.message, e.hint or "")
+    return Check("home", True, str(paths.data))
+
+
 def run_checks() -> list[Check]:
     checks = [
+        home_check(),
         tool_check("qemu", QEMU_BINARY, "qemu-system-x86"),
         tool_check("qemu-img", "qemu-img", "qemu-utils"),
         tool_check("mkfs.ext4", "mkfs.ext4", "e2fsprogs", flag="-V"),  # (no --version)
@@ -77,9 +92,10 @@ def run_checks() -> list[Check]:
     try:
         payload = find_payload()
     except PayloadMissing as e:
-        checks.append(Check("guest payload", False, f"not built (expected in {e})", "make payload"))
+        checks.append(Check("guest payload", False, f"not built (expected in {e})",
+                            build_hint()))
         checks.append(Check("accelerator", False, "unknown until the payload is built",
-                            "make payload"))
+                            build_hint()))
         problem = static_kvm_problem()
         checks.append(cloud_hypervisor_check(tool_version(CH_BINARY), problem is None,
                                              problem or ""))

@@ -37,7 +37,13 @@ from boxlite_cli.errors import (
 from boxlite_cli.oci.pull import NoProgress, PullProgress, PullResult
 from boxlite_cli.oci.reference import Reference, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
-from boxlite_cli.payload import DEFAULT_IMAGE, Payload, PayloadMissing, find_payload
+from boxlite_cli.payload import (
+    DEFAULT_IMAGE,
+    Payload,
+    PayloadMissing,
+    build_hint,
+    find_payload,
+)
 from boxlite_cli.runtime import pausing
 from boxlite_cli.runtime.envswitch import env_switch
 from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id, refuse_id_name
@@ -97,7 +103,7 @@ from boxlite_cli.state.pidfile import ProcessRecord, read_pidfile, sample_proces
 from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
 from boxlite_cli.state.restartpolicy import NO as NO_RESTART
 from boxlite_cli.state.restartpolicy import parse_restart
-from boxlite_cli.state.settings import vmm_setting
+from boxlite_cli.state.settings import CONFIG_FILE, vmm_setting
 from boxlite_cli.state.volumes import VOLUME, Mount, VolumeStore, remove_unused
 from boxlite_cli.vmm.accel import kvm_verdict, requested_accel
 from boxlite_cli.vmm.base import VmmUnsupported, VmSpec
@@ -264,10 +270,8 @@ class Runtime:
         try:
             return find_payload()
         except PayloadMissing as e:
-            raise PayloadError(
-                f"the guest payload is not built (looked in {e})",
-                hint="build it with: make payload",
-            ) from None
+            raise PayloadError(f"the guest payload is not built (looked in {e})",
+                               hint=build_hint()) from None
 
     def image(self, ref: str, pull: str = "missing") -> Image:
         """The image for `ref`: the built-in one is loaded on first use; others are pulled
@@ -431,7 +435,8 @@ class Runtime:
     def create(self, opts: CreateOptions) -> BoxState:
         """Make a box (disks and state) without starting it; nothing is left on failure."""
         accel = requested_accel(opts.accel)
-        vmm = requested_vmm(opts.vmm, vmm_setting(self.paths.config))
+        vmm = requested_vmm(opts.vmm, vmm_setting(self.paths.config),
+                            str(self.paths.config / CONFIG_FILE))
         if opts.name is not None:
             opts.name = opts.name.removeprefix("/")  # (docker's names may start with one)
             validate_name(opts.name)

@@ -329,8 +329,11 @@ def parse_memory_mib(text: str) -> int:
     value = parse_size(text, "memory size")
     mib = value // (1024 * 1024)
     if mib < MIN_MEMORY_MIB:
+        bare = text.strip().isdigit()  # (bytes, as docker reads it: 512 is not 512m)
         raise UsageError(f"invalid memory size {text!r}: a box needs at least "
-                         f"{MIN_MEMORY_MIB} MiB")
+                         f"{MIN_MEMORY_MIB} MiB",
+                         hint=f"a size without a unit is bytes: did you mean {text.strip()}m?"
+                         if bare else None)
     return mib
 
 

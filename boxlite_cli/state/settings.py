@@ -35,6 +35,7 @@ class RegistrySettings:
     retries: int = 3
     # where a registry's CA certificates are looked for (HOST[:PORT]/*.crt), ours first
     cert_dirs: tuple[Path, ...] = ()
+    config_file: Path = Path(CONFIG_FILE)  # (where insecure_registries would be set)
 
 
 def _number(source: str, value: Any, kind: type[int] | type[float], minimum: float) -> Any:
@@ -59,9 +60,28 @@ def read_config(config_dir: Path) -> dict[str, Any]:
 
     try:
         with f:
-            return tomllib.load(f)
+            data = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}", hint="fix or remove the file") from e
+    _check_keys(path, data, KEYS, "")
+    if isinstance(data.get("registry"), dict):
+        _check_keys(path, data["registry"], REGISTRY_KEYS, "registry.")
+    return data
+
+
+KEYS = ("insecure_registries", "vmm", "registry")
+REGISTRY_KEYS = ("timeout", "retries")
+
+
+def _check_keys(path: Path, table: dict[str, Any], known: tuple[str, ...], prefix: str) -> None:
+    """A key the file has that boxlite does not know (a typo, or docker's daemon.json
+    spelling) is refused, not ignored: what it meant to set would silently not be."""
+    for key in table:
+        if key not in known:
+            near = key.replace("-", "_").lower()
+            hint = (f"did you mean {prefix}{near}?" if near in known
+                    else f"its keys: {', '.join(prefix + k for k in known)}")
+            raise UsageError(f"{path}: unknown setting {prefix}{key!r}", hint=hint)
 
 
 def registry_settings(config_dir: Path) -> RegistrySettings:
@@ -80,6 +100,7 @@ def registry_settings(config_dir: Path) -> RegistrySettings:
         timeout_s=_number("registry timeout", timeout, float, 0.1),
         retries=_number("registry retries", retries, int, 0),
         cert_dirs=(config_dir / CERTS_DIR, *map(Path, SYSTEM_CERT_DIRS)),
+        config_file=config_dir / CONFIG_FILE,
     )
 
 

@@ -47,11 +47,15 @@ def get_driver(name: str) -> VmmDriver:
         raise UsageError(f"unknown VMM {name!r}: choose one of {', '.join(DRIVERS)}") from None
 
 
-def requested_vmm(flag: str | None, configured: str | None = None) -> str:
+def requested_vmm(flag: str | None, configured: str | None = None,
+                  config_file: str = "config.toml") -> str:
     """The VMM asked for: --vmm, else $BOXLITE_VMM, else config.toml's `vmm`, else auto."""
-    value = (flag or os.environ.get(ENV_VMM) or configured or AUTO).strip().lower()
+    given = [(flag, "--vmm"), (os.environ.get(ENV_VMM), f"${ENV_VMM}"),
+             (configured, f"vmm in {config_file}"), (AUTO, "")]
+    text, source = next((v, where) for v, where in given if v)
+    value = text.strip().lower()
     if value not in VMMS:
-        raise UsageError(f"invalid VMM {value!r}: choose one of {', '.join(VMMS)}")
+        raise UsageError(f"invalid VMM {value!r} ({source}): choose one of {', '.join(VMMS)}")
     return value
 
 

@@ -355,7 +355,8 @@ def test_doctor_reports_the_missing_payload(script_runner: ScriptRunner, home: P
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     payload = checks["guest payload"]
     assert payload["ok"] is False
-    assert payload["fix"] == "make payload"
+    # (the tests' $BOXLITE_PAYLOAD names none: the fix is about it, not a build)
+    assert payload["fix"].startswith("$BOXLITE_PAYLOAD names no built payload: unset it")
     assert str(home / "no-such-payload") in payload["detail"]
     assert {"qemu", "qemu-img", "mkfs.ext4"} <= set(checks)
     for tool in ("qemu", "qemu-img", "mkfs.ext4"):  # versions, not a complaint about a flag
@@ -371,7 +372,25 @@ def test_doctor_table_names_the_fix(script_runner: ScriptRunner) -> None:
     result = bx(script_runner, "doctor")
     assert result.returncode == 1
     assert "guest payload" in result.stdout
-    assert "fix: make payload" in result.stdout
+    assert "fix: $BOXLITE_PAYLOAD names no built payload" in result.stdout
+
+
+def test_doctor_checks_the_home_and_its_config_file(script_runner: ScriptRunner,
+                                                   home: Path) -> None:
+    """What every command needs first: a usable home, a config.toml boxlite can read."""
+    config = home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text('insecure-registries = ["lan:5000"]\n')
+    checks = {c["name"]: c for c in json.loads(bx(script_runner, "doctor", "--format",
+                                                   "json").stdout)}
+    assert checks["home"]["ok"] is False
+    assert checks["home"]["detail"] == (f"{config}/config.toml: unknown setting "
+                                        "'insecure-registries'")
+    assert checks["home"]["fix"] == "did you mean insecure_registries?"
+    (config / "config.toml").unlink()
+    checks = {c["name"]: c for c in json.loads(bx(script_runner, "doctor", "--format",
+                                                   "json").stdout)}
+    assert checks["home"]["ok"] is True
 
 
 def test_doctor_does_not_probe_or_write_outside_the_home(script_runner: ScriptRunner,

@@ -54,8 +54,10 @@ def _blob(blobs: Path, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def plant_image(tmp_path: Path, name: str = IMAGE, **config: Any) -> str:
-    """`name` in the home's store: CMD ["sh"] (and `config`), one tiny layer."""
+def plant_image(tmp_path: Path, name: str = IMAGE, created: str | None = None,
+                **config: Any) -> str:
+    """`name` in the home's store: CMD ["sh"] (and `config`), one tiny layer; made at
+    `created` (RFC 3339) when given."""
     layout = tmp_path / f"layout-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -69,6 +71,7 @@ def plant_image(tmp_path: Path, name: str = IMAGE, **config: Any) -> str:
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/", **config},
         "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+        **({"created": created} if created else {}),
     }).encode())
     manifest = _blob(blobs, json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -144,6 +147,15 @@ def test_images_takes_dockers_repository_argument_filters_and_columns(
     assert_one_line_error(bx(script_runner, "images", "-f", "size=1"), "invalid filter 'size'")
     assert_one_line_error(bx(script_runner, "images", "-f", "dangling=maybe"),
                           "invalid filter 'dangling=maybe'")
+
+
+def test_images_are_listed_newest_first(script_runner: ScriptRunner, tmp_path: Path) -> None:
+    plant_image(tmp_path, "docker.io/library/old:1", created="2020-01-01T00:00:00Z",
+                Cmd=["old"])
+    plant_image(tmp_path, "localhost/new:1", created="2026-01-01T00:00:00Z")
+    plant_image(tmp_path, "localhost/mid:1", created="2023-01-01T00:00:00Z", Cmd=["mid"])
+    listed = bx(script_runner, "images", "--format", "{{.Repository}}").stdout.splitlines()
+    assert listed == ["localhost/new", "localhost/mid", "old"]  # (docker's: by time, not name)
 
 
 def test_dangling_is_an_image_no_tag_names_as_dockers(script_runner: ScriptRunner,
@@ -493,7 +505,7 @@ def test_run_rm_without_a_payload_leaves_no_box(script_runner: ScriptRunner, ima
                                                 home: Path) -> None:
     result = bx(script_runner, "run", "--rm", image, "true")
     assert_one_line_error(result, "payload")
-    assert "make payload" in result.stderr
+    assert "$BOXLITE_PAYLOAD names no built payload" in result.stderr
     ps = bx(script_runner, "ps", "-a", "--format", "json")
     assert json.loads(ps.stdout) == []
     assert box_dirs(home) == []

@@ -359,8 +359,11 @@ def test_requested_vmm_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOXLITE_VMM", "cloud-hypervisor")
     assert requested_vmm(None, "qemu") == "cloud-hypervisor"
     assert requested_vmm("qemu", "auto") == "qemu"
-    with pytest.raises(UsageError, match="invalid VMM 'bochs'"):
+    with pytest.raises(UsageError, match=r"invalid VMM 'bochs' \(--vmm\)"):
         requested_vmm("bochs")
+    monkeypatch.delenv("BOXLITE_VMM")  # (one in the file is named so: no flag was given)
+    with pytest.raises(UsageError, match=r"invalid VMM 'bogus' \(vmm in /h/config.toml\)"):
+        requested_vmm(None, "bogus", "/h/config.toml")
 
 
 def test_config_file_vmm(tmp_path: Path) -> None:

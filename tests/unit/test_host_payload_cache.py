@@ -113,3 +113,13 @@ def test_a_checkpoint_whose_payload_is_gone_is_refused(tmp_path: Path, change: s
     assert needle in caught.value.message
     if change != "unreadable":
         assert caught.value.hint == "restore its disk instead: boxlite snapshot restore web ck"
+
+
+def test_the_build_hint_works_from_any_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make payload` alone works only in the checkout: the hint names it (-C)."""
+    from boxlite_cli.payload import SOURCE_ROOT, build_hint
+
+    monkeypatch.delenv("BOXLITE_PAYLOAD", raising=False)
+    assert build_hint() == f"build it with: make -C {SOURCE_ROOT} payload"
+    monkeypatch.setenv("BOXLITE_PAYLOAD", "/nowhere")  # (then no build would be used)
+    assert build_hint().startswith("$BOXLITE_PAYLOAD names no built payload: unset it")

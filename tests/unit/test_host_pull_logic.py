@@ -60,6 +60,22 @@ def test_insecure_registries_come_from_config_and_environment(tmp_path: Path,
         registry_settings(tmp_path)
 
 
+@pytest.mark.parametrize(("text", "says", "hint"), [
+    ('insecure-registries = ["a.lan"]\n', "unknown setting 'insecure-registries'",
+     "did you mean insecure_registries?"),  # (docker's daemon.json spelling)
+    ('vmmm = "qemu"\n', "unknown setting 'vmmm'", "its keys: insecure_registries, vmm, registry"),
+    ("[registry]\ntimeuot = 5\n", "unknown setting registry.'timeuot'",
+     "its keys: registry.timeout, registry.retries"),
+])
+def test_a_setting_the_config_file_does_not_know_is_refused_naming_the_file(
+        tmp_path: Path, text: str, says: str, hint: str) -> None:
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(UsageError) as e:
+        registry_settings(tmp_path)
+    assert e.value.message == f"{tmp_path}/config.toml: {says}"
+    assert e.value.hint == hint
+
+
 def test_a_broken_config_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("insecure_registries = [")
     with pytest.raises(UsageError, match="cannot read"):

@@ -90,7 +90,8 @@ def _login(registry: str, settings: RegistrySettings, sleeps: list[float]) -> No
 def test_an_untrusted_certificate_is_one_line_with_the_fix_and_no_retry(
         named: None, tls_port: int, tmp_path: Path) -> None:
     registry = f"{NAME}:{tls_port}"
-    settings = RegistrySettings(retries=3, cert_dirs=(tmp_path / "certs.d",))
+    settings = RegistrySettings(retries=3, cert_dirs=(tmp_path / "certs.d",),
+                                config_file=tmp_path / "config.toml")
     sleeps: list[float] = []
     with pytest.raises(RegistryError) as e:
         _login(registry, settings, sleeps)
@@ -99,7 +100,8 @@ def test_an_untrusted_certificate_is_one_line_with_the_fix_and_no_retry(
     assert "\n" not in e.value.message and sleeps == []  # (no retry)
     assert e.value.hint == (f"put its CA certificate in {tmp_path}/certs.d/{registry}/ca.crt, "
                             f"or if you trust it, allow it: BOXLITE_INSECURE_REGISTRIES="
-                            f"{registry} (or insecure_registries in config.toml)")
+                            f"{registry} (or insecure_registries = [\"{registry}\"] in "
+                            f"{tmp_path}/config.toml)")
 
 
 def test_a_registrys_own_ca_in_certs_d_is_trusted(named: None, tls_port: int, tmp_path: Path,

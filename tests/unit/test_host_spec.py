@@ -305,6 +305,17 @@ def test_parse_memory_mib(text: str, mib: int) -> None:
     assert parse_memory_mib(text) == mib
 
 
+def test_a_memory_size_without_a_unit_too_small_is_asked_about() -> None:
+    """`-m 512` is 512 bytes, as docker reads it: the hint names the likely meaning."""
+    with pytest.raises(UsageError) as e:
+        parse_memory_mib("512")
+    assert e.value.message == "invalid memory size '512': a box needs at least 128 MiB"
+    assert e.value.hint == "a size without a unit is bytes: did you mean 512m?"
+    with pytest.raises(UsageError) as e:
+        parse_memory_mib("64m")
+    assert e.value.hint is None
+
+
 @pytest.mark.parametrize(("text", "parsed"), [
     ("1", (1, 0.0)), ("2", (2, 0.0)), ("2.0", (2, 0.0)), (" 4 ", (4, 0.0)),
     ("1.5", (2, 1.5)), ("0.5", (1, 0.5)), (".25", (1, 0.25)), ("0.01", (1, 0.01)),
