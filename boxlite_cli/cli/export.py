@@ -14,8 +14,9 @@ from boxlite_cli.errors import UsageError
 
 
 @click.command()
-@click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(path_type=Path),
-              help="The archive to write (tar + zstd); - for standard output (a pipe).")
+@click.option("-o", "--output", default="-", metavar="FILE", type=click.Path(path_type=Path),
+              help="The archive to write (tar + zstd) [default: standard output, which "
+                   "must not be a terminal, as docker's].")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists (refused otherwise).")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli

@@ -500,6 +500,13 @@ def test_export_onto_a_directory_says_so_before_asking_for_force(
     assert tmp_path.is_dir()
 
 
+def test_export_writes_to_standard_output_without_o(script_runner: ScriptRunner) -> None:
+    """docker's `export BOX > FILE`: no -o is standard output, not a missing option."""
+    result = bx(script_runner, "export", "nosuch")
+    assert_one_line_error(result, "no such box: nosuch")
+    assert result.stdout == ""
+
+
 def test_run_and_create_quiet_show_no_pull_progress(script_runner: ScriptRunner,
                                                     home: Path) -> None:
     from boxlite_cli.cli.context import CliContext
