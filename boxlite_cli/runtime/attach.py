@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
-from boxlite_cli.errors import BoxliteError, Conflict
+from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError, Conflict
 from boxlite_cli.fdio import read_some, write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
@@ -154,4 +154,6 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
     if now is not None and now.started_at != state.started_at:
         raise Conflict(f"box {state.name} was restarted: the run this followed ended",
                        hint=f"attach to the new run: boxlite attach {state.name}")
-    return now.exit_code if now is not None and now.exit_code is not None else 0
+    if now is None or now.exit_code is None:  # (removed under it, rm -f: killed with it)
+        return KILLED_WITH_THE_BOX
+    return now.exit_code

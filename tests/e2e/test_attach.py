@@ -36,6 +36,21 @@ def test_output_from_now_and_the_exit_code() -> None:
         bx("rm", "-f", "att-out")
 
 
+def test_an_attach_whose_box_is_removed_ends_killed_not_well() -> None:
+    """rm -f under an attach: 137, as docker's (a pipeline must not see a success)."""
+    ok("run", "-d", "--name", "att-rm", IMAGE, "sleep", "600")
+    proc = subprocess.Popen([boxlite_bin(), "attach", "att-rm"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(2)  # (attached: its output stream is open)
+        ok("rm", "-f", "att-rm")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 137, err
+    finally:
+        proc.kill()
+        bx("rm", "-f", "att-rm")
+
+
 def test_piped_input_reaches_a_box_made_with_i() -> None:
     try:
         ok("run", "-d", "-i", "--name", "att-in", IMAGE, "sh", "-c",
