@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import Conflict, UsageError, VmError
 from boxlite_cli.fdio import write_all
-from boxlite_cli.runtime.pausing import refuse_paused
+from boxlite_cli.runtime.pausing import reading_through_guest, refuse_paused
 from boxlite_cli.runtime.runtime import SHIM_EXIT_WAIT_S, Runtime, boot_timeout_s
 from boxlite_cli.runtime.volumes import vm_shares
 from boxlite_cli.shim.vmspec import Launch
@@ -233,12 +233,13 @@ def box_agent(rt: Runtime, ref: str) -> Iterator[AgentClient]:
     box_id = rt.resolve(ref)
     state = rt.get(box_id)
     if state.status == Status.RUNNING:
-        refuse_paused(state, "copy files")
-        client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
-        try:
-            yield client
-        finally:
-            client.close()
+        with reading_through_guest(rt.files(box_id).dir):  # (no pause under it)
+            refuse_paused(rt.get(box_id), "copy files")
+            client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
+            try:
+                yield client
+            finally:
+                client.close()
         return
     if state.status not in (Status.CREATED, Status.EXITED):
         raise Conflict(f"box {state.name} is {state.status.value}: try again in a moment")

@@ -8,8 +8,11 @@ fix; `stop`, `restart`, `kill -s KILL` and `rm -f` continue it first (or kill it
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import BoxliteError, Conflict, NoSuchBox
@@ -20,6 +23,40 @@ from boxlite_cli.vmm.drivers import get_driver
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
+
+GUEST_READERS = "guest-readers.lock"  # (in the box's directory)
+
+
+@contextlib.contextmanager
+def reading_through_guest(box_dir: Path) -> Iterator[None]:
+    """Held (a shared lock) while a command reads or writes the box's files through its
+    guest (cp, commit, diff): `pause` is refused meanwhile, as the guest would stop
+    answering under it and the command wait for the unpause. Take it before checking
+    that the box is not paused (refuse_paused), so the two cannot cross."""
+    fd = os.open(box_dir / GUEST_READERS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def no_guest_readers(state: BoxState, box_dir: Path) -> Iterator[None]:
+    """Within: no command reads the box through its guest, nor starts to; a Conflict
+    when one does."""
+    fd = os.open(box_dir / GUEST_READERS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(f"box {state.name} is being read through its guest (a commit, "
+                           "cp or diff): it cannot be paused under it",
+                           hint="pause it once that is done") from None
+        yield
+    finally:
+        os.close(fd)
+
 
 def refuse_paused(state: BoxState, doing: str) -> None:
     """Conflict, with the fix, when `state`'s box is paused."""
@@ -45,7 +82,8 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
         launch = Launch.load(rt.files(box_id).dir / "vm.json")
         control = get_driver(launch.driver).control(launch.vm)
         if paused:
-            control.pause()
+            with no_guest_readers(state, rt.files(box_id).dir):
+                control.pause()
         else:
             control.resume()
         state.paused = paused
