@@ -46,6 +46,10 @@ class NoSuchBox(NotFound):
     """No box has that name, id or id prefix (`rm -f` takes it as done, as docker does)."""
 
 
+class NoSuchVolume(NotFound):
+    """No volume has that name (`volume rm -f` takes it as done, as docker does)."""
+
+
 class Conflict(BoxliteError):
     """The request conflicts with the current state (name taken, box running...)."""
 

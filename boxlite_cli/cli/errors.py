@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from boxlite_cli.cli.printable import printable
-from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox
+from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox, NoSuchVolume
 
 EXIT_BOXLITE = 125
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -98,15 +98,16 @@ def each_box(refs: tuple[str, ...], action: Callable[[str], object],
              missing_is_done: bool = False, parallel: bool = False) -> int:
     """Apply `action` to every box like docker does: echo each one that worked, report
     each failure on its own line and go on; the exit code is the last failure's.
-    `missing_is_done` (`rm -f`): a box that does not exist is passed over without a
-    word, as docker's (a script's `rm -f NAME` that makes sure it is gone).
+    `missing_is_done` (`rm -f`, `volume rm -f`): a box or volume that does not exist is
+    passed over without a word, as docker's (a script's `rm -f NAME` that makes sure it
+    is gone).
 
     An `int` returned by `action` is a failure already reported, with that exit code.
     """
     code = 0
     for ref, outcome in _outcomes(refs, action, parallel):
         if isinstance(outcome, BoxliteError):
-            if missing_is_done and isinstance(outcome, NoSuchBox):
+            if missing_is_done and isinstance(outcome, NoSuchBox | NoSuchVolume):
                 continue
             if _debugging():  # (--debug: each failure's traceback, as a single one's)
                 import traceback

@@ -86,14 +86,18 @@ def inspect(cli: CliContext, fmt: str, names: tuple[str, ...]) -> int:
 
 
 @volume.command("rm")
+@click.option("-f", "--force", is_flag=True,
+              help="A volume that is not there is no error (docker's; one in use is still "
+                   "refused).")
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_volume)
 @pass_cli
-def rm(cli: CliContext, names: tuple[str, ...]) -> int:
+def rm(cli: CliContext, force: bool, names: tuple[str, ...]) -> int:
     """Remove volumes and their data; refused for a volume a box uses."""
     from boxlite_cli.runtime.volumes import remove_volume
 
     rt = cli.runtime
-    return each_box(names, lambda n: remove_volume(rt.volumes, rt.volume_users, n))
+    return each_box(names, lambda n: remove_volume(rt.volumes, rt.volume_users, n),
+                    missing_is_done=force)
 
 
 @volume.command("prune")

@@ -25,18 +25,19 @@ import posixpath
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from boxlite_cli.errors import Conflict, UsageError, VmError
+from boxlite_cli.errors import AgentError, Conflict, NoSuchBox, UsageError, VmError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.pausing import reading_through_guest, refuse_paused
 from boxlite_cli.runtime.runtime import SHIM_EXIT_WAIT_S, Runtime, boot_timeout_s
 from boxlite_cli.runtime.volumes import vm_shares
 from boxlite_cli.shim.vmspec import Launch
-from boxlite_cli.state.records import Status
+from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.transfer.extract import extract_tar
 from boxlite_cli.transfer.tarwrite import read_tar_chunks, rechunk, tar_path
 from boxlite_cli.vmm.base import NET_NONE, VmSpec
@@ -238,6 +239,11 @@ def box_agent(rt: Runtime, ref: str) -> Iterator[AgentClient]:
             client = AgentClient.connect(f"unix:{rt.files(box_id).agent_socket}")
             try:
                 yield client
+            except AgentError:
+                ended = _ended_under_it(rt, state)
+                if ended is None:
+                    raise
+                raise ended from None
             finally:
                 client.close()
         return
@@ -245,6 +251,25 @@ def box_agent(rt: Runtime, ref: str) -> Iterator[AgentClient]:
         raise Conflict(f"box {state.name} is {state.status.value}: try again in a moment")
     with maintenance_start(rt, box_id) as client:
         yield client
+
+
+ENDED_WAIT_S = 3.0  # for a box whose guest went away to show as stopped or removed
+
+
+def _ended_under_it(rt: Runtime, state: BoxState) -> Conflict | None:
+    """Why the guest a copy read went away: the box was removed or stopped under it (a
+    Conflict that says so); None when it still runs."""
+    deadline = time.monotonic() + ENDED_WAIT_S
+    while True:  # (an rm -f stops the box first: its removal comes a moment later)
+        try:
+            now = rt.get(state.id)
+        except NoSuchBox:
+            return Conflict(f"box {state.name} was removed while its files were read")
+        if time.monotonic() >= deadline:
+            if now.status != Status.RUNNING or now.started_at != state.started_at:
+                return Conflict(f"box {state.name} stopped while its files were read")
+            return None
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager

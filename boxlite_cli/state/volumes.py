@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.errors import NotFound, UsageError
+from boxlite_cli.errors import NoSuchVolume, NotFound, UsageError
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock
 
@@ -84,7 +84,7 @@ class VolumeStore:
         try:
             data = json.loads(self._record(name).read_text())
         except FileNotFoundError:
-            raise NotFound(f"no such volume: {name}") from None
+            raise NoSuchVolume(f"no such volume: {name}") from None
         except (OSError, ValueError) as e:
             raise NotFound(f"volume {name} is unreadable: {e}") from None
         return VolumeInfo(name, str(self.data_dir(name)), float(data.get("created_at", 0)),

@@ -45,6 +45,8 @@ def test_volume_lifecycle(script_runner: ScriptRunner) -> None:
     assert bx(script_runner, "volume", "rm", "data").returncode == 0
     assert bx(script_runner, "volume", "ls", "-q").stdout == ""
     assert_one_line_error(bx(script_runner, "volume", "rm", "data"), "no such volume")
+    gone = bx(script_runner, "volume", "rm", "-f", "data")  # (docker's clean-up idiom)
+    assert (gone.returncode, gone.stdout, gone.stderr) == (0, "", "")
     assert_one_line_error(bx(script_runner, "volume", "create", "bad/name"), "invalid volume name")
     assert_one_line_error(bx(script_runner, "volume", "create", "vol\n"), "invalid volume name")
 

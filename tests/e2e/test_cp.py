@@ -448,3 +448,26 @@ def test_a_copy_cut_off_by_a_stop_leaves_no_partial_for_good(tmp_path: Path) -> 
         assert left.stdout == b"none\n"
     finally:
         bx("rm", "-f", "cut-off")
+
+
+def test_a_box_removed_under_a_copy_is_named_as_removed(tmp_path: Path) -> None:
+    """rm -f while `cp` reads the box: one line that says what happened, not "the box is
+    not reachable (Socket closed)"."""
+    assert bx("run", "-d", "--name", "cp-gone", IMAGE, "sleep", "600").returncode == 0
+    proc = subprocess.Popen([boxlite_bin(), "cp", "cp-gone:/usr", str(tmp_path / "usr")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "usr").exists():  # (the copy is under way)
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert bx("rm", "-f", "cp-gone").returncode == 0
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 125, err
+        assert err in (b"boxlite: box cp-gone was removed while its files were read\n",
+                       b"boxlite: box cp-gone stopped while its files were read\n")  # (a
+        # removal slower than the look: the stop that began it is what it saw)
+    finally:
+        proc.kill()
+        bx("rm", "-f", "cp-gone")
