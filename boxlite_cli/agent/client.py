@@ -357,9 +357,6 @@ class AgentClient:
             pb.StatRequest(path=path, follow_link=follow_link), timeout=60))
         return PathInfo(resp.exists, resp.mode, resp.size, resp.link_target, resp.name)
 
-    def processes(self) -> list[ProcessInfo]:
-        return self.usage().processes
-
     def usage(self, timeout_s: float = 60) -> BoxUsage:
         resp = _rpc("listing the box's processes", lambda: self.stub.Processes(
             pb.ProcessesRequest(), timeout=timeout_s))

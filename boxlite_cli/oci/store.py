@@ -11,7 +11,6 @@ Layout under `<home>/images`:
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
 import json
@@ -76,6 +75,8 @@ def rfc3339_time(text: object) -> float | None:
     it is a valid one."""
     if not isinstance(text, str):
         return None
+    import datetime  # (for the listings that show times: not every command's start-up)
+
     try:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:

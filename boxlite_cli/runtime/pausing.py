@@ -27,13 +27,17 @@ if TYPE_CHECKING:
 GUEST_READERS = "guest-readers.lock"  # (in the box's directory)
 
 
+def _readers_lock(box_dir: Path) -> int:
+    return os.open(box_dir / GUEST_READERS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 @contextlib.contextmanager
 def reading_through_guest(box_dir: Path) -> Iterator[None]:
     """Held (a shared lock) while a command reads or writes the box's files through its
     guest (cp, commit, diff): `pause` is refused meanwhile, as the guest would stop
     answering under it and the command wait for the unpause. Take it before checking
     that the box is not paused (refuse_paused), so the two cannot cross."""
-    fd = os.open(box_dir / GUEST_READERS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _readers_lock(box_dir)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
@@ -45,7 +49,7 @@ def reading_through_guest(box_dir: Path) -> Iterator[None]:
 def no_guest_readers(state: BoxState, box_dir: Path) -> Iterator[None]:
     """Within: no command reads the box through its guest, nor starts to; a Conflict
     when one does."""
-    fd = os.open(box_dir / GUEST_READERS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _readers_lock(box_dir)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -110,7 +110,7 @@ from boxlite_cli.vmm.base import VmmUnsupported, VmSpec
 from boxlite_cli.vmm.drivers import check_box_config, choose_vmm, get_driver, requested_vmm
 
 if TYPE_CHECKING:
-    from boxlite_cli.agent.client import AgentClient, ProcessInfo, Started
+    from boxlite_cli.agent.client import AgentClient, BoxUsage, ProcessInfo, Started
     from boxlite_cli.runtime.update import BoxUpdate, Updated
     from boxlite_cli.shim.spareclaim import ClaimedSpare
 
@@ -1223,11 +1223,7 @@ class Runtime:
         pids: int | None = None
         memory, limit = sample.rss_bytes, state.config.memory_mib * 1024 * 1024
         with contextlib.suppress(BoxliteError):
-            _, client = self.client(state.id, "list its processes")
-            try:
-                usage = client.usage(STATS_AGENT_WAIT_S)
-            finally:
-                client.close()
+            usage = self.usage(state.id, STATS_AGENT_WAIT_S)
             pids = sum(p.threads for p in usage.processes)
             if usage.memory_limit_bytes:
                 memory, limit = usage.memory_bytes, usage.memory_limit_bytes
@@ -1236,9 +1232,13 @@ class Runtime:
 
     def top(self, ref: str) -> list[ProcessInfo]:
         """The processes of a running box, by their PIDs in it (boxlite top)."""
+        return self.usage(ref).processes
+
+    def usage(self, ref: str, timeout_s: float = 60) -> BoxUsage:
+        """A running box's processes and memory, from its guest (top, stats)."""
         _, client = self.client(ref, "list its processes")
         try:
-            return client.processes()
+            return client.usage(timeout_s)
         finally:
             client.close()
 
