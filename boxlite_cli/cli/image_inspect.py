@@ -24,11 +24,12 @@ IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
 def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
     """docker's field names where they exist; `names` are every store key of the image."""
     cfg = image.config
+    named = [n for n in names if not n.unnamed]
     return {
         "Id": image.id,
-        "RepoTags": sorted({n.short for n in names if n.tag and not n.digest}),
-        "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in names if n.digest}
-                              or {f"{image.reference.name}@{image.manifest_digest}"}),
+        "RepoTags": sorted({n.short for n in named if n.tag and not n.digest}),
+        "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in named if n.digest}
+                              or {f"{n.name}@{image.manifest_digest}" for n in named[:1]}),
         "Comment": cfg.get("comment") or "",
         "Created": cfg.get("created"),
         "Author": cfg.get("author") or "",

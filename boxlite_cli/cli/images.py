@@ -75,7 +75,8 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
         return repo_digests.get((i.reference.name, i.manifest_digest), i.manifest_digest)
 
     if fmt == "json":
-        print_json([{"reference": str(i.reference), "repository": i.reference.name,
+        print_json([{"reference": None if i.reference.unnamed else str(i.reference),
+                     "repository": "<none>" if i.reference.unnamed else i.reference.name,
                      "tag": i.reference.tag, "id": i.id, "digest": digest(i),
                      "created": i.config.get("created"), "size": i.size} for i in items])
     elif fmt != "table":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from boxlite_cli.cli.context import CliContext, activity, pass_cli, warn
+from boxlite_cli.cli.context import CliContext, activity, pass_cli
 from boxlite_cli.errors import UsageError
 from boxlite_cli.fdio import FdReader
 from boxlite_cli.oci.archive import LoadResult
@@ -24,7 +24,8 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
 
     FILE is a tar written by `docker save` (or podman/skopeo's docker-archive), an OCI
     image layout directory, or such a layout as a tar; gzip and zstd compression are
-    recognised. Images are kept under the names the archive gives them.
+    recognised. Images are kept under the names the archive gives them; one it gives
+    no name (`save IMAGE_ID` writes none) is kept as `<none>`, by its id.
     """
     images = cli.runtime.image_ops
     result: LoadResult
@@ -38,8 +39,8 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
         with activity(f"Loading images from {input_}"):
             result = images.load(input_)
     if not quiet:
-        for image_id in result.unnamed:
-            warn(f"skipped image {image_id}: the archive gives it no name")
         for ref in result.loaded:
             click.echo(f"Loaded image: {ref.short}")
+        for image_id in result.unnamed:
+            click.echo(f"Loaded image ID: {image_id}")
     return 0

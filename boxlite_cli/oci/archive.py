@@ -43,7 +43,7 @@ from boxlite_cli.oci.mediatypes import (
     document_kind,
     parse_json_document,
 )
-from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.reference import Reference, parse_reference, unnamed_reference
 
 if TYPE_CHECKING:
     from boxlite_cli.oci.store import ImageStore
@@ -66,7 +66,8 @@ _ODD = re.compile(r"[\x00-\x1f\x7f\\]")
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What a load kept: the names it tagged, and the images it skipped for want of a name."""
+    """What a load kept: the names it tagged, and the ids of the images it kept with
+    none (docker's `Loaded image ID:`; listed as `<none>` until tagged)."""
 
     loaded: list[Reference]
     unnamed: list[str] = field(default_factory=list)
@@ -400,7 +401,7 @@ def _layout_image(store: ImageStore, src: _Source, desc: dict[str, Any], depth: 
     return str(desc["digest"])
 
 
-def _oci_layout(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[str]]:
+def _oci_layout(store: ImageStore, src: _Source) -> list[_Planned]:
     layout = _json(src, "oci-layout")
     if not isinstance(layout, dict) or not isinstance(layout.get("imageLayoutVersion"), str):
         raise ImageError(f"{src.what}: oci-layout has no imageLayoutVersion")
@@ -409,7 +410,6 @@ def _oci_layout(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[s
     if not isinstance(entries, list):
         raise ImageError(f"{src.what}: index.json has no list of manifests")
     planned: list[_Planned] = []
-    unnamed: list[str] = []
     for i, entry in enumerate(entries):
         desc = check_descriptor(entry, f"index.json entry {i + 1}")
         annotations = desc.get("annotations") or {}
@@ -418,13 +418,10 @@ def _oci_layout(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[s
         name = _layout_name(annotations, src.what)
         if name is not None:
             name = _by_tag(name, src.what, own_digest=str(desc["digest"]))
-        if name is None:
-            unnamed.append(str(desc["digest"]))
-            continue
-        with _naming(name.short):
+        with _naming(name.short if name else str(desc["digest"])):
             manifest_digest = _layout_image(store, src, desc)
-        planned.append(_Planned([name], manifest_digest, str(desc["digest"])))
-    return planned, unnamed
+        planned.append(_Planned([name] if name else [], manifest_digest, str(desc["digest"])))
+    return planned
 
 
 # docker save ----------------------------------------------------------------------------
@@ -482,25 +479,19 @@ def _docker_image(store: ImageStore, src: _Source, entry: Any, i: int) -> str:
     return digest
 
 
-def _docker_save(store: ImageStore, src: _Source) -> tuple[list[_Planned], list[str]]:
+def _docker_save(store: ImageStore, src: _Source) -> list[_Planned]:
     entries = _json(src, "manifest.json")
     if not isinstance(entries, list):
         raise ImageError(f"{src.what}: manifest.json is not a list of images")
     planned: list[_Planned] = []
-    unnamed: list[str] = []
     for i, entry in enumerate(entries):
         tags = entry.get("RepoTags") if isinstance(entry, dict) else None
         if tags is not None and not isinstance(tags, list):
             raise ImageError(f"{src.what}: manifest.json entry {i + 1} has malformed RepoTags")
         names = [_by_tag(_reference(t, src.what), src.what) for t in tags or []]
-        if not names:
-            config = entry.get("Config") if isinstance(entry, dict) else None
-            hexpart = os.path.basename(str(config)).removesuffix(".json")
-            unnamed.append(f"sha256:{hexpart}")
-            continue
-        with _naming(names[0].short):
+        with _naming(names[0].short if names else f"{i + 1} of manifest.json"):
             planned.append(_Planned(names, _docker_image(store, src, entry, i)))
-    return planned, unnamed
+    return planned
 
 
 # loading --------------------------------------------------------------------------------
@@ -510,23 +501,31 @@ def _load(store: ImageStore, src: _Source) -> LoadResult:
     # `boxlite save` write one beside docker's manifest.json, whose images are made
     # anew here (their manifests are not in it).
     if src.has("index.json") and (src.has("oci-layout") or not src.has("manifest.json")):
-        planned, unnamed = _oci_layout(store, src)
-        if not planned and src.has("manifest.json"):  # (an index that names nothing)
-            planned, unnamed = _docker_save(store, src)
+        planned = _oci_layout(store, src)
+        if not any(plan.names for plan in planned) and src.has("manifest.json"):
+            # (an index that names nothing: docker's manifest.json may)
+            named = _docker_save(store, src)
+            if any(plan.names for plan in named):
+                planned = named
     elif src.has("manifest.json"):
-        planned, unnamed = _docker_save(store, src)
+        planned = _docker_save(store, src)
     else:
         raise ImageError(f"{src.what} is neither a docker save archive nor an OCI image layout "
                          "(it has no manifest.json or index.json)")
     if not planned:
-        if unnamed:
-            raise ImageError(f"{src.what}: no image in it has a name (boxlite keeps images by name)",
-                             hint="save the image by its name: docker save REPOSITORY:TAG")
         raise ImageError(f"{src.what}: no image in it")
     for plan in planned:  # every blob is in: each image's file system, then the names
-        store.unpack_before_naming(plan.names[0], plan.manifest_digest)
+        store.unpack_before_naming(plan.names[0] if plan.names
+                                   else unnamed_reference(plan.manifest_digest),
+                                   plan.manifest_digest)
     loaded: list[Reference] = []
+    unnamed: list[str] = []
     for plan in planned:
+        if not plan.names:
+            store.keep_unnamed(plan.manifest_digest)
+            image_id = str(store.read_json_blob(plan.manifest_digest)["config"]["digest"])
+            if image_id not in unnamed:
+                unnamed.append(image_id)
         for ref in plan.names:
             store.tag(ref, plan.manifest_digest)
             if plan.repo_digest:

@@ -18,6 +18,10 @@ _HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _REGISTRY_RE = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?\Z")
 _IPV6_REGISTRY_RE = re.compile(r"^\[([0-9a-fA-F:.]+)\](?::[0-9]+)?\Z")  # ([::1]:5000, docker's)
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+# The name the store keeps an image under that was loaded without one (`docker save
+# IMAGE_ID` writes none): `.invalid` is reserved (RFC 2606), so no registry has it.
+UNNAMED_REGISTRY = "boxlite.invalid"
+UNNAMED_REPOSITORY = "unnamed"
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,15 @@ class Reference:
         return s
 
     @property
+    def unnamed(self) -> bool:
+        """Whether this is the store's key of an image that has no name (docker's `<none>`)."""
+        return (self.registry, self.repository) == (UNNAMED_REGISTRY, UNNAMED_REPOSITORY)
+
+    @property
     def short(self) -> str:
-        """The form docker prints: no docker.io/library/ prefix."""
+        """The form docker prints: no docker.io/library/ prefix (an unnamed image's: its digest)."""
+        if self.unnamed:
+            return self.digest or "<none>"
         s = str(self)
         for prefix in (f"{DEFAULT_REGISTRY}/library/", f"{DEFAULT_REGISTRY}/"):
             if s.startswith(prefix):
@@ -102,3 +113,8 @@ def parse_reference(text: str) -> Reference:
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(registry, repo, tag, digest)
+
+
+def unnamed_reference(manifest_digest: str) -> Reference:
+    """The store's key of the image with this manifest when nothing names it."""
+    return Reference(UNNAMED_REGISTRY, UNNAMED_REPOSITORY, None, manifest_digest)

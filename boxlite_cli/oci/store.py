@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from boxlite_cli.disks.qcow2 import empty_overlay_of
 from boxlite_cli.errors import ImageError, NotFound
-from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.reference import Reference, parse_reference, unnamed_reference
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock, Timeout
 
@@ -261,9 +261,28 @@ class ImageStore:
             repos = self._read_repositories()
             left = repos.get(str(ref))
             repos[str(ref)] = manifest_digest
+            repos.pop(str(unnamed_reference(manifest_digest)), None)  # (it has a name now)
             if left is not None and left not in repos.values():
                 repos[str(Reference(ref.registry, ref.repository, None, left))] = left
             write_json_atomic(self.repositories, repos, 0o644)
+
+    def keep_unnamed(self, manifest_digest: str) -> None:
+        """Keep the image with this manifest though nothing names it (a load of an
+        archive that gives it no name), unless a name has it already."""
+        self._ensure_dirs()
+        with self.lock:
+            repos = self._read_repositories()
+            image_id = self._config_digest(manifest_digest)
+            if all(self._config_digest(m) != image_id for m in set(repos.values())):
+                repos[str(unnamed_reference(manifest_digest))] = manifest_digest
+                write_json_atomic(self.repositories, repos, 0o644)
+
+    def _config_digest(self, manifest_digest: str) -> str | None:
+        """The id of the image with this manifest; None when it is not readable here."""
+        try:
+            return str(self.read_json_blob(manifest_digest)["config"]["digest"])
+        except (ImageError, OSError, KeyError, TypeError):
+            return None
 
     def lookup(self, ref: str | Reference) -> Image:
         reference = parse_reference(ref) if isinstance(ref, str) else ref

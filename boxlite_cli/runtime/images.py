@@ -167,7 +167,7 @@ class Images:
                                    hint="remove the box first (boxlite rm)")
                 self.store.tag(kept, image.manifest_digest)
             self.store.untag(keys)
-            done.untagged += [parse_reference(k).short for k in keys]
+            done.untagged += _untagged(keys)
             if not self._keys_of(image.id) and not users:
                 done.deleted.append(image.id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
@@ -263,11 +263,16 @@ class Images:
             image_id = self._image_id(manifest)
             if image_id not in used:
                 self.store.untag([key])
-                done.untagged.append(parse_reference(key).short)
+                done.untagged += _untagged([key])
                 if image_id and image_id not in done.deleted:
                     done.deleted.append(image_id)
         done.freed = self.store.collect_garbage(set(self.boxes_using()))
         return done
+
+
+def _untagged(keys: Iterable[str]) -> list[str]:
+    """What docker's `Untagged:` lines name for these store keys: not an unnamed image's."""
+    return [ref.short for ref in map(parse_reference, keys) if not ref.unnamed]
 
 
 def _looks_like_id(text: str) -> bool:

@@ -193,6 +193,28 @@ def test_a_saved_image_loads_elsewhere_and_boots(store: Store, busybox_image: Pu
             other.bx("rm", "-f", *ids, timeout=120)
 
 
+def test_an_image_saved_by_id_loads_as_none_and_boots_by_id(store: Store, busybox_image: PushedImage,
+                                                           tmp_path: Path) -> None:
+    """`save IMAGE_ID` writes no name (docker's): load elsewhere keeps the image as
+    `<none>` by its id (`Loaded image ID:`), and a box of it starts by that id."""
+    pull_ok(store, busybox_image.reference)
+    image_id = busybox_image.config_digest
+    saved = tmp_path / "by-id.tar"
+    assert store.bx("save", "-o", str(saved), image_id[7:19]).returncode == 0
+    (tmp_path / "elsewhere").mkdir()
+    other = Store(tmp_path / "elsewhere")
+    try:
+        loaded = other.bx("load", "-i", str(saved))
+        assert loaded.stdout.decode() == f"Loaded image ID: {image_id}\n", loaded.stderr
+        assert other.bx("images", "-q").stdout.decode() == image_id[7:19] + "\n"
+        ran = other.bx("run", "--rm", image_id[7:19], "echo", "from an unnamed image")
+        assert ran.stdout == b"from an unnamed image\n", ran.stderr
+    finally:
+        ids = other.box_ids() if (other.home / "boxes").is_dir() else []
+        if ids:
+            other.bx("rm", "-f", *ids, timeout=120)
+
+
 def _damage_layer(src: Path, dest: Path) -> None:
     """Copy a tar, flipping one byte in the middle of its biggest member (a layer)."""
     with tarfile.open(src) as tin:

@@ -22,7 +22,7 @@ import zstandard
 from pytest_console_scripts import ScriptRunner
 
 from boxlite_cli.errors import ImageError
-from boxlite_cli.oci.archive import MAX_JSON, load_archive, load_stream
+from boxlite_cli.oci.archive import MAX_JSON, LoadResult, load_archive, load_stream
 from boxlite_cli.oci.reference import parse_reference
 from boxlite_cli.oci.store import ImageStore
 from tests.cli.helpers import assert_one_line_error, bx
@@ -242,14 +242,36 @@ def test_docker_save_diff_id_mismatch(store: ImageStore, tmp_path: Path) -> None
     assert names(store) == set()
 
 
-def test_docker_save_untagged_images_are_skipped_with_their_id(store: ImageStore, tmp_path: Path) -> None:
+def unnamed_ids(store: ImageStore) -> list[str]:
+    """The ids of the images the store keeps with no name (listed as `<none>`)."""
+    return sorted(i.id for i in store.all() if i.reference.unnamed)
+
+
+def test_docker_save_untagged_images_are_kept_by_their_id(store: ImageStore, tmp_path: Path) -> None:
+    """docker's `Loaded image ID:`: an image `save IMAGE_ID` wrote (RepoTags null or
+    empty) is kept with no name, by its id, not skipped."""
     archive = write_tar(tmp_path / "save.tar", docker_save({"x": (None, BUSYBOX), "other:1": OTHER}))
     result = load_archive(store, archive)
     assert [r.short for r in result.loaded] == ["other:1"]
     assert result.unnamed == [BUSYBOX.id]
+    assert unnamed_ids(store) == [BUSYBOX.id] and names(store) == {"other:1"}
+    fresh = ImageStore(tmp_path / "fresh")
     only_unnamed = write_tar(tmp_path / "u.tar", docker_save({"x": ([], BUSYBOX)}))
-    with pytest.raises(ImageError, match="no image in it has a name"):
-        load_archive(store, only_unnamed)
+    assert load_archive(fresh, only_unnamed) == LoadResult([], [BUSYBOX.id])
+    [kept] = fresh.all()
+    assert kept.reference.unnamed and kept.reference.short == kept.manifest_digest
+    assert fresh.rootfs_path(kept).is_file()  # (unpacked, as a named image is)
+
+
+def test_an_unnamed_image_loses_its_none_once_named(store: ImageStore, tmp_path: Path) -> None:
+    only_unnamed = write_tar(tmp_path / "u.tar", docker_save({"x": ([], BUSYBOX)}))
+    load_archive(store, only_unnamed)
+    [kept] = store.all()
+    store.tag(parse_reference("named:1"), kept.manifest_digest)
+    assert unnamed_ids(store) == [] and names(store) == {"named:1"}
+    load_archive(store, only_unnamed)  # (again, with a name here: nothing is added)
+    assert unnamed_ids(store) == [] and names(store) == {"named:1"}
+    assert [i.id for i in store.all()] == [BUSYBOX.id]
 
 
 def test_docker_save_cannot_name_an_image_by_digest(store: ImageStore, tmp_path: Path) -> None:
@@ -323,11 +345,13 @@ def test_ref_name_that_is_only_a_tag(store: ImageStore, tmp_path: Path) -> None:
         load_archive(store, write_dir(tmp_path / "b", files))
 
 
-def test_unnamed_layout_entries_are_reported(store: ImageStore, tmp_path: Path) -> None:
+def test_unnamed_layout_entries_are_kept_by_their_id(store: ImageStore, tmp_path: Path) -> None:
     files = oci_layout([(None, OTHER), ({REF_NAME: "named:1"}, BUSYBOX)])
     result = load_archive(store, write_dir(tmp_path / "l", files))
     assert [r.short for r in result.loaded] == ["named:1"]
-    assert result.unnamed == [OTHER.digest]
+    assert result.unnamed == [OTHER.id] and unnamed_ids(store) == [OTHER.id]
+    [kept] = [i for i in store.all() if i.reference.unnamed]
+    assert kept.manifest_digest == OTHER.digest  # (an OCI layout's manifest, as it is)
 
 
 def test_load_oci_layout_of_the_store_uses_the_same_path(store: ImageStore, tmp_path: Path) -> None:
@@ -473,6 +497,26 @@ def test_cli_load(script_runner: ScriptRunner, tmp_path: Path) -> None:
                                                                    "docker.io/library/other:2"}
 
 
+def test_cli_load_of_an_unnamed_image_lists_it_as_none(script_runner: ScriptRunner,
+                                                      tmp_path: Path) -> None:
+    """`save IMAGE_ID` then `load` (docker's `Loaded image ID:`): the image is kept as
+    `<none>`, by its id, until tagged; inspect names no repository; rmi by id deletes it."""
+    archive = write_tar(tmp_path / "save.tar", docker_save({"x": (None, OTHER)}))
+    result = bx(script_runner, "load", "-i", str(archive))
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"Loaded image ID: {OTHER.id}\n", "")
+    table = bx(script_runner, "images").stdout.splitlines()
+    assert table[1].split()[:3] == ["<none>", "<none>", OTHER.id[7:19]], table
+    [listed] = json.loads(bx(script_runner, "images", "--format", "json").stdout)
+    assert (listed["repository"], listed["tag"], listed["reference"], listed["id"]) == (
+        "<none>", None, None, OTHER.id)
+    assert bx(script_runner, "images", "-q", "-f", "dangling=true").stdout == OTHER.id[7:19] + "\n"
+    [record] = json.loads(bx(script_runner, "image", "inspect", OTHER.id[7:19]).stdout)
+    assert (record["Id"], record["RepoTags"], record["RepoDigests"]) == (OTHER.id, [], [])
+    removed = bx(script_runner, "rmi", OTHER.id[7:19])
+    assert (removed.returncode, removed.stdout) == (0, f"Deleted: {OTHER.id}\n"), removed.stderr
+    assert bx(script_runner, "images", "-q").stdout == ""
+
+
 def test_cli_load_bad_input_is_one_line(script_runner: ScriptRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"garbage" * 100)
@@ -524,7 +568,7 @@ def test_save_writes_a_layout_and_dockers_manifest_that_load_reads_back(
     fresh = ImageStore(tmp_path / "fresh")
     result = load_archive(fresh, write_tar(tmp_path / "out.tar", files))
     assert [r.short for r in result.loaded] == ["busybox:1", "busybox:2"]
-    assert result.unnamed == [OTHER.digest]
+    assert result.unnamed == [OTHER.id] and unnamed_ids(fresh) == [OTHER.id]
     assert fresh.lookup("busybox:2").manifest_digest == BUSYBOX.digest
 
 
