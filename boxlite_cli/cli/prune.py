@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import confirmed
+from boxlite_cli.cli.output import confirmed, human_size
 
 
 @click.command()
@@ -15,8 +15,10 @@ def prune(cli: CliContext, force: bool) -> int:
     """Remove every box that is not running, with its disks."""
     if not force and not confirmed("Remove all stopped boxes?"):
         return 0
-    removed = cli.runtime.prune()
-    for box_id in removed:
+    pruned = cli.runtime.prune()
+    for box_id in pruned.removed:
         click.echo(box_id)
-    click.echo(f"Removed {len(removed)} box{'es' if len(removed) != 1 else ''}", err=True)
+    count = len(pruned.removed)
+    click.echo(f"Removed {count} box{'es' if count != 1 else ''}; "
+               f"total reclaimed space: {human_size(pruned.freed)}", err=True)
     return 0

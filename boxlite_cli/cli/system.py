@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from boxlite_cli.cli.output import (
     template_format_option,
 )
 from boxlite_cli.cli.rmi import prune_images
+from boxlite_cli.state.diskuse import Pruned, allocated_bytes
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
@@ -53,42 +53,22 @@ def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
     if not force and not confirmed(question):
         return 0
     rt = cli.runtime
-    stopped = {s.id: _allocated(rt.files(s.id).dir) for s in rt.list_boxes(all_boxes=True)
-               if isinstance(s, BoxState) and s.status in (Status.CREATED, Status.EXITED)}
     boxes = rt.prune()
-    volume_names = rt.prune_volumes() if volumes else []
+    pruned_volumes = rt.prune_volumes() if volumes else Pruned()
     images = prune_images(cli, all_unused)
     from boxlite_cli.runtime.staging import clean_stale, staging_root
 
-    staged = _allocated(staging_root(rt.paths))
+    staged = allocated_bytes(staging_root(rt.paths))
     clean_stale(rt.paths)  # (what killed exports, imports and clones left)
-    images.freed += staged - _allocated(staging_root(rt.paths))
-    for title, names in (("Deleted boxes", boxes), ("Deleted volumes", volume_names),
+    images.freed += staged - allocated_bytes(staging_root(rt.paths))
+    for title, names in (("Deleted boxes", boxes.removed), ("Deleted volumes", pruned_volumes.removed),
                          ("Untagged images", images.untagged),
                          ("Deleted images", images.deleted)):
         if names:
             click.echo(f"{title}:\n" + "".join(f"{n}\n" for n in names))
-    freed = images.freed + sum(stopped.get(box_id, 0) for box_id in boxes)
+    freed = images.freed + boxes.freed + pruned_volumes.freed
     click.echo(f"Total reclaimed space: {human_size(freed)}")
     return 0
-
-
-def _allocated(path: Path) -> int:
-    """Bytes a file or tree takes on the host's disk (sparse files as they are; 0 for
-    what is not there)."""
-    try:
-        if not os.path.isdir(path):
-            return os.lstat(path).st_blocks * 512
-    except OSError:
-        return 0
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files + dirs:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                continue
-    return total
 
 
 @system.command("df")
@@ -102,14 +82,14 @@ def df(cli: CliContext, fmt: str) -> int:
     images = {i.id: i for i in rt.images.all_references()}
     used_volumes = {m.source for s in states for m in s.config.mounts if m.kind == VOLUME}
     volumes = rt.volumes.all()
-    box_sizes = {s.id: _allocated(rt.files(s.id).dir) for s in states}
-    volume_sizes = {v.name: _allocated(Path(v.mountpoint)) for v in volumes}
+    box_sizes = {s.id: allocated_bytes(rt.files(s.id).dir) for s in states}
+    volume_sizes = {v.name: allocated_bytes(Path(v.mountpoint)) for v in volumes}
     templates = [t for t in rt.templates.root.iterdir() if t.is_dir()] \
         if rt.templates.root.is_dir() else []
-    template_size = _allocated(rt.templates.root)
+    template_size = allocated_bytes(rt.templates.root)
     rows = [
         _usage("Images", len(images), sum(1 for i in images if i in used_images),
-               _allocated(rt.images.root), _image_reclaimable(rt, images, used_images)),
+               allocated_bytes(rt.images.root), _image_reclaimable(rt, images, used_images)),
         _usage("Boxes", len(states), sum(1 for s in states if s.status == Status.RUNNING),
                sum(box_sizes.values()),
                sum(box_sizes[s.id] for s in states if s.status != Status.RUNNING)),
@@ -139,9 +119,9 @@ def _image_reclaimable(rt: Runtime, images: dict[str, Image], used: set[str]) ->
     for image_id, image in images.items():
         for digest in (image.manifest_digest, image_id, *image.layers):
             users.setdefault(digest, set()).add(image_id)
-    blobs = sum(_allocated(rt.images.blob_path(digest)) for digest, ids in users.items()
+    blobs = sum(allocated_bytes(rt.images.blob_path(digest)) for digest, ids in users.items()
                 if not ids & used)
-    return blobs + sum(_allocated(rt.images.rootfs_path(image))
+    return blobs + sum(allocated_bytes(rt.images.rootfs_path(image))
                        for image_id, image in images.items() if image_id not in used)
 
 

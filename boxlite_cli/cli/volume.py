@@ -14,6 +14,7 @@ from boxlite_cli.cli.output import (
     ago,
     confirmed,
     go_time,
+    human_size,
     print_json,
     print_lines,
     print_table,
@@ -107,11 +108,13 @@ def rm(cli: CliContext, force: bool, names: tuple[str, ...]) -> int:
 @pass_cli
 def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
     """Remove the anonymous volumes no box uses (with -a, every unused volume), with
-    their data; prints their names."""
+    their data; prints their names (and on standard error the space given back)."""
     question = ("Remove all volumes no box uses?" if all_unused
                 else "Remove all anonymous volumes no box uses?")
     if not force and not confirmed(question):
         return 0
-    for name in cli.runtime.prune_volumes(all_unused):
+    pruned = cli.runtime.prune_volumes(all_unused)
+    for name in pruned.removed:
         click.echo(name)
+    click.echo(f"Total reclaimed space: {human_size(pruned.freed)}", err=True)
     return 0

@@ -96,6 +96,7 @@ from boxlite_cli.shim.logframes import (
 from boxlite_cli.shim.vmspec import ROOTFS_LAYER, Launch
 from boxlite_cli.state.boxes import BoxStore, new_box_id, validate_name
 from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.diskuse import Pruned, allocated_bytes
 from boxlite_cli.state.health import HealthConfig, box_health, image_health
 from boxlite_cli.state.network import NetworkConfig
 from boxlite_cli.state.paths import Paths, home_paths
@@ -1191,14 +1192,17 @@ class Runtime:
             self.boxes.write(state)
         return state
 
-    def prune(self) -> list[str]:
-        """Remove every box that is not running (created or exited); their ids."""
-        removed = []
+    def prune(self) -> Pruned:
+        """Remove every box that is not running (created or exited): their ids, and the
+        space their directories took."""
+        done = Pruned()
         for item in self.list_boxes(all_boxes=True):
             if isinstance(item, BoxState) and item.status in (Status.CREATED, Status.EXITED):
+                size = allocated_bytes(self.files(item.id).dir)
                 with contextlib.suppress(NotFound, Conflict):
-                    removed.append(self.remove(item.id))
-        return removed
+                    done.removed.append(self.remove(item.id))
+                    done.freed += size
+        return done
 
     def pause(self, ref: str) -> BoxState:
         return pausing.pause(self, ref)
@@ -1314,12 +1318,14 @@ class Runtime:
         remove_unused(self.volumes, [m.source for m in state.config.mounts if m.anonymous],
                       self.boxes.mounted_volumes)
 
-    def prune_volumes(self, all_unused: bool = False) -> list[str]:
+    def prune_volumes(self, all_unused: bool = False) -> Pruned:
         """Remove the volumes no box uses: the anonymous ones (docker's `volume prune`),
-        or every one with `all_unused`; their names."""
-        names = [v.name for v in self.volumes.all() if all_unused or v.anonymous]
-        return remove_unused(self.volumes, names, lambda: {
+        or every one with `all_unused`; their names, and the space their data took."""
+        sizes = {v.name: allocated_bytes(self.volumes.data_dir(v.name)) for v in self.volumes.all()
+                 if all_unused or v.anonymous}
+        removed = remove_unused(self.volumes, list(sizes), lambda: {
             m.source for _, mounts in self.volume_users() for m in mounts if m.kind == VOLUME})
+        return Pruned(removed, sum(sizes[name] for name in removed))
 
     def volume_users(self) -> list[tuple[str, list[Mount]]]:
         """(box name, mounts) of every readable box."""

@@ -1012,6 +1012,16 @@ def test_prune_asks_and_the_end_of_input_is_a_no(script_runner: ScriptRunner, ho
     assert box_dirs(home) == ([] if answer == "y\n" else [BOX_ID])
 
 
+def test_prune_prints_the_ids_and_the_space_it_gave_back(script_runner: ScriptRunner,
+                                                         home: Path) -> None:
+    plant_box()
+    (home / "boxes" / BOX_ID / "disk.img").write_bytes(os.urandom(1 << 20))
+    result = bx(script_runner, "prune", "-f")
+    assert (result.returncode, result.stdout) == (0, BOX_ID + "\n"), result.stderr
+    assert re.fullmatch(r"Removed 1 box; total reclaimed space: 1\.0[5-9]MB\n", result.stderr)
+    assert box_dirs(home) == []
+
+
 def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home: Path,
                                               image: str) -> None:
     """docker's system prune: stopped boxes, dangling images, with --volumes anonymous
@@ -1020,7 +1030,8 @@ def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home:
               image)
     assert kept.returncode == 0, kept.stderr
     assert bx(script_runner, "volume", "create", "spare").returncode == 0
-    assert bx(script_runner, "volume", "create").returncode == 0  # (anonymous: no name)
+    anonymous = bx(script_runner, "volume", "create").stdout.strip()  # (anonymous: no name)
+    (home / "volumes" / anonymous / "_data" / "blob").write_bytes(os.urandom(1 << 20))
     # (a second image sharing the first one's layer: counted once, as on the disk)
     plant_image(home.parent / "second", "localhost/tiny:2", Labels={"second": "1"})
     template = home / "cache" / "templates" / "k"
@@ -1041,8 +1052,9 @@ def test_system_prune_and_df_and_volume_prune(script_runner: ScriptRunner, home:
         1, df["Warm-start Templates"]["reclaimable"])
     assert df["Warm-start Templates"]["size"] >= 8192
     # (the created box uses its volumes: only the unnamed spare one goes)
-    pruned = bx(script_runner, "volume", "prune", "-f").stdout.split()
-    assert len(pruned) == 1 and len(pruned[0]) == 64
+    pruned = bx(script_runner, "volume", "prune", "-f")
+    assert pruned.stdout.split() == [anonymous] and len(anonymous) == 64
+    assert pruned.stderr == "Total reclaimed space: 1.05MB\n"  # (its 1 MiB of data)
     declined = script_runner.run(["boxlite", "system", "prune", "--volumes"],
                                  stdin=io.StringIO(""), print_result=False)
     assert declined.returncode == 0 and declined.stdout.startswith("This will remove:")
