@@ -141,7 +141,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "Memory": cfg.memory_mib * 1024 * 1024,
             "PidsLimit": cfg.pids_limit,
             "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
-            "AutoRemove": cfg.auto_remove, "Privileged": False,
+            "AutoRemove": cfg.auto_remove, "Privileged": cfg.privileged,
             "ReadonlyRootfs": cfg.read_only,
             "Tmpfs": {spec.partition(":")[0]: spec.partition(":")[2] for spec in cfg.tmpfs},
             # (docker's Binds: host paths and named volumes; anonymous ones are left out)

@@ -186,9 +186,10 @@ def box_options(f: F) -> F:
                           "unless-stopped, on-failure[:N] (a non-zero exit, N times at "
                           "most), as docker's; never after a stop or kill. Not after the "
                           "host reboots (no daemon then)."),
-        click.option("--privileged", is_flag=True, expose_value=False,
-                     help="Taken for docker's sake: a box's root has every capability, in "
-                          "a VM of its own, unless --cap-drop takes some."),
+        click.option("--privileged", is_flag=True,
+                     help="Give the box's processes every capability, over --cap-add and "
+                          "--cap-drop, as docker's (without it, a box's root has every "
+                          "capability --cap-drop leaves: the VM is the boundary)."),
         platform_option,
         click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
                      show_default=True, help="Pull the image before creating the box."),

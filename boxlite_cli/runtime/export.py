@@ -605,6 +605,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
         cap_add=_capabilities(cfg, "cap_add", what), cap_drop=_capabilities(cfg, "cap_drop", what))
     config.cpu_limit = _cpu_limit(cfg, what, config.cpus)
     config.read_only = _bool(cfg, "read_only", what)
+    config.privileged = _bool(cfg, "privileged", what)
     config.restart = _restart(cfg, what)
     config.tmpfs = _tmpfs(cfg, what, [m.target for m in config.mounts])
     config.ulimits = _checked_list(cfg, "ulimits", what, normalize_ulimits)

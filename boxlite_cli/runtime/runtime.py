@@ -170,6 +170,7 @@ class CreateOptions:
     disk_size: int = 0  # --disk-size in bytes (0: the image's filesystem as built)
     cap_add: list[str] = field(default_factory=list)  # --cap-add, normalized
     cap_drop: list[str] = field(default_factory=list)  # --cap-drop, normalized
+    privileged: bool = False  # --privileged: every capability, whatever cap_add and cap_drop say
     cpu_limit: float = 0.0  # a fractional --cpus: CPU time of the box's processes (0: none)
     read_only: bool = False  # --read-only
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs specs
@@ -485,7 +486,8 @@ class Runtime:
                                  exposed=exposed, log_driver=opts.log_driver,
                                  log_options=dict(opts.log_options),
                                  cap_add=list(opts.cap_add),
-                                 cap_drop=list(opts.cap_drop), cpu_limit=opts.cpu_limit,
+                                 cap_drop=list(opts.cap_drop), privileged=opts.privileged,
+                                 cpu_limit=opts.cpu_limit,
                                  read_only=opts.read_only, tmpfs=list(opts.tmpfs),
                                  ulimits=list(opts.ulimits),
                                  no_new_privileges=opts.no_new_privileges,

@@ -684,7 +684,8 @@ class Shim:
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac,
                     dns_search=net.dns_search, dns_options=net.dns_options),
                 volumes=self.volume_mounts(), pids_limit=state.config.pids_limit,
-                cap_drop=drop_mask(state.config.cap_add, state.config.cap_drop),
+                cap_drop=0 if state.config.privileged
+                else drop_mask(state.config.cap_add, state.config.cap_drop),
                 cpu_limit=state.config.cpu_limit, read_only=state.config.read_only,
                 tmpfs=[pb.TmpfsMount(target=t.target, size_bytes=t.size_bytes, mode=t.mode,
                                      readonly=t.readonly, exec=t.exec_, suid=t.suid, dev=t.dev,

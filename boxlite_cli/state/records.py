@@ -88,6 +88,7 @@ class BoxConfig:
     # --cap-add and --cap-drop, normalized (state/capabilities.py); none: every one
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False  # --privileged: every capability, over cap_add and cap_drop
     # --cpus with a fraction (1.5): the CPUs' worth of time the box's processes may use,
     # in the guest's cgroup; its VM has the vCPUs rounded up. 0: all of the vCPUs.
     cpu_limit: float = 0.0

@@ -328,6 +328,11 @@ def test_dockers_label_file_platform_and_privileged_are_taken(script_runner: Scr
     [box] = json.loads(bx(script_runner, "inspect", "dockerish").stdout)
     assert box["config"]["labels"] == {"tier": "db", "owner": "two words", "bare": ""}
     assert box["name"] == "dockerish"
+    assert box["config"]["privileged"] is True
+    assert bx(script_runner, "create", "--name", "plain", image).returncode == 0
+    privileged = bx(script_runner, "inspect", "-f", "{{.HostConfig.Privileged}}", "dockerish",
+                    "plain")
+    assert privileged.stdout == "true\nfalse\n", privileged.stderr
     assert box["config"]["network"]["mode"] == "nat"
     assert [(m["target"], m["readonly"]) for m in box["config"]["mounts"]] == [("/data", True)]
 

@@ -294,6 +294,11 @@ def test_dropped_capabilities_are_gone_from_the_main_process_and_every_exec() ->
     assert dropped.returncode == 1
     assert dropped.stdout == b"CapEff:\t0000000000000000\n"
     assert b"Operation not permitted" in dropped.stderr
+    # --privileged gives every capability, over --cap-drop (docker's)
+    every = bx("run", "--rm", IMAGE, "grep", "CapEff", "/proc/self/status")
+    privileged = bx("run", "--rm", "--privileged", "--cap-drop", "ALL", IMAGE, "grep", "CapEff",
+                    "/proc/self/status")
+    assert privileged.stdout == every.stdout != b"CapEff:\t0000000000000000\n", privileged.stderr
     run = bx("run", "-d", "--name", "capped", "--cap-drop", "ALL", "--cap-add",
              "NET_BIND_SERVICE", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
