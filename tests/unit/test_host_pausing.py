@@ -35,7 +35,7 @@ def _read_until_told(box_dir: Path, holding: multiprocessing.Event,  # type: ign
 
 
 def test_a_reader_in_another_process_counts_and_its_death_lets_go(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # (a fork of pytest would copy its grpc threads)
     holding, done = ctx.Event(), ctx.Event()
     reader = ctx.Process(target=_read_until_told, args=(tmp_path, holding, done))
     reader.start()
