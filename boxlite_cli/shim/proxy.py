@@ -117,7 +117,7 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 self.tracker.begin(key)
             remaining = context.time_remaining()
             call: Any = self.upstream.stream_stream(method, None, None)(
-                requests, timeout=None)
+                requests, timeout=remaining if remaining and remaining < 1e8 else None)
             context.add_callback(call.cancel)
             complete = False
             tee = self.tee.get(key) if method == ATTACH and key is not None else None
