@@ -107,6 +107,19 @@ class AgentTimeout(AgentError):
     """The guest agent did not answer in time (a guest starved by its own box)."""
 
 
+class SignalHeld(AgentError):
+    """A signal to a process of a paused box: its shim holds it for the unpause."""
+
+
+class SignalEndedWait(AgentError):
+    """A signal ended a CLI's wait for its process without the process having taken it
+    (its box paused, or its guest agent starved): exit 128 + N, with why."""
+
+    def __init__(self, reason: str, signum: int) -> None:
+        super().__init__(reason)
+        self.exit_code = 128 + signum
+
+
 class BoxRestarted(AgentError):
     """A call pinned to one run of a box reached another (it was restarted meanwhile)."""
 

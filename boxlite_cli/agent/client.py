@@ -14,7 +14,14 @@ import grpc
 
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
-from boxlite_cli.errors import AgentError, AgentTimeout, BoxliteError, BoxRestarted, UsageError
+from boxlite_cli.errors import (
+    AgentError,
+    AgentTimeout,
+    BoxliteError,
+    BoxRestarted,
+    SignalHeld,
+    UsageError,
+)
 
 T = TypeVar("T")
 
@@ -24,6 +31,9 @@ T = TypeVar("T")
 # socket path would have it do.
 PIN_METADATA = "boxlite-shim-pid"
 RESTARTED = "the box was restarted: this is another run of it"
+# The shim's answer to a Signal while the box is paused (FAILED_PRECONDITION): it holds
+# the signal and delivers it at the unpause.
+SIGNAL_HELD = "the box is paused: the process gets the signal once it is unpaused"
 
 CHANNEL_OPTIONS = [
     # Retry a missing socket quickly...
@@ -154,6 +164,8 @@ def agent_error(what: str, e: grpc.RpcError) -> AgentError:
         return AgentError(f"{what}: the box is not reachable ({details})")
     if code == grpc.StatusCode.ABORTED and details == RESTARTED:
         return BoxRestarted(f"{what}: {details}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION and details == SIGNAL_HELD:
+        return SignalHeld(details)
     if code == grpc.StatusCode.UNIMPLEMENTED:  # (a box started by an older boxlite)
         return AgentError(f"{what}: the box's guest agent is older than this boxlite",
                           hint="restart the box to give it the current one")

@@ -13,7 +13,7 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import BoxliteError, OutputLost
+from boxlite_cli.errors import AgentTimeout, BoxliteError, OutputLost, SignalEndedWait, SignalHeld
 from boxlite_cli.fdio import read_some
 from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
@@ -60,6 +60,8 @@ class Session:
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
     _output_call: Any = None
     _detached: threading.Event = field(default_factory=threading.Event)
+    # a signal that ended this session, the process not having taken it (yet)
+    _undelivered: SignalEndedWait | None = None
 
     def _wait(self) -> None:
         try:
@@ -104,12 +106,26 @@ class Session:
                 return
             with contextlib.suppress(BoxliteError):
                 if kind == "signal":
-                    self.client.signal(self.exec_id, value, group=self.group_signals)
+                    self._signal(value)
                 else:
                     rows, cols = terminal_size(self.stdout_fd if os.isatty(self.stdout_fd)
                                                else self.stdin_fd)
                     if rows and cols:
                         self.client.resize(self.exec_id, rows, cols)
+
+    def _signal(self, signum: int) -> None:
+        """Forward `signum`. One the guest cannot take now (its box paused: the shim
+        delivers it at the unpause; its agent starved) ends the session's wait: as if
+        the process had ended by it, with why, as the exec's direct path does."""
+        try:
+            self.client.signal(self.exec_id, signum, group=self.group_signals)
+        except (SignalHeld, AgentTimeout) as e:
+            reason = e.message if isinstance(e, SignalHeld) else \
+                f"{e.message}; the process may still run"
+            self._undelivered = SignalEndedWait(reason, signum)
+            self._detached.set()
+            if self._output_call is not None:
+                self._output_call.cancel()
 
     def _took_call(self, call: Any) -> None:
         self._output_call = call
@@ -147,6 +163,8 @@ class Session:
                 except BoxliteError:
                     if not self._detached.is_set():
                         raise
+                if self._undelivered is not None:
+                    raise self._undelivered
                 if self._detached.is_set():
                     raise Detached()
                 waiter.join()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from boxlite_cli.agent.client import AgentClient
+from boxlite_cli.agent.client import SIGNAL_HELD, AgentClient
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import (
     KILLED_WITH_THE_BOX,
@@ -188,9 +188,7 @@ class ExecServer:
                     # the process gets the signal once the box is unpaused)
                     threading.Thread(target=self._signal_once_unpaused, args=(exec_id, signum),
                                      name="exec-signal-held", daemon=True).start()
-                    answer.send({"exit_code": 128 + signum,
-                                 "error": "the box is paused: the process gets the signal "
-                                          "once it is unpaused"})
+                    answer.send({"exit_code": 128 + signum, "error": SIGNAL_HELD})
                 elif isinstance(signum, int) and 0 < signum < 65:
                     try:
                         self.client.signal(exec_id, signum, group=True)

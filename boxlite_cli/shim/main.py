@@ -436,7 +436,8 @@ class Shim:
     def serve(self, channel: grpc.Channel) -> None:
         server = grpc.server(ThreadPoolExecutor(max_workers=256, thread_name_prefix="proxy"),
                              handlers=[ProxyHandler(channel, self.tracker,
-                                                    tee={MAIN: self.log_chunk})],
+                                                    tee={MAIN: self.log_chunk},
+                                                    paused=self.is_paused)],
                              options=[("grpc.so_reuseport", 0)])
         sock = self.files.agent_socket
         old_umask = os.umask(0o177)

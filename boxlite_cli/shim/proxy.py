@@ -7,6 +7,7 @@ exec ends, so the shim knows when the main process's output has been delivered.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -15,11 +16,14 @@ from typing import Any
 
 import grpc
 
-from boxlite_cli.agent.client import PIN_METADATA, RESTARTED
+from boxlite_cli.agent.client import PIN_METADATA, RESTARTED, SIGNAL_HELD
 from boxlite_cli.agent.pb import agent_pb2 as pb
 
 ATTACH = "/boxlite.v1.Agent/Attach"
 WAIT = "/boxlite.v1.Agent/Wait"
+SIGNAL = "/boxlite.v1.Agent/Signal"
+UNPAUSE_POLL_S = 0.25  # how often a signal held for a paused box looks for its unpause
+HELD_SIGNAL_TIMEOUT_S = 10.0  # the deadline of a held signal's call, once unpaused
 # The calls whose completion the shim waits for, and their tracker key.
 TRACKED: dict[str, Callable[[bytes], str]] = {
     ATTACH: lambda req: pb.AttachRequest.FromString(req).exec_id,
@@ -89,12 +93,16 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Forwards every method to `upstream`."""
 
     def __init__(self, upstream: grpc.Channel, tracker: AttachTracker,
-                 tee: dict[str, Callable[[bytes], None]] | None = None) -> None:
+                 tee: dict[str, Callable[[bytes], None]] | None = None,
+                 paused: Callable[[], bool] = lambda: False) -> None:
         """`tee[exec_id]` also gets every output chunk (serialised) that an Attach of
-        that exec delivers: how a foreground run's output reaches the box's log."""
+        that exec delivers: how a foreground run's output reaches the box's log.
+        `paused`: the box is paused; a Signal then is held for the unpause (its guest
+        answers nothing meanwhile) and its caller told so at once (SIGNAL_HELD)."""
         self.upstream = upstream
         self.tracker = tracker
         self.tee = tee or {}
+        self.paused = paused
         self.pin = str(os.getpid())  # (see PIN_METADATA)
 
     def service(self, details: grpc.HandlerCallDetails) -> Any:
@@ -107,6 +115,9 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             pins = [v for k, v in context.invocation_metadata() or () if k == PIN_METADATA]
             if pins and pins[0] != self.pin:
                 context.abort(grpc.StatusCode.ABORTED, RESTARTED)
+            if method == SIGNAL and self.paused():
+                self._hold(next(requests, None), context)
+                return
             key = None
             if method in TRACKED:
                 first = next(requests, None)
@@ -141,6 +152,19 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                     self.tracker.end(key, complete)
 
         return forward
+
+    def _hold(self, request: bytes | None, context: grpc.ServicerContext) -> None:
+        """Deliver the Signal `request` once the box is unpaused; its caller hears now."""
+        if request is not None:
+            threading.Thread(target=self._deliver_once_unpaused, args=(request,),
+                             name="signal-held", daemon=True).start()
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, SIGNAL_HELD)
+
+    def _deliver_once_unpaused(self, request: bytes) -> None:
+        while self.paused():
+            time.sleep(UNPAUSE_POLL_S)
+        with contextlib.suppress(grpc.RpcError):  # (the process or the box ended meanwhile)
+            self.upstream.unary_unary(SIGNAL, None, None)(request, timeout=HELD_SIGNAL_TIMEOUT_S)
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -100,9 +100,11 @@ def test_stop_restart_and_kill_work_on_a_paused_box(e2e_home: Path) -> None:
         bx("rm", "-f", "frozen")
 
 
-def test_a_signal_to_an_exec_of_a_paused_box_ends_it_at_unpause() -> None:
+@pytest.mark.parametrize("interactive", [False, True], ids=["direct", "session"])
+def test_a_signal_to_an_exec_of_a_paused_box_ends_it_at_unpause(interactive: bool) -> None:
     """`timeout` fires on an exec while its box is paused: the CLI ends at once (143, with
-    why), and the process gets the signal once the box is unpaused."""
+    why), and the process gets the signal once the box is unpaused; on the exec's direct
+    path and on its gRPC one (`-i`: the shim's proxy holds the signal)."""
     import select
     import signal
     import subprocess
@@ -110,9 +112,10 @@ def test_a_signal_to_an_exec_of_a_paused_box_ends_it_at_unpause() -> None:
     from tests.e2e.conftest import boxlite_bin
 
     assert bx("run", "-d", "--name", "held", IMAGE, "sleep", "600").returncode == 0
-    proc = subprocess.Popen([boxlite_bin(), "exec", "held", "sh", "-c",
-                             "echo ready; exec sleep 321"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([boxlite_bin(), "exec", *(["-i"] if interactive else []), "held",
+                             "sh", "-c", "echo ready; exec sleep 321"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         assert select.select([proc.stdout], [], [], 240)[0]
