@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-agent"))
 
+from boxlite_agent import bridge as bridge_module
 from boxlite_agent import console
 from boxlite_agent.bridge import H2_PREFACE, PortBridge, connect_unix, splice
 from boxlite_agent.channels import serve_listener
@@ -356,7 +357,26 @@ def test_an_old_spare_is_renewed(upstream_path: str, run_bridge: BridgeStarter) 
     assert read_exact(host, len(greeting)) == greeting
 
 
-def test_port_bridge_idles_while_disconnected(upstream_path: str, run_bridge: BridgeStarter) -> None:
+class SleepCounter:
+    """The bridge module's `time` in a test: counts its sleeps (which pass at once) and
+    sets `stop` at the `until`th."""
+
+    def __init__(self, stop: threading.Event, until: int) -> None:
+        self.stop = stop
+        self.until = until
+        self.sleeps: list[float] = []
+        self.monotonic = time.monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if len(self.sleeps) >= self.until:
+            self.stop.set()
+
+
+def test_port_bridge_idles_while_disconnected(upstream_path: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the port reports POLLHUP (poll() returns at once), every poll is followed by
+    a sleep: the bridge goes on polling, and does not spin."""
     Upstream(upstream_path, echo_with_index)
     port = PtyPort()
     port.disconnect()
@@ -369,12 +389,18 @@ def test_port_bridge_idles_while_disconnected(upstream_path: str, run_bridge: Br
 
     bridge = Counting(lambda: port.master, connect_unix(upstream_path))
     stop = threading.Event()
+    clock = SleepCounter(stop, until=20)
+    monkeypatch.setattr(bridge_module, "time", clock)
     t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     t.start()
-    time.sleep(0.5)
-    stop.set()
-    t.join(2)
-    assert 5 < steps[0] < 60  # ~15 ms per poll while the port reports POLLHUP
+    try:
+        assert stop.wait(30), f"{steps[0]} polls, {len(clock.sleeps)} sleeps: it spins"
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    assert steps[0] == 20  # one poll per sleep, each sleep the bridge's
+    assert clock.sleeps == [bridge_module.HUP_SLEEP_S] * 20 and bridge_module.HUP_SLEEP_S > 0
 
 
 def test_upstream_close_forwards_then_reopens(upstream_path: str, run_bridge: BridgeStarter) -> None:

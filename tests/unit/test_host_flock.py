@@ -6,12 +6,12 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from boxlite_cli.state import flock
 from boxlite_cli.state.flock import FileLock, Timeout
 
 # Holds the lock on argv[1] until a line arrives on stdin, then releases it and exits.
@@ -30,6 +30,32 @@ print("released", flush=True)
 @pytest.fixture
 def lock_path(tmp_path: Path) -> Path:
     return tmp_path / "test.lock"
+
+
+class FakeTime:
+    """The flock module's `time` in a test: its sleeps pass at once, on its own clock."""
+
+    START = 100.0
+
+    def __init__(self) -> None:
+        self.now = self.START
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+        assert self.now < self.START + 3600 and len(self.sleeps) < 10_000, "still retrying"
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(flock, "time", fake)
+    return fake
 
 
 @pytest.fixture
@@ -55,12 +81,14 @@ def _release(child: subprocess.Popen[str]) -> None:
 
 
 def test_another_process_excludes_us_until_it_releases(lock_path: Path,
-                                                       holder: subprocess.Popen[str]) -> None:
+                                                       holder: subprocess.Popen[str],
+                                                       fake_time: FakeTime) -> None:
     lock = FileLock(lock_path)
-    started = time.monotonic()
     with pytest.raises(Timeout) as info:
         lock.acquire(timeout=0.2)
-    assert time.monotonic() - started >= 0.2
+    # It tried again and again (backing off) for the whole timeout, then gave up.
+    assert len(fake_time.sleeps) > 1
+    assert fake_time.now - fake_time.START == pytest.approx(0.2)
     assert str(lock_path) in str(info.value)
     assert "within 0.2 s" in str(info.value)
     assert info.value.lock_file == str(lock_path)
@@ -82,13 +110,14 @@ def test_a_waiter_gets_the_lock_once_the_holder_releases(lock_path: Path,
         assert lock.is_locked
 
 
-def test_timeout_zero_tries_once(lock_path: Path, holder: subprocess.Popen[str]) -> None:
-    started = time.monotonic()
+def test_timeout_zero_tries_once(lock_path: Path, holder: subprocess.Popen[str],
+                                 fake_time: FakeTime) -> None:
     with pytest.raises(Timeout, match="within 0 s"):
         FileLock(lock_path, timeout=0).acquire()
-    assert time.monotonic() - started < 0.1
+    assert fake_time.sleeps == []  # (no second try)
     with pytest.raises(Timeout):
         FileLock(lock_path).acquire(timeout=0)
+    assert fake_time.sleeps == []
 
 
 def test_reentrant_on_one_instance(lock_path: Path) -> None:
@@ -154,11 +183,11 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_an_unusable_lock_path_is_an_oserror_not_a_hang(tmp_path: Path) -> None:
+def test_an_unusable_lock_path_is_an_oserror_not_a_hang(tmp_path: Path,
+                                                        fake_time: FakeTime) -> None:
     (tmp_path / "file").write_text("")
     lock = FileLock(tmp_path / "file" / "test.lock", timeout=-1)
-    started = time.monotonic()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # (a retry loop would end in the fake clock's AssertionError)
         lock.acquire()
-    assert time.monotonic() - started < 1
+    assert fake_time.sleeps == []
     assert not lock.is_locked

@@ -25,6 +25,7 @@ from boxlite_cli.agent.client import STDERR, STDOUT, AgentClient
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.pb import agent_pb2_grpc as pb_grpc
 from boxlite_cli.errors import AgentError, BoxRestarted, UsageError
+from boxlite_cli.shim import proxy
 from boxlite_cli.shim.proxy import ATTACH, AttachTracker, ProxyHandler
 
 BIG = bytes(range(256)) * 8192  # 2 MiB, more than one HTTP/2 frame window
@@ -38,6 +39,7 @@ class FakeAgent(pb_grpc.AgentServicer):  # type: ignore[misc]
         self.attach_cancelled = threading.Event()
         self.wait_cancelled = threading.Event()
         self.waits_heard: list[str] = []
+        self.wait_time_left: list[float | None] = []  # each Wait's deadline, as it came
 
     def Ping(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.PingResponse(agent_version="fake-1.0", kernel="6.1.0-test", uptime_s=12.5)
@@ -85,10 +87,13 @@ class FakeAgent(pb_grpc.AgentServicer):  # type: ignore[misc]
         if request.exec_id == "busy":
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many waiters \u2639")
         if request.exec_id == "slow":
-            deadline = time.monotonic() + 20
-            while context.is_active() and time.monotonic() < deadline:
+            self.wait_time_left.append(context.time_remaining())
+            deadline = time.monotonic() + 60
+            while context.is_active():
+                if time.monotonic() > deadline:  # (only a bound: never answered in a test)
+                    return pb.WaitResponse(exit_code=0)
                 time.sleep(0.01)
-            self.wait_cancelled.set()
+            self.wait_cancelled.set()  # ended by the caller, not by running out
             return pb.WaitResponse(exit_code=0)
         return pb.WaitResponse(exit_code=3, signal=0, timed_out=False)
 
@@ -141,6 +146,10 @@ def make_rig() -> Iterator[Rig]:
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
+GUARD_S = 30  # a hang guard: what should end at once, or once told, ends well within it
+NEVER_S = 3600.0  # a grace or timeout that a test must never sit out
+
+
 def wait_until(predicate: Any, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -170,9 +179,8 @@ def test_server_streaming_attach_is_byte_exact_and_tracked(rig: Rig) -> None:
                       (STDOUT, b"")]
     assert wait_until(lambda: "main" in rig.tracker.completed)
     assert rig.tracker.active["main"] == 0
-    started = time.monotonic()
-    rig.tracker.wait_delivered("main", idle_grace_s=30)
-    assert time.monotonic() - started < 1
+    returned = _wait_in_thread(rig.tracker, "main", grace=NEVER_S)
+    assert returned.wait(GUARD_S), "the completed Attach was not seen: it waits for the grace"
 
 
 def test_client_streaming_input(rig: Rig) -> None:
@@ -242,14 +250,14 @@ def test_error_in_a_server_stream_passes_through(rig: Rig) -> None:
 
 
 def test_deadline_reaches_the_upstream_call(rig: Rig) -> None:
-    started = time.monotonic()
     with pytest.raises(AgentError) as info:
-        rig.client.wait("slow", timeout=0.5)
-    assert time.monotonic() - started < 5
+        rig.client.wait("slow", timeout=2)  # (time enough to reach the agent, under load)
     cause = info.value.__cause__
     assert isinstance(cause, grpc.RpcError)
     assert cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert rig.agent.wait_cancelled.wait(5), "the agent's call was not ended by the deadline"
+    [left] = rig.agent.wait_time_left
+    assert left is not None and left <= 2, "the upstream call has no (or a later) deadline"
+    assert rig.agent.wait_cancelled.wait(GUARD_S), "the agent's call was not ended"
 
 
 def test_cancelled_attach_is_not_complete_and_ends_upstream(rig: Rig) -> None:
@@ -335,97 +343,157 @@ def test_unknown_method_is_unimplemented_upstream(rig: Rig) -> None:
 
 # AttachTracker -------------------------------------------------------------------------
 
-def _wait_in_thread(tracker: AttachTracker, exec_id: str, grace: float
-                    ) -> tuple[threading.Thread, list[float]]:
-    ended: list[float] = []
+def in_thread(call: Callable[[], object]) -> threading.Event:
+    """`call()` in a thread of its own; the event: it returned."""
+    returned = threading.Event()
 
     def run() -> None:
-        tracker.wait_delivered(exec_id, grace)
-        ended.append(time.monotonic())
+        call()
+        returned.set()
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, ended
+    threading.Thread(target=run, daemon=True).start()
+    return returned
+
+
+def _wait_in_thread(tracker: AttachTracker, exec_id: str, grace: float) -> threading.Event:
+    """`tracker.wait_delivered(exec_id, grace)` in a thread; the event: it returned."""
+    return in_thread(lambda: tracker.wait_delivered(exec_id, grace))
+
+
+class FakeClock:
+    """The proxy module's `time` in a test: it moves only when the tracker sits out a
+    timed wait (see TimedWaitsPass), or when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0  # (the tests move it by binary fractions: sums stay exact)
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class TimedWaitsPass(threading.Condition):
+    """The tracker's condition on a FakeClock: a timed wait sits out its whole timeout
+    on that clock at once, or, while `meanwhile` has something to do, half of it and
+    then that (which may notify); an untimed one waits for a notify, as ever."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.timeouts: list[float | None] = []
+        self.meanwhile: list[Callable[[], None]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        assert len(self.timeouts) < 10_000, "the tracker keeps waiting"
+        if timeout is None:
+            return super().wait()
+        if self.meanwhile:
+            self.clock.now += timeout / 2
+            self.meanwhile.pop(0)()
+            return True
+        self.clock.now += timeout
+        return False
+
+
+Clocked = tuple[AttachTracker, FakeClock, TimedWaitsPass]
+
+
+@pytest.fixture
+def clocked(monkeypatch: pytest.MonkeyPatch) -> Clocked:
+    """A tracker whose graces and timeouts pass on a fake clock, at once."""
+    clock = FakeClock()
+    monkeypatch.setattr(proxy, "time", clock)
+    tracker = AttachTracker()
+    cond = tracker.cond = TimedWaitsPass(clock)
+    return tracker, clock, cond
 
 
 def test_wait_delivered_returns_when_an_attach_completes() -> None:
     tracker = AttachTracker()
     tracker.begin("main")
-    t, ended = _wait_in_thread(tracker, "main", grace=30)
-    time.sleep(0.2)
-    assert t.is_alive()
-    done_at = time.monotonic()
+    returned = _wait_in_thread(tracker, "main", grace=NEVER_S)
+    assert not returned.wait(0.2), "it returned while the Attach was live"
     tracker.end("main", complete=True)
-    t.join(5)
-    assert ended and ended[0] - done_at < 1
+    assert returned.wait(GUARD_S), "the Attach's end did not end the wait"
 
 
 def test_wait_delivered_returns_at_once_when_already_complete() -> None:
     tracker = AttachTracker()
     tracker.begin("main")
     tracker.end("main", complete=True)
-    started = time.monotonic()
-    tracker.wait_delivered("main", idle_grace_s=30)
-    assert time.monotonic() - started < 0.5
+    returned = _wait_in_thread(tracker, "main", grace=NEVER_S)
+    assert returned.wait(GUARD_S), "it waited for the idle grace"
 
 
-def test_wait_delivered_gives_up_after_the_idle_grace() -> None:
-    tracker = AttachTracker()
-    started = time.monotonic()
-    tracker.wait_delivered("main", idle_grace_s=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
+def test_wait_delivered_gives_up_after_the_idle_grace(clocked: Clocked) -> None:
+    tracker, clock, _ = clocked
+    returned = _wait_in_thread(tracker, "main", grace=0.25)
+    assert returned.wait(GUARD_S), "it never gave up"
+    assert clock.now == 0.25  # it sat the grace out, and no more
 
 
-def test_wait_delivered_keeps_waiting_while_an_attach_is_live() -> None:
-    tracker = AttachTracker()
+def test_wait_delivered_keeps_waiting_while_an_attach_is_live(clocked: Clocked) -> None:
+    tracker, clock, cond = clocked
     tracker.begin("main")
-    t, _ = _wait_in_thread(tracker, "main", grace=0.1)
-    time.sleep(0.6)  # many graces: still waiting, someone is attached
-    assert t.is_alive()
+    returned = _wait_in_thread(tracker, "main", grace=0.25)
+    assert wait_until(lambda: cond.timeouts), "it did not wait"
+    clock.now += 4.0  # many graces: still waiting, someone is attached
+    assert not returned.wait(0.2), "it gave up while an Attach was live"
+    assert cond.timeouts == [None]  # (no grace runs while one is live)
     tracker.end("main", complete=False)  # it went away before EOF: the grace starts now
-    ended_at = time.monotonic()
-    t.join(5)
-    assert not t.is_alive()
+    assert returned.wait(GUARD_S), "it never gave up"
     assert "main" not in tracker.completed
-    assert 0.05 < time.monotonic() - ended_at < 2
+    assert clock.now == 4.25  # the whole grace, from the Attach's end
 
 
-def test_a_new_attach_within_the_grace_is_waited_for() -> None:
-    tracker = AttachTracker()
-    t, ended = _wait_in_thread(tracker, "main", grace=0.5)
-    time.sleep(0.1)
-    tracker.begin("main")
-    time.sleep(0.8)  # longer than the grace: still waiting for the live attach
-    assert t.is_alive()
+def test_a_new_attach_within_the_grace_is_waited_for(clocked: Clocked) -> None:
+    tracker, clock, cond = clocked
+    cond.meanwhile.append(lambda: tracker.begin("main"))  # half way through the grace
+    returned = _wait_in_thread(tracker, "main", grace=0.5)
+    assert wait_until(lambda: None in cond.timeouts), "it did not wait for the new Attach"
+    clock.now += 4.0  # longer than the grace: still waiting for the live attach
+    assert not returned.wait(0.2), "it gave up while an Attach was live"
     tracker.end("main", complete=True)
-    t.join(5)
-    assert ended
+    assert returned.wait(GUARD_S), "the Attach's end did not end the wait"
+    assert "main" in tracker.completed
 
 
-def test_other_exec_ids_do_not_count() -> None:
-    tracker = AttachTracker()
+def test_other_exec_ids_do_not_count(clocked: Clocked) -> None:
+    tracker, clock, _ = clocked
     tracker.begin("other")
-    started = time.monotonic()
-    tracker.wait_delivered("main", idle_grace_s=0.2)
-    assert time.monotonic() - started < 2
+    returned = _wait_in_thread(tracker, "main", grace=0.25)
+    assert returned.wait(GUARD_S), "another exec's live Attach kept it waiting"
+    assert clock.now == 0.25
     tracker.end("other", complete=True)
     assert "main" not in tracker.completed
 
 
-def test_wait_idle_returns_once_the_live_calls_end_or_at_the_timeout() -> None:
+def _wait_idle_in_thread(tracker: AttachTracker, keys: list[str], timeout_s: float
+                         ) -> threading.Event:
+    """`tracker.wait_idle(keys, timeout_s)` in a thread; the event: it returned."""
+    return in_thread(lambda: tracker.wait_idle(keys, timeout_s))
+
+
+def test_wait_idle_returns_once_the_live_calls_end() -> None:
     """A detached box's shim lets a `boxlite wait` hear the exit before the VM goes."""
     tracker = AttachTracker()
-    start = time.monotonic()
-    tracker.wait_idle(["wait:main"], 5)  # none live: at once
-    assert time.monotonic() - start < 1
+    assert _wait_idle_in_thread(tracker, ["wait:main"], NEVER_S).wait(GUARD_S), \
+        "none live, yet it waited for the timeout"
     tracker.begin("wait:main")
-    threading.Timer(0.2, tracker.end, ("wait:main", True)).start()
-    tracker.wait_idle(["wait:main"], 5)
-    assert 0.15 < time.monotonic() - start < 3
+    returned = _wait_idle_in_thread(tracker, ["wait:main"], NEVER_S)
+    assert not returned.wait(0.2), "it returned while a Wait was live"
+    tracker.end("wait:main", True)
+    assert returned.wait(GUARD_S), "the Wait's end did not end the wait"
+
+
+def test_wait_idle_gives_up_at_the_timeout(clocked: Clocked) -> None:
+    tracker, clock, _ = clocked
+    tracker.wait_idle(["wait:main"], 0.25)  # none live: at once
+    assert clock.now == 0
     tracker.begin("wait:main")  # one that never ends: bounded
-    again = time.monotonic()
-    tracker.wait_idle(["wait:main"], 0.3)
-    assert 0.25 < time.monotonic() - again < 3
+    assert _wait_idle_in_thread(tracker, ["wait:main"], 0.25).wait(GUARD_S), \
+        "it never gave up"
+    assert clock.now == 0.25
 
 
 def test_a_key_whose_last_call_ended_early_is_reported_abandoned() -> None:

@@ -248,13 +248,19 @@ def test_replenish_meanwhile_runs_in_a_waited_for_thread_and_is_quiet(
 
 
 def test_other_process_waits_through_a_pidfd() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
-    other = OtherProcess(child.pid, ["sleeper"])
-    assert other.poll() is None
-    with pytest.raises(subprocess.TimeoutExpired):
-        other.wait(0.01)
-    start = time.monotonic()
-    assert other.wait(10) == 0
-    assert time.monotonic() - start < 10
-    assert other.poll() == 0
-    child.wait()
+    # It lives until its stdin closes (and 1 h at most).
+    child = subprocess.Popen([sys.executable, "-c", "import select, sys; "
+                              "select.select([sys.stdin], [], [], 3600)"],
+                             stdin=subprocess.PIPE)
+    assert child.stdin is not None
+    try:
+        other = OtherProcess(child.pid, ["sleeper"])
+        assert other.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            other.wait(0.01)
+        child.stdin.close()  # it ends
+        assert other.wait(30) == 0  # (TimeoutExpired: the exit was not seen)
+        assert other.poll() == 0
+    finally:
+        child.kill()
+        child.wait()
