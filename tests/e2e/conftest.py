@@ -7,9 +7,11 @@ once) and removes the boxes it made. The guest payload must have been built
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from boxlite_cli.payload import DEFAULT_IMAGE, PayloadMissing, find_payload
+from boxlite_cli.state.boxfiles import BoxFiles
+from boxlite_cli.state.records import BoxState
 from tests.support.fixtures import *  # noqa: F403
 
 IMAGE = DEFAULT_IMAGE
@@ -50,9 +54,31 @@ def _e2e_env(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("BOXLITE_SPARES", "0")
     before = set(box_ids())
     yield
+    check_invariants(e2e_home)
     leftovers = set(box_ids()) - before
     if leftovers:
         subprocess.run([boxlite_bin(), "rm", "-f", *leftovers], capture_output=True, timeout=120)
+
+
+def check_invariants(home: Path) -> None:
+    """What must hold after every e2e test, whatever it did: each box's state.json reads
+    as a box record; each of the home's QEMUs runs with its seccomp sandbox on; each
+    socket a CLI reaches the box's agent or shell by is the owner's alone (0600)."""
+    for state in sorted((home / "boxes").glob("*/state.json")):
+        try:
+            BoxState.from_json(json.loads(state.read_bytes()))
+        except FileNotFoundError:
+            continue  # (a box removed meanwhile: its own --rm)
+        except (ValueError, KeyError, TypeError) as e:
+            pytest.fail(f"{state} is not a box record: {e!r}")
+        files = BoxFiles(state.parent)
+        for sock in (files.agent_socket, files.exec_socket):
+            with contextlib.suppress(FileNotFoundError):
+                mode = stat.S_IMODE(sock.stat().st_mode)
+                assert mode == 0o600, f"{sock} has mode {mode:o}, not 0600"
+    for cmd in vm_processes(home):
+        if "qemu-system" in cmd:
+            assert " -sandbox on," in cmd or cmd.endswith(" -sandbox on"), cmd
 
 
 def set_payload_env(env: os._Environ[str]) -> None:
