@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from boxlite_cli.compression import DECOMPRESSION_ERRORS, open_decompressed
 from boxlite_cli.errors import BoxliteError, ImageError
-from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
 from boxlite_cli.oci.mediatypes import (
     MAX_INDEX_DEPTH,
     OCI_MANIFEST,

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from boxlite_cli.compression import open_decompressed
 from boxlite_cli.errors import ImageError
-from boxlite_cli.oci.compression import open_decompressed
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.transfer.extract import ChunkReader
 

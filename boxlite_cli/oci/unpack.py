@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from boxlite_cli.compression import DECOMPRESSION_ERRORS, open_decompressed
 from boxlite_cli.disks.ownership import Device, Ownership, Wanted
 from boxlite_cli.errors import ImageError
-from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
 from boxlite_cli.oci.safepath import clean_member_name, resolve_in_root
 
 WHITEOUT_PREFIX = ".wh."

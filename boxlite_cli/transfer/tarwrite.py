@@ -131,7 +131,7 @@ def read_tar_chunks(fd: int, size: int = CHUNK) -> Iterator[bytes]:
     """A tar stream on an open file (stdin) as chunks of the plain tar: gzip, bzip2, xz
     and zstd streams are decompressed (docker's cp takes them). UsageError when the stream
     does not decompress."""
-    from boxlite_cli.oci.compression import DECOMPRESSION_ERRORS, open_decompressed
+    from boxlite_cli.compression import DECOMPRESSION_ERRORS, open_decompressed
 
     with io.BufferedReader(FdReader(fd)) as raw:
         data, kind = open_decompressed(raw)
