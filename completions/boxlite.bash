@@ -7,7 +7,7 @@ _boxlite_completion() {
     [[ -z $line || $line == *[[:space:]] ]] && words+=("")
     cword=$(( ${#words[@]} - 1 ))
     cur="${words[cword]}"
-    [[ $cur == *:* ]] && colon="${cur%"${cur##*:}"}"
+    [[ $cur == *[:=]* ]] && colon="${cur%"${cur##*[:=]}"}"
 
     response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
 
@@ -22,7 +22,7 @@ _boxlite_completion() {
             compopt -o default
         elif [[ $type == 'plain' ]]; then
             COMPREPLY+=("${value#"$colon"}")
-            [[ $value == *: ]] && compopt -o nospace
+            [[ $value == *[:=] ]] && compopt -o nospace
         fi
     done
 

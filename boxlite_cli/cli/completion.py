@@ -53,10 +53,15 @@ def complete_copy_end(ctx: click.Context, param: click.Parameter,
     shell's own file completion) unless a box is being named (`web:...`)."""
     if ":" in incomplete:
         return []  # (a path inside a box: nothing to offer from the host)
-    # (the file item first: bash's script starts over at it, then adds the boxes; the
-    # shell's own file completion is used when no box name matches)
-    return [CompletionItem(incomplete, type="file"),
-            *(CompletionItem(f"{c.value}:") for c in complete_box(ctx, param, incomplete))]
+    return _with_host_paths(incomplete, [CompletionItem(f"{c.value}:") for c
+                                         in complete_box(ctx, param, incomplete)])
+
+
+def _with_host_paths(incomplete: str, items: list[CompletionItem]) -> list[CompletionItem]:
+    """`items`, and host paths: the shell's own file completion (the file item first:
+    bash's script starts over at it, then adds the others; its file completion is used
+    when none matches)."""
+    return [CompletionItem(incomplete, type="file"), *items]
 
 
 complete_box = _box_completer(None)  # any box (rm, inspect, logs, ...)
@@ -132,6 +137,108 @@ def complete_box_or_image(ctx: click.Context, param: click.Parameter,
     return [*boxes, *images]
 # the named volumes (anonymous ones too: `volume rm` takes them)
 complete_volume = _listed(_volume_names)
+
+
+def complete_volume_flag(ctx: click.Context, param: click.Parameter,
+                         incomplete: str) -> list[CompletionItem]:
+    """-v's source: a host path or a volume (the path in the box after `:` is the
+    box's, none to offer)."""
+    if ":" in incomplete:
+        return []
+    return _with_host_paths(incomplete, complete_volume(ctx, param, incomplete))
+
+
+MOUNT_KEYS = ("type=", "source=", "target=", "readonly", "tmpfs-size=", "tmpfs-mode=")
+MOUNT_TYPES = ("bind", "volume", "tmpfs")
+
+
+def complete_mount(ctx: click.Context, param: click.Parameter,
+                   incomplete: str) -> list[CompletionItem]:
+    """--mount's KEY=VALUE list: its keys; the types after `type=`; the volumes after
+    `source=` of a volume mount (a bind's host path is left to be typed)."""
+    head, _, last = incomplete.rpartition(",")
+    head = head + "," if head else ""
+    key, eq, value = last.partition("=")
+    if not eq:
+        candidates = list(MOUNT_KEYS)
+    elif key == "type":
+        candidates = [f"type={t}" for t in MOUNT_TYPES]
+    elif key in ("source", "src") and "type=bind" not in head and "type=tmpfs" not in head:
+        candidates = [f"{key}={c.value}" for c in complete_volume(ctx, param, value)]
+    else:
+        return []
+    return [CompletionItem(head + c) for c in candidates if c.startswith(last)]
+
+
+def _filter_completer(keys: tuple[str, ...],
+                      values: dict[str, Callable[[], list[str]]]) -> Completer:
+    """A listing's --filter KEY=VALUE: `keys` (KEY=), then the values `values[KEY]()`
+    lists (nothing when it fails)."""
+    def complete(ctx: click.Context, param: click.Parameter,
+                 incomplete: str) -> list[CompletionItem]:
+        key, eq, _ = incomplete.partition("=")
+        if not eq:
+            return [CompletionItem(f"{k}=") for k in keys if k.startswith(incomplete)]
+        try:
+            candidates = [f"{key}={v}" for v in values[key]()] if key in values else []
+        except Exception:
+            return []
+        return [CompletionItem(c) for c in sorted(set(candidates)) if c.startswith(incomplete)]
+
+    return complete
+
+
+def _box_names() -> list[str]:
+    from boxlite_cli.state.boxes import BoxStore
+    from boxlite_cli.state.paths import home_paths
+
+    return [item.name for item in BoxStore(home_paths()).all() if not isinstance(item, Exception)]
+
+
+def _box_filter_completer() -> Completer:
+    from boxlite_cli.runtime.boxfilter import KEYS, STATUSES
+    from boxlite_cli.state.health import HEALTH_STATES
+
+    return _filter_completer(KEYS, {
+        "status": lambda: list(STATUSES), "health": lambda: list(HEALTH_STATES),
+        "name": _box_names, "before": _box_names, "since": _box_names,
+        "ancestor": _image_references})
+
+
+def complete_box_filter(ctx: click.Context, param: click.Parameter,
+                        incomplete: str) -> list[CompletionItem]:
+    """ps --filter: its keys, then statuses, healths, boxes or images as the key takes."""
+    return _box_filter_completer()(ctx, param, incomplete)
+
+
+def complete_image_filter(ctx: click.Context, param: click.Parameter,
+                          incomplete: str) -> list[CompletionItem]:
+    """images --filter: its keys, then true/false or images as the key takes."""
+    from boxlite_cli.runtime.imagefilter import KEYS
+
+    return _filter_completer(KEYS, {
+        "dangling": lambda: ["true", "false"], "reference": _image_references,
+        "before": _image_references, "since": _image_references})(ctx, param, incomplete)
+
+
+complete_volume_filter = _filter_completer(("dangling", "name"), {
+    "dangling": lambda: ["true", "false"], "name": _volume_names})
+
+
+class BoxCommandLine(click.Command):
+    """A command whose last argument is a command line for the box (run IMAGE COMMAND,
+    exec BOX COMMAND): once the arguments before it are given, completion offers no
+    option of boxlite's, what follows being the box's (`run img ls --<TAB>`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        if ctx.resilient_parsing and self._box_command_began(ctx):
+            return [p for p in params if isinstance(p, click.Argument)]
+        return params
+
+    def _box_command_began(self, ctx: click.Context) -> bool:
+        before = [p for p in self.params if isinstance(p, click.Argument)][:-1]
+        return bool(before) and all(ctx.params.get(p.name or "") for p in before)
 # `start --checkpoint`: the memory checkpoints of any box (the box comes after)
 complete_checkpoint = _listed(lambda: [snap for _, snap, memory in _snapshots(None) if memory])
 # `run --from`: BOX:NAME for every memory checkpoint

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from boxlite_cli.cli.boxspec import create_options
-from boxlite_cli.cli.completion import complete_image
+from boxlite_cli.cli.completion import BoxCommandLine, complete_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.options import (
     box_options,
@@ -19,8 +19,8 @@ from boxlite_cli.cli.options import (
 
 
 # (-h is --hostname here, as in docker run and create: help is --help alone)
-@click.command(context_settings={"allow_interspersed_args": False,
-                                  "help_option_names": ["--help"]})
+@click.command(cls=BoxCommandLine, context_settings={"allow_interspersed_args": False,
+                                                   "help_option_names": ["--help"]})
 @box_options
 @process_options
 @network_options

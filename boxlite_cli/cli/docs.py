@@ -35,16 +35,16 @@ def completion_script(shell: str) -> str:
     return source
 
 
-# bash splits words at `:` (COMP_WORDBREAKS): `localhost/debian:b` reached boxlite as
-# three words. The words are taken from the line as typed instead, and a candidate is
-# given without the part of the word before its last `:` (bash replaces only what
-# follows it), as bash-completion's __ltrim_colon_completions does.
+# bash splits words at `:` and `=` (COMP_WORDBREAKS): `localhost/debian:b` reached
+# boxlite as three words. The words are taken from the line as typed instead, and a
+# candidate is given without the part of the word before its last `:` or `=` (bash
+# replaces only what follows it), as bash-completion's __ltrim_colon_completions does.
 BASH_WORDS = """    local line="${COMP_LINE:0:$COMP_POINT}" words cword cur colon=""
     IFS=$' \\t' read -ra words <<< "$line"
     [[ -z $line || $line == *[[:space:]] ]] && words+=("")
     cword=$(( ${#words[@]} - 1 ))
     cur="${words[cword]}"
-    [[ $cur == *:* ]] && colon="${cur%"${cur##*:}"}"
+    [[ $cur == *[:=]* ]] && colon="${cur%"${cur##*[:=]}"}"
 
     response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
 """
@@ -57,8 +57,9 @@ def _bash_colons(source: str) -> str:
     assert words in source and plain in source
     return source.replace(words, BASH_WORDS).replace(plain, (
         '            COMPREPLY+=("${value#"$colon"}")\n'
-        # (cp's `BOX:` goes on with a path inside the box: no space after it)
-        "            [[ $value == *: ]] && compopt -o nospace\n"))
+        # (cp's `BOX:` goes on with a path inside the box, a filter's `KEY=` with its
+        # value: no space after it)
+        "            [[ $value == *[:=] ]] && compopt -o nospace\n"))
 
 
 def _roff(text: str) -> str:
@@ -66,6 +67,14 @@ def _roff(text: str) -> str:
     for line in text.replace("\\", "\\e").splitlines():
         lines.append("\\&" + line if line.startswith((".", "'")) else line)
     return "\n".join(lines)
+
+
+def _roff_paragraph(text: str) -> str:
+    """A paragraph of help in roff; one click keeps as written (it begins with `\\b`:
+    examples, a table) is set line by line (.nf), not filled into one line."""
+    if not text.startswith("\b"):
+        return _roff(text)
+    return "\n".join([".nf", _roff(text.removeprefix("\b").strip("\n")), ".fi"])
 
 
 def _usage(ctx: click.Context, cmd: click.Command) -> str:
@@ -81,7 +90,7 @@ def man_page(cmd: click.Command, path: list[str]) -> str:
     # (NAME: the first sentence of the first paragraph, whole, as whatis shows it)
     first = " ".join(help_text.split("\n\n")[0].split())
     summary = re.split(r"(?<=\.)\s", first, maxsplit=1)[0].rstrip(".") if first else ""
-    paragraphs = [_roff(p) for p in help_text.split("\n\n")]
+    paragraphs = [_roff_paragraph(p) for p in help_text.split("\n\n")]
     out = [
         f'.TH "{name.upper()}" "1" "{MAN_DATE}" "boxlite {__version__}" "boxlite manual"',
         ".SH NAME",

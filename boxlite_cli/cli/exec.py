@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_running_box
+from boxlite_cli.cli.completion import BoxCommandLine, complete_running_box
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
@@ -17,7 +17,7 @@ from boxlite_cli.cli.output import one_output_file, std_fds
 from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError
 
 
-@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.command("exec", cls=BoxCommandLine, context_settings={"allow_interspersed_args": False})
 @process_options
 @click.option("-d", "--detach", is_flag=True, help="Start the process and return at once.")
 @detach_keys_option
@@ -47,12 +47,17 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
                 report(error)
             return code
     from boxlite_cli.runtime.session import Detached, Session  # gRPC: -i, -t, -d
-    from boxlite_cli.runtime.terminal import FORWARDED_SIGNALS, SignalRelay, forwarding_signals
+    from boxlite_cli.runtime.terminal import (
+        FORWARDED_SIGNALS,
+        PROXIED_SIGNALS,
+        SignalRelay,
+        forwarding_signals,
+    )
 
     box_id = cli.runtime.resolve(box)
     # A signal while the process starts is for it too (not -d's): kept, then forwarded.
     relay = SignalRelay()
-    with forwarding_signals(relay, () if detach else FORWARDED_SIGNALS):
+    with forwarding_signals(relay, () if detach else FORWARDED_SIGNALS if tty else PROXIED_SIGNALS):
         client, started = cli.runtime.exec(box_id, opts, detach=detach,
                                            merge_stderr=not tty and one_output_file())
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from boxlite_cli.cli.completion import complete_image
+from boxlite_cli.cli.completion import complete_image, complete_image_filter
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
@@ -36,6 +36,7 @@ def short_id(image: Image, no_trunc: bool) -> str:
 @click.option("--digests", is_flag=True, help="Show each image's digest.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image ids.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_image_filter,
               help="Only images that match: dangling=true|false, reference=PATTERN "
                    "(localhost/deb*, *debian:book*), label=KEY[=VALUE], before=IMAGE, "
                    "since=IMAGE.")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from boxlite_cli.cli.completion import complete_signal
+from boxlite_cli.cli.completion import complete_mount, complete_signal, complete_volume_flag
 from boxlite_cli.cli.context import CliContext
 from boxlite_cli.cli.paramtypes import Seconds
 from boxlite_cli.errors import UsageError
@@ -198,11 +198,13 @@ def box_options(f: F) -> F:
                      help="Show no progress of a pull (docker's; there is none off a "
                           "terminal)."),
         click.option("-v", "--volume", "volumes", multiple=True,
+                     shell_complete=complete_volume_flag,
                      metavar="[HOSTPATH|NAME:]BOXPATH[:ro|rw]",
                      help="Share a host directory or file, or a named volume, at BOXPATH "
                           "(a missing host directory is made; BOXPATH alone: a new "
                           "anonymous volume)."),
         click.option("--mount", "mounts", multiple=True, metavar="type=TYPE,...",
+                     shell_complete=complete_mount,
                      help="docker's long form of -v and --tmpfs: type=bind|volume|tmpfs, "
                           "source=, target=, readonly, tmpfs-size=, tmpfs-mode=."),
     ]):

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from boxlite_cli.cli.completion import complete_box_filter
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.output import (
     ago,
@@ -102,6 +103,7 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
 @click.option("-q", "--quiet", is_flag=True, help="Only print box ids.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_box_filter,
               help="Only boxes that match: id, name, status, exited, ancestor, label "
                    "(KEY or KEY=VALUE), health (starting, healthy, unhealthy, none), "
                    "before and since (a box: those created before or after it); a key "

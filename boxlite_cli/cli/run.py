@@ -8,7 +8,11 @@ from typing import Any
 import click
 
 from boxlite_cli.cli.boxspec import create_options
-from boxlite_cli.cli.completion import complete_box_checkpoint, complete_image
+from boxlite_cli.cli.completion import (
+    BoxCommandLine,
+    complete_box_checkpoint,
+    complete_image,
+)
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import report
 from boxlite_cli.cli.options import (
@@ -28,8 +32,8 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 
 
 # (-h is --hostname here, as in docker run and create: help is --help alone)
-@click.command(context_settings={"allow_interspersed_args": False,
-                                  "help_option_names": ["--help"]})
+@click.command(cls=BoxCommandLine, context_settings={"allow_interspersed_args": False,
+                                                   "help_option_names": ["--help"]})
 @box_options
 @process_options
 @network_options
@@ -38,9 +42,10 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 @cold_option
 @detach_keys_option
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
-              help="Send SIGINT and SIGTERM to the main process (a box without a tty); "
-                   "--no-sig-proxy (docker's --sig-proxy=false): they end this command "
-                   "and the box runs on.")
+              help="Forward the signals this command gets (SIGINT, SIGTERM, Ctrl-Z...) "
+                   "to the main process; with a tty, SIGTERM and SIGHUP (keys go through "
+                   "it). --no-sig-proxy (docker's --sig-proxy=false): they end this "
+                   "command and the box runs on.")
 @click.option("--from", "from_", metavar="BOX:NAME", shell_complete=complete_box_checkpoint,
               help="Make the box from memory checkpoint NAME of BOX and resume it: its "
                    "processes carry on (no IMAGE or COMMAND then).")
@@ -82,7 +87,7 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
     output = None if detach or interactive or tty else std_fds()
     # SIGTERM and SIGHUP while it starts end the start, as Ctrl-C does (the command
     # never runs); once it runs they are for the process (with -d, there is none)
-    signals = StartSignals(proxy=sig_proxy or tty)  # (docker's: no tty only)
+    signals = StartSignals(proxy=sig_proxy)  # (--no-sig-proxy: none goes to it, tty or not)
     try:
         with forwarding_signals(signals, ENDING_SIGNALS):
             result = rt.start(state.id, foreground=not detach, cold=cold, output=output,

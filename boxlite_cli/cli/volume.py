@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from boxlite_cli.cli.completion import complete_volume
+from boxlite_cli.cli.completion import complete_volume, complete_volume_filter
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.errors import each_box
 from boxlite_cli.cli.lazy import HintedGroup
@@ -48,6 +48,7 @@ def docker_volume(v: VolumeInfo) -> dict[str, Any]:
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_volume_filter,
               help="Only volumes that match: dangling=true|false (no box uses it), name=PART.")
 @template_format_option("{{.Name}}")
 @pass_cli

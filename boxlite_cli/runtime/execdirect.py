@@ -9,7 +9,7 @@ import socket
 from boxlite_cli.errors import AgentError
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.spec import ProcessOptions
-from boxlite_cli.runtime.terminal import SignalRelay, forwarding_signals
+from boxlite_cli.runtime.terminal import PROXIED_SIGNALS, SignalRelay, forwarding_signals
 from boxlite_cli.shim.execwire import LineReader, WireError, send_line, send_request
 
 
@@ -32,7 +32,7 @@ def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
         sock.close()
         return None
     relay = SignalRelay()  # (a signal while the process starts is for it too)
-    with sock, forwarding_signals(relay):
+    with sock, forwarding_signals(relay, PROXIED_SIGNALS):
         try:
             send_request(sock, {"argv": spec.argv, "env": spec.env, "cwd": spec.cwd,
                                 "user": spec.user, "timeout_s": spec.timeout_s}, (out, err))

@@ -21,7 +21,12 @@ from boxlite_cli.errors import (
 )
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
 from boxlite_cli.runtime.runtime import MAIN, Runtime, StartResult
-from boxlite_cli.runtime.terminal import forwarding_signals, interrupt
+from boxlite_cli.runtime.terminal import (
+    FORWARDED_SIGNALS,
+    PROXIED_SIGNALS,
+    forwarding_signals,
+    interrupt,
+)
 
 STOP_WAIT_S = 60.0
 
@@ -136,7 +141,8 @@ def wait_direct(rt: Runtime, box_id: str, started: StartResult, sig_proxy: bool 
         agent_socket = rt.files(box_id).agent_socket
         with forwarding_signals(lambda signum: threading.Thread(
                 target=_forward, args=(agent_socket, signum), daemon=True).start()
-                if sig_proxy else interrupt(signum)):
+                if sig_proxy else interrupt(signum),
+                PROXIED_SIGNALS if sig_proxy else FORWARDED_SIGNALS):
             data = _read_until_eof(started.exit_pipe, started.pending, STOP_WAIT_S)
     finally:
         os.close(started.exit_pipe)

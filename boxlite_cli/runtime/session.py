@@ -19,6 +19,7 @@ from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
     ENDING_SIGNALS,
     FORWARDED_SIGNALS,
+    PROXIED_SIGNALS,
     forwarding_signals,
     interrupt,
     raw_terminal,
@@ -133,15 +134,22 @@ class Session:
             call.cancel()
 
     def _on_signal(self, signum: int) -> None:
-        if not self.sig_proxy and not self.tty and signum != signal.SIGWINCH:
+        if signum == signal.SIGWINCH:
+            self._control.put(("resize", signum))
+            return
+        if not self.sig_proxy or (self.tty and signum not in ENDING_SIGNALS):
             interrupt(signum)  # (this command ends; the process runs on, as docker's)
-        self._control.put(("resize" if signum == signal.SIGWINCH else "signal", signum))
+        self._control.put(("signal", signum))
 
     def _forwarded(self) -> tuple[signal.Signals, ...]:
-        # A tty session's Ctrl-C and the like come through the terminal; a closed
-        # terminal (SIGHUP) or a SIGTERM still reach the process (it would go on alone
-        # on a pty nobody reads)
-        return (signal.SIGWINCH, *ENDING_SIGNALS) if self.tty else FORWARDED_SIGNALS
+        """A tty session's Ctrl-C and the like come through the terminal (raw, with
+        -i); a closed terminal (SIGHUP) or a SIGTERM still reach the process (it would
+        go on alone on a pty nobody reads); the others end this command (`exec -t`
+        without -i: Ctrl-C leaves, as docker's), the process running on. With no tty,
+        all go to the process (not sig_proxy: all end this command, Ctrl-Z aside)."""
+        if self.tty:
+            return (signal.SIGWINCH, *FORWARDED_SIGNALS)
+        return PROXIED_SIGNALS if self.sig_proxy else FORWARDED_SIGNALS
 
     def run(self) -> ExecResult:
         waiter = threading.Thread(target=self._wait, daemon=True)
@@ -155,6 +163,8 @@ class Session:
         try:
             with raw_terminal(self.stdin_fd, self.tty and self.stdin), \
                     forwarding_signals(self._on_signal, self._forwarded()), sink.watching():
+                if self.tty:  # (a resize while the process started is taken now)
+                    self._control.put(("resize", signal.SIGWINCH))
                 for signum in self.held_signals:
                     self._on_signal(signum)
                 try:

@@ -17,6 +17,10 @@ from boxlite_cli.errors import Interrupted
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
+# Ctrl-Z, and the `kill -CONT` or `fg` after it: a process with no terminal of its own
+# gets them too (docker's sig-proxy forwards them), rather than this command stopping
+# while the shim writes the box's output on into the terminal
+PROXIED_SIGNALS = (*FORWARDED_SIGNALS, signal.SIGTSTP, signal.SIGCONT)
 # A CI step's timeout, a closed terminal: while a box starts they end the start, as
 # Ctrl-C does (the box is stopped, `--rm` removes it: the command never runs), instead
 # of the CLI dying and leaving the box to run unattended; what a tty session forwards

@@ -571,11 +571,14 @@ def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path:
     script.write_text(completion_script("bash"))
     probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
              "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
-             "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'")
+             "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'; "
+             "t 'boxlite ps -f status=ru'; t 'boxlite run --mount type=volume,target=/x,ty'")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
                           env=env, timeout=60)
-    assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag"], done.stderr
+    # (and past a `=`, which bash splits at too: it replaces `/x,ty` there)
+    assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag", "running",
+                                        "/x,type="], done.stderr
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -42,10 +42,17 @@ def signalled(args: list[str], sig: signal.Signals) -> tuple[int, bytes, bytes]:
     return proc.returncode, out, err
 
 
-def test_a_signal_to_the_cli_reaches_the_main_process() -> None:
-    code, out, err = signalled(["run", "--rm", IMAGE], signal.SIGTERM)
+@pytest.mark.parametrize(("args", "sig"), [
+    (["run", "--rm"], signal.SIGTERM),
+    # Ctrl-Z: the process gets it (it stopped this command, the shim writing on)
+    (["run", "--rm"], signal.SIGTSTP),
+    (["run", "--rm", "-i"], signal.SIGTSTP),  # (a session, not the shim's direct output)
+])
+def test_a_signal_to_the_cli_reaches_the_main_process(args: list[str], sig: signal.Signals
+                                                      ) -> None:
+    code, out, err = signalled([*args, IMAGE], sig)
     assert code == 42, err
-    assert out == b"got SIGTERM\n"
+    assert out == f"got {sig.name}\n".encode()
 
 
 def test_run_without_sig_proxy_ends_the_cli_and_the_box_runs_on(tmp_path: Path) -> None:
@@ -289,9 +296,10 @@ def test_exec_streams_separately_and_forwards_signals() -> None:
     try:
         both = bx("exec", "sigexec", "sh", "-c", "echo out; echo err >&2; exit 9")
         assert (both.returncode, both.stdout, both.stderr) == (9, b"out\n", b"err\n")
-        code, out, err = signalled(["exec", "sigexec"], signal.SIGINT)
-        assert code == 42, err
-        assert out == b"got SIGINT\n"
+        for sig in (signal.SIGINT, signal.SIGTSTP):
+            code, out, err = signalled(["exec", "sigexec"], sig)
+            assert code == 42, err
+            assert out == f"got {sig.name}\n".encode()
         assert bx("exec", "sigexec", "true").returncode == 0  # the box is fine
         # `timeout 600 boxlite exec box make test`: SIGTERM ends the job the exec
         # started too, as `timeout` ends a host job (its children were left running)

@@ -109,6 +109,24 @@ def test_volumes_snapshots_checkpoints_and_signals_complete(tmp_path: Path) -> N
     assert _complete(tmp_path, "boxlite kill -s TE") == ["TERM"]
     assert _complete(tmp_path, "boxlite stop -s SIGUS") == ["SIGUSR1", "SIGUSR2"]
     assert "HUP" in _complete(tmp_path, "boxlite run --stop-signal ")
+    # -v: host paths (the file item) and volumes; the box's path after `:` is the box's
+    assert _complete(tmp_path, "boxlite run -v ") == ["", "cache", "data"]
+    assert _complete(tmp_path, "boxlite create --volume d") == ["d", "data"]
+    assert _complete(tmp_path, "boxlite run -v data:/") == []
+    # --mount: its keys, the types, a volume mount's volumes
+    assert _complete(tmp_path, "boxlite run --mount t") == ["type=", "target=", "tmpfs-size=",
+                                                            "tmpfs-mode="]
+    assert _complete(tmp_path, "boxlite run --mount type=v") == ["type=volume"]
+    assert _complete(tmp_path, "boxlite run --mount type=volume,source=c") == [
+        "type=volume,source=cache"]
+    assert _complete(tmp_path, "boxlite run --mount type=bind,source=c") == []
+    # a listing's --filter: its keys, then what a key takes
+    assert _complete(tmp_path, "boxlite ps -f st") == ["status="]
+    assert _complete(tmp_path, "boxlite ps --filter status=ru") == ["status=running"]
+    assert _complete(tmp_path, "boxlite ps -a -f name=w") == ["name=web"]
+    assert _complete(tmp_path, "boxlite images -f dangling=") == ["dangling=false",
+                                                                  "dangling=true"]
+    assert _complete(tmp_path, "boxlite volume ls -f name=") == ["name=cache", "name=data"]
 
 
 def test_image_references_complete_as_docker_prints_them(tmp_path: Path) -> None:
@@ -121,3 +139,24 @@ def test_image_references_complete_as_docker_prints_them(tmp_path: Path) -> None
     assert _complete(tmp_path, "boxlite run ") == ["alpine:3", "localhost/debian:bookworm"]
     assert _complete(tmp_path, "boxlite create al") == ["alpine:3"]
     assert _complete(tmp_path, "boxlite rmi alpine:3 ") == ["localhost/debian:bookworm"]
+
+
+def test_what_follows_the_image_or_box_is_the_boxs_command_line(tmp_path: Path) -> None:
+    """run IMAGE COMMAND..., exec BOX COMMAND...: once IMAGE or BOX is given, no option
+    of boxlite's is offered (a `-v` there is the box command's)."""
+    (tmp_path / "volumes" / "data" / "_data").mkdir(parents=True)
+    (tmp_path / "volumes" / "data" / "volume.json").write_text('{"created_at": 1}')
+    assert "--rm" in _complete(tmp_path, "boxlite run --")
+    assert "--env" in _complete(tmp_path, "boxlite exec --")
+    for line in ("boxlite run alpine --", "boxlite run alpine ls -", "boxlite create alpine -",
+                 "boxlite exec web --", "boxlite exec web ls -v ", "boxlite run alpine sh -v "):
+        assert _complete(tmp_path, line) == [], line
+    assert _complete(tmp_path, "boxlite run -v ") == ["", "data"]  # (before IMAGE: boxlite's)
+
+
+def test_a_paragraph_kept_as_written_stays_so_in_its_man_page() -> None:
+    """click's `\\b` (completion's three install lines) is .nf in roff, not filled."""
+    page = docs.man_pages()["boxlite-completion.1"]
+    kept = page.split(".nf\n", 1)[1].split("\n.fi", 1)[0].splitlines()
+    assert [line.split(":")[0] for line in kept] == ["bash", "zsh", "fish"]
+    assert "\b" not in page

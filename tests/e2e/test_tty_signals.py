@@ -1,0 +1,68 @@
+"""Signals to a CLI whose process has a tty (-t): keys reach the box through its pty,
+so a SIGINT this command gets (Ctrl-C on a terminal not made raw: -t without -i) ends
+this command, and --no-sig-proxy ends it on any signal; the process runs on."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = "echo ready; sleep 777"
+
+
+def on_a_pty_until_ready(args: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """`boxlite ARGS`, its stdio a new pty, once the process printed "ready"."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([boxlite_bin(), *args], stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 240
+    while b"ready" not in seen:
+        ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no 'ready' from the box; it wrote {seen!r}"
+        seen += os.read(master, 4096)
+    return proc, master
+
+
+def still_sleeping(box: str) -> bool:
+    time.sleep(1)
+    return b"sleep 777" in bx("top", box).stdout
+
+
+def test_ctrl_c_to_exec_t_without_i_ends_the_cli_and_the_process_runs_on() -> None:
+    assert bx("run", "-d", "--name", "ttysig", IMAGE, "sleep", "600").returncode == 0
+    try:
+        proc, master = on_a_pty_until_ready(["exec", "-t", "ttysig", "sh", "-c", SCRIPT])
+        try:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 130
+            assert still_sleeping("ttysig")
+        finally:
+            proc.kill()
+            os.close(master)
+    finally:
+        bx("rm", "-f", "ttysig")
+
+
+def test_run_t_without_sig_proxy_ends_the_cli_on_sigterm_and_the_box_runs_on() -> None:
+    proc, master = on_a_pty_until_ready(["run", "-t", "--no-sig-proxy", "--name", "ttynoproxy",
+                                         IMAGE, "sh", "-c", SCRIPT])
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 143
+        assert still_sleeping("ttynoproxy")
+        assert bx("inspect", "-f", "{{.State.Status}}", "ttynoproxy").stdout == b"running\n"
+    finally:
+        proc.kill()
+        os.close(master)
+        bx("rm", "-f", "ttynoproxy")
