@@ -251,12 +251,12 @@ def test_error_in_a_server_stream_passes_through(rig: Rig) -> None:
 
 def test_deadline_reaches_the_upstream_call(rig: Rig) -> None:
     with pytest.raises(AgentError) as info:
-        rig.client.wait("slow", timeout=2)  # (time enough to reach the agent, under load)
+        rig.client.wait("slow", timeout=5)  # (time enough to reach the agent, under load)
     cause = info.value.__cause__
     assert isinstance(cause, grpc.RpcError)
     assert cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     [left] = rig.agent.wait_time_left
-    assert left is not None and left <= 2, "the upstream call has no (or a later) deadline"
+    assert left is not None and left <= 5, "the upstream call has no (or a later) deadline"
     assert rig.agent.wait_cancelled.wait(GUARD_S), "the agent's call was not ended"
 
 
