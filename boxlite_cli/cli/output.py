@@ -114,6 +114,15 @@ def go_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(ts))
 
 
+def echo_pruned(sections: Sequence[tuple[str, Sequence[str]]], freed: int) -> None:
+    """What a prune removed, as docker prints it on standard output: each non-empty
+    section under its title, then the space given back."""
+    for title, names in sections:
+        if names:
+            click.echo(f"{title}:\n" + "".join(f"{n}\n" for n in names))
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
 def human_size(n: int) -> str:
     """Decimal units, as docker images shows sizes: 120MB."""
     return _scaled(n, 1000, ("B", "kB", "MB", "GB", "TB"), 3)

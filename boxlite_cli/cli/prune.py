@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.cli.output import confirmed, human_size
+from boxlite_cli.cli.output import confirmed, echo_pruned
 
 
 @click.command()
@@ -16,9 +16,5 @@ def prune(cli: CliContext, force: bool) -> int:
     if not force and not confirmed("Remove all stopped boxes?"):
         return 0
     pruned = cli.runtime.prune()
-    for box_id in pruned.removed:
-        click.echo(box_id)
-    count = len(pruned.removed)
-    click.echo(f"Removed {count} box{'es' if count != 1 else ''}; "
-               f"total reclaimed space: {human_size(pruned.freed)}", err=True)
+    echo_pruned([("Deleted boxes", pruned.removed)], pruned.freed)  # (docker's)
     return 0

@@ -12,6 +12,7 @@ from boxlite_cli.cli.info import info
 from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     confirmed,
+    echo_pruned,
     human_size,
     print_json,
     print_lines,
@@ -61,13 +62,9 @@ def prune(cli: CliContext, all_unused: bool, volumes: bool, force: bool) -> int:
     staged = allocated_bytes(staging_root(rt.paths))
     clean_stale(rt.paths)  # (what killed exports, imports and clones left)
     images.freed += staged - allocated_bytes(staging_root(rt.paths))
-    for title, names in (("Deleted boxes", boxes.removed), ("Deleted volumes", pruned_volumes.removed),
-                         ("Untagged images", images.untagged),
-                         ("Deleted images", images.deleted)):
-        if names:
-            click.echo(f"{title}:\n" + "".join(f"{n}\n" for n in names))
-    freed = images.freed + boxes.freed + pruned_volumes.freed
-    click.echo(f"Total reclaimed space: {human_size(freed)}")
+    echo_pruned([("Deleted boxes", boxes.removed), ("Deleted volumes", pruned_volumes.removed),
+                 ("Untagged images", images.untagged), ("Deleted images", images.deleted)],
+                images.freed + boxes.freed + pruned_volumes.freed)
     return 0
 
 

@@ -13,8 +13,8 @@ from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     ago,
     confirmed,
+    echo_pruned,
     go_time,
-    human_size,
     print_json,
     print_lines,
     print_table,
@@ -109,13 +109,11 @@ def rm(cli: CliContext, force: bool, names: tuple[str, ...]) -> int:
 @pass_cli
 def prune(cli: CliContext, all_unused: bool, force: bool) -> int:
     """Remove the anonymous volumes no box uses (with -a, every unused volume), with
-    their data; prints their names (and on standard error the space given back)."""
+    their data; prints their names and the space given back."""
     question = ("Remove all volumes no box uses?" if all_unused
                 else "Remove all anonymous volumes no box uses?")
     if not force and not confirmed(question):
         return 0
     pruned = cli.runtime.prune_volumes(all_unused)
-    for name in pruned.removed:
-        click.echo(name)
-    click.echo(f"Total reclaimed space: {human_size(pruned.freed)}", err=True)
+    echo_pruned([("Deleted volumes", pruned.removed)], pruned.freed)  # (docker's)
     return 0
