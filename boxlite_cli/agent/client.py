@@ -250,7 +250,8 @@ class AgentClient:
         return self.stub.Ping(pb.PingRequest(), timeout=timeout, wait_for_ready=wait_for_ready)
 
     @staticmethod
-    def init_request(hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
+    def init_request(hostname: str, entropy: bytes, rootfs_serial: str, clock_ns: int = 0,
+                     clock_step_ns: int = 0,
                      network: pb.NetworkConfig | None = None,
                      volumes: list[pb.VolumeMount] | None = None, pids_limit: int = 0,
                      cap_drop: int = 0, cpu_limit: float = 0.0, read_only: bool = False,
@@ -258,8 +259,9 @@ class AgentClient:
                      ulimits: list[pb.Ulimit] | None = None,
                      no_new_privileges: bool = False, group_add: list[str] | None = None,
                      sysctls: dict[str, str] | None = None) -> Any:
-        return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, entropy=entropy,
-                              rootfs_serial=rootfs_serial, network=network, volumes=volumes,
+        return pb.InitRequest(hostname=hostname, clock_ns=clock_ns, clock_step_ns=clock_step_ns,
+                              entropy=entropy, rootfs_serial=rootfs_serial, network=network,
+                              volumes=volumes,
                               pids_limit=pids_limit, cap_drop=cap_drop, cpu_limit=cpu_limit,
                               read_only=read_only, tmpfs=tmpfs, ulimits=ulimits,
                               no_new_privileges=no_new_privileges, group_add=group_add,
@@ -268,8 +270,9 @@ class AgentClient:
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
              network: pb.NetworkConfig | None = None,
              volumes: list[pb.VolumeMount] | None = None, read_only: bool = False) -> None:
-        self.init_with(self.init_request(hostname, clock_ns, entropy, rootfs_serial, network,
-                                         volumes, read_only=read_only))
+        self.init_with(self.init_request(hostname, entropy, rootfs_serial, clock_ns=clock_ns,
+                                         network=network, volumes=volumes,
+                                         read_only=read_only))
 
     def init_with(self, request: Any) -> Any:
         """Init; its InitResponse. An Init that fills volumes from the image copies
@@ -283,10 +286,15 @@ class AgentClient:
              lambda: self.stub.Quiesce(pb.QuiesceRequest(freeze=freeze, auto_thaw_s=auto_thaw_s),
                                        timeout=30))
 
-    def resync(self, clock_ns: int, entropy: bytes) -> None:
-        """After a restore from this box's checkpoint: the clock and the CRNG only."""
+    def resync(self, entropy: bytes) -> None:
+        """After a restore from this box's checkpoint, or a pause: the clock (brought to
+        the host's: clocksync.py) and the CRNG only."""
+        from boxlite_cli.agent.clocksync import clock_setting
+
+        clock = clock_setting(self)
         _rpc("resynchronising the guest", lambda: self.stub.Init(
-            pb.InitRequest(clock_ns=clock_ns, entropy=entropy, resume=True), timeout=60))
+            pb.InitRequest(entropy=entropy, resume=True, clock_ns=clock.clock_ns,
+                           clock_step_ns=clock.clock_step_ns), timeout=60))
 
     @staticmethod
     def exec_request(*, argv: list[str], env: list[str], cwd: str, user: str, tty: bool,

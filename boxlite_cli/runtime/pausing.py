@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,7 +101,7 @@ def _resync_clock(rt: Runtime, state: BoxState) -> None:
     try:
         client = rt.connect(state)
         try:
-            client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))
+            client.resync(entropy=os.urandom(64))
         finally:
             client.close()
     except BoxliteError as e:  # (the box runs again either way; its clock lags)

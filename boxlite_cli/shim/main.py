@@ -36,6 +36,7 @@ from boxlite_cli.agent.client import (
     agent_error,
     open_channel,
 )
+from boxlite_cli.agent.clocksync import clock_setting
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.sink import OutputSink
 from boxlite_cli.errors import SHIM_SIGNALLED, BoxliteError, UsageError
@@ -182,7 +183,6 @@ class Shim:
         self.log = LogWriter(self.files.container_log, self.launch.log_max_bytes,
                              self.launch.log_files)
         self.killed_by: int | None = None
-        self.boot_deadline = 0.0
         self.deliverer: threading.Thread | None = None
         self.give_up_output = threading.Event()  # (watch_for_stop)
         self.logger: threading.Thread | None = None  # a detached box's log_output
@@ -600,12 +600,11 @@ class Shim:
                                file_name=v.file_name, populate=v.populate)
                 for v in self.launch.volumes]
 
-    def boot(self, ping: bool = True) -> tuple[grpc.Channel, AgentClient]:
-        """Start (or restore) the VM and connect to its agent once it answers (with
-        `ping`; else the caller's first call does the waiting: see first_call). A
+    def boot(self) -> tuple[grpc.Channel, AgentClient]:
+        """Start (or restore) the VM and connect to its agent once it answers. A
         spare's VM runs already, paused, its agent connected: it is resumed."""
         self.start_vmm()
-        deadline = self.boot_deadline = time.monotonic() + self.launch.boot_timeout_s
+        deadline = time.monotonic() + self.launch.boot_timeout_s
         if self.adopted is not None:
             self.driver.control(self.launch.vm).resume()
             log.info("took over a spare VM")
@@ -617,8 +616,7 @@ class Shim:
             self.release_ram()
         channel = open_channel(self.agent_target())
         client = AgentClient(channel)
-        if ping:
-            self.wait_for_agent(client, deadline)
+        self.wait_for_agent(client, deadline)
         return channel, client
 
     def run_maintenance(self, state: BoxState) -> int:
@@ -665,21 +663,24 @@ class Shim:
         if self.launch.maintenance:
             return self.run_maintenance(state)
         client: AgentClient | None = None
-        # A warm start's agent was ready when its template was saved: no ping, the Init
-        # call waits for the connection itself (one round trip less).
         warm = bool(self.launch.vm.restore_from) and not self.launch.resume
         try:
-            channel, client = self.boot(ping=not warm)
-            if not warm:
-                log.info("the agent answers")
+            channel, client = self.boot()
+            log.info("the agent answers")
             if self.launch.resume:
-                client.resync(clock_ns=time.time_ns(), entropy=os.urandom(64))
+                client.resync(entropy=os.urandom(64))
                 log.info("resumed from a checkpoint")
                 return self.resumed(client, channel, state)
+            # The guest's clock is stepped by the offset measured (clocksync.py): one
+            # set to a time sent lags by the call (0.1-0.15 s for a warm start's, its
+            # restored agent paging in as it takes it).
+            clock = clock_setting(client)
+            log.info("the guest's clock: %s", clock)
             net = self.launch.network
             request = client.init_request(
-                hostname=state.config.hostname or state.id[:12],
-                clock_ns=time.time_ns(), entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
+                hostname=state.config.hostname or state.id[:12], clock_ns=clock.clock_ns,
+                clock_step_ns=clock.clock_step_ns,
+                entropy=os.urandom(64), rootfs_serial=ROOTFS_DISK_SERIAL,
                 network=pb.NetworkConfig(
                     mode=net.mode, address=net.address, gateway=net.gateway, dns=net.dns,
                     hosts=[pb.HostEntry(name=n, ip=ip) for n, ip in net.hosts], mac=net.mac,
@@ -703,14 +704,7 @@ class Shim:
                                        hold_output=self.launch.foreground, exec_id=MAIN,
                                        make_cwd=True, merge_stderr=self.launch.merge_stderr)
             request.main.CopyFrom(main)  # Init starts it too: one round trip
-            if warm:
-                # (Bounded by the boot's deadline, like a ping: a first connection
-                # attempt that stalls is retried by gRPC only after a minute.)
-                answer = self.first_call(lambda timeout: client.stub.Init.future(
-                    request, timeout=timeout, wait_for_ready=True),
-                    self.boot_deadline, "initialising the guest")
-            else:
-                answer = client.init_with(request)
+            answer = client.init_with(request)
             log.info("the guest is initialised")
             # (An agent of an older payload ignores Init's main: then Exec starts it.)
             started = (Started.of(answer.main) if answer.HasField("main")

@@ -25,14 +25,17 @@ class Guest(Protocol):
     def hostname(self) -> str: ...
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
-        """Prepare the machine (idempotent); raises AgentError or OSError. `pids_limit`:
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0,
+             clock_step_ns: int = 0) -> None:
+        """Prepare the machine (idempotent); raises AgentError or OSError. The clock:
+        set to `clock_ns`, stepped by `clock_step_ns` (0: not). `pids_limit`:
         the box's processes and threads at most (0: no limit); `cpu_limit`: the CPUs'
         worth of time they may use (0: no limit; cgroups.py)."""
         ...
 
-    def resync(self, clock_ns: int, entropy: bytes) -> None:
-        """After a restore from a checkpoint: set the clock, reseed the CRNG."""
+    def resync(self, clock_ns: int, entropy: bytes, clock_step_ns: int = 0) -> None:
+        """After a restore from a checkpoint: set the clock (or step it by
+        `clock_step_ns`), reseed the CRNG."""
         ...
 
     def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
@@ -57,6 +60,7 @@ class LocalGuest:
         self._on_shutdown = on_shutdown
         self.init_calls: list[tuple[str, int, bytes, str, NetSetup]] = []
         self.resync_calls: list[tuple[int, bytes]] = []
+        self.clock_steps: list[int] = []
         self.pids_limit = 0
         self.cpu_limit = 0.0
         self.root_setup: tuple[list[TmpfsSpec], bool] = ([], False)
@@ -68,15 +72,18 @@ class LocalGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0,
+             clock_step_ns: int = 0) -> None:
         self.init_calls.append((hostname, clock_ns, entropy, rootfs_serial, net))
+        self.clock_steps.append(clock_step_ns)
         self.pids_limit = pids_limit
         self.cpu_limit = cpu_limit
         if hostname:
             self._hostname = hostname
 
-    def resync(self, clock_ns: int, entropy: bytes) -> None:
+    def resync(self, clock_ns: int, entropy: bytes, clock_step_ns: int = 0) -> None:
         self.resync_calls.append((clock_ns, entropy))
+        self.clock_steps.append(clock_step_ns)
 
     def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
         self.root_setup = (tmpfs, read_only)  # (recorded only: the root is this host's)

@@ -179,7 +179,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             with contextlib.suppress(AgentError):  # (before Init: no container to warm)
                 warm_spawn(self._guest.rootfs(), self._guest.hostname())
         return pb.PingResponse(agent_version=__version__, kernel=os.uname().release,
-                               uptime_s=_uptime(), agent_peak_rss_kib=_peak_rss_kib())
+                               uptime_s=_uptime(), agent_peak_rss_kib=_peak_rss_kib(),
+                               clock_ns=time.time_ns())
 
     @_rpc
     def Init(self, request: pb.InitRequest, context: grpc.ServicerContext) -> pb.InitResponse:
@@ -193,7 +194,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise InvalidArgument("cpu_limit must be a finite number >= 0")
         if request.resume:
             with self._init_lock:
-                self._guest.resync(request.clock_ns, bytes(request.entropy))
+                self._guest.resync(request.clock_ns, bytes(request.entropy),
+                                   request.clock_step_ns)
                 self._set_up_at = time.time()
             return pb.InitResponse()
         volumes = [VolumeSpec(v.tag, v.target, v.readonly, v.file_name, v.populate)
@@ -222,7 +224,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             self._guest.init(
                 request.hostname, request.clock_ns, bytes(request.entropy), request.rootfs_serial,
                 net_setup(request.network), pids_limit=request.pids_limit,
-                cpu_limit=request.cpu_limit,
+                cpu_limit=request.cpu_limit, clock_step_ns=request.clock_step_ns,
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)

@@ -33,6 +33,16 @@ ROOTFS_FSTYPE = "ext4"
 ROOTFS_OPTIONS = "discard"
 
 
+def set_clock(clock_ns: int, step_ns: int) -> None:
+    """The wall clock set to `clock_ns` (a time the host sent), then stepped by
+    `step_ns` (the host's measure of its offset): read and set within microseconds,
+    so the step is what counts; 0: not that."""
+    if clock_ns:
+        time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
+    if step_ns:
+        time.clock_settime_ns(time.CLOCK_REALTIME, time.time_ns() + step_ns)
+
+
 class VmGuest:
     def __init__(self, rootfs_dir: str = ROOTFS_DIR, etc_dir: str = ETC_DIR) -> None:
         self._rootfs_dir = rootfs_dir
@@ -53,9 +63,9 @@ class VmGuest:
         return self._hostname
 
     def init(self, hostname: str, clock_ns: int, entropy: bytes, rootfs_serial: str,
-             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0) -> None:
-        if clock_ns:
-            time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
+             net: NetSetup, pids_limit: int = 0, cpu_limit: float = 0.0,
+             clock_step_ns: int = 0) -> None:
+        set_clock(clock_ns, clock_step_ns)
         if entropy:
             add_entropy(entropy)
         if hostname:
@@ -121,9 +131,8 @@ class VmGuest:
             raise FailedPrecondition("the box has no PID namespace of its own to list")
         return box_processes(namespace, root)
 
-    def resync(self, clock_ns: int, entropy: bytes) -> None:
-        if clock_ns:
-            time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)
+    def resync(self, clock_ns: int, entropy: bytes, clock_step_ns: int = 0) -> None:
+        set_clock(clock_ns, clock_step_ns)
         if entropy:
             add_entropy(entropy)
 

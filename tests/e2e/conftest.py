@@ -123,3 +123,26 @@ def vm_processes(home: Path) -> list[str]:
         if str(home) in cmd and ("qemu-system" in cmd or "boxlite_cli.shim" in cmd):
             found.append(cmd)
     return found
+
+
+# What the guest's clock may be off the host's after a start: the measure that set it
+# errs by at most half its round trip (a few ms); a clock set to a time sent lagged by
+# the call (0.1-0.15 s for a warm start's).
+CLOCK_SLACK_NS = 25_000_000
+
+
+def assert_clock_is_the_hosts(e2e_home: Path, box: str) -> None:
+    """The guest's clock read over its agent socket, between two readings of the
+    host's (the reading of the shortest round trip of 5): within CLOCK_SLACK_NS."""
+    from boxlite_cli.agent.client import AgentClient
+    from boxlite_cli.agent.clocksync import read_guest_clock
+    from boxlite_cli.state.boxfiles import BoxFiles
+
+    client = AgentClient.connect(f"unix:{BoxFiles(e2e_home / 'boxes' / box).agent_socket}")
+    try:
+        readings = [read_guest_clock(client) for _ in range(5)]
+    finally:
+        client.close()
+    best = min((r for r in readings if r is not None), key=lambda r: r.round_trip_ns)
+    assert best.host_before_ns - CLOCK_SLACK_NS <= best.guest_ns <= \
+        best.host_after_ns + CLOCK_SLACK_NS, f"the guest's clock is {best.offset_ns / 1e6} ms off"

@@ -11,7 +11,7 @@ import pytest
 
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.vmm.qmp import Qmp
-from tests.e2e.conftest import IMAGE, bx, vm_processes
+from tests.e2e.conftest import IMAGE, assert_clock_is_the_hosts, bx, vm_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +60,7 @@ def test_pause_stops_the_vm_until_unpause(e2e_home: Path) -> None:
         assert vm_state(e2e_home, box_id) == "running"
         guest = float(bx("exec", "napper", "date", "+%s.%N").stdout)
         assert abs(guest - time.time()) < 1.5  # set again, not 3 s behind
+        assert_clock_is_the_hosts(e2e_home, box_id)  # (to within milliseconds)
         not_paused = bx("unpause", "napper")
         assert (not_paused.returncode, not_paused.stderr) == (
             125, b"boxlite: box napper is not paused\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+from tests.e2e.conftest import IMAGE, assert_clock_is_the_hosts, boxlite_bin, bx
 
 COUNTER = ("i=0; while true; do i=$((i+1)); echo $i > /run/count; echo $i >> /root/log; "
            "sleep 0.2; done")
@@ -37,6 +37,7 @@ def count(box: str) -> int:
     return int(out("exec", box, "cat", "/run/count"))
 
 
+
 def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> None:
     box = out("run", "-d", IMAGE, "sh", "-c", COUNTER)
     try:
@@ -56,6 +57,7 @@ def test_checkpoint_resumes_a_process_that_keeps_counting(e2e_home: Path) -> Non
         assert bx("exec", box, "test", "-e", "/root/after-checkpoint").returncode == 1
         guest_now = float(out("exec", box, "date", "+%s.%N"))
         assert abs(guest_now - time.time()) < 2.0  # the clock was reset after the restore
+        assert_clock_is_the_hosts(e2e_home, box)
         listing = json.loads(out("snapshot", "ls", "--format", "json", box))
         assert [(s["name"], s["memory"]) for s in listing] == [("ck", True)]
         assert listing[0]["created"].endswith("Z")  # (RFC 3339, UTC, as every JSON time)
@@ -237,6 +239,8 @@ def test_warm_starts_give_each_box_its_own_identity(e2e_home: Path) -> None:
         assert out("exec", cold, "hostname") == cold[:12]
         guest_now = float(out("exec", boxes[0], "date", "+%s.%N"))
         assert abs(guest_now - time.time()) < 2.0
+        for box in (boxes[0], cold):  # (warm and cold: to within milliseconds)
+            assert_clock_is_the_hosts(e2e_home, box)
     finally:
         bx("rm", "-f", *boxes)
 

@@ -23,7 +23,7 @@ import tty
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -128,8 +128,23 @@ def code_of(e: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
 
 
 def test_ping(agent: Agent) -> None:
+    before = time.time_ns()
     r = agent.stub.Ping(pb.PingRequest(), timeout=T)
+    after = time.time_ns()
     assert r.agent_version and r.kernel == os.uname().release and r.uptime_s > 0
+    assert before <= r.clock_ns <= after  # (its wall clock: this host's, here)
+
+
+def test_a_resume_init_steps_the_clock_and_sets_nothing_else() -> None:
+    """clocksync's step (an Init with resume, nothing but clock_step_ns): the guest
+    steps its clock by that much; it sets no clock and mixes no entropy in."""
+    from boxlite_agent.guest import LocalGuest
+    from boxlite_agent.service import AgentService
+
+    guest = LocalGuest()
+    AgentService(guest).Init(pb.InitRequest(resume=True, clock_step_ns=-12_345),
+                             cast(grpc.ServicerContext, None))
+    assert (guest.clock_steps, guest.resync_calls) == ([-12_345], [(0, b"")])
 
 
 def test_a_warm_up_ping_answers_without_a_helper(agent: Agent) -> None:

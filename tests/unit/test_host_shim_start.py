@@ -533,7 +533,7 @@ def test_a_stop_that_came_before_the_shim_had_the_box_keeps_it_from_starting(
         # (As a guest that never answers: the wait ends at once, not at the deadline.)
         return FakeFuture(FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer"))
 
-    monkeypatch.setattr(s, "boot", lambda ping: (s.__setattr__("vmm", vmm), s.first_call(
+    monkeypatch.setattr(s, "boot", lambda: (s.__setattr__("vmm", vmm), s.first_call(
         start, time.monotonic() + 30, "initialising"))[1])
     assert s.run() == 1
     assert asked == []  # the boot stopped before it called the agent

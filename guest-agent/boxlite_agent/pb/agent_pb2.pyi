@@ -15,19 +15,21 @@ class PingRequest(_message.Message):
     def __init__(self, warm_up: bool = ...) -> None: ...
 
 class PingResponse(_message.Message):
-    __slots__ = ("agent_version", "kernel", "uptime_s", "agent_peak_rss_kib")
+    __slots__ = ("agent_version", "kernel", "uptime_s", "agent_peak_rss_kib", "clock_ns")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     AGENT_PEAK_RSS_KIB_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_NS_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     kernel: str
     uptime_s: float
     agent_peak_rss_kib: int
-    def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ...) -> None: ...
+    clock_ns: int
+    def __init__(self, agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., uptime_s: _Optional[float] = ..., agent_peak_rss_kib: _Optional[int] = ..., clock_ns: _Optional[int] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit", "read_only", "tmpfs", "ulimits", "no_new_privileges", "group_add", "sysctls")
+    __slots__ = ("hostname", "clock_ns", "entropy", "rootfs_serial", "network", "volumes", "resume", "prime", "main", "pids_limit", "cap_drop", "cpu_limit", "read_only", "tmpfs", "ulimits", "no_new_privileges", "group_add", "sysctls", "clock_step_ns")
     class SysctlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +55,7 @@ class InitRequest(_message.Message):
     NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
     GROUP_ADD_FIELD_NUMBER: _ClassVar[int]
     SYSCTLS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_STEP_NS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     clock_ns: int
     entropy: bytes
@@ -71,7 +74,8 @@ class InitRequest(_message.Message):
     no_new_privileges: bool
     group_add: _containers.RepeatedScalarFieldContainer[str]
     sysctls: _containers.ScalarMap[str, str]
-    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., read_only: bool = ..., tmpfs: _Optional[_Iterable[_Union[TmpfsMount, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., no_new_privileges: bool = ..., group_add: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    clock_step_ns: int
+    def __init__(self, hostname: _Optional[str] = ..., clock_ns: _Optional[int] = ..., entropy: _Optional[bytes] = ..., rootfs_serial: _Optional[str] = ..., network: _Optional[_Union[NetworkConfig, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., resume: bool = ..., prime: bool = ..., main: _Optional[_Union[ExecRequest, _Mapping]] = ..., pids_limit: _Optional[int] = ..., cap_drop: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., read_only: bool = ..., tmpfs: _Optional[_Iterable[_Union[TmpfsMount, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., no_new_privileges: bool = ..., group_add: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., clock_step_ns: _Optional[int] = ...) -> None: ...
 
 class Ulimit(_message.Message):
     __slots__ = ("name", "soft", "hard")
