@@ -135,7 +135,7 @@ def agent_ended(tail: list[str]) -> str | None:
                     f"\"{found.group(1).strip() or 'no reason given'}\"")
         if found := AGENT_ENDED.search(line):
             return (f"the guest agent was {found.group(1)} and the VM powered off (root "
-                    "in the box can do that, through /proc/sysrq-trigger)"
+                    "in the box keeping CAP_SYS_ADMIN can do that, through a sysrq-trigger)"
                     if found.group(1).startswith("killed") else
                     f"the guest agent ended ({found.group(1)}) and the VM powered off")
     return None
@@ -723,7 +723,8 @@ class Shim:
             stopped = self.stopping.is_set()
             self.update(status=Status.EXITED, error=reason, finished_at=time.time(),
                         exit_code=128 + signal.SIGKILL if stopped else 125)
-            console = self.keep_console(state) if not refused else self.files.console_log
+            # (kept for a look when the box goes: not a refusal's, not a stopped start's)
+            console = self.files.console_log if refused or stopped else self.keep_console(state)
             self.report(ok=False, error=reason, refused=refused, console=str(console),
                         console_tail=console_tail(console), spare=self.adopted is not None,
                         stopped=stopped, hint=e.hint)
@@ -830,7 +831,10 @@ class Shim:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.vmm.wait(2)
             if self.killed_by is not None:
-                error, exit_code = SHIM_SIGNALLED, 128 + signal.SIGKILL
+                # (a stop, kill or rm -f that had to end the VM: the user's, no error,
+                # as docker's; a signal from anyone else to this process is said)
+                error = "" if self.files.stop_requested.exists() else SHIM_SIGNALLED
+                exit_code = 128 + signal.SIGKILL
             else:
                 rc = self.vmm.poll()
                 # (the VM gone says it all; a VM still up, the agent's loss does)

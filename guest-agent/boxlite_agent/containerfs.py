@@ -102,21 +102,30 @@ def mount_kernel_filesystems(
     _mount_cgroup(root, mount, is_mounted, cgroup)
 
 
-def read_only_proc_sys(root: str, mount: MountFn = syscalls.mount,
-                       is_mounted: Callable[[str], bool] = is_mountpoint) -> None:
-    """The box's /proc/sys read-only, as runc makes it: a box process without
-    CAP_SYS_ADMIN cannot set the guest kernel's knobs (core_pattern would run a helper
-    of its choosing outside the box, as the guest's root). Once the box's PID namespace
-    has its proc on the box's /proc (pidns.py). Best effort."""
-    target = os.path.join(os.path.abspath(root), "proc/sys")
-    if not os.path.isdir(target) or is_mounted(target):
-        return
-    try:
-        mount(target, target, None, syscalls.MS_BIND, None)
-        mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
-              | _NOSUID | _NODEV | _NOEXEC, None)
-    except OSError as e:
-        console.log(f"boxlite-agent: /proc/sys stays writable in the box: {e}")
+# runc's read-only paths of a container's /proc: the guest kernel's knobs (/proc/sys:
+# core_pattern would run a helper of the box's choosing outside the box, as the
+# guest's root), its IRQ and bus settings, and sysrq-trigger (root in the box, even
+# with every capability dropped, could reboot or crash its VM with one write)
+READ_ONLY_PROC_PATHS = ("bus", "fs", "irq", "sys", "sysrq-trigger")
+
+
+def read_only_proc_paths(root: str, mount: MountFn = syscalls.mount,
+                         is_mounted: Callable[[str], bool] = is_mountpoint) -> None:
+    """READ_ONLY_PROC_PATHS of the box's /proc read-only, as runc makes them (a box
+    process without CAP_SYS_ADMIN cannot remount them). Once the box's PID namespace
+    has its proc on the box's /proc (pidns.py). Best effort, each: one the kernel
+    lacks is passed over."""
+    proc = os.path.join(os.path.abspath(root), "proc")
+    for name in READ_ONLY_PROC_PATHS:
+        target = os.path.join(proc, name)
+        if not os.path.exists(target) or is_mounted(target):
+            continue
+        try:
+            mount(target, target, None, syscalls.MS_BIND, None)
+            mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND
+                  | syscalls.MS_RDONLY | _NOSUID | _NODEV | _NOEXEC, None)
+        except OSError as e:
+            console.log(f"boxlite-agent: /proc/{name} stays writable in the box: {e}")
 
 
 def _mount_cgroup(root: str, mount: MountFn, is_mounted: Callable[[str], bool],

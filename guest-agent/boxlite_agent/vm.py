@@ -15,7 +15,7 @@ from boxlite_agent.cgroups import BOX_CGROUP
 from boxlite_agent.containerfs import (
     mount_kernel_filesystems,
     provide_etc_files,
-    read_only_proc_sys,
+    read_only_proc_paths,
     write_etc_files,
 )
 from boxlite_agent.entropy import add_entropy
@@ -85,7 +85,7 @@ class VmGuest:
             mount_kernel_filesystems(self._rootfs_dir, is_mounted=is_mounted,
                                      cgroup=BOX_CGROUP.group)
             self._start_box_pids()
-            read_only_proc_sys(self._rootfs_dir, is_mounted=mounted_now())
+            read_only_proc_paths(self._rootfs_dir, is_mounted=mounted_now())
             self._ready = True
             self._rootfs_serial = rootfs_serial
         if self._ready and helper:

@@ -146,3 +146,10 @@ def assert_clock_is_the_hosts(e2e_home: Path, box: str) -> None:
     best = min((r for r in readings if r is not None), key=lambda r: r.round_trip_ns)
     assert best.host_before_ns - CLOCK_SLACK_NS <= best.guest_ns <= \
         best.host_after_ns + CLOCK_SLACK_NS, f"the guest's clock is {best.offset_ns / 1e6} ms off"
+
+
+def sysrq(key: str) -> str:
+    """Shell for root in a box to write `key` to the guest's sysrq-trigger (o: power
+    off, c: crash): the box's own /proc/sysrq-trigger is read-only, as runc's, but root
+    keeps CAP_SYS_ADMIN by default and mounts a proc of its own."""
+    return f"mkdir -p /tmp/p && mount -t proc proc /tmp/p && echo {key} > /tmp/p/sysrq-trigger"

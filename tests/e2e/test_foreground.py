@@ -108,6 +108,8 @@ def test_a_signal_while_the_box_starts_ends_the_start(sig: signal.Signals, e2e_h
     boots cancels it, as Ctrl-C does: the command never runs (a cancelled job leaves no
     side effect), the box is not left to run unattended, the CLI exits 128 + N."""
     name = f"early-{sig.name.lower()}"
+    failed = e2e_home / "failed"
+    kept_before = set(failed.iterdir()) if failed.exists() else set()
     code, _ = _signal_while_starting(["run", "--rm", "--cold", "--name", name, "-v",
                                       f"{tmp_path}:/out", IMAGE, "sh", "-c",
                                       "touch /out/ran; sleep 600"], name, sig)
@@ -116,6 +118,8 @@ def test_a_signal_while_the_box_starts_ends_the_start(sig: signal.Signals, e2e_h
     assert name not in names
     assert not [p for p in vm_processes(e2e_home) if name in p]
     assert not (tmp_path / "ran").exists()
+    # (a cancelled start is not filed with the failed ones' logs)
+    assert (set(failed.iterdir()) if failed.exists() else set()) == kept_before
 
 
 def test_a_signal_to_run_d_while_its_box_starts_stops_the_box(e2e_home: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from boxlite_cli.shim.consolecap import CONSOLE_MAX_BYTES
-from tests.e2e.conftest import IMAGE, bx
+from tests.e2e.conftest import IMAGE, bx, sysrq
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_a_console_flood_from_the_box_stays_bounded_on_the_host(e2e_home: Path) 
 def test_the_guests_console_text_is_escaped_in_the_error_line(e2e_home: Path) -> None:
     fake = "boxlite-init: the agent exited (\\033]0;PWNED\\007\\033[1;32mOK: all good)"
     script = (f"{SERIAL} && printf '{fake}\\n' > /tmp/ttyS0 && sleep 1 && "
-              "echo o > /proc/sysrq-trigger; sleep 30")
+              f"{sysrq('o')}; sleep 30")
     run = bx("run", "--rm", IMAGE, "sh", "-c", script, timeout=300)
     assert run.returncode == 125, run.stderr
     assert b"\x1b" not in run.stderr and b"\x07" not in run.stderr
@@ -43,8 +43,7 @@ def test_the_guests_console_text_is_escaped_in_the_error_line(e2e_home: Path) ->
 
 
 def test_a_guest_kernel_panic_is_reported_as_one(e2e_home: Path) -> None:
-    run = bx("run", "--rm", IMAGE, "sh", "-c", "echo c > /proc/sysrq-trigger; sleep 30",
-             timeout=300)
+    run = bx("run", "--rm", IMAGE, "sh", "-c", f"{sysrq('c')}; sleep 30", timeout=300)
     assert run.returncode == 125, run.stderr
     assert (b'the guest kernel panicked; its console says: "sysrq triggered crash"'
             in run.stderr), run.stderr

@@ -303,6 +303,30 @@ STOP_TRAPS = ('trap "echo got USR1; exit 7" USR1; trap "echo got TERM; exit 3" T
               'echo up; while :; do sleep 0.1; done')
 
 
+def test_a_stop_of_a_box_whose_guest_does_not_answer_ends_it_without_an_error(
+        e2e_home: Path) -> None:
+    """A guest that answers nothing (its VM frozen here; a fork bomb's, in life): stop
+    ends the VM, and the box exits 137 with no error, as after any stop the user asked
+    for (it said 'stopped by a signal to the shim')."""
+    import os
+    import signal
+
+    started = bx("run", "-d", "--name", "unanswering", IMAGE, "sleep", "600")
+    assert started.returncode == 0, started.stderr
+    box_id = started.stdout.decode().strip()
+    try:
+        vmm = json.loads((e2e_home / "boxes" / box_id / "vmm.pid").read_text())["pid"]
+        os.kill(vmm, signal.SIGSTOP)
+        stopped = bx("stop", "-t", "1", "unanswering")
+        assert stopped.returncode == 0, stopped.stderr
+        shown = bx("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} [{{.State.Error}}]",
+                   "unanswering")
+        assert shown.stdout == b"exited 137 []\n"
+        assert not [p for p in vm_processes(e2e_home) if box_id in p]
+    finally:
+        bx("rm", "-f", "unanswering")
+
+
 def test_stop_sends_the_boxs_stop_signal_and_stop_s_overrides_it() -> None:
     """--stop-signal (or the image's StopSignal) is what `stop` and `restart` send
     first, as docker's; `stop -s` sends another; `inspect` shows it."""

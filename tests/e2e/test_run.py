@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, boxlite_bin, bx, vm_processes
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, sysrq, vm_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -326,6 +326,19 @@ def test_kill_minus_one_as_root_in_a_box_spares_the_box(interactive: bool) -> No
     assert proc.stdout == b"sleep: 137\nalive\n"
 
 
+def test_the_boxs_proc_has_runcs_read_only_paths() -> None:
+    """Root in a box, every capability dropped, cannot reboot or crash its VM through
+    /proc/sysrq-trigger, nor set the guest kernel's knobs: as in runc's containers."""
+    script = ("echo b > /proc/sysrq-trigger; echo sysrq=$?; "
+              "awk '$2 ~ /^\\/proc\\// {print $2, substr($4, 1, 2)}' /proc/mounts")
+    proc = bx("run", "--rm", "--cap-drop", "ALL", IMAGE, "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[0] != "sysrq=0" and b"Read-only file system" in proc.stderr, lines
+    assert {"/proc/sys ro", "/proc/sysrq-trigger ro", "/proc/irq ro", "/proc/bus ro"} <= set(
+        lines[1:]), lines
+
+
 def test_kill_minus_one_from_an_exec_ends_the_main_process() -> None:
     """As with docker run --init: the main process is not the namespace's init, so an
     exec's `kill -9 -1` kills it too, and the box exits 137."""
@@ -343,7 +356,7 @@ def test_a_box_whose_vm_powers_off_says_so(interactive: bool, e2e_home: Path) ->
     """Root in a box can still power its VM off: the box ends, and `run` says so in
     one line with 125, the box gone with --rm."""
     args = ["-i"] if interactive else []
-    script = "echo o > /proc/sysrq-trigger; sleep 30; echo survived"
+    script = f"{sysrq('o')}; sleep 30; echo survived"
     proc = bx("run", "--rm", *args, IMAGE, "sh", "-c", script, input=b"")
     assert proc.returncode == 125, proc.stderr
     lines = proc.stderr.decode().strip().splitlines()
@@ -435,7 +448,7 @@ def test_an_exec_whose_vm_powers_off_says_so(e2e_home: Path) -> None:
     run = bx("run", "-d", "--name", "doomed", IMAGE, "sleep", "600")
     assert run.returncode == 0, run.stderr
     try:
-        proc = bx("exec", "doomed", "sh", "-c", "echo o > /proc/sysrq-trigger; sleep 30")
+        proc = bx("exec", "doomed", "sh", "-c", f"{sysrq('o')}; sleep 30")
         assert proc.returncode == 125, proc.stderr
         assert proc.stderr.decode().strip().splitlines()[-1].startswith(
             "boxlite: the box stopped before its command ended: the VM powered off"), proc.stderr

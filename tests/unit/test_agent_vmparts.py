@@ -31,7 +31,7 @@ MOUNT_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {agent_dir!r})
     from boxlite_agent import syscalls
     from boxlite_agent.containerfs import (mount_kernel_filesystems, provide_etc_files,
-                                           read_only_proc_sys)
+                                           read_only_proc_paths)
     from boxlite_agent.mounts import read_mountinfo
     from boxlite_agent.netconf import NetSetup
     from boxlite_agent.ptys import open_pty
@@ -44,7 +44,7 @@ MOUNT_SCRIPT = textwrap.dedent(
     os.symlink("/etc/hosts.real", root + "/etc/hosts")  # the image's hosts is a link
     for _ in range(2):                                   # Init twice: nothing mounted twice
         mount_kernel_filesystems(root)
-        read_only_proc_sys(root)
+        read_only_proc_paths(root)
         provide_etc_files(root, "box1", etc)
     net = NetSetup("nat", "10.0.2.15/24", "10.0.2.2", ("10.0.2.3",),
                    (("host.boxlite.internal", "10.0.2.2"), ("db", "192.0.2.7")))
@@ -71,6 +71,10 @@ MOUNT_SCRIPT = textwrap.dedent(
                         if root + "/sys/fs/cgroup " in l],
         "proc_sys_opts": [l.split()[3] for l in open("/proc/self/mounts")
                           if root + "/proc/sys " in l],
+        "read_only_proc": {{n: [l.split()[3] for l in open("/proc/self/mounts")
+                               if l.split()[1] == root + "/proc/" + n]
+                           for n in ("bus", "fs", "irq", "sysrq-trigger")
+                           if os.path.exists(root + "/proc/" + n)}},
         "looped_hosts": open(looped + "/etc/hosts").read().splitlines()[-1],
         "looped_link": os.readlink(looped + "/etc/hostname"),
     }}
@@ -102,7 +106,9 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
         ["/dev/pts", "devpts"],
         ["/dev/shm", "tmpfs"],
         *cgroup,
-        ["/proc/sys", "proc"],  # (read-only, as runc makes it)
+        # (read-only, as runc makes them: those this host's kernel has)
+        *[[f"/proc/{n}", "proc"] for n in ("bus", "fs", "irq", "sys", "sysrq-trigger")
+          if n in r["read_only_proc"] or n == "sys"],
         ["/etc/hostname", "tmpfs"],
         ["/etc/hosts.real", "tmpfs"],
         ["/etc/resolv.conf", "tmpfs"],
@@ -130,6 +136,9 @@ def test_container_mounts_in_a_private_namespace(tmp_path: Path) -> None:
     assert r["sys_opts"][0].startswith("ro,")
     assert all(opts.startswith("ro,") for opts in r["cgroup_opts"])
     assert r["proc_sys_opts"] and all(o.startswith("ro,") for o in r["proc_sys_opts"])
+    assert r["read_only_proc"], "this host's proc has none of bus, fs, irq, sysrq-trigger"
+    for name, opts in r["read_only_proc"].items():
+        assert opts and all(o.startswith("ro,") for o in opts), name
     assert not (base / "root").exists()  # all of it stayed in the namespace
 
 
