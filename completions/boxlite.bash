@@ -6,8 +6,9 @@ _boxlite_completion() {
     IFS=$' \t' read -ra words <<< "$line"
     [[ -z $line || $line == *[[:space:]] ]] && words+=("")
     cword=$(( ${#words[@]} - 1 ))
-    cur="${words[cword]}"
-    [[ $cur == *[:=]* ]] && colon="${cur%"${cur##*[:=]}"}"
+    cur="${words[cword]}" inc="${words[cword]}"
+    [[ $cur == -*=* ]] && inc="${cur#*=}"  # (--opt=VALUE: boxlite completes VALUE)
+    [[ $inc == *[:=]* ]] && colon="${inc%"${inc##*[:=]}"}"
 
     response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
 
@@ -22,7 +23,7 @@ _boxlite_completion() {
             compopt -o default
         elif [[ $type == 'plain' ]]; then
             COMPREPLY+=("${value#"$colon"}")
-            [[ $value == *[:=] ]] && compopt -o nospace
+            [[ $value == *[:=/,] ]] && compopt -o nospace
         fi
     done
 

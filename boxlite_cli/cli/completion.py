@@ -6,6 +6,7 @@ already (`boxlite rm a <TAB>` does not offer a again)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import click
@@ -57,11 +58,34 @@ def complete_copy_end(ctx: click.Context, param: click.Parameter,
                                          in complete_box(ctx, param, incomplete)])
 
 
+MAX_HOST_PATHS = 200
+
+
+def _host_paths(incomplete: str) -> list[str]:
+    """The host paths that begin with `incomplete` (a directory's with a `/` after it,
+    to go on into): listed here, not left to the shell's file completion, which bash's
+    script uses only when no other candidate matches. Hidden ones once a `.` is typed."""
+    directory, slash, prefix = incomplete.rpartition("/")
+    where = (directory or "/") if slash else "."
+    try:
+        with os.scandir(os.path.expanduser(where)) as entries:
+            found = []
+            for entry in entries:
+                if not entry.name.startswith(prefix) or (
+                        entry.name.startswith(".") and not prefix.startswith(".")):
+                    continue
+                path = f"{directory}{slash}{entry.name}"
+                found.append(path + "/" if entry.is_dir() else path)
+                if len(found) >= MAX_HOST_PATHS:
+                    break
+    except OSError:
+        return []
+    return sorted(found)
+
+
 def _with_host_paths(incomplete: str, items: list[CompletionItem]) -> list[CompletionItem]:
-    """`items`, and host paths: the shell's own file completion (the file item first:
-    bash's script starts over at it, then adds the others; its file completion is used
-    when none matches)."""
-    return [CompletionItem(incomplete, type="file"), *items]
+    """The host paths that `incomplete` begins, then `items`."""
+    return [*(CompletionItem(p) for p in _host_paths(incomplete)), *items]
 
 
 complete_box = _box_completer(None)  # any box (rm, inspect, logs, ...)
@@ -144,8 +168,9 @@ def complete_volume_flag(ctx: click.Context, param: click.Parameter,
     """-v's source: a host path or a volume (the path in the box after `:` is the
     box's, none to offer)."""
     if ":" in incomplete:
-        return []
-    return _with_host_paths(incomplete, complete_volume(ctx, param, incomplete))
+        return []  # (`:` follows a volume's name: the path in the box goes on there)
+    return _with_host_paths(incomplete, [CompletionItem(f"{c.value}:") for c
+                                         in complete_volume(ctx, param, incomplete)])
 
 
 MOUNT_KEYS = ("type=", "source=", "target=", "readonly", "tmpfs-size=", "tmpfs-mode=")
@@ -159,12 +184,15 @@ def complete_mount(ctx: click.Context, param: click.Parameter,
     head, _, last = incomplete.rpartition(",")
     head = head + "," if head else ""
     key, eq, value = last.partition("=")
+    given = {part.partition("=")[0] for part in head.split(",")}
     if not eq:
-        candidates = list(MOUNT_KEYS)
-    elif key == "type":
-        candidates = [f"type={t}" for t in MOUNT_TYPES]
-    elif key in ("source", "src") and "type=bind" not in head and "type=tmpfs" not in head:
-        candidates = [f"{key}={c.value}" for c in complete_volume(ctx, param, value)]
+        candidates = [k for k in MOUNT_KEYS if k.rstrip("=") not in given]
+    elif key == "type":  # (a `,` after a value: the next key goes on there)
+        candidates = [f"type={t}," for t in MOUNT_TYPES]
+    elif key in ("source", "src") and "type=bind" in head:
+        candidates = [f"{key}={p}" for p in _host_paths(value)]
+    elif key in ("source", "src") and "type=tmpfs" not in head:
+        candidates = [f"{key}={c.value}," for c in complete_volume(ctx, param, value)]
     else:
         return []
     return [CompletionItem(head + c) for c in candidates if c.startswith(last)]

@@ -43,8 +43,9 @@ BASH_WORDS = """    local line="${COMP_LINE:0:$COMP_POINT}" words cword cur colo
     IFS=$' \\t' read -ra words <<< "$line"
     [[ -z $line || $line == *[[:space:]] ]] && words+=("")
     cword=$(( ${#words[@]} - 1 ))
-    cur="${words[cword]}"
-    [[ $cur == *[:=]* ]] && colon="${cur%"${cur##*[:=]}"}"
+    cur="${words[cword]}" inc="${words[cword]}"
+    [[ $cur == -*=* ]] && inc="${cur#*=}"  # (--opt=VALUE: boxlite completes VALUE)
+    [[ $inc == *[:=]* ]] && colon="${inc%"${inc##*[:=]}"}"
 
     response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _BOXLITE_COMPLETE=bash_complete $1)
 """
@@ -58,8 +59,9 @@ def _bash_colons(source: str) -> str:
     return source.replace(words, BASH_WORDS).replace(plain, (
         '            COMPREPLY+=("${value#"$colon"}")\n'
         # (cp's `BOX:` goes on with a path inside the box, a filter's `KEY=` with its
-        # value: no space after it)
-        "            [[ $value == *[:=] ]] && compopt -o nospace\n"))
+        # value, a directory with what is in it, --mount's `VALUE,` with a key: no
+        # space after it)
+        "            [[ $value == *[:=/,] ]] && compopt -o nospace\n"))
 
 
 def _roff(text: str) -> str:

@@ -572,13 +572,15 @@ def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path:
     probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
              "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
              "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'; "
-             "t 'boxlite ps -f status=ru'; t 'boxlite run --mount type=volume,target=/x,ty'")
+             "t 'boxlite ps -f status=ru'; t 'boxlite run --mount type=volume,target=/x,so'; "
+             "t 'boxlite ps --filter=status=ru'")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
                           env=env, timeout=60)
-    # (and past a `=`, which bash splits at too: it replaces `/x,ty` there)
+    # (and past a `=`, which bash splits at too: it replaces `/x,so` there; and an
+    # option's value given with `=`, which boxlite completes past the option's `=`)
     assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag", "running",
-                                        "/x,type="], done.stderr
+                                        "/x,source=", "running"], done.stderr
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -47,10 +47,14 @@ def test_completion_command_prints_the_checked_in_script() -> None:
 
 
 def _complete(home: Path, words: str) -> list[str]:
-    """What bash completion offers for the last word of `words` (a real boxlite)."""
+    """What bash completion offers for the last word of `words` (a real boxlite, in
+    the directory `home`/cwd: host paths are offered from there)."""
     env = {**os.environ, "BOXLITE_HOME": str(home), "_BOXLITE_COMPLETE": "bash_complete",
            "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
-    out = subprocess.run([BOXLITE], env=env, capture_output=True, text=True, timeout=60)
+    cwd = home / "cwd"
+    cwd.mkdir(exist_ok=True)
+    out = subprocess.run([BOXLITE], env=env, capture_output=True, text=True, timeout=60,
+                         cwd=cwd)
     assert out.stderr == ""
     return [line.split(",", 1)[1] for line in out.stdout.splitlines() if "," in line]
 
@@ -77,9 +81,14 @@ def test_box_names_complete_by_what_the_command_takes(tmp_path: Path) -> None:
     assert _complete(tmp_path, "boxlite rm w") == ["web-down", "web-nap", "web-up"]
     assert _complete(tmp_path, "boxlite rm web-down w") == ["web-nap", "web-up"]
     assert _complete(tmp_path, "boxlite stop x") == []
-    # cp: BOX: for any box, and the host's files (the first item, of type file)
-    assert _complete(tmp_path, "boxlite cp web-d") == ["web-d", "web-down:"]
-    assert _complete(tmp_path, "boxlite cp ./f web-u") == ["web-u", "web-up:"]
+    # cp: the host's paths that match, then BOX: for any box
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    (tmp_path / "cwd" / "web-data").mkdir()
+    (tmp_path / "cwd" / "web-log.txt").write_text("")
+    assert _complete(tmp_path, "boxlite cp web-d") == ["web-data/", "web-down:"]
+    assert _complete(tmp_path, "boxlite cp ./f web-") == [
+        "web-data/", "web-log.txt", "web-down:", "web-nap:", "web-up:"]
+    assert _complete(tmp_path, "boxlite cp web-data/") == []
     assert _complete(tmp_path, "boxlite cp web-up:/et") == []
 
 
@@ -109,17 +118,26 @@ def test_volumes_snapshots_checkpoints_and_signals_complete(tmp_path: Path) -> N
     assert _complete(tmp_path, "boxlite kill -s TE") == ["TERM"]
     assert _complete(tmp_path, "boxlite stop -s SIGUS") == ["SIGUSR1", "SIGUSR2"]
     assert "HUP" in _complete(tmp_path, "boxlite run --stop-signal ")
-    # -v: host paths (the file item) and volumes; the box's path after `:` is the box's
-    assert _complete(tmp_path, "boxlite run -v ") == ["", "cache", "data"]
-    assert _complete(tmp_path, "boxlite create --volume d") == ["d", "data"]
+    # -v: host paths, then volumes (`NAME:`, the path in the box to follow), which
+    # is the box's: nothing offered after the `:`
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    (tmp_path / "cwd" / "dist").mkdir()
+    (tmp_path / "cwd" / ".hidden").mkdir()
+    assert _complete(tmp_path, "boxlite run -v ") == ["dist/", "cache:", "data:"]
+    assert _complete(tmp_path, "boxlite create --volume d") == ["dist/", "data:"]
+    assert _complete(tmp_path, "boxlite run -v .") == [".hidden/"]
+    assert _complete(tmp_path, f"boxlite run -v {tmp_path}/cw") == [f"{tmp_path}/cwd/"]
     assert _complete(tmp_path, "boxlite run -v data:/") == []
     # --mount: its keys, the types, a volume mount's volumes
     assert _complete(tmp_path, "boxlite run --mount t") == ["type=", "target=", "tmpfs-size=",
                                                             "tmpfs-mode="]
-    assert _complete(tmp_path, "boxlite run --mount type=v") == ["type=volume"]
+    assert _complete(tmp_path, "boxlite run --mount type=v") == ["type=volume,"]
     assert _complete(tmp_path, "boxlite run --mount type=volume,source=c") == [
-        "type=volume,source=cache"]
-    assert _complete(tmp_path, "boxlite run --mount type=bind,source=c") == []
+        "type=volume,source=cache,"]
+    assert _complete(tmp_path, "boxlite run --mount type=bind,src=d") == [
+        "type=bind,src=dist/"]  # (a bind's source: host paths)
+    assert _complete(tmp_path, "boxlite run --mount type=volume,t") == [
+        "type=volume,target=", "type=volume,tmpfs-size=", "type=volume,tmpfs-mode="]
     # a listing's --filter: its keys, then what a key takes
     assert _complete(tmp_path, "boxlite ps -f st") == ["status="]
     assert _complete(tmp_path, "boxlite ps --filter status=ru") == ["status=running"]
@@ -151,7 +169,7 @@ def test_what_follows_the_image_or_box_is_the_boxs_command_line(tmp_path: Path) 
     for line in ("boxlite run alpine --", "boxlite run alpine ls -", "boxlite create alpine -",
                  "boxlite exec web --", "boxlite exec web ls -v ", "boxlite run alpine sh -v "):
         assert _complete(tmp_path, line) == [], line
-    assert _complete(tmp_path, "boxlite run -v ") == ["", "data"]  # (before IMAGE: boxlite's)
+    assert _complete(tmp_path, "boxlite run -v ") == ["data:"]  # (before IMAGE: boxlite's)
 
 
 def test_a_paragraph_kept_as_written_stays_so_in_its_man_page() -> None:
