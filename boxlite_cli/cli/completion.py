@@ -50,8 +50,8 @@ def _box_completer(statuses: frozenset[str] | None, paused: bool | None = None) 
 
 def complete_copy_end(ctx: click.Context, param: click.Parameter,
                       incomplete: str) -> list[CompletionItem]:
-    """One end of a cp: `BOX:` for each box (running or stopped), and host paths (the
-    shell's own file completion) unless a box is being named (`web:...`)."""
+    """One end of a cp: host paths and `BOX:` for each box (running or stopped), unless
+    a path in a box is being named (`web:...`)."""
     if ":" in incomplete:
         return []  # (a path inside a box: nothing to offer from the host)
     return _with_host_paths(incomplete, [CompletionItem(f"{c.value}:") for c
@@ -179,8 +179,8 @@ MOUNT_TYPES = ("bind", "volume", "tmpfs")
 
 def complete_mount(ctx: click.Context, param: click.Parameter,
                    incomplete: str) -> list[CompletionItem]:
-    """--mount's KEY=VALUE list: its keys; the types after `type=`; the volumes after
-    `source=` of a volume mount (a bind's host path is left to be typed)."""
+    """--mount's KEY=VALUE list: the keys not given yet; the types after `type=`; after
+    `source=`, a volume mount's volumes or a bind mount's host paths."""
     head, _, last = incomplete.rpartition(",")
     head = head + "," if head else ""
     key, eq, value = last.partition("=")
