@@ -32,7 +32,41 @@ def completion_script(shell: str) -> str:
     source = cls(cli, {}, "boxlite", "_BOXLITE_COMPLETE").source()
     if shell == "bash":
         source = _bash_colons(source)
+    elif shell == "zsh":
+        source = _zsh_no_space(source)
     return source
+
+
+# A candidate that more of the word follows (cp's `BOX:`, a filter's `KEY=`, a
+# directory's `/`, --mount's `VALUE,`) gets no space after it: zsh's script is given
+# a list of its own for those (compadd -S ''); fish leaves none after such by itself.
+ZSH_DECLARE = "    local -a completions_with_descriptions\n"
+ZSH_PLAIN = '            if [[ "$descr" == "_" ]]; then\n'
+ZSH_NO_SPACE = ('            if [[ "$descr" == "_" && "$key" == *[:=/,] ]]; then\n'
+                '                completions_no_space+=("$key")\n'
+                '            elif [[ "$descr" == "_" ]]; then\n')
+ZSH_ADD = ('    if [ -n "$completions" ]; then\n'
+           '        compadd -U -V unsorted -a completions\n'
+           '    fi\n')
+ZSH_ADD_NO_SPACE = ('    if [ -n "$completions_no_space" ]; then\n'
+                    "        compadd -S '' -U -V unsorted -a completions_no_space\n"
+                    '    fi\n')
+
+
+# `--opt=VALUE`: boxlite completes VALUE; the candidate replaces the whole word, so
+# it gets the `--opt=` back in front
+ZSH_OPTION = ('    local -a completions_no_space\n'
+              '    local option=""\n'
+              '    [[ ${words[CURRENT]} == -*=* ]] && option="${words[CURRENT]%%=*}="\n')
+ZSH_LOOP = '        if [[ "$type" == "plain" ]]; then\n'
+
+
+def _zsh_no_space(source: str) -> str:
+    """click's zsh script, with ZSH_NO_SPACE and ZSH_OPTION."""
+    assert all(part in source for part in (ZSH_DECLARE, ZSH_PLAIN, ZSH_ADD, ZSH_LOOP))
+    return (source.replace(ZSH_DECLARE, ZSH_DECLARE + ZSH_OPTION)
+            .replace(ZSH_LOOP, ZSH_LOOP + '            key="$option$key"\n')
+            .replace(ZSH_PLAIN, ZSH_NO_SPACE).replace(ZSH_ADD, ZSH_ADD + ZSH_ADD_NO_SPACE))
 
 
 # bash splits words at `:` and `=` (COMP_WORDBREAKS): `localhost/debian:b` reached

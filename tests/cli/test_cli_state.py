@@ -583,6 +583,30 @@ def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path:
                                         "/x,source=", "running"], done.stderr
 
 
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="needs zsh (not installed here)")
+def test_zsh_completion_leaves_no_space_where_the_word_goes_on(tmp_path: Path) -> None:
+    """`KEY=` (and `BOX:`, `dir/`, `VALUE,`) go on with more of the word: added with
+    no space after them (compadd -S ''); an option's `--opt=VALUE` keeps its `--opt=`.
+    zsh's completion builtins are stood in for by functions that print their calls."""
+    from boxlite_cli.cli.docs import completion_script
+
+    script = tmp_path / "_boxlite"
+    script.write_text(completion_script("zsh"))
+    probe = ("compdef() { : }; _describe() { : }; "
+             "compadd() { local name=${@[-1]}; print -r -- \"${@[1,-3]} :: ${(P)name}\" }; "
+             f"source {script}; "
+             "t() { words=(${(z)1}); CURRENT=${#words}; _boxlite_completion }; "
+             "t 'boxlite ps -f st'; t 'boxlite ps -f status=ex'; t 'boxlite ps --filter=st'; "
+             "t 'boxlite ps --filter=status=ex'")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.stdout.splitlines() == [
+        "-S  -U -V unsorted :: status=", "-U -V unsorted :: status=exited",
+        "-S  -U -V unsorted :: --filter=status=", "-U -V unsorted :: --filter=status=exited",
+    ], done.stderr
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completion_offers_images_where_commands_take_them(image: str,
                                                                 tmp_path: Path) -> None:
