@@ -11,6 +11,11 @@ from __future__ import annotations
 KILLED_WITH_THE_BOX = 128 + 9
 
 
+class Detached(Exception):
+    """The detach keys were typed: the process runs on without this command, which
+    says so as docker's does ("read escape sequence") and exits 0."""
+
+
 class Interrupted(BaseException):
     """A signal that ends this command (SIGTERM, SIGHUP), as KeyboardInterrupt does
     SIGINT: the command's clean-up runs, and the exit code is 128 + the signal."""

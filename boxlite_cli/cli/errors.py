@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from boxlite_cli.cli.printable import printable
-from boxlite_cli.errors import BoxliteError, Interrupted, NoSuchBox, NoSuchVolume
+from boxlite_cli.errors import BoxliteError, Detached, Interrupted, NoSuchBox, NoSuchVolume
 
 EXIT_BOXLITE = 125
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -77,6 +77,9 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     if isinstance(error, click.ClickException):
         report(error.format_message())
         return EXIT_BOXLITE
+    if isinstance(error, Detached):
+        click.echo("read escape sequence", err=True)  # (docker's words)
+        return 0
     if isinstance(error, KeyboardInterrupt):
         return 130
     if isinstance(error, Interrupted):

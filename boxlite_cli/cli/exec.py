@@ -46,7 +46,7 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
             if error:
                 report(error)
             return code
-    from boxlite_cli.runtime.session import Detached, Session  # gRPC: -i, -t, -d
+    from boxlite_cli.runtime.session import Session  # gRPC: -i, -t, -d
     from boxlite_cli.runtime.terminal import (
         FORWARDED_SIGNALS,
         PROXIED_SIGNALS,
@@ -66,13 +66,11 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
                 return started.error_exit_code
             if detach:
                 return 0
-            try:
+            try:  # (the detach keys: Detached, said and 0 in cli/errors.py)
                 return Session(client, started.exec_id, stdin=interactive, tty=tty,
                                group_signals=True, held_signals=relay.held,
                                detach_keys=keys if interactive and tty else None
                                ).run().exit_code
-            except Detached:
-                return 0
             except BoxliteError:
                 # (its box was removed or stopped meanwhile: killed with it, as docker's)
                 if cli.runtime.stopped_in_order(box_id):

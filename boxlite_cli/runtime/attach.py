@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
-from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError, Conflict
+from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError, Conflict, Detached
 from boxlite_cli.fdio import read_some, write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
@@ -46,6 +46,7 @@ class Attachment:
     stdout_fd: int = 1
     stderr_fd: int = 2
     detached: bool = False
+    escaped: bool = False  # (detached by the detach keys)
     exit_code: int | None = None  # the main process's, once it ended
     error: BaseException | None = None
     _done: threading.Event = field(default_factory=threading.Event)
@@ -80,6 +81,7 @@ class Attachment:
             detach = not data  # (a tty: its end only ends the attach)
             if scanner is not None and data:
                 data, detach = scanner.feed(data)
+                self.escaped = detach
             if data:
                 pump.queue.put(data)
             if detach:  # (the stream is left open, then cut with the connection: a tty
@@ -143,6 +145,8 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
         attachment.run()
     finally:
         client.close()
+    if attachment.escaped:
+        raise Detached()  # (said and 0 in cli/errors.py)
     if attachment.detached:
         return 0
     rt.wait_stopped(state.id, STOP_WAIT_S, shim=shim)

@@ -39,17 +39,15 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
     start with the shim's report pipe (Runtime.start's exit_report), read for why the
     box stopped when the stream broke; the pipe is closed here."""
     exit_pipe = started.exit_pipe if started is not None else None
-    from boxlite_cli.runtime.session import Detached, Session
+    from boxlite_cli.runtime.session import Session
 
     try:
         client, _ = rt.connect_run(box_id)
         try:
             # (Ctrl-P Ctrl-Q leaves a tty box running, as docker run -it's: its shim
-            # takes the output over, for `logs` and `attach`)
+            # takes the output over, for `logs` and `attach`; Session raises Detached)
             code = Session(client, MAIN, stdin=stdin, tty=tty, sig_proxy=sig_proxy,
                            detach_keys=detach_keys if stdin and tty else None).run().exit_code
-        except Detached:
-            return 0
         except BoxRestarted:  # (another shell's `restart`: that run ended, another began)
             raise Conflict(f"box {_name(rt, box_id)} was restarted: the run this followed "
                            "ended", hint="attach to the new run: boxlite attach "

@@ -13,7 +13,14 @@ from typing import Any
 
 from boxlite_cli.agent.client import AgentClient, ExecResult, InputPump
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import AgentTimeout, BoxliteError, OutputLost, SignalEndedWait, SignalHeld
+from boxlite_cli.errors import (
+    AgentTimeout,
+    BoxliteError,
+    Detached,
+    OutputLost,
+    SignalEndedWait,
+    SignalHeld,
+)
 from boxlite_cli.fdio import read_some
 from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
@@ -28,10 +35,6 @@ from boxlite_cli.runtime.terminal import (
 
 # A terminal that hung up: reads and writes fail with these (EIO; ENXIO on some ptys)
 HANGUP_ERRNOS = (errno.EIO, errno.ENXIO)
-
-
-class Detached(Exception):
-    """The detach keys were typed: the process runs on without this session."""
 
 
 @dataclass

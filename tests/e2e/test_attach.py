@@ -77,7 +77,8 @@ def read_until(fd: int, needle: bytes, timeout_s: float = 60) -> bytes:
 def typed_on_a_pty(argv: list[str], line: bytes, answer: bytes,
                    keys: bytes | None = b"\x10\x11") -> None:
     """Run `argv` on a terminal of its own, type `line`, see `answer`, then type the
-    detach `keys` and expect it to end with 0 (None: kill it instead)."""
+    detach `keys` and expect it to say so, as docker's, and end with 0 (None: kill it
+    instead)."""
     master, slave = os.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
@@ -87,6 +88,7 @@ def typed_on_a_pty(argv: list[str], line: bytes, answer: bytes,
         read_until(master, answer)
         if keys is not None:
             os.write(master, keys)
+            read_until(master, b"read escape sequence")
             assert proc.wait(60) == 0
     finally:
         proc.kill()
@@ -164,6 +166,7 @@ def test_a_run_it_whose_cli_leaves_runs_on_with_its_output_kept(leave: str) -> N
             proc.wait(30)
         else:
             os.write(master, b"\x10\x11")
+            read_until(master, b"read escape sequence")
             assert proc.wait(60) == 0
         assert status(box) == "running"
         time.sleep(1)
