@@ -20,6 +20,11 @@ def warn(message: str) -> None:
     click.echo(f"boxlite: warning: {printable(message)}", err=True)
 
 
+def notice(message: str) -> None:
+    """What a command does besides its job (run's pull), said on stderr as docker's."""
+    click.echo(printable(message), err=True)
+
+
 @contextlib.contextmanager
 def activity(text: str) -> Iterator[None]:
     """A rich spinner on stderr while long work runs; nothing when stderr is not a terminal."""
@@ -49,7 +54,7 @@ class CliContext:
                 from boxlite_cli.cli.progress import pull_display
 
                 self._runtime = Runtime(warn=warn, activity=activity,
-                                        pull_display=pull_display)
+                                        pull_display=pull_display, notice=notice)
         return self._runtime
 
 

@@ -144,8 +144,9 @@ class BlobIngest:
         self.close()
         actual = "sha256:" + self._hash.hexdigest()
         if self.size is not None and self.offset != self.size:
+            got = self.offset  # (before restart() sets it back to 0)
             self.restart()
-            raise ImageError(f"blob {self.digest} is truncated: got {self.offset} of "
+            raise ImageError(f"blob {self.digest} is truncated: got {got} of "
                              f"{self.size} bytes")
         if actual != self.digest:
             self.restart()

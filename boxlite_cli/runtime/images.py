@@ -152,9 +152,12 @@ class Images:
                 raise Conflict(f"unable to remove {text}: box {users[0]} uses image "
                                f"{image.id[7:19]}",
                                hint="remove the box first (boxlite rm), or use rmi -f")
-            if by_id and len({parse_reference(k).name for k in keys}) > 1 and not force:
+            # (docker's: by id, only an image of one repository and at most one tag)
+            tags = [k for k in keys if "@" not in k]
+            if by_id and not force and (
+                    len(tags) > 1 or len({parse_reference(k).name for k in keys}) > 1):
                 raise Conflict(f"unable to delete {text} (must be forced): the image is "
-                               "referenced in several repositories",
+                               "referenced in several repositories or tags",
                                hint="remove it by reference, or use rmi -f")
             if users and not others:  # (a box's image stays, untagged: name@digest, as
                 # docker's <none>; image prune takes it once no box uses it)

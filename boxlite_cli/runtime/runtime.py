@@ -247,9 +247,11 @@ class Runtime:
     """All operations on the boxes of one home. Thread-compatible, process-safe."""
 
     def __init__(self, paths: Paths | None = None, warn: Warn = _no_warn,
-                 activity: Activity = _quiet_activity, pull_display: PullDisplay = _quiet_pull) -> None:
+                 activity: Activity = _quiet_activity, pull_display: PullDisplay = _quiet_pull,
+                 notice: Warn = _no_warn) -> None:
         """`warn` gets one-line warnings; `activity(text)` wraps long work (a spinner);
-        `pull_display(reference)` shows a pull's progress."""
+        `pull_display(reference)` shows a pull's progress; `notice` gets the lines docker
+        says of what a command does besides its job (the pull of a run's image)."""
         self.paths = paths or home_paths()
         self.paths.ensure()
         self.boxes = BoxStore(self.paths)
@@ -261,6 +263,7 @@ class Runtime:
         self.warn = warn
         self.activity = activity
         self.pull_display = pull_display
+        self.notice = notice
         self.starting: set[str] = set()  # boxes this Runtime is starting (Runtime.start)
         # Set by the restarter (runtime/autorestart.py): its start is the restart policy's,
         # of the run that finished at this time (else it is not made)
@@ -294,15 +297,24 @@ class Runtime:
             if pull == "never":
                 raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
                                  hint=f"pull it with: boxlite pull {ref}")
+            self.notice(f"Unable to find image '{reference.short}' locally")
             try:
-                return self.pull(reference).image
+                return self._pulled(reference)
             except BoxliteError as e:  # (a tag left out, or mistyped: say what there is)
                 others = self.local_tags(reference)
                 if others:
                     e.hint = (f"{reference.short} is not in the local store, which has "
                               f"{', '.join(others[:3])}")
                 raise
-        return self.pull(reference).image
+        return self._pulled(reference)
+
+    def _pulled(self, reference: Reference) -> Image:
+        """A pull for a box (run, create), said as docker says it."""
+        result = self.pull(reference)
+        self.notice(f"Digest: {result.repo_digest}")
+        status = "Downloaded newer image for" if result.downloaded else "Image is up to date for"
+        self.notice(f"Status: {status} {result.image.reference.short}")
+        return result.image
 
     def local_tags(self, reference: Reference) -> list[str]:
         """The tags the local store has of `reference`'s repository (short forms)."""

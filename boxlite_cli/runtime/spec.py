@@ -167,7 +167,9 @@ def process_spec(opts: ProcessOptions, image_config: dict[str, Any],
         cmd = list(opts.command) or image_cmd
     argv = entry + cmd
     if not argv:
-        raise UsageError("no command specified: the image has no CMD or ENTRYPOINT",
+        why = ("--entrypoint '' cleared the image's ENTRYPOINT and CMD" if opts.entrypoint == ""
+               else "the image has no CMD or ENTRYPOINT")
+        raise UsageError(f"no command specified: {why}",
                          hint="give a command after the image name")
     user_env: list[str] = []
     for path in opts.env_files:

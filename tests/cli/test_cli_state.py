@@ -628,6 +628,22 @@ def test_bash_completion_offers_images_where_commands_take_them(image: str,
         "localhost/tiny:1"], done.stderr
 
 
+def test_rmi_by_id_of_an_image_with_two_tags_must_be_forced(script_runner: ScriptRunner,
+                                                            image: str) -> None:
+    """docker's: by id, an image of one repository and one tag goes; one with two tags
+    (one repository or two) is refused without -f, and nothing is untagged."""
+    image_id = bx(script_runner, "images", "-q", image).stdout.strip()
+    assert bx(script_runner, "tag", image, "localhost/tiny:2").returncode == 0
+    before = bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert_one_line_error(bx(script_runner, "rmi", image_id),
+                          f"unable to delete {image_id} (must be forced)")
+    assert bx(script_runner, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout == before
+    assert bx(script_runner, "rmi", "localhost/tiny:2").returncode == 0  # (untagged only)
+    removed = bx(script_runner, "rmi", image_id)  # (one tag left: it goes, by id)
+    assert removed.returncode == 0, removed.stderr
+    assert bx(script_runner, "images", "-q").stdout == ""
+
+
 def test_tag_gives_an_image_another_name(script_runner: ScriptRunner, image: str) -> None:
     tagged = bx(script_runner, "tag", image, "mine/app")  # (docker's :latest)
     assert tagged.returncode == 0, tagged.stderr

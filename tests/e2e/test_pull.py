@@ -409,6 +409,11 @@ def test_run_pull_missing_pulls_then_runs(store: Store, busybox_image: PushedIma
     proc = store.bx("run", "--rm", busybox_image.reference, "echo", "hi")  # boot; default: missing
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"hi\n"
+    # (said on stderr, as docker's: not a silent wait)
+    said = [line for line in proc.stderr.decode().splitlines() if "KVM" not in line]
+    assert said == [f"Unable to find image '{busybox_image.reference}' locally",
+                    f"Digest: {busybox_image.manifest_digest}",
+                    f"Status: Downloaded newer image for {busybox_image.reference}"], said
     assert [r["id"] for r in store.image_rows()] == [busybox_image.config_digest]
     assert store.base(busybox_image.config_digest).is_file()
     assert store.box_ids() == []

@@ -116,3 +116,17 @@ def test_a_download_that_keeps_breaking_off_gives_up_after_its_retries(tmp_path:
             pytest.raises(RegistryError, match="gave up after 3 attempts"):
         client.fetch_blob("busybox", digest, ingest)
     assert len(seen) == 3 and sleeps == [0.5, 1.0]
+
+
+def test_a_blob_shorter_than_its_descriptor_says_how_much_came(tmp_path: Path) -> None:
+    """The count is the bytes that came (it said 0: read after the partial was dropped),
+    and the partial is gone."""
+    from boxlite_cli.errors import ImageError
+
+    blob = b"x" * 127
+    ingest = BlobIngest(tmp_path / "blob", tmp_path / "blob.partial",
+                        "sha256:" + hashlib.sha256(blob).hexdigest(), 129)
+    ingest.write(blob)
+    with pytest.raises(ImageError, match="is truncated: got 127 of 129 bytes"):
+        ingest.commit()
+    assert not (tmp_path / "blob").exists() and not (tmp_path / "blob.partial").exists()

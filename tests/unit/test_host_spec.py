@@ -93,6 +93,9 @@ def test_no_command_is_a_usage_error(config: dict[str, Any], opts: dict[str, Any
     with pytest.raises(UsageError, match="no command specified") as info:
         spec(config, **opts)
     assert info.value.hint
+    # (why: the image's lack, or the flag that cleared what it had)
+    cleared = "--entrypoint '' cleared" in info.value.message
+    assert cleared == (opts.get("entrypoint") == "")
 
 
 def test_what_execve_could_not_take_is_refused_before_any_vm() -> None:
