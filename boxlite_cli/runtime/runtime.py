@@ -297,9 +297,8 @@ class Runtime:
             if pull == "never":
                 raise ImageError(f"unable to find image {ref!r} locally (--pull never)",
                                  hint=f"pull it with: boxlite pull {ref}")
-            self.notice(f"Unable to find image '{reference.short}' locally")
             try:
-                return self._pulled(reference)
+                return self._pulled(reference, missing=True)
             except BoxliteError as e:  # (a tag left out, or mistyped: say what there is)
                 others = self.local_tags(reference)
                 if others:
@@ -308,9 +307,13 @@ class Runtime:
                 raise
         return self._pulled(reference)
 
-    def _pulled(self, reference: Reference) -> Image:
-        """A pull for a box (run, create), said as docker says it."""
+    def _pulled(self, reference: Reference, missing: bool = False) -> Image:
+        """A pull for a box (run, create), said as docker says it once it is done (a
+        pull that fails says its one line of error only; a terminal shows its progress
+        meanwhile)."""
         result = self.pull(reference)
+        if missing:
+            self.notice(f"Unable to find image '{reference.short}' locally")
         self.notice(f"Digest: {result.repo_digest}")
         status = "Downloaded newer image for" if result.downloaded else "Image is up to date for"
         self.notice(f"Status: {status} {result.image.reference.short}")

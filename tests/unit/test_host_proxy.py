@@ -256,7 +256,8 @@ def test_deadline_reaches_the_upstream_call(rig: Rig) -> None:
     assert isinstance(cause, grpc.RpcError)
     assert cause.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     [left] = rig.agent.wait_time_left
-    assert left is not None and left <= 5, "the upstream call has no (or a later) deadline"
+    # (a few ms over 5 may come of the deadline's rounding on the wire; none: 60 s or so)
+    assert left is not None and left < 6, "the upstream call has no (or a later) deadline"
     assert rig.agent.wait_cancelled.wait(GUARD_S), "the agent's call was not ended"
 
 
