@@ -58,6 +58,9 @@ def report(message: str, hint: str | None = None) -> None:
 
 def exit_code_for(error: BaseException, debug: bool) -> int:
     """Print the one-line error (the traceback too with --debug) and return the exit code."""
+    if isinstance(error, Detached):  # (not an error: said so, with no traceback)
+        click.echo("read escape sequence", err=True)  # (docker's words)
+        return 0
     if debug:
         import traceback  # only with --debug
 
@@ -77,9 +80,6 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     if isinstance(error, click.ClickException):
         report(error.format_message())
         return EXIT_BOXLITE
-    if isinstance(error, Detached):
-        click.echo("read escape sequence", err=True)  # (docker's words)
-        return 0
     if isinstance(error, KeyboardInterrupt):
         return 130
     if isinstance(error, Interrupted):

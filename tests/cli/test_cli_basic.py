@@ -525,3 +525,14 @@ def test_an_unknown_option_names_the_near_ones_in_one_sentence(
     assert_one_line_error(result)
     assert result.stderr.splitlines()[0] == (
         "boxlite: No such option: --log-optx (did you mean --dns-opt or --log-opt?)")
+
+
+def test_the_detach_keys_are_said_as_dockers_and_are_no_error_even_with_debug(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Detached (the keys typed): docker's line and 0; with --debug, no traceback."""
+    from boxlite_cli.cli.errors import exit_code_for
+    from boxlite_cli.errors import Detached
+
+    for debug in (False, True):
+        assert exit_code_for(Detached(), debug) == 0
+        assert capsys.readouterr().err == "read escape sequence\n"

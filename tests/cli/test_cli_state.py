@@ -561,22 +561,32 @@ def test_dockers_flag_values_and_short_option_equals(script_runner: ScriptRunner
     assert "A=1" in box["config"]["process"]["env"]
 
 
+def completion_probe(shell: str, tmp_path: Path, probe: str, before: str = ""
+                     ) -> subprocess.CompletedProcess[str]:
+    """Run `probe` in `shell` (bash or zsh, no rc files), `before` it boxlite's
+    completion script for it sourced, this boxlite on PATH."""
+    from boxlite_cli.cli.docs import completion_script
+
+    script = tmp_path / f"boxlite.{shell}"
+    script.write_text(completion_script(shell))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    argv = ["bash", "--norc"] if shell == "bash" else ["zsh", "-f"]
+    return subprocess.run([*argv, "-c", f"{before}source {script}; {probe}"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+BASH_T = ("t() { COMP_LINE=$1; COMP_POINT=${#COMP_LINE}; COMPREPLY=(); "
+          "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; ")
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completion_completes_an_image_past_its_colon(image: str, tmp_path: Path) -> None:
     """bash splits words at `:`: `rmi localhost/tiny:<TAB>` reached boxlite as three
     words and completed nothing; the candidate is given after the `:` bash keeps."""
-    from boxlite_cli.cli.docs import completion_script
-
-    script = tmp_path / "boxlite.bash"
-    script.write_text(completion_script("bash"))
-    probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
-             "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
-             "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'; "
-             "t 'boxlite ps -f status=ru'; t 'boxlite run --mount type=volume,target=/x,so'; "
-             "t 'boxlite ps --filter=status=ru'")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
-                          env=env, timeout=60)
+    done = completion_probe("bash", tmp_path, BASH_T + (
+        "t 'boxlite rmi localhost/tiny:'; t 'boxlite rmi localhost/ti'; t 'boxlite ta'; "
+        "t 'boxlite ps -f status=ru'; t 'boxlite run --mount type=volume,target=/x,so'; "
+        "t 'boxlite ps --filter=status=ru'"))
     # (and past a `=`, which bash splits at too: it replaces `/x,so` there; and an
     # option's value given with `=`, which boxlite completes past the option's `=`)
     assert done.stdout.splitlines() == ["1", "localhost/tiny:1", "tag", "running",
@@ -588,19 +598,12 @@ def test_zsh_completion_leaves_no_space_where_the_word_goes_on(tmp_path: Path) -
     """`KEY=` (and `BOX:`, `dir/`, `VALUE,`) go on with more of the word: added with
     no space after them (compadd -S ''); an option's `--opt=VALUE` keeps its `--opt=`.
     zsh's completion builtins are stood in for by functions that print their calls."""
-    from boxlite_cli.cli.docs import completion_script
-
-    script = tmp_path / "_boxlite"
-    script.write_text(completion_script("zsh"))
-    probe = ("compdef() { : }; _describe() { : }; "
-             "compadd() { local name=${@[-1]}; print -r -- \"${@[1,-3]} :: ${(P)name}\" }; "
-             f"source {script}; "
-             "t() { words=(${(z)1}); CURRENT=${#words}; _boxlite_completion }; "
-             "t 'boxlite ps -f st'; t 'boxlite ps -f status=ex'; t 'boxlite ps --filter=st'; "
-             "t 'boxlite ps --filter=status=ex'")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True,
-                          env=env, timeout=60)
+    stand_ins = ("compdef() { : }; _describe() { : }; "
+                 "compadd() { local name=${@[-1]}; print -r -- \"${@[1,-3]} :: ${(P)name}\" }; ")
+    done = completion_probe("zsh", tmp_path, (
+        "t() { words=(${(z)1}); CURRENT=${#words}; _boxlite_completion }; "
+        "t 'boxlite ps -f st'; t 'boxlite ps -f status=ex'; t 'boxlite ps --filter=st'; "
+        "t 'boxlite ps --filter=status=ex'"), before=stand_ins)
     assert done.stdout.splitlines() == [
         "-S  -U -V unsorted :: status=", "-U -V unsorted :: status=exited",
         "-S  -U -V unsorted :: --filter=status=", "-U -V unsorted :: --filter=status=exited",
@@ -611,18 +614,10 @@ def test_zsh_completion_leaves_no_space_where_the_word_goes_on(tmp_path: Path) -
 def test_bash_completion_offers_images_where_commands_take_them(image: str,
                                                                 tmp_path: Path) -> None:
     """inspect (boxes and images, as --type allows), images and pull."""
-    from boxlite_cli.cli.docs import completion_script
-
     plant_box(name="local-box")
-    script = tmp_path / "boxlite.bash"
-    script.write_text(completion_script("bash"))
-    probe = (f"source {script}; t() {{ COMP_LINE=$1; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); "
-             "_boxlite_completion boxlite; echo \"${COMPREPLY[*]}\"; }; "
-             "t 'boxlite inspect lo'; t 'boxlite inspect --type image lo'; "
-             "t 'boxlite inspect --type box lo'; t 'boxlite images lo'; t 'boxlite pull lo'")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True,
-                          env=env, timeout=60)
+    done = completion_probe("bash", tmp_path, BASH_T + (
+        "t 'boxlite inspect lo'; t 'boxlite inspect --type image lo'; "
+        "t 'boxlite inspect --type box lo'; t 'boxlite images lo'; t 'boxlite pull lo'"))
     assert done.stdout.splitlines() == [
         "local-box localhost/tiny:1", "localhost/tiny:1", "local-box", "localhost/tiny:1",
         "localhost/tiny:1"], done.stderr
