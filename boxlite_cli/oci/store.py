@@ -92,6 +92,18 @@ def _unlink_size(path: Path) -> int:
     return size
 
 
+def _unlink_unheld(lock_file: Path) -> None:
+    """Remove a lock file that no process holds now."""
+    try:
+        lock = FileLock(str(lock_file), timeout=0, create_parents=False).acquire()
+    except (Timeout, FileNotFoundError):
+        return
+    try:
+        lock_file.unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
 class BlobIngest:
     """One blob being written into the store (see `ImageStore.ingest`)."""
 
@@ -385,6 +397,9 @@ class ImageStore:
                         freed += _unlink_size(base)
                         freed += _unlink_size(empty_overlay_of(base))
                         Path(str(base) + ".lock").unlink(missing_ok=True)
+                for lock in self.rootfs_dir.glob("*.ext4.lock"):  # (of unpacks that failed)
+                    if "sha256:" + lock.name.removesuffix(".ext4.lock") not in live_ids:
+                        _unlink_unheld(lock)
             freed += self._clean_tmp()
         return freed
 

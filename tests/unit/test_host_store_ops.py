@@ -158,6 +158,21 @@ def test_garbage_collection_takes_a_base_and_its_empty_overlay(tmp_path: Path) -
         kept.name, empty_overlay_of(kept).name]
 
 
+def test_garbage_collection_takes_the_lock_a_failed_unpack_left(tmp_path: Path) -> None:
+    """An unpack that failed leaves its lock and no base: it goes with the image; the
+    lock of an unpack running now (held), or of an image kept, stays."""
+    from boxlite_cli.state.flock import FileLock
+
+    store = ImageStore(tmp_path / "images")
+    store.rootfs_dir.mkdir(parents=True)
+    failed, running, kept = (store.rootfs_dir / (c * 64 + ".ext4.lock") for c in "abc")
+    for lock in (failed, running, kept):
+        lock.touch()
+    with FileLock(running, timeout=0):
+        store.collect_garbage(keep_ids={"sha256:" + "c" * 64})
+    assert sorted(p.name for p in store.rootfs_dir.iterdir()) == [running.name, kept.name]
+
+
 def test_gc_spares_a_blob_a_running_pull_found_in_the_store(tmp_path: Path) -> None:
     """A pull of B that finds the layer it shares with A already stored, while A is
     removed: the layer stays (the pull touched it), and B is whole once tagged."""
