@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -17,17 +18,35 @@ def _hidden(out: Path, what: str) -> Path:
     return out.parent / f".{out.name}.boxlite-{what}-{secrets.token_hex(4)}"
 
 
+def output_path(given: str | os.PathLike[str], what: str = "file") -> Path:
+    """The absolute path a file written whole replaces, for `given`: a regular file, or
+    nothing yet, in a directory that exists. A link is followed (the file it names is
+    replaced, not the link); a directory, a device, a pipe or a socket is refused (a
+    rename over `/dev/null` would put a file there)."""
+    out = Path(os.path.abspath(given))
+    if out.is_symlink():
+        out = Path(os.path.realpath(out))
+    try:
+        mode = out.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"cannot write {given}: {e.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(f"{given} is {kind}", hint=f"name the {what} to write")
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {given}: no such directory {out.parent}")
+    return out
+
+
 @contextlib.contextmanager
 def written_whole(out: Path) -> Iterator[IO[bytes]]:
     """A file to write, which becomes `out` (replacing one there, as `docker save -o`
     does) once the block ends without an error, synced. It is unnamed until then where
     the file system can (O_TMPFILE: a kill leaves nothing), else a hidden partial file
     beside `out`, removed on failure."""
-    out = Path(os.path.abspath(out))
-    if out.is_dir():
-        raise UsageError(f"{out} is a directory", hint="name the file to write")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: no such directory {out.parent}")
+    out = output_path(out)
     partial: Path | None = None
     try:
         fd = os.open(out.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)

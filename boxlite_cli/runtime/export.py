@@ -51,6 +51,7 @@ from boxlite_cli.disks.tools import run_tool
 from boxlite_cli.errors import BoxliteError, Conflict, DiskError, ImageError, UsageError
 from boxlite_cli.fdio import write_sparse
 from boxlite_cli.oci.archive import clean_name
+from boxlite_cli.outfile import output_path
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
 from boxlite_cli.runtime.logopts import DEFAULT_DRIVER, log_config
@@ -245,16 +246,9 @@ def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
     An existing `output` is refused unless `force` (then replaced atomically)."""
     clean_stale(rt.paths)
     snapshots.collect_unused(rt)
-    out: Path | int = output if isinstance(output, int) else Path(os.path.abspath(output))
-    if isinstance(out, Path):
-        if out.exists() and not out.is_file():  # (--force would not help)
-            what = "a directory" if out.is_dir() else "not a regular file"
-            raise UsageError(f"{output} is {what}", hint="name the archive file to write")
-        if out.exists() and not force:
-            raise Conflict(f"{output} already exists",
-                           hint="choose another file, or use --force")
-        if not out.parent.is_dir():
-            raise UsageError(f"cannot write {output}: no such directory {out.parent}")
+    out: Path | int = output if isinstance(output, int) else output_path(output, "archive file")
+    if isinstance(out, Path) and out.exists() and not force:
+        raise Conflict(f"{output} already exists", hint="choose another file, or use --force")
     box_id = rt.resolve(ref)
     state = rt.get(box_id)
     if state.status in snapshots.BUSY:
