@@ -111,15 +111,17 @@ def df(cli: CliContext, fmt: str) -> int:
 
 def _image_reclaimable(rt: Runtime, images: dict[str, Image], used: set[str]) -> int:
     """What removing the images no box uses would free: the blobs only they need (a
-    layer two images share is counted once) and their unpacked root file systems."""
+    layer two images share is counted once) and their unpacked root file systems, and
+    the partial downloads of failed pulls (prune takes them)."""
     users: dict[str, set[str]] = {}
     for image_id, image in images.items():
         for digest in (image.manifest_digest, image_id, *image.layers):
             users.setdefault(digest, set()).add(image_id)
     blobs = sum(allocated_bytes(rt.images.blob_path(digest)) for digest, ids in users.items()
                 if not ids & used)
-    return blobs + sum(allocated_bytes(rt.images.rootfs_path(image))
-                       for image_id, image in images.items() if image_id not in used)
+    partial = sum(allocated_bytes(p) for p in rt.images.partial_downloads())
+    return partial + blobs + sum(allocated_bytes(rt.images.rootfs_path(image))
+                                 for image_id, image in images.items() if image_id not in used)
 
 
 def _usage(kind: str, total: int, active: int, size: int, reclaimable: int) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from boxlite_cli.errors import ImageError
+from boxlite_cli.errors import DiskError, ImageError
 from boxlite_cli.oci.mediatypes import (
     MAX_CONFIG_BYTES,
     MAX_INDEX_DEPTH,
@@ -160,6 +161,7 @@ class Puller:
         downloaded |= self._fetch(ref, str(config_desc["digest"]), int(config_desc["size"]), quiet=True)
         config = self.store.read_json_blob(str(config_desc["digest"]))
         check_config(config)
+        self._check_space(ref, layers)
         fetched = map_in_daemon_threads(lambda layer: self._fetch(ref, *layer), layers,
                                         PARALLEL_LAYERS)
         downloaded |= any(fetched)
@@ -178,6 +180,20 @@ class Puller:
             self.store.tag(Reference(ref.registry, ref.repository, None, repo_digest), manifest_digest)
         image = self.store.lookup(ref)
         return PullResult(image, repo_digest, downloaded)
+
+    def _check_space(self, ref: Reference, layers: list[tuple[str, int]]) -> None:
+        """Refuse a pull whose layers the disk cannot hold, before downloading them (a
+        manifest can declare any size: a registry that then sends without end would
+        fill the disk)."""
+        needed = sum(max(0, size - self.store.partial_size(digest))
+                     for digest, size in dict(layers).items()
+                     if not self.store.has_blob(digest))
+        free = shutil.disk_usage(self.store.root if self.store.root.is_dir()
+                                 else self.store.root.parent).free
+        if needed > free:
+            raise DiskError(f"not enough disk space to pull {ref.short}: its layers are "
+                            f"{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB are free under "
+                            f"{self.store.root}", hint="free some disk space and try again")
 
     def _fetch(self, ref: Reference, digest: str, size: int, quiet: bool = False) -> bool:
         """Make sure the store has a blob; True when it had to be downloaded."""

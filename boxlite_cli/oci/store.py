@@ -369,9 +369,11 @@ class ImageStore:
                 os.close(fd)
         return oldest
 
-    def collect_garbage(self, keep_ids: set[str]) -> int:
+    def collect_garbage(self, keep_ids: set[str], partials: bool = False) -> int:
         """Delete blobs no reference needs and ext4 bases of images gone from the store
-        whose config id is not in `keep_ids` (images boxes still use). Returns bytes freed.
+        whose config id is not in `keep_ids` (images boxes still use); with `partials`
+        (a prune), the partial downloads no pull writes now too, however recent (else
+        they are kept a week, for a pull to resume). Returns bytes freed.
         Blobs written or found by a pull or load still running are kept: each blob is
         deleted under its ingest lock, and only when not written or found (an ingest
         touches a blob it finds) since the oldest of them began. (One that begins now
@@ -400,7 +402,7 @@ class ImageStore:
                 for lock in self.rootfs_dir.glob("*.ext4.lock"):  # (of unpacks that failed)
                     if "sha256:" + lock.name.removesuffix(".ext4.lock") not in live_ids:
                         _unlink_unheld(lock)
-            freed += self._clean_tmp()
+            freed += self._clean_tmp(partials)
         return freed
 
     def _collect_blob(self, blob: Path, busy_since: float | None) -> int:
@@ -420,10 +422,35 @@ class ImageStore:
         finally:
             lock.release()
 
-    def _clean_tmp(self) -> int:
-        """Drop what interrupted pulls and unpacks left: partial blobs after a week,
-        anything else in tmp/ after a day (a live unpack or ingest is never that old)."""
+    def partial_size(self, digest: str) -> int:
+        """Bytes of the blob `digest` that an interrupted pull left (a rerun resumes)."""
+        try:
+            return (self.tmp / f"{self.blob_path(digest).name}.partial").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def partial_downloads(self) -> list[Path]:
+        """The partial blobs interrupted pulls left (or that pulls write now)."""
+        return sorted(self.tmp.glob("*.partial")) if self.tmp.is_dir() else []
+
+    def _drop_partial(self, partial: Path) -> int:
+        """Delete a partial blob unless a pull writes it now; the bytes freed."""
+        try:
+            lock = self._blob_lock(partial.name.removesuffix(".partial"), timeout=0).acquire()
+        except Timeout:
+            return 0
+        try:
+            return _unlink_size(partial)
+        finally:
+            lock.release()
+
+    def _clean_tmp(self, partials: bool = False) -> int:
+        """Drop what interrupted pulls and unpacks left: partial blobs after a week (at
+        once with `partials`), anything else in tmp/ after a day (a live unpack or
+        ingest is never that old)."""
         freed = 0
+        if partials:
+            freed += sum(self._drop_partial(p) for p in self.partial_downloads())
         now = time.time()
         for lock in self.locks.glob("*.lock") if self.locks.is_dir() else []:
             with contextlib.suppress(FileNotFoundError):

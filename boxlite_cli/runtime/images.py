@@ -255,7 +255,8 @@ class Images:
     def prune(self, all_unused: bool) -> Removal:
         """Remove unused data: the dangling images no box uses (no tag of theirs is
         left: a tag that moved to a newer pull, or one pulled by digest alone), as
-        docker's image prune; with `all_unused`, every image no box uses."""
+        docker's image prune; with `all_unused`, every image no box uses. The partial
+        downloads of failed pulls go too."""
         done = Removal()
         used = set(self.boxes_using())
         keys = self.store.tags()
@@ -269,7 +270,7 @@ class Images:
                 done.untagged += _untagged([key])
                 if image_id and image_id not in done.deleted:
                     done.deleted.append(image_id)
-        done.freed = self.store.collect_garbage(set(self.boxes_using()))
+        done.freed = self.store.collect_garbage(set(self.boxes_using()), partials=True)
         return done
 
 

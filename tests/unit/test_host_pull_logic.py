@@ -257,3 +257,57 @@ def test_a_manifest_by_tag_must_have_the_digest_the_registry_says() -> None:
     real = "sha256:" + hashlib.sha256(raw).hexdigest()
     assert str(e.value) == (f"digest mismatch for the manifest of localhost:5000/app:1: the "
                             f"registry says {lie}, what it sent is {real}")
+
+
+class HugeLayer:
+    """A registry client whose manifest declares a layer larger than any disk; it
+    serves the config, and fails the test if asked for the layer."""
+
+    def __init__(self, config: bytes, layer_size: int) -> None:
+        import hashlib
+
+        self.config = config
+        self.config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        self.raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+            **CONFIG, "digest": self.config_digest, "size": len(config)}, "layers": [
+            {**LAYER, "size": layer_size}]}).encode()
+        self.fetched: list[str] = []
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, None]:
+        return self.raw, OCI_MANIFEST, None
+
+    def fetch_blob(self, repository: str, digest: str, ingest: object, progress: object) -> None:
+        self.fetched.append(digest)
+        assert digest == self.config_digest, "the layer was asked for"
+        from boxlite_cli.oci.store import BlobIngest
+
+        assert isinstance(ingest, BlobIngest)
+        ingest.write(self.config)
+        ingest.commit()
+
+
+def test_a_pull_the_disk_cannot_hold_is_refused_before_its_layers_are_fetched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(A manifest can declare any size; a registry that sends without end filled the
+    disk with a partial blob.)"""
+    import shutil
+    from typing import Any, cast
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=10**10))
+
+    from boxlite_cli.errors import DiskError
+    from boxlite_cli.oci.pull import Puller
+    from boxlite_cli.oci.reference import parse_reference
+    from boxlite_cli.oci.store import ImageStore
+
+    client = HugeLayer(b'{"architecture": "amd64", "os": "linux"}', 1 << 40)
+    store = ImageStore(tmp_path / "images")
+    with pytest.raises(DiskError) as e:
+        Puller(store, cast(Any, client)).pull(parse_reference("localhost:5000/huge:1"))
+    assert str(e.value).startswith("not enough disk space to pull localhost:5000/huge:1: its "
+                                   f"layers are {(1 << 40) / 1e6:.1f} MB and 10000.0 MB are free under "
+                                   f"{tmp_path / 'images'}")
+    assert client.fetched == [client.config_digest]
+    assert store.partial_downloads() == []
+    assert store.tags() == {}

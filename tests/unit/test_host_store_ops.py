@@ -173,6 +173,26 @@ def test_garbage_collection_takes_the_lock_a_failed_unpack_left(tmp_path: Path) 
     assert sorted(p.name for p in store.rootfs_dir.iterdir()) == [running.name, kept.name]
 
 
+def test_prune_takes_the_partial_downloads_no_pull_writes_now(tmp_path: Path) -> None:
+    """A failed pull's partial blob is kept for a rerun to resume, through rmi; prune
+    takes it however recent (a registry that stalled left gigabytes), but not the one
+    a pull writes now."""
+    ops = images_ops(tmp_path)
+    store = ops.store
+    stalled, writing = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    for blob in (stalled, writing):
+        with store.ingest(blob, 1 << 20) as ingest:
+            ingest.write(b"x" * 1000)  # (then the registry stalled)
+    assert [p.name for p in store.partial_downloads()] == ["1" * 64 + ".partial",
+                                                           "2" * 64 + ".partial"]
+    store.collect_garbage(set())  # (as rmi does)
+    assert len(store.partial_downloads()) == 2
+    with store.ingest(writing, 1 << 20):
+        assert ops.prune(all_unused=True).freed >= 1000
+        assert [p.name for p in store.partial_downloads()] == ["2" * 64 + ".partial"]
+    assert store.partial_size(writing) == 1000
+
+
 def test_gc_spares_a_blob_a_running_pull_found_in_the_store(tmp_path: Path) -> None:
     """A pull of B that finds the layer it shares with A already stored, while A is
     removed: the layer stays (the pull touched it), and B is whole once tagged."""
