@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from boxlite_agent import console, syscalls
@@ -179,14 +179,18 @@ def provide_etc_files(
     mount: MountFn = syscalls.mount,
     is_mounted: Callable[[str], bool] = is_mountpoint,
     net: NetSetup = NO_NETWORK,
+    skip: Collection[str] = (),
 ) -> list[str]:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf, written under ``etc_dir`` and
     bind-mounted over the image's files (an empty file is created first where the image
     has none), as docker does: the image's own files are left untouched underneath.
     One the image makes impossible to cover (its path loops, or is a directory) is left
-    as the image has it, said on the console: the box still starts. The paths covered."""
+    as the image has it, said on the console: the box still starts; one in `skip`
+    (a volume's, by its path) is not covered. The paths covered."""
     covered = []
     for name in write_etc_files(hostname, etc_dir, net):
+        if f"/etc/{name}" in skip:
+            continue
         try:
             target = ensure_file_in_root(root, f"/etc/{name}")
             if not is_mounted(target):

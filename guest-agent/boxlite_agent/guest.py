@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from boxlite_agent.boxprocs import BoxProcess, box_processes
@@ -42,6 +42,10 @@ class Guest(Protocol):
         """--tmpfs mounts in the box's root, then --read-only (rootmounts.py)."""
         ...
 
+    def cover_etc_again(self, skip: Collection[str] = ()) -> None:
+        """The box's /etc/hostname, hosts and resolv.conf bound again (but `skip`'s)."""
+        ...
+
     def processes(self) -> list[BoxProcess]:
         """The box's processes (boxprocs.py); raises FailedPrecondition before Init."""
         ...
@@ -64,6 +68,7 @@ class LocalGuest:
         self.pids_limit = 0
         self.cpu_limit = 0.0
         self.root_setup: tuple[list[TmpfsSpec], bool] = ([], False)
+        self.etc_covered_again: set[str] | None = None
 
     def rootfs(self) -> str:
         return self._root
@@ -87,6 +92,9 @@ class LocalGuest:
 
     def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
         self.root_setup = (tmpfs, read_only)  # (recorded only: the root is this host's)
+
+    def cover_etc_again(self, skip: Collection[str] = ()) -> None:
+        self.etc_covered_again = set(skip)  # (recorded only)
 
     def processes(self) -> list[BoxProcess]:
         """Every process of this host's PID namespace (a development host has no box)."""

@@ -61,6 +61,13 @@ def is_mountpoint(path: str) -> bool:
     return mount_at(path) is not None
 
 
+def holds_share(path: str) -> bool:
+    """The topmost mount on ``path`` is a 9p share's (a volume's), not one of the box's
+    own (its /etc/hosts, say, that a volume goes over)."""
+    entry = mount_at(path)
+    return entry is not None and entry.fstype == "9p"
+
+
 def mounted_now() -> Callable[[str], bool]:
     """is_mountpoint against one reading of the mount table: for a pass that mounts
     each of its targets at most once (the table is parsed once, not per target)."""

@@ -228,6 +228,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             )
             if volumes:
                 mount_volumes(self._guest.rootfs(), volumes)
+                if any(v.target.rstrip("/") == "/etc" for v in volumes):
+                    self._guest.cover_etc_again(skip={v.target for v in volumes})
             if request.read_only and request.main.make_cwd and request.main.cwd:
                 # (docker makes run -w's directory before the root turns read-only)
                 with contextlib.suppress(OSError, AgentError):

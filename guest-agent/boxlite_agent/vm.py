@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Collection
 
 from boxlite_agent import console, syscalls
 from boxlite_agent.blockdev import flush_buffers, list_disks, wait_for_disk
@@ -101,15 +102,19 @@ class VmGuest:
                                                   is_mounted=is_mounted or mounted_now())
             self._etc_bound = True
 
+    def cover_etc_again(self, skip: Collection[str] = ()) -> None:
+        """Bind the box's hostname, hosts and resolv.conf again, over what was mounted
+        on /etc since (a tmpfs, a volume: docker's go on top of those), but those in
+        `skip` (the paths volumes take)."""
+        self._etc_targets = provide_etc_files(self._rootfs_dir, self._hostname, self._etc_dir,
+                                              net=self._net, is_mounted=lambda _: False,
+                                              skip=skip)
+
     def set_up_root(self, tmpfs: list[TmpfsSpec], read_only: bool) -> None:
         if not self._ready:
             raise FailedPrecondition("no container rootfs yet: call Init with rootfs_serial first")
         if "/etc" in mount_tmpfs(self._rootfs_dir, tmpfs):
-            # (a tmpfs on /etc hides the box's hostname, hosts and resolv.conf: docker's
-            # go on top of it, and so do these; the paths are bound under it already)
-            self._etc_targets = provide_etc_files(self._rootfs_dir, self._hostname,
-                                                  self._etc_dir, net=self._net,
-                                                  is_mounted=lambda _: False)
+            self.cover_etc_again()  # (the paths are bound under the tmpfs already)
         if read_only:
             make_read_only(self._rootfs_dir)
             for target in self._etc_targets:  # (read-only too, as docker's are then)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument
-from boxlite_agent.mounts import is_mountpoint
+from boxlite_agent.mounts import holds_share, is_mountpoint
 from boxlite_agent.resolve import ensure_file_in_root, mkdir_all_in_root, resolve_in_root
 
 HIDDEN_DIR = "/run/boxlite/volumes"
@@ -63,8 +63,11 @@ def load_modules() -> None:
 
 def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR,
                   mount: MountFn = syscalls.mount,
-                  is_mounted: Callable[[str], bool] = is_mountpoint) -> None:
-    """Mount every volume (parents before children); a second call mounts nothing twice."""
+                  is_mounted: Callable[[str], bool] = is_mountpoint,
+                  has_share: Callable[[str], bool] = holds_share) -> None:
+    """Mount every volume (parents before children); a second call mounts nothing twice.
+    A volume goes over what is mounted on its target already (the box's /etc/hosts,
+    hostname and resolv.conf: docker's -v replaces those too)."""
     check(volumes)
     if not volumes:
         return
@@ -92,7 +95,7 @@ def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR
         except OSError as e:
             raise InvalidArgument(f"volume {v.target}: cannot mount there: "
                                   f"{e.strerror or e}") from None
-        if is_mounted(target):
+        if has_share(target):
             continue
         mount(source, target, None, syscalls.MS_BIND, None)
         if v.readonly:

@@ -250,6 +250,33 @@ def test_a_tmpfs_on_etc_keeps_the_boxs_hostname_hosts_and_resolv_conf() -> None:
                                             "10.0.2.2"]
 
 
+def test_volumes_take_the_boxs_etc_files_as_dockers_do(tmp_path: Path) -> None:
+    """`-v` onto /etc/hosts, /etc/hostname or /etc/resolv.conf is what the box sees there
+    (the box's own were bound on top: the user's file was ignored without a word); a
+    volume on /etc still gets the box's hostname and hosts, and a file volume over it."""
+    (tmp_path / "hosts").write_text("192.0.2.7 mine.example\n")
+    (tmp_path / "hostname").write_text("from-the-host\n")
+    (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+    first = bx("run", "--rm", "-h", "boxa", "-v", f"{tmp_path / 'hosts'}:/etc/hosts:ro",
+               "-v", f"{tmp_path / 'hostname'}:/etc/hostname", IMAGE, "sh", "-c",
+               "cat /etc/hosts /etc/hostname; hostname; grep -c nameserver /etc/resolv.conf;"
+               "echo x >> /etc/hosts 2>/dev/null || echo hosts-read-only")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().splitlines() == [
+        "192.0.2.7 mine.example", "from-the-host", "boxa", "1", "hosts-read-only"]
+    second = bx("run", "--rm", "-h", "boxb", "-v", "e2e-etc:/etc",
+                "-v", f"{tmp_path / 'resolv.conf'}:/etc/resolv.conf", IMAGE, "sh", "-c",
+                "cat /etc/hostname /etc/resolv.conf; grep -c boxb /etc/hosts")
+    try:
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.decode().splitlines() == ["boxb", "nameserver 192.0.2.53", "1"]
+        volume = json.loads(bx("volume", "inspect", "e2e-etc").stdout)[0]
+        assert (Path(volume["Mountpoint"]) / "os-release").exists()  # (filled from the image)
+    finally:
+        bx("volume", "rm", "e2e-etc")
+    assert (tmp_path / "hosts").read_text() == "192.0.2.7 mine.example\n"
+
+
 def test_shm_size_makes_dev_shm_that_large() -> None:
     """docker's --shm-size (a browser's /dev/shm): the size asked, /dev/shm's flags and
     mode; 64 MiB without it; writable with --read-only too."""

@@ -125,3 +125,29 @@ def test_a_target_the_image_makes_impossible_is_the_boxs_error(root: Path, tmp_p
         mount_volumes(str(root), [VolumeSpec("vol0", "/srv/app/index.html/x")],
                       hidden=str(tmp_path / "hidden"), mount=lambda *a: None,
                       is_mounted=lambda _: False)
+
+
+def test_a_volume_goes_over_the_boxs_own_mounts_but_never_twice(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/etc/hosts is a mount point already (the box's own, bound at Init): the volume
+    goes on top (it was skipped: the user's file ignored); a target that holds a share
+    already (the same Init sent again) is left as it is."""
+    monkeypatch.setattr(volumes, "load_modules", lambda: None)
+    (root / "etc").mkdir()
+    (root / "etc" / "hosts").write_text("the box's")
+    share = tmp_path / "hidden" / "vol0"
+    share.mkdir(parents=True)
+    (share / "hosts").write_text("mine")
+    binds: list[str] = []
+
+    def mount(source: str | None, target: str, fstype: str | None, flags: int,
+              data: str | None) -> None:
+        if fstype != "9p":
+            binds.append(os.path.relpath(target, root))
+
+    spec = [VolumeSpec("vol0", "/etc/hosts", file_name="hosts")]
+    for has_share, expected in ((False, ["etc/hosts"]), (True, [])):
+        binds.clear()
+        mount_volumes(str(root), spec, hidden=str(tmp_path / "hidden"), mount=mount,
+                      is_mounted=lambda _: True, has_share=lambda _, h=has_share: h)
+        assert binds == expected
