@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
+import json
 import random
 import re
 import ssl
@@ -68,14 +69,26 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read (a registry may send any)
+
+
 def registry_error_text(resp: httpx.Response) -> str:
-    """The first `errors[].code: message` of a registry error body, if it has one."""
+    """The first `errors[].code: message` of a registry error body, if it has one. The
+    body is read here (its first 64 KiB: a broken or hostile registry may send without
+    end, or stall)."""
+    body = bytearray()
     try:
-        errors = resp.json().get("errors") or []
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > MAX_ERROR_BODY:
+                break
+    except (httpx.TransportError, httpx.StreamError, httpx.DecodingError):
+        pass
+    try:
+        errors = json.loads(bytes(body)).get("errors") or []
         first = errors[0]
         return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError, RecursionError,
-            httpx.ResponseNotRead):
+    except (ValueError, AttributeError, IndexError, TypeError, RecursionError):
         return f"HTTP {resp.status_code}"
 
 
@@ -219,7 +232,6 @@ class RegistryClient:
                 raise RegistryError(f"{what} from {self.registry}: {e or type(e).__name__}"
                                     ) from None
             if resp.status_code in RETRY_STATUS:
-                resp.read()
                 text = registry_error_text(resp)
                 status = f"HTTP {resp.status_code}"
                 last, last_status = None, text if text == status else f"{text} ({status})"
@@ -261,10 +273,13 @@ class RegistryClient:
 
     def _send(self, method: str, path: str, scope: str, what: str,
               headers: dict[str, str] | None = None, stream: bool = False,
-              body: Callable[[], Iterator[bytes] | bytes] | None = None) -> httpx.Response:
+              body: Callable[[], Iterator[bytes] | bytes] | None = None,
+              read_most: int | None = None) -> httpx.Response:
         """One request with auth (answering a 401 challenge once) and retries; `path`
         may be a whole URL (an upload's Location); `body` makes the content afresh for
-        each attempt."""
+        each attempt. With `read_most`, a successful answer's body is read within the
+        attempt (a registry that stalls mid-body is retried too), up to that many bytes:
+        ImageError past them."""
         url = path if path.startswith(("http://", "https://")) else self.base_url() + path
 
         def build() -> httpx.Request:
@@ -274,12 +289,24 @@ class RegistryClient:
 
         def once() -> httpx.Response:
             resp = self._http.send(build(), stream=stream)
-            if resp.status_code != 401:
+            if resp.status_code == 401:
+                challenge = resp.headers.get("www-authenticate", "")
+                resp.close()
+                self._authenticate(challenge, scope)
+                resp = self._http.send(build(), stream=stream)
+            if read_most is None or resp.status_code != 200:
                 return resp
-            challenge = resp.headers.get("www-authenticate", "")
-            resp.close()
-            self._authenticate(challenge, scope)
-            return self._http.send(build(), stream=stream)
+            try:
+                content = bytearray()
+                for chunk in resp.iter_bytes():
+                    content += chunk
+                    if len(content) > read_most:
+                        raise ImageError(f"malformed {what.removeprefix('fetching the ')}: "
+                                         f"larger than {read_most} bytes")
+            finally:
+                resp.close()
+            return httpx.Response(resp.status_code, headers=resp.headers, content=bytes(content),
+                                  request=resp.request)
 
         return self._with_retries(what, once)
 
@@ -353,15 +380,11 @@ class RegistryClient:
         digest the registry says it has (Docker-Content-Digest; None without one)."""
         scope = f"repository:{repository}:pull"
         resp = self._send("GET", f"/v2/{repository}/manifests/{reference}", scope,
-                          "fetching the manifest", headers={"Accept": MANIFEST_ACCEPT}, stream=True)
+                          "fetching the manifest", headers={"Accept": MANIFEST_ACCEPT}, stream=True,
+                          read_most=MAX_MANIFEST_BYTES)
         try:
             self._raise_for(resp, repository, reference)
-            body = bytearray()
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise ImageError(f"malformed manifest: larger than {MAX_MANIFEST_BYTES} bytes")
-            return (bytes(body), resp.headers.get("content-type"),
+            return (resp.content, resp.headers.get("content-type"),
                     resp.headers.get("docker-content-digest"))
         finally:
             resp.close()
@@ -370,7 +393,6 @@ class RegistryClient:
                    blob: bool = False) -> None:
         if resp.status_code in (200, 206):
             return
-        resp.read()
         detail = registry_error_text(resp)
         name = f"{self.registry}/{repository}"
         if resp.status_code in (401, 403):
@@ -453,7 +475,6 @@ class RegistryClient:
     # push ------------------------------------------------------------------------------
 
     def _push_failure(self, resp: httpx.Response, repository: str, what: str) -> BoxliteError:
-        resp.read()
         detail = registry_error_text(resp)
         name = f"{self.registry}/{repository}"
         if resp.status_code in (401, 403):

@@ -130,3 +130,51 @@ def test_a_blob_shorter_than_its_descriptor_says_how_much_came(tmp_path: Path) -
     with pytest.raises(ImageError, match="is truncated: got 127 of 129 bytes"):
         ingest.commit()
     assert not (tmp_path / "blob").exists() and not (tmp_path / "blob.partial").exists()
+
+
+class _Stall(httpx.SyncByteStream):
+    """A body that stops coming after its first bytes: the read times out."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"{"
+        raise httpx.ReadTimeout("timed out")
+
+
+def test_a_manifest_that_stalls_mid_body_is_retried_then_said_in_one_line() -> None:
+    """(ReadTimeout from the body's read reached the user as `internal error`.)"""
+    seen: list[httpx.Request] = []
+    manifest = b'{"schemaVersion": 2}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            return httpx.Response(200, stream=_Stall())
+        return httpx.Response(200, content=manifest)
+
+    sleeps: list[float] = []
+    with _client(httpx.MockTransport(answer), 1, sleeps) as client:
+        assert client.get_manifest("busybox", "latest")[0] == manifest
+    assert len(seen) == 2 and sleeps
+    seen.clear()
+    with _client(httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(
+            200, stream=_Stall()))[1]), 1, sleeps) as client, pytest.raises(
+            RegistryError, match=r"^fetching the manifest from registry.example: timed out "
+                                 r"waiting for the registry, gave up after 2 attempts$"):
+        client.get_manifest("busybox", "latest")
+    assert len(seen) == 2
+
+
+def test_an_error_answer_is_read_at_most_64_kib_and_a_stalled_one_says_its_status() -> None:
+    """A registry's error body is read for its message only so far: one that never
+    ends, or stalls, still gives the one line."""
+    from boxlite_cli.errors import NotFound
+
+    class Endless(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            while True:
+                yield b" " * 65536
+
+    for stream in (Endless(), _Stall()):
+        with _client(httpx.MockTransport(lambda _r, s=stream: httpx.Response(404, stream=s)),
+                     0, []) as client, pytest.raises(NotFound, match=r"HTTP 404$"):
+            client.get_manifest("busybox", "latest")
