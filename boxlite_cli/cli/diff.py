@@ -7,6 +7,7 @@ import click
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, activity, pass_cli
 from boxlite_cli.cli.output import format_option, print_json
+from boxlite_cli.cli.printable import printable
 
 KIND_CODES = {"C": 0, "A": 1, "D": 2}  # (docker's API: modified, added, deleted)
 
@@ -36,5 +37,7 @@ def diff(cli: CliContext, fmt: str, box: str) -> int:
         print_json([{"Path": json_text(c.path), "Kind": KIND_CODES[c.kind]} for c in changes])
     else:
         for change in changes:
-            click.echo(f"{change.kind} {change.path}")
+            # (a box's names may hold escapes or newlines: not to drive the terminal,
+            # nor to forge lines)
+            click.echo(f"{change.kind} {printable(change.path)}")
     return 0

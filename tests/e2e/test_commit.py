@@ -15,6 +15,7 @@ CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
            "echo in-volume > /data/v; echo box-wrote-this > /etc/hosts; mkdir -p /tmp/t; "
            "cp -p /etc/issue.net /tmp/r; sed -i s/Debian/DEBIAN/ /etc/issue.net; "
            "touch -r /tmp/r /etc/issue.net; "
+           "touch \"/tmp/e$(printf '\\033]0;x\\007\\nD x')\"; "
            "cp /bin/true /root/capped; python3 -c 'import os; os.setxattr(\"/root/capped\", "
            "\"security.capability\", bytes.fromhex(\"0100000200200000\" + 24 * \"0\"))'; "
            "echo ready; sleep 600")
@@ -22,10 +23,13 @@ CHANGES = ("echo hello > /root/new.txt; echo changed >> /etc/debian_version; "
 # What `diff` lists for CHANGES: the volume's mount point but not its file, nor the
 # box's own /etc/hosts; a directory something changed in as changed; a file rewritten
 # with its size and time kept (issue.net), and one hard-linked anew (perl, with its
-# other name), as overlayfs copies them up.
+# other name), as overlayfs copies them up; a name with an escape and a newline, written
+# as escapes (it would set the terminal's title, and forge a line).
+ODD = "/tmp/e\x1b]0;x\x07\nD x"
 DIFF = ["A /data", "C /etc", "C /etc/debian_version", "C /etc/issue.net", "D /etc/motd",
         "C /opt", "A /opt/app", "A /opt/app/x", "A /opt/app/y", "C /root", "A /root/capped",
-        "A /root/new.txt", "A /root/perl-link", "C /tmp", "A /tmp/r", "A /tmp/t", "C /usr",
+        "A /root/new.txt", "A /root/perl-link", "C /tmp", "A /tmp/e\\x1b]0;x\\x07\\x0aD x",
+        "A /tmp/r", "A /tmp/t", "C /usr",
         "C /usr/bin", "C /usr/bin/perl", "C /usr/bin/perl5.36.0", "C /usr/share",
         "C /usr/share/doc", "D /usr/share/doc/bash"]
 
@@ -51,6 +55,7 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it(e2e_home: P
         as_json = json.loads(bx("diff", "--format", "json", "tocommit").stdout)
         assert as_json[:2] == [{"Path": "/data", "Kind": 1}, {"Path": "/etc", "Kind": 0}]
         assert {"Path": "/etc/motd", "Kind": 2} in as_json and len(as_json) == len(DIFF)
+        assert {"Path": ODD, "Kind": 1} in as_json  # (JSON holds the name as it is)
         made = bx("commit", "-m", "first", "-a", "me <me@example.com>", "-c",
                   'CMD ["cat", "/root/new.txt"]', "-c", "ENV MODE=prod", "tocommit",
                   "localhost/committed:1")
