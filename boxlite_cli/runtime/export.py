@@ -101,6 +101,7 @@ ACCELS = ("auto", "kvm", "tcg")
 VMMS = ("auto", "qemu", "cloud-hypervisor")
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9:._-]{1,200}\Z")
+_IMAGE_REFERENCE = re.compile(r"^[\x21-\x7e]{1,512}\Z")  # (what `run` was given: printable, no space)
 Warn = Callable[[str], None]
 
 
@@ -457,7 +458,9 @@ def _process(d: Any, what: str) -> ProcessSpec:
     timeout = d.get("timeout_s", 0.0)
     _expect(isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
             and 0 <= timeout <= 10**9, what, "config.process.timeout_s is not a number")
-    return ProcessSpec(argv=argv, env=_strings(d, "env", what), cwd=_str(d, "cwd", what, ""),
+    cwd = _str(d, "cwd", what, "")
+    _expect(not cwd or cwd.startswith("/"), what, "config.process.cwd is not an absolute path")
+    return ProcessSpec(argv=argv, env=_strings(d, "env", what), cwd=cwd,
                        user=_str(d, "user", what, ""), tty=_bool(d, "tty", what),
                        stdin=_bool(d, "stdin", what), rows=_int(d, "rows", what, 0, 65535, 0),
                        cols=_int(d, "cols", what, 0, 65535, 0), timeout_s=float(timeout),
@@ -579,6 +582,8 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     _expect(isinstance(image, dict), what, "image is not an object")
     image_id = _str(image, "id", what)
     _expect(bool(_IMAGE_ID.match(image_id)), what, "image.id is malformed")
+    reference = _str(image, "reference", what)
+    _expect(bool(_IMAGE_REFERENCE.match(reference)), what, "image.reference is malformed")
     cfg = doc.get("config")
     _expect(isinstance(cfg, dict), what, "config is not an object")
     network, rebound = _network(cfg.get("network"), what)
@@ -587,7 +592,7 @@ def parse_manifest(data: bytes, what: str, max_disk: int) -> Manifest:
     _expect(accel in ACCELS, what, f"unknown accelerator {accel!r}")
     _expect(vmm in VMMS, what, f"unknown VMM {vmm!r}")
     config = BoxConfig(
-        image=_str(image, "reference", what), image_id=image_id, rootfs_base="",
+        image=reference, image_id=image_id, rootfs_base="",
         process=_process(cfg.get("process"), what), cpus=_int(cfg, "cpus", what, 1, 256),
         memory_mib=_int(cfg, "memory_mib", what, MIN_MEMORY_MIB, 1 << 22), accel=accel,
         vmm=vmm, auto_remove=_bool(cfg, "auto_remove", what),

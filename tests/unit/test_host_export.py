@@ -227,6 +227,15 @@ def test_malformed_manifests_are_refused(rt: Runtime, disk: bytes) -> None:
         nul["config"]["process"][field] = value  # (no exec could carry it: refused here)
         rejected(rt, archive([reg("manifest.json", json.dumps(nul).encode())]),
                  f"{field} holds a NUL byte")
+    for cwd in ("../../../etc", "relative"):  # (the CLI's -w refuses these too)
+        relative = manifest(disk)
+        relative["config"]["process"]["cwd"] = cwd
+        rejected(rt, archive([reg("manifest.json", json.dumps(relative).encode())]),
+                 "config.process.cwd is not an absolute path")
+    for reference in ("\x1b]0;pwned\x07evil\nline", "", "a b", "x" * 513):
+        odd = manifest(disk, image={"reference": reference, "id": IMAGE_ID})
+        rejected(rt, archive([reg("manifest.json", json.dumps(odd).encode())]),
+                 "image.reference is malformed")
     for host in ("1.2.3.4\n6.6.6.6 injected.example", "name:not-an-ip", "bad name:1.2.3.4"):
         hosts = manifest(disk)
         hosts["config"]["network"] = {"mode": "nat", "extra_hosts": [host]}
