@@ -118,6 +118,9 @@ def parse_filters(items: Sequence[str]) -> BoxFilter:
     parsed = BoxFilter()
     for item in items:
         key, value = split_filter(item, KEYS)
+        if key == "label" and value.startswith("="):
+            raise UsageError(f"invalid filter {item!r}: the label's name is empty",
+                             hint="use label=KEY or label=KEY=VALUE")
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'",
                              hint=f"a status is one of: {', '.join(STATUSES)}")

@@ -13,6 +13,7 @@ import csv
 
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.volumes import VolumeRequest, volume_request
+from boxlite_cli.state.volumes import NAME_RE
 
 TYPES = ("bind", "volume", "tmpfs")
 TRUE, FALSE = ("", "1", "true"), ("0", "false")
@@ -72,8 +73,9 @@ def parse_mount(spec: str) -> VolumeRequest | str:
         raise bad(f"tmpfs options on a {kind} mount")
     if kind == "bind" and not source.startswith("/"):
         raise bad("a bind mount's source is an absolute host path")
-    if kind == "volume" and source.startswith("/"):
-        raise bad("a volume's source is a volume name (type=bind mounts a host path)")
+    if kind == "volume" and source and not NAME_RE.match(source):
+        raise bad(f"a volume's source is a volume name (letters, digits, _.-), not {source!r}"
+                  " (type=bind mounts a host path)")
     if nocopy and kind != "volume":
         raise bad("volume-nocopy is for type=volume")
     if nocopy and not source:

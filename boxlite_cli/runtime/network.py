@@ -113,6 +113,9 @@ def _port_range(text: str, spec: str) -> tuple[int, int] | None:
     if "-" not in text:
         return None
     first, _, last = text.partition("-")
+    if not first or not last:  # ("-1": not a range of ports "" to 1)
+        raise UsageError(f"invalid port spec {spec!r}: {text!r} is neither a port nor a "
+                         "range of ports (FIRST-LAST)")
     low, high = _port(first, spec, "port"), _port(last, spec, "port")
     if low > high:
         raise UsageError(f"invalid port spec {spec!r}: the range {text} runs backwards")

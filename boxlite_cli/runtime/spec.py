@@ -46,9 +46,10 @@ def parse_env_item(item: str, host_env: dict[str, str]) -> str | None:
     return f"{name}={host_env[name]}" if name in host_env else None
 
 
-def _file_lines(path: str, what: str) -> list[str]:
-    """The lines of docker's --env-file and --label-file format: # comments and blank
-    lines skipped, each line's front trimmed (values pass through as written)."""
+def _file_lines(path: str, what: str) -> list[tuple[int, str]]:
+    """The lines of docker's --env-file and --label-file format, with their numbers: #
+    comments and blank lines skipped, each line's front trimmed (values pass through as
+    written)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -61,15 +62,18 @@ def _file_lines(path: str, what: str) -> list[str]:
         raise UsageError(f"{what} {path}, line {number}: not valid UTF-8 text") from None
     # (lines end at \n only, a \r before it dropped: a form feed or U+2028 in a value is
     # the value's, as docker reads it)
-    return [line for line in (raw.removesuffix("\r").lstrip() for raw in text.split("\n"))
-            if line and not line.startswith("#")]
+    lines = ((n, raw.removesuffix("\r").lstrip()) for n, raw in enumerate(text.split("\n"), 1))
+    return [(n, line) for n, line in lines if line and not line.startswith("#")]
 
 
 def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
     """docker's --env-file format: one K=V or K per line; # comments and blanks skipped."""
     out = []
-    for line in _file_lines(path, "env file"):
-        value = parse_env_item(line, host_env)
+    for number, line in _file_lines(path, "env file"):
+        try:
+            value = parse_env_item(line, host_env)
+        except UsageError as e:
+            raise UsageError(f"env file {path}, line {number}: {e.message}") from None
         if value is not None:
             out.append(value)
     return out
@@ -77,7 +81,7 @@ def read_env_file(path: str, host_env: dict[str, str]) -> list[str]:
 
 def read_label_files(paths: Iterable[str]) -> list[str]:
     """docker's --label-file: one KEY=VALUE (or KEY) per line, as --label takes them."""
-    return [line for path in paths for line in _file_lines(path, "label file")]
+    return [line for path in paths for _, line in _file_lines(path, "label file")]
 
 
 def merge_env(*layers: list[str]) -> list[str]:

@@ -66,6 +66,7 @@ def test_a_filter_on_a_stopped_state_lists_stopped_boxes() -> None:
     ("name=", "use KEY=VALUE"),
     ("colour=red", "invalid filter 'colour'"),
     ("status=asleep", "invalid filter 'status=asleep'"),
+    ("label==x", "invalid filter 'label==x': the label's name is empty"),
     ("exited=x", "an exit code is a number"),
     ("name=web[", "invalid filter 'name=web\\['"),
 ])

@@ -36,6 +36,7 @@ def test_mounts_become_the_volume_or_tmpfs_they_mean(spec: str, expected: R | st
     ("type=bind,source=/h", "no target"),
     ("type=bind,source=rel,target=/x", "absolute host path"),
     ("type=volume,source=/abs,target=/x", "volume name"),
+    ("type=volume,source=../x,target=/x", "a volume's source is a volume name .*, not '../x'"),
     ("type=tmpfs,source=/h,target=/x", "takes no source"),
     ("type=bind,source=/h,target=/x,tmpfs-size=1m", "tmpfs options on a bind"),
     ("type=bind,source=/h,target=/x,readonly=maybe", "not true or false"),

@@ -115,6 +115,8 @@ def test_a_host_range_for_one_box_port_is_one_mapping(spec: str, expected: PortM
     ("81-80", "runs backwards"),
     ("1-1000", "more than 256 ports"),
     ("a-b", "'a' is not a number"),
+    ("-1:80", "'-1' is neither a port nor a range of ports"),
+    ("80:5-", "'5-' is neither a port nor a range of ports"),
     ("80-81/sctp", "invalid port spec '80-81/sctp': protocol 'sctp'"),
     ("18000-18001:80-81:90", "use \\[HOSTIP:\\]"),
 ])

@@ -196,9 +196,11 @@ def test_env_file_from_a_windows_editor(tmp_path: Path) -> None:
 
 def test_env_file_with_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "env"
-    path.write_text("OK=1\n=nope\n")
-    with pytest.raises(UsageError, match="invalid environment variable"):
+    path.write_text("OK=1\n# a comment\n\nexport X=1\n")
+    with pytest.raises(UsageError) as e:
         read_env_file(str(path), NO_HOST)
+    assert e.value.message == (f"env file {path}, line 4: invalid environment variable: "
+                               "'export X=1'")
 
 
 def test_env_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
