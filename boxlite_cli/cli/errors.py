@@ -84,6 +84,9 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         return 130
     if isinstance(error, Interrupted):
         return 128 + error.signum
+    if isinstance(error, OSError) and error.strerror and _writing_stdout(error):
+        report(f"cannot write to standard output: {error.strerror}")  # (not the disk's)
+        return EXIT_BOXLITE
     if isinstance(error, OSError) and error.strerror:
         where = f": {error.filename}" if error.filename else ""
         hint = "free some disk space and try again" if error.errno in NO_SPACE else None
@@ -92,6 +95,19 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
     report(f"internal error: {type(error).__name__}: {error}",
            None if debug else "run again with --debug for the details")
     return EXIT_BOXLITE
+
+
+def _writing_stdout(error: OSError) -> bool:
+    """The error came from writing to standard output (`> /dev/full`): the last frame
+    it went through is click's echo to stdout."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or error.filename is not None:
+        return False
+    frame = tb.tb_frame
+    return (frame.f_code.co_name == "echo" and frame.f_globals.get("__name__") == "click.utils"
+            and not frame.f_locals.get("err"))
 
 
 MAX_PARALLEL = 16  # boxes stopped at once

@@ -99,7 +99,13 @@ def run(cli: CliContext, /, image: str | None, command: tuple[str, ...], detach:
                 rt.remove(state.id, force=True, volumes=True)  # (--rm's: docker's)
         raise
     if detach and result.exit_code is None:
-        click.echo(state.id)
+        try:
+            click.echo(state.id)
+        except OSError as e:  # (a script that cannot learn the id could not remove it)
+            with contextlib.suppress(BoxliteError):
+                rt.remove(state.id, force=True, volumes=True)
+            raise BoxliteError(f"cannot write the box's id to standard output: {e.strerror}; "
+                             "the box was removed") from e
         return 0
     return attach_started(rt, state.id, result, signals.held, output, interactive, tty, keys,
                           sig_proxy=sig_proxy)

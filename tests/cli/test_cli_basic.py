@@ -480,6 +480,19 @@ def test_an_error_line_stderr_cannot_take_keeps_the_exit_code(home: Path) -> Non
     assert proc.returncode == 125
 
 
+@pytest.mark.parametrize("args", [["version"], ["ps"], ["ps", "--format", "json"]])
+def test_a_stdout_that_cannot_be_written_is_said_as_such(home: Path, args: list[str]) -> None:
+    """`> /dev/full`: the one line names standard output (it said "No space left on
+    device", with a hint to free disk space: the disk was fine)."""
+    boxlite = shutil.which("boxlite", path=str(Path(sys.executable).parent))
+    assert boxlite is not None
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([boxlite, *args], stdout=full, stderr=subprocess.PIPE,
+                              check=False, timeout=60)
+    assert (proc.returncode, proc.stderr.decode()) == (
+        125, "boxlite: cannot write to standard output: No space left on device\n")
+
+
 def test_a_home_that_cannot_be_one_says_which_and_why(script_runner: ScriptRunner,
                                                       tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

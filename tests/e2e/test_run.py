@@ -339,6 +339,28 @@ def test_the_boxs_proc_has_runcs_read_only_paths() -> None:
         lines[1:]), lines
 
 
+def test_wait_goes_on_past_a_missing_box_and_a_run_d_that_cannot_say_its_id_leaves_none(
+        ) -> None:
+    """(wait stopped at the missing box and returned while the next one ran; run -d
+    > /dev/full exited 125 with its box running, and no id for a script to remove it.)"""
+    for name, script in (("w1", "exit 11"), ("w2", "sleep 2; exit 12")):
+        assert bx("run", "-d", "--name", name, IMAGE, "sh", "-c", script).returncode == 0
+    try:
+        waited = bx("wait", "w1", "nosuch", "w2", timeout=120)
+        assert (waited.returncode, waited.stdout, waited.stderr) == (
+            125, b"11\n12\n", b"boxlite: no such box: nosuch\n")
+        with open("/dev/full", "wb") as full:
+            lost = subprocess.run([boxlite_bin(), "run", "-d", "--name", "lost", IMAGE,
+                                   "sleep", "600"], stdout=full, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=300, check=False)
+        assert (lost.returncode, lost.stderr.decode()) == (
+            125, "boxlite: cannot write the box's id to standard output: No space left on "
+                 "device; the box was removed\n")
+        assert bx("ps", "-aq", "--filter", "name=lost").stdout == b""
+    finally:
+        bx("rm", "-f", "w1", "w2", "lost")
+
+
 def test_kill_minus_one_from_an_exec_ends_the_main_process() -> None:
     """As with docker run --init: the main process is not the namespace's init, so an
     exec's `kill -9 -1` kills it too, and the box exits 137."""
