@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from boxlite_cli.agent.client import AgentClient, InputPump
-from boxlite_cli.errors import KILLED_WITH_THE_BOX, BoxliteError, Conflict, Detached
+from boxlite_cli.errors import (
+    KILLED_WITH_THE_BOX,
+    BoxliteError,
+    Conflict,
+    Detached,
+    Interrupted,
+)
 from boxlite_cli.fdio import read_some, write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
 from boxlite_cli.runtime.foreground import STOP_WAIT_S
@@ -47,6 +53,7 @@ class Attachment:
     stderr_fd: int = 2
     detached: bool = False
     escaped: bool = False  # (detached by the detach keys)
+    ended_by: int = 0  # the signal that ended it (--no-sig-proxy's SIGINT, SIGTERM)
     exit_code: int | None = None  # the main process's, once it ended
     error: BaseException | None = None
     _done: threading.Event = field(default_factory=threading.Event)
@@ -101,6 +108,7 @@ class Attachment:
                 with contextlib.suppress(BoxliteError):
                     self.client.signal(MAIN, signum)
             else:
+                self.ended_by = signum
                 self.detached = True
                 self._done.set()
 
@@ -147,6 +155,8 @@ def attach(rt: Runtime, ref: str, stdin: bool = True, sig_proxy: bool = True,
         client.close()
     if attachment.escaped:
         raise Detached()  # (said and 0 in cli/errors.py)
+    if attachment.ended_by:  # (128 + N, as the CLI that dies of it: the box runs on)
+        raise Interrupted(attachment.ended_by)
     if attachment.detached:
         return 0
     rt.wait_stopped(state.id, STOP_WAIT_S, shim=shim)

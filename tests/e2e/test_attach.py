@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, boxlite_bin, bx
+from tests.e2e.conftest import IMAGE, boxlite_bin, bx, interruptible
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,31 @@ def test_an_attach_whose_box_is_removed_ends_killed_not_well() -> None:
     finally:
         proc.kill()
         bx("rm", "-f", "att-rm")
+
+
+def test_an_attach_without_sig_proxy_ends_of_a_signal_and_the_box_runs_on() -> None:
+    """--no-sig-proxy: SIGTERM or SIGINT ends the attach with 128 + N (it said 0, a
+    cancelled CI step looked done); the process never gets them."""
+    try:
+        ok("run", "-d", "--name", "att-sig", IMAGE, "sh", "-c",
+           'trap "echo GOT; exit 9" INT TERM; while :; do echo tick; sleep 0.2; done')
+        for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+            proc = subprocess.Popen([boxlite_bin(), "attach", "--no-sig-proxy", "att-sig"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, preexec_fn=interruptible)
+            try:
+                assert proc.stdout is not None
+                assert proc.stdout.readline() == b"tick\n"  # (attached: its output flows)
+                time.sleep(0.3)
+                proc.send_signal(sig)
+                assert proc.wait(60) == code, proc.stderr.read() if proc.stderr else b""
+            finally:
+                proc.kill()
+                proc.wait()
+        assert status("att-sig") == "running"
+        assert b"GOT" not in ok("logs", "att-sig")
+    finally:
+        bx("rm", "-f", "att-sig")
 
 
 def test_piped_input_reaches_a_box_made_with_i() -> None:
