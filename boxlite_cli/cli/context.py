@@ -26,9 +26,10 @@ def notice(message: str) -> None:
 
 
 @contextlib.contextmanager
-def activity(text: str) -> Iterator[None]:
-    """A rich spinner on stderr while long work runs; nothing when stderr is not a terminal."""
-    if not sys.stderr.isatty():
+def activity(text: str, quiet: bool = False) -> Iterator[None]:
+    """A rich spinner on stderr while long work runs; nothing when stderr is not a
+    terminal, or `quiet`."""
+    if quiet or not sys.stderr.isatty():
         yield
         return
     from rich.console import Console

@@ -17,7 +17,8 @@ from boxlite_cli.oci.archive import LoadResult
 @click.command()
 @click.option("-i", "--input", "input_", metavar="FILE", type=click.Path(path_type=Path),
               help="Read from this archive or OCI layout directory instead of standard input.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Show no progress (the loaded images' names are still printed, as docker's).")
 @pass_cli
 def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
     """Load images from a `docker save` tarball or an OCI image layout.
@@ -33,14 +34,13 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
         if sys.stdin.isatty():
             raise UsageError("requested load from standard input, but it is a terminal",
                              hint="pass the archive with -i FILE, or pipe it in")
-        with activity("Loading images from standard input"):
+        with activity("Loading images from standard input", quiet):
             result = images.load(io.BufferedReader(FdReader(0)))
     else:
-        with activity(f"Loading images from {input_}"):
+        with activity(f"Loading images from {input_}", quiet):
             result = images.load(input_)
-    if not quiet:
-        for ref in result.loaded:
-            click.echo(f"Loaded image: {ref.short}")
-        for image_id in result.unnamed:
-            click.echo(f"Loaded image ID: {image_id}")
+    for ref in result.loaded:
+        click.echo(f"Loaded image: {ref.short}")
+    for image_id in result.unnamed:
+        click.echo(f"Loaded image ID: {image_id}")
     return 0
