@@ -23,7 +23,8 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
                    "the box wrote after the checkpoint is gone).")
 @click.option("-a", "--attach", is_flag=True,
               help="Stay attached, as run does: the main process's output here (its input "
-                   "too with -i), signals passed on, its exit code as ours. One box only.")
+                   "too with -i), signals passed on, its exit code as ours (a box that runs "
+                   "already: attached to, from now on). One box only.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Attach this terminal's input too (implies -a; a box created with -i). "
                    "Ctrl-P Ctrl-Q (or --detach-keys) detaches from a tty box, which runs on.")
@@ -48,7 +49,8 @@ def start(cli: CliContext, cold: bool, checkpoint: str | None, attach: bool, int
 
 def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
                    interactive: bool, detach_keys: bytes) -> int:
-    """start -a: as a foreground run of the box's own process."""
+    """start -a: as a foreground run of the box's own process; a box that runs already
+    is attached to, as docker's."""
     state = rt.get(ref)
     process = state.config.process
     interactive = interactive and process.stdin
@@ -56,11 +58,18 @@ def start_attached(rt: Runtime, ref: str, cold: bool, checkpoint: str | None,
     # (a checkpoint's process is attached to over gRPC, as run --from does)
     output = None if interactive or process.tty or checkpoint is not None else std_fds()
     signals = StartSignals()  # (SIGTERM, SIGHUP: as run's)
-    with forwarding_signals(signals, ENDING_SIGNALS):
-        result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
-                          output=output, exit_report=True,
-                          merge_stderr=merges_output(state.config.auto_remove, process.tty))
-        signals.running = True
+    try:
+        with forwarding_signals(signals, ENDING_SIGNALS):
+            result = rt.start(state.id, foreground=True, cold=cold, checkpoint=checkpoint,
+                              output=output, exit_report=True,
+                              merge_stderr=merges_output(state.config.auto_remove, process.tty))
+            signals.running = True
+    except AlreadyRunning:
+        if checkpoint is not None:  # (it would replace what runs)
+            raise
+        from boxlite_cli.runtime.attach import attach
+
+        return attach(rt, state.id, stdin=interactive, detach_keys=detach_keys)  # (docker's)
     return attach_started(rt, state.id, result, signals.held, output, interactive, process.tty,
                           detach_keys)
 

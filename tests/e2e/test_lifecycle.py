@@ -377,8 +377,13 @@ def test_start_attached_is_a_foreground_run_of_the_box() -> None:
         assert (fed.returncode, fed.stdout) == (0, b"hello\ndone\n"), fed.stderr
         two = bx("start", "-a", "sa", "si")
         assert two.returncode == 125 and b"one box" in two.stderr
+        # a box that runs already is attached to (docker's; it was refused)
+        assert bx("run", "-d", "--name", "sr", IMAGE, "sh", "-c",
+                  "sleep 4; echo late; exit 6").returncode == 0
+        joined = bx("start", "-a", "sr")
+        assert (joined.returncode, joined.stdout) == (6, b"late\n"), joined.stderr
     finally:
-        bx("rm", "-f", "sa", "si")
+        bx("rm", "-f", "sa", "si", "sr")
 
 
 def _start_and_catch_it_starting(name: str) -> subprocess.Popen[bytes]:
