@@ -15,13 +15,22 @@ from boxlite_cli.fdio import same_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+class _TableOrJson(click.Choice):
+    """table or json; an empty value is the table (docker's: `--format "$FMT"`, unset)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return "table" if value == "" else super().convert(value, param, ctx)
+
+
 def format_option(f: F) -> F:
-    return click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+    return click.option("--format", "fmt", type=_TableOrJson(["table", "json"]),
                         default="table", show_default=True,
                         help="Output format.")(f)
 
 
 def _table_json_or_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value:  # (docker's: `--format "$FMT"` with FMT unset is the table)
+        return "table"
     if value in ("table", "json") or "{{" in value:
         return value
     raise click.BadParameter(f"{value!r}: use table, json or a template such as "

@@ -231,6 +231,16 @@ def test_ps_table_on_an_empty_home_is_just_the_header(script_runner: ScriptRunne
                                      "PORTS", "NAMES"]
 
 
+@pytest.mark.parametrize("listing", [["ps", "-a"], ["images"], ["volume", "ls"], ["diff", "x"]])
+def test_an_empty_format_is_the_table(script_runner: ScriptRunner, listing: list[str]) -> None:
+    """docker's: `--format "$FMT"` with FMT unset (a Makefile's) is the default table."""
+    plain = bx(script_runner, *listing)
+    empty = bx(script_runner, *listing, "--format", "")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (
+        plain.returncode, plain.stdout, plain.stderr)
+    assert "Invalid value" not in empty.stderr
+
+
 def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:
     result = bx(script_runner, "images", "--format", "json")
     assert result.returncode == 0
