@@ -230,7 +230,7 @@ def _box_filter_completer() -> Completer:
     return _filter_completer(KEYS, {
         "status": lambda: list(STATUSES), "health": lambda: list(HEALTH_STATES),
         "name": _box_names, "before": _box_names, "since": _box_names,
-        "ancestor": _image_references})
+        "ancestor": _image_references, "volume": _volume_names})
 
 
 def complete_box_filter(ctx: click.Context, param: click.Parameter,

@@ -106,8 +106,10 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any
               shell_complete=complete_box_filter,
               help="Only boxes that match: id, name, status, exited, ancestor, label "
                    "(KEY or KEY=VALUE), health (starting, healthy, unhealthy, none), "
-                   "before and since (a box: those created before or after it); a key "
-                   "given twice matches either, except label: both.")
+                   "before and since (a box: those created before or after it), volume "
+                   "(a volume, host path or mount point), publish and expose (a box port "
+                   "or FIRST-LAST, /tcp or /udp); a key given twice matches either, "
+                   "except label: both.")
 @click.option("-n", "--last", type=Count(), default=None, metavar="N",
               help="Show the N boxes created last (all states).")
 @click.option("-l", "--latest", is_flag=True, help="Show the box created last (all states).")

@@ -8,7 +8,10 @@ dead and removing match none),
 exited (an exit code), ancestor (the image reference or id the box was made from),
 label (KEY or KEY=VALUE), health (starting, healthy, unhealthy, or none: no health
 check), before and since (a box, by name or id: those created before it, or after it;
-`resolve_boxes` finds it)."""
+`resolve_boxes` finds it), volume (a volume's name, a bind's host path, or where either
+is mounted in the box), publish and expose (a box port, or a range of them, with /tcp
+or /udp: tcp when not said; publish: a port -p publishes, expose: one the box exposes
+or publishes)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ from boxlite_cli.state.health import HEALTH_STATES, NO_HEALTHCHECK
 from boxlite_cli.state.records import BoxState, Status
 
 STATUSES = (*(s.value for s in Status), "paused", "dead", "restarting", "removing")
-KEYS = ("id", "name", "status", "exited", "ancestor", "label", "health", "before", "since")
+KEYS = ("id", "name", "status", "exited", "ancestor", "label", "health", "before", "since",
+        "volume", "publish", "expose")
+PORT_KEYS = ("publish", "expose")
+PROTOS = ("tcp", "udp")
 BY_BOX = ("before", "since")  # (their values: a box, then its creation time)
 ALL_OF = frozenset({"label"})  # (docker's: label=a -f label=b is a box with both)
 
@@ -53,6 +59,34 @@ def _label(state: BoxState, wanted: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
+def _volume(state: BoxState, wanted: str) -> bool:
+    return any(wanted in (m.source, m.target) for m in state.config.mounts)
+
+
+def port_filter(key: str, value: str) -> tuple[int, int, str]:
+    """`PORT[/PROTO]` or `FIRST-LAST[/PROTO]` of publish= and expose= (tcp by default):
+    (first, last, proto); a UsageError when it is none."""
+    ports, _, proto = value.partition("/")
+    proto = proto.lower() or "tcp"
+    first, dash, last = ports.partition("-")
+    if (proto not in PROTOS or not first.isdigit() or (dash and not last.isdigit())
+            or not 1 <= int(first) <= int(last if dash else first) <= 65535):
+        raise UsageError(f"invalid filter '{key}={value}': use PORT, or FIRST-LAST, with "
+                         "/tcp or /udp")
+    return int(first), int(last if dash else first), proto
+
+
+def _ports(state: BoxState, wanted: str, exposed: bool) -> bool:
+    first, last, proto = port_filter("", wanted)
+    have = {(m.box_port, m.proto) for m in state.config.network.ports}
+    if exposed:
+        for key in state.config.exposed:
+            port, _, its_proto = key.partition("/")
+            if port.isdigit():
+                have.add((int(port), its_proto or "tcp"))
+    return any(first <= port <= last and its_proto == proto for port, its_proto in have)
+
+
 def _exited(state: BoxState, wanted: str) -> bool:
     return state.status == Status.EXITED and str(state.exit_code) == wanted
 
@@ -67,6 +101,9 @@ TESTS: dict[str, Callable[[BoxState, str], bool]] = {
     "health": lambda state, wanted: health_status(state) == wanted,
     "before": lambda state, wanted: state.created_at < float(wanted),
     "since": lambda state, wanted: state.created_at > float(wanted),
+    "volume": _volume,
+    "publish": lambda state, wanted: _ports(state, wanted, exposed=False),
+    "expose": lambda state, wanted: _ports(state, wanted, exposed=True),
 }
 
 
@@ -132,6 +169,8 @@ def parse_filters(items: Sequence[str]) -> BoxFilter:
                 re.compile(value)
             except re.error as e:
                 raise UsageError(f"invalid filter 'name={value}': {e}") from None
+        if key in PORT_KEYS:
+            port_filter(key, value)
         if key == "exited" and not value.lstrip("-").isdigit():
             raise UsageError(f"invalid filter 'exited={value}': an exit code is a number")
         parsed.wanted.setdefault(key, []).append(value)

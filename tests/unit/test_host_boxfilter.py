@@ -55,6 +55,34 @@ def test_filters(filters: list[str], names: list[str]) -> None:
     assert [b.name for b in BOXES if wanted.matches(b)] == names
 
 
+def test_volume_publish_and_expose_filters() -> None:
+    """docker's volume= (a volume's name, a bind's host path, or where it is mounted),
+    publish= (a box port -p publishes) and expose= (one it exposes or publishes), with a
+    protocol (tcp unless said) and port ranges."""
+    from boxlite_cli.state.network import NetworkConfig, PortMapping
+    from boxlite_cli.state.volumes import BIND, VOLUME, Mount
+
+    web, dns, plain = box("web"), box("dns"), box("plain")
+    web.config.mounts = [Mount(VOLUME, "site", "/var/www"), Mount(BIND, "/srv/conf", "/etc/x")]
+    web.config.network = NetworkConfig(ports=[PortMapping(80, host_port=8080)])
+    web.config.exposed = ["80/tcp", "443/tcp"]
+    dns.config.network = NetworkConfig(ports=[PortMapping(53, "udp")])
+    boxes = [web, dns, plain]
+    for filters, names in (
+            (["volume=site"], ["web"]), (["volume=/var/www"], ["web"]),
+            (["volume=/srv/conf"], ["web"]), (["volume=/etc/x"], ["web"]), (["volume=x"], []),
+            (["publish=80"], ["web"]), (["publish=80/tcp"], ["web"]), (["publish=80/udp"], []),
+            (["publish=8080"], []),  # (the box's port, not the host's: docker's)
+            (["publish=443"], []), (["expose=443"], ["web"]), (["expose=1-100/TCP"], ["web"]),
+            (["publish=53/udp"], ["dns"]), (["expose=50-60/udp"], ["dns"]),
+            (["publish=53"], []), (["publish=80", "publish=53/udp"], ["web", "dns"])):
+        wanted = parse_filters(filters)
+        assert [b.name for b in boxes if wanted.matches(b)] == names, filters
+    for bad in ("publish=http", "publish=80/sctp", "expose=90-80", "publish=0", "expose=1-"):
+        with pytest.raises(UsageError, match=f"invalid filter '{bad}': use PORT, or FIRST-LAST"):
+            parse_filters([bad])
+
+
 def test_a_filter_on_a_stopped_state_lists_stopped_boxes() -> None:
     assert parse_filters(["status=exited"]).needs_all
     assert parse_filters(["exited=0"]).needs_all
