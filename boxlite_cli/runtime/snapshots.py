@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.disks.chain import BoxDisks, Snapshot
 from boxlite_cli.disks.tools import run_tool
-from boxlite_cli.errors import BoxliteError, Conflict, PayloadError, UsageError, VmError
+from boxlite_cli.errors import (
+    BoxliteError,
+    Conflict,
+    Interrupted,
+    PayloadError,
+    UsageError,
+    VmError,
+)
 from boxlite_cli.payload import PAYLOAD_NAME, Payload, payload_dir
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.shim.vmspec import Launch
@@ -125,18 +132,37 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False,
 
 def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool,
                 owner: dict[str, int] | None) -> Snapshot:
-    proc = subprocess.run(
+    """The worker, waited for to its end whatever comes: a Ctrl-C or SIGTERM meanwhile
+    is held until it is done (killed midway, it would leave the VM paused). Then an
+    internal snapshot is taken back and its maker (a clone, an export) gets the
+    interrupt; a user's snapshot, made, is kept and said, with a warning."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "boxlite_cli.runtime.snapshots", box_id, name,
          "memory" if memory else "disk", json.dumps(owner)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, start_new_session=True,
-        check=False)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # (not in the terminal's process group: no Ctrl-C of its own)
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            out, err = proc.communicate()
+            break
+        except (KeyboardInterrupt, Interrupted) as e:  # (subprocess.run killed it here)
+            interrupted = e
     try:
-        reply = json.loads(proc.stdout.strip().splitlines()[-1])
+        reply = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise VmError(f"the snapshot worker failed: {proc.stderr.strip()[-300:]}") from None
+        raise VmError(f"the snapshot worker failed: {err.strip()[-300:]}") from None
     if "error" in reply:
         raise VmError(str(reply["error"]), hint=reply.get("hint"))
-    return box_disks(rt, box_id).get(name)
+    snap = box_disks(rt, box_id).get(name)
+    if interrupted is not None:
+        if owner is not None:  # (a copy: nothing is built on it yet, it goes at once)
+            with contextlib.suppress(BoxliteError, OSError):
+                remove(rt, box_id, name)
+            raise interrupted
+        rt.warn(f"snapshot {name} was being taken when interrupted, and was finished (its "
+                "VM cannot be left paused midway)")
+    return snap
 
 
 def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool,

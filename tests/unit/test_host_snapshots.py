@@ -342,3 +342,43 @@ def test_removing_a_layer_of_a_stopped_box_merges_it_into_what_is_built_on_it(
     assert disks.all() == []
     for pattern, offset in ((0x61, 0), (0x62, 1 << 16), (0x63, 2 << 16), (0, 3 << 16)):
         qemu_io(disks.active, f"read -P {pattern} {offset} 4096")
+
+
+@pytest.mark.parametrize("internal", [False, True])
+def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the worker has the VM paused: it is not killed (subprocess.run
+    killed it there, and the VM stayed paused for good). A user's snapshot, made, is
+    kept with a warning; an internal one (a clone's, an export's) is taken back and the
+    interrupt goes on to its maker."""
+    import signal
+    import sys
+    import threading
+    import types
+
+    from boxlite_cli.runtime import snapshots
+
+    done = tmp_path / "worker-done"
+    worker = tmp_path / "worker"
+    worker.write_text(f"#!/bin/sh\nsleep 1\ntouch {done}\necho '{{\"ok\": true}}'\n")
+    worker.chmod(0o755)
+    monkeypatch.setattr(snapshots, "sys", types.SimpleNamespace(executable=str(worker)))
+    monkeypatch.setattr(snapshots, "box_disks", lambda rt, box_id: types.SimpleNamespace(
+        get=lambda name: f"snapshot {name}"))
+    removed: list[str] = []
+    monkeypatch.setattr(snapshots, "remove", lambda rt, box_id, name: removed.append(name))
+    warnings: list[str] = []
+    rt = types.SimpleNamespace(warn=warnings.append)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    owner = {"pid": os.getpid()} if internal else None
+    if internal:
+        with pytest.raises(KeyboardInterrupt):
+            snapshots._run_worker(rt, "box", "clone-1", False, owner)  # type: ignore[arg-type]
+        assert (removed, warnings) == (["clone-1"], [])
+    else:
+        got = snapshots._run_worker(rt, "box", "s1", False, owner)  # type: ignore[arg-type]
+        assert got == "snapshot s1" and removed == []
+        assert warnings == ["snapshot s1 was being taken when interrupted, and was finished "
+                            "(its VM cannot be left paused midway)"]
+    assert done.exists()  # (the worker ran to its end)
+    assert sys.executable  # (the real one, given back)
