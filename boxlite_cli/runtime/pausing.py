@@ -76,7 +76,7 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
             raise Conflict(f"box {state.name} is not running",
                            hint=None if state.status in (Status.STARTING, Status.STOPPING)
                            else f"start it: boxlite start {state.name}")
-        if state.is_paused == paused:
+        if state.is_paused == paused and (paused or not _vm_stopped(rt, box_id)):
             raise Conflict(f"box {state.name} is {'already' if paused else 'not'} paused")
         if paused and rt.files(box_id).stop_requested.exists():
             # (a stop, restart or rm -f is under way: it continued the VM if it was
@@ -94,6 +94,15 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
     if not paused:
         _resync_clock(rt, state)
     return state
+
+
+def _vm_stopped(rt: Runtime, box_id: str) -> bool:
+    """The box's VM stands paused though the box is not (a snapshot worker killed while
+    it held it, say): `unpause` continues it, as the fix for what would hang."""
+    with contextlib.suppress(BoxliteError, OSError, ValueError):
+        launch = Launch.load(rt.files(box_id).dir / "vm.json")
+        return str(get_driver(launch.driver).control(launch.vm).info()["state"]).lower() == "paused"
+    return False
 
 
 def _resync_clock(rt: Runtime, state: BoxState) -> None:

@@ -134,3 +134,24 @@ def test_a_signal_to_an_exec_of_a_paused_box_ends_it_at_unpause(interactive: boo
     finally:
         proc.kill()
         bx("rm", "-f", "held")
+
+
+def test_unpause_continues_a_vm_left_paused_under_a_running_box(e2e_home: Path) -> None:
+    """A VM that stands paused though the box does not (a snapshot worker killed while it
+    held it): every exec hung for a minute and `unpause` said "not paused"; it is the fix
+    now, and the box is whole after it."""
+    started = bx("run", "-d", "--name", "stuck", IMAGE, "sleep", "600")
+    assert started.returncode == 0, started.stderr
+    box_id = started.stdout.decode().strip()
+    try:
+        launch = Launch.load(e2e_home / "boxes" / box_id / "vm.json")
+        Qmp(launch.vm.control_socket).pause()  # (behind boxlite's back)
+        assert bx("inspect", "-f", "{{.State.Status}}", "stuck").stdout == b"running\n"
+        resumed = bx("unpause", "stuck")
+        assert (resumed.returncode, resumed.stdout) == (0, b"stuck\n"), resumed.stderr
+        assert vm_state(e2e_home, box_id) == "running"
+        assert bx("exec", "stuck", "echo", "alive", timeout=60).stdout == b"alive\n"
+        again = bx("unpause", "stuck")  # (now truly not paused: said so, as before)
+        assert again.returncode == 125 and b"box stuck is not paused" in again.stderr
+    finally:
+        bx("rm", "-f", "stuck")
