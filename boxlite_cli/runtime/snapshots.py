@@ -118,6 +118,8 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False,
                              "carry (virtio-9p state does not migrate)",
                              hint=f"take a disk snapshot instead: boxlite snapshot create "
                                   f"{state.name} {name}")
+        if memory and state.status in RUNNING:
+            _refuse_pending_resize(rt, state)
         if state.status not in RUNNING:
             if memory:
                 raise UsageError(f"box {state.name} is not running: a memory checkpoint needs "
@@ -128,6 +130,23 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False,
                 disks.freeze_active(frozen)
             return disks.record(name, frozen, owner=owner)
     return _run_worker(rt, box_id, name, memory, owner)
+
+
+def _refuse_pending_resize(rt: Runtime, state: BoxState) -> None:
+    """A box `update` resized runs with its old size until it starts again: its memory
+    would be resumed into a VM of the new one, which QEMU refuses (the checkpoint could
+    never be resumed, and update then refuses to size the box back)."""
+    try:
+        vm = Launch.load(rt.files(state.id).dir / "vm.json").vm
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # (the worker says what is wrong with it)
+    if (vm.cpus, vm.memory_mib) != (state.config.cpus, state.config.memory_mib):
+        raise Conflict(f"box {state.name} runs with {vm.cpus} CPU(s) and {vm.memory_mib} MiB, "
+                       f"but `update` gave it {state.config.cpus} and "
+                       f"{state.config.memory_mib} MiB from its next start: a checkpoint "
+                       "of it now could not be resumed",
+                       hint=f"restart it first (boxlite restart {state.name}), or take a disk "
+                            "snapshot (no --memory)")
 
 
 def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool,

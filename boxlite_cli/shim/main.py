@@ -243,10 +243,15 @@ class Shim:
         self.vmm = started.process
         ConsoleBound(self.files.console_log).start()  # (for this process's life)
         self.ram_fd = started.ram_fd
-        if started.restore_error is not None:
-            raise started.restore_error
-        if self.launch.vm.restore_from and not started.restored:
-            finish_restore(started, self.launch, self.driver)
+        try:
+            if started.restore_error is not None:
+                raise started.restore_error
+            if self.launch.vm.restore_from and not started.restored:
+                finish_restore(started, self.launch, self.driver)
+        except BoxliteError as e:
+            if self.vmm.poll() is None:
+                raise
+            raise BootFailed(f"the VM could not be restored: {self.vmm_failure()}") from e
 
     def agent_target(self) -> str:
         """The gRPC target of the guest agent: the VMM's own unix socket when it has
@@ -258,6 +263,15 @@ class Shim:
         if self.relay is None:
             self.relay = StreamRelay(self.files.sockets / "relay.sock", channel.connect).start()
         return self.relay.target
+
+    def vmm_failure(self) -> str:
+        """What the VMM said last (its log's last three lines: QEMU says why a restore
+        failed two lines before "load of migration failed")."""
+        with contextlib.suppress(OSError):
+            lines = (self.files.dir / "vmm.log").read_text(errors="replace").strip().splitlines()
+            if lines:
+                return "; ".join(line.strip() for line in lines[-3:])
+        return self.vmm_exit_reason()
 
     def vmm_exit_reason(self) -> str:
         assert self.vmm is not None

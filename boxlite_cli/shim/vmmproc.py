@@ -154,7 +154,8 @@ def finish_restore(started: VmmProcess, launch: Launch, driver: VmmDriver) -> No
     snapshot (unless it loads it by itself), resume it. Raises BoxliteError."""
     spec = launch.vm
     control = driver.control(spec)
-    control.wait_ready(min(launch.boot_timeout_s, 30.0))
+    control.wait_ready(min(launch.boot_timeout_s, 30.0),
+                       alive=lambda: started.process.poll() is None)  # (gone: no 30 s wait)
     control.restore(Path(spec.restore_from), begun=started.restore_begun)
     control.resume()
     started.restored = True

@@ -89,8 +89,9 @@ class VmControl(Protocol):
     is bounded; failures raise VmError subclasses; what a VMM cannot do raises
     VmmUnsupported."""
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Return once the control channel answers (raise VmError after the timeout)."""
+    def wait_ready(self, timeout_s: float, alive: Callable[[], bool] | None = None) -> None:
+        """Return once the control channel answers (raise VmError after the timeout, or
+        at once when `alive` says the VMM's process is gone)."""
 
     def info(self) -> dict[str, Any]:
         """The VMM's description of the VM; always has a "state" key."""

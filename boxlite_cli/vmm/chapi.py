@@ -14,6 +14,7 @@ import http.client
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ class ChApi:
         """End the cloud-hypervisor process (the VM with it)."""
         self.request("PUT", "vmm.shutdown")
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, alive: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -123,7 +124,7 @@ class ChApi:
             except VmmApiTimeout:
                 raise
             except VmmApiError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (alive is not None and not alive()):
                     raise
                 time.sleep(0.02)
 

@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,14 @@ class Qmp:
                 return msg["return"]
             # an asynchronous event: skip it
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, alive: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 self.execute("query-status")
                 return
             except QmpError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (alive is not None and not alive()):
                     raise
                 time.sleep(0.005)  # (a warm start waits ~50 ms here: every ms counts)
 

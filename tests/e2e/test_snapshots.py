@@ -166,6 +166,36 @@ def test_disk_snapshot_restore_and_its_refusals() -> None:
         bx("rm", "-f", box)
 
 
+def test_a_checkpoint_waits_for_a_resize_and_a_vm_that_cannot_restore_says_why(
+        e2e_home: Path) -> None:
+    """A box `update` resized runs with its old size until it starts again: a checkpoint
+    then could never be resumed (QEMU refuses RAM of another size; update refuses to
+    size it back), so it is refused with the fix. A VM that cannot load a checkpoint
+    fails the start with QEMU's own words (it waited 30 s for QMP, then blamed QMP)."""
+    box = out("run", "-d", IMAGE, "sleep", "1000")
+    try:
+        out("update", "-m", "768m", box)
+        refused = bx("snapshot", "create", "--memory", box, "cp")
+        one_line_error(refused, "runs with 1 CPU(s) and 512 MiB, but `update` gave it 1 and "
+                                "768 MiB from its next start")
+        assert b"boxlite restart" in refused.stderr
+        assert json.loads(out("snapshot", "ls", "--format", "json", box)) == []
+        out("restart", "-t", "1", box)
+        out("snapshot", "create", "--memory", box, "cp")
+        out("stop", "-t", "1", box)
+        # (a checkpoint and a box of different sizes: what an older boxlite allowed)
+        state_file = e2e_home / "boxes" / box / "state.json"
+        record = json.loads(state_file.read_text())
+        record["config"]["memory_mib"] = 512
+        state_file.write_text(json.dumps(record))
+        failed = bx("start", "--checkpoint", "cp", box)
+        assert failed.returncode == 125
+        assert b"the VM could not be restored" in failed.stderr, failed.stderr
+        assert b"Size mismatch" in failed.stderr, failed.stderr
+    finally:
+        bx("rm", "-f", box)
+
+
 def test_killing_the_cli_mid_snapshot_leaves_the_box_usable() -> None:
     box = out("run", "-d", IMAGE, "sh", "-c", COUNTER)
     try:

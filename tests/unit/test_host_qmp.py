@@ -236,3 +236,19 @@ def test_a_ram_image_restore_loads_the_device_state_with_shared_ram_ignored(
     on = [{"capability": "x-ignore-shared", "state": True}]
     off = [{"capability": "x-ignore-shared", "state": False}]
     assert log == [("cap", on), ("fd", b"DEV"), ("migrate-incoming", None), ("cap", off)]
+
+
+def test_waiting_for_qmp_ends_when_the_vmm_is_gone(tmp_path: Path) -> None:
+    """A QEMU that exited at once (a checkpoint it cannot load) is not waited for
+    until the timeout: its control socket will never answer."""
+    from boxlite_cli.vmm.qmp import Qmp, QmpError
+
+    asked: list[bool] = []
+
+    def alive() -> bool:
+        asked.append(False)
+        return False
+
+    with pytest.raises(QmpError, match="cannot reach QMP"):
+        Qmp(tmp_path / "never.sock").wait_ready(600, alive=alive)
+    assert asked == [False]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -189,7 +190,8 @@ class FakeControl:
     def __init__(self, calls: list[object], fail: str | None) -> None:
         self.calls, self.fail = calls, fail
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, alive: Callable[[], bool] | None = None) -> None:
+        assert alive is not None and alive()  # (the VMM, asked about while waiting)
         self.calls.append("wait_ready")
 
     def restore(self, directory: Path, begun: bool = False) -> None:
