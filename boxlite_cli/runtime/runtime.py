@@ -1135,8 +1135,11 @@ class Runtime:
         A box still starting is stopped as it comes up by SIGKILL; another signal waits
         for it to run (Runtime.running)."""
         state = self.get(ref)
-        if state.status in LIVE and state.config.restart != NO_RESTART and signum in (
-                signal.SIGKILL, parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL)):
+        ending = signum in (signal.SIGKILL,
+                            parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL))
+        if ending and state.is_restarting:  # (waiting for its policy: that start is called
+            return self.stop(ref)           # off, as stop does; its exit code is kept)
+        if state.status in LIVE and state.config.restart != NO_RESTART and ending:
             with contextlib.suppress(OSError):  # (killed by hand: not restarted, as docker's)
                 self.files(state.id).stop_requested.touch()
         if signum == signal.SIGKILL:

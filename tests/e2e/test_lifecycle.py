@@ -478,9 +478,11 @@ def test_always_restarts_a_box_until_it_is_stopped_by_hand() -> None:
         bx("rm", "-f", "steady")
 
 
-def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped() -> None:
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped(how: str) -> None:
     """docker's "Restarting (1) ...": listed by a plain ps, State.Status restarting;
-    a stop during that wait leaves it exited for good."""
+    a stop (or kill) during that wait leaves it exited for good, with its exit code (a
+    kill said 137: nothing was killed)."""
     box_id = bx("run", "-d", "--name", "looping", "--restart", "always", IMAGE, "sh", "-c",
                 "exit 1").stdout.decode().strip()
     try:
@@ -498,10 +500,11 @@ def test_a_box_waiting_for_its_restart_shows_as_restarting_until_stopped() -> No
         assert [r["status"] for r in rows if r["name"] == "looping"] == ["restarting"]
         assert bx("ps", "-q", "-f", "status=restarting").stdout.decode().split() == [
             box_id[:12]]
-        assert bx("stop", "looping").returncode == 0
-        state = bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping").stdout
-        status, count = state.decode().split()
-        assert status == "exited"
+        assert bx(how, "looping").returncode == 0
+        state = bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+                   "looping").stdout
+        status, count, code = state.decode().split()
+        assert (status, code) == ("exited", "1")
         time.sleep(min(60.0, 0.1 * 2 ** int(count)) + 2)  # (past its wait: it gave up)
         assert bx("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "looping"
                   ).stdout.decode().split() == ["exited", count]
