@@ -69,7 +69,9 @@ class LogRecord(NamedTuple):
 class LogWriter:
     """Appends frames to the log at `path`, rotating it past `max_bytes` (whole frames
     only: a file holds at least one frame, however large) and keeping `files` files;
-    none at all with `files` 0 (--log-driver none)."""
+    none at all with `files` 0 (--log-driver none). A rotation waits for a frame that
+    begins a line on every stream (so the oldest file kept does not begin with the end
+    of a line whose start went), up to twice `max_bytes`."""
 
     def __init__(self, path: Path, max_bytes: int, files: int = LOG_FILES) -> None:
         self.path = path
@@ -77,6 +79,7 @@ class LogWriter:
         self.files = files
         self.file: BinaryIO | None = None
         self.size = 0
+        self.mid_line: set[int] = set()  # the streams whose last record did not end a line
 
     def rotate(self) -> None:
         """The current file becomes LOG.1, LOG.1 LOG.2..., those past `files` gone."""
@@ -103,7 +106,8 @@ class LogWriter:
             self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
             self.size = self.file.tell()
         frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
-        if self.size and self.size + frame_size > self.max_bytes:
+        if self.size and (self.size + frame_size > 2 * self.max_bytes or (
+                self.size + frame_size > self.max_bytes and not self.mid_line)):
             self.file.close()
             self.rotate()
             self.file = open(self.path, "ab")  # noqa: SIM115
@@ -112,6 +116,10 @@ class LogWriter:
         self.file.write(stamp + HEADER.pack(stream, len(data)) + data)
         self.file.flush()
         self.size += frame_size
+        if data.endswith(b"\n"):
+            self.mid_line.discard(stream)
+        elif data:
+            self.mid_line.add(stream)
 
     def close(self) -> None:
         if self.file is not None:

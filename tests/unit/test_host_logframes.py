@@ -90,7 +90,7 @@ def plain(got: Iterable[LogRecord]) -> list[tuple[int, bytes]]:
 
 
 def records(n: int, start: int = 0) -> list[tuple[int, bytes]]:
-    return [(i % 2, str(i).encode().rjust(1000, b".")) for i in range(start, start + n)]
+    return [(i % 2, str(i).encode().rjust(999, b".") + b"\n") for i in range(start, start + n)]
 
 
 def test_the_log_rotates_into_one_older_file(tmp_path: Path) -> None:
@@ -104,6 +104,27 @@ def test_the_log_rotates_into_one_older_file(tmp_path: Path) -> None:
     assert plain(read_log(log)) == records(4, start=6)
     assert plain(read_log(log, tail=2)) == records(2, start=8)
     assert plain(read_log(log, tail=0)) == []
+
+
+def test_a_rotation_waits_for_a_line_to_end_up_to_twice_the_limit(tmp_path: Path) -> None:
+    """The oldest file kept never begins with the end of a line whose start was
+    rotated away (`logs` began mid-line): a rotation waits for a record that begins a
+    line on every stream; one that never ends a line is cut at twice the limit."""
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=3 * FRAME, files=1)
+    piece = b"x" * 999
+    for stream, data in [(1, piece), (1, piece), (1, piece), (2, b"y" * 998 + b"\n"),
+                         (1, piece + b"\n"), (1, b"new".rjust(999, b".") + b"\n")]:
+        writer.write(stream, data)
+    writer.close()
+    # over the limit at the 4th: stream 1 was mid-line; at the 6th all streams ended theirs
+    assert plain(read_log(log)) == [(1, b"new".rjust(999, b".") + b"\n")]
+    endless = tmp_path / "endless.log"
+    writer = LogWriter(endless, max_bytes=3 * FRAME, files=1)
+    for _ in range(7):
+        writer.write(1, piece)  # (a progress bar: no line ever ends)
+    writer.close()
+    assert [len(r.data) for r in read_log(endless)] == [999]  # (cut at 6: the 7th is alone)
 
 
 @pytest.mark.parametrize("files", [1, 3, 5])
