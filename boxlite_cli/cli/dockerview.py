@@ -73,14 +73,27 @@ def _stop_timeout(seconds: float | None) -> int | float | None:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
+def docker_status(state: BoxState) -> str:
+    """One of docker's states for boxlite's own: a box being made or started is what it
+    was (created, or exited: docker's start returns once it runs), one stopping still
+    runs."""
+    if state.status in (Status.CREATING, Status.STARTING):
+        return Status.CREATED.value if state.last_exit_code is None else Status.EXITED.value
+    if state.status == Status.STOPPING:
+        return Status.RUNNING.value
+    return state.status.value
+
+
 def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
     """docker's State (`{{.State.Status}}`, `.State.ExitCode`, `.State.OOMKilled`...);
     Pid is the box's VM (its QEMU) on the host."""
     running = state.status == Status.RUNNING
+    restarting = state.is_restarting or (state.status == Status.STARTING
+                                         and state.restart_count > 0)  # (its policy's start)
     return {
-        "Status": ("paused" if state.is_paused else "restarting" if state.is_restarting
-                   else state.status.value),
-        "Running": running, "Paused": state.is_paused, "Restarting": state.is_restarting,
+        "Status": ("paused" if state.is_paused else "restarting" if restarting
+                   else docker_status(state)),
+        "Running": running, "Paused": state.is_paused, "Restarting": restarting,
         "OOMKilled": state.oom_killed, "Dead": False, "Pid": vmm_pid if running else 0,
         "ExitCode": state.exit_code or 0, "Error": state.error or "",
         "StartedAt": rfc3339(state.started_at), "FinishedAt": rfc3339(state.finished_at),
