@@ -92,6 +92,9 @@ class OutputLost(BoxliteError):
 # The reason a box records when boxlite itself ended its VM at once (rm -f, a stop
 # whose grace ran out): asked for, so no failure to report.
 SHIM_SIGNALLED = "stopped by a signal to the shim"
+# The shim's words for a VMM that a signal ended (a kill from outside: never its
+# template's fault, so a warm start that failed so keeps the template)
+VM_SIGNALLED = "the VM was killed by signal"
 
 
 class BoxStopped(VmError):

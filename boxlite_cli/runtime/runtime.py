@@ -21,6 +21,7 @@ from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
 from boxlite_cli.disks.tools import disk_locked
 from boxlite_cli.errors import (
     KILLED_WITH_THE_BOX,
+    VM_SIGNALLED,
     AlreadyRunning,
     BoxliteError,
     Conflict,
@@ -645,8 +646,12 @@ class Runtime:
             # (which then exits at once) is that port's failure, not the template's.
             with contextlib.suppress(NotFound):
                 bind_host_ports(p for p in self.get(ref).config.network.ports if p.host_port)
-            self.warn(f"the warm start failed ({e}); starting cold and discarding its template")
-            shutil.rmtree(e.template, ignore_errors=True)
+            if VM_SIGNALLED in e.message:  # (killed from outside: the template is fine)
+                self.warn(f"the warm start failed ({e}); starting cold")
+            else:
+                self.warn(f"the warm start failed ({e}); starting cold and discarding its "
+                          "template")
+                shutil.rmtree(e.template, ignore_errors=True)
             if e.primed:
                 self._renew_disk(self.resolve(ref))
             return self._start(ref, foreground, cold=True, output=output,

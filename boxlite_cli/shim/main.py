@@ -39,7 +39,7 @@ from boxlite_cli.agent.client import (
 from boxlite_cli.agent.clocksync import clock_setting
 from boxlite_cli.agent.pb import agent_pb2 as pb
 from boxlite_cli.agent.sink import OutputSink
-from boxlite_cli.errors import SHIM_SIGNALLED, BoxliteError, UsageError
+from boxlite_cli.errors import SHIM_SIGNALLED, VM_SIGNALLED, BoxliteError, UsageError
 from boxlite_cli.fdio import GIVE_UP_POLL_S, own_nonblocking, reader_gone
 from boxlite_cli.payload import ROOTFS_DISK_SERIAL
 from boxlite_cli.shim.backlog import widen_listen_backlogs
@@ -283,7 +283,7 @@ class Shim:
         if rc is None:
             return "the VM is still running"
         if rc < 0:
-            return f"the VM was killed by signal {-rc}"
+            return f"{VM_SIGNALLED} {-rc}"
         if rc == 0:  # (the guest powered it off, or its kernel stopped: -no-reboot)
             return f"the VM powered off{tail}"
         return f"the VM exited with status {rc}{tail}"
