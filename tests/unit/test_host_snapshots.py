@@ -346,7 +346,8 @@ def test_removing_a_layer_of_a_stopped_box_merges_it_into_what_is_built_on_it(
 
 @pytest.mark.parametrize("internal", [False, True])
 def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bool,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    request: pytest.FixtureRequest) -> None:
     """Ctrl-C while the worker has the VM paused: it is not killed (subprocess.run
     killed it there, and the VM stayed paused for good). A user's snapshot, made, is
     kept with a warning; an internal one (a clone's, an export's) is taken back and the
@@ -369,6 +370,8 @@ def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bo
     monkeypatch.setattr(snapshots, "remove", lambda rt, box_id, name: removed.append(name))
     warnings: list[str] = []
     rt = types.SimpleNamespace(warn=warnings.append)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (Ctrl-C's)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
     owner = {"pid": os.getpid()} if internal else None
     if internal:
