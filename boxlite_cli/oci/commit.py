@@ -36,6 +36,9 @@ PATH_MAX = 4096  # (Linux's, with the NUL: what an unpacker's path may be)
 OPAQUE = ".wh..wh..opq"
 # docker's: the box's own, bound over the image's files (never in a commit)
 LEFT_OUT = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
+# The directories boxlite makes in every box where its image has none (the guest's
+# mount points, /etc for the three above): as docker's init layer, not the box's change
+MOUNT_POINTS = ("dev", "proc", "sys", "etc")
 CAPABILITY = "SCHILY.xattr.security.capability"  # (setcap's; the xattr docker's diff sees)
 _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file",
           tarfile.LNKTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "chr",
@@ -144,6 +147,19 @@ def image_index(store: ImageStore, image: Image) -> dict[str, Meta]:
     return index
 
 
+def boxlite_made(image_config: dict[str, Any]) -> frozenset[str]:
+    """The directories a box has though its image's layers do not make them: the mount
+    points, and the image's VOLUMEs (made when it was unpacked) with their parents."""
+    made = set(MOUNT_POINTS)
+    volumes = image_config.get("Volumes")
+    for target in volumes if isinstance(volumes, dict) else ():
+        path = norm(str(target))
+        while path:
+            made.add(path)
+            path = posixpath.dirname(path)
+    return frozenset(made)
+
+
 BoxEntry = tuple[str, Meta, int]  # an entry of the box's tree: path, metadata, ctime (ns)
 
 
@@ -160,9 +176,11 @@ class _Diff:
     directory before what is in it): each change, with the unchanged directories above
     it as changed (docker's diff lists them; the layer needs them)."""
 
-    def __init__(self, base: dict[str, Meta], changed_after_ns: int | None = None) -> None:
+    def __init__(self, base: dict[str, Meta], changed_after_ns: int | None = None,
+                 made: frozenset[str] = frozenset()) -> None:
         self.base = base
         self.changed_after_ns = changed_after_ns
+        self.made = made  # (boxlite_made's: directories that are no change of the box)
         self.changes: list[Change] = []
         self.seen: set[str] = set()
         self.not_dirs: set[str] = set()  # what the box has that is not a directory
@@ -197,7 +215,8 @@ class _Diff:
             self.not_dirs.add(path)
             touched = self.changed_after_ns is not None and ctime_ns > self.changed_after_ns
         old = self.base.get(path)
-        if old is not None and old.same(meta) and not touched:
+        if (old is not None and old.same(meta) and not touched) or (
+                old is None and meta.kind == "dir" and path in self.made):
             if meta.kind == "dir":
                 self.held.add(path)
             return
@@ -222,14 +241,16 @@ class _Diff:
 
 
 def walk_changes(box_tree: Iterable[BoxEntry], base: dict[str, Meta],
-                 changed_after_ns: int | None = None) -> list[Change]:
+                 changed_after_ns: int | None = None,
+                 made: frozenset[str] = frozenset()) -> list[Change]:
     """What the box added, changed and deleted on its root file system (its entries,
     a directory before what is in it), against the image's index `base`: in the
     order a layer has them (a directory before what is in it, the deleted last). An
     entry whose inode changed after `changed_after_ns` (when the box's disk was made
     from the image) is changed even with the image's metadata: a write that kept the
-    size and time (`touch -r`, a `cp -p`), as overlayfs copies such a file up."""
-    diff = _Diff(base, changed_after_ns)
+    size and time (`touch -r`, a `cp -p`), as overlayfs copies such a file up. The
+    directories in `made` (boxlite_made's) are no change while nothing in them is."""
+    diff = _Diff(base, changed_after_ns, made)
     for path, meta, ctime_ns in box_tree:
         diff.entry(path, meta, ctime_ns)
     diff.whiteouts()
@@ -237,9 +258,10 @@ def walk_changes(box_tree: Iterable[BoxEntry], base: dict[str, Meta],
 
 
 def box_changes(box_tree: Iterable[BoxEntry], base: dict[str, Meta],
-                changed_after_ns: int | None = None) -> list[Change]:
+                changed_after_ns: int | None = None,
+                made: frozenset[str] = frozenset()) -> list[Change]:
     """walk_changes by path, as docker diff lists them."""
-    return sorted(walk_changes(box_tree, base, changed_after_ns))
+    return sorted(walk_changes(box_tree, base, changed_after_ns, made))
 
 
 def check_committable(path: str) -> None:

@@ -24,6 +24,7 @@ from boxlite_cli.oci.changes import apply_changes
 from boxlite_cli.oci.commit import (
     BoxEntry,
     Meta,
+    boxlite_made,
     committed_config,
     image_index,
     walk_changes,
@@ -159,7 +160,8 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
     with store.writing(), tempfile.TemporaryFile(dir=store.tmp, prefix="commit-") as layer:
         with box_agent(rt, ref) as client, _frozen(client, pause and rt.get(
                 state.id).status == Status.RUNNING):
-            changed = walk_changes(box_tree(client), base, disk_made_ns(state))
+            changed = walk_changes(box_tree(client), base, disk_made_ns(state),
+                                   boxlite_made(image.container_config))
             if changed:
                 write_layer(changed, client.copy_paths, layer)
         layers = list(image.manifest.get("layers", []))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from boxlite_cli.oci.commit import Change, box_changes, image_index
+from boxlite_cli.oci.commit import Change, box_changes, boxlite_made, image_index
 from boxlite_cli.runtime.commit import box_image, box_tree, disk_made_ns
 from boxlite_cli.runtime.copy import box_agent
 from boxlite_cli.runtime.pausing import refuse_paused
@@ -26,6 +26,8 @@ def diff(rt: Runtime, ref: str) -> list[Change]:
     state = rt.get(rt.resolve(ref))
     refuse_paused(state, "list its changes (its disk is read through its guest, which the "
                          "pause stops)")
-    base = image_index(rt.images, box_image(rt, state))
+    image = box_image(rt, state)
+    base = image_index(rt.images, image)
     with box_agent(rt, ref) as client:
-        return box_changes(box_tree(client), base, disk_made_ns(state))
+        return box_changes(box_tree(client), base, disk_made_ns(state),
+                           boxlite_made(image.container_config))

@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.test_pull import Store, assert_error, cat, create_base, fresh_store, pull_ok
 from tests.support import testimages as ti
 from tests.support.fixtures import TEST_PASSWORD, TEST_USER, ImageArchives
+from tests.support.ocibuild import Image, Layer, directory, file
 from tests.support.ocipush import PushedImage, push
 from tests.support.registry import RegistryServer
 
@@ -347,3 +348,24 @@ def test_push_without_rights_says_so_and_a_login_gives_them(
     assert pushed.returncode == 0, pushed.stderr
     missing = store.bx("push", f"{auth_registry.host}/mine/nothing:1")
     assert assert_error(missing).startswith("boxlite: no such image")
+
+
+def test_an_unchanged_box_of_a_minimal_image_has_no_diff_and_commits_no_layer(
+        store: Store, registry: RegistryServer) -> None:
+    """An image without /dev, /proc, /sys or /etc (FROM scratch), with a VOLUME no layer
+    makes: the directories boxlite makes for them are no change of the box (diff listed
+    them, and commit made a layer of empty directories)."""
+    minimal = Layer.of([directory("bin"), file("bin/busybox", ti.static_busybox(), 0o755)])
+    config = {"Env": list(ti.BUSYBOX_ENV), "Cmd": ["/bin/busybox", "true"],
+              "Volumes": {"/var/lib/db": {}}}
+    pushed = push(registry, "scratchlike", Image((minimal,), config), tag="1")
+    pull_ok(store, pushed.reference)
+    made = store.bx("create", "--name", "untouched", pushed.reference)
+    assert made.returncode == 0, made.stderr
+    listed = store.bx("diff", "untouched")
+    assert (listed.returncode, listed.stdout) == (0, b""), listed.stderr
+    committed = store.bx("commit", "untouched", "localhost/still:1")
+    assert committed.returncode == 0, committed.stderr
+    layers = [json.loads(store.bx("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+              for ref in (pushed.reference, "localhost/still:1")]
+    assert layers[0] == layers[1]

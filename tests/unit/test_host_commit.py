@@ -348,3 +348,28 @@ def test_diff_json_shows_a_name_that_is_not_utf8_as_docker_does() -> None:
 
     assert json_text("/w/bad" + b"\xff".decode("utf-8", "surrogateescape")) == "/w/bad\ufffd"
     assert json_text("/w/ünïcode") == "/w/ünïcode"
+
+
+def test_the_directories_boxlite_makes_are_no_change_of_the_box() -> None:
+    """A minimal image (no /dev, /proc, /sys or /etc; a VOLUME no layer makes): the
+    directories boxlite makes for its mounts are docker's init layer, not the box's
+    change (an unchanged box listed them, and commit made a layer of them); what the
+    box puts in one is still its change."""
+    from boxlite_cli.oci.commit import boxlite_made
+
+    image = [d("bin"), f("bin/app", b"ELF")]
+    base = index_of(tar_of(*image))
+    made = boxlite_made({"Volumes": {"/var/lib/db": {}, "/data/": {}}})
+    assert made >= {"dev", "proc", "sys", "etc", "var", "var/lib", "var/lib/db", "data"}
+    mounts = [d("dev"), d("proc"), d("sys"), d("etc"), f("etc/hosts"), f("etc/hostname"),
+              d("var"), d("var/lib"), d("var/lib/db"), d("data")]
+    box = tar_of(*image, *mounts)
+    tree = tree_of(box)
+    assert box_changes(tree, base, None, made) == []
+    assert walk_changes(tree, base, None, made) == []  # (commit: no layer)
+    assert [(c.kind, c.path) for c in box_changes(tree, base)][:3] == [
+        ("A", "/data"), ("A", "/dev"), ("A", "/etc")]  # (as it was)
+    wrote = tree_of(tar_of(*image, *mounts, f("etc/app.conf", b"x"), f("var/lib/db/x")))
+    assert [(c.kind, c.path) for c in box_changes(wrote, base, None, made)] == [
+        ("A", "/etc"), ("A", "/etc/app.conf"), ("A", "/var"), ("A", "/var/lib"),
+        ("A", "/var/lib/db"), ("A", "/var/lib/db/x")]
