@@ -14,9 +14,10 @@ else:
   temporary name (created with O_EXCL) and renamed over it, so a copy cut short leaves
   the old file as it was; a directory is never replaced by a non-directory or back
   (docker's rule);
-- set-uid/set-gid bits are dropped, unless `-a` keeps an owner that is the invoking
-  user's own: without `-a` the file becomes ours (a box could plant a set-uid file of
-  the user's, of root's when root copies), with another owner it would run as that one.
+- set-uid/set-gid bits and file capabilities (setcap's) are dropped, unless `-a`
+  keeps an owner that is the invoking user's own: without `-a` the file becomes ours
+  (a box could plant a set-uid file of the user's, of root's when root copies), with
+  another owner it would run as that one.
 
 The stream is read sequentially in 1 MiB pieces.
 """
@@ -42,6 +43,7 @@ TAR_BUFSIZE = 64 << 10  # (tarfile's stream copies what its buffer holds past ea
 # 1 MiB buffer made every 512-byte header cost a 1 MiB copy)
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Warn = Callable[[str], None]
+CAPABILITY = "SCHILY.xattr.security.capability"  # (a pax header of GNU tar's and docker's)
 
 
 class UnsafeArchive(BoxliteError):
@@ -219,6 +221,7 @@ class _Extract:
                 os.ftruncate(fd, size)
                 self.own(fd, m)
                 os.fchmod(fd, self.mode(m))
+                self.capability(fd, m)  # (after the owner and mode: a chown clears it)
                 os.utime(fd, (m.mtime, m.mtime))
             finally:
                 os.close(fd)
@@ -249,12 +252,27 @@ class _Extract:
                 length -= len(data)
                 self.result.bytes += len(data)
 
+    def privileges_kept(self, m: tarfile.TarInfo) -> bool:
+        """Whether a file keeps what runs it with privileges (set-uid and set-gid bits, a
+        capability): only with -a, and an owner that is ours (else the box's file
+        would be ours, or run as someone else)."""
+        return self.keep_owner and m.uid == os.geteuid() and m.gid == os.getegid()
+
     def mode(self, m: tarfile.TarInfo) -> int:
         mode = m.mode & 0o7777
-        kept = self.keep_owner and m.uid == os.geteuid() and m.gid == os.getegid()
-        if not kept:  # (the box's set-uid file would be ours, or run as someone else)
+        if not self.privileges_kept(m):
             mode &= ~(stat.S_ISUID | stat.S_ISGID)
         return mode
+
+    def capability(self, fd: int, m: tarfile.TarInfo) -> None:
+        """setcap's `security.capability` of the file, as set-uid bits are kept."""
+        value = m.pax_headers.get(CAPABILITY)
+        if value is None or not self.privileges_kept(m):
+            return
+        try:
+            os.setxattr(fd, "security.capability", value.encode("utf-8", "surrogateescape"))
+        except OSError as e:  # (CAP_SETFCAP is root's; a file system without xattrs)
+            self.warn(f"the capability of {m.name!r} was not kept: {e.strerror}")
 
     def own(self, fd: int, m: tarfile.TarInfo) -> None:
         if self.keep_owner:

@@ -329,6 +329,28 @@ def test_extract_keeps_setuid_only_for_an_owner_kept_that_is_ours(area: tuple[Pa
     assert stat.S_IMODE((dest / "plain").stat().st_mode) == 0o755
 
 
+def test_extract_keeps_a_capability_as_it_keeps_setuid(area: tuple[Path, Path]) -> None:
+    """setcap's security.capability: kept with -a and an owner that is ours (cp -a said
+    it went with the file, and it was dropped), never without -a or for another owner."""
+    if os.geteuid() != 0:
+        pytest.skip("setting a file capability needs root (CAP_SETFCAP)")
+    dest, _ = area
+    cap = "\x01\x00\x00\x02\x00\x04" + "\x00" * 14  # (cap_setuid, permitted)
+
+    def capped(name: str, uid: int = 0) -> tuple[tarfile.TarInfo, bytes]:
+        info = _info(name, mode=0o755)
+        info.uid, info.gid = uid, os.getegid()
+        info.pax_headers = {"SCHILY.xattr.security.capability": cap}
+        return info, b"ELF"
+
+    extract_tar(_chunks(_tar(capped("kept"), capped("theirs", os.geteuid() + 1))), str(dest),
+                keep_owner=True)
+    assert os.getxattr(dest / "kept", "security.capability") == cap.encode("latin-1")
+    extract_tar(_chunks(_tar(capped("plain"))), str(dest))
+    for dropped in ("theirs", "plain"):
+        assert "security.capability" not in os.listxattr(dest / dropped), dropped
+
+
 def test_extract_cut_short_leaves_the_old_file(area: tuple[Path, Path]) -> None:
     dest, _ = area
     (dest / "f").write_bytes(b"old")
