@@ -24,11 +24,11 @@ from boxlite_cli.oci.store import Image, rfc3339_time
 CREATED_BY_WIDTH = 45  # docker's, without --no-trunc
 
 
-def history_rows(image: Image) -> list[dict[str, Any]]:
+def history_rows(image: Image, layers: list[int]) -> list[dict[str, Any]]:
     """The image's history, newest first, each step with the size of the layer it
-    made (0 for a step that made none); an image without a history has a row a layer."""
+    made (`layers`: each layer's, in order; 0 for a step that made none); an image
+    without a history has a row a layer."""
     history = image.config.get("history")
-    layers = [int(layer.get("size", 0)) for layer in image.manifest.get("layers", [])]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         history = [{} for _ in layers]
     rows = []
@@ -64,7 +64,7 @@ def history(cli: CliContext, human: bool, no_trunc: bool, quiet: bool, fmt: str,
     image = cli.runtime.image_ops.find(image_ref)
     if image is None:
         raise NotFound(f"no such image: {image_ref}")
-    rows = history_rows(image)
+    rows = history_rows(image, cli.runtime.images.layer_sizes(image))
     ids = [short_id(image, no_trunc), *["<missing>"] * (len(rows) - 1)]
     if quiet and fmt == "table":
         click.echo(ids[0])

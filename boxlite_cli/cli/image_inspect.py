@@ -21,7 +21,7 @@ IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
+def image_record(image: Image, names: list[Reference], size: int) -> dict[str, Any]:
     """docker's field names where they exist; `names` are every store key of the image."""
     cfg = image.config
     named = [n for n in names if not n.unnamed]
@@ -35,10 +35,16 @@ def image_record(image: Image, names: list[Reference]) -> dict[str, Any]:
         "Author": cfg.get("author") or "",
         "Architecture": cfg.get("architecture"),
         "Os": cfg.get("os"),
-        "Size": image.size,
+        "Size": size,  # (its layers' files, as docker's: not the compressed download)
         "Config": {**IMAGE_CONFIG_DEFAULTS, **image.container_config},
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
     }
+
+
+def inspected_image(cli: CliContext, ref: str) -> dict[str, Any]:
+    """`image inspect`'s record of the image `ref` names."""
+    image, names = lookup_with_names(cli, ref)
+    return image_record(image, names, cli.runtime.images.content_size(image))
 
 
 def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]]:
@@ -59,6 +65,6 @@ def lookup_with_names(cli: CliContext, ref: str) -> tuple[Image, list[Reference]
 @pass_cli
 def image_inspect(cli: CliContext, fmt: str, images: tuple[str, ...]) -> int:
     """Print the record of one or more images."""
-    out = [image_record(*lookup_with_names(cli, ref)) for ref in images]
+    out = [inspected_image(cli, ref) for ref in images]
     print_records(fmt, out)
     return 0

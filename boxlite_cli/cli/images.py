@@ -72,6 +72,9 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
     repo_digests = {(i.reference.name, i.manifest_digest): i.reference.digest
                     for i in cli.runtime.images.all_references() if i.reference.digest}
 
+    def size(i: Image) -> int:  # (its files', as docker's: not the compressed download)
+        return cli.runtime.images.content_size(i)
+
     def digest(i: Image) -> str:
         return repo_digests.get((i.reference.name, i.manifest_digest), i.manifest_digest)
 
@@ -79,14 +82,14 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
         print_json([{"reference": None if i.reference.unnamed else str(i.reference),
                      "repository": "<none>" if i.reference.unnamed else i.reference.name,
                      "tag": i.reference.tag, "id": i.id, "digest": digest(i),
-                     "created": i.config.get("created"), "size": i.size} for i in items])
+                     "created": i.config.get("created"), "size": size(i)} for i in items])
     elif fmt != "table":
         print_lines(fmt, [{
             "Repository": Reference(i.reference.registry, i.reference.repository, None,
                                     None).short,
             "Tag": i.reference.tag or "<none>", "ID": short_id(i, no_trunc),
             "Digest": digest(i), "CreatedAt": go_time(created_at(i)),
-            "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(i.size),
+            "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(size(i)),
         } for i in items], {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
     else:
         rows = []
@@ -94,7 +97,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
             ref = i.reference
             repo = Reference(ref.registry, ref.repository, None, None).short
             rows.append([repo, ref.tag or "<none>", *([digest(i)] if digests else []),
-                         short_id(i, no_trunc), ago(created_at(i)) or "N/A", human_size(i.size)])
+                         short_id(i, no_trunc), ago(created_at(i)) or "N/A", human_size(size(i))])
         print_table(["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID",
                      "CREATED", "SIZE"], rows)
     return 0

@@ -10,7 +10,7 @@ from boxlite_cli.cli.completion import complete_box_or_image
 from boxlite_cli.cli.context import CliContext, pass_cli
 from boxlite_cli.cli.dockerview import docker_view
 from boxlite_cli.cli.errors import report
-from boxlite_cli.cli.image_inspect import image_record, lookup_with_names
+from boxlite_cli.cli.image_inspect import inspected_image
 from boxlite_cli.cli.output import print_records
 from boxlite_cli.errors import BoxliteError, NotFound, UsageError
 from boxlite_cli.state.pidfile import read_pidfile
@@ -20,7 +20,7 @@ from boxlite_cli.state.records import BoxState
 def _image_or_none(cli: CliContext, ref: str) -> dict[str, Any] | None:
     """The record of the image `ref` names, for `inspect IMAGE` (docker inspects either kind)."""
     try:
-        return image_record(*lookup_with_names(cli, ref))
+        return inspected_image(cli, ref)
     except BoxliteError:
         return None
 

@@ -398,6 +398,7 @@ class ImageStore:
                     if "sha256:" + base.name.removesuffix(".ext4") not in live_ids:
                         freed += _unlink_size(base)
                         freed += _unlink_size(empty_overlay_of(base))
+                        freed += _unlink_size(self._sizes_file(base))
                         Path(str(base) + ".lock").unlink(missing_ok=True)
                 for lock in self.rootfs_dir.glob("*.ext4.lock"):  # (of unpacks that failed)
                     if "sha256:" + lock.name.removesuffix(".ext4.lock") not in live_ids:
@@ -482,6 +483,27 @@ class ImageStore:
     def rootfs_path(self, image: Image) -> Path:
         return self.rootfs_path_of(image.id)
 
+    @staticmethod
+    def _sizes_file(base: Path) -> Path:
+        return base.with_suffix(".sizes.json")
+
+    def layer_sizes(self, image: Image) -> list[int]:
+        """The bytes of each layer's files (docker's sizes: what the unpack counted),
+        or where that is not known (an image not unpacked yet), its compressed size."""
+        compressed = [int(layer.get("size", 0)) for layer in image.manifest.get("layers", [])]
+        try:
+            known = json.loads(self._sizes_file(self.rootfs_path(image)).read_text())["layers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return compressed
+        if (not isinstance(known, list) or len(known) != len(compressed)
+                or not all(isinstance(n, int) and n >= 0 for n in known)):
+            return compressed
+        return list(known)
+
+    def content_size(self, image: Image) -> int:
+        """The image's size as docker's `images` shows it: its layers' files."""
+        return sum(self.layer_sizes(image))
+
     def rootfs_path_of(self, image_id: str) -> Path:
         """Where the ext4 base of the image with this id (its config's digest) is kept."""
         return self.rootfs_dir / (image_id.split(":", 1)[1] + ".ext4")
@@ -522,6 +544,7 @@ class ImageStore:
                 if len(diff_ids) != len(image.layers):
                     raise ImageError(f"image {image.reference.short}: its config lists "
                                      f"{len(diff_ids)} layers, its manifest {len(image.layers)}")
+                sizes: list[int] = []
                 for digest, diff_id in zip(image.layers, diff_ids, strict=True):
                     try:
                         f = open(self.blob_path(digest), "rb")  # noqa: SIM115 (closed below)
@@ -532,7 +555,7 @@ class ImageStore:
                             hint=f"pull it again: boxlite pull {image.reference.short}") from None
                     with f:
                         try:
-                            apply_layer(f, tree, ownership, diff_id)
+                            sizes.append(apply_layer(f, tree, ownership, diff_id))
                         except ImageError as e:  # (which image and layer: no box can use it)
                             raise ImageError(
                                 f"image {image.reference.short} cannot be unpacked: layer "
@@ -548,6 +571,7 @@ class ImageStore:
                                      f"{e.message}") from e
                 partial = work / "rootfs.ext4"
                 make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)
+                write_json_atomic(self._sizes_file(dest), {"layers": sizes})
                 partial.replace(dest)
             finally:
                 shutil.rmtree(work, ignore_errors=True)

@@ -199,9 +199,13 @@ def _shown(path: object, root: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
 
 
-def _apply_members(tar: tarfile.TarFile, layer: _Layer) -> None:
+def _apply_members(tar: tarfile.TarFile, layer: _Layer) -> int:
+    """Apply every member; the bytes of the layer's files (docker's layer size)."""
     rootstr = layer.root
+    size = 0
     for member in tar:
+        if member.isreg():
+            size += member.size
         parts = clean_member_name(member.name)
         if not parts:
             continue
@@ -217,11 +221,13 @@ def _apply_members(tar: tarfile.TarFile, layer: _Layer) -> None:
             layer.remove(os.path.join(parent, name))
             continue
         layer.extract(tar, member, parts)
+    return size
 
 
 def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = None,
-                diff_id: str | None = None) -> None:
-    """Apply one layer tar stream (gzip, zstd or uncompressed) on top of `root`.
+                diff_id: str | None = None) -> int:
+    """Apply one layer tar stream (gzip, zstd or uncompressed) on top of `root`; the
+    bytes of its files (what docker's `history` and `images` count).
 
     With `ownership`, owners, modes, device nodes and xattrs are recorded there
     instead of applied to the tree (what an unprivileged unpack must do). With
@@ -229,6 +235,7 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
     """
     layer = _Layer(str(root), ownership)
     rootstr = layer.root
+    size = 0
     try:
         decompressed, _ = open_decompressed(stream)
         data = _HashingReader(decompressed)
@@ -236,7 +243,7 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
         if head:  # (an empty blob is an empty layer, as docker and containerd take it)
             with tarfile.open(fileobj=_Prepended(head, data),  # type: ignore[call-overload]
                               mode="r|") as tar:
-                _apply_members(tar, layer)
+                size = _apply_members(tar, layer)
         actual = data.drain()
         if diff_id is not None and actual != diff_id:
             raise ImageError(f"layer content does not match the image config: diff_id "
@@ -254,6 +261,7 @@ def apply_layer(stream: IO[bytes], root: Path, ownership: Ownership | None = Non
         raise ImageError(f"bad layer archive: {e}") from e
     for path, member in reversed(layer.dir_times):
         layer.apply_metadata(path, member)
+    return size
 
 
 def make_volume_dirs(root: Path, volumes: object, ownership: Ownership | None = None) -> list[str]:

@@ -23,13 +23,13 @@ def test_each_step_has_the_size_of_the_layer_it_made_newest_first() -> None:
     steps = [{"created": "2026-01-01T00:00:00Z", "created_by": "ADD rootfs"},
              {"created_by": "ENV A=1", "empty_layer": True},
              {"created_by": "boxlite commit", "comment": "deps"}]
-    rows = history_rows(image({"history": steps}, [1000, 20]))
+    rows = history_rows(image({"history": steps}, [1000, 20]), [1000, 20])
     assert [(r["created_by"], r["size"], r["comment"]) for r in rows] == [
         ("boxlite commit", 20, "deps"), ("ENV A=1", 0, ""), ("ADD rootfs", 1000, "")]
 
 
 def test_an_image_without_history_has_a_row_a_layer() -> None:
-    rows = history_rows(image({}, [5, 6]))
+    rows = history_rows(image({}, [5, 6]), [5, 6])
     assert [r["size"] for r in rows] == [6, 5] and rows[0]["created_by"] == ""
 
 

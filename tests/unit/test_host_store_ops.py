@@ -235,3 +235,30 @@ def test_an_image_missing_a_layer_says_so_and_how_to_fix_it(tmp_path: Path) -> N
     assert e.value.hint == "pull it again: boxlite pull reg.lan/a:1"
     assert not ops.store.rootfs_path(image).exists()
     assert list(ops.store.tmp.iterdir()) == []  # the unpack's work dir is gone
+
+
+def test_an_images_size_is_its_files_once_unpacked(tmp_path: Path) -> None:
+    """docker's SIZE: the bytes of the layers' files (a 1.3 GB layer of zeros showed
+    as its 4.8 MB download); the compressed size until the image is unpacked. The
+    record goes with the image's base."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, size in (("big", 100_000), ("small", 234)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"\0" * size))
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "big"
+        tar.addfile(link)
+    layer = buf.getvalue()
+    ops = images_ops(tmp_path)
+    add_image(ops.store, "reg.lan/sized:1", layer)
+    image = ops.store.lookup("reg.lan/sized:1")
+    assert ops.store.layer_sizes(image) == [len(layer)]  # (not unpacked yet)
+    base = ops.store.ensure_rootfs(image)
+    assert ops.store.layer_sizes(image) == [100_234]
+    assert ops.store.content_size(image) == 100_234
+    ops.remove(["reg.lan/sized:1"], force=False)
+    assert not base.exists() and list(ops.store.rootfs_dir.glob("*.json")) == []
