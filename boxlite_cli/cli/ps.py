@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,11 +25,14 @@ from boxlite_cli.cli.output import (
 )
 from boxlite_cli.cli.paramtypes import Count
 from boxlite_cli.cli.printable import printable
-from boxlite_cli.errors import StateCorrupt
+from boxlite_cli.errors import BoxliteError, StateCorrupt
 from boxlite_cli.runtime.boxfilter import health_status, parse_filters
 from boxlite_cli.state.health import STARTING
 from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
+
+if TYPE_CHECKING:
+    from boxlite_cli.runtime.runtime import Runtime
 
 # docker's column names of ps's template fields (the rest: the name in capitals)
 HEADERS = {"ID": "BOX ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
@@ -49,6 +53,31 @@ def status_text(state: BoxState) -> str:
         ended = "Restarting" if state.is_restarting else "Exited"  # (docker's words)
         return f"{ended} ({code}) {ago(state.finished_at)}".rstrip()
     return state.status.value.capitalize()
+
+
+def image_column(rt: Runtime) -> Callable[[BoxState], str]:
+    """docker's IMAGE of a box: the name it was made from while that name still means
+    its image; the image's short id once the name means another (the tag moved to a
+    newer pull) or none while the image is here (untagged); the name of an image that
+    is not here at all (an imported box's)."""
+    now: dict[str, str | None] = {}
+
+    def shown(state: BoxState) -> str:
+        ref, image_id = state.config.image, state.config.image_id
+        if ref not in now:
+            try:
+                now[ref] = rt.images.lookup(ref).id
+            except (BoxliteError, OSError, ValueError, KeyError, TypeError):
+                now[ref] = None
+        if now[ref] == image_id:
+            return ref
+        try:
+            here = rt.images.has_blob(image_id)
+        except BoxliteError:
+            here = False
+        return image_id.removeprefix("sha256:")[:12] if now[ref] or here else ref
+
+    return shown
 
 
 def box_json(state: BoxState) -> dict[str, Any]:
@@ -79,12 +108,12 @@ def ports_text(state: BoxState) -> str:
     return ", ".join(f"{p.public}->{p.private}" for p in state.ports)
 
 
-def docker_row(state: BoxState, id_len: int | None, disk: Path) -> dict[str, Any]:
+def docker_row(state: BoxState, id_len: int | None, disk: Path, image: str) -> dict[str, Any]:
     """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`);
-    `disk`: its root disk, whose allocated size is `{{.Size}}`."""
+    `disk`: its root disk, whose allocated size is `{{.Size}}`; `image`: its IMAGE."""
     mounts = state.config.mounts
     return {
-        "ID": state.id[:id_len], "Names": state.name, "Image": state.config.image,
+        "ID": state.id[:id_len], "Names": state.name, "Image": image,
         "Command": _command(state, id_len is not None), "CreatedAt": go_time(state.created_at),
         "RunningFor": ago(state.created_at), "Status": status_text(state),
         "State": "paused" if state.is_paused else state.status.value,
@@ -137,10 +166,12 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     elif fmt == "json":
         print_json([box_json(s) for s in states])
     elif fmt != "table":
-        print_lines(fmt, [docker_row(s, id_len, cli.runtime.files(s.id).rootfs_disk)
+        image = image_column(cli.runtime)
+        print_lines(fmt, [docker_row(s, id_len, cli.runtime.files(s.id).rootfs_disk, image(s))
                           for s in states], HEADERS)
     else:
-        rows = [[s.id[:id_len], s.config.image, _command(s, not no_trunc), ago(s.created_at),
+        image = image_column(cli.runtime)
+        rows = [[s.id[:id_len], image(s), _command(s, not no_trunc), ago(s.created_at),
                  status_text(s), ports_text(s), s.name] for s in states]
         headers = ["BOX ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
         if show_size:

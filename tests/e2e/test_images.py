@@ -369,3 +369,20 @@ def test_an_unchanged_box_of_a_minimal_image_has_no_diff_and_commits_no_layer(
     layers = [json.loads(store.bx("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
               for ref in (pushed.reference, "localhost/still:1")]
     assert layers[0] == layers[1]
+
+
+def test_ps_shows_the_image_id_of_a_box_whose_tag_moved(store: Store,
+                                                        registry: RegistryServer) -> None:
+    """docker's IMAGE: the name a box was made from while it still means the box's
+    image; its id once a newer pull moved the name (ps kept showing the name)."""
+    old = push(registry, "moved", ti.busybox_image("default"), tag="t")
+    pull_ok(store, old.reference)
+    assert store.bx("create", "--name", "onold", old.reference).returncode == 0
+    shown = store.bx("ps", "-a", "--format", "{{.Image}}")
+    assert shown.stdout.decode() == old.reference + "\n", shown.stderr
+    new = push(registry, "moved", ti.busybox_image("workdir"), tag="t")
+    pull_ok(store, new.reference)
+    assert store.bx("ps", "-a", "--format", "{{.Image}}").stdout.decode() == (
+        old.config_digest.removeprefix("sha256:")[:12] + "\n")
+    table = store.bx("ps", "-a").stdout.decode().splitlines()
+    assert table[1].split()[1] == old.config_digest.removeprefix("sha256:")[:12]
