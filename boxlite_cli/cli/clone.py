@@ -6,6 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import ending_on_signals
 from boxlite_cli.cli.paramtypes import Count
 
 
@@ -26,6 +27,8 @@ def clone(cli: CliContext, name: str | None, count: int, box: str) -> int:
     """
     from boxlite_cli.runtime.clone import clone as clone_box
 
-    for state in clone_box(cli.runtime, box, name=name, count=count):
+    with ending_on_signals():  # (a SIGTERM takes back what was made, as Ctrl-C)
+        made = clone_box(cli.runtime, box, name=name, count=count)
+    for state in made:
         click.echo(state.id)
     return 0

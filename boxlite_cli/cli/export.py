@@ -10,6 +10,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
+from boxlite_cli.cli.errors import ending_on_signals
 from boxlite_cli.errors import UsageError
 
 
@@ -36,7 +37,9 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
             raise UsageError("refusing to write the archive to a terminal",
                              hint="redirect standard output, or use -o FILE")
         sys.stdout.flush()
-        export_box(cli.runtime, box, 1, warn=warn)
+        with ending_on_signals():  # (a SIGTERM takes back what was made, as Ctrl-C)
+            export_box(cli.runtime, box, 1, warn=warn)
         return 0
-    export_box(cli.runtime, box, output, force=force, warn=warn)  # (quiet, as docker's)
+    with ending_on_signals():
+        export_box(cli.runtime, box, output, force=force, warn=warn)  # (quiet, as docker's)
     return 0

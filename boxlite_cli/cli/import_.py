@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from boxlite_cli.cli.context import CliContext, pass_cli, warn
+from boxlite_cli.cli.errors import ending_on_signals
 from boxlite_cli.errors import UsageError
 from boxlite_cli.fdio import FdReader
 
@@ -31,13 +32,15 @@ def import_(cli: CliContext, name: str | None, file: Path) -> int:
         if sys.stdin.isatty():
             raise UsageError("requested import from standard input, but it is a terminal",
                              hint="pass the archive as FILE, or pipe it in")
-        state = import_box(cli.runtime, io.BufferedReader(FdReader(0)), "standard input", name, warn=warn)
+        with ending_on_signals():  # (a SIGTERM leaves nothing half-made, as Ctrl-C)
+            state = import_box(cli.runtime, io.BufferedReader(FdReader(0)), "standard input",
+                               name, warn=warn)
     else:
         try:
             f = open(file, "rb")  # noqa: SIM115 (closed below)
         except OSError as e:
             raise UsageError(f"cannot read {file}: {e.strerror}") from None
-        with f:
+        with f, ending_on_signals():
             state = import_box(cli.runtime, f, str(file), name, warn=warn)
     click.echo(state.id)
     return 0

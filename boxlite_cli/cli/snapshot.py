@@ -6,6 +6,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box, complete_snapshot
 from boxlite_cli.cli.context import CliContext, pass_cli
+from boxlite_cli.cli.errors import ending_on_signals
 from boxlite_cli.cli.lazy import HintedGroup
 from boxlite_cli.cli.output import (
     ago,
@@ -33,7 +34,8 @@ def create(cli: CliContext, memory: bool, box: str, name: str) -> int:
     """Take snapshot NAME of BOX (running or stopped; the VM pauses for the switch)."""
     from boxlite_cli.runtime import snapshots
 
-    snapshots.create(cli.runtime, box, name, memory=memory)
+    with ending_on_signals():  # (SIGTERM as Ctrl-C: a snapshot under way is finished)
+        snapshots.create(cli.runtime, box, name, memory=memory)
     click.echo(name)
     return 0
 

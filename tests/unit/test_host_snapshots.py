@@ -344,8 +344,9 @@ def test_removing_a_layer_of_a_stopped_box_merges_it_into_what_is_built_on_it(
         qemu_io(disks.active, f"read -P {pattern} {offset} 4096")
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("internal", [False, True])
-def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bool,
+def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bool, signum: str,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     request: pytest.FixtureRequest) -> None:
     """Ctrl-C while the worker has the VM paused: it is not killed (subprocess.run
@@ -370,16 +371,24 @@ def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bo
     monkeypatch.setattr(snapshots, "remove", lambda rt, box_id, name: removed.append(name))
     warnings: list[str] = []
     rt = types.SimpleNamespace(warn=warnings.append)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (Ctrl-C's)
-    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
-    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    from boxlite_cli.cli.errors import ending_on_signals
+    from boxlite_cli.errors import Interrupted
+
+    sig = getattr(signal, signum)
+    for each in (signal.SIGINT, signal.SIGTERM):  # (Ctrl-C's, and the default for TERM)
+        previous = signal.signal(each, signal.default_int_handler if each == signal.SIGINT
+                                 else signal.SIG_DFL)
+        request.addfinalizer(lambda each=each, previous=previous: signal.signal(each, previous))
+    threading.Timer(0.3, os.kill, (os.getpid(), sig)).start()
     owner = {"pid": os.getpid()} if internal else None
     if internal:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else Interrupted), \
+                ending_on_signals():  # (the commands' own: SIGTERM as Ctrl-C)
             snapshots._run_worker(rt, "box", "clone-1", False, owner)  # type: ignore[arg-type]
         assert (removed, warnings) == (["clone-1"], [])
     else:
-        got = snapshots._run_worker(rt, "box", "s1", False, owner)  # type: ignore[arg-type]
+        with ending_on_signals():
+            got = snapshots._run_worker(rt, "box", "s1", False, owner)  # type: ignore[arg-type]
         assert got == "snapshot s1" and removed == []
         assert warnings == ["snapshot s1 was being taken when interrupted, and was finished "
                             "(its VM cannot be left paused midway)"]
