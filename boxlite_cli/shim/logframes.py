@@ -99,20 +99,34 @@ class LogWriter:
             self.path.unlink()
 
     def write(self, stream: int, data: bytes, ns: int | None = None) -> None:
-        """Append a record received at `ns` (default: now), after its time frame."""
+        """Append a record received at `ns` (default: now), after its time frame. Past
+        the limit, a record that ends the only unfinished line is cut after that line's
+        end: the file is rotated there, and the rest begins the new one."""
         if not self.files:
             return
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
             self.size = self.file.tell()
+        ns = time.time_ns() if ns is None else ns
         frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
+        over = self.size and self.size + frame_size > self.max_bytes
+        if over and self.mid_line == {stream} and (end := data.find(b"\n")) >= 0 \
+                and end + 1 < len(data):
+            self._append(stream, data[:end + 1], ns)  # (that line ends in this file)
+            data = data[end + 1:]
+            frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
         if self.size and (self.size + frame_size > 2 * self.max_bytes or (
                 self.size + frame_size > self.max_bytes and not self.mid_line)):
             self.file.close()
             self.rotate()
             self.file = open(self.path, "ab")  # noqa: SIM115
             self.size = 0
-        stamp = time_frame(time.time_ns() if ns is None else ns)
+        self._append(stream, data, ns)
+
+    def _append(self, stream: int, data: bytes, ns: int) -> None:
+        assert self.file is not None
+        frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
+        stamp = time_frame(ns)
         self.file.write(stamp + HEADER.pack(stream, len(data)) + data)
         self.file.flush()
         self.size += frame_size

@@ -127,6 +127,27 @@ def test_a_rotation_waits_for_a_line_to_end_up_to_twice_the_limit(tmp_path: Path
     assert [len(r.data) for r in read_log(endless)] == [999]  # (cut at 6: the 7th is alone)
 
 
+def test_chunks_larger_than_the_limit_rotate_at_a_line_end(tmp_path: Path) -> None:
+    """The shim's chunks (up to 64 KiB) cut lines anywhere, and one is past a small
+    limit by itself: the record that ends a line is cut there, so every file kept
+    begins a line and the lines of the files kept run on whole (logs began mid-line,
+    and a follower glued a line's start to another's end)."""
+    log = tmp_path / "container.log"
+    writer = LogWriter(log, max_bytes=4096, files=2)
+    text = b"".join(b"%d\n" % n for n in range(1, 60_001))
+    for i in range(0, len(text), 65_536):
+        writer.write(1, text[i:i + 65_536])
+    writer.close()
+    for path in (rotated(log), log):  # (each file on its own begins a line)
+        pieces = [r.data for r in read_log(path) if r.data]
+        head = pieces[0].split(b"\n")[0]
+        assert b"\n" + head + b"\n" in b"\n" + text, (path, head)
+        assert int(head) == int(pieces[0].split(b"\n")[1]) - 1
+    kept = b"".join(r.data for r in read_log(log)).split(b"\n")[:-1]
+    numbers = [int(n) for n in kept]
+    assert numbers == list(range(numbers[0], 60_001))  # (whole lines, none glued)
+
+
 @pytest.mark.parametrize("files", [1, 3, 5])
 def test_the_log_keeps_as_many_files_as_it_is_told(tmp_path: Path, files: int) -> None:
     """--log-opt max-file: the current file and files - 1 rotated ones, oldest first."""
