@@ -1144,6 +1144,10 @@ class Runtime:
                             parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL))
         if ending and state.is_restarting:  # (waiting for its policy: that start is called
             return self.stop(ref)           # off, as stop does; its exit code is kept)
+        if state.status == Status.STARTING and state.restart_count > 0:  # (docker's refusal)
+            raise Conflict(f"box {state.name} is restarting (its restart policy starts it "
+                           "again): wait until it runs", hint=f"boxlite stop {state.name} "
+                           "ends it and its restarts")
         if state.status in LIVE and state.config.restart != NO_RESTART and ending:
             with contextlib.suppress(OSError):  # (killed by hand: not restarted, as docker's)
                 self.files(state.id).stop_requested.touch()

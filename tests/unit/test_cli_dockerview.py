@@ -30,3 +30,10 @@ def test_boxlites_own_states_are_said_in_dockers_words(state: BoxState, status: 
     assert (shown["Status"], shown["Restarting"]) == (status, restarting)
     assert shown["Status"] in ("created", "running", "paused", "restarting", "removing",
                                "exited", "dead")
+
+
+def test_a_box_its_policy_starts_again_keeps_its_last_exit_code() -> None:
+    """(ExitCode dropped to 0 while the policy's start ran: docker keeps the last.)"""
+    assert docker_state(box(Status.STARTING, last_exit_code=2, restart_count=1), 0)[
+        "ExitCode"] == 2
+    assert docker_state(box(Status.STARTING, last_exit_code=2), 0)["ExitCode"] == 0  # (by hand)
