@@ -99,22 +99,27 @@ class LogWriter:
             self.path.unlink()
 
     def write(self, stream: int, data: bytes, ns: int | None = None) -> None:
-        """Append a record received at `ns` (default: now), after its time frame. Past
-        the limit, a record that ends the only unfinished line is cut after that line's
-        end: the file is rotated there, and the rest begins the new one."""
+        """Append a record received at `ns` (default: now), after its time frame. A
+        record past the limit is cut after a line's end (the last that fits, else the
+        first: an unfinished line ends in its file): the file is rotated there, and the
+        rest begins the new one."""
         if not self.files:
             return
         if self.file is None:
             self.file = open(self.path, "ab")  # noqa: SIM115 (kept open: closed by close())
             self.size = self.file.tell()
         ns = time.time_ns() if ns is None else ns
-        frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
-        over = self.size and self.size + frame_size > self.max_bytes
-        if over and self.mid_line == {stream} and (end := data.find(b"\n")) >= 0 \
-                and end + 1 < len(data):
-            self._append(stream, data[:end + 1], ns)  # (that line ends in this file)
-            data = data[end + 1:]
-            frame_size = TIME_FRAME_SIZE + HEADER.size + len(data)
+        overhead = TIME_FRAME_SIZE + HEADER.size
+        if (self.size and self.size + overhead + len(data) > self.max_bytes
+                and self.mid_line <= {stream} and b"\n" in data):
+            room = self.max_bytes - self.size - overhead
+            cut = data.rfind(b"\n", 0, room) if room > 0 else -1
+            if cut < 0 and self.mid_line:
+                cut = data.find(b"\n")
+            if 0 <= cut < len(data) - 1:
+                self._append(stream, data[:cut + 1], ns)
+                data = data[cut + 1:]
+        frame_size = overhead + len(data)
         if self.size and (self.size + frame_size > 2 * self.max_bytes or (
                 self.size + frame_size > self.max_bytes and not self.mid_line)):
             self.file.close()
