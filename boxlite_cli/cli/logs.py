@@ -9,7 +9,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_box
 from boxlite_cli.cli.context import CliContext, pass_cli
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import BoxliteError, UsageError
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.logtime import parse_log_time
 from boxlite_cli.shim.logframes import LogRecord, TimeWindow
@@ -82,6 +82,11 @@ def logs(cli: CliContext, follow: bool, tail: str, timestamps: bool, since: str 
     stamper = Stamper() if timestamps else None
     for record in cli.runtime.logs(box, follow=follow, tail=last, window=window):
         data = stamper.stamp(record) if stamper is not None else record.data
-        if not write_all(2 if record.stream == STDERR else 1, data):
-            break  # the reader went away (`logs -f | head`): so do we
+        fd = 2 if record.stream == STDERR else 1
+        try:
+            if not write_all(fd, data):
+                break  # the reader went away (`logs -f | head`): so do we
+        except OSError as e:  # (`> /dev/full`: the output's, not the disk's)
+            where = "standard error" if fd == 2 else "standard output"
+            raise BoxliteError(f"cannot write to {where}: {e.strerror}") from e
     return 0

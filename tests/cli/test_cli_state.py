@@ -1039,6 +1039,21 @@ def test_ps_escapes_what_a_box_record_holds(script_runner: ScriptRunner) -> None
     assert "\\x1b[2J\\x1b[31mRED" in result.stdout
 
 
+def test_logs_to_a_stdout_that_cannot_be_written_says_so(home: Path) -> None:
+    """`logs BOX > /dev/full`: the output's failure, not a full disk's."""
+    plant_box()
+    writer = LogWriter(home / "boxes" / BOX_ID / "container.log", max_bytes=1 << 20)
+    writer.write(0, b"a line\n")
+    writer.close()
+    boxlite = shutil.which("boxlite", path=str(Path(sys.executable).parent))
+    assert boxlite is not None
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([boxlite, "logs", "planted"], stdout=full, stderr=subprocess.PIPE,
+                              check=False, timeout=60)
+    assert (proc.returncode, proc.stderr.decode()) == (
+        125, "boxlite: cannot write to standard output: No space left on device\n")
+
+
 def test_logs_of_a_box_without_output(script_runner: ScriptRunner) -> None:
     plant_box()
     result = bx(script_runner, "logs", "planted")
