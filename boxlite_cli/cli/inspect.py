@@ -76,7 +76,7 @@ def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}
         out.append(record)
-    if out or fmt == "json":
+    if out or fmt in ("json", ""):
         print_records(fmt, out)
     for error in missing[:-1]:
         report(error.message)

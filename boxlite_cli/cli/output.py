@@ -79,10 +79,11 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def print_records(fmt: str, records: list[dict[str, Any]]) -> None:
-    """inspect's output: a JSON array, or one line per record from a Go-style template."""
+    """inspect's output: a JSON array (also for an empty format, as docker's), or one
+    line per record from a Go-style template."""
     from boxlite_cli.cli.template import check, render
 
-    if fmt == "json":
+    if fmt in ("json", ""):
         print_json(records)
         return
     check(fmt)

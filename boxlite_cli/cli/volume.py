@@ -82,7 +82,7 @@ def inspect(cli: CliContext, fmt: str, names: tuple[str, ...]) -> int:
     """Show volumes as JSON (name, mount point on the host, creation time; docker's keys
     too), or a line each from a template."""
     records = [docker_volume(cli.runtime.volumes.get(n)) for n in names]
-    if fmt == "json":
+    if fmt in ("json", ""):
         print_json(records)
     else:
         print_lines(fmt, records)

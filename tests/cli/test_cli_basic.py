@@ -231,7 +231,8 @@ def test_ps_table_on_an_empty_home_is_just_the_header(script_runner: ScriptRunne
                                      "PORTS", "NAMES"]
 
 
-@pytest.mark.parametrize("listing", [["ps", "-a"], ["images"], ["volume", "ls"], ["diff", "x"]])
+@pytest.mark.parametrize("listing", [["ps", "-a"], ["images"], ["volume", "ls"], ["diff", "x"],
+                                     ["inspect", "x"], ["volume", "inspect", "x"]])
 def test_an_empty_format_is_the_table(script_runner: ScriptRunner, listing: list[str]) -> None:
     """docker's: `--format "$FMT"` with FMT unset (a Makefile's) is the default table."""
     plain = bx(script_runner, *listing)
@@ -239,6 +240,13 @@ def test_an_empty_format_is_the_table(script_runner: ScriptRunner, listing: list
     assert (empty.returncode, empty.stdout, empty.stderr) == (
         plain.returncode, plain.stdout, plain.stderr)
     assert "Invalid value" not in empty.stderr
+
+
+def test_an_empty_format_of_inspect_is_its_json(script_runner: ScriptRunner) -> None:
+    assert bx(script_runner, "volume", "create", "shown").returncode == 0
+    plain = bx(script_runner, "volume", "inspect", "shown")
+    empty = bx(script_runner, "volume", "inspect", "--format", "", "shown")
+    assert empty.stdout == plain.stdout and json.loads(empty.stdout)[0]["Name"] == "shown"
 
 
 def test_images_on_an_empty_home(script_runner: ScriptRunner) -> None:
