@@ -55,6 +55,14 @@ def status_text(state: BoxState) -> str:
     return state.status.value.capitalize()
 
 
+def _image_id(rt: Runtime, ref: str) -> str | None:
+    """The id of the image the name `ref` means in the store now, if any."""
+    try:
+        return rt.images.lookup(ref).id
+    except (BoxliteError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def image_column(rt: Runtime) -> Callable[[BoxState], str]:
     """docker's IMAGE of a box: the name it was made from while that name still means
     its image; the image's short id once the name means another (the tag moved to a
@@ -65,10 +73,7 @@ def image_column(rt: Runtime) -> Callable[[BoxState], str]:
     def shown(state: BoxState) -> str:
         ref, image_id = state.config.image, state.config.image_id
         if ref not in now:
-            try:
-                now[ref] = rt.images.lookup(ref).id
-            except (BoxliteError, OSError, ValueError, KeyError, TypeError):
-                now[ref] = None
+            now[ref] = _image_id(rt, ref)
         if now[ref] == image_id:
             return ref
         try:
@@ -152,6 +157,7 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     id_len = None if no_trunc else 12
     wanted = parse_filters(filters)
     wanted.resolve_boxes(lambda ref: cli.runtime.get(cli.runtime.resolve(ref)).created_at)
+    wanted.resolve_images(lambda ref: _image_id(cli.runtime, ref))
     if latest:
         last = 1
     items = cli.runtime.list_boxes(all_boxes=all_boxes or last is not None or wanted.needs_all)

@@ -125,6 +125,13 @@ class BoxFilter:
             if key in self.wanted:
                 self.wanted[key] = [repr(created_at(ref)) for ref in self.wanted[key]]
 
+    def resolve_images(self, image_id: Callable[[str], str | None]) -> None:
+        """ancestor=: a name the store has is the image it names now, by id (docker's:
+        a box made from a name that moved since is another image's); one it has not is
+        matched as written (an imported box's image)."""
+        if "ancestor" in self.wanted:
+            self.wanted["ancestor"] = [image_id(ref) or ref for ref in self.wanted["ancestor"]]
+
     def matches(self, state: BoxState) -> bool:
         """Every key matches: one of its values, or every one for a key of ALL_OF."""
         return all((all if key in ALL_OF else any)(TESTS[key](state, v) for v in values)

@@ -386,3 +386,7 @@ def test_ps_shows_the_image_id_of_a_box_whose_tag_moved(store: Store,
         old.config_digest.removeprefix("sha256:")[:12] + "\n")
     table = store.bx("ps", "-a").stdout.decode().splitlines()
     assert table[1].split()[1] == old.config_digest.removeprefix("sha256:")[:12]
+    # ancestor= is the image the name means now (docker's)
+    assert store.bx("ps", "-aq", "-f", f"ancestor={old.reference}").stdout == b""
+    assert store.bx("ps", "-a", "-f", f"ancestor={old.config_digest[7:19]}", "--format",
+                    "{{.Names}}").stdout == b"onold\n"

@@ -109,3 +109,20 @@ def test_labels() -> None:
         parse_labels(["=v"])
     with pytest.raises(UsageError, match="more than 64 KiB"):
         parse_labels([f"k{i}={'v' * 1000}" for i in range(70)])
+
+
+def test_ancestor_is_the_image_a_name_means_now() -> None:
+    """docker's ancestor=NAME: the image NAME names now, by id. A box made from NAME
+    before the tag moved is another image's (it matched by its name); one made from
+    another name of that image matches; a name the store lacks matches as written."""
+    now_id = "sha256:" + "cd34" * 16
+    moved = box("moved")  # (made from localhost/debian:bookworm: image ab12...)
+    other_name = box("other", image="registry.example/same:1")
+    other_name.config.image_id = now_id
+    boxes = [moved, other_name]
+    wanted = parse_filters(["ancestor=localhost/debian:bookworm"])
+    wanted.resolve_images({"localhost/debian:bookworm": now_id}.get)
+    assert [b.name for b in boxes if wanted.matches(b)] == ["other"]
+    unknown = parse_filters(["ancestor=localhost/debian:bookworm"])
+    unknown.resolve_images(lambda ref: None)
+    assert [b.name for b in boxes if unknown.matches(b)] == ["moved"]
