@@ -400,6 +400,9 @@ class ImageStore:
                         freed += _unlink_size(empty_overlay_of(base))
                         freed += _unlink_size(self._sizes_file(base))
                         Path(str(base) + ".lock").unlink(missing_ok=True)
+                for sizes in self.rootfs_dir.glob("*.sizes.json"):  # (of images not unpacked)
+                    if "sha256:" + sizes.name.removesuffix(".sizes.json") not in live_ids:
+                        freed += _unlink_size(sizes)
                 for lock in self.rootfs_dir.glob("*.ext4.lock"):  # (of unpacks that failed)
                     if "sha256:" + lock.name.removesuffix(".ext4.lock") not in live_ids:
                         _unlink_unheld(lock)
@@ -487,18 +490,31 @@ class ImageStore:
     def _sizes_file(base: Path) -> Path:
         return base.with_suffix(".sizes.json")
 
-    def layer_sizes(self, image: Image) -> list[int]:
-        """The bytes of each layer's files (docker's sizes: what the unpack counted),
-        or where that is not known (an image not unpacked yet), its compressed size."""
-        compressed = [int(layer.get("size", 0)) for layer in image.manifest.get("layers", [])]
+    def known_layer_sizes(self, image: Image) -> list[int] | None:
+        """The bytes of each layer's files (docker's sizes), as the unpack (or a commit)
+        counted them; None when not counted yet."""
+        count = len(image.manifest.get("layers", []))
         try:
             known = json.loads(self._sizes_file(self.rootfs_path(image)).read_text())["layers"]
         except (OSError, ValueError, KeyError, TypeError):
-            return compressed
-        if (not isinstance(known, list) or len(known) != len(compressed)
+            return None
+        if (not isinstance(known, list) or len(known) != count
                 or not all(isinstance(n, int) and n >= 0 for n in known)):
-            return compressed
+            return None
         return list(known)
+
+    def record_layer_sizes(self, image_id: str, sizes: list[int]) -> None:
+        """Keep the sizes of an image's layers' files (a commit's, before any unpack)."""
+        self._ensure_dirs()
+        write_json_atomic(self._sizes_file(self.rootfs_path_of(image_id)), {"layers": sizes})
+
+    def layer_sizes(self, image: Image) -> list[int]:
+        """The bytes of each layer's files (docker's sizes: what the unpack counted),
+        or where that is not known (an image not unpacked yet), its blobs' sizes."""
+        known = self.known_layer_sizes(image)
+        if known is not None:
+            return known
+        return [int(layer.get("size", 0)) for layer in image.manifest.get("layers", [])]
 
     def content_size(self, image: Image) -> int:
         """The image's size as docker's `images` shows it: its layers' files."""

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -180,8 +181,19 @@ def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = ""
                                "size": len(_json(made))},
                     "layers": layers}
         manifest_digest = _add_json(rt, manifest)
+        counted = store.known_layer_sizes(image)
+        if counted is not None:  # (docker's SIZE of it before its first unpack)
+            store.record_layer_sizes(config_digest, counted + ([_file_bytes(layer)]
+                                                               if changed else []))
         store.tag(target, manifest_digest)
     return store.lookup(target)
+
+
+def _file_bytes(tar: IO[bytes]) -> int:
+    """The bytes of a layer's files (its tar read again from the start)."""
+    tar.seek(0)
+    with tarfile.open(fileobj=tar, mode="r|") as layer:
+        return sum(m.size for m in layer if m.isreg())
 
 
 GZIP_LEVEL = 1  # (docker's layers are gzip; the fastest level keeps a big commit quick)

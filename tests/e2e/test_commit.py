@@ -65,6 +65,12 @@ def test_a_running_box_commits_what_it_changed_and_the_image_runs_it(e2e_home: P
         assert (record["Comment"], record["Author"]) == ("first", "me <me@example.com>")
         base = image_record(IMAGE)
         assert len(record["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1  # type: ignore[index]
+        # its size before any unpack: the base's layers' files and the new layer's (it was
+        # the base's tar size, so one layer had two sizes)
+        sizes = [[r["size"] for r in json.loads(bx("history", "--format", "json", ref).stdout)
+                  if r["size"]] for ref in ("localhost/committed:1", IMAGE)]
+        assert sizes[0][1:] == sizes[1] and 0 < sizes[0][0] < 10 << 20, sizes
+        assert record["Size"] == sum(sizes[0])
         # the new layer is gzipped, as docker's are (pushed as it is stored)
         [row] = [r for r in json.loads(bx("images", "--format", "json").stdout)
                  if r["reference"] == "localhost/committed:1"]

@@ -262,3 +262,7 @@ def test_an_images_size_is_its_files_once_unpacked(tmp_path: Path) -> None:
     assert ops.store.content_size(image) == 100_234
     ops.remove(["reg.lan/sized:1"], force=False)
     assert not base.exists() and list(ops.store.rootfs_dir.glob("*.json")) == []
+    # a commit's sizes, kept before any unpack: they go with the image too
+    ops.store.record_layer_sizes("sha256:" + "9" * 64, [5])
+    ops.prune(all_unused=True)
+    assert list(ops.store.rootfs_dir.glob("*.json")) == []
