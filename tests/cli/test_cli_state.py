@@ -210,8 +210,9 @@ def test_an_image_id_from_images_q_names_the_image(script_runner: ScriptRunner, 
     assert bx(script_runner, "create", "--pull", "never", "--name", "by-name", "myd").returncode == 0
     assert bx(script_runner, "ps", "-a", "-f", "name=by-name", "--format", "{{.Image}}"
               ).stdout == "myd\n"
+    # (docker's ancestor=: the image the name means, so the box made by its id too)
     assert bx(script_runner, "ps", "-a", "-f", "ancestor=myd:latest", "--format", "{{.Names}}"
-              ).stdout == "by-name\n"
+              ).stdout == "by-name\nby-id\n"
     bx(script_runner, "rm", "by-name")
     missing = bx(script_runner, "create", "--name", "nope", "sha256:" + "0" * 64)
     assert_one_line_error(missing, "no such image: sha256:" + "0" * 64)
