@@ -27,7 +27,9 @@ def diff(cli: CliContext, fmt: str, box: str) -> int:
 
     A directory something changed in is listed as changed. Volumes, tmpfs mounts and
     /etc/hosts, /etc/hostname and /etc/resolv.conf are not the box's own files and
-    are left out (as in `boxlite commit`). BOX may be running or stopped. --format
+    are left out (as in `boxlite commit`). BOX may be running or stopped. A name's
+    control characters are written as escapes (\\x0a) and its backslashes doubled,
+    so a line is one path and no name reads as another. --format
     json: docker's [{"Path": ..., "Kind": 0 changed, 1 added, 2 deleted}]."""
     from boxlite_cli.runtime.diff import diff as box_diff
 
@@ -39,5 +41,5 @@ def diff(cli: CliContext, fmt: str, box: str) -> int:
         for change in changes:
             # (a box's names may hold escapes or newlines: not to drive the terminal,
             # nor to forge lines)
-            click.echo(f"{change.kind} {printable(change.path)}")
+            click.echo(f"{change.kind} {printable(change.path, unambiguous=True)}")
     return 0

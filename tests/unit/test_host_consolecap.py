@@ -50,3 +50,12 @@ def test_printed_text_cannot_drive_the_terminal() -> None:
 
     assert printable("\x1b[31mEVIL\x1b]0;pwned\x07\n\u202eé\t") == (
         "\\x1b[31mEVIL\\x1b]0;pwned\\x07\\x0a\\u202eé\\x09")
+
+
+def test_an_unambiguous_name_cannot_read_as_another_names_escape() -> None:
+    """diff prints names so: `a\\x0ab` (a backslash in it) is not `a<newline>b`."""
+    from boxlite_cli.cli.printable import printable
+
+    assert printable("a\\x0ab", unambiguous=True) == "a\\\\x0ab"
+    assert printable("a\nb", unambiguous=True) == "a\\x0ab"
+    assert printable("a\\x0ab") == "a\\x0ab"  # (error lines keep a backslash as it is)
