@@ -32,6 +32,7 @@ from boxlite_cli.state.records import BoxState, Status
 from boxlite_cli.state.volumes import VOLUME
 
 if TYPE_CHECKING:
+    from boxlite_cli.cli.template import Row
     from boxlite_cli.runtime.runtime import Runtime
 
 # docker's column names of ps's template fields (the rest: the name in capitals)
@@ -113,23 +114,25 @@ def ports_text(state: BoxState) -> str:
     return ", ".join(f"{p.public}->{p.private}" for p in state.ports)
 
 
-def docker_row(state: BoxState, id_len: int | None, disk: Path, image: str) -> dict[str, Any]:
-    """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`);
-    `disk`: its root disk, whose allocated size is `{{.Size}}`; `image`: its IMAGE."""
+def docker_row(state: BoxState, id_len: int | None, disk: Path, image: str) -> Row:
+    """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`,
+    `{{.Label "key"}}`); `disk`: its root disk, whose allocated size is `{{.Size}}`;
+    `image`: its IMAGE."""
+    from boxlite_cli.cli.template import Row
+
     mounts = state.config.mounts
-    return {
+    return Row({
         "ID": state.id[:id_len], "Names": state.name, "Image": image,
         "Command": _command(state, id_len is not None), "CreatedAt": go_time(state.created_at),
         "RunningFor": ago(state.created_at), "Status": status_text(state),
         "State": "paused" if state.is_paused else state.status.value,
         "Ports": ports_text(state),
         "Labels": ",".join(f"{k}={v}" for k, v in state.config.labels.items()),
-        "Label": dict(state.config.labels),  # ({{.Label "key"}})
         "Mounts": ",".join(m.source if m.kind == VOLUME else m.target for m in mounts),
         "LocalVolumes": str(sum(1 for m in mounts if m.kind == VOLUME)),
         "Networks": state.config.network.mode,
         "Size": disk_size(disk),
-    }
+    }, methods={"Label": dict(state.config.labels)})
 
 
 @click.command()

@@ -33,6 +33,15 @@ class _UserMap(dict[str, Any]):
     """A map of the user's own (labels): its keys as written, a missing one no value."""
 
 
+class Row(dict[str, Any]):
+    """A record with methods beside its fields, as docker's ps rows have: `{{.Label "k"}}`
+    indexes `methods["Label"]`, which `{{json .}}` leaves out (docker's have it not)."""
+
+    def __init__(self, fields: dict[str, Any], methods: dict[str, dict[str, Any]]) -> None:
+        super().__init__(fields)
+        self.methods = methods
+
+
 def _key(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("__", "_")
 
@@ -67,8 +76,12 @@ def _field(receiver: Any, name: str) -> Any:
 
 
 def _method(receiver: Any, name: str, args: list[Any]) -> Any:
-    """`{{.Label "key"}}`: a map-valued field called with a key indexes it ("" if none)."""
-    value = _field(receiver, name)
+    """`{{.Label "key"}}`: a map-valued field or a Row's method called with a key indexes
+    it ("" if none)."""
+    if isinstance(receiver, Row) and name in receiver.methods:
+        value: Any = receiver.methods[name]
+    else:
+        value = _field(receiver, name)
     if not isinstance(value, dict):
         raise go.TemplateError(f"{name!r} takes no arguments: it is not a map")
     if len(args) != 1 or not isinstance(args[0], str):

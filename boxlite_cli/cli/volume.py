@@ -39,12 +39,18 @@ def create(cli: CliContext, name: str | None) -> int:
     return 0
 
 
-def docker_volume(v: VolumeInfo, ours: bool = True) -> dict[str, Any]:
-    """A volume as docker's `volume inspect` and templates have it, beside boxlite's keys
-    (`ours`; a `volume ls` template's `{{json .}}` has docker's alone, as ps' and images')."""
-    return {**(v.to_json() if ours else {}), "Name": v.name, "Driver": "local",
-            "Mountpoint": v.mountpoint, "CreatedAt": go_time(v.created_at), "Scope": "local",
-            "Labels": {}, "Options": {}}
+def docker_volume(v: VolumeInfo) -> dict[str, Any]:
+    """A volume as docker's `volume inspect` has it, beside boxlite's keys."""
+    return {**v.to_json(), "Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint,
+            "CreatedAt": go_time(v.created_at), "Scope": "local", "Labels": {}, "Options": {}}
+
+
+def docker_volume_row(v: VolumeInfo) -> dict[str, Any]:
+    """A volume as docker's `volume ls --format` templates have it (its `{{json .}}` has
+    these keys alone, as docker's: Labels a `k=v,...` text, Size and Links not counted)."""
+    return {"Availability": "N/A", "Driver": "local", "Group": "N/A", "Labels": "",
+            "Links": "N/A", "Mountpoint": v.mountpoint, "Name": v.name, "Scope": "local",
+            "Size": "N/A", "Status": "N/A"}
 
 
 @volume.command("ls")
@@ -66,7 +72,7 @@ def ls(cli: CliContext, quiet: bool, filters: tuple[str, ...], fmt: str) -> int:
     elif fmt == "json":
         print_json([v.to_json() for v in items])
     elif fmt != "table":
-        print_lines(fmt, [docker_volume(v, ours=False) for v in items])
+        print_lines(fmt, [docker_volume_row(v) for v in items])
     else:
         print_table(["DRIVER", "VOLUME NAME", "CREATED"],
                     [["local", v.name, ago(v.created_at)] for v in items])

@@ -98,6 +98,15 @@ def test_label_by_key_as_docker_ps_has_it_and_a_missing_one_is_empty() -> None:
         render('{{.Names "x"}}', record)
 
 
+def test_a_rows_method_is_no_field_of_its_json() -> None:
+    """ps' `{{.Label "k"}}` works, and `{{json .}}` has docker's keys alone (no Label)."""
+    from boxlite_cli.cli.template import Row
+
+    row = Row({"Names": "web", "Labels": "job=42"}, methods={"Label": {"job": "42"}})
+    assert render('{{.Names}}={{.Label "job"}}[{{.Label "nope"}}]', row) == "web=42[]"
+    assert render("{{json .}}", row) == '{"Names":"web","Labels":"job=42"}'
+
+
 # --- Go's text/template: the language docker users write --------------------------------
 
 BOX = {
