@@ -535,6 +535,31 @@ def test_export_onto_a_directory_says_so_before_asking_for_force(
     assert tmp_path.is_dir()
 
 
+def test_a_sigterm_ends_import_as_ctrl_c_does_leaving_nothing_staged(
+        script_runner: ScriptRunner, home: Path) -> None:
+    """`timeout` or CI's TERM to an import (export, clone and snapshot create are wired
+    the same: cli/errors.py ending_on_signals) runs its clean-up: exit 143, no staging."""
+    import signal
+    import time
+
+    staging = home / "staging"
+    proc = subprocess.Popen(["boxlite", "import", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (staging.is_dir() and any(staging.iterdir())):  # (reading the archive)
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, out) == (128 + signal.SIGTERM, b""), err
+    assert list(staging.iterdir()) == []
+    assert bx(script_runner, "ps", "-aq").stdout == ""
+
+
 def test_export_writes_to_standard_output_without_o(script_runner: ScriptRunner) -> None:
     """docker's `export BOX > FILE`: no -o is standard output, not a missing option."""
     result = bx(script_runner, "export", "nosuch")
