@@ -2,7 +2,8 @@
 
 Symlinks below the source are stored as symlinks; the source itself is followed only
 when asked (`cp -L`). Owners are the real ones: the guest applies them with `cp -a`,
-and otherwise makes everything 0:0, like docker.
+and otherwise makes everything 0:0, like docker. A file's capability (setcap's) goes
+with it, as in docker's tars.
 """
 
 from __future__ import annotations
@@ -27,8 +28,23 @@ def _no_warn(_: str) -> None:
     pass
 
 
-def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "") -> bytes:
+CAPABILITY = "security.capability"  # (setcap's: the one xattr docker's tars carry)
+
+
+def capability_of(fd: int) -> bytes | None:
+    """The security.capability xattr of open file `fd`, if it has one."""
+    try:
+        return os.getxattr(fd, CAPABILITY)
+    except OSError:  # (ENODATA: none; ENOTSUP: a file system without xattrs)
+        return None
+
+
+def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "",
+           capability: bytes | None = None) -> bytes:
     info = tarfile.TarInfo(name)
+    if capability is not None:  # (a pax record, as GNU tar and docker write it)
+        info.pax_headers = {f"SCHILY.xattr.{CAPABILITY}":
+                            capability.decode("utf-8", "surrogateescape")}
     info.type = kind
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
@@ -91,7 +107,8 @@ class _Writer:
                     return
                 if st.st_nlink > 1:
                     self.links[key] = arcname
-                yield header(arcname, st, tarfile.REGTYPE, size=st.st_size)
+                yield header(arcname, st, tarfile.REGTYPE, size=st.st_size,
+                             capability=capability_of(fd))
                 yield from file_data(fd, st.st_size)
             finally:
                 os.close(fd)

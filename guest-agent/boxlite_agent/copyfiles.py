@@ -621,6 +621,7 @@ class _Extractor:
                         self.result.bytes += len(data)
                     os.fchown(fd, uid, gid)
                     os.fchmod(fd, mode)
+                    _set_capability(fd, m)  # (after the owner: a chown clears it)
                     os.utime(fd, (m.mtime, m.mtime))
                 finally:
                     os.close(fd)
@@ -688,6 +689,19 @@ class _Extractor:
                 os.utime(fd, (m.mtime, m.mtime))
             finally:
                 os.close(fd)
+
+
+def _set_capability(fd: int, m: tarfile.TarInfo) -> None:
+    """The capability (setcap's) a member's pax record carries, as docker's cp sets it;
+    a file system without xattrs goes without (docker's too), a bad value fails."""
+    value = m.pax_headers.get(f"SCHILY.xattr.{CAPABILITY}")
+    if value is None:
+        return
+    try:
+        os.setxattr(fd, CAPABILITY, value.encode("utf-8", "surrogateescape"))
+    except OSError as e:
+        if e.errno not in (errno.ENOTSUP, errno.EPERM):
+            raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -85,6 +85,23 @@ def test_file_replaces_file_and_archive_keeps_owner(box: str, tmp_path: Path) ->
     assert sh(box, "stat -c '%u:%g' /tmp/owned") == b"4321:8765\n"
 
 
+def test_a_files_capability_goes_into_the_box_with_it(box: str, tmp_path: Path) -> None:
+    """setcap's security.capability crosses with the file (docker's tars carry it), with
+    -a or not: the agent sets it after the owner, whose chown would clear it."""
+    f = tmp_path / "pinger"
+    f.write_bytes(b"#!/bin/sh\n")
+    value = bytes.fromhex("0100000200200000" + 24 * "0")  # (cap_net_raw+ep)
+    try:
+        os.setxattr(f, "security.capability", value)
+    except OSError as e:
+        pytest.skip(f"setting a file capability here needs root and xattrs: {e}")
+    ok(str(f), f"{box}:/tmp/pinger")
+    ok("-a", str(f), f"{box}:/tmp/pinger-a")
+    read = ("import os; print(*(os.getxattr(p, 'security.capability').hex() "
+            "for p in ('/tmp/pinger', '/tmp/pinger-a')))")
+    assert sh(box, f'python3 -c "{read}"').split() == [value.hex().encode()] * 2
+
+
 def test_directory_new_existing_and_contents(box: str, tmp_path: Path) -> None:
     src = tmp_path / "tree"
     (src / "a" / "b").mkdir(parents=True)

@@ -320,6 +320,51 @@ def test_a_files_capability_goes_with_it(tmp_path: Path) -> None:
     assert chunk.entries[0].capability == value  # (and so in diff's listing)
 
 
+CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # (setcap cap_net_raw+ep)
+
+
+def _capability_tar(value: bytes, name: str = "ping") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.mode = 3, 1234, 0o755
+        info.pax_headers = {"SCHILY.xattr.security.capability":
+                            value.decode("utf-8", "surrogateescape")}
+        tar.addfile(info, io.BytesIO(b"ELF"))
+    return buf.getvalue()
+
+
+@root_only
+@pytest.mark.parametrize("keep_owner", [True, False])
+def test_a_capability_copied_in_is_set_after_the_owner(world: tuple[Path, Path],
+                                                       keep_owner: bool) -> None:
+    """cp into a box keeps setcap's capability, as docker's cp (the chown that would
+    clear it comes first), with -a or not."""
+    root, _ = world
+    tar_in(str(root), "/data", keep_owner, iter([_capability_tar(CAP_NET_RAW)]))
+    target = root / "data" / "ping"
+    try:
+        got = os.getxattr(target, "security.capability")
+    except OSError as e:
+        if e.errno == errno.ENOTSUP:
+            pytest.skip(f"no file capabilities on this file system: {e}")
+        raise
+    assert got == CAP_NET_RAW
+    assert target.stat().st_uid == (1234 if keep_owner else 0)
+
+
+@root_only
+def test_a_capability_that_is_no_capability_fails_the_copy(world: tuple[Path, Path]) -> None:
+    root, _ = world
+    try:
+        os.setxattr(root / "etc" / "passwd", "user.probe", b"1")
+    except OSError as e:
+        pytest.skip(f"no xattrs on this file system: {e}")
+    with pytest.raises(FailedPrecondition, match="Invalid argument"):
+        tar_in(str(root), "/data", False, iter([_capability_tar(b"junk")]))
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["abs_host", "to_etc", "up"]
+
+
 def test_the_tree_is_each_entrys_metadata_without_its_data(tmp_path: Path) -> None:
     """boxlite diff's listing: a directory before what is in it, in name order, each
     entry's kind, mode, owner, size, time and link target; sockets left out."""

@@ -156,6 +156,23 @@ def test_tar_path_names_modes_links(tmp_path: Path) -> None:
     assert "sub/f" in contents and "" not in contents
 
 
+def test_tar_path_carries_a_files_capability(tmp_path: Path) -> None:
+    """setcap's security.capability goes into the box with the file (docker's tars)."""
+    src = tmp_path / "ping"
+    src.write_bytes(b"ELF")
+    value = bytes.fromhex("0100000200200000000000000000000000000000")
+    try:
+        os.setxattr(src, "security.capability", value)
+    except OSError as e:
+        pytest.skip(f"setting a file capability needs root (CAP_SETFCAP) and xattrs: {e}")
+    member = _members(b"".join(tar_path(str(src), "ping")))["ping"]
+    assert member.pax_headers["SCHILY.xattr.security.capability"].encode(
+        "utf-8", "surrogateescape") == value
+    (tmp_path / "plain").write_bytes(b"x")
+    plain = _members(b"".join(tar_path(str(tmp_path / "plain"), "plain")))["plain"]
+    assert "SCHILY.xattr.security.capability" not in plain.pax_headers
+
+
 def test_rechunk_bounds_messages() -> None:
     pieces = [b"a" * 100] * 50 + [b"b" * 5000] + [b"c"]
     out = list(rechunk(iter(pieces), size=1024))
