@@ -150,6 +150,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "StopTimeout": _stop_timeout(cfg.stop_timeout),
             "ExposedPorts": {**{key: {} for key in cfg.exposed},
                              **{p.private: {} for p in cfg.network.ports}},
+            # (docker's: the image's VOLUMEs and `-v /path`, the anonymous volumes)
+            "Volumes": {m.target: {} for m in cfg.mounts if m.anonymous} or None,
             **_healthcheck(cfg.healthcheck),
         },
         "HostConfig": {

@@ -770,6 +770,17 @@ def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRun
     assert (record["Config"]["Env"], record["config"]["cpus"]) == (["A=1", "B=two"], 2)
 
 
+def test_config_volumes_are_the_anonymous_ones_as_dockers(script_runner: ScriptRunner,
+                                                          image: str, tmp_path: Path) -> None:
+    """docker's Config.Volumes: `-v /path` (and an image's VOLUMEs), not binds or named."""
+    made = bx(script_runner, "create", "--name", "vols", "-v", "/cache", "-v", "named:/data",
+              "-v", f"{tmp_path}:/host", image)
+    assert made.returncode == 0, made.stderr
+    assert bx(script_runner, "create", "--name", "plain", image).returncode == 0
+    shown = bx(script_runner, "inspect", "-f", "{{json .Config.Volumes}}", "vols", "plain")
+    assert shown.stdout == '{"/cache":{}}\nnull\n'
+
+
 def test_dns_search_and_options_are_kept_and_shown_as_dockers(script_runner: ScriptRunner,
                                                                image: str) -> None:
     created = bx(script_runner, "create", "--name", "resolver", "--dns-search", "a.example.",
