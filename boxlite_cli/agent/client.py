@@ -142,6 +142,8 @@ class BoxUsage:
     processes: list[ProcessInfo]
     memory_bytes: int  # its processes' (its cgroup's, less inactive file cache); 0: unknown
     memory_limit_bytes: int  # the most they may use (its cgroup's memory.max); 0: unknown
+    net_rx_bytes: int = 0  # what its network interfaces received and sent (0 from an
+    net_tx_bytes: int = 0  # older guest)
 
 
 def open_channel(target: str) -> grpc.Channel:
@@ -383,7 +385,8 @@ class AgentClient:
         return BoxUsage([ProcessInfo(p.pid, p.ppid, p.uid, p.user, p.state, p.cpu_s,
                                      p.rss_bytes, p.started, p.threads, p.name, tuple(p.argv),
                                      p.argv_cut) for p in resp.processes],
-                        resp.memory_bytes, resp.memory_limit_bytes)
+                        resp.memory_bytes, resp.memory_limit_bytes, resp.net_rx_bytes,
+                        resp.net_tx_bytes)
 
     def tree(self) -> Iterator[TreeEntry]:
         """The box's root file system alone (nothing mounted on it), entry by entry, a

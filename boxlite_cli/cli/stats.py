@@ -32,14 +32,14 @@ def _docker_row(s: BoxStats) -> dict[str, str]:
             "CPUPerc": f"{s.cpu_percent:.2f}%",
             "MemUsage": f"{human_binary(s.memory_bytes)} / {human_binary(s.memory_limit_bytes)}",
             "MemPerc": f"{100.0 * s.memory_bytes / max(s.memory_limit_bytes, 1):.2f}%",
-            "NetIO": "--",  # (QEMU's user-mode network keeps no counters)
+            "NetIO": f"{human_size(s.net_rx_bytes)} / {human_size(s.net_tx_bytes)}",
             "BlockIO": f"{human_size(s.block_read_bytes)} / {human_size(s.block_write_bytes)}",
             "PIDs": "--" if s.pids is None else str(s.pids)}
 
 
 def _rows(stats: list[BoxStats]) -> list[list[str]]:
-    return [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["BlockIO"],
-             r["PIDs"]] for r in map(_docker_row, stats)]
+    return [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["NetIO"],
+             r["BlockIO"], r["PIDs"]] for r in map(_docker_row, stats)]
 
 
 def _sample(cli: CliContext, ref: str, named: bool) -> BoxStats | None:
@@ -80,11 +80,11 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
     --memory: the guest's kernel and agent keep the rest); from a guest too busy to say
     within 5 s, what its VM holds on the host against --memory (JSON's vm_memory_bytes
     is always that). The table refreshes until interrupted (--no-stream: once);
-    --format json prints one sample, a JSON array, and exits. BLOCK I/O is what the VM
-    read from and wrote to the host's storage; PIDS the box's processes and threads. A
+    --format json prints one sample, a JSON array, and exits. NET I/O is what the box's
+    network interfaces received and sent since its VM booted; BLOCK I/O what the VM read
+    from and wrote to the host's storage; PIDS the box's processes and threads. A
     template takes docker's fields: {{.ID}}, {{.Name}}, {{.CPUPerc}}, {{.MemUsage}},
-    {{.MemPerc}}, {{.BlockIO}}, {{.PIDs}} ({{.NetIO}} is --: the user-mode network keeps
-    no counters)."""
+    {{.MemPerc}}, {{.NetIO}}, {{.BlockIO}}, {{.PIDs}}."""
     rt = cli.runtime
     while True:
         refs = list(boxes) or [s.id for s in rt.list_boxes(all_boxes=False)
@@ -97,7 +97,7 @@ def stats(cli: CliContext, no_stream: bool, fmt: str, boxes: tuple[str, ...]) ->
                 click.clear()
             if fmt == "table":
                 print_table(["BOX ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
-                             "BLOCK I/O", "PIDS"], _rows(sampled))
+                             "NET I/O", "BLOCK I/O", "PIDS"], _rows(sampled))
             else:
                 print_lines(fmt, [_docker_row(s) for s in sampled], HEADERS)
         if no_stream or fmt == "json":

@@ -212,6 +212,8 @@ class BoxStats:
     block_write_bytes: int = 0
     pids: int | None = None  # its processes and threads (None: not known)
     vm_memory_bytes: int = 0  # what its VM holds on the host (guest RAM touched, QEMU's)
+    net_rx_bytes: int = 0  # what its network interfaces received and sent (docker's NET
+    net_tx_bytes: int = 0  # I/O; 0 when its guest did not say)
 
 
 @dataclass(frozen=True)
@@ -1255,13 +1257,16 @@ class Runtime:
         # guest too busy to answer soon (a fork bomb), or stopping, gives its VM's.
         pids: int | None = None
         memory, limit = sample.rss_bytes, state.config.memory_mib * 1024 * 1024
+        received = sent = 0
         with contextlib.suppress(BoxliteError):
             usage = self.usage(state.id, STATS_AGENT_WAIT_S)
             pids = sum(p.threads for p in usage.processes)
             if usage.memory_limit_bytes:
                 memory, limit = usage.memory_bytes, usage.memory_limit_bytes
+            received, sent = usage.net_rx_bytes, usage.net_tx_bytes
         return BoxStats(state.id, state.name, sample.cpu_percent, memory, limit,
-                        sample.read_bytes, sample.write_bytes, pids, sample.rss_bytes)
+                        sample.read_bytes, sample.write_bytes, pids, sample.rss_bytes,
+                        received, sent)
 
     def top(self, ref: str) -> list[ProcessInfo]:
         """The processes of a running box, by their PIDs in it (boxlite top)."""

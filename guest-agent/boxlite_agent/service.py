@@ -40,6 +40,7 @@ from boxlite_agent.errors import (
 )
 from boxlite_agent.guest import Guest
 from boxlite_agent.netconf import NetSetup
+from boxlite_agent.netcount import net_bytes
 from boxlite_agent.outbuf import BufferBusy, Status
 from boxlite_agent.pb import agent_pb2 as pb
 from boxlite_agent.pb import agent_pb2_grpc
@@ -454,7 +455,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     def Processes(self, request: pb.ProcessesRequest,
                   context: grpc.ServicerContext) -> pb.ProcessesResponse:
         memory, limit = BOX_CGROUP.memory()
-        return pb.ProcessesResponse(processes=[
+        received, sent = net_bytes()
+        return pb.ProcessesResponse(net_rx_bytes=received, net_tx_bytes=sent, processes=[
             pb.ProcessInfo(pid=p.pid, ppid=p.ppid, uid=p.uid, user=p.user, state=p.state,
                            cpu_s=p.cpu_s, rss_bytes=p.rss_bytes, started=p.started,
                            threads=p.threads, name=p.name, argv=p.argv,

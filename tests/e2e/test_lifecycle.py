@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -61,8 +62,15 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
             assert time.monotonic() < deadline, "the box's 64 MiB never showed"
             time.sleep(1)
         assert stats[0]["pids"] >= 1 and stats[0]["block_read_bytes"] >= 0  # (docker's PIDS)
-        columns = bx("stats", "--no-stream", "--format", "{{.PIDs}} {{.NetIO}}", "lc").stdout
-        assert columns.split()[1] == b"--" and int(columns.split()[0]) >= 1
+        send = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                "[s.sendto(b'x' * 1000, ('10.0.2.2', 9)) for _ in range(20)]")
+        assert bx("exec", "lc", "python3", "-c", send).returncode == 0
+        sample = json.loads(bx("stats", "--no-stream", "--format", "json", "lc").stdout)[0]
+        assert sample["net_tx_bytes"] >= 20_000  # (docker's NET I/O: the box's interfaces)
+        columns = bx("stats", "--no-stream", "--format", "{{.PIDs}}|{{.NetIO}}", "lc").stdout
+        pids, net_io = columns.decode().strip().split("|")
+        assert int(pids) >= 1 and re.fullmatch(r"[0-9.]+[kMG]?B / [0-9.]+[kMG]?B", net_io)
+        assert net_io.split(" / ")[1] != "0B"
         assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last line is stderr's
 
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0

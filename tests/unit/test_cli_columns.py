@@ -56,9 +56,11 @@ def test_stats_memory_is_in_binary_units_as_docker_shows_it() -> None:
         "512MiB", "1.5GiB", "1000B")
     [row] = _rows([BoxStats("a" * 64, "web", 1.5, 100 << 20, 512 << 20)])
     assert row[3] == "100MiB / 512MiB" and row[4] == "19.53%"
-    assert row[5:] == ["0B / 0B", "--"]  # (PIDS not known: docker's --)
-    [row] = _rows([BoxStats("a" * 64, "web", 1.5, 100 << 20, 512 << 20, 2_500_000, 0, 7)])
-    assert row[5:] == ["2.5MB / 0B", "7"]  # (docker's BLOCK I/O in decimal units)
+    assert row[5:] == ["0B / 0B", "0B / 0B", "--"]  # (PIDS not known: docker's --)
+    [row] = _rows([BoxStats("a" * 64, "web", 1.5, 100 << 20, 512 << 20, 2_500_000, 0, 7,
+                            net_rx_bytes=1234, net_tx_bytes=5_600_000)])
+    # (docker's NET I/O and BLOCK I/O in decimal units)
+    assert row[5:] == ["1.23kB / 5.6MB", "2.5MB / 0B", "7"]
 
 
 def test_json_times_are_rfc3339_in_utc() -> None:

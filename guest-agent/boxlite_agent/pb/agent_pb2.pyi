@@ -410,14 +410,18 @@ class ProcessInfo(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., uid: _Optional[int] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., cpu_s: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., started: _Optional[float] = ..., threads: _Optional[int] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., argv_cut: bool = ...) -> None: ...
 
 class ProcessesResponse(_message.Message):
-    __slots__ = ("processes", "memory_bytes", "memory_limit_bytes")
+    __slots__ = ("processes", "memory_bytes", "memory_limit_bytes", "net_rx_bytes", "net_tx_bytes")
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NET_RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NET_TX_BYTES_FIELD_NUMBER: _ClassVar[int]
     processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
     memory_bytes: int
     memory_limit_bytes: int
-    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ...) -> None: ...
+    net_rx_bytes: int
+    net_tx_bytes: int
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., net_rx_bytes: _Optional[int] = ..., net_tx_bytes: _Optional[int] = ...) -> None: ...
 
 class TreeRequest(_message.Message):
     __slots__ = ()
