@@ -10,6 +10,8 @@ The rules (docker's, for either direction; SRC and DST are the two paths):
   existing file is an error.
 - `-` as SRC reads a tar from stdin and extracts it into DST (a directory); `-` as
   DST writes a tar of SRC to stdout.
+- `SRC/` and `SRC/.` follow a symlink SRC to its directory; a DST that is a symlink
+  (in the box or on the host) stands for what it points to: the copy lands there.
 
 Planning (`plan_copy`) is pure: from what SRC and DST are, it gives the directory
 to extract into and the name of the top entry of the tar stream.
@@ -170,11 +172,17 @@ def host_kind(path: str, follow: bool = True) -> Kind:
     return kind_of_mode(st.st_mode)
 
 
+def follows_top(path: str) -> bool:
+    """`SRC/` and `SRC/.` name the directory a symlink SRC points to (the shell's and
+    docker's reading), where a bare SRC is the link itself."""
+    return path.endswith("/") or wants_contents(path)
+
+
 def host_source(path: str, follow: bool) -> tuple[str, Kind]:
     """The host source of a copy in: its (stripped) path and what it is. A trailing `/`
-    follows a symlink to a directory, like the shell."""
+    or `/.` follows a symlink to a directory, like the shell."""
     clean = strip_path(path) if path not in ("/", "") else "/"
-    if path.endswith("/") and not path.endswith("/."):
+    if follows_top(path):
         follow = True
     kind = host_kind(clean, follow=follow or clean == "/")
     return clean, kind
@@ -343,6 +351,23 @@ def _box_kind(client: AgentClient, path: str, follow: bool) -> tuple[Kind, str]:
     return (kind_of_mode(info.mode) if info.exists else Kind.MISSING), info.name
 
 
+LINKS_MAX = 40  # symlinks followed in a row, at most (the kernel's ELOOP limit)
+
+
+def box_link_followed(client: AgentClient, path: str) -> str:
+    """A box destination that is a symlink stands for what it points to (docker's cp:
+    "if the destination is a symbolic link, we should evaluate it"), so the copy lands
+    there, even where nothing is yet, and does not replace the link."""
+    if follows_top(path):
+        return path  # (its `/` resolves it already)
+    for _ in range(LINKS_MAX):
+        info = client.stat(path, follow_link=False)
+        if not (info.exists and stat.S_ISLNK(info.mode)):
+            return path
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(path), info.link_target))
+    return path  # (a loop: the copy says what it finds there)
+
+
 def copy_to_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdin_fd: int = 0,
                 warn: Warn = _no_warn) -> None:
     """Host path (or a tar on stdin) → box."""
@@ -359,13 +384,14 @@ def copy_to_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdin_fd: int = 0,
         raise UsageError(f"cp: no such file or directory: {args.host_path}")
     basename = os.path.basename(src)
     with box_agent(rt, args.box) as client:
+        args = dataclasses.replace(args, box_path=box_link_followed(client, args.box_path))
         dst = strip_path(args.box_path)
         dst_kind, _ = _box_kind(client, dst, True)
         plan = plan_copy(args.host_path, src_kind, args.box_path, dst_kind, basename)
         if dst_kind is Kind.MISSING:
             parent_kind, _ = _box_kind(client, plan.dest_dir, True)
             check_box_parent(plan, dst_kind, parent_kind, args.box_path)
-        follow = opts.follow_link or args.host_path.endswith("/")
+        follow = opts.follow_link or follows_top(args.host_path)
         pieces = tar_path(src, plan.name, follow=follow, warn=warn)
         client.copy_in(plan.dest_dir, opts.archive, rechunk(pieces))
 
@@ -379,7 +405,7 @@ def copy_from_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdout_fd: int =
         args = dataclasses.replace(args, host_path=own_link_followed(args.host_path))
         _, dst_kind = host_destination(args.host_path)  # host mistakes before any boot
     with box_agent(rt, args.box) as client:
-        follow = opts.follow_link or (args.box_path.endswith("/") and src != "/")
+        follow = opts.follow_link or (follows_top(args.box_path) and src != "/")
         src_kind, name = _box_kind(client, src, follow)
         if src_kind is Kind.MISSING:
             raise UsageError(f"cp: no such file or directory in the box: {args.box_path}")

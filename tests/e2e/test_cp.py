@@ -102,6 +102,36 @@ def test_a_files_capability_goes_into_the_box_with_it(box: str, tmp_path: Path) 
     assert sh(box, f'python3 -c "{read}"').split() == [value.hex().encode()] * 2
 
 
+def test_a_destination_symlink_is_written_through_as_dockers(box: str, tmp_path: Path) -> None:
+    """`cp tz BOX:/etc/localtime`: the file a destination link names gets the copy (made
+    if it is missing), and the link stays a link."""
+    sh(box, "echo orig > /root/target; ln -sf /root/target /tmp/flink; "
+            "ln -sf ../tmp/made-by-cp /tmp/dangling")
+    f = tmp_path / "f.txt"
+    f.write_text("new")
+    ok(str(f), f"{box}:/tmp/flink")
+    ok(str(f), f"{box}:/tmp/dangling")
+    out = sh(box, "cat /root/target /tmp/made-by-cp; readlink /tmp/flink /tmp/dangling")
+    assert out == b"newnew/root/target\n../tmp/made-by-cp\n"
+
+
+def test_a_symlink_to_a_directory_with_a_dot_copies_its_contents(box: str,
+                                                                tmp_path: Path) -> None:
+    """`SRC/.` of a symlink SRC to a directory is that directory's contents, both ways
+    (docker's; Debian's /var/run is such a link)."""
+    sh(box, "mkdir -p /real/sub && echo in > /real/sub/f && ln -sfn /real /linkdir")
+    out = tmp_path / "out"
+    out.mkdir()
+    ok(f"{box}:/linkdir/.", str(out))
+    assert (out / "sub" / "f").read_text() == "in\n"
+    with tarfile.open(fileobj=io.BytesIO(ok(f"{box}:/linkdir/.", "-").stdout)) as tar:
+        assert "sub/f" in tar.getnames()
+    (tmp_path / "hostlink").symlink_to("out")
+    sh(box, "mkdir -p /into")
+    ok(str(tmp_path / "hostlink") + "/.", f"{box}:/into")
+    assert sh(box, "cat /into/sub/f") == b"in\n"
+
+
 def test_directory_new_existing_and_contents(box: str, tmp_path: Path) -> None:
     src = tmp_path / "tree"
     (src / "a" / "b").mkdir(parents=True)

@@ -12,16 +12,19 @@ import tarfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import boxlite_cli.runtime.copy as copy_module
+from boxlite_cli.agent.client import PathInfo
 from boxlite_cli.errors import UsageError
 from boxlite_cli.runtime.copy import (
     CopyOptions,
     CpArgs,
     Kind,
     Plan,
+    box_link_followed,
     host_destination,
     host_source,
     parse_cp_args,
@@ -128,6 +131,33 @@ def test_host_source_symlinks(tmp_path: Path) -> None:
     assert host_source(str(tmp_path / "l"), follow=False)[1] is Kind.OTHER
     assert host_source(str(tmp_path / "l"), follow=True)[1] is Kind.DIR
     assert host_source(str(tmp_path / "l") + "/", follow=False)[1] is Kind.DIR
+    assert host_source(str(tmp_path / "l") + "/.", follow=False)[1] is Kind.DIR  # (docker's)
+
+
+class _LinksInABox:
+    """An agent client whose box has these symlinks (path: target) and nothing else."""
+
+    def __init__(self, links: dict[str, str]) -> None:
+        self.links = links
+
+    def stat(self, path: str, follow_link: bool = False) -> PathInfo:
+        assert not follow_link
+        if path in self.links:
+            return PathInfo(True, stat.S_IFLNK | 0o777, 0, self.links[path], path)
+        return PathInfo(False, 0, 0, "", path)
+
+
+def test_a_box_destination_that_is_a_symlink_stands_for_its_target() -> None:
+    """docker's cp evaluates a destination link: the copy lands on the target (made if
+    missing), the link stays."""
+    client: Any = _LinksInABox({"/tmp/flink": "/root/target", "/etc/localtime": "../usr/tz",
+                                "/a": "b", "/b": "/c", "/loop": "/loop"})
+    assert box_link_followed(client, "/tmp/flink") == "/root/target"
+    assert box_link_followed(client, "/etc/localtime") == "/usr/tz"  # (relative: its dir's)
+    assert box_link_followed(client, "/a") == "/c"  # (a chain: to its end)
+    assert box_link_followed(client, "/loop") == "/loop"  # (a loop: left to fail there)
+    assert box_link_followed(client, "/tmp/flink/") == "/tmp/flink/"  # (`/` resolves it)
+    assert box_link_followed(client, "/plain") == "/plain"
 
 
 # tar streams from host files --------------------------------------------------------------
