@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from boxlite_cli.errors import AgentError, Conflict, NoSuchBox, UsageError, VmError
 from boxlite_cli.fdio import write_all
+from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.pausing import reading_through_guest, refuse_paused
 from boxlite_cli.runtime.runtime import SHIM_EXIT_WAIT_S, Runtime, boot_timeout_s
 from boxlite_cli.runtime.volumes import vm_shares
@@ -290,6 +291,7 @@ def maintenance_start(rt: Runtime, box_id: str) -> Iterator[AgentClient]:
     payload = rt.payload()
     with rt.boxes.lock(box_id, timeout=60):
         state = rt.observe(rt.boxes.read(box_id))
+        check_disk_base(state)
         if state.status not in (Status.CREATED, Status.EXITED):
             raise Conflict(f"box {state.name} is {state.status.value}: try again in a moment")
         accel = rt.choose_accel(state.config.accel, payload)

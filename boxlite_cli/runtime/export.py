@@ -54,6 +54,7 @@ from boxlite_cli.oci.archive import clean_name
 from boxlite_cli.outfile import output_path
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import check_name_free, commit_box, stage_state
+from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.logopts import DEFAULT_DRIVER, log_config
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import (
@@ -139,7 +140,7 @@ def _sha256(path: Path) -> tuple[str, int]:
 def _config_json(config: BoxConfig) -> dict[str, Any]:
     """What an archive keeps of a box's config (never host paths: no mounts, no base)."""
     data = dataclasses.asdict(config)
-    for key in ("rootfs_base", "mounts", "image", "image_id", "hostname"):
+    for key in ("rootfs_base", "rootfs_base_id", "mounts", "image", "image_id", "hostname"):
         data.pop(key, None)
     return data
 
@@ -255,6 +256,7 @@ def export_box(rt: Runtime, ref: str, output: Path | int, force: bool = False,
     if state.status in snapshots.BUSY:
         raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
     refuse_paused(state, "export it (its guest cannot flush its disk)")
+    check_disk_base(state)
     if state.config.mounts:
         warn(f"box {state.name}'s volumes (-v) are not exported, only its own disk")
     copied: str | None = None  # a running box's disk, copied at one instant

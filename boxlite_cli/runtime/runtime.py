@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from boxlite_cli.disks.ext4 import filesystem_uuid
 from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
 from boxlite_cli.disks.tools import disk_locked
 from boxlite_cli.errors import (
@@ -46,6 +47,7 @@ from boxlite_cli.payload import (
     find_payload,
 )
 from boxlite_cli.runtime import pausing
+from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.envswitch import env_switch
 from boxlite_cli.runtime.images import Images, check_pull_policy, is_whole_id, refuse_id_name
 from boxlite_cli.runtime.logopts import log_limits
@@ -533,6 +535,7 @@ class Runtime:
             create_root_disk(base, self.files(box_id).rootfs_disk, opts.disk_size)
             with self.boxes.lock(box_id):
                 state.config.rootfs_base = str(base)
+                state.config.rootfs_base_id = filesystem_uuid(base)
                 state.fresh_disk = file_identity(self.files(box_id).rootfs_disk)
                 state.status = Status.CREATED
                 self.boxes.write(state)
@@ -705,6 +708,7 @@ class Runtime:
                                hint=f"wait for it (boxlite wait {state.name}), then start it")
             if state.status == Status.CREATING:
                 raise Conflict(f"box {state.name} is still being created")
+            check_disk_base(state)
             # A box larger than this host (imported from a bigger one) would not boot.
             try:
                 check_box_size(state.config.cpus, state.config.memory_mib)

@@ -106,6 +106,9 @@ class BoxConfig:
     # The health check (--health-*, over the image's HEALTHCHECK: state/health.py); None:
     # none
     healthcheck: HealthConfig | None = None
+    # The ext4 UUID of rootfs_base when the box's disk was made on it (disks/ext4.py): a
+    # base unpacked again since is another file system ("": not known, made before).
+    rootfs_base_id: str = ""
 
 
 @dataclass

@@ -770,6 +770,29 @@ def test_inspect_has_dockers_sections_for_its_templates(script_runner: ScriptRun
     assert (record["Config"]["Env"], record["config"]["cpus"]) == (["A=1", "B=two"], 2)
 
 
+def test_a_box_whose_base_was_unpacked_again_is_refused_not_read_as_garbage(
+        script_runner: ScriptRunner, image: str, tmp_path: Path) -> None:
+    """A box's disk is an overlay on its image's unpacked ext4: one made again (its file
+    deleted by hand, then another create) is another file system, and the box's changes
+    would read as garbage there (tester AR: `sh` not found). start and export refuse."""
+    assert bx(script_runner, "create", "--name", "old", image).returncode == 0
+    base = Path(bx(script_runner, "inspect", "-f", "{{.config.rootfs_base}}", "old"
+                   ).stdout.strip())
+    base.unlink()
+    gone = bx(script_runner, "start", "old")
+    assert_one_line_error(gone, f"box old cannot be used: its disk is built on its image's "
+                                f"unpacked root file system {base}, which is gone")
+    assert "boxlite rm old" in gone.stderr
+    assert bx(script_runner, "create", "--name", "new", image).returncode == 0  # (unpacked)
+    assert base.is_file()
+    for args in (["start", "old"], ["export", "old", "-o", str(tmp_path / "old.tar")]):
+        refused = bx(script_runner, *args)
+        assert_one_line_error(refused, f"its image's root file system {base} was unpacked "
+                                       "again since the box was made on it")
+    assert not (tmp_path / "old.tar").exists()
+    assert bx(script_runner, "rm", "old").returncode == 0
+
+
 def test_config_volumes_are_the_anonymous_ones_as_dockers(script_runner: ScriptRunner,
                                                           image: str, tmp_path: Path) -> None:
     """docker's Config.Volumes: `-v /path` (and an image's VOLUMEs), not binds or named."""

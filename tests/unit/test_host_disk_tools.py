@@ -53,3 +53,19 @@ def test_a_tool_dies_with_the_cli_that_ran_it() -> None:
 def test_a_failing_tool_says_its_last_line() -> None:
     with pytest.raises(DiskError, match=r"^listing: .*No such file"):
         run_tool(["ls", "/no/such/path"], "listing")
+
+
+def test_each_ext4_made_has_its_own_uuid_and_other_files_none(tmp_path: Path) -> None:
+    """filesystem_uuid tells one unpack of an image from the next (runtime/diskbase.py)."""
+    from boxlite_cli.disks.ext4 import filesystem_uuid, make_ext4
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "f").write_text("x")
+    uuids = []
+    for name in ("a.ext4", "b.ext4"):
+        make_ext4(tmp_path / "tree", tmp_path / name, free_bytes=4 << 20)
+        uuids.append(filesystem_uuid(tmp_path / name))
+    assert all(len(u) == 32 for u in uuids) and uuids[0] != uuids[1]
+    (tmp_path / "short").write_bytes(b"x" * 100)
+    (tmp_path / "zeros").write_bytes(bytes(4096))
+    assert filesystem_uuid(tmp_path / "short") == filesystem_uuid(tmp_path / "zeros") == ""
