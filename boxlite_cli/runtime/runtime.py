@@ -397,9 +397,9 @@ class Runtime:
                 if state.exit_code is None:
                     state.exit_code = 137
                 if state.finished_at is None or state.finished_at < (state.started_at or 0):
-                    # (about when: the last its run wrote; a FinishedAt before its start
-                    # is the run before's)
-                    times = []
+                    # (about when: the last its run wrote, never before it started; a
+                    # FinishedAt before its start is the run before's)
+                    times = [state.started_at] if state.started_at else []
                     for written in (files.state, files.shim_log, files.container_log):
                         with contextlib.suppress(OSError):
                             times.append(written.stat().st_mtime)

@@ -501,6 +501,12 @@ def test_a_box_whose_shim_died_finished_when_its_run_last_wrote(store: BoxStore)
     os.utime(files.container_log, (1500.0, 1500.0))
     assert rt.get("dead").finished_at == 1500.0
     assert rt.get("dead").exit_code == 137
+    with rt.boxes.lock(box.id):  # (a quiet run wrote nothing since its start: not before it)
+        state = rt.boxes.read(box.id)
+        state.started_at = 2000.0
+        rt.boxes.write(state)
+    os.utime(files.state, (1999.9, 1999.9))
+    assert rt.get("dead").finished_at == 2000.0
 
 
 
