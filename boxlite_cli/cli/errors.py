@@ -89,12 +89,20 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         return EXIT_BOXLITE
     if isinstance(error, OSError) and error.strerror:
         where = f": {error.filename}" if error.filename else ""
-        hint = "free some disk space and try again" if error.errno in NO_SPACE else None
-        report(f"{error.strerror}{where}", hint)
+        report(f"{error.strerror}{where}", _no_space_hint() if error.errno in NO_SPACE else None)
         return EXIT_BOXLITE
     report(f"internal error: {type(error).__name__}: {error}",
            None if debug else "run again with --debug for the details")
     return EXIT_BOXLITE
+
+
+def _no_space_hint() -> str:
+    """Where boxlite's own data is, for a full disk whose file the error did not name."""
+    from boxlite_cli.state.paths import home_paths
+
+    return (f"free some disk space and try again (boxlite keeps its data under "
+            f"{home_paths().data}: `boxlite system df` shows what it takes, "
+            "`boxlite system prune` frees what is unused)")
 
 
 def _writing_stdout(error: OSError) -> bool:

@@ -11,6 +11,7 @@ Layout under `<home>/images`:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from boxlite_cli.disks.qcow2 import empty_overlay_of
-from boxlite_cli.errors import ImageError, NotFound
+from boxlite_cli.errors import DiskError, ImageError, NotFound
 from boxlite_cli.oci.reference import Reference, parse_reference, unnamed_reference
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.flock import FileLock, Timeout
@@ -589,6 +590,15 @@ class ImageStore:
                 make_ext4(tree, partial, label="boxlite-rootfs", ownership=ownership)
                 write_json_atomic(self._sizes_file(dest), {"layers": sizes})
                 partial.replace(dest)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise DiskError(
+                    f"No space left on device under {self.root} while unpacking "
+                    f"{image.reference.short}'s root file system (its files, then an ext4 "
+                    "image of them, beside its compressed layers)",
+                    hint="free some disk space (boxlite system df shows what boxlite "
+                         "takes) and try again") from e
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return dest

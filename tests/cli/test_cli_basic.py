@@ -596,3 +596,17 @@ def test_the_detach_keys_are_said_as_dockers_and_are_no_error_even_with_debug(
     for debug in (False, True):
         assert exit_code_for(Detached(), debug) == 0
         assert capsys.readouterr().err == "read escape sequence\n"
+
+
+def test_a_full_disk_no_file_was_named_for_says_where_boxlites_data_is(
+        capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    """A write's ENOSPC names no file: the line says so, the hint where to look."""
+    import errno
+
+    from boxlite_cli.cli.errors import exit_code_for
+
+    assert exit_code_for(OSError(errno.ENOSPC, "No space left on device"), False) == 125
+    assert capsys.readouterr().err == (
+        "boxlite: No space left on device\n  hint: free some disk space and try again "
+        f"(boxlite keeps its data under {home}: `boxlite system df` shows what it takes, "
+        "`boxlite system prune` frees what is unused)\n")

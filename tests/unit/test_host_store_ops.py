@@ -237,6 +237,35 @@ def test_an_image_missing_a_layer_says_so_and_how_to_fix_it(tmp_path: Path) -> N
     assert list(ops.store.tmp.iterdir()) == []  # the unpack's work dir is gone
 
 
+def test_a_full_disk_while_unpacking_says_where_and_what(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load` on a nearly full disk said a bare "No space left on device" (tester AR)."""
+    import errno
+
+    import boxlite_cli.disks.ext4 as ext4
+    from boxlite_cli.errors import DiskError
+
+    def full(*_args: object, **_kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ext4, "make_ext4", full)
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("empty"))
+    ops = images_ops(tmp_path)
+    add_image(ops.store, "reg.lan/full:1", buf.getvalue())
+    image = ops.store.lookup("reg.lan/full:1")
+    with pytest.raises(DiskError) as e:
+        ops.store.ensure_rootfs(image)
+    assert e.value.message.startswith(f"No space left on device under {ops.store.root} while "
+                                      "unpacking reg.lan/full:1's root file system")
+    assert "system df" in (e.value.hint or "")
+    assert not ops.store.rootfs_path(image).exists()
+    assert list(ops.store.tmp.iterdir()) == []
+
+
 def test_an_images_size_is_its_files_once_unpacked(tmp_path: Path) -> None:
     """docker's SIZE: the bytes of the layers' files (a 1.3 GB layer of zeros showed
     as its 4.8 MB download); the compressed size until the image is unpacked. The
