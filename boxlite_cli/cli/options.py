@@ -141,7 +141,8 @@ def box_options(f: F) -> F:
         click.option("-m", "--memory", default="512m", show_default=True,
                      help="RAM of the box's VM (e.g. 512m, 2g), its guest kernel and agent "
                           "included: they take ~120 MiB of it, the box's processes the rest "
-                          "(unlike docker's -m, a limit on the processes alone)."),
+                          "(unlike docker's -m, a limit on the processes alone); 0 is "
+                          "the default."),
         click.option("--disk-size", metavar="SIZE", default=None,
                      help="Size of the box's root disk (e.g. 20g; at most 512g): its "
                           "filesystem grows to it when the box first starts [default: the "

@@ -330,9 +330,15 @@ def parse_cpus(text: str) -> tuple[int, float]:
     return vcpus, (0.0 if value == vcpus else round(value, 3))
 
 
+DEFAULT_MEMORY_MIB = 512  # a box's VM's RAM, unless -m says otherwise
+
+
 def parse_memory_mib(text: str) -> int:
-    """A memory size (bytes, or with a unit like docker) → MiB; at least 128 MiB."""
+    """A memory size (bytes, or with a unit like docker) → MiB; at least 128 MiB. 0 is
+    the default size (docker's -m 0 is no limit: a VM has one)."""
     value = parse_size(text, "memory size")
+    if value == 0:
+        return DEFAULT_MEMORY_MIB
     mib = value // (1024 * 1024)
     if mib < MIN_MEMORY_MIB:
         bare = text.strip().isdigit()  # (bytes, as docker reads it: 512 is not 512m)
