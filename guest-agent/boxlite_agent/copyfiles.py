@@ -543,9 +543,11 @@ class _Extractor:
                 except FileNotFoundError:
                     try:
                         os.mkdir(part, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        raise FailedPrecondition(
-                            f"{sofar} is a symbolic link to a missing directory") from None
+                    except FileExistsError:  # (a directory another copy just made is good)
+                        if not stat.S_ISDIR(os.stat(part, dir_fd=fd,
+                                                    follow_symlinks=False).st_mode):
+                            raise FailedPrecondition(
+                                f"{sofar} is a symbolic link to a missing directory") from None
                     nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                   dir_fd=fd)
                 os.close(fd)
@@ -602,7 +604,14 @@ class _Extractor:
         mode = m.mode & 0o7777
         if m.isdir():
             if old is None:
-                os.mkdir(name, 0o700, dir_fd=pfd)
+                # (another copy into the same place may make it meanwhile: a directory
+                # there is as good)
+                try:
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+                except FileExistsError:
+                    now = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                    if not stat.S_ISDIR(now.st_mode):
+                        raise
             self.dirs.append(("/".join(parts), m))
             return
         if m.isreg():
@@ -726,12 +735,19 @@ def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes],
         ex = _Extractor(rfd, dest_dir, keep_owner, stale_before)
         reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
         try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=TAR_BUFSIZE) as tar:
-                for m in tar:
-                    ex.member(tar, m)
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"invalid tar stream: {e}") from e
-        finally:
+            try:
+                with tarfile.open(fileobj=reader, mode="r|", bufsize=TAR_BUFSIZE) as tar:
+                    for m in tar:
+                        ex.member(tar, m)
+            except tarfile.TarError as e:
+                raise InvalidArgument(f"invalid tar stream: {e}") from e
+        except BaseException:
             ex.close()
+            # (a copy that fails half-way leaves the directories it made with their own
+            # modes, not the 0700 they are made with)
+            with contextlib.suppress(OSError):
+                ex.finish_dirs()
+            raise
+        ex.close()
         ex.finish_dirs()
         return ex.result

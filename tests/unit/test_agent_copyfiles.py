@@ -320,6 +320,51 @@ def test_a_files_capability_goes_with_it(tmp_path: Path) -> None:
     assert chunk.entries[0].capability == value  # (and so in diff's listing)
 
 
+@root_only
+def test_a_copy_that_fails_half_way_leaves_its_directories_modes(
+        world: tuple[Path, Path]) -> None:
+    """Directories are made 0700 and given their modes at the end: at a failed end too
+    (tester AS: drwx------ left behind)."""
+    root, _ = world
+    (root / "data" / "zz").mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("aa", "aa/bb"):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.addfile(tarfile.TarInfo("aa/bb/f"), io.BytesIO(b""))
+        tar.addfile(tarfile.TarInfo("zz"), io.BytesIO(b""))  # (onto a directory: refused)
+    with pytest.raises(FailedPrecondition, match="cannot overwrite directory"):
+        tar_in(str(root), "/data", False, iter([buf.getvalue()]))
+    assert [oct((root / "data" / p).stat().st_mode & 0o7777) for p in ("aa", "aa/bb")] == [
+        "0o755", "0o755"]
+
+
+@root_only
+def test_a_directory_another_copy_makes_meanwhile_is_as_good(
+        world: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `cp`s of one tree into one place at once: one failed with "File exists"
+    (tester AS), or said a parent was "a symbolic link to a missing directory"."""
+    root, _ = world
+    real_mkdir = os.mkdir
+
+    def raced(path: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, 0o755, dir_fd=dir_fd)  # (the other copy's, first)
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("tree")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        tar.addfile(tarfile.TarInfo("tree/sub/f"), io.BytesIO(b""))  # (its parent: unlisted)
+    monkeypatch.setattr(os, "mkdir", raced)
+    tar_in(str(root), "/data", False, iter([buf.getvalue()]))
+    monkeypatch.undo()
+    assert (root / "data" / "tree" / "sub" / "f").is_file()
+
+
 CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # (setcap cap_net_raw+ep)
 
 
