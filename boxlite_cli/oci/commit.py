@@ -21,6 +21,7 @@ import datetime
 import io
 import os
 import posixpath
+import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ LEFT_OUT = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 # The directories boxlite makes in every box where its image has none (the guest's
 # mount points, /etc for the three above): as docker's init layer, not the box's change
 MOUNT_POINTS = ("dev", "proc", "sys", "etc")
+# The file a `cp` into the box writes beside its name before it renames it there (the
+# agent's copyfiles.PARTIAL_PREFIX, and 16 hex digits)
+COPY_PARTIAL = re.compile(r"\.boxlite-cp-[0-9a-f]{16}")
 CAPABILITY = "SCHILY.xattr.security.capability"  # (setcap's; the xattr docker's diff sees)
 _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file",
           tarfile.LNKTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "chr",
@@ -215,6 +219,9 @@ class _Diff:
             self.not_dirs.add(path)
             touched = self.changed_after_ns is not None and ctime_ns > self.changed_after_ns
         old = self.base.get(path)
+        if old is None and meta.kind == "file" and COPY_PARTIAL.fullmatch(
+                posixpath.basename(path)):
+            return  # (a `cp` into the box under way, or cut off: not the box's file yet)
         if (old is not None and old.same(meta) and not touched) or (
                 old is None and meta.kind == "dir" and path in self.made):
             if meta.kind == "dir":

@@ -273,10 +273,10 @@ def _ended_under_it(rt: Runtime, state: BoxState) -> Conflict | None:
         try:
             now = rt.get(state.id)
         except NoSuchBox:
-            return Conflict(f"box {state.name} was removed while its files were read")
+            return Conflict(f"box {state.name} was removed during the copy")
         if time.monotonic() >= deadline:
             if now.status != Status.RUNNING or now.started_at != state.started_at:
-                return Conflict(f"box {state.name} stopped while its files were read")
+                return Conflict(f"box {state.name} stopped during the copy")
             return None
         time.sleep(0.1)
 

@@ -142,6 +142,15 @@ def test_what_the_box_added_changed_and_removed_is_the_layer() -> None:
     assert layer["opt/old-sh"].isfile() and layer["opt/old-sh"].size == 3  # (fetched again)
 
 
+def test_a_copy_in_under_way_is_no_change_of_the_box() -> None:
+    """The file `cp` writes beside its name before the rename (or one a stop cut off) is
+    not committed nor listed by diff (tester AS: it was baked into an image)."""
+    base = index_of(tar_of(*IMAGE))
+    box = tar_of(*IMAGE, f("opt/.boxlite-cp-0123456789abcdef", b"half"),
+                 f("opt/.boxlite-cp-not-ours", b"a file of the box's"))
+    assert list(layer_of(box, base)) == ["opt", "opt/.boxlite-cp-not-ours"]
+
+
 def test_a_capability_set_on_a_file_is_a_change_and_goes_with_it() -> None:
     cap = {"pax_headers": {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 caps"}}
     base = index_of(tar_of(*IMAGE))
