@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import Conflict, UsageError
 from boxlite_cli.fdio import FdReader
 
 CHUNK = 1 << 20
@@ -56,19 +56,18 @@ def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str 
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def file_data(fd: int, size: int) -> Iterator[bytes]:
-    """Exactly `size` bytes of an open file (zero-padded if it shrank), then padding."""
+def file_data(fd: int, size: int, path: str = "") -> Iterator[bytes]:
+    """Exactly `size` bytes of an open file, then padding. A file that shrank while it
+    was read fails the copy (docker's does; GNU tar pads it with zeros and exits 1): the
+    box gets no file with zeros for what was not there. One that grew is cut at `size`."""
     left = size
     while left > 0:
         data = os.read(fd, min(CHUNK, left))
         if not data:
-            break
+            raise Conflict(f"cp: {path} shrank by {left} bytes while it was copied",
+                           hint="copy it again once nothing is changing it")
         left -= len(data)
         yield data
-    while left > 0:
-        pad = min(CHUNK, left)
-        left -= pad
-        yield bytes(pad)
     if size % BLOCK:
         yield bytes(BLOCK - size % BLOCK)
 
@@ -109,7 +108,7 @@ class _Writer:
                     self.links[key] = arcname
                 yield header(arcname, st, tarfile.REGTYPE, size=st.st_size,
                              capability=capability_of(fd))
-                yield from file_data(fd, st.st_size)
+                yield from file_data(fd, st.st_size, path)
             finally:
                 os.close(fd)
         elif stat.S_ISLNK(mode):

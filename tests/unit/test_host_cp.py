@@ -186,6 +186,20 @@ def test_tar_path_names_modes_links(tmp_path: Path) -> None:
     assert "sub/f" in contents and "" not in contents
 
 
+def test_a_file_that_shrinks_while_it_is_copied_fails_the_copy(tmp_path: Path) -> None:
+    """It was padded with zeros, exit 0 (tester AS); docker's fails."""
+    from boxlite_cli.errors import Conflict
+
+    src = tmp_path / "log"
+    src.write_bytes(b"x" * (3 << 20))
+    pieces = tar_path(str(src), "log")
+    next(pieces), next(pieces)  # (its header, its first MiB)
+    os.truncate(src, 1 << 20)
+    with pytest.raises(Conflict, match=f"cp: {src} shrank by {2 << 20} bytes while it was "
+                                       "copied"):
+        list(pieces)
+
+
 def test_tar_path_carries_a_files_capability(tmp_path: Path) -> None:
     """setcap's security.capability goes into the box with the file (docker's tars)."""
     src = tmp_path / "ping"
