@@ -626,8 +626,9 @@ class _Extractor:
                     src = tar.extractfile(m)
                     assert src is not None
                     while data := src.read(CHUNK):
-                        _write_all(fd, data)
+                        _write_skipping_zeros(fd, data)
                         self.result.bytes += len(data)
+                    os.ftruncate(fd, m.size)  # (zeros skipped at its end have no size)
                     os.fchown(fd, uid, gid)
                     os.fchmod(fd, mode)
                     _set_capability(fd, m)  # (after the owner: a chown clears it)
@@ -713,10 +714,22 @@ def _set_capability(fd: int, m: tarfile.TarInfo) -> None:
             raise
 
 
-def _write_all(fd: int, data: bytes) -> None:
+HOLE_BLOCK = 64 << 10  # an all-zero run this long, so aligned, is left a hole
+_ZEROS = bytes(HOLE_BLOCK)
+
+
+def _write_skipping_zeros(fd: int, data: bytes) -> None:
+    """`data` at the file's offset, with a seek over each aligned all-zero block: a
+    sparse file copied in (its holes come as zeros: docker's tars have no holes) stays
+    sparse, and does not fill the box's disk. The caller sets the size at the end."""
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    for start in range(0, len(view), HOLE_BLOCK):
+        piece = view[start:start + HOLE_BLOCK]
+        if len(piece) == HOLE_BLOCK and piece == _ZEROS:
+            os.lseek(fd, HOLE_BLOCK, os.SEEK_CUR)
+        else:
+            while piece:
+                piece = piece[os.write(fd, piece):]
 
 
 def tar_in(root: str, dest_dir: str, keep_owner: bool, chunks: Iterator[bytes],

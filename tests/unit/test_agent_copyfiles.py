@@ -365,6 +365,18 @@ def test_a_directory_another_copy_makes_meanwhile_is_as_good(
     assert (root / "data" / "tree" / "sub" / "f").is_file()
 
 
+@root_only
+def test_zeros_copied_in_stay_holes_and_the_file_its_size(world: tuple[Path, Path]) -> None:
+    """A sparse file copied in comes as zeros (a plain tar, docker's): written as holes,
+    it does not fill the box's disk (tester AS: a 10 GB one did)."""
+    root, _ = world
+    content = b"head" + bytes(3 << 20) + b"tail" + bytes(1 << 20)  # (zeros at its end too)
+    tar_in(str(root), "/data", False, iter([_tar({"sparse": content})]))
+    copied = root / "data" / "sparse"
+    assert copied.read_bytes() == content
+    assert copied.stat().st_blocks * 512 < 1 << 20  # (not the 4 MiB of its zeros)
+
+
 CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # (setcap cap_net_raw+ep)
 
 
