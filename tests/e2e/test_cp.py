@@ -497,6 +497,24 @@ def test_a_copy_cut_off_by_a_stop_leaves_no_partial_for_good(tmp_path: Path) -> 
         bx("rm", "-f", "cut-off")
 
 
+def test_a_host_made_symlink_in_a_share_is_left_out_not_the_end_of_the_copy(
+        tmp_path: Path) -> None:
+    """9p (mapped-xattr) cannot read a symlink the host made: `cp` out of such a -v
+    directory failed whole ("Too many levels of symbolic links", tester AS)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a").write_text("a")
+    (shared / "lnk").symlink_to("a")
+    assert bx("run", "-d", "--name", "cp-share", "-v", f"{shared}:/b2", IMAGE, "sleep",
+              "600").returncode == 0
+    try:
+        ok("cp-share:/b2", str(tmp_path / "out"))
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a"]
+        assert (tmp_path / "out" / "a").read_text() == "a"
+    finally:
+        bx("rm", "-f", "cp-share")
+
+
 def test_a_box_removed_under_a_copy_is_named_as_removed(tmp_path: Path) -> None:
     """rm -f while `cp` reads the box: one line that says what happened (in either
     direction), not "the box is not reachable (Socket closed)"."""
