@@ -96,12 +96,19 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
     return state
 
 
+# QEMU's run states of a VM stopped though nobody paused the box: a snapshot worker
+# killed while it held it ("paused"), a disk write the host's full disk refused
+# ("io-error": QEMU's werror=enospc stops the VM, and continues it once asked)
+STOPPED_STATES = frozenset({"paused", "io-error"})
+
+
 def _vm_stopped(rt: Runtime, box_id: str) -> bool:
-    """The box's VM stands paused though the box is not (a snapshot worker killed while
-    it held it, say): `unpause` continues it, as the fix for what would hang."""
+    """The box's VM stands stopped though the box is not paused: `unpause` continues it,
+    as the fix for what would hang (after a full disk, once space is freed)."""
     with contextlib.suppress(BoxliteError, OSError, ValueError):
         launch = Launch.load(rt.files(box_id).dir / "vm.json")
-        return str(get_driver(launch.driver).control(launch.vm).info()["state"]).lower() == "paused"
+        state = get_driver(launch.driver).control(launch.vm).info()["state"]
+        return str(state).lower() in STOPPED_STATES
     return False
 
 

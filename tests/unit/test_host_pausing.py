@@ -48,3 +48,22 @@ def test_a_reader_in_another_process_counts_and_its_death_lets_go(tmp_path: Path
         reader.join(30)
     with no_guest_readers(STATE, tmp_path):
         pass
+
+
+@pytest.mark.parametrize(("qemu_state", "stopped"), [
+    ("paused", True), ("io-error", True), ("running", False), ("shutdown", False)])
+def test_unpause_takes_a_vm_stopped_by_a_full_host_disk_as_stopped(
+        monkeypatch: pytest.MonkeyPatch, qemu_state: str, stopped: bool) -> None:
+    """QEMU stops a VM whose disk write the host's full disk refused ("io-error"): ps says
+    Up, every exec waits, and `unpause` said "not paused" (tester AR). It continues it."""
+    import types
+
+    import boxlite_cli.runtime.pausing as pausing
+
+    control = types.SimpleNamespace(info=lambda: {"state": qemu_state})
+    driver = types.SimpleNamespace(control=lambda vm: control)
+    monkeypatch.setattr(pausing.Launch, "load", lambda path: types.SimpleNamespace(
+        driver="qemu", vm=None))
+    monkeypatch.setattr(pausing, "get_driver", lambda name: driver)
+    rt = types.SimpleNamespace(files=lambda box_id: types.SimpleNamespace(dir=Path("/x")))
+    assert pausing._vm_stopped(rt, "b" * 64) is stopped  # type: ignore[arg-type]
