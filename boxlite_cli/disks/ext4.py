@@ -9,9 +9,6 @@ from boxlite_cli.disks.ownership import Ownership, apply_ownership
 from boxlite_cli.disks.tools import run_tool
 
 MIB = 1024 * 1024
-SUPERBLOCK = 1024  # where an ext4 file system's superblock begins (bytes)
-MAGIC = slice(0x38, 0x3A)  # in it: 0xEF53, little-endian
-UUID = slice(0x68, 0x78)
 # Free space a box gets on top of its image's content.
 DEFAULT_FREE_BYTES = 4 * 1024 * MIB
 
@@ -27,17 +24,6 @@ def tree_size(root: Path) -> int:
                 continue
             total += st.st_size + 4096
     return total
-
-
-def filesystem_uuid(image: Path) -> str:
-    """The UUID in an ext4 image's superblock, as hex ("" if it is not ext4): mkfs makes a
-    new one each time, so it tells one unpack of an image from another."""
-    with open(image, "rb") as f:
-        f.seek(SUPERBLOCK)
-        block = f.read(UUID.stop)
-    if len(block) < UUID.stop or block[MAGIC] != b"\x53\xef":
-        return ""
-    return block[UUID].hex()
 
 
 def make_ext4(tree: Path, image: Path, free_bytes: int = DEFAULT_FREE_BYTES, label: str = "",

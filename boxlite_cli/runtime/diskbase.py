@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from boxlite_cli.disks.ext4 import filesystem_uuid
+from boxlite_cli.disks.ext4id import filesystem_uuid
 from boxlite_cli.errors import DiskError
 from boxlite_cli.state.records import BoxState
 

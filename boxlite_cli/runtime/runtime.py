@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxlite_cli.disks.ext4 import filesystem_uuid
+from boxlite_cli.disks.ext4id import filesystem_uuid
 from boxlite_cli.disks.qcow2 import create_root_disk, file_identity
 from boxlite_cli.disks.tools import disk_locked
 from boxlite_cli.errors import (

@@ -57,7 +57,8 @@ def test_a_failing_tool_says_its_last_line() -> None:
 
 def test_each_ext4_made_has_its_own_uuid_and_other_files_none(tmp_path: Path) -> None:
     """filesystem_uuid tells one unpack of an image from the next (runtime/diskbase.py)."""
-    from boxlite_cli.disks.ext4 import filesystem_uuid, make_ext4
+    from boxlite_cli.disks.ext4 import make_ext4
+    from boxlite_cli.disks.ext4id import filesystem_uuid
 
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "f").write_text("x")
