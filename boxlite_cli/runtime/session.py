@@ -64,14 +64,21 @@ class Session:
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
     _output_call: Any = None
     _detached: threading.Event = field(default_factory=threading.Event)
+    # seconds a tty's process has to end after a SIGTERM or a hang-up forwarded to it,
+    # before this session ends without it
+    ending_grace_s: float = 3.0
     # a signal that ended this session, the process not having taken it (yet)
     _undelivered: SignalEndedWait | None = None
+    # set when the process's end is known, or a signal ended the wait for it
+    _wakeup: threading.Event = field(default_factory=threading.Event)
 
     def _wait(self) -> None:
         try:
             self._result = self.client.wait(self.exec_id)
         except BaseException as e:
             self._wait_error = e
+        finally:
+            self._wakeup.set()
 
     def _pump_stdin(self, pump: InputPump) -> None:
         scanner = DetachScanner(self.detach_keys) if self.detach_keys and self.tty else None
@@ -111,6 +118,8 @@ class Session:
             with contextlib.suppress(BoxliteError):
                 if kind == "signal":
                     self._signal(value)
+                    if self.tty and value in ENDING_SIGNALS:
+                        self._end_unless_taken(value)
                 else:
                     rows, cols = terminal_size(self.stdout_fd if os.isatty(self.stdout_fd)
                                                else self.stdin_fd)
@@ -130,6 +139,28 @@ class Session:
             self._detached.set()
             if self._output_call is not None:
                 self._output_call.cancel()
+            self._wakeup.set()
+
+    def _end_unless_taken(self, signum: int) -> None:
+        """A SIGTERM or a hang-up that a tty's process ignores (an interactive shell
+        does) ends this command after a grace all the same (docker's ends at once): a
+        `timeout` or a closed terminal must not leave it waiting on a process that runs
+        on. Said in one line, exit 128 + N; the process keeps its box."""
+        def end() -> None:
+            if self._result is not None or self._wait_error is not None:
+                return
+            name = signal.Signals(signum).name
+            self._undelivered = SignalEndedWait(
+                f"the process did not end on {name} within {self.ending_grace_s:g} s: it "
+                "runs on in the box", signum)
+            self._detached.set()
+            if self._output_call is not None:
+                self._output_call.cancel()
+            self._wakeup.set()  # (its output may be over already: a terminal gone)
+
+        timer = threading.Timer(self.ending_grace_s, end)
+        timer.daemon = True
+        timer.start()
 
     def _took_call(self, call: Any) -> None:
         self._output_call = call
@@ -180,6 +211,10 @@ class Session:
                     raise self._undelivered
                 if self._detached.is_set():
                     raise Detached()
+                self._wakeup.wait()
+                if self._result is None and self._wait_error is None:
+                    assert self._undelivered is not None
+                    raise self._undelivered
                 waiter.join()
         finally:
             self._control.put(("stop", 0))

@@ -66,3 +66,28 @@ def test_run_t_without_sig_proxy_ends_the_cli_on_sigterm_and_the_box_runs_on() -
         proc.kill()
         os.close(master)
         bx("rm", "-f", "ttynoproxy")
+
+
+@pytest.mark.parametrize("hang_up", [False, True])
+def test_a_tty_process_ignoring_sigterm_or_a_hang_up_does_not_keep_the_cli(
+        hang_up: bool) -> None:
+    """`exec -it BOX bash` (which ignores SIGTERM at its prompt) under `timeout`, or its
+    terminal closed: the signal is forwarded, and the CLI ends after a grace all the same
+    (128 + N), the process running on (tester AQ: the CLI waited for good)."""
+    assert bx("run", "-d", "--name", "ttyterm", IMAGE, "sleep", "600").returncode == 0
+    ignoring = "trap '' TERM HUP; echo ready; sleep 777"
+    try:
+        proc, master = on_a_pty_until_ready(["exec", "-it", "ttyterm", "sh", "-c", ignoring])
+        try:
+            if hang_up:
+                os.close(master)  # (a closed window, a dropped ssh)
+            else:
+                proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 128 + (signal.SIGHUP if hang_up else signal.SIGTERM)
+            assert still_sleeping("ttyterm")
+        finally:
+            proc.kill()
+            if not hang_up:
+                os.close(master)
+    finally:
+        bx("rm", "-f", "ttyterm")

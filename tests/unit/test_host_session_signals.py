@@ -103,3 +103,33 @@ def test_a_tty_session_gives_the_process_the_terminal_size_once_it_runs() -> Non
     finally:
         os.close(master)
         os.close(slave)
+
+
+class _IgnoringClient(FakeClient):
+    """A process that ignores what it is sent, whose output is over (its terminal gone)."""
+
+    def attach(self, exec_id: str, took_call: Callable[[Any], None]) -> Iterator[tuple[int, bytes]]:
+        yield from ()
+
+    def resize(self, exec_id: str, rows: int, cols: int) -> None:
+        self.resizes.append((rows, cols))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_tty_process_that_ignores_an_ending_signal_does_not_keep_this_command(
+        signum: int) -> None:
+    """`timeout` to `exec -it BOX bash`, or its terminal closed: forwarded, and after the
+    grace this command ends all the same, 128 + N (it waited for good: tester AQ)."""
+    from boxlite_cli.errors import SignalEndedWait
+
+    client = _IgnoringClient()
+    s = Session(cast(AgentClient, client), "e1", tty=True, held_signals=[signum],
+                ending_grace_s=0.1)
+    try:
+        with pytest.raises(SignalEndedWait) as e:
+            s.run()
+    finally:
+        client.finish.set()
+    assert e.value.exit_code == 128 + signum and client.signals == [signum]
+    assert e.value.message == (f"the process did not end on {signal.Signals(signum).name} "
+                               "within 0.1 s: it runs on in the box")
