@@ -43,8 +43,10 @@ from boxlite_cli.runtime.terminal import ENDING_SIGNALS, StartSignals, forwardin
 @detach_keys_option
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
               help="Forward the signals this command gets (SIGINT, SIGTERM, Ctrl-Z...) "
-                   "to the main process; with a tty, SIGTERM and SIGHUP (keys go through "
-                   "it), this command ending 3 s later if the process ignores them. "
+                   "to the main process (Ctrl-Z reaches its SIGTSTP handler, but stops "
+                   "nothing: a box has no job control, as docker's); with a tty, "
+                   "SIGTERM and SIGHUP (keys go through it), this command ending 3 s "
+                   "later if the process ignores them. "
                    "--no-sig-proxy (docker's --sig-proxy=false): they end this "
                    "command and the box runs on.")
 @click.option("--from", "from_", metavar="BOX:NAME", shell_complete=complete_box_checkpoint,

@@ -19,7 +19,9 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
                      signal.SIGUSR1, signal.SIGUSR2)
 # Ctrl-Z, and the `kill -CONT` or `fg` after it: a process with no terminal of its own
 # gets them too (docker's sig-proxy forwards them), rather than this command stopping
-# while the shim writes the box's output on into the terminal
+# while the shim writes the box's output on into the terminal. A SIGTSTP handler of the
+# process runs; its default action (stop) does not: the box's processes have no job
+# control (an orphaned process group, as under docker, whose PID 1 ignores it too).
 PROXIED_SIGNALS = (*FORWARDED_SIGNALS, signal.SIGTSTP, signal.SIGCONT)
 # A CI step's timeout, a closed terminal: while a box starts they end the start, as
 # Ctrl-C does (the box is stopped, `--rm` removes it: the command never runs), instead
