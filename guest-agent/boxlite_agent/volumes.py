@@ -103,6 +103,15 @@ def mount_volumes(root: str, volumes: list[VolumeSpec], hidden: str = HIDDEN_DIR
                   | syscalls.MS_NOSUID | syscalls.MS_NODEV, None)
 
 
+def _linked(existing: str, new: str) -> bool:
+    """`new` made a hard link to `existing`; False where the share cannot (then a copy)."""
+    try:
+        os.link(existing, new, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def fill_from_image(root: str, target: str, share: str) -> None:
     """Copy what the image has at container path `target` (a directory) into the empty
     share: files, directories and symlinks with their modes, owners and times (device
@@ -112,6 +121,7 @@ def fill_from_image(root: str, target: str, share: str) -> None:
     if not os.path.isdir(source) or os.path.islink(source) or os.listdir(share):
         return
     dir_times: list[tuple[str, os.stat_result]] = []  # (set last: filling one moves its time)
+    copied: dict[tuple[int, int], str] = {}  # a hard-linked file's first copy, by its inode
     for dirpath, dirnames, filenames in os.walk(source):
         dest_dir = os.path.join(share, os.path.relpath(dirpath, source))
         for name in dirnames + filenames:
@@ -122,7 +132,12 @@ def fill_from_image(root: str, target: str, share: str) -> None:
             elif stat.S_ISDIR(st.st_mode):
                 os.mkdir(dst, 0o700)
             elif stat.S_ISREG(st.st_mode):
+                first = copied.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+                if first is not None and _linked(first, dst):
+                    continue  # (one file under two names, as in the image: docker's too)
                 shutil.copyfile(src, dst, follow_symlinks=False)
+                if st.st_nlink > 1:
+                    copied[(st.st_dev, st.st_ino)] = dst
             else:
                 continue
             os.lchown(dst, st.st_uid, st.st_gid)

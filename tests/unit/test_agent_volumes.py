@@ -55,6 +55,19 @@ def test_fill_copies_the_tree_with_modes_links_and_owners(root: Path, tmp_path: 
         assert (st.st_uid, st.st_gid) == (1000, 1001)
 
 
+def test_fill_keeps_hard_links_as_links(root: Path, tmp_path: Path) -> None:
+    """perl and perl5.36.0 are one file in the image: one in the volume too (tester AS:
+    two copies), as docker's copy-up keeps them."""
+    app = root / "srv" / "app"
+    os.link(app / "index.html", app / "conf.d" / "same.html")
+    share = tmp_path / "share"
+    share.mkdir()
+    fill_from_image(str(root), "/srv/app", str(share))
+    first, second = (share / "conf.d" / "same.html").stat(), (share / "index.html").stat()
+    assert (first.st_ino, first.st_nlink) == (second.st_ino, 2)
+    assert (share / "conf.d" / "same.html").read_text() == "hello"
+
+
 def test_fill_keeps_the_times_of_directories_and_of_the_share(root: Path, tmp_path: Path) -> None:
     """(filling a directory moved its time to now: a tester saw /etc/apt's subdirectories
     and /var/mail dated the day the volume was made)"""
