@@ -61,6 +61,7 @@ from boxlite_cli.state.flock import FileLock, Timeout
 from boxlite_cli.state.health import Health, started
 from boxlite_cli.state.pidfile import ProcessRecord, write_pidfile
 from boxlite_cli.state.records import BoxState, Status, load_state
+from boxlite_cli.state.reserve import keep_reserve, written_with_reserve
 from boxlite_cli.state.restartpolicy import backoff_s, restarts
 from boxlite_cli.state.ulimits import parse_ulimit
 from boxlite_cli.state.volumes import VolumeStore, remove_unused
@@ -199,8 +200,9 @@ class Shim:
             state = load_state(self.files.state)
             for key, value in changes.items():
                 setattr(state, key, value)
-            write_json_atomic(self.files.state, state.to_json(),
-                              durable=not state.config.auto_remove)
+            written_with_reserve(lambda: write_json_atomic(
+                self.files.state, state.to_json(), durable=not state.config.auto_remove),
+                self.files.space_reserve)
             return state
 
     def report(self, keep_open: bool = False, **message: Any) -> None:
@@ -668,6 +670,7 @@ class Shim:
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         write_pidfile(self.files.shim_pid, ProcessRecord.current())
+        keep_reserve(self.files.space_reserve)
         if self.files.stop_requested.exists():
             # A stop (kill_now of an interrupted `run -d`) came while the box was being
             # handed to this shim, before it could be signalled: the box does not start.

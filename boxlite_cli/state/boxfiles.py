@@ -36,6 +36,11 @@ class BoxFiles:
         return self.dir / "restarting"
 
     @property
+    def space_reserve(self) -> Path:
+        """Disk space the shim keeps for the box's state on a full disk (state/reserve.py)."""
+        return self.dir / "space.reserve"
+
+    @property
     def shim_log(self) -> Path:
         return self.dir / "shim.log"
 
