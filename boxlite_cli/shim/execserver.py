@@ -47,18 +47,22 @@ class ExecServer:
     def __init__(self, path: Path, client: AgentClient,
                  why_stopped: Callable[[], str | None] | None = None,
                  stopping: Callable[[], bool] | None = None,
-                 paused: Callable[[], bool] | None = None) -> None:
+                 paused: Callable[[], bool] | None = None,
+                 vm_held: Callable[[], str | None] | None = None) -> None:
         """`why_stopped`: why the box stopped under a process (None when it did not, or
         the reason is not known), asked when a process's stream broke. `stopping`: the
         box is being stopped as it should be (its main process ended, or a stop, kill
         or rm -f came): a process it ends then was killed with it (137, as docker's
         exec), not lost to a failure of boxlite's (125). `paused`: the box is paused
-        (a signal then waits for its unpause)."""
+        (a signal then waits for its unpause). `vm_held`: why the VM stands stopped
+        though the box is not paused (a full host disk), asked when the guest did not
+        answer."""
         self.path = path
         self.client = client
         self.why_stopped = why_stopped
         self.stopping = stopping
         self.paused = paused or (lambda: False)
+        self.vm_held = vm_held or (lambda: None)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.serving: set[threading.Thread] = set()
         self.serving_lock = threading.Lock()
@@ -131,7 +135,8 @@ class ExecServer:
                 tty=False, rows=0, cols=0, stdin=False, timeout_s=float(timeout_s),
                 hold_output=True, merge_stderr=same_file(out, err))  # (2>&1: order kept)
         except BoxliteError as e:
-            send_line(conn, {"exit_code": 125, "error": str(e)})
+            held = self.vm_held() if isinstance(e, AgentTimeout) else None
+            send_line(conn, {"exit_code": 125, "error": held or str(e)})
             return
         if started.error_exit_code:
             send_line(conn, {"exit_code": started.error_exit_code, "error": started.error})

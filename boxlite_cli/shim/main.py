@@ -464,7 +464,20 @@ class Shim:
             os.umask(old_umask)
         self.server = server
         self.exec_server = ExecServer(self.files.exec_socket, AgentClient(channel),
-                                      self.why_stopped, self.stopping_orderly, self.is_paused)
+                                      self.why_stopped, self.stopping_orderly, self.is_paused,
+                                      self.vm_held)
+
+    def vm_held(self) -> str | None:
+        """Why the VM stands stopped though the box is not paused: QEMU stops it when the
+        host's disk refuses a write to the box's disk (werror=enospc's "io-error"), and
+        continues it when asked (`unpause`), no write lost. None when it is not so."""
+        with contextlib.suppress(BoxliteError, OSError, ValueError):
+            control = get_driver(self.launch.driver).control(self.launch.vm)
+            if str(control.info()["state"]).lower() == "io-error":
+                name = load_state(self.files.state).name
+                return (f"box {name}'s VM is stopped: its disk could not be written (the "
+                        f"host's disk is full); free space there, then: boxlite unpause {name}")
+        return None
 
     def is_paused(self) -> bool:
         """The box is paused (boxlite pause): its guest answers nothing until unpaused."""

@@ -130,6 +130,29 @@ def test_a_process_that_cannot_start_is_one_reply(tmp_path: Path) -> None:
     server.close()
 
 
+class _StarvedClient(FakeClient):
+    def exec(self, **kw: Any) -> Started:
+        from boxlite_cli.errors import AgentTimeout
+
+        raise AgentTimeout("starting the process: the box's guest agent did not answer")
+
+
+def test_a_vm_held_by_a_full_host_disk_is_what_an_unanswered_start_says(
+        tmp_path: Path) -> None:
+    """QEMU stops a VM whose disk write the host's full disk refused: `exec` said the
+    guest did not answer (tester AR); it says why now, and the fix."""
+    held = "box web's VM is stopped: its disk could not be written (the host's disk is full)"
+    for vm_held, said in ((lambda: held, held), (lambda: None, "did not answer")):
+        server = ExecServer(tmp_path / "exec.sock", _StarvedClient([]),  # type: ignore[arg-type]
+                            vm_held=vm_held)
+        _, w = os.pipe()
+        with connect(server) as sock:
+            send_request(sock, {"argv": ["true"]}, (w, w))
+            reply = LineReader(sock).next()
+        server.close()
+        assert reply is not None and reply["exit_code"] == 125 and said in reply["error"]
+
+
 def test_signals_reach_the_process(tmp_path: Path) -> None:
     hold = threading.Event()
     client = FakeClient([(STDOUT, b"a"), (STDOUT, b"b")], 143, hold=hold)
