@@ -615,13 +615,25 @@ class Runtime:
         try:
             return self._start_or_retry(ref, foreground, cold, checkpoint, memory, output,
                                         exit_report, merge_stderr)
-        except (KeyboardInterrupt, Interrupted):
+        except (KeyboardInterrupt, Interrupted) as e:
             if box_id in self.starting:  # (not one that ran before: it was not ours)
                 with contextlib.suppress(BoxliteError, OSError):
                     self.kill_now(box_id)
+                    self._record_interrupted(box_id, e.signum if isinstance(e, Interrupted)
+                                             else signal.SIGINT)
             raise
         finally:
             self.starting.discard(box_id)
+
+    def _record_interrupted(self, box_id: str, signum: int) -> None:
+        """A start given up by its caller ended as the caller did (128 + N, ps' Exited
+        (130) for a Ctrl-C), not as a SIGKILL of a command that never ran (137)."""
+        with self.boxes.lock(box_id):
+            state = self.boxes.read(box_id)
+            if state.status == Status.EXITED:
+                state.exit_code = 128 + signum
+                state.error = "its start was interrupted"
+                self.boxes.write(state)
 
     def _start_or_retry(self, ref: str, foreground: bool, cold: bool, checkpoint: str | None,
                         memory: Path | None, output: tuple[int, int] | None,
