@@ -124,6 +124,7 @@ DEFAULT_STOP_TIMEOUT_S = 10.0
 KILL_WAIT_S = 30.0  # how long `kill` (SIGKILL) waits for the box to stop
 STATS_AGENT_WAIT_S = 5.0  # for a box's own memory and pids (then its VM's memory, no pids)
 SHIM_EXIT_WAIT_S = 60.0
+INTERRUPTED_RECORD_WAIT_S = 10.0  # for the end of a start given up on to be recorded
 REMOVE_RACE_S = 30.0  # how long `rm -f` stops a box that keeps being started again
 Warn = Callable[[str], None]
 
@@ -628,12 +629,19 @@ class Runtime:
     def _record_interrupted(self, box_id: str, signum: int) -> None:
         """A start given up by its caller ended as the caller did (128 + N, ps' Exited
         (130) for a Ctrl-C), not as a SIGKILL of a command that never ran (137)."""
-        with self.boxes.lock(box_id):
-            state = self.boxes.read(box_id)
-            if state.status == Status.EXITED:
-                state.exit_code = 128 + signum
-                state.error = "its start was interrupted"
-                self.boxes.write(state)
+        deadline = time.monotonic() + INTERRUPTED_RECORD_WAIT_S
+        while True:  # (a shim that had not taken the box yet records its end after this)
+            with self.boxes.lock(box_id):
+                state = self.boxes.read(box_id)
+                shim = read_pidfile(self.files(box_id).shim_pid)
+                if state.status == Status.EXITED and (shim is None or not shim.alive()):
+                    state.exit_code = 128 + signum
+                    state.error = "its start was interrupted"
+                    self.boxes.write(state)
+                    return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
     def _start_or_retry(self, ref: str, foreground: bool, cold: bool, checkpoint: str | None,
                         memory: Path | None, output: tuple[int, int] | None,
