@@ -72,7 +72,15 @@ def exit_code_for(error: BaseException, debug: bool) -> int:
         cmd = error.ctx.command_path if error.ctx else "boxlite"
         # (click's own layout, "Choose from:\n\tbash,...", made one line)
         text = " ".join(error.format_message().split())
-        if isinstance(error, click.NoSuchOption) and error.possibilities:
+        reason = None
+        if isinstance(error, click.NoSuchOption):
+            from boxlite_cli.cli.dockerflags import docker_flag_reason
+
+            verb = cmd.removeprefix("boxlite").strip()
+            reason = docker_flag_reason(verb, error.option_name)
+            if reason is not None:
+                text = f"{cmd} does not take docker's {error.option_name}: {reason}"
+        if reason is None and isinstance(error, click.NoSuchOption) and error.possibilities:
             text = (f"{error.message} (did you mean "
                     f"{' or '.join(sorted(error.possibilities))}?)")
         report(text, f"see '{cmd} --help'")

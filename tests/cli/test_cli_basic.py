@@ -587,6 +587,26 @@ def test_an_unknown_option_names_the_near_ones_in_one_sentence(
         "boxlite: No such option: --log-optx (did you mean --dns-opt or --log-opt?)")
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["run", "--memory-swap", "1g", "img"],
+     "boxlite run does not take docker's --memory-swap: -m is the RAM of the box's VM"),
+    (["create", "--device", "/dev/null", "img"],
+     "boxlite create does not take docker's --device: a box is a VM"),
+    (["run", "--pid", "host", "img"], "boxlite run does not take docker's --pid: a box is a VM"),
+    (["update", "--cpu-shares", "512", "web"],
+     "boxlite update does not take docker's --cpu-shares: use --cpus"),
+    (["stats", "-a"], "boxlite stats does not take docker's -a: stats lists the running"),
+    (["system", "df", "-v"], "boxlite system df does not take docker's -v: use boxlite ps"),
+])
+def test_a_docker_flag_boxlite_does_not_take_says_why(script_runner: ScriptRunner,
+                                                      args: list[str], says: str) -> None:
+    """Not click's nearest names (--memory-swap "did you mean --memory?", which is not
+    docker's -m here: tester AU)."""
+    result = bx(script_runner, *args)
+    assert_one_line_error(result, says)
+    assert "did you mean" not in result.stderr
+
+
 def test_the_detach_keys_are_said_as_dockers_and_are_no_error_even_with_debug(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Detached (the keys typed): docker's line and 0; with --debug, no traceback."""
