@@ -21,7 +21,8 @@ def push(cli: CliContext, quiet: bool, name: str) -> int:
     registry.example.com/team/app:1.
     """
     ops = cli.runtime.image_ops
-    reference, _ = ops.pushable(name)  # (one that is not here: said before anything)
+    reference, image = ops.pushable(name)  # (one that is not here: said before anything)
+    config_digest = image.manifest["config"]["digest"]
 
     def say(line: str) -> None:
         if not quiet:
@@ -30,7 +31,8 @@ def push(cli: CliContext, quiet: bool, name: str) -> int:
     say(f"The push refers to repository [{reference.name}]")
 
     def report(digest: str, existed: bool) -> None:
-        say(f"{digest[7:19]}: {'Layer already exists' if existed else 'Pushed'}")
+        if digest != config_digest:  # (docker's lines are the layers' alone)
+            say(f"{digest[7:19]}: {'Layer already exists' if existed else 'Pushed'}")
 
     with activity(f"Pushing {name}"):
         result = ops.push(name, report)
