@@ -21,6 +21,7 @@ from boxlite_cli.disks.chain import qcow2_backing
 from boxlite_cli.disks.qcow2 import create_overlay
 from boxlite_cli.errors import BoxliteError, Conflict, NotFound, StateCorrupt, UsageError
 from boxlite_cli.runtime import snapshots
+from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.names import random_name
 from boxlite_cli.runtime.network import box_mac, network_config
 from boxlite_cli.runtime.pausing import refuse_paused
@@ -173,6 +174,7 @@ def clone(rt: Runtime, ref: str, name: str | None = None, count: int = 1) -> lis
     source_id = rt.resolve(ref)
     source = rt.get(source_id)
     refuse_paused(source, "clone it (its guest cannot flush its disk)")
+    check_disk_base(source)  # (clones of a disk nothing can read would hold up its rm)
     fixed = sorted({p.host_ports for p in source.config.network.ports if p.host_port})
     if fixed:
         rt.warn(f"box {source.name} publishes host port(s) {', '.join(fixed)}: its "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from boxlite_cli.disks.ext4id import filesystem_uuid
 from boxlite_cli.errors import DiskError
-from boxlite_cli.state.records import BoxState
+from boxlite_cli.state.records import BoxState, Status
 
 
 def check_disk_base(state: BoxState) -> None:
@@ -29,6 +29,13 @@ def check_disk_base(state: BoxState) -> None:
         raise DiskError(lost + f"cannot read its image's root file system {base}: "
                         f"{e.strerror}") from None
     if state.config.rootfs_base_id and current != state.config.rootfs_base_id:
+        if state.status in (Status.RUNNING, Status.STARTING, Status.STOPPING):
+            # (its VM still holds the old file open: what reads the disk through it works)
+            raise DiskError(f"box {state.name}'s image's root file system {base} was unpacked "
+                            "again since the box was made on it: only its running VM can "
+                            "read its disk now", hint="save what it changed first (boxlite "
+                            f"commit {state.name} IMAGE, or boxlite cp), then remove it "
+                            f"(boxlite rm -f {state.name})")
         raise DiskError(lost + f"its image's root file system {base} was unpacked again "
                         "since the box was made on it, and its disk does not fit the new one",
                         hint=hint)

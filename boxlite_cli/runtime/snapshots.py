@@ -26,6 +26,7 @@ from boxlite_cli.errors import (
     VmError,
 )
 from boxlite_cli.payload import PAYLOAD_NAME, Payload, payload_dir
+from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.pausing import refuse_paused
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.atomic import write_json_atomic
@@ -110,6 +111,8 @@ def create(rt: Runtime, ref: str, name: str, memory: bool = False,
         if state.status in BUSY:
             raise Conflict(f"box {state.name} is {state.status}; try again when it is settled")
         refuse_paused(state, "snapshot its disk (its guest cannot flush it)")
+        if not internal:  # (a clone's or an export's: they check for themselves)
+            check_disk_base(state)
         disks = box_disks(rt, box_id)
         frozen, _ = disks.plan(name)  # checks the name before anything happens
         if memory and state.config.mounts:

@@ -785,11 +785,14 @@ def test_a_box_whose_base_was_unpacked_again_is_refused_not_read_as_garbage(
     assert "boxlite rm old" in gone.stderr
     assert bx(script_runner, "create", "--name", "new", image).returncode == 0  # (unpacked)
     assert base.is_file()
-    for args in (["start", "old"], ["export", "old", "-o", str(tmp_path / "old.tar")]):
+    for args in (["start", "old"], ["export", "old", "-o", str(tmp_path / "old.tar")],
+                 ["clone", "old"], ["snapshot", "create", "old", "s1"]):  # (clones of it
+        # would hold up the rm its hint names: tester AT)
         refused = bx(script_runner, *args)
         assert_one_line_error(refused, f"its image's root file system {base} was unpacked "
                                        "again since the box was made on it")
     assert not (tmp_path / "old.tar").exists()
+    assert bx(script_runner, "ps", "-aq").stdout.count("\n") == 2  # (old and new alone)
     assert bx(script_runner, "rm", "old").returncode == 0
 
 

@@ -70,3 +70,27 @@ def test_each_ext4_made_has_its_own_uuid_and_other_files_none(tmp_path: Path) ->
     (tmp_path / "short").write_bytes(b"x" * 100)
     (tmp_path / "zeros").write_bytes(bytes(4096))
     assert filesystem_uuid(tmp_path / "short") == filesystem_uuid(tmp_path / "zeros") == ""
+
+
+def test_a_running_box_on_a_base_unpacked_again_is_told_to_save_its_changes(
+        tmp_path: Path) -> None:
+    """Its VM holds the old base open: commit and cp still read its disk (tester AT: the
+    hint said rm, which refuses a running box)."""
+    from boxlite_cli.runtime.diskbase import check_disk_base
+    from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+    base = tmp_path / "base.ext4"
+    base.write_bytes(bytes(4096))
+    state = BoxState(id="a" * 64, name="web", status=Status.RUNNING, config=BoxConfig(
+        image="img", image_id="sha256:" + "0" * 64, rootfs_base=str(base),
+        process=ProcessSpec(["sh"]), rootfs_base_id="f" * 32))
+    with pytest.raises(DiskError) as e:
+        check_disk_base(state)
+    assert "only its running VM can read its disk now" in e.value.message
+    assert e.value.hint == ("save what it changed first (boxlite commit web IMAGE, or boxlite "
+                            "cp), then remove it (boxlite rm -f web)")
+    state.status = Status.EXITED
+    with pytest.raises(DiskError, match="its disk does not fit the new one"):
+        check_disk_base(state)
+    state.config.rootfs_base_id = ""  # (made by an older boxlite: not known, not refused)
+    check_disk_base(state)
