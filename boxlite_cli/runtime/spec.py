@@ -341,7 +341,8 @@ def parse_memory_mib(text: str) -> int:
         return DEFAULT_MEMORY_MIB
     mib = value // (1024 * 1024)
     if mib < MIN_MEMORY_MIB:
-        bare = text.strip().isdigit()  # (bytes, as docker reads it: 512 is not 512m)
+        # (bytes, as docker reads it: 512 is not 512m; the hint only where that would do)
+        bare = text.strip().isdigit() and int(text) >= MIN_MEMORY_MIB
         raise UsageError(f"invalid memory size {text!r}: a box needs at least "
                          f"{MIN_MEMORY_MIB} MiB",
                          hint=f"a size without a unit is bytes: did you mean {text.strip()}m?"
