@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from boxlite_agent import syscalls
 from boxlite_agent.errors import FailedPrecondition, InvalidArgument, NotFound
-from boxlite_agent.sparsetar import sparse_member
+from boxlite_agent.sparsetar import shrank, sparse_member
 
 CHUNK = 1 << 20
 TAR_BUFSIZE = 64 << 10  # (tarfile's stream copies what its buffer holds past each read: a
@@ -174,19 +174,16 @@ def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _file_data(fd: int, size: int) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of the open file, zero-padded if it shrank, then tar padding."""
+def _file_data(fd: int, size: int, name: str) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of the open file, then tar padding. One that shrank while it
+    was read fails the copy (docker's does): no zeros for what was not there."""
     left = size
     while left > 0:
         data = os.read(fd, min(CHUNK, left))
         if not data:
-            break
+            raise FailedPrecondition(shrank(name, left))
         left -= len(data)
         yield data
-    while left > 0:
-        pad = min(CHUNK, left)
-        left -= pad
-        yield bytes(pad)
     if size % BLOCK:
         yield bytes(BLOCK - size % BLOCK)
 
@@ -357,7 +354,7 @@ class _TarWalk(TreeWalk[bytes]):
             yield from holes
             return
         yield _header(arcname, st, tarfile.REGTYPE, size=st.st_size, capability=capability_of(fd))
-        yield from _file_data(fd, st.st_size)
+        yield from _file_data(fd, st.st_size, arcname)
 
 def kernel_devs(rfd: int) -> set[int]:
     """The devices of the kernel file systems mounted in the root `rfd` (not its own)."""

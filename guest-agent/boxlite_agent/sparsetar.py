@@ -11,6 +11,8 @@ import stat
 import tarfile
 from collections.abc import Iterator
 
+from boxlite_agent.errors import FailedPrecondition
+
 BLOCK = 512
 CHUNK = 1 << 20
 MIN_HOLES = 1 << 20  # a file with less in holes goes plain
@@ -69,19 +71,25 @@ def sparse_member(fd: int, arcname: str, st: os.stat_result) -> Iterator[bytes] 
     info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
                         "GNU.sparse.name": arcname, "GNU.sparse.realsize": str(size)}
     header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    return _member(header, mapped, fd, regions, stored)
+    return _member(header, mapped, fd, regions, stored, arcname)
+
+
+def shrank(name: str, missing: int) -> str:
+    """What a copy says of a file that shrank while it was read."""
+    return (f"{name} shrank by {missing} bytes while it was copied: copy it again once "
+            "nothing is changing it")
 
 
 def _member(header: bytes, mapped: bytes, fd: int, regions: list[tuple[int, int]],
-            stored: int) -> Iterator[bytes]:
+            stored: int, name: str) -> Iterator[bytes]:
     yield header
     yield mapped
     for offset, length in regions:
         done = 0
         while done < length:
             data = os.pread(fd, min(CHUNK, length - done), offset + done)
-            if not data:  # (it shrank meanwhile: zeros, as a plain member pads)
-                data = bytes(min(CHUNK, length - done))
+            if not data:  # (it shrank meanwhile: the copy fails, as a plain member's)
+                raise FailedPrecondition(shrank(name, length - done))
             done += len(data)
             yield data
     if stored % BLOCK:

@@ -377,6 +377,27 @@ def test_zeros_copied_in_stay_holes_and_the_file_its_size(world: tuple[Path, Pat
     assert copied.stat().st_blocks * 512 < 1 << 20  # (not the 4 MiB of its zeros)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_file_that_shrinks_while_it_is_copied_out_fails_the_copy(tmp_path: Path,
+                                                                  sparse: bool) -> None:
+    """It was padded with zeros and cp said 0 (tester AT); docker's fails."""
+    root = tmp_path / "root"
+    root.mkdir()
+    big = root / "big"
+    with open(big, "wb") as f:
+        f.write(os.urandom(3 << 20))
+        if sparse:  # (holes enough for a sparse member)
+            f.truncate(8 << 20)
+            f.seek(8 << 20)
+            f.write(b"end")
+    pieces = tar_out(str(root), "/big", False, "big", sparse=sparse)
+    next(pieces), next(pieces)  # (under way)
+    os.truncate(big, 1 << 20)
+    with pytest.raises(FailedPrecondition, match="big shrank by [0-9]+ bytes while it was "
+                                                 "copied"):
+        list(pieces)
+
+
 CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # (setcap cap_net_raw+ep)
 
 
