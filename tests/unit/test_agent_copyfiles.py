@@ -393,8 +393,8 @@ def test_a_file_that_shrinks_while_it_is_copied_out_fails_the_copy(tmp_path: Pat
     pieces = tar_out(str(root), "/big", False, "big", sparse=sparse)
     next(pieces), next(pieces)  # (under way)
     os.truncate(big, 1 << 20)
-    with pytest.raises(FailedPrecondition, match="big shrank by [0-9]+ bytes while it was "
-                                                 "copied"):
+    with pytest.raises(FailedPrecondition, match=r"big shrank by [0-9]+ bytes while it was "
+                                                 r"copied"):
         list(pieces)
 
 
