@@ -17,6 +17,7 @@ from boxlite_cli.errors import (
     BoxStopped,
     Conflict,
     OutputLost,
+    SignalEndedWait,
     VmError,
 )
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS
@@ -48,6 +49,8 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
             # takes the output over, for `logs` and `attach`; Session raises Detached)
             code = Session(client, MAIN, stdin=stdin, tty=tty, sig_proxy=sig_proxy,
                            detach_keys=detach_keys if stdin and tty else None).run().exit_code
+        except SignalEndedWait:  # (a signal ended this wait, not the box: said as it is)
+            raise
         except BoxRestarted:  # (another shell's `restart`: that run ended, another began)
             raise Conflict(f"box {_name(rt, box_id)} was restarted: the run this followed "
                            "ended", hint="attach to the new run: boxlite attach "

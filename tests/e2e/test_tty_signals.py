@@ -91,3 +91,21 @@ def test_a_tty_process_ignoring_sigterm_or_a_hang_up_does_not_keep_the_cli(
                 os.close(master)
     finally:
         bx("rm", "-f", "ttyterm")
+
+
+def test_run_it_whose_process_ignores_sigterm_ends_after_the_grace_too() -> None:
+    """The same for a box's main process (`run -it`; `start -ai` goes the same way): it
+    waited for good (tester AT), the box running on."""
+    ignoring = "trap '' TERM HUP; echo ready; sleep 777"
+    try:
+        proc, master = on_a_pty_until_ready(["run", "-it", "--name", "ttyrun", IMAGE, "sh",
+                                             "-c", ignoring])
+        try:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 128 + signal.SIGTERM
+            assert still_sleeping("ttyrun")
+        finally:
+            proc.kill()
+            os.close(master)
+    finally:
+        bx("rm", "-f", "ttyrun")
