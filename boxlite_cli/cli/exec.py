@@ -30,6 +30,9 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
     """Run COMMAND in the running BOX; exits with its exit code.
 
     With -it, the detach keys leave it running on (its output then goes nowhere).
+    The signals this command gets go to the process (Ctrl-C through its terminal with
+    -it); one that ignores a SIGTERM or SIGHUP runs on, and this command ends 3 s later
+    with 128 + N (a `timeout`, a closed terminal), as docker's exec ends at once.
     """
     check_tty_input(interactive, tty, detach)
     from boxlite_cli.runtime.detachkeys import parse_detach_keys

@@ -4,18 +4,53 @@ shim writes the output into our stdout and stderr, so this process needs no gRPC
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+import threading
 
 from boxlite_cli.errors import AgentError
 from boxlite_cli.runtime.runtime import Runtime
 from boxlite_cli.runtime.spec import ProcessOptions
-from boxlite_cli.runtime.terminal import PROXIED_SIGNALS, SignalRelay, forwarding_signals
+from boxlite_cli.runtime.terminal import (
+    ENDING_GRACE_S,
+    ENDING_SIGNALS,
+    PROXIED_SIGNALS,
+    SignalRelay,
+    forwarding_signals,
+)
 from boxlite_cli.shim.execwire import LineReader, WireError, send_line, send_request
 
 
 def _send_signal(sock: socket.socket, signum: int) -> None:
     with contextlib.suppress(OSError):
         send_line(sock, {"signal": signum})
+
+
+class _GraceCut:
+    """Forwards signals to the process; a SIGTERM or SIGHUP it does not end on within
+    ENDING_GRACE_S cuts this CLI's connection (the process runs on, its output let go,
+    as when docker's exec CLI ends), so that a `timeout` ends the command."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.ended_by: int | None = None
+        self.timer: threading.Timer | None = None
+
+    def __call__(self, signum: int) -> None:
+        _send_signal(self.sock, signum)
+        if signum in ENDING_SIGNALS and self.timer is None:
+            self.timer = threading.Timer(ENDING_GRACE_S, self._cut, args=(signum,))
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _cut(self, signum: int) -> None:
+        self.ended_by = signum
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
@@ -32,6 +67,7 @@ def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
         sock.close()
         return None
     relay = SignalRelay()  # (a signal while the process starts is for it too)
+    grace = _GraceCut(sock)
     with sock, forwarding_signals(relay, PROXIED_SIGNALS):
         try:
             send_request(sock, {"argv": spec.argv, "env": spec.env, "cwd": spec.cwd,
@@ -39,10 +75,18 @@ def exec_direct(rt: Runtime, ref: str, opts: ProcessOptions, out: int, err: int
             reader = LineReader(sock)
             first = reader.next()
             if first is not None and "exit_code" not in first:
-                relay.to(lambda signum: _send_signal(sock, signum))
+                relay.to(grace)
                 first = reader.next()
         except (OSError, WireError) as e:
-            raise AgentError(f"running the process: the box's shim failed ({e})") from e
+            if grace.ended_by is None:
+                raise AgentError(f"running the process: the box's shim failed ({e})") from e
+            first = None
+        finally:
+            grace.cancel()
+    if first is None and grace.ended_by is not None:
+        name = signal.Signals(grace.ended_by).name
+        return 128 + grace.ended_by, (f"the process did not end on {name} within "
+                                      f"{ENDING_GRACE_S:g} s: it runs on in the box")
     if first is None:
         raise AgentError(f"box {state.name} went away while the process ran")
     return int(first["exit_code"]), str(first.get("error") or "")

@@ -24,6 +24,7 @@ from boxlite_cli.errors import (
 from boxlite_cli.fdio import read_some
 from boxlite_cli.runtime.detachkeys import DetachScanner
 from boxlite_cli.runtime.terminal import (
+    ENDING_GRACE_S,
     ENDING_SIGNALS,
     FORWARDED_SIGNALS,
     PROXIED_SIGNALS,
@@ -66,7 +67,7 @@ class Session:
     _detached: threading.Event = field(default_factory=threading.Event)
     # seconds a tty's process has to end after a SIGTERM or a hang-up forwarded to it,
     # before this session ends without it
-    ending_grace_s: float = 3.0
+    ending_grace_s: float = ENDING_GRACE_S
     # a signal that ended this session, the process not having taken it (yet)
     _undelivered: SignalEndedWait | None = None
     # set when the process's end is known, or a signal ended the wait for it
@@ -118,7 +119,10 @@ class Session:
             with contextlib.suppress(BoxliteError):
                 if kind == "signal":
                     self._signal(value)
-                    if self.tty and value in ENDING_SIGNALS:
+                    # (a tty's process, or an exec's: docker's CLI would have ended
+                    # at once; a box's main process without a tty is waited for, as
+                    # docker run waits)
+                    if (self.tty or self.group_signals) and value in ENDING_SIGNALS:
                         self._end_unless_taken(value)
                 else:
                     rows, cols = terminal_size(self.stdout_fd if os.isatty(self.stdout_fd)
@@ -142,8 +146,8 @@ class Session:
             self._wakeup.set()
 
     def _end_unless_taken(self, signum: int) -> None:
-        """A SIGTERM or a hang-up that a tty's process ignores (an interactive shell
-        does) ends this command after a grace all the same (docker's ends at once): a
+        """A SIGTERM or a hang-up that the process ignores (an interactive shell does)
+        ends this command after a grace all the same (docker's ends at once): a
         `timeout` or a closed terminal must not leave it waiting on a process that runs
         on. Said in one line, exit 128 + N; the process keeps its box."""
         def end() -> None:

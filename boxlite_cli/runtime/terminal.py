@@ -28,6 +28,9 @@ PROXIED_SIGNALS = (*FORWARDED_SIGNALS, signal.SIGTSTP, signal.SIGCONT)
 # of the CLI dying and leaving the box to run unattended; what a tty session forwards
 # besides the window size.
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Seconds a process has to end on a forwarded ENDING_SIGNALS before a session that does
+# not wait on it longer ends (a tty's, an exec's: docker's CLI ends at once), 128 + N
+ENDING_GRACE_S = 3.0
 
 
 def terminal_size(fd: int) -> tuple[int, int]:

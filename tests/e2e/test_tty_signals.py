@@ -109,3 +109,28 @@ def test_run_it_whose_process_ignores_sigterm_ends_after_the_grace_too() -> None
             os.close(master)
     finally:
         bx("rm", "-f", "ttyrun")
+
+
+@pytest.mark.parametrize("flags", [[], ["-i"]])
+def test_an_exec_whose_process_ignores_sigterm_ends_after_the_grace(flags: list[str]) -> None:
+    """`timeout 8 boxlite exec BOX CMD` with CMD ignoring TERM: the CLI ends 3 s after
+    forwarding it (143, as docker's exec CLI ends), the process running on (it waited
+    for CMD's end: tester AT). Plain exec and exec -i (gRPC) alike."""
+    assert bx("run", "-d", "--name", "execterm", IMAGE, "sleep", "600").returncode == 0
+    try:
+        proc = subprocess.Popen([boxlite_bin(), "exec", *flags, "execterm", "sh", "-c",
+                                 "trap '' TERM; echo ready; sleep 777"],
+                                stdin=subprocess.PIPE if flags else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 128 + signal.SIGTERM, err
+            assert err == (b"boxlite: the process did not end on SIGTERM within 3 s: it runs "
+                           b"on in the box\n")
+            assert still_sleeping("execterm")
+        finally:
+            proc.kill()
+    finally:
+        bx("rm", "-f", "execterm")
