@@ -117,9 +117,10 @@ def _healthcheck(config: HealthConfig | None) -> dict[str, Any]:
 
 
 def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path],
-                log_path: Path) -> dict[str, Any]:
+                log_path: Path, image_volumes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The docker-shaped sections of `state`, to merge into its inspect record
-    (`volume_dir`: a named volume's directory on the host)."""
+    (`volume_dir`: a named volume's directory on the host; `image_volumes`: the VOLUMEs
+    of its image's config)."""
     cfg = state.config
     proc = cfg.process
     running = state.status == Status.RUNNING
@@ -151,7 +152,8 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "ExposedPorts": {**{key: {} for key in cfg.exposed},
                              **{p.private: {} for p in cfg.network.ports}},
             # (docker's: the image's VOLUMEs and `-v /path`, the anonymous volumes)
-            "Volumes": {m.target: {} for m in cfg.mounts if m.anonymous} or None,
+            "Volumes": {**{path: {} for path in image_volumes},
+                        **{m.target: {} for m in cfg.mounts if m.anonymous}} or None,
             **_healthcheck(cfg.healthcheck),
         },
         "HostConfig": {

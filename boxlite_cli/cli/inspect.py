@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -71,7 +72,8 @@ def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
         record = state.to_json()
         vmm = read_pidfile(files.vmm_pid)
         record.update(docker_view(state, vmm.pid if vmm is not None and vmm.alive() else 0,
-                                  cli.runtime.volumes.data_dir, files.container_log))
+                                  cli.runtime.volumes.data_dir, files.container_log,
+                                  _image_volumes(cli, state.config.image_id)))
         record["paths"] = {"dir": str(files.dir), "console_log": str(files.console_log),
                            "rootfs_disk": str(files.rootfs_disk),
                            "agent_socket": str(files.agent_socket)}
@@ -83,3 +85,14 @@ def inspect(cli: CliContext, fmt: str, latest: bool, kind: str | None,
     if missing:
         raise missing[-1]
     return 0
+
+
+def _image_volumes(cli: CliContext, image_id: str) -> tuple[str, ...]:
+    """The VOLUMEs of the image a box was made of (none when it is gone)."""
+    with contextlib.suppress(BoxliteError, OSError, ValueError):
+        image = cli.runtime.image_ops.find(image_id) if image_id else None
+        config = image.config.get("config") if image is not None else None
+        volumes = config.get("Volumes") if isinstance(config, dict) else None
+        if isinstance(volumes, dict):
+            return tuple(sorted(str(v) for v in volumes))
+    return ()

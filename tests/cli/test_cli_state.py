@@ -805,6 +805,12 @@ def test_config_volumes_are_the_anonymous_ones_as_dockers(script_runner: ScriptR
     assert bx(script_runner, "create", "--name", "plain", image).returncode == 0
     shown = bx(script_runner, "inspect", "-f", "{{json .Config.Volumes}}", "vols", "plain")
     assert shown.stdout == '{"/cache":{}}\nnull\n'
+    # the image's VOLUMEs too (tester AT), as docker's
+    plant_image(tmp_path, "localhost/vols:1", Volumes={"/data": {}, "/logs": {}})
+    assert bx(script_runner, "create", "--name", "imgvols", "-v", "/x", "localhost/vols:1"
+              ).returncode == 0
+    shown = bx(script_runner, "inspect", "-f", "{{json .Config.Volumes}}", "imgvols")
+    assert shown.stdout == '{"/data":{},"/logs":{},"/x":{}}\n'
 
 
 def test_dns_search_and_options_are_kept_and_shown_as_dockers(script_runner: ScriptRunner,
