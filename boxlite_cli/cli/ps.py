@@ -114,6 +114,11 @@ def ports_text(state: BoxState) -> str:
     return ", ".join(f"{p.public}->{p.private}" for p in state.ports)
 
 
+def _ellipsis(text: str, cut: bool, most: int = 15) -> str:
+    """docker's stringutils.Ellipsis: `text` cut to `most` characters, the last one …"""
+    return text[:most - 1] + "…" if cut and len(text) > most else text
+
+
 def docker_row(state: BoxState, id_len: int | None, disk: Path, image: str) -> Row:
     """A box as docker's `ps --format` templates know it (`{{.Names}}`, `{{.Status}}`,
     `{{.Label "key"}}`); `disk`: its root disk, whose allocated size is `{{.Size}}`;
@@ -128,7 +133,9 @@ def docker_row(state: BoxState, id_len: int | None, disk: Path, image: str) -> R
         "State": "paused" if state.is_paused else state.status.value,
         "Ports": ports_text(state),
         "Labels": ",".join(f"{k}={v}" for k, v in state.config.labels.items()),
-        "Mounts": ",".join(m.source if m.kind == VOLUME else m.target for m in mounts),
+        # (docker's: a volume's name, a bind's host path, each cut to 15 characters
+        # unless --no-trunc)
+        "Mounts": ",".join(_ellipsis(m.source, id_len is not None) for m in mounts),
         "LocalVolumes": str(sum(1 for m in mounts if m.kind == VOLUME)),
         "Networks": state.config.network.mode,
         "Size": disk_size(disk),

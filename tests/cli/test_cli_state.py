@@ -805,6 +805,14 @@ def test_config_volumes_are_the_anonymous_ones_as_dockers(script_runner: ScriptR
     assert bx(script_runner, "create", "--name", "plain", image).returncode == 0
     shown = bx(script_runner, "inspect", "-f", "{{json .Config.Volumes}}", "vols", "plain")
     assert shown.stdout == '{"/cache":{}}\nnull\n'
+    # ps' MOUNTS: volume names and a bind's host path (not its target), cut to 15 as
+    # docker's unless --no-trunc (tester AT)
+    mounts = bx(script_runner, "ps", "-a", "-f", "name=^vols$", "--format", "{{.Mounts}}"
+                ).stdout.strip().split(",")
+    assert mounts[1:] == ["named", str(tmp_path)[:14] + "…"] and len(mounts[0]) == 15
+    whole = bx(script_runner, "ps", "-a", "--no-trunc", "-f", "name=^vols$", "--format",
+               "{{.Mounts}}").stdout.strip().split(",")
+    assert whole[1:] == ["named", str(tmp_path)] and len(whole[0]) == 64
     # the image's VOLUMEs too (tester AT), as docker's
     plant_image(tmp_path, "localhost/vols:1", Volumes={"/data": {}, "/logs": {}})
     assert bx(script_runner, "create", "--name", "imgvols", "-v", "/x", "localhost/vols:1"
