@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from boxlite_cli.errors import Conflict, UsageError
 from boxlite_cli.fdio import FdReader
+from boxlite_cli.transfer.sparsewrite import sparse_member
 
 CHUNK = 1 << 20
 BLOCK = 512
@@ -41,6 +42,12 @@ def capability_of(fd: int) -> bytes | None:
 
 def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "",
            capability: bytes | None = None) -> bytes:
+    return tar_info(name, st, kind, size, link, capability).tobuf(
+        tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def tar_info(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "",
+             capability: bytes | None = None) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     if capability is not None:  # (a pax record, as GNU tar and docker write it)
         info.pax_headers = {f"SCHILY.xattr.{CAPABILITY}":
@@ -53,7 +60,13 @@ def header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str 
     info.linkname = link
     if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return info
+
+
+def shrank(path: str) -> Callable[[int], Conflict]:
+    """The error of a copy of `path`, which shrank by `missing` bytes while it was read."""
+    return lambda missing: Conflict(f"cp: {path} shrank by {missing} bytes while it was "
+                                    "copied", hint="copy it again once nothing is changing it")
 
 
 def file_data(fd: int, size: int, path: str = "") -> Iterator[bytes]:
@@ -64,8 +77,7 @@ def file_data(fd: int, size: int, path: str = "") -> Iterator[bytes]:
     while left > 0:
         data = os.read(fd, min(CHUNK, left))
         if not data:
-            raise Conflict(f"cp: {path} shrank by {left} bytes while it was copied",
-                           hint="copy it again once nothing is changing it")
+            raise shrank(path)(left)
         left -= len(data)
         yield data
     if size % BLOCK:
@@ -106,8 +118,13 @@ class _Writer:
                     return
                 if st.st_nlink > 1:
                     self.links[key] = arcname
-                yield header(arcname, st, tarfile.REGTYPE, size=st.st_size,
-                             capability=capability_of(fd))
+                info = tar_info(arcname, st, tarfile.REGTYPE, size=st.st_size,
+                                capability=capability_of(fd))
+                sparse = sparse_member(fd, info, st, shrank(path))  # (holes stay holes)
+                if sparse is not None:
+                    yield from sparse
+                    return
+                yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
                 yield from file_data(fd, st.st_size, path)
             finally:
                 os.close(fd)

@@ -398,6 +398,27 @@ def test_a_file_that_shrinks_while_it_is_copied_out_fails_the_copy(tmp_path: Pat
         list(pieces)
 
 
+@root_only
+def test_a_sparse_member_from_the_host_lands_sparse(world: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    """The host's cp sends a sparse file as its data alone (transfer/sparsewrite.py):
+    the agent writes it whole, its holes as holes."""
+    from boxlite_cli.transfer.tarwrite import tar_path
+
+    root, _ = world
+    src = tmp_path / "disk.img"
+    with open(src, "wb") as f:
+        f.write(b"head")
+        f.seek(32 << 20)
+        f.write(b"tail")
+    tar_in(str(root), "/data", False, iter(rechunk(tar_path(str(src), "disk.img"))))
+    copied = root / "data" / "disk.img"
+    assert copied.stat().st_size == (32 << 20) + 4
+    assert copied.stat().st_blocks * 512 < 1 << 20
+    with open(copied, "rb") as f:
+        assert f.read(4) == b"head" and f.seek(32 << 20) and f.read() == b"tail"
+
+
 CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # (setcap cap_net_raw+ep)
 
 
