@@ -65,8 +65,8 @@ class Session:
     _control: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
     _output_call: Any = None
     _detached: threading.Event = field(default_factory=threading.Event)
-    # seconds a tty's process has to end after a SIGTERM or a hang-up forwarded to it,
-    # before this session ends without it
+    # seconds the process (a tty's, an exec's) has to end after a SIGTERM or a hang-up
+    # forwarded to it, before this session ends without it
     ending_grace_s: float = ENDING_GRACE_S
     # a signal that ended this session, the process not having taken it (yet)
     _undelivered: SignalEndedWait | None = None
