@@ -109,6 +109,9 @@ def volume_request(source: str, target: str, readonly: bool, nocopy: bool,
             raise bad("nocopy is for volumes (a host directory is never filled from the image)")
         return VolumeRequest(BIND, os.path.normpath(source), target, readonly,
                              make_missing=make_missing)
+    if len(source) == 1 and source.isalnum():
+        raise bad(f"the volume name {source!r} is too short: two characters at least, as "
+                  "docker's")
     if NAME_RE.match(source):
         return VolumeRequest(VOLUME, source, target, readonly, nocopy)
     raise bad(f"{source!r} is neither an absolute host path nor a volume name "

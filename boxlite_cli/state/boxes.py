@@ -18,7 +18,7 @@ from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.records import BoxState, load_state
 from boxlite_cli.state.volumes import VOLUME
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}\Z")  # docker's: two at least
 STATE_FILE = "state.json"
 LOCK_FILE = "box.lock"
 RESTART_LOCK_FILE = "restart.lock"  # held across a restart's stop and start
@@ -34,6 +34,7 @@ def validate_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise UsageError(
             f"invalid box name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            + (", two characters at least" if len(name) < 2 else "")
         )
 
 

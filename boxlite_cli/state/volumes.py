@@ -59,7 +59,11 @@ class VolumeInfo:
                 "created_at": self.created_at, "anonymous": self.anonymous}
 
 
-def validate_volume_name(name: str) -> None:
+def validate_volume_name(name: str, new: bool = False) -> None:
+    """`new`: a name for a volume to be made, two characters at least as docker's (one
+    made before that rule still works)."""
+    if new and len(name) < 2:
+        raise UsageError(f"invalid volume name {name!r}: two characters at least, as docker's")
     if not NAME_RE.match(name):
         raise UsageError(f"invalid volume name {name!r}: use letters, digits and _.- "
                          "(starting with a letter or digit)")
@@ -95,7 +99,7 @@ class VolumeStore:
 
     def create(self, name: str, anonymous: bool = False) -> tuple[VolumeInfo, bool]:
         """The volume `name`, made if missing (call under lock()); (info, made now)."""
-        validate_volume_name(name)
+        validate_volume_name(name, new=not self.exists(name))
         if self.exists(name):
             return self.get(name), False
         self.data_dir(name).mkdir(parents=True, exist_ok=True, mode=0o755)

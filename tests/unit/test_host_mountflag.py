@@ -19,7 +19,7 @@ R = VolumeRequest
     ("source=cache,target=/root/.cache", R("volume", "cache", "/root/.cache")),
     ("type=volume,target=/data", R("anonymous", "", "/data")),
     ("type=volume,target=/data,readonly", R("anonymous", "", "/data", readonly=True)),
-    ("type=volume,src=v,dst=/v,volume-driver=local", R("volume", "v", "/v")),
+    ("type=volume,src=vol,dst=/v,volume-driver=local", R("volume", "vol", "/v")),
     ("type=tmpfs,target=/run", "/run"),
     ("type=tmpfs,dst=/run,tmpfs-size=64m,tmpfs-mode=1770,readonly", "/run:size=64m,mode=1770,ro"),
     ('type=bind,"source=/a,b",target=/x', R("bind", "/a,b", "/x")),
@@ -55,10 +55,10 @@ def test_bad_mounts_are_one_line_usage_errors(spec: str, says: str) -> None:
 
 
 def test_volume_nocopy_is_the_v_option() -> None:
-    assert parse_mount("src=v,dst=/v,volume-nocopy") == R("volume", "v", "/v", nocopy=True)
-    assert parse_mount("src=v,dst=/v,ro,volume-nocopy=true") == R("volume", "v", "/v", True, True)
-    assert parse_mount("src=v,dst=/v,volume-nocopy=false") == R("volume", "v", "/v")
+    assert parse_mount("src=vol,dst=/v,volume-nocopy") == R("volume", "vol", "/v", nocopy=True)
+    assert parse_mount("src=vol,dst=/v,ro,volume-nocopy=true") == R("volume", "vol", "/v", True, True)
+    assert parse_mount("src=vol,dst=/v,volume-nocopy=false") == R("volume", "vol", "/v")
 
 
 def test_split_mounts() -> None:
-    assert split_mounts(["type=tmpfs,dst=/t", "src=v,dst=/v"]) == ([R("volume", "v", "/v")], ["/t"])
+    assert split_mounts(["type=tmpfs,dst=/t", "src=vol,dst=/v"]) == ([R("volume", "vol", "/v")], ["/t"])

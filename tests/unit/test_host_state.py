@@ -190,7 +190,7 @@ def test_unreadable_pidfiles_read_as_none(tmp_path: Path, content: str) -> None:
 # names --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["bad name!", "", "-x", ".x", "_x", "a/b", "../x", "x" * 129,
-                                  "caf\u00e9", "tab\there", "new\nline", "trailing\n"])
+                                  "caf\u00e9", "tab\there", "new\nline", "trailing\n", "a"])
 def test_invalid_names(store: BoxStore, name: str) -> None:
     with pytest.raises(UsageError, match="invalid box name"):
         validate_name(name)
@@ -199,9 +199,15 @@ def test_invalid_names(store: BoxStore, name: str) -> None:
     assert not any(store.names.iterdir()) if store.names.exists() else True
 
 
-@pytest.mark.parametrize("name", ["a", "web-1", "my_box.v2", "X" * 128, "0abc"])
+@pytest.mark.parametrize("name", ["ab", "web-1", "my_box.v2", "X" * 128, "0abc", "7-"])
 def test_valid_names(name: str) -> None:
     validate_name(name)
+
+
+def test_one_character_name_says_two_at_least() -> None:
+    """docker's names have two characters at least (`a` is refused by `docker run`)."""
+    with pytest.raises(UsageError, match="two characters at least"):
+        validate_name("a")
 
 
 def test_name_taken_by_a_live_box_is_a_conflict(store: BoxStore) -> None:

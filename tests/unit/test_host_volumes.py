@@ -70,9 +70,10 @@ def test_parse_volume_spec(spec: str, expected: VolumeRequest) -> None:
     ("dir/sub:/x", "neither an absolute host path nor a volume name"),
     ("~/x:/x", "neither an absolute host path nor a volume name"),
     ("-bad:/x", "neither"),
+    ("v:/x", "the volume name 'v' is too short: two characters at least"),  # (docker's)
     ("/h:/proc", "cannot mount over /proc"),  # (was accepted, and not seen in the box)
     ("/h:/dev", "cannot mount over /dev"),
-    ("v:/sys/fs/x", "cannot mount over /sys"),
+    ("vv:/sys/fs/x", "cannot mount over /sys"),
     ("/proc/../proc", "cannot mount over /proc"),
 ])
 def test_parse_volume_spec_refusals(spec: str, needle: str) -> None:
@@ -84,7 +85,7 @@ def test_parse_volume_spec_refusals(spec: str, needle: str) -> None:
 
 def test_duplicates_and_limit() -> None:
     with pytest.raises(UsageError, match="duplicate mount point /x"):
-        parse_volume_specs(["/a:/x", "v:/x/"])
+        parse_volume_specs(["/a:/x", "vv:/x/"])
     with pytest.raises(UsageError, match="too many volumes"):
         parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES + 1)])
     assert len(parse_volume_specs([f"/v{i}" for i in range(MAX_VOLUMES)])) == MAX_VOLUMES
@@ -158,17 +159,17 @@ def test_volume_store_and_remove_in_use(tmp_path: Path) -> None:
 
 def test_vm_shares_dirs_volumes_and_single_files(tmp_path: Path) -> None:
     store = VolumeStore(tmp_path / "volumes")
-    create_volume(store, "v")
+    create_volume(store, "vv")
     box = tmp_path / "box"
     box.mkdir()
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "neighbour").write_text("private")
     (tmp_path / "dir" / "conf").write_text("shared")
-    mounts = [Mount(BIND, str(tmp_path / "dir"), "/d"), Mount(VOLUME, "v", "/v", True),
+    mounts = [Mount(BIND, str(tmp_path / "dir"), "/d"), Mount(VOLUME, "vv", "/v", True),
               Mount(BIND, str(tmp_path / "dir" / "conf"), "/etc/conf", True)]
     shares, guest = vm_shares(box, store, mounts)
     assert shares[0] == Share("vol0", str(tmp_path / "dir"))
-    assert shares[1] == Share("vol1", str(store.data_dir("v")), True)
+    assert shares[1] == Share("vol1", str(store.data_dir("vv")), True)
     assert guest[2] == GuestVolume("vol2", "/etc/conf", True, "conf")
     holder = Path(shares[2].path)
     assert sorted(p.name for p in holder.iterdir()) == ["conf"]  # not its neighbours
@@ -178,8 +179,8 @@ def test_vm_shares_dirs_volumes_and_single_files(tmp_path: Path) -> None:
     (tmp_path / "dir" / "conf").unlink()
     with pytest.raises(VmError, match="does not exist any more"):
         vm_shares(box, store, mounts)
-    store.remove("v")
-    with pytest.raises(VmError, match="volume v"):
+    store.remove("vv")
+    with pytest.raises(VmError, match="volume vv"):
         vm_shares(box, store, mounts[1:2])
 
 
@@ -224,15 +225,28 @@ def test_volume_ls_filters_dangling_and_name(tmp_path: Path) -> None:
 
 def test_an_empty_volume_is_filled_from_the_image_unless_nocopy(tmp_path: Path) -> None:
     store = VolumeStore(tmp_path / "volumes")
-    for name in ("a", "b", "c"):
+    for name in ("aa", "bb", "cc"):
         create_volume(store, name)
-    (store.data_dir("c") / "kept").write_text("")
+    (store.data_dir("cc") / "kept").write_text("")
     box = tmp_path / "box"
     box.mkdir()
-    mounts = [Mount(VOLUME, "a", "/a"), Mount(VOLUME, "b", "/b", nocopy=True),
-              Mount(VOLUME, "c", "/c")]
+    mounts = [Mount(VOLUME, "aa", "/a"), Mount(VOLUME, "bb", "/b", nocopy=True),
+              Mount(VOLUME, "cc", "/c")]
     _, guest = vm_shares(box, store, mounts)
     assert [g.populate for g in guest] == [True, False, False]
+
+
+def test_a_new_volume_name_has_two_characters_one_made_before_still_works(
+        tmp_path: Path) -> None:
+    """docker refuses `volume create a`; a one-letter volume of an older boxlite stays usable."""
+    store = VolumeStore(tmp_path / "volumes")
+    with pytest.raises(UsageError, match="two characters at least"):
+        create_volume(store, "a")
+    assert not (tmp_path / "volumes" / "a").exists()
+    (store.data_dir("b")).mkdir(parents=True)
+    (tmp_path / "volumes" / "b" / "volume.json").write_text('{"created_at": 1}')
+    assert store.get("b").name == "b"
+    assert store.create("b")[1] is False
 
 
 def test_qemu_share_args(tmp_path: Path) -> None:
