@@ -241,7 +241,7 @@ def test_ps_filters_before_and_since_a_box(script_runner: ScriptRunner) -> None:
 
 
 def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
-    for name, labels in (("a1", ["job=1", "kind=ci"]), ("a2", ["job=2"]), ("b", [])):
+    for name, labels in (("a1", ["job=1", "kind=ci"]), ("a2", ["job=2"]), ("bx", [])):
         created = bx(script_runner, "create", "--name", name,
                      *(x for label in labels for x in ("-l", label)), image)
         assert created.returncode == 0, created.stderr
@@ -257,10 +257,10 @@ def test_labels_and_ps_filters(script_runner: ScriptRunner, image: str) -> None:
     assert listed("-a", "--filter", "label=job") == ["a1", "a2"]
     assert listed("-a", "-f", "label=job=2") == ["a2"]
     assert listed("-f", "status=created", "-f", "name=a") == ["a1", "a2"]  # (no -a needed)
-    assert listed("-n", "2") == ["a2", "b"]
-    assert listed("-l") == ["b"]
-    assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "/b\n"  # (docker's)
-    created = bx(script_runner, "inspect", "-f", "{{.Created}}", "b").stdout
+    assert listed("-n", "2") == ["a2", "bx"]
+    assert listed("-l") == ["bx"]
+    assert bx(script_runner, "inspect", "-l", "-f", "{{.Name}}").stdout == "/bx\n"  # (docker's)
+    created = bx(script_runner, "inspect", "-f", "{{.Created}}", "bx").stdout
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\n", created), created
     for alias in ("ls", "list"):  # (docker's container ls, the original BoxLite's list)
         assert bx(script_runner, alias, "-aq").stdout == bx(script_runner, "ps", "-aq").stdout
