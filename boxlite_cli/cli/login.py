@@ -57,7 +57,11 @@ def login(cli: CliContext, username: str | None, password: str | None, password_
 @pass_cli
 def logout(cli: CliContext, server: str) -> int:
     """Remove the saved credentials of a registry (docker.io when SERVER is omitted)."""
-    registry, removed = cli.runtime.image_ops.logout(server)
+    registry, removed, docker_has = cli.runtime.image_ops.logout(server)
     click.echo(f"Removing login credentials for {registry}" if removed
                else f"Not logged in to {registry}")
+    if docker_has:
+        warn(f"docker's login to {registry} (its config.json, or a credential helper it "
+             f"names) still gives credentials, which pulls and pushes use; to stop that: "
+             f"docker logout {registry}")
     return 0

@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 class RichPullProgress:
     """Draws a pull on stderr with rich (thread-safe: layers download in parallel)."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, title: str) -> None:
         self.progress = progress
+        self.title = title
         self.tasks: dict[str, TaskID] = {}
         self.lock = threading.Lock()
 
     def resolved(self, reference: Reference, digest: str, layers: list[tuple[str, int]]) -> None:
         with self.lock:
+            if self.title:  # (once, when its manifest is known, as docker's "Pulling from")
+                self.progress.console.print(f"Pulling {self.title}", highlight=False)
+                self.title = ""
             for layer, size in layers:
                 if layer not in self.tasks:
                     self.tasks[layer] = self.progress.add_task(layer[7:19], total=size or None)
@@ -62,7 +66,6 @@ def pull_display(title: str) -> Iterator[PullProgress]:
     )
 
     console = Console(stderr=True)
-    console.print(f"Pulling {title}", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), console=console, transient=False) as progress:
-        yield RichPullProgress(progress)
+        yield RichPullProgress(progress, title)

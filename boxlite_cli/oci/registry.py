@@ -45,20 +45,51 @@ CHUNK = 1 << 20
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
-def is_insecure(registry: str, settings: RegistrySettings) -> bool:
-    """Loopback registries and those listed in the settings may use plain HTTP."""
-    if registry in settings.insecure:
-        return True
+def registry_host(registry: str) -> str:
+    """The host of `host[:port]` or `[v6]:port`, without the port."""
     if registry.startswith("["):
-        host = registry[1:].split("]", 1)[0]
-    else:
-        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+        return registry[1:].split("]", 1)[0]
+    return registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+
+
+def is_loopback(registry: str) -> bool:
+    host = registry_host(registry)
     if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_insecure(registry: str, settings: RegistrySettings) -> bool:
+    """Loopback registries and those listed in the settings (by name, or an address in
+    one of its CIDR ranges, as docker's) may use plain HTTP."""
+    if registry in settings.insecure or is_loopback(registry):
+        return True
+    networks = [ipaddress.ip_network(n, strict=False) for n in settings.insecure if "/" in n]
+    return bool(networks) and any(a in n for a in _addresses(registry_host(registry))
+                                  for n in networks)
+
+
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's addresses: itself if it is one, else what it resolves to (none when
+    it does not)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    found = []
+    for info in infos:
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+    return found
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -96,35 +127,64 @@ def basic_auth_header(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
 
-def registry_cas(registry: str, settings: RegistrySettings) -> list[Path]:
-    """The CA certificates given for this registry (settings.cert_dirs: HOST[:PORT]/*.crt)."""
+def _cert_files(registry: str, settings: RegistrySettings, suffix: str) -> list[Path]:
     found: list[Path] = []
     if not registry or "/" in registry or registry.startswith("."):
         return found
     for base in settings.cert_dirs:
         with contextlib.suppress(OSError):
             found += sorted(p for p in (base / registry).iterdir()
-                            if p.suffix == ".crt" and p.is_file())
+                            if p.suffix == suffix and p.is_file())
     return found
+
+
+def registry_cas(registry: str, settings: RegistrySettings) -> list[Path]:
+    """The CA certificates given for this registry (settings.cert_dirs: HOST[:PORT]/*.crt)."""
+    return _cert_files(registry, settings, ".crt")
+
+
+def registry_client_certs(registry: str, settings: RegistrySettings) -> list[tuple[Path, Path]]:
+    """The client certificates given for this registry, as docker's: each `*.cert` of
+    certs.d/HOST[:PORT]/ with the `*.key` of its name beside it."""
+    pairs = []
+    for cert in _cert_files(registry, settings, ".cert"):
+        key = cert.with_suffix(".key")
+        if not key.is_file():
+            raise RegistryError(f"the client certificate {cert} of {registry} has no key "
+                                f"{key.name} beside it",
+                                hint="put its key there, or remove it (CA certificates are "
+                                     "*.crt files)")
+        pairs.append((cert, key))
+    return pairs
 
 
 def _tls_verify(registry: str, settings: RegistrySettings) -> bool | ssl.SSLContext:
     """httpx's `verify`: off for an insecure registry; the usual CAs (certifi's, as
-    httpx's own) and the registry's own where it has some."""
-    if is_insecure(registry, settings):
-        return False
-    cas = registry_cas(registry, settings)
-    if not cas:
-        return True
+    httpx's own) and the registry's own where it has some; its client certificate
+    where it has one."""
+    insecure = is_insecure(registry, settings)
+    cas = [] if insecure else registry_cas(registry, settings)
+    clients = registry_client_certs(registry, settings)
+    if not cas and not clients:
+        return not insecure
     import certifi
 
     context = ssl.create_default_context(cafile=certifi.where())
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     for ca in cas:
         try:
             context.load_verify_locations(cafile=str(ca))
         except (OSError, ssl.SSLError) as e:
             raise RegistryError(f"cannot use the CA certificate {ca} of {registry}: {e}",
                                 hint="fix or remove the file") from None
+    for cert, key in clients:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as e:
+            raise RegistryError(f"cannot use the client certificate {cert} of {registry}: "
+                                f"{e}", hint="fix or remove the file") from None
     return context
 
 
@@ -147,21 +207,39 @@ def _ssl_error(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# what OpenSSL says of a plain-HTTP server's answer to a TLS hello
+PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"})
+# the server's alerts that it wants a client certificate, or refused ours
+CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
+                      "CERTIFICATE_UNKNOWN")
+
+
 def _tls_failure(what: str, registry: str, settings: RegistrySettings,
                  error: ssl.SSLError) -> RegistryError:
     """One line on a TLS failure, with the way out."""
     allow = (f"if you trust it, allow it: BOXLITE_INSECURE_REGISTRIES={registry} "
              f"(or insecure_registries = [\"{registry}\"] in {settings.config_file})")
+    ours = (settings.cert_dirs[0] / registry) if settings.cert_dirs else None
     if isinstance(error, ssl.SSLCertVerificationError):
-        where = (settings.cert_dirs[0] / registry / "ca.crt") if settings.cert_dirs else None
-        trust = f"put its CA certificate in {where}, or " if where is not None else ""
+        trust = f"put its CA certificate in {ours / 'ca.crt'}, or " if ours is not None else ""
         return RegistryError(f"{what} from {registry}: its TLS certificate is not trusted "
                              f"({error.verify_message or error.reason})", hint=trust + allow)
-    if error.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
+    if error.reason in PLAIN_HTTP_REASONS:
         return RegistryError(f"{what} from {registry}: it does not speak HTTPS (a plain-HTTP "
                              "registry?)", hint=allow)
-    return RegistryError(f"{what} from {registry}: the TLS handshake failed "
-                         f"({error.reason or error})", hint=allow)
+    reason = str(error.reason or error)
+    if any(alert in reason for alert in CLIENT_CERT_ALERTS):
+        given = registry_client_certs(registry, settings)
+        if given:
+            return RegistryError(f"{what} from {registry}: it did not accept the client "
+                                 f"certificate {given[0][0]} ({reason})",
+                                 hint="check that a CA the registry trusts signed it")
+        where = f"{ours}/" if ours is not None else "certs.d/HOST:PORT/"
+        return RegistryError(f"{what} from {registry}: it asks for a client certificate "
+                             f"({reason})", hint=f"put yours in {where}client.cert and its "
+                                                 "key in client.key there (docker's layout)")
+    return RegistryError(f"{what} from {registry}: the TLS handshake failed ({reason})",
+                         hint=allow)
 
 
 def _describe(error: BaseException | None) -> str:
@@ -194,8 +272,12 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._use_basic = False
         timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 15.0))
+        # (as docker's, a loopback registry is never reached through a proxy of the
+        # environment: http_proxy set for the company's network would refuse it)
+        direct: dict[str, httpx.BaseTransport | None] | None = (
+            {f"all://{self.host}": None} if is_loopback(registry) else None)
         self._http = httpx.Client(timeout=timeout, follow_redirects=True,
-                                  verify=_tls_verify(registry, settings),
+                                  verify=_tls_verify(registry, settings), mounts=direct,
                                   headers={"User-Agent": f"boxlite/{__version__}"}, trust_env=True)
 
     def close(self) -> None:
@@ -260,7 +342,10 @@ class RegistryClient:
         try:
             self._http.get(f"{https}/v2/", timeout=min(self.settings.timeout_s, 5.0)).close()
             return https
-        except httpx.TransportError:
+        except httpx.TransportError as e:
+            tls = _ssl_error(e)
+            if tls is not None and tls.reason not in PLAIN_HTTP_REASONS:
+                return https  # (it speaks TLS, and failed: the request says how)
             return f"http://{self.host}"
 
     def _auth_header(self, scope: str) -> dict[str, str]:
@@ -353,6 +438,13 @@ class RegistryClient:
             raise AuthError(f"{self.registry}'s token service sent no token")
         return token
 
+    def _refused(self, detail: str) -> AuthError:
+        """Basic auth's credentials, sent and answered 401: they are wrong (a password
+        changed since the login), not missing."""
+        user = self.credentials.username if self.credentials is not None else ""
+        return AuthError(f"{self.registry} refused the credentials of {user}: {detail}",
+                         hint=f"log in again with: boxlite login {self.registry}")
+
     def _login_hint(self) -> str:
         login = f"boxlite login {self.registry}"
         if self.credentials_problem:
@@ -395,6 +487,8 @@ class RegistryClient:
             return
         detail = registry_error_text(resp)
         name = f"{self.registry}/{repository}"
+        if resp.status_code == 401 and self._use_basic:
+            raise self._refused(detail)
         if resp.status_code in (401, 403):
             raise AuthError(f"pull access denied for {name}: {detail}",
                             hint=self._login_hint() if self.credentials_problem else
@@ -477,6 +571,8 @@ class RegistryClient:
     def _push_failure(self, resp: httpx.Response, repository: str, what: str) -> BoxliteError:
         detail = registry_error_text(resp)
         name = f"{self.registry}/{repository}"
+        if resp.status_code == 401 and self._use_basic:
+            return self._refused(detail)
         if resp.status_code in (401, 403):
             return AuthError(f"push access denied for {name}: {detail}",
                              hint=f"log in with push rights: boxlite login {self.registry}")

@@ -83,11 +83,13 @@ class Images:
         self.credentials.save(registry, creds)
         return registry
 
-    def logout(self, server: str) -> tuple[str, bool]:
-        """The registry, and whether credentials of it were removed (False: there were
-        none here; a logout then is no failure, as docker's is none)."""
+    def logout(self, server: str) -> tuple[str, bool, bool]:
+        """The registry, whether credentials of it were removed (False: there were none
+        here; a logout then is no failure, as docker's is none), and whether docker's
+        config (its auths or credential helpers) still gives some, which pulls use."""
         registry = normalize_registry(server)
-        return registry, self.credentials.remove(registry)
+        removed = self.credentials.remove(registry)
+        return registry, removed, self.credentials.get(registry) is not None
 
     def find(self, text: str) -> Image | None:
         """The local image `text` names, in docker's order: a reference the store has,

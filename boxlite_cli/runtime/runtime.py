@@ -307,19 +307,25 @@ class Runtime:
                 return self._pulled(reference, missing=True)
             except BoxliteError as e:  # (a tag left out, or mistyped: say what there is)
                 others = self.local_tags(reference)
-                if others:
-                    e.hint = (f"{reference.short} is not in the local store, which has "
-                              f"{', '.join(others[:3])}")
+                if others:  # (before a hint of how to log in, or to reach the registry)
+                    has = (f"{reference.short} is not in the local store, which has "
+                           f"{', '.join(others[:3])}")
+                    e.hint = has if isinstance(e, NotFound) or not e.hint else f"{has}; {e.hint}"
                 raise
         return self._pulled(reference)
 
     def _pulled(self, reference: Reference, missing: bool = False) -> Image:
         """A pull for a box (run, create), said as docker says it once it is done (a
         pull that fails says its one line of error only; a terminal shows its progress
-        meanwhile)."""
-        result = self.pull(reference)
-        if missing:
-            self.notice(f"Unable to find image '{reference.short}' locally")
+        meanwhile, after this line as docker's)."""
+        unable = f"Unable to find image '{reference.short}' locally"
+        with self.pull_display(reference.short) as progress:
+            shown = not isinstance(progress, NoProgress)
+            if missing and shown:
+                self.notice(unable)
+            result = self.image_ops.pull(reference, progress)
+        if missing and not shown:
+            self.notice(unable)
         self.notice(f"Digest: {result.repo_digest}")
         status = "Downloaded newer image for" if result.downloaded else "Image is up to date for"
         self.notice(f"Status: {status} {result.image.reference.short}")

@@ -1,6 +1,7 @@
 """User settings from `<config dir>/config.toml`, with environment overrides.
 
-    insecure_registries = ["registry.lan:5000"]   # plain HTTP (or unverified TLS) allowed
+    insecure_registries = ["registry.lan:5000", "10.0.0.0/8"]   # plain HTTP (or unverified
+                      # TLS) allowed; docker's forms: HOST[:PORT], http://HOST[:PORT], CIDR
     vmm = "auto"      # default --vmm of new boxes: auto, qemu or cloud-hypervisor
     [registry]
     timeout = 30      # seconds without progress before a request fails
@@ -11,7 +12,8 @@
 
 A registry's own CA certificates, as docker's and podman's: `*.crt` files in
 `<config dir>/certs.d/HOST[:PORT]/`, `/etc/containers/certs.d/HOST[:PORT]/` or
-`/etc/docker/certs.d/HOST[:PORT]/`, trusted for that registry beside the usual ones.
+`/etc/docker/certs.d/HOST[:PORT]/`, trusted for that registry beside the usual ones;
+its client certificates there too: each `*.cert` with the `*.key` of its name.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def registry_settings(config_dir: Path) -> RegistrySettings:
     if not isinstance(insecure, list) or not all(isinstance(x, str) for x in insecure):
         raise UsageError(f"{config_dir / CONFIG_FILE}: insecure_registries must be a list of strings")
     env_insecure = os.environ.get("BOXLITE_INSECURE_REGISTRIES", "")
-    hosts = {h.strip() for h in [*insecure, *env_insecure.split(",")] if h.strip()}
+    hosts = {insecure_entry(h, config_dir / CONFIG_FILE)
+             for h in [*insecure, *env_insecure.split(",")] if h.strip()}
     timeout = os.environ.get("BOXLITE_REGISTRY_TIMEOUT", section.get("timeout", 30.0))
     retries = os.environ.get("BOXLITE_REGISTRY_RETRIES", section.get("retries", 3))
     return RegistrySettings(
@@ -102,6 +105,26 @@ def registry_settings(config_dir: Path) -> RegistrySettings:
         cert_dirs=(config_dir / CERTS_DIR, *map(Path, SYSTEM_CERT_DIRS)),
         config_file=config_dir / CONFIG_FILE,
     )
+
+
+def insecure_entry(entry: str, config_file: Path) -> str:
+    """An insecure registry as it is matched: `HOST[:PORT]` (docker's `http://` before it
+    and `/` after it dropped), or a CIDR range of addresses."""
+    value = entry.strip()
+    for scheme in ("http://", "https://"):
+        if value.lower().startswith(scheme):
+            value = value[len(scheme):]
+    value = value.rstrip("/")
+    if "/" in value:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise UsageError(f"insecure registry {entry!r} (of {config_file} or "
+                             "BOXLITE_INSECURE_REGISTRIES) is neither HOST[:PORT] nor a CIDR "
+                             "range") from None
+    return value
 
 
 def vmm_setting(config_dir: Path) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -630,3 +631,20 @@ def test_a_full_disk_no_file_was_named_for_says_where_boxlites_data_is(
         "boxlite: No space left on device\n  hint: free some disk space and try again "
         f"(boxlite keeps its data under {home}: `boxlite system df` shows what it takes, "
         "`boxlite system prune` frees what is unused)\n")
+
+
+def test_logout_says_when_dockers_login_still_gives_credentials(
+        script_runner: ScriptRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(`logout` said "Not logged in" while pulls went on using docker's login)"""
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    token = base64.b64encode(b"alice:s3cret").decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {"reg.lan:5000": {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker))
+    out = bx(script_runner, "logout", "reg.lan:5000")
+    assert (out.returncode, out.stdout) == (0, "Not logged in to reg.lan:5000\n")
+    assert out.stderr == ("boxlite: warning: docker's login to reg.lan:5000 (its config.json, "
+                          "or a credential helper it names) still gives credentials, which "
+                          "pulls and pushes use; to stop that: docker logout reg.lan:5000\n")
+    quiet = bx(script_runner, "logout", "other.lan")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "Not logged in to other.lan\n", "")

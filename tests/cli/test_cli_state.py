@@ -226,7 +226,8 @@ def test_a_missing_tag_names_the_tags_the_store_has(script_runner: ScriptRunner,
     result = bx(script_runner, "create", "localhost/tiny")
     assert_one_line_error(result)
     assert result.stderr.splitlines()[1] == (
-        "  hint: localhost/tiny:latest is not in the local store, which has localhost/tiny:1")
+        "  hint: localhost/tiny:latest is not in the local store, which has localhost/tiny:1; "
+        "check the registry address and your network, then retry")
 
 
 def test_ps_filters_before_and_since_a_box(script_runner: ScriptRunner) -> None:

@@ -8,9 +8,10 @@ import os
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
-from boxlite_cli.errors import ImageError, UsageError
+from boxlite_cli.errors import AuthError, ImageError, UsageError
 from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
 from boxlite_cli.oci.mediatypes import (
     OCI_INDEX,
@@ -311,3 +312,25 @@ def test_a_pull_the_disk_cannot_hold_is_refused_before_its_layers_are_fetched(
     assert client.fetched == [client.config_digest]
     assert store.partial_downloads() == []
     assert store.tags() == {}
+
+
+def test_saved_basic_credentials_the_registry_refuses_are_said_so() -> None:
+    """(a changed password was "pull access denied ... the repository may not exist, or
+    may need: boxlite login", while the login was there and wrong)"""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'},
+                              json={"errors": [{"code": "UNAUTHORIZED",
+                                                "message": "authentication required"}]})
+
+    client = RegistryClient("registry.example", RegistrySettings(),
+                            credentials=Credentials("alice", "old"))
+    client._http.close()
+    client._http = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(AuthError) as e:
+        client.get_manifest("team/app", "v1")
+    assert e.value.message == ("registry.example refused the credentials of alice: "
+                               "UNAUTHORIZED: authentication required")
+    assert e.value.hint == "log in again with: boxlite login registry.example"
+    with pytest.raises(AuthError, match="refused the credentials of alice"):
+        client.has_blob("team/app", "sha256:" + "0" * 64)  # (a push's)
+    client.close()

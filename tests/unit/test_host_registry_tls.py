@@ -1,6 +1,8 @@
-"""A registry's TLS: its own CA certificates (certs.d, as docker's and podman's), and a
-TLS failure said in one line with the way out, never retried (a real TLS server of
-the test's own, reached under a name that is not loopback)."""
+"""A registry's TLS: its own CA certificates and client certificates (certs.d, as
+docker's and podman's), and a TLS failure said in one line with the way out, never
+retried (a real TLS server of the test's own, reached under a name that is not
+loopback); the environment's proxy, never for a loopback registry; docker's forms of
+insecure registries."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from boxlite_cli.errors import RegistryError
+from boxlite_cli.errors import RegistryError, UsageError
 from boxlite_cli.oci.credentials import Credentials
 from boxlite_cli.oci.registry import RegistryClient, _ssl_error, is_insecure, registry_cas
-from boxlite_cli.state.settings import RegistrySettings
+from boxlite_cli.state.settings import RegistrySettings, insecure_entry
 
 NAME = "registry.boxlite-test"  # (resolved to 127.0.0.1 by the test only: not loopback to us)
 
@@ -158,3 +160,111 @@ def test_a_tls_connection_cut_on_the_way_is_retried_as_any_network_error() -> No
     assert _ssl_error(wrapped(OSError("no route"))) is None
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     assert _ssl_error(wrapped(verify)) is verify
+
+
+# client certificates (mutual TLS), as docker's certs.d/HOST:PORT/client.{cert,key} -------
+
+def _client_cert(tmp_path: Path) -> tuple[Path, Path]:
+    key, crt = tmp_path / "client.key", tmp_path / "client.cert"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=boxlite-client", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+@pytest.fixture
+def mtls(cert: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
+    """A TLS registry that wants a client certificate: the one it trusts is made here."""
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    client = _client_cert(client_dir)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(client[0]))
+    for port in _serve(context):
+        yield port, *client
+
+
+def test_a_client_certificate_in_certs_d_is_presented(named: None, tmp_path: Path,
+                                                       cert: tuple[Path, Path],
+                                                       mtls: tuple[int, Path, Path]) -> None:
+    port, client_cert, client_key = mtls
+    registry = f"{NAME}:{port}"
+    ours = tmp_path / "certs.d"
+    settings = RegistrySettings(retries=3, cert_dirs=(ours,), config_file=tmp_path / "c.toml")
+    (ours / registry).mkdir(parents=True)
+    (ours / registry / "ca.crt").write_bytes(cert[0].read_bytes())
+    sleeps: list[float] = []
+    with pytest.raises(RegistryError) as e:  # (none given yet)
+        _login(registry, settings, sleeps)
+    assert e.value.message.startswith(f"checking the login from {registry}: it asks for a "
+                                      "client certificate (")
+    assert e.value.hint == (f"put yours in {ours}/{registry}/client.cert and its key in "
+                            "client.key there (docker's layout)")
+    assert sleeps == []
+    (ours / registry / "client.cert").write_bytes(client_cert.read_bytes())
+    with pytest.raises(RegistryError, match=r"client\.cert of .* has no key client\.key"):
+        _login(registry, settings, [])
+    (ours / registry / "client.key").write_bytes(client_key.read_bytes())
+    _login(registry, settings, [])  # (no error: it was presented, and accepted)
+
+
+def test_an_insecure_registry_that_wants_a_client_certificate_stays_on_https(
+        named: None, tmp_path: Path, mtls: tuple[int, Path, Path]) -> None:
+    """(its TLS failure was taken for plain HTTP: the request went to http:// and the
+    registry answered 400, saying nothing of the certificate)"""
+    port, client_cert, client_key = mtls
+    registry = f"{NAME}:{port}"
+    ours = tmp_path / "certs.d"
+    settings = RegistrySettings(insecure=frozenset({registry}), cert_dirs=(ours,))
+    with pytest.raises(RegistryError, match="it asks for a client certificate"):
+        _login(registry, settings, [])
+    (ours / registry).mkdir(parents=True)
+    (ours / registry / "client.cert").write_bytes(client_cert.read_bytes())
+    (ours / registry / "client.key").write_bytes(client_key.read_bytes())
+    _login(registry, settings, [])  # (its server certificate unverified, as insecure says)
+
+
+# proxies of the environment, and docker's forms of insecure registries ---------------------
+
+def test_a_loopback_registry_is_not_reached_through_the_environments_proxy(
+        plain_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As docker's (Go's ProxyFromEnvironment): http_proxy set for a company's network
+    made every localhost:5000 registry 'cannot connect'."""
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxy.settimeout(0.2)
+    try:
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(var, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        for var in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(var, raising=False)
+        for registry in (f"127.0.0.1:{plain_port}", f"localhost:{plain_port}"):
+            _login(registry, RegistrySettings(retries=0), [])
+        with pytest.raises(TimeoutError):
+            proxy.accept()  # (nobody came to the proxy)
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(("entry", "kept"), [
+    ("registry.lan:5000", "registry.lan:5000"),
+    ("http://registry.lan:5000", "registry.lan:5000"),
+    ("https://registry.lan:5000/", "registry.lan:5000"),
+    ("10.1.2.3/8", "10.0.0.0/8"),
+    ("fd00::/8", "fd00::/8"),
+])
+def test_insecure_registries_take_dockers_forms(entry: str, kept: str, tmp_path: Path) -> None:
+    assert insecure_entry(entry, tmp_path / "config.toml") == kept
+
+
+def test_an_insecure_cidr_range_covers_the_registries_in_it(named: None, tmp_path: Path) -> None:
+    settings = RegistrySettings(insecure=frozenset({"192.0.2.0/24", "127.0.0.0/8"}))
+    assert is_insecure("192.0.2.2:5000", settings)
+    assert not is_insecure("192.0.3.2:5000", settings)
+    assert is_insecure(f"{NAME}:5000", settings)  # (by the address its name resolves to)
+    assert not is_insecure(f"{NAME}:5000", RegistrySettings(insecure=frozenset({"10.0.0.0/8"})))
+    with pytest.raises(UsageError, match="neither HOST\\[:PORT\\] nor a CIDR range"):
+        insecure_entry("10.0.0.0/99", tmp_path / "config.toml")
