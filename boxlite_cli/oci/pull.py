@@ -133,7 +133,12 @@ class Puller:
             # (by tag: the registry's word is all there is to hold the content to)
             raise ImageError(f"digest mismatch for the manifest of {ref.short}: the registry "
                              f"says {advertised}, what it sent is {digest}")
-        doc = parse_json_document(raw, "manifest")
+        try:
+            doc = parse_json_document(raw, "manifest")
+        except ImageError as e:  # (a proxy's or a login page's HTML, and the like)
+            sent = f", it sent {content_type.split(';')[0]}" if content_type else ""
+            raise ImageError(f"{e.message} from {self.client.registry} for {ref.short}{sent}",
+                             hint="is it a registry (or a proxy's page in between)?") from None
         return raw, digest, doc, document_kind(doc, content_type)
 
     def pull(self, ref: Reference) -> PullResult:

@@ -242,6 +242,19 @@ def _tls_failure(what: str, registry: str, settings: RegistrySettings,
                          hint=allow)
 
 
+MAX_RETRY_AFTER_S = 60.0  # a longer wait a registry asks for is not waited: the error says it
+
+
+def retry_after(value: str | None) -> float:
+    """The seconds a Retry-After header asks to wait (a number of them; its HTTP-date
+    form, or a wait past MAX_RETRY_AFTER_S, is taken as none)."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds <= MAX_RETRY_AFTER_S else 0.0
+
+
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "timed out waiting for the registry"
@@ -295,10 +308,12 @@ class RegistryClient:
         """Run one request with bounded retries on network errors, 429 and 5xx."""
         last: BaseException | None = None
         last_status = ""
+        asked = 0.0  # the wait a 429's or 503's Retry-After asked for
+        limited = False
         for attempt in range(self.settings.retries + 1):
             if attempt:
                 delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
-                self._sleep(delay)
+                self._sleep(max(delay, asked))
             try:
                 resp = attempt_once()
             except httpx.TransportError as e:
@@ -317,6 +332,8 @@ class RegistryClient:
                 text = registry_error_text(resp)
                 status = f"HTTP {resp.status_code}"
                 last, last_status = None, text if text == status else f"{text} ({status})"
+                asked = retry_after(resp.headers.get("retry-after"))
+                limited = resp.status_code == 429
                 resp.close()
                 continue
             return resp
@@ -324,7 +341,9 @@ class RegistryClient:
         reason = last_status or _describe(last)
         raise RegistryError(f"{what} from {self.registry}: {reason}, "
                             f"gave up after {tries} attempt{'s' if tries > 1 else ''}",
-                            hint="check the registry address and your network, then retry")
+                            hint="the registry limits how often it is asked (a rate limit): "
+                                 "wait, then retry" if limited else
+                            "check the registry address and your network, then retry")
 
     def base_url(self) -> str:
         """`https://host` (or `http://host` for an insecure registry that has no TLS)."""

@@ -260,6 +260,28 @@ def test_a_manifest_by_tag_must_have_the_digest_the_registry_says() -> None:
                             f"registry says {lie}, what it sent is {real}")
 
 
+def test_a_page_that_is_not_a_manifest_names_the_registry_and_what_it_sent() -> None:
+    """(a proxy's HTML login page was "malformed manifest: not valid JSON (Expecting
+    value...)", naming neither the registry nor what came)"""
+    from typing import Any, cast
+
+    from boxlite_cli.oci.pull import Puller
+    from boxlite_cli.oci.reference import parse_reference
+
+    class Page:
+        registry = "reg.lan:5000"
+
+        def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, None]:
+            return b"<html>Sign in</html>", "text/html; charset=utf-8", None
+
+    with pytest.raises(ImageError) as e:
+        Puller(cast(Any, None), cast(Any, Page())).pull(parse_reference("reg.lan:5000/app:1"))
+    assert e.value.message.startswith("malformed manifest: not valid JSON (")
+    assert e.value.message.endswith(") from reg.lan:5000 for reg.lan:5000/app:1, it sent "
+                                    "text/html")
+    assert e.value.hint == "is it a registry (or a proxy's page in between)?"
+
+
 class HugeLayer:
     """A registry client whose manifest declares a layer larger than any disk; it
     serves the config, and fails the test if asked for the layer."""

@@ -58,6 +58,27 @@ def test_the_backoff_doubles_up_to_eight_seconds(monkeypatch: pytest.MonkeyPatch
     assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
 
+@pytest.mark.parametrize(("retry_after", "waits"), [
+    ("5", [5.0, 5.0]),
+    ("0.2", [0.5, 1.0]),        # (shorter than the backoff: the backoff)
+    ("3600", [0.5, 1.0]),       # (past a minute: not waited, the error says it)
+    ("Wed, 21 Oct 2015 07:28:00 GMT", [0.5, 1.0]),
+])
+def test_a_rate_limits_retry_after_is_waited_and_said(monkeypatch: pytest.MonkeyPatch,
+                                                      retry_after: str, waits: list[float]) -> None:
+    monkeypatch.setattr(random, "random", lambda: 0.5)  # (no jitter)
+    sleeps: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": retry_after})
+
+    with _client(httpx.MockTransport(answer), 2, sleeps) as client, \
+            pytest.raises(RegistryError) as e:
+        client.get_manifest("busybox", "latest")
+    assert sleeps == waits
+    assert e.value.hint == "the registry limits how often it is asked (a rate limit): wait, then retry"
+
+
 def test_no_retries_means_no_backoff() -> None:
     seen: list[httpx.Request] = []
     sleeps: list[float] = []
