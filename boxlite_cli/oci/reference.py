@@ -66,6 +66,11 @@ def _is_registry(part: str) -> bool:
     return "." in part or ":" in part or part == "localhost" or part != part.lower()
 
 
+def is_registry_name(text: str) -> bool:
+    """`host[:port]` or `[IPv6][:port]`, as a reference's registry part is written."""
+    return bool(_REGISTRY_RE.match(text)) or _is_ipv6_registry(text)
+
+
 def _is_ipv6_registry(part: str) -> bool:
     """`[IPv6]` or `[IPv6]:PORT`, the address a real one."""
     match = _IPV6_REGISTRY_RE.match(part)

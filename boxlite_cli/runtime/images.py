@@ -13,7 +13,7 @@ from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
 from boxlite_cli.oci.credentials import Credentials, CredentialStore, normalize_registry
 from boxlite_cli.oci.mediatypes import OCI_MANIFEST
 from boxlite_cli.oci.pull import Puller, PullProgress, PullResult
-from boxlite_cli.oci.reference import Reference, parse_reference
+from boxlite_cli.oci.reference import Reference, is_registry_name, parse_reference
 from boxlite_cli.oci.store import Image, ImageStore
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.settings import registry_settings
@@ -76,6 +76,8 @@ class Images:
     def login(self, server: str, creds: Credentials) -> str:
         """Check the credentials against the registry, then save them (0600)."""
         registry = normalize_registry(server)
+        if not is_registry_name(registry):
+            raise UsageError(f"invalid registry {server!r}: give HOST[:PORT] (or a URL of it)")
         from boxlite_cli.oci.registry import RegistryClient
 
         with RegistryClient(registry, registry_settings(self.paths.config), creds) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -648,3 +649,12 @@ def test_logout_says_when_dockers_login_still_gives_credentials(
                           "pulls and pushes use; to stop that: docker logout reg.lan:5000\n")
     quiet = bx(script_runner, "logout", "other.lan")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "Not logged in to other.lan\n", "")
+
+
+@pytest.mark.parametrize("server", ["bad host!", "reg.lan:port", "[::zz]:5000"])
+def test_login_to_a_server_that_is_no_registry_name_is_refused_at_once(
+        script_runner: ScriptRunner, server: str) -> None:
+    """(it was looked up in the DNS 4 times, then "cannot connect")"""
+    result = script_runner.run(["boxlite", "login", "-u", "u", "--password-stdin", server],
+                               stdin=io.StringIO("pw\n"), print_result=False)
+    assert_one_line_error(result, f"invalid registry {server!r}: give HOST[:PORT]")
