@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}\Z")  # docker's: two at
 STATE_FILE = "state.json"
 LOCK_FILE = "box.lock"
 RESTART_LOCK_FILE = "restart.lock"  # held across a restart's stop and start
+STATELESS_GRACE_S = 10.0  # a box directory without its state file longer: a broken box
 
 
 def new_box_id() -> str:
@@ -135,7 +137,29 @@ class BoxStore:
         try:
             return load_state(path)
         except FileNotFoundError:
+            if self._stateless(box_id):
+                raise StateCorrupt(f"box {box_id[:12]} has no state file ({path})",
+                                   hint=f"remove what is left of it with: boxlite rm -f "
+                                        f"{box_id[:12]}") from None
             raise NoSuchBox(f"no such box: {box_id[:12]}") from None
+
+    def _stateless(self, box_id: str) -> bool:
+        """The box's directory is there without its state file, and not for the moment
+        a create takes to write it: what a create killed at that moment, or a hand that
+        deleted the file, left (a removal renames the whole directory away first). Its
+        age is its disks directory's, which the create made just before (its own
+        directory's changes with every lock and write in it)."""
+        box_dir = self.box_dir(box_id)
+        try:
+            changed = (box_dir / "disks").stat().st_mtime
+        except FileNotFoundError:
+            try:
+                changed = box_dir.stat().st_mtime
+            except OSError:
+                return False
+        except OSError:
+            return False
+        return time.time() - changed > STATELESS_GRACE_S
 
     def ids(self) -> list[str]:
         try:

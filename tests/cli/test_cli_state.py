@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pytest_console_scripts import ScriptRunner
 
+from boxlite_cli.errors import NoSuchBox
 from boxlite_cli.oci.store import ImageStore
 from boxlite_cli.shim.logframes import LogWriter, write_frame
 from boxlite_cli.state.boxes import BoxStore
@@ -1020,6 +1021,41 @@ def test_rm_force_removes_a_corrupt_box(script_runner: ScriptRunner, corrupt_box
     after = bx(script_runner, "ps", "-a")
     assert after.returncode == 0 and after.stderr == ""
     assert len(after.stdout.splitlines()) == 1
+
+
+@pytest.fixture
+def stateless_box(home: Path) -> Path:
+    """A box whose state file is gone (deleted by hand, or a create killed before it
+    wrote it), a while ago."""
+    plant_box()
+    box_dir = home / "boxes" / BOX_ID
+    (box_dir / "state.json").unlink()
+    old = time.time() - 60
+    os.utime(box_dir / "disks", (old, old))
+    return box_dir
+
+
+def test_a_box_without_its_state_file_is_said_and_rm_f_removes_it(
+        script_runner: ScriptRunner, stateless_box: Path, home: Path) -> None:
+    """(it was listed by nothing, `rm -f` said nothing and removed nothing, and its name
+    stayed taken: "already in use by box ...", a box every command called missing)"""
+    listed = bx(script_runner, "ps", "-a")
+    assert f"box {BOX_ID[:12]} has no state file" in listed.stderr
+    refused = bx(script_runner, "rm", "planted")
+    assert_one_line_error(refused, f"box {BOX_ID[:12]} has no state file")
+    assert f"boxlite rm -f {BOX_ID[:12]}" in refused.stderr and stateless_box.exists()
+    removed = bx(script_runner, "rm", "-f", "planted")
+    assert removed.returncode == 0, removed.stderr
+    assert box_dirs(home) == [] and names(home) == []
+    assert bx(script_runner, "ps", "-a").stderr == ""
+
+
+def test_a_box_being_created_is_not_taken_for_one_without_state(home: Path) -> None:
+    """(a create writes its state file just after it makes the directory)"""
+    plant_box()
+    (home / "boxes" / BOX_ID / "state.json").unlink()
+    with pytest.raises(NoSuchBox):
+        BoxStore(home_paths()).read(BOX_ID)
 
 
 def test_corrupt_image_index_is_one_line(script_runner: ScriptRunner, home: Path) -> None:
