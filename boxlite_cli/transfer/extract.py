@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
+import re
 import secrets
 import stat
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
@@ -44,6 +47,46 @@ TAR_BUFSIZE = 64 << 10  # (tarfile's stream copies what its buffer holds past ea
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Warn = Callable[[str], None]
 CAPABILITY = "SCHILY.xattr.security.capability"  # (a pax header of GNU tar's and docker's)
+
+
+PARTIAL_PREFIX = ".boxlite-cp-"  # a file being copied: written under this name, renamed
+_PARTIAL = re.compile(re.escape(PARTIAL_PREFIX) + "[0-9a-f]{16}")
+PARTIAL_STALE_S = 60.0  # younger: perhaps not yet locked by the copy that made it
+
+
+def sweep_partials(dir_fd: int, swept: set[tuple[int, int]]) -> None:
+    """Remove from the directory what copies killed with SIGKILL left there (their
+    partial files, which no copy holds locked any more); once a directory."""
+    st = os.fstat(dir_fd)
+    if (st.st_dev, st.st_ino) in swept:
+        return
+    swept.add((st.st_dev, st.st_ino))
+    with contextlib.suppress(OSError):
+        listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:  # (dir_fd may be an O_PATH descriptor, which cannot be listed)
+            names = [n for n in os.listdir(listing) if _PARTIAL.fullmatch(n)]
+        finally:
+            os.close(listing)
+        for name in names:
+            with contextlib.suppress(OSError):
+                _remove_if_stale(dir_fd, name)
+
+
+def _remove_if_stale(dir_fd: int, name: str) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or time.time() - st.st_ctime < PARTIAL_STALE_S:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # (a copy writes it now)
+        here = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(name, dir_fd=dir_fd)
+    finally:
+        os.close(fd)
 
 
 class UnsafeArchive(BoxliteError):
@@ -100,6 +143,7 @@ class _Extract:
     result: ExtractResult = field(default_factory=ExtractResult)
     created: set[str] = field(default_factory=set)
     dirs: list[tuple[list[str], tarfile.TarInfo]] = field(default_factory=list)
+    swept: set[tuple[int, int]] = field(default_factory=set)  # directories swept once
 
     def open_dir(self, parts: list[str], create: bool) -> int:
         """A descriptor of directory `parts` below the root, never through a symlink."""
@@ -201,12 +245,16 @@ class _Extract:
 
     def write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, name: str) -> None:
         """Write the file under a temporary name, then rename it over `name`: a copy cut
-        short (a truncated stream, Ctrl-C) leaves the file that was there as it was."""
-        temp = f".boxlite-cp-{secrets.token_hex(8)}"
+        short (a truncated stream, Ctrl-C) leaves the file that was there as it was. The
+        temporary file is locked while it is written (one a killed copy left is not,
+        and the next copy into that directory removes it)."""
+        sweep_partials(pfd, self.swept)
+        temp = f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=pfd)
         try:
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 if m.sparse is not None:  # (only its data came: the holes stay holes)
                     self.write_regions(tar, fd, m)
                     size = m.size
@@ -223,9 +271,9 @@ class _Extract:
                 os.fchmod(fd, self.mode(m))
                 self.capability(fd, m)  # (after the owner and mode: a chown clears it)
                 os.utime(fd, (m.mtime, m.mtime))
+                os.rename(temp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
             finally:
-                os.close(fd)
-            os.rename(temp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+                os.close(fd)  # (the lock held up to the rename)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=pfd)

@@ -330,6 +330,32 @@ def test_a_copy_of_one_entry_takes_nothing_beside_it(area: tuple[Path, Path], na
     assert (dest / "copy" / "sub" / "f").read_bytes() == b"ok"
 
 
+def test_a_copy_removes_the_partial_files_killed_copies_left_in_its_directory(
+        area: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """(a `cp BOX:FILE DIR/` killed with SIGKILL left its hidden partial file there for
+    good); one a copy still writes (locked) stays."""
+    import fcntl
+
+    from boxlite_cli.transfer import extract
+
+    monkeypatch.setattr(extract, "PARTIAL_STALE_S", 0.0)
+    dest, _ = area
+    (dest / ".boxlite-cp-0123456789abcdef").write_bytes(b"left by a killed copy")
+    (dest / ".boxlite-cp-other").write_bytes(b"not one of ours")
+    live = dest / ".boxlite-cp-fedcba9876543210"
+    live.write_bytes(b"being written")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        extract_tar(_chunks(_tar((_info("report.txt"), b"new"))), str(dest))
+    assert sorted(p.name for p in dest.iterdir()) == [
+        ".boxlite-cp-fedcba9876543210", ".boxlite-cp-other", "report.txt"]
+    monkeypatch.setattr(extract, "PARTIAL_STALE_S", 3600.0)  # (a young one: perhaps not
+    young = dest / ".boxlite-cp-00000000000000aa"               # locked yet by its copy)
+    young.write_bytes(b"")
+    extract_tar(_chunks(_tar((_info("again.txt"), b"x"))), str(dest))
+    assert young.exists()
+
+
 def test_extract_confines_absolute_names(area: tuple[Path, Path]) -> None:
     dest, outside = area
     extract_tar(_chunks(_tar((_info(str(outside / "keep")), b"evil"))), str(dest))
