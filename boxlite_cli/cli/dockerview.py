@@ -98,7 +98,7 @@ def docker_state(state: BoxState, vmm_pid: int) -> dict[str, Any]:
         # (while its policy starts it again, the code it last ended with: docker's)
         "ExitCode": (state.exit_code if state.exit_code is not None
                      else (state.last_exit_code or 0) if restarting else 0),
-        "Error": state.error or "",
+        "Error": (state.held if state.is_held else state.error) or "",
         "StartedAt": rfc3339(state.started_at), "FinishedAt": rfc3339(state.finished_at),
         **({"Health": _health(state.health)} if state.health is not None else {}),
     }

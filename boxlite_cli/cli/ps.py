@@ -45,6 +45,8 @@ def status_text(state: BoxState) -> str:
         up = f"Up {human_duration(time.time() - (state.started_at or time.time()))}"
         if state.is_paused:
             return f"{up} (Paused)"
+        if state.is_held:  # (QEMU stopped its VM: see `boxlite inspect`, State.Error)
+            return f"{up} (Stopped: host disk full)"
         if state.health is not None:  # (docker's words)
             health = state.health.status
             return f"{up} (health: {health})" if health == STARTING else f"{up} ({health})"

@@ -62,10 +62,15 @@ def no_guest_readers(state: BoxState, box_dir: Path) -> Iterator[None]:
 
 
 def refuse_paused(state: BoxState, doing: str) -> None:
-    """Conflict, with the fix, when `state`'s box is paused."""
+    """Conflict, with the fix, when `state`'s box is paused, or its VM stands stopped
+    (a full host disk): its guest would answer nothing."""
     if state.is_paused:
         raise Conflict(f"box {state.name} is paused: cannot {doing}",
                        hint=f"unpause it first: boxlite unpause {state.name}")
+    if state.is_held:
+        raise Conflict(f"box {state.name}'s VM is stopped: its disk could not be written "
+                       f"(the host's disk is full): cannot {doing}",
+                       hint=f"free space there, then: boxlite unpause {state.name}")
 
 
 def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
@@ -89,6 +94,7 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
                 control.pause()
         else:
             control.resume()
+            state.held = None  # (its shim sets it again if the disk is still full)
         state.paused = paused
         rt.boxes.write(state)
     if not paused:

@@ -47,6 +47,7 @@ from boxlite_cli.shim.child import Process
 from boxlite_cli.shim.consolecap import ConsoleBound
 from boxlite_cli.shim.execserver import ExecServer
 from boxlite_cli.shim.health import HealthMonitor
+from boxlite_cli.shim.heldwatch import HeldWatch
 from boxlite_cli.shim.logframes import LogWriter
 from boxlite_cli.shim.proxy import AttachTracker, ProxyHandler
 from boxlite_cli.shim.relay import StreamRelay
@@ -190,6 +191,7 @@ class Shim:
         self.output_error: str | None = None  # why deliver_output could not write
         self.exec_server: ExecServer | None = None
         self.health_monitor: HealthMonitor | None = None
+        self.held_watch: HeldWatch | None = None
         # (A prestarted shim got them under other numbers than the CLI's.)
         self.output_fds = self.launch.output_fds if output_fds is None else output_fds
 
@@ -781,9 +783,10 @@ class Shim:
         self.serve(channel)
         running = self.update(status=Status.RUNNING, started_at=time.time(),
                               accel=self.launch.vm.accel, vmm=self.launch.driver,
-                              exit_code=None, error=None,  # (FinishedAt: the last run's
-                              health=self.health_at_start(state))  # until this one ends)
+                              exit_code=None, error=None, held=None,  # (FinishedAt: the
+                              health=self.health_at_start(state))  # last run's until this one ends)
         self.watch_health(client, running)
+        self.watch_held()
         self.widen_port_backlogs()  # (before the CLI hears the box runs)
         # A foreground CLI hears on the same pipe how the main process ended (it reads
         # that when its own stream breaks: why the box stopped).
@@ -799,8 +802,10 @@ class Shim:
         self.serve(channel)
         running = self.update(status=Status.RUNNING, started_at=time.time(),
                               accel=self.launch.vm.accel, vmm=self.launch.driver,
-                              exit_code=None, error=None, health=self.health_at_start(state))
+                              exit_code=None, error=None, held=None,
+                              health=self.health_at_start(state))
         self.watch_health(client, running)
+        self.watch_held()
         self.widen_port_backlogs()
         self.report(ok=True, exec_id=MAIN, pid=0)
         if not self.launch.foreground:  # (a foreground CLI attaches to it itself)
@@ -811,6 +816,19 @@ class Shim:
     def health_at_start(state: BoxState) -> Health | None:
         check = state.config.healthcheck
         return started(state.health) if check is not None and check.enabled else None
+
+    def watch_held(self) -> None:
+        """Watch for the VM stood stopped by a full host disk (shim/heldwatch.py)."""
+        self.held_watch = HeldWatch(self.vm_held, self.on_held)
+        self.held_watch.start()
+
+    def on_held(self, why: str | None) -> None:
+        self.update(held=why)
+        if why and self.deliverer is not None and self.output_fds:
+            # (a foreground run's terminal hears it, not only a later ps; never waited on)
+            with contextlib.suppress(OSError, ValueError):
+                if select.select([], [self.output_fds[1]], [], 0)[1]:
+                    os.write(self.output_fds[1], f"boxlite: warning: {why}\n".encode())
 
     def watch_health(self, client: AgentClient, running: BoxState) -> None:
         """Start the box's health checks (shim/health.py), if it has them."""
@@ -874,8 +892,10 @@ class Shim:
                 exit_code = 128 - rc if rc is not None and rc < 0 else 125
         if self.health_monitor is not None:
             self.health_monitor.stop()
+        if self.held_watch is not None:
+            self.held_watch.stop()
         self.update(status=Status.STOPPING, exit_code=exit_code, error=error,
-                    oom_killed=oom_killed)
+                    oom_killed=oom_killed, held=None)
         # A direct-output CLI's answer; it reads on until we exit (the pipe closes).
         self.report(exit_code=exit_code, error=error, keep_open=True,
                     **({"output_error": self.output_error} if self.output_error else {}))

@@ -146,6 +146,9 @@ class BoxState:
     # `boxlite pause`: the VM is stopped (QEMU's `stop`) until `unpause`; meaningful
     # while the status is running (see is_paused), cleared by every start.
     paused: bool = False
+    # Why the VM stands stopped though nobody paused it (QEMU's io-error: the host's disk
+    # is full), set and cleared by its shim; meaningful while the status is running.
+    held: str | None = None
     # The kernel's OOM killer killed a process of the box during its last run (docker's
     # State.OOMKilled); cleared by every start.
     oom_killed: bool = False
@@ -157,6 +160,10 @@ class BoxState:
     @property
     def is_paused(self) -> bool:
         return self.paused and self.status == Status.RUNNING
+
+    @property
+    def is_held(self) -> bool:
+        return bool(self.held) and self.status == Status.RUNNING
 
     @property
     def is_restarting(self) -> bool:
