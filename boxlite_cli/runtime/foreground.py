@@ -51,6 +51,9 @@ def attach_main(rt: Runtime, box_id: str, stdin: bool, tty: bool,
                            detach_keys=detach_keys if stdin and tty else None).run().exit_code
         except SignalEndedWait:  # (a signal ended this wait, not the box: said as it is)
             raise
+        except OutputLost:  # (the process ended, its output not all written: said, not
+            rt.wait_stopped(box_id, STOP_WAIT_S)  # taken for the VM's loss below)
+            raise
         except BoxRestarted:  # (another shell's `restart`: that run ended, another began)
             raise Conflict(f"box {_name(rt, box_id)} was restarted: the run this followed "
                            "ended", hint="attach to the new run: boxlite attach "
