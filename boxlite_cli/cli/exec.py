@@ -38,7 +38,9 @@ def exec_(cli: CliContext, box: str, command: tuple[str, ...], detach: bool, int
     from boxlite_cli.runtime.detachkeys import parse_detach_keys
 
     keys = parse_detach_keys(detach_keys)  # (bad keys fail before the process starts)
-    opts = to_process_options(command, interactive, tty, env, env_files, workdir, user, timeout)
+    # (-d -i: no stdin, as docker's exec: nothing could ever feed an exec's, or close it)
+    opts = to_process_options(command, interactive and not detach, tty, env, env_files, workdir,
+                              user, timeout)
     fds = None if detach or interactive or tty else std_fds()
     if fds is not None:
         from boxlite_cli.runtime.execdirect import exec_direct

@@ -72,6 +72,14 @@ def test_box_lifecycle_keeps_disk_and_logs(e2e_home: Path) -> None:
         assert int(pids) >= 1 and re.fullmatch(r"[0-9.]+[kMG]?B / [0-9.]+[kMG]?B", net_io)
         assert net_io.split(" / ")[1] != "0B"
         assert bx("logs", "--tail", "1", "lc").stdout == b""  # the last line is stderr's
+        # exec -d -i: no stdin, as docker's (a pipe nobody could ever feed or close held
+        # its reader for good)
+        assert bx("exec", "-d", "-i", "lc", "sh", "-c", "cat; echo closed > /tmp/di"
+                  ).returncode == 0
+        deadline = time.monotonic() + 60
+        while bx("exec", "lc", "cat", "/tmp/di").stdout != b"closed\n":
+            assert time.monotonic() < deadline, "exec -d -i's stdin stayed open"
+            time.sleep(0.5)
 
         assert bx("exec", "lc", "sh", "-c", "echo persisted > /root/f").returncode == 0
         # an attach and a `logs -f` of this run end with it, as docker's: they do not
