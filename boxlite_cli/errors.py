@@ -80,6 +80,14 @@ class VmError(BoxliteError):
     """The VM failed to start, boot or answer."""
 
 
+class OutputUnwritable(BoxliteError):
+    """Standard output (a file the user redirected it to) refused a write: said as its,
+    not as the data directory's (a full disk there is not boxlite's)."""
+
+    def __init__(self, error: OSError, what: str = "standard output") -> None:
+        super().__init__(f"cannot write to {what}: {error.strerror or error}")
+
+
 class OutputLost(BoxliteError):
     """The process's output could not be written where it was to go (a full disk, an
     I/O error); the exit code is the process's, or 125 when that was 0."""

@@ -24,6 +24,7 @@ from boxlite_cli.errors import (
     Conflict,
     Detached,
     Interrupted,
+    OutputUnwritable,
 )
 from boxlite_cli.fdio import read_some, write_all
 from boxlite_cli.runtime.detachkeys import DETACH_KEYS, DetachScanner
@@ -60,12 +61,17 @@ class Attachment:
     _signals: queue.Queue[int] = field(default_factory=queue.Queue)
 
     def _output(self) -> None:
+        stream = 0
         try:
             for record in self.rt.logs(self.box_id, follow=True, tail=0):
-                fd = self.stderr_fd if record.stream == STDERR else self.stdout_fd
+                stream = record.stream
+                fd = self.stderr_fd if stream == STDERR else self.stdout_fd
                 if not write_all(fd, record.data):
                     self.detached = True  # (our reader is gone: the box goes on)
                     break
+        except OSError as e:  # (a full disk under where the output was to go: its)
+            what = "standard error" if stream == STDERR else "standard output"
+            self.error = OutputUnwritable(e, what) if e.filename is None else e
         except BaseException as e:  # (reported by run)
             self.error = e
         finally:

@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from boxlite_cli.errors import AgentError, Conflict, NoSuchBox, UsageError, VmError
+from boxlite_cli.errors import (
+    AgentError,
+    Conflict,
+    NoSuchBox,
+    OutputUnwritable,
+    UsageError,
+    VmError,
+)
 from boxlite_cli.fdio import write_all
 from boxlite_cli.runtime.diskbase import check_disk_base
 from boxlite_cli.runtime.pausing import reading_through_guest, refuse_paused
@@ -414,8 +421,11 @@ def copy_from_box(rt: Runtime, args: CpArgs, opts: CopyOptions, stdout_fd: int =
         if args.host_path == STREAM:
             top = "" if (wants_contents(args.box_path) or src == "/") else name
             for chunk in client.copy_out(src, follow, top):
-                if not write_all(stdout_fd, chunk):
-                    return
+                try:
+                    if not write_all(stdout_fd, chunk):
+                        return
+                except OSError as e:
+                    raise OutputUnwritable(e) from e
             return
         plan = plan_copy(args.box_path, src_kind, args.host_path, dst_kind, name)
         if dst_kind is Kind.MISSING and not os.path.isdir(plan.dest_dir):

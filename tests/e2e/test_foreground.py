@@ -254,6 +254,10 @@ def test_output_that_cannot_be_written_is_an_error() -> None:
         assert (into_full("exec full echo hi").returncode, into_full("exec full yes").returncode
                 ) == (125, 141)
         assert into_full("exec full echo hi").stderr == error
+        # (its hint was the data directory's: the full disk was the user's, not boxlite's)
+        copied = into_full("cp full:/etc/os-release -")
+        assert (copied.returncode, copied.stderr) == (
+            125, b"boxlite: cannot write to standard output: No space left on device\n")
         assert bx("exec", "full", "true").returncode == 0
     finally:
         bx("rm", "-f", "full")
