@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxlite_cli.errors import BoxliteError, Conflict, NoSuchBox
+from boxlite_cli.errors import BoxliteError, Conflict, DiskError, NoSuchBox
 from boxlite_cli.shim.vmspec import Launch
 from boxlite_cli.state.flock import Timeout
 from boxlite_cli.state.records import BoxState, Status
@@ -22,6 +23,7 @@ from boxlite_cli.vmm.drivers import get_driver
 
 if TYPE_CHECKING:
     from boxlite_cli.runtime.runtime import Runtime
+    from boxlite_cli.vmm.base import VmControl
 
 GUEST_READERS = "guest-readers.lock"  # (in the box's directory)
 
@@ -94,12 +96,31 @@ def _set_paused(rt: Runtime, ref: str, paused: bool) -> BoxState:
                 control.pause()
         else:
             control.resume()
-            state.held = None  # (its shim sets it again if the disk is still full)
+            held = state.held
+            state.held = None
+            if held and _stopped_again(control):  # (the write it held is tried at once)
+                raise DiskError(f"box {state.name}'s VM stopped again at once: the host's "
+                                "disk is still full",
+                                hint=f"free space there, then: boxlite unpause {state.name}")
         state.paused = paused
         rt.boxes.write(state)
     if not paused:
         _resync_clock(rt, state)
     return state
+
+
+STOPPED_AGAIN_S = 1.0  # how long an unpaused VM held by a full disk is watched
+
+
+def _stopped_again(control: VmControl) -> bool:
+    """The VM QEMU continued stands stopped again (io-error) within STOPPED_AGAIN_S."""
+    deadline = time.monotonic() + STOPPED_AGAIN_S
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        with contextlib.suppress(BoxliteError, OSError, ValueError):
+            if str(control.info()["state"]).lower() == "io-error":
+                return True
+    return False
 
 
 # QEMU's run states of a VM stopped though nobody paused the box: a snapshot worker

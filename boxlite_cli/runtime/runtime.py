@@ -1184,7 +1184,8 @@ class Runtime:
             with contextlib.suppress(OSError):  # (killed by hand: not restarted, as docker's)
                 self.files(state.id).stop_requested.touch()
         if signum == signal.SIGKILL:
-            if state.status == Status.STARTING:  # (stopped as it comes up)
+            # (stopped as it comes up; a VM a full disk holds takes no signal: ended)
+            if state.status == Status.STARTING or state.is_held:
                 return self.stop(ref, timeout_s=0, signum=signal.SIGKILL)
             continue_if_paused(self, state.id)
         state, client = self.client(ref, f"send it signal {signum} (a paused box takes SIGKILL only)")

@@ -15,14 +15,16 @@ HELD_POLL_S = 2.0
 
 class HeldWatch:
     """A thread that asks `query` every `interval` why the VM stands stopped (None: it
-    does not), and gives `record` each change; stopped by `stop`."""
+    does not), and gives `record` what differs from what `recorded` says the box's
+    state has (an `unpause` clears it there, and the VM may stop again at once);
+    stopped by `stop`."""
 
     def __init__(self, query: Callable[[], str | None], record: Callable[[str | None], object],
-                 interval: float = HELD_POLL_S, held: str | None = None) -> None:
+                 recorded: Callable[[], str | None], interval: float = HELD_POLL_S) -> None:
         self.query = query
         self.record = record
+        self.recorded = recorded
         self.interval = interval
-        self.held = held  # (what the state says now: a change from it is recorded)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, name="held-watch", daemon=True)
 
@@ -35,7 +37,6 @@ class HeldWatch:
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             now = self.query()
-            if now != self.held and not self.stopped.is_set():
+            if now != self.recorded() and not self.stopped.is_set():
                 log.warning("the VM %s", f"stands stopped: {now}" if now else "runs again")
                 self.record(now)
-                self.held = now

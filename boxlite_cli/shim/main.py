@@ -819,8 +819,14 @@ class Shim:
 
     def watch_held(self) -> None:
         """Watch for the VM stood stopped by a full host disk (shim/heldwatch.py)."""
-        self.held_watch = HeldWatch(self.vm_held, self.on_held)
+        self.held_watch = HeldWatch(self.vm_held, self.on_held, self.recorded_held)
         self.held_watch.start()
+
+    def recorded_held(self) -> str | None:
+        try:
+            return load_state(self.files.state).held
+        except (OSError, BoxliteError):
+            return None
 
     def on_held(self, why: str | None) -> None:
         self.update(held=why)

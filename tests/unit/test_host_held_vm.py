@@ -26,22 +26,30 @@ def _state(held: str | None, status: Status = Status.RUNNING) -> BoxState:
 
 
 def test_the_watch_records_each_change_of_the_vms_run_state() -> None:
-    answers = iter([None, WHY, WHY, WHY, None, None])
+    answers = iter([None, WHY, WHY, "(cleared by an unpause)", WHY, None, None])
     recorded: list[str | None] = []
+    state: list[str | None] = [None]
     done = threading.Event()
 
     def query() -> str | None:
         answer = next(answers, None)
-        if len(recorded) == 2:
+        if answer == "(cleared by an unpause)":  # (the VM stopped again at once: the
+            state[0] = None                        # state's word is what counts)
+            answer = WHY
+        if len(recorded) == 3:
             done.set()
         return answer
 
-    watch = HeldWatch(query, recorded.append, interval=0.01)
+    def record(why: str | None) -> None:
+        recorded.append(why)
+        state[0] = why
+
+    watch = HeldWatch(query, record, lambda: state[0], interval=0.01)
     watch.start()
     assert done.wait(10)
     watch.stop()
     watch.thread.join(10)
-    assert recorded == [WHY, None]  # (stopped, then running again: nothing in between)
+    assert recorded == [WHY, WHY, None]  # (stopped; again after the unpause; running)
 
 
 def test_ps_and_inspect_say_it_while_it_runs() -> None:
