@@ -180,8 +180,13 @@ def _tls_verify(registry: str, settings: RegistrySettings) -> bool | ssl.SSLCont
             raise RegistryError(f"cannot use the CA certificate {ca} of {registry}: {e}",
                                 hint="fix or remove the file") from None
     for cert, key in clients:
+        def encrypted(key: Path = key) -> str:  # (not OpenSSL's prompt on the terminal)
+            raise RegistryError(f"the client key {key} of {registry} is encrypted (it has a "
+                                "pass phrase, which boxlite does not ask for)",
+                                hint=f"decrypt it: openssl pkey -in {key} -out {key}")
+
         try:
-            context.load_cert_chain(str(cert), str(key))
+            context.load_cert_chain(str(cert), str(key), password=encrypted)
         except (OSError, ssl.SSLError) as e:
             raise RegistryError(f"cannot use the client certificate {cert} of {registry}: "
                                 f"{e}", hint="fix or remove the file") from None
@@ -287,11 +292,15 @@ class RegistryClient:
         timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 15.0))
         # (as docker's, a loopback registry is never reached through a proxy of the
         # environment: http_proxy set for the company's network would refuse it)
-        direct: dict[str, httpx.BaseTransport | None] | None = (
-            {f"all://{self.host}": None} if is_loopback(registry) else None)
-        self._http = httpx.Client(timeout=timeout, follow_redirects=True,
-                                  verify=_tls_verify(registry, settings), mounts=direct,
-                                  headers={"User-Agent": f"boxlite/{__version__}"}, trust_env=True)
+        try:
+            self._http = httpx.Client(timeout=timeout, follow_redirects=True,
+                                      verify=_tls_verify(registry, settings),
+                                      headers={"User-Agent": f"boxlite/{__version__}"},
+                                      trust_env=not is_loopback(registry))
+        except ImportError as e:  # (httpx's SOCKS support is not installed)
+            raise RegistryError(f"the proxy the environment names cannot be used: {e}",
+                                hint="use an HTTP proxy (http_proxy, https_proxy), or "
+                                     f"no_proxy={registry_host(registry)}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -310,6 +319,7 @@ class RegistryClient:
         last_status = ""
         asked = 0.0  # the wait a 429's or 503's Retry-After asked for
         limited = False
+        wait_header: str | None = None
         for attempt in range(self.settings.retries + 1):
             if attempt:
                 delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
@@ -332,7 +342,8 @@ class RegistryClient:
                 text = registry_error_text(resp)
                 status = f"HTTP {resp.status_code}"
                 last, last_status = None, text if text == status else f"{text} ({status})"
-                asked = retry_after(resp.headers.get("retry-after"))
+                wait_header = resp.headers.get("retry-after")
+                asked = retry_after(wait_header)
                 limited = resp.status_code == 429
                 resp.close()
                 continue
@@ -341,8 +352,9 @@ class RegistryClient:
         reason = last_status or _describe(last)
         raise RegistryError(f"{what} from {self.registry}: {reason}, "
                             f"gave up after {tries} attempt{'s' if tries > 1 else ''}",
-                            hint="the registry limits how often it is asked (a rate limit): "
-                                 "wait, then retry" if limited else
+                            hint=(f"the registry limits how often it is asked (a rate limit"
+                                  f"{f'; it asks to wait: {wait_header[:40]}' if wait_header else ''})"
+                                  ": wait, then retry") if limited else
                             "check the registry address and your network, then retry")
 
     def base_url(self) -> str:

@@ -26,6 +26,18 @@ if TYPE_CHECKING:  # httpx is imported only by the commands that talk to a regis
 PULL_POLICIES = ("missing", "always", "never")
 
 
+def _registry_of(server: str) -> str:
+    """The registry a login or logout names (a URL of it too); UsageError for one that
+    names none (`bad host!`, `http://`), not docker.io or a DNS lookup."""
+    registry = normalize_registry(server)
+    host = server.strip()
+    for scheme in ("https://", "http://"):
+        host = host.removeprefix(scheme)
+    if (server.strip() and not host.split("/", 1)[0]) or not is_registry_name(registry):
+        raise UsageError(f"invalid registry {server!r}: give HOST[:PORT] (or a URL of it)")
+    return registry
+
+
 @dataclass(frozen=True)
 class PushResult:
     """What `push` sent: the name, and the manifest's digest and size."""
@@ -75,9 +87,7 @@ class Images:
 
     def login(self, server: str, creds: Credentials) -> str:
         """Check the credentials against the registry, then save them (0600)."""
-        registry = normalize_registry(server)
-        if not is_registry_name(registry):
-            raise UsageError(f"invalid registry {server!r}: give HOST[:PORT] (or a URL of it)")
+        registry = _registry_of(server)
         from boxlite_cli.oci.registry import RegistryClient
 
         with RegistryClient(registry, registry_settings(self.paths.config), creds) as client:
@@ -89,7 +99,7 @@ class Images:
         """The registry, whether credentials of it were removed (False: there were none
         here; a logout then is no failure, as docker's is none), and whether docker's
         config (its auths or credential helpers) still gives some, which pulls use."""
-        registry = normalize_registry(server)
+        registry = _registry_of(server)
         removed = self.credentials.remove(registry)
         return registry, removed, self.credentials.get(registry) is not None
 

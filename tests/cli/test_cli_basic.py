@@ -651,10 +651,12 @@ def test_logout_says_when_dockers_login_still_gives_credentials(
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "Not logged in to other.lan\n", "")
 
 
-@pytest.mark.parametrize("server", ["bad host!", "reg.lan:port", "[::zz]:5000"])
+@pytest.mark.parametrize("server", ["bad host!", "reg.lan:port", "[::zz]:5000", "http://",
+                                    "https:///v2/"])
 def test_login_to_a_server_that_is_no_registry_name_is_refused_at_once(
         script_runner: ScriptRunner, server: str) -> None:
     """(it was looked up in the DNS 4 times, then "cannot connect")"""
     result = script_runner.run(["boxlite", "login", "-u", "u", "--password-stdin", server],
                                stdin=io.StringIO("pw\n"), print_result=False)
     assert_one_line_error(result, f"invalid registry {server!r}: give HOST[:PORT]")
+    assert_one_line_error(bx(script_runner, "logout", server), f"invalid registry {server!r}")

@@ -268,3 +268,33 @@ def test_an_insecure_cidr_range_covers_the_registries_in_it(named: None, tmp_pat
     assert not is_insecure(f"{NAME}:5000", RegistrySettings(insecure=frozenset({"10.0.0.0/8"})))
     with pytest.raises(UsageError, match="neither HOST\\[:PORT\\] nor a CIDR range"):
         insecure_entry("10.0.0.0/99", tmp_path / "config.toml")
+
+
+def test_an_encrypted_client_key_is_said_not_prompted_for(named: None, tmp_path: Path,
+                                                           mtls: tuple[int, Path, Path]) -> None:
+    """(OpenSSL's pass phrase prompt came up under the progress bars, and the pull
+    waited for good; without a terminal: "[Errno 22] Invalid argument")"""
+    port, client_cert, client_key = mtls
+    registry = f"{NAME}:{port}"
+    ours = tmp_path / "certs.d" / registry
+    ours.mkdir(parents=True)
+    (ours / "client.cert").write_bytes(client_cert.read_bytes())
+    subprocess.run(["openssl", "pkey", "-in", str(client_key), "-aes256", "-passout", "pass:x",
+                    "-out", str(ours / "client.key")], check=True, capture_output=True)
+    with pytest.raises(RegistryError) as e:
+        RegistryClient(registry, RegistrySettings(cert_dirs=(tmp_path / "certs.d",)))
+    assert e.value.message == (f"the client key {ours / 'client.key'} of {registry} is "
+                               "encrypted (it has a pass phrase, which boxlite does not ask for)")
+
+
+def test_a_socks_proxy_is_no_matter_for_a_loopback_registry_and_said_for_others(
+        plain_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(httpx without its SOCKS extra: "internal error: ImportError", even for a registry
+    no proxy was ever for)"""
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    _login(f"127.0.0.1:{plain_port}", RegistrySettings(retries=0), [])
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        with pytest.raises(RegistryError, match="the proxy the environment names cannot be used"):
+            RegistryClient("registry.example", RegistrySettings())
