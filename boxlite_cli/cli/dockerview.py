@@ -168,7 +168,7 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                       for m in cfg.mounts if not m.anonymous],
             "PortBindings": _port_map(cfg.network.ports),
-            "PublishAllPorts": False,
+            "PublishAllPorts": state.config.publish_all,
             "NetworkMode": cfg.network.mode, "Dns": list(cfg.network.dns),
             "DnsSearch": list(cfg.network.dns_search),
             "DnsOptions": list(cfg.network.dns_options),

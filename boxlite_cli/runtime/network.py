@@ -194,6 +194,9 @@ def dns_option(option: str) -> str:
     return option
 
 
+ANY_ADDRESS = "0.0.0.0"  # the host's every address (-p 0.0.0.0:H:C)
+
+
 def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] = (),
                    publish: Iterable[str] = (), dns_search: Iterable[str] = (),
                    dns_options: Iterable[str] = ()) -> NetworkConfig:
@@ -206,13 +209,15 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
     ports = [mapping for p in publish for mapping in parse_publish_ranges(p)]
     if mode == NONE and ports:
         raise UsageError("cannot publish ports (-p) of a box with --network none")
-    seen: set[tuple[str, str, int]] = set()
+    seen: list[PortMapping] = []
     for p in ports:
         if p.host_port and not p.host_port_end:  # (a range: a free port of it)
-            key = (p.host_ip, p.proto, p.host_port)
-            if key in seen:
+            # (0.0.0.0 is every address of the host: 127.0.0.1's port too, as a bind says)
+            if any(q.proto == p.proto and q.host_port == p.host_port
+                   and (q.host_ip == p.host_ip or ANY_ADDRESS in (q.host_ip, p.host_ip))
+                   for q in seen):
                 raise UsageError(f"host port {p.public}/{p.proto} is published twice")
-            seen.add(key)
+            seen.append(p)
     search = [d for d in map(dns_search_domain, dns_search) if d is not None]
     options = [dns_option(o) for o in dns_options]
     for what, values in (("--dns-search", search), ("--dns-option", options)):

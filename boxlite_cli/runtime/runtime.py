@@ -520,7 +520,7 @@ class Runtime:
                                  no_new_privileges=opts.no_new_privileges,
                                  group_add=list(opts.group_add), shm_size=opts.shm_size,
                                  sysctls=dict(opts.sysctls), restart=restart,
-                                 healthcheck=healthcheck),
+                                 healthcheck=healthcheck, publish_all=opts.publish_all),
                 creator=ProcessRecord.current().to_json(),
             )
             # The state (creating, with its creator) goes first: a create killed from here

@@ -109,6 +109,7 @@ class BoxConfig:
     # The ext4 UUID of rootfs_base when the box's disk was made on it (disks/ext4.py): a
     # base unpacked again since is another file system ("": not known, made before).
     rootfs_base_id: str = ""
+    publish_all: bool = False  # -P (docker's HostConfig.PublishAllPorts): as asked
 
 
 @dataclass

@@ -69,3 +69,4 @@ def test_what_needs_the_guest_is_refused_at_once_with_the_fix() -> None:
                                "host's disk is full): cannot exec in it")
     assert e.value.hint == "free space there, then: boxlite unpause web"
     refuse_paused(_state(None), "exec in it")  # (no error)
+

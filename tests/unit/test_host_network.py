@@ -152,6 +152,11 @@ def test_network_config_checks_everything_up_front() -> None:
         network_config("nat", dns=["dns.example"])
     with pytest.raises(UsageError, match="published twice"):
         network_config("nat", publish=["8080:80", "8080:81"])
+    # (0.0.0.0 is 127.0.0.1 too: the box conflicted with itself, "already in use")
+    with pytest.raises(UsageError, match=r"host port 0\.0\.0\.0:8080/tcp is published twice"):
+        network_config("nat", publish=["8080:80", "0.0.0.0:8080:81"])
+    assert len(network_config("nat", publish=["127.0.0.1:8080:80", "127.0.0.2:8080:81",
+                                              "0.0.0.0:8080:82/udp"]).ports) == 3
 
 
 @pytest.mark.parametrize(("search", "kept"), [
@@ -487,3 +492,15 @@ def test_a_bad_expose_is_refused(spec: str, says: str) -> None:
 def test_bad_exposed_ports_are_an_image_error(exposed: object) -> None:
     with pytest.raises(ImageError):
         exposed_ports({"ExposedPorts": exposed})
+
+
+def test_inspect_says_publish_all_as_asked() -> None:
+    """(docker's HostConfig.PublishAllPorts was always false, for a box made with -P too)"""
+    from boxlite_cli.cli.dockerview import docker_view
+
+    for publish_all in (False, True):
+        state = BoxState(id="a" * 64, name="web", config=BoxConfig(
+            image="i", image_id="sha256:x", rootfs_base="", process=ProcessSpec(argv=["true"]),
+            publish_all=publish_all))
+        view = docker_view(state, 0, lambda name: Path("/v") / name, Path("/log"))
+        assert view["HostConfig"]["PublishAllPorts"] is publish_all
