@@ -486,7 +486,7 @@ def _network(d: Any, what: str) -> tuple[NetworkConfig, int]:
         resolver.append(_strings(d, key, what, MAX_RESOLVER_ITEMS))
         for item in resolver[-1]:
             try:
-                _expect(check(item) == item, what, f"{key} {item!r} is malformed")
+                _expect(check(item) in (item, None), what, f"{key} {item!r} is malformed")
             except UsageError:
                 raise ArchiveError(f"{what}: invalid manifest: {key} {item!r}") from None
     hosts = _strings(d, "extra_hosts", what, 256)

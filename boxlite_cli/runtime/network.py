@@ -16,7 +16,8 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from boxlite_cli.errors import Conflict, ImageError, NotFound, UsageError
@@ -218,7 +219,8 @@ def network_config(mode: str, dns: Iterable[str] = (), add_hosts: Iterable[str] 
                    for q in seen):
                 raise UsageError(f"host port {p.public}/{p.proto} is published twice")
             seen.append(p)
-    search = [d for d in map(dns_search_domain, dns_search) if d is not None]
+    # ("." kept: docker's "no search domain", not the host's, which a box gets otherwise)
+    search = [d if d is not None else "." for d in map(dns_search_domain, dns_search)]
     options = [dns_option(o) for o in dns_options]
     for what, values in (("--dns-search", search), ("--dns-option", options)):
         if len(values) > MAX_RESOLVER_ITEMS:
@@ -391,12 +393,46 @@ def box_mac(box_id: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+def host_resolver(path: Path | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The host's resolv.conf `search` domains (its last `search` or `domain` line, as
+    the resolver reads it) and `options`, those a box's resolv.conf can take."""
+    try:
+        text = (path or HOST_RESOLV_CONF).read_text(errors="replace")[:65536]
+    except OSError:
+        return (), ()
+    search: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        words = re.split(r"[#;]", line, maxsplit=1)[0].split()
+        if words and words[0] in ("search", "domain"):
+            search = words[1:]
+        elif words and words[0] == "options":
+            options += words[1:]
+
+    def kept(check: Callable[[str], str | None], items: list[str]) -> tuple[str, ...]:
+        out = []
+        for item in items:
+            with contextlib.suppress(UsageError):
+                if (value := check(item)) is not None:
+                    out.append(value)
+        return tuple(dict.fromkeys(out))[:MAX_RESOLVER_ITEMS]
+
+    return kept(dns_search_domain, search), kept(dns_option, options)
+
+
 def guest_network(config: NetworkConfig, box_id: str = "") -> GuestNetwork:
     """What the guest agent's Init sets up for this box (sent at every start)."""
     hosts = tuple(hosts_entries(config))
+    host_search, host_options = host_resolver() if config.mode == NAT else ((), ())
+    # (as docker's: the host's search domains and options, unless --dns-search or
+    # --dns-option say others; "." says none)
+    search = tuple(d for d in config.dns_search if d != ".") if config.dns_search else host_search
     resolver = GuestNetwork(mode=NONE, dns=tuple(dns_servers(config)), hosts=hosts,
-                            dns_search=tuple(config.dns_search),
-                            dns_options=tuple(config.dns_options))
+                            dns_search=search,
+                            dns_options=tuple(config.dns_options or host_options))
     if config.mode != NAT:
         return resolver
     return dataclasses.replace(resolver, mode=NAT, address=f"{NET_GUEST}/{GUEST_PREFIX}",

@@ -161,7 +161,7 @@ def test_network_config_checks_everything_up_front() -> None:
 
 @pytest.mark.parametrize(("search", "kept"), [
     (["example.com", "corp.example.", "example.com"], ["example.com", "corp.example"]),
-    (["."], []),  # (docker's "no search domain")
+    (["."], ["."]),  # (docker's "no search domain": kept, so not the host's either)
     (["a-b.c0", "x"], ["a-b.c0", "x"]),
 ])
 def test_dns_search_domains_are_kept_as_resolv_conf_takes_them(search: list[str],
@@ -184,6 +184,39 @@ def test_dns_options_are_single_words() -> None:
             network_config("nat", dns_options=[bad])
     with pytest.raises(UsageError, match="too many --dns-option values: at most 32"):
         network_config("nat", dns_options=[f"o{i}" for i in range(33)])
+
+
+@pytest.fixture(autouse=True)
+def host_resolv_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The host's resolv.conf, as the test writes it (none: this host's is no matter)."""
+    from boxlite_cli.runtime import network
+
+    path = tmp_path / "resolv.conf"
+    monkeypatch.setattr(network, "HOST_RESOLV_CONF", path)
+    return path
+
+
+def test_the_hosts_search_domains_and_options_are_the_boxs_unless_given(
+        host_resolv_conf: Path) -> None:
+    """As docker's: short names resolve in a box as on its host (a corporate network's,
+    or a Kubernetes runner's `search ns.svc.cluster.local`)."""
+    host_resolv_conf.write_text("nameserver 10.255.255.53\nsearch old.example\n"
+                                "search corp.example svc.cluster.local # the last wins\n"
+                                "options ndots:5 timeout:2\noptions bad\x01word rotate\n")
+    from boxlite_cli.runtime.network import host_resolver
+
+    assert host_resolver() == (("corp.example", "svc.cluster.local"),
+                               ("ndots:5", "timeout:2", "rotate"))
+    nat = guest_network(network_config("nat"))
+    assert (nat.dns_search, nat.dns_options) == (("corp.example", "svc.cluster.local"),
+                                                 ("ndots:5", "timeout:2", "rotate"))
+    given = guest_network(network_config("nat", dns_search=["mine.example"],
+                                          dns_options=["ndots:1"]))
+    assert (given.dns_search, given.dns_options) == (("mine.example",), ("ndots:1",))
+    assert guest_network(network_config("nat", dns_search=["."])).dns_search == ()
+    assert guest_network(network_config("none")).dns_search == ()  # (no network: no DNS)
+    host_resolv_conf.unlink()
+    assert guest_network(network_config("nat")).dns_search == ()
 
 
 def test_the_guest_gets_the_resolver_settings_with_and_without_a_network() -> None:
