@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from boxlite_cli.cli.context import CliContext, activity, pass_cli
+from boxlite_cli.cli.context import CliContext, activity, pass_cli, warn
 from boxlite_cli.errors import UsageError
 from boxlite_cli.fdio import FdReader
 from boxlite_cli.oci.archive import LoadResult
@@ -43,4 +43,6 @@ def load(cli: CliContext, input_: Path | None, quiet: bool) -> int:
         click.echo(f"Loaded image: {ref.short}")
     for image_id in result.unnamed:
         click.echo(f"Loaded image ID: {image_id}")
+    for note in result.notes:
+        warn(note)
     return 0

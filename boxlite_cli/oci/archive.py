@@ -71,6 +71,7 @@ class LoadResult:
 
     loaded: list[Reference]
     unnamed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user is told besides
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class _Planned:
     names: list[Reference]
     manifest_digest: str
     repo_digest: str | None = None  # what an OCI layout's index.json calls the image
+    tag_only: str = ""  # the ref.name of a layout's image that names no repository
 
 
 # reading the input ----------------------------------------------------------------------
@@ -361,17 +363,18 @@ def _by_tag(ref: Reference, what: str, own_digest: str | None = None) -> Referen
 
 def _layout_name(annotations: dict[str, Any], what: str) -> Reference | None:
     """The name of an index.json entry: containerd's full name, else ref.name when that is
-    a full reference (the OCI spec lets it be just a tag); None when it has neither."""
+    a full reference (the OCI spec lets it be just a tag); None when it has neither,
+    or a tag only (skopeo's `oci:DIR:TAG`: no repository to keep it under)."""
     ref_name, full_name = annotations.get(REF_NAME), annotations.get(CONTAINERD_NAME)
     if full_name:
         return _reference(full_name, what)
-    if not ref_name:
+    if not ref_name or _tag_only(ref_name):
         return None
-    if isinstance(ref_name, str) and not any(c in ref_name for c in "/:@"):
-        raise ImageError(f"{what}: image {ref_name!r} is named by a tag only, and no "
-                         f"{CONTAINERD_NAME} annotation says of which repository",
-                         hint="give the image a full name (REPOSITORY:TAG) when writing the layout")
     return _reference(ref_name, what)
+
+
+def _tag_only(ref_name: object) -> bool:
+    return isinstance(ref_name, str) and not any(c in ref_name for c in "/:@")
 
 
 @contextlib.contextmanager
@@ -420,7 +423,10 @@ def _oci_layout(store: ImageStore, src: _Source) -> list[_Planned]:
             name = _by_tag(name, src.what, own_digest=str(desc["digest"]))
         with _naming(name.short if name else str(desc["digest"])):
             manifest_digest = _layout_image(store, src, desc)
-        planned.append(_Planned([name] if name else [], manifest_digest, str(desc["digest"])))
+        ref_name = annotations.get(REF_NAME)
+        planned.append(_Planned([name] if name else [], manifest_digest, str(desc["digest"]),
+                                tag_only=str(ref_name) if name is None and _tag_only(ref_name)
+                                else ""))
     return planned
 
 
@@ -520,19 +526,24 @@ def _load(store: ImageStore, src: _Source) -> LoadResult:
                                    plan.manifest_digest)
     loaded: list[Reference] = []
     unnamed: list[str] = []
+    notes: list[str] = []
     for plan in planned:
         if not plan.names:
             store.keep_unnamed(plan.manifest_digest)
             image_id = str(store.read_json_blob(plan.manifest_digest)["config"]["digest"])
             if image_id not in unnamed:
                 unnamed.append(image_id)
+            if plan.tag_only:
+                notes.append(f"image {plan.tag_only!r} of {src.what} is named by a tag only "
+                             f"(no repository): kept without a name; name it with: boxlite "
+                             f"tag {image_id[7:19]} REPOSITORY:{plan.tag_only}")
         for ref in plan.names:
             store.tag(ref, plan.manifest_digest)
             if plan.repo_digest:
                 store.tag(Reference(ref.registry, ref.repository, None, plan.repo_digest),
                           plan.manifest_digest)
             loaded.append(ref)
-    return LoadResult(loaded, unnamed)
+    return LoadResult(loaded, unnamed, notes)
 
 
 def load_archive(store: ImageStore, path: Path) -> LoadResult:
