@@ -55,7 +55,9 @@ def _descriptor(image: Image, store: ImageStore, name: Reference | None) -> dict
         "size": store.blob_path(image.manifest_digest).stat().st_size,
     }
     if name is not None:
-        desc["annotations"] = {CONTAINERD_NAME: str(name), REF_NAME: name.tag or ""}
+        # (ref.name, when there is a tag: the OCI spec wants it not empty)
+        desc["annotations"] = {CONTAINERD_NAME: str(name), **({REF_NAME: name.tag}
+                                                              if name.tag else {})}
     return desc
 
 

@@ -240,9 +240,9 @@ class Images:
         return PushResult(reference, image.manifest_digest, len(raw))
 
     def to_save(self, names: Iterable[str]) -> list[Saved]:
-        """The images `names` name (references or ids), each once with all the names
-        it was given (none when given by id), in the order given; NotFound names the
-        first that is not here."""
+        """The images `names` name (references or ids), each manifest once with all the
+        names it was given (none when given by id), in the order given; NotFound names
+        the first that is not here."""
         from boxlite_cli.oci.save import Saved
 
         wanted: dict[str, tuple[Image, list[Reference]]] = {}
@@ -255,7 +255,9 @@ class Images:
                 named = image.reference == parse_reference(text)
             except UsageError:
                 named = False
-            _, given = wanted.setdefault(image.id, (image, []))
+            # (by manifest: two names of one config may have two manifests, each its
+            # layers' digests, which a name's repo digest is of)
+            _, given = wanted.setdefault(image.manifest_digest, (image, []))
             if named and image.reference not in given:
                 given.append(image.reference)
         return [Saved(image, tuple(given)) for image, given in wanted.values()]

@@ -627,3 +627,22 @@ def test_an_image_a_name_moves_off_keeps_a_dangling_name(store: ImageStore, tmp_
     store.tag(parse_reference("app:1"), first)  # (OTHER's image loses its only name)
     assert store.lookup("app:1").manifest_digest == first
     assert [k for k in store.tags() if "@" in k] == ["docker.io/library/app@" + other]
+
+
+def test_two_names_of_one_config_with_two_manifests_are_saved_each_with_its_own(
+        store: ImageStore, tmp_path: Path) -> None:
+    """(saved together, the second name's manifest was the first's: its repo digest no
+    longer resolved once loaded elsewhere)"""
+    from boxlite_cli.runtime.images import Images
+    from boxlite_cli.state.paths import Paths
+
+    plain, zipped = Img(BUSYBOX.layers), Img(BUSYBOX.layers, compression="gzip")
+    assert plain.id == zipped.id and plain.digest != zipped.digest
+    load_archive(store, write_dir(tmp_path / "p", oci_layout([({REF_NAME: "plain:1"}, plain)])))
+    load_archive(store, write_dir(tmp_path / "z", oci_layout([({REF_NAME: "zipped:1"}, zipped)])))
+    home = tmp_path / "home"
+    images = Images(Paths(data=home, config=home / "config", cache=home / "cache"), store,
+                    lambda: {})
+    saved = images.to_save(["plain:1", "zipped:1"])
+    assert [(s.image.manifest_digest, [r.short for r in s.names]) for s in saved] == [
+        (plain.digest, ["plain:1"]), (zipped.digest, ["zipped:1"])]
