@@ -646,3 +646,18 @@ def test_two_names_of_one_config_with_two_manifests_are_saved_each_with_its_own(
     saved = images.to_save(["plain:1", "zipped:1"])
     assert [(s.image.manifest_digest, [r.short for r in s.names]) for s in saved] == [
         (plain.digest, ["plain:1"]), (zipped.digest, ["zipped:1"])]
+
+
+def test_an_image_saved_by_digest_has_no_empty_ref_name(store: ImageStore,
+                                                        tmp_path: Path) -> None:
+    """(the OCI image layout wants ref.name not empty: stricter tools refuse one)"""
+    from boxlite_cli.oci.reference import parse_reference
+    from boxlite_cli.oci.save import Saved, index_json
+
+    load_archive(store, write_dir(tmp_path / "l", oci_layout([({REF_NAME: "app:1"}, BUSYBOX)])))
+    image = store.lookup("app:1")
+    by_digest = parse_reference(f"app@{BUSYBOX.digest}")
+    [tagged, digested] = index_json(store, [Saved(image, (image.reference, by_digest))])["manifests"]
+    assert tagged["annotations"][REF_NAME] == "1"
+    assert REF_NAME not in digested["annotations"]
+    assert digested["annotations"][CONTAINERD_NAME].endswith(f"/app@{BUSYBOX.digest}")
