@@ -28,8 +28,9 @@ def image_record(image: Image, names: list[Reference], size: int) -> dict[str, A
     return {
         "Id": image.id,
         "RepoTags": sorted({n.short for n in named if n.tag and not n.digest}),
-        "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in named if n.digest}
-                              or {f"{n.name}@{image.manifest_digest}" for n in named[:1]}),
+        # (where it was pulled from or pushed to, by digest: none for one only made or
+        # loaded here, as docker's)
+        "RepoDigests": sorted({f"{n.name}@{n.digest}" for n in named if n.digest}),
         "Comment": cfg.get("comment") or "",
         "Created": cfg.get("created"),
         "Author": cfg.get("author") or "",

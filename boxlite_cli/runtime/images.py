@@ -237,6 +237,9 @@ class Images:
                 report(digest, False)
             media_type = str(image.manifest.get("mediaType") or OCI_MANIFEST)
             client.put_manifest(reference.repository, reference.tag or "latest", raw, media_type)
+        # (docker's RepoDigests: where the image now is, by digest)
+        self.store.tag(Reference(reference.registry, reference.repository, None,
+                                 image.manifest_digest), image.manifest_digest)
         return PushResult(reference, image.manifest_digest, len(raw))
 
     def to_save(self, names: Iterable[str]) -> list[Saved]:

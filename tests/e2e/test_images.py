@@ -318,7 +318,12 @@ def test_push_sends_what_the_registry_lacks_and_the_image_keeps_its_digest(
     committed = f"{registry.host}/pushed/committed:1"
     assert store.bx("commit", "-c", 'CMD ["cat", "/committed"]', "topush",
                     committed).returncode == 0
+    unpushed = store.bx("image", "inspect", "-f", "{{json .RepoDigests}}", committed).stdout
+    assert unpushed == b"[]\n"  # (made here: nowhere by digest yet, as docker's)
     assert store.bx("push", "-q", committed).stdout == b""
+    pushed = json.loads(store.bx("image", "inspect", "-f", "{{json .RepoDigests}}",
+                                 committed).stdout)
+    assert [d.split("@")[0] for d in pushed] == [f"{registry.host}/pushed/committed"]
 
     (tmp_path / "elsewhere").mkdir()
     other = Store(tmp_path / "elsewhere")

@@ -502,6 +502,10 @@ def test_cli_load(script_runner: ScriptRunner, tmp_path: Path) -> None:
     listed = bx(script_runner, "images", "--format", "json")
     assert {e["reference"] for e in json.loads(listed.stdout)} >= {"docker.io/library/busybox:latest",
                                                                    "docker.io/library/other:2"}
+    # (never pulled nor pushed: no repo digest, as docker's; one was made up, naming a
+    # place the image is not)
+    [record] = json.loads(bx(script_runner, "image", "inspect", "other:2").stdout)
+    assert (record["RepoTags"], record["RepoDigests"]) == (["other:2"], [])
 
 
 def test_cli_load_of_an_unnamed_image_lists_it_as_none(script_runner: ScriptRunner,
