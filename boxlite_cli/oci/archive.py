@@ -488,7 +488,10 @@ def _docker_image(store: ImageStore, src: _Source, entry: Any, i: int) -> str:
 def _docker_save(store: ImageStore, src: _Source) -> list[_Planned]:
     entries = _json(src, "manifest.json")
     if not isinstance(entries, list):
-        raise ImageError(f"{src.what}: manifest.json is not a list of images")
+        box = isinstance(entries, dict) and entries.get("format") == "boxlite-box"
+        raise ImageError(f"{src.what}: manifest.json is not a list of images"
+                         + (" (it is a box archive of `boxlite export`)" if box else ""),
+                         hint="import it with: boxlite import FILE" if box else None)
     planned: list[_Planned] = []
     for i, entry in enumerate(entries):
         tags = entry.get("RepoTags") if isinstance(entry, dict) else None

@@ -678,6 +678,10 @@ def _copy_member(src: IO[bytes], dest: Path, entry: DiskEntry, what: str) -> Non
                            f"the manifest says {entry.sha256})")
 
 
+NOT_A_BOX_ARCHIVE = ("an image archive (docker save, an OCI layout) loads with: boxlite load "
+                     "-i FILE; a root file system tarball (docker import's) is no box")
+
+
 def read_archive(src: IO[bytes], what: str, dest: Path, max_disk: int) -> Manifest:
     """Verify the archive in one pass, writing its disks (named by their base name) into
     `dest`; the verified manifest."""
@@ -691,7 +695,8 @@ def read_archive(src: IO[bytes], what: str, dest: Path, max_disk: int) -> Manife
         why = "it ends before its first member" if str(e) == "empty file" else str(e)
         raise ArchiveError(f"{what} is truncated or not a boxlite archive ({why})") from None
     except zstandard.ZstdError as e:
-        raise ArchiveError(f"{what} is not a readable zstd archive: {e}") from None
+        raise ArchiveError(f"{what} is not a box archive of `boxlite export` (not zstd: {e})",
+                           hint=NOT_A_BOX_ARCHIVE) from None
 
 
 def _read_members(tar: tarfile.TarFile, bounded: _Bounded, what: str, dest: Path,
@@ -703,14 +708,16 @@ def _read_members(tar: tarfile.TarFile, bounded: _Bounded, what: str, dest: Path
         if name in seen:
             raise ArchiveError(f"{what}: member {name!r} appears twice")
         seen.add(name)
+        if manifest is None and (name != MANIFEST or not member.isreg()):
+            raise ArchiveError(f"{what} is not a box archive of `boxlite export` (its first "
+                               f"member is {member.name[:200]!r}, not {MANIFEST})",
+                               hint=NOT_A_BOX_ARCHIVE)
         if not member.isreg():
             raise ArchiveError(f"{what}: member {name!r} is not a regular file (links, "
                                "directories and devices are refused)")
         f = tar.extractfile(member)
         assert f is not None
         if manifest is None:
-            if name != MANIFEST:
-                raise ArchiveError(f"{what}: the first member is {name!r}, not {MANIFEST}")
             if member.size > MAX_MANIFEST:
                 raise ArchiveError(f"{what}: {MANIFEST} is larger than {MAX_MANIFEST} bytes")
             data = f.read(MAX_MANIFEST + 1)

@@ -665,3 +665,13 @@ def test_an_image_saved_by_digest_has_no_empty_ref_name(store: ImageStore,
     assert tagged["annotations"][REF_NAME] == "1"
     assert REF_NAME not in digested["annotations"]
     assert digested["annotations"][CONTAINERD_NAME].endswith(f"/app@{BUSYBOX.digest}")
+
+
+def test_a_box_archive_given_to_load_says_to_import_it(store: ImageStore, tmp_path: Path) -> None:
+    """(`load -i box.bx` said only "manifest.json is not a list of images")"""
+    box = {"manifest.json": json.dumps({"format": "boxlite-box", "version": 1}).encode()}
+    with pytest.raises(ImageError) as e:
+        load_archive(store, write_tar(tmp_path / "box.bx", box, compression="zstd"))
+    assert e.value.message.endswith("manifest.json is not a list of images (it is a box "
+                                    "archive of `boxlite export`)")
+    assert e.value.hint == "import it with: boxlite import FILE"

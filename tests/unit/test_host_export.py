@@ -357,7 +357,30 @@ def test_truncated_archives_are_refused(rt: Runtime, disk: bytes) -> None:
         rejected(rt, data[:cut], "truncated")
     plain = archive(good_members(disk), compress=False)
     rejected(rt, zstandard.ZstdCompressor().compress(plain[: len(plain) // 2]), "truncated")
-    rejected(rt, b"not zstd at all", "not a readable zstd")
+    rejected(rt, b"not zstd at all", "not a box archive of `boxlite export` (not zstd: ")
+
+
+def test_a_foreign_archive_says_what_it_is_not_and_where_images_go(rt: Runtime) -> None:
+    """A docker user's `import rootfs.tar` (or a `docker save` tar): said as not a box
+    archive, with where an image archive goes (it was "not a readable zstd archive:
+    Unknown frame descriptor", or "member '' is not a regular file")."""
+    rootfs = io.BytesIO()
+    with tarfile.open(fileobj=rootfs, mode="w") as tar:
+        info = tarfile.TarInfo(".")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        etc = tarfile.TarInfo("etc/hostname")
+        etc.size = 3
+        tar.addfile(etc, io.BytesIO(b"box"))
+    for data, needle in ((rootfs.getvalue(), "(not zstd: "),
+                         (zstandard.ZstdCompressor().compress(rootfs.getvalue()),
+                          "(its first member is '.', not manifest.json)")):
+        with pytest.raises(BoxliteError) as err:
+            do_import(rt, data, "victim")
+        assert err.value.message.startswith("test.bx is not a box archive of `boxlite "
+                                            "export` " + needle), err.value.message
+        assert err.value.hint is not None and "boxlite load -i FILE" in err.value.hint
+        assert leftovers(rt) == []
 
 
 # export, clone, staging -------------------------------------------------------------------
