@@ -177,7 +177,7 @@ class Puller:
                 ingest.commit()
         if not self.store.rootfs_path_of(str(config_desc["digest"])).is_file():
             self.progress.unpacking()
-            self.store.unpack_before_naming(ref, manifest_digest)
+        self.store.unpack_before_naming(ref, manifest_digest)  # (or checked against it)
         # (docker's "Downloaded newer image" whenever the name is new here or moved)
         downloaded |= self.store.tags().get(str(ref)) != manifest_digest
         self.store.tag(ref, manifest_digest)

@@ -532,11 +532,46 @@ class ImageStore:
         there and is never listed, and the first box made from it starts sooner."""
         manifest = self.read_json_blob(manifest_digest)
         config = self.read_json_blob(str(manifest["config"]["digest"]))
+        image = Image(reference, manifest_digest, manifest, config)
         try:
-            self.ensure_rootfs(Image(reference, manifest_digest, manifest, config))
+            if self.rootfs_path(image).is_file():
+                # (unpacked from another manifest of this config: this one's layers are
+                # held to its diff_ids all the same, or it would be kept, saved and pushed
+                # unchecked; one the store has already was)
+                if manifest_digest not in set(self.tags().values()):
+                    self.check_layers(image)
+                return
+            self.ensure_rootfs(image)
         except ImageError as e:
             raise ImageError(e.message, hint="the image is broken and was not kept; ask "
                                              "its publisher for a fixed one") from e
+
+    def check_layers(self, image: Image) -> None:
+        """Each layer of the image, uncompressed, is the diff_id its config says."""
+        from boxlite_cli.compression import DECOMPRESSION_ERRORS, open_decompressed
+
+        if len(image.diff_ids) != len(image.layers):
+            raise ImageError(f"image {image.reference.short}: its config lists "
+                             f"{len(image.diff_ids)} layers, its manifest {len(image.layers)}")
+        unreadable: tuple[type[BaseException], ...] = (OSError, *DECOMPRESSION_ERRORS)
+        for digest, diff_id in zip(image.layers, image.diff_ids, strict=True):
+            h = hashlib.sha256()
+            try:
+                with open(self.blob_path(digest), "rb") as f:
+                    data, _ = open_decompressed(f)
+                    while chunk := data.read(1 << 20):
+                        h.update(chunk)
+            except FileNotFoundError:
+                raise ImageError(f"image {image.reference.short} is incomplete: its layer "
+                                 f"{digest} is missing from the local store") from None
+            except unreadable as e:
+                raise ImageError(f"image {image.reference.short}: layer {digest[:19]} does "
+                                 f"not decompress: {e}") from None
+            if "sha256:" + h.hexdigest() != diff_id:
+                raise ImageError(f"image {image.reference.short} cannot be unpacked: layer "
+                                 f"{digest[:19]}: layer content does not match the image "
+                                 f"config: diff_id {diff_id[:19]} expected, the layer is "
+                                 f"sha256:{h.hexdigest()[:12]}")
 
     def ensure_rootfs(self, image: Image) -> Path:
         """The image's ext4 base, unpacking it once (concurrent callers wait)."""

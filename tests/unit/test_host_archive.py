@@ -675,3 +675,28 @@ def test_a_box_archive_given_to_load_says_to_import_it(store: ImageStore, tmp_pa
     assert e.value.message.endswith("manifest.json is not a list of images (it is a box "
                                     "archive of `boxlite export`)")
     assert e.value.hint == "import it with: boxlite import FILE"
+
+
+def test_a_new_manifest_of_an_unpacked_config_is_held_to_its_diff_ids(store: ImageStore,
+                                                                      tmp_path: Path) -> None:
+    """(a manifest whose layer is not what its config says was kept unchecked when
+    another manifest of that config had been unpacked here: then saved and pushed on)"""
+    load_archive(store, write_dir(tmp_path / "good", oci_layout([({REF_NAME: "app:1"}, BUSYBOX)])))
+    evil = compress(layer_tar({"evil.txt": b"x"}), "gzip")
+    manifest = json.loads(BUSYBOX.manifest)
+    manifest["layers"][1] = {"mediaType": LAYER_TYPE["gzip"], "digest": sha(evil),
+                             "size": len(evil)}
+    raw = json.dumps(manifest).encode()
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+             blob_path(raw): raw, blob_path(BUSYBOX.config): BUSYBOX.config,
+             blob_path(BUSYBOX.blobs[0]): BUSYBOX.blobs[0], blob_path(evil): evil,
+             "index.json": json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                 {"mediaType": OCI_MANIFEST, "digest": sha(raw), "size": len(raw),
+                  "annotations": {REF_NAME: "evil:1"}}]}).encode()}
+    with pytest.raises(ImageError, match="layer content does not match the image config"):
+        load_archive(store, write_dir(tmp_path / "evil", files))
+    assert "docker.io/library/evil:1" not in store.tags()
+    # another manifest of that config whose layers are right (compressed otherwise): kept
+    zipped = Img(BUSYBOX.layers, compression="gzip")
+    load_archive(store, write_dir(tmp_path / "z", oci_layout([({REF_NAME: "zipped:1"}, zipped)])))
+    assert store.lookup("zipped:1").manifest_digest == zipped.digest
