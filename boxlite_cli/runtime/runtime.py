@@ -676,7 +676,11 @@ class Runtime:
             # A fixed host port that another box took between our check and QEMU's bind
             # (which then exits at once) is that port's failure, not the template's.
             with contextlib.suppress(NotFound):
-                bind_host_ports(p for p in self.get(ref).config.network.ports if p.host_port)
+                try:
+                    bind_host_ports(p for p in self.get(ref).config.network.ports if p.host_port)
+                except Conflict:  # (as when the check before it refuses: not started)
+                    self._unstarted(self.resolve(ref), renew_disk=e.primed)
+                    raise
             if VM_SIGNALLED in e.message:  # (killed from outside: the template is fine)
                 self.warn(f"the warm start failed ({e}); starting cold")
             else:
@@ -687,6 +691,18 @@ class Runtime:
                 self._renew_disk(self.resolve(ref))
             return self._start(ref, foreground, cold=True, output=output,
                                exit_report=exit_report, merge_stderr=merge_stderr)
+
+    def _unstarted(self, box_id: str, renew_disk: bool) -> None:
+        """A start that failed before its box ran: the box as it was before it (created,
+        when it never ran), as a start refused before it began leaves it (docker's)."""
+        if renew_disk:
+            self._renew_disk(box_id)
+        with self.boxes.lock(box_id):
+            state = self.boxes.read(box_id)
+            if state.started_at is None and state.status == Status.EXITED:
+                state.status, state.exit_code, state.error = Status.CREATED, None, None
+                state.finished_at = None
+                self.boxes.write(state)
 
     def _renew_disk(self, box_id: str) -> None:
         """A fresh root disk again, for a box that never ran (its primed warm start failed;
