@@ -67,6 +67,8 @@ class AlreadyRunning(Conflict):
 class StateCorrupt(BoxliteError):
     """A state file on disk cannot be read."""
 
+    box_id: str | None = None  # the box's, where it is a box's state file
+
 
 class ImageError(BoxliteError):
     """An image could not be found, loaded or unpacked."""

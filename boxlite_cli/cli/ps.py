@@ -181,6 +181,10 @@ def ps(cli: CliContext, all_boxes: bool, quiet: bool, no_trunc: bool, filters: t
     if quiet and fmt == "table":  # (a --format given wins over -q, as in docker)
         for s in states:
             click.echo(s.id[:id_len])
+        if all_boxes and not filters:  # (`rm -f $(boxlite ps -aq)` takes them too)
+            for e in broken:
+                if e.box_id:
+                    click.echo(e.box_id[:id_len])
     elif fmt == "json":
         print_json([box_json(s) for s in states])
     elif fmt != "table":

@@ -136,11 +136,16 @@ class BoxStore:
         path = self.box_dir(box_id) / STATE_FILE
         try:
             return load_state(path)
+        except StateCorrupt as e:
+            e.box_id = box_id
+            raise
         except FileNotFoundError:
             if self._stateless(box_id):
-                raise StateCorrupt(f"box {box_id[:12]} has no state file ({path})",
-                                   hint=f"remove what is left of it with: boxlite rm -f "
-                                        f"{box_id[:12]}") from None
+                error = StateCorrupt(f"box {box_id[:12]} has no state file ({path})",
+                                     hint=f"remove what is left of it with: boxlite rm -f "
+                                          f"{box_id[:12]}")
+                error.box_id = box_id
+                raise error from None
             raise NoSuchBox(f"no such box: {box_id[:12]}") from None
 
     def _stateless(self, box_id: str) -> bool:

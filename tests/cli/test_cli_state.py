@@ -999,6 +999,8 @@ def test_ps_survives_a_corrupt_state_file(script_runner: ScriptRunner, corrupt_b
     as_json = bx(script_runner, "ps", "-a", "--format", "json")
     assert as_json.returncode == 0
     assert [b["id"] for b in json.loads(as_json.stdout)] == [other]
+    assert sorted(bx(script_runner, "ps", "-aq", "--no-trunc").stdout.split()) == sorted(
+        [other, BOX_ID])
     assert str(corrupt_box) in as_json.stderr
 
 
@@ -1041,6 +1043,9 @@ def test_a_box_without_its_state_file_is_said_and_rm_f_removes_it(
     stayed taken: "already in use by box ...", a box every command called missing)"""
     listed = bx(script_runner, "ps", "-a")
     assert f"box {BOX_ID[:12]} has no state file" in listed.stderr
+    # (ps -aq lists it: a script's `rm -f $(boxlite ps -aq)` cleans it up too)
+    assert bx(script_runner, "ps", "-aq").stdout == BOX_ID[:12] + "\n"
+    assert bx(script_runner, "ps", "-q").stdout == ""
     refused = bx(script_runner, "rm", "planted")
     assert_one_line_error(refused, f"box {BOX_ID[:12]} has no state file")
     assert f"boxlite rm -f {BOX_ID[:12]}" in refused.stderr and stateless_box.exists()
