@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -91,8 +92,19 @@ def print_records(fmt: str, records: list[dict[str, Any]]) -> None:
         click.echo(render(fmt, record))
 
 
+# Inside a JSON string, what a terminal could take for a control (C1, DEL) or a line
+# break (U+2028/9) stays escaped; the rest is UTF-8, as docker prints it
+_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=not utf8)
+    if utf8:
+        # (a name that is no UTF-8, kept as surrogates: its JSON escape, as before)
+        text = _ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode(
+            "utf-8", "backslashreplace").decode()
+    click.echo(text)
 
 
 NEVER = "0001-01-01T00:00:00Z"  # (docker's time of what never happened)
