@@ -134,13 +134,15 @@ def disk_made_ns(state: BoxState) -> int | None:
         return None
 
 
-def box_image(rt: Runtime, state: BoxState) -> Image:
+def box_image(rt: Runtime, state: BoxState, doing: str = "commit") -> Image:
+    """The image the box was made from (its changes are against its layers)."""
     for image in rt.images.all_references():
         if image.id == state.config.image_id:
             return image
     raise ImageError(f"box {state.name}'s image {state.config.image_id[7:19]} is not in the "
-                     "store any more",
-                     hint=f"pull or load {state.config.image} again, then commit")
+                     "store (a box imported from another host, or an image removed since)",
+                     hint=f"pull or load {state.config.image} (or `boxlite save` it where it "
+                          f"is), then {doing}")
 
 
 def commit(rt: Runtime, ref: str, name: str, author: str = "", message: str = "",

@@ -26,7 +26,7 @@ def diff(rt: Runtime, ref: str) -> list[Change]:
     state = rt.get(rt.resolve(ref))
     refuse_paused(state, "list its changes (its disk is read through its guest, which the "
                          "pause stops)")
-    image = box_image(rt, state)
+    image = box_image(rt, state, "diff")
     base = image_index(rt.images, image)
     with box_agent(rt, ref) as client:
         return box_changes(box_tree(client), base, disk_made_ns(state),

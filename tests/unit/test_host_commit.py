@@ -8,6 +8,7 @@ import datetime
 import io
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -382,3 +383,24 @@ def test_the_directories_boxlite_makes_are_no_change_of_the_box() -> None:
     assert [(c.kind, c.path) for c in box_changes(wrote, base, None, made)] == [
         ("A", "/etc"), ("A", "/etc/app.conf"), ("A", "/var"), ("A", "/var/lib"),
         ("A", "/var/lib/db"), ("A", "/var/lib/db/x")]
+
+
+@pytest.mark.parametrize("doing", ["commit", "diff"])
+def test_a_box_whose_image_is_not_here_says_so_for_the_command_given(
+        tmp_path: Path, doing: str) -> None:
+    """(an imported box's `diff` was told to load the image "then commit")"""
+    from boxlite_cli.runtime.commit import box_image
+    from boxlite_cli.runtime.runtime import Runtime
+    from boxlite_cli.state.paths import Paths
+
+    home = tmp_path / "home"
+    rt = Runtime(Paths(data=home, config=home / "config", cache=home / "cache"))
+    state = BoxState(id="e" * 64, name="piped", config=BoxConfig(
+        image="mine/app:1", image_id="sha256:" + "b" * 64, rootfs_base="",
+        process=ProcessSpec(argv=["true"])))
+    with pytest.raises(ImageError) as e:
+        box_image(rt, state, doing)
+    assert e.value.message == ("box piped's image bbbbbbbbbbbb is not in the store (a box "
+                               "imported from another host, or an image removed since)")
+    assert e.value.hint == (f"pull or load mine/app:1 (or `boxlite save` it where it is), "
+                            f"then {doing}")
