@@ -21,6 +21,8 @@ from boxlite_cli.errors import (
     BoxliteError,
     Conflict,
     Interrupted,
+    NoSuchBox,
+    NotFound,
     PayloadError,
     UsageError,
     VmError,
@@ -175,7 +177,8 @@ def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool,
     except (ValueError, IndexError):
         raise VmError(f"the snapshot worker failed: {err.strip()[-300:]}") from None
     if "error" in reply:
-        raise VmError(str(reply["error"]), hint=reply.get("hint"))
+        raise _ended_meanwhile(rt, box_id) or VmError(str(reply["error"]),
+                                                       hint=reply.get("hint"))
     snap = box_disks(rt, box_id).get(name)
     if interrupted is not None:
         if owner is not None:  # (a copy: nothing is built on it yet, it goes at once)
@@ -185,6 +188,20 @@ def _run_worker(rt: Runtime, box_id: str, name: str, memory: bool,
         rt.warn(f"snapshot {name} was being taken when interrupted, and was finished (its "
                 "VM cannot be left paused midway)")
     return snap
+
+
+def _ended_meanwhile(rt: Runtime, box_id: str) -> BoxliteError | None:
+    """Why a running box's snapshot failed, where the box went under it (rm -f, stop):
+    that, not what its VM's vanished sockets said."""
+    try:
+        state = rt.observe(rt.boxes.read(box_id))
+    except NotFound:
+        return NoSuchBox(f"box {box_id[:12]} was removed while the snapshot was being taken")
+    except BoxliteError:
+        return None
+    if state.status not in RUNNING:
+        return Conflict(f"box {state.name} stopped while the snapshot was being taken")
+    return None
 
 
 def snapshot_running(rt: Runtime, box_id: str, name: str, memory: bool,

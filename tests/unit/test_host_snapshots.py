@@ -394,3 +394,25 @@ def test_an_interrupt_waits_for_the_snapshot_worker(tmp_path: Path, internal: bo
                             "(its VM cannot be left paused midway)"]
     assert done.exists()  # (the worker ran to its end)
     assert sys.executable  # (the real one, given back)
+
+
+def test_a_snapshot_whose_box_went_under_it_says_so(tmp_path: Path) -> None:
+    """(rm -f during `snapshot create --memory`: "cannot reach QMP at /tmp/bl-0/...:
+    [Errno 111] Connection refused")"""
+    from boxlite_cli.errors import Conflict, NoSuchBox
+    from boxlite_cli.runtime.runtime import Runtime
+    from boxlite_cli.runtime.snapshots import _ended_meanwhile
+    from boxlite_cli.state.paths import Paths
+    from boxlite_cli.state.records import BoxConfig, BoxState, ProcessSpec, Status
+
+    box_id = "cd" * 32
+    home = tmp_path / "home"
+    rt = Runtime(Paths(data=home, config=home / "config", cache=home / "cache"))
+    assert isinstance(_ended_meanwhile(rt, box_id), NoSuchBox)
+    rt.boxes.create_dir(box_id)
+    rt.boxes.write(BoxState(id=box_id, name="big", status=Status.EXITED, config=BoxConfig(
+        image="localhost/debian:bookworm", image_id="sha256:" + "1" * 64, rootfs_base="",
+        process=ProcessSpec(argv=["true"]))))
+    stopped = _ended_meanwhile(rt, box_id)
+    assert isinstance(stopped, Conflict)
+    assert stopped.message == "box big stopped while the snapshot was being taken"

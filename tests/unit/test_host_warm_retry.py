@@ -88,3 +88,4 @@ def test_a_host_port_taken_under_a_warm_start_leaves_the_box_created(
         taken.close()
     state = rt.boxes.read(BOX_ID)
     assert (state.status, state.exit_code, state.error) == (Status.CREATED, None, None)
+
