@@ -80,6 +80,10 @@ def df(cli: CliContext, fmt: str) -> int:
     used_volumes = {m.source for s in states for m in s.config.mounts if m.kind == VOLUME}
     volumes = rt.volumes.all()
     box_sizes = {s.id: allocated_bytes(rt.files(s.id).dir) for s in states}
+    from boxlite_cli.runtime.staging import staging_root, stale_bytes
+
+    # (exports, imports and clones under way, and what killed ones left: prune's)
+    staged, leftover = allocated_bytes(staging_root(rt.paths)), stale_bytes(rt.paths)
     volume_sizes = {v.name: allocated_bytes(Path(v.mountpoint)) for v in volumes}
     templates = [t for t in rt.templates.root.iterdir() if t.is_dir()] \
         if rt.templates.root.is_dir() else []
@@ -88,8 +92,8 @@ def df(cli: CliContext, fmt: str) -> int:
         _usage("Images", len(images), sum(1 for i in images if i in used_images),
                allocated_bytes(rt.images.root), _image_reclaimable(rt, images, used_images)),
         _usage("Boxes", len(states), sum(1 for s in states if s.status == Status.RUNNING),
-               sum(box_sizes.values()),
-               sum(box_sizes[s.id] for s in states if s.status != Status.RUNNING)),
+               sum(box_sizes.values()) + staged,
+               sum(box_sizes[s.id] for s in states if s.status != Status.RUNNING) + leftover),
         _usage("Local Volumes", len(volumes), sum(1 for v in volumes if v.name in used_volumes),
                sum(volume_sizes.values()),
                sum(n for v, n in volume_sizes.items() if v not in used_volumes)),

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from boxlite_cli.state.atomic import write_json_atomic
+from boxlite_cli.state.diskuse import allocated_bytes
 from boxlite_cli.state.paths import Paths
 from boxlite_cli.state.pidfile import ProcessRecord
 
@@ -73,22 +74,19 @@ def stage(paths: Paths, kind: str) -> Iterator[Stage]:
         st.discard()
 
 
-def clean_stale(paths: Paths) -> list[str]:
-    """Remove the staging directories (and their tracked files) of dead operations."""
-    removed: list[str] = []
-    root = staging_root(paths)
+def _stale(paths: Paths) -> Iterator[tuple[Path, list[Path]]]:
+    """The staging directories of dead operations, each with the files it tracks."""
     try:
-        entries = list(root.iterdir())
+        entries = list(staging_root(paths).iterdir())
     except FileNotFoundError:
-        return removed
+        return
     for entry in entries:
         try:
             data = json.loads((entry / OWNER).read_text())
         except FileNotFoundError:
             with contextlib.suppress(OSError):
                 if time.time() - entry.stat().st_mtime > ORPHAN_GRACE_S:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(entry.name)
+                    yield entry, []
             continue
         except (OSError, ValueError):
             data = {}
@@ -96,10 +94,28 @@ def clean_stale(paths: Paths) -> list[str]:
         if owner is not None and owner.alive():
             continue
         extra = data.get("extra") if isinstance(data, dict) else None
-        for item in extra if isinstance(extra, list) else []:
-            if isinstance(item, str):
-                with contextlib.suppress(OSError):
-                    Path(item).unlink()
+        yield entry, [Path(i) for i in (extra if isinstance(extra, list) else [])
+                      if isinstance(i, str)]
+
+
+def clean_stale(paths: Paths) -> list[str]:
+    """Remove the staging directories (and their tracked files) of dead operations."""
+    removed: list[str] = []
+    for entry, extra in _stale(paths):
+        for item in extra:
+            with contextlib.suppress(OSError):
+                item.unlink()
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry.name)
     return removed
+
+
+def stale_bytes(paths: Paths) -> int:
+    """What clean_stale would free: the space dead operations' leftovers take (system df)."""
+    total = 0
+    for entry, extra in _stale(paths):
+        total += allocated_bytes(entry)
+        for item in extra:
+            with contextlib.suppress(OSError):
+                total += item.lstat().st_blocks * 512
+    return total

@@ -27,7 +27,7 @@ from boxlite_cli.runtime import export as ex
 from boxlite_cli.runtime import snapshots
 from boxlite_cli.runtime.clone import clone, clone_names, dependent_boxes, removal_order
 from boxlite_cli.runtime.runtime import Runtime
-from boxlite_cli.runtime.staging import clean_stale, stage, staging_root
+from boxlite_cli.runtime.staging import clean_stale, stage, staging_root, stale_bytes
 from boxlite_cli.state.atomic import write_json_atomic
 from boxlite_cli.state.boxes import new_box_id
 from boxlite_cli.state.health import HealthConfig
@@ -621,6 +621,10 @@ def test_stale_staging_is_cleaned(rt: Runtime, tmp_path: Path) -> None:
     write_json_atomic(dead / "owner.json", {"owner": {"pid": os.getpid(), "start_time": 1},
                                             "extra": [str(partial)]})
     with stage(rt.paths, "export") as live:
+        (live.dir / "rootfs.qcow2").write_bytes(b"y" * 8192)
+        # (system df counts what a killed export left as reclaimable, not a live one's)
+        assert stale_bytes(rt.paths) == sum(p.stat().st_blocks * 512 for p in (
+            dead / "rootfs.qcow2", dead / "owner.json", partial))
         assert clean_stale(rt.paths) == ["export-dead"]
         assert live.dir.exists() and not dead.exists() and not partial.exists()
     assert list(staging_root(rt.paths).iterdir()) == []
