@@ -185,7 +185,9 @@ def docker_view(state: BoxState, vmm_pid: int, volume_dir: Callable[[str], Path]
         },
         "NetworkSettings": {
             **network,
-            "Ports": _port_map(state.ports if running else []),
+            # (docker's: an exposed port not published is there too, as null)
+            "Ports": ({**{key: None for key in cfg.exposed}, **_port_map(state.ports)}
+                      if running else {}),
             "Networks": ({cfg.network.mode: {**network, "NetworkID": cfg.network.mode,
                                              "Aliases": None}} if nat else {}),
             "SandboxKey": "",

@@ -537,3 +537,19 @@ def test_inspect_says_publish_all_as_asked() -> None:
             publish_all=publish_all))
         view = docker_view(state, 0, lambda name: Path("/v") / name, Path("/log"))
         assert view["HostConfig"]["PublishAllPorts"] is publish_all
+
+
+def test_inspect_ports_has_an_exposed_port_not_published_as_null() -> None:
+    """docker's NetworkSettings.Ports: `"7000/tcp": null` beside the published ones (a
+    script that loops over that map saw other ports)."""
+    from boxlite_cli.cli.dockerview import docker_view
+    from boxlite_cli.state.records import Status
+
+    state = BoxState(id="a" * 64, name="web", status=Status.RUNNING, config=BoxConfig(
+        image="i", image_id="sha256:x", rootfs_base="", process=ProcessSpec(argv=["true"]),
+        exposed=["7000/tcp"], network=NetworkConfig(ports=[PortMapping(80, host_port=8080)])),
+        ports=[PortMapping(80, host_port=8080)])
+    ports = docker_view(state, 0, lambda name: Path("/v") / name, Path("/log"))[
+        "NetworkSettings"]["Ports"]
+    assert ports == {"7000/tcp": None,
+                     "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
