@@ -183,7 +183,8 @@ def _tls_verify(registry: str, settings: RegistrySettings) -> bool | ssl.SSLCont
         def encrypted(key: Path = key) -> str:  # (not OpenSSL's prompt on the terminal)
             raise RegistryError(f"the client key {key} of {registry} is encrypted (it has a "
                                 "pass phrase, which boxlite does not ask for)",
-                                hint=f"decrypt it: openssl pkey -in {key} -out {key}")
+                                hint=f"decrypt it: openssl pkey -in {key} -out {key}.plain "
+                                     f"&& mv {key}.plain {key}")
 
         try:
             context.load_cert_chain(str(cert), str(key), password=encrypted)
@@ -260,6 +261,12 @@ def retry_after(value: str | None) -> float:
     return seconds if 0 < seconds <= MAX_RETRY_AFTER_S else 0.0
 
 
+def _wait_text(header: str) -> str:
+    """A Retry-After as said: seconds with their unit, an HTTP date as it is."""
+    header = header.strip()[:40]
+    return f"{header} s" if header.isdigit() else header
+
+
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "timed out waiting for the registry"
@@ -297,10 +304,11 @@ class RegistryClient:
                                       verify=_tls_verify(registry, settings),
                                       headers={"User-Agent": f"boxlite/{__version__}"},
                                       trust_env=not is_loopback(registry))
-        except ImportError as e:  # (httpx's SOCKS support is not installed)
-            raise RegistryError(f"the proxy the environment names cannot be used: {e}",
-                                hint="use an HTTP proxy (http_proxy, https_proxy), or "
-                                     f"no_proxy={registry_host(registry)}") from None
+        except ImportError:  # (httpx's SOCKS support is not installed)
+            raise RegistryError("the proxy the environment names (ALL_PROXY or another "
+                                "*_proxy) is a SOCKS proxy, which boxlite cannot use",
+                                hint="give an HTTP proxy there (https_proxy=http://HOST:PORT), "
+                                     "or unset it for boxlite") from None
 
     def close(self) -> None:
         self._http.close()
@@ -353,7 +361,7 @@ class RegistryClient:
         raise RegistryError(f"{what} from {self.registry}: {reason}, "
                             f"gave up after {tries} attempt{'s' if tries > 1 else ''}",
                             hint=(f"the registry limits how often it is asked (a rate limit"
-                                  f"{f'; it asks to wait: {wait_header[:40]}' if wait_header else ''})"
+                                  f"{f'; it asks to wait: {_wait_text(wait_header)}' if wait_header else ''})"
                                   ": wait, then retry") if limited else
                             "check the registry address and your network, then retry")
 

@@ -76,8 +76,9 @@ def test_a_rate_limits_retry_after_is_waited_and_said(monkeypatch: pytest.Monkey
             pytest.raises(RegistryError) as e:
         client.get_manifest("busybox", "latest")
     assert sleeps == waits
+    said = f"{retry_after} s" if retry_after.isdigit() else retry_after
     assert e.value.hint == (f"the registry limits how often it is asked (a rate limit; it asks "
-                            f"to wait: {retry_after}): wait, then retry")
+                            f"to wait: {said}): wait, then retry")
 
 
 def test_no_retries_means_no_backoff() -> None:
