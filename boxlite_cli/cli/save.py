@@ -10,7 +10,7 @@ import click
 
 from boxlite_cli.cli.completion import complete_image
 from boxlite_cli.cli.context import CliContext, activity, pass_cli
-from boxlite_cli.errors import UsageError
+from boxlite_cli.errors import OutputUnwritable, UsageError
 from boxlite_cli.outfile import written_whole
 
 
@@ -40,6 +40,8 @@ def save(cli: CliContext, output: Path | None, images: tuple[str, ...]) -> int:
             if e.errno in (errno.EBADF, errno.EINVAL):
                 raise UsageError("cannot write to standard output: it is not open for "
                                  "writing", hint="give a file: -o FILE") from e
+            if e.filename is None:  # (a write's: a full disk is where it went, not ours)
+                raise OutputUnwritable(e) from e
             raise
         return 0
     with activity(f"Saving to {output}"), written_whole(output) as out:

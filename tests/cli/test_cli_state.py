@@ -1336,3 +1336,12 @@ def test_update_changes_a_stopped_boxs_policy_and_size(script_runner: ScriptRunn
         BoxStore(home_paths()).write(removed_at_end)
     assert_one_line_error(bx(script_runner, "update", "--restart", "always", "planted"),
                           "box planted is removed when it ends (--rm)")
+
+
+def test_save_into_a_full_standard_output_says_so(image: str) -> None:
+    """(it gave the data directory's hint: the full disk was where the user sent it)"""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([shutil.which("boxlite") or "boxlite", "save", image],
+                              stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert (done.returncode, done.stderr) == (
+        125, b"boxlite: cannot write to standard output: No space left on device\n")
