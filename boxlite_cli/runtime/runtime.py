@@ -1150,6 +1150,8 @@ class Runtime:
         from boxlite_cli.agent.client import AgentClient
 
         try:
+            if state.is_held:  # (a full disk holds its VM: its guest takes no signal, and
+                raise VmError("its VM is held")  # the RPC would wait out its timeout)
             client = AgentClient.connect(f"unix:{files.agent_socket}")
             try:
                 client.signal(MAIN, signum if signum is not None
