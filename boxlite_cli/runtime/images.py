@@ -82,8 +82,13 @@ class Images:
 
     def pull(self, ref: str | Reference, progress: PullProgress | None = None) -> PullResult:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
-        with self.client(reference.registry) as client, self.store.writing():
-            return Puller(self.store, client, progress).pull(reference)
+        try:
+            with self.client(reference.registry) as client, self.store.writing():
+                return Puller(self.store, client, progress).pull(reference)
+        except ImageError:  # (a broken image, refused: its blobs go, as a load's do; not
+            with contextlib.suppress(ImageError, OSError):  # a network failure's, which a
+                self.store.collect_garbage(set(self.boxes_using()))  # retry takes up)
+            raise
 
     def login(self, server: str, creds: Credentials) -> str:
         """Check the credentials against the registry, then save them (0600)."""
