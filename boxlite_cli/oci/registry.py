@@ -358,12 +358,30 @@ class RegistryClient:
             return resp
         tries = self.settings.retries + 1
         reason = last_status or _describe(last)
+        proxy = self._proxy() if isinstance(last, httpx.ConnectError) else None
+        if proxy:  # (the proxy's refusal, not the registry's)
+            reason = f"cannot connect through the proxy {proxy} ({last})"
         raise RegistryError(f"{what} from {self.registry}: {reason}, "
                             f"gave up after {tries} attempt{'s' if tries > 1 else ''}",
                             hint=(f"the registry limits how often it is asked (a rate limit"
                                   f"{f'; it asks to wait: {_wait_text(wait_header)}' if wait_header else ''})"
                                   ": wait, then retry") if limited else
+                            f"check the proxy the environment names, or set no_proxy="
+                            f"{registry_host(self.registry)} to reach it directly" if proxy else
                             "check the registry address and your network, then retry")
+
+    def _proxy(self) -> str | None:
+        """The proxy of the environment a request to this registry goes through, if any."""
+        if is_loopback(self.registry):
+            return None
+        import urllib.request
+
+        host = registry_host(self.registry)
+        if urllib.request.proxy_bypass(host):  # (the environment's no_proxy, on Linux)
+            return None
+        proxies = urllib.request.getproxies_environment()
+        scheme = "http" if (self._base or "").startswith("http://") else "https"
+        return proxies.get(scheme) or proxies.get("all")
 
     def base_url(self) -> str:
         """`https://host` (or `http://host` for an insecure registry that has no TLS)."""

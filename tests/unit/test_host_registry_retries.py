@@ -201,3 +201,27 @@ def test_an_error_answer_is_read_at_most_64_kib_and_a_stalled_one_says_its_statu
         with _client(httpx.MockTransport(lambda _r, s=stream: httpx.Response(404, stream=s)),
                      0, []) as client, pytest.raises(NotFound, match=r"HTTP 404$"):
             client.get_manifest("busybox", "latest")
+
+
+def test_a_proxy_that_refuses_is_named_not_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(a dead https_proxy was "cannot connect ... check the registry address": the
+    registry was up)"""
+    for var in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    with _client(httpx.MockTransport(refused), 0, []) as client, \
+            pytest.raises(RegistryError) as e:
+        client.get_manifest("busybox", "latest")
+    assert e.value.message == (f"fetching the manifest from {REGISTRY}: cannot connect through "
+                               "the proxy http://127.0.0.1:9 ([Errno 111] Connection refused), "
+                               "gave up after 1 attempt")
+    assert e.value.hint == ("check the proxy the environment names, or set "
+                            f"no_proxy={REGISTRY} to reach it directly")
+    monkeypatch.setenv("no_proxy", REGISTRY)  # (not through it: the registry's own failure)
+    with _client(httpx.MockTransport(refused), 0, []) as client, \
+            pytest.raises(RegistryError, match="cannot connect \\(\\[Errno 111\\]"):
+        client.get_manifest("busybox", "latest")
