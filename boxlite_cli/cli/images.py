@@ -78,6 +78,9 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
     def digest(i: Image) -> str:
         return repo_digests.get((i.reference.name, i.manifest_digest), i.manifest_digest)
 
+    def repo_digest(i: Image) -> str:  # (the table's and templates': <none> for an image no
+        return repo_digests.get((i.reference.name, i.manifest_digest), "<none>")  # registry has)
+
     if fmt == "json":
         print_json([{"reference": None if i.reference.unnamed else str(i.reference),
                      "repository": "<none>" if i.reference.unnamed else i.reference.name,
@@ -88,7 +91,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
             "Repository": Reference(i.reference.registry, i.reference.repository, None,
                                     None).short,
             "Tag": i.reference.tag or "<none>", "ID": short_id(i, no_trunc),
-            "Digest": digest(i), "CreatedAt": go_time(created_at(i)),
+            "Digest": repo_digest(i), "CreatedAt": go_time(created_at(i)),
             "CreatedSince": ago(created_at(i)) or "N/A", "Size": human_size(size(i)),
         } for i in items], {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
     else:
@@ -96,7 +99,7 @@ def images(cli: CliContext, quiet: bool, all_images: bool, digests: bool, no_tru
         for i in items:
             ref = i.reference
             repo = Reference(ref.registry, ref.repository, None, None).short
-            rows.append([repo, ref.tag or "<none>", *([digest(i)] if digests else []),
+            rows.append([repo, ref.tag or "<none>", *([repo_digest(i)] if digests else []),
                          short_id(i, no_trunc), ago(created_at(i)) or "N/A", human_size(size(i))])
         print_table(["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID",
                      "CREATED", "SIZE"], rows)

@@ -506,6 +506,9 @@ def test_cli_load(script_runner: ScriptRunner, tmp_path: Path) -> None:
     # place the image is not)
     [record] = json.loads(bx(script_runner, "image", "inspect", "other:2").stdout)
     assert (record["RepoTags"], record["RepoDigests"]) == (["other:2"], [])
+    digests = bx(script_runner, "images", "--digests", "other").stdout.splitlines()
+    assert digests[1].split()[:3] == ["other", "2", "<none>"]  # (docker's)
+    assert bx(script_runner, "images", "--format", "{{.Digest}}", "other").stdout == "<none>\n"
 
 
 def test_cli_load_of_an_unnamed_image_lists_it_as_none(script_runner: ScriptRunner,
