@@ -90,14 +90,22 @@ def _label(config: dict[str, Any], change: str, text: str) -> None:
     config["Labels"] = labels
 
 
+MAX_EXPOSE_RANGE = 1024  # ports one EXPOSE range may name
+
+
 def _expose(config: dict[str, Any], change: str, text: str) -> None:
     ports = dict(config.get("ExposedPorts") or {})
     for word in _words(change, text) or [""]:
         port, _, proto = word.partition("/")
-        if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("", "tcp", "udp",
-                                                                            "sctp"):
-            raise _bad(change, f"{word!r} is not a port (80, 53/udp)")
-        ports[f"{int(port)}/{proto or 'tcp'}"] = {}
+        low, dash, high = port.partition("-")  # (a Dockerfile's range: 8000-8010/udp)
+        high = high if dash else low
+        if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536) \
+                or proto not in ("", "tcp", "udp", "sctp"):
+            raise _bad(change, f"{word!r} is not a port (80, 53/udp, 8000-8010)")
+        if int(high) - int(low) >= MAX_EXPOSE_RANGE:
+            raise _bad(change, f"{word!r}: a range names {MAX_EXPOSE_RANGE} ports at most")
+        for number in range(int(low), int(high) + 1):
+            ports[f"{number}/{proto or 'tcp'}"] = {}
     config["ExposedPorts"] = ports
 
 

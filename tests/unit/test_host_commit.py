@@ -273,12 +273,13 @@ def test_changes_are_dockerfile_instructions() -> None:
     config = {"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "Labels": {"x": "1"}}
     changed = apply_changes(config, [
         'CMD ["python3", "app.py"]', "ENV A=2 B='two words'", "env C 3 4", 'LABEL y="a b"',
-        "EXPOSE 80 53/udp", "VOLUME /data /cache", "USER app", "WORKDIR /srv",
+        "EXPOSE 80 53/udp 8000-8001/udp", "VOLUME /data /cache", "USER app", "WORKDIR /srv",
         "STOPSIGNAL SIGINT"])
     assert changed["Cmd"] == ["python3", "app.py"]
     assert changed["Env"] == ["PATH=/bin", "A=2", "B=two words", "C=3 4"]
     assert changed["Labels"] == {"x": "1", "y": "a b"}
-    assert changed["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert changed["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "8000/udp": {},
+                                       "8001/udp": {}}  # (a range, as a Dockerfile's)
     assert changed["Volumes"] == {"/data": {}, "/cache": {}}
     assert (changed["User"], changed["WorkingDir"], changed["StopSignal"]) == (
         "app", "/srv", "SIGINT")
@@ -291,7 +292,8 @@ def test_changes_are_dockerfile_instructions() -> None:
 
 @pytest.mark.parametrize(("change", "says"), [
     ("RUN apt-get update", "RUN is not one of"), ("CMD", "CMD needs an argument"),
-    ("EXPOSE http", "'http' is not a port"), ("ENV", "ENV needs an argument"),
+    ("EXPOSE http", "'http' is not a port"), ("EXPOSE 90-80", "'90-80' is not a port"),
+    ("EXPOSE 1-2000", "a range names 1024 ports at most"), ("ENV", "ENV needs an argument"),
     ("ENV A", "ENV A needs a value"),
     ("ONBUILD FROM debian", "FROM is not allowed as an ONBUILD trigger"),
     ("ONBUILD ONBUILD RUN x", "ONBUILD is not allowed as an ONBUILD trigger"),
