@@ -15,13 +15,13 @@ from boxlite_cli.errors import UsageError
 
 
 @click.command()
-@click.option("-o", "--output", default="-", metavar="FILE", type=click.Path(path_type=Path),
+@click.option("-o", "--output", default="-", metavar="FILE", type=click.Path(),
               help="The archive to write (tar + zstd) [default: standard output, which "
                    "must not be a terminal, as docker's].")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists (refused otherwise).")
 @click.argument("box", shell_complete=complete_box)
 @pass_cli
-def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
+def export(cli: CliContext, output: str, force: bool, box: str) -> int:
     """Write BOX (running or stopped) as an archive to import elsewhere.
 
     The archive holds a manifest (the box's config, name, image, and the SHA-256 of
@@ -32,7 +32,7 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
     """
     from boxlite_cli.runtime.export import export_box
 
-    if str(output) == "-":
+    if output in ("", "-"):  # (an empty -o is standard output too, as docker's)
         if os.isatty(1):
             raise UsageError("refusing to write the archive to a terminal",
                              hint="redirect standard output, or use -o FILE")
@@ -41,5 +41,6 @@ def export(cli: CliContext, output: Path, force: bool, box: str) -> int:
             export_box(cli.runtime, box, 1, warn=warn)
         return 0
     with ending_on_signals():
-        export_box(cli.runtime, box, output, force=force, warn=warn)  # (quiet, as docker's)
+        # (quiet, as docker's)
+        export_box(cli.runtime, box, Path(output), force=force, warn=warn)
     return 0

@@ -15,11 +15,11 @@ from boxlite_cli.outfile import written_whole
 
 
 @click.command()
-@click.option("-o", "--output", metavar="FILE", type=click.Path(path_type=Path),
+@click.option("-o", "--output", metavar="FILE", type=click.Path(),
               help="Write to FILE (replaced whole once written) instead of standard output.")
 @click.argument("images", nargs=-1, required=True, shell_complete=complete_image)
 @pass_cli
-def save(cli: CliContext, output: Path | None, images: tuple[str, ...]) -> int:
+def save(cli: CliContext, output: str | None, images: tuple[str, ...]) -> int:
     """Save IMAGES (references or ids) as one tar, to load elsewhere.
 
     The tar is what `docker save` writes: an OCI image layout with docker's
@@ -29,7 +29,7 @@ def save(cli: CliContext, output: Path | None, images: tuple[str, ...]) -> int:
     """
     ops = cli.runtime.image_ops
     ops.to_save(images)  # (a name that is not here fails before anything is written)
-    if output is None or str(output) == "-":
+    if output in (None, "", "-"):  # (an empty -o is standard output too, as docker's)
         if os.isatty(1):
             raise UsageError("refusing to write the images to a terminal",
                              hint="redirect standard output, or use -o FILE")
@@ -44,6 +44,7 @@ def save(cli: CliContext, output: Path | None, images: tuple[str, ...]) -> int:
                 raise OutputUnwritable(e) from e
             raise
         return 0
-    with activity(f"Saving to {output}"), written_whole(output) as out:
+    assert output is not None
+    with activity(f"Saving to {output}"), written_whole(Path(output)) as out:
         ops.save(images, out)
     return 0

@@ -1345,3 +1345,15 @@ def test_save_into_a_full_standard_output_says_so(image: str) -> None:
                               stdout=full, stderr=subprocess.PIPE, timeout=120)
     assert (done.returncode, done.stderr) == (
         125, b"boxlite: cannot write to standard output: No space left on device\n")
+
+
+def test_an_empty_output_path_is_standard_output(image: str) -> None:
+    """docker's `save -o ""` / `export -o ""` (it was ". is a directory")."""
+    done = subprocess.run([shutil.which("boxlite") or "boxlite", "save", "-o", "", image],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        assert "index.json" in tar.getnames()
+    exported = subprocess.run([shutil.which("boxlite") or "boxlite", "export", "-o", "", "gone"],
+                              capture_output=True, timeout=120)
+    assert (exported.returncode, exported.stderr) == (125, b"boxlite: no such box: gone\n")
