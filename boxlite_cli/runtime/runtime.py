@@ -1149,21 +1149,22 @@ class Runtime:
         continue_if_paused(self, box_id)
         from boxlite_cli.agent.client import AgentClient
 
-        try:
-            if state.is_held:  # (a full disk holds its VM: its guest takes no signal, and
-                raise VmError("its VM is held")  # the RPC would wait out its timeout)
-            client = AgentClient.connect(f"unix:{files.agent_socket}")
+        if state.is_held:  # (a full disk holds its VM: its guest takes no signal, and the
+            self._kill_shim(files)  # RPC would wait out its timeout)
+        else:
             try:
-                client.signal(MAIN, signum if signum is not None
-                              else parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL))
+                client = AgentClient.connect(f"unix:{files.agent_socket}")
                 try:
-                    client.wait(MAIN, timeout=max(timeout_s, 0.01))
-                except BoxliteError:
-                    client.signal(MAIN, signal.SIGKILL)
-            finally:
-                client.close()
-        except BoxliteError:
-            self._kill_shim(files)
+                    client.signal(MAIN, signum if signum is not None else
+                                  parse_signal(state.config.stop_signal or DEFAULT_STOP_SIGNAL))
+                    try:
+                        client.wait(MAIN, timeout=max(timeout_s, 0.01))
+                    except BoxliteError:
+                        client.signal(MAIN, signal.SIGKILL)
+                finally:
+                    client.close()
+            except BoxliteError:
+                self._kill_shim(files)
         if not self.wait_stopped(box_id, 30):
             self._kill_shim(files, signal.SIGKILL)
             self.wait_stopped(box_id, 5)
